@@ -1,0 +1,1 @@
+"""mlbus services: independent processes that meet only on Avro-typed Kafka topics."""

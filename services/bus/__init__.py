@@ -1,0 +1,20 @@
+"""The shared bus library: catalogue, codec, envelope, settings, logging, runtime, DLQ, projections.
+
+Services import from here and from nothing else in mlbus. A new service is a handler:
+
+    from services.bus import Bus, Event, ServiceRuntime, derive_id
+
+    def handle(message):                       # a Received: topic, key, record, value, envelope
+        yield Event(record="mlbus.Alert", value={...}, key=message.key, id=derive_id(message.envelope.id))
+
+    ServiceRuntime(Bus.from_env(), "my-service", handle, topics=["inference.predictions"]).run()
+"""
+from .context import Bus
+from .envelope import Envelope, Event, derive_id, new_id
+from .errors import BadInput, DecodeError
+from .publish import DeliveryError, Publisher
+from .runtime import Received, ServiceRuntime
+from .settings import ConfigError, Settings
+
+__all__ = ["Bus", "Envelope", "Event", "derive_id", "new_id", "BadInput", "DecodeError", "DeliveryError",
+           "Publisher", "Received", "ServiceRuntime", "ConfigError", "Settings"]

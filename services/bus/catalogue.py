@@ -1,0 +1,126 @@
+"""The topic catalogue: topics.yaml as typed, validated objects. Code asks here for every topic."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import yaml
+
+DLQ_SUFFIX = ".dlq"
+
+
+class CatalogueError(ValueError):
+    """topics.yaml is malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    schema: str | None          # Avro full name; None for a dead-letter topic (raw bytes)
+    key: str
+    partitions: int
+    replication: int
+    config: Mapping[str, str]
+    producers: tuple[str, ...]
+    consumers: tuple[str, ...]
+    purpose: str
+    dead_letter_for: str | None = None
+
+    @property
+    def dlq(self) -> str:
+        return self.name + DLQ_SUFFIX
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "schema": self.schema, "key": self.key, "partitions": self.partitions,
+                "replication": self.replication, "config": dict(self.config),
+                "producers": list(self.producers), "consumers": list(self.consumers),
+                "purpose": self.purpose, "dead_letter_for": self.dead_letter_for}
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    topics: Mapping[str, Topic]
+    namespace: str = ""             # physical names get this prefix: isolates tests and tenants
+    _by_schema: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def __getitem__(self, name: str) -> Topic:
+        try:
+            return self.topics[name]
+        except KeyError:
+            raise CatalogueError(f"unknown topic {name!r}; topics.yaml has: {', '.join(self.topics)}") from None
+
+    def __iter__(self):
+        return iter(self.topics.values())
+
+    def physical(self, name: str) -> str:
+        """The name on the broker: the catalogue name behind the namespace prefix."""
+        return self.namespace + self[name].name
+
+    def logical(self, physical_name: str) -> str:
+        return physical_name.removeprefix(self.namespace)
+
+    def for_schema(self, schema: str) -> Topic:
+        """The one topic that carries records of this Avro type (handlers emit records, not topics)."""
+        try:
+            return self.topics[self._by_schema[schema]]
+        except KeyError:
+            raise CatalogueError(f"no topic in topics.yaml carries {schema}") from None
+
+    def consumed_by(self, service: str) -> list[Topic]:
+        return [t for t in self if service in t.consumers]
+
+    def primary(self) -> list[Topic]:
+        return [t for t in self if t.dead_letter_for is None]
+
+
+def load_catalogue(path: Path, namespace: str = "", replication: int | None = None) -> Catalogue:
+    raw = yaml.safe_load(path.read_text())
+    return build_catalogue(raw, namespace, replication)
+
+
+def build_catalogue(raw: Mapping, namespace: str = "", replication: int | None = None) -> Catalogue:
+    defaults = raw.get("defaults", {})
+    topics: dict[str, Topic] = {}
+    for entry in raw.get("topics", []):
+        topic = _topic(entry, defaults, replication)
+        if topic.name in topics:
+            raise CatalogueError(f"topic {topic.name} is listed twice in topics.yaml")
+        topics[topic.name] = topic
+        if topic.consumers:
+            dlq = _dead_letter_topic(topic, defaults)
+            topics[dlq.name] = dlq
+    return Catalogue(topics=topics, namespace=namespace, _by_schema=_schema_index(topics.values()))
+
+
+def _topic(entry: Mapping, defaults: Mapping, replication: int | None) -> Topic:
+    missing = {"name", "schema", "key", "purpose"} - set(entry)
+    if missing:
+        raise CatalogueError(f"topic {entry.get('name', '?')} lacks {', '.join(sorted(missing))}")
+    config = {**defaults.get("config", {}), **entry.get("config", {})}
+    return Topic(
+        name=entry["name"], schema=entry["schema"], key=entry["key"],
+        partitions=int(entry.get("partitions", defaults.get("partitions", 1))),
+        replication=replication or int(entry.get("replication", defaults.get("replication", 1))),
+        config={k: str(v) for k, v in config.items()},
+        producers=tuple(entry.get("producers", [])), consumers=tuple(entry.get("consumers", [])),
+        purpose=entry["purpose"])
+
+
+def _dead_letter_topic(topic: Topic, defaults: Mapping) -> Topic:
+    return Topic(
+        name=topic.dlq, schema=None, key=topic.key, partitions=1, replication=topic.replication,
+        config={k: str(v) for k, v in defaults.get("dlq_config", {}).items()},
+        producers=topic.consumers, consumers=(), dead_letter_for=topic.name,
+        purpose=f"Messages from {topic.name} that could not be handled: original bytes, reason in headers.")
+
+
+def _schema_index(topics: Iterable[Topic]) -> dict[str, str]:
+    index: dict[str, str] = {}
+    for topic in topics:
+        if topic.schema is None:
+            continue
+        if topic.schema in index:
+            raise CatalogueError(f"{topic.schema} is carried by both {index[topic.schema]} and {topic.name}")
+        index[topic.schema] = topic.name
+    return index

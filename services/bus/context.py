@@ -1,0 +1,28 @@
+"""The Bus: settings, topic catalogue and schema catalogue, loaded once and passed to whoever needs them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from .catalogue import Catalogue, load_catalogue
+from .codec import SchemaCatalogue
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class Bus:
+    settings: Settings
+    catalogue: Catalogue
+    schemas: SchemaCatalogue
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Bus":
+        catalogue = load_catalogue(settings.topics_file, settings.namespace, settings.replication)
+        schemas = SchemaCatalogue.from_dir(settings.schemas_dir)
+        for topic in catalogue.primary():
+            schemas.schema(topic.schema)      # every topic's schema must exist: fail at start, not later
+        return cls(settings, catalogue, schemas)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Bus":
+        return cls.from_settings(Settings.from_env(environ))

@@ -1,0 +1,42 @@
+"""Dead letters: the original message byte for byte on `<topic>.dlq`, the reason in headers."""
+from __future__ import annotations
+
+import re
+
+from confluent_kafka import Message
+
+from .catalogue import DLQ_SUFFIX
+from .envelope import now_rfc3339
+
+MAX_REASON_CHARS = 2000
+SECRET_PATTERN = re.compile(r"(?i)((?:password|passwd|secret|token|api[_-]?key)\s*[=:]\s*)\S+")
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """Remove secrets from an error message before it leaves the process."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "******")
+    return SECRET_PATTERN.sub(r"\1******", text)[:MAX_REASON_CHARS]
+
+
+def dead_letter_headers(message: Message, logical_topic: str, service: str, stage: str,
+                        error: BaseException, secrets: list[str]) -> list[tuple[str, bytes]]:
+    """The original headers, untouched, followed by the dlq.* headers that say where it came from and why."""
+    _, timestamp = message.timestamp()
+    reason = {
+        "dlq.original.topic": logical_topic,
+        "dlq.original.partition": str(message.partition()),
+        "dlq.original.offset": str(message.offset()),
+        "dlq.original.timestamp": str(timestamp),
+        "dlq.service": service,
+        "dlq.stage": stage,
+        "dlq.error.class": type(error).__name__,
+        "dlq.error.message": scrub(str(error), secrets),
+        "dlq.time": now_rfc3339(),
+    }
+    return list(message.headers() or []) + [(k, v.encode()) for k, v in reason.items()]
+
+
+def dlq_topic(logical_topic: str) -> str:
+    return logical_topic + DLQ_SUFFIX

@@ -1,0 +1,84 @@
+"""CloudEvents Kafka binding, binary mode: the event's identity and lineage travel in headers."""
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+SPEC_VERSION = b"1.0"
+CONTENT_TYPE = b"application/avro"
+ID_NAMESPACE = uuid.UUID("6f1c9b1e-5a57-4a8e-9a39-6d6c62757301")   # mlbus's uuid5 namespace
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event a handler wants published. The runtime picks the topic from the record's Avro name."""
+
+    record: str                  # Avro full name, e.g. mlbus.DataValidated
+    value: dict
+    key: str                     # the entity that orders it (dataset, model, entity id)
+    id: str                      # uuid5 of the cause where one exists: a redelivery yields the same id
+    subject: str | None = None
+
+
+@dataclass(frozen=True)
+class Envelope:
+    id: str
+    source: str
+    type: str
+    time: str
+    subject: str | None
+    correlation_id: str
+    causation_id: str | None
+    traceparent: str
+
+
+def derive_id(*parts: Any) -> str:
+    """A deterministic event id from its cause (input id, model, version...): handlers stay idempotent."""
+    return str(uuid.uuid5(ID_NAMESPACE, "/".join(str(p) for p in parts)))
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_traceparent(cause: Envelope | None = None) -> str:
+    """W3C trace context: the trace id of the cause (a new one at the start), a new span id."""
+    trace_id = cause.traceparent.split("-")[1] if cause and cause.traceparent.count("-") == 3 else secrets.token_hex(16)
+    return f"00-{trace_id}-{secrets.token_hex(8)}-01"
+
+
+def envelope_for(event: Event, source: str, cause: Envelope | None = None, time: str | None = None) -> Envelope:
+    return Envelope(
+        id=event.id, source=source, type=event.record, time=time or now_rfc3339(), subject=event.subject,
+        correlation_id=cause.correlation_id if cause else event.id,
+        causation_id=cause.id if cause else None, traceparent=new_traceparent(cause))
+
+
+def to_headers(envelope: Envelope) -> list[tuple[str, bytes]]:
+    headers = [("ce_specversion", SPEC_VERSION), ("ce_id", envelope.id.encode()),
+               ("ce_source", envelope.source.encode()), ("ce_type", envelope.type.encode()),
+               ("ce_time", envelope.time.encode()), ("content-type", CONTENT_TYPE),
+               ("correlationid", envelope.correlation_id.encode()), ("traceparent", envelope.traceparent.encode())]
+    if envelope.subject:
+        headers.append(("ce_subject", envelope.subject.encode()))
+    if envelope.causation_id:
+        headers.append(("causationid", envelope.causation_id.encode()))
+    return headers
+
+
+def from_headers(headers: Iterable[tuple[str, bytes | None]] | None, fallback_id: str, record: str) -> Envelope:
+    """Read the envelope; a message from a plain producer without ce_* headers still gets a stable id."""
+    found = {k: v.decode("utf-8", "replace") for k, v in (headers or []) if v is not None}
+    event_id = found.get("ce_id") or fallback_id
+    return Envelope(
+        id=event_id, source=found.get("ce_source", "unknown"), type=found.get("ce_type", record),
+        time=found.get("ce_time", ""), subject=found.get("ce_subject"),
+        correlation_id=found.get("correlationid", event_id), causation_id=found.get("causationid"),
+        traceparent=found.get("traceparent", ""))

@@ -1,0 +1,15 @@
+"""The two kinds of failure the runtime tells apart: bad input goes to a DLQ, the rest crashes."""
+
+
+class BadInput(Exception):
+    """This message can never be handled as it is (undecodable, impossible values). It goes to the DLQ
+    and the service moves on. Any other exception is an infrastructure failure: the service crashes,
+    commits nothing, and the message is handled again after the restart."""
+
+    stage = "handle"
+
+
+class DecodeError(BadInput):
+    """The bytes are not a record the schema catalogue can read."""
+
+    stage = "decode"

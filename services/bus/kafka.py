@@ -1,0 +1,33 @@
+"""librdkafka settings for mlbus's producers, consumers and admin clients, in one place."""
+from __future__ import annotations
+
+from .settings import Settings
+
+
+def base_config(settings: Settings) -> dict:
+    return {"bootstrap.servers": settings.bootstrap, **settings.kafka_overrides}
+
+
+def producer_config(settings: Settings, client_id: str, transactional_id: str | None = None) -> dict:
+    config = {**base_config(settings), "client.id": client_id,
+              "enable.idempotence": True, "acks": "all", "linger.ms": 5,
+              "compression.type": "lz4", "message.max.bytes": 8 * 1024 * 1024}
+    if transactional_id:
+        config["transactional.id"] = transactional_id
+        config["transaction.timeout.ms"] = 60_000
+    return config
+
+
+def consumer_config(settings: Settings, group: str, client_id: str, read_committed: bool = True) -> dict:
+    return {**base_config(settings), "group.id": group, "client.id": client_id,
+            "enable.auto.commit": False, "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed" if read_committed else "read_uncommitted",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": 45_000, "max.poll.interval.ms": 300_000,
+            # Bound the prefetch queue so a slow consumer's memory stays small.
+            "queued.max.messages.kbytes": 16_384}
+
+
+def admin_config(settings: Settings) -> dict:
+    return base_config(settings)

@@ -1,0 +1,77 @@
+"""Publishing events: encode with the catalogue, route by record type, track delivery."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from .context import Bus
+from .envelope import Envelope, Event, envelope_for, to_headers
+from .kafka import producer_config
+
+SCHEMA_RECORD = "mlbus.SchemaDefinition"
+
+
+class DeliveryError(RuntimeError):
+    """The broker did not acknowledge a message: an infrastructure failure (crash, retry after restart)."""
+
+
+class Publisher:
+    """Wraps one producer. Every writer publishes its schemas to the `schemas` topic before its first event."""
+
+    def __init__(self, bus: Bus, source: str, producer: Producer | None = None):
+        self.bus = bus
+        self.source = source
+        self.producer = producer or Producer(producer_config(bus.settings, client_id=source))
+        self.failures: list[KafkaError] = []
+        self.delivered = 0
+        self._announced: set[str] = set()
+
+    def publish(self, event: Event, cause: Envelope | None = None) -> Envelope:
+        self._announce(event.record)
+        envelope = envelope_for(event, self.source, cause)
+        value = self.bus.schemas.encode(event.record, event.value)
+        self.produce(self.bus.catalogue.for_schema(event.record).name, event.key.encode(), value,
+                     to_headers(envelope))
+        return envelope
+
+    def produce(self, topic: str, key: bytes | None, value: bytes | None, headers: list) -> None:
+        """Raw produce to a catalogue topic (by its catalogue name); waits for room if the queue is full."""
+        physical = self.bus.catalogue.physical(topic)
+        while True:
+            try:
+                self.producer.produce(physical, value=value, key=key, headers=headers, on_delivery=self._on_delivery)
+                return
+            except BufferError:
+                self.producer.poll(0.1)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait for every acknowledgement; raise DeliveryError if any message was refused."""
+        remaining = self.producer.flush(timeout)
+        if remaining:
+            raise DeliveryError(f"{remaining} messages not acknowledged within {timeout}s")
+        self.raise_failures()
+
+    def raise_failures(self) -> None:
+        if self.failures:
+            first = self.failures[0]
+            self.failures = []
+            raise DeliveryError(f"broker refused a message: {first}")
+
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self.failures.append(error)
+        else:
+            self.delivered += 1
+
+    def _announce(self, record: str) -> None:
+        if record in self._announced:
+            return
+        self._announced.add(record)
+        schema = self.bus.schemas.schema(record)
+        for announced in {schema.name: schema, SCHEMA_RECORD: self.bus.schemas.schema(SCHEMA_RECORD)}.values():
+            value = {"fingerprint": announced.fingerprint_hex, "name": announced.name,
+                     "schema_json": announced.canonical, "registered_by": self.source,
+                     "registered_at": datetime.now(timezone.utc)}
+            self.produce(self.bus.catalogue.for_schema(SCHEMA_RECORD).name, announced.fingerprint_hex.encode(),
+                         self.bus.schemas.encode(SCHEMA_RECORD, value), [])

@@ -1,0 +1,89 @@
+"""Settings read once from the environment into a frozen object; secrets never print."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+KAFKA_PREFIX = "MLBUS_KAFKA_"
+SECRET_WORDS = ("password", "secret", "token", "key")
+
+
+class Secret(str):
+    """A string that shows as ****** in reprs and logs; str(secret) stays the real value for clients."""
+
+    def __repr__(self) -> str:
+        return "Secret('******')"
+
+
+class ConfigError(RuntimeError):
+    """The environment does not say enough to run (e.g. no broker): a usage error, exit 2."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    var_dir: Path
+    bootstrap_env: str | None
+    namespace: str
+    replication: int | None
+    kafka_overrides: Mapping[str, str] = field(default_factory=dict)
+    database_url: str = ""
+    data_dir: Path = Path()
+    artifacts_dir: Path = Path()
+    log_format: str = "auto"
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        home = Path(env.get("MLBUS_HOME", PROJECT_ROOT))
+        var_dir = Path(env.get("MLBUS_VAR", home / "var"))
+        replication = env.get("MLBUS_REPLICATION")
+        return cls(
+            home=home,
+            var_dir=var_dir,
+            bootstrap_env=env.get("MLBUS_BOOTSTRAP") or None,
+            namespace=env.get("MLBUS_NAMESPACE", ""),
+            replication=int(replication) if replication else None,
+            kafka_overrides=kafka_overrides(env),
+            database_url=env.get("MLBUS_DATABASE_URL", f"sqlite:///{var_dir / 'mlbus.db'}"),
+            data_dir=Path(env.get("MLBUS_DATA", var_dir / "data")),
+            artifacts_dir=Path(env.get("MLBUS_ARTIFACTS", var_dir / "artifacts")),
+            log_format=env.get("MLBUS_LOG_FORMAT", "auto"),
+            log_level=env.get("MLBUS_LOG_LEVEL", "info"),
+        )
+
+    @property
+    def bootstrap(self) -> str:
+        """MLBUS_BOOTSTRAP, else the local broker that scripts/kafka started."""
+        if self.bootstrap_env:
+            return self.bootstrap_env
+        bootstrap_file = self.var_dir / "kafka" / "bootstrap"
+        if bootstrap_file.exists():
+            return bootstrap_file.read_text().strip().removeprefix("bootstrap=")
+        raise ConfigError("no Kafka broker: start one with `mlbus up` (or scripts/kafka start), "
+                          "or point MLBUS_BOOTSTRAP at an existing cluster")
+
+    @property
+    def schemas_dir(self) -> Path:
+        return self.home / "schemas"
+
+    @property
+    def topics_file(self) -> Path:
+        return self.home / "topics.yaml"
+
+    def secret_values(self) -> list[str]:
+        return [str(v) for v in self.kafka_overrides.values() if isinstance(v, Secret)]
+
+
+def kafka_overrides(env: Mapping[str, str]) -> dict[str, str]:
+    """MLBUS_KAFKA_SASL_PASSWORD=x → {'sasl.password': Secret('x')}: any librdkafka property by env."""
+    overrides: dict[str, str] = {}
+    for name, value in env.items():
+        if name.startswith(KAFKA_PREFIX):
+            prop = name[len(KAFKA_PREFIX):].lower().replace("_", ".")
+            overrides[prop] = Secret(value) if any(w in prop for w in SECRET_WORDS) else value
+    return overrides

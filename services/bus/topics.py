@@ -1,0 +1,123 @@
+"""Topic administration: the pure plan (catalogue vs broker) and the adapter that applies it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+
+from .catalogue import Catalogue, Topic
+from .context import Bus
+from .kafka import admin_config, base_config
+
+
+@dataclass(frozen=True)
+class ExistingTopic:
+    partitions: int
+    replication: int
+    config: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Change:
+    topic: str                  # physical name
+    action: str                 # create | add-partitions | set-config | drift
+    detail: str
+
+
+def plan_topics(catalogue: Catalogue, existing: Mapping[str, ExistingTopic]) -> list[Change]:
+    """What `topics apply` must do so the broker matches topics.yaml (pure: no I/O)."""
+    changes: list[Change] = []
+    for topic in catalogue:
+        name = catalogue.physical(topic.name)
+        found = existing.get(name)
+        if found is None:
+            changes.append(Change(name, "create", f"{topic.partitions} partitions, replication {topic.replication}"))
+            continue
+        changes.extend(_differences(name, topic, found))
+    return changes
+
+
+def _differences(name: str, topic: Topic, found: ExistingTopic) -> list[Change]:
+    changes = []
+    if found.partitions < topic.partitions:
+        changes.append(Change(name, "add-partitions", f"{found.partitions} → {topic.partitions}"))
+    elif found.partitions > topic.partitions:
+        changes.append(Change(name, "drift", f"has {found.partitions} partitions, topics.yaml says "
+                                            f"{topic.partitions} (Kafka cannot remove partitions)"))
+    if found.replication != topic.replication:
+        changes.append(Change(name, "drift", f"replication {found.replication}, topics.yaml says "
+                                            f"{topic.replication} (reassign partitions to change it)"))
+    for key, wanted in sorted(topic.config.items()):
+        actual = found.config.get(key)
+        if actual != wanted:
+            changes.append(Change(name, "set-config", f"{key}: {actual} → {wanted}"))
+    return changes
+
+
+class TopicAdmin:
+    def __init__(self, bus: Bus):
+        self.bus = bus
+        self.admin = AdminClient(admin_config(bus.settings))
+
+    def existing(self) -> dict[str, ExistingTopic]:
+        metadata = self.admin.list_topics(timeout=30).topics
+        wanted = {self.bus.catalogue.physical(t.name) for t in self.bus.catalogue}
+        names = sorted(wanted & set(metadata))
+        configs = self._configs(names)
+        return {name: ExistingTopic(partitions=len(metadata[name].partitions),
+                                    replication=len(next(iter(metadata[name].partitions.values())).replicas),
+                                    config=configs[name]) for name in names}
+
+    def apply(self, changes: list[Change]) -> None:
+        """Create topics, add partitions and set configs; drift that Kafka cannot fix is only reported."""
+        by_name = {self.bus.catalogue.physical(t.name): t for t in self.bus.catalogue}
+        creates = [_new_topic(name, by_name[name]) for name in {c.topic for c in changes if c.action == "create"}]
+        if creates:
+            _wait(self.admin.create_topics(creates, operation_timeout=30))
+        grow = [NewPartitions(c.topic, by_name[c.topic].partitions) for c in changes if c.action == "add-partitions"]
+        if grow:
+            _wait(self.admin.create_partitions(grow))
+        for name in sorted({c.topic for c in changes if c.action == "set-config"}):
+            resource = ConfigResource(ConfigResource.Type.TOPIC, name, set_config=dict(by_name[name].config))
+            _wait(self.admin.alter_configs([resource]))    # topics.yaml lists every config mlbus sets
+
+    def _configs(self, names: list[str]) -> dict[str, dict[str, str]]:
+        if not names:
+            return {}
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in names]
+        result = {}
+        for resource, future in self.admin.describe_configs(resources).items():
+            result[resource.name] = {k: v.value for k, v in future.result().items()}
+        return result
+
+
+def _new_topic(name: str, topic: Topic) -> NewTopic:
+    return NewTopic(name, num_partitions=topic.partitions, replication_factor=topic.replication,
+                    config=dict(topic.config))
+
+
+def _wait(futures: Mapping) -> None:
+    for future in futures.values():
+        future.result()
+
+
+def consumer_lag(bus: Bus, group: str, topics: list[str]) -> dict[str, int]:
+    """Messages not yet committed by `group`, per catalogue topic (end offset − committed offset)."""
+    consumer = Consumer({**base_config(bus.settings), "group.id": group, "enable.auto.commit": False})
+    try:
+        lag: dict[str, int] = {}
+        for topic in topics:
+            physical = bus.catalogue.physical(topic)
+            metadata = consumer.list_topics(physical, timeout=10).topics[physical]
+            partitions = [TopicPartition(physical, p) for p in metadata.partitions]
+            committed = consumer.committed(partitions, timeout=10)
+            total = 0
+            for tp in committed:
+                low, high = consumer.get_watermark_offsets(TopicPartition(physical, tp.partition), timeout=10)
+                total += high - (tp.offset if tp.offset >= 0 else low)
+            lag[topic] = total
+        return lag
+    finally:
+        consumer.close()

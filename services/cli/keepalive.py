@@ -1,0 +1,46 @@
+"""Run one service and restart it when it crashes (what systemd or Kubernetes do in production).
+
+    python -m services.cli.keepalive NAME MODULE
+
+A clean exit (0) ends it; a crash restarts the service after a growing pause (1 s … 30 s). SIGTERM
+is passed on to the service, which finishes its batch, commits and exits.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+MAX_BACKOFF_S = 30.0
+
+
+def main() -> int:
+    name, module = sys.argv[1], sys.argv[2]
+    stopping = False
+    child: subprocess.Popen | None = None
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    backoff = 1.0
+    while not stopping:
+        started = time.monotonic()
+        child = subprocess.Popen([sys.executable, "-m", f"services.{module}"])
+        code = child.wait()
+        if code == 0 or stopping:
+            return code
+        backoff = 1.0 if time.monotonic() - started > 60 else min(backoff * 2, MAX_BACKOFF_S)
+        print(f'{{"event":"service crashed, restarting","service":"{name}","exit_code":{code},'
+              f'"restart_in_s":{backoff}}}', flush=True)
+        time.sleep(backoff)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

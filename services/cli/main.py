@@ -1,0 +1,49 @@
+"""mlbus — event-driven MLOps on Apache Kafka. `mlbus COMMAND --help` for each command."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from confluent_kafka import KafkaException
+
+from services.bus.catalogue import CatalogueError
+from services.bus.context import Bus
+from services.bus.errors import BadInput
+from services.bus.logs import configure_logging
+from services.bus.publish import DeliveryError
+from services.bus.settings import ConfigError, Settings
+
+from . import io_cmd, supervisor, topics_cmd
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="mlbus", description=__doc__,
+                                   epilog="Environment: MLBUS_BOOTSTRAP (use an existing Kafka), MLBUS_NAMESPACE "
+                                          "(topic prefix), MLBUS_KAFKA_* (any librdkafka setting).")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (topics_cmd, io_cmd, supervisor):
+        module.register(commands)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = Settings.from_env()
+    configure_logging("cli", settings.log_format, "warning", stream=sys.stderr)
+    try:
+        return args.run(Bus.from_settings(settings), args)
+    except (ConfigError, CatalogueError) as error:
+        print(f"mlbus: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except BadInput as error:
+        print(f"mlbus: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except (DeliveryError, KafkaException) as error:
+        print(f"mlbus: Kafka: {error}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
