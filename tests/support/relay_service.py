@@ -1,0 +1,34 @@
+"""A minimal service on the real runtime, for the runtime's own tests: every inference request becomes
+one prediction whose id derives from the request's id. Impossible values (a NaN feature) are bad input.
+
+    MLBUS_RELAY_TRANSACTIONAL=1 python -m tests.support.relay_service
+"""
+import math
+import os
+
+from services.bus import BadInput, Bus, Event, Received, ServiceRuntime, derive_id
+from services.bus.logs import configure_logging
+
+
+def relay(message: Received):
+    request = message.value
+    if any(math.isnan(v) for v in request["features"].values()):
+        raise BadInput("feature value is NaN")
+    yield Event(record="mlbus.Prediction", key=request["entity_id"], id=derive_id(message.envelope.id, "relay"),
+                value={"prediction_id": derive_id(message.envelope.id, "relay"), "request_id": request["request_id"],
+                       "entity_id": request["entity_id"], "model": request["model"], "version": 1,
+                       "variant": "champion", "served": True, "label": "relayed", "score": None,
+                       "probabilities": {}, "latency_ms": 0.0, "deployment_id": None, "error": None,
+                       "predicted_at": request["sent_at"]})
+
+
+def main() -> None:
+    bus = Bus.from_env()
+    configure_logging("relay", "json", os.environ.get("MLBUS_LOG_LEVEL", "warning"))
+    ServiceRuntime(bus, "relay", relay, topics=["inference.requests"],
+                   transactional=os.environ.get("MLBUS_RELAY_TRANSACTIONAL") == "1",
+                   batch_size=int(os.environ.get("MLBUS_RELAY_BATCH", "200"))).run()
+
+
+if __name__ == "__main__":
+    main()
