@@ -64,10 +64,12 @@ class ServiceRuntime:
         """Finish the current batch, commit, close (SIGTERM / SIGINT)."""
         self._stopping = True
 
-    def run(self) -> None:
+    def run(self, handle_signals: bool = True) -> None:
+        """Loop until stop(); handle_signals=False when run in a thread (signals belong to the main one)."""
         self._check_topics_exist()
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
+        if handle_signals:
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
         if self.transactional:
             self.publisher.producer.init_transactions(30)
         self.consumer.subscribe([self.bus.catalogue.physical(t) for t in self.topics])

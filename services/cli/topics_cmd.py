@@ -14,6 +14,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub = topics.add_subparsers(dest="topics_command", required=True)
     listing = sub.add_parser("list", help="print the catalogue as a table")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.add_argument("--markdown", action="store_true", help="print the README's Markdown table")
     listing.set_defaults(run=list_topics)
     apply = sub.add_parser("apply", help="create missing topics, fix configs, report drift (idempotent)")
     apply.add_argument("--dry-run", action="store_true", help="only say what would change")
@@ -25,6 +26,9 @@ def list_topics(bus: Bus, args: argparse.Namespace) -> int:
     topics = list(bus.catalogue)
     if args.json:
         print_json([{**t.as_dict(), "physical_name": bus.catalogue.physical(t.name)} for t in topics])
+        return 0
+    if args.markdown:
+        print(markdown_table(bus))
         return 0
     print_table(["topic", "schema", "key", "parts", "repl", "producers", "consumers", "purpose"],
                 [[t.name, t.schema or "(raw bytes)", t.key, t.partitions, t.replication, ",".join(t.producers),
@@ -50,3 +54,13 @@ def apply_topics(bus: Bus, args: argparse.Namespace) -> int:
         fixable = sum(c.action != "drift" for c in changes)
         info(f"{verb} apply {fixable} changes; {len(changes) - fixable} drift(s) need a person")
     return 0
+
+
+def markdown_table(bus: Bus) -> str:
+    """The topics table in the README, generated from topics.yaml (a unit test keeps them equal)."""
+    lines = ["| topic | schema | key | partitions | producers | consumers | purpose |",
+             "|---|---|---|---|---|---|---|"]
+    for t in bus.catalogue.primary():
+        lines.append(f"| `{t.name}` | `{t.schema}` | {t.key} | {t.partitions} | {', '.join(t.producers)} | "
+                     f"{', '.join(t.consumers) or '—'} | {t.purpose} |")
+    return "\n".join(lines)
