@@ -43,7 +43,7 @@ Handler = Callable[[Received], Iterable[Event]]
 
 class ServiceRuntime:
     def __init__(self, bus: Bus, service: str, handler: Handler, *, topics: list[str] | None = None,
-                 transactional: bool = False, instance: str = "0", batch_size: int = 500,
+                 transactional: bool = False, batch_size: int = 500,
                  poll_timeout_s: float = 0.5):
         self.bus = bus
         self.service = service
@@ -55,6 +55,7 @@ class ServiceRuntime:
         self.group = f"{bus.settings.namespace}mlbus.{service}"
         self.log = get_logger(group=self.group)
         self._stopping = False
+        instance = bus.settings.instance        # MLBUS_INSTANCE: one per copy when scaled out
         transactional_id = f"{self.group}.{instance}" if transactional else None
         self.consumer = Consumer(consumer_config(bus.settings, self.group, f"{service}-{instance}"))
         self.publisher = Publisher(bus, service, Producer(producer_config(bus.settings, service, transactional_id)))

@@ -28,6 +28,7 @@ class Settings:
     var_dir: Path
     bootstrap_env: str | None
     namespace: str
+    instance: str
     replication: int | None
     kafka_overrides: Mapping[str, str] = field(default_factory=dict)
     database_url: str = ""
@@ -47,6 +48,7 @@ class Settings:
             var_dir=var_dir,
             bootstrap_env=env.get("MLBUS_BOOTSTRAP") or None,
             namespace=env.get("MLBUS_NAMESPACE", ""),
+            instance=env.get("MLBUS_INSTANCE", "0"),
             replication=int(replication) if replication else None,
             kafka_overrides=kafka_overrides(env),
             database_url=env.get("MLBUS_DATABASE_URL", f"sqlite:///{var_dir / 'mlbus.db'}"),

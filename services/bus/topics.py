@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
 from .catalogue import Catalogue, Topic
@@ -121,3 +122,11 @@ def consumer_lag(bus: Bus, group: str, topics: list[str]) -> dict[str, int]:
         return lag
     finally:
         consumer.close()
+
+
+def committed_topics(bus: Bus, group: str) -> list[str]:
+    """The catalogue topics a consumer group has committed offsets for."""
+    admin = AdminClient(admin_config(bus.settings))
+    futures = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
+    partitions = next(iter(futures.values())).result().topic_partitions or []
+    return sorted({bus.catalogue.logical(tp.topic) for tp in partitions})

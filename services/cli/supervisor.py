@@ -11,20 +11,22 @@ from pathlib import Path
 
 from services.bus.context import Bus
 from services.bus.settings import PROJECT_ROOT, ConfigError
-from services.bus.topics import TopicAdmin, consumer_lag, plan_topics
+from services.bus.topics import TopicAdmin, committed_topics, consumer_lag, plan_topics
 
 from .output import info, print_json, print_table
 
-# Service name → Python module under services/. `up` starts those whose module exists.
-SERVICES = {"validator": "validator", "trainer": "trainer", "registry": "registry", "deployer": "deployer",
-            "drift-watcher": "drift_watcher", "auditor": "auditor"}
+# mlbus's services → their modules. `up` starts those that exist; NAME=MODULE adds one of your own.
+SERVICES = {"validator": "services.validator", "trainer": "services.trainer", "registry": "services.registry",
+            "deployer": "services.deployer", "drift-watcher": "services.drift_watcher",
+            "auditor": "services.auditor"}
 STOP_DEADLINE_S = 30
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     up = commands.add_parser("up", help="start the local broker (unless MLBUS_BOOTSTRAP), apply topics, "
                                         "start services")
-    up.add_argument("services", nargs="*", help="services to start (default: all that exist)")
+    up.add_argument("services", nargs="*", metavar="SERVICE",
+                    help="services to start (default: all that exist); NAME=python.module runs your own")
     up.set_defaults(run=up_command)
     status = commands.add_parser("status", help="each service with its pid and consumer lag")
     status.add_argument("--json", action="store_true")
@@ -34,27 +36,39 @@ def register(commands: argparse._SubParsersAction) -> None:
     down.set_defaults(run=down_command)
 
 
-def available_services() -> list[str]:
-    return [name for name, module in SERVICES.items() if (PROJECT_ROOT / "services" / module / "__main__.py").exists()]
+def available_services() -> dict[str, str]:
+    return {name: module for name, module in SERVICES.items()
+            if (PROJECT_ROOT / module.replace(".", "/") / "__main__.py").exists()}
+
+
+def requested_services(names: list[str]) -> dict[str, str]:
+    """SERVICE or NAME=MODULE arguments → {name: module}; all existing services when none are named."""
+    if not names:
+        return available_services()
+    wanted = {}
+    for entry in names:
+        name, _, module = entry.partition("=")
+        if not module:
+            if name not in SERVICES:
+                raise ConfigError(f"unknown service {name!r}; known: {', '.join(SERVICES)} (or NAME=MODULE)")
+            if name not in available_services():
+                raise ConfigError(f"{name} is not implemented yet")
+            module = SERVICES[name]
+        wanted[name] = module
+    return wanted
 
 
 def up_command(bus: Bus, args: argparse.Namespace) -> int:
-    unknown = sorted(set(args.services) - set(SERVICES))
-    if unknown:
-        raise ConfigError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICES)}")
+    services = requested_services(args.services)
     if not bus.settings.bootstrap_env:
         start_local_broker(bus)
     admin = TopicAdmin(bus)
     changes = plan_topics(bus.catalogue, admin.existing())
     admin.apply(changes)
     info(f"topics: {len(changes)} change(s) applied")
-    names = args.services or available_services()
-    missing = [n for n in names if n not in available_services()]
-    if missing:
-        raise ConfigError(f"not implemented yet: {', '.join(missing)}")
-    for name in names:
-        start_service(bus, name)
-    if not names:
+    for name, module in services.items():
+        start_service(bus, name, module)
+    if not services:
         info("no services to start yet: the broker and the topics are up")
     info(f"bootstrap={bus.settings.bootstrap}")
     return 0
@@ -67,7 +81,7 @@ def start_local_broker(bus: Bus) -> None:
         raise ConfigError("the local broker did not start; see var/kafka/logs")
 
 
-def start_service(bus: Bus, name: str) -> None:
+def start_service(bus: Bus, name: str, module: str) -> None:
     pid = running_pid(pid_file(bus, name))
     if pid:
         info(f"{name}: already running (pid {pid})")
@@ -76,30 +90,36 @@ def start_service(bus: Bus, name: str) -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MLBUS_BOOTSTRAP": bus.settings.bootstrap}
     with open(log_path, "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "services.cli.keepalive", name, SERVICES[name]],
+        process = subprocess.Popen([sys.executable, "-m", "services.cli.keepalive", name, module,
+                                    str(child_pid_file(bus, name))],
                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env=env, cwd=PROJECT_ROOT, start_new_session=True)
     pid_file(bus, name).write_text(f"{process.pid}\n")
+    (run_dir(bus) / f"{name}.module").write_text(module + "\n")
     info(f"{name}: started (pid {process.pid}, log {log_path})")
 
 
 def status_command(bus: Bus, args: argparse.Namespace) -> int:
     rows = []
-    for name in available_services():
+    for name in sorted(set(available_services()) | set(known_names(bus))):
         pid = running_pid(pid_file(bus, name))
-        topics = [t.name for t in bus.catalogue.consumed_by(name)]
-        lag = sum(consumer_lag(bus, f"{bus.settings.namespace}mlbus.{name}", topics).values()) if pid else None
-        rows.append({"service": name, "state": "running" if pid else "stopped", "pid": pid, "lag": lag})
+        group = f"{bus.settings.namespace}mlbus.{name}"
+        topics = [t.name for t in bus.catalogue.consumed_by(name)] or committed_topics(bus, group)
+        lag = consumer_lag(bus, group, topics) if pid and topics else {}
+        rows.append({"service": name, "state": "running" if pid else "stopped", "pid": pid,
+                     "service_pid": running_pid(child_pid_file(bus, name)),
+                     "lag": sum(lag.values()) if lag else None,      # None: not known yet (nothing committed)
+                     "lag_by_topic": lag})
     if args.json:
         print_json(rows)
     else:
-        print_table(["service", "state", "pid", "lag"], [[r["service"], r["state"], r["pid"] or "-",
+        print_table(["service", "state", "pid", "lag"], [[r["service"], r["state"], r["service_pid"] or "-",
                                                          "-" if r["lag"] is None else r["lag"]] for r in rows])
     return 0
 
 
 def down_command(bus: Bus, args: argparse.Namespace) -> int:
-    for name in SERVICES:
+    for name in known_names(bus):
         stop_process(name, pid_file(bus, name))
     if not bus.settings.bootstrap_env and not args.keep_broker:
         subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "kafka"), "stop",
@@ -124,10 +144,25 @@ def stop_process(name: str, path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
+def run_dir(bus: Bus) -> Path:
+    """Pid files of one namespace's services: var/run/<namespace>/."""
+    path = bus.settings.var_dir / "run" / (bus.settings.namespace.rstrip(".") or "default")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def pid_file(bus: Bus, name: str) -> Path:
-    run_dir = bus.settings.var_dir / "run"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir / f"{bus.settings.namespace}{name}.pid"
+    """The keep-alive's pid: signalling it stops the service it watches."""
+    return run_dir(bus) / f"{name}.pid"
+
+
+def child_pid_file(bus: Bus, name: str) -> Path:
+    return run_dir(bus) / f"{name}.service"
+
+
+def known_names(bus: Bus) -> list[str]:
+    """Every service `up` has started in this namespace (mlbus's own and the user's), running or not."""
+    return sorted(p.stem for p in run_dir(bus).glob("*.module"))
 
 
 def running_pid(path: Path) -> int | None:
