@@ -73,15 +73,17 @@ def bus_story() -> None:
                            "predicted_at": message.value["sent_at"]})
 
     service = ServiceRuntime(bus, "hello-scorer", hello_scorer, topics=["inference.requests"])
-    worker = threading.Thread(target=service.run, kwargs={"handle_signals": False})
+    worker = threading.Thread(target=service.run, kwargs={"handle_signals": False}, daemon=True)
     worker.start()
-    deadline = time.monotonic() + 60
-    while sum(consumer_lag(bus, service.group, ["inference.requests"]).values()) > 0:
-        if time.monotonic() > deadline:
-            sys.exit("demo: the hello-scorer did not catch up within 60 s")
-        time.sleep(0.2)
-    service.stop()
-    worker.join()
+    try:
+        deadline = time.monotonic() + 60
+        while sum(consumer_lag(bus, service.group, ["inference.requests"]).values()) > 0:
+            if time.monotonic() > deadline:
+                sys.exit("demo: the hello-scorer did not catch up within 60 s")
+            time.sleep(0.2)
+    finally:
+        service.stop()
+        worker.join(timeout=30)
     print("hello-scorer handled everything: consumer lag 0")
 
     chapter("5. Its predictions, decoded, with CloudEvents headers (ce_id, ce_source, causationid, traceparent)")

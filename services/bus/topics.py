@@ -4,13 +4,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from confluent_kafka import Consumer, TopicPartition
+import time
+from typing import Callable, TypeVar
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka import ConsumerGroupTopicPartitions
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
 from .catalogue import Catalogue, Topic
 from .context import Bus
 from .kafka import admin_config, base_config
+
+T = TypeVar("T")
+COORDINATOR_NOT_READY = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                         KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT}
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,7 @@ def consumer_lag(bus: Bus, group: str, topics: list[str]) -> dict[str, int]:
             physical = bus.catalogue.physical(topic)
             metadata = consumer.list_topics(physical, timeout=10).topics[physical]
             partitions = [TopicPartition(physical, p) for p in metadata.partitions]
-            committed = consumer.committed(partitions, timeout=10)
+            committed = _retry_while_retriable(lambda: consumer.committed(partitions, timeout=10))
             total = 0
             for tp in committed:
                 low, high = consumer.get_watermark_offsets(TopicPartition(physical, tp.partition), timeout=10)
@@ -130,3 +137,17 @@ def committed_topics(bus: Bus, group: str) -> list[str]:
     futures = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
     partitions = next(iter(futures.values())).result().topic_partitions or []
     return sorted({bus.catalogue.logical(tp.topic) for tp in partitions})
+
+
+def _retry_while_retriable(call: Callable[[], T], deadline_s: float = 30.0) -> T:
+    """Group coordinator look-ups fail retriably while a fresh broker loads its state: try again."""
+    give_up = time.monotonic() + deadline_s
+    while True:
+        try:
+            return call()
+        except KafkaException as error:
+            kafka_error = error.args[0]
+            transient = kafka_error.retriable() or kafka_error.code() in COORDINATOR_NOT_READY
+            if not transient or time.monotonic() > give_up:
+                raise
+            time.sleep(0.2)
