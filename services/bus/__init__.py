@@ -13,7 +13,8 @@ from .context import Bus
 from .envelope import Envelope, Event, derive_id, new_id
 from .errors import BadInput, DecodeError
 from .publish import DeliveryError, Publisher
-from .runtime import Received, ServiceRuntime
+from .received import Received
+from .runtime import ServiceRuntime
 from .settings import ConfigError, Settings
 
 __all__ = ["Bus", "Envelope", "Event", "derive_id", "new_id", "BadInput", "DecodeError", "DeliveryError",

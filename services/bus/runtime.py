@@ -3,11 +3,15 @@
 Outputs are delivered before the input's offset is committed (at-least-once), or — in transactional
 mode — outputs and offsets commit atomically in one Kafka transaction (exactly-once within Kafka).
 A BadInput goes to `<topic>.dlq` and the loop goes on; any other exception crashes the process.
+Handlers run first for the whole batch; the transaction opens only once their outputs are ready, so
+a slow handler (offload=True: run in a thread while the consumer keeps polling, paused) never holds
+a transaction open or overruns max.poll.interval.ms.
 """
 from __future__ import annotations
 
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -15,36 +19,33 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from .context import Bus
 from .dlq import dead_letter_headers, dlq_topic
-from .envelope import Envelope, Event, derive_id, from_headers
+from .envelope import Envelope, Event
 from .errors import BadInput
 from .kafka import consumer_config, producer_config
 from .logs import get_logger
 from .publish import Publisher
+from .received import Received, decode_message
 from .schema_topic import SchemasTopicResolver
 from .settings import ConfigError
 
+Handler = Callable[[Received], Iterable[Event]]
+__all__ = ["Handler", "Received", "ServiceRuntime"]
+
 
 @dataclass(frozen=True)
-class Received:
-    """A decoded input message, as a handler sees it."""
+class Outcome:
+    """What handling one message produced: events to publish, or the message itself to dead-letter."""
 
-    topic: str                   # catalogue name (without namespace)
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: str | None
-    record: str                  # Avro full name
-    value: dict
-    envelope: Envelope
-
-
-Handler = Callable[[Received], Iterable[Event]]
+    message: Message
+    events: list[Event]
+    cause: Envelope | None = None
+    error: BadInput | None = None
 
 
 class ServiceRuntime:
     def __init__(self, bus: Bus, service: str, handler: Handler, *, topics: list[str] | None = None,
-                 transactional: bool = False, batch_size: int = 500,
-                 poll_timeout_s: float = 0.5):
+                 transactional: bool = False, batch_size: int = 500, poll_timeout_s: float = 0.5,
+                 offload: bool = False):
         self.bus = bus
         self.service = service
         self.handler = handler
@@ -52,6 +53,7 @@ class ServiceRuntime:
         self.transactional = transactional
         self.batch_size = batch_size
         self.poll_timeout_s = poll_timeout_s
+        self.offload = ThreadPoolExecutor(1, thread_name_prefix=service) if offload else None
         self.group = f"{bus.settings.namespace}mlbus.{service}"
         self.log = get_logger(group=self.group)
         self._stopping = False
@@ -83,51 +85,65 @@ class ServiceRuntime:
         finally:
             self.consumer.close()
             self.publisher.producer.flush(10)
+            if self.offload:
+                self.offload.shutdown()
             self.log.info("service stopped")
 
     def handle_batch(self, messages: list[Message]) -> None:
-        if self.transactional:
-            self.publisher.producer.begin_transaction()
+        outcomes: list[Outcome] = []
         next_offsets: dict[tuple[str, int], int] = {}
         for message in messages:
             if message.error():
                 self._on_consumer_error(message.error())
                 continue
-            self._handle_one(message)
+            outcomes.append(self._handle_one(message))
             next_offsets[(message.topic(), message.partition())] = message.offset() + 1
+        if self.transactional:
+            self.publisher.producer.begin_transaction()
+        for outcome in outcomes:
+            self._publish(outcome)
         self._commit([TopicPartition(t, p, o) for (t, p), o in next_offsets.items()])
 
-    def _handle_one(self, message: Message) -> None:
+    def _handle_one(self, message: Message) -> Outcome:
         started = time.perf_counter()
-        topic = self.bus.catalogue.logical(message.topic())
-        context = {"topic": topic, "partition": message.partition(), "offset": message.offset()}
+        context = {"topic": self.bus.catalogue.logical(message.topic()), "partition": message.partition(),
+                   "offset": message.offset()}
         try:
-            received = self.decode(message, topic)
+            received = decode_message(self.bus, message)
             context.update(event_id=received.envelope.id, record=received.record)
-            events = list(self.handler(received))
+            events = self._call_handler(received)
         except BadInput as error:
-            self._dead_letter(message, topic, error)
             self.log.warning("message dead-lettered", **context, outcome="dead-lettered", stage=error.stage,
                              error_class=type(error).__name__, error=str(error)[:500],
                              duration_ms=round((time.perf_counter() - started) * 1000, 3))
-            return
-        for event in events:
-            self.publisher.publish(event, cause=received.envelope)
+            return Outcome(message, [], error=error)
         self.log.info("message handled", **context, outcome="handled", emitted=len(events),
                       duration_ms=round((time.perf_counter() - started) * 1000, 3))
+        return Outcome(message, events, cause=received.envelope)
 
-    def decode(self, message: Message, topic: str) -> Received:
-        record, value = self.bus.schemas.decode(message.value())
-        key = message.key()
-        fallback_id = derive_id(topic, message.partition(), message.offset())
-        return Received(topic=topic, partition=message.partition(), offset=message.offset(),
-                        timestamp_ms=message.timestamp()[1], key=key.decode("utf-8", "replace") if key else None,
-                        record=record, value=value, envelope=from_headers(message.headers(), fallback_id, record))
+    def _call_handler(self, received: Received) -> list[Event]:
+        if self.offload is None:
+            return list(self.handler(received))
+        future = self.offload.submit(lambda: list(self.handler(received)))
+        assignment = self.consumer.assignment()
+        self.consumer.pause(assignment)
+        try:
+            while not future.done():
+                self.consumer.poll(0.2)          # keeps the member alive in its group; paused: no messages
+        finally:
+            self.consumer.resume(assignment)
+        return future.result()
 
-    def _dead_letter(self, message: Message, topic: str, error: BadInput) -> None:
-        headers = dead_letter_headers(message, topic, self.service, error.stage, error,
-                                      self.bus.settings.secret_values())
-        self.publisher.produce(dlq_topic(topic), message.key(), message.value(), headers)
+    def _publish(self, outcome: Outcome) -> None:
+        if outcome.error is not None:
+            message = outcome.message
+            topic = self.bus.catalogue.logical(message.topic())
+            headers = dead_letter_headers(message, topic, self.service, outcome.error.stage, outcome.error,
+                                          self.bus.settings.secret_values())
+            self.publisher.produce(dlq_topic(topic), message.key(), message.value(), headers)
+            return
+        for event in outcome.events:
+            self.publisher.publish(event, cause=outcome.cause)
 
     def _commit(self, offsets: list[TopicPartition]) -> None:
         producer = self.publisher.producer

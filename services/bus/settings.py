@@ -34,6 +34,7 @@ class Settings:
     database_url: str = ""
     data_dir: Path = Path()
     artifacts_dir: Path = Path()
+    contracts_dir: Path = Path()
     log_format: str = "auto"
     log_level: str = "info"
 
@@ -54,6 +55,7 @@ class Settings:
             database_url=env.get("MLBUS_DATABASE_URL", f"sqlite:///{var_dir / 'mlbus.db'}"),
             data_dir=Path(env.get("MLBUS_DATA", var_dir / "data")),
             artifacts_dir=Path(env.get("MLBUS_ARTIFACTS", var_dir / "artifacts")),
+            contracts_dir=Path(env.get("MLBUS_CONTRACTS", home / "schemas" / "datasets")),
             log_format=env.get("MLBUS_LOG_FORMAT", "auto"),
             log_level=env.get("MLBUS_LOG_LEVEL", "info"),
         )

@@ -1,0 +1,34 @@
+"""Decoding a Kafka message into what a handler or a projection sees."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import Message
+
+from .context import Bus
+from .envelope import Envelope, derive_id, from_headers
+
+
+@dataclass(frozen=True)
+class Received:
+    """A decoded input message."""
+
+    topic: str                   # catalogue name (without namespace)
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: str | None
+    record: str                  # Avro full name
+    value: dict
+    envelope: Envelope
+
+
+def decode_message(bus: Bus, message: Message) -> Received:
+    """Raises DecodeError (a BadInput) when the bytes are not a record the catalogue can read."""
+    topic = bus.catalogue.logical(message.topic())
+    record, value = bus.schemas.decode(message.value())
+    key = message.key()
+    fallback_id = derive_id(topic, message.partition(), message.offset())
+    return Received(topic=topic, partition=message.partition(), offset=message.offset(),
+                    timestamp_ms=message.timestamp()[1], key=key.decode("utf-8", "replace") if key else None,
+                    record=record, value=value, envelope=from_headers(message.headers(), fallback_id, record))

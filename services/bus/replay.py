@@ -1,0 +1,55 @@
+"""Read whole topics from the start to their current end: how services rebuild their views at start-up
+and how the CLI shows what is on the bus (runs, validations)."""
+from __future__ import annotations
+
+import time
+from typing import Iterable, Iterator
+
+from confluent_kafka import Consumer, TopicPartition
+
+from .context import Bus
+from .errors import DecodeError
+from .kafka import base_config
+from .received import Received, decode_message
+
+
+def read_topics(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0) -> Iterator[Received]:
+    """Every decodable committed record of the topics, up to their end when called, in offset order per
+    partition. Undecodable records are skipped: they went to a DLQ when services met them."""
+    consumer = Consumer({**base_config(bus.settings), "group.id": "mlbus-replay", "enable.auto.commit": False,
+                         "isolation.level": "read_committed", "enable.partition.eof": False})
+    try:
+        ends = _end_offsets(consumer, [bus.catalogue.physical(t) for t in topics], timeout_s)
+        consumer.assign([TopicPartition(t, p, 0) for (t, p) in ends])
+        deadline = time.monotonic() + timeout_s
+        while ends:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {sorted({t for t, _ in ends})} to the end in {timeout_s}s")
+            for message in consumer.consume(1000, 0.5):
+                if message.error():
+                    continue
+                where = (message.topic(), message.partition())
+                if message.offset() + 1 >= ends.get(where, 0):
+                    ends.pop(where, None)
+                try:
+                    yield decode_message(bus, message)
+                except DecodeError:
+                    continue
+            ends = {w: end for w, end in ends.items() if _position(consumer, w) < end}
+    finally:
+        consumer.close()
+
+
+def _end_offsets(consumer: Consumer, topics: list[str], timeout_s: float) -> dict[tuple[str, int], int]:
+    ends = {}
+    for topic in topics:
+        for partition in consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+            if high > low:
+                ends[(topic, partition)] = high
+    return ends
+
+
+def _position(consumer: Consumer, where: tuple[str, int]) -> int:
+    [position] = consumer.position([TopicPartition(*where)])
+    return position.offset if position.offset >= 0 else 0

@@ -1,0 +1,35 @@
+"""The validator's edges: contract files, data snapshots, and its own earlier output."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from services.bus import Bus
+from services.bus.replay import read_topics
+
+from .contract import Contract, parse_contract
+
+
+class ContractFiles:
+    """schemas/datasets/<dataset>.avsc, read again when the file changes (no restart for a new contract)."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._cache: dict[str, tuple[float, Contract]] = {}
+
+    def __call__(self, dataset: str) -> Contract | None:
+        path = self.directory / f"{dataset}.avsc"
+        if not path.exists():
+            return None
+        mtime = path.stat().st_mtime
+        cached = self._cache.get(dataset)
+        if cached is None or cached[0] != mtime:
+            cached = (mtime, parse_contract(json.loads(path.read_text())))
+            self._cache[dataset] = cached
+        return cached[1]
+
+
+def validated_batch_ids(bus: Bus) -> set[str]:
+    """Batches this validator already judged, from its own output topic: a redelivered batch is skipped."""
+    topic = bus.catalogue.for_schema("mlbus.DataValidated").name
+    return {record.value["batch_id"] for record in read_topics(bus, [topic])}

@@ -1,0 +1,43 @@
+"""The validator's handler: skip what was judged already, load contract and data, decide."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Callable
+
+import pandas as pd
+
+from services.bus import Event, Received
+from services.bus.datastore import DataFileError
+
+from .contract import Contract, ContractError
+from .decide import validate_batch
+
+
+class Validator:
+    def __init__(self, contracts: Callable[[str], Contract | None],
+                 load: Callable[[str, str, str], pd.DataFrame], validated: set[str],
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.contracts = contracts
+        self.load = load
+        self.validated = validated
+        self.clock = clock
+
+    def __call__(self, message: Received) -> list[Event]:
+        batch = message.value
+        if batch["batch_id"] in self.validated:
+            return []
+        try:
+            contract = self.contracts(batch["dataset"])
+        except ContractError as error:
+            contract, data = None, error
+        else:
+            data = self._load(batch) if contract else None
+        event = validate_batch(batch, contract, data, self.clock())
+        self.validated.add(batch["batch_id"])
+        return [event]
+
+    def _load(self, batch: dict) -> pd.DataFrame | DataFileError:
+        try:
+            return self.load(batch["uri"], batch["sha256"], batch["format"])
+        except DataFileError as error:
+            return error

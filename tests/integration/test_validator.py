@@ -1,0 +1,75 @@
+"""validator on the real broker: good and bad batches, duplicates, and it keeps running."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from services.bus import Event, Publisher
+from services.bus.datasets import publish_batch
+from tests.support.datasets import good, with_defect, write
+from services.bus.topics import consumer_lag
+from tests.support.polling import read_topic, wait_until
+from tests.support.processes import running
+
+
+def validations(bus, expected: int) -> dict[str, dict]:
+    messages = read_topic(bus, "data.validated", expected=expected, timeout=120)
+    return {v["batch_id"]: v for v in (bus.schemas.decode(m.value())[1] for m in messages)}
+
+
+def forged_batch(bus, publisher, dataset: str, uri: str, sha256: str, batch_id: str) -> str:
+    value = {"batch_id": batch_id, "dataset": dataset, "uri": uri, "sha256": sha256, "rows": 10, "size_bytes": 1,
+             "format": "csv", "publisher": "test", "published_at": datetime.now(timezone.utc), "labels": {}}
+    publisher.publish(Event("mlbus.DataBatch", value, dataset, batch_id))
+    return batch_id
+
+
+def test_good_and_bad_batches_each_get_their_reason(bus, bus_env, tmp_path):
+    publisher = Publisher(bus, "test")
+    good_batch = publish_batch(bus, "breast_cancer", write(good(), tmp_path / "good.csv"), "test", publisher)
+    expected = {good_batch["batch_id"]: None}
+    for kind in ("duplicate_keys", "missing", "range", "type", "schema"):
+        batch = publish_batch(bus, "breast_cancer", write(with_defect(kind), tmp_path / f"{kind}.csv"), "test", publisher)
+        expected[batch["batch_id"]] = "schema" if kind == "schema" else kind
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    expected[publish_batch(bus, "breast_cancer", empty, "test", publisher)["batch_id"]] = "empty"
+    garbage = tmp_path / "garbage.parquet"
+    garbage.write_bytes(b"PAR1 this is not parquet at all")
+    expected[publish_batch(bus, "breast_cancer", garbage, "test", publisher)["batch_id"]] = "file"
+    real = publish_batch(bus, "breast_cancer", write(good(seed=3), tmp_path / "real.csv"), "test", publisher)
+    expected[forged_batch(bus, publisher, "breast_cancer", real["uri"], "0" * 64, "forged-sha")] = "sha256"
+    expected[forged_batch(bus, publisher, "breast_cancer", (tmp_path / "gone.csv").as_uri(), "0" * 64, "gone")] = "file"
+    expected[publish_batch(bus, "no_such_dataset", write(good(), tmp_path / "x.csv"), "test", publisher)["batch_id"]] \
+        = "contract"
+    expected.pop(real["batch_id"], None)
+    publisher.flush()
+
+    with running("services.validator", bus_env, tmp_path / "validator.log") as validator:
+        found = validations(bus, expected=len(expected) + 1)
+        assert validator.poll() is None, "the validator keeps running after bad batches"
+    assert found[good_batch["batch_id"]]["passed"] and found[good_batch["batch_id"]]["profile"]
+    for batch_id, check in expected.items():
+        if check is None:
+            continue
+        report = found[batch_id]
+        assert not report["passed"], batch_id
+        assert check in {f["check"] for f in report["failures"]}, (check, report["failures"])
+        assert all(f["message"] for f in report["failures"])
+
+
+def test_the_same_batch_delivered_twice_is_validated_once(bus, bus_env, tmp_path):
+    publisher = Publisher(bus, "test")
+    path = write(good(), tmp_path / "good.csv")
+    first = publish_batch(bus, "breast_cancer", path, "test", publisher)
+    second = publish_batch(bus, "breast_cancer", path, "test", publisher)      # same content, same batch
+    publisher.flush()
+    assert first["batch_id"] == second["batch_id"]
+    with running("services.validator", bus_env, tmp_path / "validator.log"):
+        read_topic(bus, "data.validated", expected=1, timeout=120)
+    # A restarted validator must not judge it again either (it rebuilds what it saw from data.validated).
+    publish_batch(bus, "breast_cancer", path, "test", publisher)
+    publisher.flush()
+    with running("services.validator", bus_env, tmp_path / "validator.log"):
+        wait_until(lambda: consumer_lag(bus, bus.settings.namespace + "mlbus.validator", ["data.batches"])
+                   == {"data.batches": 0}, timeout=120, message="the validator to consume the duplicate")
+    assert len(read_topic(bus, "data.validated", expected=1)) == 1
