@@ -1,4 +1,5 @@
-"""librdkafka settings for mlbus's producers, consumers and admin clients, in one place."""
+"""librdkafka settings for mlbus's producers, consumers and admin clients, in one place.
+MLBUS_KAFKA_* settings (Settings.kafka_overrides) are applied last, so they win over these defaults."""
 from __future__ import annotations
 
 from .settings import Settings
@@ -9,26 +10,36 @@ def base_config(settings: Settings) -> dict:
 
 
 def producer_config(settings: Settings, client_id: str, transactional_id: str | None = None) -> dict:
-    config = {**base_config(settings), "client.id": client_id,
+    config = {"bootstrap.servers": settings.bootstrap, "client.id": client_id,
               "enable.idempotence": True, "acks": "all", "linger.ms": 5,
               "compression.type": "lz4", "message.max.bytes": 8 * 1024 * 1024}
     if transactional_id:
         config["transactional.id"] = transactional_id
         config["transaction.timeout.ms"] = 60_000
-    return config
+    return {**config, **_for_producers(settings.kafka_overrides)}
 
 
 def consumer_config(settings: Settings, group: str, client_id: str, read_committed: bool = True) -> dict:
-    return {**base_config(settings), "group.id": group, "client.id": client_id,
-            "enable.auto.commit": False, "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed" if read_committed else "read_uncommitted",
-            "partition.assignment.strategy": "cooperative-sticky",
-            # A crashed member is noticed in 10 s (the broker's minimum is 6 s), so its partitions move on.
-            "session.timeout.ms": 10_000, "heartbeat.interval.ms": 2_000, "max.poll.interval.ms": 300_000,
-            # Bound the prefetch queue so a slow consumer's memory stays small.
-            "queued.max.messages.kbytes": 16_384}
+    config = {"bootstrap.servers": settings.bootstrap, "group.id": group, "client.id": client_id,
+              "enable.auto.commit": False, "enable.auto.offset.store": False,
+              "auto.offset.reset": "earliest",
+              "isolation.level": "read_committed" if read_committed else "read_uncommitted",
+              "partition.assignment.strategy": "cooperative-sticky",
+              # A crashed member is noticed in 10 s (the broker's minimum is 6 s), so its partitions move on.
+              "session.timeout.ms": 10_000, "heartbeat.interval.ms": 2_000, "max.poll.interval.ms": 300_000,
+              # Bound the prefetch queue so a slow consumer's memory stays small.
+              "queued.max.messages.kbytes": 16_384}
+    return {**config, **settings.kafka_overrides}
 
 
 def admin_config(settings: Settings) -> dict:
     return base_config(settings)
+
+
+CONSUMER_ONLY = ("session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "group.", "isolation.level",
+                 "auto.offset.reset", "fetch.", "queued.", "partition.assignment")
+
+
+def _for_producers(overrides: dict) -> dict:
+    """Consumer settings from the environment are left out of producers (librdkafka would warn)."""
+    return {k: v for k, v in overrides.items() if not k.startswith(CONSUMER_ONLY)}

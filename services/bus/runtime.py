@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -125,14 +126,26 @@ class ServiceRuntime:
         if self.offload is None:
             return list(self.handler(received))
         future = self.offload.submit(lambda: list(self.handler(received)))
-        assignment = self.consumer.assignment()
-        self.consumer.pause(assignment)
+        paused: list[TopicPartition] = []
         try:
-            while not future.done():
-                self.consumer.poll(0.2)          # keeps the member alive in its group; paused: no messages
+            while True:
+                try:
+                    return future.result(timeout=0.2)
+                except FutureTimeout:
+                    if not paused:
+                        paused = self.consumer.assignment()
+                        self.consumer.pause(paused)
+                    self._keep_alive()
         finally:
-            self.consumer.resume(assignment)
-        return future.result()
+            if paused:
+                self.consumer.resume(paused)
+
+    def _keep_alive(self) -> None:
+        """Poll while a slow handler runs, so the member stays in its group (max.poll.interval.ms)."""
+        message = self.consumer.poll(0.1)
+        if message is not None and not message.error():
+            # Paused partitions return nothing; should one slip through, rewind so it is not skipped.
+            self.consumer.seek(TopicPartition(message.topic(), message.partition(), message.offset()))
 
     def _publish(self, outcome: Outcome) -> None:
         if outcome.error is not None:

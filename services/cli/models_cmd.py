@@ -1,0 +1,183 @@
+"""mlbus models define | mlbus train | mlbus runs list / compare."""
+from __future__ import annotations
+
+import argparse
+import getpass
+import hashlib
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from services.bus.context import Bus
+from services.bus.envelope import Event, new_id
+from services.bus.errors import BadInput
+from services.bus.estimators import EstimatorError, check_spec
+from services.bus.publish import Publisher
+from services.bus.replay import read_topics
+
+from .output import info, print_json, print_table
+
+SPEC_DEFAULTS = {"hyperparameters": {}, "grid": {}, "test_size": 0.25, "cv_folds": 5, "seed": 0, "batches": "all"}
+REQUIRED = ("model", "dataset", "target", "features", "task", "estimator", "metric")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    models = commands.add_parser("models", help="model specs (and, with the registry, the inventory)")
+    sub = models.add_subparsers(dest="models_command", required=True)
+    define = sub.add_parser("define", help="publish a model spec (YAML) for the trainer")
+    define.add_argument("spec", type=Path)
+    define.add_argument("--as", dest="actor", default=None)
+    define.set_defaults(run=define_command)
+    train = commands.add_parser("train", help="ask the trainer for a training now, or reproduce a run")
+    train.add_argument("model", nargs="?", help="model to train")
+    train.add_argument("--batch", action="append", default=[], help="train on exactly these batch ids")
+    train.add_argument("--reproduce", metavar="RUN_ID", help="re-run a recorded run and compare the results")
+    train.add_argument("--as", dest="actor", default=None)
+    train.add_argument("--wait", type=float, default=None, metavar="S",
+                       help="wait up to S seconds for the result (default: 300 with --reproduce, else no wait)")
+    train.set_defaults(run=train_command)
+    runs = commands.add_parser("runs", help="experiment tracking: every fit with parameters and metrics")
+    runs_sub = runs.add_subparsers(dest="runs_command", required=True)
+    listing = runs_sub.add_parser("list", help="runs, newest last")
+    listing.add_argument("model", nargs="?")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=runs_list_command)
+    compare = runs_sub.add_parser("compare", help="two runs' parameters and metrics side by side")
+    compare.add_argument("runs", nargs=2, metavar="RUN_ID")
+    compare.add_argument("--json", action="store_true")
+    compare.set_defaults(run=runs_compare_command)
+
+
+def spec_record(raw: dict, actor: str, contracts_dir: Path) -> dict:
+    """A spec YAML as a ModelSpecDefined value; `features: all` means the contract's columns but key and target."""
+    missing = [k for k in REQUIRED if k not in raw]
+    if missing:
+        raise BadInput(f"spec lacks {', '.join(missing)}")
+    spec = {**SPEC_DEFAULTS, **raw}
+    try:
+        check_spec(spec["estimator"], spec["task"], spec["metric"])
+    except EstimatorError as error:
+        raise BadInput(str(error)) from None
+    if spec["features"] == "all":
+        spec["features"] = contract_features(contracts_dir, spec["dataset"], spec["target"])
+    canonical = json.dumps(spec, sort_keys=True)
+    return {"model": spec["model"], "dataset": spec["dataset"], "target": spec["target"],
+            "features": list(spec["features"]), "task": spec["task"], "estimator": spec["estimator"],
+            "hyperparameters_json": json.dumps(spec["hyperparameters"], sort_keys=True),
+            "grid_json": json.dumps(spec["grid"], sort_keys=True), "metric": spec["metric"],
+            "test_size": float(spec["test_size"]), "cv_folds": int(spec["cv_folds"]), "seed": int(spec["seed"]),
+            "spec_sha256": hashlib.sha256(canonical.encode()).hexdigest(), "defined_by": actor,
+            "defined_at": datetime.now(timezone.utc), "batches": str(spec["batches"])}
+
+
+def contract_features(contracts_dir: Path, dataset: str, target: str) -> list[str]:
+    path = contracts_dir / f"{dataset}.avsc"
+    if not path.exists():
+        raise BadInput(f"features: all needs the contract {path}")
+    contract = json.loads(path.read_text())
+    keys = set(contract.get("mlbus.contract", {}).get("keys", []))
+    return [f["name"] for f in contract["fields"] if f["name"] not in keys | {target}]
+
+
+def define_command(bus: Bus, args: argparse.Namespace) -> int:
+    actor = f"cli:{args.actor or getpass.getuser()}"
+    value = spec_record(yaml.safe_load(args.spec.read_text()), actor, bus.settings.contracts_dir)
+    publisher = Publisher(bus, actor)
+    publisher.publish(Event("mlbus.ModelSpecDefined", value, key=value["model"], id=new_id(), subject=value["model"]))
+    publisher.flush()
+    info(f"defined {value['model']}: {value['estimator']} on {value['dataset']} → {value['target']}, "
+         f"{len(value['features'])} features, metric {value['metric']}")
+    return 0
+
+
+def train_command(bus: Bus, args: argparse.Namespace) -> int:
+    if bool(args.model) == bool(args.reproduce):
+        raise BadInput("name a MODEL to train, or --reproduce RUN_ID")
+    actor = f"cli:{args.actor or getpass.getuser()}"
+    model = args.model or run_by_id(bus, args.reproduce)["model"]
+    request_id = new_id()
+    value = {"request_id": request_id, "model": model, "reason": "reproduce" if args.reproduce else "manual",
+             "requested_by": actor, "requested_at": datetime.now(timezone.utc), "batch_ids": args.batch,
+             "evidence_json": "{}", "reproduce_run_id": args.reproduce}
+    publisher = Publisher(bus, actor)
+    publisher.publish(Event("mlbus.TrainingRequested", value, key=model, id=request_id, subject=model))
+    publisher.flush()
+    info(f"training requested: {request_id}")
+    wait = args.wait if args.wait is not None else (300.0 if args.reproduce else 0.0)
+    if wait <= 0:
+        return 0
+    runs = wait_for_runs(bus, request_id, wait)
+    if args.reproduce:
+        [run] = runs
+        verdict = "IDENTICAL" if run["identical"] else "DIFFERENT"
+        print(f"reproduction of {args.reproduce}: {verdict}")
+        for difference in run["differences"]:
+            print(f"  - {difference}")
+        return 0 if run["identical"] else 1
+    chosen = [r for r in runs if r["chosen"]]
+    print(f"{model} v{chosen[0]['version']} trained (run {chosen[0]['run_id']})" if chosen else "no version chosen")
+    return 0
+
+
+def wait_for_runs(bus: Bus, request_id: str, timeout_s: float) -> list[dict]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        runs = [r for r in all_runs(bus) if r["request_id"] == request_id]
+        if runs:
+            return runs
+        refused = [a for a in read_topics(bus, ["alerts"]) if a.value["cause_id"] == request_id]
+        if refused:
+            raise BadInput(refused[0].value["message"])
+        time.sleep(1.0)
+    raise BadInput(f"no result for request {request_id} within {timeout_s:.0f}s (is the trainer running?)")
+
+
+def all_runs(bus: Bus, model: str | None = None) -> list[dict]:
+    topic = bus.catalogue.for_schema("mlbus.TrainingRun").name
+    return [r.value for r in read_topics(bus, [topic]) if model in (None, r.value["model"])]
+
+
+def run_by_id(bus: Bus, run_id: str) -> dict:
+    found = [r for r in all_runs(bus) if r["run_id"].startswith(run_id)]
+    if len(found) != 1:
+        raise BadInput(f"{'no' if not found else 'more than one'} run matches {run_id!r}")
+    return found[0]
+
+
+def runs_list_command(bus: Bus, args: argparse.Namespace) -> int:
+    runs = all_runs(bus, args.model)
+    if args.json:
+        print_json([{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()} for r in runs])
+        return 0
+    print_table(["run", "model", "version", "reason", "estimator", "params", "metric", "holdout", "cv"],
+                [[r["run_id"][:8], r["model"], r["version"] or ("repro" if r["reproduces_run_id"] else "-"),
+                  r["reason"], r["estimator"], r["hyperparameters_json"][:40], r["metric"],
+                  f"{r['metrics'].get(r['metric'], float('nan')):.4f}",
+                  f"{r['cv_metrics'].get(r['metric'], float('nan')):.4f}"] for r in runs])
+    return 0
+
+
+def runs_compare_command(bus: Bus, args: argparse.Namespace) -> int:
+    left, right = (run_by_id(bus, run_id) for run_id in args.runs)
+    rows = [["estimator", left["estimator"], right["estimator"]],
+            ["version", left["version"], right["version"]], ["seed", left["seed"], right["seed"]]]
+    for name, source in (("param", "hyperparameters_json"),):
+        lp, rp = json.loads(left[source]), json.loads(right[source])
+        rows += [[f"{name} {k}", lp.get(k, "-"), rp.get(k, "-")] for k in sorted(set(lp) | set(rp))]
+    for name in sorted(set(left["metrics"]) | set(right["metrics"])):
+        rows.append([f"holdout {name}", _fmt(left["metrics"].get(name)), _fmt(right["metrics"].get(name))])
+    for name in sorted(set(left["cv_metrics"]) | set(right["cv_metrics"])):
+        rows.append([f"cv {name}", _fmt(left["cv_metrics"].get(name)), _fmt(right["cv_metrics"].get(name))])
+    rows.append(["batches", len(left["batches"]), len(right["batches"])])
+    if args.json:
+        print_json({"fields": [{"field": r[0], "left": r[1], "right": r[2]} for r in rows]})
+        return 0
+    print_table(["field", left["run_id"][:8], right["run_id"][:8]], rows)
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"

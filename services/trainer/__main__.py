@@ -1,0 +1,22 @@
+"""trainer: trains models from validated batches on request, records everything needed to reproduce them."""
+import os
+
+from services.bus import Bus, ServiceRuntime
+from services.bus.logs import configure_logging
+
+from .adapters import code_version, environment, rebuild_view
+from .decide import Provenance
+from .handlers import Trainer
+
+
+def main() -> None:
+    bus = Bus.from_env()
+    configure_logging("trainer", bus.settings.log_format, bus.settings.log_level)
+    provenance = Provenance(*code_version(), environment())
+    trainer = Trainer(rebuild_view(bus), bus.settings.artifacts_dir, provenance,
+                      min_fit_s=float(os.environ.get("MLBUS_TRAINER_MIN_FIT_S", "0")))
+    ServiceRuntime(bus, "trainer", trainer, transactional=True, batch_size=50, offload=True).run()
+
+
+if __name__ == "__main__":
+    main()

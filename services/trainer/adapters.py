@@ -1,0 +1,67 @@
+"""The trainer's edges: data snapshots, the artifact store, code version and environment, its history."""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import skops.io as sio
+
+from services.bus import Bus
+from services.bus.datastore import load_snapshot
+from services.bus.replay import read_topics
+from services.bus.settings import PROJECT_ROOT
+
+from .view import TrainerView
+
+HISTORY = ("mlbus.ModelSpecDefined", "mlbus.DataValidated", "mlbus.ModelTrained", "mlbus.TrainingRun",
+           "mlbus.TrainingRequested", "mlbus.Alert")
+
+
+def rebuild_view(bus: Bus) -> TrainerView:
+    """Everything the trainer knew before a restart, read back from the topics."""
+    view = TrainerView()
+    for record in read_topics(bus, [bus.catalogue.for_schema(name).name for name in HISTORY]):
+        view.apply(record.record, record.value)
+    return view
+
+
+def load_training_frame(batches: list[dict]) -> pd.DataFrame:
+    """The batches' snapshots, hash-checked and concatenated in the recorded order."""
+    frames = [load_snapshot(b["uri"], b["sha256"], "parquet" if b["uri"].endswith((".parquet", ".pq")) else "csv")
+              for b in batches]
+    return pd.concat(frames, ignore_index=True)
+
+
+def save_artifact(root: Path, model: object) -> tuple[str, str]:
+    """skops bytes into root/<sha256>.skops, written once; returns (uri, sha256)."""
+    payload = sio.dumps(model)
+    sha = hashlib.sha256(payload).hexdigest()
+    target = root / f"{sha}.skops"
+    if not target.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".{os.getpid()}.partial")
+        partial.write_bytes(payload)
+        os.replace(partial, target)
+    return target.resolve().as_uri(), sha
+
+
+def code_version() -> tuple[str, str | None]:
+    """(mlbus package version, git commit of the working tree if it is a checkout)."""
+    version = importlib.metadata.version("mlbus")
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return version, commit
+
+
+def environment() -> dict[str, str]:
+    packages = ("scikit-learn", "numpy", "pandas", "scipy", "skops", "fastavro", "confluent-kafka")
+    return {"python": platform.python_version(), "platform": platform.platform(),
+            **{name: importlib.metadata.version(name) for name in packages}}

@@ -1,0 +1,162 @@
+"""The trainer's decisions (pure): when to train, on what, which run wins, what to announce."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sklearn.model_selection import ParameterGrid
+
+from services.bus import Event, derive_id
+from services.bus.estimators import HIGHER_IS_BETTER
+
+from .view import TrainerView
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    request: dict
+    spec: dict
+    version: int
+    batches: list[dict]                  # DataValidated values of the batches to train on
+    grid: list[dict]                     # full hyperparameters of each run
+    run_ids: list[str]
+    seed: int
+    reproduces: dict | None = None       # the TrainingRun being reproduced
+
+
+def requests_for_new_data(view: TrainerView, validated: dict, now: datetime) -> list[Event]:
+    """A passed batch asks for a training of every model whose spec trains on its dataset."""
+    if not validated["passed"]:
+        return []
+    events = []
+    for model, spec in sorted(view.specs.items()):
+        request_id = derive_id(validated["validation_id"], model)
+        if spec["dataset"] != validated["dataset"] or request_id in view.seen_requests:
+            continue
+        events.append(Event("mlbus.TrainingRequested", key=model, id=request_id, subject=model, value={
+            "request_id": request_id, "model": model, "reason": "new-data", "requested_by": "trainer",
+            "requested_at": now, "batch_ids": [],
+            "evidence_json": json.dumps({"batch_id": validated["batch_id"], "validation_id": validated["validation_id"]}),
+            "reproduce_run_id": None}))
+    return events
+
+
+def plan_training(view: TrainerView, request: dict) -> TrainingPlan | str:
+    """The plan for a request, or the reason it cannot be trained."""
+    if request.get("reproduce_run_id"):
+        return plan_reproduction(view, request)
+    spec = view.specs.get(request["model"])
+    if spec is None:
+        return f"no spec for model {request['model']!r}: define one with `mlbus models define`"
+    batches = choose_batches(view.passed_batches.get(spec["dataset"], []), spec["batches"], request["batch_ids"])
+    if isinstance(batches, str):
+        return batches
+    base = json.loads(spec["hyperparameters_json"])
+    grid = [{**base, **point} for point in ParameterGrid(json.loads(spec["grid_json"]) or {})]
+    return TrainingPlan(request=request, spec=spec, version=view.versions.get(spec["model"], 0) + 1,
+                        batches=batches, grid=grid, seed=spec["seed"],
+                        run_ids=[derive_id(request["request_id"], "run", i) for i in range(len(grid))])
+
+
+def choose_batches(passed: list[dict], selection: str, wanted_ids: list[str]) -> list[dict] | str:
+    if wanted_ids:
+        by_id = {b["batch_id"]: b for b in passed}
+        missing = [i for i in wanted_ids if i not in by_id]
+        return f"batches not passed validation: {', '.join(missing)}" if missing else [by_id[i] for i in wanted_ids]
+    if not passed:
+        return "no batch of the dataset has passed validation yet"
+    if selection.startswith("latest:"):
+        return passed[-int(selection.split(":", 1)[1]):]
+    return list(passed)
+
+
+def plan_reproduction(view: TrainerView, request: dict) -> TrainingPlan | str:
+    original = view.runs.get(request["reproduce_run_id"])
+    if original is None:
+        return f"no recorded run {request['reproduce_run_id']!r}"
+    spec = view.specs.get(original["model"])
+    if spec is None:
+        return f"no spec for model {original['model']!r}"
+    batches = [{"batch_id": b["batch_id"], "dataset": b["dataset"], "sha256": b["sha256"], "rows": b["rows"],
+                "uri": b["uri"]} for b in original["batches"]]
+    recorded_spec = {**spec, "estimator": original["estimator"], "metric": original["metric"]}
+    return TrainingPlan(request=request, spec=recorded_spec, version=0, batches=batches,
+                        grid=[json.loads(original["hyperparameters_json"])], seed=original["seed"],
+                        run_ids=[derive_id(request["request_id"], "reproduction")], reproduces=original)
+
+
+def best_run(results: list[dict], metric: str) -> int:
+    """Index of the run with the best cross-validated metric (holdout as tie-break)."""
+    sign = 1 if HIGHER_IS_BETTER[metric] else -1
+    return max(range(len(results)), key=lambda i: (sign * results[i]["cv_metrics"].get(metric, float("nan")),
+                                                  sign * results[i]["metrics"][metric]))
+
+
+def reproduction_differences(original: dict, result: dict) -> list[str]:
+    differences = []
+    if original["predictions_sha256"] != result["predictions_sha256"]:
+        differences.append("holdout predictions differ")
+    for name, value in original["metrics"].items():
+        if result["metrics"].get(name) != value:
+            differences.append(f"{name}: {value} then, {result['metrics'].get(name)} now")
+    if original["artifact_sha256"] and original["artifact_sha256"] != result["artifact_sha256"]:
+        differences.append("artifact bytes differ (serialisation)")
+    return differences
+
+
+def refusal(request: dict, reason: str, now: datetime) -> Event:
+    alert_id = derive_id(request["request_id"], "refused")
+    return Event("mlbus.Alert", key=request["model"], id=alert_id, subject=request["model"], value={
+        "alert_id": alert_id, "kind": "training-refused", "severity": "warning", "model": request["model"],
+        "version": None, "message": f"training request {request['request_id']} not trained: {reason}",
+        "evidence_json": json.dumps({"request_id": request["request_id"], "reason": reason}),
+        "cause_id": request["request_id"], "raised_at": now})
+
+
+@dataclass(frozen=True)
+class Provenance:
+    code_version: str
+    git_commit: str | None
+    environment: dict
+
+
+def batch_refs(batches: list[dict]) -> list[dict]:
+    return [{"batch_id": b["batch_id"], "dataset": b["dataset"], "sha256": b["sha256"], "rows": b["rows"],
+             "uri": b["uri"]} for b in batches]
+
+
+def run_event(plan: TrainingPlan, index: int, result: dict, provenance: Provenance, now: datetime,
+              chosen: bool = False, artifact_sha256: str = "") -> Event:
+    run_id = plan.run_ids[index]
+    value = {"run_id": run_id, "model": plan.spec["model"], "request_id": plan.request["request_id"],
+             "reason": plan.request["reason"], "estimator": plan.spec["estimator"],
+             "hyperparameters_json": json.dumps(plan.grid[index], sort_keys=True), "metric": plan.spec["metric"],
+             "metrics": result["metrics"], "cv_metrics": result["cv_metrics"], "chosen": chosen,
+             "version": plan.version if chosen else None, "predictions_sha256": result["predictions_sha256"],
+             "artifact_sha256": artifact_sha256, "batches": batch_refs(plan.batches), "seed": plan.seed,
+             "duration_ms": result["duration_ms"], "code_version": provenance.code_version,
+             "git_commit": provenance.git_commit, "environment": provenance.environment,
+             "reproduces_run_id": None, "identical": None, "differences": [], "finished_at": now}
+    if plan.reproduces:
+        differences = reproduction_differences(plan.reproduces, {**result, "artifact_sha256": artifact_sha256})
+        value.update(reproduces_run_id=plan.reproduces["run_id"], differences=differences,
+                     identical=not [d for d in differences if d.startswith(("holdout", *result["metrics"]))])
+    return Event("mlbus.TrainingRun", key=plan.spec["model"], id=run_id, subject=plan.spec["model"], value=value)
+
+
+def trained_event(plan: TrainingPlan, best: int, result: dict, artifact: tuple[str, str], profile: list[dict],
+                  provenance: Provenance, duration_ms: int, now: datetime) -> Event:
+    spec, request = plan.spec, plan.request
+    event_id = derive_id(request["request_id"], "trained")
+    return Event("mlbus.ModelTrained", key=spec["model"], id=event_id, subject=f"{spec['model']}@{plan.version}", value={
+        "model": spec["model"], "version": plan.version, "run_id": plan.run_ids[best],
+        "request_id": request["request_id"], "reason": request["reason"], "requested_by": request["requested_by"],
+        "task": spec["task"], "estimator": spec["estimator"],
+        "hyperparameters_json": json.dumps(plan.grid[best], sort_keys=True), "features": spec["features"],
+        "target": spec["target"], "metric": spec["metric"], "metrics": result["metrics"],
+        "cv_metrics": result["cv_metrics"], "batches": batch_refs(plan.batches),
+        "code_version": provenance.code_version, "git_commit": provenance.git_commit,
+        "environment": provenance.environment, "seed": plan.seed, "duration_ms": duration_ms,
+        "artifact_uri": artifact[0], "artifact_sha256": artifact[1], "feature_profile": profile,
+        "spec_sha256": spec["spec_sha256"], "trained_at": now})

@@ -1,0 +1,83 @@
+"""The trainer's handler: fold specs and batches into the view, train on requests, announce results."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import skops.io as sio
+import hashlib
+
+from services.bus import Event, Received
+from services.bus.datastore import DataFileError
+from services.bus.logs import get_logger
+from services.bus.profile import profile_frame
+
+from .adapters import load_training_frame, save_artifact
+from .decide import (Provenance, TrainingPlan, best_run, plan_training, refusal, requests_for_new_data,
+                     run_event, trained_event)
+from .training import fit_and_evaluate, split
+from .view import TrainerView
+
+
+class Trainer:
+    def __init__(self, view: TrainerView, artifacts_dir: Path, provenance: Provenance, min_fit_s: float = 0.0,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.view = view
+        self.artifacts_dir = artifacts_dir
+        self.provenance = provenance
+        self.min_fit_s = min_fit_s        # fault injection: make every training last at least this long
+        self.clock = clock
+        self.log = get_logger(component="trainer")
+
+    def __call__(self, message: Received) -> list[Event]:
+        self.view.apply(message.record, message.value)
+        if message.record == "mlbus.DataValidated":
+            events = requests_for_new_data(self.view, message.value, self.clock())
+        elif message.record == "mlbus.TrainingRequested":
+            events = self.on_request(message.value)
+        else:
+            events = []
+        for event in events:
+            self.view.apply(event.record, event.value)
+        return events
+
+    def on_request(self, request: dict) -> list[Event]:
+        if request["request_id"] in self.view.handled_requests:
+            return []                                   # delivered twice: trained once
+        plan = plan_training(self.view, request)
+        if isinstance(plan, str):
+            return [refusal(request, plan, self.clock())]
+        try:
+            return self.train(plan)
+        except DataFileError as error:
+            return [refusal(request, str(error), self.clock())]
+
+    def train(self, plan: TrainingPlan) -> list[Event]:
+        started = time.monotonic()
+        spec = plan.spec
+        frame = load_training_frame(plan.batches)
+        data = split(frame, spec["features"], spec["target"], spec["task"], spec["test_size"], plan.seed)
+        fitted = [fit_and_evaluate(data, spec["estimator"], params, spec["task"], spec["metric"], spec["cv_folds"],
+                                   plan.seed) for params in plan.grid]
+        self._wait_for_min_fit(started)
+        now = self.clock()
+        if plan.reproduces:
+            model, result = fitted[0]
+            artifact_sha = hashlib.sha256(sio.dumps(model)).hexdigest()
+            return [run_event(plan, 0, result, self.provenance, now, artifact_sha256=artifact_sha)]
+        best = best_run([result for _, result in fitted], spec["metric"])
+        artifact = save_artifact(self.artifacts_dir, fitted[best][0])
+        self.log.info("model trained", model=spec["model"], version=plan.version, runs=len(fitted),
+                      metric=spec["metric"], value=fitted[best][1]["metrics"].get(spec["metric"]))
+        runs = [run_event(plan, i, result, self.provenance, now, chosen=i == best,
+                          artifact_sha256=artifact[1] if i == best else "") for i, (_, result) in enumerate(fitted)]
+        duration_ms = int((time.monotonic() - started) * 1000)
+        return runs + [trained_event(plan, best, fitted[best][1], artifact, profile_frame(data.x_train),
+                                     self.provenance, duration_ms, now)]
+
+    def _wait_for_min_fit(self, started: float) -> None:
+        remaining = self.min_fit_s - (time.monotonic() - started)
+        if remaining > 0:
+            time.sleep(remaining)

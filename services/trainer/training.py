@@ -1,0 +1,95 @@
+"""Fitting and evaluating one grid point with scikit-learn: split with the seed, fit, holdout metrics,
+cross-validation. Deterministic for a given frame, parameters and seed."""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+from sklearn.impute import SimpleImputer
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from services.bus.estimators import estimator_class
+
+CV_SCORING = {"accuracy": "accuracy", "precision": "precision_macro", "recall": "recall_macro", "f1": "f1_macro",
+              "roc_auc": "roc_auc_ovr", "mae": "neg_mean_absolute_error", "rmse": "neg_root_mean_squared_error",
+              "r2": "r2"}
+
+
+@dataclass(frozen=True)
+class Split:
+    x_train: pd.DataFrame
+    x_test: pd.DataFrame
+    y_train: pd.Series
+    y_test: pd.Series
+
+
+def split(frame: pd.DataFrame, features: list[str], target: str, task: str, test_size: float, seed: int) -> Split:
+    x, y = frame[features], frame[target]
+    stratify = y if task == "classification" and y.value_counts().min() >= 2 else None
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_size, random_state=seed, stratify=stratify)
+    return Split(x_train, x_test, y_train, y_test)
+
+
+def build_model(estimator: str, params: dict, seed: int) -> Pipeline:
+    """Impute (median) → scale → the estimator; a seed for every estimator that takes one."""
+    model = estimator_class(estimator)()
+    if "random_state" in model.get_params():
+        params = {"random_state": seed, **params}
+    model.set_params(**params)
+    return Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler()), ("model", model)])
+
+
+def fit_and_evaluate(data: Split, estimator: str, params: dict, task: str, metric: str, cv_folds: int,
+                     seed: int) -> tuple[Pipeline, dict]:
+    started = time.perf_counter()
+    model = build_model(estimator, params, seed).fit(data.x_train, data.y_train)
+    predictions = model.predict(data.x_test)
+    probabilities = model.predict_proba(data.x_test) if task == "classification" else None
+    holdout = classification_metrics(data.y_test, predictions, probabilities, model.classes_) \
+        if task == "classification" else regression_metrics(data.y_test, predictions)
+    return model, {"metrics": holdout, "cv_metrics": cross_validated(data, estimator, params, task, metric,
+                                                                      cv_folds, seed),
+                   "predictions_sha256": predictions_hash(predictions, probabilities),
+                   "duration_ms": int((time.perf_counter() - started) * 1000)}
+
+
+def classification_metrics(y_true, predicted, probabilities, classes) -> dict:
+    result = {"accuracy": skm.accuracy_score(y_true, predicted),
+              "precision": skm.precision_score(y_true, predicted, average="macro", zero_division=0),
+              "recall": skm.recall_score(y_true, predicted, average="macro", zero_division=0),
+              "f1": skm.f1_score(y_true, predicted, average="macro", zero_division=0)}
+    if len(classes) == 2:
+        result["roc_auc"] = skm.roc_auc_score(y_true == classes[1], probabilities[:, 1])
+    elif len(classes) > 2:
+        result["roc_auc"] = skm.roc_auc_score(y_true, probabilities, multi_class="ovr", labels=classes)
+    return {k: float(v) for k, v in result.items()}
+
+
+def regression_metrics(y_true, predicted) -> dict:
+    return {"mae": float(skm.mean_absolute_error(y_true, predicted)),
+            "rmse": float(np.sqrt(skm.mean_squared_error(y_true, predicted))),
+            "r2": float(skm.r2_score(y_true, predicted))}
+
+
+def cross_validated(data: Split, estimator: str, params: dict, task: str, metric: str, folds: int,
+                    seed: int) -> dict:
+    if folds < 2:
+        return {}
+    splitter = (StratifiedKFold if task == "classification" else KFold)(folds, shuffle=True, random_state=seed)
+    scores = cross_val_score(build_model(estimator, params, seed), data.x_train, data.y_train,
+                             scoring=CV_SCORING[metric], cv=splitter)
+    scores = -scores if CV_SCORING[metric].startswith("neg_") else scores
+    return {metric: float(scores.mean()), f"{metric}_std": float(scores.std())}
+
+
+def predictions_hash(predictions: np.ndarray, probabilities: np.ndarray | None) -> str:
+    digest = hashlib.sha256(np.asarray(predictions).astype(str).astype(bytes).tobytes())
+    if probabilities is not None:
+        digest.update(np.ascontiguousarray(probabilities, dtype=np.float64).tobytes())
+    return digest.hexdigest()

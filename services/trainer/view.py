@@ -1,0 +1,33 @@
+"""What the trainer knows, folded from events (pure): specs, passed batches, versions, runs, requests."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainerView:
+    specs: dict[str, dict] = field(default_factory=dict)                # model → latest ModelSpecDefined
+    passed_batches: dict[str, list[dict]] = field(default_factory=dict)  # dataset → DataValidated, in order
+    versions: dict[str, int] = field(default_factory=dict)              # model → latest version
+    runs: dict[str, dict] = field(default_factory=dict)                 # run id → TrainingRun
+    handled_requests: set[str] = field(default_factory=set)             # trained (or refused) already
+    seen_requests: set[str] = field(default_factory=set)                # on training.requests already
+
+    def apply(self, record: str, value: dict) -> None:
+        """Fold one event in; applying the same event twice changes nothing."""
+        if record == "mlbus.ModelSpecDefined":
+            self.specs[value["model"]] = value
+        elif record == "mlbus.DataValidated" and value["passed"]:
+            batches = self.passed_batches.setdefault(value["dataset"], [])
+            if all(b["batch_id"] != value["batch_id"] for b in batches):
+                batches.append(value)
+        elif record == "mlbus.ModelTrained":
+            self.versions[value["model"]] = max(self.versions.get(value["model"], 0), value["version"])
+            self.handled_requests.add(value["request_id"])
+        elif record == "mlbus.TrainingRun":
+            self.runs[value["run_id"]] = value
+            self.handled_requests.add(value["request_id"])
+        elif record == "mlbus.TrainingRequested":
+            self.seen_requests.add(value["request_id"])
+        elif record == "mlbus.Alert" and value["kind"] == "training-refused":
+            self.handled_requests.add(value["cause_id"])

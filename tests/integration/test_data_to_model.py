@@ -1,0 +1,78 @@
+"""Data to model on the real broker: validator and trainer as processes, the CLI as a user would use it."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+from services.bus import Event, Publisher
+from services.bus.datasets import publish_batch
+from services.bus.datastore import local_path
+from services.bus.settings import PROJECT_ROOT
+from tests.support.datasets import good, with_defect, write
+from tests.support.polling import read_topic
+from tests.support.processes import running
+
+SPEC = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"
+
+
+def values(bus, topic: str, expected: int, **kw) -> list[dict]:
+    return [bus.schemas.decode(m.value())[1] for m in read_topic(bus, topic, expected=expected, timeout=180, **kw)]
+
+
+def test_good_batch_trains_a_fully_recorded_version_bad_batches_train_nothing_and_runs_reproduce(
+        bus, bus_env, cli, tmp_path):
+    assert cli("models", "define", str(SPEC), "--as", "ana").returncode == 0
+    publisher = Publisher(bus, "test")
+    bad_ids = [publish_batch(bus, "breast_cancer", write(with_defect(kind), tmp_path / f"{kind}.csv"), "t",
+                             publisher)["batch_id"] for kind in ("duplicate_keys", "missing", "range", "type", "schema")]
+    bad_ids.append(publish_batch(bus, "no_such_dataset", write(good(), tmp_path / "x.csv"), "t", publisher)["batch_id"])
+    good_batch = publish_batch(bus, "breast_cancer", write(good(rows=300), tmp_path / "good.csv"), "t", publisher)
+    publisher.flush()
+
+    with running("services.validator", bus_env, tmp_path / "validator.log"), \
+            running("services.trainer", bus_env, tmp_path / "trainer.log") as trainer:
+        reports = {v["batch_id"]: v for v in values(bus, "data.validated", expected=7)}
+        [trained] = values(bus, "models.trained", expected=1, settle_s=3)
+        reproduced = cli("train", "--reproduce", trained["run_id"], "--wait", "180")
+        assert trainer.poll() is None
+
+    assert not any(reports[b]["passed"] for b in bad_ids) and reports[good_batch["batch_id"]]["passed"]
+    assert trained["model"] == "breast_cancer_lr" and trained["version"] == 1
+    assert [b["batch_id"] for b in trained["batches"]] == [good_batch["batch_id"]]      # never a bad batch
+    assert trained["batches"][0]["sha256"] == good_batch["sha256"]
+    for metric in ("accuracy", "precision", "recall", "f1", "roc_auc"):
+        assert 0.5 < trained["metrics"][metric] <= 1.0
+    assert trained["cv_metrics"]["roc_auc"] > 0.5
+    assert json.loads(trained["hyperparameters_json"])["max_iter"] == 2000
+    assert trained["code_version"] == "0.1.0" and trained["git_commit"]
+    assert {"python", "scikit-learn", "numpy", "pandas"} <= set(trained["environment"])
+    assert trained["seed"] == 7 and trained["duration_ms"] > 0 and trained["reason"] == "new-data"
+    artifact = local_path(trained["artifact_uri"]).read_bytes()
+    assert hashlib.sha256(artifact).hexdigest() == trained["artifact_sha256"]
+    assert {p["name"] for p in trained["feature_profile"]} == set(trained["features"]) and len(trained["features"]) == 30
+
+    assert reproduced.returncode == 0, reproduced.stdout + reproduced.stderr
+    assert "IDENTICAL" in reproduced.stdout
+    runs = cli("runs", "list", "--json")
+    assert len([r for r in json.loads(runs.stdout) if r["reproduces_run_id"] == trained["run_id"]]) == 1
+    compare = cli("runs", "compare", *[r["run_id"] for r in json.loads(runs.stdout)[:2]])
+    assert compare.returncode == 0 and "param C" in compare.stdout
+
+
+def test_a_training_longer_than_the_poll_interval_and_a_twice_delivered_batch_give_one_version(
+        bus, bus_env, cli, tmp_path):
+    assert cli("models", "define", str(SPEC)).returncode == 0
+    publisher = Publisher(bus, "test")
+    batch = publish_batch(bus, "breast_cancer", write(good(), tmp_path / "good.csv"), "t", publisher)
+    # The same event again, as a retrying producer would deliver it.
+    publisher.publish(Event("mlbus.DataBatch", batch, key="breast_cancer", id=batch["batch_id"]))
+    publisher.flush()
+    slow = {"MLBUS_TRAINER_MIN_FIT_S": "20", "MLBUS_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "MLBUS_KAFKA_HEARTBEAT_INTERVAL_MS": "1000", "MLBUS_KAFKA_MAX_POLL_INTERVAL_MS": "8000"}
+    with running("services.validator", bus_env, tmp_path / "validator.log"), \
+            running("services.trainer", bus_env, tmp_path / "trainer.log", **slow) as trainer:
+        trained = values(bus, "models.trained", expected=1, settle_s=5)
+        assert trainer.poll() is None, "the trainer was not kicked out and did not crash"
+    assert len(trained) == 1 and trained[0]["version"] == 1
+    assert len(values(bus, "data.validated", expected=1)) == 1
+    assert len([r for r in values(bus, "training.requests", expected=1)]) == 1
