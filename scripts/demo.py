@@ -1,8 +1,10 @@
 """The mlbus story, told on a real local Kafka broker. Run through scripts/demo (it sets up first).
 
-Today the story is the bus itself: the catalogue, publishing typed events, a service of your own on the
-mlbus runtime, and bad input going to a dead-letter topic with its bytes intact. Later chapters (data
-validation, training, approvals, deployment, drift, audit) join as the services land.
+The story so far: a data contract and a model spec; a good and a bad batch published; the validator
+rejecting the bad one with reasons and profiling the good one; the trainer training a model version with
+full lineage; reproducing that run; then the bus itself — a service of your own on the mlbus runtime, and
+bad input going to a dead-letter topic with its bytes intact. Later chapters (approvals, deployment,
+drift, audit) join as those services land.
 """
 from __future__ import annotations
 
@@ -35,22 +37,76 @@ def mlbus(*args: str, stdin: str | None = None, show: bool = True) -> str:
     return result.stdout
 
 
+def wait_for(what: str, probe, timeout_s: float = 180.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.5)
+    sys.exit(f"demo: no {what} within {timeout_s:.0f}s; see {DEMO_VAR / 'log'}")
+
+
+def data_to_model_story() -> None:
+    from services.cli.sample_data import breast_cancer
+
+    chapter("1. A data contract and a model spec")
+    print("schemas/datasets/breast_cancer.avsc: 32 columns with types, ranges, allowed values, missing limits, key id")
+    mlbus("models", "define", str(ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"), "--as", "dana")
+
+    chapter("2. New data: a good batch and a bad one (repeated ids, a negative radius, a text value)")
+    data_dir = DEMO_VAR / "incoming"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    good = breast_cancer(rows=400, seed=1)
+    good.to_csv(data_dir / "monday.csv", index=False)
+    bad = breast_cancer(rows=150, seed=2, offset=5000)
+    bad.loc[10:14, "id"] = bad.loc[0:4, "id"].to_numpy()
+    bad.loc[20, "mean_radius"] = -3.0
+    bad["mean_texture"] = bad["mean_texture"].astype(object)
+    bad.loc[30, "mean_texture"] = "n/a?"
+    bad.to_csv(data_dir / "tuesday.csv", index=False)
+    good_id = mlbus("data", "publish", "breast_cancer", str(data_dir / "monday.csv"), "--as", "etl", show=False).strip()
+    bad_id = mlbus("data", "publish", "breast_cancer", str(data_dir / "tuesday.csv"), "--as", "etl", show=False).strip()
+    print(f"good batch {good_id}\nbad batch  {bad_id}")
+
+    chapter("3. The validator's verdicts (data.validated)")
+    wait_for("validations", lambda: len(json.loads(mlbus("data", "validations", "--json", show=False))) >= 2)
+    mlbus("data", "validations")
+    print()
+    report = mlbus("data", "report", bad_id, show=False).splitlines()
+    failures = [line for line in report if not line.startswith("  warning")]
+    print("\n".join(failures[:8]), f"\n... and the profile of all {len(report) - 9} columns: mlbus data report {bad_id[:8]}")
+
+    chapter("4. The trainer trained a model version on the good batch only (models.trained, training.runs)")
+    runs = wait_for("trained model", lambda: [r for r in json.loads(mlbus("runs", "list", "--json", show=False))
+                                              if r["chosen"]])
+    mlbus("runs", "list")
+    chosen = runs[0]
+    print(f"\nversion {chosen['version']}: run {chosen['run_id']}, params {chosen['hyperparameters_json']}, "
+          f"roc_auc {chosen['metrics']['roc_auc']:.4f}, trained on {[b['batch_id'][:8] for b in chosen['batches']]}, "
+          f"artifact sha256 {chosen['artifact_sha256'][:16]}…, code {chosen['code_version']} "
+          f"@ {(chosen['git_commit'] or 'no git')[:10]}, scikit-learn {chosen['environment']['scikit-learn']}")
+
+    chapter("5. Reproducibility: re-run the recorded training from its lineage and compare")
+    mlbus("train", "--reproduce", chosen["run_id"], "--wait", "180")
+
+
 def bus_story() -> None:
     from services.bus import Bus, Event, ServiceRuntime, derive_id
     from services.bus.logs import configure_logging
     from services.bus.publish import Publisher
     from services.bus.topics import consumer_lag
 
-    chapter("1. The topic catalogue (topics.yaml) — every topic, its Avro schema, who writes and who reads")
+    chapter("6. The topic catalogue (topics.yaml) — every topic, its Avro schema, who writes and who reads")
     listing = mlbus("topics", "list", show=False).splitlines()
     print("\n".join(line[:150] for line in listing[:8]), f"\n... {len(listing) - 1} lines in all")
 
-    chapter("2. A business app sends five scoring requests (JSON in, Avro single-object encoding on the wire)")
+    chapter("7. A business app sends five scoring requests (JSON in, Avro single-object encoding on the wire)")
     requests = [{"request_id": f"demo-{i}", "entity_id": f"customer-{i}", "model": "hello",
                  "features": {"age": 30.0 + i, "visits": float(i * 3)}} for i in range(5)]
     mlbus("publish", "inference.requests", "--as", "shop-app", stdin="\n".join(json.dumps(r) for r in requests))
 
-    chapter("3. Two malformed messages arrive too (random bytes, truncated Avro)")
+    chapter("8. Two malformed messages arrive too (random bytes, truncated Avro)")
     bus = Bus.from_env()
     configure_logging("demo", "console", "warning")      # show the runtime's dead-letter warnings only
     publisher = Publisher(bus, "demo")
@@ -60,7 +116,7 @@ def bus_story() -> None:
     publisher.flush()
     print("sent 2 malformed messages to inference.requests")
 
-    chapter("4. A service of your own: ten lines on the mlbus runtime (consume → decode → handle → produce → commit)")
+    chapter("9. A service of your own: ten lines on the mlbus runtime (consume → decode → handle → produce → commit)")
 
     def hello_scorer(message):
         features = message.value["features"]
@@ -86,7 +142,7 @@ def bus_story() -> None:
         worker.join(timeout=30)
     print("hello-scorer handled everything: consumer lag 0")
 
-    chapter("5. Its predictions, decoded, with CloudEvents headers (ce_id, ce_source, causationid, traceparent)")
+    chapter("10. Its predictions, decoded, with CloudEvents headers (ce_id, ce_source, causationid, traceparent)")
     predictions = mlbus("consume", "inference.predictions", "--from-beginning", "--max", "5", show=False)
     for line in predictions.splitlines():
         record = json.loads(line)
@@ -94,7 +150,7 @@ def bus_story() -> None:
         print(f"  {value['request_id']}  {value['entity_id']:11}  score={value['score']:.2f}  "
               f"source={headers['ce_source']}  caused by {headers['causationid'][:8]}…")
 
-    chapter("6. The dead-letter topic: original bytes kept, the reason in headers; the service kept going")
+    chapter("11. The dead-letter topic: original bytes kept, the reason in headers; the service kept going")
     for line in mlbus("consume", "inference.requests.dlq", "--from-beginning", "--max", "2", show=False).splitlines():
         record = json.loads(line)
         headers = record["headers"]
@@ -114,10 +170,11 @@ def main() -> int:
                    stdout=subprocess.DEVNULL)
     subprocess.run(["rm", "-rf", str(DEMO_VAR)], check=True)
 
-    chapter("0. Start: a local Apache Kafka broker (KRaft) from Maven Central jars, topics from topics.yaml")
+    chapter("0. Start: a local Apache Kafka broker (KRaft) from Maven Central jars, topics, the services")
     mlbus("up")
     started = time.monotonic()
     try:
+        data_to_model_story()
         bus_story()
         mlbus("status")
     finally:

@@ -101,7 +101,7 @@ def reproduction_differences(original: dict, result: dict) -> list[str]:
         if result["metrics"].get(name) != value:
             differences.append(f"{name}: {value} then, {result['metrics'].get(name)} now")
     if original["artifact_sha256"] and original["artifact_sha256"] != result["artifact_sha256"]:
-        differences.append("artifact bytes differ (serialisation)")
+        differences.append("artifact bytes differ (skops names its array files by object id)")
     return differences
 
 

@@ -86,4 +86,4 @@ def test_reproduction_differences_name_what_changed():
                                                "artifact_sha256": "x"}) == []
     differences = reproduction_differences(original, {"predictions_sha256": "b", "metrics": {"f1": 0.8},
                                                       "artifact_sha256": "y"})
-    assert differences == ["holdout predictions differ", "f1: 0.9 then, 0.8 now", "artifact bytes differ (serialisation)"]
+    assert differences == ["holdout predictions differ", "f1: 0.9 then, 0.8 now", "artifact bytes differ (skops names its array files by object id)"]
