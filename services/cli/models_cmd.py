@@ -16,6 +16,7 @@ from services.bus.envelope import Event, new_id
 from services.bus.errors import BadInput
 from services.bus.estimators import EstimatorError, check_spec
 from services.bus.publish import Publisher
+from services.bus.settings import ConfigError
 from services.bus.replay import read_topics
 
 from .output import info, print_json, print_table
@@ -73,6 +74,16 @@ def spec_record(raw: dict, actor: str, contracts_dir: Path) -> dict:
             "defined_at": datetime.now(timezone.utc), "batches": str(spec["batches"])}
 
 
+def load_yaml(path: Path) -> dict:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise BadInput(f"cannot read spec {path}: {error}") from None
+    if not isinstance(raw, dict):
+        raise BadInput(f"spec {path} must be a YAML mapping of fields (see scripts/examples/)")
+    return raw
+
+
 def contract_features(contracts_dir: Path, dataset: str, target: str) -> list[str]:
     path = contracts_dir / f"{dataset}.avsc"
     if not path.exists():
@@ -84,7 +95,7 @@ def contract_features(contracts_dir: Path, dataset: str, target: str) -> list[st
 
 def define_command(bus: Bus, args: argparse.Namespace) -> int:
     actor = f"cli:{args.actor or getpass.getuser()}"
-    value = spec_record(yaml.safe_load(args.spec.read_text()), actor, bus.settings.contracts_dir)
+    value = spec_record(load_yaml(args.spec), actor, bus.settings.contracts_dir)
     publisher = Publisher(bus, actor)
     publisher.publish(Event("mlbus.ModelSpecDefined", value, key=value["model"], id=new_id(), subject=value["model"]))
     publisher.flush()
@@ -95,7 +106,7 @@ def define_command(bus: Bus, args: argparse.Namespace) -> int:
 
 def train_command(bus: Bus, args: argparse.Namespace) -> int:
     if bool(args.model) == bool(args.reproduce):
-        raise BadInput("name a MODEL to train, or --reproduce RUN_ID")
+        raise ConfigError("name a MODEL to train, or --reproduce RUN_ID")
     actor = f"cli:{args.actor or getpass.getuser()}"
     model = args.model or run_by_id(bus, args.reproduce)["model"]
     request_id = new_id()

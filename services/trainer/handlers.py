@@ -1,13 +1,13 @@
 """The trainer's handler: fold specs and batches into the view, train on requests, announce results."""
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 import skops.io as sio
-import hashlib
 
 from services.bus import Event, Received
 from services.bus.datastore import DataFileError

@@ -4,22 +4,19 @@ from __future__ import annotations
 import collections
 import signal
 import subprocess
-import sys
 
 import pytest
 
-from services.bus.settings import PROJECT_ROOT
 from services.bus.topics import consumer_lag
 from tests.support.polling import read_topic, wait_until
+from tests.support.processes import start, stop
 from tests.support.traffic import publish_mixed
 
 GROUP = "mlbus.relay"
 
 
 def start_relay(env: dict, transactional: bool = False) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests.support.relay_service"], cwd=PROJECT_ROOT,
-                            env={**env, "MLBUS_RELAY_TRANSACTIONAL": "1" if transactional else "0"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return start("tests.support.relay_service", env, MLBUS_RELAY_TRANSACTIONAL="1" if transactional else "0")
 
 
 def lag(bus) -> int:
@@ -28,11 +25,6 @@ def lag(bus) -> int:
 
 def request_ids(messages, bus) -> list[str]:
     return [bus.schemas.decode(m.value())[1]["request_id"] for m in messages]
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=60)
 
 
 def test_good_messages_are_handled_and_malformed_ones_dead_lettered(bus, bus_env):
@@ -44,7 +36,7 @@ def test_good_messages_are_handled_and_malformed_ones_dead_lettered(bus, bus_env
         dead = read_topic(bus, "inference.requests.dlq", expected=20)
         assert relay.poll() is None, "the service must keep running after bad input"
     finally:
-        stop(relay)
+        exit_code = stop(relay)
     assert sorted(request_ids(outputs, bus)) == sorted(sent_ids)
     assert len(dead) == 20
     assert sorted(m.value() for m in dead) == sorted(poison)            # original bytes, untouched
@@ -55,7 +47,7 @@ def test_good_messages_are_handled_and_malformed_ones_dead_lettered(bus, bus_env
         assert headers["dlq.service"] == b"relay" and headers["dlq.stage"] in (b"decode", b"handle")
         assert int(headers["dlq.original.offset"]) >= 0 and headers["dlq.error.class"]
         assert headers["dlq.error.message"]
-    assert relay.returncode == 0, "SIGTERM is a graceful stop"
+    assert exit_code == 0, "SIGTERM is a graceful stop"
 
 
 @pytest.mark.parametrize("transactional", [False, True], ids=["at-least-once", "exactly-once"])
