@@ -1,0 +1,52 @@
+"""The model inventory: versions with their status, approvals and aliases, and each model's policy."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+AWAITING, APPROVED, REJECTED, RETIRED = "awaiting-approval", "approved", "rejected", "retired"
+STATUS_AFTER = {"approved": APPROVED, "rejected": REJECTED, "retired": RETIRED}
+
+
+@dataclass
+class ModelVersion:
+    model: str
+    version: int
+    trained: dict                                # the ModelTrained record
+    status: str = AWAITING
+    history: list[dict] = field(default_factory=list)     # ModelLifecycle records, in order
+
+
+@dataclass
+class Inventory:
+    versions: dict[tuple[str, int], ModelVersion] = field(default_factory=dict)
+    policies: dict[str, dict] = field(default_factory=dict)           # model → PromotionPolicyDefined
+    aliases: dict[str, dict[str, int]] = field(default_factory=dict)  # model → alias → version
+    seen: set[str] = field(default_factory=set)                       # ids of folded lifecycle events
+
+    def version(self, model: str, version: int) -> ModelVersion | None:
+        return self.versions.get((model, version))
+
+    def champion(self, model: str) -> ModelVersion | None:
+        version = self.aliases.get(model, {}).get("champion")
+        return None if version is None else self.version(model, version)
+
+    def apply(self, record: str, value: dict) -> None:
+        """Fold one event in; the same event twice changes nothing."""
+        if record == "mlbus.ModelTrained":
+            key = (value["model"], value["version"])
+            self.versions.setdefault(key, ModelVersion(value["model"], value["version"], value))  # first one wins
+        elif record == "mlbus.PromotionPolicyDefined":
+            self.policies[value["model"]] = value
+        elif record == "mlbus.ModelLifecycle" and value["event_id"] not in self.seen:
+            self.seen.add(value["event_id"])
+            self._lifecycle(value)
+
+    def _lifecycle(self, event: dict) -> None:
+        entry = self.version(event["model"], event["version"])
+        if entry is None:
+            return
+        entry.history.append(event)
+        if event["kind"] in STATUS_AFTER:
+            entry.status = STATUS_AFTER[event["kind"]]
+        if event["kind"] == "promoted" and event["alias"]:
+            self.aliases.setdefault(event["model"], {})[event["alias"]] = event["version"]

@@ -1,0 +1,95 @@
+"""The registry's decisions (pure): register a trained version, judge it against the model's promotion
+policy and its champion, and accept or refuse approvals. Every decision is a ModelLifecycle event that
+carries its evidence: the policy and its version, the metrics compared, the champion, who decided.
+
+Not wired to Kafka yet: the registry service (issue 4) will call these from its handler.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from services.bus import Event, derive_id
+from services.bus.estimators import HIGHER_IS_BETTER
+from services.bus.projections.inventory import AWAITING, Inventory, ModelVersion
+
+DEFAULT_POLICY = {"policy_version": 0, "thresholds": {}, "metric": None, "min_improvement": 0.0,
+                  "human_approval": True, "approvers": [], "four_eyes": True}
+
+
+def lifecycle(model: str, version: int, kind: str, actor: str, reason: str, cause_id: str, now: datetime,
+              policy: dict | None = None, evidence: dict | None = None) -> Event:
+    event_id = derive_id(cause_id, model, version, kind)
+    return Event("mlbus.ModelLifecycle", key=model, id=event_id, subject=f"{model}@{version}", value={
+        "event_id": event_id, "model": model, "version": version, "kind": kind, "alias": None, "actor": actor,
+        "reason": reason, "policy_version": policy["policy_version"] if policy else None,
+        "evidence_json": json.dumps(evidence or {}, sort_keys=True), "cause_id": cause_id, "occurred_at": now})
+
+
+def on_trained(inventory: Inventory, trained: dict, cause_id: str, now: datetime) -> list[Event]:
+    model, version = trained["model"], trained["version"]
+    existing = inventory.version(model, version)
+    if existing is not None and existing.trained["run_id"] != trained["run_id"]:
+        return [lifecycle(model, version, "refused", "registry", "version already registered; registered "
+                          "versions are immutable", cause_id, now, evidence={"run_id": trained["run_id"]})]
+    if existing is not None and existing.history:
+        return []                                              # the same record delivered again
+    policy = inventory.policies.get(model, {**DEFAULT_POLICY, "model": model})
+    verdict, evidence = judge(trained, policy, inventory.champion(model))
+    events = [lifecycle(model, version, "registered", "registry", "trained version registered", cause_id, now,
+                        policy, {"run_id": trained["run_id"], "metrics": trained["metrics"],
+                                 "artifact_sha256": trained["artifact_sha256"]})]
+    if verdict:
+        events.append(lifecycle(model, version, "rejected", f"policy:v{policy['policy_version']}", verdict,
+                                cause_id, now, policy, evidence))
+    elif not policy["human_approval"]:
+        events.append(lifecycle(model, version, "approved", f"policy:v{policy['policy_version']}",
+                                "meets the policy; no human approval required", cause_id, now, policy, evidence))
+    return events
+
+
+def judge(trained: dict, policy: dict, champion: ModelVersion | None) -> tuple[str | None, dict]:
+    """(the reason the policy rejects it, or None; the evidence either way)."""
+    metrics = trained["metrics"]
+    evidence: dict = {"metrics": metrics, "thresholds": policy["thresholds"]}
+    for name, limit in sorted(policy["thresholds"].items()):
+        value = metrics.get(name)
+        higher = HIGHER_IS_BETTER.get(name, True)
+        if value is None or (value < limit if higher else value > limit):
+            return f"{name} {value} does not meet the threshold {'≥' if higher else '≤'} {limit}", evidence
+    metric = policy["metric"] or trained["metric"]
+    if champion is not None and metric in champion.trained["metrics"]:
+        sign = 1 if HIGHER_IS_BETTER.get(metric, True) else -1
+        improvement = sign * (metrics.get(metric, float("nan")) - champion.trained["metrics"][metric])
+        evidence.update(champion_version=champion.version, champion_metrics=champion.trained["metrics"],
+                        compared_metric=metric, improvement=improvement)
+        if not improvement >= policy["min_improvement"]:
+            return (f"{metric} improves on champion v{champion.version} by {improvement:.4g}, the policy needs "
+                    f"{policy['min_improvement']}"), evidence
+    return None, evidence
+
+
+def on_approval(inventory: Inventory, approval: dict, now: datetime) -> list[Event]:
+    model, version, actor = approval["model"], approval["version"], approval["actor"]
+    cause = approval["approval_id"]
+    entry = inventory.version(model, version)
+    policy = inventory.policies.get(model, {**DEFAULT_POLICY, "model": model})
+    refusal = approval_refusal(entry, policy, actor)
+    if refusal:
+        return [lifecycle(model, version, "approval-refused", actor, refusal, cause, now, policy,
+                          {"decision": approval["decision"], "reason": approval["reason"]})]
+    kind = "approved" if approval["decision"] == "approve" else "rejected"
+    return [lifecycle(model, version, kind, actor, approval["reason"], cause, now, policy,
+                      {"decision": approval["decision"], "metrics": entry.trained["metrics"]})]
+
+
+def approval_refusal(entry: ModelVersion | None, policy: dict, actor: str) -> str | None:
+    if entry is None:
+        return "unknown model version"
+    if entry.status != AWAITING:
+        return f"version is {entry.status}, not awaiting approval"
+    if policy["approvers"] and actor not in policy["approvers"]:
+        return f"not an approver: the policy names {', '.join(policy['approvers'])}"
+    if policy["four_eyes"] and actor == entry.trained["requested_by"]:
+        return "four-eyes: the approver requested this training"
+    return None

@@ -1,0 +1,84 @@
+"""The registry's pure decisions, folded through the shared inventory projection."""
+import json
+from datetime import datetime, timezone
+
+from services.bus.projections.inventory import APPROVED, AWAITING, REJECTED, Inventory
+from services.registry.decide import on_approval, on_trained
+
+NOW = datetime(2026, 11, 23, tzinfo=timezone.utc)
+POLICY = {"model": "m", "policy_version": 2, "thresholds": {"roc_auc": 0.8}, "metric": "roc_auc",
+          "min_improvement": 0.01, "human_approval": True, "approvers": ["ana", "bo"], "four_eyes": True}
+
+
+def trained(version: int, roc_auc: float, requested_by: str = "cli:carl", run: str = "r") -> dict:
+    return {"model": "m", "version": version, "run_id": f"{run}{version}", "metrics": {"roc_auc": roc_auc},
+            "metric": "roc_auc", "artifact_sha256": "a" * 64, "requested_by": requested_by}
+
+
+def fold(inventory: Inventory, record: str, value: dict, events) -> list:
+    inventory.apply(record, value)
+    for event in events:
+        inventory.apply(event.record, event.value)
+    return events
+
+
+def registered(inventory: Inventory, value: dict) -> list:
+    inventory.apply("mlbus.ModelTrained", value)
+    return fold(inventory, "mlbus.ModelTrained", value, on_trained(inventory, value, f"c{value['version']}", NOW))
+
+
+def approval(actor: str, version: int = 1, decision: str = "approve") -> dict:
+    return {"approval_id": f"a-{actor}-{version}", "model": "m", "version": version, "decision": decision,
+            "actor": actor, "reason": "looks good"}
+
+
+def inventory_with_policy(**changes) -> Inventory:
+    inventory = Inventory()
+    inventory.apply("mlbus.PromotionPolicyDefined", {**POLICY, **changes})
+    return inventory
+
+
+def test_a_version_needing_a_human_waits_and_an_authorised_approval_releases_it():
+    inventory = inventory_with_policy()
+    assert [e.value["kind"] for e in registered(inventory, trained(1, 0.9))] == ["registered"]
+    assert inventory.version("m", 1).status == AWAITING
+    [approved] = fold(inventory, "x", {}, on_approval(inventory, approval("ana"), NOW))
+    assert approved.value["kind"] == "approved" and approved.value["actor"] == "ana"
+    assert approved.value["policy_version"] == 2 and inventory.version("m", 1).status == APPROVED
+
+
+def test_an_unauthorised_approver_and_a_four_eyes_violation_are_refused_with_reasons():
+    inventory = inventory_with_policy(approvers=["ana", "cli:carl"])
+    registered(inventory, trained(1, 0.9, requested_by="cli:carl"))
+    [stranger] = on_approval(inventory, approval("mallory"), NOW)
+    [own] = on_approval(inventory, approval("cli:carl"), NOW)
+    assert stranger.value["kind"] == own.value["kind"] == "approval-refused"
+    assert "not an approver" in stranger.value["reason"] and "four-eyes" in own.value["reason"]
+    assert inventory.version("m", 1).status == AWAITING
+
+
+def test_auto_approval_when_the_policy_needs_no_human():
+    inventory = inventory_with_policy(human_approval=False)
+    kinds = [e.value["kind"] for e in registered(inventory, trained(1, 0.9))]
+    assert kinds == ["registered", "approved"] and inventory.version("m", 1).status == APPROVED
+
+
+def test_thresholds_and_the_champion_comparison_reject_with_evidence():
+    inventory = inventory_with_policy(human_approval=False)
+    [_, below] = registered(inventory, trained(1, 0.7))
+    assert below.value["kind"] == "rejected" and "threshold" in below.value["reason"]
+    registered(inventory, trained(2, 0.9))
+    inventory.aliases["m"] = {"champion": 2}
+    [_, small] = registered(inventory, trained(3, 0.905))
+    evidence = json.loads(small.value["evidence_json"])
+    assert small.value["kind"] == "rejected" and evidence["champion_version"] == 2
+    assert abs(evidence["improvement"] - 0.005) < 1e-9 and inventory.version("m", 3).status == REJECTED
+
+
+def test_registered_versions_are_immutable_and_redelivery_is_ignored():
+    inventory = inventory_with_policy()
+    registered(inventory, trained(1, 0.9))
+    assert on_trained(inventory, trained(1, 0.9), "c1", NOW) == []                      # the same record again
+    [refused] = on_trained(inventory, trained(1, 0.95, run="other"), "c9", NOW)
+    assert refused.value["kind"] == "refused" and "immutable" in refused.value["reason"]
+    assert inventory.version("m", 1).trained["metrics"]["roc_auc"] == 0.9
