@@ -9,8 +9,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import yaml
-
 from services.bus.context import Bus
 from services.bus.envelope import Event, new_id
 from services.bus.errors import BadInput
@@ -19,6 +17,8 @@ from services.bus.publish import Publisher
 from services.bus.settings import ConfigError
 from services.bus.replay import read_topics
 
+from . import registry_cmd
+from .inputs import load_yaml
 from .output import info, print_json, print_table
 
 SPEC_DEFAULTS = {"hyperparameters": {}, "grid": {}, "test_size": 0.25, "cv_folds": 5, "seed": 0, "batches": "all"}
@@ -32,6 +32,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     define.add_argument("spec", type=Path)
     define.add_argument("--as", dest="actor", default=None)
     define.set_defaults(run=define_command)
+    registry_cmd.register_models(sub)
     train = commands.add_parser("train", help="ask the trainer for a training now, or reproduce a run")
     train.add_argument("model", nargs="?", help="model to train")
     train.add_argument("--batch", action="append", default=[], help="train on exactly these batch ids")
@@ -72,16 +73,6 @@ def spec_record(raw: dict, actor: str, contracts_dir: Path) -> dict:
             "test_size": float(spec["test_size"]), "cv_folds": int(spec["cv_folds"]), "seed": int(spec["seed"]),
             "spec_sha256": hashlib.sha256(canonical.encode()).hexdigest(), "defined_by": actor,
             "defined_at": datetime.now(timezone.utc), "batches": str(spec["batches"])}
-
-
-def load_yaml(path: Path) -> dict:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise BadInput(f"cannot read spec {path}: {error}") from None
-    if not isinstance(raw, dict):
-        raise BadInput(f"spec {path} must be a YAML mapping of fields (see scripts/examples/)")
-    return raw
 
 
 def contract_features(contracts_dir: Path, dataset: str, target: str) -> list[str]:

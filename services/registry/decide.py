@@ -1,8 +1,7 @@
 """The registry's decisions (pure): register a trained version, judge it against the model's promotion
-policy and its champion, and accept or refuse approvals. Every decision is a ModelLifecycle event that
-carries its evidence: the policy and its version, the metrics compared, the champion, who decided.
-
-Not wired to Kafka yet: the registry service (issue 4) will call these from its handler.
+policy and its champion, accept or refuse approvals, and record alias changes that deployments make.
+Every decision is a ModelLifecycle event that carries its evidence: the policy and its version, the
+metrics compared, the champion, who decided.
 """
 from __future__ import annotations
 
@@ -18,10 +17,10 @@ DEFAULT_POLICY = {"policy_version": 0, "thresholds": {}, "metric": None, "min_im
 
 
 def lifecycle(model: str, version: int, kind: str, actor: str, reason: str, cause_id: str, now: datetime,
-              policy: dict | None = None, evidence: dict | None = None) -> Event:
+              policy: dict | None = None, evidence: dict | None = None, alias: str | None = None) -> Event:
     event_id = derive_id(cause_id, model, version, kind)
     return Event("mlbus.ModelLifecycle", key=model, id=event_id, subject=f"{model}@{version}", value={
-        "event_id": event_id, "model": model, "version": version, "kind": kind, "alias": None, "actor": actor,
+        "event_id": event_id, "model": model, "version": version, "kind": kind, "alias": alias, "actor": actor,
         "reason": reason, "policy_version": policy["policy_version"] if policy else None,
         "evidence_json": json.dumps(evidence or {}, sort_keys=True), "cause_id": cause_id, "occurred_at": now})
 
@@ -72,6 +71,8 @@ def judge(trained: dict, policy: dict, champion: ModelVersion | None) -> tuple[s
 def on_approval(inventory: Inventory, approval: dict, now: datetime) -> list[Event]:
     model, version, actor = approval["model"], approval["version"], approval["actor"]
     cause = approval["approval_id"]
+    if cause in inventory.causes:
+        return []                                              # delivered twice: decided once
     entry = inventory.version(model, version)
     policy = inventory.policies.get(model, {**DEFAULT_POLICY, "model": model})
     refusal = approval_refusal(entry, policy, actor)
@@ -90,6 +91,24 @@ def approval_refusal(entry: ModelVersion | None, policy: dict, actor: str) -> st
         return f"version is {entry.status}, not awaiting approval"
     if policy["approvers"] and actor not in policy["approvers"]:
         return f"not an approver: the policy names {', '.join(policy['approvers'])}"
-    if policy["four_eyes"] and actor == entry.trained["requested_by"]:
+    if policy["four_eyes"] and actor == entry.trained["requested_by"].removeprefix("cli:"):
         return "four-eyes: the approver requested this training"
     return None
+
+
+def on_deployment(inventory: Inventory, deployment: dict, now: datetime) -> list[Event]:
+    """A completed deployment makes its serving champion (and challenger) the model's aliases."""
+    if deployment["phase"] != "completed" or deployment["deployment_id"] in inventory.causes:
+        return []
+    model = deployment["model"]
+    current = inventory.aliases.get(model, {})
+    events = []
+    for route in deployment["routes"]:
+        alias = route["variant"] if route["variant"] in ("champion", "challenger") else None
+        if alias and route["served"] and current.get(alias) != route["version"]:
+            events.append(lifecycle(model, route["version"], "promoted", deployment["actor"],
+                                    f"{alias} since deployment {deployment['deployment_id']}",
+                                    deployment["deployment_id"], now, alias=alias,
+                                    evidence={"previous": current.get(alias), "share": route["share"],
+                                              "strategy": deployment["strategy"]}))
+    return events

@@ -5,7 +5,8 @@ import yaml
 from services.bus.codec import SchemaCatalogue
 from services.bus.errors import BadInput
 from services.bus.settings import PROJECT_ROOT
-from services.cli.models_cmd import load_yaml, spec_record
+from services.cli.inputs import load_yaml
+from services.cli.models_cmd import spec_record
 
 CONTRACTS = PROJECT_ROOT / "schemas" / "datasets"
 EXAMPLE = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"

@@ -22,6 +22,10 @@ class Inventory:
     policies: dict[str, dict] = field(default_factory=dict)           # model → PromotionPolicyDefined
     aliases: dict[str, dict[str, int]] = field(default_factory=dict)  # model → alias → version
     seen: set[str] = field(default_factory=set)                       # ids of folded lifecycle events
+    causes: set[str] = field(default_factory=set)                     # ids of events already decided on
+
+    def latest(self, model: str) -> list[ModelVersion]:
+        return sorted((v for (m, _), v in self.versions.items() if m == model), key=lambda v: v.version)
 
     def version(self, model: str, version: int) -> ModelVersion | None:
         return self.versions.get((model, version))
@@ -39,6 +43,7 @@ class Inventory:
             self.policies[value["model"]] = value
         elif record == "mlbus.ModelLifecycle" and value["event_id"] not in self.seen:
             self.seen.add(value["event_id"])
+            self.causes.add(value["cause_id"])
             self._lifecycle(value)
 
     def _lifecycle(self, event: dict) -> None:

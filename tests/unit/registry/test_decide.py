@@ -3,7 +3,7 @@ import json
 from datetime import datetime, timezone
 
 from services.bus.projections.inventory import APPROVED, AWAITING, REJECTED, Inventory
-from services.registry.decide import on_approval, on_trained
+from services.registry.decide import on_approval, on_deployment, on_trained
 
 NOW = datetime(2026, 11, 23, tzinfo=timezone.utc)
 POLICY = {"model": "m", "policy_version": 2, "thresholds": {"roc_auc": 0.8}, "metric": "roc_auc",
@@ -48,10 +48,10 @@ def test_a_version_needing_a_human_waits_and_an_authorised_approval_releases_it(
 
 
 def test_an_unauthorised_approver_and_a_four_eyes_violation_are_refused_with_reasons():
-    inventory = inventory_with_policy(approvers=["ana", "cli:carl"])
+    inventory = inventory_with_policy(approvers=["ana", "carl"])
     registered(inventory, trained(1, 0.9, requested_by="cli:carl"))
     [stranger] = on_approval(inventory, approval("mallory"), NOW)
-    [own] = on_approval(inventory, approval("cli:carl"), NOW)
+    [own] = on_approval(inventory, approval("carl"), NOW)
     assert stranger.value["kind"] == own.value["kind"] == "approval-refused"
     assert "not an approver" in stranger.value["reason"] and "four-eyes" in own.value["reason"]
     assert inventory.version("m", 1).status == AWAITING
@@ -82,3 +82,22 @@ def test_registered_versions_are_immutable_and_redelivery_is_ignored():
     [refused] = on_trained(inventory, trained(1, 0.95, run="other"), "c9", NOW)
     assert refused.value["kind"] == "refused" and "immutable" in refused.value["reason"]
     assert inventory.version("m", 1).trained["metrics"]["roc_auc"] == 0.9
+
+
+def test_an_approval_delivered_twice_is_decided_once():
+    inventory = inventory_with_policy()
+    registered(inventory, trained(1, 0.9))
+    fold(inventory, "x", {}, on_approval(inventory, approval("ana"), NOW))
+    assert on_approval(inventory, approval("ana"), NOW) == []
+
+
+def test_a_completed_deployment_promotes_its_champion_once():
+    inventory = inventory_with_policy(human_approval=False)
+    registered(inventory, trained(1, 0.9))
+    deployment = {"deployment_id": "d1", "model": "m", "phase": "completed", "strategy": "replace", "actor": "deployer",
+                  "routes": [{"version": 1, "variant": "champion", "share": 1.0, "served": True,
+                              "artifact_sha256": ""}]}
+    [promoted] = fold(inventory, "x", {}, on_deployment(inventory, deployment, NOW))
+    assert promoted.value["kind"] == "promoted" and promoted.value["alias"] == "champion"
+    assert inventory.aliases == {"m": {"champion": 1}}
+    assert on_deployment(inventory, deployment, NOW) == []

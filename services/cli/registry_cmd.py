@@ -1,0 +1,135 @@
+"""mlbus approve | reject | models policy | models list | models show."""
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from services.bus.context import Bus
+from services.bus.envelope import Event, new_id
+from services.bus.errors import BadInput
+from services.bus.projections.inventory import Inventory
+from services.bus.publish import Publisher
+from services.bus.replay import read_topics
+
+from .inputs import load_yaml
+from .output import info, print_json, print_table
+
+INVENTORY_HISTORY = ("mlbus.PromotionPolicyDefined", "mlbus.ModelTrained", "mlbus.ModelLifecycle")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    for decision in ("approve", "reject"):
+        parser = commands.add_parser(decision, help=f"{decision} a model version (the registry checks the policy)")
+        parser.add_argument("model")
+        parser.add_argument("version", type=int)
+        parser.add_argument("--as", dest="actor", default=None, help="who decides (default: your user name)")
+        parser.add_argument("--reason", required=True, help="why: recorded with the decision")
+        parser.set_defaults(run=decision_command, decision=decision)
+
+
+def register_models(sub: argparse._SubParsersAction) -> None:
+    policy = sub.add_parser("policy", help="publish a model's promotion policy (YAML)")
+    policy.add_argument("policy", type=Path)
+    policy.add_argument("--as", dest="actor", default=None)
+    policy.set_defaults(run=policy_command)
+    listing = sub.add_parser("list", help="every model version with its status and aliases")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=list_command)
+    show = sub.add_parser("show", help="one model (or MODEL@VERSION): lineage, metrics, decisions, aliases")
+    show.add_argument("target", metavar="MODEL[@VERSION]")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(run=show_command)
+
+
+def decision_command(bus: Bus, args: argparse.Namespace) -> int:
+    actor = args.actor or getpass.getuser()
+    approval_id = new_id()
+    value = {"approval_id": approval_id, "model": args.model, "version": args.version,
+             "decision": args.decision, "actor": actor, "reason": args.reason,
+             "submitted_at": datetime.now(timezone.utc)}
+    publisher = Publisher(bus, f"cli:{actor}")
+    publisher.publish(Event("mlbus.ApprovalSubmitted", value, key=args.model, id=approval_id,
+                            subject=f"{args.model}@{args.version}"))
+    publisher.flush()
+    info(f"{args.decision} of {args.model} v{args.version} by {actor} submitted ({approval_id}); "
+         f"the registry's decision: mlbus models show {args.model}@{args.version}")
+    return 0
+
+
+def policy_command(bus: Bus, args: argparse.Namespace) -> int:
+    raw = load_yaml(args.policy)
+    if "model" not in raw or "metric" not in raw:
+        raise BadInput("a policy names its model and the metric compared with the champion")
+    previous = inventory(bus).policies.get(raw["model"], {}).get("policy_version", 0)
+    actor = f"cli:{args.actor or getpass.getuser()}"
+    value = {"model": raw["model"], "policy_version": previous + 1,
+             "thresholds": {k: float(v) for k, v in raw.get("thresholds", {}).items()}, "metric": raw["metric"],
+             "min_improvement": float(raw.get("min_improvement", 0.0)),
+             "human_approval": bool(raw.get("human_approval", True)),
+             "approvers": [str(a) for a in raw.get("approvers", [])], "four_eyes": bool(raw.get("four_eyes", True)),
+             "defined_by": actor, "defined_at": datetime.now(timezone.utc)}
+    publisher = Publisher(bus, actor)
+    publisher.publish(Event("mlbus.PromotionPolicyDefined", value, key=raw["model"], id=new_id(), subject=raw["model"]))
+    publisher.flush()
+    info(f"policy v{value['policy_version']} of {raw['model']} published")
+    return 0
+
+
+def inventory(bus: Bus) -> Inventory:
+    """The registry's projection, folded here from the topics (the same code the registry runs)."""
+    records = list(read_topics(bus, [bus.catalogue.for_schema(n).name for n in INVENTORY_HISTORY]))
+    folded = Inventory()
+    for name in INVENTORY_HISTORY:
+        for record in (r for r in records if r.record == name):
+            folded.apply(record.record, record.value)
+    return folded
+
+
+def list_command(bus: Bus, args: argparse.Namespace) -> int:
+    folded = inventory(bus)
+    rows = []
+    for (model, version), entry in sorted(folded.versions.items()):
+        aliases = [a for a, v in folded.aliases.get(model, {}).items() if v == version]
+        metric = entry.trained["metric"]
+        rows.append({"model": model, "version": version, "status": entry.status, "aliases": aliases,
+                     "metric": metric, "value": entry.trained["metrics"].get(metric),
+                     "requested_by": entry.trained["requested_by"], "trained_at": entry.trained["trained_at"]})
+    if args.json:
+        print_json(rows)
+        return 0
+    print_table(["model", "version", "status", "aliases", "metric", "trained at", "requested by"],
+                [[r["model"], r["version"], r["status"], ",".join(r["aliases"]) or "-",
+                  f"{r['metric']} {r['value']:.4f}", r["trained_at"].strftime("%Y-%m-%d %H:%M"), r["requested_by"]]
+                 for r in rows])
+    return 0
+
+
+def show_command(bus: Bus, args: argparse.Namespace) -> int:
+    model, _, version = args.target.partition("@")
+    folded = inventory(bus)
+    entries = [e for (m, _), e in sorted(folded.versions.items()) if m == model and version in ("", str(e.version))]
+    if not entries:
+        raise BadInput(f"no registered version matches {args.target}")
+    shown = [{"model": e.model, "version": e.version, "status": e.status,
+              "aliases": [a for a, v in folded.aliases.get(model, {}).items() if v == e.version],
+              "trained": e.trained, "decisions": e.history} for e in entries]
+    if args.json:
+        print_json(shown)
+        return 0
+    policy = folded.policies.get(model)
+    print(f"{model}: policy {'v%d' % policy['policy_version'] if policy else 'none (default: a human approves)'}, "
+          f"aliases {folded.aliases.get(model, {})}")
+    for entry in shown:
+        t = entry["trained"]
+        print(f"\nv{entry['version']}  {entry['status']}  {','.join(entry['aliases'])}")
+        print(f"  run {t['run_id']}  {t['estimator']} {t['hyperparameters_json']}  seed {t['seed']}")
+        print(f"  metrics {json.dumps({k: round(v, 4) for k, v in t['metrics'].items()})}")
+        print(f"  data {', '.join(b['batch_id'][:8] + ' sha256 ' + b['sha256'][:12] for b in t['batches'])}")
+        print(f"  artifact {t['artifact_sha256'][:16]}…  code {t['code_version']} @ {(t['git_commit'] or '-')[:10]}")
+        for decision in entry["decisions"]:
+            print(f"  {decision['occurred_at']:%Y-%m-%d %H:%M:%S}  {decision['kind']:16} by {decision['actor']}: "
+                  f"{decision['reason']}")
+    return 0
