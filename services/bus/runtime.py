@@ -30,7 +30,9 @@ from .schema_topic import SchemasTopicResolver
 from .settings import ConfigError
 
 Handler = Callable[[Received], Iterable[Event]]
-__all__ = ["Handler", "Received", "ServiceRuntime"]
+BatchHandler = Callable[[list[Received]], list["list[Event] | BadInput"]]
+Tick = Callable[[], list[Event]]
+__all__ = ["BatchHandler", "Handler", "Received", "ServiceRuntime", "Tick"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,8 @@ class Outcome:
 class ServiceRuntime:
     def __init__(self, bus: Bus, service: str, handler: Handler, *, topics: list[str] | None = None,
                  transactional: bool = False, batch_size: int = 500, poll_timeout_s: float = 0.5,
-                 offload: bool = False):
+                 offload: bool = False, batch_handler: BatchHandler | None = None, tick: Tick | None = None,
+                 tick_interval_s: float = 1.0):
         self.bus = bus
         self.service = service
         self.handler = handler
@@ -55,6 +58,10 @@ class ServiceRuntime:
         self.batch_size = batch_size
         self.poll_timeout_s = poll_timeout_s
         self.offload = ThreadPoolExecutor(1, thread_name_prefix=service) if offload else None
+        self.batch_handler = batch_handler      # vectorised work: the whole batch at once (the scorer)
+        self.tick = tick                        # time-driven decisions (canary steps), every tick_interval_s
+        self.tick_interval_s = tick_interval_s
+        self._last_tick = time.monotonic()
         self.group = f"{bus.settings.namespace}mlbus.{service}"
         self.log = get_logger(group=self.group)
         self._stopping = False
@@ -83,6 +90,8 @@ class ServiceRuntime:
                 messages = self.consumer.consume(self.batch_size, self.poll_timeout_s)
                 if messages:
                     self.handle_batch(messages)
+                if self.tick and time.monotonic() - self._last_tick >= self.tick_interval_s:
+                    self._run_tick()
         finally:
             self.consumer.close()
             self.publisher.producer.flush(10)
@@ -91,14 +100,15 @@ class ServiceRuntime:
             self.log.info("service stopped")
 
     def handle_batch(self, messages: list[Message]) -> None:
-        outcomes: list[Outcome] = []
         next_offsets: dict[tuple[str, int], int] = {}
+        good: list[Message] = []
         for message in messages:
             if message.error():
                 self._on_consumer_error(message.error())
                 continue
-            outcomes.append(self._handle_one(message))
+            good.append(message)
             next_offsets[(message.topic(), message.partition())] = message.offset() + 1
+        outcomes = self._handle_all(good) if self.batch_handler else [self._handle_one(m) for m in good]
         if self.transactional:
             self.publisher.producer.begin_transaction()
         for outcome in outcomes:
@@ -121,6 +131,43 @@ class ServiceRuntime:
         self.log.info("message handled", **context, outcome="handled", emitted=len(events),
                       duration_ms=round((time.perf_counter() - started) * 1000, 3))
         return Outcome(message, events, cause=received.envelope)
+
+    def _handle_all(self, messages: list[Message]) -> list[Outcome]:
+        """Batch mode: decode each message (bad ones to the DLQ), then one call for all the rest."""
+        started = time.perf_counter()
+        outcomes: list[Outcome] = []
+        decoded: list[tuple[Message, Received]] = []
+        for message in messages:
+            try:
+                decoded.append((message, decode_message(self.bus, message)))
+            except BadInput as error:
+                outcomes.append(Outcome(message, [], error=error))
+        results = self.batch_handler([received for _, received in decoded]) if decoded else []
+        for (message, received), result in zip(decoded, results):
+            if isinstance(result, BadInput):
+                outcomes.append(Outcome(message, [], error=result))
+            else:
+                outcomes.append(Outcome(message, result, cause=received.envelope))
+        dead = sum(o.error is not None for o in outcomes)
+        self.log.info("batch handled", messages=len(messages), dead_lettered=dead,
+                      emitted=sum(len(o.events) for o in outcomes),
+                      duration_ms=round((time.perf_counter() - started) * 1000, 3))
+        return outcomes
+
+    def _run_tick(self) -> None:
+        self._last_tick = time.monotonic()
+        events = self.tick()
+        if not events:
+            return
+        if self.transactional:
+            self.publisher.producer.begin_transaction()
+        for event in events:
+            self.publisher.publish(event)
+        if self.transactional:
+            self.publisher.producer.commit_transaction(30)
+            self.publisher.raise_failures()
+        else:
+            self.publisher.flush()
 
     def _call_handler(self, received: Received) -> list[Event]:
         if self.offload is None:

@@ -17,7 +17,8 @@ from .output import info, print_json, print_table
 
 # mlbus's services → their modules. `up` starts those that exist; NAME=MODULE adds one of your own.
 SERVICES = {"validator": "services.validator", "trainer": "services.trainer", "registry": "services.registry",
-            "deployer": "services.deployer", "drift-watcher": "services.drift_watcher",
+            "deployer": "services.deployer", "scorer": "services.deployer.scorer",
+            "drift-watcher": "services.drift_watcher",
             "auditor": "services.auditor"}
 STOP_DEADLINE_S = 30
 
@@ -37,8 +38,12 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def available_services() -> dict[str, str]:
-    return {name: module for name, module in SERVICES.items()
-            if (PROJECT_ROOT / module.replace(".", "/") / "__main__.py").exists()}
+    return {name: module for name, module in SERVICES.items() if module_exists(module)}
+
+
+def module_exists(module: str) -> bool:
+    path = PROJECT_ROOT / module.replace(".", "/")
+    return (path / "__main__.py").exists() or path.with_suffix(".py").exists()
 
 
 def requested_services(names: list[str]) -> dict[str, str]:

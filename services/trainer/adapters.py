@@ -1,15 +1,12 @@
 """The trainer's edges: data snapshots, the artifact store, code version and environment, its history."""
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
-import os
 import platform
 import subprocess
 from pathlib import Path
 
 import pandas as pd
-import skops.io as sio
 
 from services.bus import Bus
 from services.bus.datastore import load_snapshot
@@ -35,19 +32,6 @@ def load_training_frame(batches: list[dict]) -> pd.DataFrame:
     frames = [load_snapshot(b["uri"], b["sha256"], "parquet" if b["uri"].endswith((".parquet", ".pq")) else "csv")
               for b in batches]
     return pd.concat(frames, ignore_index=True)
-
-
-def save_artifact(root: Path, model: object) -> tuple[str, str]:
-    """skops bytes into root/<sha256>.skops, written once; returns (uri, sha256)."""
-    payload = sio.dumps(model)
-    sha = hashlib.sha256(payload).hexdigest()
-    target = root / f"{sha}.skops"
-    if not target.exists():
-        root.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(f".{os.getpid()}.partial")
-        partial.write_bytes(payload)
-        os.replace(partial, target)
-    return target.resolve().as_uri(), sha
 
 
 def code_version() -> tuple[str, str | None]:

@@ -10,11 +10,12 @@ from typing import Callable
 import skops.io as sio
 
 from services.bus import Event, Received
+from services.bus.artifacts import save_model
 from services.bus.datastore import DataFileError
 from services.bus.logs import get_logger
 from services.bus.profile import profile_frame
 
-from .adapters import load_training_frame, save_artifact
+from .adapters import load_training_frame
 from .decide import (Provenance, TrainingPlan, best_run, plan_training, refusal, requests_for_new_data,
                      run_event, trained_event)
 from .training import fit_and_evaluate, split
@@ -68,7 +69,7 @@ class Trainer:
             artifact_sha = hashlib.sha256(sio.dumps(model)).hexdigest()
             return [run_event(plan, 0, result, self.provenance, now, artifact_sha256=artifact_sha)]
         best = best_run([result for _, result in fitted], spec["metric"])
-        artifact = save_artifact(self.artifacts_dir, fitted[best][0])
+        artifact = save_model(self.artifacts_dir, fitted[best][0])
         self.log.info("model trained", model=spec["model"], version=plan.version, runs=len(fitted),
                       metric=spec["metric"], value=fitted[best][1]["metrics"].get(spec["metric"]))
         runs = [run_event(plan, i, result, self.provenance, now, chosen=i == best,

@@ -1,0 +1,78 @@
+"""mlbus deploy | rollback | deployments."""
+from __future__ import annotations
+
+import argparse
+import getpass
+from datetime import datetime, timezone
+
+from services.bus.context import Bus
+from services.bus.envelope import Event, new_id
+from services.bus.projections.deployments import Deployments
+from services.bus.publish import Publisher
+from services.bus.replay import read_topics
+
+from .output import info, print_json, print_table
+
+STRATEGIES = ("replace", "canary", "shadow", "champion-challenger")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    deploy = commands.add_parser("deploy", help="deploy an approved version with a strategy")
+    deploy.add_argument("model")
+    deploy.add_argument("version", type=int)
+    deploy.add_argument("--strategy", choices=STRATEGIES, default="replace")
+    deploy.add_argument("--percent", type=int, default=None, help="champion-challenger: the challenger's share")
+    deploy.add_argument("--steps", default="10,25,50,100", help="canary: percent per step (default 10,25,50,100)")
+    deploy.add_argument("--interval", type=float, default=60.0, help="canary: seconds per step (default 60)")
+    deploy.add_argument("--as", dest="actor", default=None)
+    deploy.add_argument("--reason", default="")
+    deploy.set_defaults(run=deploy_command, action="deploy")
+    rollback = commands.add_parser("rollback", help="back to the champion (during a canary) or the one before")
+    rollback.add_argument("model")
+    rollback.add_argument("--as", dest="actor", default=None)
+    rollback.add_argument("--reason", default="")
+    rollback.set_defaults(run=deploy_command, action="rollback", version=None, strategy="replace", percent=None,
+                          steps="", interval=0.0)
+    listing = commands.add_parser("deployments", help="what serves each model now, and the history")
+    listing.add_argument("model", nargs="?")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=deployments_command)
+
+
+def deploy_command(bus: Bus, args: argparse.Namespace) -> int:
+    actor = args.actor or getpass.getuser()
+    request_id = new_id()
+    value = {"request_id": request_id, "model": args.model, "version": args.version, "action": args.action,
+             "strategy": args.strategy, "percent": args.percent,
+             "steps": [int(s) for s in args.steps.split(",") if s.strip()], "step_interval_s": args.interval,
+             "actor": actor, "reason": args.reason, "requested_at": datetime.now(timezone.utc)}
+    publisher = Publisher(bus, f"cli:{actor}")
+    publisher.publish(Event("mlbus.DeploymentRequested", value, key=args.model, id=request_id, subject=args.model))
+    publisher.flush()
+    info(f"{args.action} of {args.model} requested ({request_id}); see `mlbus deployments {args.model}`")
+    return 0
+
+
+def deployments(bus: Bus) -> Deployments:
+    folded = Deployments()
+    for record in read_topics(bus, [bus.catalogue.for_schema("mlbus.DeploymentChanged").name]):
+        folded.apply(record.record, record.value)
+    return folded
+
+
+def deployments_command(bus: Bus, args: argparse.Namespace) -> int:
+    folded = deployments(bus)
+    models = [args.model] if args.model else sorted(folded.history)
+    if args.json:
+        print_json({m: {"current": folded.current.get(m), "history": folded.history.get(m, [])} for m in models})
+        return 0
+    for model in models:
+        current = folded.current.get(model)
+        routes = ", ".join(f"v{r['version']} {r['variant']} {r['share']:.0%}{'' if r['served'] else ' (shadow)'}"
+                           for r in (current or {}).get("routes", []))
+        print(f"{model}: {routes or 'nothing deployed'}")
+        print_table(["time", "phase", "strategy", "version", "routes", "by", "why"],
+                    [[d["changed_at"].strftime("%H:%M:%S"), d["phase"], d["strategy"], d["version"] or "-",
+                      " ".join(f"v{r['version']}:{r['share']:.0%}" for r in d["routes"]), d["actor"], d["reason"][:70]]
+                     for d in folded.history.get(model, [])])
+    return 0

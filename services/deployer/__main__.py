@@ -1,0 +1,25 @@
+"""deployer: the control plane of serving — which approved version serves which share of traffic.
+
+Its data plane is the scorer (python -m services.deployer.scorer), a separate process so it scales to N
+copies while the deployer, whose canary decisions must be made once, runs as one."""
+import os
+
+from services.bus import Bus, ServiceRuntime
+from services.bus.logs import configure_logging
+
+from .adapters import rebuild
+from .decide import Gates
+from .handlers import Deployer
+
+
+def main() -> None:
+    bus = Bus.from_env()
+    configure_logging("deployer", bus.settings.log_format, bus.settings.log_level)
+    inventory, deployments = rebuild(bus)
+    deployer = Deployer(inventory, deployments, Gates(),
+                        canary_interval_s=float(os.environ.get("MLBUS_CANARY_INTERVAL_S", "60")))
+    ServiceRuntime(bus, "deployer", deployer, transactional=True, batch_size=500, tick=deployer.tick).run()
+
+
+if __name__ == "__main__":
+    main()

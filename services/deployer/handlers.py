@@ -1,0 +1,98 @@
+"""The deployer's handler and tick: fold what happened, decide deployments, gate canaries on evidence."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Callable
+
+from services.bus import Event, Received, derive_id
+from services.bus.artifacts import ArtifactRefused, verify
+from services.bus.projections.deployments import Deployments
+from services.bus.projections.inventory import Inventory
+
+from .decide import Gates, advance, change, gate, on_approved, on_request
+from .evidence import EvidenceBook
+
+
+class Deployer:
+    def __init__(self, inventory: Inventory, deployments: Deployments, gates: Gates, canary_interval_s: float,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.inventory = inventory
+        self.deployments = deployments
+        self.gates = gates
+        self.canary_interval_s = canary_interval_s
+        self.evidence = EvidenceBook()
+        self.clock = clock
+
+    def __call__(self, message: Received) -> list[Event]:
+        record, value, now = message.record, message.value, self.clock()
+        if record == "mlbus.Prediction":
+            self.evidence.prediction(value)
+            return []
+        if record == "mlbus.Outcome":
+            self.evidence.outcome(value)
+            return []
+        self.inventory.apply(record, value)
+        self.deployments.apply(record, value)
+        if record == "mlbus.ModelLifecycle":
+            events = on_approved(self.deployments, self.inventory, value, now, self.canary_interval_s)
+        elif record == "mlbus.DeploymentRequested":
+            events = on_request(self.deployments, self.inventory, value, now)
+        else:
+            events = []
+        return self._checked(events, now)
+
+    def tick(self) -> list[Event]:
+        """Move every canary whose step has lasted its interval: next step, done, or rolled back."""
+        now = self.clock()
+        events: list[Event] = []
+        for deployment in self.deployments.in_progress():
+            if (now - deployment["changed_at"]).total_seconds() < deployment["step_interval_s"]:
+                continue
+            routes = {r["variant"]: r for r in deployment["routes"]}
+            canary = self.evidence.stats(deployment["deployment_id"], routes["canary"]["version"])
+            champion = self.evidence.stats(deployment["deployment_id"], routes["champion"]["version"])
+            step_events = advance(deployment, gate(canary, champion, self.gates),
+                                  {"canary": canary, "champion": champion}, now, self.deployments)
+            if step_events:
+                self.evidence.reset(deployment["deployment_id"])
+            events += step_events
+        return self._checked(events, now)
+
+    def _checked(self, events: list[Event], now: datetime) -> list[Event]:
+        """Re-hash the artifact of every version a change brings in; a mismatch keeps the old routes."""
+        checked: list[Event] = []
+        for event in events:
+            if event.record == "mlbus.DeploymentChanged" and event.value["phase"] in ("started", "completed"):
+                refusal = self._artifact_refusal(event.value)
+                if refusal:
+                    checked += self._refuse(event.value, refusal, now)
+                    continue
+            self.deployments.apply(event.record, event.value)
+            checked.append(event)
+        return checked
+
+    def _artifact_refusal(self, deployment: dict) -> str | None:
+        for route in deployment["routes"]:
+            entry = self.inventory.version(deployment["model"], route["version"])
+            if entry is None:
+                continue
+            try:
+                verify(entry.trained["artifact_uri"], entry.trained["artifact_sha256"])
+            except ArtifactRefused as error:
+                return str(error)
+        return None
+
+    def _refuse(self, deployment: dict, reason: str, now: datetime) -> list[Event]:
+        model = deployment["model"]
+        refused = change(model, deployment["deployment_id"], deployment["strategy"], "refused",
+                         self.deployments.routes(model), reason, "deployer", deployment["cause_id"], now,
+                         version=deployment["version"])
+        alert_id = derive_id(deployment["deployment_id"], "tampered")
+        alert = Event("mlbus.Alert", key=model, id=alert_id, subject=model, value={
+            "alert_id": alert_id, "kind": "tampered-artifact", "severity": "critical", "model": model,
+            "version": deployment["version"], "message": f"deployment refused, the serving version stays: {reason}",
+            "evidence_json": json.dumps({"deployment_id": deployment["deployment_id"]}),
+            "cause_id": deployment["cause_id"], "raised_at": now})
+        self.deployments.apply(refused.record, refused.value)
+        return [refused, alert]

@@ -1,0 +1,157 @@
+"""scorer: answers inference.requests with the versions the deployments route to, in micro-batches with
+one vectorised predict per version. Run N copies (MLBUS_INSTANCE) to share the request partitions; each
+copy reads deployments and models.trained from every partition in a background thread.
+
+    python -m services.deployer.scorer
+"""
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+from confluent_kafka import Consumer, TopicPartition
+
+from services.bus import BadInput, Bus, Event, Received, ServiceRuntime
+from services.bus.artifacts import ArtifactRefused, load_model
+from services.bus.kafka import base_config
+from services.bus.logs import configure_logging, get_logger
+from services.bus.projections.deployments import Deployments
+from services.bus.projections.inventory import Inventory
+from services.bus.received import decode_message
+
+from .scoring import assign, prediction
+
+BROADCAST = ("mlbus.DeploymentChanged", "mlbus.ModelTrained")
+
+
+class RoutingTable:
+    """Deployments and trained versions, kept current by a thread that tails their topics."""
+
+    def __init__(self, bus: Bus):
+        self.bus = bus
+        self.deployments = Deployments()
+        self.inventory = Inventory()
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._follow, name="routing", daemon=True)
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        self.thread.start()
+        if not self.ready.wait(timeout_s):
+            raise RuntimeError("could not read deployments and models.trained to their end")
+
+    def _follow(self) -> None:
+        consumer = Consumer({**base_config(self.bus.settings), "group.id": "mlbus-scorer-routing",
+                             "enable.auto.commit": False, "isolation.level": "read_committed"})
+        topics = [self.bus.catalogue.physical(self.bus.catalogue.for_schema(n).name) for n in BROADCAST]
+        ends = {}
+        for topic in topics:
+            for p in consumer.list_topics(topic, timeout=30).topics[topic].partitions:
+                ends[(topic, p)] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+        consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
+        while not self._stop.is_set():
+            for message in consumer.consume(500, 0.2):
+                if message.error():
+                    continue
+                try:
+                    received = decode_message(self.bus, message)
+                except BadInput:
+                    continue                     # the deployer and registry dead-letter these
+                self.inventory.apply(received.record, received.value)
+                self.deployments.apply(received.record, received.value)
+            if not self.ready.is_set() and all(end == 0 or consumer.position([TopicPartition(t, p)])[0].offset >= end
+                                               for (t, p), end in ends.items()):
+                self.ready.set()
+        consumer.close()
+
+
+class Scorer:
+    def __init__(self, table: RoutingTable, clock=lambda: datetime.now(timezone.utc)):
+        self.table = table
+        self.models: dict[str, object] = {}          # artifact sha256 → loaded model
+        self.refused: dict[str, str] = {}            # artifact sha256 → why it will not load
+        self.clock = clock
+        self.log = get_logger(component="scorer")
+
+    def __call__(self, batch: list[Received]) -> list[list[Event] | BadInput]:
+        results: list[list[Event] | BadInput] = [[] for _ in batch]
+        work: dict[tuple[str, int], list[tuple[int, dict, bool, str | None]]] = defaultdict(list)
+        for index, message in enumerate(batch):
+            request = message.value
+            current = self.table.deployments.current.get(request["model"])
+            served, shadows = assign(current["routes"], request["entity_id"]) if current else (None, [])
+            if served is None:
+                results[index] = [prediction(request, message.envelope.id, None, None, True, None, None, {},
+                                             self.clock(), error=f"no deployment serves model {request['model']!r}")]
+                continue
+            for route in [served, *shadows]:
+                work[(request["model"], route["version"])].append((index, route, route is served,
+                                                                    current["deployment_id"]))
+        for (model, version), items in work.items():
+            self._score(model, version, items, batch, results)
+        return results
+
+    def _score(self, model: str, version: int, items: list, batch: list[Received], results: list) -> None:
+        entry = self.table.inventory.version(model, version)
+        fitted = self._model(entry.trained) if entry else None
+        rows, kept = [], []
+        for index, route, served, deployment_id in items:
+            if isinstance(results[index], BadInput):
+                continue
+            request = batch[index].value
+            if fitted is None:
+                reason = self.refused.get(entry.trained["artifact_sha256"], "") if entry else "version unknown"
+                results[index].append(prediction(request, batch[index].envelope.id, route, deployment_id, served,
+                                                 None, None, {}, self.clock(), error=f"v{version} cannot serve: {reason}"))
+                continue
+            missing = [f for f in entry.trained["features"] if f not in request["features"]]
+            if missing:
+                results[index] = BadInput(f"request {request['request_id']} lacks features {missing[:5]}")
+                continue
+            rows.append(request["features"])
+            kept.append((index, route, served, deployment_id))
+        if not rows:
+            return
+        features = pd.DataFrame.from_records(rows, columns=entry.trained["features"])
+        labels, probabilities, classes = predict(fitted, features, entry.trained["task"])
+        now = self.clock()
+        for row, (index, route, served, deployment_id) in enumerate(kept):
+            request = batch[index].value
+            probs = dict(zip(classes, probabilities[row].tolist())) if probabilities is not None else {}
+            label = str(labels[row]) if entry.trained["task"] == "classification" else None
+            score = max(probs.values()) if probs else float(labels[row])
+            results[index].append(prediction(request, batch[index].envelope.id, route, deployment_id, served,
+                                             label, score, probs, now))
+
+    def _model(self, trained: dict) -> object | None:
+        sha = trained["artifact_sha256"]
+        if sha not in self.models and sha not in self.refused:
+            try:
+                self.models[sha] = load_model(trained["artifact_uri"], sha)
+            except ArtifactRefused as error:
+                self.refused[sha] = str(error)
+                self.log.error("artifact refused", model=trained["model"], version=trained["version"], error=str(error))
+        return self.models.get(sha)
+
+
+def predict(model: object, features: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    labels = model.predict(features)
+    if task != "classification":
+        return labels, None, []
+    return labels, model.predict_proba(features), [str(c) for c in model.classes_]
+
+
+def main() -> None:
+    bus = Bus.from_env()
+    configure_logging("scorer", bus.settings.log_format, bus.settings.log_level)
+    table = RoutingTable(bus)
+    table.start()
+    ServiceRuntime(bus, "scorer", lambda message: [], topics=["inference.requests"], transactional=True,
+                   batch_size=1000, batch_handler=Scorer(table)).run()
+
+
+if __name__ == "__main__":
+    main()

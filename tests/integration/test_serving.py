@@ -1,0 +1,56 @@
+"""Trained → approved by policy → deployed → every request answered once, by the real services."""
+from __future__ import annotations
+
+import collections
+from contextlib import ExitStack
+
+from services.bus import Publisher
+from services.bus.datasets import publish_batch
+from services.bus.settings import PROJECT_ROOT
+from tests.support.datasets import good, write
+from tests.support.polling import read_topic, wait_until
+from tests.support.processes import running
+from tests.support.scoring import send_requests
+
+SPEC = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"
+SERVICES = ("services.validator", "services.trainer", "services.registry", "services.deployer",
+            "services.deployer.scorer")
+AUTO_POLICY = """model: breast_cancer_lr
+metric: roc_auc
+thresholds: {roc_auc: 0.9}
+human_approval: false
+"""
+
+
+def decoded(bus, topic: str, expected: int, **kw) -> list[dict]:
+    return [bus.schemas.decode(m.value())[1] for m in read_topic(bus, topic, expected, timeout=180, **kw)]
+
+
+def test_an_auto_approved_version_is_deployed_and_answers_every_request_exactly_once(bus, bus_env, cli, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(AUTO_POLICY)
+    assert cli("models", "policy", str(policy)).returncode == 0
+    assert cli("models", "define", str(SPEC)).returncode == 0
+    with ExitStack() as stack:
+        processes = [stack.enter_context(running(m, bus_env, tmp_path / f"{m}.log")) for m in SERVICES]
+        publish_batch(bus, "breast_cancer", write(good(rows=400), tmp_path / "good.csv"), "t")
+        [deployed] = wait_until(lambda: [d for d in decoded(bus, "deployments", 0, settle_s=0.2)
+                                         if d["phase"] == "completed"], timeout=180, message="a deployment")
+        publisher = Publisher(bus, "shop-app")
+        ids = send_requests(bus, "breast_cancer_lr", 2000, publisher=publisher)
+        bad = send_requests(bus, "breast_cancer_lr", 5, prefix="bad", drop_feature=True, publisher=publisher)
+        orphan = send_requests(bus, "no_such_model", 3, prefix="orphan", publisher=publisher)
+        publisher.flush()
+        predictions = decoded(bus, "inference.predictions", expected=2003, settle_s=3)
+        dead = read_topic(bus, "inference.requests.dlq", expected=5, timeout=60)
+        assert all(p.poll() is None for p in processes)
+
+    assert deployed["version"] == 1 and deployed["routes"][0]["variant"] == "champion"
+    served = collections.Counter(p["request_id"] for p in predictions if p["served"])
+    assert set(served) == set(ids) | set(orphan) and max(served.values()) == 1       # exactly one each
+    answers = [p for p in predictions if p["request_id"] in set(ids)]
+    assert {p["version"] for p in answers} == {1} and {p["label"] for p in answers} <= {"benign", "malignant"}
+    assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-9 and p["deployment_id"] == deployed["deployment_id"]
+               for p in answers)
+    assert all("no deployment serves" in p["error"] for p in predictions if p["request_id"] in set(orphan))
+    assert len(dead) == 5 and all(b"lacks features" in dict(m.headers())["dlq.error.message"] for m in dead)

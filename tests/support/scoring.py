@@ -1,0 +1,26 @@
+"""Inference traffic built from the sample dataset's rows."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from services.bus import Event, Publisher, derive_id
+from tests.support.datasets import good
+
+FEATURES = [c for c in good(rows=5).columns if c not in ("id", "diagnosis")]
+
+
+def send_requests(bus, model: str, count: int, prefix: str = "r", drop_feature: bool = False,
+                  publisher: Publisher | None = None) -> list[str]:
+    own = publisher or Publisher(bus, "shop-app")
+    rows = good(rows=count if count <= 569 else count, seed=11).to_dict("records")
+    ids = []
+    for i, row in enumerate(rows):
+        features = {f: float(row[f]) for f in FEATURES if not (drop_feature and f == FEATURES[0])}
+        request_id = f"{prefix}-{i:06d}"
+        own.publish(Event("mlbus.InferenceRequest", key=f"customer-{i}", id=derive_id(request_id), value={
+            "request_id": request_id, "entity_id": f"customer-{i}", "model": model, "features": features,
+            "categories": {}, "sent_at": datetime.now(timezone.utc)}))
+        ids.append(request_id)
+    if publisher is None:
+        own.flush()
+    return ids
