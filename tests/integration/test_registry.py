@@ -8,7 +8,7 @@ from pathlib import Path
 from services.bus.datasets import publish_batch
 from services.bus.settings import PROJECT_ROOT
 from tests.support.datasets import good, write
-from tests.support.polling import read_topic, wait_until
+from tests.support.polling import read_topic, topic_values, wait_until
 from tests.support.processes import running
 
 EXAMPLES = PROJECT_ROOT / "scripts" / "examples"
@@ -35,7 +35,8 @@ def test_a_version_waits_for_an_authorised_approver_and_the_database_follows(bus
 
         for approver in ("mallory", "bo", "ana"):
             assert cli("approve", "breast_cancer_lr", "1", "--as", approver, "--reason", "metrics ok").returncode == 0
-            wait_until(lambda: len(lifecycle(bus, 0)) > 1 + ["mallory", "bo", "ana"].index(approver), timeout=60,
+            wait_until(lambda: len(topic_values(bus, "models.lifecycle")) > 1 + ["mallory", "bo", "ana"].index(approver),
+                       timeout=60,
                        message=f"the registry's decision on {approver}'s approval")
     finally:
         for service in reversed(services):

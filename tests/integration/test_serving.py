@@ -8,7 +8,7 @@ from services.bus import Publisher
 from services.bus.datasets import publish_batch
 from services.bus.settings import PROJECT_ROOT
 from tests.support.datasets import good, write
-from tests.support.polling import read_topic, wait_until
+from tests.support.polling import read_topic, topic_values, wait_until
 from tests.support.processes import running
 from tests.support.scoring import send_requests
 
@@ -34,8 +34,8 @@ def test_an_auto_approved_version_is_deployed_and_answers_every_request_exactly_
     with ExitStack() as stack:
         processes = [stack.enter_context(running(m, bus_env, tmp_path / f"{m}.log")) for m in SERVICES]
         publish_batch(bus, "breast_cancer", write(good(rows=400), tmp_path / "good.csv"), "t")
-        [deployed] = wait_until(lambda: [d for d in decoded(bus, "deployments", 0, settle_s=0.2)
-                                         if d["phase"] == "completed"], timeout=180, message="a deployment")
+        [deployed] = wait_until(lambda: [d for d in topic_values(bus, "deployments") if d["phase"] == "completed"],
+                                timeout=180, message="a deployment")
         publisher = Publisher(bus, "shop-app")
         ids = send_requests(bus, "breast_cancer_lr", 2000, publisher=publisher)
         bad = send_requests(bus, "breast_cancer_lr", 5, prefix="bad", drop_feature=True, publisher=publisher)

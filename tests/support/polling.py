@@ -48,3 +48,10 @@ def read_topic(bus: Bus, topic: str, expected: int, timeout: float = 60.0,
         return messages
     finally:
         consumer.close()
+
+
+def topic_values(bus: Bus, topic: str) -> list[dict]:
+    """Every decoded record on a catalogue topic right now (to its end offsets), oldest first per partition."""
+    from services.bus.replay import read_topics
+
+    return [record.value for record in read_topics(bus, [topic])]
