@@ -1,10 +1,11 @@
 """The mlbus story, told on a real local Kafka broker. Run through scripts/demo (it sets up first).
 
-The story so far: a data contract and a model spec; a good and a bad batch published; the validator
-rejecting the bad one with reasons and profiling the good one; the trainer training a model version with
-full lineage; reproducing that run; then the bus itself — a service of your own on the mlbus runtime, and
-bad input going to a dead-letter topic with its bytes intact. Later chapters (approvals, deployment,
-drift, audit) join as those services land.
+The story so far: a data contract, a model spec and a promotion policy; a good and a bad batch; the
+validator rejecting the bad one with reasons; the trainer training a version with full lineage, and the
+run reproduced; the registry holding it for a named approver (a stranger and a four-eyes violation
+refused); the deployer putting it into service and the scorer answering traffic; a second version going
+out as a canary gated on live evidence; a service of your own; bad input in a dead-letter topic with its
+bytes intact. Drift and audit chapters join as those services land.
 """
 from __future__ import annotations
 
@@ -19,15 +20,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_VAR = ROOT / "var" / "demo"
+MODEL = "breast_cancer_lr"
 
 
 def chapter(title: str) -> None:
     print(f"\n\033[1m== {title}\033[0m" if sys.stdout.isatty() else f"\n== {title}", flush=True)
 
 
-def mlbus(*args: str, stdin: str | None = None, show: bool = True) -> str:
-    """Run the real `mlbus` command the way a user would, echoing it."""
-    print(f"$ mlbus {' '.join(args)}", flush=True)
+def mlbus(*args: str, stdin: str | None = None, show: bool = True, echo: bool = True) -> str:
+    """Run the real `mlbus` command the way a user would, echoing it (not when it only polls)."""
+    if echo:
+        print(f"$ mlbus {' '.join(args)}", flush=True)
     result = subprocess.run([str(ROOT / ".venv" / "bin" / "mlbus"), *args], input=stdin, text=True,
                             capture_output=True, env=os.environ)
     if result.returncode != 0:
@@ -53,6 +56,8 @@ def data_to_model_story() -> None:
     chapter("1. A data contract and a model spec")
     print("schemas/datasets/breast_cancer.avsc: 32 columns with types, ranges, allowed values, missing limits, key id")
     mlbus("models", "define", str(ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"), "--as", "dana")
+    print("scripts/examples/breast_cancer_policy.yaml: roc_auc ≥ 0.95, recall ≥ 0.9, approvers ana and bo, four-eyes")
+    mlbus("models", "policy", str(ROOT / "scripts" / "examples" / "breast_cancer_policy.yaml"), "--as", "lead")
 
     chapter("2. New data: a good batch and a bad one (repeated ids, a negative radius, a text value)")
     data_dir = DEMO_VAR / "incoming"
@@ -70,7 +75,7 @@ def data_to_model_story() -> None:
     print(f"good batch {good_id}\nbad batch  {bad_id}")
 
     chapter("3. The validator's verdicts (data.validated)")
-    wait_for("validations", lambda: len(json.loads(mlbus("data", "validations", "--json", show=False))) >= 2)
+    wait_for("validations", lambda: len(json.loads(mlbus("data", "validations", "--json", show=False, echo=False))) >= 2)
     mlbus("data", "validations")
     print()
     report = mlbus("data", "report", bad_id, show=False).splitlines()
@@ -78,8 +83,8 @@ def data_to_model_story() -> None:
     print("\n".join(failures[:8]), f"\n... and the profile of all {len(report) - 9} columns: mlbus data report {bad_id[:8]}")
 
     chapter("4. The trainer trained a model version on the good batch only (models.trained, training.runs)")
-    runs = wait_for("trained model", lambda: [r for r in json.loads(mlbus("runs", "list", "--json", show=False))
-                                              if r["chosen"]])
+    runs = wait_for("trained model", lambda: [r for r in json.loads(mlbus("runs", "list", "--json", show=False,
+                                                                          echo=False)) if r["chosen"]])
     mlbus("runs", "list")
     chosen = runs[0]
     print(f"\nversion {chosen['version']}: run {chosen['run_id']}, params {chosen['hyperparameters_json']}, "
@@ -91,72 +96,123 @@ def data_to_model_story() -> None:
     mlbus("train", "--reproduce", chosen["run_id"], "--wait", "180")
 
 
-def bus_story() -> None:
+def send_traffic(bus, count: int, prefix: str, with_outcomes: bool = False) -> list[str]:
+    """A shop sends scoring requests (rows of the sample data) and, later, what really happened."""
+    from datetime import datetime, timezone
+
+    from services.bus import Event, Publisher, derive_id
+    from services.cli.sample_data import breast_cancer
+
+    rows = breast_cancer(rows=min(count, 569), seed=hash(prefix) % 1000)
+    features = [c for c in rows.columns if c not in ("id", "diagnosis")]
+    publisher = Publisher(bus, "shop-app")
+    ids = []
+    for i in range(count):
+        row = rows.iloc[i % len(rows)]
+        request_id = f"{prefix}-{i:05d}"
+        publisher.publish(Event("mlbus.InferenceRequest", key=f"patient-{i}", id=derive_id(request_id), value={
+            "request_id": request_id, "entity_id": f"patient-{i}", "model": MODEL,
+            "features": {f: float(row[f]) for f in features}, "categories": {}, "sent_at": datetime.now(timezone.utc)}))
+        if with_outcomes:
+            publisher.publish(Event("mlbus.Outcome", key=f"patient-{i}", id=derive_id("outcome", request_id), value={
+                "outcome_id": derive_id("outcome", request_id), "request_id": request_id,
+                "entity_id": f"patient-{i}", "model": MODEL, "label": str(row["diagnosis"]), "value": None,
+                "observed_at": datetime.now(timezone.utc)}))
+        ids.append(request_id)
+    publisher.flush()
+    return ids
+
+
+def deployment_phases(version: int) -> list[str]:
+    history = json.loads(mlbus("deployments", MODEL, "--json", show=False, echo=False)).get(MODEL, {}).get("history", [])
+    return [d["phase"] for d in history if d["version"] == version]
+
+
+def governed_serving_story() -> None:
+    from services.bus import Bus
+    from services.bus.replay import read_topics
+
+    bus = Bus.from_env()
+    chapter("6. Governance: version 1 waits for a person the policy names")
+    mlbus("models", "list")
+    mlbus("approve", MODEL, "1", "--as", "mallory", "--reason", "ship it")
+    mlbus("approve", MODEL, "1", "--as", "ana", "--reason", "holdout and CV metrics reviewed")
+    wait_for("the approval's outcome", lambda: "approved" in mlbus("models", "list", show=False, echo=False))
+    mlbus("models", "show", f"{MODEL}@1")
+
+    chapter("7. The approved version is deployed by itself (nothing served before: replace) and answers traffic")
+    wait_for("deployment of v1", lambda: "completed" in deployment_phases(1))
+    ids = send_traffic(bus, 300, "monday")
+    answered = wait_for("predictions", lambda: (found := [r.value for r in read_topics(bus, ["inference.predictions"])
+                                                          if r.value["request_id"] in set(ids)]) and
+                        len(found) >= 300 and found)
+    labels = {}
+    for p in answered:
+        labels[p["label"]] = labels.get(p["label"], 0) + 1
+    print(f"300 requests → {len(answered)} predictions, all by v{sorted({p['version'] for p in answered})}, "
+          f"labels {labels}, median latency {sorted(p['latency_ms'] for p in answered)[150]:.1f} ms")
+
+    chapter("8. Version 2: requested by bo, so bo may not approve it (four-eyes); ana does; it goes out as a canary")
+    mlbus("train", MODEL, "--as", "bo", "--wait", "180")
+    mlbus("approve", MODEL, "2", "--as", "bo", "--reason", "my own model looks great")
+    mlbus("approve", MODEL, "2", "--as", "ana", "--reason", "as good as v1 on the holdout")
+    wait_for("the canary to start", lambda: "started" in deployment_phases(2))
+    rounds = iter(range(10_000))
+    wait_for("the canary to finish", lambda: send_traffic(bus, 200, f"tuesday{next(rounds)}", with_outcomes=True)
+             and {"completed", "rolled-back"} & set(deployment_phases(2)), timeout_s=240)
+    mlbus("deployments", MODEL)
+    show = mlbus("models", "show", f"{MODEL}@2", show=False).splitlines()
+    print("\n".join(line for line in show if "  20" in line or line.startswith("v2")))
+
+
+def own_service_story() -> None:
     from services.bus import Bus, Event, ServiceRuntime, derive_id
     from services.bus.logs import configure_logging
     from services.bus.publish import Publisher
     from services.bus.topics import consumer_lag
 
-    chapter("6. The topic catalogue (topics.yaml) — every topic, its Avro schema, who writes and who reads")
-    listing = mlbus("topics", "list", show=False).splitlines()
-    print("\n".join(line[:150] for line in listing[:8]), f"\n... {len(listing) - 1} lines in all")
-
-    chapter("7. A business app sends five scoring requests (JSON in, Avro single-object encoding on the wire)")
-    requests = [{"request_id": f"demo-{i}", "entity_id": f"customer-{i}", "model": "hello",
-                 "features": {"age": 30.0 + i, "visits": float(i * 3)}} for i in range(5)]
-    mlbus("publish", "inference.requests", "--as", "shop-app", stdin="\n".join(json.dumps(r) for r in requests))
-
-    chapter("8. Two malformed messages arrive too (random bytes, truncated Avro)")
     bus = Bus.from_env()
+    chapter("9. A service of your own, ten lines on the mlbus runtime: alert on confident malignant predictions")
     configure_logging("demo", "console", "warning")      # show the runtime's dead-letter warnings only
-    publisher = Publisher(bus, "demo")
-    good = bus.schemas.encode("mlbus.InferenceRequest", {**requests[0], "categories": {}, "sent_at": 0})
-    publisher.produce("inference.requests", b"broken-1", os.urandom(16), [])
-    publisher.produce("inference.requests", b"broken-2", good[:-6], [])
-    publisher.flush()
-    print("sent 2 malformed messages to inference.requests")
 
-    chapter("9. A service of your own: ten lines on the mlbus runtime (consume → decode → handle → produce → commit)")
+    def confident_malignant(message):
+        p = message.value
+        if p["served"] and p["probabilities"].get("malignant", 0.0) > 0.99:
+            yield Event(record="mlbus.Alert", key=p["model"], id=derive_id(message.envelope.id, "triage"), value={
+                "alert_id": derive_id(message.envelope.id, "triage"), "kind": "triage", "severity": "info",
+                "model": p["model"], "version": p["version"], "message": f"{p['entity_id']}: see a doctor first",
+                "evidence_json": json.dumps({"request_id": p["request_id"]}), "cause_id": p["prediction_id"],
+                "raised_at": p["predicted_at"]})
 
-    def hello_scorer(message):
-        features = message.value["features"]
-        score = sum(features.values()) / 100
-        yield Event(record="mlbus.Prediction", key=message.value["entity_id"], id=derive_id(message.envelope.id),
-                    value={"prediction_id": derive_id(message.envelope.id), "request_id": message.value["request_id"],
-                           "entity_id": message.value["entity_id"], "model": "hello", "version": 1,
-                           "variant": "champion", "served": True, "label": None, "score": score,
-                           "probabilities": {}, "latency_ms": 0.0, "deployment_id": None, "error": None,
-                           "predicted_at": message.value["sent_at"]})
-
-    service = ServiceRuntime(bus, "hello-scorer", hello_scorer, topics=["inference.requests"])
+    service = ServiceRuntime(bus, "triage", confident_malignant, topics=["inference.predictions"])
     worker = threading.Thread(target=service.run, kwargs={"handle_signals": False}, daemon=True)
     worker.start()
     try:
-        deadline = time.monotonic() + 60
-        while sum(consumer_lag(bus, service.group, ["inference.requests"]).values()) > 0:
-            if time.monotonic() > deadline:
-                sys.exit("demo: the hello-scorer did not catch up within 60 s")
-            time.sleep(0.2)
+        wait_for("the triage service to catch up",
+                 lambda: sum(consumer_lag(bus, service.group, ["inference.predictions"]).values()) == 0)
     finally:
         service.stop()
         worker.join(timeout=30)
-    print("hello-scorer handled everything: consumer lag 0")
+    alerts = [json.loads(line) for line in mlbus("consume", "alerts", "--from-beginning", "--timeout", "3",
+                                                  show=False).splitlines()]
+    triage = [a for a in alerts if a["value"]["kind"] == "triage"]
+    print(f"{len(triage)} triage alerts, e.g. {triage[0]['value']['message'] if triage else '-'} "
+          f"(caused by {triage[0]['headers']['causationid'][:8] if triage else '-'}…, "
+          f"trace {triage[0]['headers']['traceparent'][3:19] if triage else '-'}…)")
 
-    chapter("10. Its predictions, decoded, with CloudEvents headers (ce_id, ce_source, causationid, traceparent)")
-    predictions = mlbus("consume", "inference.predictions", "--from-beginning", "--max", "5", show=False)
-    for line in predictions.splitlines():
-        record = json.loads(line)
-        value, headers = record["value"], record["headers"]
-        print(f"  {value['request_id']}  {value['entity_id']:11}  score={value['score']:.2f}  "
-              f"source={headers['ce_source']}  caused by {headers['causationid'][:8]}…")
-
-    chapter("11. The dead-letter topic: original bytes kept, the reason in headers; the service kept going")
+    chapter("10. Bad input: random bytes and truncated Avro go to the dead-letter topic, bytes intact; nothing stops")
+    publisher = Publisher(bus, "demo")
+    good = bus.schemas.encode("mlbus.InferenceRequest", {"request_id": "x", "entity_id": "x", "model": MODEL,
+                                                         "features": {}, "categories": {}, "sent_at": 0})
+    publisher.produce("inference.requests", b"broken-1", os.urandom(16), [])
+    publisher.produce("inference.requests", b"broken-2", good[:-6], [])
+    publisher.flush()
     for line in mlbus("consume", "inference.requests.dlq", "--from-beginning", "--max", "2", show=False).splitlines():
         record = json.loads(line)
         headers = record["headers"]
         print(f"  key={record['key']}  {len(record['value_base64'])} base64 chars  "
-              f"from {headers['dlq.original.topic']}@{headers['dlq.original.offset']}  "
-              f"{headers['dlq.error.class']}: {headers['dlq.error.message'][:70]}")
+              f"from {headers['dlq.original.topic']}@{headers['dlq.original.offset']} by {headers['dlq.service']}  "
+              f"{headers['dlq.error.class']}: {headers['dlq.error.message'][:60]}")
 
 
 def main() -> int:
@@ -166,6 +222,7 @@ def main() -> int:
     os.environ["MLBUS_VAR"] = str(DEMO_VAR)
     os.environ.pop("MLBUS_BOOTSTRAP", None)
     os.environ.setdefault("MLBUS_LOG_LEVEL", "warning")
+    os.environ.setdefault("MLBUS_CANARY_INTERVAL_S", "3")      # canary steps of 3 s, so the story fits a minute
     subprocess.run([sys.executable, str(ROOT / "scripts" / "kafka"), "stop", "--dir", str(DEMO_VAR / "kafka")],
                    stdout=subprocess.DEVNULL)
     subprocess.run(["rm", "-rf", str(DEMO_VAR)], check=True)
@@ -175,7 +232,8 @@ def main() -> int:
     started = time.monotonic()
     try:
         data_to_model_story()
-        bus_story()
+        governed_serving_story()
+        own_service_story()
         mlbus("status")
     finally:
         if not args.keep:

@@ -112,23 +112,54 @@ def _wait(futures: Mapping) -> None:
 
 
 def consumer_lag(bus: Bus, group: str, topics: list[str]) -> dict[str, int]:
-    """Messages not yet committed by `group`, per catalogue topic (end offset − committed offset)."""
+    """Messages not yet committed by `group`, per catalogue topic (end offset − committed offset).
+    Transactions leave commit markers that occupy offsets but are no messages: a small gap is probed
+    with a read_committed consumer and counts only if a message is really there."""
     consumer = Consumer({**base_config(bus.settings), "group.id": group, "enable.auto.commit": False})
     try:
-        lag: dict[str, int] = {}
+        gaps: dict[tuple[str, int], tuple[int, int]] = {}
         for topic in topics:
             physical = bus.catalogue.physical(topic)
             metadata = consumer.list_topics(physical, timeout=10).topics[physical]
             partitions = [TopicPartition(physical, p) for p in metadata.partitions]
-            committed = _retry_while_retriable(lambda: consumer.committed(partitions, timeout=10))
-            total = 0
-            for tp in committed:
+            for tp in _retry_while_retriable(lambda: consumer.committed(partitions, timeout=10)):
                 low, high = consumer.get_watermark_offsets(TopicPartition(physical, tp.partition), timeout=10)
-                total += high - (tp.offset if tp.offset >= 0 else low)
-            lag[topic] = total
-        return lag
+                gaps[(topic, tp.partition)] = (tp.offset if tp.offset >= 0 else low, high)
     finally:
         consumer.close()
+    markers_only = _marker_only_gaps(bus, {k: v for k, v in gaps.items() if 0 < v[1] - v[0] <= MARKER_PROBE_GAP})
+    lag = {topic: 0 for topic in topics}
+    for (topic, partition), (committed, high) in gaps.items():
+        if (topic, partition) not in markers_only:
+            lag[topic] += high - committed
+    return lag
+
+
+MARKER_PROBE_GAP = 16
+
+
+def _marker_only_gaps(bus: Bus, gaps: dict[tuple[str, int], tuple[int, int]]) -> set[tuple[str, int]]:
+    """The partitions whose gap holds no committed message (only transaction markers)."""
+    if not gaps:
+        return set()
+    probe = Consumer({**base_config(bus.settings), "group.id": "mlbus-lag-probe", "enable.auto.commit": False,
+                      "isolation.level": "read_committed"})
+    try:
+        where = {(bus.catalogue.physical(t), p): (t, p) for t, p in gaps}
+        probe.assign([TopicPartition(physical, p, gaps[key][0]) for (physical, p), key in where.items()])
+        with_messages: set[tuple[str, int]] = set()
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            for message in probe.consume(100, 0.2):
+                if not message.error():
+                    with_messages.add(where[(message.topic(), message.partition())])
+            positions = probe.position([TopicPartition(physical, p) for physical, p in where])
+            if all(pos.offset >= gaps[where[(pos.topic, pos.partition)]][1] or where[(pos.topic, pos.partition)]
+                   in with_messages for pos in positions):
+                break
+        return {key for key in gaps if key not in with_messages}
+    finally:
+        probe.close()
 
 
 def committed_topics(bus: Bus, group: str) -> list[str]:

@@ -14,6 +14,7 @@ from services.bus.projections.inventory import Inventory
 from services.bus.publish import Publisher
 from services.bus.replay import read_topics
 
+from .deploy_cmd import deployments
 from .inputs import load_yaml
 from .output import info, print_json, print_table
 
@@ -113,9 +114,12 @@ def show_command(bus: Bus, args: argparse.Namespace) -> int:
     entries = [e for (m, _), e in sorted(folded.versions.items()) if m == model and version in ("", str(e.version))]
     if not entries:
         raise BadInput(f"no registered version matches {args.target}")
+    history = deployments(bus).history.get(model, [])
     shown = [{"model": e.model, "version": e.version, "status": e.status,
               "aliases": [a for a, v in folded.aliases.get(model, {}).items() if v == e.version],
-              "trained": e.trained, "decisions": e.history} for e in entries]
+              "trained": e.trained, "decisions": e.history,
+              "deployments": [d for d in history if any(r["version"] == e.version for r in d["routes"])
+                              or d["version"] == e.version]} for e in entries]
     if args.json:
         print_json(shown)
         return 0
@@ -132,4 +136,8 @@ def show_command(bus: Bus, args: argparse.Namespace) -> int:
         for decision in entry["decisions"]:
             print(f"  {decision['occurred_at']:%Y-%m-%d %H:%M:%S}  {decision['kind']:16} by {decision['actor']}: "
                   f"{decision['reason']}")
+        for d in entry["deployments"]:
+            share = next((r["share"] for r in d["routes"] if r["version"] == entry["version"]), 0.0)
+            print(f"  {d['changed_at']:%Y-%m-%d %H:%M:%S}  deployment {d['phase']:9} {d['strategy']}: "
+                  f"{share:.0%} of traffic — {d['reason'][:60]}")
     return 0
