@@ -6,11 +6,11 @@ import getpass
 from datetime import datetime, timezone
 
 from services.bus.context import Bus
-from services.bus.envelope import Event, new_id
+from services.bus.envelope import new_id
 from services.bus.projections.deployments import Deployments
-from services.bus.publish import Publisher
 from services.bus.replay import read_topics
 
+from .inputs import send
 from .output import info, print_json, print_table
 
 STRATEGIES = ("replace", "canary", "shadow", "champion-challenger")
@@ -46,9 +46,7 @@ def deploy_command(bus: Bus, args: argparse.Namespace) -> int:
              "strategy": args.strategy, "percent": args.percent,
              "steps": [int(s) for s in args.steps.split(",") if s.strip()], "step_interval_s": args.interval,
              "actor": actor, "reason": args.reason, "requested_at": datetime.now(timezone.utc)}
-    publisher = Publisher(bus, f"cli:{actor}")
-    publisher.publish(Event("mlbus.DeploymentRequested", value, key=args.model, id=request_id, subject=args.model))
-    publisher.flush()
+    send(bus, f"cli:{actor}", "mlbus.DeploymentRequested", value, args.model, request_id)
     info(f"{args.action} of {args.model} requested ({request_id}); see `mlbus deployments {args.model}`")
     return 0
 

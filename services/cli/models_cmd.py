@@ -10,15 +10,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from services.bus.context import Bus
-from services.bus.envelope import Event, new_id
+from services.bus.envelope import new_id
 from services.bus.errors import BadInput
 from services.bus.estimators import EstimatorError, check_spec
-from services.bus.publish import Publisher
 from services.bus.settings import ConfigError
 from services.bus.replay import read_topics
 
 from . import registry_cmd
-from .inputs import load_yaml
+from .inputs import load_yaml, send
 from .output import info, print_json, print_table
 
 SPEC_DEFAULTS = {"hyperparameters": {}, "grid": {}, "test_size": 0.25, "cv_folds": 5, "seed": 0, "batches": "all"}
@@ -87,9 +86,7 @@ def contract_features(contracts_dir: Path, dataset: str, target: str) -> list[st
 def define_command(bus: Bus, args: argparse.Namespace) -> int:
     actor = f"cli:{args.actor or getpass.getuser()}"
     value = spec_record(load_yaml(args.spec), actor, bus.settings.contracts_dir)
-    publisher = Publisher(bus, actor)
-    publisher.publish(Event("mlbus.ModelSpecDefined", value, key=value["model"], id=new_id(), subject=value["model"]))
-    publisher.flush()
+    send(bus, actor, "mlbus.ModelSpecDefined", value, value["model"])
     info(f"defined {value['model']}: {value['estimator']} on {value['dataset']} → {value['target']}, "
          f"{len(value['features'])} features, metric {value['metric']}")
     return 0
@@ -104,9 +101,7 @@ def train_command(bus: Bus, args: argparse.Namespace) -> int:
     value = {"request_id": request_id, "model": model, "reason": "reproduce" if args.reproduce else "manual",
              "requested_by": actor, "requested_at": datetime.now(timezone.utc), "batch_ids": args.batch,
              "evidence_json": "{}", "reproduce_run_id": args.reproduce}
-    publisher = Publisher(bus, actor)
-    publisher.publish(Event("mlbus.TrainingRequested", value, key=model, id=request_id, subject=model))
-    publisher.flush()
+    send(bus, actor, "mlbus.TrainingRequested", value, model, request_id)
     info(f"training requested: {request_id}")
     wait = args.wait if args.wait is not None else (300.0 if args.reproduce else 0.0)
     if wait <= 0:

@@ -8,14 +8,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from services.bus.context import Bus
-from services.bus.envelope import Event, new_id
+from services.bus.envelope import new_id
 from services.bus.errors import BadInput
 from services.bus.projections.inventory import Inventory
-from services.bus.publish import Publisher
 from services.bus.replay import read_topics
 
 from .deploy_cmd import deployments
-from .inputs import load_yaml
+from .inputs import load_yaml, send
 from .output import info, print_json, print_table
 
 INVENTORY_HISTORY = ("mlbus.PromotionPolicyDefined", "mlbus.ModelTrained", "mlbus.ModelLifecycle")
@@ -51,10 +50,7 @@ def decision_command(bus: Bus, args: argparse.Namespace) -> int:
     value = {"approval_id": approval_id, "model": args.model, "version": args.version,
              "decision": args.decision, "actor": actor, "reason": args.reason,
              "submitted_at": datetime.now(timezone.utc)}
-    publisher = Publisher(bus, f"cli:{actor}")
-    publisher.publish(Event("mlbus.ApprovalSubmitted", value, key=args.model, id=approval_id,
-                            subject=f"{args.model}@{args.version}"))
-    publisher.flush()
+    send(bus, f"cli:{actor}", "mlbus.ApprovalSubmitted", value, args.model, approval_id, f"{args.model}@{args.version}")
     info(f"{args.decision} of {args.model} v{args.version} by {actor} submitted ({approval_id}); "
          f"the registry's decision: mlbus models show {args.model}@{args.version}")
     return 0
@@ -72,9 +68,7 @@ def policy_command(bus: Bus, args: argparse.Namespace) -> int:
              "human_approval": bool(raw.get("human_approval", True)),
              "approvers": [str(a) for a in raw.get("approvers", [])], "four_eyes": bool(raw.get("four_eyes", True)),
              "defined_by": actor, "defined_at": datetime.now(timezone.utc)}
-    publisher = Publisher(bus, actor)
-    publisher.publish(Event("mlbus.PromotionPolicyDefined", value, key=raw["model"], id=new_id(), subject=raw["model"]))
-    publisher.flush()
+    send(bus, actor, "mlbus.PromotionPolicyDefined", value, raw["model"])
     info(f"policy v{value['policy_version']} of {raw['model']} published")
     return 0
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 import subprocess
-from pathlib import Path
 
 import pandas as pd
 

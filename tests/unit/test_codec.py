@@ -4,7 +4,7 @@ import json
 import pytest
 from fastavro.schema import parse_schema
 
-from services.bus.codec import HEADER_LEN, MARKER, SchemaCatalogue, load_schema_files
+from services.bus.codec import HEADER_LEN, MARKER, SchemaCatalogue
 from services.bus.errors import BadInput, DecodeError
 from services.bus.settings import PROJECT_ROOT
 from tests.support.samples import sample

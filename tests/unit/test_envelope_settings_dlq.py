@@ -1,7 +1,7 @@
 from services.bus.dlq import scrub
 from services.bus.envelope import Event, derive_id, envelope_for, from_headers, to_headers
 from services.bus.jsonio import from_json, to_json
-from services.bus.settings import Secret, Settings
+from services.bus.settings import Settings
 from services.bus.codec import SchemaCatalogue
 from services.bus.errors import BadInput
 from services.bus.settings import PROJECT_ROOT

@@ -1,6 +1,5 @@
 """Model spec YAML → ModelSpecDefined, as `mlbus models define` does it."""
 import pytest
-import yaml
 
 from services.bus.codec import SchemaCatalogue
 from services.bus.errors import BadInput
