@@ -30,8 +30,9 @@ BROADCAST = ("mlbus.DeploymentChanged", "mlbus.ModelTrained")
 class RoutingTable:
     """Deployments and trained versions, kept current by a thread that tails their topics."""
 
-    def __init__(self, bus: Bus):
+    def __init__(self, bus: Bus, on_deployment=lambda deployment: None):
         self.bus = bus
+        self.on_deployment = on_deployment       # e.g. load the models a new deployment routes to
         self.deployments = Deployments()
         self.inventory = Inventory()
         self.ready = threading.Event()
@@ -62,6 +63,8 @@ class RoutingTable:
                     continue                     # the deployer and registry dead-letter these
                 self.inventory.apply(received.record, received.value)
                 self.deployments.apply(received.record, received.value)
+                if received.record == "mlbus.DeploymentChanged" and received.value["phase"] != "refused":
+                    self.on_deployment(received.value)
             if not self.ready.is_set() and all(end == 0 or consumer.position([TopicPartition(t, p)])[0].offset >= end
                                                for (t, p), end in ends.items()):
                 self.ready.set()
@@ -126,6 +129,13 @@ class Scorer:
             results[index].append(prediction(request, batch[index].envelope.id, route, deployment_id, served,
                                              label, score, probs, now))
 
+    def preload(self, deployment: dict) -> None:
+        """Load a deployment's models when it arrives, not on the first request (no cold-start latency)."""
+        for route in deployment["routes"]:
+            entry = self.table.inventory.version(deployment["model"], route["version"])
+            if entry is not None:
+                self._model(entry.trained)
+
     def _model(self, trained: dict) -> object | None:
         sha = trained["artifact_sha256"]
         if sha not in self.models and sha not in self.refused:
@@ -148,9 +158,11 @@ def main() -> None:
     bus = Bus.from_env()
     configure_logging("scorer", bus.settings.log_format, bus.settings.log_level)
     table = RoutingTable(bus)
+    scorer = Scorer(table)
+    table.on_deployment = scorer.preload
     table.start()
     ServiceRuntime(bus, "scorer", lambda message: [], topics=["inference.requests"], transactional=True,
-                   batch_size=1000, batch_handler=Scorer(table)).run()
+                   batch_size=1000, batch_handler=scorer).run()
 
 
 if __name__ == "__main__":
