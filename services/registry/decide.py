@@ -97,7 +97,8 @@ def approval_refusal(entry: ModelVersion | None, policy: dict, actor: str) -> st
 
 
 def on_deployment(inventory: Inventory, deployment: dict, now: datetime) -> list[Event]:
-    """A completed deployment makes its serving champion (and challenger) the model's aliases."""
+    """A completed deployment makes its serving champion (and challenger) the model's aliases; a champion
+    that no longer serves at all is retired."""
     if deployment["phase"] != "completed" or deployment["deployment_id"] in inventory.causes:
         return []
     model = deployment["model"]
@@ -111,4 +112,10 @@ def on_deployment(inventory: Inventory, deployment: dict, now: datetime) -> list
                                     deployment["deployment_id"], now, alias=alias,
                                     evidence={"previous": current.get(alias), "share": route["share"],
                                               "strategy": deployment["strategy"]}))
+    serving = {r["version"] for r in deployment["routes"]}
+    previous = current.get("champion")
+    if events and previous is not None and previous not in serving:
+        events.append(lifecycle(model, previous, "retired", deployment["actor"],
+                                f"no longer serves since deployment {deployment['deployment_id']}",
+                                deployment["deployment_id"], now, evidence={"replaced_by": sorted(serving)}))
     return events

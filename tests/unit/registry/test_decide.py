@@ -101,3 +101,17 @@ def test_a_completed_deployment_promotes_its_champion_once():
     assert promoted.value["kind"] == "promoted" and promoted.value["alias"] == "champion"
     assert inventory.aliases == {"m": {"champion": 1}}
     assert on_deployment(inventory, deployment, NOW) == []
+
+
+def test_a_new_champion_retires_the_old_one_when_it_no_longer_serves():
+    inventory = inventory_with_policy(human_approval=False)
+    registered(inventory, trained(1, 0.9))
+    registered(inventory, trained(2, 0.95))
+    route = {"variant": "champion", "share": 1.0, "served": True, "artifact_sha256": ""}
+    first = {"deployment_id": "d1", "model": "m", "phase": "completed", "strategy": "replace", "actor": "deployer",
+             "routes": [{**route, "version": 1}]}
+    fold(inventory, "x", {}, on_deployment(inventory, first, NOW))
+    second = {**first, "deployment_id": "d2", "strategy": "canary", "routes": [{**route, "version": 2}]}
+    events = fold(inventory, "x", {}, on_deployment(inventory, second, NOW))
+    assert [(e.value["kind"], e.value["version"]) for e in events] == [("promoted", 2), ("retired", 1)]
+    assert inventory.version("m", 1).status == "retired" and inventory.aliases["m"]["champion"] == 2
