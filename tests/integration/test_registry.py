@@ -7,6 +7,7 @@ from pathlib import Path
 
 from services.bus.datasets import publish_batch
 from services.bus.settings import PROJECT_ROOT
+from services.bus.topics import consumer_lag
 from tests.support.datasets import good, write
 from tests.support.polling import read_topic, topic_values, wait_until
 from tests.support.processes import running
@@ -27,7 +28,9 @@ def test_a_version_waits_for_an_authorised_approver_and_the_database_follows(bus
         service.__enter__()
     try:
         read_topic(bus, "data.validated", expected=1, timeout=120)
-        # The spec arrives after the batch was validated, so only the manual request below trains.
+        wait_until(lambda: consumer_lag(bus, bus.settings.namespace + "mlbus.trainer", ["data.validated"])
+                   == {"data.validated": 0}, timeout=120, message="the trainer to take in the validated batch")
+        # The spec arrives after the trainer saw the validated batch, so only the manual request below trains.
         assert cli("models", "define", str(EXAMPLES / "breast_cancer_lr.yaml")).returncode == 0
         assert cli("train", "breast_cancer_lr", "--as", "bo", "--wait", "180").returncode == 0
         [registered] = lifecycle(bus, expected=1)
