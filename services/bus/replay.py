@@ -3,7 +3,7 @@ and how the CLI shows what is on the bus (runs, validations)."""
 from __future__ import annotations
 
 import time
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -53,3 +53,14 @@ def _end_offsets(consumer: Consumer, topics: list[str], timeout_s: float) -> dic
 def _position(consumer: Consumer, where: tuple[str, int]) -> int:
     [position] = consumer.position([TopicPartition(*where)])
     return position.offset if position.offset >= 0 else 0
+
+
+def fold_history(bus: Bus, records: tuple[str, ...], *folds: Callable[[str, dict], None]) -> None:
+    """Rebuild projections from the topics that carry these record types: every record is handed to each
+    fold, record type by record type in the order given (a decision comes after what it decides on)."""
+    history = list(read_topics(bus, [bus.catalogue.for_schema(name).name for name in records]))
+    for name in records:
+        for record in history:
+            if record.record == name:
+                for fold in folds:
+                    fold(record.record, record.value)

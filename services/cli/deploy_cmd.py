@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from services.bus.context import Bus
 from services.bus.envelope import new_id
 from services.bus.projections.deployments import Deployments
-from services.bus.replay import read_topics
+from services.bus.replay import fold_history
 
 from .inputs import send
 from .output import info, print_json, print_table
@@ -53,8 +53,7 @@ def deploy_command(bus: Bus, args: argparse.Namespace) -> int:
 
 def deployments(bus: Bus) -> Deployments:
     folded = Deployments()
-    for record in read_topics(bus, [bus.catalogue.for_schema("mlbus.DeploymentChanged").name]):
-        folded.apply(record.record, record.value)
+    fold_history(bus, ("mlbus.DeploymentChanged",), folded.apply)
     return folded
 
 

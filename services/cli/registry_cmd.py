@@ -10,14 +10,12 @@ from pathlib import Path
 from services.bus.context import Bus
 from services.bus.envelope import new_id
 from services.bus.errors import BadInput
-from services.bus.projections.inventory import Inventory
-from services.bus.replay import read_topics
+from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory
+from services.bus.replay import fold_history
 
 from .deploy_cmd import deployments
 from .inputs import load_yaml, send
 from .output import info, print_json, print_table
-
-INVENTORY_HISTORY = ("mlbus.PromotionPolicyDefined", "mlbus.ModelTrained", "mlbus.ModelLifecycle")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -75,11 +73,8 @@ def policy_command(bus: Bus, args: argparse.Namespace) -> int:
 
 def inventory(bus: Bus) -> Inventory:
     """The registry's projection, folded here from the topics (the same code the registry runs)."""
-    records = list(read_topics(bus, [bus.catalogue.for_schema(n).name for n in INVENTORY_HISTORY]))
     folded = Inventory()
-    for name in INVENTORY_HISTORY:
-        for record in (r for r in records if r.record == name):
-            folded.apply(record.record, record.value)
+    fold_history(bus, INVENTORY_RECORDS, folded.apply)
     return folded
 
 

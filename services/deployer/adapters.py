@@ -4,16 +4,12 @@ from __future__ import annotations
 from services.bus import Bus
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.inventory import Inventory
-from services.bus.replay import read_topics
+from services.bus.replay import fold_history
 
 HISTORY = ("mlbus.ModelTrained", "mlbus.ModelLifecycle", "mlbus.DeploymentChanged")
 
 
 def rebuild(bus: Bus) -> tuple[Inventory, Deployments]:
-    records = list(read_topics(bus, [bus.catalogue.for_schema(name).name for name in HISTORY]))
     inventory, deployments = Inventory(), Deployments()
-    for name in HISTORY:
-        for record in (r for r in records if r.record == name):
-            inventory.apply(record.record, record.value)
-            deployments.apply(record.record, record.value)
+    fold_history(bus, HISTORY, inventory.apply, deployments.apply)
     return inventory, deployments

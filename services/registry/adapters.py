@@ -12,10 +12,9 @@ from sqlalchemy import delete
 from sqlmodel import Field, Session, SQLModel, create_engine
 
 from services.bus import Bus
-from services.bus.projections.inventory import Inventory
-from services.bus.replay import read_topics
+from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory
+from services.bus.replay import fold_history
 
-HISTORY = ("mlbus.PromotionPolicyDefined", "mlbus.ModelTrained", "mlbus.ModelLifecycle")
 
 
 class ModelVersionRow(SQLModel, table=True):
@@ -110,10 +109,6 @@ def rows(inventory: Inventory, models: set[str] | None) -> list[SQLModel]:
 
 def rebuild_inventory(bus: Bus) -> Inventory:
     """The inventory from the topics: policies and trained versions first, then the decisions in order."""
-    records = list(read_topics(bus, [bus.catalogue.for_schema(name).name for name in HISTORY]))
     inventory = Inventory()
-    for name in HISTORY:
-        for record in records:
-            if record.record == name:
-                inventory.apply(record.record, record.value)
+    fold_history(bus, INVENTORY_RECORDS, inventory.apply)
     return inventory

@@ -9,7 +9,7 @@ import pandas as pd
 
 from services.bus import Bus
 from services.bus.datastore import load_snapshot
-from services.bus.replay import read_topics
+from services.bus.replay import fold_history
 from services.bus.settings import PROJECT_ROOT
 
 from .view import TrainerView
@@ -21,8 +21,7 @@ HISTORY = ("mlbus.ModelSpecDefined", "mlbus.DataValidated", "mlbus.ModelTrained"
 def rebuild_view(bus: Bus) -> TrainerView:
     """Everything the trainer knew before a restart, read back from the topics."""
     view = TrainerView()
-    for record in read_topics(bus, [bus.catalogue.for_schema(name).name for name in HISTORY]):
-        view.apply(record.record, record.value)
+    fold_history(bus, HISTORY, view.apply)
     return view
 
 

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 AWAITING, APPROVED, REJECTED, RETIRED = "awaiting-approval", "approved", "rejected", "retired"
 STATUS_AFTER = {"approved": APPROVED, "rejected": REJECTED, "retired": RETIRED}
+# What the inventory is folded from, in the order a rebuild applies them.
+INVENTORY_RECORDS = ("mlbus.PromotionPolicyDefined", "mlbus.ModelTrained", "mlbus.ModelLifecycle")
 
 
 @dataclass
