@@ -23,19 +23,25 @@ def scrub(text: str, secrets: list[str]) -> str:
 def dead_letter_headers(message: Message, logical_topic: str, service: str, stage: str,
                         error: BaseException, secrets: list[str]) -> list[tuple[str, bytes]]:
     """The original headers, untouched, followed by the dlq.* headers that say where it came from and why."""
-    _, timestamp = message.timestamp()
+    return reason_headers(list(message.headers() or []), logical_topic, message.partition(), message.offset(),
+                          message.timestamp()[1], service, stage, error, secrets)
+
+
+def reason_headers(original: list, logical_topic: str, partition: int, offset: int, timestamp_ms: int,
+                   service: str, stage: str, error: BaseException, secrets: list[str]) -> list[tuple[str, bytes]]:
+    """dead_letter_headers for any client (the drift-watcher's faust consumer too)."""
     reason = {
         "dlq.original.topic": logical_topic,
-        "dlq.original.partition": str(message.partition()),
-        "dlq.original.offset": str(message.offset()),
-        "dlq.original.timestamp": str(timestamp),
+        "dlq.original.partition": str(partition),
+        "dlq.original.offset": str(offset),
+        "dlq.original.timestamp": str(timestamp_ms),
         "dlq.service": service,
         "dlq.stage": stage,
         "dlq.error.class": type(error).__name__,
         "dlq.error.message": scrub(str(error), secrets),
         "dlq.time": now_rfc3339(),
     }
-    return list(message.headers() or []) + [(k, v.encode()) for k, v in reason.items()]
+    return original + [(k, v.encode()) for k, v in reason.items()]
 
 
 def dlq_topic(logical_topic: str) -> str:

@@ -64,6 +64,12 @@ class Publisher:
         else:
             self.delivered += 1
 
+    def announce(self, records: tuple[str, ...]) -> None:
+        """Publish these records' schemas now (a writer that sends through another client, e.g. faust)."""
+        for record in records:
+            self._announce(record)
+        self.flush()
+
     def _announce(self, record: str) -> None:
         if record in self._announced:
             return

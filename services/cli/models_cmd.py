@@ -13,6 +13,7 @@ from services.bus.context import Bus
 from services.bus.envelope import new_id
 from services.bus.errors import BadInput
 from services.bus.estimators import EstimatorError, check_spec
+from services.bus.monitoring import monitoring_json, parse_monitoring
 from services.bus.settings import ConfigError
 from services.bus.replay import read_topics
 
@@ -71,7 +72,8 @@ def spec_record(raw: dict, actor: str, contracts_dir: Path) -> dict:
             "grid_json": json.dumps(spec["grid"], sort_keys=True), "metric": spec["metric"],
             "test_size": float(spec["test_size"]), "cv_folds": int(spec["cv_folds"]), "seed": int(spec["seed"]),
             "spec_sha256": hashlib.sha256(canonical.encode()).hexdigest(), "defined_by": actor,
-            "defined_at": datetime.now(timezone.utc), "batches": str(spec["batches"])}
+            "defined_at": datetime.now(timezone.utc), "batches": str(spec["batches"]),
+            "monitoring_json": monitoring_json(parse_monitoring(spec.get("monitoring")))}
 
 
 def contract_features(contracts_dir: Path, dataset: str, target: str) -> list[str]:

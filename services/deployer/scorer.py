@@ -6,69 +6,37 @@ copy reads deployments and models.trained from every partition in a background t
 """
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
 from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
-from confluent_kafka import Consumer, TopicPartition
 
 from services.bus import BadInput, Bus, Event, Received, ServiceRuntime
 from services.bus.artifacts import ArtifactRefused, load_model
-from services.bus.kafka import base_config
 from services.bus.logs import configure_logging, get_logger
 from services.bus.projections.deployments import Deployments
+from services.bus.projections.follow import Follower
 from services.bus.projections.inventory import Inventory
-from services.bus.received import decode_message
 
 from .scoring import assign, prediction
-
-BROADCAST = ("mlbus.DeploymentChanged", "mlbus.ModelTrained")
-
 
 class RoutingTable:
     """Deployments and trained versions, kept current by a thread that tails their topics."""
 
     def __init__(self, bus: Bus, on_deployment=lambda deployment: None):
-        self.bus = bus
         self.on_deployment = on_deployment       # e.g. load the models a new deployment routes to
         self.deployments = Deployments()
         self.inventory = Inventory()
-        self.ready = threading.Event()
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._follow, name="routing", daemon=True)
+        self.follower = Follower(bus, "scorer-routing", ("mlbus.DeploymentChanged", "mlbus.ModelTrained"),
+                                 [self.inventory.apply, self.deployments.apply], self._on_event)
 
     def start(self, timeout_s: float = 60.0) -> None:
-        self.thread.start()
-        if not self.ready.wait(timeout_s):
-            raise RuntimeError("could not read deployments and models.trained to their end")
+        self.follower.start(timeout_s)
 
-    def _follow(self) -> None:
-        consumer = Consumer({**base_config(self.bus.settings), "group.id": "mlbus-scorer-routing",
-                             "enable.auto.commit": False, "isolation.level": "read_committed"})
-        topics = [self.bus.catalogue.physical(self.bus.catalogue.for_schema(n).name) for n in BROADCAST]
-        ends = {}
-        for topic in topics:
-            for p in consumer.list_topics(topic, timeout=30).topics[topic].partitions:
-                ends[(topic, p)] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-        consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
-        while not self._stop.is_set():
-            for message in consumer.consume(500, 0.2):
-                if message.error():
-                    continue
-                try:
-                    received = decode_message(self.bus, message)
-                except BadInput:
-                    continue                     # the deployer and registry dead-letter these
-                self.inventory.apply(received.record, received.value)
-                self.deployments.apply(received.record, received.value)
-                if received.record == "mlbus.DeploymentChanged" and received.value["phase"] != "refused":
-                    self.on_deployment(received.value)
-            if not self.ready.is_set() and all(end == 0 or consumer.position([TopicPartition(t, p)])[0].offset >= end
-                                               for (t, p), end in ends.items()):
-                self.ready.set()
-        consumer.close()
+    def _on_event(self, record: str, value: dict) -> None:
+        if record == "mlbus.DeploymentChanged" and value["phase"] != "refused":
+            self.on_deployment(value)
 
 
 class Scorer:

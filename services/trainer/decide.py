@@ -159,4 +159,5 @@ def trained_event(plan: TrainingPlan, best: int, result: dict, artifact: tuple[s
         "code_version": provenance.code_version, "git_commit": provenance.git_commit,
         "environment": provenance.environment, "seed": plan.seed, "duration_ms": duration_ms,
         "artifact_uri": artifact[0], "artifact_sha256": artifact[1], "feature_profile": profile,
+        "prediction_profile": result.get("prediction_profile"),
         "spec_sha256": spec["spec_sha256"], "trained_at": now})

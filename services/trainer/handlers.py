@@ -75,7 +75,7 @@ class Trainer:
         runs = [run_event(plan, i, result, self.provenance, now, chosen=i == best,
                           artifact_sha256=artifact[1] if i == best else "") for i, (_, result) in enumerate(fitted)]
         duration_ms = int((time.monotonic() - started) * 1000)
-        return runs + [trained_event(plan, best, fitted[best][1], artifact, profile_frame(data.x_train),
+        return runs + [trained_event(plan, best, fitted[best][1], artifact, profile_frame(data.x_train, reference=True),
                                      self.provenance, duration_ms, now)]
 
     def _wait_for_min_fit(self, started: float) -> None:

@@ -15,6 +15,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from services.bus.estimators import estimator_class
+from services.bus.profile import REFERENCE_SAMPLE, profile_column
 
 CV_SCORING = {"accuracy": "accuracy", "precision": "precision_macro", "recall": "recall_macro", "f1": "f1_macro",
               "roc_auc": "roc_auc_ovr", "mae": "neg_mean_absolute_error", "rmse": "neg_root_mean_squared_error",
@@ -56,7 +57,14 @@ def fit_and_evaluate(data: Split, estimator: str, params: dict, task: str, metri
     return model, {"metrics": holdout, "cv_metrics": cross_validated(data, estimator, params, task, metric,
                                                                       cv_folds, seed),
                    "predictions_sha256": predictions_hash(predictions, probabilities),
+                   "prediction_profile": prediction_profile(predictions, task),
                    "duration_ms": int((time.perf_counter() - started) * 1000)}
+
+
+def prediction_profile(predictions: np.ndarray, task: str) -> dict:
+    """What the version predicts on the holdout: the baseline of prediction drift in production."""
+    values = pd.Series(predictions)
+    return profile_column("prediction", values.astype(str) if task == "classification" else values, REFERENCE_SAMPLE)
 
 
 def classification_metrics(y_true, predicted, probabilities, classes) -> dict:

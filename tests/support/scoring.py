@@ -10,12 +10,13 @@ FEATURES = [c for c in good(rows=5).columns if c not in ("id", "diagnosis")]
 
 
 def send_requests(bus, model: str, count: int, prefix: str = "r", drop_feature: bool = False,
-                  publisher: Publisher | None = None) -> list[str]:
+                  publisher: Publisher | None = None, scale: float = 1.0) -> list[str]:
+    """`count` requests from the sample data's rows; scale != 1 multiplies every feature (drifted traffic)."""
     own = publisher or Publisher(bus, "shop-app")
     rows = good(rows=count if count <= 569 else count, seed=11).to_dict("records")
     ids = []
     for i, row in enumerate(rows):
-        features = {f: float(row[f]) for f in FEATURES if not (drop_feature and f == FEATURES[0])}
+        features = {f: float(row[f]) * scale for f in FEATURES if not (drop_feature and f == FEATURES[0])}
         request_id = f"{prefix}-{i:06d}"
         own.publish(Event("mlbus.InferenceRequest", key=f"customer-{i}", id=derive_id(request_id), value={
             "request_id": request_id, "entity_id": f"customer-{i}", "model": model, "features": features,

@@ -1,0 +1,70 @@
+"""Following topics from their start in a background thread: a service's view of reference data
+(deployments, trained versions, specs) that is always current and rebuilt by replay at every start."""
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from confluent_kafka import Consumer, TopicPartition
+
+from ..context import Bus
+from ..errors import BadInput
+from ..kafka import base_config
+from ..received import decode_message
+
+Fold = Callable[[str, dict], None]
+
+
+class Follower:
+    """Reads every partition of the topics carrying `records` from offset 0, folds each record into `folds`,
+    then calls `on_event` (e.g. load the models a new deployment routes to). `start` returns once the
+    topics have been read to the end offsets they had when it began."""
+
+    def __init__(self, bus: Bus, name: str, records: tuple[str, ...], folds: list[Fold],
+                 on_event: Fold = lambda record, value: None):
+        self.bus = bus
+        self.name = name
+        self.records = records
+        self.folds = folds
+        self.on_event = on_event
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._follow, name=f"{name}-follower", daemon=True)
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        self.thread.start()
+        if not self.ready.wait(timeout_s):
+            raise RuntimeError(f"{self.name}: could not read {', '.join(self.records)} to their end")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _follow(self) -> None:
+        consumer = Consumer({**base_config(self.bus.settings), "group.id": f"{self.bus.settings.namespace}mlbus."
+                                                                          f"{self.name}-follower",
+                             "enable.auto.commit": False, "isolation.level": "read_committed"})
+        topics = sorted({self.bus.catalogue.physical(self.bus.catalogue.for_schema(r).name) for r in self.records})
+        ends = {}
+        for topic in topics:
+            for p in consumer.list_topics(topic, timeout=30).topics[topic].partitions:
+                ends[(topic, p)] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+        consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
+        while not self._stop.is_set():
+            for message in consumer.consume(500, 0.2):
+                if not message.error():
+                    self._apply(message)
+            if not self.ready.is_set() and all(end == 0 or consumer.position([TopicPartition(t, p)])[0].offset >= end
+                                               for (t, p), end in ends.items()):
+                self.ready.set()
+        consumer.close()
+
+    def _apply(self, message) -> None:
+        try:
+            received = decode_message(self.bus, message)
+        except BadInput:
+            return                      # the topic's consuming services dead-letter these
+        if received.record not in self.records:
+            return
+        for fold in self.folds:
+            fold(received.record, received.value)
+        self.on_event(received.record, received.value)

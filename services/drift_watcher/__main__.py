@@ -1,0 +1,48 @@
+"""drift-watcher: python -m services.drift_watcher (one instance; see app.py for the topology)."""
+import os
+import threading
+
+import faust
+
+from services.bus import Bus
+from services.bus.logs import configure_logging, get_logger
+
+from .app import DriftWatcher
+
+STOP_GRACE_S = 15.0
+
+
+class Worker(faust.Worker):
+    """Faust's worker, with a deadline on stopping, so SIGTERM always means "stop" (faust has hung in
+    shutdown, e.g. in exactly-once mode). Leaving early is safe: what was not committed is handled again
+    after the restart, and app.py makes that redelivery harmless."""
+
+    def _on_sigterm(self) -> None:
+        self._deadline()
+        super()._on_sigterm()
+
+    def _on_sigint(self) -> None:
+        self._deadline()
+        super()._on_sigint()
+
+    def _deadline(self) -> None:
+        timer = threading.Timer(STOP_GRACE_S, self._leave)
+        timer.daemon = True                  # a clean stop does not wait for it
+        timer.start()
+
+    @staticmethod
+    def _leave() -> None:
+        get_logger(component="drift-watcher").warning("faust did not stop in time; leaving", grace_s=STOP_GRACE_S)
+        os._exit(0)
+
+
+def main() -> None:
+    bus = Bus.from_env()
+    configure_logging("drift-watcher", bus.settings.log_format, bus.settings.log_level)
+    watcher = DriftWatcher(bus)
+    watcher.start_reference_data()
+    Worker(watcher.app, loglevel="WARNING", quiet=True).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""The drift-watcher as a faust-streaming application: the Kafka and state edge around decide.py.
+
+    inference.requests, inference.predictions, outcomes
+        └─ route: decode (else DLQ), re-key by model ─► <app>-observations ◄─ tick (a window is due by time)
+                                                             └─ observe ─► monitoring.drift, alerts,
+                                                                            training.requests
+Every input is decoded with the bus's Avro codec. All of a model's state — its open window's head, the
+window's rows, the predictions awaiting outcomes, the retraining run — lives in one faust table and is
+written only while handling the model's own partition of the observations topic, so the table's
+changelog holds it in order and a restart (kill -9 included) recovers a consistent prefix of it.
+
+Effectively once, without faust's exactly-once mode (which commits outputs to external topics outside
+the input's transaction, and can hang on shutdown): the window head records the offset of the last
+observation it took in, so a redelivered observation is skipped; a window's outputs are sent and
+acknowledged before its head moves on, so a crash in between closes the same window again with the
+same content, hence the same deterministic ids; and ids already on the output topics — read back by
+the Follower before processing starts — are not sent twice. Reference data (trained versions with
+their profiles, deployments, specs) is followed from the start of its topics, not kept in the table.
+"""
+from __future__ import annotations
+
+import time
+
+import faust
+from confluent_kafka import Producer
+
+from services.bus import BadInput, Bus, Event
+from services.bus.dlq import dlq_topic, reason_headers
+from services.bus.envelope import envelope_for, to_headers
+from services.bus.kafka import producer_config
+from services.bus.logs import get_logger
+from services.bus.monitoring import Monitoring, monitoring_from_json
+from services.bus.projections.deployments import Deployments
+from services.bus.projections.follow import Follower
+from services.bus.projections.inventory import Inventory
+from services.bus.publish import Publisher
+from services.bus.schema_topic import SchemasTopicResolver
+
+from .decide import SOURCE, ClosedWindow, RetrainState, alerts, as_frame, drift_report, on_champion_report, \
+    report_event
+from .windows import due, new_head, outcome_amount, row_key, with_outcome, with_prediction, with_request
+
+RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+INPUTS = ("inference.requests", "inference.predictions", "outcomes")
+REFERENCE = ("mlbus.ModelTrained", "mlbus.DeploymentChanged", "mlbus.ModelSpecDefined")
+OUTPUTS = ("mlbus.DriftReport", "mlbus.Alert", "mlbus.TrainingRequested")
+TICK_HEADER = "mlbus.tick"
+PARTITIONS = 3
+
+
+def header_pairs(headers) -> list[tuple[str, bytes]]:
+    """Faust hands headers over as a mapping or as pairs, depending on where the message came from."""
+    if not headers:
+        return []
+    return list(headers.items()) if isinstance(headers, dict) else [tuple(h) for h in headers]
+
+
+class Specs:
+    """model → its monitoring settings, folded from models.specs."""
+
+    def __init__(self):
+        self.monitoring: dict[str, Monitoring] = {}
+
+    def apply(self, record: str, value: dict) -> None:
+        if record == "mlbus.ModelSpecDefined":
+            self.monitoring[value["model"]] = monitoring_from_json(value.get("monitoring_json", "{}"))
+
+    def of(self, model: str) -> Monitoring:
+        return self.monitoring.get(model, Monitoring())
+
+
+class Emitted:
+    """Ids of what is already on the output topics (read back from them): never sent twice."""
+
+    ID_FIELDS = {"mlbus.DriftReport": "report_id", "mlbus.Alert": "alert_id", "mlbus.TrainingRequested": "request_id"}
+
+    def __init__(self):
+        self.ids: set[str] = set()
+
+    def apply(self, record: str, value: dict) -> None:
+        if record in self.ID_FIELDS:
+            self.ids.add(value[self.ID_FIELDS[record]])
+
+
+class DriftWatcher:
+    def __init__(self, bus: Bus, tick_interval_s: float = 1.0):
+        self.bus = bus
+        self.log = get_logger(component=SOURCE)
+        settings = bus.settings
+        datadir = settings.var_dir / "drift-watcher"
+        datadir.mkdir(parents=True, exist_ok=True)
+        self.app_id = f"{settings.namespace}mlbus.drift-watcher"
+        self.app = faust.App(
+            self.app_id, broker=f"kafka://{settings.bootstrap}", store="memory://",
+            processing_guarantee="at_least_once", topic_partitions=PARTITIONS,
+            topic_replication_factor=settings.replication, broker_session_timeout=10, broker_heartbeat_interval=2,
+            consumer_auto_offset_reset="earliest", web_enabled=False, datadir=str(datadir))
+        self.inventory, self.deployments, self.specs, self.emitted = Inventory(), Deployments(), Specs(), Emitted()
+        self.follower = Follower(bus, SOURCE, REFERENCE + OUTPUTS,
+                                 [self.inventory.apply, self.deployments.apply, self.specs.apply, self.emitted.apply])
+        self.observations = self.app.topic(f"{self.app_id}-observations", partitions=PARTITIONS, internal=True, **RAW)
+        # One table for all of a model's state (see the module docstring); keys say what they hold:
+        # head|MODEL, row|MODEL|SEQ|r3 (request) or p3 (prediction), seen|REQUEST, served|REQUEST, retrain|MODEL
+        self.state = self.app.Table("state", default=None)
+        self._topics: dict[str, faust.TopicT] = {}
+        self._models: set[str] | None = None           # models with a head; found in the table at the first tick
+        self._ticks = Producer({**producer_config(settings, f"{SOURCE}-ticks"), "partitioner": "murmur2_random"})
+        inputs = self.app.topic(*[bus.catalogue.physical(t) for t in INPUTS], **RAW)
+        self.app.agent(inputs, name="route")(self.route)
+        self.app.agent(self.observations, name="observe")(self.observe)
+        self.app.timer(tick_interval_s)(self.tick)
+
+    def start_reference_data(self) -> None:
+        self.bus.schemas.resolver = SchemasTopicResolver(self.bus)
+        Publisher(self.bus, SOURCE).announce(OUTPUTS)
+        self.follower.start()
+
+    # -- route: every input, re-keyed by model so one partition holds all of a model's state --------------
+    async def route(self, stream) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                _, value = self.bus.schemas.decode(event.value)
+            except BadInput as error:
+                await self.dead_letter(message, error)
+                continue
+            await self.observations.send(key=value["model"].encode(), value=event.value,
+                                         headers=header_pairs(message.headers), timestamp=message.timestamp)
+
+    async def dead_letter(self, message, error: BadInput) -> None:
+        logical = self.bus.catalogue.logical(message.topic)
+        headers = reason_headers(header_pairs(message.headers), logical, message.partition, message.offset,
+                                 int(message.timestamp * 1000), SOURCE, "decode", error,
+                                 self.bus.settings.secret_values())
+        await self.topic(dlq_topic(logical)).send(key=message.key, value=message.value, headers=headers)
+        self.log.warning("dead-lettered", topic=logical, offset=message.offset, error=str(error))
+
+    # -- observe: windows, joins, closing ------------------------------------------------------------------
+    async def observe(self, stream) -> None:
+        async for event in stream.events():
+            model, offset = event.key.decode(), event.message.offset
+            if self._models is not None:
+                self._models.add(model)
+            head = self.state.get(f"head|{model}") or new_head()
+            if offset <= head["offset"]:
+                continue                                  # taken in before a restart: its effects are in the table
+            headers = dict(header_pairs(event.message.headers))
+            if TICK_HEADER in headers:
+                await self.close_if_due(model, head, int(headers[TICK_HEADER]), offset)
+                continue
+            record, value = self.bus.schemas.decode(event.value)
+            at_ms = int(event.message.timestamp * 1000)
+            if record == "mlbus.InferenceRequest":
+                head = self.add_request(model, head, value, at_ms)
+                await self.close_if_due(model, head, at_ms, offset)
+            elif record == "mlbus.Prediction":
+                self.add_prediction(model, head, value, offset)
+            elif record == "mlbus.Outcome":
+                self.add_outcome(model, head, value, offset)
+
+    def add_request(self, model: str, head: dict, request: dict, at_ms: int) -> dict:
+        if self.state.get(f"seen|{request['request_id']}") is not None:
+            return head                                   # the same request published twice: counted once
+        self.state[f"row|{row_key(model, head['seq'], 'r', head['rows'])}"] = {
+            "id": request["request_id"], "features": request["features"], "categories": request["categories"]}
+        self.state[f"seen|{request['request_id']}"] = head["seq"]
+        return with_request(head, at_ms)                  # stored by close_if_due, with the offset
+
+    def add_prediction(self, model: str, head: dict, prediction: dict, offset: int) -> None:
+        if prediction["version"] is None or prediction["error"]:
+            return
+        entry = {"version": prediction["version"], "variant": prediction["variant"], "label": prediction["label"],
+                 "score": prediction["score"]}
+        self.state[f"row|{row_key(model, head['seq'], 'p', head['predictions'])}"] = entry
+        served = f"served|{prediction['request_id']}"
+        self.state[served] = (self.state.get(served) or []) + [entry]
+        self.put_head(model, with_prediction(head), offset)
+
+    def add_outcome(self, model: str, head: dict, outcome: dict, offset: int) -> None:
+        served = f"served|{outcome['request_id']}"
+        for p in self.state.get(served) or []:       # none: no prediction known, or its outcome already counted
+            amount = outcome_amount(p["label"], p["score"], outcome)
+            if amount is not None:
+                head = with_outcome(head, p["version"], p["variant"], amount)
+        self.state.pop(served, None)
+        self.put_head(model, head, offset)
+
+    def put_head(self, model: str, head: dict, offset: int) -> None:
+        self.state[f"head|{model}"] = {**head, "offset": offset}
+
+    async def close_if_due(self, model: str, head: dict, now_ms: int, offset: int) -> None:
+        if due(head, now_ms, self.specs.of(model)):
+            await self.close(model, head, max(now_ms, head["end_ms"] or now_ms))
+            head = new_head(head["seq"] + 1)
+        self.put_head(model, head, offset)
+
+    async def close(self, model: str, head: dict, end_ms: int) -> None:
+        """Report on every version serving the model; outputs are acknowledged before the head moves on."""
+        window = self.take_window(model, head, end_ms)
+        config = self.specs.of(model)
+        champion = self.deployments.champion(model)
+        champion_version = champion["version"] if champion else None
+        versions = {r["version"] for r in self.deployments.routes(model)} | set(window.predictions.get("version", []))
+        for version in sorted(int(v) for v in versions):
+            entry = self.inventory.version(model, version)
+            if entry is None:
+                continue
+            report = drift_report(window, entry.trained, version == champion_version, config)
+            outputs = [report_event(report), *alerts(report, config)]
+            if report["champion"]:
+                outputs += self.judge_retraining(model, report, config)
+            for output in outputs:
+                await self.send(output)
+            self.log.info("window closed", model=model, version=version, window=window.id, rows=report["rows"],
+                          drift_share=round(report["drift_share"], 3), dataset_drift=report["dataset_drift"],
+                          outputs=len(outputs))
+
+    def take_window(self, model: str, head: dict, end_ms: int) -> ClosedWindow:
+        """The window's rows out of the table (deleting them), as frames."""
+        keys = [f"row|{row_key(model, head['seq'], 'r', i)}" for i in range(head["rows"])]
+        requests = [r for r in (self.state.pop(k, None) for k in keys) if r is not None]
+        keys = [f"row|{row_key(model, head['seq'], 'p', i)}" for i in range(head["predictions"])]
+        predictions = [p for p in (self.state.pop(k, None) for k in keys) if p is not None]
+        for request in requests:
+            self.state.pop(f"seen|{request['id']}", None)
+        return ClosedWindow(model=model, seq=head["seq"], start_ms=head["start_ms"] or end_ms, end_ms=end_ms,
+                            numeric=as_frame([r["features"] for r in requests]),
+                            categorical=as_frame([r["categories"] for r in requests]),
+                            predictions=as_frame(predictions), performance=head["performance"])
+
+    def judge_retraining(self, model: str, report: dict, config: Monitoring) -> list[Event]:
+        stored = self.state.get(f"retrain|{model}")
+        state = RetrainState(stored["champion"], tuple(stored["drifted_windows"]), stored["last_request_ms"]) \
+            if stored else RetrainState()
+        state, request, decision = on_champion_report(state, report, config)
+        self.state[f"retrain|{model}"] = {"champion": state.champion, "drifted_windows": list(state.drifted_windows),
+                                          "last_request_ms": state.last_request_ms}
+        if decision in ("retrain", "cooling-down"):
+            self.log.info("sustained drift", model=model, version=report["version"], decision=decision,
+                          windows=len(state.drifted_windows))
+        return [request] if request else []
+
+    # -- tick: close windows that are due by time even when no request arrives -----------------------------
+    async def tick(self) -> None:
+        now_ms = int(time.time() * 1000)
+        if self._models is None:
+            self._models = {key.removeprefix("head|") for key in list(self.state.keys()) if key.startswith("head|")}
+        for model in list(self._models):
+            head = self.state.get(f"head|{model}")
+            if head and due(head, now_ms, self.specs.of(model)):
+                self._ticks.produce(self.observations.get_topic_name(), key=model.encode(), value=b"",
+                                    headers=[(TICK_HEADER, str(now_ms).encode())])
+        self._ticks.poll(0)
+
+    # -- output ----------------------------------------------------------------------------------------------
+    async def send(self, event: Event) -> None:
+        """Send and wait for the broker's acknowledgement; skip what an earlier run already sent."""
+        if event.id in self.emitted.ids:
+            self.log.info("already sent", record=event.record, id=event.id)
+            return
+        value = self.bus.schemas.encode(event.record, event.value)
+        sent = await self.topic(self.bus.catalogue.for_schema(event.record).name).send(
+            key=event.key.encode(), value=value, headers=to_headers(envelope_for(event, SOURCE)))
+        await sent
+        self.emitted.ids.add(event.id)
+
+    def topic(self, logical: str) -> faust.TopicT:
+        if logical not in self._topics:
+            self._topics[logical] = self.app.topic(self.bus.catalogue.physical(logical), **RAW)
+        return self._topics[logical]

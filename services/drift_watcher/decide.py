@@ -1,0 +1,164 @@
+"""The drift-watcher's decisions, pure: a closed window → a drift report per serving version, the alerts it
+raises, and whether sustained drift on the champion asks for a retraining (once per cool-down)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from services.bus import Event, derive_id
+from services.bus.monitoring import Monitoring
+
+from .stats import column_drift
+
+SOURCE = "drift-watcher"
+
+
+@dataclass(frozen=True)
+class ClosedWindow:
+    """What one window of a model's production traffic held when it closed."""
+
+    model: str
+    seq: int
+    start_ms: int
+    end_ms: int
+    numeric: pd.DataFrame                 # one row per request, one column per numeric feature
+    categorical: pd.DataFrame             # one row per request, one column per categorical feature
+    predictions: pd.DataFrame             # version, variant, label, score: every prediction in the window
+    performance: dict = field(default_factory=dict)   # "version|variant" → [sum, outcomes] (correct or |error|)
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}/w{self.seq:06d}"
+
+
+def drift_report(window: ClosedWindow, trained: dict, champion: bool, config: Monitoring) -> dict:
+    """The DriftReport of one version: each feature against its training profile, and its predictions."""
+    features = []
+    for profile in trained["feature_profile"]:
+        source = window.categorical if profile["kind"] == "categorical" else window.numeric
+        if profile["name"] in source:
+            features += column_drift(profile, source[profile["name"]].to_numpy(), config)
+    drifted = sorted({f["feature"] for f in features if f["drifted"]})
+    evaluated = {f["feature"] for f in features}
+    share = len(drifted) / len(evaluated) if evaluated else 0.0
+    version = trained["version"]
+    return {"report_id": derive_id("drift-report", window.id, version), "model": window.model, "version": version,
+            "window_id": window.id, "window_start": window.start_ms, "window_end": window.end_ms,
+            "rows": len(window.numeric), "features": features, "prediction_drift": prediction_drift(window, trained,
+                                                                                                   config),
+            "drift_share": share, "dataset_drift": bool(evaluated) and share >= config.dataset_share,
+            "created_at": window.end_ms, "performance": online_performance(window, trained),
+            "alerting": alerting_features(features, len(evaluated), config), "champion": champion}
+
+
+def prediction_drift(window: ClosedWindow, trained: dict, config: Monitoring) -> dict | None:
+    reference = trained.get("prediction_profile")
+    mine = window.predictions[window.predictions["version"] == trained["version"]] \
+        if len(window.predictions) else window.predictions
+    if reference is None or len(mine) == 0:
+        return None
+    values = mine["label"] if reference["kind"] == "categorical" else mine["score"]
+    entries = column_drift(reference, values.to_numpy(), config)
+    return entries[0] if entries else None
+
+
+def alerting_features(features: list[dict], evaluated: int, config: Monitoring) -> list[str]:
+    """Features whose drift survives a Bonferroni correction over the window's features (tests), or whose
+    distance crossed its threshold: a chance flag in one of 30 features does not page anyone."""
+    corrected = config.alert_alpha / max(evaluated, 1)
+    return sorted({f["feature"] for f in features
+                   if f["drifted"] and (f["p_value"] is None or f["p_value"] < corrected)})
+
+
+def online_performance(window: ClosedWindow, trained: dict) -> list[dict]:
+    classification = trained["task"] == "classification"
+    metric = "accuracy" if classification else "mae"
+    performance = []
+    for key, (total, outcomes) in sorted(window.performance.items()):
+        version, variant = key.split("|", 1)
+        if int(version) == trained["version"] and outcomes:
+            performance.append({"variant": variant, "metric": metric, "value": total / outcomes,
+                                "outcomes": int(outcomes), "baseline": trained["metrics"].get(metric)})
+    return performance
+
+
+def report_event(report: dict) -> Event:
+    return Event("mlbus.DriftReport", value=report, key=report["model"], id=report["report_id"],
+                 subject=f"{report['model']}@{report['version']}")
+
+
+def alerts(report: dict, config: Monitoring) -> list[Event]:
+    """Dataset drift (critical), significant drift in some features (warning), a performance drop (critical)."""
+    where = f"{report['model']} v{report['version']} in window {report['window_id']}"
+    drifted = sorted({f["feature"] for f in report["features"] if f["drifted"]})
+    raised = []
+    if report["dataset_drift"]:
+        raised.append(("drift", "critical", f"dataset drift: {len(drifted)} features drifted {where}: "
+                                            f"{', '.join(drifted[:10])}", {"features": drifted}))
+    elif report["alerting"]:
+        raised.append(("feature-drift", "warning", f"features drifted {where}: {', '.join(report['alerting'])}",
+                       {"features": report["alerting"]}))
+    for entry in report["performance"]:
+        if performance_dropped(entry, config):
+            raised.append(("performance", "critical", f"{entry['metric']} {entry['value']:.3f} on "
+                                                      f"{entry['outcomes']} outcomes ({entry['variant']}) against "
+                                                      f"{entry['baseline']:.3f} on the holdout, {where}", entry))
+    return [alert_event(report, kind, severity, message, evidence) for kind, severity, message, evidence in raised]
+
+
+def performance_dropped(entry: dict, config: Monitoring) -> bool:
+    if entry["baseline"] is None or entry["outcomes"] < config.min_outcomes:
+        return False
+    if entry["metric"] == "accuracy":
+        return entry["value"] < entry["baseline"] - config.max_performance_drop
+    return entry["value"] > entry["baseline"] * (1 + config.max_performance_drop)
+
+
+def alert_event(report: dict, kind: str, severity: str, message: str, evidence: dict) -> Event:
+    alert_id = derive_id(report["report_id"], "alert", kind, evidence.get("variant", ""))
+    return Event("mlbus.Alert", key=report["model"], id=alert_id, subject=f"{report['model']}@{report['version']}",
+                 value={"alert_id": alert_id, "kind": kind, "severity": severity, "model": report["model"],
+                        "version": report["version"], "message": message,
+                        "evidence_json": json.dumps({"report_id": report["report_id"], **evidence}, sort_keys=True),
+                        "cause_id": report["report_id"], "raised_at": report["created_at"]})
+
+
+@dataclass(frozen=True)
+class RetrainState:
+    """Per model: the champion being watched, its run of drifted windows, the last drift-triggered request."""
+
+    champion: int | None = None
+    drifted_windows: tuple[str, ...] = ()        # report ids of the current run of drifted windows
+    last_request_ms: int | None = None
+
+
+def on_champion_report(state: RetrainState, report: dict, config: Monitoring) -> tuple[RetrainState, Event | None,
+                                                                                      str]:
+    """Sustained drift → one training request; within the cool-down the run is counted but nothing is sent."""
+    run = state.drifted_windows if state.champion == report["version"] else ()
+    run = run + (report["report_id"],) if report["dataset_drift"] else ()
+    state = RetrainState(report["version"], run, state.last_request_ms)
+    if len(run) < config.retrain_after:
+        return state, None, "waiting" if run else "stable"
+    now = report["window_end"]
+    if state.last_request_ms is not None and now - state.last_request_ms < config.retrain_cooldown_seconds * 1000:
+        return state, None, "cooling-down"
+    return RetrainState(report["version"], (), now), training_request(report, run), "retrain"
+
+
+def training_request(report: dict, run: tuple[str, ...]) -> Event:
+    request_id = derive_id("drift-retrain", report["window_id"], report["version"])   # reprocessing: same id
+    drifted = sorted({f["feature"] for f in report["features"] if f["drifted"]})
+    evidence = {"report_ids": list(run), "window_id": report["window_id"], "version": report["version"],
+                "drift_share": report["drift_share"], "features": drifted}
+    return Event("mlbus.TrainingRequested", key=report["model"], id=request_id, subject=report["model"], value={
+        "request_id": request_id, "model": report["model"], "reason": "drift", "requested_by": SOURCE,
+        "requested_at": report["window_end"], "batch_ids": [], "evidence_json": json.dumps(evidence, sort_keys=True),
+        "reproduce_run_id": None})
+
+
+def as_frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows of name → value as a frame (NaN where a row lacks a name)."""
+    return pd.DataFrame.from_records(rows) if rows else pd.DataFrame()

@@ -1,0 +1,94 @@
+"""The drift-watcher on the real broker: false alarms on stable traffic, injected drift found and named,
+state recovered after kill -9 without a duplicate report, undecodable input dead-lettered."""
+from __future__ import annotations
+
+import collections
+import signal
+
+from services.bus import Publisher
+from services.bus.topics import consumer_lag
+from tests.support.drift import FEATURES, production, publish_version, send_traffic
+from tests.support.polling import read_topic, topic_values, wait_until
+from tests.support.processes import running, start, stop
+
+MODEL = "synthetic"
+WINDOW = 40
+MONITORING = f'{{"window_rows": {WINDOW}, "window_seconds": 3600}}'
+
+
+def reports(bus) -> list[dict]:
+    return topic_values(bus, "monitoring.drift")
+
+
+def wait_for_reports(bus, count: int, timeout: float = 120) -> list[dict]:
+    return wait_until(lambda: (found := reports(bus)) and len(found) >= count and found, timeout=timeout,
+                      message=f"{count} drift reports")
+
+
+def test_stable_traffic_rarely_drifts_and_two_shifted_features_are_named_with_an_alert(bus, bus_env, tmp_path):
+    publisher = Publisher(bus, "shop-app")
+    publish_version(publisher, MODEL, 1, MONITORING)
+    with running("services.drift_watcher", bus_env, tmp_path / "drift-watcher.log") as watcher:
+        send_traffic(publisher, MODEL, 1, production(50 * WINDOW, seed=100), "stable")
+        stable = wait_for_reports(bus, 50)
+        send_traffic(publisher, MODEL, 1, production(2 * WINDOW, seed=200, shift={"f2": 3.0, "f5": -3.0}), "shift")
+        found = wait_for_reports(bus, 52)
+        raised = wait_until(lambda: [a for a in topic_values(bus, "alerts") if a["kind"] == "feature-drift"
+                                     and "w000050" in a["message"] or "w000051" in a["message"]],
+                            timeout=60, message="a feature-drift alert")
+        assert watcher.poll() is None
+
+    flagged = [r for r in stable if r["dataset_drift"]]
+    feature_flags = sum(f["drifted"] for r in stable for f in r["features"])
+    print(f"stable traffic: {len(flagged)} of {len(stable)} windows flagged as drifted "
+          f"({len(flagged) / len(stable):.1%}); {feature_flags} of {len(stable) * len(FEATURES)} feature tests "
+          f"drifted at p<0.05; {sum(bool(r['alerting']) for r in stable)} windows with a feature alert")
+    assert len(flagged) / len(stable) <= 0.05
+    assert all(r["rows"] == WINDOW and r["version"] == 1 and r["champion"] for r in stable)
+    shifted = sorted((r for r in found if r["window_id"] in (f"{MODEL}/w000050", f"{MODEL}/w000051")),
+                     key=lambda r: r["window_id"])
+    assert {"f2", "f5"} <= {f["feature"] for f in shifted[0]["features"] if f["drifted"]}
+    assert shifted[0]["alerting"] == ["f2", "f5"]
+    assert "f2" in raised[0]["message"] and "f5" in raised[0]["message"]
+    assert all(r["prediction_drift"] is not None for r in found)
+
+
+def test_a_kill_minus_9_mid_window_loses_no_row_and_duplicates_no_report(bus, bus_env, tmp_path):
+    publisher = Publisher(bus, "shop-app")
+    publish_version(publisher, MODEL, 1, MONITORING)
+    log = tmp_path / "drift-watcher.log"
+    watcher = start("services.drift_watcher", bus_env, log)
+    send_traffic(publisher, MODEL, 1, production(2 * WINDOW + WINDOW // 2, seed=5), "before")
+    wait_for_reports(bus, 2)
+    group = f"{bus.settings.namespace}mlbus.drift-watcher"
+    wait_until(lambda: sum(consumer_lag(bus, group, ["inference.requests"]).values()) == 0, timeout=60,
+               message="the watcher has read every request")
+    watcher.send_signal(signal.SIGKILL)
+    watcher.wait(30)
+    watcher = start("services.drift_watcher", bus_env, log)
+    try:
+        send_traffic(publisher, MODEL, 1, production(WINDOW + WINDOW // 2, seed=6), "after")
+        found = wait_for_reports(bus, 4, timeout=180)
+        messages = read_topic(bus, "monitoring.drift", expected=4, settle_s=3)
+        assert watcher.poll() is None
+    finally:
+        stop(watcher)
+
+    ids = collections.Counter(bus.schemas.decode(m.value())[1]["report_id"] for m in messages)
+    assert len(messages) == 4 and max(ids.values()) == 1, ids
+    assert sorted(r["window_id"] for r in found) == [f"{MODEL}/w{i:06d}" for i in range(4)]
+    assert all(r["rows"] == WINDOW for r in found)           # the window cut by the kill kept its first half
+
+
+def test_undecodable_requests_go_to_the_dead_letter_topic_and_the_watcher_goes_on(bus, bus_env, tmp_path):
+    publisher = Publisher(bus, "shop-app")
+    publish_version(publisher, MODEL, 1, MONITORING)
+    with running("services.drift_watcher", bus_env, tmp_path / "drift-watcher.log"):
+        publisher.produce("inference.requests", b"k", b"\x00not avro", [("ce_id", b"junk-1")])
+        send_traffic(publisher, MODEL, 1, production(WINDOW, seed=9), "after-junk")
+        [dead] = read_topic(bus, "inference.requests.dlq", expected=1, timeout=120)
+        wait_for_reports(bus, 1)
+    assert dead.value() == b"\x00not avro" and dead.key() == b"k"
+    headers = dict(dead.headers())
+    assert headers["ce_id"] == b"junk-1" and headers["dlq.service"] == b"drift-watcher"
+    assert headers["dlq.error.class"] == b"DecodeError"
