@@ -37,10 +37,14 @@ class Publisher:
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None, headers: list) -> None:
         """Raw produce to a catalogue topic (by its catalogue name); waits for room if the queue is full."""
-        physical = self.bus.catalogue.physical(topic)
+        self.produce_physical(self.bus.catalogue.physical(topic), key, value, headers)
+
+    def produce_physical(self, physical: str, key: bytes | None, value: bytes | None, headers: list,
+                         timestamp_ms: int = 0) -> None:
         while True:
             try:
-                self.producer.produce(physical, value=value, key=key, headers=headers, on_delivery=self._on_delivery)
+                self.producer.produce(physical, value=value, key=key, headers=headers, timestamp=timestamp_ms,
+                                      on_delivery=self._on_delivery)
                 return
             except BufferError:
                 self.producer.poll(0.1)

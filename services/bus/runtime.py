@@ -32,7 +32,22 @@ from .settings import ConfigError
 Handler = Callable[[Received], Iterable[Event]]
 BatchHandler = Callable[[list[Received]], list["list[Event] | BadInput"]]
 Tick = Callable[[], list[Event]]
-__all__ = ["BatchHandler", "Handler", "Received", "ServiceRuntime", "Tick"]
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A message passed on as it is (bytes and headers untouched) to a topic outside the catalogue, e.g. a
+    service's internal re-keyed topic. A raw batch handler may return these besides Events."""
+
+    physical_topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list
+    timestamp_ms: int = 0
+
+
+RawBatchHandler = Callable[[list[Message]], "list[Event | Forward]"]
+__all__ = ["BatchHandler", "Forward", "Handler", "Received", "ServiceRuntime", "Tick"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +64,8 @@ class ServiceRuntime:
     def __init__(self, bus: Bus, service: str, handler: Handler, *, topics: list[str] | None = None,
                  transactional: bool = False, batch_size: int = 500, poll_timeout_s: float = 0.5,
                  offload: bool = False, batch_handler: BatchHandler | None = None, tick: Tick | None = None,
-                 tick_interval_s: float = 1.0):
+                 tick_interval_s: float = 1.0, raw_batch_handler: RawBatchHandler | None = None,
+                 on_stop: Tick | None = None):
         self.bus = bus
         self.service = service
         self.handler = handler
@@ -61,6 +77,8 @@ class ServiceRuntime:
         self.batch_handler = batch_handler      # vectorised work: the whole batch at once (the scorer)
         self.tick = tick                        # time-driven decisions (canary steps), every tick_interval_s
         self.tick_interval_s = tick_interval_s
+        self.raw_batch_handler = raw_batch_handler   # the messages undecoded, bytes as they are (the auditor)
+        self.on_stop = on_stop                  # last events before stopping (the auditor's checkpoint)
         self._last_tick = time.monotonic()
         self.group = f"{bus.settings.namespace}mlbus.{service}"
         self.log = get_logger(group=self.group)
@@ -92,6 +110,8 @@ class ServiceRuntime:
                     self.handle_batch(messages)
                 if self.tick and time.monotonic() - self._last_tick >= self.tick_interval_s:
                     self._run_tick()
+            if self.on_stop:
+                self._publish_alone(self.on_stop())
         finally:
             self.consumer.close()
             self.publisher.producer.flush(10)
@@ -116,7 +136,10 @@ class ServiceRuntime:
                 continue
             good.append(message)
             next_offsets[(message.topic(), message.partition())] = message.offset() + 1
-        outcomes = self._handle_all(good) if self.batch_handler else [self._handle_one(m) for m in good]
+        if self.raw_batch_handler:
+            outcomes = [Outcome(good[-1], self.raw_batch_handler(good))] if good else []
+        else:
+            outcomes = self._handle_all(good) if self.batch_handler else [self._handle_one(m) for m in good]
         if self.transactional:
             self.publisher.producer.begin_transaction()
         for outcome in outcomes:
@@ -164,7 +187,10 @@ class ServiceRuntime:
 
     def _run_tick(self) -> None:
         self._last_tick = time.monotonic()
-        events = self.tick()
+        self._publish_alone(self.tick())
+
+    def _publish_alone(self, events: list[Event]) -> None:
+        """Events that answer no input (a tick, a stop): in a transaction of their own when transactional."""
         if not events:
             return
         if self.transactional:
@@ -211,7 +237,11 @@ class ServiceRuntime:
             self.publisher.produce(dlq_topic(topic), message.key(), message.value(), headers)
             return
         for event in outcome.events:
-            self.publisher.publish(event, cause=outcome.cause)
+            if isinstance(event, Forward):
+                self.publisher.produce_physical(event.physical_topic, event.key, event.value, event.headers,
+                                                event.timestamp_ms)
+            else:
+                self.publisher.publish(event, cause=outcome.cause)
 
     def _commit(self, offsets: list[TopicPartition]) -> None:
         producer = self.publisher.producer
@@ -233,8 +263,10 @@ class ServiceRuntime:
         self.log.warning("consumer error, librdkafka retries", error=str(error))
 
     def _check_topics_exist(self) -> None:
+        # A raw handler dead-letters nothing (the auditor, which reads the DLQs themselves).
+        needs_dlq = [] if self.raw_batch_handler else self.topics
         physical = {self.bus.catalogue.physical(t) for t in self.topics} | {
-            self.bus.catalogue.physical(dlq_topic(t)) for t in self.topics}
+            self.bus.catalogue.physical(dlq_topic(t)) for t in needs_dlq}
         existing = set(self.consumer.list_topics(timeout=30).topics)
         missing = sorted(physical - existing)
         if missing:

@@ -91,6 +91,16 @@ class TopicAdmin:
             resource = ConfigResource(ConfigResource.Type.TOPIC, name, set_config=dict(by_name[name].config))
             _wait(self.admin.alter_configs([resource]))    # topics.yaml lists every config mlbus sets
 
+    def ensure_internal(self, physical: str, partitions: int) -> None:
+        """A service's own topic outside the catalogue (e.g. a re-keyed stream): created if missing."""
+        if physical not in self.admin.list_topics(timeout=30).topics:
+            new = NewTopic(physical, num_partitions=partitions, replication_factor=self.bus.settings.replication or 1)
+            try:
+                _wait(self.admin.create_topics([new], operation_timeout=30))
+            except KafkaException as error:
+                if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+
     def _configs(self, names: list[str]) -> dict[str, dict[str, str]]:
         if not names:
             return {}

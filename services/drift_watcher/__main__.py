@@ -19,10 +19,12 @@ class Worker(faust.Worker):
 
     def _on_sigterm(self) -> None:
         self._deadline()
+        self.router.stop()
         super()._on_sigterm()
 
     def _on_sigint(self) -> None:
         self._deadline()
+        self.router.stop()
         super()._on_sigint()
 
     def _deadline(self) -> None:
@@ -41,7 +43,10 @@ def main() -> None:
     configure_logging("drift-watcher", bus.settings.log_format, bus.settings.log_level)
     watcher = DriftWatcher(bus)
     watcher.start_reference_data()
-    Worker(watcher.app, loglevel="WARNING", quiet=True).execute_from_commandline()
+    worker = Worker(watcher.app, loglevel="INFO" if bus.settings.log_level.lower() == "debug" else "WARNING",
+                    quiet=True)
+    worker.router = watcher.router
+    worker.execute_from_commandline()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """The drift-watcher as a faust-streaming application: the Kafka and state edge around decide.py.
 
     inference.requests, inference.predictions, outcomes
-        └─ route: decode (else DLQ), re-key by model ─► <app>-observations ◄─ tick (a window is due by time)
-                                                             └─ observe ─► monitoring.drift, alerts,
-                                                                            training.requests
+        └─ router (router.py): decode (else DLQ), re-key by model ─► <app>-observations ◄─ tick (timer)
+                                                                        └─ observe (faust) ─► monitoring.drift,
+                                                                                     alerts, training.requests
 Every input is decoded with the bus's Avro codec. All of a model's state — its open window's head, the
 window's rows, the predictions awaiting outcomes, the retraining run — lives in one faust table and is
 written only while handling the model's own partition of the observations topic, so the table's
@@ -11,7 +11,8 @@ changelog holds it in order and a restart (kill -9 included) recovers a consiste
 
 Effectively once, without faust's exactly-once mode (which commits outputs to external topics outside
 the input's transaction, and can hang on shutdown): the window head records the offset of the last
-observation it took in, so a redelivered observation is skipped; a window's outputs are sent and
+observation it took in, so a replayed observation is skipped; an observation seen twice (faust re-reads
+uncommitted input after a rebalance) is known by its event id for ten windows and counted once; a window's outputs are sent and
 acknowledged before its head moves on, so a crash in between closes the same window again with the
 same content, hence the same deterministic ids; and ids already on the output topics — read back by
 the Follower before processing starts — are not sent twice. Reference data (trained versions with
@@ -24,8 +25,7 @@ import time
 import faust
 from confluent_kafka import Producer
 
-from services.bus import BadInput, Bus, Event
-from services.bus.dlq import dlq_topic, reason_headers
+from services.bus import Bus, Event
 from services.bus.envelope import envelope_for, to_headers
 from services.bus.kafka import producer_config
 from services.bus.logs import get_logger
@@ -35,17 +35,19 @@ from services.bus.projections.follow import Follower
 from services.bus.projections.inventory import Inventory
 from services.bus.publish import Publisher
 from services.bus.schema_topic import SchemasTopicResolver
+from services.bus.topics import TopicAdmin
 
 from .decide import SOURCE, ClosedWindow, RetrainState, alerts, as_frame, drift_report, on_champion_report, \
     report_event
+from .router import Router
 from .windows import due, new_head, outcome_amount, row_key, with_outcome, with_prediction, with_request
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-INPUTS = ("inference.requests", "inference.predictions", "outcomes")
 REFERENCE = ("mlbus.ModelTrained", "mlbus.DeploymentChanged", "mlbus.ModelSpecDefined")
 OUTPUTS = ("mlbus.DriftReport", "mlbus.Alert", "mlbus.TrainingRequested")
 TICK_HEADER = "mlbus.tick"
 PARTITIONS = 3
+SEEN_WINDOWS = 10          # a duplicate more than this many windows after its original is counted again
 
 
 def header_pairs(headers) -> list[tuple[str, bytes]]:
@@ -93,47 +95,30 @@ class DriftWatcher:
         self.app = faust.App(
             self.app_id, broker=f"kafka://{settings.bootstrap}", store="memory://",
             processing_guarantee="at_least_once", topic_partitions=PARTITIONS,
-            topic_replication_factor=settings.replication, broker_session_timeout=10, broker_heartbeat_interval=2,
+            topic_replication_factor=settings.replication or 1, broker_session_timeout=10, broker_heartbeat_interval=2,
             consumer_auto_offset_reset="earliest", web_enabled=False, datadir=str(datadir))
         self.inventory, self.deployments, self.specs, self.emitted = Inventory(), Deployments(), Specs(), Emitted()
         self.follower = Follower(bus, SOURCE, REFERENCE + OUTPUTS,
                                  [self.inventory.apply, self.deployments.apply, self.specs.apply, self.emitted.apply])
         self.observations = self.app.topic(f"{self.app_id}-observations", partitions=PARTITIONS, internal=True, **RAW)
         # One table for all of a model's state (see the module docstring); keys say what they hold:
-        # head|MODEL, row|MODEL|SEQ|r3 (request) or p3 (prediction), seen|REQUEST, served|REQUEST, retrain|MODEL
+        # head|MODEL, row|MODEL|SEQ|r3 (request) or p3 (prediction), seen|ID (an observation's id → its window),
+        # ids|MODEL|SEQ (the ids a closed window saw), served|REQUEST, retrain|MODEL
         self.state = self.app.Table("state", default=None)
         self._topics: dict[str, faust.TopicT] = {}
         self._models: set[str] | None = None           # models with a head; found in the table at the first tick
-        self._ticks = Producer({**producer_config(settings, f"{SOURCE}-ticks"), "partitioner": "murmur2_random"})
-        inputs = self.app.topic(*[bus.catalogue.physical(t) for t in INPUTS], **RAW)
-        self.app.agent(inputs, name="route")(self.route)
+        self._ticks = Producer(producer_config(settings, f"{SOURCE}-ticks"))   # the router's partitioner
+        self.router = Router(bus, self.observations.get_topic_name())
         self.app.agent(self.observations, name="observe")(self.observe)
         self.app.timer(tick_interval_s)(self.tick)
 
     def start_reference_data(self) -> None:
+        """Before faust starts: the reference data read to its end, then the router running."""
         self.bus.schemas.resolver = SchemasTopicResolver(self.bus)
         Publisher(self.bus, SOURCE).announce(OUTPUTS)
         self.follower.start()
-
-    # -- route: every input, re-keyed by model so one partition holds all of a model's state --------------
-    async def route(self, stream) -> None:
-        async for event in stream.events():
-            message = event.message
-            try:
-                _, value = self.bus.schemas.decode(event.value)
-            except BadInput as error:
-                await self.dead_letter(message, error)
-                continue
-            await self.observations.send(key=value["model"].encode(), value=event.value,
-                                         headers=header_pairs(message.headers), timestamp=message.timestamp)
-
-    async def dead_letter(self, message, error: BadInput) -> None:
-        logical = self.bus.catalogue.logical(message.topic)
-        headers = reason_headers(header_pairs(message.headers), logical, message.partition, message.offset,
-                                 int(message.timestamp * 1000), SOURCE, "decode", error,
-                                 self.bus.settings.secret_values())
-        await self.topic(dlq_topic(logical)).send(key=message.key, value=message.value, headers=headers)
-        self.log.warning("dead-lettered", topic=logical, offset=message.offset, error=str(error))
+        TopicAdmin(self.bus).ensure_internal(self.observations.get_topic_name(), PARTITIONS)
+        self.router.start()
 
     # -- observe: windows, joins, closing ------------------------------------------------------------------
     async def observe(self, stream) -> None:
@@ -160,17 +145,19 @@ class DriftWatcher:
 
     def add_request(self, model: str, head: dict, request: dict, at_ms: int) -> dict:
         if self.state.get(f"seen|{request['request_id']}") is not None:
-            return head                                   # the same request published twice: counted once
+            return head                                   # delivered twice (a retry, a rebalance): counted once
         self.state[f"row|{row_key(model, head['seq'], 'r', head['rows'])}"] = {
             "id": request["request_id"], "features": request["features"], "categories": request["categories"]}
         self.state[f"seen|{request['request_id']}"] = head["seq"]
         return with_request(head, at_ms)                  # stored by close_if_due, with the offset
 
     def add_prediction(self, model: str, head: dict, prediction: dict, offset: int) -> None:
-        if prediction["version"] is None or prediction["error"]:
+        if prediction["version"] is None or prediction["error"] or \
+                self.state.get(f"seen|{prediction['prediction_id']}") is not None:
             return
-        entry = {"version": prediction["version"], "variant": prediction["variant"], "label": prediction["label"],
-                 "score": prediction["score"]}
+        entry = {"id": prediction["prediction_id"], "version": prediction["version"],
+                 "variant": prediction["variant"], "label": prediction["label"], "score": prediction["score"]}
+        self.state[f"seen|{prediction['prediction_id']}"] = head["seq"]
         self.state[f"row|{row_key(model, head['seq'], 'p', head['predictions'])}"] = entry
         served = f"served|{prediction['request_id']}"
         self.state[served] = (self.state.get(served) or []) + [entry]
@@ -221,12 +208,18 @@ class DriftWatcher:
         requests = [r for r in (self.state.pop(k, None) for k in keys) if r is not None]
         keys = [f"row|{row_key(model, head['seq'], 'p', i)}" for i in range(head["predictions"])]
         predictions = [p for p in (self.state.pop(k, None) for k in keys) if p is not None]
-        for request in requests:
-            self.state.pop(f"seen|{request['id']}", None)
+        self.forget_seen(model, head["seq"], [r["id"] for r in requests] + [p["id"] for p in predictions])
         return ClosedWindow(model=model, seq=head["seq"], start_ms=head["start_ms"] or end_ms, end_ms=end_ms,
                             numeric=as_frame([r["features"] for r in requests]),
                             categorical=as_frame([r["categories"] for r in requests]),
                             predictions=as_frame(predictions), performance=head["performance"])
+
+    def forget_seen(self, model: str, seq: int, ids: list[str]) -> None:
+        """Remember a closed window's ids for SEEN_WINDOWS more windows (redeliveries arrive within seconds),
+        then forget them, so the dedupe table stays bounded."""
+        self.state[f"ids|{model}|{seq}"] = ids
+        for old in self.state.pop(f"ids|{model}|{seq - SEEN_WINDOWS}", None) or []:
+            self.state.pop(f"seen|{old}", None)
 
     def judge_retraining(self, model: str, report: dict, config: Monitoring) -> list[Event]:
         stored = self.state.get(f"retrain|{model}")
@@ -260,7 +253,7 @@ class DriftWatcher:
             return
         value = self.bus.schemas.encode(event.record, event.value)
         sent = await self.topic(self.bus.catalogue.for_schema(event.record).name).send(
-            key=event.key.encode(), value=value, headers=to_headers(envelope_for(event, SOURCE)))
+            key=event.key.encode(), value=value, headers=to_headers(envelope_for(event, SOURCE)), force=True)
         await sent
         self.emitted.ids.add(event.id)
 

@@ -1,0 +1,59 @@
+"""The drift-watcher's router: inference.requests, inference.predictions and outcomes re-keyed by model onto
+its observations topic, bytes and headers untouched, in Kafka transactions with the input offsets (the bus
+runtime, librdkafka). Faust's own consumer lost and repeated messages around the rebalance that follows a
+restart (measured: 8 of 60 requests lost, 13 repeated after a kill -9), so the step that must lose
+nothing runs on the runtime every other service uses; faust keeps the windows and their state."""
+from __future__ import annotations
+
+import os
+import threading
+
+from confluent_kafka import Message
+
+from services.bus import BadInput, Bus, ServiceRuntime
+from services.bus.dlq import dlq_topic, reason_headers
+from services.bus.logs import get_logger
+from services.bus.runtime import Forward
+
+INPUTS = ("inference.requests", "inference.predictions", "outcomes")
+
+
+class Router:
+    def __init__(self, bus: Bus, observations_topic: str):
+        self.bus = bus
+        self.observations_topic = observations_topic
+        self.log = get_logger(component="drift-watcher-router")
+        self.runtime = ServiceRuntime(bus, "drift-watcher-router", lambda message: [], topics=list(INPUTS),
+                                      transactional=True, batch_size=1000, raw_batch_handler=self)
+
+    def __call__(self, messages: list[Message]) -> list[Forward]:
+        return [self.forward(m) for m in messages]
+
+    def forward(self, message: Message) -> Forward:
+        try:
+            _, value = self.bus.schemas.decode(message.value())
+            return Forward(self.observations_topic, value["model"].encode(), message.value(),
+                           list(message.headers() or []), message.timestamp()[1])
+        except BadInput as error:
+            logical = self.bus.catalogue.logical(message.topic())
+            self.log.warning("dead-lettered", topic=logical, offset=message.offset(), error=str(error))
+            headers = reason_headers(list(message.headers() or []), logical, message.partition(), message.offset(),
+                                     message.timestamp()[1], "drift-watcher", error.stage, error,
+                                     self.bus.settings.secret_values())
+            return Forward(self.bus.catalogue.physical(dlq_topic(logical)), message.key(), message.value(), headers)
+
+    def start(self) -> threading.Thread:
+        """Run in a thread of the drift-watcher's process; if it fails, the whole process goes down loudly."""
+        thread = threading.Thread(target=self._run, name="router", daemon=True)
+        thread.start()
+        return thread
+
+    def _run(self) -> None:
+        try:
+            self.runtime.run(handle_signals=False)
+        except BaseException as error:             # an infrastructure failure: crash, to be restarted
+            self.log.critical("router failed; the drift-watcher stops", error=repr(error))
+            os._exit(1)
+
+    def stop(self) -> None:
+        self.runtime.stop()
