@@ -5,7 +5,9 @@ validator rejecting the bad one with reasons; the trainer training a version wit
 run reproduced; the registry holding it for a named approver (a stranger and a four-eyes violation
 refused); the deployer putting it into service and the scorer answering traffic; a second version going
 out as a canary gated on live evidence; a service of your own; bad input in a dead-letter topic with its
-bytes intact. Drift and audit chapters join as those services land.
+bytes intact; production drift detected, alerted on and answered by a retraining that is approved and
+deployed; the shop's (simulated) conversion KPI joined with the deployment timeline. The audit chapter
+joins when the auditor lands.
 """
 from __future__ import annotations
 
@@ -96,7 +98,7 @@ def data_to_model_story() -> None:
     mlbus("train", "--reproduce", chosen["run_id"], "--wait", "180")
 
 
-def send_traffic(bus, count: int, prefix: str, with_outcomes: bool = False) -> list[str]:
+def send_traffic(bus, count: int, prefix: str, with_outcomes: bool = False, scale: float = 1.0) -> list[str]:
     """A shop sends scoring requests (rows of the sample data) and, later, what really happened."""
     from datetime import datetime, timezone
 
@@ -112,7 +114,8 @@ def send_traffic(bus, count: int, prefix: str, with_outcomes: bool = False) -> l
         request_id = f"{prefix}-{i:05d}"
         publisher.publish(Event("mlbus.InferenceRequest", key=f"patient-{i}", id=derive_id(request_id), value={
             "request_id": request_id, "entity_id": f"patient-{i}", "model": MODEL,
-            "features": {f: float(row[f]) for f in features}, "categories": {}, "sent_at": datetime.now(timezone.utc)}))
+            "features": {f: float(row[f]) * scale for f in features}, "categories": {},
+            "sent_at": datetime.now(timezone.utc)}))
         if with_outcomes:
             publisher.publish(Event("mlbus.Outcome", key=f"patient-{i}", id=derive_id("outcome", request_id), value={
                 "outcome_id": derive_id("outcome", request_id), "request_id": request_id,
@@ -165,6 +168,81 @@ def governed_serving_story() -> None:
     print("\n".join(line for line in show if "  20" in line or line.startswith("v2")))
 
 
+def monitoring_story() -> None:
+    from services.bus import Bus
+    from services.bus.replay import read_topics
+
+    bus = Bus.from_env()
+    chapter("9. Drift: the shop's patients change (every measurement 40 % larger); the drift-watcher notices")
+    print("spec monitoring: windows of 200 requests, KS per feature against v2's training sample, "
+          "3 drifted windows in a row on the champion → retrain")
+    rounds = iter(range(10_000))
+    request = wait_for("a drift-triggered training request", lambda: send_traffic(
+        bus, 200, f"wednesday{next(rounds)}", with_outcomes=True, scale=1.4) and next(
+        (r.value for r in read_topics(bus, ["training.requests"]) if r.value["reason"] == "drift"), None), 300)
+    status = mlbus("drift", "status", MODEL, "--windows", "4", show=False).splitlines()
+    for line in status[:status.index(next(line for line in status if "per feature" in line)) + 8]:
+        print(line)
+    print("  ... (one row per feature, then the predictions)")
+    alerts = [r.value for r in read_topics(bus, ["alerts"]) if r.value["kind"] in ("drift", "feature-drift")]
+    print(f"{len(alerts)} drift alerts, e.g. [{alerts[-1]['severity']}] {alerts[-1]['message'][:150]}")
+    evidence = json.loads(request["evidence_json"])
+    print(f"training request {request['request_id'][:8]}… by {request['requested_by']}: reason drift, evidence "
+          f"{len(evidence['report_ids'])} drift reports of v{evidence['version']}")
+
+    chapter("10. The retraining: the trainer trains v3, ana approves it (the drift-watcher asked, so four-eyes allows "
+            "her), it goes out as a canary")
+    print("(the demo's data has not changed, so v3 learns what v2 knew; in production a new batch carries the "
+          "new distribution)")
+    wait_for("v3", lambda: any(r.value["version"] == 3 for r in read_topics(bus, ["models.trained"])), 240)
+    mlbus("approve", MODEL, "3", "--as", "ana", "--reason", "retrained after drift; metrics as before")
+    wait_for("the canary to start", lambda: "started" in deployment_phases(3))
+    wait_for("the canary to finish", lambda: send_traffic(bus, 200, f"thursday{next(rounds)}", with_outcomes=True,
+                                                          scale=1.4)
+             and {"completed", "rolled-back"} & set(deployment_phases(3)), timeout_s=240)
+    mlbus("deployments", MODEL)
+    kpi_story(bus)
+
+
+def kpi_story(bus) -> None:
+    """The shop reports conversion per time window; here it is simulated along the real timeline: no effect
+    of v2, +5 % for v3 (as the canary, and after it took over)."""
+    import numpy as np
+    from datetime import timedelta
+
+    from services.bus import Event, Publisher, derive_id
+
+    chapter("11. Business KPIs against the deployment timeline (the shop's conversion, simulated: v3 converts 5 % "
+            "better)")
+    history = json.loads(mlbus("deployments", MODEL, "--json", show=False, echo=False))[MODEL]["history"]
+    times = {(d["version"], d["phase"]): parse(d["changed_at"]) for d in history}
+    v1, v3_canary, v3 = times[(1, "completed")], times[(3, "started")], times.get((3, "completed"))
+    end = parse(json.loads(mlbus("deployments", MODEL, "--json", show=False, echo=False))[MODEL]["history"][-1][
+        "changed_at"]) + timedelta(seconds=30)
+    rng, publisher, count = np.random.default_rng(7), Publisher(bus, "shop-app"), 0
+    for start, stop, variant, rate in [(v1, v3 or end, None, 0.100), (v3 or end, end, None, 0.105),
+                                       (v3_canary, v3 or end, "champion", 0.100),
+                                       (v3_canary, v3 or end, "canary", 0.105)]:
+        for moment in [start + (stop - start) * (i + 0.5) / 40 for i in range(40)]:
+            dims = {"model": MODEL, **({"variant": variant} if variant else {})}
+            kpi_id = derive_id("demo-kpi", moment.isoformat(), variant)
+            publisher.publish(Event("mlbus.KpiObserved", key="conversion", id=kpi_id, value={
+                "kpi_id": kpi_id, "name": "conversion", "value": float(rng.normal(rate, 0.006)),
+                "window_start": moment - timedelta(seconds=1), "window_end": moment, "dimensions": dims,
+                "source": "shop-simulation", "observed_at": moment}))
+            count += 1
+    publisher.flush()
+    print(f"{count} simulated conversion observations published; one more by hand:")
+    mlbus("kpi", "publish", "conversion", "0.104", "--dim", f"model={MODEL}", "--at", end.isoformat(), "--as", "shop")
+    mlbus("kpi", "report", MODEL, "--kpi", "conversion")
+
+
+def parse(text: str):
+    from datetime import datetime
+
+    return datetime.fromisoformat(text)
+
+
 def own_service_story() -> None:
     from services.bus import Bus, Event, ServiceRuntime, derive_id
     from services.bus.logs import configure_logging
@@ -172,7 +250,7 @@ def own_service_story() -> None:
     from services.bus.topics import consumer_lag
 
     bus = Bus.from_env()
-    chapter("9. A service of your own, ten lines on the mlbus runtime: alert on confident malignant predictions")
+    chapter("12. A service of your own, ten lines on the mlbus runtime: alert on confident malignant predictions")
     configure_logging("demo", "console", "warning")      # show the runtime's dead-letter warnings only
 
     def confident_malignant(message):
@@ -200,7 +278,7 @@ def own_service_story() -> None:
           f"(caused by {triage[0]['headers']['causationid'][:8] if triage else '-'}…, "
           f"trace {triage[0]['headers']['traceparent'][3:19] if triage else '-'}…)")
 
-    chapter("10. Bad input: random bytes and truncated Avro go to the dead-letter topic, bytes intact; nothing stops")
+    chapter("13. Bad input: random bytes and truncated Avro go to the dead-letter topic, bytes intact; nothing stops")
     publisher = Publisher(bus, "demo")
     good = bus.schemas.encode("mlbus.InferenceRequest", {"request_id": "x", "entity_id": "x", "model": MODEL,
                                                          "features": {}, "categories": {}, "sent_at": 0})
@@ -233,6 +311,7 @@ def main() -> int:
     try:
         data_to_model_story()
         governed_serving_story()
+        monitoring_story()
         own_service_story()
         mlbus("status")
     finally:

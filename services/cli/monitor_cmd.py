@@ -123,7 +123,7 @@ def drift_status_command(bus: Bus, args: argparse.Namespace) -> int:
     if not by_version:
         info("no drift reports yet" + (f" for {args.model}" if args.model else ""))
         return 0
-    for (model, version), windows in sorted(by_version.items()):
+    for (model, version), windows in sorted(by_version.items(), key=lambda item: (item[0][0], -item[0][1])):
         latest = windows[-1]
         print(f"{model} v{version}{' (champion)' if latest['champion'] else ''}: {len(windows)} windows")
         print_table(["window", "closed", "rows", "drift share", "dataset drift", "drifted features"],

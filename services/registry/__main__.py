@@ -1,18 +1,32 @@
 """registry: the model inventory and its governed lifecycle — registration, policy, approvals, aliases."""
+import sys
+
 from services.bus import Bus, ServiceRuntime
 from services.bus.logs import configure_logging
 
-from .adapters import RegistryDatabase, rebuild_inventory
+from .adapters import RegistryDatabase, inventory_from_audit, rebuild_inventory
 from .handlers import Registry
 
 
 def main() -> None:
     bus = Bus.from_env()
     configure_logging("registry", bus.settings.log_format, bus.settings.log_level)
+    if "--rebuild-from-audit" in sys.argv[1:]:
+        return rebuild_from_audit(bus)
     inventory = rebuild_inventory(bus)
     database = RegistryDatabase(bus.settings.database_url)
     database.replace_all(inventory)
     ServiceRuntime(bus, "registry", Registry(inventory, database), transactional=True, batch_size=100).run()
+
+
+
+def rebuild_from_audit(bus: Bus) -> None:
+    """Drop the database's tables and write them again from audit.log alone (`mlbus audit rebuild-registry`)."""
+    inventory = inventory_from_audit(bus)
+    RegistryDatabase(bus.settings.database_url).replace_all(inventory)
+    print(f"registry database rebuilt from audit.log: {len(inventory.versions)} versions, "
+          f"{sum(len(v.history) for v in inventory.versions.values())} decisions, {len(inventory.policies)} policies "
+          f"({bus.settings.database_url.split('://')[0]})")
 
 
 if __name__ == "__main__":

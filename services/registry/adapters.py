@@ -12,7 +12,8 @@ from sqlalchemy import delete
 from sqlmodel import Field, Session, SQLModel, create_engine
 
 from services.bus import Bus
-from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory
+from services.bus.audit_log import audit_records, decoded
+from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory, inventory_from
 from services.bus.replay import fold_history
 
 
@@ -112,3 +113,8 @@ def rebuild_inventory(bus: Bus) -> Inventory:
     inventory = Inventory()
     fold_history(bus, INVENTORY_RECORDS, inventory.apply)
     return inventory
+
+
+def inventory_from_audit(bus: Bus) -> Inventory:
+    """The inventory from audit.log alone: what `mlbus audit rebuild-registry` writes."""
+    return inventory_from([(e.record, e.value) for e in decoded(bus, audit_records(bus)) if e.record])

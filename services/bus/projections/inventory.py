@@ -57,3 +57,14 @@ class Inventory:
             entry.status = STATUS_AFTER[event["kind"]]
         if event["kind"] == "promoted" and event["alias"]:
             self.aliases.setdefault(event["model"], {})[event["alias"]] = event["version"]
+
+
+def inventory_from(events: list[tuple[str, dict]]) -> Inventory:
+    """Fold (record, value) pairs in INVENTORY_RECORDS order, as a rebuild does: policies and versions
+    before the decisions about them, however the topics they came from interleaved."""
+    inventory = Inventory()
+    for wanted in INVENTORY_RECORDS:
+        for record, value in events:
+            if record == wanted:
+                inventory.apply(record, value)
+    return inventory

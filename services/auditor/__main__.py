@@ -1,0 +1,25 @@
+"""auditor: python -m services.auditor — the only writer of audit.log (one instance: its chain is one line).
+
+MLBUS_AUDIT_CHECKPOINT_EVERY: records between checkpoints on audit.checkpoints (default 1000)."""
+import os
+
+from services.bus import Bus, ServiceRuntime
+from services.bus.logs import configure_logging
+
+from .adapters import chain_head
+from .handlers import Auditor
+
+NOT_AUDITED = ("audit.log", "audit.checkpoints")
+
+
+def main() -> None:
+    bus = Bus.from_env()
+    configure_logging("auditor", bus.settings.log_format, bus.settings.log_level)
+    auditor = Auditor(bus, lambda: chain_head(bus), int(os.environ.get("MLBUS_AUDIT_CHECKPOINT_EVERY", "1000")))
+    topics = [name for name in bus.catalogue.topics if name not in NOT_AUDITED]
+    ServiceRuntime(bus, "auditor", lambda message: [], topics=topics, transactional=True, batch_size=1000,
+                   raw_batch_handler=auditor, on_stop=auditor.on_stop).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Reading audit.log back: its records in sequence order, and the events they hold decoded again with
+their writers' schemas. What `mlbus audit` and the registry's rebuild are made of."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Iterable, Iterator
+
+from .audit import EPOCH
+from .context import Bus
+from .errors import BadInput
+from .replay import read_topics
+from .schema_topic import SchemasTopicResolver
+
+
+@dataclass(frozen=True)
+class Audited:
+    """One event as audit.log holds it, decoded (record is None for bytes no schema reads, e.g. a DLQ's)."""
+
+    sequence: int
+    at: datetime                  # when it was on its topic (source timestamp)
+    topic: str
+    actor: str
+    record: str | None
+    value: dict | None
+    entry: dict                   # the AuditRecord itself
+
+
+def audit_records(bus: Bus, timeout_s: float = 300.0) -> list[dict]:
+    """Every committed AuditRecord, in sequence order (audit.log has one partition)."""
+    return [r.value for r in read_topics(bus, ["audit.log"], timeout_s)]
+
+
+def checkpoints(bus: Bus) -> list[dict]:
+    return [r.value for r in read_topics(bus, ["audit.checkpoints"])]
+
+
+def decoded(bus: Bus, records: Iterable[dict]) -> Iterator[Audited]:
+    if bus.schemas.resolver is None:
+        bus.schemas.resolver = SchemasTopicResolver(bus)
+    for entry in records:
+        record, value = None, None
+        if entry["value"] is not None and not entry["source_topic"].endswith(".dlq"):
+            try:
+                record, value = bus.schemas.decode(entry["value"])
+            except BadInput:
+                pass
+        yield Audited(entry["sequence"], entry_time(entry), entry["source_topic"], entry["actor"], record, value,
+                      entry)
+
+
+def entry_time(entry: dict) -> datetime:
+    return EPOCH + timedelta(milliseconds=entry["source_timestamp"])

@@ -1,0 +1,163 @@
+"""mlbus audit verify | checkpoint | replay | explain | timeline | export | rebuild-registry."""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import subprocess
+import sys
+from datetime import timezone
+from pathlib import Path
+
+from services.bus.audit import verify
+from services.bus.audit_log import audit_records, checkpoints, decoded
+from services.bus.context import Bus
+from services.bus.errors import BadInput
+from services.bus.settings import PROJECT_ROOT
+
+from . import explain as answers
+from .monitor_cmd import parse_time
+from .output import info, print_json, print_json_line, print_table
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    audit = commands.add_parser("audit", help="governance from audit.log: verify, replay, explain, export")
+    sub = audit.add_subparsers(dest="audit_command", required=True)
+    check = sub.add_parser("verify", help="recompute the hash chain from the start (exit 1 names the first bad record)")
+    check.add_argument("--from-checkpoint", type=Path, metavar="FILE",
+                       help="a checkpoint saved earlier (`mlbus audit checkpoint > FILE`) the log must still reach")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(run=verify_command)
+    head = sub.add_parser("checkpoint", help="print the latest checkpoint (sequence, hash) as JSON, to keep")
+    head.set_defaults(run=checkpoint_command)
+    replay = sub.add_parser("replay", help="the inventory, deployments and drift alerts as they were at a time")
+    replay.add_argument("--until", required=True, help="ISO 8601 time")
+    replay.add_argument("--json", action="store_true")
+    replay.set_defaults(run=replay_command)
+    why = sub.add_parser("explain", help="everything behind one prediction: deployment, version, data, approval")
+    why.add_argument("request_id")
+    why.add_argument("--json", action="store_true")
+    why.set_defaults(run=explain_command)
+    history = sub.add_parser("timeline", help="the decisions, in order, with the traffic between them summed up")
+    history.add_argument("model", nargs="?")
+    history.set_defaults(run=timeline_command)
+    export = sub.add_parser("export", help="decoded records for an external auditor")
+    export.add_argument("--since", default=None)
+    export.add_argument("--until", default=None)
+    export.add_argument("--format", choices=["jsonl"], default="jsonl")
+    export.set_defaults(run=export_command)
+    rebuild = sub.add_parser("rebuild-registry", help="drop the registry's database and rebuild it from audit.log")
+    rebuild.set_defaults(run=rebuild_command)
+
+
+def verify_command(bus: Bus, args: argparse.Namespace) -> int:
+    kept = checkpoints(bus)
+    if args.from_checkpoint:
+        try:
+            kept.append(json.loads(args.from_checkpoint.read_text()))
+        except (OSError, ValueError) as error:
+            raise BadInput(f"--from-checkpoint {args.from_checkpoint}: {error}") from None
+    head, broken = verify(audit_records(bus), kept)
+    result = {"intact": broken is None, "records": head.sequence if broken is None else None,
+              "head_hash": head.hash, "checkpoints": len(kept),
+              "first_bad_sequence": broken.sequence if broken else None, "reason": broken.reason if broken else None}
+    if args.json:
+        print_json(result)
+    elif broken:
+        print(f"BROKEN at sequence {broken.sequence}: {broken.reason} (verified up to {head.sequence})")
+    else:
+        print(f"intact: {head.sequence} records, head {head.hash}, {len(kept)} checkpoints on the chain")
+    return 0 if broken is None else 1
+
+
+def checkpoint_command(bus: Bus, args: argparse.Namespace) -> int:
+    kept = checkpoints(bus)
+    if not kept:
+        info("no checkpoint yet (the auditor takes one every MLBUS_AUDIT_CHECKPOINT_EVERY records and on stop)")
+        return 1
+    print_json(max(kept, key=lambda c: c["sequence"]))
+    return 0
+
+
+def replay_command(bus: Bus, args: argparse.Namespace) -> int:
+    until = parse_time(args.until)
+    inventory, deployments, alerts = answers.state_at(list(decoded(bus, audit_records(bus))), until)
+    state = {"at": until, "models": {f"{m}@{v}": {"status": e.status, "aliases": sorted(
+        a for a, n in inventory.aliases.get(m, {}).items() if n == v), "decisions": [d["kind"] for d in e.history]}
+        for (m, v), e in sorted(inventory.versions.items())},
+        "deployments": {m: {"phase": d["phase"], "strategy": d["strategy"], "routes": d["routes"]}
+                        for m, d in sorted(deployments.current.items())},
+        "drift_alerts": alerts}
+    if args.json:
+        print_json(state)
+        return 0
+    print(f"state at {until.astimezone(timezone.utc).isoformat()}")
+    print_table(["version", "status", "aliases", "decisions"],
+                [[k, s["status"], ",".join(s["aliases"]) or "-", " → ".join(s["decisions"])]
+                 for k, s in state["models"].items()])
+    for model, d in state["deployments"].items():
+        print(f"{model}: " + ", ".join(f"v{r['version']} {r['variant']} {r['share']:.0%}" for r in d["routes"])
+              + f" ({d['strategy']} {d['phase']})")
+    print(f"{len(alerts)} drift alerts on serving versions")
+    return 0
+
+
+def explain_command(bus: Bus, args: argparse.Namespace) -> int:
+    answer = answers.explain(list(decoded(bus, audit_records(bus))), args.request_id)
+    if answer is None:
+        info(f"audit.log holds no served prediction for request {args.request_id}")
+        return 1
+    if args.json:
+        print_json(answer)
+        return 0
+    p, t, d = answer["prediction"], answer["model_version"], answer["deployment"]
+    print(f"request {args.request_id}: {p['label']} (score {p['score']:.3f}) by {p['model']} v{p['version']} as "
+          f"{p['variant']}, at {p['at']:%Y-%m-%d %H:%M:%S} [audit #{p['audit_sequence']}]")
+    if d:
+        print(f"  deployment {d['deployment_id'][:8]} {d['strategy']} {d['phase']} by {d['actor']}: {d['reason']} "
+              f"[#{d['audit_sequence']}]")
+    if t:
+        print(f"  version: run {t['run_id'][:8]} {t['estimator']} {t['hyperparameters_json']} seed {t['seed']}, "
+              f"artifact sha256 {t['artifact_sha256'][:16]}…, code {t['code_version']} @ {t['git_commit'][:10]} "
+              f"[#{t['audit_sequence']}]")
+        print("  metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(t["metrics"].items())))
+    for v in answer["data"]:
+        print(f"  data: batch {v['batch_id'][:8]} sha256 {v['sha256'][:16]}… {v['rows']} rows, "
+              f"{'passed' if v['passed'] else 'FAILED'} {v['contract']} [#{v['audit_sequence']}]")
+    for a in answer["decisions"]:
+        print(f"  {a['kind']} by {a['actor']}: {a['reason']} (policy v{a['policy_version']}) [#{a['audit_sequence']}]")
+    for a in answer["later_drift_alerts"][:5]:
+        print(f"  later: [{a['severity']}] {a['message'][:120]} [#{a['audit_sequence']}]")
+    return 0
+
+
+def timeline_command(bus: Bus, args: argparse.Namespace) -> int:
+    for event, line in answers.timeline(list(decoded(bus, audit_records(bus))), args.model):
+        where = f"#{event.sequence:<7} {event.at:%m-%d %H:%M:%S}  {event.actor[:22]:<22}" if event else " " * 40
+        print(f"{where}  {line[:160]}")
+    return 0
+
+
+def export_command(bus: Bus, args: argparse.Namespace) -> int:
+    since = parse_time(args.since) if args.since else None
+    until = parse_time(args.until) if args.until else None
+    for event in decoded(bus, audit_records(bus)):
+        if (since and event.at < since) or (until and event.at > until):
+            continue
+        entry = event.entry
+        print_json_line({"sequence": event.sequence, "audited_at": entry["audited_at"], "at": event.at,
+                         "topic": event.topic, "partition": entry["source_partition"],
+                         "offset": entry["source_offset"], "actor": event.actor, "record": event.record,
+                         "key": base64.b64encode(entry["key"]).decode() if entry["key"] else None,
+                         "headers": {h["key"]: h["value"].decode("utf-8", "replace") if h["value"] else None
+                                     for h in entry["headers"]},
+                         "value": event.value if event.record else (base64.b64encode(entry["value"]).decode()
+                                                                   if entry["value"] else None),
+                         "prev_hash": entry["prev_hash"], "hash": entry["hash"]})
+    return 0
+
+
+def rebuild_command(bus: Bus, args: argparse.Namespace) -> int:
+    """The registry owns its database: it rebuilds it (python -m services.registry --rebuild-from-audit)."""
+    return subprocess.run([sys.executable, "-m", "services.registry", "--rebuild-from-audit"],
+                          cwd=PROJECT_ROOT).returncode

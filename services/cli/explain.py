@@ -1,0 +1,111 @@
+"""Answers from audit.log, pure: why a prediction was what it was, the state at a moment, the history.
+
+Input is the decoded audit log (services/bus/audit_log.Audited, in sequence order); every answer names
+the audit sequence numbers it stands on, so it can be checked against the verified chain."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from services.bus.audit_log import Audited
+from services.bus.projections.deployments import Deployments
+from services.bus.projections.inventory import Inventory, inventory_from
+
+TRAFFIC = ("mlbus.InferenceRequest", "mlbus.Prediction", "mlbus.Outcome", "mlbus.KpiObserved",
+           "mlbus.SchemaDefinition", "mlbus.DriftReport")
+DRIFT_ALERTS = ("drift", "feature-drift", "performance")
+
+
+def of(events: list[Audited], record: str, **match) -> list[Audited]:
+    return [e for e in events if e.record == record and all(e.value.get(k) == v for k, v in match.items())]
+
+
+def cited(event: Audited | None, value: dict | None = None) -> dict | None:
+    return None if event is None else {"audit_sequence": event.sequence, "at": event.at, **(value or event.value)}
+
+
+def explain(events: list[Audited], request_id: str) -> dict | None:
+    """The whole chain behind one request's answer, or None when audit.log has no prediction for it."""
+    predictions = of(events, "mlbus.Prediction", request_id=request_id)
+    served = next((p for p in predictions if p.value["served"]), None)
+    if served is None:
+        return None
+    p = served.value
+    model, version = p["model"], p["version"]
+    request = next(iter(of(events, "mlbus.InferenceRequest", request_id=request_id)), None)
+    deployment = [d for d in of(events, "mlbus.DeploymentChanged", deployment_id=p["deployment_id"])
+                  if d.at <= served.at] if p["deployment_id"] else []
+    trained = next(iter(of(events, "mlbus.ModelTrained", model=model, version=version)), None)
+    batches = [b["batch_id"] for b in trained.value["batches"]] if trained else []
+    runs = of(events, "mlbus.TrainingRun", run_id=trained.value["run_id"]) if trained else []
+    lifecycle = of(events, "mlbus.ModelLifecycle", model=model, version=version)
+    approvals = of(events, "mlbus.ApprovalSubmitted", model=model, version=version)
+    alerts = [a for a in of(events, "mlbus.Alert", model=model, version=version)
+              if a.value["kind"] in DRIFT_ALERTS and a.at >= served.at]
+    return {"request_id": request_id, "prediction": cited(served), "request": cited(request),
+            "shadow_predictions": [cited(x) for x in predictions if not x.value["served"]],
+            "deployment": cited(deployment[-1]) if deployment else None,
+            "model_version": cited(trained), "training_run": cited(runs[0]) if runs else None,
+            "data": [cited(v) for v in events if v.record == "mlbus.DataValidated" and v.value["batch_id"] in batches],
+            "decisions": [cited(e) for e in lifecycle], "approvals": [cited(a) for a in approvals],
+            "policy": cited(latest_policy(events, model, served.at)), "later_drift_alerts": [cited(a) for a in alerts]}
+
+
+def latest_policy(events: list[Audited], model: str, until: datetime) -> Audited | None:
+    policies = [e for e in of(events, "mlbus.PromotionPolicyDefined", model=model) if e.at <= until]
+    return policies[-1] if policies else None
+
+
+def state_at(events: list[Audited], until: datetime) -> tuple[Inventory, Deployments, list[dict]]:
+    """The inventory, the deployments and the open drift alerts as the services had them at `until`:
+    the same folds the services run, over what audit.log holds up to then (in the registry's order:
+    policies, versions, decisions — a rebuild does not depend on how topics interleaved)."""
+    before = [e for e in events if e.at <= until and e.record]
+    inventory, deployments = inventory_from([(e.record, e.value) for e in before]), Deployments()
+    for event in before:
+        deployments.apply(event.record, event.value)
+    serving = {(m, r["version"]) for m, d in deployments.current.items() for r in d["routes"]}
+    alerts = [a.value for a in before if a.record == "mlbus.Alert" and a.value["kind"] in DRIFT_ALERTS
+              and (a.value["model"], a.value["version"]) in serving]
+    return inventory, deployments, alerts
+
+
+def timeline(events: list[Audited], model: str | None) -> list[tuple[Audited | None, str]]:
+    """Decisions one per line; traffic between them summed up ("… 300 predictions")."""
+    lines: list[tuple[Audited | None, str]] = []
+    traffic: dict[str, int] = {}
+    for event in events:
+        if model and (event.value or {}).get("model", model) != model:
+            continue
+        if event.record in TRAFFIC or event.record is None:
+            name = (event.record or f"{event.topic} message").removeprefix("mlbus.")
+            traffic[name] = traffic.get(name, 0) + 1
+            continue
+        if traffic:
+            lines.append((None, "… " + ", ".join(f"{n} {k}" for k, n in traffic.items())))
+            traffic = {}
+        lines.append((event, summary(event)))
+    if traffic:
+        lines.append((None, "… " + ", ".join(f"{n} {k}" for k, n in traffic.items())))
+    return lines
+
+
+def summary(event: Audited) -> str:
+    v = event.value
+    name = event.record.removeprefix("mlbus.")
+    details = {
+        "DataBatch": lambda: f"batch {v['batch_id'][:8]} of {v['dataset']}: {v.get('rows')} rows",
+        "DataValidated": lambda: f"batch {v['batch_id'][:8]} {'passed' if v['passed'] else 'FAILED'}",
+        "ModelSpecDefined": lambda: f"spec of {v['model']} ({v['estimator']}, metric {v['metric']})",
+        "TrainingRequested": lambda: f"train {v['model']}: {v['reason']}",
+        "ModelTrained": lambda: f"{v['model']} v{v['version']} trained, {v['metric']} "
+                                f"{v['metrics'].get(v['metric'], float('nan')):.4f}",
+        "TrainingRun": lambda: f"run {v['run_id'][:8]} of {v['model']}",
+        "PromotionPolicyDefined": lambda: f"policy of {v['model']}",
+        "ApprovalSubmitted": lambda: f"{v['decision']} of {v['model']} v{v['version']}: {v.get('reason', '')}",
+        "ModelLifecycle": lambda: f"{v['model']} v{v['version']} {v['kind']}: {v.get('reason', '')}",
+        "DeploymentRequested": lambda: f"deploy {v['model']} v{v['version']} ({v['strategy']}) {v['action']}",
+        "DeploymentChanged": lambda: f"{v['model']} {v['phase']} {v['strategy']}: " + " ".join(
+            f"v{r['version']}:{r['share']:.0%}" for r in v["routes"]),
+        "Alert": lambda: f"[{v['severity']}] {v['kind']}: {v['message']}",
+    }
+    return f"{name}: {details[name]()}" if name in details else name
