@@ -6,8 +6,9 @@ run reproduced; the registry holding it for a named approver (a stranger and a f
 refused); the deployer putting it into service and the scorer answering traffic; a second version going
 out as a canary gated on live evidence; a service of your own; bad input in a dead-letter topic with its
 bytes intact; production drift detected, alerted on and answered by a retraining that is approved and
-deployed; the shop's (simulated) conversion KPI joined with the deployment timeline. The audit chapter
-joins when the auditor lands.
+deployed; the shop's (simulated) conversion KPI joined with the deployment timeline; and governance from
+the audit log alone: the timeline, one prediction explained end to end, the state replayed at a moment
+before the retraining, the registry's database rebuilt, and the hash chain verified.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,11 +170,16 @@ def governed_serving_story() -> None:
     print("\n".join(line for line in show if "  20" in line or line.startswith("v2")))
 
 
+BEFORE_RETRAIN = None          # a moment before the drift-triggered retraining, for the replay chapter
+
+
 def monitoring_story() -> None:
     from services.bus import Bus
     from services.bus.replay import read_topics
 
     bus = Bus.from_env()
+    global BEFORE_RETRAIN
+    BEFORE_RETRAIN = datetime.now(timezone.utc)
     chapter("9. Drift: the shop's patients change (every measurement 40 % larger); the drift-watcher notices")
     print("spec monitoring: windows of 200 requests, KS per feature against v2's training sample, "
           "3 drifted windows in a row on the champion → retrain")
@@ -293,6 +300,34 @@ def own_service_story() -> None:
               f"{headers['dlq.error.class']}: {headers['dlq.error.message'][:60]}")
 
 
+def audit_story() -> None:
+    from services.bus import Bus
+    from services.bus.replay import read_topics
+    from services.bus.topics import consumer_lag
+
+    bus = Bus.from_env()
+    chapter("14. Governance from audit.log alone: every event, hash-chained, replayable")
+    topics = [name for name in bus.catalogue.topics if name not in ("audit.log", "audit.checkpoints")]
+    wait_for("the auditor to catch up", lambda: sum(consumer_lag(
+        bus, f"{bus.settings.namespace}mlbus.auditor", topics).values()) <= 3 * len(topics))
+    timeline = mlbus("audit", "timeline", MODEL, show=False).splitlines()
+    print("\n".join(timeline[:12] + ["  ..."] + timeline[-8:]))
+    served = [r.value for r in read_topics(bus, ["inference.predictions"]) if r.value["served"] and r.value["version"]]
+    chapter("15. Explain one prediction: who served it, which version, trained on what, approved by whom")
+    mlbus("audit", "explain", served[len(served) // 2]["request_id"])
+    lines = mlbus("audit", "explain", *[p["request_id"] for p in served], "--summary", show=False,
+                  echo=False).splitlines()
+    print(f"$ mlbus audit explain <all {len(served)} served request ids> --summary")
+    print("\n".join(lines[:3] + ["  ..."]))
+    print(f"every one of the {len(served)} served predictions explained: {len(lines)} answers "
+          f"({sum('approved by ana' in line for line in lines)} approved by ana)")
+    chapter("16. Replay: the state at a moment before the drift-triggered retraining, from audit.log only")
+    mlbus("audit", "replay", "--until", BEFORE_RETRAIN.isoformat())
+    chapter("17. Rebuild the registry's database from audit.log, and verify the hash chain")
+    mlbus("audit", "rebuild-registry")
+    mlbus("audit", "verify")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__)
     parser.add_argument("--keep", action="store_true", help="leave the broker running and print how to use it")
@@ -313,6 +348,7 @@ def main() -> int:
         governed_serving_story()
         monitoring_story()
         own_service_story()
+        audit_story()
         mlbus("status")
     finally:
         if not args.keep:

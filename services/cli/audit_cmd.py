@@ -34,9 +34,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     replay.add_argument("--until", required=True, help="ISO 8601 time")
     replay.add_argument("--json", action="store_true")
     replay.set_defaults(run=replay_command)
-    why = sub.add_parser("explain", help="everything behind one prediction: deployment, version, data, approval")
-    why.add_argument("request_id")
+    why = sub.add_parser("explain", help="everything behind a prediction: deployment, version, data, approval")
+    why.add_argument("request_ids", nargs="+", metavar="REQUEST_ID")
     why.add_argument("--json", action="store_true")
+    why.add_argument("--summary", action="store_true", help="one line per request")
     why.set_defaults(run=explain_command)
     history = sub.add_parser("timeline", help="the decisions, in order, with the traffic between them summed up")
     history.add_argument("model", nargs="?")
@@ -103,32 +104,49 @@ def replay_command(bus: Bus, args: argparse.Namespace) -> int:
 
 
 def explain_command(bus: Bus, args: argparse.Namespace) -> int:
-    answer = answers.explain(list(decoded(bus, audit_records(bus))), args.request_id)
-    if answer is None:
-        info(f"audit.log holds no served prediction for request {args.request_id}")
-        return 1
+    index = answers.Index(list(decoded(bus, audit_records(bus))))
+    found = {request_id: answers.explain(index, request_id) for request_id in args.request_ids}
+    for request_id in [r for r, answer in found.items() if answer is None]:
+        info(f"audit.log holds no served prediction for request {request_id}")
     if args.json:
-        print_json(answer)
-        return 0
+        print_json(found[args.request_ids[0]] if len(found) == 1 else found)
+    elif args.summary:
+        for answer in (a for a in found.values() if a):
+            print(one_line(answer))
+    else:
+        for answer in (a for a in found.values() if a):
+            print_explanation(answer)
+    return 0 if all(found.values()) else 1
+
+
+def one_line(answer: dict) -> str:
+    p, d = answer["prediction"], answer["deployment"] or {}
+    approved = next((a["actor"] for a in answer["decisions"] if a["kind"] == "approved"), "-")
+    batches = ",".join(v["batch_id"][:8] for v in answer["data"]) or "-"
+    return (f"{answer['request_id']}  v{p['version']} {p['variant']}  deployment {d.get('deployment_id', '-')[:8]}  "
+            f"run {(answer['model_version'] or {}).get('run_id', '-')[:8]}  data {batches}  approved by {approved}")
+
+
+def print_explanation(answer: dict) -> None:
     p, t, d = answer["prediction"], answer["model_version"], answer["deployment"]
-    print(f"request {args.request_id}: {p['label']} (score {p['score']:.3f}) by {p['model']} v{p['version']} as "
-          f"{p['variant']}, at {p['at']:%Y-%m-%d %H:%M:%S} [audit #{p['audit_sequence']}]")
+    print(f"request {answer['request_id']}: {p['label']} (score {p['score']:.3f}) by {p['model']} v{p['version']} "
+          f"as {p['variant']}, at {p['at']:%Y-%m-%d %H:%M:%S} [audit #{p['audit_sequence']}]")
     if d:
         print(f"  deployment {d['deployment_id'][:8]} {d['strategy']} {d['phase']} by {d['actor']}: {d['reason']} "
               f"[#{d['audit_sequence']}]")
     if t:
         print(f"  version: run {t['run_id'][:8]} {t['estimator']} {t['hyperparameters_json']} seed {t['seed']}, "
-              f"artifact sha256 {t['artifact_sha256'][:16]}…, code {t['code_version']} @ {t['git_commit'][:10]} "
+              f"artifact sha256 {t['artifact_sha256'][:16]}…, code {t['code_version']} @ {(t['git_commit'] or '-')[:10]} "
               f"[#{t['audit_sequence']}]")
         print("  metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(t["metrics"].items())))
     for v in answer["data"]:
         print(f"  data: batch {v['batch_id'][:8]} sha256 {v['sha256'][:16]}… {v['rows']} rows, "
               f"{'passed' if v['passed'] else 'FAILED'} {v['contract']} [#{v['audit_sequence']}]")
     for a in answer["decisions"]:
-        print(f"  {a['kind']} by {a['actor']}: {a['reason']} (policy v{a['policy_version']}) [#{a['audit_sequence']}]")
-    for a in answer["later_drift_alerts"][:5]:
+        policy = f" (policy v{a['policy_version']})" if a["policy_version"] is not None else ""
+        print(f"  {a['kind']} by {a['actor']}: {a['reason']}{policy} [#{a['audit_sequence']}]")
+    for a in answer["later_drift_alerts"][:3]:
         print(f"  later: [{a['severity']}] {a['message'][:120]} [#{a['audit_sequence']}]")
-    return 0
 
 
 def timeline_command(bus: Bus, args: argparse.Namespace) -> int:

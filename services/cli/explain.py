@@ -15,44 +15,62 @@ TRAFFIC = ("mlbus.InferenceRequest", "mlbus.Prediction", "mlbus.Outcome", "mlbus
 DRIFT_ALERTS = ("drift", "feature-drift", "performance")
 
 
-def of(events: list[Audited], record: str, **match) -> list[Audited]:
-    return [e for e in events if e.record == record and all(e.value.get(k) == v for k, v in match.items())]
+class Index:
+    """The decoded log grouped once by what explain looks things up by (thousands of explanations stay fast)."""
+
+    KEYS = {"mlbus.Prediction": ("request_id",), "mlbus.InferenceRequest": ("request_id",),
+            "mlbus.DeploymentChanged": ("deployment_id",), "mlbus.ModelTrained": ("model", "version"),
+            "mlbus.TrainingRun": ("run_id",), "mlbus.ModelLifecycle": ("model", "version"),
+            "mlbus.ApprovalSubmitted": ("model", "version"), "mlbus.DataValidated": ("batch_id",),
+            "mlbus.PromotionPolicyDefined": ("model",), "mlbus.Alert": ("model", "version")}
+
+    def __init__(self, events: list[Audited]):
+        self.found: dict[tuple, list[Audited]] = {}
+        for event in events:
+            fields = self.KEYS.get(event.record)
+            if fields:
+                key = (event.record, *(event.value.get(f) for f in fields))
+                self.found.setdefault(key, []).append(event)
+
+    def of(self, record: str, *key) -> list[Audited]:
+        return self.found.get((record, *key), [])
 
 
-def cited(event: Audited | None, value: dict | None = None) -> dict | None:
-    return None if event is None else {"audit_sequence": event.sequence, "at": event.at, **(value or event.value)}
+BULKY = ("feature_profile", "prediction_profile", "profile")     # column profiles: evidence, not explanation
 
 
-def explain(events: list[Audited], request_id: str) -> dict | None:
+def cited(event: Audited | None) -> dict | None:
+    """The event's fields (column profiles left out) with the audit sequence number it stands on."""
+    if event is None:
+        return None
+    return {"audit_sequence": event.sequence, "at": event.at,
+            **{k: v for k, v in event.value.items() if k not in BULKY}}
+
+
+def explain(index: Index, request_id: str) -> dict | None:
     """The whole chain behind one request's answer, or None when audit.log has no prediction for it."""
-    predictions = of(events, "mlbus.Prediction", request_id=request_id)
+    predictions = index.of("mlbus.Prediction", request_id)
     served = next((p for p in predictions if p.value["served"]), None)
     if served is None:
         return None
     p = served.value
     model, version = p["model"], p["version"]
-    request = next(iter(of(events, "mlbus.InferenceRequest", request_id=request_id)), None)
-    deployment = [d for d in of(events, "mlbus.DeploymentChanged", deployment_id=p["deployment_id"])
-                  if d.at <= served.at] if p["deployment_id"] else []
-    trained = next(iter(of(events, "mlbus.ModelTrained", model=model, version=version)), None)
+    request = next(iter(index.of("mlbus.InferenceRequest", request_id)), None)
+    deployment = [d for d in index.of("mlbus.DeploymentChanged", p["deployment_id"]) if d.at <= served.at]
+    trained = next(iter(index.of("mlbus.ModelTrained", model, version)), None)
     batches = [b["batch_id"] for b in trained.value["batches"]] if trained else []
-    runs = of(events, "mlbus.TrainingRun", run_id=trained.value["run_id"]) if trained else []
-    lifecycle = of(events, "mlbus.ModelLifecycle", model=model, version=version)
-    approvals = of(events, "mlbus.ApprovalSubmitted", model=model, version=version)
-    alerts = [a for a in of(events, "mlbus.Alert", model=model, version=version)
+    runs = index.of("mlbus.TrainingRun", trained.value["run_id"]) if trained else []
+    alerts = [a for a in index.of("mlbus.Alert", model, version)
               if a.value["kind"] in DRIFT_ALERTS and a.at >= served.at]
+    policies = [e for e in index.of("mlbus.PromotionPolicyDefined", model) if e.at <= served.at]
     return {"request_id": request_id, "prediction": cited(served), "request": cited(request),
             "shadow_predictions": [cited(x) for x in predictions if not x.value["served"]],
             "deployment": cited(deployment[-1]) if deployment else None,
             "model_version": cited(trained), "training_run": cited(runs[0]) if runs else None,
-            "data": [cited(v) for v in events if v.record == "mlbus.DataValidated" and v.value["batch_id"] in batches],
-            "decisions": [cited(e) for e in lifecycle], "approvals": [cited(a) for a in approvals],
-            "policy": cited(latest_policy(events, model, served.at)), "later_drift_alerts": [cited(a) for a in alerts]}
-
-
-def latest_policy(events: list[Audited], model: str, until: datetime) -> Audited | None:
-    policies = [e for e in of(events, "mlbus.PromotionPolicyDefined", model=model) if e.at <= until]
-    return policies[-1] if policies else None
+            "data": [cited(v) for b in batches for v in index.of("mlbus.DataValidated", b)],
+            "decisions": [cited(e) for e in index.of("mlbus.ModelLifecycle", model, version)],
+            "approvals": [cited(a) for a in index.of("mlbus.ApprovalSubmitted", model, version)],
+            "policy": cited(policies[-1]) if policies else None, "later_drift_alerts": [cited(a) for a in alerts]}
 
 
 def state_at(events: list[Audited], until: datetime) -> tuple[Inventory, Deployments, list[dict]]:
@@ -76,8 +94,9 @@ def timeline(events: list[Audited], model: str | None) -> list[tuple[Audited | N
     for event in events:
         if model and (event.value or {}).get("model", model) != model:
             continue
-        if event.record in TRAFFIC or event.record is None:
-            name = (event.record or f"{event.topic} message").removeprefix("mlbus.")
+        if event.record in TRAFFIC or event.record is None or is_notice(event):
+            name = "info alert" if is_notice(event) else (event.record or f"{event.topic} message").removeprefix(
+                "mlbus.")
             traffic[name] = traffic.get(name, 0) + 1
             continue
         if traffic:
@@ -87,6 +106,11 @@ def timeline(events: list[Audited], model: str | None) -> list[tuple[Audited | N
     if traffic:
         lines.append((None, "… " + ", ".join(f"{n} {k}" for k, n in traffic.items())))
     return lines
+
+
+def is_notice(event: Audited) -> bool:
+    """An informational alert (e.g. a user service's triage notes) is traffic, not a decision."""
+    return event.record == "mlbus.Alert" and event.value["severity"] == "info"
 
 
 def summary(event: Audited) -> str:

@@ -91,7 +91,7 @@ class DriftWatcher:
         settings = bus.settings
         datadir = settings.var_dir / "drift-watcher"
         datadir.mkdir(parents=True, exist_ok=True)
-        self.app_id = f"{settings.namespace}mlbus.drift-watcher"
+        self.app_id = f"{settings.namespace}mlbus.drift-watcher-windows"   # the router has mlbus.drift-watcher
         self.app = faust.App(
             self.app_id, broker=f"kafka://{settings.bootstrap}", store="memory://",
             processing_guarantee="at_least_once", topic_partitions=PARTITIONS,

@@ -23,7 +23,7 @@ class Router:
         self.bus = bus
         self.observations_topic = observations_topic
         self.log = get_logger(component="drift-watcher-router")
-        self.runtime = ServiceRuntime(bus, "drift-watcher-router", lambda message: [], topics=list(INPUTS),
+        self.runtime = ServiceRuntime(bus, "drift-watcher", lambda message: [], topics=list(INPUTS),
                                       transactional=True, batch_size=1000, raw_batch_handler=self)
 
     def __call__(self, messages: list[Message]) -> list[Forward]:

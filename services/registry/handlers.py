@@ -11,9 +11,15 @@ from .adapters import RegistryDatabase
 from .decide import on_approval, on_deployment, on_trained
 
 
+def now_ms() -> datetime:
+    """Now, to the millisecond Avro keeps: the database row equals the event a replay decodes."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
 class Registry:
     def __init__(self, inventory: Inventory, database: RegistryDatabase,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 clock: Callable[[], datetime] = lambda: now_ms()):
         self.inventory = inventory
         self.database = database
         self.clock = clock

@@ -146,7 +146,8 @@ def copy_log(bus_env: dict, records: list[dict], namespace: str) -> dict:
     """Another namespace on the same broker holding these records as its audit.log; its environment."""
     env = {**bus_env, "MLBUS_NAMESPACE": namespace}
     copy = Bus.from_settings(Settings.from_env(env))
-    TopicAdmin(copy).apply(plan_topics(copy.catalogue, {}))
+    wanted = {copy.catalogue.physical("audit.log"), copy.catalogue.physical("audit.checkpoints")}
+    TopicAdmin(copy).apply([c for c in plan_topics(copy.catalogue, {}) if c.topic in wanted])
     publisher = Publisher(copy, "tamper")
     for record in records:
         publisher.produce("audit.log", b"k", copy.schemas.encode("mlbus.AuditRecord", record), [])
