@@ -32,10 +32,11 @@ class Deployer:
         if record == "mlbus.Outcome":
             self.evidence.outcome(value)
             return []
-        self.inventory.apply(record, value)
+        decided = self.inventory.apply(record, value)      # a decision may wait for its ModelTrained
         self.deployments.apply(record, value)
-        if record == "mlbus.ModelLifecycle":
-            events = on_approved(self.deployments, self.inventory, value, now, self.canary_interval_s)
+        if decided:
+            events = [e for d in decided for e in on_approved(self.deployments, self.inventory, d, now,
+                                                               self.canary_interval_s)]
         elif record == "mlbus.DeploymentRequested":
             events = on_request(self.deployments, self.inventory, value, now)
         else:

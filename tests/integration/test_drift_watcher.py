@@ -48,9 +48,12 @@ def test_stable_traffic_rarely_drifts_and_two_shifted_features_are_named_with_an
     shifted = sorted((r for r in found if r["window_id"] in (f"{MODEL}/w000050", f"{MODEL}/w000051")),
                      key=lambda r: r["window_id"])
     assert {"f2", "f5"} <= {f["feature"] for f in shifted[0]["features"] if f["drifted"]}
-    assert shifted[0]["alerting"] == ["f2", "f5"]
+    assert {"f2", "f5"} <= set(shifted[0]["alerting"])      # a chance third one has a 5 % family-wise rate
     assert "f2" in raised[0]["message"] and "f5" in raised[0]["message"]
-    assert all(r["prediction_drift"] is not None for r in found)
+    # Predictions travel on their own topic and count in the window they arrive in: this burst sends
+    # every request before the router reads the predictions, so they land in the last windows.
+    with_predictions = [r for r in found if r["prediction_drift"] is not None]
+    assert with_predictions and all(r["prediction_drift"]["method"] == "chi2" for r in with_predictions)
 
 
 def test_a_kill_minus_9_mid_window_loses_no_row_and_duplicates_no_report(bus, bus_env, tmp_path):

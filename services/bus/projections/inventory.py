@@ -25,6 +25,9 @@ class Inventory:
     aliases: dict[str, dict[str, int]] = field(default_factory=dict)  # model → alias → version
     seen: set[str] = field(default_factory=set)                       # ids of folded lifecycle events
     causes: set[str] = field(default_factory=set)                     # ids of events already decided on
+    # Decisions about a version not seen yet (topics interleave: a consumer may read the registry's
+    # decision before the ModelTrained it is about); applied when the version arrives.
+    waiting: dict[tuple[str, int], list[dict]] = field(default_factory=dict)
 
     def latest(self, model: str) -> list[ModelVersion]:
         return sorted((v for (m, _), v in self.versions.items() if m == model), key=lambda v: v.version)
@@ -36,22 +39,30 @@ class Inventory:
         version = self.aliases.get(model, {}).get("champion")
         return None if version is None else self.version(model, version)
 
-    def apply(self, record: str, value: dict) -> None:
-        """Fold one event in; the same event twice changes nothing."""
+    def apply(self, record: str, value: dict) -> list[dict]:
+        """Fold one event in; the same event twice changes nothing. Returns the lifecycle decisions that
+        took effect now (one, or those that were waiting for this version)."""
         if record == "mlbus.ModelTrained":
             key = (value["model"], value["version"])
             self.versions.setdefault(key, ModelVersion(value["model"], value["version"], value))  # first one wins
-        elif record == "mlbus.PromotionPolicyDefined":
+            waiting = self.waiting.pop(key, [])
+            for event in waiting:
+                self._lifecycle(event)
+            return waiting
+        if record == "mlbus.PromotionPolicyDefined":
             self.policies[value["model"]] = value
         elif record == "mlbus.ModelLifecycle" and value["event_id"] not in self.seen:
             self.seen.add(value["event_id"])
             self.causes.add(value["cause_id"])
+            if self.version(value["model"], value["version"]) is None:
+                self.waiting.setdefault((value["model"], value["version"]), []).append(value)
+                return []
             self._lifecycle(value)
+            return [value]
+        return []
 
     def _lifecycle(self, event: dict) -> None:
         entry = self.version(event["model"], event["version"])
-        if entry is None:
-            return
         entry.history.append(event)
         if event["kind"] in STATUS_AFTER:
             entry.status = STATUS_AFTER[event["kind"]]
