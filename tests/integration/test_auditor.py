@@ -103,15 +103,15 @@ def test_kill_minus_9_three_times_loses_and_duplicates_nothing(bus, bus_env, tmp
     log = tmp_path / "auditor.log"
     auditor = start("services.auditor", bus_env, log)
     delivered = 0
-    for kill in range(3):
-        delivered += publish_events(bus, 25_000, f"k{kill}-")
-        wait_until(lambda: len(audit_records(bus)) > delivered - 20_000, timeout=120, interval=0.5,
-                   message="the auditor in the middle of its work")
-        auditor.send_signal(signal.SIGKILL)
-        auditor.wait(30)
-        auditor = start("services.auditor", bus_env, log)
-    delivered += publish_events(bus, 25_000, "k3-")
     try:
+        for kill in range(3):
+            delivered += publish_events(bus, 25_000, f"k{kill}-")
+            wait_until(lambda: len(audit_records(bus)) > delivered - 20_000, timeout=120, interval=0.5,
+                       message="the auditor in the middle of its work")
+            auditor.send_signal(signal.SIGKILL)
+            auditor.wait(30)
+            auditor = start("services.auditor", bus_env, log)
+        delivered += publish_events(bus, 25_000, "k3-")
         records = audited(bus, delivered, timeout=300)
     finally:
         stop(auditor)

@@ -61,15 +61,15 @@ def test_a_kill_minus_9_mid_window_loses_no_row_and_duplicates_no_report(bus, bu
     publish_version(publisher, MODEL, 1, MONITORING)
     log = tmp_path / "drift-watcher.log"
     watcher = start("services.drift_watcher", bus_env, log)
-    send_traffic(publisher, MODEL, 1, production(2 * WINDOW + WINDOW // 2, seed=5), "before")
-    wait_for_reports(bus, 2)
-    group = f"{bus.settings.namespace}mlbus.drift-watcher"      # the router's group
-    wait_until(lambda: sum(consumer_lag(bus, group, ["inference.requests"]).values()) == 0, timeout=60,
-               message="the watcher has read every request")
-    watcher.send_signal(signal.SIGKILL)
-    watcher.wait(30)
-    watcher = start("services.drift_watcher", bus_env, log)
     try:
+        send_traffic(publisher, MODEL, 1, production(2 * WINDOW + WINDOW // 2, seed=5), "before")
+        wait_for_reports(bus, 2)
+        group = f"{bus.settings.namespace}mlbus.drift-watcher"      # the router's group
+        wait_until(lambda: sum(consumer_lag(bus, group, ["inference.requests"]).values()) == 0, timeout=60,
+                   message="the watcher has read every request")
+        watcher.send_signal(signal.SIGKILL)
+        watcher.wait(30)
+        watcher = start("services.drift_watcher", bus_env, log)
         send_traffic(publisher, MODEL, 1, production(WINDOW + WINDOW // 2, seed=6), "after")
         found = wait_for_reports(bus, 4, timeout=180)
         messages = read_topic(bus, "monitoring.drift", expected=4, settle_s=3)
