@@ -12,6 +12,13 @@ from .kafka import producer_config
 SCHEMA_RECORD = "mlbus.SchemaDefinition"
 
 
+def wire_form(bus: Bus, event: Event, envelope: Envelope) -> tuple[str, bytes, bytes, list]:
+    """(catalogue topic, key, Avro value, CloudEvents headers): the event as it goes on the bus, whichever
+    client sends it (the Publisher, or faust in the drift-watcher)."""
+    return (bus.catalogue.for_schema(event.record).name, event.key.encode(),
+            bus.schemas.encode(event.record, event.value), to_headers(envelope))
+
+
 class DeliveryError(RuntimeError):
     """The broker did not acknowledge a message: an infrastructure failure (crash, retry after restart)."""
 
@@ -30,9 +37,7 @@ class Publisher:
     def publish(self, event: Event, cause: Envelope | None = None) -> Envelope:
         self._announce(event.record)
         envelope = envelope_for(event, self.source, cause)
-        value = self.bus.schemas.encode(event.record, event.value)
-        self.produce(self.bus.catalogue.for_schema(event.record).name, event.key.encode(), value,
-                     to_headers(envelope))
+        self.produce(*wire_form(self.bus, event, envelope))
         return envelope
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None, headers: list) -> None:

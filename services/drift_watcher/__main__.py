@@ -18,18 +18,18 @@ class Worker(faust.Worker):
     after the restart, and app.py makes that redelivery harmless."""
 
     def _on_sigterm(self) -> None:
-        self._deadline()
-        self.router.stop()
+        self._stopping()
         super()._on_sigterm()
 
     def _on_sigint(self) -> None:
-        self._deadline()
-        self.router.stop()
+        self._stopping()
         super()._on_sigint()
 
-    def _deadline(self) -> None:
+    def _stopping(self) -> None:
+        """Stop the router and start the deadline (a daemon timer: a clean stop does not wait for it)."""
+        self.router.stop()
         timer = threading.Timer(STOP_GRACE_S, self._leave)
-        timer.daemon = True                  # a clean stop does not wait for it
+        timer.daemon = True
         timer.start()
 
     @staticmethod

@@ -26,14 +26,14 @@ import faust
 from confluent_kafka import Producer
 
 from services.bus import Bus, Event
-from services.bus.envelope import envelope_for, to_headers
+from services.bus.envelope import envelope_for
 from services.bus.kafka import producer_config
 from services.bus.logs import get_logger
 from services.bus.monitoring import Monitoring, monitoring_from_json
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.follow import Follower
 from services.bus.projections.inventory import Inventory
-from services.bus.publish import Publisher
+from services.bus.publish import Publisher, wire_form
 from services.bus.schema_topic import SchemasTopicResolver
 from services.bus.topics import TopicAdmin
 
@@ -251,10 +251,8 @@ class DriftWatcher:
         if event.id in self.emitted.ids:
             self.log.info("already sent", record=event.record, id=event.id)
             return
-        value = self.bus.schemas.encode(event.record, event.value)
-        sent = await self.topic(self.bus.catalogue.for_schema(event.record).name).send(
-            key=event.key.encode(), value=value, headers=to_headers(envelope_for(event, SOURCE)), force=True)
-        await sent
+        topic, key, value, headers = wire_form(self.bus, event, envelope_for(event, SOURCE))
+        await (await self.topic(topic).send(key=key, value=value, headers=headers, force=True))
         self.emitted.ids.add(event.id)
 
     def topic(self, logical: str) -> faust.TopicT:
