@@ -101,7 +101,8 @@ class ServiceRuntime:
             signal.signal(signal.SIGINT, self.stop)
         if self.transactional:
             self.publisher.producer.init_transactions(30)
-        self.consumer.subscribe([self.bus.catalogue.physical(t) for t in self.topics])
+        self.consumer.subscribe([self.bus.catalogue.physical(t) for t in self.topics],
+                                on_assign=self._on_rebalance("assigned"), on_revoke=self._on_rebalance("revoked"))
         self.log.info("service started", topics=self.topics, transactional=self.transactional)
         try:
             while not self._stopping:
@@ -253,6 +254,13 @@ class ServiceRuntime:
             self.publisher.flush()
             if offsets:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
+
+    def _on_rebalance(self, change: str) -> Callable[[Consumer, list[TopicPartition]], None]:
+        """Log each rebalance (how often they happen is a health signal: the chaos suite counts them)."""
+        def log(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            if partitions:
+                self.log.info(f"partitions {change}", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])
+        return log
 
     def _on_consumer_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:

@@ -6,6 +6,7 @@ copy reads deployments and models.trained from every partition in a background t
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from datetime import datetime, timezone
 
@@ -81,6 +82,10 @@ class Scorer:
             missing = [f for f in entry.trained["features"] if f not in request["features"]]
             if missing:
                 results[index] = BadInput(f"request {request['request_id']} lacks features {missing[:5]}")
+                continue
+            impossible = [f for f in entry.trained["features"] if not math.isfinite(request["features"][f])]
+            if impossible:
+                results[index] = BadInput(f"request {request['request_id']} has non-finite features {impossible[:5]}")
                 continue
             rows.append(request["features"])
             kept.append((index, route, served, deployment_id))

@@ -9,9 +9,12 @@ from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import delete
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, create_engine
 
 from services.bus import Bus
+from services.bus.settings import ConfigError
 from services.bus.audit_log import audit_records, decoded
 from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory, inventory_from
 from services.bus.replay import fold_history
@@ -67,10 +70,14 @@ TABLES = (ModelVersionRow, LifecycleRow, AliasRow, PolicyRow)
 
 class RegistryDatabase:
     def __init__(self, url: str):
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(url)
-        SQLModel.metadata.create_all(self.engine, tables=[t.__table__ for t in TABLES])
+        try:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = create_engine(url)
+            SQLModel.metadata.create_all(self.engine, tables=[t.__table__ for t in TABLES])
+        except (OSError, SQLAlchemyError) as error:
+            where = make_url(url).render_as_string(hide_password=True) if "://" in url else url
+            raise ConfigError(f"registry database {where} (MLBUS_DATABASE_URL) is unreachable: {error}") from error
 
     def save(self, inventory: Inventory, models: set[str] | None = None) -> None:
         """Rewrite the rows of these models (all models when None) from the inventory."""
