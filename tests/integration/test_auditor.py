@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import signal
 
-from confluent_kafka import Consumer, TopicPartition
 from datetime import datetime, timezone
 
 from services.bus import Bus, Event, Publisher, Settings, derive_id
 from services.bus.audit import verify
 from services.bus.audit_log import audit_records
-from services.bus.kafka import base_config
 from services.bus.topics import TopicAdmin, consumer_lag, plan_topics
 from tests.conftest import mlbus_cli
-from tests.support.polling import wait_until
+from tests.support.polling import bus_messages, wait_until
 from tests.support.processes import running, start, stop
 
 TOPICS = ("inference.requests", "outcomes", "kpis")
@@ -52,30 +50,6 @@ def audited(bus, at_least: int, timeout: float = 180) -> list[dict]:
                message="the auditor to commit every message")
     return wait_until(lambda: (found := audit_records(bus)) and len(found) >= at_least and found, timeout=60,
                       message=f"{at_least}+ audit records")
-
-
-def bus_messages(bus) -> set[tuple[str, int, int]]:
-    """(topic, partition, offset) of every committed message on the audited topics now."""
-    consumer = Consumer({**base_config(bus.settings), "group.id": "count", "isolation.level": "read_committed"})
-    found = set()
-    try:
-        for name in bus.catalogue.topics:
-            if name in ("audit.log", "audit.checkpoints"):
-                continue
-            physical = bus.catalogue.physical(name)
-            for p in consumer.list_topics(physical, timeout=10).topics[physical].partitions:
-                end = consumer.get_watermark_offsets(TopicPartition(physical, p), timeout=10)[1]
-                if end == 0:
-                    continue
-                consumer.assign([TopicPartition(physical, p, 0)])
-                while consumer.position([TopicPartition(physical, p)])[0].offset < end:
-                    batch = consumer.consume(1000, 1.0)
-                    found |= {(name, m.partition(), m.offset()) for m in batch if not m.error()}
-                    if not batch:
-                        break
-    finally:
-        consumer.close()
-    return found
 
 
 def assert_whole_chain(bus, records: list[dict]) -> None:

@@ -13,8 +13,8 @@ def good(rows: int = 200, seed: int = 0, offset: int = 0) -> pd.DataFrame:
     return breast_cancer(rows, seed, offset)
 
 
-def with_defect(kind: str, rows: int = 200) -> pd.DataFrame:
-    frame = good(rows, seed=hash(kind) % 1000)
+def with_defect(kind: str, rows: int = 200, seed: int | None = None) -> pd.DataFrame:
+    frame = good(rows, seed=sum(map(ord, kind)) if seed is None else seed)
     if kind == "duplicate_keys":
         frame.loc[5:9, "id"] = frame.loc[0:4, "id"].to_numpy()
     elif kind == "missing":

@@ -55,3 +55,27 @@ def topic_values(bus: Bus, topic: str) -> list[dict]:
     from services.bus.replay import read_topics
 
     return [record.value for record in read_topics(bus, [topic])]
+
+
+def bus_messages(bus) -> set[tuple[str, int, int]]:
+    """(topic, partition, offset) of every committed message on the audited topics (all but audit.*) now."""
+    consumer = Consumer({**base_config(bus.settings), "group.id": "count", "isolation.level": "read_committed"})
+    found = set()
+    try:
+        for name in bus.catalogue.topics:
+            if name in ("audit.log", "audit.checkpoints"):
+                continue
+            physical = bus.catalogue.physical(name)
+            for p in consumer.list_topics(physical, timeout=10).topics[physical].partitions:
+                end = consumer.get_watermark_offsets(TopicPartition(physical, p), timeout=10)[1]
+                if end == 0:
+                    continue
+                consumer.assign([TopicPartition(physical, p, 0)])
+                while consumer.position([TopicPartition(physical, p)])[0].offset < end:
+                    batch = consumer.consume(1000, 1.0)
+                    found |= {(name, m.partition(), m.offset()) for m in batch if not m.error()}
+                    if not batch:
+                        break
+    finally:
+        consumer.close()
+    return found

@@ -1,0 +1,290 @@
+"""The real parts a scenario plays with: local brokers (one or a cluster) it can kill, mlbus services as
+processes it can kill, pause and restart, a producer that records which events the broker acknowledged,
+and readers that take everything back with read_committed."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from services.bus import Bus, Event, Publisher, Settings, derive_id
+from services.bus.datasets import publish_batch
+from services.bus.envelope import envelope_for
+from services.bus.kafka import base_config, producer_config
+from services.bus.publish import wire_form
+from services.bus.replay import read_topics
+from services.bus.settings import PROJECT_ROOT
+from services.bus.topics import TopicAdmin, consumer_lag, plan_topics
+from tests.support.datasets import good, write
+
+from .checker import Sent
+
+KAFKA = PROJECT_ROOT / "scripts" / "kafka"
+SPEC = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"
+MODEL = "breast_cancer_lr"
+AUTO_POLICY = f"model: {MODEL}\nmetric: roc_auc\nthresholds: {{roc_auc: 0.9}}\nhuman_approval: false\n"
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, message: str, interval: float = 0.5):
+    """Poll with a deadline (the suite never sleeps to wait)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = predicate()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {message}")
+        time.sleep(interval)
+
+
+class Brokers:
+    """scripts/kafka's local broker, or a cluster of `nodes`, in its own directory."""
+
+    def __init__(self, root: Path, nodes: int = 1):
+        self.root = root
+        self.nodes = nodes
+        self.bootstrap = ""
+
+    def start(self) -> str:
+        args = ["start", "--dir", str(self.root), "--fresh"] + (["--nodes", str(self.nodes)] if self.nodes > 1 else [])
+        self.bootstrap = self._kafka(*args).splitlines()[-1].removeprefix("bootstrap=")
+        return self.bootstrap
+
+    def node_dir(self, node: int) -> Path:
+        return self.root / f"node-{node}" if self.nodes > 1 else self.root
+
+    def kill(self, node: int = 1) -> None:
+        self._kafka("stop", "--dir", str(self.node_dir(node)), "--kill")
+
+    def restart(self, node: int = 1) -> None:
+        self._kafka("start", "--dir", str(self.node_dir(node)))
+
+    def stop(self) -> None:
+        subprocess.run([sys.executable, str(KAFKA), "stop", "--dir", str(self.root)], capture_output=True)
+
+    def leader(self, physical_topic: str, partition: int = 0) -> int:
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        return admin.list_topics(physical_topic, timeout=30).topics[physical_topic].partitions[partition].leader
+
+    def _kafka(self, *args: str) -> str:
+        result = subprocess.run([sys.executable, str(KAFKA), *args], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"scripts/kafka {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+        return result.stdout.strip()
+
+    def __enter__(self) -> "Brokers":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class Service:
+    name: str
+    module: str
+    env: dict
+    log: Path
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    exits: list[int] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", self.module], cwd=PROJECT_ROOT, env=self.env,
+                                        stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.process.pid, sig)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def restart_if_exited(self) -> bool:
+        """What a supervisor (mlbus up, systemd, Kubernetes) does: start a crashed service again."""
+        if self.process is None or self.alive():
+            return False
+        self.exits.append(self.process.returncode)
+        self.restarts += 1
+        self.start()
+        return True
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return self.process.wait(30) if self.process else 0
+
+    def peak_rss_mb(self) -> float:
+        """VmHWM: the most resident memory the process has had so far."""
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+        return kb / 1024
+
+
+class Stage:
+    """One scenario's namespace on the brokers: its topics, var dir, environment and service processes."""
+
+    def __init__(self, bootstrap: str, workdir: Path, replication: int = 1, **env: str):
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.env = {**os.environ, "MLBUS_BOOTSTRAP": bootstrap, "MLBUS_NAMESPACE": f"c{uuid.uuid4().hex[:8]}.",
+                    "MLBUS_VAR": str(workdir / "var"), "MLBUS_LOG_FORMAT": "json", "PYTHONPATH": str(PROJECT_ROOT),
+                    "MLBUS_REPLICATION": str(replication), **env}
+        self.bus = Bus.from_settings(Settings.from_env(self.env))
+        TopicAdmin(self.bus).apply(plan_topics(self.bus.catalogue, {}))
+        self.services: dict[str, Service] = {}
+
+    def start(self, name: str, module: str, **env: str) -> Service:
+        service = Service(name, module, {**self.env, **env}, self.workdir / f"{name}.log")
+        service.start()
+        self.services[name] = service
+        return service
+
+    def supervise(self) -> int:
+        """Restart every service that exited; how many were restarted."""
+        return sum(service.restart_if_exited() for service in self.services.values())
+
+    def restarts(self) -> dict[str, int]:
+        return {name: s.restarts for name, s in self.services.items() if s.restarts}
+
+    def stop_all(self) -> None:
+        for service in self.services.values():
+            service.stop()
+
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "services.cli.main", *args], input=stdin, env=self.env,
+                              capture_output=True, text=True, timeout=180, cwd=PROJECT_ROOT)
+
+    def lag(self, service: str, topics: list[str]) -> int:
+        return sum(consumer_lag(self.bus, f"{self.bus.settings.namespace}mlbus.{service}", topics).values())
+
+    def values(self, topic: str) -> list[dict]:
+        return [record.value for record in read_topics(self.bus, [topic], timeout_s=300)]
+
+    def raw(self, topic: str) -> list:
+        """Every committed message of a catalogue topic (bytes and headers), oldest first per partition."""
+        return read_raw(self.bus, self.bus.catalogue.physical(topic))
+
+    @contextmanager
+    def running(self) -> Iterator["Stage"]:
+        try:
+            yield self
+        finally:
+            self.stop_all()
+
+
+def read_raw(bus: Bus, physical: str, timeout_s: float = 300) -> list:
+    consumer = Consumer({**base_config(bus.settings), "group.id": "chaos-reader", "enable.auto.commit": False,
+                         "isolation.level": "read_committed"})
+    try:
+        partitions = consumer.list_topics(physical, timeout=30).topics[physical].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(physical, p), timeout=30)[1] for p in partitions}
+        consumer.assign([TopicPartition(physical, p, 0) for p, end in ends.items() if end > 0])
+        found, deadline = [], time.monotonic() + timeout_s
+        pending = {p for p, end in ends.items() if end > 0}
+        while pending and time.monotonic() < deadline:
+            for message in consumer.consume(1000, 0.5):
+                if not message.error():
+                    found.append(message)
+            pending = {p for p in pending
+                       if consumer.position([TopicPartition(physical, p)])[0].offset < ends[p]}
+        return found
+    finally:
+        consumer.close()
+
+
+class TrackedProducer:
+    """Publishes events and records, per event id, whether the broker acknowledged it (acks=all)."""
+
+    def __init__(self, bus: Bus, source: str = "chaos-load", **config: object):
+        self.bus = bus
+        self.producer = Producer({**producer_config(bus.settings, source), **config})
+        self.announcer = Publisher(bus, source, self.producer)
+        self.sent: list[Sent] = []
+        self.acknowledged: set[str] = set()
+        self.refused: list[str] = []
+
+    def send(self, event: Event, seq: int, track_id: str | None = None) -> None:
+        self.announcer._announce(event.record)
+        topic, key, value, headers = wire_form(self.bus, event, envelope_for(event, self.announcer.source, None))
+        track = track_id or event.id
+        self.sent.append(Sent(track, event.key, seq))
+
+        def delivered(error, _message, track=track):
+            if error is None:
+                self.acknowledged.add(track)
+            else:
+                self.refused.append(f"{track}: {error}")
+
+        while True:
+            try:
+                self.producer.produce(self.bus.catalogue.physical(topic), value=value, key=key, headers=headers, on_delivery=delivered)
+                break
+            except BufferError:
+                self.producer.poll(0.1)
+        self.producer.poll(0)
+
+    def flush(self, timeout: float = 300) -> int:
+        """Wait for every answer; how many are still unanswered at the deadline."""
+        return self.producer.flush(timeout)
+
+
+def inference_request(seq: int, model: str = MODEL, prefix: str = "chaos", entities: int = 101) -> Event:
+    """The seq-th request; its id carries the sequence number, its key an entity (the partition's order)."""
+    row = ROWS[seq % len(ROWS)]
+    request_id = f"{prefix}-{seq:07d}"
+    entity = f"entity-{seq % entities}"
+    return Event("mlbus.InferenceRequest", key=entity, id=derive_id(request_id), subject=request_id, value={
+        "request_id": request_id, "entity_id": entity, "model": model, "features": row, "categories": {},
+        "sent_at": datetime.now(timezone.utc)})
+
+
+ROWS = [{k: float(v) for k, v in row.items() if k not in ("id", "diagnosis")}
+        for row in good(rows=500, seed=11).to_dict("records")]
+
+CONTROL_PLANE = {"validator": "services.validator", "trainer": "services.trainer", "registry": "services.registry",
+                 "deployer": "services.deployer"}
+
+
+def deploy_model(stage: Stage, keep_running: bool = False) -> dict:
+    """The real path to a served model: policy, spec, a good batch → validated, trained, approved by policy,
+    deployed. The control-plane services stop afterwards unless keep_running."""
+    policy = stage.workdir / "policy.yaml"
+    policy.write_text(AUTO_POLICY)
+    for args in (("models", "policy", str(policy)), ("models", "define", str(SPEC))):
+        result = stage.cli(*args)
+        if result.returncode != 0:
+            raise RuntimeError(f"mlbus {' '.join(args)} failed: {result.stderr}")
+    for name, module in CONTROL_PLANE.items():
+        stage.start(name, module)
+    publish_batch(stage.bus, "breast_cancer", write(good(rows=400), stage.workdir / "good.csv"), "chaos")
+    deployed = wait_until(lambda: [d for d in stage.values("deployments") if d["phase"] == "completed"],
+                          timeout=240, message="the first deployment")
+    if not keep_running:
+        for name in CONTROL_PLANE:
+            stage.services.pop(name).stop()
+    return deployed[0]

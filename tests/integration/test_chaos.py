@@ -1,0 +1,34 @@
+"""The reliability suite's fast subset on real local brokers (each scenario starts its own): the same code
+as `scripts/chaos`, at small counts. The long scenarios are marked slow: `scripts/chaos` runs all nine at
+full size, `scripts/test -m slow tests/integration/test_chaos.py` runs the long ones here."""
+from __future__ import annotations
+
+import pytest
+
+from tests.chaos import scenarios
+from tests.chaos.checker import table
+
+FAST = [("broker-crash", scenarios.broker_crash, 0.05), ("zombie", scenarios.zombie, 0.1),
+        ("poison-input", scenarios.poison_input, 0.05), ("bad-datasets", scenarios.bad_datasets, 0.1),
+        ("three-brokers", scenarios.three_brokers, 0.05),
+        ("disk-config-faults", scenarios.disk_and_config_faults, 1.0)]
+LONG = [("service-crash", scenarios.service_crash, 0.25), ("slow-consumer", scenarios.slow_consumer, 0.2),
+        ("scale-out-in", scenarios.scale_out_in, 0.2)]
+
+
+def check(run, scale, tmp_path):
+    outcome = run(tmp_path / "scenario", scale)
+    print("\n" + table([outcome]))
+    assert outcome.acknowledged > 0 and outcome.read_back > 0, outcome
+    assert outcome.passed and outcome.lost == 0 and outcome.duplicated == 0, outcome
+
+
+@pytest.mark.parametrize("name,run,scale", FAST, ids=[f[0] for f in FAST])
+def test_fast_chaos_scenario_loses_and_duplicates_nothing(name, run, scale, tmp_path):
+    check(run, scale, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,run,scale", LONG, ids=[f[0] for f in LONG])
+def test_long_chaos_scenario_loses_and_duplicates_nothing(name, run, scale, tmp_path):
+    check(run, scale, tmp_path)
