@@ -32,16 +32,26 @@ class Deployer:
         if record == "mlbus.Outcome":
             self.evidence.outcome(value)
             return []
-        decided = self.inventory.apply(record, value)      # a decision may wait for its ModelTrained
+        self.inventory.apply(record, value)      # a decision may wait for its ModelTrained
         self.deployments.apply(record, value)
-        if decided:
-            events = [e for d in decided for e in on_approved(self.deployments, self.inventory, d, now,
-                                                               self.canary_interval_s)]
+        if record in ("mlbus.ModelTrained", "mlbus.ModelLifecycle"):
+            events = [e for d in self._undeployed_approvals(value) for e in on_approved(
+                self.deployments, self.inventory, d, now, self.canary_interval_s)]
         elif record == "mlbus.DeploymentRequested":
             events = on_request(self.deployments, self.inventory, value, now)
         else:
             events = []
         return self._checked(events, now)
+
+    def _undeployed_approvals(self, value: dict) -> list[dict]:
+        """The approvals of this message's version that no deployment answers yet. Judged by the outputs, not
+        by whether the message was new: the history read at start already holds a decision that is handled
+        again after a crash (its transaction aborted) or that came while the deployer was down."""
+        entry = self.inventory.version(value["model"], value["version"])
+        if entry is None:
+            return []
+        return [d for d in entry.history if d["kind"] == "approved"
+                and not self.deployments.answered(derive_id(d["event_id"], "deployment"))]
 
     def tick(self) -> list[Event]:
         """Move every canary whose step has lasted its interval: next step, done, or rolled back."""

@@ -11,6 +11,7 @@ class Deployments:
     current: dict[str, dict] = field(default_factory=dict)       # model → latest DeploymentChanged
     history: dict[str, list[dict]] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
+    ids: set[str] = field(default_factory=set)                    # every deployment id with a change
 
     def apply(self, record: str, value: dict) -> None:
         if record != "mlbus.DeploymentChanged":
@@ -19,9 +20,14 @@ class Deployments:
         if key in self.seen:
             return
         self.seen.add(key)
+        self.ids.add(value["deployment_id"])
         self.history.setdefault(value["model"], []).append(value)
         if value["phase"] != "refused":
             self.current[value["model"]] = value
+
+    def answered(self, deployment_id: str) -> bool:
+        """Whether any change of this deployment is known (refused ones included)."""
+        return deployment_id in self.ids
 
     def routes(self, model: str) -> list[dict]:
         return self.current.get(model, {}).get("routes", [])
