@@ -69,11 +69,11 @@ def tally(sent: Iterable[Sent], acknowledged: Iterable[str], read_back: Iterable
                  out_of_order=out_of_order, unexpected=len(set(copies) - set(by_id)))
 
 
-def result(name: str, counts: Tally, passed: bool, notes: list[str], seconds: float = 0.0) -> ScenarioResult:
+def result(name: str, counts: Tally, passed: bool, notes: list[str]) -> ScenarioResult:
     extra = [f"{counts.unexpected} read back that were never sent"] if counts.unexpected else []
     return ScenarioResult(name=name, sent=counts.sent, acknowledged=counts.acknowledged, read_back=counts.read_back,
                           lost=counts.lost, duplicated=counts.duplicated, out_of_order=counts.out_of_order,
-                          passed=passed and not counts.unexpected, notes=notes + extra, seconds=seconds)
+                          passed=passed and not counts.unexpected, notes=notes + extra)
 
 
 COLUMNS = ("name", "sent", "acknowledged", "read_back", "lost", "duplicated", "out_of_order", "passed")
