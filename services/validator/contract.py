@@ -46,7 +46,7 @@ class Contract:
     min_rows: int
     max_rows: int | None
     duplicate_rows: str          # fail | warn
-    outlier_method: str          # robust_z | iqr
+    outlier_method: str          # robust_z | iqr | none
     outlier_threshold: float
 
     @property
@@ -70,6 +70,8 @@ def parse_contract(schema: dict[str, Any]) -> Contract:
     if unknown:
         raise ContractError(f"contract {schema['name']} names columns it does not define: {sorted(unknown)}")
     outliers = options.get("outliers", {})
+    if outliers.get("method", "robust_z") not in ("robust_z", "iqr", "none"):
+        raise ContractError(f"contract {schema['name']}: outliers.method must be robust_z, iqr or none")
     return Contract(dataset=schema["name"], version=int(options.get("version", 1)), fields=fields, target=target,
                     keys=keys, min_rows=int(options.get("min_rows", 1)), max_rows=options.get("max_rows"),
                     duplicate_rows=options.get("duplicate_rows", "warn"),

@@ -55,6 +55,27 @@ def test_duplicate_rows_are_a_warning_by_default():
     assert ("duplicate_keys", "id") in found          # the same rows repeat their keys too
 
 
+def test_duplicate_rows_found_through_repeated_keys_are_exactly_the_repeated_rows():
+    frame = good()
+    frame = pd.concat([frame, frame.iloc[:3]], ignore_index=True)
+    frame.loc[frame.index[-1], "mean_radius"] += 1.0          # same key, another row: a key repeat only
+    _, _, warnings = checks_of(frame)
+    [rows] = [w for w in warnings if w["check"] == "duplicate_rows"]
+    assert rows["count"] == int(frame.duplicated().sum()) == 2
+
+
+def test_outlier_warnings_can_be_switched_off():
+    schema = json.loads((PROJECT_ROOT / "schemas/datasets/breast_cancer.avsc").read_text())
+    schema["mlbus.contract"]["outliers"] = {"method": "none"}
+    frame = good()
+    frame.loc[0, "mean_area"] = frame["mean_area"].median() * 40
+    _, warnings, _ = run_checks(frame, parse_contract(schema))
+    assert not [w for w in warnings if w["check"] == "outliers"]
+    schema["mlbus.contract"]["outliers"] = {"method": "zscore"}
+    with pytest.raises(ContractError, match="robust_z, iqr or none"):
+        parse_contract(schema)
+
+
 def test_outliers_are_warnings_with_the_configured_threshold():
     frame = good()
     frame.loc[0, "mean_area"] = frame["mean_area"].median() * 40
