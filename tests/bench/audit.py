@@ -1,0 +1,96 @@
+"""Audit and replay: the auditor's append rate (events/s read, hash-chained and written transactionally
+with their offsets) and `mlbus audit replay` / `rebuild-registry` / `verify` over the whole log."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from confluent_kafka import Producer
+
+from services.bus import Event, derive_id
+from services.bus.envelope import envelope_for
+from services.bus.kafka import producer_config
+from services.bus.publish import wire_form
+from services.bus.settings import PROJECT_ROOT
+from tests.chaos.harness import Brokers, Stage, wait_until
+
+from .figures import Figure, Runs, absolute
+
+def publish_load(stage: Stage, count: int, prefix: str) -> None:
+    """`count` small requests, pre-encoded and produced as fast as the producer goes."""
+    now = datetime.now(timezone.utc)
+    producer = Producer({**producer_config(stage.bus.settings, "bench-load"), "queue.buffering.max.messages": 500_000})
+    template = None
+    for i in range(count):
+        request_id = f"{prefix}-{i:07d}"
+        event = Event("mlbus.InferenceRequest", key=f"c{i % 1000}", id=derive_id(request_id), subject=request_id, value={
+            "request_id": request_id, "entity_id": f"c{i % 1000}", "model": "m", "features": {"x": float(i)},
+            "categories": {}, "sent_at": now})
+        topic, key, value, headers = wire_form(stage.bus, event, envelope_for(event, "bench-load"))
+        template = template or stage.bus.catalogue.physical(topic)
+        while True:
+            try:
+                producer.produce(template, value=value, key=key, headers=headers)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(120)
+
+
+def audited_all(stage: Stage) -> bool:
+    topics = [t for t in stage.bus.catalogue.topics if t not in ("audit.log", "audit.checkpoints")]
+    return stage.lag("auditor", topics) == 0
+
+
+def append_rate(stage: Stage, count: int) -> float:
+    """Publish `count` events, then run the auditor from where it stopped until it has committed them all."""
+    publish_load(stage, count, uuid.uuid4().hex[:6])
+    stage.start("auditor", "services.auditor", MLBUS_LOG_LEVEL="warning")
+    started = time.perf_counter()
+    wait_until(lambda: audited_all(stage), 1800, "the auditor to append everything", interval=0.2)
+    elapsed = time.perf_counter() - started
+    stage.services.pop("auditor").stop()
+    return count / elapsed
+
+
+def cli_seconds(stage: Stage, *args: str) -> tuple[float, str]:
+    """(seconds, stdout) of one mlbus command, start-up included."""
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "services.cli.main", *args], env=stage.env, cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=3600)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"mlbus {' '.join(args)} failed: {result.stderr[-2000:]}")
+    return elapsed, result.stdout
+
+
+def benchmarks(workdir: Path, quick: bool, counted: int) -> list[Figure]:
+    total = 50_000 if quick else 1_000_000
+    with Brokers(workdir / "kafka") as brokers:
+        stage = Stage(brokers.bootstrap, workdir / "audit")
+        with stage.running():
+            append_rate(stage, min(10_000, total // 10))                       # warm-up
+            rates = Runs(tuple(append_rate(stage, (total - min(10_000, total // 10)) // counted)
+                               for _ in range(counted)))
+            records = json.loads(cli_seconds(stage, "audit", "verify", "--json")[1])["records"]
+            until = datetime.now(timezone.utc).isoformat()
+
+            def rate(*args: str) -> Runs:
+                return Runs(tuple(records / cli_seconds(stage, "audit", *args)[0] for _ in range(counted)))
+
+            replay = rate("replay", "--until", until, "--json")
+            rebuild = rate("rebuild-registry")
+            verify = rate("verify")
+    note = f"over {records:,} audit records (each CLI run includes its start-up)"
+    return [absolute("audit: auditor append", rates, "events/s", "≥ 20,000 events/s", rates.median >= 20_000,
+                     notes=f"{counted} runs of {(total - min(10_000, total // 10)) // counted:,} events, one auditor "
+                           "process each, transactional, SHA-256 chained"),
+            absolute("audit: replay", replay, "records/s", "≥ 100,000 records/s", replay.median >= 100_000, notes=note),
+            absolute("audit: rebuild-registry", rebuild, "records/s", "≥ 100,000 records/s", rebuild.median >= 100_000,
+                     notes=note),
+            absolute("audit: verify", verify, "records/s", notes=note)]

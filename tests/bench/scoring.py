@@ -1,0 +1,273 @@
+"""Scoring: the scorer end to end on the local broker (requests produced to inference.requests, predictions
+read from inference.predictions) against `mlflow models serve` on the same fitted model, and against the
+two limits of the stage: in-process predict_proba at the scorer's batch size, and a bare confluent-kafka
+consume → produce pipe with the same message sizes and no model."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+from services.bus import Event, Publisher, derive_id
+from services.bus.artifacts import save_model
+from services.bus.envelope import envelope_for
+from services.bus.kafka import consumer_config, producer_config
+from services.bus.profile import profile_column, profile_frame
+from services.bus.publish import wire_form
+from services.bus.topics import TopicAdmin
+from tests.chaos.harness import Brokers, Stage, wait_until
+
+from . import peers
+from .figures import Figure, Runs, absolute, compare, measure
+
+FEATURES = [f"f{i:02d}" for i in range(20)]
+BATCH = 1000                        # the scorer's batch size (services/deployer/scorer.py)
+NOW = datetime(2026, 11, 23, tzinfo=timezone.utc)
+
+
+def training_data(rows: int = 5000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(rows, len(FEATURES)))
+    labels = (features[:, 0] + features[:, 1] - features[:, 2] > 0).astype(int)
+    return features, labels
+
+
+MODELS = {
+    "bench_rf": lambda: RandomForestClassifier(n_estimators=100, max_depth=10, random_state=0),
+    "bench_lr": lambda: LogisticRegression(max_iter=1000),
+}
+
+
+def publish_model(stage: Stage, model: str, fitted, features: np.ndarray) -> None:
+    """A version of `model` as the trainer would announce it (artifact stored by sha256), and its deployment."""
+    uri, sha = save_model(stage.bus.settings.artifacts_dir, fitted)
+    frame = pd.DataFrame(features, columns=FEATURES)
+    publisher = Publisher(stage.bus, "bench")
+    publisher.publish(Event("mlbus.ModelTrained", key=model, id=derive_id(model, "trained"), value={
+        "model": model, "version": 1, "run_id": f"{model}-run", "request_id": f"{model}-req", "reason": "manual",
+        "requested_by": "bench", "task": "classification", "estimator": type(fitted).__name__,
+        "hyperparameters_json": json.dumps(fitted.get_params(), default=str), "features": FEATURES,
+        "target": "label", "metric": "accuracy", "metrics": {"accuracy": 0.9}, "batches": [], "code_version": "bench",
+        "environment": {}, "seed": 0, "duration_ms": 1, "artifact_uri": uri, "artifact_sha256": sha, "trained_at": NOW,
+        "feature_profile": profile_frame(frame, reference=True),
+        "prediction_profile": profile_column("prediction", pd.Series(fitted.predict(features[:500]).astype(str)))}))
+    publisher.publish(Event("mlbus.DeploymentChanged", key=model, id=derive_id(model, "deployed"), value={
+        "deployment_id": f"{model}-dep", "model": model, "strategy": "replace", "phase": "completed",
+        "routes": [{"version": 1, "variant": "champion", "share": 1.0, "served": True}], "reason": "bench",
+        "actor": "bench", "cause_id": "bench", "changed_at": NOW, "version": 1}))
+    publisher.flush()
+
+
+def request_payloads(stage: Stage, model: str, rows: np.ndarray, count: int, prefix: str) -> list[tuple]:
+    """Encoded requests (physical topic, key, value, headers), ready to produce."""
+    physical = stage.bus.catalogue.physical("inference.requests")
+    payloads = []
+    for i in range(count):
+        request_id = f"{prefix}-{i:07d}"
+        event = Event("mlbus.InferenceRequest", key=f"c{i % 1000}", id=derive_id(request_id), value={
+            "request_id": request_id, "entity_id": f"c{i % 1000}", "model": model,
+            "features": dict(zip(FEATURES, rows[i % len(rows)].tolist())), "categories": {}, "sent_at": NOW})
+        _, key, value, headers = wire_form(stage.bus, event, envelope_for(event, "bench-load"))
+        payloads.append((physical, key, value, headers, request_id))
+    return payloads
+
+
+class Arrivals:
+    """Reads inference.predictions (read_committed) in a thread: when each request's answer arrived."""
+
+    def __init__(self, stage: Stage):
+        self.arrived: dict[str, float] = {}
+        self.done = threading.Event()
+        physical = stage.bus.catalogue.physical("inference.predictions")
+        self.consumer = Consumer({**consumer_config(stage.bus.settings, f"bench-{uuid.uuid4().hex[:6]}", "bench"),
+                                  "auto.offset.reset": "latest"})
+        partitions = self.consumer.list_topics(physical, timeout=30).topics[physical].partitions
+        self.consumer.assign([TopicPartition(physical, p, -1) for p in partitions])     # from the end
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            for message in self.consumer.consume(1000, 0.1):
+                if message.error():
+                    continue
+                # The request id is the Prediction's subject header (ce_subject): no decode needed here.
+                headers = dict(message.headers() or [])
+                subject = headers.get("ce_subject")
+                if subject is not None:
+                    self.arrived[subject.decode()] = time.time()
+        self.consumer.close()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(30)
+
+
+def scoring_stage(brokers: Brokers, workdir: Path, model: str, fitted, features: np.ndarray) -> Stage:
+    stage = Stage(brokers.bootstrap, workdir / uuid.uuid4().hex[:6])
+    publish_model(stage, model, fitted, features)
+    stage.start("scorer", "services.deployer.scorer", MLBUS_LOG_LEVEL="warning")
+    probe = request_payloads(stage, model, features, 1, "probe")
+    arrivals = Arrivals(stage)
+    producer = Producer(producer_config(stage.bus.settings, "bench-load"))
+    physical, key, value, headers, request_id = probe[0]
+    producer.produce(physical, value=value, key=key, headers=headers)
+    producer.flush(30)
+    wait_until(lambda: request_id in arrivals.arrived, 120, "the scorer's first answer")
+    arrivals.stop()
+    return stage
+
+
+def throughput(stage: Stage, model: str, features: np.ndarray, seconds: float) -> float:
+    """Requests produced as fast as the producer goes for `seconds`; the scorer's answers per second while
+    it is saturated (arrivals from 20 % to 100 % of the window)."""
+    payloads = request_payloads(stage, model, features, 30_000, uuid.uuid4().hex[:6])
+    arrivals = Arrivals(stage)
+    producer = Producer({**producer_config(stage.bus.settings, "bench-load"), "queue.buffering.max.messages": 200_000})
+    started = time.time()
+    i = 0
+    while time.time() - started < seconds:
+        physical, key, value, headers, _ = payloads[i % len(payloads)]
+        try:
+            producer.produce(physical, value=value, key=key, headers=headers)
+            i += 1
+        except BufferError:
+            producer.poll(0.01)
+        if i % 1000 == 0:
+            producer.poll(0)
+    ended = time.time()
+    arrivals.stop()
+    window_start = started + 0.2 * (ended - started)
+    answered = [t for t in arrivals.arrived.values() if window_start <= t <= ended]
+    producer.flush(60)
+    return len(answered) / (ended - window_start)
+
+
+def latency(stage: Stage, model: str, features: np.ndarray, rate: float, seconds: float) -> dict:
+    """Requests at a fixed rate (open loop); end-to-end latency from produce() to the answer's arrival."""
+    count = int(rate * seconds)
+    payloads = request_payloads(stage, model, features, count, uuid.uuid4().hex[:6])
+    arrivals = Arrivals(stage)
+    producer = Producer(producer_config(stage.bus.settings, "bench-load"))
+    sent: dict[str, float] = {}
+    started = time.time()
+    for i, (physical, key, value, headers, request_id) in enumerate(payloads):
+        due = started + i / rate
+        while (now := time.time()) < due:
+            producer.poll(min(0.001, due - now))
+        sent[request_id] = time.time()
+        producer.produce(physical, value=value, key=key, headers=headers)
+        producer.poll(0)
+    producer.flush(60)
+    wait_until(lambda: len(arrivals.arrived) >= count, 120, "every answer", interval=0.1)
+    arrivals.stop()
+    skip = started + min(2.0, seconds / 5)          # the first seconds warm the pipeline up
+    latencies = np.array([(arrivals.arrived[r] - t) * 1000 for r, t in sent.items() if t >= skip and r in arrivals.arrived])
+    return {"p50": float(np.percentile(latencies, 50)), "p99": float(np.percentile(latencies, 99)),
+            "answered": len(arrivals.arrived), "sent": count}
+
+
+def predict_limit(fitted, features: np.ndarray) -> float:
+    """Rows/s of predict_proba on a DataFrame of the scorer's batch size, in process."""
+    frame = pd.DataFrame(features[:BATCH], columns=FEATURES)
+    fitted.predict_proba(frame)
+    started = time.perf_counter()
+    rounds = 0
+    while time.perf_counter() - started < 2.0:
+        fitted.predict_proba(frame)
+        rounds += 1
+    return rounds * BATCH / (time.perf_counter() - started)
+
+
+def pipe_limit(stage: Stage, payloads: list[tuple], prediction_size: int) -> float:
+    """A bare consume → produce pipe (confluent-kafka, no decode, no model, no transaction): messages/s."""
+    names = [stage.bus.catalogue.physical(f"bench.pipe.{uuid.uuid4().hex[:6]}.{side}") for side in ("in", "out")]
+    admin = TopicAdmin(stage.bus).admin
+    for future in admin.create_topics([NewTopic(n, 3, 1) for n in names]).values():
+        future.result(30)
+    producer = Producer(producer_config(stage.bus.settings, "bench-pipe"))
+    for physical, key, value, headers, _ in payloads:
+        while True:
+            try:
+                producer.produce(names[0], value=value, key=key, headers=headers)
+                break
+            except BufferError:
+                producer.poll(0.01)
+    producer.flush(60)
+    consumer = Consumer({**consumer_config(stage.bus.settings, f"pipe-{uuid.uuid4().hex[:6]}", "pipe"),
+                         "isolation.level": "read_uncommitted"})
+    consumer.subscribe([names[0]])
+    answer = bytes(prediction_size)
+    moved, started = 0, None
+    deadline = time.monotonic() + 300
+    while moved < len(payloads) and time.monotonic() < deadline:
+        for message in consumer.consume(BATCH, 0.5):
+            if message.error():
+                continue
+            started = started or time.perf_counter()
+            while True:
+                try:
+                    producer.produce(names[1], value=answer, key=message.key(), headers=message.headers())
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            moved += 1
+        producer.poll(0)
+        if moved:
+            consumer.commit(asynchronous=True)
+    producer.flush(60)
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return moved / elapsed
+
+
+def benchmarks(workdir: Path, quick: bool, counted: int) -> list[Figure]:
+    seconds = 5.0 if quick else 20.0
+    features, labels = training_data()
+    figures = []
+    with Brokers(workdir / "kafka") as brokers:
+        for model, make in MODELS.items():
+            fitted = make().fit(pd.DataFrame(features, columns=FEATURES), labels)
+            stage = scoring_stage(brokers, workdir, model, fitted, features)
+            with stage.running():
+                ours = measure(lambda: throughput(stage, model, features, seconds), counted)
+                payloads = request_payloads(stage, model, features, 20_000 if quick else 100_000, "pipe")
+                pipe = Runs((pipe_limit(stage, payloads, 220),))
+                predict = Runs((predict_limit(fitted, features),))
+                timing = [latency(stage, model, features, 1000, seconds) for _ in range(counted)]
+            peer_folder = workdir / f"mlflow-{model}"
+            peer_folder.mkdir(parents=True, exist_ok=True)
+            joblib.dump(fitted, peer_folder / "model.joblib")
+            np.save(peer_folder / "rows.npy", features[:2000])
+            (peer_folder / "features.json").write_text(json.dumps(FEATURES))
+            served = peers.run("mlflow_serve.py", str(peer_folder), str(min(seconds, 10.0)))
+            single, batch100, single4 = (Runs((served[k]["rows_per_s"],)) for k in ("single", "batch100", "single4"))
+            slower = min(pipe.median, predict.median)
+            p99 = Runs(tuple(t["p99"] for t in timing))
+            figures += [
+                compare(f"scoring {model}: rows/s end to end", ours, "rows/s", "mlflow models serve, 1-row requests",
+                        single, goal_ratio=100, goal="≥ 100× MLflow single-row",
+                        notes=f"MLflow: 100-row requests {batch100.median:,.0f} rows/s (p99 "
+                              f"{served['batch100']['p99_ms']:.0f} ms), 4 connections single-row "
+                              f"{single4.median:,.0f} rows/s; single-row p99 {served['single']['p99_ms']:.0f} ms"),
+                compare(f"scoring {model}: vs the slower limit", ours, "rows/s",
+                        "slower of predict_proba and the bare Kafka pipe", Runs((slower,)), goal_ratio=0.5,
+                        goal="≥ 50 % of the slower limit",
+                        notes=f"predict_proba at {BATCH} rows {predict.median:,.0f} rows/s; bare consume → produce "
+                              f"pipe {pipe.median:,.0f} msgs/s"),
+                absolute(f"scoring {model}: p99 at 1,000 req/s", p99, "ms", "≤ 50 ms",
+                         p99.median <= 50 and all(t["answered"] >= t["sent"] for t in timing),
+                         notes=f"p50 {np.median([t['p50'] for t in timing]):.1f} ms; {seconds:.0f} s per run"),
+            ]
+    return figures
