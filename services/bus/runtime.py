@@ -46,6 +46,8 @@ class Forward:
     timestamp_ms: int = 0
 
 
+# Commit refusals that mean "the group is rebalancing", not "something broke".
+REBALANCING = (KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_MEMBER_ID)
 RawBatchHandler = Callable[[list[Message]], "list[Event | Forward]"]
 __all__ = ["BatchHandler", "Forward", "Handler", "Received", "ServiceRuntime", "Tick"]
 
@@ -83,6 +85,7 @@ class ServiceRuntime:
         self.group = f"{bus.settings.namespace}mlbus.{service}"
         self.log = get_logger(group=self.group)
         self._stopping = False
+        self._pending_offsets: dict[tuple[str, int], TopicPartition] = {}   # at-least-once: not yet committed
         instance = bus.settings.instance        # MLBUS_INSTANCE: one per copy when scaled out
         transactional_id = f"{self.group}.{instance}" if transactional else None
         self.consumer = Consumer(consumer_config(bus.settings, self.group, f"{service}-{instance}"))
@@ -107,12 +110,14 @@ class ServiceRuntime:
         try:
             while not self._stopping:
                 messages = self._next_batch()
+                self._commit_pending()
                 if messages:
                     self.handle_batch(messages)
                 if self.tick and time.monotonic() - self._last_tick >= self.tick_interval_s:
                     self._run_tick()
             if self.on_stop:
                 self._publish_alone(self.on_stop())
+            self._commit_pending()
         finally:
             self.consumer.close()
             self.publisher.producer.flush(10)
@@ -252,14 +257,36 @@ class ServiceRuntime:
             self.publisher.raise_failures()
         else:
             self.publisher.flush()
-            if offsets:
-                self.consumer.commit(offsets=offsets, asynchronous=False)
+            self._pending_offsets.update({(o.topic, o.partition): o for o in offsets})
+            self._commit_pending()
+
+    def _commit_pending(self, only: list[TopicPartition] | None = None) -> None:
+        """At-least-once commit. A rebalance that began during the batch makes the broker refuse it (the group's
+        generation moved on): the offsets wait until this member has rejoined (next poll) for the partitions
+        it keeps, or are committed as the partitions are revoked; only what neither reaches is read again."""
+        wanted = {k: o for k, o in self._pending_offsets.items()
+                  if only is None or k in {(p.topic, p.partition) for p in only}}
+        if not wanted:
+            return
+        try:
+            self.consumer.commit(offsets=list(wanted.values()), asynchronous=False)
+        except KafkaException as error:
+            if error.args[0].code() not in REBALANCING:
+                raise
+            self.log.warning("commit deferred by a rebalance", error=str(error.args[0]))
+            return
+        for key in wanted:
+            self._pending_offsets.pop(key, None)
 
     def _on_rebalance(self, change: str) -> Callable[[Consumer, list[TopicPartition]], None]:
         """Log each rebalance (how often they happen is a health signal: the chaos suite counts them)."""
         def log(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
             if partitions:
                 self.log.info(f"partitions {change}", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])
+            if change == "revoked" and not self.transactional:
+                self._commit_pending(partitions)
+                revoked = {(p.topic, p.partition) for p in partitions}
+                self._pending_offsets = {k: o for k, o in self._pending_offsets.items() if k not in revoked}
         return log
 
     def _on_consumer_error(self, error: KafkaError) -> None:
