@@ -9,7 +9,7 @@ from typing import Iterable, Iterator
 from .audit import EPOCH
 from .context import Bus
 from .errors import BadInput
-from .replay import read_topics
+from .replay import read_messages, read_topics
 from .schema_topic import SchemasTopicResolver
 
 
@@ -26,9 +26,13 @@ class Audited:
     entry: dict                   # the AuditRecord itself
 
 
-def audit_records(bus: Bus, timeout_s: float = 300.0) -> list[dict]:
-    """Every committed AuditRecord, in sequence order (audit.log has one partition)."""
-    return [r.value for r in read_topics(bus, ["audit.log"], timeout_s)]
+def audit_records(bus: Bus, records: Iterable[str] | None = None, timeout_s: float = 300.0) -> list[dict]:
+    """Every committed AuditRecord, in sequence order (audit.log has one partition); with `records`, only
+    those whose event is of these types. audit.log is keyed by source topic and a topic carries one record
+    type, so the others are skipped without decoding (replaying decisions does not read the traffic)."""
+    wanted = None if records is None else {bus.catalogue.for_schema(r).name.encode() for r in records}
+    return [bus.schemas.decode(m.value(), "mlbus.AuditRecord")[1] for m in read_messages(bus, ["audit.log"], timeout_s)
+            if wanted is None or m.key() in wanted]
 
 
 def checkpoints(bus: Bus) -> list[dict]:

@@ -1,7 +1,7 @@
 """CloudEvents Kafka binding, binary mode: the event's identity and lineage travel in headers."""
 from __future__ import annotations
 
-import secrets
+import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -50,8 +50,11 @@ def now_rfc3339() -> str:
 
 def new_traceparent(cause: Envelope | None = None) -> str:
     """W3C trace context: the trace id of the cause (a new one at the start), a new span id."""
-    trace_id = cause.traceparent.split("-")[1] if cause and cause.traceparent.count("-") == 3 else secrets.token_hex(16)
-    return f"00-{trace_id}-{secrets.token_hex(8)}-01"
+    # Trace ids need to be unique, not secret: random.getrandbits (as OpenTelemetry's SDK) costs a fraction of
+    # secrets.token_hex's system call per event, which showed in the auditor's profile.
+    trace_id = (cause.traceparent.split("-")[1] if cause and cause.traceparent.count("-") == 3
+                else f"{random.getrandbits(128):032x}")
+    return f"00-{trace_id}-{random.getrandbits(64):016x}-01"
 
 
 def envelope_for(event: Event, source: str, cause: Envelope | None = None, time: str | None = None) -> Envelope:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable, Iterator
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from .context import Bus
 from .errors import DecodeError
@@ -16,6 +16,16 @@ from .received import Received, decode_message
 def read_topics(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0) -> Iterator[Received]:
     """Every decodable committed record of the topics, up to their end when called, in offset order per
     partition. Undecodable records are skipped: they went to a DLQ when services met them."""
+    for message in read_messages(bus, topics, timeout_s):
+        try:
+            yield decode_message(bus, message)
+        except DecodeError:
+            continue
+
+
+def read_messages(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0) -> Iterator[Message]:
+    """Every committed message of the topics (bytes as they are), up to their end when called, in offset
+    order per partition."""
     consumer = Consumer({**base_config(bus.settings), "group.id": "mlbus-replay", "enable.auto.commit": False,
                          "isolation.level": "read_committed", "enable.partition.eof": False})
     try:
@@ -31,10 +41,7 @@ def read_topics(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0) -> Ite
                 where = (message.topic(), message.partition())
                 if message.offset() + 1 >= ends.get(where, 0):
                     ends.pop(where, None)
-                try:
-                    yield decode_message(bus, message)
-                except DecodeError:
-                    continue
+                yield message
             ends = {w: end for w, end in ends.items() if _position(consumer, w) < end}
     finally:
         consumer.close()

@@ -82,7 +82,8 @@ def checkpoint_command(bus: Bus, args: argparse.Namespace) -> int:
 
 def replay_command(bus: Bus, args: argparse.Namespace) -> int:
     until = parse_time(args.until)
-    inventory, deployments, alerts = answers.state_at(list(decoded(bus, audit_records(bus))), until)
+    inventory, deployments, alerts = answers.state_at(list(decoded(bus, audit_records(bus, answers.STATE_RECORDS))),
+                                                      until)
     state = {"at": until, "models": {f"{m}@{v}": {"status": e.status, "aliases": sorted(
         a for a, n in inventory.aliases.get(m, {}).items() if n == v), "decisions": [d["kind"] for d in e.history]}
         for (m, v), e in sorted(inventory.versions.items())},

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from services.bus.audit_log import Audited
 from services.bus.projections.deployments import Deployments
-from services.bus.projections.inventory import Inventory, inventory_from
+from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory, inventory_from
 
 TRAFFIC = ("mlbus.InferenceRequest", "mlbus.Prediction", "mlbus.Outcome", "mlbus.KpiObserved",
            "mlbus.SchemaDefinition", "mlbus.DriftReport")
@@ -71,6 +71,9 @@ def explain(index: Index, request_id: str) -> dict | None:
             "decisions": [cited(e) for e in index.of("mlbus.ModelLifecycle", model, version)],
             "approvals": [cited(a) for a in index.of("mlbus.ApprovalSubmitted", model, version)],
             "policy": cited(policies[-1]) if policies else None, "later_drift_alerts": [cited(a) for a in alerts]}
+
+
+STATE_RECORDS = (*INVENTORY_RECORDS, "mlbus.DeploymentChanged", "mlbus.Alert")     # what state_at folds
 
 
 def state_at(events: list[Audited], until: datetime) -> tuple[Inventory, Deployments, list[dict]]:

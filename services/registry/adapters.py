@@ -124,4 +124,5 @@ def rebuild_inventory(bus: Bus) -> Inventory:
 
 def inventory_from_audit(bus: Bus) -> Inventory:
     """The inventory from audit.log alone: what `mlbus audit rebuild-registry` writes."""
-    return inventory_from([(e.record, e.value) for e in decoded(bus, audit_records(bus)) if e.record])
+    return inventory_from([(e.record, e.value) for e in decoded(bus, audit_records(bus, INVENTORY_RECORDS))
+                           if e.record])

@@ -45,6 +45,15 @@ def measure(run: Callable[[], float], counted: int = 3, warmup: int = 1) -> Runs
     return Runs(tuple(run() for _ in range(counted)))
 
 
+def measure_pair(ours: Callable[[], float], theirs: Callable[[], float], counted: int = 3,
+                 warmup: int = 1) -> tuple[Runs, Runs]:
+    """Both sides warmed up, then their runs interleaved, so both see the same machine (tight loops)."""
+    for _ in range(warmup):
+        ours(), theirs()
+    pairs = [(ours(), theirs()) for _ in range(counted)]
+    return Runs(tuple(a for a, _ in pairs)), Runs(tuple(b for _, b in pairs))
+
+
 def compare(name: str, ours: Runs, unit: str, peer: str | None = None, theirs: Runs | None = None,
             higher_is_better: bool = True, goal_ratio: float | None = None, goal: str = "",
             notes: str = "") -> Figure:

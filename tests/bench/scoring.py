@@ -61,7 +61,7 @@ def publish_model(stage: Stage, model: str, fitted, features: np.ndarray) -> Non
         "target": "label", "metric": "accuracy", "metrics": {"accuracy": 0.9}, "batches": [], "code_version": "bench",
         "environment": {}, "seed": 0, "duration_ms": 1, "artifact_uri": uri, "artifact_sha256": sha, "trained_at": NOW,
         "feature_profile": profile_frame(frame, reference=True),
-        "prediction_profile": profile_column("prediction", pd.Series(fitted.predict(features[:500]).astype(str)))}))
+        "prediction_profile": profile_column("prediction", pd.Series(fitted.predict(frame[:500]).astype(str)))}))
     publisher.publish(Event("mlbus.DeploymentChanged", key=model, id=derive_id(model, "deployed"), value={
         "deployment_id": f"{model}-dep", "model": model, "strategy": "replace", "phase": "completed",
         "routes": [{"version": 1, "variant": "champion", "share": 1.0, "served": True}], "reason": "bench",
@@ -129,15 +129,21 @@ def scoring_stage(brokers: Brokers, workdir: Path, model: str, fitted, features:
     return stage
 
 
+IN_FLIGHT = 20_000        # requests produced but not answered yet, at most, while measuring throughput
+
+
 def throughput(stage: Stage, model: str, features: np.ndarray, seconds: float) -> float:
-    """Requests produced as fast as the producer goes for `seconds`; the scorer's answers per second while
-    it is saturated (arrivals from 20 % to 100 % of the window)."""
+    """Requests produced as fast as the scorer takes them (a bounded backlog) for `seconds`; the scorer's
+    answers per second while saturated (arrivals from 20 % to 100 % of the window)."""
     payloads = request_payloads(stage, model, features, 30_000, uuid.uuid4().hex[:6])
     arrivals = Arrivals(stage)
     producer = Producer({**producer_config(stage.bus.settings, "bench-load"), "queue.buffering.max.messages": 200_000})
     started = time.time()
     i = 0
     while time.time() - started < seconds:
+        if i - len(arrivals.arrived) > IN_FLIGHT:          # saturated: keep the backlog bounded
+            producer.poll(0.005)
+            continue
         physical, key, value, headers, _ = payloads[i % len(payloads)]
         try:
             producer.produce(physical, value=value, key=key, headers=headers)
@@ -151,7 +157,13 @@ def throughput(stage: Stage, model: str, features: np.ndarray, seconds: float) -
     window_start = started + 0.2 * (ended - started)
     answered = [t for t in arrivals.arrived.values() if window_start <= t <= ended]
     producer.flush(60)
+    drained(stage)
     return len(answered) / (ended - window_start)
+
+
+def drained(stage: Stage) -> None:
+    """The scorer has answered everything produced so far (the next measurement starts from an empty queue)."""
+    wait_until(lambda: stage.lag("scorer", ["inference.requests"]) == 0, 600, "the scorer to drain", interval=0.5)
 
 
 def latency(stage: Stage, model: str, features: np.ndarray, rate: float, seconds: float) -> dict:
@@ -170,12 +182,12 @@ def latency(stage: Stage, model: str, features: np.ndarray, rate: float, seconds
         producer.produce(physical, value=value, key=key, headers=headers)
         producer.poll(0)
     producer.flush(60)
-    wait_until(lambda: len(arrivals.arrived) >= count, 120, "every answer", interval=0.1)
+    wait_until(lambda: sum(r in arrivals.arrived for r in sent) >= count, 120, "every answer", interval=0.5)
     arrivals.stop()
     skip = started + min(2.0, seconds / 5)          # the first seconds warm the pipeline up
-    latencies = np.array([(arrivals.arrived[r] - t) * 1000 for r, t in sent.items() if t >= skip and r in arrivals.arrived])
+    latencies = np.array([(arrivals.arrived[r] - t) * 1000 for r, t in sent.items() if t >= skip])
     return {"p50": float(np.percentile(latencies, 50)), "p99": float(np.percentile(latencies, 99)),
-            "answered": len(arrivals.arrived), "sent": count}
+            "answered": sum(r in arrivals.arrived for r in sent), "sent": count}
 
 
 def predict_limit(fitted, features: np.ndarray) -> float:
@@ -192,7 +204,7 @@ def predict_limit(fitted, features: np.ndarray) -> float:
 
 def pipe_limit(stage: Stage, payloads: list[tuple], prediction_size: int) -> float:
     """A bare consume → produce pipe (confluent-kafka, no decode, no model, no transaction): messages/s."""
-    names = [stage.bus.catalogue.physical(f"bench.pipe.{uuid.uuid4().hex[:6]}.{side}") for side in ("in", "out")]
+    names = [f"{stage.bus.settings.namespace}bench.pipe.{uuid.uuid4().hex[:6]}.{side}" for side in ("in", "out")]
     admin = TopicAdmin(stage.bus).admin
     for future in admin.create_topics([NewTopic(n, 3, 1) for n in names]).values():
         future.result(30)
