@@ -91,7 +91,9 @@ class Scorer:
             kept.append((index, route, served, deployment_id))
         if not rows:
             return
-        features = pd.DataFrame.from_records(rows, columns=entry.trained["features"])
+        names = entry.trained["features"]
+        features = pd.DataFrame(np.array([[row[name] for name in names] for row in rows], dtype=float),
+                                columns=names)
         labels, probabilities, classes = predict(fitted, features, entry.trained["task"])
         now = self.clock()
         for row, (index, route, served, deployment_id) in enumerate(kept):
@@ -121,10 +123,13 @@ class Scorer:
 
 
 def predict(model: object, features: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
-    labels = model.predict(features)
+    """Labels and class probabilities. A classifier's label is its most probable class: for every classifier
+    mlbus allows (services/bus/estimators.py) that is what predict() returns, and one predict_proba costs
+    half of predict + predict_proba (a forest walks its trees once)."""
     if task != "classification":
-        return labels, None, []
-    return labels, model.predict_proba(features), [str(c) for c in model.classes_]
+        return model.predict(features), None, []
+    probabilities = model.predict_proba(features)
+    return model.classes_[probabilities.argmax(axis=1)], probabilities, [str(c) for c in model.classes_]
 
 
 def main() -> None:

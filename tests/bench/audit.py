@@ -17,7 +17,8 @@ from services.bus.envelope import envelope_for
 from services.bus.kafka import producer_config
 from services.bus.publish import wire_form
 from services.bus.settings import PROJECT_ROOT
-from tests.chaos.harness import Brokers, Stage, wait_until
+from tests.chaos.harness import Brokers, Stage
+from tests.support.polling import wait_until
 
 from .figures import Figure, Runs, absolute
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from services.bus import Publisher
 from services.bus.datasets import publish_batch
-from tests.chaos.harness import Brokers, Stage, deploy_model, wait_until
+from tests.chaos.harness import Brokers, Stage, deploy_model
+from tests.support.polling import wait_until
 from tests.support.datasets import good, write
 
 from .figures import Figure, Runs, absolute

@@ -26,7 +26,8 @@ from services.bus.kafka import consumer_config, producer_config
 from services.bus.profile import profile_column, profile_frame
 from services.bus.publish import wire_form
 from services.bus.topics import TopicAdmin
-from tests.chaos.harness import Brokers, Stage, wait_until
+from tests.chaos.harness import Brokers, Stage
+from tests.support.polling import wait_until
 
 from . import peers
 from .figures import Figure, Runs, absolute, compare, measure
@@ -99,7 +100,9 @@ class Arrivals:
 
     def _run(self) -> None:
         while not self.done.is_set():
-            for message in self.consumer.consume(1000, 0.1):
+            # consume(n, timeout) waits to fill n: take the first message, then only what is already here.
+            first = self.consumer.consume(1, 0.1)
+            for message in first + (self.consumer.consume(999, 0) if first else []):
                 if message.error():
                     continue
                 # The request id is the Prediction's subject header (ce_subject): no decode needed here.

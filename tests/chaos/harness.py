@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -27,6 +27,7 @@ from services.bus.replay import read_topics
 from services.bus.settings import PROJECT_ROOT
 from services.bus.topics import TopicAdmin, consumer_lag, plan_topics
 from tests.support.datasets import good, write
+from tests.support.polling import wait_until
 
 from .checker import Sent
 
@@ -34,18 +35,6 @@ KAFKA = PROJECT_ROOT / "scripts" / "kafka"
 SPEC = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"
 MODEL = "breast_cancer_lr"
 AUTO_POLICY = f"model: {MODEL}\nmetric: roc_auc\nthresholds: {{roc_auc: 0.9}}\nhuman_approval: false\n"
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, message: str, interval: float = 0.5):
-    """Poll with a deadline (the suite never sleeps to wait)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = predicate()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {message}")
-        time.sleep(interval)
 
 
 class Brokers:

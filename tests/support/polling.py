@@ -12,16 +12,17 @@ from services.bus.kafka import base_config
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 60.0, interval: float = 0.2,
-               message: str = "condition") -> T:
-    """Call predicate until it returns something truthy; fail the test at the deadline."""
+def wait_until(predicate: Callable[[], T], timeout: float = 60.0, message: str = "condition", *,
+               interval: float = 0.2) -> T:
+    """Call predicate until it returns something truthy; TimeoutError at the deadline (the suite, the
+    reliability scenarios and the benchmarks poll with deadlines, never sleep to wait)."""
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {message}")
         time.sleep(interval)
 
 

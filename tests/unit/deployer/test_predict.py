@@ -1,0 +1,29 @@
+"""The scorer takes a classifier's label from its probabilities: it must equal predict() for every
+classifier mlbus allows."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from services.bus.estimators import ESTIMATORS, estimator_class
+from services.deployer.scorer import predict
+
+CLASSIFIERS = [name for name, (_, task) in ESTIMATORS.items() if task == "classification"]
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+@pytest.mark.parametrize("classes", [2, 3])
+def test_label_from_probabilities_equals_predict(name, classes):
+    rng = np.random.default_rng(1)
+    features = pd.DataFrame(rng.normal(size=(400, 5)), columns=[f"f{i}" for i in range(5)])
+    target = np.digitize(features["f0"] + features["f1"], np.linspace(-1, 1, classes - 1)).astype(str)
+    model = estimator_class(name)().fit(features, target)
+    labels, probabilities, class_names = predict(model, features, "classification")
+    assert (labels == model.predict(features)).all()
+    assert probabilities.shape == (400, classes) and class_names == sorted(set(target))
+
+
+def test_regression_has_no_probabilities():
+    features = pd.DataFrame({"x": [0.0, 1.0, 2.0]})
+    model = estimator_class("LinearRegression")().fit(features, [0.0, 2.0, 4.0])
+    labels, probabilities, class_names = predict(model, features, "regression")
+    assert np.allclose(labels, [0.0, 2.0, 4.0]) and probabilities is None and class_names == []
