@@ -3,17 +3,24 @@ one vectorised predict per version. Run N copies (MLBUS_INSTANCE) to share the r
 copy reads deployments and models.trained from every partition in a background thread.
 
     python -m services.deployer.scorer
+
+Delivery (MLBUS_SCORER_DELIVERY): `exactly-once` (default) answers each micro-batch in one Kafka transaction
+with its offsets — no request is answered twice, even across crashes, at ~35 ms of commit per batch on a
+local broker. `at-least-once` flushes the batch's predictions and then commits its offsets: lower latency,
+and after a crash some requests are answered again, with the same prediction_id (derived from the request's
+event id), so readers can drop the copies. See the README (Guarantees, Performance).
 """
 from __future__ import annotations
 
 import math
+import os
 from collections import defaultdict
 from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
 
-from services.bus import BadInput, Bus, Event, Received, ServiceRuntime
+from services.bus import BadInput, Bus, ConfigError, Event, Received, ServiceRuntime
 from services.bus.artifacts import ArtifactRefused, load_model
 from services.bus.logs import configure_logging, get_logger
 from services.bus.projections.deployments import Deployments
@@ -132,6 +139,16 @@ def predict(model: object, features: pd.DataFrame, task: str) -> tuple[np.ndarra
     return model.classes_[probabilities.argmax(axis=1)], probabilities, [str(c) for c in model.classes_]
 
 
+DELIVERY = {"exactly-once": True, "at-least-once": False}         # mode → transactional
+
+
+def transactional(environ=os.environ) -> bool:
+    mode = environ.get("MLBUS_SCORER_DELIVERY", "exactly-once")
+    if mode not in DELIVERY:
+        raise ConfigError(f"MLBUS_SCORER_DELIVERY={mode!r}: choose one of {', '.join(DELIVERY)}")
+    return DELIVERY[mode]
+
+
 def main() -> None:
     bus = Bus.from_env()
     configure_logging("scorer", bus.settings.log_format, bus.settings.log_level)
@@ -139,8 +156,8 @@ def main() -> None:
     scorer = Scorer(table)
     table.on_deployment = scorer.preload
     table.start()
-    ServiceRuntime(bus, "scorer", lambda message: [], topics=["inference.requests"], transactional=True,
-                   batch_size=1000, batch_handler=scorer).run()
+    ServiceRuntime(bus, "scorer", lambda message: [], topics=["inference.requests"],
+                   transactional=transactional(), batch_size=1000, batch_handler=scorer).run()
 
 
 if __name__ == "__main__":

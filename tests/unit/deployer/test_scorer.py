@@ -1,11 +1,12 @@
-"""The scorer takes a classifier's label from its probabilities: it must equal predict() for every
-classifier mlbus allows."""
+"""The scorer's pure parts: a classifier's label taken from its probabilities must equal predict() for every
+classifier mlbus allows; the delivery mode setting."""
 import numpy as np
 import pandas as pd
 import pytest
 
+from services.bus import ConfigError
 from services.bus.estimators import ESTIMATORS, estimator_class
-from services.deployer.scorer import predict
+from services.deployer.scorer import predict, transactional
 
 CLASSIFIERS = [name for name, (_, task) in ESTIMATORS.items() if task == "classification"]
 
@@ -27,3 +28,10 @@ def test_regression_has_no_probabilities():
     model = estimator_class("LinearRegression")().fit(features, [0.0, 2.0, 4.0])
     labels, probabilities, class_names = predict(model, features, "regression")
     assert np.allclose(labels, [0.0, 2.0, 4.0]) and probabilities is None and class_names == []
+
+
+def test_delivery_mode_defaults_to_exactly_once_and_refuses_unknown_modes():
+    assert transactional({}) is True
+    assert transactional({"MLBUS_SCORER_DELIVERY": "at-least-once"}) is False
+    with pytest.raises(ConfigError, match="exactly-once, at-least-once"):
+        transactional({"MLBUS_SCORER_DELIVERY": "best-effort"})
