@@ -15,25 +15,29 @@ from typing import Iterable
 
 GENESIS = "0" * 64
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-CHAINED_FIELDS = ("sequence", "audited_at", "source_topic", "source_partition", "source_offset",
-                  "source_timestamp", "key", "headers", "value", "actor", "record_type", "prev_hash")
+
+_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))    # made once: json.dumps builds one per call
 
 
 def canonical_bytes(record: dict) -> bytes:
-    return json.dumps({name: _plain(record[name]) for name in CHAINED_FIELDS}, sort_keys=True,
-                      separators=(",", ":")).encode()
+    """The JSON the hash covers, built field by field (the record's shape is fixed: this is the auditor's
+    hot path, where a generic walk over the values cost a fifth of the time)."""
+    return _JSON.encode({
+        "actor": record["actor"], "audited_at": _millis(record["audited_at"]),
+        "headers": [{"key": h["key"], "value": _hex(h["value"])} for h in record["headers"]],
+        "key": _hex(record["key"]), "prev_hash": record["prev_hash"], "record_type": record["record_type"],
+        "sequence": record["sequence"], "source_offset": record["source_offset"],
+        "source_partition": record["source_partition"], "source_timestamp": record["source_timestamp"],
+        "source_topic": record["source_topic"], "value": _hex(record["value"])}).encode()
 
 
-def _plain(value):
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, datetime):                # decoded timestamp-millis: back to its exact integer
-        return (value - EPOCH) // timedelta(milliseconds=1)
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
+def _hex(value: bytes | None) -> str | None:
+    return None if value is None else value.hex()
+
+
+def _millis(value: int | datetime) -> int:
+    """A decoded timestamp-millis back to its exact integer (the auditor itself writes the integer)."""
+    return value if isinstance(value, int) else (value - EPOCH) // timedelta(milliseconds=1)
 
 
 def chain_hash(prev_hash: str, record: dict) -> str:

@@ -28,6 +28,7 @@ from .publish import Publisher
 from .received import Received, decode_message
 from .schema_topic import SchemasTopicResolver
 from .settings import ConfigError
+from .watchdog import Watchdog, exit_stuck
 
 Handler = Callable[[Received], Iterable[Event]]
 BatchHandler = Callable[[list[Received]], list["list[Event] | BadInput"]]
@@ -48,6 +49,9 @@ class Forward:
 
 # Commit refusals that mean "the group is rebalancing", not "something broke".
 REBALANCING = (KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_MEMBER_ID)
+# Past this, a transaction's commit is stuck: each of its calls has a 30 s timeout, and on a timeout the service
+# crashes anyway; only a call that ignores its timeout (watchdog.py) runs into this.
+TRANSACTION_DEADLINE_S = 45.0
 RawBatchHandler = Callable[[list[Message]], "list[Event | Forward]"]
 __all__ = ["BatchHandler", "Forward", "Handler", "Received", "ServiceRuntime", "Tick"]
 
@@ -84,6 +88,7 @@ class ServiceRuntime:
         self._last_tick = time.monotonic()
         self.group = f"{bus.settings.namespace}mlbus.{service}"
         self.log = get_logger(group=self.group)
+        self.watchdog = Watchdog(exit_stuck(self.log))
         self._stopping = False
         self._pending_offsets: dict[tuple[str, int], TopicPartition] = {}   # at-least-once: not yet committed
         instance = bus.settings.instance        # MLBUS_INSTANCE: one per copy when scaled out
@@ -204,7 +209,8 @@ class ServiceRuntime:
         for event in events:
             self.publisher.publish(event)
         if self.transactional:
-            self.publisher.producer.commit_transaction(30)
+            with self.watchdog.deadline("commit_transaction", TRANSACTION_DEADLINE_S):
+                self.publisher.producer.commit_transaction(30)
             self.publisher.raise_failures()
         else:
             self.publisher.flush()
@@ -252,8 +258,9 @@ class ServiceRuntime:
     def _commit(self, offsets: list[TopicPartition]) -> None:
         producer = self.publisher.producer
         if self.transactional:
-            producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
-            producer.commit_transaction(30)
+            with self.watchdog.deadline("send_offsets_to_transaction + commit_transaction", TRANSACTION_DEADLINE_S):
+                producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
+                producer.commit_transaction(30)
             self.publisher.raise_failures()
         else:
             self.publisher.flush()

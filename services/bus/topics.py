@@ -16,8 +16,10 @@ from .context import Bus
 from .kafka import admin_config, base_config
 
 T = TypeVar("T")
-COORDINATOR_NOT_READY = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-                         KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT}
+# What a broker that has just (re)started answers for a while: worth another try, not a crash.
+NOT_READY_YET = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                 KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT, KafkaError.NOT_LEADER_FOR_PARTITION,
+                 KafkaError.LEADER_NOT_AVAILABLE, KafkaError._TRANSPORT}
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ def consumer_lag(bus: Bus, group: str, topics: list[str]) -> dict[str, int]:
             physical = bus.catalogue.physical(topic)
             metadata = consumer.list_topics(physical, timeout=10).topics[physical]
             partitions = [TopicPartition(physical, p) for p in metadata.partitions]
-            for tp in _retry_while_retriable(lambda: consumer.committed(partitions, timeout=10)):
+            for tp in retry_while_retriable(lambda: consumer.committed(partitions, timeout=10)):
                 low, high = consumer.get_watermark_offsets(TopicPartition(physical, tp.partition), timeout=10)
                 gaps[(topic, tp.partition)] = (tp.offset if tp.offset >= 0 else low, high)
     finally:
@@ -180,15 +182,16 @@ def committed_topics(bus: Bus, group: str) -> list[str]:
     return sorted({bus.catalogue.logical(tp.topic) for tp in partitions})
 
 
-def _retry_while_retriable(call: Callable[[], T], deadline_s: float = 30.0) -> T:
-    """Group coordinator look-ups fail retriably while a fresh broker loads its state: try again."""
+def retry_while_retriable(call: Callable[[], T], deadline_s: float = 30.0) -> T:
+    """Look-ups (group coordinator, partition leaders) fail retriably while a fresh broker loads its state:
+    try again until the deadline."""
     give_up = time.monotonic() + deadline_s
     while True:
         try:
             return call()
         except KafkaException as error:
             kafka_error = error.args[0]
-            transient = kafka_error.retriable() or kafka_error.code() in COORDINATOR_NOT_READY
+            transient = kafka_error.retriable() or kafka_error.code() in NOT_READY_YET
             if not transient or time.monotonic() > give_up:
                 raise
             time.sleep(0.2)

@@ -84,7 +84,7 @@ def scored_result(name: str, stage: Stage, producer: TrackedProducer, notes: lis
 
 # 1 ────────────────────────────────────────────────────────────────────────────────────────────────────────
 def broker_crash(workdir: Path, scale: float) -> ScenarioResult:
-    """kill -9 the broker halfway through the requests, restart it after a few seconds."""
+    """kill -9 the broker halfway through the requests, while the scorer answers; restart it a few seconds later."""
     n = count(100_000, scale, least=1000)
     downtime_s = 5.0
     with Brokers(workdir / "kafka") as brokers:
@@ -96,6 +96,10 @@ def broker_crash(workdir: Path, scale: float) -> ScenarioResult:
             restarted = threading.Event()
 
             def crash() -> None:
+                # Mid-stream: the scorer is answering (not still starting up) when the broker dies.
+                producer.flush(120)
+                wait_until(lambda: stage.lag("scorer", ["inference.requests"]) < n // 2, 180,
+                           "the scorer to answer before the crash")
                 brokers.kill()
                 threading.Timer(downtime_s, lambda: (brokers.restart(), restarted.set())).start()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Callable
 
 from confluent_kafka import Consumer, TopicPartition
@@ -11,6 +12,7 @@ from ..context import Bus
 from ..errors import BadInput
 from ..kafka import base_config
 from ..received import decode_message
+from ..topics import retry_while_retriable
 
 Fold = Callable[[str, dict], None]
 
@@ -28,26 +30,36 @@ class Follower:
         self.folds = folds
         self.on_event = on_event
         self.ready = threading.Event()
+        self.error: BaseException | None = None      # what stopped the thread, raised by start()
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._follow, name=f"{name}-follower", daemon=True)
 
     def start(self, timeout_s: float = 60.0) -> None:
         self.thread.start()
-        if not self.ready.wait(timeout_s):
-            raise RuntimeError(f"{self.name}: could not read {', '.join(self.records)} to their end")
+        deadline = time.monotonic() + timeout_s
+        while not self.ready.wait(0.1):
+            if self.error is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: could not read {', '.join(self.records)} to their end") \
+                    from self.error
 
     def stop(self) -> None:
         self._stop.set()
 
     def _follow(self) -> None:
+        try:
+            self._read_and_follow()
+        except BaseException as error:          # noticed by start(); after start, the service's log shows it
+            self.error = error
+            raise
+
+    def _read_and_follow(self) -> None:
         consumer = Consumer({**base_config(self.bus.settings), "group.id": f"{self.bus.settings.namespace}mlbus."
                                                                           f"{self.name}-follower",
                              "enable.auto.commit": False, "isolation.level": "read_committed"})
         topics = sorted({self.bus.catalogue.physical(self.bus.catalogue.for_schema(r).name) for r in self.records})
-        ends = {}
-        for topic in topics:
-            for p in consumer.list_topics(topic, timeout=30).topics[topic].partitions:
-                ends[(topic, p)] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+        ends = retry_while_retriable(lambda: {
+            (topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+            for topic in topics for p in consumer.list_topics(topic, timeout=30).topics[topic].partitions})
         consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
         while not self._stop.is_set():
             for message in consumer.consume(500, 0.2):

@@ -1,6 +1,7 @@
 """The audit chain, pure: records sealed in order; verify finds a flipped byte, a dropped record, two
 swapped records and a tail truncated below a checkpoint, naming the first bad sequence number."""
-from datetime import timedelta
+import json
+from datetime import datetime, timedelta
 
 from services.bus.audit import EPOCH, GENESIS, ChainHead, canonical_bytes, verify
 from services.auditor.decide import Crossing, append, audit_record
@@ -62,3 +63,28 @@ def test_canonical_bytes_do_not_depend_on_how_a_time_is_given():
     record = audit_record(crossing(1), 1, 1_800_000_000_123)
     as_datetime = {**record, "audited_at": EPOCH + timedelta(milliseconds=1_800_000_000_123), "prev_hash": "0"}
     assert canonical_bytes({**record, "prev_hash": "0"}) == canonical_bytes(as_datetime)
+
+
+def spec_bytes(record: dict) -> bytes:
+    """The canonical form as the module docstring states it, generically: every field but `hash`, sorted keys,
+    no spaces, bytes as lowercase hex, times as epoch milliseconds."""
+    def plain(value):
+        if isinstance(value, bytes):
+            return value.hex()
+        if isinstance(value, datetime):
+            return (value - EPOCH) // timedelta(milliseconds=1)
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+    return json.dumps({k: plain(v) for k, v in record.items() if k != "hash"}, sort_keys=True,
+                      separators=(",", ":")).encode()
+
+
+def test_canonical_bytes_are_the_documented_json_of_every_field_but_the_hash():
+    records = chain(3)
+    odd = {**records[0], "key": None, "value": None, "record_type": None, "actor": "cli:ünïcode \"q\"",
+           "headers": [{"key": "h", "value": None}, {"key": "h", "value": b"\x00\xff"}]}
+    for record in records + [odd]:
+        assert canonical_bytes(record) == spec_bytes(record)
