@@ -22,7 +22,7 @@ def run_checks(frame: pd.DataFrame, contract: Contract) -> tuple[list[dict], lis
         return [finding("empty", "the file has no rows", count=0)], [], frame
     failures = schema_findings(frame, contract)
     warnings: list[dict] = []
-    typed = frame.copy()
+    typed = frame.copy(deep=False)        # pandas 3 copy-on-write: replacing a column leaves `frame` as it was
     for rule in contract.fields:
         if rule.name not in typed.columns:
             continue
@@ -58,6 +58,8 @@ def coerce(column: pd.Series, rule: FieldRule) -> tuple[pd.Series, list[dict]]:
         mapped = column.map({True: True, False: False, "true": True, "false": False, 1: True, 0: False})
         bad = (column.notna() & mapped.isna()).to_numpy()
         return mapped, ([finding("type", f"{bad.sum()} values are not booleans", rule.name, bad)] if bad.any() else [])
+    if pd.api.types.is_integer_dtype(column) or (rule.kind == "numeric" and pd.api.types.is_float_dtype(column)):
+        return column, []                     # already of the type: nothing to convert, nothing can be bad
     numbers = pd.to_numeric(column, errors="coerce")
     bad = (column.notna() & numbers.isna()).to_numpy()
     if rule.kind == "integer":
@@ -79,16 +81,15 @@ def missing_findings(column: pd.Series, rule: FieldRule) -> list[dict]:
 
 def value_findings(column: pd.Series, rule: FieldRule) -> list[dict]:
     found = []
-    present = column.notna().to_numpy()
     if rule.minimum is not None or rule.maximum is not None:
         values = column.to_numpy(dtype=float, na_value=np.nan)
         low = -np.inf if rule.minimum is None else rule.minimum
         high = np.inf if rule.maximum is None else rule.maximum
-        outside = present & ((values < low) | (values > high))
+        outside = (values < low) | (values > high)              # NaN (missing) compares False
         if outside.any():
             found.append(finding("range", f"{int(outside.sum())} values outside [{low}, {high}]", rule.name, outside))
     if rule.allowed is not None:
-        unexpected = present & ~column.isin(rule.allowed).to_numpy()
+        unexpected = column.notna().to_numpy() & ~column.isin(rule.allowed).to_numpy()
         if unexpected.any():
             seen = sorted(map(str, column[unexpected].unique()[:3]))
             found.append(finding("allowed", f"{int(unexpected.sum())} values not in {list(rule.allowed)} (e.g. {seen})",
@@ -131,13 +132,12 @@ def duplicate_checks(frame: pd.DataFrame, contract: Contract) -> tuple[list[dict
     key_failures = []
     keys = [k for k in contract.keys if k in frame.columns]
     if keys and len(keys) == len(contract.keys):
-        repeated = frame.duplicated(subset=keys, keep="first").to_numpy()
+        repeated, shares_key = key_repeats(frame, keys)
         if repeated.any():
             key_failures.append(finding("duplicate_keys", f"{int(repeated.sum())} rows repeat a key "
                                                           f"({', '.join(keys)})", ",".join(keys), repeated))
         # Equal rows have equal keys: only rows whose key repeats need comparing whole (hashing every column
         # of every row was most of the validator's time on large batches).
-        shares_key = repeated | frame.duplicated(subset=keys, keep="last").to_numpy()
         rows = np.zeros(len(frame), dtype=bool)
         rows[shares_key] = frame[shares_key].duplicated(keep="first").to_numpy()
     else:
@@ -145,3 +145,16 @@ def duplicate_checks(frame: pd.DataFrame, contract: Contract) -> tuple[list[dict
     duplicates = [finding("duplicate_rows", f"{int(rows.sum())} rows repeat an earlier row", mask=rows)] \
         if rows.any() else []
     return key_failures, duplicates
+
+
+def key_repeats(frame: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows whose key appeared on an earlier row, rows whose key appears more than once). One hash pass for a
+    single key column: factorize numbers the keys in order of first appearance, so a row is a key's first
+    exactly when its code is above every earlier code."""
+    if len(keys) > 1:
+        return (frame.duplicated(subset=keys, keep="first").to_numpy(),
+                frame.duplicated(subset=keys, keep=False).to_numpy())
+    codes, uniques = pd.factorize(frame[keys[0]], use_na_sentinel=False)      # missing keys count as one value
+    first = np.ones(len(codes), dtype=bool)
+    first[1:] = codes[1:] > np.maximum.accumulate(codes)[:-1]
+    return ~first, np.bincount(codes, minlength=len(uniques))[codes] > 1

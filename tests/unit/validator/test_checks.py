@@ -2,11 +2,12 @@
 import json
 from datetime import datetime, timezone
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from services.bus.settings import PROJECT_ROOT
-from services.validator.checks import run_checks
+from services.validator.checks import key_repeats, run_checks
 from services.validator.contract import ContractError, parse_contract
 from services.validator.decide import validate_batch
 from services.bus.datastore import DataFileError
@@ -111,3 +112,13 @@ def test_the_validation_id_derives_from_the_batch():
 def test_a_contract_naming_an_unknown_key_is_refused():
     with pytest.raises(ContractError, match="does not define"):
         parse_contract({"name": "x", "mlbus.contract": {"keys": ["nope"]}, "fields": [{"name": "a", "type": "long"}]})
+
+
+def test_key_repeats_agree_with_pandas_duplicated_including_missing_keys():
+    rng = np.random.default_rng(3)
+    for values in (rng.integers(0, 50, 300).astype(float), np.array([np.nan, 1.0, np.nan, 1.0, 2.0]),
+                   rng.choice(["a", "b", None], 200)):
+        frame = pd.DataFrame({"id": values})
+        repeated, shares = key_repeats(frame, ["id"])
+        assert (repeated == frame.duplicated(keep="first").to_numpy()).all()
+        assert (shares == frame.duplicated(keep=False).to_numpy()).all()
