@@ -5,7 +5,7 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 SPEC_VERSION = b"1.0"
 CONTENT_TYPE = b"application/avro"
@@ -76,10 +76,12 @@ def to_headers(envelope: Envelope) -> list[tuple[str, bytes]]:
     return headers
 
 
-def from_headers(headers: Iterable[tuple[str, bytes | None]] | None, fallback_id: str, record: str) -> Envelope:
-    """Read the envelope; a message from a plain producer without ce_* headers still gets a stable id."""
+def from_headers(headers: Iterable[tuple[str, bytes | None]] | None, fallback_id: str | Callable[[], str],
+                 record: str) -> Envelope:
+    """Read the envelope; a message from a plain producer without ce_* headers still gets a stable id
+    (fallback_id may be a function: deriving an id per message showed in the scorer's profile)."""
     found = {k: v.decode("utf-8", "replace") for k, v in (headers or []) if v is not None}
-    event_id = found.get("ce_id") or fallback_id
+    event_id = found.get("ce_id") or (fallback_id() if callable(fallback_id) else fallback_id)
     return Envelope(
         id=event_id, source=found.get("ce_source", "unknown"), type=found.get("ce_type", record),
         time=found.get("ce_time", ""), subject=found.get("ce_subject"),

@@ -28,7 +28,8 @@ def decode_message(bus: Bus, message: Message) -> Received:
     topic = bus.catalogue.logical(message.topic())
     record, value = bus.schemas.decode(message.value())
     key = message.key()
-    fallback_id = derive_id(topic, message.partition(), message.offset())
-    return Received(topic=topic, partition=message.partition(), offset=message.offset(),
+    partition, offset = message.partition(), message.offset()
+    return Received(topic=topic, partition=partition, offset=offset,
                     timestamp_ms=message.timestamp()[1], key=key.decode("utf-8", "replace") if key else None,
-                    record=record, value=value, envelope=from_headers(message.headers(), fallback_id, record))
+                    record=record, value=value, envelope=from_headers(
+                        message.headers(), lambda: derive_id(topic, partition, offset), record))

@@ -24,6 +24,14 @@ def one_release(stage: Stage, seed: int, version: int) -> tuple[float, float]:
     fit_s = sum(r["duration_ms"] for r in stage.values("training.runs")
                 if r["request_id"] == trained["request_id"]) / 1000
     total_s = (deployed["changed_at"] - batch["published_at"]).total_seconds()
+    if deployed["phase"] == "started":
+        # A canary waits for live traffic to advance, and a new version is refused while one is in progress:
+        # roll it back (to the champion) so the next release starts from the same place.
+        result = stage.cli("rollback", deployed["model"], "--reason", "bench: next release")
+        if result.returncode != 0:
+            raise RuntimeError(f"mlbus rollback failed: {result.stderr}")
+        wait_until(lambda: [d for d in stage.values("deployments") if d["deployment_id"] == deployed["deployment_id"]
+                            and d["phase"] == "rolled-back"], 120, f"the canary of v{version} rolled back")
     return total_s - fit_s, fit_s
 
 
