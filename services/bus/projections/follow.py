@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Callable
 
 from confluent_kafka import Consumer, TopicPartition
@@ -29,18 +28,16 @@ class Follower:
         self.records = records
         self.folds = folds
         self.on_event = on_event
-        self.ready = threading.Event()
+        self.ready = threading.Event()             # read to the end, or failed (error set)
         self.error: BaseException | None = None      # what stopped the thread, raised by start()
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._follow, name=f"{name}-follower", daemon=True)
 
     def start(self, timeout_s: float = 60.0) -> None:
         self.thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self.ready.wait(0.1):
-            if self.error is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name}: could not read {', '.join(self.records)} to their end") \
-                    from self.error
+        if not self.ready.wait(timeout_s) or self.error is not None:
+            raise RuntimeError(f"{self.name}: could not read {', '.join(self.records)} to their end") \
+                from self.error
 
     def stop(self) -> None:
         self._stop.set()
@@ -48,8 +45,9 @@ class Follower:
     def _follow(self) -> None:
         try:
             self._read_and_follow()
-        except BaseException as error:          # noticed by start(); after start, the service's log shows it
+        except BaseException as error:          # start() raises it; after start, the service's log shows it
             self.error = error
+            self.ready.set()                    # wakes start() at once
             raise
 
     def _read_and_follow(self) -> None:
