@@ -6,58 +6,68 @@ import shutil
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from services.bus.acl_admin import apply_access
 from services.bus.context import Bus
 from services.bus.settings import PROJECT_ROOT, Settings
-from services.bus.topics import TopicAdmin, plan_topics
+from tests.support.people import Cli, prepared_bus
 
 KAFKA_SCRIPT = PROJECT_ROOT / "scripts" / "kafka"
 
 
+@dataclass(frozen=True)
+class Broker:
+    bootstrap: str
+    clients_dir: str        # <principal>.properties: admin's from scripts/kafka, the services' from acl apply
+
+    def env(self) -> dict[str, str]:
+        return {"MLBUS_BOOTSTRAP": self.bootstrap, "MLBUS_CREDENTIALS_DIR": self.clients_dir}
+
+
 @pytest.fixture(scope="session")
-def bootstrap(tmp_path_factory) -> str:
-    """MLBUS_BOOTSTRAP if set, else a fresh local broker on a free port, stopped after the session."""
+def broker() -> Broker:
+    """MLBUS_BOOTSTRAP (with MLBUS_CREDENTIALS_DIR) if set, else a fresh secured local broker on a free port,
+    with every service principal made, stopped after the session."""
     if os.environ.get("MLBUS_BOOTSTRAP"):
-        yield os.environ["MLBUS_BOOTSTRAP"]
+        yield Broker(os.environ["MLBUS_BOOTSTRAP"], os.environ.get("MLBUS_CREDENTIALS_DIR", ""))
         return
     state = PROJECT_ROOT / "var" / f"test-kafka-{os.getpid()}"
     result = subprocess.run([sys.executable, str(KAFKA_SCRIPT), "start", "--dir", str(state), "--fresh"],
                             stdout=subprocess.PIPE, text=True)
     assert result.returncode == 0, f"local broker did not start:\n{result.stdout}"
-    yield result.stdout.strip().splitlines()[-1].removeprefix("bootstrap=")
+    started = Broker(result.stdout.strip().splitlines()[-1].removeprefix("bootstrap="), str(state / "clients"))
+    apply_access(Bus.from_env(started.env()))       # the principals, once for the session
+    yield started
     subprocess.run([sys.executable, str(KAFKA_SCRIPT), "stop", "--dir", str(state)], stdout=subprocess.DEVNULL)
     shutil.rmtree(state, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def bootstrap(broker) -> str:
+    return broker.bootstrap
+
+
 @pytest.fixture
-def bus_env(bootstrap, tmp_path) -> dict[str, str]:
-    """Environment for a test's processes: its own topic namespace and var dir on the session broker."""
-    return {**os.environ, "MLBUS_BOOTSTRAP": bootstrap, "MLBUS_NAMESPACE": f"t{uuid.uuid4().hex[:10]}.",
+def bus_env(broker, tmp_path) -> dict[str, str]:
+    """Environment for a test's processes: its own topic namespace and var dir on the session broker. Each
+    process connects as its own principal (services by their name, the CLI as admin)."""
+    return {**os.environ, **broker.env(), "MLBUS_NAMESPACE": f"t{uuid.uuid4().hex[:10]}.",
             "MLBUS_VAR": str(tmp_path / "var"), "MLBUS_LOG_FORMAT": "json", "PYTHONPATH": str(PROJECT_ROOT)}
 
 
 @pytest.fixture
 def bus(bus_env) -> Bus:
-    """A Bus whose topics all exist, isolated from every other test by its namespace."""
-    bus = Bus.from_settings(Settings.from_env(bus_env))
-    admin = TopicAdmin(bus)
-    admin.apply(plan_topics(bus.catalogue, {}))
-    return bus
-
-
-def mlbus_cli(env: dict[str, str], *args: str, stdin: str | None = None,
-              timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run the real `mlbus` command line in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "services.cli.main", *args], input=stdin, env=env,
-                          capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT)
+    """A Bus acting as the broker's admin, whose topics and ACLs all exist, isolated by its namespace."""
+    return prepared_bus(bus_env)
 
 
 @pytest.fixture
-def cli(bus_env):
-    return lambda *args, **kw: mlbus_cli(bus_env, *args, **kw)
+def cli(bus_env) -> Cli:
+    return Cli(bus_env)
 
 
 def pytest_collection_modifyitems(items):

@@ -13,7 +13,7 @@ NOT_AUDITED = ("audit.log", "audit.checkpoints")
 
 
 def main() -> None:
-    bus = Bus.from_env()
+    bus = Bus.from_env(principal="auditor")
     configure_logging("auditor", bus.settings.log_format, bus.settings.log_level)
     auditor = Auditor(bus, lambda: chain_head(bus), int(os.environ.get("MLBUS_AUDIT_CHECKPOINT_EVERY", "1000")))
     topics = [name for name in bus.catalogue.topics if name not in NOT_AUDITED]

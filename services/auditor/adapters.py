@@ -5,7 +5,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from services.bus import Bus
 from services.bus.audit import ChainHead
-from services.bus.kafka import base_config
+from services.bus.kafka import base_config, group_id
 
 TAIL_STEP = 64
 
@@ -14,7 +14,7 @@ def chain_head(bus: Bus, timeout_s: float = 30.0) -> ChainHead:
     """The sequence and hash of audit.log's last committed record; the genesis head for an empty log.
     Reads backwards in steps: the last offsets may hold transaction markers or aborted records."""
     topic = bus.catalogue.physical("audit.log")
-    consumer = Consumer({**base_config(bus.settings), "group.id": "mlbus-auditor-tail", "enable.auto.commit": False,
+    consumer = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, "tail"), "enable.auto.commit": False,
                          "isolation.level": "read_committed"})
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout_s)

@@ -49,8 +49,15 @@ def decoded(bus: Bus, records: Iterable[dict]) -> Iterator[Audited]:
                 record, value = bus.schemas.decode(entry["value"])
             except BadInput:
                 pass
+            if record is not None and record != _carried(bus, entry["source_topic"]):
+                record, value = None, None          # the topic decides the type: a misplaced record folds nowhere
         yield Audited(entry["sequence"], entry_time(entry), entry["source_topic"], entry["actor"], record, value,
                       entry)
+
+
+def _carried(bus: Bus, source_topic: str) -> str | None:
+    topic = bus.catalogue.topics.get(source_topic)
+    return topic.schema if topic is not None else None
 
 
 def entry_time(entry: dict) -> datetime:

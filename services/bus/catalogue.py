@@ -26,6 +26,8 @@ class Topic:
     consumers: tuple[str, ...]
     purpose: str
     dead_letter_for: str | None = None
+    readers: tuple[str, ...] = ()       # read without consuming as input (rebuilding state, reference data)
+    private: bool = False               # not readable by every person (features and labels)
 
     @property
     def dlq(self) -> str:
@@ -35,6 +37,7 @@ class Topic:
         return {"name": self.name, "schema": self.schema, "key": self.key, "partitions": self.partitions,
                 "replication": self.replication, "config": dict(self.config),
                 "producers": list(self.producers), "consumers": list(self.consumers),
+                "readers": list(self.readers), "private": self.private,
                 "purpose": self.purpose, "dead_letter_for": self.dead_letter_for}
 
 
@@ -104,6 +107,7 @@ def _topic(entry: Mapping, defaults: Mapping, replication: int | None) -> Topic:
         replication=replication or int(entry.get("replication", defaults.get("replication", 1))),
         config={k: str(v) for k, v in config.items()},
         producers=tuple(entry.get("producers", [])), consumers=tuple(entry.get("consumers", [])),
+        readers=tuple(entry.get("readers", [])), private=bool(entry.get("private", False)),
         purpose=entry["purpose"])
 
 
@@ -111,7 +115,7 @@ def _dead_letter_topic(topic: Topic, defaults: Mapping) -> Topic:
     return Topic(
         name=topic.dlq, schema=None, key=topic.key, partitions=1, replication=topic.replication,
         config={k: str(v) for k, v in defaults.get("dlq_config", {}).items()},
-        producers=topic.consumers, consumers=(), dead_letter_for=topic.name,
+        producers=topic.consumers, consumers=(), dead_letter_for=topic.name, private=True,
         purpose=f"Messages from {topic.name} that could not be handled: original bytes, reason in headers.")
 
 

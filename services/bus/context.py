@@ -24,5 +24,7 @@ class Bus:
         return cls(settings, catalogue, schemas)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Bus":
-        return cls.from_settings(Settings.from_env(environ))
+    def from_env(cls, environ: Mapping[str, str] | None = None, principal: str = "") -> "Bus":
+        """principal: whose credentials to use unless MLBUS_PRINCIPAL says otherwise (a service passes its name)."""
+        settings = Settings.from_env(environ)
+        return cls.from_settings(settings.as_principal(principal) if principal else settings)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from .context import Bus
 from .datastore import count_rows, store_snapshot
@@ -16,9 +17,10 @@ from .publish import Publisher
 
 
 def publish_batch(bus: Bus, dataset: str, path: Path, actor: str, publisher: Publisher | None = None,
-                  labels: dict[str, str] | None = None) -> dict:
+                  labels: dict[str, str] | None = None, sign: Callable[[str, dict], dict] | None = None) -> dict:
     """Store an immutable, content-addressed snapshot and publish its DataBatch; returns the event's value.
-    The batch id derives from dataset and content: the same file published twice is the same batch."""
+    The batch id derives from dataset and content: the same file published twice is the same batch.
+    sign: a person's signature over the record (the CLI's), for batches a person publishes."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} is not a file")
     snapshot = store_snapshot(bus.settings.data_dir, dataset, path)
@@ -27,6 +29,8 @@ def publish_batch(bus: Bus, dataset: str, path: Path, actor: str, publisher: Pub
              "rows": count_rows(path, snapshot.format), "size_bytes": snapshot.size_bytes,
              "format": snapshot.format, "publisher": actor, "published_at": datetime.now(timezone.utc),
              "labels": labels or {}}
+    if sign is not None:
+        value = sign("mlbus.DataBatch", value)
     own = publisher or Publisher(bus, source=actor)
     own.publish(Event(record="mlbus.DataBatch", value=value, key=dataset, id=batch_id, subject=batch_id))
     if publisher is None:

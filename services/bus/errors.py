@@ -13,3 +13,8 @@ class DecodeError(BadInput):
     """The bytes are not a record the schema catalogue can read."""
 
     stage = "decode"
+
+
+class WrongRecordType(DecodeError):
+    """A record of another Avro type than its topic's catalogue schema: the topic decides the type, so a
+    ModelLifecycle written to deploy.requests is refused, never folded or acted on."""

@@ -1,16 +1,25 @@
-"""librdkafka settings for mlbus's producers, consumers and admin clients, in one place.
-MLBUS_KAFKA_* settings (Settings.kafka_overrides) are applied last, so they win over these defaults."""
+"""librdkafka settings for mlbus's producers, consumers and admin clients, in one place: the broker's
+address, the process's credentials (credentials.py), then MLBUS_KAFKA_* settings (Settings.kafka_overrides),
+applied last so they win over these defaults."""
 from __future__ import annotations
 
+from .credentials import client_credentials
 from .settings import Settings
 
 
+def group_id(settings: Settings, purpose: str = "") -> str:
+    """Consumer groups and transactional ids live under `<ns>mlbus.<principal>[.purpose]`: where the
+    principal's ACLs allow it (access.py)."""
+    base = f"{settings.namespace}mlbus.{settings.client_principal}"
+    return f"{base}.{purpose}" if purpose else base
+
+
 def base_config(settings: Settings) -> dict:
-    return {"bootstrap.servers": settings.bootstrap, **settings.kafka_overrides}
+    return {"bootstrap.servers": settings.bootstrap, **client_credentials(settings), **settings.kafka_overrides}
 
 
 def producer_config(settings: Settings, client_id: str, transactional_id: str | None = None) -> dict:
-    config = {"bootstrap.servers": settings.bootstrap, "client.id": client_id,
+    config = {**base_config(settings), "client.id": client_id,
               "enable.idempotence": True, "acks": "all", "linger.ms": 5,
               "compression.type": "lz4", "message.max.bytes": 8 * 1024 * 1024}
     if transactional_id:
@@ -23,7 +32,7 @@ def producer_config(settings: Settings, client_id: str, transactional_id: str | 
 
 
 def consumer_config(settings: Settings, group: str, client_id: str, read_committed: bool = True) -> dict:
-    config = {"bootstrap.servers": settings.bootstrap, "group.id": group, "client.id": client_id,
+    config = {**base_config(settings), "group.id": group, "client.id": client_id,
               "enable.auto.commit": False, "enable.auto.offset.store": False,
               "auto.offset.reset": "earliest",
               "isolation.level": "read_committed" if read_committed else "read_uncommitted",

@@ -7,6 +7,7 @@ from confluent_kafka import Message
 
 from .context import Bus
 from .envelope import Envelope, derive_id, from_headers
+from .errors import WrongRecordType
 
 
 @dataclass(frozen=True)
@@ -24,9 +25,13 @@ class Received:
 
 
 def decode_message(bus: Bus, message: Message) -> Received:
-    """Raises DecodeError (a BadInput) when the bytes are not a record the catalogue can read."""
+    """Raises DecodeError (a BadInput) when the bytes are not a record the catalogue can read, and
+    WrongRecordType when the record is not of its topic's type."""
     topic = bus.catalogue.logical(message.topic())
     record, value = bus.schemas.decode(message.value())
+    carried = bus.catalogue.topics.get(topic)
+    if carried is not None and carried.schema is not None and record != carried.schema:
+        raise WrongRecordType(f"{topic} carries {carried.schema} records, not {record}")
     key = message.key()
     partition, offset = message.partition(), message.offset()
     return Received(topic=topic, partition=partition, offset=offset,

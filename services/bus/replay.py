@@ -9,7 +9,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from .context import Bus
 from .errors import DecodeError
-from .kafka import base_config
+from .kafka import base_config, group_id
 from .received import Received, decode_message
 
 
@@ -26,7 +26,7 @@ def read_topics(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0) -> Ite
 def read_messages(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0) -> Iterator[Message]:
     """Every committed message of the topics (bytes as they are), up to their end when called, in offset
     order per partition."""
-    consumer = Consumer({**base_config(bus.settings), "group.id": "mlbus-replay", "enable.auto.commit": False,
+    consumer = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, "replay"), "enable.auto.commit": False,
                          "isolation.level": "read_committed", "enable.partition.eof": False,
                          # Bulk reading: larger fetches than the defaults (1 MB per partition) mean fewer
                          # round trips over a long log such as audit.log (one partition).
@@ -65,12 +65,14 @@ def _position(consumer: Consumer, where: tuple[str, int]) -> int:
     return position.offset if position.offset >= 0 else 0
 
 
-def fold_history(bus: Bus, records: tuple[str, ...], *folds: Callable[[str, dict], None]) -> None:
+def fold_history(bus: Bus, records: tuple[str, ...], *folds: Callable[[str, dict], None],
+                 keep: Callable[[Received], bool] = lambda received: True) -> None:
     """Rebuild projections from the topics that carry these record types: every record is handed to each
-    fold, record type by record type in the order given (a decision comes after what it decides on)."""
+    fold, record type by record type in the order given (a decision comes after what it decides on).
+    keep: which records count (e.g. only people's acts whose signature verifies)."""
     history = list(read_topics(bus, [bus.catalogue.for_schema(name).name for name in records]))
     for name in records:
         for record in history:
-            if record.record == name:
+            if record.record == name and keep(record):
                 for fold in folds:
                     fold(record.record, record.value)

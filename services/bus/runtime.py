@@ -22,7 +22,7 @@ from .context import Bus
 from .dlq import dead_letter_headers, dlq_topic
 from .envelope import Envelope, Event
 from .errors import BadInput
-from .kafka import consumer_config, producer_config
+from .kafka import consumer_config, group_id, producer_config
 from .logs import get_logger
 from .publish import Publisher
 from .received import Received, decode_message
@@ -86,7 +86,8 @@ class ServiceRuntime:
         self.raw_batch_handler = raw_batch_handler   # the messages undecoded, bytes as they are (the auditor)
         self.on_stop = on_stop                  # last events before stopping (the auditor's checkpoint)
         self._last_tick = time.monotonic()
-        self.group = f"{bus.settings.namespace}mlbus.{service}"
+        # A service's group is mlbus.<service> when it runs as its own principal, else under that principal's.
+        self.group = group_id(bus.settings, "" if service == bus.settings.client_principal else service)
         self.log = get_logger(group=self.group)
         self.watchdog = Watchdog(exit_stuck(self.log))
         self._stopping = False

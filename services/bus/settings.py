@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -37,6 +37,10 @@ class Settings:
     contracts_dir: Path = Path()
     log_format: str = "auto"
     log_level: str = "info"
+    principal: str = ""                 # MLBUS_PRINCIPAL: whose broker credentials this process uses
+    kafka_clients_dir: Path = Path()    # <principal>.properties files (scripts/kafka, mlbus acl apply)
+    identity_principal: str = ""        # the person the CLI acts as (identity file), and their broker credentials
+    identity_kafka: Mapping[str, str] | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -58,7 +62,22 @@ class Settings:
             contracts_dir=Path(env.get("MLBUS_CONTRACTS", home / "schemas" / "datasets")),
             log_format=env.get("MLBUS_LOG_FORMAT", "auto"),
             log_level=env.get("MLBUS_LOG_LEVEL", "info"),
+            principal=env.get("MLBUS_PRINCIPAL", ""),
+            kafka_clients_dir=Path(env.get("MLBUS_CREDENTIALS_DIR", var_dir / "kafka" / "clients")),
         )
+
+    def as_person(self, principal: str, kafka: Mapping[str, str]) -> "Settings":
+        """These settings connecting as a person (their identity file's credentials), unless MLBUS_PRINCIPAL."""
+        return replace(self, principal=self.principal or principal, identity_principal=principal, identity_kafka=kafka)
+
+    def as_principal(self, default: str) -> "Settings":
+        """These settings acting as `default` unless MLBUS_PRINCIPAL names another principal."""
+        return replace(self, principal=self.principal or default)
+
+    @property
+    def client_principal(self) -> str:
+        """The principal this process connects as: a service's own name, `admin` for the CLI, else `app`."""
+        return self.principal or "app"
 
     @property
     def bootstrap(self) -> str:

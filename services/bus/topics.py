@@ -13,7 +13,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, Ne
 
 from .catalogue import Catalogue, Topic
 from .context import Bus
-from .kafka import admin_config, base_config
+from .kafka import admin_config, base_config, group_id
 
 T = TypeVar("T")
 # What a broker that has just (re)started answers for a while: worth another try, not a crash.
@@ -154,7 +154,7 @@ def _marker_only_gaps(bus: Bus, gaps: dict[tuple[str, int], tuple[int, int]]) ->
     """The partitions whose gap holds no committed message (only transaction markers)."""
     if not gaps:
         return set()
-    probe = Consumer({**base_config(bus.settings), "group.id": "mlbus-lag-probe", "enable.auto.commit": False,
+    probe = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, "lag-probe"), "enable.auto.commit": False,
                       "isolation.level": "read_committed"})
     try:
         where = {(bus.catalogue.physical(t), p): (t, p) for t, p in gaps}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 from pathlib import Path
 
 from services.bus.context import Bus
@@ -12,6 +11,7 @@ from services.bus.jsonio import to_json
 from services.bus.replay import read_topics
 
 from .output import info, print_json, print_table
+from .acts import person, signed
 from .sample_data import DATASETS, sample
 
 
@@ -21,7 +21,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     publish = sub.add_parser("publish", help="snapshot a CSV or Parquet file and publish it as a batch")
     publish.add_argument("dataset", help="dataset name; its contract is schemas/datasets/DATASET.avsc")
     publish.add_argument("path", type=Path)
-    publish.add_argument("--as", dest="actor", default=None, help="publisher (default: your user name)")
     publish.add_argument("--label", action="append", default=[], metavar="K=V", help="free-form labels")
     publish.set_defaults(run=publish_command)
     make = sub.add_parser("sample", help="write a sample dataset that ships with scikit-learn")
@@ -44,8 +43,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 def publish_command(bus: Bus, args: argparse.Namespace) -> int:
     labels = dict(label.split("=", 1) for label in args.label if "=" in label)
     try:
-        batch = publish_batch(bus, args.dataset, args.path, actor=f"cli:{args.actor or getpass.getuser()}",
-                              labels=labels)
+        identity = person(args)
+        batch = publish_batch(bus, args.dataset, args.path, actor=f"cli:{identity.name}", labels=labels,
+                              sign=lambda record, value: signed(bus, identity, record, value))
     except (FileNotFoundError, ValueError) as error:
         raise BadInput(str(error)) from None
     info(f"published batch {batch['batch_id']} of {args.dataset}: {batch['rows']} rows, sha256 {batch['sha256'][:12]}…")

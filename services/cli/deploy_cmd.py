@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 from datetime import datetime, timezone
 
 from services.bus.context import Bus
@@ -10,7 +9,7 @@ from services.bus.envelope import new_id
 from services.bus.projections.deployments import Deployments
 from services.bus.replay import fold_history
 
-from .inputs import send
+from .acts import person, send
 from .output import info, print_json, print_table
 
 STRATEGIES = ("replace", "canary", "shadow", "champion-challenger")
@@ -24,12 +23,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     deploy.add_argument("--percent", type=int, default=None, help="champion-challenger: the challenger's share")
     deploy.add_argument("--steps", default="10,25,50,100", help="canary: percent per step (default 10,25,50,100)")
     deploy.add_argument("--interval", type=float, default=60.0, help="canary: seconds per step (default 60)")
-    deploy.add_argument("--as", dest="actor", default=None)
     deploy.add_argument("--reason", default="")
     deploy.set_defaults(run=deploy_command, action="deploy")
     rollback = commands.add_parser("rollback", help="back to the champion (during a canary) or the one before")
     rollback.add_argument("model")
-    rollback.add_argument("--as", dest="actor", default=None)
     rollback.add_argument("--reason", default="")
     rollback.set_defaults(run=deploy_command, action="rollback", version=None, strategy="replace", percent=None,
                           steps="", interval=0.0)
@@ -40,13 +37,13 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def deploy_command(bus: Bus, args: argparse.Namespace) -> int:
-    actor = args.actor or getpass.getuser()
+    actor = person(args).name
     request_id = new_id()
     value = {"request_id": request_id, "model": args.model, "version": args.version, "action": args.action,
              "strategy": args.strategy, "percent": args.percent,
              "steps": [int(s) for s in args.steps.split(",") if s.strip()], "step_interval_s": args.interval,
              "actor": actor, "reason": args.reason, "requested_at": datetime.now(timezone.utc)}
-    send(bus, f"cli:{actor}", "mlbus.DeploymentRequested", value, args.model, request_id)
+    send(bus, args.identity, "mlbus.DeploymentRequested", value, args.model, request_id)
     info(f"{args.action} of {args.model} requested ({request_id}); see `mlbus deployments {args.model}`")
     return 0
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import getpass
 import json
 import sys
 import time
@@ -16,9 +15,11 @@ from services.bus.context import Bus
 from services.bus.envelope import Event, new_id
 from services.bus.errors import BadInput, DecodeError
 from services.bus.jsonio import from_json, to_json
-from services.bus.kafka import base_config
+from services.bus.kafka import base_config, group_id
 from services.bus.publish import Publisher
+from services.bus.signing import SIGNED_RECORDS
 
+from .acts import actor_name, signed
 from .output import info, print_json_line
 
 
@@ -27,7 +28,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     publish.add_argument("topic", help="catalogue topic name, e.g. inference.requests")
     publish.add_argument("--file", type=argparse.FileType("r"), default=sys.stdin,
                          help="JSON lines, one record each (default: standard input)")
-    publish.add_argument("--as", dest="actor", default=None, help="who publishes (default: your user name)")
     publish.set_defaults(run=publish_records)
     consume = commands.add_parser("consume", help="print a topic's records with headers as JSON lines")
     consume.add_argument("topic", help="catalogue topic name (a .dlq topic prints raw bytes as base64)")
@@ -42,7 +42,7 @@ def publish_records(bus: Bus, args: argparse.Namespace) -> int:
     if topic.schema is None:
         raise BadInput(f"{topic.name} is a dead-letter topic; only services write to it")
     schema = bus.schemas.schema(topic.schema)
-    publisher = Publisher(bus, source=f"cli:{args.actor or getpass.getuser()}")
+    publisher = Publisher(bus, source=f"cli:{actor_name(args)}")
     count = 0
     for line_number, record in _json_lines(args.file):
         try:
@@ -50,6 +50,8 @@ def publish_records(bus: Bus, args: argparse.Namespace) -> int:
             check_datum(schema, datum)
         except BadInput as error:
             raise BadInput(f"line {line_number}: {error}") from None
+        if args.identity is not None and topic.schema in SIGNED_RECORDS:
+            datum = signed(bus, args.identity, topic.schema, datum)
         key = str(datum.get(topic.key, ""))
         publisher.publish(Event(record=topic.schema, value=datum, key=key, id=new_id(), subject=key))
         count += 1
@@ -74,7 +76,7 @@ def _json_lines(stream: IO[str]) -> Iterator[tuple[int, dict]]:
 def consume_records(bus: Bus, args: argparse.Namespace) -> int:
     topic = bus.catalogue[args.topic]
     physical = bus.catalogue.physical(topic.name)
-    consumer = Consumer({**base_config(bus.settings), "group.id": f"mlbus-cli-{new_id()}",
+    consumer = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, f"cli-{new_id()}"),
                          "enable.auto.commit": False, "isolation.level": "read_committed"})
     try:
         partitions = consumer.list_topics(physical, timeout=10).topics[physical].partitions

@@ -8,31 +8,35 @@ from confluent_kafka import KafkaException
 
 from services.bus.catalogue import CatalogueError
 from services.bus.context import Bus
+from services.bus.credentials import ADMIN
 from services.bus.errors import BadInput
+from services.bus.identity import Identity, identity_file
 from services.bus.logs import configure_logging
 from services.bus.publish import DeliveryError
 from services.bus.settings import ConfigError, Settings
 
-from . import audit_cmd, data_cmd, deploy_cmd, io_cmd, models_cmd, monitor_cmd, registry_cmd, supervisor, topics_cmd
+from . import acl_cmd, audit_cmd, people_cmd, data_cmd, deploy_cmd, io_cmd, models_cmd, monitor_cmd, registry_cmd, supervisor, topics_cmd
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="mlbus", description=__doc__,
-                                   epilog="Environment: MLBUS_BOOTSTRAP (use an existing Kafka), MLBUS_NAMESPACE "
+                                   epilog="Environment: MLBUS_IDENTITY (your identity file: who you are and sign as; "
+                                          "default ~/.config/mlbus/identity.json, else the broker admin), "
+                                          "MLBUS_BOOTSTRAP (use an existing Kafka), MLBUS_NAMESPACE "
                                           "(topic prefix), MLBUS_KAFKA_* (any librdkafka setting).")
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (topics_cmd, io_cmd, data_cmd, models_cmd, registry_cmd, deploy_cmd, monitor_cmd, audit_cmd, supervisor):
+    for module in (topics_cmd, acl_cmd, people_cmd, io_cmd, data_cmd, models_cmd, registry_cmd, deploy_cmd, monitor_cmd, audit_cmd, supervisor):
         module.register(commands)
     return root
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    settings = Settings.from_env()
-    configure_logging("cli", settings.log_format, "warning", stream=sys.stderr)
     try:
+        settings, args.identity = cli_settings()
+        configure_logging("cli", settings.log_format, "warning", stream=sys.stderr)
         return args.run(Bus.from_settings(settings), args)
     except (ConfigError, CatalogueError) as error:
         print(f"mlbus: {error}", file=sys.stderr)
@@ -43,6 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     except (DeliveryError, KafkaException) as error:
         print(f"mlbus: Kafka: {error}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def cli_settings() -> tuple[Settings, Identity | None]:
+    """The CLI acts as the person of the identity file (MLBUS_IDENTITY or ~/.config/mlbus/identity.json) over
+    their own broker credentials; without one it connects as the broker's admin (the local operator)."""
+    settings = Settings.from_env()
+    path = identity_file()
+    if path is None:
+        return settings.as_principal(ADMIN), None
+    identity = Identity.load(path)
+    return settings.as_person(identity.principal, identity.kafka), identity
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import hashlib
 import json
 import time
@@ -18,7 +17,8 @@ from services.bus.settings import ConfigError
 from services.bus.replay import read_topics
 
 from . import registry_cmd
-from .inputs import load_yaml, send
+from .acts import person, send
+from .inputs import load_yaml
 from .output import info, print_json, print_table
 
 SPEC_DEFAULTS = {"hyperparameters": {}, "grid": {}, "test_size": 0.25, "cv_folds": 5, "seed": 0, "batches": "all"}
@@ -30,14 +30,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub = models.add_subparsers(dest="models_command", required=True)
     define = sub.add_parser("define", help="publish a model spec (YAML) for the trainer")
     define.add_argument("spec", type=Path)
-    define.add_argument("--as", dest="actor", default=None)
     define.set_defaults(run=define_command)
     registry_cmd.register_models(sub)
     train = commands.add_parser("train", help="ask the trainer for a training now, or reproduce a run")
     train.add_argument("model", nargs="?", help="model to train")
     train.add_argument("--batch", action="append", default=[], help="train on exactly these batch ids")
     train.add_argument("--reproduce", metavar="RUN_ID", help="re-run a recorded run and compare the results")
-    train.add_argument("--as", dest="actor", default=None)
     train.add_argument("--wait", type=float, default=None, metavar="S",
                        help="wait up to S seconds for the result (default: 300 with --reproduce, else no wait)")
     train.set_defaults(run=train_command)
@@ -86,9 +84,9 @@ def contract_features(contracts_dir: Path, dataset: str, target: str) -> list[st
 
 
 def define_command(bus: Bus, args: argparse.Namespace) -> int:
-    actor = f"cli:{args.actor or getpass.getuser()}"
+    actor = f"cli:{person(args).name}"
     value = spec_record(load_yaml(args.spec), actor, bus.settings.contracts_dir)
-    send(bus, actor, "mlbus.ModelSpecDefined", value, value["model"])
+    send(bus, args.identity, "mlbus.ModelSpecDefined", value, value["model"])
     info(f"defined {value['model']}: {value['estimator']} on {value['dataset']} → {value['target']}, "
          f"{len(value['features'])} features, metric {value['metric']}")
     return 0
@@ -97,13 +95,13 @@ def define_command(bus: Bus, args: argparse.Namespace) -> int:
 def train_command(bus: Bus, args: argparse.Namespace) -> int:
     if bool(args.model) == bool(args.reproduce):
         raise ConfigError("name a MODEL to train, or --reproduce RUN_ID")
-    actor = f"cli:{args.actor or getpass.getuser()}"
+    actor = f"cli:{person(args).name}"
     model = args.model or run_by_id(bus, args.reproduce)["model"]
     request_id = new_id()
     value = {"request_id": request_id, "model": model, "reason": "reproduce" if args.reproduce else "manual",
              "requested_by": actor, "requested_at": datetime.now(timezone.utc), "batch_ids": args.batch,
              "evidence_json": "{}", "reproduce_run_id": args.reproduce}
-    send(bus, actor, "mlbus.TrainingRequested", value, model, request_id)
+    send(bus, args.identity, "mlbus.TrainingRequested", value, model, request_id)
     info(f"training requested: {request_id}")
     wait = args.wait if args.wait is not None else (300.0 if args.reproduce else 0.0)
     if wait <= 0:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 from datetime import datetime, timedelta, timezone
 
 from services.bus.context import Bus
@@ -12,7 +11,7 @@ from services.bus.replay import read_topics
 
 from . import kpi_report
 from .deploy_cmd import deployments
-from .inputs import send
+from .acts import person, send
 from .output import info, print_json, print_table
 
 
@@ -26,7 +25,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     publish.add_argument("--window", type=float, default=60.0, help="length of the observed window in s (60)")
     publish.add_argument("--dim", action="append", default=[], metavar="K=V",
                          help="a dimension, e.g. variant=challenger, model=churn, segment=eu (repeatable)")
-    publish.add_argument("--as", dest="actor", default=None)
     publish.set_defaults(run=kpi_publish_command)
     report = sub.add_parser("report", help="a KPI before vs after each deployment change, and per variant")
     report.add_argument("model")
@@ -43,11 +41,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def kpi_publish_command(bus: Bus, args: argparse.Namespace) -> int:
-    actor = args.actor or getpass.getuser()
+    actor = person(args).name
     end = parse_time(args.at) if args.at else datetime.now(timezone.utc)
     dimensions = dict(parse_dimension(d) for d in args.dim)
     kpi_id = new_id()
-    send(bus, f"cli:{actor}", "mlbus.KpiObserved", {
+    send(bus, args.identity, "mlbus.KpiObserved", {
         "kpi_id": kpi_id, "name": args.name, "value": args.value, "window_start": end - timedelta(seconds=args.window),
         "window_end": end, "dimensions": dimensions, "source": f"cli:{actor}",
         "observed_at": datetime.now(timezone.utc)}, args.name, kpi_id)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,7 +13,8 @@ from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory
 from services.bus.replay import fold_history
 
 from .deploy_cmd import deployments
-from .inputs import load_yaml, send
+from .acts import person, send
+from .inputs import load_yaml
 from .output import info, print_json, print_table
 
 
@@ -23,7 +23,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         parser = commands.add_parser(decision, help=f"{decision} a model version (the registry checks the policy)")
         parser.add_argument("model")
         parser.add_argument("version", type=int)
-        parser.add_argument("--as", dest="actor", default=None, help="who decides (default: your user name)")
         parser.add_argument("--reason", required=True, help="why: recorded with the decision")
         parser.set_defaults(run=decision_command, decision=decision)
 
@@ -31,7 +30,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 def register_models(sub: argparse._SubParsersAction) -> None:
     policy = sub.add_parser("policy", help="publish a model's promotion policy (YAML)")
     policy.add_argument("policy", type=Path)
-    policy.add_argument("--as", dest="actor", default=None)
     policy.set_defaults(run=policy_command)
     listing = sub.add_parser("list", help="every model version with its status and aliases")
     listing.add_argument("--json", action="store_true")
@@ -43,12 +41,12 @@ def register_models(sub: argparse._SubParsersAction) -> None:
 
 
 def decision_command(bus: Bus, args: argparse.Namespace) -> int:
-    actor = args.actor or getpass.getuser()
+    actor = person(args).name
     approval_id = new_id()
     value = {"approval_id": approval_id, "model": args.model, "version": args.version,
              "decision": args.decision, "actor": actor, "reason": args.reason,
              "submitted_at": datetime.now(timezone.utc)}
-    send(bus, f"cli:{actor}", "mlbus.ApprovalSubmitted", value, args.model, approval_id, f"{args.model}@{args.version}")
+    send(bus, args.identity, "mlbus.ApprovalSubmitted", value, args.model, approval_id, f"{args.model}@{args.version}")
     info(f"{args.decision} of {args.model} v{args.version} by {actor} submitted ({approval_id}); "
          f"the registry's decision: mlbus models show {args.model}@{args.version}")
     return 0
@@ -59,14 +57,14 @@ def policy_command(bus: Bus, args: argparse.Namespace) -> int:
     if "model" not in raw or "metric" not in raw:
         raise BadInput("a policy names its model and the metric compared with the champion")
     previous = inventory(bus).policies.get(raw["model"], {}).get("policy_version", 0)
-    actor = f"cli:{args.actor or getpass.getuser()}"
+    actor = f"cli:{person(args).name}"
     value = {"model": raw["model"], "policy_version": previous + 1,
              "thresholds": {k: float(v) for k, v in raw.get("thresholds", {}).items()}, "metric": raw["metric"],
              "min_improvement": float(raw.get("min_improvement", 0.0)),
              "human_approval": bool(raw.get("human_approval", True)),
              "approvers": [str(a) for a in raw.get("approvers", [])], "four_eyes": bool(raw.get("four_eyes", True)),
              "defined_by": actor, "defined_at": datetime.now(timezone.utc)}
-    send(bus, actor, "mlbus.PromotionPolicyDefined", value, raw["model"])
+    send(bus, args.identity, "mlbus.PromotionPolicyDefined", value, raw["model"])
     info(f"policy v{value['policy_version']} of {raw['model']} published")
     return 0
 

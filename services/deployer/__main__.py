@@ -5,6 +5,7 @@ copies while the deployer, whose canary decisions must be made once, runs as one
 import os
 
 from services.bus import Bus, ServiceRuntime
+from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
 
 from .adapters import rebuild
@@ -13,11 +14,12 @@ from .handlers import Deployer
 
 
 def main() -> None:
-    bus = Bus.from_env()
+    bus = Bus.from_env(principal="deployer")
     configure_logging("deployer", bus.settings.log_format, bus.settings.log_level)
     inventory, deployments = rebuild(bus)
     deployer = Deployer(inventory, deployments, Gates(),
-                        canary_interval_s=float(os.environ.get("MLBUS_CANARY_INTERVAL_S", "60")))
+                        canary_interval_s=float(os.environ.get("MLBUS_CANARY_INTERVAL_S", "60")),
+                        verify=act_verifier(bus))
     ServiceRuntime(bus, "deployer", deployer, transactional=True, batch_size=500, tick=deployer.tick).run()
 
 

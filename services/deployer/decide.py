@@ -9,6 +9,7 @@ from datetime import datetime
 from services.bus import Event, derive_id
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.inventory import APPROVED, Inventory
+from services.bus.signing import Verdict, signature_refusal
 
 DEFAULT_STEPS = (10, 25, 50, 100)
 STRATEGIES = ("replace", "canary", "shadow", "champion-challenger")
@@ -39,10 +40,23 @@ def on_approved(deployments: Deployments, inventory: Inventory, lifecycle: dict,
     request = {"request_id": lifecycle["event_id"], "model": lifecycle["model"], "version": lifecycle["version"],
                "action": "deploy", "strategy": strategy, "percent": None, "steps": [], "step_interval_s": interval_s,
                "actor": "deployer", "reason": f"approved by {lifecycle['actor']}"}
-    return on_request(deployments, inventory, request, now)
+    return deploy(deployments, inventory, request, now)
 
 
-def on_request(deployments: Deployments, inventory: Inventory, request: dict, now: datetime) -> list[Event]:
+def on_request(deployments: Deployments, inventory: Inventory, request: dict, verdict: Verdict,
+               now: datetime) -> list[Event]:
+    """A person's deploy or rollback request; `verdict`: its signature's check (only an operator's counts)."""
+    unsigned = signature_refusal(verdict, request["actor"])
+    if unsigned:
+        model = request["model"]
+        return [change(model, derive_id(request["request_id"], "deployment"), request["strategy"], "refused",
+                       deployments.routes(model), unsigned, f"unverified:{request['actor']}", request["request_id"],
+                       now, version=request["version"])]
+    return deploy(deployments, inventory, request, now)
+
+
+def deploy(deployments: Deployments, inventory: Inventory, request: dict, now: datetime) -> list[Event]:
+    """Carry out a deploy or rollback request (a verified person's, or the deployer's own after an approval)."""
     model, deployment_id = request["model"], derive_id(request["request_id"], "deployment")
     if request["action"] == "rollback":
         return rollback(deployments, model, deployment_id, request["actor"], request["reason"] or "rollback requested",

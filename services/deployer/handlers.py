@@ -9,6 +9,7 @@ from services.bus import Event, Received, derive_id
 from services.bus.artifacts import ArtifactRefused, verify
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.inventory import Inventory
+from services.bus.signing import Verdict
 
 from .decide import Gates, advance, change, gate, on_approved, on_request
 from .evidence import EvidenceBook
@@ -16,8 +17,10 @@ from .evidence import EvidenceBook
 
 class Deployer:
     def __init__(self, inventory: Inventory, deployments: Deployments, gates: Gates, canary_interval_s: float,
+                 verify: Callable[[Received, tuple[str, ...]], Verdict],
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.inventory = inventory
+        self.verify = verify
         self.deployments = deployments
         self.gates = gates
         self.canary_interval_s = canary_interval_s
@@ -38,7 +41,7 @@ class Deployer:
             events = [e for d in self._undeployed_approvals(value) for e in on_approved(
                 self.deployments, self.inventory, d, now, self.canary_interval_s)]
         elif record == "mlbus.DeploymentRequested":
-            events = on_request(self.deployments, self.inventory, value, now)
+            events = on_request(self.deployments, self.inventory, value, self.verify(message, ("operator",)), now)
         else:
             events = []
         return self._checked(events, now)

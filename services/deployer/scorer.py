@@ -150,7 +150,7 @@ def transactional(environ=os.environ) -> bool:
 
 
 def main() -> None:
-    bus = Bus.from_env()
+    bus = Bus.from_env(principal="scorer")
     configure_logging("scorer", bus.settings.log_format, bus.settings.log_level)
     table = RoutingTable(bus)
     scorer = Scorer(table)

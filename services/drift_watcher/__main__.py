@@ -39,7 +39,7 @@ class Worker(faust.Worker):
 
 
 def main() -> None:
-    bus = Bus.from_env()
+    bus = Bus.from_env(principal="drift-watcher")
     configure_logging("drift-watcher", bus.settings.log_format, bus.settings.log_level)
     watcher = DriftWatcher(bus)
     watcher.start_reference_data()

@@ -26,8 +26,9 @@ import faust
 from confluent_kafka import Producer
 
 from services.bus import Bus, Event
+from services.bus.credentials import aiokafka_credentials
 from services.bus.envelope import envelope_for
-from services.bus.kafka import producer_config
+from services.bus.kafka import group_id, producer_config
 from services.bus.logs import get_logger
 from services.bus.monitoring import Monitoring, monitoring_from_json
 from services.bus.projections.deployments import Deployments
@@ -84,6 +85,12 @@ class Emitted:
             self.ids.add(value[self.ID_FIELDS[record]])
 
 
+def faust_credentials(settings) -> faust.SASLCredentials | None:
+    """The drift-watcher's broker credentials for faust's aiokafka connections (None: an unsecured broker)."""
+    found = aiokafka_credentials(settings)
+    return faust.SASLCredentials(**found) if found else None
+
+
 class DriftWatcher:
     def __init__(self, bus: Bus, tick_interval_s: float = 1.0):
         self.bus = bus
@@ -91,12 +98,13 @@ class DriftWatcher:
         settings = bus.settings
         datadir = settings.var_dir / "drift-watcher"
         datadir.mkdir(parents=True, exist_ok=True)
-        self.app_id = f"{settings.namespace}mlbus.drift-watcher-windows"   # the router has mlbus.drift-watcher
+        self.app_id = group_id(settings, "windows")        # the router has mlbus.drift-watcher
         self.app = faust.App(
             self.app_id, broker=f"kafka://{settings.bootstrap}", store="memory://",
             processing_guarantee="at_least_once", topic_partitions=PARTITIONS,
             topic_replication_factor=settings.replication or 1, broker_session_timeout=10, broker_heartbeat_interval=2,
-            consumer_auto_offset_reset="earliest", web_enabled=False, datadir=str(datadir))
+            consumer_auto_offset_reset="earliest", web_enabled=False, datadir=str(datadir),
+            broker_credentials=faust_credentials(settings))
         self.inventory, self.deployments, self.specs, self.emitted = Inventory(), Deployments(), Specs(), Emitted()
         self.follower = Follower(bus, SOURCE, REFERENCE + OUTPUTS,
                                  [self.inventory.apply, self.deployments.apply, self.specs.apply, self.emitted.apply])

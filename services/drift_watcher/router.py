@@ -13,6 +13,7 @@ from confluent_kafka import Message
 from services.bus import BadInput, Bus, ServiceRuntime
 from services.bus.dlq import dlq_topic, reason_headers
 from services.bus.logs import get_logger
+from services.bus.received import decode_message
 from services.bus.runtime import Forward
 
 INPUTS = ("inference.requests", "inference.predictions", "outcomes")
@@ -31,7 +32,7 @@ class Router:
 
     def forward(self, message: Message) -> Forward:
         try:
-            _, value = self.bus.schemas.decode(message.value())
+            value = decode_message(self.bus, message).value       # the topic decides the record type
             return Forward(self.observations_topic, value["model"].encode(), message.value(),
                            list(message.headers() or []), message.timestamp()[1])
         except BadInput as error:

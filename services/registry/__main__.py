@@ -2,6 +2,7 @@
 import sys
 
 from services.bus import Bus, ServiceRuntime
+from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
 
 from .adapters import RegistryDatabase, inventory_from_audit, rebuild_inventory
@@ -9,14 +10,15 @@ from .handlers import Registry
 
 
 def main() -> None:
-    bus = Bus.from_env()
+    bus = Bus.from_env(principal="registry")
     configure_logging("registry", bus.settings.log_format, bus.settings.log_level)
     if "--rebuild-from-audit" in sys.argv[1:]:
         return rebuild_from_audit(bus)
-    inventory = rebuild_inventory(bus)
+    verify = act_verifier(bus)
+    inventory = rebuild_inventory(bus, verify)
     database = RegistryDatabase(bus.settings.database_url)
     database.replace_all(inventory)
-    ServiceRuntime(bus, "registry", Registry(inventory, database), transactional=True, batch_size=100).run()
+    ServiceRuntime(bus, "registry", Registry(inventory, database, verify), transactional=True, batch_size=100).run()
 
 
 

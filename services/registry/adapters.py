@@ -16,6 +16,7 @@ from sqlmodel import Field, Session, SQLModel, create_engine
 from services.bus import Bus
 from services.bus.settings import ConfigError
 from services.bus.audit_log import audit_records, decoded
+from services.bus.identity import ActVerifier
 from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory, inventory_from
 from services.bus.replay import fold_history
 
@@ -115,10 +116,12 @@ def rows(inventory: Inventory, models: set[str] | None) -> list[SQLModel]:
     return found
 
 
-def rebuild_inventory(bus: Bus) -> Inventory:
-    """The inventory from the topics: policies and trained versions first, then the decisions in order."""
+def rebuild_inventory(bus: Bus, verify: ActVerifier) -> Inventory:
+    """The inventory from the topics: policies and trained versions first, then the decisions in order. As
+    when they arrived, only policies an admin signed count."""
     inventory = Inventory()
-    fold_history(bus, INVENTORY_RECORDS, inventory.apply)
+    fold_history(bus, INVENTORY_RECORDS, inventory.apply,
+                 keep=lambda r: r.record != "mlbus.PromotionPolicyDefined" or verify(r, ("admin",)).refusal is None)
     return inventory
 
 

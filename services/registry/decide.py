@@ -9,6 +9,8 @@ import json
 from datetime import datetime
 
 from services.bus import Event, derive_id
+from services.bus.alerts import alert
+from services.bus.signing import Verdict, signature_refusal
 from services.bus.estimators import HIGHER_IS_BETTER
 from services.bus.projections.inventory import AWAITING, Inventory, ModelVersion
 
@@ -68,20 +70,33 @@ def judge(trained: dict, policy: dict, champion: ModelVersion | None) -> tuple[s
     return None, evidence
 
 
-def on_approval(inventory: Inventory, approval: dict, now: datetime) -> list[Event]:
-    model, version, actor = approval["model"], approval["version"], approval["actor"]
+def on_approval(inventory: Inventory, approval: dict, verdict: Verdict, now: datetime) -> list[Event]:
+    """Decide on a person's approval or rejection; `verdict` is its signature's check (signing.verify_act):
+    the verified signer is the actor, whatever the record claims."""
+    model, version = approval["model"], approval["version"]
     cause = approval["approval_id"]
     if cause in inventory.causes:
         return []                                              # delivered twice: decided once
     entry = inventory.version(model, version)
     policy = inventory.policies.get(model, {**DEFAULT_POLICY, "model": model})
-    refusal = approval_refusal(entry, policy, actor)
+    actor = verdict.signer or f"unverified:{approval['actor']}"
+    refusal = signature_refusal(verdict, approval["actor"]) or approval_refusal(entry, policy, actor)
+    signed = {"signer": verdict.signer, "signer_key": verdict.signer_key}
     if refusal:
         return [lifecycle(model, version, "approval-refused", actor, refusal, cause, now, policy,
-                          {"decision": approval["decision"], "reason": approval["reason"]})]
+                          {"decision": approval["decision"], "reason": approval["reason"], **signed})]
     kind = "approved" if approval["decision"] == "approve" else "rejected"
     return [lifecycle(model, version, kind, actor, approval["reason"], cause, now, policy,
-                      {"decision": approval["decision"], "metrics": entry.trained["metrics"]})]
+                      {"decision": approval["decision"], "metrics": entry.trained["metrics"], **signed})]
+
+
+def on_policy(policy: dict, verdict: Verdict, cause_id: str, now: datetime) -> list[Event]:
+    """A policy takes effect only when an admin signed it; otherwise an alert says who tried what."""
+    if verdict.refusal is None:
+        return []
+    return [alert("policy-refused", policy["model"], f"policy v{policy['policy_version']} of {policy['model']} not "
+                  f"adopted: {verdict.refusal}", cause_id, now,
+                  evidence={"claimed_by": policy["defined_by"], "refusal": verdict.refusal})]
 
 
 def approval_refusal(entry: ModelVersion | None, policy: dict, actor: str) -> str | None:

@@ -2,6 +2,7 @@
 import os
 
 from services.bus import Bus, ServiceRuntime
+from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
 
 from .adapters import code_version, environment, rebuild_view
@@ -10,10 +11,11 @@ from .handlers import Trainer
 
 
 def main() -> None:
-    bus = Bus.from_env()
+    bus = Bus.from_env(principal="trainer")
     configure_logging("trainer", bus.settings.log_format, bus.settings.log_level)
     provenance = Provenance(*code_version(), environment())
-    trainer = Trainer(rebuild_view(bus), bus.settings.artifacts_dir, provenance,
+    verify = act_verifier(bus)
+    trainer = Trainer(rebuild_view(bus, verify), bus.settings.artifacts_dir, provenance, verify,
                       min_fit_s=float(os.environ.get("MLBUS_TRAINER_MIN_FIT_S", "0")))
     ServiceRuntime(bus, "trainer", trainer, transactional=True, batch_size=50, offload=True).run()
 

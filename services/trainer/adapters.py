@@ -12,16 +12,19 @@ from services.bus.datastore import load_snapshot
 from services.bus.replay import fold_history
 from services.bus.settings import PROJECT_ROOT
 
+from .decide import Verify, act_refusal
 from .view import TrainerView
 
 HISTORY = ("mlbus.ModelSpecDefined", "mlbus.DataValidated", "mlbus.ModelTrained", "mlbus.TrainingRun",
            "mlbus.TrainingRequested", "mlbus.Alert")
 
 
-def rebuild_view(bus: Bus) -> TrainerView:
-    """Everything the trainer knew before a restart, read back from the topics."""
+def rebuild_view(bus: Bus, verify: Verify) -> TrainerView:
+    """Everything the trainer knew before a restart, read back from the topics (a spec whose signature
+    failed counts no more than when it arrived)."""
     view = TrainerView()
-    fold_history(bus, HISTORY, view.apply)
+    fold_history(bus, HISTORY, view.apply,
+                 keep=lambda r: r.record != "mlbus.ModelSpecDefined" or act_refusal(r, verify) is None)
     return view
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Callable
 
 from sklearn.model_selection import ParameterGrid
 
 from services.bus import Event, derive_id
+from services.bus.alerts import alert
+from services.bus.received import Received
+from services.bus.signing import Verdict, signature_refusal
 from services.bus.estimators import HIGHER_IS_BETTER
 
 from .view import TrainerView
@@ -106,12 +110,24 @@ def reproduction_differences(original: dict, result: dict) -> list[str]:
 
 
 def refusal(request: dict, reason: str, now: datetime) -> Event:
-    alert_id = derive_id(request["request_id"], "refused")
-    return Event("mlbus.Alert", key=request["model"], id=alert_id, subject=request["model"], value={
-        "alert_id": alert_id, "kind": "training-refused", "severity": "warning", "model": request["model"],
-        "version": None, "message": f"training request {request['request_id']} not trained: {reason}",
-        "evidence_json": json.dumps({"request_id": request["request_id"], "reason": reason}),
-        "cause_id": request["request_id"], "raised_at": now})
+    return alert("training-refused", request["model"], f"training request {request['request_id']} not trained: "
+                 f"{reason}", request["request_id"], now, evidence={"request_id": request["request_id"], "reason": reason})
+
+
+Verify = Callable[[Received, tuple[str, ...]], Verdict]
+# People's acts the trainer takes: who may make them, and the field that names who made them.
+PEOPLE_ACTS = {"mlbus.ModelSpecDefined": (("data-scientist",), "defined_by"),
+               "mlbus.TrainingRequested": (("data-scientist", "operator"), "requested_by")}
+PEOPLE_REASONS = ("manual", "reproduce")       # the training requests people make (services ask for the others)
+
+
+def act_refusal(message: Received, verify: Verify) -> str | None:
+    """Why a person's spec or training request is not taken (its signature), or None; services' acts pass."""
+    if message.record not in PEOPLE_ACTS or (message.record == "mlbus.TrainingRequested"
+                                             and message.value["reason"] not in PEOPLE_REASONS):
+        return None
+    roles, field = PEOPLE_ACTS[message.record]
+    return signature_refusal(verify(message, roles), message.value[field])
 
 
 @dataclass(frozen=True)

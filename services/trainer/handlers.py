@@ -10,22 +10,24 @@ from typing import Callable
 import skops.io as sio
 
 from services.bus import Event, Received
+from services.bus.alerts import alert
 from services.bus.artifacts import save_model
 from services.bus.datastore import DataFileError
 from services.bus.logs import get_logger
 from services.bus.profile import profile_frame
 
 from .adapters import load_training_frame
-from .decide import (Provenance, TrainingPlan, best_run, plan_training, refusal, requests_for_new_data,
-                     run_event, trained_event)
+from .decide import (Provenance, TrainingPlan, Verify, act_refusal, best_run, plan_training, refusal,
+                     requests_for_new_data, run_event, trained_event)
 from .training import fit_and_evaluate, split
 from .view import TrainerView
 
 
 class Trainer:
-    def __init__(self, view: TrainerView, artifacts_dir: Path, provenance: Provenance, min_fit_s: float = 0.0,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+    def __init__(self, view: TrainerView, artifacts_dir: Path, provenance: Provenance, verify: Verify,
+                 min_fit_s: float = 0.0, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.view = view
+        self.verify = verify
         self.artifacts_dir = artifacts_dir
         self.provenance = provenance
         self.min_fit_s = min_fit_s        # fault injection: make every training last at least this long
@@ -33,8 +35,16 @@ class Trainer:
         self.log = get_logger(component="trainer")
 
     def __call__(self, message: Received) -> list[Event]:
+        refused = act_refusal(message, self.verify)
+        if refused and message.record == "mlbus.ModelSpecDefined":      # an unverified spec is never folded
+            spec = message.value
+            return [alert("spec-refused", spec["model"], f"spec of {spec['model']} not taken: {refused}",
+                          message.envelope.id, self.clock(), evidence={"claimed_by": spec["defined_by"]})]
         self.view.apply(message.record, message.value)
-        if message.record == "mlbus.DataValidated":
+        if refused:
+            events = [] if message.value["request_id"] in self.view.handled_requests else [
+                refusal(message.value, refused, self.clock())]
+        elif message.record == "mlbus.DataValidated":
             events = requests_for_new_data(self.view, message.value, self.clock())
         elif message.record == "mlbus.TrainingRequested":
             events = self.on_request(message.value)

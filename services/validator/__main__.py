@@ -8,7 +8,7 @@ from .handlers import Validator
 
 
 def main() -> None:
-    bus = Bus.from_env()
+    bus = Bus.from_env(principal="validator")
     configure_logging("validator", bus.settings.log_format, bus.settings.log_level)
     contracts = ContractFiles(bus.settings.contracts_dir)
     handler = Validator(contracts, load_snapshot, validated_batch_ids(bus))

@@ -76,7 +76,7 @@ def cli_seconds(stage: Stage, *args: str) -> tuple[float, str]:
 def benchmarks(workdir: Path, quick: bool, counted: int) -> list[Figure]:
     total = 50_000 if quick else 1_000_000
     with Brokers(workdir / "kafka") as brokers:
-        stage = Stage(brokers.bootstrap, workdir / "audit")
+        stage = Stage(brokers, workdir / "audit")
         with stage.running():
             append_rate(stage, min(10_000, total // 10))                       # warm-up
             rates = Runs(tuple(append_rate(stage, (total - min(10_000, total // 10)) // counted)

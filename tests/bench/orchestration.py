@@ -27,7 +27,7 @@ def one_release(stage: Stage, seed: int, version: int) -> tuple[float, float]:
     if deployed["phase"] == "started":
         # A canary waits for live traffic to advance, and a new version is refused while one is in progress:
         # roll it back (to the champion) so the next release starts from the same place.
-        result = stage.cli("rollback", deployed["model"], "--reason", "bench: next release")
+        result = stage.cli("rollback", deployed["model"], "--reason", "bench: next release", person="olga")
         if result.returncode != 0:
             raise RuntimeError(f"mlbus rollback failed: {result.stderr}")
         wait_until(lambda: [d for d in stage.values("deployments") if d["deployment_id"] == deployed["deployment_id"]
@@ -37,7 +37,7 @@ def one_release(stage: Stage, seed: int, version: int) -> tuple[float, float]:
 
 def benchmarks(workdir: Path, quick: bool, counted: int) -> list[Figure]:
     with Brokers(workdir / "kafka") as brokers:
-        stage = Stage(brokers.bootstrap, workdir / "release")
+        stage = Stage(brokers, workdir / "release")
         with stage.running():
             deploy_model(stage, keep_running=True)                        # v1: start-up, warm-up
             releases = [one_release(stage, 100 + k, k + 2) for k in range(counted)]

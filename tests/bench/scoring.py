@@ -120,7 +120,7 @@ class Arrivals:
 
 
 def scoring_stage(brokers: Brokers, workdir: Path, model: str, fitted, features: np.ndarray) -> Stage:
-    stage = Stage(brokers.bootstrap, workdir / uuid.uuid4().hex[:6])
+    stage = Stage(brokers, workdir / uuid.uuid4().hex[:6])
     publish_model(stage, model, fitted, features)
     return stage
 

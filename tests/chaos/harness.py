@@ -18,15 +18,18 @@ from typing import Iterator
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from services.bus import Bus, Event, Publisher, Settings, derive_id
+from services.bus import Bus, Event, Publisher, derive_id
+from services.bus.acl_admin import apply_access
+from services.bus.credentials import ADMIN
 from services.bus.datasets import publish_batch
 from services.bus.envelope import envelope_for
-from services.bus.kafka import base_config, producer_config
+from services.bus.kafka import admin_config, base_config, producer_config
 from services.bus.publish import wire_form
 from services.bus.replay import read_topics
 from services.bus.settings import PROJECT_ROOT
 from services.bus.topics import TopicAdmin, consumer_lag, plan_topics
 from tests.support.datasets import good, write
+from tests.support.people import Cli
 from tests.support.polling import wait_until
 
 from .checker import Sent
@@ -35,6 +38,10 @@ KAFKA = PROJECT_ROOT / "scripts" / "kafka"
 SPEC = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"
 MODEL = "breast_cancer_lr"
 AUTO_POLICY = f"model: {MODEL}\nmetric: roc_auc\nthresholds: {{roc_auc: 0.9}}\nhuman_approval: false\n"
+
+
+# Services that run under another service's principal have their group under it (services/bus/kafka.py).
+GROUPS = {"relay": "mlbus.scorer.relay"}
 
 
 class Brokers:
@@ -48,7 +55,15 @@ class Brokers:
     def start(self) -> str:
         args = ["start", "--dir", str(self.root), "--fresh"] + (["--nodes", str(self.nodes)] if self.nodes > 1 else [])
         self.bootstrap = self._kafka(*args).splitlines()[-1].removeprefix("bootstrap=")
+        apply_access(Bus.from_env(self.env()))        # the service principals and their credentials
         return self.bootstrap
+
+    @property
+    def clients_dir(self) -> Path:
+        return self.root / "clients"
+
+    def env(self) -> dict[str, str]:
+        return {"MLBUS_BOOTSTRAP": self.bootstrap, "MLBUS_CREDENTIALS_DIR": str(self.clients_dir)}
 
     def node_dir(self, node: int) -> Path:
         return self.root / f"node-{node}" if self.nodes > 1 else self.root
@@ -63,7 +78,7 @@ class Brokers:
         subprocess.run([sys.executable, str(KAFKA), "stop", "--dir", str(self.root)], capture_output=True)
 
     def leader(self, physical_topic: str, partition: int = 0) -> int:
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin = AdminClient(admin_config(Bus.from_env(self.env(), principal=ADMIN).settings))
         return admin.list_topics(physical_topic, timeout=30).topics[physical_topic].partitions[partition].leader
 
     def _kafka(self, *args: str) -> str:
@@ -137,15 +152,17 @@ class Service:
 class Stage:
     """One scenario's namespace on the brokers: its topics, var dir, environment and service processes."""
 
-    def __init__(self, bootstrap: str, workdir: Path, replication: int = 1, **env: str):
+    def __init__(self, brokers: Brokers, workdir: Path, replication: int = 1, **env: str):
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.env = {**os.environ, "MLBUS_BOOTSTRAP": bootstrap, "MLBUS_NAMESPACE": f"c{uuid.uuid4().hex[:8]}.",
+        self.env = {**os.environ, **brokers.env(), "MLBUS_NAMESPACE": f"c{uuid.uuid4().hex[:8]}.",
                     "MLBUS_VAR": str(workdir / "var"), "MLBUS_LOG_FORMAT": "json", "PYTHONPATH": str(PROJECT_ROOT),
                     "MLBUS_REPLICATION": str(replication), **env}
-        self.bus = Bus.from_settings(Settings.from_env(self.env))
+        self.bus = Bus.from_env(self.env, principal=ADMIN)       # the harness reads and writes as the admin
         TopicAdmin(self.bus).apply(plan_topics(self.bus.catalogue, {}))
+        apply_access(self.bus, principals=False)
         self.services: dict[str, Service] = {}
+        self._cli = Cli(self.env, prepared=True)
 
     def start(self, name: str, module: str, **env: str) -> Service:
         service = Service(name, module, {**self.env, **env}, self.workdir / f"{name}.log")
@@ -164,12 +181,13 @@ class Stage:
         for service in self.services.values():
             service.stop()
 
-    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "services.cli.main", *args], input=stdin, env=self.env,
-                              capture_output=True, text=True, timeout=180, cwd=PROJECT_ROOT)
+    def cli(self, *args: str, stdin: str | None = None, person: str | None = None) -> subprocess.CompletedProcess:
+        """The real mlbus command, as the admin or as one of the people tests act as (tests/support/people.py)."""
+        return self._cli(*args, stdin=stdin, person=person, timeout=180)
 
     def lag(self, service: str, topics: list[str]) -> int:
-        return sum(consumer_lag(self.bus, f"{self.bus.settings.namespace}mlbus.{service}", topics).values())
+        group = GROUPS.get(service, f"mlbus.{service}")
+        return sum(consumer_lag(self.bus, f"{self.bus.settings.namespace}{group}", topics).values())
 
     def values(self, topic: str) -> list[dict]:
         return [record.value for record in read_topics(self.bus, [topic], timeout_s=300)]
@@ -264,8 +282,8 @@ def deploy_model(stage: Stage, keep_running: bool = False) -> dict:
     deployed. The control-plane services stop afterwards unless keep_running."""
     policy = stage.workdir / "policy.yaml"
     policy.write_text(AUTO_POLICY)
-    for args in (("models", "policy", str(policy)), ("models", "define", str(SPEC))):
-        result = stage.cli(*args)
+    for person, args in (("lead", ("models", "policy", str(policy))), ("dana", ("models", "define", str(SPEC)))):
+        result = stage.cli(*args, person=person)
         if result.returncode != 0:
             raise RuntimeError(f"mlbus {' '.join(args)} failed: {result.stderr}")
     for name, module in CONTROL_PLANE.items():

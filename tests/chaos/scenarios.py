@@ -88,7 +88,7 @@ def broker_crash(workdir: Path, scale: float) -> ScenarioResult:
     n = count(100_000, scale, least=1000)
     downtime_s = 5.0
     with Brokers(workdir / "kafka") as brokers:
-        stage = Stage(brokers.bootstrap, workdir)
+        stage = Stage(brokers, workdir)
         with stage.running():
             deploy_model(stage)
             stage.start("scorer", SCORER)
@@ -117,7 +117,7 @@ def zombie(workdir: Path, scale: float) -> ScenarioResult:
     """SIGSTOP the scorer (transactional), start a replacement with the same transactional id, resume."""
     n = count(20_000, scale, least=1000)
     with Brokers(workdir / "kafka") as brokers:
-        stage = Stage(brokers.bootstrap, workdir)
+        stage = Stage(brokers, workdir)
         with stage.running():
             deploy_model(stage)
             first = stage.start("scorer", SCORER)
@@ -192,7 +192,7 @@ def poison_input(workdir: Path, scale: float) -> ScenarioResult:
     valid = count(10_000, scale, least=200)
     bad = count(100, scale, least=20)
     with Brokers(workdir / "kafka") as brokers:
-        stage = Stage(brokers.bootstrap, workdir)
+        stage = Stage(brokers, workdir)
         with stage.running():
             deploy_model(stage, keep_running=True)
             stage.start("scorer", SCORER)
@@ -282,7 +282,7 @@ def bad_datasets(workdir: Path, scale: float) -> ScenarioResult:
     each = count(50, scale, least=5)
     rng = np.random.default_rng(5)
     with Brokers(workdir / "kafka") as brokers:
-        stage = Stage(brokers.bootstrap, workdir)
+        stage = Stage(brokers, workdir)
         with stage.running():
             deploy_model(stage, keep_running=True)
             publisher = Publisher(stage.bus, "chaos-data")
@@ -347,7 +347,7 @@ class Throttle:
 def slow_consumer(workdir: Path, scale: float) -> ScenarioResult:
     n = count(100_000, scale, least=2000)
     with Brokers(workdir / "kafka") as brokers:
-        stage = Stage(brokers.bootstrap, workdir)
+        stage = Stage(brokers, workdir)
         with stage.running():
             deploy_model(stage)
             scorer = stage.start("scorer", SCORER)
@@ -384,7 +384,7 @@ def scale_out_in(workdir: Path, scale: float) -> ScenarioResult:
     """1 → 3 → 1 scorers (transactional), and 1 → 2 → 1 of a user's at-least-once service on the bus runtime."""
     n = count(100_000, scale, least=3000)
     with Brokers(workdir / "kafka") as brokers:
-        stage = Stage(brokers.bootstrap, workdir)
+        stage = Stage(brokers, workdir)
         with stage.running():
             deploy_model(stage)
             stage.start("scorer", SCORER)
@@ -418,7 +418,7 @@ def three_brokers(workdir: Path, scale: float, kills: int = 5) -> ScenarioResult
     during the events; then two nodes down: nothing may be acknowledged; after their restart, all is."""
     n = count(100_000, scale, least=2000)
     with Brokers(workdir / "kafka", nodes=3) as brokers:
-        stage = Stage(brokers.bootstrap, workdir, replication=3)
+        stage = Stage(brokers, workdir, replication=3)
         physical = stage.bus.catalogue.physical("inference.requests")
         producer = TrackedProducer(stage.bus)
         killed = []
@@ -509,12 +509,12 @@ def disk_and_config_faults(workdir: Path, scale: float) -> ScenarioResult:
     workdir.mkdir(parents=True, exist_ok=True)
     blocker.write_text("a file where a directory should be\n")
     with Brokers(workdir / "kafka") as brokers:
-        stage = Stage(brokers.bootstrap, workdir)
+        stage = Stage(brokers, workdir)
         with stage.running():
             policy = stage.workdir / "policy.yaml"
             policy.write_text(AUTO_POLICY)
-            stage.cli("models", "policy", str(policy))
-            stage.cli("models", "define", str(SPEC))
+            stage.cli("models", "policy", str(policy), person="lead")
+            stage.cli("models", "define", str(SPEC), person="dana")
             stage.start("validator", "services.validator")
             registry = stage.start("registry", "services.registry")
             trainer = stage.start("trainer", "services.trainer", MLBUS_ARTIFACTS=str(blocker / "artifacts"))
@@ -587,7 +587,7 @@ def service_crash(workdir: Path, scale: float) -> ScenarioResult:
     n = count(20_000, scale, least=2000)
     batches = 4
     with Brokers(workdir / "kafka") as brokers:
-        stage = Stage(brokers.bootstrap, workdir, MLBUS_AUDIT_CHECKPOINT_EVERY="500")
+        stage = Stage(brokers, workdir, MLBUS_AUDIT_CHECKPOINT_EVERY="500")
         with stage.running():
             deploy_model(stage, keep_running=True)
             for name, module in (("scorer", SCORER), ("drift-watcher", "services.drift_watcher"),

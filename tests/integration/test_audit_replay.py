@@ -42,15 +42,15 @@ def lifecycle(bus, version: int, kind: str) -> bool:
 def test_replay_rebuild_and_explain_from_the_audit_log(bus, bus_env, cli, tmp_path):
     (tmp_path / "policy.yaml").write_text(yaml.safe_dump({"model": MODEL, "metric": "roc_auc", "human_approval": True,
                                                           "approvers": ["ana"], "four_eyes": True}))
-    assert cli("models", "policy", str(tmp_path / "policy.yaml"), "--as", "lead").returncode == 0
-    assert cli("models", "define", str(SPEC), "--as", "dana").returncode == 0
+    assert cli("models", "policy", str(tmp_path / "policy.yaml"), person="lead").returncode == 0
+    assert cli("models", "define", str(SPEC), person="dana").returncode == 0
     with ExitStack() as stack:
         for module in SERVICES:
             stack.enter_context(running(module, bus_env, tmp_path / f"{module}.log"))
         registry = stack.enter_context(running("services.registry", bus_env, tmp_path / "registry.log"))
         publish_batch(bus, "breast_cancer", write(good(rows=400), tmp_path / "good.csv"), "t")
         wait_until(lambda: lifecycle(bus, 1, "registered"), timeout=180, message="v1 registered")
-        assert cli("approve", MODEL, "1", "--as", "ana", "--reason", "reviewed").returncode == 0
+        assert cli("approve", MODEL, "1", "--reason", "reviewed", person="ana").returncode == 0
         wait_until(lambda: lifecycle(bus, 1, "promoted"), timeout=120, message="v1 deployed and promoted")
         ids = send_requests(bus, MODEL, 30)
         read_topic(bus, "inference.predictions", expected=30, timeout=120)
@@ -58,8 +58,8 @@ def test_replay_rebuild_and_explain_from_the_audit_log(bus, bus_env, cli, tmp_pa
         live_at_t = database_rows(bus)
         t = datetime.now(timezone.utc)
 
-        assert cli("train", MODEL, "--as", "bo", "--wait", "180").returncode == 0           # after T: v2
-        assert cli("approve", MODEL, "2", "--as", "ana", "--reason", "also fine").returncode == 0
+        assert cli("train", MODEL, "--wait", "180", person="bo").returncode == 0           # after T: v2
+        assert cli("approve", MODEL, "2", "--reason", "also fine", person="ana").returncode == 0
         wait_until(lambda: lifecycle(bus, 2, "approved"), timeout=120, message="v2 approved")
         wait_until(lambda: audit_caught_up(bus), timeout=120, message="the auditor to catch up")
         stop(registry)

@@ -11,7 +11,7 @@ from services.bus import Bus, Event, Publisher, Settings, derive_id
 from services.bus.audit import verify
 from services.bus.audit_log import audit_records
 from services.bus.topics import TopicAdmin, consumer_lag, plan_topics
-from tests.conftest import mlbus_cli
+from tests.support.people import mlbus_cli
 from tests.support.polling import bus_messages, wait_until
 from tests.support.processes import running, start, stop
 

@@ -8,7 +8,7 @@ def test_publish_writes_single_object_avro_with_cloudevents_headers_and_consume_
     record = {"kpi_id": "k-1", "name": "conversion", "value": 0.125, "window_start": "2026-11-23T10:00:00Z",
               "window_end": "2026-11-23T11:00:00Z", "dimensions": {"variant": "challenger"}, "source": "shop",
               "observed_at": "2026-11-23T11:00:01Z"}
-    published = cli("publish", "kpis", "--as", "ana", stdin=json.dumps(record) + "\n")
+    published = cli("publish", "kpis", stdin=json.dumps(record) + "\n", person="ana")
     assert published.returncode == 0, published.stderr
 
     [raw] = read_topic(bus, "kpis", expected=1)
@@ -60,7 +60,7 @@ def test_topics_list_json_matches_topics_yaml(bus_env, cli):
 
 def test_without_a_broker_the_cli_says_how_to_get_one(tmp_path):
     import os
-    from tests.conftest import mlbus_cli
+    from tests.support.people import mlbus_cli
 
     env = {k: v for k, v in os.environ.items() if k != "MLBUS_BOOTSTRAP"} | {"MLBUS_VAR": str(tmp_path)}
     result = mlbus_cli(env, "consume", "kpis", "--max", "1")

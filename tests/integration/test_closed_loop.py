@@ -39,8 +39,8 @@ def test_sustained_drift_retrains_and_redeploys_once_within_the_cool_down(bus, b
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
     (tmp_path / "policy.yaml").write_text(yaml.safe_dump({"model": MODEL, "metric": "roc_auc", "human_approval": False,
                                                           "min_improvement": -1.0}))
-    assert cli("models", "policy", str(tmp_path / "policy.yaml")).returncode == 0
-    assert cli("models", "define", str(tmp_path / "spec.yaml")).returncode == 0
+    assert cli("models", "policy", str(tmp_path / "policy.yaml"), person="lead").returncode == 0
+    assert cli("models", "define", str(tmp_path / "spec.yaml"), person="dana").returncode == 0
     with ExitStack() as stack:
         processes = [stack.enter_context(running(m, bus_env, tmp_path / f"{m}.log", MLBUS_CANARY_INTERVAL_S="1"))
                      for m in SERVICES]

@@ -21,7 +21,7 @@ def values(bus, topic: str, expected: int, **kw) -> list[dict]:
 
 def test_good_batch_trains_a_fully_recorded_version_bad_batches_train_nothing_and_runs_reproduce(
         bus, bus_env, cli, tmp_path):
-    assert cli("models", "define", str(SPEC), "--as", "ana").returncode == 0
+    assert cli("models", "define", str(SPEC), person="dana").returncode == 0
     publisher = Publisher(bus, "test")
     bad_ids = [publish_batch(bus, "breast_cancer", write(with_defect(kind), tmp_path / f"{kind}.csv"), "t",
                              publisher)["batch_id"] for kind in ("duplicate_keys", "missing", "range", "type", "schema")]
@@ -33,7 +33,7 @@ def test_good_batch_trains_a_fully_recorded_version_bad_batches_train_nothing_an
             running("services.trainer", bus_env, tmp_path / "trainer.log") as trainer:
         reports = {v["batch_id"]: v for v in values(bus, "data.validated", expected=7)}
         [trained] = values(bus, "models.trained", expected=1, settle_s=3)
-        reproduced = cli("train", "--reproduce", trained["run_id"], "--wait", "180")
+        reproduced = cli("train", "--reproduce", trained["run_id"], "--wait", "180", person="bo")
         assert trainer.poll() is None
 
     assert not any(reports[b]["passed"] for b in bad_ids) and reports[good_batch["batch_id"]]["passed"]
@@ -61,7 +61,7 @@ def test_good_batch_trains_a_fully_recorded_version_bad_batches_train_nothing_an
 
 def test_a_training_longer_than_the_poll_interval_and_a_twice_delivered_batch_give_one_version(
         bus, bus_env, cli, tmp_path):
-    assert cli("models", "define", str(SPEC)).returncode == 0
+    assert cli("models", "define", str(SPEC), person="dana").returncode == 0
     publisher = Publisher(bus, "test")
     batch = publish_batch(bus, "breast_cancer", write(good(), tmp_path / "good.csv"), "t", publisher)
     # The same event again, as a retrying producer would deliver it.

@@ -44,10 +44,10 @@ def test_kpi_report_recovers_a_known_challenger_effect_and_no_effect_where_there
     publish_version(publisher, MODEL, 1, "{}")
     publish_kpis(publisher)
     published = cli("kpi", "publish", "conversion", "0.1", "--dim", f"model={MODEL}", "--dim", "segment=eu",
-                    "--at", at(400).isoformat())
+                    "--at", at(400).isoformat(), person="shop")
     assert published.returncode == 0, published.stderr
-    assert cli("kpi", "publish", "conversion", "x").returncode == 2
-    assert "key=value" in cli("kpi", "publish", "conversion", "1", "--dim", "novalue").stderr
+    assert cli("kpi", "publish", "conversion", "x", person="shop").returncode == 2
+    assert "key=value" in cli("kpi", "publish", "conversion", "1", "--dim", "novalue", person="shop").stderr
 
     result = cli("kpi", "report", MODEL, "--kpi", "conversion", "--json")
     assert result.returncode == 0, result.stderr

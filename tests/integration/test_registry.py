@@ -21,7 +21,7 @@ def lifecycle(bus, expected: int) -> list[dict]:
 
 def test_a_version_waits_for_an_authorised_approver_and_the_database_follows(bus, bus_env, cli, tmp_path):
     publish_batch(bus, "breast_cancer", write(good(rows=300), tmp_path / "good.csv"), "t")
-    assert cli("models", "policy", str(EXAMPLES / "breast_cancer_policy.yaml"), "--as", "lead").returncode == 0
+    assert cli("models", "policy", str(EXAMPLES / "breast_cancer_policy.yaml"), person="lead").returncode == 0
     services = [running(m, bus_env, tmp_path / f"{m}.log") for m in
                 ("services.validator", "services.trainer", "services.registry")]
     for service in services:
@@ -31,14 +31,16 @@ def test_a_version_waits_for_an_authorised_approver_and_the_database_follows(bus
         wait_until(lambda: consumer_lag(bus, bus.settings.namespace + "mlbus.trainer", ["data.validated"])
                    == {"data.validated": 0}, timeout=120, message="the trainer to take in the validated batch")
         # The spec arrives after the trainer saw the validated batch, so only the manual request below trains.
-        assert cli("models", "define", str(EXAMPLES / "breast_cancer_lr.yaml")).returncode == 0
-        assert cli("train", "breast_cancer_lr", "--as", "bo", "--wait", "180").returncode == 0
+        assert cli("models", "define", str(EXAMPLES / "breast_cancer_lr.yaml"), person="dana").returncode == 0
+        assert cli("train", "breast_cancer_lr", "--wait", "180", person="bo").returncode == 0
         [registered] = lifecycle(bus, expected=1)
         assert registered["kind"] == "registered" and registered["version"] == 1
 
-        for approver in ("mallory", "bo", "ana"):
-            assert cli("approve", "breast_cancer_lr", "1", "--as", approver, "--reason", "metrics ok").returncode == 0
-            wait_until(lambda: len(topic_values(bus, "models.lifecycle")) > 1 + ["mallory", "bo", "ana"].index(approver),
+        viewer = cli("approve", "breast_cancer_lr", "1", "--reason", "metrics ok", person="mallory")
+        assert viewer.returncode == 1 and "TOPIC_AUTHORIZATION_FAILED" in viewer.stderr    # the broker says no
+        for approver in ("carl", "bo", "ana"):
+            assert cli("approve", "breast_cancer_lr", "1", "--reason", "metrics ok", person=approver).returncode == 0
+            wait_until(lambda: len(topic_values(bus, "models.lifecycle")) > 1 + ["carl", "bo", "ana"].index(approver),
                        timeout=60,
                        message=f"the registry's decision on {approver}'s approval")
     finally:
@@ -47,7 +49,7 @@ def test_a_version_waits_for_an_authorised_approver_and_the_database_follows(bus
 
     decisions = lifecycle(bus, expected=4)
     assert [d["kind"] for d in decisions] == ["registered", "approval-refused", "approval-refused", "approved"]
-    assert "not an approver" in decisions[1]["reason"] and decisions[1]["actor"] == "mallory"
+    assert "not an approver" in decisions[1]["reason"] and decisions[1]["actor"] == "carl"
     assert "four-eyes" in decisions[2]["reason"] and decisions[2]["actor"] == "bo"
     assert decisions[3]["actor"] == "ana" and decisions[3]["policy_version"] == 1
     assert json.loads(decisions[3]["evidence_json"])["metrics"]["roc_auc"] > 0.95

@@ -29,8 +29,8 @@ def decoded(bus, topic: str, expected: int, **kw) -> list[dict]:
 def test_an_auto_approved_version_is_deployed_and_answers_every_request_exactly_once(bus, bus_env, cli, tmp_path):
     policy = tmp_path / "policy.yaml"
     policy.write_text(AUTO_POLICY)
-    assert cli("models", "policy", str(policy)).returncode == 0
-    assert cli("models", "define", str(SPEC)).returncode == 0
+    assert cli("models", "policy", str(policy), person="lead").returncode == 0
+    assert cli("models", "define", str(SPEC), person="dana").returncode == 0
     with ExitStack() as stack:
         processes = [stack.enter_context(running(m, bus_env, tmp_path / f"{m}.log")) for m in SERVICES]
         publish_batch(bus, "breast_cancer", write(good(rows=400), tmp_path / "good.csv"), "t")

@@ -35,8 +35,8 @@ def deployments(bus) -> list[dict]:
 def setup(cli, tmp_path: Path, policy: dict, spec: dict = SPEC) -> None:
     (tmp_path / "policy.yaml").write_text(yaml.safe_dump({"model": MODEL, "metric": "roc_auc", **policy}))
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    assert cli("models", "policy", str(tmp_path / "policy.yaml")).returncode == 0
-    assert cli("models", "define", str(tmp_path / "spec.yaml")).returncode == 0
+    assert cli("models", "policy", str(tmp_path / "policy.yaml"), person="lead").returncode == 0
+    assert cli("models", "define", str(tmp_path / "spec.yaml"), person="dana").returncode == 0
 
 
 def wait_for_phase(bus, version: int, phase: str, drive=None, timeout: float = 180) -> dict:
@@ -58,7 +58,7 @@ def test_canary_completes_then_shadow_and_champion_challenger(bus, bus_env, cli,
             stack.enter_context(running(module, bus_env, tmp_path / f"{module}.log", MLBUS_CANARY_INTERVAL_S="1"))
         publish_batch(bus, "breast_cancer", write(good(rows=400), tmp_path / "good.csv"), "t")
         wait_for_phase(bus, 1, "completed")
-        assert cli("train", MODEL, "--wait", "180").returncode == 0                      # v2: auto canary
+        assert cli("train", MODEL, "--wait", "180", person="bo").returncode == 0                      # v2: auto canary
         rounds = iter(range(1000))
         wait_for_phase(bus, 2, "completed",
                        drive=lambda: send_requests(bus, MODEL, 300, prefix=f"c{next(rounds)}"))
@@ -66,17 +66,17 @@ def test_canary_completes_then_shadow_and_champion_challenger(bus, bus_env, cli,
         assert [d["phase"] for d in canary] == ["started", "step", "step", "completed"]
         assert [d["step"] for d in canary] == [0, 1, 2, 3] and canary[-1]["routes"][0]["version"] == 2
 
-        assert cli("train", MODEL, "--wait", "180").returncode == 0                      # v3: auto canary again
+        assert cli("train", MODEL, "--wait", "180", person="bo").returncode == 0                      # v3: auto canary again
         wait_for_phase(bus, 3, "started")
-        assert cli("rollback", MODEL, "--reason", "testing shadow first").returncode == 0
+        assert cli("rollback", MODEL, "--reason", "testing shadow first", person="olga").returncode == 0
         wait_for_phase(bus, 3, "rolled-back")
-        assert cli("deploy", MODEL, "3", "--strategy", "shadow").returncode == 0
+        assert cli("deploy", MODEL, "3", "--strategy", "shadow", person="olga").returncode == 0
         wait_for_phase(bus, 3, "completed")
         before = len(topic_values(bus, "inference.predictions"))
         shadow_ids = send_requests(bus, MODEL, 200, prefix="shadow")
         shadowed = [p for p in served_predictions(bus, before + 400) if p["request_id"] in set(shadow_ids)]
 
-        assert cli("deploy", MODEL, "3", "--strategy", "champion-challenger", "--percent", "30").returncode == 0
+        assert cli("deploy", MODEL, "3", "--strategy", "champion-challenger", "--percent", "30", person="olga").returncode == 0
         wait_until(lambda: [d for d in deployments(bus) if d["strategy"] == "champion-challenger"], timeout=60)
         publisher = Publisher(bus, "shop-app")
         for i in range(10_000):
@@ -112,16 +112,16 @@ def test_a_bad_canary_rolls_back_and_a_tampered_artifact_is_refused(bus, bus_env
             stack.enter_context(running(module, bus_env, tmp_path / f"{module}.log", MLBUS_CANARY_INTERVAL_S="2"))
         publish_batch(bus, "breast_cancer", write(good(rows=400), tmp_path / "good.csv"), "t")
         wait_until(lambda: topic_values(bus, "models.trained"), timeout=180, message="v1")
-        assert cli("approve", MODEL, "1", "--as", "ana", "--reason", "ok").returncode == 0
+        assert cli("approve", MODEL, "1", "--reason", "ok", person="ana").returncode == 0
         wait_for_phase(bus, 1, "completed")
 
         # v2 from a spec that can only guess: one weak feature and a stump.
         bad_spec = {**SPEC, "features": ["mean_fractal_dimension"], "estimator": "DecisionTreeClassifier",
                     "hyperparameters": {"max_depth": 1}, "grid": {}}
         (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad_spec))
-        assert cli("models", "define", str(tmp_path / "bad.yaml")).returncode == 0
-        assert cli("train", MODEL, "--as", "bo", "--wait", "180").returncode == 0
-        assert cli("approve", MODEL, "2", "--as", "ana", "--reason", "try it").returncode == 0
+        assert cli("models", "define", str(tmp_path / "bad.yaml"), person="dana").returncode == 0
+        assert cli("train", MODEL, "--wait", "180", person="bo").returncode == 0
+        assert cli("approve", MODEL, "2", "--reason", "try it", person="ana").returncode == 0
         wait_for_phase(bus, 2, "started")
         truth = good(rows=569, seed=11)["diagnosis"].tolist()
         rounds = iter(range(1000))
@@ -141,14 +141,14 @@ def test_a_bad_canary_rolls_back_and_a_tampered_artifact_is_refused(bus, bus_env
 
         # v3: trained, then one byte of its artifact flipped before it is approved.
         assert cli("models", "define", str(PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml")
-                   ).returncode == 0
-        assert cli("train", MODEL, "--as", "bo", "--wait", "180").returncode == 0
+                   , person="dana").returncode == 0
+        assert cli("train", MODEL, "--wait", "180", person="bo").returncode == 0
         v3 = next(t for t in topic_values(bus, "models.trained") if t["version"] == 3)
         artifact = local_path(v3["artifact_uri"])
         data = bytearray(artifact.read_bytes())
         data[len(data) // 2] ^= 0xFF
         artifact.write_bytes(bytes(data))
-        assert cli("approve", MODEL, "3", "--as", "ana", "--reason", "ok").returncode == 0
+        assert cli("approve", MODEL, "3", "--reason", "ok", person="ana").returncode == 0
         refused = wait_for_phase(bus, 3, "refused")
         alerts = wait_until(lambda: [a for a in topic_values(bus, "alerts") if a["kind"] == "tampered-artifact"],
                             timeout=60)

@@ -23,7 +23,7 @@ def relay(message: Received):
 
 
 def main() -> None:
-    bus = Bus.from_env()
+    bus = Bus.from_env(principal="scorer")      # it stands in for the scorer: the one writer of predictions
     configure_logging("relay", "json", os.environ.get("MLBUS_LOG_LEVEL", "warning"))
     ServiceRuntime(bus, "relay", relay, topics=["inference.requests"],
                    transactional=os.environ.get("MLBUS_RELAY_TRANSACTIONAL") == "1",

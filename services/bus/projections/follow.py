@@ -9,7 +9,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from ..context import Bus
 from ..errors import BadInput
-from ..kafka import base_config
+from ..kafka import base_config, group_id
 from ..received import decode_message
 from ..topics import retry_while_retriable
 
@@ -51,8 +51,8 @@ class Follower:
             raise
 
     def _read_and_follow(self) -> None:
-        consumer = Consumer({**base_config(self.bus.settings), "group.id": f"{self.bus.settings.namespace}mlbus."
-                                                                          f"{self.name}-follower",
+        consumer = Consumer({**base_config(self.bus.settings), "group.id": group_id(self.bus.settings,
+                                                                                   f"{self.name}-follower"),
                              "enable.auto.commit": False, "isolation.level": "read_committed"})
         topics = sorted({self.bus.catalogue.physical(self.bus.catalogue.for_schema(r).name) for r in self.records})
         ends = retry_while_retriable(lambda: {

@@ -4,10 +4,12 @@ from datetime import datetime, timedelta, timezone
 
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.inventory import Inventory
+from services.bus.signing import Verdict
 from services.deployer.decide import Gates, advance, gate, on_approved, on_request
 from services.deployer.scoring import assign
 
 NOW = datetime(2026, 11, 23, tzinfo=timezone.utc)
+OPERATOR = Verdict(signer="ana", signer_key="k")          # the requests below are ana's, verified
 
 
 def inventory_with(*versions: tuple[int, str]) -> Inventory:
@@ -39,15 +41,15 @@ def served(deployments: Deployments) -> dict:
 
 def test_only_approved_versions_deploy_and_the_first_one_replaces():
     deployments, inventory = Deployments(), inventory_with((1, "approved"), (2, "awaiting"))
-    [refused] = applied(deployments, on_request(deployments, inventory, request(2), NOW))
+    [refused] = applied(deployments, on_request(deployments, inventory, request(2), OPERATOR, NOW))
     assert refused.value["phase"] == "refused" and "only approved" in refused.value["reason"]
-    [done] = applied(deployments, on_request(deployments, inventory, request(1, "canary"), NOW))
+    [done] = applied(deployments, on_request(deployments, inventory, request(1, "canary"), OPERATOR, NOW))
     assert done.value["strategy"] == "replace" and served(deployments) == {"champion": (1, 1.0)}
 
 
 def test_an_approval_deploys_by_itself_as_a_canary_when_a_champion_serves():
     deployments, inventory = Deployments(), inventory_with((1, "approved"), (2, "approved"))
-    applied(deployments, on_request(deployments, inventory, request(1), NOW))
+    applied(deployments, on_request(deployments, inventory, request(1), OPERATOR, NOW))
     lifecycle = {"event_id": "e2", "model": "m", "version": 2, "kind": "approved", "actor": "ana"}
     [started] = applied(deployments, on_approved(deployments, inventory, lifecycle, NOW, 30.0))
     assert started.value["phase"] == "started" and served(deployments) == {"champion": (1, 0.9), "canary": (2, 0.1)}
@@ -55,8 +57,8 @@ def test_an_approval_deploys_by_itself_as_a_canary_when_a_champion_serves():
 
 def test_a_passing_canary_walks_its_steps_to_champion_and_a_failing_one_rolls_back():
     deployments, inventory = Deployments(), inventory_with((1, "approved"), (2, "approved"))
-    applied(deployments, on_request(deployments, inventory, request(1), NOW))
-    applied(deployments, on_request(deployments, inventory, request(2, "canary", steps=[10, 50, 100]), NOW))
+    applied(deployments, on_request(deployments, inventory, request(1), OPERATOR, NOW))
+    applied(deployments, on_request(deployments, inventory, request(2, "canary", steps=[10, 50, 100]), OPERATOR, NOW))
     good = {"count": 100, "errors": 0, "outcomes": 0, "accuracy": 0.0, "p99_ms": 10.0}
     [step] = applied(deployments, advance(deployments.current["m"], gate(good, good, Gates()), {}, NOW, deployments))
     assert step.value["phase"] == "step" and served(deployments) == {"champion": (1, 0.5), "canary": (2, 0.5)}
@@ -64,8 +66,8 @@ def test_a_passing_canary_walks_its_steps_to_champion_and_a_failing_one_rolls_ba
     assert done.value["phase"] == "completed" and served(deployments) == {"champion": (2, 1.0)}
 
     deployments, inventory = Deployments(), inventory_with((1, "approved"), (2, "approved"))
-    applied(deployments, on_request(deployments, inventory, request(1), NOW))
-    applied(deployments, on_request(deployments, inventory, request(2, "canary"), NOW))
+    applied(deployments, on_request(deployments, inventory, request(1), OPERATOR, NOW))
+    applied(deployments, on_request(deployments, inventory, request(2, "canary"), OPERATOR, NOW))
     bad = {**good, "errors": 10}
     [back] = applied(deployments, advance(deployments.current["m"], gate(bad, good, Gates()), {}, NOW, deployments))
     assert back.value["phase"] == "rolled-back" and "scoring errors" in back.value["reason"]
@@ -83,22 +85,30 @@ def test_gates_wait_for_evidence_and_judge_accuracy_when_outcomes_arrive():
 
 def test_shadow_scores_without_serving_and_rollback_returns_to_the_previous_champion():
     deployments, inventory = Deployments(), inventory_with((1, "approved"), (2, "approved"), (3, "approved"))
-    applied(deployments, on_request(deployments, inventory, request(1), NOW))
-    applied(deployments, on_request(deployments, inventory, request(2, "shadow"), NOW))
+    applied(deployments, on_request(deployments, inventory, request(1), OPERATOR, NOW))
+    applied(deployments, on_request(deployments, inventory, request(2, "shadow"), OPERATOR, NOW))
     routes = deployments.routes("m")
     assert assign(routes, "any-entity")[0]["version"] == 1 and assign(routes, "x")[1][0]["version"] == 2
-    applied(deployments, on_request(deployments, inventory, request(3), NOW))
+    applied(deployments, on_request(deployments, inventory, request(3), OPERATOR, NOW))
     rollback = {**request(0), "action": "rollback", "version": None}
-    [back] = applied(deployments, on_request(deployments, inventory, rollback, NOW + timedelta(seconds=1)))
+    [back] = applied(deployments, on_request(deployments, inventory, rollback, OPERATOR,
+                                                         NOW + timedelta(seconds=1)))
     assert back.value["phase"] == "rolled-back" and served(deployments)["champion"][0] != 3
 
 
 def test_champion_challenger_split_is_on_target_and_stable_per_entity():
     deployments, inventory = Deployments(), inventory_with((1, "approved"), (2, "approved"))
-    applied(deployments, on_request(deployments, inventory, request(1), NOW))
-    applied(deployments, on_request(deployments, inventory, request(2, "champion-challenger", percent=20), NOW))
+    applied(deployments, on_request(deployments, inventory, request(1), OPERATOR, NOW))
+    applied(deployments, on_request(deployments, inventory, request(2, "champion-challenger", percent=20), OPERATOR, NOW))
     routes = deployments.routes("m")
     counts = Counter(assign(routes, f"entity-{i}")[0]["variant"] for i in range(10_000))
     assert abs(counts["challenger"] / 10_000 - 0.20) <= 0.03
     assert all(assign(routes, f"entity-{i}")[0]["variant"] == assign(routes, f"entity-{i}")[0]["variant"]
                for i in range(500))
+
+
+def test_a_request_whose_signature_fails_is_refused_and_changes_no_route():
+    deployments, inventory = Deployments(), inventory_with((1, "approved"))
+    [refused] = on_request(deployments, inventory, request(1), Verdict(refusal="unsigned: ..."), NOW)
+    assert refused.value["phase"] == "refused" and refused.value["reason"] == "signature: unsigned: ..."
+    assert refused.value["actor"] == "unverified:ana" and refused.value["routes"] == []

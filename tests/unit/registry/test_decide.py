@@ -3,7 +3,8 @@ import json
 from datetime import datetime, timezone
 
 from services.bus.projections.inventory import APPROVED, AWAITING, REJECTED, Inventory
-from services.registry.decide import on_approval, on_deployment, on_trained
+from services.bus.signing import Verdict
+from services.registry.decide import on_approval, on_deployment, on_policy, on_trained
 
 NOW = datetime(2026, 11, 23, tzinfo=timezone.utc)
 POLICY = {"model": "m", "policy_version": 2, "thresholds": {"roc_auc": 0.8}, "metric": "roc_auc",
@@ -32,6 +33,10 @@ def approval(actor: str, version: int = 1, decision: str = "approve") -> dict:
             "actor": actor, "reason": "looks good"}
 
 
+def verified(signer: str) -> Verdict:
+    return Verdict(signer=signer, signer_key=f"key-of-{signer}")
+
+
 def inventory_with_policy(**changes) -> Inventory:
     inventory = Inventory()
     inventory.apply("mlbus.PromotionPolicyDefined", {**POLICY, **changes})
@@ -42,7 +47,7 @@ def test_a_version_needing_a_human_waits_and_an_authorised_approval_releases_it(
     inventory = inventory_with_policy()
     assert [e.value["kind"] for e in registered(inventory, trained(1, 0.9))] == ["registered"]
     assert inventory.version("m", 1).status == AWAITING
-    [approved] = fold(inventory, "x", {}, on_approval(inventory, approval("ana"), NOW))
+    [approved] = fold(inventory, "x", {}, on_approval(inventory, approval("ana"), verified("ana"), NOW))
     assert approved.value["kind"] == "approved" and approved.value["actor"] == "ana"
     assert approved.value["policy_version"] == 2 and inventory.version("m", 1).status == APPROVED
 
@@ -50,8 +55,8 @@ def test_a_version_needing_a_human_waits_and_an_authorised_approval_releases_it(
 def test_an_unauthorised_approver_and_a_four_eyes_violation_are_refused_with_reasons():
     inventory = inventory_with_policy(approvers=["ana", "carl"])
     registered(inventory, trained(1, 0.9, requested_by="cli:carl"))
-    [stranger] = on_approval(inventory, approval("mallory"), NOW)
-    [own] = on_approval(inventory, approval("carl"), NOW)
+    [stranger] = on_approval(inventory, approval("mallory"), verified("mallory"), NOW)
+    [own] = on_approval(inventory, approval("carl"), verified("carl"), NOW)
     assert stranger.value["kind"] == own.value["kind"] == "approval-refused"
     assert "not an approver" in stranger.value["reason"] and "four-eyes" in own.value["reason"]
     assert inventory.version("m", 1).status == AWAITING
@@ -87,8 +92,8 @@ def test_registered_versions_are_immutable_and_redelivery_is_ignored():
 def test_an_approval_delivered_twice_is_decided_once():
     inventory = inventory_with_policy()
     registered(inventory, trained(1, 0.9))
-    fold(inventory, "x", {}, on_approval(inventory, approval("ana"), NOW))
-    assert on_approval(inventory, approval("ana"), NOW) == []
+    fold(inventory, "x", {}, on_approval(inventory, approval("ana"), verified("ana"), NOW))
+    assert on_approval(inventory, approval("ana"), verified("ana"), NOW) == []
 
 
 def test_a_completed_deployment_promotes_its_champion_once():
@@ -115,3 +120,27 @@ def test_a_new_champion_retires_the_old_one_when_it_no_longer_serves():
     events = fold(inventory, "x", {}, on_deployment(inventory, second, NOW))
     assert [(e.value["kind"], e.value["version"]) for e in events] == [("promoted", 2), ("retired", 1)]
     assert inventory.version("m", 1).status == "retired" and inventory.aliases["m"]["champion"] == 2
+
+
+def test_an_approval_whose_signature_fails_is_refused_with_the_reason_and_decides_nothing():
+    inventory = inventory_with_policy()
+    registered(inventory, trained(1, 0.9))
+    [forged] = on_approval(inventory, approval("ana"), Verdict(refusal="unknown signing key k9"), NOW)
+    assert forged.value["kind"] == "approval-refused" and forged.value["actor"] == "unverified:ana"
+    assert forged.value["reason"] == "signature: unknown signing key k9"
+    [borrowed] = on_approval(inventory, approval("ana"), verified("bo"), NOW)       # bo signed, claims ana
+    assert borrowed.value["kind"] == "approval-refused" and "signed by bo" in borrowed.value["reason"]
+    assert inventory.version("m", 1).status == AWAITING
+
+
+def test_four_eyes_compares_the_verified_signer_with_who_requested_the_training():
+    inventory = inventory_with_policy(approvers=[])
+    registered(inventory, trained(1, 0.9, requested_by="cli:bo"))
+    [own] = on_approval(inventory, approval("bo"), verified("bo"), NOW)
+    assert own.value["kind"] == "approval-refused" and "four-eyes" in own.value["reason"]
+
+
+def test_a_policy_is_adopted_only_when_an_admin_signed_it():
+    assert on_policy(POLICY | {"defined_by": "cli:lead"}, verified("lead"), "p1", NOW) == []
+    [refused] = on_policy(POLICY | {"defined_by": "cli:lead"}, Verdict(refusal="unsigned: ..."), "p1", NOW)
+    assert refused.record == "mlbus.Alert" and refused.value["kind"] == "policy-refused"

@@ -1,0 +1,102 @@
+"""Access control derived from topics.yaml: the broker ACLs each principal needs, and nothing more (pure).
+
+A service principal gets WRITE on the topics it produces (and the DLQs of those it consumes), READ on those it
+consumes or reads, READ on its consumer groups (`<ns>mlbus.<principal>` and `<ns>mlbus.<principal>.*`),
+WRITE on its transactional ids (`<ns>mlbus.<principal>.*`) and IDEMPOTENT_WRITE on the cluster. A person gets
+WRITE on the topics whose producers name one of their roles (`role:approver`), READ on every topic not marked
+private, and their own groups. `every` in a list means every principal (the schemas topic). DESCRIBE comes
+with READ and WRITE (Kafka implies it). The broker's `admin` is a super user and needs no ACL.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from .catalogue import Catalogue, Topic
+
+EVERY = "every"
+ROLE_PREFIX = "role:"
+APP = "app"
+ROLES = ("admin", "approver", "operator", "data-publisher", "data-scientist", "viewer")
+# The drift-watcher's faust application makes its own topics (observations, changelogs, assignor).
+TOPIC_MAKERS = ("drift-watcher",)
+
+
+@dataclass(frozen=True, order=True)
+class Grant:
+    """One ALLOW ACL: principal (without `User:`), resource type, name, pattern type, operation."""
+
+    principal: str
+    resource: str           # topic | group | transactional_id | cluster
+    name: str
+    pattern: str            # literal | prefixed
+    operation: str          # read | write | create | idempotent_write | ...
+
+    def describe(self) -> str:
+        star = "*" if self.pattern == "prefixed" else ""
+        return f"User:{self.principal:16} {self.operation.upper():17} {self.resource}:{self.name}{star}"
+
+
+def service_principals(catalogue: Catalogue) -> list[str]:
+    """Every non-person principal the catalogue names (services and app)."""
+    names = {APP}
+    for topic in catalogue.primary():
+        names.update(p for p in (*topic.producers, *topic.consumers, *topic.readers)
+                     if p != EVERY and not p.startswith(ROLE_PREFIX))
+    return sorted(names)
+
+
+def plan_acls(catalogue: Catalogue, people: Mapping[str, Iterable[str]] | None = None) -> set[Grant]:
+    """Every ACL the catalogue implies for its services, app, and these people (name → roles)."""
+    people = {name: set(roles) for name, roles in (people or {}).items()}
+    services = service_principals(catalogue)
+    grants: set[Grant] = set()
+    for topic in catalogue.primary():
+        grants |= _topic_grants(catalogue, topic, services, people)
+    for principal in [*services, *people]:
+        grants |= _own_grants(catalogue.namespace, principal)
+    for principal in TOPIC_MAKERS:
+        prefix = f"{catalogue.namespace}mlbus.{principal}."
+        grants |= {Grant(principal, "topic", prefix, "prefixed", op) for op in ("create", "read", "write", "describe_configs")}
+    return grants
+
+
+def _topic_grants(catalogue: Catalogue, topic: Topic, services: list[str], people: dict[str, set[str]]) -> set[Grant]:
+    name = catalogue.physical(topic.name)
+    everyone = [*services, *people]
+    writers = _expand(topic.producers, everyone, people)
+    readers = _expand((*topic.consumers, *topic.readers), everyone, people)
+    if not topic.private:
+        readers |= set(people)
+    grants = {Grant(p, "topic", name, "literal", "write") for p in writers}
+    grants |= {Grant(p, "topic", name, "literal", "read") for p in readers}
+    if topic.consumers:          # the runtime dead-letters what a consumer cannot handle
+        dlq = catalogue.physical(topic.dlq)
+        grants |= {Grant(p, "topic", dlq, "literal", "write") for p in topic.consumers}
+    return grants
+
+
+def _expand(entries: Iterable[str], everyone: list[str], people: dict[str, set[str]]) -> set[str]:
+    principals: set[str] = set()
+    for entry in entries:
+        if entry == EVERY:
+            principals.update(everyone)
+        elif entry.startswith(ROLE_PREFIX):
+            role = entry.removeprefix(ROLE_PREFIX)
+            principals.update(name for name, roles in people.items() if role in roles or "admin" in roles)
+        else:
+            principals.add(entry)
+    return principals
+
+
+def _own_grants(namespace: str, principal: str) -> set[Grant]:
+    group = f"{namespace}mlbus.{principal}"
+    return {Grant(principal, "group", group, "literal", "read"),
+            Grant(principal, "group", group + ".", "prefixed", "read"),
+            Grant(principal, "transactional_id", group + ".", "prefixed", "write"),
+            Grant(principal, "cluster", "kafka-cluster", "literal", "idempotent_write")}
+
+
+def in_scope(grant: Grant, namespace: str) -> bool:
+    """Grants on this namespace's resources (what `acl apply` for a namespace may report as extra)."""
+    return grant.resource == "cluster" or grant.name.startswith(namespace)

@@ -1,0 +1,46 @@
+"""People's signing keys, folded from the identities topic (pure): each key with its name, roles and
+validity, so a signed act is checked against the keys as they stood when it was made."""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+IDENTITY_RECORDS = ("mlbus.IdentityDeclared",)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    key_id: str
+    name: str
+    principal: str
+    roles: tuple[str, ...]
+    public_key: bytes
+    created_at_ms: int
+    revoked_at_ms: int | None
+
+
+@dataclass
+class Identities:
+    keys: dict[str, SigningKey] = field(default_factory=dict)
+
+    def apply(self, record: str, value: dict) -> None:
+        if record != "mlbus.IdentityDeclared":
+            return
+        self.keys[value["key_id"]] = SigningKey(
+            key_id=value["key_id"], name=value["name"], principal=value["principal"], roles=tuple(value["roles"]),
+            public_key=base64.b64decode(value["public_key"]), created_at_ms=millis(value["created_at"]),
+            revoked_at_ms=None if value["revoked_at"] is None else millis(value["revoked_at"]))
+
+    def people(self) -> dict[str, list[str]]:
+        """Each person with an unrevoked key, and the union of those keys' roles."""
+        found: dict[str, set[str]] = {}
+        for key in self.keys.values():
+            if key.revoked_at_ms is None:
+                found.setdefault(key.principal, set()).update(key.roles)
+        return {principal: sorted(roles) for principal, roles in found.items()}
+
+
+def millis(value: int | datetime) -> int:
+    return value if isinstance(value, int) else (value - EPOCH) // timedelta(milliseconds=1)
