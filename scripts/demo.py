@@ -13,6 +13,7 @@ before the retraining, the registry's database rebuilt, and the hash chain verif
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -31,12 +32,30 @@ def chapter(title: str) -> None:
     print(f"\n\033[1m== {title}\033[0m" if sys.stdout.isatty() else f"\n== {title}", flush=True)
 
 
-def mlbus(*args: str, stdin: str | None = None, show: bool = True, echo: bool = True) -> str:
-    """Run the real `mlbus` command the way a user would, echoing it (not when it only polls)."""
+# The people of the story, each with an identity file (broker credentials and an Ed25519 signing key).
+PEOPLE = {"lead": ["admin"], "dana": ["data-scientist"], "bo": ["data-scientist", "approver"], "ana": ["approver"],
+          "olga": ["operator"], "etl": ["data-publisher"], "shop": ["data-publisher"], "mallory": ["viewer"]}
+
+
+def identity(name: str) -> Path:
+    return DEMO_VAR / "identities" / f"{name}.json"
+
+
+def mlbus(*args: str, stdin: str | None = None, show: bool = True, echo: bool = True, person: str | None = None,
+          refused: bool = False) -> str:
+    """Run the real `mlbus` command the way a user would, echoing it (not when it only polls); as `person`
+    (MLBUS_IDENTITY=their identity file), else as the local broker's admin. refused: the command must fail."""
     if echo:
-        print(f"$ mlbus {' '.join(args)}", flush=True)
+        who = f"MLBUS_IDENTITY=…/{person}.json " if person else ""
+        print(f"$ {who}mlbus {' '.join(args)}", flush=True)
+    env = {**os.environ, "MLBUS_IDENTITY": str(identity(person))} if person else os.environ
     result = subprocess.run([str(ROOT / ".venv" / "bin" / "mlbus"), *args], input=stdin, text=True,
-                            capture_output=True, env=os.environ)
+                            capture_output=True, env=env)
+    if refused:
+        if result.returncode == 0:
+            sys.exit(f"demo: `mlbus {' '.join(args)}` should have been refused")
+        print(f"refused: {result.stderr.strip().splitlines()[-1]}")
+        return result.stderr
     if result.returncode != 0:
         sys.exit(f"demo: `mlbus {' '.join(args)}` failed ({result.returncode}):\n{result.stderr}")
     if show:
@@ -57,13 +76,21 @@ def wait_for(what: str, probe, timeout_s: float = 180.0):
 def data_to_model_story() -> None:
     from services.cli.sample_data import breast_cancer
 
-    chapter("1. A data contract and a model spec")
-    print("schemas/datasets/breast_cancer.avsc: 32 columns with types, ranges, allowed values, missing limits, key id")
-    mlbus("models", "define", str(ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"), "--as", "dana")
-    print("scripts/examples/breast_cancer_policy.yaml: roc_auc ≥ 0.95, recall ≥ 0.9, approvers ana and bo, four-eyes")
-    mlbus("models", "policy", str(ROOT / "scripts" / "examples" / "breast_cancer_policy.yaml"), "--as", "lead")
+    chapter("1. People: each gets broker credentials and a signing key from the admin; roles say what they may do")
+    for name, roles in PEOPLE.items():
+        mlbus("people", "add", name, *[arg for role in roles for arg in ("--role", role)], show=False, echo=False)
+    print(f"$ mlbus people add NAME --role ROLE ...   (for {', '.join(PEOPLE)})")
+    mlbus("people", "list")
 
-    chapter("2. New data: a good batch and a bad one (repeated ids, a negative radius, a text value)")
+    chapter("2. A data contract, a model spec (signed by dana) and a promotion policy (signed by lead, an admin)")
+    print("schemas/datasets/breast_cancer.avsc: 32 columns with types, ranges, allowed values, missing limits, key id")
+    mlbus("models", "define", str(ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"), person="dana")
+    print("scripts/examples/breast_cancer_policy.yaml: roc_auc ≥ 0.95, recall ≥ 0.9, approvers ana and bo, four-eyes")
+    mlbus("models", "policy", str(ROOT / "scripts" / "examples" / "breast_cancer_policy.yaml"), person="lead")
+    mlbus("models", "policy", str(ROOT / "scripts" / "examples" / "breast_cancer_policy.yaml"), person="dana",
+          refused=True)
+
+    chapter("3. New data: a good batch and a bad one (repeated ids, a negative radius, a text value)")
     data_dir = DEMO_VAR / "incoming"
     data_dir.mkdir(parents=True, exist_ok=True)
     good = breast_cancer(rows=400, seed=1)
@@ -74,11 +101,11 @@ def data_to_model_story() -> None:
     bad["mean_texture"] = bad["mean_texture"].astype(object)
     bad.loc[30, "mean_texture"] = "n/a?"
     bad.to_csv(data_dir / "tuesday.csv", index=False)
-    good_id = mlbus("data", "publish", "breast_cancer", str(data_dir / "monday.csv"), "--as", "etl", show=False).strip()
-    bad_id = mlbus("data", "publish", "breast_cancer", str(data_dir / "tuesday.csv"), "--as", "etl", show=False).strip()
+    good_id = mlbus("data", "publish", "breast_cancer", str(data_dir / "monday.csv"), show=False, person="etl").strip()
+    bad_id = mlbus("data", "publish", "breast_cancer", str(data_dir / "tuesday.csv"), show=False, person="etl").strip()
     print(f"good batch {good_id}\nbad batch  {bad_id}")
 
-    chapter("3. The validator's verdicts (data.validated)")
+    chapter("4. The validator's verdicts (data.validated)")
     wait_for("validations", lambda: len(json.loads(mlbus("data", "validations", "--json", show=False, echo=False))) >= 2)
     mlbus("data", "validations")
     print()
@@ -86,7 +113,7 @@ def data_to_model_story() -> None:
     failures = [line for line in report if not line.startswith("  warning")]
     print("\n".join(failures[:8]), f"\n... and the profile of all {len(report) - 9} columns: mlbus data report {bad_id[:8]}")
 
-    chapter("4. The trainer trained a model version on the good batch only (models.trained, training.runs)")
+    chapter("5. The trainer trained a model version on the good batch only (models.trained, training.runs)")
     runs = wait_for("trained model", lambda: [r for r in json.loads(mlbus("runs", "list", "--json", show=False,
                                                                           echo=False)) if r["chosen"]])
     mlbus("runs", "list")
@@ -96,8 +123,16 @@ def data_to_model_story() -> None:
           f"artifact sha256 {chosen['artifact_sha256'][:16]}…, code {chosen['code_version']} "
           f"@ {(chosen['git_commit'] or 'no git')[:10]}, scikit-learn {chosen['environment']['scikit-learn']}")
 
-    chapter("5. Reproducibility: re-run the recorded training from its lineage and compare")
-    mlbus("train", "--reproduce", chosen["run_id"], "--wait", "180")
+    chapter("6. Reproducibility: re-run the recorded training from its lineage and compare")
+    mlbus("train", "--reproduce", chosen["run_id"], "--wait", "180", person="dana")
+
+
+@functools.cache
+def app_bus():
+    """The shop's application connects as the `app` principal: it may send requests, outcomes and KPIs."""
+    from services.bus import Bus
+
+    return Bus.from_env(principal="app")
 
 
 def send_traffic(bus, count: int, prefix: str, with_outcomes: bool = False, scale: float = 1.0) -> list[str]:
@@ -109,7 +144,7 @@ def send_traffic(bus, count: int, prefix: str, with_outcomes: bool = False, scal
 
     rows = breast_cancer(rows=min(count, 569), seed=hash(prefix) % 1000)
     features = [c for c in rows.columns if c not in ("id", "diagnosis")]
-    publisher = Publisher(bus, "shop-app")
+    publisher = Publisher(app_bus(), "shop-app")
     ids = []
     for i in range(count):
         row = rows.iloc[i % len(rows)]
@@ -128,6 +163,22 @@ def send_traffic(bus, count: int, prefix: str, with_outcomes: bool = False, scal
     return ids
 
 
+def forge_approval(bus, claimed: str) -> None:
+    """An approval written with the broker admin's credentials, naming a person but signed by no one."""
+    from services.bus import Event, Publisher
+    from services.bus.envelope import new_id
+
+    value = {"approval_id": new_id(), "model": MODEL, "version": 1, "decision": "approve", "actor": claimed,
+             "reason": "forged", "submitted_at": datetime.now(timezone.utc)}
+    publisher = Publisher(bus, "cli:admin")
+    publisher.publish(Event("mlbus.ApprovalSubmitted", value, key=MODEL, id=value["approval_id"]))
+    publisher.flush()
+    refusal = wait_for("the registry's answer", lambda: next(
+        (d for d in json.loads(mlbus("models", "show", f"{MODEL}@1", "--json", show=False, echo=False))[0]["decisions"]
+         if d["kind"] == "approval-refused" and "signature" in d["reason"]), None))
+    print(f"registry: {refusal['kind']} — {refusal['reason']}")
+
+
 def deployment_phases(version: int) -> list[str]:
     history = json.loads(mlbus("deployments", MODEL, "--json", show=False, echo=False)).get(MODEL, {}).get("history", [])
     return [d["phase"] for d in history if d["version"] == version]
@@ -137,15 +188,18 @@ def governed_serving_story() -> None:
     from services.bus import Bus
     from services.bus.replay import read_topics
 
-    bus = Bus.from_env()
-    chapter("6. Governance: version 1 waits for a person the policy names")
+    bus = Bus.from_env(principal="admin")
+    chapter("7. Governance: version 1 waits for a person the policy names; only a signed approval counts")
     mlbus("models", "list")
-    mlbus("approve", MODEL, "1", "--as", "mallory", "--reason", "ship it")
-    mlbus("approve", MODEL, "1", "--as", "ana", "--reason", "holdout and CV metrics reviewed")
+    print("mallory is a viewer: the broker does not let her write an approval at all")
+    mlbus("approve", MODEL, "1", "--reason", "ship it", person="mallory", refused=True)
+    print("the broker's admin writes an approval claiming to be ana's: transport rights are not a signature")
+    forge_approval(bus, "ana")
+    mlbus("approve", MODEL, "1", "--reason", "holdout and CV metrics reviewed", person="ana")
     wait_for("the approval's outcome", lambda: "approved" in mlbus("models", "list", show=False, echo=False))
     mlbus("models", "show", f"{MODEL}@1")
 
-    chapter("7. The approved version is deployed by itself (nothing served before: replace) and answers traffic")
+    chapter("8. The approved version is deployed by itself (nothing served before: replace) and answers traffic")
     wait_for("deployment of v1", lambda: "completed" in deployment_phases(1))
     ids = send_traffic(bus, 300, "monday")
     answered = wait_for("predictions", lambda: (found := [r.value for r in read_topics(bus, ["inference.predictions"])
@@ -157,10 +211,10 @@ def governed_serving_story() -> None:
     print(f"300 requests → {len(answered)} predictions, all by v{sorted({p['version'] for p in answered})}, "
           f"labels {labels}, median latency {sorted(p['latency_ms'] for p in answered)[150]:.1f} ms")
 
-    chapter("8. Version 2: requested by bo, so bo may not approve it (four-eyes); ana does; it goes out as a canary")
-    mlbus("train", MODEL, "--as", "bo", "--wait", "180")
-    mlbus("approve", MODEL, "2", "--as", "bo", "--reason", "my own model looks great")
-    mlbus("approve", MODEL, "2", "--as", "ana", "--reason", "as good as v1 on the holdout")
+    chapter("9. Version 2: requested by bo, so bo may not approve it (four-eyes); ana does; it goes out as a canary")
+    mlbus("train", MODEL, "--wait", "180", person="bo")
+    mlbus("approve", MODEL, "2", "--reason", "my own model looks great", person="bo")
+    mlbus("approve", MODEL, "2", "--reason", "as good as v1 on the holdout", person="ana")
     wait_for("the canary to start", lambda: "started" in deployment_phases(2))
     rounds = iter(range(10_000))
     wait_for("the canary to finish", lambda: send_traffic(bus, 200, f"tuesday{next(rounds)}", with_outcomes=True)
@@ -177,10 +231,10 @@ def monitoring_story() -> None:
     from services.bus import Bus
     from services.bus.replay import read_topics
 
-    bus = Bus.from_env()
+    bus = Bus.from_env(principal="admin")
     global BEFORE_RETRAIN
     BEFORE_RETRAIN = datetime.now(timezone.utc)
-    chapter("9. Drift: the shop's patients change (every measurement 40 % larger); the drift-watcher notices")
+    chapter("10. Drift: the shop's patients change (every measurement 40 % larger); the drift-watcher notices")
     print("spec monitoring: windows of 200 requests, KS per feature against v2's training sample, "
           "3 drifted windows in a row on the champion → retrain")
     rounds = iter(range(10_000))
@@ -197,12 +251,12 @@ def monitoring_story() -> None:
     print(f"training request {request['request_id'][:8]}… by {request['requested_by']}: reason drift, evidence "
           f"{len(evidence['report_ids'])} drift reports of v{evidence['version']}")
 
-    chapter("10. The retraining: the trainer trains v3, ana approves it (the drift-watcher asked, so four-eyes allows "
+    chapter("11. The retraining: the trainer trains v3, ana approves it (the drift-watcher asked, so four-eyes allows "
             "her), it goes out as a canary")
     print("(the demo's data has not changed, so v3 learns what v2 knew; in production a new batch carries the "
           "new distribution)")
     wait_for("v3", lambda: any(r.value["version"] == 3 for r in read_topics(bus, ["models.trained"])), 240)
-    mlbus("approve", MODEL, "3", "--as", "ana", "--reason", "retrained after drift; metrics as before")
+    mlbus("approve", MODEL, "3", "--reason", "retrained after drift; metrics as before", person="ana")
     wait_for("the canary to start", lambda: "started" in deployment_phases(3))
     wait_for("the canary to finish", lambda: send_traffic(bus, 200, f"thursday{next(rounds)}", with_outcomes=True,
                                                           scale=1.4)
@@ -219,14 +273,14 @@ def kpi_story(bus) -> None:
 
     from services.bus import Event, Publisher, derive_id
 
-    chapter("11. Business KPIs against the deployment timeline (the shop's conversion, simulated: v3 converts 5 % "
+    chapter("12. Business KPIs against the deployment timeline (the shop's conversion, simulated: v3 converts 5 % "
             "better)")
     history = json.loads(mlbus("deployments", MODEL, "--json", show=False, echo=False))[MODEL]["history"]
     times = {(d["version"], d["phase"]): parse(d["changed_at"]) for d in history}
     v1, v3_canary, v3 = times[(1, "completed")], times[(3, "started")], times.get((3, "completed"))
     end = parse(json.loads(mlbus("deployments", MODEL, "--json", show=False, echo=False))[MODEL]["history"][-1][
         "changed_at"]) + timedelta(seconds=30)
-    rng, publisher, count = np.random.default_rng(7), Publisher(bus, "shop-app"), 0
+    rng, publisher, count = np.random.default_rng(7), Publisher(app_bus(), "shop-app"), 0
     for start, stop, variant, rate in [(v1, v3 or end, None, 0.100), (v3 or end, end, None, 0.105),
                                        (v3_canary, v3 or end, "champion", 0.100),
                                        (v3_canary, v3 or end, "canary", 0.105)]:
@@ -240,7 +294,7 @@ def kpi_story(bus) -> None:
             count += 1
     publisher.flush()
     print(f"{count} simulated conversion observations published; one more by hand:")
-    mlbus("kpi", "publish", "conversion", "0.104", "--dim", f"model={MODEL}", "--at", end.isoformat(), "--as", "shop")
+    mlbus("kpi", "publish", "conversion", "0.104", "--dim", f"model={MODEL}", "--at", end.isoformat(), person="shop")
     mlbus("kpi", "report", MODEL, "--kpi", "conversion")
 
 
@@ -256,8 +310,8 @@ def own_service_story() -> None:
     from services.bus.publish import Publisher
     from services.bus.topics import consumer_lag
 
-    bus = Bus.from_env()
-    chapter("12. A service of your own, ten lines on the mlbus runtime: alert on confident malignant predictions")
+    bus = Bus.from_env(principal="admin")
+    chapter("13. A service of your own, ten lines on the mlbus runtime: alert on confident malignant predictions")
     configure_logging("demo", "console", "warning")      # show the runtime's dead-letter warnings only
 
     def confident_malignant(message):
@@ -269,7 +323,7 @@ def own_service_story() -> None:
                 "evidence_json": json.dumps({"request_id": p["request_id"]}), "cause_id": p["prediction_id"],
                 "raised_at": p["predicted_at"]})
 
-    service = ServiceRuntime(bus, "triage", confident_malignant, topics=["inference.predictions"])
+    service = ServiceRuntime(app_bus(), "triage", confident_malignant, topics=["inference.predictions"])
     worker = threading.Thread(target=service.run, kwargs={"handle_signals": False}, daemon=True)
     worker.start()
     try:
@@ -285,8 +339,8 @@ def own_service_story() -> None:
           f"(caused by {triage[0]['headers']['causationid'][:8] if triage else '-'}…, "
           f"trace {triage[0]['headers']['traceparent'][3:19] if triage else '-'}…)")
 
-    chapter("13. Bad input: random bytes and truncated Avro go to the dead-letter topic, bytes intact; nothing stops")
-    publisher = Publisher(bus, "demo")
+    chapter("14. Bad input: random bytes and truncated Avro go to the dead-letter topic, bytes intact; nothing stops")
+    publisher = Publisher(app_bus(), "demo")
     good = bus.schemas.encode("mlbus.InferenceRequest", {"request_id": "x", "entity_id": "x", "model": MODEL,
                                                          "features": {}, "categories": {}, "sent_at": 0})
     publisher.produce("inference.requests", b"broken-1", os.urandom(16), [])
@@ -305,15 +359,15 @@ def audit_story() -> None:
     from services.bus.replay import read_topics
     from services.bus.topics import consumer_lag
 
-    bus = Bus.from_env()
-    chapter("14. Governance from audit.log alone: every event, hash-chained, replayable")
+    bus = Bus.from_env(principal="admin")
+    chapter("15. Governance from audit.log alone: every event, hash-chained, replayable")
     topics = [name for name in bus.catalogue.topics if name not in ("audit.log", "audit.checkpoints")]
     wait_for("the auditor to catch up", lambda: sum(consumer_lag(
         bus, f"{bus.settings.namespace}mlbus.auditor", topics).values()) <= 3 * len(topics))
     timeline = mlbus("audit", "timeline", MODEL, show=False).splitlines()
     print("\n".join(timeline[:12] + ["  ..."] + timeline[-8:]))
     served = [r.value for r in read_topics(bus, ["inference.predictions"]) if r.value["served"] and r.value["version"]]
-    chapter("15. Explain one prediction: who served it, which version, trained on what, approved by whom")
+    chapter("16. Explain one prediction: who served it, which version, trained on what, approved by whom")
     mlbus("audit", "explain", served[len(served) // 2]["request_id"])
     lines = mlbus("audit", "explain", *[p["request_id"] for p in served], "--summary", show=False,
                   echo=False).splitlines()
@@ -321,9 +375,9 @@ def audit_story() -> None:
     print("\n".join(lines[:3] + ["  ..."]))
     print(f"every one of the {len(served)} served predictions explained: {len(lines)} answers "
           f"({sum('approved by ana' in line for line in lines)} approved by ana)")
-    chapter("16. Replay: the state at a moment before the drift-triggered retraining, from audit.log only")
+    chapter("17. Replay: the state at a moment before the drift-triggered retraining, from audit.log only")
     mlbus("audit", "replay", "--until", BEFORE_RETRAIN.isoformat())
-    chapter("17. Rebuild the registry's database from audit.log, and verify the hash chain")
+    chapter("18. Rebuild the registry's database from audit.log, and verify the hash chain")
     mlbus("audit", "rebuild-registry")
     mlbus("audit", "verify")
 

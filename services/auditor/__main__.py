@@ -4,6 +4,7 @@ MLBUS_AUDIT_CHECKPOINT_EVERY: records between checkpoints on audit.checkpoints (
 import os
 
 from services.bus import Bus, ServiceRuntime
+from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
 
 from .adapters import chain_head
@@ -15,7 +16,8 @@ NOT_AUDITED = ("audit.log", "audit.checkpoints")
 def main() -> None:
     bus = Bus.from_env(principal="auditor")
     configure_logging("auditor", bus.settings.log_format, bus.settings.log_level)
-    auditor = Auditor(bus, lambda: chain_head(bus), int(os.environ.get("MLBUS_AUDIT_CHECKPOINT_EVERY", "1000")))
+    auditor = Auditor(bus, lambda: chain_head(bus), int(os.environ.get("MLBUS_AUDIT_CHECKPOINT_EVERY", "1000")),
+                      act_verifier(bus))
     topics = [name for name in bus.catalogue.topics if name not in NOT_AUDITED]
     # Large batches: each transaction's commit costs a broker round trip or two (~30 ms locally), which at
     # 1,000 records a batch was a third of the auditor's time under a backlog.

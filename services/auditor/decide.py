@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from services.bus import Event, derive_id
 from services.bus.audit import ChainHead, seal
+from services.bus.signing import Verdict
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Crossing:
     key: bytes | None
     headers: list[tuple[str, bytes | None]]
     value: bytes | None
+    attested: str | None = None  # a person's act: who signed it, as the auditor verified it (attest below)
 
 
 def header(crossing: Crossing, name: str) -> str | None:
@@ -26,13 +28,24 @@ def header(crossing: Crossing, name: str) -> str | None:
     return found.decode("utf-8", "replace") if found is not None else None
 
 
+def attest(value: dict, verdict: Verdict) -> str | None:
+    """The actor of a message that may be a person's signed act: `ana (signed, key 1a2b…)` when its signature
+    verifies, `unverified ana: <why>` when it does not, None when it names no signer (a service's act)."""
+    if not value.get("signer"):
+        return None
+    if verdict.refusal:
+        return f"unverified {value['signer']}: {verdict.refusal}"
+    return f"{verdict.signer} (signed, key {verdict.signer_key})"
+
+
 def audit_record(crossing: Crossing, sequence: int, now_ms: int) -> dict:
-    """The record before sealing. The actor is the event's ce_source (`cli:ana` for a person at the CLI)."""
+    """The record before sealing. The actor is the verified signer of a person's act, else the event's
+    ce_source (the service or application that sent it)."""
     return {"sequence": sequence, "audited_at": now_ms, "source_topic": crossing.topic,
             "source_partition": crossing.partition, "source_offset": crossing.offset,
             "source_timestamp": crossing.timestamp_ms, "key": crossing.key,
             "headers": [{"key": k, "value": v} for k, v in crossing.headers], "value": crossing.value,
-            "actor": header(crossing, "ce_source") or "unknown", "record_type": header(crossing, "ce_type")}
+            "actor": crossing.attested or header(crossing, "ce_source") or "unknown", "record_type": header(crossing, "ce_type")}
 
 
 def append(head: ChainHead, crossings: list[Crossing], now_ms: int, checkpoint_every: int) -> tuple[ChainHead,

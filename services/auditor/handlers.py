@@ -6,17 +6,23 @@ from typing import Callable
 
 from confluent_kafka import Message
 
-from services.bus import Bus, Event
+from services.bus import BadInput, Bus, Event, Received
+from services.bus.access import ROLES
 from services.bus.audit import ChainHead
 from services.bus.logs import get_logger
+from services.bus.received import decode_message
+from services.bus.signing import SIGNED_RECORDS, Verdict
 
-from .decide import Crossing, append, checkpoint
+from .decide import Crossing, append, attest, checkpoint
+
+Verify = Callable[[Received, tuple[str, ...]], Verdict]
 
 
 class Auditor:
-    def __init__(self, bus: Bus, read_head: Callable[[], ChainHead], checkpoint_every: int,
+    def __init__(self, bus: Bus, read_head: Callable[[], ChainHead], checkpoint_every: int, verify: Verify,
                  clock=lambda: int(time.time() * 1000)):
         self.bus = bus
+        self.verify = verify
         self.read_head = read_head
         self.head: ChainHead | None = None
         self.checkpoint_every = checkpoint_every
@@ -30,10 +36,21 @@ class Auditor:
             self.head = self.read_head()
             self.log.info("chain continues", sequence=self.head.sequence, hash=self.head.hash[:12])
         crossings = [Crossing(self.bus.catalogue.logical(m.topic()), m.partition(), m.offset(), m.timestamp()[1],
-                              m.key(), list(m.headers() or []), m.value()) for m in messages]
+                              m.key(), list(m.headers() or []), m.value(), self._attested(m)) for m in messages]
         self.head, events = append(self.head, crossings, self.clock(), self.checkpoint_every)
         self.log.info("audited", records=len(crossings), sequence=self.head.sequence)
         return events
+
+    def _attested(self, message: Message) -> str | None:
+        """Who signed a person's act (only the topics that carry them are decoded: the rest stays raw)."""
+        topic = self.bus.catalogue.topics.get(self.bus.catalogue.logical(message.topic()))
+        if topic is None or topic.schema not in SIGNED_RECORDS:
+            return None
+        try:
+            received = decode_message(self.bus, message)
+        except BadInput:
+            return None                      # audited as bytes; its consumers dead-letter it
+        return attest(received.value, self.verify(received, ROLES))
 
     def on_stop(self) -> list[Event]:
         """A checkpoint of where the chain stands, unless one was just taken."""

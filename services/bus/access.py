@@ -1,7 +1,7 @@
 """Access control derived from topics.yaml: the broker ACLs each principal needs, and nothing more (pure).
 
 A service principal gets WRITE on the topics it produces (and the DLQs of those it consumes), READ on those it
-consumes or reads, READ on its consumer groups (`<ns>mlbus.<principal>` and `<ns>mlbus.<principal>.*`),
+consumes or reads (the auditor: the DLQs too), READ on its consumer groups (`<ns>mlbus.<principal>` and `<ns>mlbus.<principal>.*`),
 WRITE on its transactional ids (`<ns>mlbus.<principal>.*`) and IDEMPOTENT_WRITE on the cluster. A person gets
 WRITE on the topics whose producers name one of their roles (`role:approver`), READ on every topic not marked
 private, and their own groups. `every` in a list means every principal (the schemas topic). DESCRIBE comes
@@ -51,7 +51,7 @@ def plan_acls(catalogue: Catalogue, people: Mapping[str, Iterable[str]] | None =
     people = {name: set(roles) for name, roles in (people or {}).items()}
     services = service_principals(catalogue)
     grants: set[Grant] = set()
-    for topic in catalogue.primary():
+    for topic in catalogue:         # a DLQ's producers are its topic's consumers (catalogue.py)
         grants |= _topic_grants(catalogue, topic, services, people)
     for principal in [*services, *people]:
         grants |= _own_grants(catalogue.namespace, principal)
@@ -68,12 +68,8 @@ def _topic_grants(catalogue: Catalogue, topic: Topic, services: list[str], peopl
     readers = _expand((*topic.consumers, *topic.readers), everyone, people)
     if not topic.private:
         readers |= set(people)
-    grants = {Grant(p, "topic", name, "literal", "write") for p in writers}
-    grants |= {Grant(p, "topic", name, "literal", "read") for p in readers}
-    if topic.consumers:          # the runtime dead-letters what a consumer cannot handle
-        dlq = catalogue.physical(topic.dlq)
-        grants |= {Grant(p, "topic", dlq, "literal", "write") for p in topic.consumers}
-    return grants
+    return ({Grant(p, "topic", name, "literal", "write") for p in writers}
+            | {Grant(p, "topic", name, "literal", "read") for p in readers})
 
 
 def _expand(entries: Iterable[str], everyone: list[str], people: dict[str, set[str]]) -> set[str]:

@@ -115,7 +115,8 @@ def _dead_letter_topic(topic: Topic, defaults: Mapping) -> Topic:
     return Topic(
         name=topic.dlq, schema=None, key=topic.key, partitions=1, replication=topic.replication,
         config={k: str(v) for k, v in defaults.get("dlq_config", {}).items()},
-        producers=topic.consumers, consumers=(), dead_letter_for=topic.name, private=True,
+        producers=topic.consumers, consumers=(), readers=tuple(defaults.get("dlq_readers", [])),
+        dead_letter_for=topic.name, private=True,
         purpose=f"Messages from {topic.name} that could not be handled: original bytes, reason in headers.")
 
 

@@ -145,7 +145,9 @@ def print_explanation(answer: dict) -> None:
               f"{'passed' if v['passed'] else 'FAILED'} {v['contract']} [#{v['audit_sequence']}]")
     for a in answer["decisions"]:
         policy = f" (policy v{a['policy_version']})" if a["policy_version"] is not None else ""
-        print(f"  {a['kind']} by {a['actor']}: {a['reason']}{policy} [#{a['audit_sequence']}]")
+        key = json.loads(a.get("evidence_json") or "{}").get("signer_key")
+        signed = f" (signed, key {key})" if key else ""
+        print(f"  {a['kind']} by {a['actor']}{signed}: {a['reason']}{policy} [#{a['audit_sequence']}]")
     for a in answer["later_drift_alerts"][:3]:
         print(f"  later: [{a['severity']}] {a['message'][:120]} [#{a['audit_sequence']}]")
 

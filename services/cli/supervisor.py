@@ -9,6 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+from services.bus.acl_admin import apply_access
+from services.bus.credentials import secured
+from services.bus.identity import read_identities
 from services.bus.context import Bus
 from services.bus.settings import PROJECT_ROOT, ConfigError
 from services.bus.topics import TopicAdmin, committed_topics, consumer_lag, plan_topics
@@ -71,6 +74,9 @@ def up_command(bus: Bus, args: argparse.Namespace) -> int:
     changes = plan_topics(bus.catalogue, admin.existing())
     admin.apply(changes)
     info(f"topics: {len(changes)} change(s) applied")
+    if secured(bus.settings):
+        made, created, _ = apply_access(bus, read_identities(bus).people())
+        info(f"access: {len(made)} principal(s) made, {len(created)} ACL(s) created (mlbus acl plan shows them)")
     for name, module in services.items():
         start_service(bus, name, module)
     if not services:

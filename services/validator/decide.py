@@ -33,6 +33,11 @@ def validate_batch(batch: dict, contract: Contract | None, data: pd.DataFrame | 
                            rows=len(data) if isinstance(data, pd.DataFrame) else batch["rows"], now=now)
 
 
+def unsigned_batch(batch: dict, refusal: str, now: datetime) -> Event:
+    """A batch that names a person but does not carry their valid signature fails, unread."""
+    return validated_event(batch, None, [finding("signature", refusal)], [], [], rows=batch["rows"], now=now)
+
+
 def validated_event(batch: dict, contract: Contract | None, failures: list[dict], warnings: list[dict],
                     profile: list[dict], rows: int, now: datetime) -> Event:
     validation_id = derive_id(batch["batch_id"], "validation")

@@ -8,16 +8,19 @@ import pandas as pd
 
 from services.bus import Event, Received
 from services.bus.datastore import DataFileError
+from services.bus.signing import Verdict, signature_refusal
 
 from .contract import Contract, ContractError
-from .decide import validate_batch
+from .decide import unsigned_batch, validate_batch
 
 
 class Validator:
     def __init__(self, contracts: Callable[[str], Contract | None],
                  load: Callable[[str, str, str], pd.DataFrame], validated: set[str],
+                 verify: Callable[[Received, tuple[str, ...]], Verdict],
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.contracts = contracts
+        self.verify = verify
         self.load = load
         self.validated = validated
         self.clock = clock
@@ -26,6 +29,11 @@ class Validator:
         batch = message.value
         if batch["batch_id"] in self.validated:
             return []
+        if batch["signer"] or batch["publisher"].startswith("cli:"):       # a person's publication: signed
+            refused = signature_refusal(self.verify(message, ("data-publisher",)), batch["publisher"])
+            if refused:
+                self.validated.add(batch["batch_id"])
+                return [unsigned_batch(batch, refused, self.clock())]
         try:
             contract = self.contracts(batch["dataset"])
         except ContractError as error:

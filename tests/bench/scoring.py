@@ -256,10 +256,33 @@ def pipe_limit(stage: Stage, payloads: list[tuple], prediction_size: int) -> flo
     return moved / elapsed
 
 
+def security_cost(workdir: Path, features: np.ndarray, labels: np.ndarray, secured: dict, seconds: float,
+                  counted: int) -> list[Figure]:
+    """The same scorer (logistic regression, exactly-once) on a plaintext broker without ACLs, to show what
+    TLS + SCRAM + the authorizer cost: the secured figures over these."""
+    model = "bench_lr"
+    fitted = MODELS[model]().fit(pd.DataFrame(features, columns=FEATURES), labels)
+    with Brokers(workdir / "kafka-plaintext", insecure=True) as brokers:
+        stage = scoring_stage(brokers, workdir, model, fitted, features)
+        with stage.running():
+            start_scorer(stage, model, features, "exactly-once")
+            rows = measure(lambda: throughput(stage, model, features, seconds), counted)
+            p99 = Runs(tuple(latency(stage, model, features, 1000, seconds)["p99"] for _ in range(counted)))
+    secured_p99 = Runs(tuple(t["p99"] for t in secured["timing"]))
+    return [compare(f"scoring {model}: rows/s, TLS+SCRAM vs plaintext", secured["rows"], "rows/s",
+                    "the same on a plaintext broker without ACLs", rows, goal_ratio=None, goal="(cost of security)",
+                    notes=f"exactly-once; plaintext p99 at 1,000 req/s {p99.median:.1f} ms vs secured "
+                          f"{secured_p99.median:.1f} ms"),
+            compare(f"scoring {model}: p99 at 1,000 req/s, TLS+SCRAM vs plaintext", secured_p99, "ms",
+                    "the same on a plaintext broker without ACLs", p99, higher_is_better=False, goal_ratio=None,
+                    goal="(cost of security)")]
+
+
 def benchmarks(workdir: Path, quick: bool, counted: int) -> list[Figure]:
     seconds = 5.0 if quick else 20.0
     features, labels = training_data()
     figures = []
+    secured: dict = {}
     with Brokers(workdir / "kafka") as brokers:
         for model, make in MODELS.items():
             fitted = make().fit(pd.DataFrame(features, columns=FEATURES), labels)
@@ -294,10 +317,12 @@ def benchmarks(workdir: Path, quick: bool, counted: int) -> list[Figure]:
                         notes=f"predict_proba at {BATCH} rows {predict.median:,.0f} rows/s; bare consume → produce "
                               f"pipe {pipe.median:,.0f} msgs/s"),
             ]
+            if model == "bench_lr":
+                secured = {"rows": ours["exactly-once"], "timing": timing["exactly-once"]}
             for delivery, runs in timing.items():
                 p99 = Runs(tuple(t["p99"] for t in runs))
                 figures.append(absolute(
                     f"scoring {model}: p99 at 1,000 req/s, {delivery}", p99, "ms", "≤ 50 ms",
                     p99.median <= 50 and all(t["answered"] >= t["sent"] for t in runs),
                     notes=f"p50 {np.median([t['p50'] for t in runs]):.1f} ms; {seconds:.0f} s per run"))
-    return figures
+    return figures + security_cost(workdir, features, labels, secured, seconds, counted)

@@ -47,15 +47,18 @@ GROUPS = {"relay": "mlbus.scorer.relay"}
 class Brokers:
     """scripts/kafka's local broker, or a cluster of `nodes`, in its own directory."""
 
-    def __init__(self, root: Path, nodes: int = 1):
+    def __init__(self, root: Path, nodes: int = 1, insecure: bool = False):
         self.root = root
         self.nodes = nodes
+        self.insecure = insecure        # plaintext, no ACLs: only to measure what security costs (scripts/bench)
         self.bootstrap = ""
 
     def start(self) -> str:
         args = ["start", "--dir", str(self.root), "--fresh"] + (["--nodes", str(self.nodes)] if self.nodes > 1 else [])
-        self.bootstrap = self._kafka(*args).splitlines()[-1].removeprefix("bootstrap=")
-        apply_access(Bus.from_env(self.env()))        # the service principals and their credentials
+        self.bootstrap = self._kafka(*args, *(["--insecure"] if self.insecure else [])).splitlines()[-1].removeprefix(
+            "bootstrap=")
+        if not self.insecure:
+            apply_access(Bus.from_env(self.env()))        # the service principals and their credentials
         return self.bootstrap
 
     @property
@@ -160,7 +163,8 @@ class Stage:
                     "MLBUS_REPLICATION": str(replication), **env}
         self.bus = Bus.from_env(self.env, principal=ADMIN)       # the harness reads and writes as the admin
         TopicAdmin(self.bus).apply(plan_topics(self.bus.catalogue, {}))
-        apply_access(self.bus, principals=False)
+        if not brokers.insecure:
+            apply_access(self.bus, principals=False)
         self.services: dict[str, Service] = {}
         self._cli = Cli(self.env, prepared=True)
 

@@ -41,8 +41,11 @@ class Cli:
         self.env = env
         self._prepared = prepared          # the namespace's topics and ACLs exist already
 
-    def __call__(self, *args: str, person: str | None = None, **kw) -> subprocess.CompletedProcess:
-        env = self.env if person is None else {**self.env, "MLBUS_IDENTITY": str(self.identity(person))}
+    def __call__(self, *args: str, person: str | None = None, identity_file: Path | None = None,
+                 **kw) -> subprocess.CompletedProcess:
+        if person is not None:
+            identity_file = self.identity(person)
+        env = self.env if identity_file is None else {**self.env, "MLBUS_IDENTITY": str(identity_file)}
         return mlbus_cli(env, *args, **kw)
 
     def identity(self, name: str) -> Path:

@@ -88,3 +88,11 @@ def test_canonical_bytes_are_the_documented_json_of_every_field_but_the_hash():
            "headers": [{"key": "h", "value": None}, {"key": "h", "value": b"\x00\xff"}]}
     for record in records + [odd]:
         assert canonical_bytes(record) == spec_bytes(record)
+
+
+def test_a_persons_act_is_audited_with_its_verified_signer_and_a_failed_one_says_why():
+    from services.auditor.decide import attest
+    from services.bus.signing import Verdict
+    assert attest({"signer": "ana"}, Verdict(signer="ana", signer_key="1a2b")) == "ana (signed, key 1a2b)"
+    assert attest({"signer": "ana"}, Verdict(refusal="unknown signing key 9")) == "unverified ana: unknown signing key 9"
+    assert attest({"signer": None}, Verdict(refusal="unsigned")) is None          # a service's act: its ce_source

@@ -1,0 +1,140 @@
+"""Who did it, provably — on the real, secured broker: authentication, ACLs derived from topics.yaml, and
+the broker refusing what a principal may not do."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+from services.bus.access import EVERY, service_principals
+from services.bus.context import Bus
+from services.bus.credentials import client_credentials
+from services.bus.kafka import group_id
+
+REFUSED = "refused"
+
+
+def as_principal(bus: Bus, principal: str) -> Bus:
+    return Bus(replace(bus.settings, principal=principal), bus.catalogue, bus.schemas)
+
+
+def connection(bus: Bus, **overrides) -> dict:
+    return {"bootstrap.servers": bus.settings.bootstrap, **client_credentials(bus.settings), **overrides}
+
+
+def expected_writers(bus: Bus, topic) -> set[str]:
+    """Straight from topics.yaml: who the catalogue says produces the topic (people aside)."""
+    everyone = set(service_principals(bus.catalogue))
+    return everyone if EVERY in topic.producers else {p for p in topic.producers if not p.startswith("role:")}
+
+
+def expected_readers(bus: Bus, topic) -> set[str]:
+    everyone = set(service_principals(bus.catalogue))
+    named = {*topic.consumers, *topic.readers}
+    return everyone if EVERY in named else named
+
+
+def write_outcomes(bus: Bus, principal: str) -> dict[str, str]:
+    """Produce one message to every catalogue topic as `principal`: topic → 'ok' or the broker's error name."""
+    producer = Producer(connection(as_principal(bus, principal), **{"acks": "all", "message.timeout.ms": 20_000}))
+    outcomes: dict[str, str] = {}
+    for topic in bus.catalogue:
+        def delivered(error, _message, name=topic.name):
+            outcomes[name] = "ok" if error is None else error.name()
+        producer.produce(bus.catalogue.physical(topic.name), b"not avro: an ACL probe", partition=0,
+                         on_delivery=delivered)
+    assert producer.flush(60) == 0
+    return outcomes
+
+
+def read_outcomes(bus: Bus, principal: str) -> dict[str, str]:
+    """Fetch from every catalogue topic (each holds the admin's probe message) as `principal`."""
+    member = as_principal(bus, principal)
+    consumer = Consumer(connection(member, **{"group.id": group_id(member.settings, "acl-probe"),
+                                              "enable.auto.commit": False, "isolation.level": "read_uncommitted"}))
+    physical = {bus.catalogue.physical(t.name): t.name for t in bus.catalogue}
+    consumer.assign([TopicPartition(name, 0, 0) for name in physical])
+    outcomes: dict[str, str] = {}
+    try:
+        while len(outcomes) < len(physical):
+            for message in consumer.consume(100, 1.0):
+                topic = physical.get(message.topic())
+                if topic is None or topic in outcomes:
+                    continue
+                error = message.error()
+                if error is None:
+                    outcomes[topic] = "ok"
+                elif error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                    outcomes[topic] = REFUSED
+    finally:
+        consumer.close()
+    return outcomes
+
+
+def test_no_credentials_a_wrong_password_or_plaintext_are_refused_and_write_nothing(bus):
+    topic = bus.catalogue.physical("kpis")
+    attempts = {
+        "no credentials": {"security.protocol": "SSL", "ssl.ca.location": client_credentials(bus.settings)["ssl.ca.location"]},
+        "wrong password": {**client_credentials(bus.settings), "sasl.password": "not-the-password"},
+        "plaintext": {"security.protocol": "PLAINTEXT"},
+    }
+    for name, config in attempts.items():
+        errors: list[KafkaError] = []
+        producer = Producer({"bootstrap.servers": bus.settings.bootstrap, **config, "message.timeout.ms": 5_000,
+                             "error_cb": errors.append})
+        delivered: list = []
+        producer.produce(topic, b"x", on_delivery=lambda error, message: delivered.append(error))
+        producer.flush(15)
+        assert delivered and delivered[0] is not None, name                  # not acknowledged
+        assert errors, f"{name}: the client saw no error"
+        text = " ".join(str(e) for e in errors)
+        if name == "wrong password":
+            assert "Authentication failed" in text, text
+    low, high = Consumer(connection(bus, **{"group.id": group_id(bus.settings, "check")})).get_watermark_offsets(
+        TopicPartition(topic, 0), timeout=10)
+    assert high == 0                                                           # nothing was written
+
+
+def test_each_principal_writes_and_reads_exactly_what_topics_yaml_says(bus):
+    admin_probe = Producer(connection(bus))
+    for topic in bus.catalogue:
+        admin_probe.produce(bus.catalogue.physical(topic.name), b"probe", partition=0)
+    assert admin_probe.flush(60) == 0
+    mismatches = []
+    for principal in service_principals(bus.catalogue):
+        written, read = write_outcomes(bus, principal), read_outcomes(bus, principal)
+        for topic in bus.catalogue:
+            may_write, may_read = principal in expected_writers(bus, topic), principal in expected_readers(bus, topic)
+            if (written[topic.name] == "ok") != may_write or (
+                    not may_write and written[topic.name] != "TOPIC_AUTHORIZATION_FAILED"):
+                mismatches.append(f"{principal} write {topic.name}: {written[topic.name]} (catalogue: {may_write})")
+            if (read[topic.name] == "ok") != may_read:
+                mismatches.append(f"{principal} read {topic.name}: {read[topic.name]} (catalogue: {may_read})")
+    assert not mismatches, "\n".join(mismatches)
+    assert "scorer" not in expected_writers(bus, bus.catalogue["models.lifecycle"])
+    assert {p for p in service_principals(bus.catalogue)
+            if p in expected_writers(bus, bus.catalogue["audit.log"])} == {"auditor"}
+
+
+def test_only_the_admin_may_delete_or_reconfigure_the_audit_log(bus):
+    audit_log = bus.catalogue.physical("audit.log")
+    auditor = AdminClient(connection(as_principal(bus, "auditor")))
+    with pytest.raises(KafkaException, match="AUTHORIZATION_FAILED"):
+        auditor.delete_topics([audit_log], operation_timeout=10)[audit_log].result()
+    change = ConfigResource(ResourceType.TOPIC, audit_log, set_config={"retention.ms": "1000"})
+    with pytest.raises(KafkaException, match="AUTHORIZATION_FAILED"):
+        next(iter(auditor.alter_configs([change]).values())).result()
+    assert audit_log in AdminClient(connection(bus)).list_topics(timeout=10).topics
+
+
+def test_transactional_ids_belong_to_their_principal(bus):
+    validator = as_principal(bus, "validator")
+    own_prefix = Producer(connection(validator, **{"transactional.id": group_id(validator.settings, "probe")}))
+    own_prefix.init_transactions(30)                                   # its own prefix: allowed
+    for principal, transactional_id in (("validator", "someone-else.0"),                      # another prefix
+                                        ("trainer", group_id(validator.settings, "0"))):       # another's id
+        producer = Producer(connection(as_principal(bus, principal), **{"transactional.id": transactional_id}))
+        with pytest.raises(KafkaException, match="TRANSACTIONAL_ID_AUTHORIZATION_FAILED"):
+            producer.init_transactions(30)
