@@ -3,6 +3,7 @@ Runs with the admin's credentials; `mlbus acl apply` and `mlbus up` call it."""
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import replace
 from typing import Iterable
 
@@ -37,10 +38,19 @@ class AclAdmin:
         bindings = self.admin.describe_acls(everything, request_timeout=30).result()
         return {_grant(b) for b in bindings if b.permission_type == AclPermissionType.ALLOW}
 
-    def create(self, grants: Iterable[Grant]) -> None:
-        bindings = [_binding(g) for g in sorted(grants)]
+    def create(self, grants: Iterable[Grant], deadline_s: float = 30.0) -> None:
+        """Create the ACLs and wait until the broker's authorizer reports them: the controller commits them
+        first and the broker applies them a moment later, and a service started in between is refused."""
+        wanted = set(grants)
+        bindings = [_binding(g) for g in sorted(wanted)]
         for future in self.admin.create_acls(bindings, request_timeout=60).values() if bindings else []:
             future.result()
+        give_up = time.monotonic() + deadline_s
+        while wanted - self.existing():
+            if time.monotonic() > give_up:
+                raise TimeoutError(f"the broker does not report {len(wanted - self.existing())} new ACLs after "
+                                   f"{deadline_s:.0f}s")
+            time.sleep(0.1)
 
     def delete(self, grants: Iterable[Grant]) -> None:
         filters = [_binding(g, as_filter=True) for g in sorted(grants)]

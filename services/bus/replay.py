@@ -11,6 +11,7 @@ from .context import Bus
 from .errors import DecodeError
 from .kafka import base_config, group_id
 from .received import Received, decode_message
+from .topics import retry_while_retriable
 
 
 def read_topics(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0) -> Iterator[Received]:
@@ -51,10 +52,12 @@ def read_messages(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0) -> I
 
 
 def _end_offsets(consumer: Consumer, topics: list[str], timeout_s: float) -> dict[tuple[str, int], int]:
+    """Where each partition ends now; a topic made a moment ago may not have its leader yet (retried)."""
     ends = {}
     for topic in topics:
         for partition in consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+            low, high = retry_while_retriable(
+                lambda: consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s))
             if high > low:
                 ends[(topic, partition)] = high
     return ends

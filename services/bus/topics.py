@@ -174,6 +174,16 @@ def _marker_only_gaps(bus: Bus, gaps: dict[tuple[str, int], tuple[int, int]]) ->
         probe.close()
 
 
+def service_group(bus: Bus, service: str) -> str:
+    """A service's consumer group: `<ns>mlbus.<service>` when it runs as its own principal, else
+    `<ns>mlbus.<principal>.<service>` (kafka.group_id), found among the broker's groups."""
+    own = f"{bus.settings.namespace}mlbus.{service}"
+    admin = AdminClient(admin_config(bus.settings))      # kept in a name: a collected client cancels its futures
+    groups = [g.group_id for g in admin.list_consumer_groups(request_timeout=10).result().valid]
+    return own if own in groups else next(
+        (g for g in groups if g.startswith(f"{bus.settings.namespace}mlbus.") and g.endswith(f".{service}")), own)
+
+
 def committed_topics(bus: Bus, group: str) -> list[str]:
     """The catalogue topics a consumer group has committed offsets for."""
     admin = AdminClient(admin_config(bus.settings))

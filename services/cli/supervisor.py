@@ -11,10 +11,10 @@ from pathlib import Path
 
 from services.bus.acl_admin import apply_access
 from services.bus.credentials import secured
-from services.bus.identity import read_identities
 from services.bus.context import Bus
+from services.bus.identity import read_identities
 from services.bus.settings import PROJECT_ROOT, ConfigError
-from services.bus.topics import TopicAdmin, committed_topics, consumer_lag, plan_topics
+from services.bus.topics import TopicAdmin, committed_topics, consumer_lag, plan_topics, service_group
 
 from .output import info, print_json, print_table
 
@@ -114,7 +114,7 @@ def status_command(bus: Bus, args: argparse.Namespace) -> int:
     rows = []
     for name in sorted(set(available_services()) | set(known_names(bus))):
         pid = running_pid(pid_file(bus, name))
-        group = f"{bus.settings.namespace}mlbus.{name}"
+        group = service_group(bus, name) if pid else f"{bus.settings.namespace}mlbus.{name}"
         topics = [t.name for t in bus.catalogue.consumed_by(name)] or committed_topics(bus, group)
         lag = consumer_lag(bus, group, topics) if pid and topics else {}
         rows.append({"service": name, "state": "running" if pid else "stopped", "pid": pid,

@@ -17,8 +17,10 @@ from services.bus import Bus
 from services.bus.settings import ConfigError
 from services.bus.audit_log import audit_records, decoded
 from services.bus.identity import ActVerifier
+from services.bus.projections.identities import IDENTITY_RECORDS, Identities
 from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory, inventory_from
 from services.bus.replay import fold_history
+from services.bus.signing import verify_act
 
 
 
@@ -126,6 +128,12 @@ def rebuild_inventory(bus: Bus, verify: ActVerifier) -> Inventory:
 
 
 def inventory_from_audit(bus: Bus) -> Inventory:
-    """The inventory from audit.log alone: what `mlbus audit rebuild-registry` writes."""
-    return inventory_from([(e.record, e.value) for e in decoded(bus, audit_records(bus, INVENTORY_RECORDS))
-                           if e.record])
+    """The inventory from audit.log alone: what `mlbus audit rebuild-registry` writes. Policies count only if
+    an admin signed them, checked against the identities the log also holds (each key's record carries its
+    whole validity, so the last state of every key judges any moment) at the broker's time of the act."""
+    events = [e for e in decoded(bus, audit_records(bus, INVENTORY_RECORDS + IDENTITY_RECORDS)) if e.record]
+    identities = Identities()
+    for event in events:
+        identities.apply(event.record, event.value)
+    return inventory_from([(e.record, e.value) for e in events if e.record != "mlbus.PromotionPolicyDefined" or
+                           verify_act(identities, e.record, e.value, e.entry["source_timestamp"], ("admin",)).signer])

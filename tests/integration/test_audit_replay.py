@@ -86,7 +86,7 @@ def test_replay_rebuild_and_explain_from_the_audit_log(bus, bus_env, cli, tmp_pa
         assert found["data"] and found["data"][0]["passed"] and found["training_run"]["run_id"]
     assert cli("audit", "explain", "no-such-request").returncode == 1
     timeline = cli("audit", "timeline", MODEL)
-    assert timeline.returncode == 0 and "approved" in timeline.stdout and "cli:ana" in timeline.stdout
+    assert timeline.returncode == 0 and "approved" in timeline.stdout and "ana (signed, key" in timeline.stdout
     exported = [json.loads(line) for line in cli("audit", "export").stdout.splitlines()]
     assert [e["sequence"] for e in exported] == list(range(1, len(exported) + 1))
     assert cli("audit", "verify").returncode == 0

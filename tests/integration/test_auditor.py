@@ -7,7 +7,7 @@ import signal
 
 from datetime import datetime, timezone
 
-from services.bus import Bus, Event, Publisher, Settings, derive_id
+from services.bus import Bus, Event, Publisher, derive_id
 from services.bus.audit import verify
 from services.bus.audit_log import audit_records
 from services.bus.topics import TopicAdmin, consumer_lag, plan_topics
@@ -119,7 +119,7 @@ def test_a_paused_twin_is_fenced_and_the_chain_does_not_fork(bus, bus_env, tmp_p
 def copy_log(bus_env: dict, records: list[dict], namespace: str) -> dict:
     """Another namespace on the same broker holding these records as its audit.log; its environment."""
     env = {**bus_env, "MLBUS_NAMESPACE": namespace}
-    copy = Bus.from_settings(Settings.from_env(env))
+    copy = Bus.from_env(env, principal="admin")         # a tamperer with the broker's admin rights
     wanted = {copy.catalogue.physical("audit.log"), copy.catalogue.physical("audit.checkpoints")}
     TopicAdmin(copy).apply([c for c in plan_topics(copy.catalogue, {}) if c.topic in wanted])
     publisher = Publisher(copy, "tamper")

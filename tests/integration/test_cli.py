@@ -8,14 +8,14 @@ def test_publish_writes_single_object_avro_with_cloudevents_headers_and_consume_
     record = {"kpi_id": "k-1", "name": "conversion", "value": 0.125, "window_start": "2026-11-23T10:00:00Z",
               "window_end": "2026-11-23T11:00:00Z", "dimensions": {"variant": "challenger"}, "source": "shop",
               "observed_at": "2026-11-23T11:00:01Z"}
-    published = cli("publish", "kpis", stdin=json.dumps(record) + "\n", person="ana")
+    published = cli("publish", "kpis", stdin=json.dumps(record) + "\n", person="shop")
     assert published.returncode == 0, published.stderr
 
     [raw] = read_topic(bus, "kpis", expected=1)
     assert raw.value()[:2] == b"\xc3\x01"
     headers = dict(raw.headers())
     assert {"ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type", "traceparent"} <= set(headers)
-    assert headers["ce_source"] == b"cli:ana" and headers["ce_type"] == b"mlbus.KpiObserved"
+    assert headers["ce_source"] == b"cli:shop" and headers["ce_type"] == b"mlbus.KpiObserved"
     assert raw.key() == b"conversion"
 
     consumed = cli("consume", "kpis", "--from-beginning", "--max", "1")
@@ -24,6 +24,8 @@ def test_publish_writes_single_object_avro_with_cloudevents_headers_and_consume_
     expected = {**record, "window_start": "2026-11-23T10:00:00.000000Z", "window_end": "2026-11-23T11:00:00.000000Z",
                 "observed_at": "2026-11-23T11:00:01.000000Z"}
     expected = {k: v.replace(".000000Z", "Z") if isinstance(v, str) else v for k, v in expected.items()}
+    signature = {k: line["value"].pop(k) for k in ("signer", "signer_key", "signature")}   # signed by shop
+    assert signature["signer"] == "shop" and signature["signature"]
     assert line["record"] == "mlbus.KpiObserved" and line["value"] == expected
     assert line["headers"]["ce_id"] == headers["ce_id"].decode()
 

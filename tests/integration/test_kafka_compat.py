@@ -6,6 +6,7 @@ import aiokafka
 import confluent_kafka
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from services.bus.credentials import aiokafka_credentials
 from services.bus.settings import PROJECT_ROOT
 from tests.support.polling import read_topic
 
@@ -15,11 +16,21 @@ def kafka_version() -> str:
     return pom.split("<kafka.version>")[1].split("<")[0]
 
 
+def aiokafka_security(bus) -> dict:
+    """The secured broker's TLS and SCRAM settings in aiokafka's terms (what faust is given)."""
+    found = aiokafka_credentials(bus.settings)
+    return {"security_protocol": "SASL_SSL", "sasl_mechanism": found["mechanism"],
+            "sasl_plain_username": found["username"], "sasl_plain_password": found["password"],
+            "ssl_context": found["ssl_context"]}
+
+
 def test_aiokafka_transactions_and_consumer_groups_work_on_the_local_broker(bus):
     topic = bus.catalogue.physical("kpis")
+    security = aiokafka_security(bus)
 
     async def round_trip() -> list[bytes]:
-        producer = AIOKafkaProducer(bootstrap_servers=bus.settings.bootstrap, transactional_id="compat-test")
+        producer = AIOKafkaProducer(bootstrap_servers=bus.settings.bootstrap, transactional_id="compat-test",
+                                    **security)
         await producer.start()
         try:
             async with producer.transaction():        # faust's exactly-once mode uses transactions
@@ -29,7 +40,7 @@ def test_aiokafka_transactions_and_consumer_groups_work_on_the_local_broker(bus)
             await producer.stop()
         consumer = AIOKafkaConsumer(topic, bootstrap_servers=bus.settings.bootstrap, group_id="compat-group",
                                     auto_offset_reset="earliest", enable_auto_commit=False,
-                                    isolation_level="read_committed")
+                                    isolation_level="read_committed", **security)
         await consumer.start()
         try:
             values: list[bytes] = []

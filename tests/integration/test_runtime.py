@@ -12,7 +12,7 @@ from tests.support.polling import read_topic, wait_until
 from tests.support.processes import start, stop
 from tests.support.traffic import publish_mixed
 
-GROUP = "mlbus.relay"
+GROUP = "mlbus.scorer.relay"           # the relay runs as the scorer's principal, in its groups
 
 
 def start_relay(env: dict, transactional: bool = False) -> subprocess.Popen:
