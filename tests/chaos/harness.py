@@ -80,8 +80,12 @@ class Brokers:
     def stop(self) -> None:
         subprocess.run([sys.executable, str(KAFKA), "stop", "--dir", str(self.root)], capture_output=True)
 
+    def admin(self) -> AdminClient:
+        """An admin client over the broker admin's credentials."""
+        return AdminClient(admin_config(Bus.from_env(self.env(), principal=ADMIN).settings))
+
     def leader(self, physical_topic: str, partition: int = 0) -> int:
-        admin = AdminClient(admin_config(Bus.from_env(self.env(), principal=ADMIN).settings))
+        admin = self.admin()
         return admin.list_topics(physical_topic, timeout=30).topics[physical_topic].partitions[partition].leader
 
     def _kafka(self, *args: str) -> str:

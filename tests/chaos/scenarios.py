@@ -475,9 +475,7 @@ def three_brokers(workdir: Path, scale: float, kills: int = 5) -> ScenarioResult
 
 
 def fully_replicated(brokers: Brokers, physical: str) -> bool:
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": brokers.bootstrap})
+    admin = brokers.admin()
     try:
         partitions = admin.list_topics(physical, timeout=10).topics[physical].partitions.values()
     except Exception:
