@@ -25,12 +25,11 @@ SCRAM_ITERATIONS = 4096
 
 class AclAdmin:
     def __init__(self, bus: Bus):
-        self.bus = bus
-        self.settings = bus.settings.as_principal(ADMIN)
+        self.settings = replace(bus.settings, principal=ADMIN)
         if not credentials_file(self.settings, ADMIN).exists():
             raise ConfigError(f"managing principals and ACLs needs the broker admin's credentials "
                               f"({credentials_file(self.settings, ADMIN)}); this broker is not secured by scripts/kafka")
-        self.admin = AdminClient(admin_config(replace(self.settings, principal=ADMIN)))
+        self.admin = AdminClient(admin_config(self.settings))
 
     def existing(self) -> set[Grant]:
         everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
@@ -57,14 +56,12 @@ class AclAdmin:
         for future in self.admin.delete_acls(filters, request_timeout=60).values() if filters else []:
             future.result()
 
-    def ensure_principal(self, name: str, password: str | None = None) -> bool:
+    def ensure_principal(self, name: str) -> bool:
         """SCRAM credentials for `name` on the broker and in `<clients>/<name>.properties` (0600); True if made.
         A principal whose file exists keeps its password (set again: the broker may be new)."""
         path = credentials_file(self.settings, name)
         made = not path.exists()
-        if not made:
-            password = str(read_properties(path)["sasl.password"])
-        password = password or secrets.token_urlsafe(24)
+        password = secrets.token_urlsafe(24) if made else str(read_properties(path)["sasl.password"])
         upsert = UserScramCredentialUpsertion(name, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS),
                                               password.encode())
         for future in self.admin.alter_user_scram_credentials([upsert], request_timeout=30).values():
@@ -82,10 +79,6 @@ class AclAdmin:
         for future in self.admin.alter_user_scram_credentials([deletion], request_timeout=30).values():
             future.result()
         credentials_file(self.settings, name).unlink(missing_ok=True)
-
-    def known_users(self) -> set[str]:
-        descriptions = self.admin.describe_user_scram_credentials(request_timeout=30).result()
-        return set(descriptions)
 
 
 def _binding(grant: Grant, as_filter: bool = False) -> AclBinding:

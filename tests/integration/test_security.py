@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from services.bus.access import EVERY, service_principals
 from services.bus.context import Bus
@@ -130,9 +130,10 @@ def test_only_the_admin_may_delete_or_reconfigure_the_audit_log(bus):
     auditor = AdminClient(connection(as_principal(bus, "auditor")))
     with pytest.raises(KafkaException, match="AUTHORIZATION_FAILED"):
         auditor.delete_topics([audit_log], operation_timeout=10)[audit_log].result()
-    change = ConfigResource(ResourceType.TOPIC, audit_log, set_config={"retention.ms": "1000"})
+    change = ConfigResource(ResourceType.TOPIC, audit_log, incremental_configs=[
+        ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
     with pytest.raises(KafkaException, match="AUTHORIZATION_FAILED"):
-        next(iter(auditor.alter_configs([change]).values())).result()
+        next(iter(auditor.incremental_alter_configs([change]).values())).result()
     assert audit_log in AdminClient(connection(bus)).list_topics(timeout=10).topics
 
 
