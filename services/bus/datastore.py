@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -62,21 +64,84 @@ def local_path(uri: str) -> Path:
     return Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(uri)
 
 
-def load_snapshot(uri: str, sha256: str, fmt: str) -> pd.DataFrame:
-    """The snapshot as a DataFrame, after checking it is the promised bytes."""
+def confined_file(uri: str, root: Path, max_bytes: int, what: str = "snapshot") -> tuple[Path, int]:
+    """(real path, size) of a regular file under root, at most max_bytes; else DataFileError. A name that
+    climbs out of root (`..`, a symlink), a directory, a device such as /dev/zero, or a file past the cap is
+    refused before a byte is read."""
     path = local_path(uri)
-    if not path.exists():
-        raise DataFileError("file", f"snapshot {uri} does not exist")
-    actual = sha256_file(path)
+    try:
+        real = path.resolve(strict=True)
+        info = os.stat(real)
+    except (OSError, RuntimeError) as error:
+        raise DataFileError("file", f"{what} {uri} does not exist or cannot be read: {type(error).__name__}") \
+            from None
+    if not real.is_relative_to(root.resolve()):
+        raise DataFileError("location", f"{what} {uri} is outside the store {root}: refused")
+    if not stat.S_ISREG(info.st_mode):
+        raise DataFileError("file", f"{what} {uri} is not a regular file")
+    if info.st_size > max_bytes:
+        raise DataFileError("size", f"{what} {uri} has {info.st_size} bytes, more than the cap of {max_bytes}")
+    return real, info.st_size
+
+
+def read_bounded(path: Path, size: int) -> bytes:
+    """Exactly the size the file had when it was checked, never more (it may grow meanwhile)."""
+    with open(path, "rb") as stream:
+        return stream.read(size)
+
+
+def load_snapshot(uri: str, sha256: str, fmt: str, root: Path, max_bytes: int,
+                  max_rows: int | None = None) -> pd.DataFrame:
+    """The snapshot as a DataFrame, after checking where it is, its size, that it is the promised bytes, and
+    (before decoding all of it) that it does not hold more than max_rows rows or decompress past max_bytes."""
+    path, size = confined_file(uri, root, max_bytes)
+    payload = read_bounded(path, size)
+    actual = hashlib.sha256(payload).hexdigest()
     if actual != sha256:
         raise DataFileError("sha256", f"snapshot {uri} has sha256 {actual}, the event says {sha256}")
     try:
-        return pd.read_parquet(path) if fmt == "parquet" else pd.read_csv(path)
+        if fmt == "parquet":
+            check_parquet_size(payload, uri, max_bytes, max_rows)
+            return pd.read_parquet(io.BytesIO(payload))
+        frame = pd.read_csv(io.BytesIO(payload), nrows=None if max_rows is None else max_rows + 1)
+        return frame
+    except DataFileError:
+        raise
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
     except Exception as error:    # pandas and pyarrow raise many types for a corrupt file
         raise DataFileError("file", f"snapshot {uri} is not readable as {fmt}: {type(error).__name__}: "
                                     f"{str(error)[:200]}") from None
+
+
+@dataclass(frozen=True)
+class SnapshotStore:
+    """The data snapshots under root: what services may read, and how much of it."""
+
+    root: Path
+    max_bytes: int
+
+    @classmethod
+    def from_settings(cls, settings) -> "SnapshotStore":
+        return cls(settings.data_dir, settings.max_snapshot_bytes)
+
+    def load(self, uri: str, sha256: str, fmt: str, max_rows: int | None = None) -> pd.DataFrame:
+        return load_snapshot(uri, sha256, fmt, self.root, self.max_bytes, max_rows)
+
+
+def check_parquet_size(payload: bytes, uri: str, max_bytes: int, max_rows: int | None) -> None:
+    """Refuse a Parquet file by its footer: too many rows, or columns that decode past the cap (a bomb). The
+    decoded size is estimated as the pages' uncompressed bytes plus 8 bytes per cell (dictionary and run-length
+    encodings make a few kilobytes of pages stand for millions of cells)."""
+    import pyarrow.parquet as pq
+    metadata = pq.ParquetFile(io.BytesIO(payload)).metadata
+    if max_rows is not None and metadata.num_rows > max_rows:
+        raise DataFileError("rows", f"{metadata.num_rows} rows, the contract allows at most {max_rows}")
+    unpacked = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups)) + \
+        8 * metadata.num_rows * metadata.num_columns
+    if unpacked > max_bytes:
+        raise DataFileError("size", f"snapshot {uri} decompresses to {unpacked} bytes, more than the cap of "
+                                    f"{max_bytes}")
 
 
 def count_rows(path: Path, fmt: str) -> int:

@@ -18,3 +18,8 @@ class DecodeError(BadInput):
 class WrongRecordType(DecodeError):
     """A record of another Avro type than its topic's catalogue schema: the topic decides the type, so a
     ModelLifecycle written to deploy.requests is refused, never folded or acted on."""
+
+
+class InfrastructureError(RuntimeError):
+    """Something the service depends on is not there (a topic that cannot be read in time, a store): the
+    service crashes loudly so it is restarted, and the message in hand is not held against (poison.py)."""

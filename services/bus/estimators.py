@@ -3,6 +3,9 @@ fitted), the CLI (what a spec may name) and the deployer (what skops may load)."
 from __future__ import annotations
 
 import importlib
+import json
+
+from sklearn.model_selection import ParameterGrid
 
 ESTIMATORS = {
     "LogisticRegression": ("sklearn.linear_model", "classification"),
@@ -37,3 +40,46 @@ def check_spec(estimator: str, task: str, metric: str) -> None:
 def estimator_class(name: str) -> type:
     module, _ = ESTIMATORS[name]
     return getattr(importlib.import_module(module), name)
+
+
+MAX_CV_FOLDS = 50
+
+
+def check_hyperparameters(estimator: str, candidates: list[dict]) -> None:
+    """Every candidate set of hyperparameters through the estimator's own parameter validation (names, types,
+    ranges) — the check scikit-learn would make at fit time, made when the spec is defined."""
+    for params in candidates:
+        model = estimator_class(estimator)()
+        try:
+            model.set_params(**params)
+            model._validate_params()        # scikit-learn's constraint check, as fit() runs it
+        except (ValueError, TypeError) as error:
+            raise EstimatorError(f"hyperparameters {params}: {error}") from None
+
+
+def check_split(test_size: float, cv_folds: int) -> None:
+    if not 0.0 < test_size < 1.0:
+        raise EstimatorError(f"test_size must lie strictly between 0 and 1, not {test_size}")
+    if cv_folds != 0 and not 2 <= cv_folds <= MAX_CV_FOLDS:
+        raise EstimatorError(f"cv_folds must be 0 (no cross-validation) or 2..{MAX_CV_FOLDS}, not {cv_folds}")
+
+
+def spec_problem(spec: dict) -> str | None:
+    """Why a (verified) spec cannot be trained, whatever the data: the CLI checks the same before sending."""
+    try:
+        check_spec(spec["estimator"], spec["task"], spec["metric"])
+        check_split(spec["test_size"], spec["cv_folds"])
+        check_hyperparameters(spec["estimator"], candidates(spec))
+    except EstimatorError as error:
+        return str(error)
+    except (ValueError, TypeError, AttributeError) as error:       # hyperparameters or grid that are not JSON maps
+        return f"hyperparameters or grid unusable: {type(error).__name__}: {error}"
+    if not spec["features"] or spec["target"] in spec["features"]:
+        return "features must be a non-empty list without the target"
+    return None
+
+
+def candidates(spec: dict) -> list[dict]:
+    """The hyperparameter sets a spec trains: its base merged with each point of its grid."""
+    base = json.loads(spec["hyperparameters_json"])
+    return [{**base, **point} for point in ParameterGrid(json.loads(spec["grid_json"]) or {})]

@@ -18,10 +18,17 @@ def base_config(settings: Settings) -> dict:
     return {"bootstrap.servers": settings.bootstrap, **client_credentials(settings), **settings.kafka_overrides}
 
 
+# topics.yaml caps messages at 1 MiB (DLQs 1 MiB + 64 KiB, audit.log 1 MiB + 256 KiB). A batch of several
+# messages stays under the smallest cap; a single message may be as large as the largest, and a topic's own cap
+# refuses it there (a delivery error, not a batch that takes good messages down with it).
+MAX_BATCH_BYTES = 1_000_000
+MAX_REQUEST_BYTES = 2 * 1024 * 1024
+
+
 def producer_config(settings: Settings, client_id: str, transactional_id: str | None = None) -> dict:
     config = {**base_config(settings), "client.id": client_id,
               "enable.idempotence": True, "acks": "all", "linger.ms": 5,
-              "compression.type": "lz4", "message.max.bytes": 8 * 1024 * 1024}
+              "compression.type": "lz4", "message.max.bytes": MAX_REQUEST_BYTES, "batch.size": MAX_BATCH_BYTES}
     if transactional_id:
         config["transactional.id"] = transactional_id
         config["transaction.timeout.ms"] = 60_000

@@ -8,6 +8,7 @@ from confluent_kafka import Message
 from .context import Bus
 from .envelope import Envelope, derive_id, from_headers
 from .errors import WrongRecordType
+from .invariants import check_record, is_edge
 
 
 @dataclass(frozen=True)
@@ -25,13 +26,15 @@ class Received:
 
 
 def decode_message(bus: Bus, message: Message) -> Received:
-    """Raises DecodeError (a BadInput) when the bytes are not a record the catalogue can read, and
-    WrongRecordType when the record is not of its topic's type."""
+    """Raises DecodeError (a BadInput) when the bytes are not a record the catalogue can read,
+    WrongRecordType when the record is not of its topic's type, and InvalidField when a field breaks an
+    invariant (invariants.py)."""
     topic = bus.catalogue.logical(message.topic())
     record, value = bus.schemas.decode(message.value())
     carried = bus.catalogue.topics.get(topic)
     if carried is not None and carried.schema is not None and record != carried.schema:
         raise WrongRecordType(f"{topic} carries {carried.schema} records, not {record}")
+    check_record(record, value, carried is not None and is_edge(carried))
     key = message.key()
     partition, offset = message.partition(), message.offset()
     return Received(topic=topic, partition=partition, offset=offset,

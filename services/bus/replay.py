@@ -8,7 +8,7 @@ from typing import Callable, Iterable, Iterator
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from .context import Bus
-from .errors import DecodeError
+from .errors import BadInput
 from .kafka import base_config, group_id
 from .received import Received, decode_message
 from .topics import retry_while_retriable
@@ -16,11 +16,11 @@ from .topics import retry_while_retriable
 
 def read_topics(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0) -> Iterator[Received]:
     """Every decodable committed record of the topics, up to their end when called, in offset order per
-    partition. Undecodable records are skipped: they went to a DLQ when services met them."""
+    partition. Undecodable or invalid records are skipped: they went to a DLQ when services met them."""
     for message in read_messages(bus, topics, timeout_s):
         try:
             yield decode_message(bus, message)
-        except DecodeError:
+        except BadInput:
             continue
 
 

@@ -2,7 +2,8 @@
 
 Outputs are delivered before the input's offset is committed (at-least-once), or — in transactional
 mode — outputs and offsets commit atomically in one Kafka transaction (exactly-once within Kafka).
-A BadInput goes to `<topic>.dlq` and the loop goes on; any other exception crashes the process.
+A BadInput goes to `<topic>.dlq` and the loop goes on; any other exception crashes the process, and a
+message that keeps crashing it is dead-lettered after MLBUS_POISON_BUDGET crashes (poison.py).
 Handlers run first for the whole batch; the transaction opens only once their outputs are ready, so
 a slow handler (offload=True: run in a thread while the consumer keeps polling, paused) never holds
 a transaction open or overruns max.poll.interval.ms.
@@ -21,9 +22,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from .context import Bus
 from .dlq import dead_letter_headers, dlq_topic
 from .envelope import Envelope, Event
-from .errors import BadInput
+from .errors import BadInput, InfrastructureError
 from .kafka import consumer_config, group_id, producer_config
 from .logs import get_logger
+from .poison import Offset, PoisonFile
 from .publish import Publisher
 from .received import Received, decode_message
 from .schema_topic import SchemasTopicResolver
@@ -90,6 +92,8 @@ class ServiceRuntime:
         self.group = group_id(bus.settings, "" if service == bus.settings.client_principal else service)
         self.log = get_logger(group=self.group)
         self.watchdog = Watchdog(exit_stuck(self.log))
+        self.poison = PoisonFile(bus.settings.var_dir / "state" / f"{self.group}.{bus.settings.instance}.poison.json",
+                                 bus.settings.poison_budget)
         self._stopping = False
         self._pending_offsets: dict[tuple[str, int], TopicPartition] = {}   # at-least-once: not yet committed
         instance = bus.settings.instance        # MLBUS_INSTANCE: one per copy when scaled out
@@ -148,15 +152,47 @@ class ServiceRuntime:
                 continue
             good.append(message)
             next_offsets[(message.topic(), message.partition())] = message.offset() + 1
-        if self.raw_batch_handler:
-            outcomes = [Outcome(good[-1], self.raw_batch_handler(good))] if good else []
-        else:
-            outcomes = self._handle_all(good) if self.batch_handler else [self._handle_one(m) for m in good]
+        outcomes: list[Outcome] = []
+        rest: list[Message] = []
+        for message in good:
+            at = _offset(message)
+            if not self.poison.ledger.is_suspect(at):
+                rest.append(message)
+            elif refusal := self.poison.ledger.exhausted(at):
+                self.log.error("poison message dead-lettered", topic=message.topic(), partition=at[1],
+                               offset=at[2], error=str(refusal)[:500])
+                outcomes.append(Outcome(message, [], error=refusal))
+            else:               # a suspect of an earlier crash: alone, so that a crash names it
+                outcomes += self._guarded([message])
+        if rest:
+            outcomes += self._guarded(rest)
         if self.transactional:
             self.publisher.producer.begin_transaction()
         for outcome in outcomes:
             self._publish(outcome)
         self._commit([TopicPartition(t, p, o) for (t, p), o in next_offsets.items()])
+        for outcome in outcomes:
+            if outcome.error is not None:
+                self.poison.ledger.settled(_offset(outcome.message))
+
+    def _guarded(self, messages: list[Message]) -> list[Outcome]:
+        """Handle messages with their offsets marked in flight: a crash counts against them (poison.py)."""
+        self.poison.begin([_offset(m) for m in messages])
+        try:
+            if self.raw_batch_handler:
+                outcomes = [Outcome(messages[-1], self.raw_batch_handler(messages))]
+            elif self.batch_handler:
+                outcomes = self._handle_all(messages)
+            else:
+                outcomes = [self._handle_one(m) for m in messages]
+        except (KafkaException, InfrastructureError):
+            self.poison.begin([])           # the broker's failure, not the message's
+            raise
+        except Exception as error:
+            self.poison.crashed(f"{type(error).__name__}: {error}"[:1000])
+            raise
+        self.poison.finished()
+        return outcomes
 
     def _handle_one(self, message: Message) -> Outcome:
         started = time.perf_counter()
@@ -314,3 +350,7 @@ class ServiceRuntime:
         missing = sorted(physical - existing)
         if missing:
             raise ConfigError(f"topics missing on the broker: {', '.join(missing)}; run `mlbus topics apply`")
+
+
+def _offset(message: Message) -> Offset:
+    return (message.topic(), message.partition(), message.offset())

@@ -1,13 +1,21 @@
 """Resolve unknown writer fingerprints from the compacted `schemas` topic."""
 from __future__ import annotations
 
+import json
 import time
 
+from fastavro import parse_schema
+
+from .codec import writer_schema
 from .context import Bus
+from .errors import InfrastructureError
+from .logs import get_logger
 from .publish import SCHEMA_RECORD
 from .replay import read_topics
 
 REFRESH_INTERVAL_S = 5.0
+READ_ATTEMPTS = 3
+log = get_logger(component="schemas-topic")
 
 
 class SchemasTopicResolver:
@@ -17,6 +25,7 @@ class SchemasTopicResolver:
         self.bus = bus
         self.known: dict[bytes, str] = {}
         self._last_read = float("-inf")
+        self._refused: set[str] = set()
 
     def __call__(self, fingerprint: bytes) -> str | None:
         if fingerprint not in self.known and time.monotonic() - self._last_read > REFRESH_INTERVAL_S:
@@ -24,8 +33,32 @@ class SchemasTopicResolver:
         return self.known.get(fingerprint)
 
     def refresh(self) -> None:
+        """Read the topic again (a timeout is retried, then crashes as an infrastructure failure). An entry
+        whose JSON does not parse or does not hash to its fingerprint is skipped: its fingerprint stays
+        unknown, so the messages that carry it are dead-lettered rather than crash anyone."""
         self._last_read = time.monotonic()      # set first: a record read below may ask again; it waits
         topic = self.bus.catalogue.for_schema(SCHEMA_RECORD).name
-        for record in read_topics(self.bus, [topic], timeout_s=10.0):
-            if record.record == SCHEMA_RECORD:
-                self.known[bytes.fromhex(record.value["fingerprint"])] = record.value["schema_json"]
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                records = list(read_topics(self.bus, [topic], timeout_s=10.0))
+                break
+            except TimeoutError as error:
+                log.warning("schemas topic read timed out; retrying", attempt=attempt, error=str(error))
+        else:
+            raise InfrastructureError(f"could not read the {topic} topic in {READ_ATTEMPTS} attempts")
+        for record in records:
+            if record.record == SCHEMA_RECORD and record.value["fingerprint"] not in self._refused:
+                self._learn(record.value["fingerprint"], record.value["schema_json"])
+
+    def _learn(self, fingerprint_hex: str, schema_json: str) -> None:
+        try:
+            computed = writer_schema(parse_schema(json.loads(schema_json))).fingerprint_hex
+        except Exception as error:              # noqa: BLE001 - any parse failure means the entry is unusable
+            computed, reason = None, f"{type(error).__name__}: {error}"[:300]
+        else:
+            reason = f"its schema hashes to {computed}"
+        if computed != fingerprint_hex:
+            self._refused.add(fingerprint_hex)
+            log.error("schemas topic entry refused", fingerprint=fingerprint_hex, reason=reason)
+            return
+        self.known[bytes.fromhex(fingerprint_hex)] = schema_json

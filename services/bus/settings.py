@@ -41,6 +41,9 @@ class Settings:
     kafka_clients_dir: Path = Path()    # <principal>.properties files (scripts/kafka, mlbus acl apply)
     identity_principal: str = ""        # the person the CLI acts as (identity file), and their broker credentials
     identity_kafka: Mapping[str, str] | None = None
+    poison_budget: int = 3              # MLBUS_POISON_BUDGET: crashes on one message before it is dead-lettered
+    max_snapshot_bytes: int = 1 << 30   # MLBUS_MAX_SNAPSHOT_BYTES: a data file (and its decompressed columns)
+    max_artifact_bytes: int = 1 << 29   # MLBUS_MAX_ARTIFACT_BYTES: a model file
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -64,6 +67,9 @@ class Settings:
             log_level=env.get("MLBUS_LOG_LEVEL", "info"),
             principal=env.get("MLBUS_PRINCIPAL", ""),
             kafka_clients_dir=Path(env.get("MLBUS_CREDENTIALS_DIR", var_dir / "kafka" / "clients")),
+            poison_budget=positive_int(env, "MLBUS_POISON_BUDGET", 3),
+            max_snapshot_bytes=positive_int(env, "MLBUS_MAX_SNAPSHOT_BYTES", 1 << 30),
+            max_artifact_bytes=positive_int(env, "MLBUS_MAX_ARTIFACT_BYTES", 1 << 29),
         )
 
     def as_person(self, principal: str, kafka: Mapping[str, str]) -> "Settings":
@@ -110,3 +116,12 @@ def kafka_overrides(env: Mapping[str, str]) -> dict[str, str]:
             prop = name[len(KAFKA_PREFIX):].lower().replace("_", ".")
             overrides[prop] = Secret(value) if any(w in prop for w in SECRET_WORDS) else value
     return overrides
+
+
+def positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{name} must be a positive whole number, not {text!r}")
+    return int(text)

@@ -11,7 +11,8 @@ from pathlib import Path
 from services.bus.context import Bus
 from services.bus.envelope import new_id
 from services.bus.errors import BadInput
-from services.bus.estimators import EstimatorError, check_spec
+from services.bus.estimators import spec_problem
+from services.bus.invariants import InvalidField, check_name
 from services.bus.monitoring import monitoring_json, parse_monitoring
 from services.bus.settings import ConfigError
 from services.bus.replay import read_topics
@@ -58,13 +59,20 @@ def spec_record(raw: dict, actor: str, contracts_dir: Path) -> dict:
         raise BadInput(f"spec lacks {', '.join(missing)}")
     spec = {**SPEC_DEFAULTS, **raw}
     try:
-        check_spec(spec["estimator"], spec["task"], spec["metric"])
-    except EstimatorError as error:
+        check_name("model", spec["model"])
+        check_name("dataset", spec["dataset"])
+    except InvalidField as error:
         raise BadInput(str(error)) from None
+    columns = contract_columns(contracts_dir, spec["dataset"], spec["target"])
     if spec["features"] == "all":
-        spec["features"] = contract_features(contracts_dir, spec["dataset"], spec["target"])
+        if columns is None:
+            raise BadInput(f"features: all needs the contract {contracts_dir / spec['dataset']}.avsc")
+        spec["features"] = columns
+    unknown = [f for f in spec["features"] if columns is not None and f not in columns]
+    if unknown:
+        raise BadInput(f"features not among the contract's feature columns: {', '.join(map(str, unknown[:10]))}")
     canonical = json.dumps(spec, sort_keys=True)
-    return {"model": spec["model"], "dataset": spec["dataset"], "target": spec["target"],
+    record = {"model": spec["model"], "dataset": spec["dataset"], "target": spec["target"],
             "features": list(spec["features"]), "task": spec["task"], "estimator": spec["estimator"],
             "hyperparameters_json": json.dumps(spec["hyperparameters"], sort_keys=True),
             "grid_json": json.dumps(spec["grid"], sort_keys=True), "metric": spec["metric"],
@@ -72,15 +80,25 @@ def spec_record(raw: dict, actor: str, contracts_dir: Path) -> dict:
             "spec_sha256": hashlib.sha256(canonical.encode()).hexdigest(), "defined_by": actor,
             "defined_at": datetime.now(timezone.utc), "batches": str(spec["batches"]),
             "monitoring_json": monitoring_json(parse_monitoring(spec.get("monitoring")))}
+    problem = spec_problem(record)         # the trainer refuses the same: hyperparameters, split, features
+    if problem:
+        raise BadInput(f"spec of {record['model']}: {problem}")
+    return record
 
 
-def contract_features(contracts_dir: Path, dataset: str, target: str) -> list[str]:
+def contract_columns(contracts_dir: Path, dataset: str, target: str) -> list[str] | None:
+    """The contract's numeric columns that may be features (not key, not target); None without a contract."""
     path = contracts_dir / f"{dataset}.avsc"
-    if not path.exists():
-        raise BadInput(f"features: all needs the contract {path}")
+    if not path.is_file():
+        return None
     contract = json.loads(path.read_text())
     keys = set(contract.get("mlbus.contract", {}).get("keys", []))
-    return [f["name"] for f in contract["fields"] if f["name"] not in keys | {target}]
+    return [f["name"] for f in contract["fields"] if f["name"] not in keys | {target} and numeric(f["type"])]
+
+
+def numeric(avro_type) -> bool:
+    kinds = avro_type if isinstance(avro_type, list) else [avro_type]
+    return any(kind in ("int", "long", "float", "double") for kind in kinds)
 
 
 def define_command(bus: Bus, args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ copies while the deployer, whose canary decisions must be made once, runs as one
 import os
 
 from services.bus import Bus, ServiceRuntime
+from services.bus.artifacts import ArtifactStore
 from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
 
@@ -19,7 +20,7 @@ def main() -> None:
     inventory, deployments = rebuild(bus)
     deployer = Deployer(inventory, deployments, Gates(),
                         canary_interval_s=float(os.environ.get("MLBUS_CANARY_INTERVAL_S", "60")),
-                        verify=act_verifier(bus))
+                        verify=act_verifier(bus), artifacts=ArtifactStore.from_settings(bus.settings))
     ServiceRuntime(bus, "deployer", deployer, transactional=True, batch_size=500, tick=deployer.tick).run()
 
 

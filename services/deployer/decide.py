@@ -138,7 +138,8 @@ class Gates:
     max_error_rate: float = 0.02
     max_latency_ratio: float = 3.0       # canary p99 ≤ this × the champion's p99 (floor 5 ms)
     min_outcomes: int = 20
-    max_accuracy_drop: float = 0.05
+    max_accuracy_drop: float = 0.05     # classification: canary accuracy ≥ champion's − this
+    max_mae_increase: float = 0.10      # regression: canary MAE ≤ champion's × (1 + this)
 
 
 def gate(canary: dict, champion: dict, gates: Gates) -> tuple[str, str]:
@@ -150,13 +151,29 @@ def gate(canary: dict, champion: dict, gates: Gates) -> tuple[str, str]:
     if champion["count"] and canary["p99_ms"] > gates.max_latency_ratio * max(champion["p99_ms"], 5.0):
         return "fail", f"p99 latency {canary['p99_ms']:.1f} ms vs champion {champion['p99_ms']:.1f} ms"
     if canary["outcomes"] >= gates.min_outcomes and champion["outcomes"] >= gates.min_outcomes:
-        drop = champion["accuracy"] - canary["accuracy"]
-        if drop > gates.max_accuracy_drop:
-            return "fail", (f"online accuracy {canary['accuracy']:.3f} vs champion {champion['accuracy']:.3f} "
-                            f"(drop {drop:.3f} > {gates.max_accuracy_drop})")
+        verdict = quality_gate(canary, champion, gates)
+        if verdict:
+            return "fail", verdict
     elif canary["outcomes"] < gates.min_outcomes and champion["outcomes"] >= gates.min_outcomes:
         return "wait", f"{canary['outcomes']} of {gates.min_outcomes} outcomes for the canary"
-    return "pass", "errors, latency and accuracy within the gates"
+    return "pass", "errors, latency and online quality within the gates"
+
+
+def quality_gate(canary: dict, champion: dict, gates: Gates) -> str | None:
+    """Why the canary's online quality fails against the champion's: MAE for regression, accuracy for
+    classification (each judged only when both versions have it)."""
+    if canary.get("mae") is not None and champion.get("mae") is not None:
+        limit = champion["mae"] * (1 + gates.max_mae_increase)
+        if canary["mae"] > limit:
+            return (f"online MAE {canary['mae']:.4g} vs champion {champion['mae']:.4g} "
+                    f"(more than +{gates.max_mae_increase:.0%})")
+        return None
+    if canary.get("accuracy") is not None and champion.get("accuracy") is not None:
+        drop = champion["accuracy"] - canary["accuracy"]
+        if drop > gates.max_accuracy_drop:
+            return (f"online accuracy {canary['accuracy']:.3f} vs champion {champion['accuracy']:.3f} "
+                    f"(drop {drop:.3f} > {gates.max_accuracy_drop})")
+    return None
 
 
 def advance(deployment: dict, verdict: tuple[str, str], evidence: dict, now: datetime,

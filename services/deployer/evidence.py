@@ -1,48 +1,67 @@
 """Live evidence for canary gates: per deployment and version, predictions, errors, latency and, once
-outcomes arrive, online accuracy. Bounded memory; reset at every step."""
+outcomes arrive, online accuracy (classification: the outcome's label) or mean absolute error (regression:
+the outcome's value against the predicted score). Bounded memory; reset at every step."""
 from __future__ import annotations
 
 from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 
 MAX_TRACKED = 50_000
 
 
+@dataclass
+class Tally:
+    predictions: int = 0
+    errors: int = 0
+    outcomes: int = 0
+    labelled: int = 0           # outcomes with a label (classification)
+    correct: int = 0
+    valued: int = 0             # outcomes with a value and a predicted score (regression)
+    absolute_error: float = 0.0
+
+
 class EvidenceBook:
     def __init__(self):
         self.latencies: dict[tuple[str, int], list[float]] = defaultdict(list)
-        self.counts: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # n, errors, outcomes, ok
-        # request id → [(deployment, version, predicted label)], oldest first, for joining outcomes
-        self.labels: OrderedDict[str, list[tuple[str, int, str | None]]] = OrderedDict()
+        self.tallies: dict[tuple[str, int], Tally] = defaultdict(Tally)
+        # request id → [(deployment, version, predicted label, predicted score)], oldest first, for joining outcomes
+        self.served: OrderedDict[str, list[tuple[str, int, str | None, float | None]]] = OrderedDict()
 
     def prediction(self, value: dict) -> None:
         if value["deployment_id"] is None or value["version"] is None:
             return
         key = (value["deployment_id"], value["version"])
-        counts = self.counts[key]
-        counts[0] += 1
-        counts[1] += value["error"] is not None
+        tally = self.tallies[key]
+        tally.predictions += 1
+        tally.errors += value["error"] is not None
         if len(self.latencies[key]) < MAX_TRACKED:
             self.latencies[key].append(value["latency_ms"])
-        self.labels.setdefault(value["request_id"], []).append((*key, value["label"]))
-        while len(self.labels) > MAX_TRACKED:
-            self.labels.popitem(last=False)
+        self.served.setdefault(value["request_id"], []).append((*key, value["label"], value["score"]))
+        while len(self.served) > MAX_TRACKED:
+            self.served.popitem(last=False)
 
     def outcome(self, value: dict) -> None:
-        for deployment_id, version, label in self.labels.pop(value["request_id"], []):
-            counts = self.counts[(deployment_id, version)]
-            counts[2] += 1
-            counts[3] += label is not None and label == value["label"]
+        for deployment_id, version, label, score in self.served.pop(value["request_id"], []):
+            tally = self.tallies[(deployment_id, version)]
+            tally.outcomes += 1
+            if value["label"] is not None:
+                tally.labelled += 1
+                tally.correct += label is not None and label == value["label"]
+            if value["value"] is not None and score is not None:
+                tally.valued += 1
+                tally.absolute_error += abs(value["value"] - score)
 
     def stats(self, deployment_id: str, version: int) -> dict:
-        n, errors, outcomes, correct = self.counts[(deployment_id, version)]
+        tally = self.tallies[(deployment_id, version)]
         latencies = self.latencies[(deployment_id, version)]
-        return {"count": n, "errors": errors, "outcomes": outcomes,
-                "accuracy": correct / outcomes if outcomes else 0.0,
+        return {"count": tally.predictions, "errors": tally.errors, "outcomes": tally.outcomes,
+                "accuracy": tally.correct / tally.labelled if tally.labelled else None,
+                "mae": tally.absolute_error / tally.valued if tally.valued else None,
                 "p99_ms": float(np.percentile(latencies, 99)) if latencies else 0.0}
 
     def reset(self, deployment_id: str) -> None:
-        for store in (self.counts, self.latencies):
+        for store in (self.tallies, self.latencies):
             for key in [k for k in store if k[0] == deployment_id]:
                 del store[key]

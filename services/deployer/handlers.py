@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from services.bus import Event, Received, derive_id
-from services.bus.artifacts import ArtifactRefused, verify
+from services.bus.artifacts import ArtifactRefused, ArtifactStore
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.inventory import Inventory
 from services.bus.signing import Verdict
@@ -17,10 +17,11 @@ from .evidence import EvidenceBook
 
 class Deployer:
     def __init__(self, inventory: Inventory, deployments: Deployments, gates: Gates, canary_interval_s: float,
-                 verify: Callable[[Received, tuple[str, ...]], Verdict],
+                 verify: Callable[[Received, tuple[str, ...]], Verdict], artifacts: ArtifactStore,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.inventory = inventory
         self.verify = verify
+        self.artifacts = artifacts
         self.deployments = deployments
         self.gates = gates
         self.canary_interval_s = canary_interval_s
@@ -92,7 +93,7 @@ class Deployer:
             if entry is None:
                 continue
             try:
-                verify(entry.trained["artifact_uri"], entry.trained["artifact_sha256"])
+                self.artifacts.verify(entry.trained["artifact_uri"], entry.trained["artifact_sha256"])
             except ArtifactRefused as error:
                 return str(error)
         return None

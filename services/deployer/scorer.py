@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from services.bus import BadInput, Bus, ConfigError, Event, Received, ServiceRuntime
-from services.bus.artifacts import ArtifactRefused, load_model
+from services.bus.artifacts import ArtifactRefused, ArtifactStore
 from services.bus.logs import configure_logging, get_logger
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.follow import Follower
@@ -48,8 +48,9 @@ class RoutingTable:
 
 
 class Scorer:
-    def __init__(self, table: RoutingTable, clock=lambda: datetime.now(timezone.utc)):
+    def __init__(self, table: RoutingTable, artifacts: ArtifactStore, clock=lambda: datetime.now(timezone.utc)):
         self.table = table
+        self.artifacts = artifacts
         self.models: dict[str, object] = {}          # artifact sha256 → loaded model
         self.refused: dict[str, str] = {}            # artifact sha256 → why it will not load
         self.clock = clock
@@ -122,7 +123,7 @@ class Scorer:
         sha = trained["artifact_sha256"]
         if sha not in self.models and sha not in self.refused:
             try:
-                self.models[sha] = load_model(trained["artifact_uri"], sha)
+                self.models[sha] = self.artifacts.load(trained["artifact_uri"], sha)
             except ArtifactRefused as error:
                 self.refused[sha] = str(error)
                 self.log.error("artifact refused", model=trained["model"], version=trained["version"], error=str(error))
@@ -153,7 +154,7 @@ def main() -> None:
     bus = Bus.from_env(principal="scorer")
     configure_logging("scorer", bus.settings.log_format, bus.settings.log_level)
     table = RoutingTable(bus)
-    scorer = Scorer(table)
+    scorer = Scorer(table, ArtifactStore.from_settings(bus.settings))
     table.on_deployment = scorer.preload
     table.start()
     ServiceRuntime(bus, "scorer", lambda message: [], topics=["inference.requests"],

@@ -40,13 +40,12 @@ from services.bus.topics import TopicAdmin
 
 from .decide import SOURCE, ClosedWindow, RetrainState, alerts, as_frame, drift_report, on_champion_report, \
     report_event
-from .router import Router
+from .router import TICK_HEADER, Router
 from .windows import due, new_head, outcome_amount, row_key, with_outcome, with_prediction, with_request
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 REFERENCE = ("mlbus.ModelTrained", "mlbus.DeploymentChanged", "mlbus.ModelSpecDefined")
 OUTPUTS = ("mlbus.DriftReport", "mlbus.Alert", "mlbus.TrainingRequested")
-TICK_HEADER = "mlbus.tick"
 PARTITIONS = 3
 SEEN_WINDOWS = 10          # a duplicate more than this many windows after its original is counted again
 

@@ -17,6 +17,7 @@ from services.bus.received import decode_message
 from services.bus.runtime import Forward
 
 INPUTS = ("inference.requests", "inference.predictions", "outcomes")
+TICK_HEADER = "mlbus.tick"      # the drift-watcher's own timer messages on its observations topic
 
 
 class Router:
@@ -32,6 +33,8 @@ class Router:
 
     def forward(self, message: Message) -> Forward:
         try:
+            if any(name == TICK_HEADER for name, _ in message.headers() or []):
+                raise BadInput(f"carries the drift-watcher's internal {TICK_HEADER} header")
             value = decode_message(self.bus, message).value       # the topic decides the record type
             return Forward(self.observations_topic, value["model"].encode(), message.value(),
                            list(message.headers() or []), message.timestamp()[1])

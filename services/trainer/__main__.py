@@ -2,10 +2,11 @@
 import os
 
 from services.bus import Bus, ServiceRuntime
+from services.bus.datastore import SnapshotStore
 from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
 
-from .adapters import code_version, environment, rebuild_view
+from .adapters import code_version, environment, rebuild_view, training_frames
 from .decide import Provenance
 from .handlers import Trainer
 
@@ -16,7 +17,7 @@ def main() -> None:
     provenance = Provenance(*code_version(), environment())
     verify = act_verifier(bus)
     trainer = Trainer(rebuild_view(bus, verify), bus.settings.artifacts_dir, provenance, verify,
-                      min_fit_s=float(os.environ.get("MLBUS_TRAINER_MIN_FIT_S", "0")))
+                      training_frames(SnapshotStore.from_settings(bus.settings)), min_fit_s=float(os.environ.get("MLBUS_TRAINER_MIN_FIT_S", "0")))
     ServiceRuntime(bus, "trainer", trainer, transactional=True, batch_size=50, offload=True).run()
 
 

@@ -8,7 +8,8 @@ import subprocess
 import pandas as pd
 
 from services.bus import Bus
-from services.bus.datastore import load_snapshot
+from services.bus.datastore import SnapshotStore
+from services.bus.estimators import spec_problem
 from services.bus.replay import fold_history
 from services.bus.settings import PROJECT_ROOT
 
@@ -24,15 +25,18 @@ def rebuild_view(bus: Bus, verify: Verify) -> TrainerView:
     failed counts no more than when it arrived)."""
     view = TrainerView()
     fold_history(bus, HISTORY, view.apply,
-                 keep=lambda r: r.record != "mlbus.ModelSpecDefined" or act_refusal(r, verify) is None)
+                 keep=lambda r: r.record != "mlbus.ModelSpecDefined" or (
+                     act_refusal(r, verify) is None and spec_problem(r.value) is None))
     return view
 
 
-def load_training_frame(batches: list[dict]) -> pd.DataFrame:
-    """The batches' snapshots, hash-checked and concatenated in the recorded order."""
-    frames = [load_snapshot(b["uri"], b["sha256"], "parquet" if b["uri"].endswith((".parquet", ".pq")) else "csv")
-              for b in batches]
-    return pd.concat(frames, ignore_index=True)
+def training_frames(store: SnapshotStore):
+    """A loader of the batches' snapshots, hash-checked and concatenated in the recorded order."""
+    def load(batches: list[dict]) -> pd.DataFrame:
+        frames = [store.load(b["uri"], b["sha256"], "parquet" if b["uri"].endswith((".parquet", ".pq")) else "csv")
+                  for b in batches]
+        return pd.concat(frames, ignore_index=True)
+    return load
 
 
 def code_version() -> tuple[str, str | None]:

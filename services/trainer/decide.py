@@ -6,13 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
-from sklearn.model_selection import ParameterGrid
-
 from services.bus import Event, derive_id
 from services.bus.alerts import alert
 from services.bus.received import Received
 from services.bus.signing import Verdict, signature_refusal
-from services.bus.estimators import HIGHER_IS_BETTER
+from services.bus.estimators import HIGHER_IS_BETTER, candidates
 
 from .view import TrainerView
 
@@ -56,8 +54,7 @@ def plan_training(view: TrainerView, request: dict) -> TrainingPlan | str:
     batches = choose_batches(view.passed_batches.get(spec["dataset"], []), spec["batches"], request["batch_ids"])
     if isinstance(batches, str):
         return batches
-    base = json.loads(spec["hyperparameters_json"])
-    grid = [{**base, **point} for point in ParameterGrid(json.loads(spec["grid_json"]) or {})]
+    grid = candidates(spec)
     return TrainingPlan(request=request, spec=spec, version=view.versions.get(spec["model"], 0) + 1,
                         batches=batches, grid=grid, seed=spec["seed"],
                         run_ids=[derive_id(request["request_id"], "run", i) for i in range(len(grid))])
@@ -79,12 +76,14 @@ def plan_reproduction(view: TrainerView, request: dict) -> TrainingPlan | str:
     original = view.runs.get(request["reproduce_run_id"])
     if original is None:
         return f"no recorded run {request['reproduce_run_id']!r}"
-    spec = view.specs.get(original["model"])
-    if spec is None:
+    if original.get("spec_json"):
+        spec = json.loads(original["spec_json"])
+    elif (spec := view.specs.get(original["model"])) is None:       # a run recorded before spec_json existed
         return f"no spec for model {original['model']!r}"
     batches = [{"batch_id": b["batch_id"], "dataset": b["dataset"], "sha256": b["sha256"], "rows": b["rows"],
                 "uri": b["uri"]} for b in original["batches"]]
-    recorded_spec = {**spec, "estimator": original["estimator"], "metric": original["metric"]}
+    recorded_spec = {**spec, "model": original["model"], "estimator": original["estimator"],
+                     "metric": original["metric"]}
     return TrainingPlan(request=request, spec=recorded_spec, version=0, batches=batches,
                         grid=[json.loads(original["hyperparameters_json"])], seed=original["seed"],
                         run_ids=[derive_id(request["request_id"], "reproduction")], reproduces=original)
@@ -142,6 +141,10 @@ def batch_refs(batches: list[dict]) -> list[dict]:
              "uri": b["uri"]} for b in batches]
 
 
+# What a run takes from its spec beyond estimator and metric (recorded in the run, so reproduction uses them).
+RUN_SPEC_FIELDS = ("dataset", "features", "target", "task", "test_size", "cv_folds", "spec_sha256")
+
+
 def run_event(plan: TrainingPlan, index: int, result: dict, provenance: Provenance, now: datetime,
               chosen: bool = False, artifact_sha256: str = "") -> Event:
     run_id = plan.run_ids[index]
@@ -153,7 +156,8 @@ def run_event(plan: TrainingPlan, index: int, result: dict, provenance: Provenan
              "artifact_sha256": artifact_sha256, "batches": batch_refs(plan.batches), "seed": plan.seed,
              "duration_ms": result["duration_ms"], "code_version": provenance.code_version,
              "git_commit": provenance.git_commit, "environment": provenance.environment,
-             "reproduces_run_id": None, "identical": None, "differences": [], "finished_at": now}
+             "reproduces_run_id": None, "identical": None, "differences": [], "finished_at": now,
+             "spec_json": json.dumps({k: plan.spec[k] for k in RUN_SPEC_FIELDS}, sort_keys=True)}
     if plan.reproduces:
         differences = reproduction_differences(plan.reproduces, {**result, "artifact_sha256": artifact_sha256})
         value.update(reproduces_run_id=plan.reproduces["run_id"], differences=differences,

@@ -7,26 +7,34 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import pandas as pd
 import skops.io as sio
 
 from services.bus import Event, Received
 from services.bus.alerts import alert
 from services.bus.artifacts import save_model
 from services.bus.datastore import DataFileError
+from services.bus.estimators import spec_problem
 from services.bus.logs import get_logger
 from services.bus.profile import profile_frame
 
-from .adapters import load_training_frame
 from .decide import (Provenance, TrainingPlan, Verify, act_refusal, best_run, plan_training, refusal,
                      requests_for_new_data, run_event, trained_event)
 from .training import fit_and_evaluate, split
 from .view import TrainerView
 
 
+# What scikit-learn, pandas and numpy raise for a spec or data they cannot use (a rejected hyperparameter, a
+# missing or non-numeric column, inf): deterministic, so a `training-refused` alert, never a crash loop.
+TRAINING_FAILURES = (ValueError, TypeError, KeyError, IndexError, ArithmeticError)
+
+
 class Trainer:
     def __init__(self, view: TrainerView, artifacts_dir: Path, provenance: Provenance, verify: Verify,
-                 min_fit_s: float = 0.0, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 load_frame: Callable[[list[dict]], pd.DataFrame], min_fit_s: float = 0.0,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.view = view
+        self.load_frame = load_frame
         self.verify = verify
         self.artifacts_dir = artifacts_dir
         self.provenance = provenance
@@ -36,8 +44,8 @@ class Trainer:
 
     def __call__(self, message: Received) -> list[Event]:
         refused = act_refusal(message, self.verify)
-        if refused and message.record == "mlbus.ModelSpecDefined":      # an unverified spec is never folded
-            spec = message.value
+        if message.record == "mlbus.ModelSpecDefined" and (refused := refused or spec_problem(message.value)):
+            spec = message.value                    # an unverified or unusable spec is never folded
             return [alert("spec-refused", spec["model"], f"spec of {spec['model']} not taken: {refused}",
                           message.envelope.id, self.clock(), evidence={"claimed_by": spec["defined_by"]})]
         self.view.apply(message.record, message.value)
@@ -64,11 +72,14 @@ class Trainer:
             return self.train(plan)
         except DataFileError as error:
             return [refusal(request, str(error), self.clock())]
+        except TRAINING_FAILURES as error:      # the spec or the data, not the machine: the same every time
+            self.log.warning("training failed", model=plan.spec["model"], error=f"{type(error).__name__}: {error}")
+            return [refusal(request, f"training failed: {type(error).__name__}: {str(error)[:500]}", self.clock())]
 
     def train(self, plan: TrainingPlan) -> list[Event]:
         started = time.monotonic()
         spec = plan.spec
-        frame = load_training_frame(plan.batches)
+        frame = self.load_frame(plan.batches)
         data = split(frame, spec["features"], spec["target"], spec["task"], spec["test_size"], plan.seed)
         fitted = [fit_and_evaluate(data, spec["estimator"], params, spec["task"], spec["metric"], spec["cv_folds"],
                                    plan.seed) for params in plan.grid]

@@ -1,6 +1,6 @@
 """validator: every data batch checked against its dataset's contract before any model may use it."""
 from services.bus import Bus, ServiceRuntime
-from services.bus.datastore import load_snapshot
+from services.bus.datastore import SnapshotStore
 from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
 
@@ -12,7 +12,7 @@ def main() -> None:
     bus = Bus.from_env(principal="validator")
     configure_logging("validator", bus.settings.log_format, bus.settings.log_level)
     contracts = ContractFiles(bus.settings.contracts_dir)
-    handler = Validator(contracts, load_snapshot, validated_batch_ids(bus), act_verifier(bus))
+    handler = Validator(contracts, SnapshotStore.from_settings(bus.settings).load, validated_batch_ids(bus), act_verifier(bus))
     ServiceRuntime(bus, "validator", handler, transactional=True, batch_size=20).run()
 
 

@@ -5,9 +5,10 @@ import json
 from pathlib import Path
 
 from services.bus import Bus
+from services.bus.invariants import NAME
 from services.bus.replay import read_topics
 
-from .contract import Contract, parse_contract
+from .contract import Contract, ContractError, parse_contract
 
 
 class ContractFiles:
@@ -18,13 +19,22 @@ class ContractFiles:
         self._cache: dict[str, tuple[float, Contract]] = {}
 
     def __call__(self, dataset: str) -> Contract | None:
+        """The dataset's contract, None when there is none; ContractError when the name or the file is wrong."""
+        if not NAME.fullmatch(dataset) or ".." in dataset:
+            raise ContractError(f"{dataset[:80]!r} is not a dataset name")
         path = self.directory / f"{dataset}.avsc"
-        if not path.exists():
+        if not path.is_file():
             return None
         mtime = path.stat().st_mtime
         cached = self._cache.get(dataset)
         if cached is None or cached[0] != mtime:
-            cached = (mtime, parse_contract(json.loads(path.read_text())))
+            try:
+                cached = (mtime, parse_contract(json.loads(path.read_text())))
+            except ContractError:
+                raise
+            except (ValueError, TypeError, KeyError, AttributeError) as error:
+                raise ContractError(f"contract {path.name} is not a valid contract: {type(error).__name__}: "
+                                    f"{str(error)[:200]}") from None
             self._cache[dataset] = cached
         return cached[1]
 

@@ -16,7 +16,7 @@ from .decide import unsigned_batch, validate_batch
 
 class Validator:
     def __init__(self, contracts: Callable[[str], Contract | None],
-                 load: Callable[[str, str, str], pd.DataFrame], validated: set[str],
+                 load: Callable[..., pd.DataFrame], validated: set[str],
                  verify: Callable[[Received, tuple[str, ...]], Verdict],
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.contracts = contracts
@@ -39,13 +39,13 @@ class Validator:
         except ContractError as error:
             contract, data = None, error
         else:
-            data = self._load(batch) if contract else None
+            data = self._load(batch, contract) if contract else None
         event = validate_batch(batch, contract, data, self.clock())
         self.validated.add(batch["batch_id"])
         return [event]
 
-    def _load(self, batch: dict) -> pd.DataFrame | DataFileError:
+    def _load(self, batch: dict, contract: Contract) -> pd.DataFrame | DataFileError:
         try:
-            return self.load(batch["uri"], batch["sha256"], batch["format"])
+            return self.load(batch["uri"], batch["sha256"], batch["format"], max_rows=contract.max_rows)
         except DataFileError as error:
             return error

@@ -7,10 +7,11 @@ import subprocess
 
 import pytest
 
+from services.bus import Event, Publisher
 from services.bus.topics import consumer_lag
 from tests.support.polling import read_topic, wait_until
 from tests.support.processes import start, stop
-from tests.support.traffic import publish_mixed
+from tests.support.traffic import publish_mixed, request
 
 GROUP = "mlbus.scorer.relay"           # the relay runs as the scorer's principal, in its groups
 
@@ -44,7 +45,7 @@ def test_good_messages_are_handled_and_malformed_ones_dead_lettered(bus, bus_env
         headers = dict(message.headers())
         assert message.key() == b"poison" and headers["origin"] == b"test"   # original key and headers kept
         assert headers["dlq.original.topic"] == b"inference.requests"
-        assert headers["dlq.service"] == b"relay" and headers["dlq.stage"] in (b"decode", b"handle")
+        assert headers["dlq.service"] == b"relay" and headers["dlq.stage"] in (b"decode", b"validate", b"handle")
         assert int(headers["dlq.original.offset"]) >= 0 and headers["dlq.error.class"]
         assert headers["dlq.error.message"]
     assert exit_code == 0, "SIGTERM is a graceful stop"
@@ -67,3 +68,44 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(bus, bus_env, transactiona
     assert set(counts) == set(sent_ids), "every input handled at least once"
     if transactional:
         assert len(outputs) == 5000 and max(counts.values()) == 1, "exactly once in the output topic"
+
+
+def test_a_message_that_keeps_crashing_the_service_is_dead_lettered_after_the_poison_budget(bus, bus_env):
+    """One request raises in the handler, another kills the process: after MLBUS_POISON_BUDGET crashes each
+    goes to the DLQ (stage handler, the last error) and every other request is answered exactly once."""
+    publisher = Publisher(bus, "test-traffic")
+    sent = []
+    for i in range(300):
+        event = request(i)
+        if i in (100, 200):
+            entity = "poison-raise" if i == 100 else "poison-exit"
+            event = Event(event.record, key=entity, id=event.id, value={**event.value, "entity_id": entity})
+        else:
+            sent.append(event.value["request_id"])
+        publisher.publish(event)
+    publisher.flush()
+    env = {**bus_env, "MLBUS_POISON_BUDGET": "2"}
+    relays = [start_relay(env, transactional=True)]
+
+    def restarted_until_caught_up() -> bool:       # what a supervisor does: start it again when it died
+        if relays[-1].poll() is not None:
+            assert len(relays) <= 8, "restarts past what the budget allows: the message was not isolated"
+            relays.append(start_relay(env, transactional=True))
+        return lag(bus) == 0
+    try:
+        wait_until(restarted_until_caught_up, timeout=240, message="the relay to get past both poison messages")
+        relay = relays[-1]
+        dead = read_topic(bus, "inference.requests.dlq", expected=2)
+        outputs = read_topic(bus, "inference.predictions", expected=298)
+        assert relay.poll() is None, "the relay still serving afterwards"
+    finally:
+        stop(relays[-1])
+    crashes = len(relays) - 1
+    assert 2 <= crashes <= 6, f"{crashes} crashes: a budget of 2 per message, plus one batch crash each"
+    assert sorted(request_ids(outputs, bus)) == sorted(sent)           # exactly once, nothing lost
+    reasons = {m.key(): dict(m.headers()) for m in dead}
+    assert set(reasons) == {b"poison-raise", b"poison-exit"}
+    for headers in reasons.values():
+        assert headers["dlq.stage"] == b"handler" and headers["dlq.error.class"] == b"PoisonMessage"
+    assert b"RuntimeError: a meaning the handler does not survive" in reasons[b"poison-raise"]["dlq.error.message"]
+    assert b"the process died while handling it" in reasons[b"poison-exit"]["dlq.error.message"]

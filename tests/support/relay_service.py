@@ -1,5 +1,7 @@
 """A minimal service on the real runtime, for the runtime's own tests: every inference request becomes
 one prediction whose id derives from the request's id. Impossible values (a NaN feature) are bad input.
+Two entities stand for a hostile meaning the handler does not survive (the poison budget's tests): a request
+for `poison-raise` raises an exception that is not BadInput, one for `poison-exit` ends the process outright.
 
     MLBUS_RELAY_TRANSACTIONAL=1 python -m tests.support.relay_service
 """
@@ -14,6 +16,10 @@ def relay(message: Received):
     request = message.value
     if any(math.isnan(v) for v in request["features"].values()):
         raise BadInput("feature value is NaN")
+    if request["entity_id"] == "poison-raise":
+        raise RuntimeError("a meaning the handler does not survive")
+    if request["entity_id"] == "poison-exit":
+        os._exit(3)
     yield Event(record="mlbus.Prediction", key=request["entity_id"], id=derive_id(message.envelope.id, "relay"),
                 value={"prediction_id": derive_id(message.envelope.id, "relay"), "request_id": request["request_id"],
                        "entity_id": request["entity_id"], "model": request["model"], "version": 1,

@@ -2,6 +2,7 @@
 (deployments, trained versions, specs) that is always current and rebuilt by replay at every start."""
 from __future__ import annotations
 
+import os
 import threading
 from typing import Callable
 
@@ -10,8 +11,10 @@ from confluent_kafka import Consumer, TopicPartition
 from ..context import Bus
 from ..errors import BadInput
 from ..kafka import base_config, group_id
+from ..logs import get_logger
 from ..received import decode_message
 from ..topics import retry_while_retriable
+from ..watchdog import EXIT_STUCK
 
 Fold = Callable[[str, dict], None]
 
@@ -45,8 +48,12 @@ class Follower:
     def _follow(self) -> None:
         try:
             self._read_and_follow()
-        except BaseException as error:          # start() raises it; after start, the service's log shows it
-            self.error = error
+        except BaseException as error:
+            if self.ready.is_set():             # after start: the service would limp on with a frozen view
+                get_logger(component=f"{self.name}-follower").critical(
+                    "follower failed; the process exits so that it is restarted", error=repr(error))
+                os._exit(EXIT_STUCK)
+            self.error = error                  # before: start() raises it
             self.ready.set()                    # wakes start() at once
             raise
 
@@ -75,6 +82,12 @@ class Follower:
             return                      # the topic's consuming services dead-letter these
         if received.record not in self.records:
             return
-        for fold in self.folds:
-            fold(received.record, received.value)
-        self.on_event(received.record, received.value)
+        try:
+            for fold in self.folds:
+                fold(received.record, received.value)
+            self.on_event(received.record, received.value)
+        except Exception as error:      # noqa: BLE001 - one record's meaning must not stop the view
+            # The topic's consuming service refuses or dead-letters the same record; the view skips it.
+            get_logger(component=f"{self.name}-follower").error(
+                "record skipped by the follower", record=received.record, topic=received.topic,
+                offset=received.offset, error=f"{type(error).__name__}: {error}"[:500])

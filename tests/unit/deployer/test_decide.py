@@ -112,3 +112,23 @@ def test_a_request_whose_signature_fails_is_refused_and_changes_no_route():
     [refused] = on_request(deployments, inventory, request(1), Verdict(refusal="unsigned: ..."), NOW)
     assert refused.value["phase"] == "refused" and refused.value["reason"] == "signature: unsigned: ..."
     assert refused.value["actor"] == "unverified:ana" and refused.value["routes"] == []
+
+
+def test_a_regression_canary_is_judged_by_online_mae_relative_to_the_champion():
+    base = {"count": 100, "errors": 0, "outcomes": 50, "accuracy": None, "mae": 2.0, "p99_ms": 10.0}
+    verdict = gate({**base, "mae": 3.0}, base, Gates())
+    assert verdict[0] == "fail" and "online MAE 3 vs champion 2" in verdict[1]
+    assert gate({**base, "mae": 2.1}, base, Gates())[0] == "pass"
+
+
+def test_evidence_joins_regression_outcomes_by_value_and_classification_outcomes_by_label():
+    from services.deployer.evidence import EvidenceBook
+    book = EvidenceBook()
+    for request, score, label in (("r1", 10.0, None), ("r2", 4.0, None), ("c1", None, "yes")):
+        book.prediction({"deployment_id": "d", "version": 1 if label is None else 2, "error": None,
+                         "latency_ms": 1.0, "request_id": request, "label": label, "score": score})
+    book.outcome({"request_id": "r1", "label": None, "value": 12.0})
+    book.outcome({"request_id": "r2", "label": None, "value": 3.0})
+    book.outcome({"request_id": "c1", "label": "yes", "value": None})
+    assert book.stats("d", 1)["mae"] == 1.5 and book.stats("d", 1)["accuracy"] is None
+    assert book.stats("d", 2)["accuracy"] == 1.0 and book.stats("d", 2)["mae"] is None

@@ -1,0 +1,57 @@
+"""What a decoded record must also mean to be handled: checked where it enters, named by field.
+
+Avro says a field is a string or a double; these rules say what the platform needs of it. A violation is
+BadInput naming the field, so the record goes to its topic's DLQ before any handler sees it:
+
+- names (`model`, `dataset`) are identifiers — never a path such as `../DataBatch`, never empty;
+- on *edge* topics, which people and applications write (a producer `role:…`, `app` or `every` in
+  topics.yaml), every top-level double and every double in a top-level map is finite: no NaN or ±inf
+  reaches a threshold, a metric or a feature matrix.
+
+Paths are confined where they are used (datastore.confined_file), since the store's root is a setting.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from .catalogue import Topic
+from .errors import BadInput
+
+NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,126}[A-Za-z0-9_])?")
+NAME_FIELDS = ("model", "dataset")
+OUTSIDERS = ("app", "every")
+
+
+class InvalidField(BadInput):
+    """A record whose field breaks an invariant (the field is named in the message)."""
+
+    stage = "validate"
+
+
+def is_edge(topic: Topic) -> bool:
+    """Whether people or applications write the topic (its records are checked for finite numbers)."""
+    return any(p in OUTSIDERS or p.startswith("role:") for p in topic.producers)
+
+
+def check_name(field: str, value: Any) -> None:
+    if not isinstance(value, str) or not NAME.fullmatch(value) or ".." in value:
+        raise InvalidField(f"field {field!r}: {str(value)[:80]!r} is not a name (letters, digits, . _ -, "
+                           f"at most 128, no '..')")
+
+
+def check_record(record: str, value: dict, edge: bool) -> None:
+    """Raise InvalidField for the first field of `value` (a `record`) that breaks an invariant."""
+    for field in NAME_FIELDS:
+        if value.get(field) is not None:
+            check_name(f"{record}.{field}", value[field])
+    if not edge:
+        return
+    for field, item in value.items():
+        if isinstance(item, float) and not math.isfinite(item):
+            raise InvalidField(f"field '{record}.{field}' is {item}: numbers must be finite")
+        if isinstance(item, dict):
+            for key, number in item.items():
+                if isinstance(number, float) and not math.isfinite(number):
+                    raise InvalidField(f"field '{record}.{field}[{key[:80]!r}]' is {number}: numbers must be finite")
