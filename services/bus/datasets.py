@@ -12,6 +12,7 @@ from typing import Callable
 
 from .context import Bus
 from .datastore import count_rows, store_snapshot
+from .invariants import check_name
 from .envelope import Event, derive_id
 from .publish import Publisher
 
@@ -23,6 +24,7 @@ def publish_batch(bus: Bus, dataset: str, path: Path, actor: str, publisher: Pub
     sign: a person's signature over the record (the CLI's), for batches a person publishes."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} is not a file")
+    check_name("dataset", dataset)          # it names a directory of the store: never a path
     snapshot = store_snapshot(bus.settings.data_dir, dataset, path)
     batch_id = derive_id("batch", dataset, snapshot.sha256)
     value = {"batch_id": batch_id, "dataset": dataset, "uri": snapshot.uri, "sha256": snapshot.sha256,

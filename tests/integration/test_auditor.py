@@ -3,6 +3,7 @@ twin; verify catches tampering in a copy of the log, naming the first bad sequen
 from __future__ import annotations
 
 import json
+import os
 import signal
 
 from datetime import datetime, timezone
@@ -12,7 +13,7 @@ from services.bus.audit import verify
 from services.bus.audit_log import audit_records
 from services.bus.topics import TopicAdmin, consumer_lag, plan_topics
 from tests.support.people import mlbus_cli
-from tests.support.polling import bus_messages, wait_until
+from tests.support.polling import bus_messages, read_topic, wait_until
 from tests.support.processes import running, start, stop
 
 TOPICS = ("inference.requests", "outcomes", "kpis")
@@ -149,3 +150,22 @@ def test_verify_names_the_first_bad_record_in_tampered_copies_of_the_log(bus, bu
         found = json.loads(result.stdout)
         assert result.returncode == 1 and found["first_bad_sequence"] == first_bad, (name, found)
         print(f"{name}: {found['reason']} at sequence {found['first_bad_sequence']}")
+
+
+def test_a_message_at_the_size_limit_is_dead_lettered_and_audited_whole(bus, bus_env, tmp_path):
+    """Random (incompressible) bytes just under inference.requests' 1 MiB cap: the relay's dead letter adds its
+    reason, the auditor wraps both, and every copy fits its topic's larger cap — nobody crash-loops."""
+    limit = int(bus.catalogue["inference.requests"].config["max.message.bytes"])
+    big = os.urandom(limit - 8 * 1024)
+    publisher = Publisher(bus, "load")
+    publisher.produce("inference.requests", b"big", big, [("origin", b"test")])
+    publisher.flush()
+    with running("services.auditor", bus_env, tmp_path / "auditor.log") as auditor, \
+            running("tests.support.relay_service", bus_env, tmp_path / "relay.log") as relay:
+        [dead] = read_topic(bus, "inference.requests.dlq", expected=1, timeout=120)
+        records = audited(bus, at_least=2)
+        assert auditor.poll() is None and relay.poll() is None
+    assert dead.value() == big
+    kept = {r["source_topic"]: r for r in records}
+    assert kept["inference.requests"]["value"] == big and kept["inference.requests.dlq"]["value"] == big
+    assert verify(records)[1] is None

@@ -4,12 +4,18 @@ from __future__ import annotations
 import hashlib
 import json
 
+import yaml
+
 from services.bus import Event, Publisher
+from services.bus.identity import Identity
+from services.cli.acts import send
+from services.cli.models_cmd import spec_record
 from services.bus.datasets import publish_batch
 from services.bus.datastore import local_path
 from services.bus.settings import PROJECT_ROOT
 from tests.support.datasets import good, with_defect, write
-from tests.support.polling import read_topic
+from services.bus.topics import consumer_lag
+from tests.support.polling import read_topic, wait_until
 from tests.support.processes import running
 
 SPEC = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"
@@ -76,3 +82,42 @@ def test_a_training_longer_than_the_poll_interval_and_a_twice_delivered_batch_gi
     assert len(trained) == 1 and trained[0]["version"] == 1
     assert len(values(bus, "data.validated", expected=1)) == 1
     assert len([r for r in values(bus, "training.requests", expected=1)]) == 1
+
+
+def signed_spec(bus, cli, **changes) -> None:
+    """A spec sent as Dana would sign it, past the CLI's own checks (any client with her key could)."""
+    raw = yaml.safe_load(SPEC.read_text())
+    value = spec_record(raw, "cli:dana", bus.settings.contracts_dir)
+    send(bus, Identity.load(cli.identity("dana")), "mlbus.ModelSpecDefined", {**value, **changes}, value["model"])
+
+
+def test_specs_and_data_the_trainer_cannot_use_are_refused_and_it_keeps_training(bus, bus_env, cli, tmp_path):
+    hostile = tmp_path / "hostile.yaml"
+    hostile.write_text(SPEC.read_text().replace("{max_iter: 2000}", "{max_iter: 2000, C: -1}"))
+    refused_here = cli("models", "define", str(hostile), person="dana")
+    assert refused_here.returncode != 0 and "'C' parameter" in refused_here.stderr      # checked when defined
+    publisher = Publisher(bus, "test")
+    publish_batch(bus, "breast_cancer", write(good(rows=300), tmp_path / "good.csv"), "t", publisher)
+    publisher.flush()
+    with running("services.validator", bus_env, tmp_path / "validator.log"), \
+            running("services.trainer", bus_env, tmp_path / "trainer.log") as trainer:
+        values(bus, "data.validated", expected=1)
+        signed_spec(bus, cli, hyperparameters_json=json.dumps({"C": -1}))
+        values(bus, "alerts", expected=1, settle_s=0)
+        # Each spec is in place before its request (specs and requests are on different topics).
+        for changes, says in (({"features": ["mean_radius", "no_such_column"]}, "no_such_column"),
+                              ({"target": "mean_radius", "features": ["mean_texture", "diagnosis"]},
+                               "could not convert"), ({}, None)):
+            signed_spec(bus, cli, **changes)
+            wait_until(lambda: consumer_lag(bus, bus.settings.namespace + "mlbus.trainer", ["models.specs"])
+                       == {"models.specs": 0}, timeout=60, message="the trainer to take the spec")
+            trained_now = cli("train", "breast_cancer_lr", "--wait", "180", person="bo")
+            assert (trained_now.returncode == 0) == (says is None) and (says or "") in trained_now.stderr
+        [trained] = values(bus, "models.trained", expected=1)
+        alerts = values(bus, "alerts", expected=3)
+        assert trainer.poll() is None, "the trainer keeps running"
+    kinds = [(a["kind"], a["message"]) for a in alerts]
+    assert kinds[0][0] == "spec-refused" and "'C' parameter" in kinds[0][1]
+    assert kinds[1][0] == "training-refused" and "no_such_column" in kinds[1][1]
+    assert kinds[2][0] == "training-refused" and "could not convert" in kinds[2][1]
+    assert trained["version"] == 1 and trained["target"] == "diagnosis"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import signal
+from datetime import datetime, timezone
 
 from services.bus import Publisher
 from services.bus.topics import consumer_lag
@@ -84,15 +85,26 @@ def test_a_kill_minus_9_mid_window_loses_no_row_and_duplicates_no_report(bus, bu
 
 
 def test_undecodable_requests_are_dead_lettered_and_a_quiet_window_closes_on_time(bus, bus_env, tmp_path):
+    """Bytes that are not Avro, a record of another type (a request on outcomes), and a request that carries the
+    drift-watcher's internal tick header all go to their DLQ; the windows go on."""
     publisher = Publisher(bus, "shop-app")
     publish_version(publisher, MODEL, 1, '{"window_rows": 1000, "window_seconds": 2, "min_rows": 10}')
-    with running("services.drift_watcher", bus_env, tmp_path / "drift-watcher.log"):
+    request = bus.schemas.encode("mlbus.InferenceRequest", {
+        "request_id": "forged", "entity_id": "e", "model": MODEL, "features": {"x": 1.0}, "categories": {},
+        "sent_at": datetime.now(timezone.utc)})
+    with running("services.drift_watcher", bus_env, tmp_path / "drift-watcher.log") as watcher:
         publisher.produce("inference.requests", b"k", b"\x00not avro", [("ce_id", b"junk-1")])
+        publisher.produce("outcomes", b"k", request, [("ce_id", b"wrong-type")])
+        publisher.produce("inference.requests", b"k", request, [("ce_id", b"tick"), ("mlbus.tick", b"1")])
         send_traffic(publisher, MODEL, 1, production(WINDOW, seed=9), "after-junk")
-        [dead] = read_topic(bus, "inference.requests.dlq", expected=1, timeout=120)
+        dead = read_topic(bus, "inference.requests.dlq", expected=2, timeout=120)
+        [wrong] = read_topic(bus, "outcomes.dlq", expected=1, timeout=120)
         [report] = wait_for_reports(bus, 1)           # no more traffic: the timer closes the window
+        assert watcher.poll() is None
     assert report["rows"] == WINDOW
-    assert dead.value() == b"\x00not avro" and dead.key() == b"k"
-    headers = dict(dead.headers())
-    assert headers["ce_id"] == b"junk-1" and headers["dlq.service"] == b"drift-watcher"
-    assert headers["dlq.error.class"] == b"DecodeError"
+    by_id = {dict(m.headers())["ce_id"]: m for m in dead}
+    assert by_id[b"junk-1"].value() == b"\x00not avro" and by_id[b"junk-1"].key() == b"k"
+    headers = dict(by_id[b"junk-1"].headers())
+    assert headers["dlq.service"] == b"drift-watcher" and headers["dlq.error.class"] == b"DecodeError"
+    assert b"internal mlbus.tick header" in dict(by_id[b"tick"].headers())["dlq.error.message"]
+    assert dict(wrong.headers())["dlq.error.class"] == b"WrongRecordType"

@@ -73,3 +73,35 @@ def test_the_same_batch_delivered_twice_is_validated_once(bus, bus_env, tmp_path
         wait_until(lambda: consumer_lag(bus, bus.settings.namespace + "mlbus.validator", ["data.batches"])
                    == {"data.batches": 0}, timeout=120, message="the validator to consume the duplicate")
     assert len(read_topic(bus, "data.validated", expected=1)) == 1
+
+
+def test_hostile_batches_are_refused_with_reasons_and_the_validator_keeps_serving(bus, bus_env, tmp_path):
+    """A path for a dataset name goes to the DLQ; a directory, a device, a file outside the store, a Parquet
+    bomb each fail validation with the check named; a good batch afterwards still passes."""
+    publisher = Publisher(bus, "test")
+    data = bus.settings.data_dir
+    (data / "breast_cancer").mkdir(parents=True, exist_ok=True)
+    forged_batch(bus, publisher, "../DataBatch", (data / "x.csv").as_uri(), "0" * 64, "path-name")
+    expected = {
+        forged_batch(bus, publisher, "breast_cancer", (data / "breast_cancer").as_uri(), "0" * 64, "dir"): "file",
+        forged_batch(bus, publisher, "breast_cancer", "file:///dev/zero", "0" * 64, "dev-zero"): "location",
+        forged_batch(bus, publisher, "breast_cancer", "/etc/hostname", "0" * 64, "outside"): "location",
+    }
+    bomb = tmp_path / "bomb.parquet"
+    good(rows=20).sample(300_000, replace=True, random_state=0).to_parquet(bomb, index=False, compression="zstd")
+    expected[publish_batch(bus, "breast_cancer", bomb, "test", publisher)["batch_id"]] = "size"
+    publisher.flush()
+    env = {**bus_env, "MLBUS_MAX_SNAPSHOT_BYTES": str(4 * 1024 * 1024)}
+    assert bomb.stat().st_size < 4 * 1024 * 1024
+    with running("services.validator", env, tmp_path / "validator.log") as validator:
+        found = validations(bus, expected=len(expected))
+        late = publish_batch(bus, "breast_cancer", write(good(), tmp_path / "good.csv"), "test")
+        after = validations(bus, expected=len(expected) + 1)
+        dead = read_topic(bus, "data.batches.dlq", expected=1)
+        assert validator.poll() is None, "the validator keeps serving"
+    for batch_id, check in expected.items():
+        assert not found[batch_id]["passed"] and check in {f["check"] for f in found[batch_id]["failures"]}, \
+            (batch_id, found[batch_id]["failures"])
+    assert after[late["batch_id"]]["passed"]
+    headers = dict(dead[0].headers())
+    assert headers["dlq.stage"] == b"validate" and b"DataBatch.dataset" in headers["dlq.error.message"]

@@ -1,0 +1,52 @@
+"""The schemas topic resolver: an entry that does not hash to its fingerprint is refused, a timeout retried."""
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from services.bus import schema_topic
+from services.bus.codec import SchemaCatalogue
+from services.bus.errors import InfrastructureError
+from services.bus.settings import PROJECT_ROOT
+
+CATALOGUE = SchemaCatalogue.from_dir(PROJECT_ROOT / "schemas")
+REAL = CATALOGUE.schema("mlbus.Outcome")
+FAKE_BUS = SimpleNamespace(catalogue=SimpleNamespace(for_schema=lambda name: SimpleNamespace(name="schemas")))
+
+
+def entry(fingerprint: str, schema_json: str):
+    return SimpleNamespace(record=schema_topic.SCHEMA_RECORD,
+                           value={"fingerprint": fingerprint, "schema_json": schema_json})
+
+
+def resolver_reading(monkeypatch, *answers):
+    calls = iter(answers)
+
+    def read_topics(bus, topics, timeout_s):
+        answer = next(calls)
+        if isinstance(answer, Exception):
+            raise answer
+        return iter(answer)
+    monkeypatch.setattr(schema_topic, "read_topics", read_topics)
+    return schema_topic.SchemasTopicResolver(FAKE_BUS)
+
+
+def test_entries_that_do_not_parse_or_do_not_match_their_fingerprint_stay_unknown(monkeypatch):
+    other = CATALOGUE.schema("mlbus.Alert")
+    resolver = resolver_reading(monkeypatch, [
+        entry(REAL.fingerprint_hex, json.dumps(REAL.parsed)),
+        entry("00" * 8, "{not json"),
+        entry("11" * 8, json.dumps(other.parsed)),          # a real schema under another fingerprint
+    ])
+    resolver.refresh()
+    assert resolver.known == {REAL.fingerprint: json.dumps(REAL.parsed)}
+
+
+def test_a_read_timeout_is_retried_then_crashes_as_an_infrastructure_failure(monkeypatch):
+    resolver = resolver_reading(monkeypatch, TimeoutError("slow"), [entry(REAL.fingerprint_hex,
+                                                                          json.dumps(REAL.parsed))])
+    resolver.refresh()
+    assert REAL.fingerprint in resolver.known
+    failing = resolver_reading(monkeypatch, *[TimeoutError("down")] * schema_topic.READ_ATTEMPTS)
+    with pytest.raises(InfrastructureError):
+        failing.refresh()
