@@ -13,7 +13,7 @@ import pytest
 
 from services.bus.acl_admin import apply_access
 from services.bus.context import Bus
-from services.bus.settings import PROJECT_ROOT, Settings
+from services.bus.settings import PROJECT_ROOT
 from tests.support.people import Cli, prepared_bus
 
 KAFKA_SCRIPT = PROJECT_ROOT / "scripts" / "kafka"

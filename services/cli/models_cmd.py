@@ -8,6 +8,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from services.bus.alerts import training_request
 from services.bus.context import Bus
 from services.bus.envelope import new_id
 from services.bus.errors import BadInput
@@ -116,10 +117,9 @@ def train_command(bus: Bus, args: argparse.Namespace) -> int:
     actor = f"cli:{person(args).name}"
     model = args.model or run_by_id(bus, args.reproduce)["model"]
     request_id = new_id()
-    value = {"request_id": request_id, "model": model, "reason": "reproduce" if args.reproduce else "manual",
-             "requested_by": actor, "requested_at": datetime.now(timezone.utc), "batch_ids": args.batch,
-             "evidence_json": "{}", "reproduce_run_id": args.reproduce}
-    send(bus, args.identity, "mlbus.TrainingRequested", value, model, request_id)
+    request = training_request(request_id, model, "reproduce" if args.reproduce else "manual", actor,
+                               datetime.now(timezone.utc), batch_ids=args.batch, reproduce_run_id=args.reproduce)
+    send(bus, args.identity, request.record, request.value, model, request_id)
     info(f"training requested: {request_id}")
     wait = args.wait if args.wait is not None else (300.0 if args.reproduce else 0.0)
     if wait <= 0:

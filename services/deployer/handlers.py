@@ -1,11 +1,11 @@
 """The deployer's handler and tick: fold what happened, decide deployments, gate canaries on evidence."""
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from typing import Callable
 
 from services.bus import Event, Received, derive_id
+from services.bus.alerts import alert
 from services.bus.artifacts import ArtifactRefused, ArtifactStore
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.inventory import Inventory
@@ -103,11 +103,9 @@ class Deployer:
         refused = change(model, deployment["deployment_id"], deployment["strategy"], "refused",
                          self.deployments.routes(model), reason, "deployer", deployment["cause_id"], now,
                          version=deployment["version"])
-        alert_id = derive_id(deployment["deployment_id"], "tampered")
-        alert = Event("mlbus.Alert", key=model, id=alert_id, subject=model, value={
-            "alert_id": alert_id, "kind": "tampered-artifact", "severity": "critical", "model": model,
-            "version": deployment["version"], "message": f"deployment refused, the serving version stays: {reason}",
-            "evidence_json": json.dumps({"deployment_id": deployment["deployment_id"]}),
-            "cause_id": deployment["cause_id"], "raised_at": now})
+        tampered = alert("tampered-artifact", model, f"deployment refused, the serving version stays: {reason}",
+                         deployment["cause_id"], now, severity="critical", version=deployment["version"],
+                         evidence={"deployment_id": deployment["deployment_id"]},
+                         alert_id=derive_id(deployment["deployment_id"], "tampered"))
         self.deployments.apply(refused.record, refused.value)
-        return [refused, alert]
+        return [refused, tampered]

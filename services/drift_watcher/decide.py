@@ -2,12 +2,13 @@
 raises, and whether sustained drift on the champion asks for a retraining (once per cool-down)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from services.bus import Event, derive_id
+from services.bus.alerts import alert
+from services.bus.alerts import training_request as training_request_event
 from services.bus.monitoring import Monitoring
 
 from .stats import column_drift
@@ -117,12 +118,9 @@ def performance_dropped(entry: dict, config: Monitoring) -> bool:
 
 
 def alert_event(report: dict, kind: str, severity: str, message: str, evidence: dict) -> Event:
-    alert_id = derive_id(report["report_id"], "alert", kind, evidence.get("variant", ""))
-    return Event("mlbus.Alert", key=report["model"], id=alert_id, subject=f"{report['model']}@{report['version']}",
-                 value={"alert_id": alert_id, "kind": kind, "severity": severity, "model": report["model"],
-                        "version": report["version"], "message": message,
-                        "evidence_json": json.dumps({"report_id": report["report_id"], **evidence}, sort_keys=True),
-                        "cause_id": report["report_id"], "raised_at": report["created_at"]})
+    return alert(kind, report["model"], message, report["report_id"], report["created_at"], severity=severity,
+                 version=report["version"], evidence={"report_id": report["report_id"], **evidence},
+                 alert_id=derive_id(report["report_id"], "alert", kind, evidence.get("variant", "")))
 
 
 @dataclass(frozen=True)
@@ -153,10 +151,7 @@ def training_request(report: dict, run: tuple[str, ...]) -> Event:
     drifted = sorted({f["feature"] for f in report["features"] if f["drifted"]})
     evidence = {"report_ids": list(run), "window_id": report["window_id"], "version": report["version"],
                 "drift_share": report["drift_share"], "features": drifted}
-    return Event("mlbus.TrainingRequested", key=report["model"], id=request_id, subject=report["model"], value={
-        "request_id": request_id, "model": report["model"], "reason": "drift", "requested_by": SOURCE,
-        "requested_at": report["window_end"], "batch_ids": [], "evidence_json": json.dumps(evidence, sort_keys=True),
-        "reproduce_run_id": None})
+    return training_request_event(request_id, report["model"], "drift", SOURCE, report["window_end"], evidence=evidence)
 
 
 def as_frame(rows: list[dict]) -> pd.DataFrame:

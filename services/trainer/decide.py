@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Callable
 
 from services.bus import Event, derive_id
-from services.bus.alerts import alert
+from services.bus.alerts import alert, training_request
 from services.bus.received import Received
 from services.bus.signing import Verdict, signature_refusal
 from services.bus.estimators import HIGHER_IS_BETTER, candidates
@@ -36,11 +36,8 @@ def requests_for_new_data(view: TrainerView, validated: dict, now: datetime) -> 
         request_id = derive_id(validated["validation_id"], model)
         if spec["dataset"] != validated["dataset"] or request_id in view.seen_requests:
             continue
-        events.append(Event("mlbus.TrainingRequested", key=model, id=request_id, subject=model, value={
-            "request_id": request_id, "model": model, "reason": "new-data", "requested_by": "trainer",
-            "requested_at": now, "batch_ids": [],
-            "evidence_json": json.dumps({"batch_id": validated["batch_id"], "validation_id": validated["validation_id"]}),
-            "reproduce_run_id": None}))
+        events.append(training_request(request_id, model, "new-data", "trainer", now, evidence={
+            "batch_id": validated["batch_id"], "validation_id": validated["validation_id"]}))
     return events
 
 
@@ -80,8 +77,7 @@ def plan_reproduction(view: TrainerView, request: dict) -> TrainingPlan | str:
         spec = json.loads(original["spec_json"])
     elif (spec := view.specs.get(original["model"])) is None:       # a run recorded before spec_json existed
         return f"no spec for model {original['model']!r}"
-    batches = [{"batch_id": b["batch_id"], "dataset": b["dataset"], "sha256": b["sha256"], "rows": b["rows"],
-                "uri": b["uri"]} for b in original["batches"]]
+    batches = batch_refs(original["batches"])
     recorded_spec = {**spec, "model": original["model"], "estimator": original["estimator"],
                      "metric": original["metric"]}
     return TrainingPlan(request=request, spec=recorded_spec, version=0, batches=batches,

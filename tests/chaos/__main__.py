@@ -25,6 +25,7 @@ SCENARIOS = {
     "scale-out-in": scenarios.scale_out_in,
     "three-brokers": scenarios.three_brokers,
     "disk-config-faults": scenarios.disk_and_config_faults,
+    "valid-but-hostile": scenarios.valid_but_hostile,
 }
 
 

@@ -1,4 +1,4 @@
-"""The nine reliability scenarios. Each starts its own local broker(s), runs real services as processes,
+"""The ten reliability scenarios. Each starts its own local broker(s), runs real services as processes,
 injects its fault, reads everything back with read_committed and counts (checker.tally).
 
 `scale` multiplies every count (1.0 = the issue's sizes; the test suite runs a fast subset at a small one)."""
@@ -11,6 +11,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -66,11 +67,13 @@ def inference_request_id(seq: int) -> str:
 
 
 def scored_result(name: str, stage: Stage, producer: TrackedProducer, notes: list[str],
-                  extra_ok: bool = True) -> ScenarioResult:
-    """Every acknowledged request must have exactly one served prediction, in request order per entity."""
+                  extra_ok: bool = True, only_ours: bool = False) -> ScenarioResult:
+    """Every acknowledged request must have exactly one served prediction, in request order per entity
+    (only_ours: count answers to the scenario's own requests only, not to hostile ones it sent besides)."""
     unanswered = producer.flush(300)
     drain(stage, "scorer", ["inference.requests"], timeout=600)
-    predictions = stage.values("inference.predictions")
+    predictions = [p for p in stage.values("inference.predictions")
+                   if not only_ours or p["request_id"].startswith(inference_request_id(0)[:6])]
     counts = tally(producer.sent, producer.acknowledged, served_ids(predictions))
     if unanswered or producer.refused:
         notes.append(f"{len(producer.refused)} refused and {unanswered} unanswered by the broker (not acknowledged)"
@@ -255,14 +258,11 @@ def send_poison(producer: TrackedProducer, stage: Stage, poison: Poison, sent: d
 
 
 def expected_poison(topic: str, sent: list[Poison]) -> dict:
-    """Which services must dead-letter how many of this topic's malformed messages. NaN features are
-    impossible for the scorer; the drift-watcher counts them as missing values (its statistics skip them)."""
+    """Which services must dead-letter how many of this topic's malformed messages: each of the topic's
+    consumers, every one of them (a NaN feature breaks an invariant where the record is decoded)."""
     consumers = {"inference.requests": ["scorer", "drift-watcher"], "outcomes": ["drift-watcher"],
                  "data.batches": ["validator"], "approvals": ["registry"], "training.requests": ["trainer"]}[topic]
-    per_service = {}
-    for service in consumers:
-        per_service[service] = sum(1 for p in sent if not (service == "drift-watcher" and p.kind == "impossible-value"))
-    return {"payloads": {p.payload for p in sent}, "per_service": per_service}
+    return {"payloads": {p.payload for p in sent}, "per_service": {service: len(sent) for service in consumers}}
 
 
 def example_event(stage: Stage, topic: str) -> Event:
@@ -677,3 +677,81 @@ def audit_is_whole(stage: Stage) -> tuple[bool, str]:
         range(1, len(records) + 1))
     return ok, (f"audit.log: {len(records)} records for {len(on_bus)} messages on the bus, {missing} missing, "
                 f"{twice} twice, chain {'verifies' if broken is None else f'BROKEN at {broken}'}")
+
+
+# 10 ───────────────────────────────────────────────────────────────────────────────────────────────────────
+def runtime_inputs(stage: Stage) -> dict[str, list[str]]:
+    """What each service's runtime consumes (and commits), to wait for its lag."""
+    from services.drift_watcher.router import INPUTS
+
+    inputs = {name: [t.name for t in stage.bus.catalogue.consumed_by(name)]
+              for name in ("validator", "trainer", "registry", "deployer")}
+    inputs.update({"scorer": ["inference.requests"], "drift-watcher": list(INPUTS),
+                   "auditor": [t for t in stage.bus.catalogue.topics if t not in ("audit.log", "audit.checkpoints")]})
+    return inputs
+
+
+def valid_but_hostile(workdir: Path, scale: float) -> ScenarioResult:
+    """Schema-valid, hostile records (tests/support/hostile.py: path-like names, NaN and ±inf, extreme numbers,
+    huge and empty collections, references to nothing, records of the wrong type) into every consumed topic,
+    among normal requests, with every service running. Then: every service alive with restarts within the
+    poison budget, every hostile record either handled or in a DLQ with its reason, every normal request
+    answered exactly once, all lags back to 0, audit.log complete and verifying."""
+    from tests.support.hostile import records_for
+
+    valid = count(5_000, scale, least=200)
+    hostile_total = count(2_000, scale, least=60)
+    budget = 3
+    with Brokers(workdir / "kafka") as brokers:
+        stage = Stage(brokers, workdir, MLBUS_POISON_BUDGET=str(budget))
+        with stage.running():
+            deploy_model(stage, keep_running=True)
+            for name, module in (("scorer", SCORER), ("drift-watcher", "services.drift_watcher"),
+                                 ("auditor", "services.auditor")):
+                stage.start(name, module)
+            topics = [t.name for t in stage.bus.catalogue if t.schema and t.consumers]
+            per_topic = max(1, hostile_total // len(topics))
+            hostile = [(topic, record, value) for i, topic in enumerate(topics)
+                       for record, value in records_for(stage.bus, topic, per_topic, seed_value=i)]
+            rng = np.random.default_rng(11)
+            order = rng.permutation(len(hostile))
+            producer = TrackedProducer(stage.bus)
+            every = max(1, valid // len(hostile))
+            sent_hostile = collections.Counter()
+
+            def send_hostile(index: int) -> None:
+                topic, record, value = hostile[order[index]]
+                producer.producer.produce(stage.bus.catalogue.physical(topic), key=b"hostile",
+                                          value=stage.bus.schemas.encode(record, value),
+                                          headers=[("origin", b"hostile"), ("ce_id", f"hostile-{index}".encode())])
+                sent_hostile[topic] += 1
+
+            faults = {seq: partial(send_hostile, i) for i, seq in enumerate(range(0, valid, every))
+                      if i < len(hostile)}
+            send_requests(producer, 0, valid, faults)
+            for i in range(len(faults), len(hostile)):
+                send_hostile(i)
+            outcome = scored_result("valid but hostile", stage, producer, [], only_ours=True)
+            for service, inputs in runtime_inputs(stage).items():
+                drain(stage, service, inputs, timeout=600)
+            alive = {name: service.alive() for name, service in stage.services.items()}
+            dead_letters, reasonless, poison = collections.Counter(), 0, collections.Counter()
+            for topic in topics:
+                for message in stage.raw(f"{topic}.dlq"):
+                    headers = dict(message.headers())
+                    dead_letters[topic] += 1
+                    reasonless += not headers.get("dlq.error.message")
+                    if headers.get("dlq.stage") == b"handler":        # a crash the poison budget caught
+                        poison[headers["dlq.service"].decode()] += 1
+            restarts = stage.restarts()
+            # Each poison message costs at most budget + 1 crashes: its batch's, then `budget` alone.
+            within_budget = all(n <= (budget + 1) * poison[name] for name, n in restarts.items())
+            audit_whole, audit_note = audit_is_whole(stage)
+            outcome.notes += [
+                f"{sum(sent_hostile.values())} hostile records on {len(sent_hostile)} topics among {valid} requests",
+                "dead-lettered: " + ", ".join(f"{t} {n}" for t, n in sorted(dead_letters.items())),
+                f"dead letters without a reason: {reasonless}",
+                f"messages dead-lettered by the poison budget (handler crashes): {dict(poison) or 'none'}",
+                f"restarts: {restarts or 'none'}; alive at the end: {all(alive.values())}", audit_note]
+            outcome.passed &= all(alive.values()) and not reasonless and within_budget and audit_whole
+            return outcome

@@ -93,16 +93,16 @@ def signed_spec(bus, cli, **changes) -> None:
 
 def test_specs_and_data_the_trainer_cannot_use_are_refused_and_it_keeps_training(bus, bus_env, cli, tmp_path):
     hostile = tmp_path / "hostile.yaml"
-    hostile.write_text(SPEC.read_text().replace("{max_iter: 2000}", "{max_iter: 2000, C: -1}"))
+    hostile.write_text(SPEC.read_text().replace("{max_iter: 2000}", "{max_iter: -5}"))
     refused_here = cli("models", "define", str(hostile), person="dana")
-    assert refused_here.returncode != 0 and "'C' parameter" in refused_here.stderr      # checked when defined
+    assert refused_here.returncode != 0 and "'max_iter' parameter" in refused_here.stderr   # checked when defined
     publisher = Publisher(bus, "test")
     publish_batch(bus, "breast_cancer", write(good(rows=300), tmp_path / "good.csv"), "t", publisher)
     publisher.flush()
     with running("services.validator", bus_env, tmp_path / "validator.log"), \
             running("services.trainer", bus_env, tmp_path / "trainer.log") as trainer:
         values(bus, "data.validated", expected=1)
-        signed_spec(bus, cli, hyperparameters_json=json.dumps({"C": -1}))
+        signed_spec(bus, cli, hyperparameters_json=json.dumps({"max_iter": -5}))
         values(bus, "alerts", expected=1, settle_s=0)
         # Each spec is in place before its request (specs and requests are on different topics).
         for changes, says in (({"features": ["mean_radius", "no_such_column"]}, "no_such_column"),
@@ -117,7 +117,7 @@ def test_specs_and_data_the_trainer_cannot_use_are_refused_and_it_keeps_training
         alerts = values(bus, "alerts", expected=3)
         assert trainer.poll() is None, "the trainer keeps running"
     kinds = [(a["kind"], a["message"]) for a in alerts]
-    assert kinds[0][0] == "spec-refused" and "'C' parameter" in kinds[0][1]
+    assert kinds[0][0] == "spec-refused" and "'max_iter' parameter" in kinds[0][1]
     assert kinds[1][0] == "training-refused" and "no_such_column" in kinds[1][1]
     assert kinds[2][0] == "training-refused" and "could not convert" in kinds[2][1]
     assert trained["version"] == 1 and trained["target"] == "diagnosis"
