@@ -710,7 +710,7 @@ def valid_but_hostile(workdir: Path, scale: float) -> ScenarioResult:
                                  ("auditor", "services.auditor")):
                 stage.start(name, module)
             topics = [t.name for t in stage.bus.catalogue if t.schema and t.consumers]
-            per_topic = max(1, hostile_total // len(topics))
+            per_topic = -(-hostile_total // len(topics))          # at least hostile_total in all
             hostile = [(topic, record, value) for i, topic in enumerate(topics)
                        for record, value in records_for(stage.bus, topic, per_topic, seed_value=i)]
             rng = np.random.default_rng(11)

@@ -1,6 +1,6 @@
 """The reliability suite's fast subset on real local brokers (each scenario starts its own): the same code
 as `scripts/chaos`, at small counts (and two leader kills instead of five). The long scenarios are marked
-slow: `scripts/chaos` runs all nine at full size, `scripts/test -m slow tests/integration/test_chaos.py`
+slow: `scripts/chaos` runs all ten at full size, `scripts/test -m slow tests/integration/test_chaos.py`
 runs the long ones here."""
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from tests.chaos.checker import table
 FAST = [("broker-crash", scenarios.broker_crash, 0.05), ("zombie", scenarios.zombie, 0.1),
         ("poison-input", scenarios.poison_input, 0.05), ("bad-datasets", scenarios.bad_datasets, 0.1),
         ("three-brokers", partial(scenarios.three_brokers, kills=2), 0.05),
-        ("disk-config-faults", scenarios.disk_and_config_faults, 1.0)]
+        ("disk-config-faults", scenarios.disk_and_config_faults, 1.0),
+        ("valid-but-hostile", scenarios.valid_but_hostile, 0.03)]
 LONG = [("service-crash", scenarios.service_crash, 0.25), ("slow-consumer", scenarios.slow_consumer, 0.2),
         ("scale-out-in", scenarios.scale_out_in, 0.2)]
 
