@@ -1,7 +1,6 @@
 """auditor: python -m services.auditor — the only writer of audit.log (one instance: its chain is one line).
 
 MLBUS_AUDIT_CHECKPOINT_EVERY: records between checkpoints on audit.checkpoints (default 1000)."""
-import os
 
 from services.bus import Bus, ServiceRuntime
 from services.bus.identity import act_verifier
@@ -16,7 +15,7 @@ NOT_AUDITED = ("audit.log", "audit.checkpoints")
 def main() -> None:
     bus = Bus.from_env(principal="auditor")
     configure_logging("auditor", bus.settings.log_format, bus.settings.log_level)
-    auditor = Auditor(bus, lambda: chain_head(bus), int(os.environ.get("MLBUS_AUDIT_CHECKPOINT_EVERY", "1000")),
+    auditor = Auditor(bus, lambda: chain_head(bus), bus.settings.audit_checkpoint_every,
                       act_verifier(bus))
     topics = [name for name in bus.catalogue.topics if name not in NOT_AUDITED]
     # Large batches: each transaction's commit costs a broker round trip or two (~30 ms locally), which at

@@ -44,6 +44,10 @@ class Settings:
     poison_budget: int = 3              # MLBUS_POISON_BUDGET: crashes on one message before it is dead-lettered
     max_snapshot_bytes: int = 1 << 30   # MLBUS_MAX_SNAPSHOT_BYTES: a data file (and its decompressed columns)
     max_artifact_bytes: int = 1 << 29   # MLBUS_MAX_ARTIFACT_BYTES: a model file
+    canary_interval_s: float = 60.0     # MLBUS_CANARY_INTERVAL_S: seconds per canary step (automatic deployments)
+    audit_checkpoint_every: int = 1000  # MLBUS_AUDIT_CHECKPOINT_EVERY: audit records between checkpoints
+    scorer_delivery: str = "exactly-once"   # MLBUS_SCORER_DELIVERY: exactly-once | at-least-once
+    trainer_min_fit_s: float = 0.0      # MLBUS_TRAINER_MIN_FIT_S: fault injection, every training lasts this long
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -70,6 +74,10 @@ class Settings:
             poison_budget=positive_int(env, "MLBUS_POISON_BUDGET", 3),
             max_snapshot_bytes=positive_int(env, "MLBUS_MAX_SNAPSHOT_BYTES", 1 << 30),
             max_artifact_bytes=positive_int(env, "MLBUS_MAX_ARTIFACT_BYTES", 1 << 29),
+            canary_interval_s=non_negative(env, "MLBUS_CANARY_INTERVAL_S", 60.0),
+            audit_checkpoint_every=positive_int(env, "MLBUS_AUDIT_CHECKPOINT_EVERY", 1000),
+            scorer_delivery=choice(env, "MLBUS_SCORER_DELIVERY", ("exactly-once", "at-least-once")),
+            trainer_min_fit_s=non_negative(env, "MLBUS_TRAINER_MIN_FIT_S", 0.0),
         )
 
     def as_person(self, principal: str, kafka: Mapping[str, str]) -> "Settings":
@@ -125,3 +133,23 @@ def positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if not text.isdigit() or int(text) < 1:
         raise ConfigError(f"{name} must be a positive whole number, not {text!r}")
     return int(text)
+
+
+def non_negative(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ConfigError(f"{name} must be a number of seconds ≥ 0, not {text!r}")
+    return value
+
+
+def choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, choices[0])
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r}: choose one of {', '.join(choices)}")
+    return value

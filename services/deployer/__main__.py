@@ -2,7 +2,6 @@
 
 Its data plane is the scorer (python -m services.deployer.scorer), a separate process so it scales to N
 copies while the deployer, whose canary decisions must be made once, runs as one."""
-import os
 
 from services.bus import Bus, ServiceRuntime
 from services.bus.artifacts import ArtifactStore
@@ -19,7 +18,7 @@ def main() -> None:
     configure_logging("deployer", bus.settings.log_format, bus.settings.log_level)
     inventory, deployments = rebuild(bus)
     deployer = Deployer(inventory, deployments, Gates(),
-                        canary_interval_s=float(os.environ.get("MLBUS_CANARY_INTERVAL_S", "60")),
+                        canary_interval_s=bus.settings.canary_interval_s,
                         verify=act_verifier(bus), artifacts=ArtifactStore.from_settings(bus.settings))
     ServiceRuntime(bus, "deployer", deployer, transactional=True, batch_size=500, tick=deployer.tick).run()
 

@@ -13,14 +13,13 @@ event id), so readers can drop the copies. See the README (Guarantees, Performan
 from __future__ import annotations
 
 import math
-import os
 from collections import defaultdict
 from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
 
-from services.bus import BadInput, Bus, ConfigError, Event, Received, ServiceRuntime
+from services.bus import BadInput, Bus, Event, Received, ServiceRuntime
 from services.bus.artifacts import ArtifactRefused, ArtifactStore
 from services.bus.logs import configure_logging, get_logger
 from services.bus.projections.deployments import Deployments
@@ -140,14 +139,7 @@ def predict(model: object, features: pd.DataFrame, task: str) -> tuple[np.ndarra
     return model.classes_[probabilities.argmax(axis=1)], probabilities, [str(c) for c in model.classes_]
 
 
-DELIVERY = {"exactly-once": True, "at-least-once": False}         # mode → transactional
-
-
-def transactional(environ=os.environ) -> bool:
-    mode = environ.get("MLBUS_SCORER_DELIVERY", "exactly-once")
-    if mode not in DELIVERY:
-        raise ConfigError(f"MLBUS_SCORER_DELIVERY={mode!r}: choose one of {', '.join(DELIVERY)}")
-    return DELIVERY[mode]
+DELIVERY = {"exactly-once": True, "at-least-once": False}         # MLBUS_SCORER_DELIVERY → transactional
 
 
 def main() -> None:
@@ -158,7 +150,7 @@ def main() -> None:
     table.on_deployment = scorer.preload
     table.start()
     ServiceRuntime(bus, "scorer", lambda message: [], topics=["inference.requests"],
-                   transactional=transactional(), batch_size=1000, batch_handler=scorer).run()
+                   transactional=DELIVERY[bus.settings.scorer_delivery], batch_size=1000, batch_handler=scorer).run()
 
 
 if __name__ == "__main__":

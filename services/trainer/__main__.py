@@ -1,5 +1,4 @@
 """trainer: trains models from validated batches on request, records everything needed to reproduce them."""
-import os
 
 from services.bus import Bus, ServiceRuntime
 from services.bus.datastore import SnapshotStore
@@ -17,7 +16,7 @@ def main() -> None:
     provenance = Provenance(*code_version(), environment())
     verify = act_verifier(bus)
     trainer = Trainer(rebuild_view(bus, verify), bus.settings.artifacts_dir, provenance, verify,
-                      training_frames(SnapshotStore.from_settings(bus.settings)), min_fit_s=float(os.environ.get("MLBUS_TRAINER_MIN_FIT_S", "0")))
+                      training_frames(SnapshotStore.from_settings(bus.settings)), min_fit_s=bus.settings.trainer_min_fit_s)
     ServiceRuntime(bus, "trainer", trainer, transactional=True, batch_size=50, offload=True).run()
 
 

@@ -6,7 +6,8 @@ import pytest
 
 from services.bus import ConfigError
 from services.bus.estimators import ESTIMATORS, estimator_class
-from services.deployer.scorer import predict, transactional
+from services.bus.settings import Settings
+from services.deployer.scorer import DELIVERY, predict
 
 CLASSIFIERS = [name for name, (_, task) in ESTIMATORS.items() if task == "classification"]
 
@@ -31,7 +32,14 @@ def test_regression_has_no_probabilities():
 
 
 def test_delivery_mode_defaults_to_exactly_once_and_refuses_unknown_modes():
-    assert transactional({}) is True
-    assert transactional({"MLBUS_SCORER_DELIVERY": "at-least-once"}) is False
+    assert DELIVERY[Settings.from_env({}).scorer_delivery] is True
+    assert DELIVERY[Settings.from_env({"MLBUS_SCORER_DELIVERY": "at-least-once"}).scorer_delivery] is False
     with pytest.raises(ConfigError, match="exactly-once, at-least-once"):
-        transactional({"MLBUS_SCORER_DELIVERY": "best-effort"})
+        Settings.from_env({"MLBUS_SCORER_DELIVERY": "best-effort"})
+
+
+@pytest.mark.parametrize("name, text", [("MLBUS_POISON_BUDGET", "0"), ("MLBUS_CANARY_INTERVAL_S", "-1"),
+                                        ("MLBUS_AUDIT_CHECKPOINT_EVERY", "many"), ("MLBUS_MAX_SNAPSHOT_BYTES", "1e9")])
+def test_settings_refuse_impossible_numbers_by_name(name, text):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: text})
