@@ -27,25 +27,27 @@ class Deployer:
         self.canary_interval_s = canary_interval_s
         self.evidence = EvidenceBook()
         self.clock = clock
+        self.live_evidence = {"mlbus.Prediction": self.evidence.prediction, "mlbus.Outcome": self.evidence.outcome}
+        self.decisions = {"mlbus.ModelTrained": self._approved, "mlbus.ModelLifecycle": self._approved,
+                          "mlbus.DeploymentRequested": self._requested}
 
     def __call__(self, message: Received) -> list[Event]:
         record, value, now = message.record, message.value, self.clock()
-        if record == "mlbus.Prediction":
-            self.evidence.prediction(value)
-            return []
-        if record == "mlbus.Outcome":
-            self.evidence.outcome(value)
+        evidence = self.live_evidence.get(record)
+        if evidence:                              # serving traffic: only the canary gates' evidence
+            evidence(value)
             return []
         self.inventory.apply(record, value)      # a decision may wait for its ModelTrained
         self.deployments.apply(record, value)
-        if record in ("mlbus.ModelTrained", "mlbus.ModelLifecycle"):
-            events = [e for d in self._undeployed_approvals(value) for e in on_approved(
-                self.deployments, self.inventory, d, now, self.canary_interval_s)]
-        elif record == "mlbus.DeploymentRequested":
-            events = on_request(self.deployments, self.inventory, value, self.verify(message, ("operator",)), now)
-        else:
-            events = []
-        return self._checked(events, now)
+        decide = self.decisions.get(record)
+        return self._checked(decide(message, now) if decide else [], now)
+
+    def _approved(self, message: Received, now: datetime) -> list[Event]:
+        return [e for d in self._undeployed_approvals(message.value) for e in on_approved(
+            self.deployments, self.inventory, d, now, self.canary_interval_s)]
+
+    def _requested(self, message: Received, now: datetime) -> list[Event]:
+        return on_request(self.deployments, self.inventory, message.value, self.verify(message, ("operator",)), now)
 
     def _undeployed_approvals(self, value: dict) -> list[dict]:
         """The approvals of this message's version that no deployment answers yet. Judged by the outputs, not

@@ -41,6 +41,8 @@ class Trainer:
         self.min_fit_s = min_fit_s        # fault injection: make every training last at least this long
         self.clock = clock
         self.log = get_logger(component="trainer")
+        self.decisions = {"mlbus.DataValidated": lambda value: requests_for_new_data(self.view, value, self.clock()),
+                          "mlbus.TrainingRequested": self.on_request}   # the other records are only folded
 
     def __call__(self, message: Received) -> list[Event]:
         refused = act_refusal(message, self.verify)
@@ -52,12 +54,9 @@ class Trainer:
         if refused:
             events = [] if message.value["request_id"] in self.view.handled_requests else [
                 refusal(message.value, refused, self.clock())]
-        elif message.record == "mlbus.DataValidated":
-            events = requests_for_new_data(self.view, message.value, self.clock())
-        elif message.record == "mlbus.TrainingRequested":
-            events = self.on_request(message.value)
         else:
-            events = []
+            decide = self.decisions.get(message.record)
+            events = decide(message.value) if decide else []
         for event in events:
             self.view.apply(event.record, event.value)
         return events
