@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 from confluent_kafka import Message
 
@@ -9,6 +11,7 @@ from .context import Bus
 from .envelope import Envelope, derive_id, from_headers
 from .errors import WrongRecordType
 from .invariants import check_record, is_edge
+from .records import RECORD_TYPES
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,11 @@ class Received:
     record: str                  # Avro full name
     value: dict
     envelope: Envelope
+
+    @cached_property
+    def typed(self) -> Any:
+        """The record as its generated dataclass (services/bus/records.py), e.g. a DataBatch."""
+        return RECORD_TYPES[self.record].from_avro(self.value)
 
 
 def decode_message(bus: Bus, message: Message) -> Received:

@@ -8,6 +8,7 @@ import pandas as pd
 
 from services.bus import Event, Received
 from services.bus.datastore import DataFileError
+from services.bus.records import DataBatch
 from services.bus.signing import Verdict, signature_refusal
 
 from .contract import Contract, ContractError
@@ -26,26 +27,26 @@ class Validator:
         self.clock = clock
 
     def __call__(self, message: Received) -> list[Event]:
-        batch = message.value
-        if batch["batch_id"] in self.validated:
+        batch: DataBatch = message.typed
+        if batch.batch_id in self.validated:
             return []
-        if batch["signer"] or batch["publisher"].startswith("cli:"):       # a person's publication: signed
-            refused = signature_refusal(self.verify(message, ("data-publisher",)), batch["publisher"])
+        if batch.signer or batch.publisher.startswith("cli:"):       # a person's publication: signed
+            refused = signature_refusal(self.verify(message, ("data-publisher",)), batch.publisher)
             if refused:
-                self.validated.add(batch["batch_id"])
+                self.validated.add(batch.batch_id)
                 return [unsigned_batch(batch, refused, self.clock())]
         try:
-            contract = self.contracts(batch["dataset"])
+            contract = self.contracts(batch.dataset)
         except ContractError as error:
             contract, data = None, error
         else:
             data = self._load(batch, contract) if contract else None
         event = validate_batch(batch, contract, data, self.clock())
-        self.validated.add(batch["batch_id"])
+        self.validated.add(batch.batch_id)
         return [event]
 
-    def _load(self, batch: dict, contract: Contract) -> pd.DataFrame | DataFileError:
+    def _load(self, batch: DataBatch, contract: Contract) -> pd.DataFrame | DataFileError:
         try:
-            return self.load(batch["uri"], batch["sha256"], batch["format"], max_rows=contract.max_rows)
+            return self.load(batch.uri, batch.sha256, batch.format, max_rows=contract.max_rows)
         except DataFileError as error:
             return error

@@ -1,5 +1,6 @@
 """The validator's pure decisions on small frames."""
 import json
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import numpy as np
@@ -11,12 +12,13 @@ from services.validator.checks import key_repeats, run_checks
 from services.validator.contract import ContractError, parse_contract
 from services.validator.decide import validate_batch
 from services.bus.datastore import DataFileError
+from services.bus.records import DataBatch
 from tests.support.datasets import good, with_defect
 
 CONTRACT = parse_contract(json.loads((PROJECT_ROOT / "schemas/datasets/breast_cancer.avsc").read_text()))
 NOW = datetime(2026, 11, 23, tzinfo=timezone.utc)
-BATCH = {"batch_id": "b1", "dataset": "breast_cancer", "uri": "file:///x.csv", "sha256": "00", "rows": 200,
-         "format": "csv"}
+BATCH = DataBatch(batch_id="b1", dataset="breast_cancer", uri="file:///x.csv", sha256="00", rows=200, size_bytes=1,
+                  format="csv", publisher="test", published_at=NOW)
 
 
 def checks_of(frame):
@@ -98,7 +100,7 @@ def test_too_few_rows_fail_the_row_count():
 def test_file_problems_and_unknown_datasets_fail_with_their_reason():
     unreadable = validate_batch(BATCH, CONTRACT, DataFileError("file", "not readable as csv"), NOW)
     mismatch = validate_batch(BATCH, CONTRACT, DataFileError("sha256", "sha256 differs"), NOW)
-    unknown = validate_batch({**BATCH, "dataset": "nope"}, None, None, NOW)
+    unknown = validate_batch(replace(BATCH, dataset="nope"), None, None, NOW)
     assert [f["check"] for f in unreadable.value["failures"]] == ["file"]
     assert [f["check"] for f in mismatch.value["failures"]] == ["sha256"]
     assert unknown.value["failures"][0]["check"] == "contract" and "no contract" in unknown.value["failures"][0]["message"]
