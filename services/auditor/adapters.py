@@ -4,7 +4,7 @@ from __future__ import annotations
 from confluent_kafka import Consumer, TopicPartition
 
 from services.bus import Bus
-from services.bus.audit import ChainHead
+from services.domain import ChainHead
 from services.bus.kafka import base_config, group_id
 
 TAIL_STEP = 64

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.bus import Event, derive_id
-from services.bus.audit import ChainHead, seal
+from services.domain import ChainHead, seal
 from services.bus.signing import Verdict
 
 

@@ -8,7 +8,7 @@ from confluent_kafka import Message
 
 from services.bus import BadInput, Bus, Event, Received
 from services.bus.access import ROLES
-from services.bus.audit import ChainHead
+from services.domain import ChainHead
 from services.bus.logs import get_logger
 from services.bus.received import decode_message
 from services.bus.signing import SIGNED_RECORDS, Verdict

@@ -9,8 +9,7 @@ import sys
 from datetime import timezone
 from pathlib import Path
 
-from services.bus.audit import verify
-from services.bus.audit_log import audit_records, checkpoints, decoded
+from services.domain import audit_records, checkpoints, decoded, verify_chain as verify
 from services.bus.context import Bus
 from services.bus.errors import BadInput
 from services.bus.settings import PROJECT_ROOT

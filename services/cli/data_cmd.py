@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from services.bus.context import Bus
-from services.bus.datasets import publish_batch
+from services.domain import publish_batch
 from services.bus.errors import BadInput
 from services.bus.jsonio import to_json
 from services.bus.replay import read_topics

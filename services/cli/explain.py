@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from services.bus.audit_log import Audited
+from services.domain import Audited
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory, inventory_from
 

@@ -8,13 +8,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from services.bus.alerts import training_request
+from services.domain import monitoring_json, parse_monitoring, spec_problem, training_request
 from services.bus.context import Bus
 from services.bus.envelope import new_id
 from services.bus.errors import BadInput
-from services.bus.estimators import spec_problem
 from services.bus.invariants import InvalidField, check_name
-from services.bus.monitoring import monitoring_json, parse_monitoring
 from services.bus.settings import ConfigError
 from services.bus.replay import read_topics
 

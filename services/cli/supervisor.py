@@ -20,7 +20,7 @@ from .output import info, print_json, print_table
 
 # mlbus's services → their modules. `up` starts those that exist; NAME=MODULE adds one of your own.
 SERVICES = {"validator": "services.validator", "trainer": "services.trainer", "registry": "services.registry",
-            "deployer": "services.deployer", "scorer": "services.deployer.scorer",
+            "deployer": "services.deployer", "scorer": "services.scorer",
             "drift-watcher": "services.drift_watcher",
             "auditor": "services.auditor"}
 STOP_DEADLINE_S = 30

@@ -1,10 +1,10 @@
 """deployer: the control plane of serving — which approved version serves which share of traffic.
 
-Its data plane is the scorer (python -m services.deployer.scorer), a separate process so it scales to N
+Its data plane is the scorer (python -m services.scorer), a separate process so it scales to N
 copies while the deployer, whose canary decisions must be made once, runs as one."""
 
 from services.bus import Bus, ServiceRuntime
-from services.bus.artifacts import ArtifactStore
+from services.domain import ArtifactStore
 from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
 

@@ -5,8 +5,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from services.bus import Event, Received, derive_id
-from services.bus.alerts import alert
-from services.bus.artifacts import ArtifactRefused, ArtifactStore
+from services.domain import alert, ArtifactRefused, ArtifactStore
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.inventory import Inventory
 from services.bus.signing import Verdict

@@ -30,7 +30,7 @@ from services.bus.credentials import aiokafka_credentials
 from services.bus.envelope import envelope_for
 from services.bus.kafka import group_id, producer_config
 from services.bus.logs import get_logger
-from services.bus.monitoring import Monitoring, monitoring_from_json
+from services.domain import Monitoring, monitoring_from_json
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.follow import Follower
 from services.bus.projections.inventory import Inventory

@@ -7,9 +7,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from services.bus import Event, derive_id
-from services.bus.alerts import alert
-from services.bus.alerts import training_request as training_request_event
-from services.bus.monitoring import Monitoring
+from services.domain import alert, Monitoring, training_request as training_request_event
 
 from .stats import column_drift
 

@@ -10,7 +10,7 @@ import numpy as np
 from scipy import stats
 from scipy.spatial import distance
 
-from services.bus.monitoring import Monitoring
+from services.domain import Monitoring
 
 PSI_EMPTY_SHARE = 1e-4       # an empty bin counts as this share, so PSI stays finite (as Evidently does)
 MIN_SCALE = 1e-3             # Wasserstein is divided by the reference's spread, never by (almost) zero

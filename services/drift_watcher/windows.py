@@ -2,7 +2,7 @@
 when it opened, how many requests and predictions it holds, the outcomes scored so far. Pure."""
 from __future__ import annotations
 
-from services.bus.monitoring import Monitoring
+from services.domain import Monitoring
 
 
 def new_head(seq: int = 0) -> dict:

@@ -15,7 +15,7 @@ from sqlmodel import Field, Session, SQLModel, create_engine
 
 from services.bus import Bus
 from services.bus.settings import ConfigError
-from services.bus.audit_log import audit_records, decoded
+from services.domain import audit_records, decoded
 from services.bus.identity import ActVerifier
 from services.bus.projections.identities import IDENTITY_RECORDS, Identities
 from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory, inventory_from

@@ -9,9 +9,8 @@ import json
 from datetime import datetime
 
 from services.bus import Event, derive_id
-from services.bus.alerts import alert
+from services.domain import alert, HIGHER_IS_BETTER
 from services.bus.signing import Verdict, signature_refusal
-from services.bus.estimators import HIGHER_IS_BETTER
 from services.bus.projections.inventory import AWAITING, Inventory, ModelVersion
 
 DEFAULT_POLICY = {"policy_version": 0, "thresholds": {}, "metric": None, "min_improvement": 0.0,

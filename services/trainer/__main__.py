@@ -1,7 +1,7 @@
 """trainer: trains models from validated batches on request, records everything needed to reproduce them."""
 
 from services.bus import Bus, ServiceRuntime
-from services.bus.datastore import SnapshotStore
+from services.domain import SnapshotStore
 from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
 

@@ -8,8 +8,7 @@ import subprocess
 import pandas as pd
 
 from services.bus import Bus
-from services.bus.datastore import SnapshotStore
-from services.bus.estimators import spec_problem
+from services.domain import SnapshotStore, spec_problem
 from services.bus.replay import fold_history
 from services.bus.settings import PROJECT_ROOT
 

@@ -7,10 +7,9 @@ from datetime import datetime
 from typing import Callable
 
 from services.bus import Event, derive_id
-from services.bus.alerts import alert, training_request
+from services.domain import alert, candidates, HIGHER_IS_BETTER, training_request
 from services.bus.received import Received
 from services.bus.signing import Verdict, signature_refusal
-from services.bus.estimators import HIGHER_IS_BETTER, candidates
 
 from .view import TrainerView
 

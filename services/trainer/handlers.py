@@ -11,12 +11,8 @@ import pandas as pd
 import skops.io as sio
 
 from services.bus import Event, Received
-from services.bus.alerts import alert
-from services.bus.artifacts import save_model
-from services.bus.datastore import DataFileError
-from services.bus.estimators import spec_problem
+from services.domain import alert, DataFileError, profile_frame, save_model, spec_problem
 from services.bus.logs import get_logger
-from services.bus.profile import profile_frame
 
 from .decide import (Provenance, TrainingPlan, Verify, act_refusal, best_run, plan_training, refusal,
                      requests_for_new_data, run_event, trained_event)

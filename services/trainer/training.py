@@ -14,8 +14,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, tra
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from services.bus.estimators import estimator_class
-from services.bus.profile import REFERENCE_SAMPLE, profile_column
+from services.domain import estimator_class, profile_column, REFERENCE_SAMPLE
 
 CV_SCORING = {"accuracy": "accuracy", "precision": "precision_macro", "recall": "recall_macro", "f1": "f1_macro",
               "roc_auc": "roc_auc_ovr", "mae": "neg_mean_absolute_error", "rmse": "neg_root_mean_squared_error",

@@ -7,7 +7,7 @@ import pandas as pd
 
 from services.bus import Event, derive_id
 from services.bus.records import DataBatch
-from services.bus.profile import profile_frame
+from services.domain import profile_frame
 
 from .checks import finding, run_checks
 from .contract import Contract

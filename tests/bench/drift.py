@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from services.bus.monitoring import Monitoring
-from services.bus.profile import profile_frame
+from services.domain.monitoring import Monitoring
+from services.domain.profile import profile_frame
 from services.drift_watcher.stats import column_drift
 
 from . import peers

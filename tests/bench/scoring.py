@@ -20,10 +20,10 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from services.bus import Event, Publisher, derive_id
-from services.bus.artifacts import save_model
+from services.domain.artifacts import save_model
 from services.bus.envelope import envelope_for
 from services.bus.kafka import consumer_config, producer_config
-from services.bus.profile import profile_column, profile_frame
+from services.domain.profile import profile_column, profile_frame
 from services.bus.publish import wire_form
 from services.bus.topics import TopicAdmin
 from tests.chaos.harness import Brokers, Stage
@@ -33,7 +33,7 @@ from . import peers
 from .figures import Figure, Runs, absolute, compare, measure
 
 FEATURES = [f"f{i:02d}" for i in range(20)]
-BATCH = 1000                        # the scorer's batch size (services/deployer/scorer.py)
+BATCH = 1000                        # the scorer's batch size (services/scorer/scorer.py)
 NOW = datetime(2026, 11, 23, tzinfo=timezone.utc)
 
 
@@ -129,7 +129,7 @@ def start_scorer(stage: Stage, model: str, features: np.ndarray, delivery: str) 
     """(Re)start the scorer in a delivery mode and wait for its first answer (model loaded, partitions held)."""
     if "scorer" in stage.services:
         stage.services.pop("scorer").stop()
-    stage.start("scorer", "services.deployer.scorer", MLBUS_LOG_LEVEL="warning", MLBUS_SCORER_DELIVERY=delivery)
+    stage.start("scorer", "services.scorer", MLBUS_LOG_LEVEL="warning", MLBUS_SCORER_DELIVERY=delivery)
     probe = request_payloads(stage, model, features, 1, f"probe-{uuid.uuid4().hex[:6]}")
     arrivals = Arrivals(stage)
     producer = Producer(producer_config(stage.bus.settings, "bench-load"))

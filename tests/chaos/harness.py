@@ -21,7 +21,7 @@ from confluent_kafka.admin import AdminClient
 from services.bus import Bus, Event, Publisher, derive_id
 from services.bus.acl_admin import apply_access
 from services.bus.credentials import ADMIN
-from services.bus.datasets import publish_batch
+from services.domain.datasets import publish_batch
 from services.bus.envelope import envelope_for
 from services.bus.kafka import admin_config, base_config, producer_config
 from services.bus.publish import wire_form

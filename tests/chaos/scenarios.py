@@ -18,10 +18,10 @@ from typing import Callable
 import numpy as np
 
 from services.bus import Event, Publisher, derive_id
-from services.bus.audit import verify
-from services.bus.audit_log import audit_records
+from services.domain.audit import verify
+from services.domain.audit_log import audit_records
 from services.bus.codec import MARKER
-from services.bus.datasets import publish_batch
+from services.domain.datasets import publish_batch
 from services.bus.topics import TopicAdmin
 from tests.support.datasets import good, with_defect, write
 from tests.support.polling import wait_until
@@ -31,7 +31,7 @@ from .checker import ScenarioResult, Sent, result, tally
 from .harness import (AUTO_POLICY, SPEC, Brokers, Service, Stage, TrackedProducer, deploy_model,
                       inference_request)
 
-SCORER = "services.deployer.scorer"
+SCORER = "services.scorer"
 
 
 def count(full: int, scale: float, least: int = 10) -> int:

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import yaml
 
-from services.bus.datasets import publish_batch
+from services.domain.datasets import publish_batch
 from services.bus.settings import PROJECT_ROOT
 from services.bus.topics import consumer_lag
 from tests.support.datasets import good, write
@@ -20,7 +20,7 @@ from tests.support.scoring import send_requests
 
 SPEC = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"
 MODEL = "breast_cancer_lr"
-SERVICES = ("services.validator", "services.trainer", "services.deployer", "services.deployer.scorer",
+SERVICES = ("services.validator", "services.trainer", "services.deployer", "services.scorer",
             "services.auditor")
 TABLES = ("model_versions", "lifecycle_events", "aliases", "policies")
 

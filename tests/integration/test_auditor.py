@@ -9,8 +9,8 @@ import signal
 from datetime import datetime, timezone
 
 from services.bus import Bus, Event, Publisher, derive_id
-from services.bus.audit import verify
-from services.bus.audit_log import audit_records
+from services.domain.audit import verify
+from services.domain.audit_log import audit_records
 from services.bus.topics import TopicAdmin, consumer_lag, plan_topics
 from tests.support.people import mlbus_cli
 from tests.support.polling import bus_messages, read_topic, wait_until

@@ -7,7 +7,7 @@ from contextlib import ExitStack
 
 import yaml
 
-from services.bus.datasets import publish_batch
+from services.domain.datasets import publish_batch
 from services.bus.settings import PROJECT_ROOT
 from tests.support.datasets import good, write
 from tests.support.polling import topic_values, wait_until
@@ -17,7 +17,7 @@ from tests.support.scoring import send_requests
 SPEC = yaml.safe_load((PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml").read_text())
 MODEL = SPEC["model"]
 SERVICES = ("services.validator", "services.trainer", "services.registry", "services.deployer",
-            "services.deployer.scorer", "services.drift_watcher")
+            "services.scorer", "services.drift_watcher")
 WINDOW = 100
 
 

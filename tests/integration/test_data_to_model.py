@@ -10,8 +10,8 @@ from services.bus import Event, Publisher
 from services.bus.identity import Identity
 from services.cli.acts import send
 from services.cli.models_cmd import spec_record
-from services.bus.datasets import publish_batch
-from services.bus.datastore import local_path
+from services.domain.datasets import publish_batch
+from services.domain.datastore import local_path
 from services.bus.settings import PROJECT_ROOT
 from tests.support.datasets import good, with_defect, write
 from services.bus.topics import consumer_lag

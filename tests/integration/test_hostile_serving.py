@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from sklearn.linear_model import LogisticRegression
 
 from services.bus import Event, Publisher
-from services.bus.artifacts import save_model
+from services.domain.artifacts import save_model
 from services.deployer.decide import change, route
 from tests.support.datasets import good
 from tests.support.samples import sample
@@ -60,7 +60,7 @@ def test_unloadable_artifacts_are_refused_and_the_scorer_still_follows_deploymen
     real_uri, real_sha = save_model(artifacts, fitted)
     publisher = Publisher(bus, "test")
     publish_version(bus, publisher, 1, directory.as_uri(), "0" * 64)
-    with running("services.deployer.scorer", bus_env, tmp_path / "scorer.log") as scorer:
+    with running("services.scorer", bus_env, tmp_path / "scorer.log") as scorer:
         first = answers(bus, send_requests(bus, MODEL, 5, prefix="dir"))
         publish_version(bus, publisher, 2, junk.as_uri(), hashlib.sha256(junk.read_bytes()).hexdigest())
         second = served_by(bus, 2, "junk")

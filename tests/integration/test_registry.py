@@ -5,7 +5,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from services.bus.datasets import publish_batch
+from services.domain.datasets import publish_batch
 from services.bus.settings import PROJECT_ROOT
 from services.bus.topics import consumer_lag
 from tests.support.datasets import good, write

@@ -5,7 +5,7 @@ import collections
 from contextlib import ExitStack
 
 from services.bus import Publisher
-from services.bus.datasets import publish_batch
+from services.domain.datasets import publish_batch
 from services.bus.settings import PROJECT_ROOT
 from tests.support.datasets import good, write
 from tests.support.polling import read_topic, topic_values, wait_until
@@ -14,7 +14,7 @@ from tests.support.scoring import send_requests
 
 SPEC = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"
 SERVICES = ("services.validator", "services.trainer", "services.registry", "services.deployer",
-            "services.deployer.scorer")
+            "services.scorer")
 AUTO_POLICY = """model: breast_cancer_lr
 metric: roc_auc
 thresholds: {roc_auc: 0.9}

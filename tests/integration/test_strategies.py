@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 
 from services.bus import Event, Publisher, derive_id
-from services.bus.datasets import publish_batch
-from services.bus.datastore import local_path
+from services.domain.datasets import publish_batch
+from services.domain.datastore import local_path
 from services.bus.settings import PROJECT_ROOT
 from tests.support.datasets import good, write
 from tests.support.polling import read_topic, topic_values, wait_until
@@ -20,7 +20,7 @@ from tests.support.scoring import FEATURES, send_requests
 
 SPEC = yaml.safe_load((PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml").read_text())
 SERVICES = ("services.validator", "services.trainer", "services.registry", "services.deployer",
-            "services.deployer.scorer")
+            "services.scorer")
 MODEL = "breast_cancer_lr"
 
 

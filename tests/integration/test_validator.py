@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from services.bus import Event, Publisher
-from services.bus.datasets import publish_batch
+from services.domain.datasets import publish_batch
 from tests.support.datasets import good, with_defect, write
 from services.bus.topics import consumer_lag
 from tests.support.polling import read_topic, wait_until

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from services.bus import Event, Publisher, derive_id
-from services.bus.profile import profile_frame, profile_column
+from services.domain.profile import profile_frame, profile_column
 
 FEATURES = [f"f{i}" for i in range(8)]
 NOW = datetime(2026, 11, 23, tzinfo=timezone.utc)

@@ -6,7 +6,7 @@ import pytest
 
 from services.bus.context import Bus
 from services.bus.errors import BadInput
-from services.bus.estimators import spec_problem
+from services.domain.estimators import spec_problem
 from services.bus.invariants import check_record, is_edge
 from services.bus.settings import PROJECT_ROOT, Settings
 from services.validator.adapters import ContractFiles

@@ -3,7 +3,7 @@ swapped records and a tail truncated below a checkpoint, naming the first bad se
 import json
 from datetime import datetime, timedelta
 
-from services.bus.audit import EPOCH, GENESIS, ChainHead, canonical_bytes, verify
+from services.domain.audit import EPOCH, GENESIS, ChainHead, canonical_bytes, verify
 from services.auditor.decide import Crossing, append, audit_record
 
 

@@ -6,8 +6,8 @@ import os
 import pandas as pd
 import pytest
 
-from services.bus.artifacts import ArtifactRefused, ArtifactStore, save_model
-from services.bus.datastore import DataFileError, SnapshotStore
+from services.domain.artifacts import ArtifactRefused, ArtifactStore, save_model
+from services.domain.datastore import DataFileError, SnapshotStore
 
 
 def snapshot(root, text="a,b\n1,2\n3,4\n5,6\n"):

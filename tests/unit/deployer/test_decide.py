@@ -6,7 +6,7 @@ from services.bus.projections.deployments import Deployments
 from services.bus.projections.inventory import Inventory
 from services.bus.signing import Verdict
 from services.deployer.decide import Gates, advance, gate, on_approved, on_request
-from services.deployer.scoring import assign
+from services.scorer.scoring import assign
 
 NOW = datetime(2026, 11, 23, tzinfo=timezone.utc)
 OPERATOR = Verdict(signer="ana", signer_key="k")          # the requests below are ana's, verified

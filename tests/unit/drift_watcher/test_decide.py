@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from services.bus import BadInput
-from services.bus.monitoring import Monitoring, monitoring_from_json, monitoring_json, parse_monitoring
-from services.bus.profile import profile_column
+from services.domain.monitoring import Monitoring, monitoring_from_json, monitoring_json, parse_monitoring
+from services.domain.profile import profile_column
 from services.drift_watcher.decide import (ClosedWindow, RetrainState, alerts, drift_report, on_champion_report)
 from services.drift_watcher.windows import due, new_head, outcome_amount, with_outcome, with_request
 

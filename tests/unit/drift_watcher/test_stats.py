@@ -4,8 +4,8 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial import distance
 
-from services.bus.monitoring import Monitoring
-from services.bus.profile import profile_column
+from services.domain.monitoring import Monitoring
+from services.domain.profile import profile_column
 from services.drift_watcher.stats import (chi2_test, column_drift, ks_test, normalised_wasserstein,
                                           population_stability)
 

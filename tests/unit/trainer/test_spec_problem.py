@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from services.bus.estimators import spec_problem
+from services.domain.estimators import spec_problem
 
 
 def spec(**changes):

@@ -1,7 +1,7 @@
 """Publishing data for pipelines: snapshot a file into the data store and announce it on data.batches.
 
     from services.bus import Bus
-    from services.bus.datasets import publish_batch
+    from services.domain.datasets import publish_batch
     batch = publish_batch(Bus.from_env(), "breast_cancer", Path("today.csv"), actor="etl-nightly")
 """
 from __future__ import annotations
@@ -10,11 +10,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from .context import Bus
+from services.bus.context import Bus
 from .datastore import count_rows, store_snapshot
-from .invariants import check_name
-from .envelope import Event, derive_id
-from .publish import Publisher
+from services.bus.invariants import check_name
+from services.bus.envelope import Event, derive_id
+from services.bus.publish import Publisher
 
 
 def publish_batch(bus: Bus, dataset: str, path: Path, actor: str, publisher: Publisher | None = None,

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 from typing import Iterable, Iterator
 
 from .audit import EPOCH
-from .context import Bus
-from .errors import BadInput
-from .replay import read_messages, read_topics
-from .schema_topic import SchemasTopicResolver
+from services.bus.context import Bus
+from services.bus.errors import BadInput
+from services.bus.replay import read_messages, read_topics
+from services.bus.schema_topic import SchemasTopicResolver
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 
-from .errors import BadInput
+from services.bus.errors import BadInput
 
 
 @dataclass(frozen=True)

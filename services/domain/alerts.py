@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from .envelope import Event, derive_id
+from services.bus.envelope import Event, derive_id
 
 
 def alert(kind: str, model: str, message: str, cause_id: str, now: datetime, *, severity: str = "warning",

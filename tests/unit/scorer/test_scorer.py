@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 from services.bus import ConfigError
-from services.bus.estimators import ESTIMATORS, estimator_class
+from services.domain.estimators import ESTIMATORS, estimator_class
 from services.bus.settings import Settings
-from services.deployer.scorer import DELIVERY, predict
+from services.scorer.scorer import DELIVERY, predict
 
 CLASSIFIERS = [name for name, (_, task) in ESTIMATORS.items() if task == "classification"]
 

@@ -1,15 +1,5 @@
-"""scorer: answers inference.requests with the versions the deployments route to, in micro-batches with
-one vectorised predict per version. Run N copies (MLBUS_INSTANCE) to share the request partitions; each
-copy reads deployments and models.trained from every partition in a background thread.
-
-    python -m services.deployer.scorer
-
-Delivery (MLBUS_SCORER_DELIVERY): `exactly-once` (default) answers each micro-batch in one Kafka transaction
-with its offsets — no request is answered twice, even across crashes, at ~35 ms of commit per batch on a
-local broker. `at-least-once` flushes the batch's predictions and then commits its offsets: lower latency,
-and after a crash some requests are answered again, with the same prediction_id (derived from the request's
-event id), so readers can drop the copies. See the README (Guarantees, Performance).
-"""
+"""The scorer's core: a routing table kept current from deployments and trained versions, and the batch handler
+that answers inference requests with one vectorised predict per version."""
 from __future__ import annotations
 
 import math
@@ -19,9 +9,9 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
-from services.bus import BadInput, Bus, Event, Received, ServiceRuntime
-from services.bus.artifacts import ArtifactRefused, ArtifactStore
-from services.bus.logs import configure_logging, get_logger
+from services.bus import BadInput, Bus, Event, Received
+from services.domain import ArtifactRefused, ArtifactStore
+from services.bus.logs import get_logger
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.follow import Follower
 from services.bus.projections.inventory import Inventory
@@ -131,7 +121,7 @@ class Scorer:
 
 def predict(model: object, features: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """Labels and class probabilities. A classifier's label is its most probable class: for every classifier
-    mlbus allows (services/bus/estimators.py) that is what predict() returns, and one predict_proba costs
+    mlbus allows (services/domain/estimators.py) that is what predict() returns, and one predict_proba costs
     half of predict + predict_proba (a forest walks its trees once)."""
     if task != "classification":
         return model.predict(features), None, []
@@ -140,18 +130,3 @@ def predict(model: object, features: pd.DataFrame, task: str) -> tuple[np.ndarra
 
 
 DELIVERY = {"exactly-once": True, "at-least-once": False}         # MLBUS_SCORER_DELIVERY → transactional
-
-
-def main() -> None:
-    bus = Bus.from_env(principal="scorer")
-    configure_logging("scorer", bus.settings.log_format, bus.settings.log_level)
-    table = RoutingTable(bus)
-    scorer = Scorer(table, ArtifactStore.from_settings(bus.settings))
-    table.on_deployment = scorer.preload
-    table.start()
-    ServiceRuntime(bus, "scorer", lambda message: [], topics=["inference.requests"],
-                   transactional=DELIVERY[bus.settings.scorer_delivery], batch_size=1000, batch_handler=scorer).run()
-
-
-if __name__ == "__main__":
-    main()

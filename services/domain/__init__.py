@@ -1,0 +1,39 @@
+"""The domain code several services share (the bus, services/bus, is only what every service needs to talk):
+
+- estimators — the scikit-learn allowlist, spec checks, metrics' directions
+- profile, monitoring — training profiles and the monitoring block of a spec
+- datastore, datasets, artifacts — data snapshots and model files: content-addressed, confined, size-capped
+- audit, audit_log — the audit chain and reading audit.log
+- alerts — the one builder of Alert and TrainingRequested events
+
+Import names from the package (`from services.domain import ArtifactStore`); each module loads on first use,
+so a service pays only for what it uses (the auditor never loads scikit-learn).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ESTIMATORS": "estimators", "HIGHER_IS_BETTER": "estimators", "candidates": "estimators",
+    "estimator_class": "estimators", "spec_problem": "estimators",
+    "REFERENCE_SAMPLE": "profile", "profile_column": "profile", "profile_frame": "profile",
+    "Monitoring": "monitoring", "monitoring_from_json": "monitoring", "monitoring_json": "monitoring",
+    "parse_monitoring": "monitoring",
+    "DataFileError": "datastore", "SnapshotStore": "datastore", "local_path": "datastore",
+    "publish_batch": "datasets",
+    "ArtifactRefused": "artifacts", "ArtifactStore": "artifacts", "save_model": "artifacts",
+    "ChainHead": "audit", "EPOCH": "audit", "GENESIS": "audit", "canonical_bytes": "audit", "seal": "audit",
+    "verify_chain": "audit",
+    "Audited": "audit_log", "audit_records": "audit_log", "checkpoints": "audit_log", "decoded": "audit_log",
+    "alert": "alerts", "training_request": "alerts",
+}
+_RENAMED = {"verify_chain": "verify"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+    return getattr(module, _RENAMED.get(name, name))

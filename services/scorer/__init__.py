@@ -1,0 +1,1 @@
+"""The scorer: the deployer's data plane, its own process and consumer group (python -m services.scorer)."""
