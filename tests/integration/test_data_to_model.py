@@ -39,6 +39,13 @@ def test_good_batch_trains_a_fully_recorded_version_bad_batches_train_nothing_an
             running("services.trainer", bus_env, tmp_path / "trainer.log") as trainer:
         reports = {v["batch_id"]: v for v in values(bus, "data.validated", expected=7)}
         [trained] = values(bus, "models.trained", expected=1, settle_s=3)
+        # The spec changes afterwards (fewer features, another split): reproduction uses the run's recorded one.
+        changed = tmp_path / "changed.yaml"
+        changed.write_text(SPEC.read_text().replace("features: all", "features: [mean_radius, mean_texture]")
+                           .replace("test_size: 0.25", "test_size: 0.4"))
+        assert cli("models", "define", str(changed), person="dana").returncode == 0
+        wait_until(lambda: consumer_lag(bus, bus.settings.namespace + "mlbus.trainer", ["models.specs"])
+                   == {"models.specs": 0}, timeout=60, message="the trainer to take the changed spec")
         reproduced = cli("train", "--reproduce", trained["run_id"], "--wait", "180", person="bo")
         assert trainer.poll() is None
 
