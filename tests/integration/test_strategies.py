@@ -39,11 +39,12 @@ def setup(cli, tmp_path: Path, policy: dict, spec: dict = SPEC) -> None:
     assert cli("models", "define", str(tmp_path / "spec.yaml"), person="dana").returncode == 0
 
 
-def wait_for_phase(bus, version: int, phase: str, drive=None, timeout: float = 180) -> dict:
+def wait_for_phase(bus, version: int, phase: str, drive=None, timeout: float = 180, model: str = MODEL) -> dict:
     def reached():
         if drive:
             drive()
-        return next((d for d in deployments(bus) if d["version"] == version and d["phase"] == phase), None)
+        return next((d for d in deployments(bus) if d["model"] == model and d["version"] == version
+                     and d["phase"] == phase), None)
     return wait_until(reached, timeout=timeout, interval=0.5, message=f"v{version} {phase}")
 
 
@@ -159,3 +160,45 @@ def test_a_bad_canary_rolls_back_and_a_tampered_artifact_is_refused(bus, bus_env
     assert "online accuracy" in rolled["reason"] and rolled["routes"] == [{**rolled["routes"][0], "version": 1}]
     assert "sha256" in refused["reason"] and alerts[0]["severity"] == "critical"
     assert {p["version"] for p in answers} == {1}, "the champion keeps serving"
+
+
+def outcomes_for(bus, model: str, ids: list[str], truth: list, regression: bool = False) -> None:
+    """What the business observed later for each request: the label, or the true value (regression)."""
+    publisher = Publisher(bus, "shop-app")
+    for i, request_id in enumerate(ids):
+        publisher.publish(Event("mlbus.Outcome", key=f"customer-{i}", id=derive_id("outcome", request_id), value={
+            "outcome_id": derive_id("outcome", request_id), "request_id": request_id, "entity_id": f"customer-{i}",
+            "model": model, "label": None if regression else truth[i], "value": float(truth[i]) if regression else None,
+            "observed_at": datetime.now(timezone.utc)}))
+    publisher.flush()
+
+
+def test_a_bad_regression_canary_rolls_back_on_online_mae(bus, bus_env, cli, tmp_path):
+    """Regression has no accuracy: the canary is judged by its online MAE against the champion's."""
+    model = "breast_cancer_area"
+    spec = {**SPEC, "model": model, "target": "mean_area", "task": "regression", "estimator": "Ridge",
+            "hyperparameters": {}, "grid": {}, "metric": "mae"}
+    setup(cli, tmp_path, {"model": model, "metric": "mae", "human_approval": False, "min_improvement": -1e9}, spec)
+    with ExitStack() as stack:
+        for module in SERVICES:
+            stack.enter_context(running(module, bus_env, tmp_path / f"{module}.log", MLBUS_CANARY_INTERVAL_S="2"))
+        publish_batch(bus, "breast_cancer", write(good(rows=400), tmp_path / "good.csv"), "t")
+        wait_for_phase(bus, 1, "completed", model=model)
+        # v2 can only guess: one weak feature and a stump.
+        bad_spec = {**spec, "features": ["mean_fractal_dimension"], "estimator": "DecisionTreeRegressor",
+                    "hyperparameters": {"max_depth": 1}}
+        (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad_spec))
+        assert cli("models", "define", str(tmp_path / "bad.yaml"), person="dana").returncode == 0
+        assert cli("train", model, "--wait", "180", person="bo").returncode == 0
+        wait_for_phase(bus, 2, "started", model=model)
+        truth = good(rows=569, seed=11)["mean_area"].tolist()
+        rounds = iter(range(1000))
+
+        def traffic_with_outcomes():
+            ids = send_requests(bus, model, 400, prefix=f"r{next(rounds)}")
+            outcomes_for(bus, model, ids, truth, regression=True)
+
+        rolled = wait_for_phase(bus, 2, "rolled-back", drive=traffic_with_outcomes, model=model)
+    assert "online MAE" in rolled["reason"], rolled["reason"]
+    assert [r["version"] for r in rolled["routes"]] == [1]
+
