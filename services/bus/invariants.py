@@ -35,8 +35,12 @@ def is_edge(topic: Topic) -> bool:
     return any(p in OUTSIDERS or p.startswith("role:") for p in topic.producers)
 
 
+def is_name(value: Any) -> bool:
+    return isinstance(value, str) and NAME.fullmatch(value) is not None and ".." not in value
+
+
 def check_name(field: str, value: Any) -> None:
-    if not isinstance(value, str) or not NAME.fullmatch(value) or ".." in value:
+    if not is_name(value):
         raise InvalidField(f"field {field!r}: {str(value)[:80]!r} is not a name (letters, digits, . _ -, "
                            f"at most 128, no '..')")
 

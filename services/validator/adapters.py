@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from services.bus import Bus
-from services.bus.invariants import NAME
+from services.bus.invariants import is_name
 from services.bus.replay import read_topics
 
 from .contract import Contract, ContractError, parse_contract
@@ -20,7 +20,7 @@ class ContractFiles:
 
     def __call__(self, dataset: str) -> Contract | None:
         """The dataset's contract, None when there is none; ContractError when the name or the file is wrong."""
-        if not NAME.fullmatch(dataset) or ".." in dataset:
+        if not is_name(dataset):
             raise ContractError(f"{dataset[:80]!r} is not a dataset name")
         path = self.directory / f"{dataset}.avsc"
         if not path.is_file():
