@@ -3,7 +3,8 @@
 - estimators — the scikit-learn allowlist, spec checks, metrics' directions
 - profile, monitoring — training profiles and the monitoring block of a spec
 - datastore, datasets, artifacts — data snapshots and model files: content-addressed, confined, size-capped
-- audit, audit_log — the audit chain and reading audit.log
+- audit, audit_log — the audit chain and reading audit.log; merkle — RFC 9162 tree hashes and proofs (groundwork
+  of the verifiable audit log, not yet used by the auditor)
 - alerts — the one builder of Alert and TrainingRequested events
 
 Import names from the package (`from services.domain import ArtifactStore`); each module loads on first use,

@@ -1,0 +1,118 @@
+"""Merkle tree hashing, inclusion and consistency proofs as RFC 9162 (Certificate Transparency 2.0) defines
+them, over SHA-256: a leaf is SHA-256(0x00 || bytes), a node SHA-256(0x01 || left || right), and a tree of n
+leaves splits at the largest power of two smaller than n. Pure functions on lists of leaf hashes.
+
+Groundwork of the verifiable audit log (issue "An audit log anyone can verify"): a tree head (size, root)
+signed by the auditor commits to every record before it; an inclusion proof shows one record is in it with
+log2(n) hashes; a consistency proof shows a later head extends an earlier one, so history cannot be
+rewritten behind a head someone kept.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+LEAF, NODE = b"\x00", b"\x01"
+
+
+class ProofError(ValueError):
+    """A proof that cannot be checked as given (an index past the tree, a proof of the wrong length)."""
+
+
+def leaf_hash(data: bytes) -> bytes:
+    return hashlib.sha256(LEAF + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(NODE + left + right).digest()
+
+
+def split(n: int) -> int:
+    """The largest power of two smaller than n (n ≥ 2): where a tree of n leaves divides."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def root(leaves: Sequence[bytes]) -> bytes:
+    """MTH: the tree hash of the leaf hashes (the empty tree hashes the empty string)."""
+    if not leaves:
+        return hashlib.sha256(b"").digest()
+    if len(leaves) == 1:
+        return leaves[0]
+    k = split(len(leaves))
+    return node_hash(root(leaves[:k]), root(leaves[k:]))
+
+
+def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """PATH(index, leaves): the sibling hashes from the leaf up to the root."""
+    if not 0 <= index < len(leaves):
+        raise ProofError(f"leaf {index} is not in a tree of {len(leaves)}")
+    if len(leaves) == 1:
+        return []
+    k = split(len(leaves))
+    if index < k:
+        return inclusion_proof(index, leaves[:k]) + [root(leaves[k:])]
+    return inclusion_proof(index - k, leaves[k:]) + [root(leaves[:k])]
+
+
+def consistency_proof(first: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """PROOF(first, leaves): what shows the tree of the first `first` leaves is a prefix of this one."""
+    if not 0 < first <= len(leaves):
+        raise ProofError(f"no consistency proof from size {first} to {len(leaves)}")
+    return _subproof(first, leaves, True)
+
+
+def _subproof(m: int, leaves: Sequence[bytes], whole: bool) -> list[bytes]:
+    n = len(leaves)
+    if m == n:
+        return [] if whole else [root(leaves)]
+    k = split(n)
+    if m <= k:
+        return _subproof(m, leaves[:k], whole) + [root(leaves[k:])]
+    return _subproof(m - k, leaves[k:], False) + [root(leaves[:k])]
+
+
+def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], expected_root: bytes) -> bool:
+    """Whether `proof` shows the leaf hash at `index` in the tree of `size` whose root is `expected_root`."""
+    if not 0 <= index < size:
+        return False
+    fn, sn, hashed = index, size - 1, leaf
+    for sibling in proof:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            hashed = node_hash(sibling, hashed)
+            while not fn & 1 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            hashed = node_hash(hashed, sibling)
+        fn, sn = fn >> 1, sn >> 1
+    return sn == 0 and hashed == expected_root
+
+
+def verify_consistency(first: int, second: int, first_root: bytes, second_root: bytes,
+                       proof: Sequence[bytes]) -> bool:
+    """Whether `proof` shows the tree of `second` leaves (second_root) extends the one of `first` (first_root)."""
+    if not 0 < first <= second:
+        return False
+    if first == second:
+        return not proof and first_root == second_root
+    path = list(proof)
+    if first & (first - 1) == 0:                # a power of two: the first tree is a node of the second
+        path = [first_root] + path
+    if not path:
+        return False
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn, sn = fn >> 1, sn >> 1
+    fr = sr = path[0]
+    for hashed in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr, sr = node_hash(hashed, fr), node_hash(hashed, sr)
+            while not fn & 1 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            sr = node_hash(sr, hashed)
+        fn, sn = fn >> 1, sn >> 1
+    return sn == 0 and fr == first_root and sr == second_root
