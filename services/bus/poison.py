@@ -1,7 +1,7 @@
 """The poison budget: one message must not crash a service forever.
 
-Before a batch reaches its handler the runtime writes which offsets are in flight to a small local state
-file, and clears it when the handler returns. A crash in between — an exception the handler let out, or
+Before a batch reaches its handler the runtime writes which offsets are in flight (a span per partition) to a
+small local state file, and clears it when the handler returns. A crash in between — an exception the handler let out, or
 the process dying outright (os._exit, a signal, memory) — leaves that mark behind:
 
 - a crash with several messages in flight makes them *suspects*: after the restart each is handled alone,
@@ -32,14 +32,26 @@ class PoisonMessage(BadInput):
     stage = "handler"
 
 
+Span = tuple[str, int, int, int]           # (physical topic, partition, first offset, last offset)
+
+
+def spans(batch: list[Offset]) -> list[Span]:
+    """A batch's offsets as one span per partition (a batch holds each partition's messages in order)."""
+    found: dict[tuple[str, int], tuple[int, int]] = {}
+    for topic, partition, offset in batch:
+        first, last = found.get((topic, partition), (offset, offset))
+        found[(topic, partition)] = (min(first, offset), max(last, offset))
+    return [(t, p, first, last) for (t, p), (first, last) in found.items()]
+
+
 @dataclass
 class PoisonLedger:
-    """Strikes against messages, the suspect ranges still to be handled one by one, and what is in flight."""
+    """Strikes against messages, the suspect spans still to be handled one by one, and what is in flight."""
 
     budget: int = 3
     strikes: dict[Offset, tuple[int, str]] = field(default_factory=dict)   # offset → (crashes, last error)
     suspects: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)  # (topic, p) → [first, last]
-    in_flight: list[Offset] = field(default_factory=list)
+    in_flight: list[Span] = field(default_factory=list)
 
     def is_suspect(self, at: Offset) -> bool:
         span = self.suspects.get(at[:2])
@@ -53,32 +65,35 @@ class PoisonLedger:
         return PoisonMessage(f"crashed its handler {crashes} times (poison budget {self.budget}); last error: {error}")
 
     def begin(self, batch: list[Offset]) -> None:
-        self.in_flight = list(batch)
+        self.in_flight = spans(batch)
 
     def crashed(self, error: str) -> None:
-        """What was in flight crashed: a strike when alone, else every message becomes a suspect."""
-        if len(self.in_flight) == 1:
-            at = self.in_flight[0]
+        """What was in flight crashed: a strike when it was one message, else every message becomes a suspect."""
+        if len(self.in_flight) == 1 and self.in_flight[0][2] == self.in_flight[0][3]:
+            at = self.in_flight[0][:3]
             self.strikes[at] = (self.strikes.get(at, (0, ""))[0] + 1, error)
-        for topic, partition, offset in self.in_flight:
-            first, last = self.suspects.get((topic, partition), (offset, offset))
-            self.suspects[(topic, partition)] = (min(first, offset), max(last, offset))
+        for topic, partition, first, last in self.in_flight:
+            old_first, old_last = self.suspects.get((topic, partition), (first, last))
+            self.suspects[(topic, partition)] = (min(first, old_first), max(last, old_last))
         self.in_flight = []
 
     def finished(self) -> None:
-        """The handler returned (or the runtime dead-lettered the batch): forget what it covered."""
-        for at in self.in_flight:
-            self.settled(at)
+        """The handler returned: forget what the batch covered."""
+        for topic, partition, first, last in self.in_flight:
+            self.settled(topic, partition, first, last)
         self.in_flight = []
 
-    def settled(self, at: Offset) -> None:
-        self.strikes.pop(at, None)
-        span = self.suspects.get(at[:2])
-        if span is not None and span[0] <= at[2]:
-            if at[2] >= span[1]:
-                del self.suspects[at[:2]]
+    def settled(self, topic: str, partition: int, first: int, last: int | None = None) -> None:
+        """Offsets first..last of a partition are done with (handled, or dead-lettered and committed)."""
+        last = first if last is None else last
+        for at in [at for at in self.strikes if at[:2] == (topic, partition) and first <= at[2] <= last]:
+            del self.strikes[at]
+        span = self.suspects.get((topic, partition))
+        if span is not None and first <= span[0] <= last:
+            if last >= span[1]:
+                del self.suspects[(topic, partition)]
             else:
-                self.suspects[at[:2]] = (at[2] + 1, span[1])
+                self.suspects[(topic, partition)] = (last + 1, span[1])
 
     @property
     def empty(self) -> bool:
@@ -87,14 +102,14 @@ class PoisonLedger:
     def to_json(self) -> dict:
         return {"strikes": [[*at, n, error] for at, (n, error) in self.strikes.items()],
                 "suspects": [[t, p, first, last] for (t, p), (first, last) in self.suspects.items()],
-                "in_flight": [list(at) for at in self.in_flight]}
+                "in_flight": [list(span) for span in self.in_flight]}
 
     @classmethod
     def from_json(cls, data: dict, budget: int) -> "PoisonLedger":
         return cls(budget=budget,
                    strikes={(t, p, o): (n, error) for t, p, o, n, error in data.get("strikes", [])},
                    suspects={(t, p): (first, last) for t, p, first, last in data.get("suspects", [])},
-                   in_flight=[(t, p, o) for t, p, o in data.get("in_flight", [])])
+                   in_flight=[(t, p, first, last) for t, p, first, last in data.get("in_flight", [])])
 
 
 class PoisonFile:

@@ -173,7 +173,7 @@ class ServiceRuntime:
         self._commit([TopicPartition(t, p, o) for (t, p), o in next_offsets.items()])
         for outcome in outcomes:
             if outcome.error is not None:
-                self.poison.ledger.settled(_offset(outcome.message))
+                self.poison.ledger.settled(*_offset(outcome.message))
 
     def _guarded(self, messages: list[Message]) -> list[Outcome]:
         """Handle messages with their offsets marked in flight: a crash counts against them (poison.py)."""

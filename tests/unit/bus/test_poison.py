@@ -65,3 +65,10 @@ def test_a_ledger_survives_its_json_form():
     ledger.crashed("y")
     again = PoisonLedger.from_json(ledger.to_json(), budget=3)
     assert again == ledger
+
+
+def test_what_is_in_flight_is_kept_as_one_span_per_partition():
+    ledger = PoisonLedger()
+    ledger.begin([("t", 0, o) for o in range(100, 600)] + [("t", 1, 7)])
+    assert sorted(ledger.in_flight) == [("t", 0, 100, 599), ("t", 1, 7, 7)]
+    assert len(str(ledger.to_json())) < 100
