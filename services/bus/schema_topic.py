@@ -25,7 +25,7 @@ class SchemasTopicResolver:
         self.bus = bus
         self.known: dict[bytes, str] = {}
         self._last_read = float("-inf")
-        self._refused: set[str] = set()
+        self._refused: set[tuple[str, str]] = set()
 
     def __call__(self, fingerprint: bytes) -> str | None:
         if fingerprint not in self.known and time.monotonic() - self._last_read > REFRESH_INTERVAL_S:
@@ -47,10 +47,11 @@ class SchemasTopicResolver:
         else:
             raise InfrastructureError(f"could not read the {topic} topic in {READ_ATTEMPTS} attempts")
         for record in records:
-            if record.record == SCHEMA_RECORD and record.value["fingerprint"] not in self._refused:
+            if record.record == SCHEMA_RECORD:
                 self._learn(record.value["fingerprint"], record.value["schema_json"])
 
     def _learn(self, fingerprint_hex: str, schema_json: str) -> None:
+        """Keep the entry if its schema hashes to its fingerprint (a true entry after a lying one still counts)."""
         try:
             computed = writer_schema(parse_schema(json.loads(schema_json))).fingerprint_hex
         except Exception as error:              # noqa: BLE001 - any parse failure means the entry is unusable
@@ -58,7 +59,8 @@ class SchemasTopicResolver:
         else:
             reason = f"its schema hashes to {computed}"
         if computed != fingerprint_hex:
-            self._refused.add(fingerprint_hex)
-            log.error("schemas topic entry refused", fingerprint=fingerprint_hex, reason=reason)
+            if (fingerprint_hex, schema_json) not in self._refused:       # said once per entry
+                self._refused.add((fingerprint_hex, schema_json))
+                log.error("schemas topic entry refused", fingerprint=fingerprint_hex, reason=reason)
             return
         self.known[bytes.fromhex(fingerprint_hex)] = schema_json

@@ -42,6 +42,15 @@ def test_entries_that_do_not_parse_or_do_not_match_their_fingerprint_stay_unknow
     assert resolver.known == {REAL.fingerprint: json.dumps(REAL.parsed)}
 
 
+def test_a_true_entry_after_a_lying_one_for_the_same_fingerprint_is_learned(monkeypatch):
+    lie = entry(REAL.fingerprint_hex, json.dumps(CATALOGUE.schema("mlbus.Alert").parsed))
+    resolver = resolver_reading(monkeypatch, [lie], [lie, entry(REAL.fingerprint_hex, json.dumps(REAL.parsed))])
+    resolver.refresh()
+    assert REAL.fingerprint not in resolver.known
+    resolver.refresh()
+    assert REAL.fingerprint in resolver.known
+
+
 def test_a_read_timeout_is_retried_then_crashes_as_an_infrastructure_failure(monkeypatch):
     resolver = resolver_reading(monkeypatch, TimeoutError("slow"), [entry(REAL.fingerprint_hex,
                                                                           json.dumps(REAL.parsed))])
