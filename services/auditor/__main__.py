@@ -1,12 +1,16 @@
 """auditor: python -m services.auditor — the only writer of audit.log (one instance: its chain is one line).
 
-MLBUS_AUDIT_CHECKPOINT_EVERY: records between checkpoints on audit.checkpoints (default 1000)."""
+MLBUS_AUDIT_CHECKPOINT_EVERY: records between signed tree heads (default 1000); MLBUS_AUDIT_HEAD_INTERVAL_S:
+a head at least this often while records come (default 30); MLBUS_AUDIT_ANCHOR: where heads are kept outside
+Kafka (default var/audit-anchor/); MLBUS_AUDIT_KEY: the signing key `mlbus acl apply` made."""
 
 from services.bus import Bus, ServiceRuntime
 from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
+from services.bus.settings import ConfigError
+from services.domain import Anchor, LogKey, log_id
 
-from .adapters import chain_head
+from .adapters import read_log
 from .handlers import Auditor
 
 NOT_AUDITED = ("audit.log", "audit.checkpoints")
@@ -15,13 +19,18 @@ NOT_AUDITED = ("audit.log", "audit.checkpoints")
 def main() -> None:
     bus = Bus.from_env(principal="auditor")
     configure_logging("auditor", bus.settings.log_format, bus.settings.log_level)
-    auditor = Auditor(bus, lambda: chain_head(bus), bus.settings.audit_checkpoint_every,
-                      act_verifier(bus))
+    if not bus.settings.audit_key.exists():
+        raise ConfigError(f"no audit signing key at {bus.settings.audit_key} (MLBUS_AUDIT_KEY): `mlbus acl apply` "
+                          f"(as the broker admin) makes it and declares its public key on the identities topic")
+    key, log_name = LogKey.load(bus.settings.audit_key), log_id(bus)
+    auditor = Auditor(bus, lambda: read_log(bus), lambda size, root, at: key.sign(log_name, size, root, at),
+                      Anchor(bus.settings.audit_anchor), act_verifier(bus))
     topics = [name for name in bus.catalogue.topics if name not in NOT_AUDITED]
     # Large batches: each transaction's commit costs a broker round trip or two (~30 ms locally), which at
     # 1,000 records a batch was a third of the auditor's time under a backlog.
     ServiceRuntime(bus, "auditor", lambda message: [], topics=topics, transactional=True, batch_size=5000,
-                   raw_batch_handler=auditor, on_stop=auditor.on_stop).run()
+                   raw_batch_handler=auditor, on_stop=auditor.on_stop, tick=auditor.tick,
+                   on_committed=auditor.on_committed).run()
 
 
 if __name__ == "__main__":

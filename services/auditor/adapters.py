@@ -1,42 +1,66 @@
-"""Where the chain left off: the last committed record of audit.log (read_committed)."""
+"""Where the log left off (read_committed): the chain's last record and the Merkle tree's frontier, resumed
+from the latest signed checkpoint and the records committed after it."""
 from __future__ import annotations
 
 from confluent_kafka import Consumer, TopicPartition
 
 from services.bus import Bus
-from services.domain import ChainHead
 from services.bus.kafka import base_config, group_id
+from services.domain import ChainHead, Frontier, audit_records, checkpoints, leaf
 
-TAIL_STEP = 64
+from .decide import Log
+
+TAIL_STEP = 256
 
 
-def chain_head(bus: Bus, timeout_s: float = 30.0) -> ChainHead:
-    """The sequence and hash of audit.log's last committed record; the genesis head for an empty log.
-    Reads backwards in steps: the last offsets may hold transaction markers or aborted records."""
+def read_log(bus: Bus, timeout_s: float = 30.0) -> Log:
+    """The log as committed: from the latest checkpoint that carries a frontier, the records after it read
+    backwards from the end (the last offsets may hold transaction markers or aborted records); without one
+    (an empty log, or one written before the Merkle tree), every record from the start."""
+    kept = [c for c in checkpoints(bus) if c.get("root_hash")]
+    latest = max(kept, key=lambda c: c["sequence"], default=None)
+    if latest is None:
+        return _grown(Log(), audit_records(bus))
+    tree = Frontier(latest["sequence"], [bytes.fromhex(h) for h in latest["frontier"]])
+    return _grown(Log(ChainHead(latest["sequence"], latest["hash"]), tree), _records_after(bus, latest["sequence"],
+                                                                                         timeout_s))
+
+
+def _grown(log: Log, records: list[dict]) -> Log:
+    for record in records:
+        if record["sequence"] != log.head.sequence + 1 or record["prev_hash"] != log.head.hash:
+            raise RuntimeError(f"audit.log does not continue its checkpoint at sequence {log.head.sequence}: run "
+                               f"`mlbus audit verify` (the auditor will not extend a log it cannot vouch for)")
+        log.tree.append(leaf(record))
+        log.head = ChainHead(record["sequence"], record["hash"])
+    return log
+
+
+def _records_after(bus: Bus, sequence: int, timeout_s: float) -> list[dict]:
+    """The committed records past `sequence`, in order: windows of the tail, each twice as long as the last,
+    until one reaches back to `sequence` or to the start."""
     topic = bus.catalogue.physical("audit.log")
-    consumer = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, "tail"), "enable.auto.commit": False,
-                         "isolation.level": "read_committed"})
+    consumer = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, "tail"),
+                         "enable.auto.commit": False, "isolation.level": "read_committed"})
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout_s)
-        start = high
-        while start > low:
-            start = max(low, start - TAIL_STEP)
-            last = _last_record(bus, consumer, topic, start, high, timeout_s)
-            if last is not None:
-                return ChainHead(last["sequence"], last["hash"])
-        return ChainHead()
+        step, start = TAIL_STEP, high
+        while True:
+            start = max(low, high - step)
+            records = _window(bus, consumer, topic, start, high, timeout_s)
+            if start == low or (records and records[0]["sequence"] <= sequence):
+                return [r for r in records if r["sequence"] > sequence]
+            step *= 2
     finally:
         consumer.close()
 
 
-def _last_record(bus: Bus, consumer: Consumer, topic: str, start: int, end: int, timeout_s: float) -> dict | None:
+def _window(bus: Bus, consumer: Consumer, topic: str, start: int, end: int, timeout_s: float) -> list[dict]:
     consumer.assign([TopicPartition(topic, 0, start)])
-    last = None
+    found = []
     while True:
         messages = consumer.consume(500, min(timeout_s, 1.0))
-        for message in messages:
-            if not message.error():
-                last = bus.schemas.decode(message.value())[1]
+        found += [bus.schemas.decode(m.value(), "mlbus.AuditRecord")[1] for m in messages if not m.error()]
         position = consumer.position([TopicPartition(topic, 0)])[0].offset
         if not messages or position >= end:
-            return last
+            return found

@@ -1,12 +1,15 @@
-"""The auditor's decisions, pure: one sealed AuditRecord per message that crossed the bus, in order, and
-a checkpoint of the chain's head every `checkpoint_every` records."""
+"""The auditor's decisions, pure: one sealed AuditRecord per message that crossed the bus, in order, each a
+leaf of the Merkle tree, and a signed tree head (a checkpoint) every `checkpoint_every` records."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 from services.bus import Event, derive_id
-from services.domain import ChainHead, seal
+from services.domain import ChainHead, Frontier, TreeHead, sealed_leaf
 from services.bus.signing import Verdict
+
+Sign = Callable[[int, str, int], TreeHead]      # (tree size, root hex, time ms) → the auditor's signed head
 
 
 @dataclass(frozen=True)
@@ -48,20 +51,37 @@ def audit_record(crossing: Crossing, sequence: int, now_ms: int) -> dict:
             "actor": crossing.attested or header(crossing, "ce_source") or "unknown", "record_type": header(crossing, "ce_type")}
 
 
-def append(head: ChainHead, crossings: list[Crossing], now_ms: int, checkpoint_every: int) -> tuple[ChainHead,
-                                                                                                    list[Event]]:
-    """Seal each crossing onto the chain; the new head and the events to publish (records, checkpoints)."""
-    events = []
+@dataclass
+class Log:
+    """Where the log stands: the chain's head and the Merkle tree's frontier (both at the same record)."""
+
+    head: ChainHead = field(default_factory=ChainHead)
+    tree: Frontier = field(default_factory=Frontier)
+
+
+def append(log: Log, crossings: list[Crossing], now_ms: int, checkpoint_every: int,
+           sign: Sign) -> tuple[list[Event], list[TreeHead]]:
+    """Seal each crossing onto the chain and the tree (`log` moves on); the events to publish (records,
+    checkpoints) and the signed heads among them, for the anchor once they are committed."""
+    events, heads = [], []
     for crossing in crossings:
-        record = seal(audit_record(crossing, head.sequence + 1, now_ms), head.hash)
-        head = ChainHead(record["sequence"], record["hash"])
+        record, leaf = sealed_leaf(audit_record(crossing, log.head.sequence + 1, now_ms), log.head.hash)
+        log.head = ChainHead(record["sequence"], record["hash"])
+        log.tree.append(leaf)
         events.append(Event("mlbus.AuditRecord", record, key=crossing.topic,
                             id=derive_id("audit", crossing.topic, crossing.partition, crossing.offset)))
-        if checkpoint_every and head.sequence % checkpoint_every == 0:
-            events.append(checkpoint(head, now_ms))
-    return head, events
+        if checkpoint_every and log.head.sequence % checkpoint_every == 0:
+            event, signed = checkpoint(log, now_ms, sign)
+            events.append(event)
+            heads.append(signed)
+    return events, heads
 
 
-def checkpoint(head: ChainHead, now_ms: int) -> Event:
-    return Event("mlbus.AuditCheckpoint", {"sequence": head.sequence, "hash": head.hash, "checkpoint_at": now_ms},
-                 key="audit.log", id=derive_id("audit-checkpoint", head.sequence))
+def checkpoint(log: Log, now_ms: int, sign: Sign) -> tuple[Event, TreeHead]:
+    """The signed tree head at the log's last record, as an AuditCheckpoint (with the frontier to resume from)."""
+    signed = sign(log.head.sequence, log.tree.root().hex(), now_ms)
+    return Event("mlbus.AuditCheckpoint", {
+        "sequence": log.head.sequence, "hash": log.head.hash, "checkpoint_at": now_ms, "log_id": signed.log_id,
+        "root_hash": signed.root_hash, "signed_at": signed.timestamp, "key_id": signed.key_id,
+        "signature": signed.signature, "frontier": [h.hex() for h in log.tree.hashes]},
+        key="audit.log", id=derive_id("audit-checkpoint", log.head.sequence)), signed

@@ -1,4 +1,5 @@
-"""The auditor's handler: raw messages in, sealed records (and checkpoints) out, the head kept between."""
+"""The auditor's handler: raw messages in, sealed records (and signed checkpoints) out, the log's state kept
+between batches; committed heads go to the anchor outside Kafka."""
 from __future__ import annotations
 
 import time
@@ -8,38 +9,79 @@ from confluent_kafka import Message
 
 from services.bus import BadInput, Bus, Event, Received
 from services.bus.access import ROLES
-from services.domain import ChainHead
+from services.domain import Anchor, TreeHead
 from services.bus.logs import get_logger
 from services.bus.received import decode_message
 from services.bus.signing import SIGNED_RECORDS, Verdict
 
-from .decide import Crossing, append, attest, checkpoint
+from .decide import Crossing, Log, Sign, append, attest, checkpoint
 
 Verify = Callable[[Received, tuple[str, ...]], Verdict]
 
 
 class Auditor:
-    def __init__(self, bus: Bus, read_head: Callable[[], ChainHead], checkpoint_every: int, verify: Verify,
+    def __init__(self, bus: Bus, read_log: Callable[[], Log], sign: Sign, anchor: Anchor, verify: Verify,
                  clock=lambda: int(time.time() * 1000)):
         self.bus = bus
         self.verify = verify
-        self.read_head = read_head
-        self.head: ChainHead | None = None
-        self.checkpoint_every = checkpoint_every
+        self.read_log = read_log
+        self.log_state: Log | None = None
+        self.sign = sign
+        self.anchor = anchor
+        self.checkpoint_every = bus.settings.audit_checkpoint_every
+        self.head_interval_ms = bus.settings.audit_head_interval_s * 1000
         self.clock = clock
+        self.signed_size = 0                    # the size of the last head signed
+        self.signed_at = clock()
+        self.unanchored: list[TreeHead] = []    # signed, in the open transaction: to the anchor once committed
         self.log = get_logger(component="auditor")
 
     def __call__(self, messages: list[Message]) -> list[Event]:
-        if self.head is None:
+        if self.log_state is None:
             # Read only now, after the runtime's init_transactions fenced any older auditor and aborted
             # what it had open: the tail read here is final, so the chain cannot fork.
-            self.head = self.read_head()
-            self.log.info("chain continues", sequence=self.head.sequence, hash=self.head.hash[:12])
+            self.log_state = self.read_log()
+            self.signed_size = self.log_state.head.sequence
+            self.log.info("log continues", sequence=self.log_state.head.sequence,
+                          hash=self.log_state.head.hash[:12], root=self.log_state.tree.root().hex()[:12])
         crossings = [Crossing(self.bus.catalogue.logical(m.topic()), m.partition(), m.offset(), m.timestamp()[1],
                               m.key(), list(m.headers() or []), m.value(), self._attested(m)) for m in messages]
-        self.head, events = append(self.head, crossings, self.clock(), self.checkpoint_every)
-        self.log.info("audited", records=len(crossings), sequence=self.head.sequence)
+        now = self.clock()
+        events, heads = append(self.log_state, crossings, now, self.checkpoint_every, self.sign)
+        self._signed(heads)
+        events += self.tick()
+        self.log.info("audited", records=len(crossings), sequence=self.log_state.head.sequence)
         return events
+
+    def tick(self) -> list[Event]:
+        """A signed head every MLBUS_AUDIT_HEAD_INTERVAL_S while records come (and none is due by count)."""
+        if self.log_state is None or self.log_state.head.sequence == self.signed_size:
+            return []
+        if self.clock() - self.signed_at < self.head_interval_ms:
+            return []
+        return self._checkpoint()
+
+    def on_stop(self) -> list[Event]:
+        """A signed head of where the log stands, unless one was just taken."""
+        if self.log_state is None or self.log_state.head.sequence == self.signed_size:
+            return []
+        return self._checkpoint()
+
+    def on_committed(self) -> None:
+        """The heads of the transaction just committed, appended to the anchor (after the commit, never
+        before: a head in the anchor whose records were aborted would contradict the log forever)."""
+        heads, self.unanchored = self.unanchored, []
+        self.anchor.append(heads)
+
+    def _checkpoint(self) -> list[Event]:
+        event, head = checkpoint(self.log_state, self.clock(), self.sign)
+        self._signed([head])
+        return [event]
+
+    def _signed(self, heads: list[TreeHead]) -> None:
+        if heads:
+            self.unanchored += heads
+            self.signed_size, self.signed_at = heads[-1].tree_size, heads[-1].timestamp
 
     def _attested(self, message: Message) -> str | None:
         """Who signed a person's act (only the topics that carry them are decoded: the rest stays raw)."""
@@ -51,9 +93,3 @@ class Auditor:
         except BadInput:
             return None                      # audited as bytes; its consumers dead-letter it
         return attest(received.value, self.verify(received, ROLES))
-
-    def on_stop(self) -> list[Event]:
-        """A checkpoint of where the chain stands, unless one was just taken."""
-        if self.head is None or self.head.sequence == 0 or self.head.sequence % max(self.checkpoint_every, 1) == 0:
-            return []
-        return [checkpoint(self.head, self.clock())]

@@ -101,13 +101,19 @@ class ApprovalSubmitted:
 
 @dataclass(frozen=True, kw_only=True)
 class AuditCheckpoint:
-    """audit.log's chain head at a moment."""
+    """audit.log's head at a moment: the hash chain's last hash and the Merkle root the auditor signed (a signed tree head, docs/audit.md)."""
 
     RECORD = "mlbus.AuditCheckpoint"
 
     sequence: int
     hash: str
     checkpoint_at: datetime
+    log_id: str | None = None
+    root_hash: str | None = None
+    signed_at: int | None = None
+    key_id: str | None = None
+    signature: str | None = None
+    frontier: tuple[str, ...] = ()
 
     @classmethod
     def from_avro(cls, value: Mapping[str, Any]) -> AuditCheckpoint:
@@ -115,6 +121,12 @@ class AuditCheckpoint:
             sequence=value['sequence'],
             hash=value['hash'],
             checkpoint_at=value['checkpoint_at'],
+            log_id=value.get('log_id', None),
+            root_hash=value.get('root_hash', None),
+            signed_at=value.get('signed_at', None),
+            key_id=value.get('key_id', None),
+            signature=value.get('signature', None),
+            frontier=tuple(item for item in value.get('frontier', [])),
         )
 
     def to_avro(self) -> dict[str, Any]:
@@ -122,6 +134,12 @@ class AuditCheckpoint:
             'sequence': self.sequence,
             'hash': self.hash,
             'checkpoint_at': self.checkpoint_at,
+            'log_id': self.log_id,
+            'root_hash': self.root_hash,
+            'signed_at': self.signed_at,
+            'key_id': self.key_id,
+            'signature': self.signature,
+            'frontier': list(item for item in self.frontier),
         }
 
 

@@ -73,7 +73,7 @@ class ServiceRuntime:
                  transactional: bool = False, batch_size: int = 500, poll_timeout_s: float = 0.5,
                  offload: bool = False, batch_handler: BatchHandler | None = None, tick: Tick | None = None,
                  tick_interval_s: float = 1.0, raw_batch_handler: RawBatchHandler | None = None,
-                 on_stop: Tick | None = None):
+                 on_stop: Tick | None = None, on_committed: Callable[[], None] | None = None):
         self.bus = bus
         self.service = service
         self.handler = handler
@@ -87,6 +87,7 @@ class ServiceRuntime:
         self.tick_interval_s = tick_interval_s
         self.raw_batch_handler = raw_batch_handler   # the messages undecoded, bytes as they are (the auditor)
         self.on_stop = on_stop                  # last events before stopping (the auditor's checkpoint)
+        self.on_committed = on_committed        # after each committed transaction (the auditor's anchor)
         self._last_tick = time.monotonic()
         # A service's group is mlbus.<service> when it runs as its own principal, else under that principal's.
         self.group = group_id(bus.settings, "" if service == bus.settings.client_principal else service)
@@ -249,6 +250,7 @@ class ServiceRuntime:
             with self.watchdog.deadline("commit_transaction", TRANSACTION_DEADLINE_S):
                 self.publisher.producer.commit_transaction(30)
             self.publisher.raise_failures()
+            self._committed()
         else:
             self.publisher.flush()
 
@@ -299,10 +301,15 @@ class ServiceRuntime:
                 producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
                 producer.commit_transaction(30)
             self.publisher.raise_failures()
+            self._committed()
         else:
             self.publisher.flush()
             self._pending_offsets.update({(o.topic, o.partition): o for o in offsets})
             self._commit_pending()
+
+    def _committed(self) -> None:
+        if self.on_committed:
+            self.on_committed()
 
     def _commit_pending(self, only: list[TopicPartition] | None = None) -> None:
         """At-least-once commit. A rebalance that began during the batch makes the broker refuse it (the group's

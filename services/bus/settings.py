@@ -45,7 +45,11 @@ class Settings:
     max_snapshot_bytes: int = 1 << 30   # MLBUS_MAX_SNAPSHOT_BYTES: a data file (and its decompressed columns)
     max_artifact_bytes: int = 1 << 29   # MLBUS_MAX_ARTIFACT_BYTES: a model file
     canary_interval_s: float = 60.0     # MLBUS_CANARY_INTERVAL_S: seconds per canary step (automatic deployments)
-    audit_checkpoint_every: int = 1000  # MLBUS_AUDIT_CHECKPOINT_EVERY: audit records between checkpoints
+    audit_checkpoint_every: int = 1000  # MLBUS_AUDIT_CHECKPOINT_EVERY: audit records between signed tree heads
+    audit_head_interval_s: float = 30.0  # MLBUS_AUDIT_HEAD_INTERVAL_S: and at least this often while records come
+    audit_anchor: str = ""              # MLBUS_AUDIT_ANCHOR: a directory or fsspec URL outside Kafka for the heads
+    audit_key: Path = Path()            # MLBUS_AUDIT_KEY: the auditor's Ed25519 seed (made by `mlbus acl apply`)
+    audit_log_id: str = ""              # MLBUS_AUDIT_LOG_ID: the log's name in its heads (default: the topic's)
     scorer_delivery: str = "exactly-once"   # MLBUS_SCORER_DELIVERY: exactly-once | at-least-once
     trainer_min_fit_s: float = 0.0      # MLBUS_TRAINER_MIN_FIT_S: fault injection, every training lasts this long
 
@@ -76,6 +80,10 @@ class Settings:
             max_artifact_bytes=positive_int(env, "MLBUS_MAX_ARTIFACT_BYTES", 1 << 29),
             canary_interval_s=non_negative(env, "MLBUS_CANARY_INTERVAL_S", 60.0),
             audit_checkpoint_every=positive_int(env, "MLBUS_AUDIT_CHECKPOINT_EVERY", 1000),
+            audit_head_interval_s=non_negative(env, "MLBUS_AUDIT_HEAD_INTERVAL_S", 30.0),
+            audit_anchor=env.get("MLBUS_AUDIT_ANCHOR") or str(var_dir / "audit-anchor"),
+            audit_key=Path(env.get("MLBUS_AUDIT_KEY", var_dir / "keys" / "auditor.ed25519")),
+            audit_log_id=env.get("MLBUS_AUDIT_LOG_ID", ""),
             scorer_delivery=choice(env, "MLBUS_SCORER_DELIVERY", ("exactly-once", "at-least-once")),
             trainer_min_fit_s=non_negative(env, "MLBUS_TRAINER_MIN_FIT_S", 0.0),
         )

@@ -7,6 +7,7 @@ from services.bus.access import plan_acls
 from services.bus.acl_admin import apply_access
 from services.bus.context import Bus
 from services.bus.identity import read_identities
+from services.domain import declare_log_key
 
 from .output import info, print_json
 
@@ -17,8 +18,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     plan = sub.add_parser("plan", help="print every ACL the catalogue implies (no broker needed)")
     plan.add_argument("--json", action="store_true", help="print JSON instead of lines")
     plan.set_defaults(run=plan_command)
-    apply = sub.add_parser("apply", help="create missing principals (credentials in the clients directory) and "
-                                         "ACLs; report ACLs the catalogue does not imply (idempotent)")
+    apply = sub.add_parser("apply", help="create missing principals (credentials in the clients directory), "
+                                         "ACLs and the auditor's signing key; report ACLs the catalogue does not imply (idempotent)")
     apply.add_argument("--json", action="store_true", help="print the changes as JSON")
     apply.set_defaults(run=apply_command)
 
@@ -36,6 +37,7 @@ def plan_command(bus: Bus, args: argparse.Namespace) -> int:
 
 def apply_command(bus: Bus, args: argparse.Namespace) -> int:
     made, created, extra = apply_access(bus, people_roles(bus))
+    signer = declare_log_key(bus)
     if args.json:
         print_json({"principals_made": made, "created": [g.__dict__ for g in sorted(created)],
                     "not_in_catalogue": [g.__dict__ for g in sorted(extra)]})
@@ -44,7 +46,8 @@ def apply_command(bus: Bus, args: argparse.Namespace) -> int:
         print(f"created  {grant.describe()}")
     for grant in sorted(extra):
         print(f"extra    {grant.describe()}   (not implied by topics.yaml; remove it by hand if unwanted)")
-    info(f"principals made: {', '.join(made) or 'none'}; {len(created)} ACLs created; {len(extra)} extra")
+    info(f"principals made: {', '.join(made) or 'none'}; {len(created)} ACLs created; {len(extra)} extra; "
+         f"audit log signing key {signer.key_id}")
     return 0
 
 

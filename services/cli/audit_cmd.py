@@ -1,4 +1,5 @@
-"""mlbus audit verify | checkpoint | replay | explain | timeline | export | rebuild-registry."""
+"""mlbus audit verify | checkpoint | key | prove | check-proof | replay | explain | timeline | export |
+rebuild-registry."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,9 @@ import sys
 from datetime import timezone
 from pathlib import Path
 
-from services.domain import audit_records, checkpoints, decoded, verify_chain as verify
+from services.domain import (Frontier, audit_records, check_proof, checkpoints, consistency_proof, decoded,
+                             head_of_checkpoint, inclusion_proof, kept_heads, key_id, leaf, log_id, log_signers,
+                             public_pem, read_public_key, verify_chain as verify)
 from services.bus.context import Bus
 from services.bus.errors import BadInput
 from services.bus.settings import PROJECT_ROOT
@@ -22,13 +25,32 @@ from .output import info, print_json, print_json_line, print_table
 def register(commands: argparse._SubParsersAction) -> None:
     audit = commands.add_parser("audit", help="governance from audit.log: verify, replay, explain, export")
     sub = audit.add_subparsers(dest="audit_command", required=True)
-    check = sub.add_parser("verify", help="recompute the hash chain from the start (exit 1 names the first bad record)")
+    check = sub.add_parser("verify", help="recompute the hash chain and the Merkle tree from the start and check "
+                                          "every signed head, on the topic and in the anchor (exit 1 names the "
+                                          "first bad record or head)")
     check.add_argument("--from-checkpoint", type=Path, metavar="FILE",
                        help="a checkpoint saved earlier (`mlbus audit checkpoint > FILE`) the log must still reach")
+    check.add_argument("--key", type=Path, action="append", default=[], metavar="PEM",
+                       help="the auditor's public key (`mlbus audit key`), besides those on the identities topic")
     check.add_argument("--json", action="store_true")
     check.set_defaults(run=verify_command)
-    head = sub.add_parser("checkpoint", help="print the latest checkpoint (sequence, hash) as JSON, to keep")
+    head = sub.add_parser("checkpoint", help="print the latest signed checkpoint as JSON, to keep")
     head.set_defaults(run=checkpoint_command)
+    key = sub.add_parser("key", help="print the auditor's public keys (PEM) from the identities topic")
+    key.set_defaults(run=key_command)
+    prove = sub.add_parser("prove", help="an inclusion proof of one record (by request id or sequence), or a "
+                                         "consistency proof between two signed heads, checkable offline")
+    prove.add_argument("target", nargs="?", metavar="REQUEST_ID|SEQUENCE",
+                       help="a served prediction's request id, or an audit sequence number")
+    prove.add_argument("--consistency", type=int, metavar="SIZE",
+                       help="prove that the latest signed head extends the one signed at this tree size")
+    prove.add_argument("--out", type=Path, help="write the proof here (default: standard output)")
+    prove.set_defaults(run=prove_command)
+    checked = sub.add_parser("check-proof", help="check a proof offline: no broker, no log, only the public key")
+    checked.add_argument("proof", type=Path)
+    checked.add_argument("--key", type=Path, action="append", required=True, metavar="PEM",
+                         help="the auditor's public key (PEM as `mlbus audit key` prints it, or raw base64)")
+    checked.set_defaults(run=check_proof_command)
     replay = sub.add_parser("replay", help="the inventory, deployments and drift alerts as they were at a time")
     replay.add_argument("--until", required=True, help="ISO 8601 time")
     replay.add_argument("--json", action="store_true")
@@ -51,32 +73,134 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def verify_command(bus: Bus, args: argparse.Namespace) -> int:
-    kept = checkpoints(bus)
+    on_topic, anchored = kept_heads(bus)
+    heads = on_topic + anchored
     if args.from_checkpoint:
         try:
-            kept.append(json.loads(args.from_checkpoint.read_text()))
+            heads.append(head_of_checkpoint(json.loads(args.from_checkpoint.read_text()), str(args.from_checkpoint)))
         except (OSError, ValueError) as error:
             raise BadInput(f"--from-checkpoint {args.from_checkpoint}: {error}") from None
-    head, broken = verify(audit_records(bus), kept)
-    result = {"intact": broken is None, "records": head.sequence if broken is None else None,
-              "head_hash": head.hash, "checkpoints": len(kept),
-              "first_bad_sequence": broken.sequence if broken else None, "reason": broken.reason if broken else None}
+    keys = {**log_signers(bus), **_key_files(args.key)}
+    result = verify(audit_records(bus), heads, keys, log_id(bus))
+    broken = result.broken
+    report = {"intact": broken is None, "records": result.head.sequence if broken is None else None,
+              "head_hash": result.head.hash, "root_hash": result.root, "log_id": log_id(bus),
+              "checkpoints": len(on_topic), "anchored_heads": len(anchored), "heads_checked": result.heads,
+              "anchor": bus.settings.audit_anchor,
+              "first_bad_sequence": broken.sequence if broken else None, "reason": broken.reason if broken else None,
+              "caught_by": broken.head if broken else None}
     if args.json:
-        print_json(result)
+        print_json(report)
     elif broken:
-        print(f"BROKEN at sequence {broken.sequence}: {broken.reason} (verified up to {head.sequence})")
+        by = f" [{broken.head}]" if broken.head else ""
+        print(f"BROKEN at sequence {broken.sequence}: {broken.reason}{by} (verified up to {result.head.sequence})")
     else:
-        print(f"intact: {head.sequence} records, head {head.hash}, {len(kept)} checkpoints on the chain")
+        print(f"intact: {result.head.sequence} records, root {result.root}, {result.heads} heads checked "
+              f"({len(on_topic)} on audit.checkpoints, {len(anchored)} in the anchor)")
+    if not anchored and any(h.signed for h in on_topic):
+        info(f"warning: the anchor {bus.settings.audit_anchor} holds no head of {log_id(bus)}: only the broker's own "
+             f"checkpoints were checked, which a rewrite of the topics could have recomputed")
     return 0 if broken is None else 1
+
+
+def _key_files(paths: list[Path]) -> dict[str, bytes]:
+    keys = {}
+    for path in paths:
+        try:
+            public = read_public_key(path.read_bytes())
+        except (OSError, ValueError) as error:
+            raise BadInput(f"--key {path}: {error}") from None
+        keys[key_id(public)] = public
+    return keys
 
 
 def checkpoint_command(bus: Bus, args: argparse.Namespace) -> int:
     kept = checkpoints(bus)
     if not kept:
-        info("no checkpoint yet (the auditor takes one every MLBUS_AUDIT_CHECKPOINT_EVERY records and on stop)")
+        info("no checkpoint yet (the auditor signs one every MLBUS_AUDIT_CHECKPOINT_EVERY records, every "
+             "MLBUS_AUDIT_HEAD_INTERVAL_S seconds while records come, and on stop)")
         return 1
-    print_json(max(kept, key=lambda c: c["sequence"]))
+    latest = max(kept, key=lambda c: c["sequence"])
+    print_json({k: v for k, v in latest.items() if k != "frontier"})
     return 0
+
+
+def key_command(bus: Bus, args: argparse.Namespace) -> int:
+    keys = log_signers(bus)
+    if not keys:
+        info("no audit signing key on the identities topic: `mlbus acl apply` (as admin) declares it")
+        return 1
+    for public in keys.values():
+        sys.stdout.write(public_pem(public).decode())
+    return 0
+
+
+def prove_command(bus: Bus, args: argparse.Namespace) -> int:
+    if (args.target is None) == (args.consistency is None):
+        raise BadInput("give either REQUEST_ID|SEQUENCE (an inclusion proof) or --consistency SIZE")
+    records = audit_records(bus)
+    leaves = [leaf(r) for r in records]
+    heads = _signed_heads_on(records, leaves, bus)
+    if not heads:
+        raise BadInput("no signed tree head covers the log yet (the auditor signs one every "
+                       "MLBUS_AUDIT_CHECKPOINT_EVERY records and every MLBUS_AUDIT_HEAD_INTERVAL_S seconds)")
+    latest = heads[-1]
+    if args.consistency is not None:
+        first = next((h for h in heads if h.tree_size == args.consistency), None)
+        if first is None:
+            raise BadInput(f"no signed head of size {args.consistency} lies on the log; signed sizes: "
+                           + ", ".join(str(h.tree_size) for h in heads[-10:]))
+        document = consistency_proof(first, latest, leaves)
+    else:
+        record = _find_record(bus, records, args.target)
+        covering = next((h for h in reversed(heads) if h.tree_size >= record["sequence"]), None)
+        if covering is None:
+            raise BadInput(f"record #{record['sequence']} is after the last signed head ({latest.tree_size}): "
+                           f"try again once the auditor signs the next one")
+        document = inclusion_proof(record, leaves, covering)
+    text = json.dumps(document, indent=2) + "\n"
+    if args.out:
+        args.out.write_text(text)
+        info(f"proof written to {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _signed_heads_on(records: list[dict], leaves: list, bus: Bus) -> list:
+    """The signed heads (anchor first, then the topic) whose root is the log's at their size, by size."""
+    on_topic, anchored = kept_heads(bus)
+    by_size = {}
+    for head in [h for h in on_topic + anchored if h.signed is not None]:
+        by_size.setdefault(head.tree_size, head.signed)
+    tree, roots = Frontier(), {}
+    for size, hashed in enumerate(leaves, 1):
+        tree.append(hashed)
+        if size in by_size:
+            roots[size] = tree.root().hex()
+    return [by_size[size] for size in sorted(by_size) if roots.get(size) == by_size[size].root_hash]
+
+
+def _find_record(bus: Bus, records: list[dict], target: str) -> dict:
+    if target.isdigit():
+        sequence = int(target)
+        if not 1 <= sequence <= len(records):
+            raise BadInput(f"audit.log holds records 1..{len(records)}, not #{sequence}")
+        return records[sequence - 1]
+    for event in decoded(bus, records):
+        if event.record == "mlbus.Prediction" and event.value["request_id"] == target and event.value["served"]:
+            return event.entry
+    raise BadInput(f"audit.log holds no served prediction for request {target}")
+
+
+def check_proof_command(bus: Bus | None, args: argparse.Namespace) -> int:
+    try:
+        document = json.loads(args.proof.read_text())
+    except (OSError, ValueError) as error:
+        raise BadInput(f"{args.proof}: {error}") from None
+    holds, what = check_proof(document, _key_files(args.key))
+    print(("VALID: " if holds else "INVALID: ") + what)
+    return 0 if holds else 1
 
 
 def replay_command(bus: Bus, args: argparse.Namespace) -> int:

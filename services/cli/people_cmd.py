@@ -15,6 +15,7 @@ from services.bus.context import Bus
 from services.bus.credentials import ADMIN, credentials_file, read_properties
 from services.bus.envelope import Event
 from services.bus.identity import Identity, read_identities
+from services.bus.projections.identities import LOG_SIGNER_ROLE
 from services.bus.publish import Publisher
 from services.bus.settings import ConfigError
 from services.bus.signing import key_id
@@ -106,7 +107,7 @@ def revoke_command(bus: Bus, args: argparse.Namespace) -> int:
                                      "created_at": _time(key.created_at_ms), "revoked_at": now, "declared_by": ADMIN})
     remaining = read_identities(admin_bus).people()
     principal = active[0].principal
-    if principal not in remaining:          # no key left: the broker forgets the person too
+    if principal not in remaining and LOG_SIGNER_ROLE not in active[0].roles:   # no key left: forget the person
         acl_admin = AclAdmin(admin_bus)
         acl_admin.delete(plan_acls(admin_bus.catalogue, {principal: list(active[0].roles)})
                          - plan_acls(admin_bus.catalogue, {}))

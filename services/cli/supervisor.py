@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from services.bus.acl_admin import apply_access
+from services.domain import declare_log_key
 from services.bus.credentials import secured
 from services.bus.context import Bus
 from services.bus.identity import read_identities
@@ -77,6 +78,7 @@ def up_command(bus: Bus, args: argparse.Namespace) -> int:
     if secured(bus.settings):
         made, created, _ = apply_access(bus, read_identities(bus).people())
         info(f"access: {len(made)} principal(s) made, {len(created)} ACL(s) created (mlbus acl plan shows them)")
+    info(f"audit log signing key {declare_log_key(bus).key_id} (public key on the identities topic)")
     for name, module in services.items():
         start_service(bus, name, module)
     if not services:

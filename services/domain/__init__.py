@@ -3,8 +3,9 @@
 - estimators — the scikit-learn allowlist, spec checks, metrics' directions
 - profile, monitoring — training profiles and the monitoring block of a spec
 - datastore, datasets, artifacts — data snapshots and model files: content-addressed, confined, size-capped
-- audit, audit_log — the audit chain and reading audit.log; merkle — RFC 9162 tree hashes and proofs (groundwork
-  of the verifiable audit log, not yet used by the auditor)
+- audit, audit_log — the audit chain and reading audit.log; merkle — RFC 9162 tree hashes and proofs;
+  tree_head — signed tree heads and the auditor's key; anchor — the heads kept outside Kafka; proofs — inclusion
+  and consistency proofs checkable offline
 - alerts — the one builder of Alert and TrainingRequested events
 
 Import names from the package (`from services.domain import ArtifactStore`); each module loads on first use,
@@ -25,11 +26,18 @@ _EXPORTS = {
     "publish_batch": "datasets",
     "ArtifactRefused": "artifacts", "ArtifactStore": "artifacts", "save_model": "artifacts",
     "ChainHead": "audit", "EPOCH": "audit", "GENESIS": "audit", "canonical_bytes": "audit", "seal": "audit",
-    "verify_chain": "audit",
+    "verify_chain": "audit", "Head": "audit", "Verified": "audit", "sealed_leaf": "audit", "leaf": "audit",
+    "Frontier": "merkle", "TreeHead": "tree_head", "LogKey": "tree_head",
+    "key_id": "tree_head", "public_pem": "tree_head", "read_public_key": "tree_head",
+    "check_proof": "proofs", "consistency_proof": "proofs", "inclusion_proof": "proofs",
+    "Anchor": "anchor", "AnchorError": "anchor",
     "Audited": "audit_log", "audit_records": "audit_log", "checkpoints": "audit_log", "decoded": "audit_log",
+    "log_id": "audit_log", "declare_log_key": "audit_log", "kept_heads": "audit_log", "log_signers": "audit_log",
+    "head_of_checkpoint": "audit_log",
     "alert": "alerts", "training_request": "alerts",
 }
-_RENAMED = {"verify_chain": "verify"}
+_RENAMED = {"verify_chain": "verify", "check_proof": "check", "consistency_proof": "consistency",
+            "inclusion_proof": "inclusion"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -4,6 +4,11 @@ hash = SHA-256(prev_hash as bytes ‖ canonical bytes of the record), where the 
 JSON (sorted keys, no spaces, bytes as lowercase hex, times as epoch milliseconds) of every field but
 `hash` — independent of the Avro schema's version, so an outside auditor can recompute it with any
 language. The first record's prev_hash is GENESIS. Written by the auditor, checked by `mlbus audit verify`.
+
+The same canonical bytes are the leaves of an RFC 9162 Merkle tree (merkle.py), in sequence order: a signed tree
+head (tree_head.py) commits to every record up to its size, and verify checks each head against the log.
+The chain says *where* a record was changed; the signed heads, kept outside Kafka too (anchor.py), say that
+the whole history was not rewritten with a recomputed chain.
 """
 from __future__ import annotations
 
@@ -12,6 +17,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
+
+from .merkle import Frontier, leaf_hash
+from .tree_head import TreeHead, signature_problem
 
 GENESIS = "0" * 64
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -46,8 +54,19 @@ def chain_hash(prev_hash: str, record: dict) -> str:
 
 def seal(record: dict, prev_hash: str) -> dict:
     """The record with prev_hash and hash set: the next link of the chain."""
+    return sealed_leaf(record, prev_hash)[0]
+
+
+def sealed_leaf(record: dict, prev_hash: str) -> tuple[dict, bytes]:
+    """The sealed record and its Merkle leaf hash, from one canonical encoding (the auditor's hot path)."""
     linked = {**record, "prev_hash": prev_hash}
-    return {**linked, "hash": chain_hash(prev_hash, linked)}
+    canonical = canonical_bytes(linked)
+    return {**linked, "hash": hashlib.sha256(bytes.fromhex(prev_hash) + canonical).hexdigest()}, leaf_hash(canonical)
+
+
+def leaf(record: dict) -> bytes:
+    """A sealed record's Merkle leaf hash."""
+    return leaf_hash(canonical_bytes(record))
 
 
 @dataclass(frozen=True)
@@ -57,31 +76,101 @@ class ChainHead:
 
 
 @dataclass(frozen=True)
+class Head:
+    """What a checkpoint claims about the log, from wherever it was kept: the chain's hash at a sequence, and the
+    Merkle root the auditor signed at that size (a tree head; checkpoints before the Merkle log have none)."""
+
+    source: str                          # audit.checkpoints, the anchor's file:line, a --from-checkpoint file
+    tree_size: int
+    chain_hash: str | None = None
+    signed: TreeHead | None = None
+    problem: str | None = None           # kept, but unreadable as a head
+
+
+@dataclass(frozen=True)
 class Broken:
     sequence: int                # the first sequence number that is not what it should be
     reason: str
+    head: str | None = None      # the checkpoint or head that caught it (where it was kept)
 
 
-def verify(records: Iterable[dict], checkpoints: Iterable[dict] = ()) -> tuple[ChainHead, Broken | None]:
-    """Walk the chain from the start: every sequence in order with no gap, every prev_hash the previous
-    hash, every hash recomputed. Checkpoints (sequence, hash) must lie on the chain, and the log must
-    reach them: a tail truncated below a checkpoint is caught too."""
-    wanted = {c["sequence"]: c["hash"] for c in checkpoints}
-    head = ChainHead()
+@dataclass(frozen=True)
+class Verified:
+    head: ChainHead              # the last record that verified
+    root: str                    # the Merkle root of the records up to it (hex)
+    heads: int                   # checkpoints and signed heads the log was checked against
+    broken: Broken | None
+
+
+def verify(records: Iterable[dict], heads: Iterable[Head] = (), keys: dict[str, bytes] | None = None,
+           log_id: str | None = None) -> Verified:
+    """Walk the chain from the start — every sequence in order with no gap, every prev_hash the previous hash,
+    every hash recomputed — growing the Merkle tree as it goes. Each head must lie on the log: its chain hash
+    that of the record at its sequence, its signed root the tree's root at its size (checked against the
+    records themselves, which is stronger than a consistency proof: each later head extends each earlier one),
+    its signature valid under `keys` (key id → raw Ed25519 public key), its log_id this log's. A head past
+    the end of the log means the tail was truncated. The first problem found is returned."""
+    heads = sorted(heads, key=lambda h: h.tree_size)
+    for head in heads:
+        problem = head.problem or _signed_problem(head, keys or {}, log_id)
+        if problem:
+            return Verified(ChainHead(), "", 0, Broken(head.tree_size, problem, head.source))
+    pending = iter(heads)
+    due = next(pending, None)
+    checked, last_good = 0, 0
+    frontier = Frontier()
+    at = ChainHead()
     for record in records:
-        expected = head.sequence + 1
-        if record["sequence"] != expected:
-            return head, Broken(expected, f"found sequence {record['sequence']} where {expected} belongs "
-                                          f"(a record dropped, reordered or inserted)")
-        if record["prev_hash"] != head.hash:
-            return head, Broken(expected, "prev_hash is not the hash of the record before")
-        if chain_hash(head.hash, record) != record["hash"]:
-            return head, Broken(expected, "the record's content does not match its hash (changed)")
-        if expected in wanted and wanted[expected] != record["hash"]:
-            return head, Broken(expected, "the record differs from the checkpoint taken at this sequence")
-        head = ChainHead(expected, record["hash"])
-    beyond = [s for s in wanted if s > head.sequence]
-    if beyond:
-        return head, Broken(head.sequence + 1, f"the log ends at {head.sequence} but a checkpoint was taken at "
-                                               f"{max(beyond)} (the tail was truncated)")
-    return head, None
+        expected = at.sequence + 1
+        broken = _link_problem(record, expected, at)
+        if broken is None:
+            canonical = canonical_bytes(record)
+            if hashlib.sha256(bytes.fromhex(at.hash) + canonical).hexdigest() != record["hash"]:
+                broken = Broken(expected, "the record's content does not match its hash (changed)")
+        if broken:
+            return Verified(at, frontier.root().hex(), checked, broken)
+        frontier.append(leaf_hash(canonical))
+        at = ChainHead(expected, record["hash"])
+        if due is not None and due.tree_size <= expected:
+            while due is not None and due.tree_size <= expected:        # every head kept at this size
+                broken = _head_problem(due, at, frontier, last_good)
+                if broken:
+                    return Verified(at, frontier.root().hex(), checked, broken)
+                checked, due = checked + 1, next(pending, None)
+            last_good = expected
+    if due is not None:
+        return Verified(at, frontier.root().hex(), checked, Broken(
+            at.sequence + 1, f"the log ends at {at.sequence} but a checkpoint was taken at {heads[-1].tree_size} "
+                             f"(the tail was truncated)", due.source))
+    return Verified(at, frontier.root().hex(), checked, None)
+
+
+def _link_problem(record: dict, expected: int, at: ChainHead) -> Broken | None:
+    if record["sequence"] != expected:
+        return Broken(expected, f"found sequence {record['sequence']} where {expected} belongs "
+                                f"(a record dropped, reordered or inserted)")
+    if record["prev_hash"] != at.hash:
+        return Broken(expected, "prev_hash is not the hash of the record before")
+    return None
+
+
+def _signed_problem(head: Head, keys: dict[str, bytes], log_id: str | None) -> str | None:
+    if head.signed is None:
+        return None
+    if log_id is not None and head.signed.log_id != log_id:
+        return f"the tree head at size {head.tree_size} is of another log ({head.signed.log_id}, not {log_id})"
+    problem = signature_problem(head.signed, keys)
+    return f"the tree head at size {head.tree_size}: {problem}" if problem else None
+
+
+def _head_problem(head: Head, at: ChainHead, frontier: Frontier, last_good: int) -> Broken | None:
+    if head.tree_size < 1:
+        return Broken(1, f"a checkpoint at size {head.tree_size} names no record", head.source)
+    if head.chain_hash is not None and head.chain_hash != at.hash:
+        return Broken(at.sequence, "the record differs from the checkpoint taken at this sequence", head.source)
+    if head.signed is not None and head.signed.root_hash != frontier.root().hex():
+        return Broken(at.sequence, f"the first {at.sequence} records are not the ones the auditor signed at "
+                                   f"{head.signed.timestamp} ms (root {head.signed.root_hash[:16]}…, the log's "
+                                   f"{frontier.root().hex()[:16]}…): history between sequences {last_good + 1} "
+                                   f"and {at.sequence} was rewritten", head.source)
+    return None

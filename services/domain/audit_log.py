@@ -2,12 +2,19 @@
 their writers' schemas. What `mlbus audit` and the registry's rebuild are made of."""
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Iterable, Iterator
 
-from .audit import EPOCH
+from .anchor import Anchor, parse_line
+from .audit import EPOCH, Head
+from .tree_head import LogKey, TreeHead
 from services.bus.context import Bus
+from services.bus.envelope import Event
+from services.bus.identity import read_identities
+from services.bus.projections.identities import LOG_SIGNER_ROLE
+from services.bus.publish import Publisher
 from services.bus.errors import BadInput
 from services.bus.replay import read_messages, read_topics
 from services.bus.schema_topic import SchemasTopicResolver
@@ -62,3 +69,59 @@ def _carried(bus: Bus, source_topic: str) -> str | None:
 
 def entry_time(entry: dict) -> datetime:
     return EPOCH + timedelta(milliseconds=entry["source_timestamp"])
+
+
+def log_id(bus: Bus) -> str:
+    """The log's name in its signed heads: MLBUS_AUDIT_LOG_ID, else audit.log's topic (with its namespace).
+    Keep it when the log moves to another cluster: heads kept earlier still name it."""
+    return bus.settings.audit_log_id or bus.catalogue.physical("audit.log")
+
+
+def declare_log_key(admin_bus: Bus) -> LogKey:
+    """The auditor's signing key (MLBUS_AUDIT_KEY), made if missing, and its public key on the identities topic
+    under the role log-signer (which signs no act), unless it is there already. Idempotent; run as admin."""
+    path = admin_bus.settings.audit_key
+    key = LogKey.load(path) if path.exists() else LogKey.create(path)
+    if key.key_id not in read_identities(admin_bus).keys:
+        publisher = Publisher(admin_bus, "cli:admin")
+        publisher.publish(Event("mlbus.IdentityDeclared", {
+            "key_id": key.key_id, "name": "auditor", "principal": "auditor", "roles": [LOG_SIGNER_ROLE],
+            "public_key": base64.b64encode(key.public).decode(), "created_at": datetime.now(timezone.utc),
+            "revoked_at": None, "declared_by": "admin"}, key=key.key_id, id=f"{key.key_id}-created", subject="auditor"))
+        publisher.flush()
+    return key
+
+
+def head_of_checkpoint(checkpoint: dict, source: str) -> Head:
+    """A checkpoint (from audit.checkpoints or a saved file) as the head it claims: chain hash, and the signed
+    tree head when it carries one."""
+    try:
+        signed = None
+        if checkpoint.get("root_hash"):
+            signed = TreeHead.from_json({**checkpoint, "tree_size": checkpoint["sequence"],
+                                         "timestamp": checkpoint["signed_at"]})
+        return Head(source, int(checkpoint["sequence"]), str(checkpoint["hash"]), signed)
+    except (KeyError, TypeError, ValueError) as error:
+        return Head(source, 0, problem=f"{source}: not a checkpoint ({error!r})")
+
+
+def anchored_heads(bus: Bus) -> list[Head]:
+    """The heads kept in the anchor (MLBUS_AUDIT_ANCHOR) for this log; a line that is no head is a problem."""
+    found = []
+    for where, line in Anchor(bus.settings.audit_anchor).lines(log_id(bus)):
+        try:
+            signed = parse_line(line)
+            found.append(Head(f"anchor {where}", signed.tree_size, signed=signed))
+        except ValueError as error:
+            found.append(Head(f"anchor {where}", 0, problem=f"anchor {where} holds a line that is no tree head: {error}"))
+    return found
+
+
+def kept_heads(bus: Bus) -> tuple[list[Head], list[Head]]:
+    """Every head kept for this log: (those on audit.checkpoints, those in the anchor)."""
+    return [head_of_checkpoint(c, "audit.checkpoints") for c in checkpoints(bus)], anchored_heads(bus)
+
+
+def log_signers(bus: Bus) -> dict[str, bytes]:
+    """The auditor's public keys declared on the identities topic (key id → raw key)."""
+    return read_identities(bus).log_signers()

@@ -2,10 +2,10 @@
 them, over SHA-256: a leaf is SHA-256(0x00 || bytes), a node SHA-256(0x01 || left || right), and a tree of n
 leaves splits at the largest power of two smaller than n. Pure functions on lists of leaf hashes.
 
-Groundwork of the verifiable audit log (issue "An audit log anyone can verify"): a tree head (size, root)
-signed by the auditor commits to every record before it; an inclusion proof shows one record is in it with
-log2(n) hashes; a consistency proof shows a later head extends an earlier one, so history cannot be
-rewritten behind a head someone kept.
+The auditor's tree (docs/audit.md): a tree head (size, root) signed by the auditor commits to every record
+before it; an inclusion proof shows one record is in it with log2(n) hashes; a consistency proof shows a later
+head extends an earlier one, so history cannot be rewritten behind a head someone kept. The auditor and
+`audit verify` grow the tree one leaf at a time with a Frontier, never holding the leaves.
 """
 from __future__ import annotations
 
@@ -40,6 +40,34 @@ def root(leaves: Sequence[bytes]) -> bytes:
         return leaves[0]
     k = split(len(leaves))
     return node_hash(root(leaves[:k]), root(leaves[k:]))
+
+
+class Frontier:
+    """A growing tree kept as the roots of its perfect subtrees, largest (leftmost) first — one per set bit of
+    its size, log2(n) hashes: enough to append a leaf and to compute the root at every size on the way."""
+
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()):
+        if len(hashes) != bin(size).count("1"):
+            raise ProofError(f"a frontier of {size} leaves has {bin(size).count('1')} hashes, not {len(hashes)}")
+        self.size = size
+        self.hashes = list(hashes)
+
+    def append(self, leaf: bytes) -> None:
+        self.hashes.append(leaf)
+        carried = self.size
+        while carried & 1:                      # equal-sized neighbours merge, as a binary counter carries
+            right = self.hashes.pop()
+            self.hashes[-1] = node_hash(self.hashes[-1], right)
+            carried >>= 1
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self.hashes:
+            return hashlib.sha256(b"").digest()
+        hashed = self.hashes[-1]
+        for left in reversed(self.hashes[:-1]):
+            hashed = node_hash(left, hashed)
+        return hashed
 
 
 def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:

@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient
 
 from services.bus import Bus, Event, Publisher, derive_id
 from services.bus.acl_admin import apply_access
+from services.domain import declare_log_key
 from services.bus.credentials import ADMIN
 from services.domain.datasets import publish_batch
 from services.bus.envelope import envelope_for
@@ -169,6 +170,7 @@ class Stage:
         TopicAdmin(self.bus).apply(plan_topics(self.bus.catalogue, {}))
         if not brokers.insecure:
             apply_access(self.bus, principals=False)
+        declare_log_key(self.bus)
         self.services: dict[str, Service] = {}
         self._cli = Cli(self.env, prepared=True)
 

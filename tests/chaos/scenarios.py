@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from services.bus import Event, Publisher, derive_id
-from services.domain.audit import verify
+from services.domain import kept_heads, log_id, log_signers, verify_chain as verify
 from services.domain.audit_log import audit_records
 from services.bus.codec import MARKER
 from services.domain.datasets import publish_batch
@@ -672,11 +672,13 @@ def audit_is_whole(stage: Stage) -> tuple[bool, str]:
     on_bus = bus_messages(stage.bus)
     missing = len(on_bus - set(sources))
     twice = len(sources) - len(set(sources))
-    head, broken = verify(records)
+    on_topic, anchored = kept_heads(stage.bus)           # every signed head, on the topic and in the anchor, holds
+    broken = verify(records, on_topic + anchored, log_signers(stage.bus), log_id(stage.bus)).broken
     ok = not missing and not twice and broken is None and [r["sequence"] for r in records] == list(
         range(1, len(records) + 1))
     return ok, (f"audit.log: {len(records)} records for {len(on_bus)} messages on the bus, {missing} missing, "
-                f"{twice} twice, chain {'verifies' if broken is None else f'BROKEN at {broken}'}")
+                f"{twice} twice, chain and {len(on_topic) + len(anchored)} signed heads "
+                f"{'verify' if broken is None else f'BROKEN at {broken}'}")
 
 
 # 10 ───────────────────────────────────────────────────────────────────────────────────────────────────────

@@ -90,3 +90,10 @@ def test_replay_rebuild_and_explain_from_the_audit_log(bus, bus_env, cli, tmp_pa
     exported = [json.loads(line) for line in cli("audit", "export").stdout.splitlines()]
     assert [e["sequence"] for e in exported] == list(range(1, len(exported) + 1))
     assert cli("audit", "verify").returncode == 0
+    (tmp_path / "auditor.pem").write_text(cli("audit", "key").stdout)
+    proved = cli("audit", "prove", ids[0], "--out", str(tmp_path / "proof.json"))      # one prediction, by request id
+    assert proved.returncode == 0, proved.stderr
+    checked = cli("audit", "check-proof", str(tmp_path / "proof.json"), "--key", str(tmp_path / "auditor.pem"))
+    assert checked.returncode == 0 and "inference.predictions" in checked.stdout, checked.stdout
+    proved_record = json.loads(json.loads((tmp_path / "proof.json").read_text())["leaf_data"])
+    assert ids[0].encode().hex() in proved_record["value"]          # the prediction's Avro bytes name the request

@@ -1,5 +1,7 @@
 """The auditor on the real broker: one record per event with no gap, through kill -9 and a fenced
-twin; verify catches tampering in a copy of the log, naming the first bad sequence number."""
+twin, each signed tree head in the anchor matching the log; verify catches tampering in a copy of the log,
+naming the first bad sequence number, and a full rewrite of the topics through the anchor; proofs made by
+the CLI check with an independent RFC 9162 verifier."""
 from __future__ import annotations
 
 import json
@@ -9,11 +11,12 @@ import signal
 from datetime import datetime, timezone
 
 from services.bus import Bus, Event, Publisher, derive_id
-from services.domain.audit import verify
-from services.domain.audit_log import audit_records
+from services.domain import (GENESIS, Frontier, LogKey, audit_records, kept_heads, log_id, log_signers, sealed_leaf,
+                             verify_chain as verify)
 from services.bus.topics import TopicAdmin, consumer_lag, plan_topics
 from tests.support.people import mlbus_cli
 from tests.support.polling import bus_messages, read_topic, wait_until
+from tests.support import rfc9162
 from tests.support.processes import running, start, stop
 
 TOPICS = ("inference.requests", "outcomes", "kpis")
@@ -58,8 +61,10 @@ def assert_whole_chain(bus, records: list[dict]) -> None:
     sources = [(r["source_topic"], r["source_partition"], r["source_offset"]) for r in records]
     assert len(set(sources)) == len(sources) and set(sources) == bus_messages(bus)
     assert [r["sequence"] for r in records] == list(range(1, len(records) + 1))
-    head, broken = verify(records)
-    assert broken is None and head.sequence == len(records)
+    on_topic, anchored = kept_heads(bus)
+    verified = verify(records, on_topic + anchored, log_signers(bus), log_id(bus))
+    assert verified.broken is None and verified.head.sequence == len(records)
+    assert anchored and {h.tree_size for h in anchored} <= {h.tree_size for h in on_topic}   # committed ones only
 
 
 def test_ten_thousand_events_become_ten_thousand_records_and_the_chain_verifies(bus, bus_env, cli, tmp_path):
@@ -117,39 +122,98 @@ def test_a_paused_twin_is_fenced_and_the_chain_does_not_fork(bus, bus_env, tmp_p
     assert first_exit != 0 and "fenced by a newer instance" in (tmp_path / "first.log").read_text()
 
 
-def copy_log(bus_env: dict, records: list[dict], namespace: str) -> dict:
-    """Another namespace on the same broker holding these records as its audit.log; its environment."""
-    env = {**bus_env, "MLBUS_NAMESPACE": namespace}
+def copy_log(bus, bus_env: dict, records: list[dict], namespace: str, checkpoints: list[dict] = ()) -> dict:
+    """Another namespace on the same broker holding these records as its audit.log (and these checkpoints), as
+    the same log: its id and its anchor. The environment to verify it with."""
+    env = {**bus_env, "MLBUS_NAMESPACE": namespace, "MLBUS_AUDIT_LOG_ID": log_id(bus),
+           "MLBUS_AUDIT_ANCHOR": bus.settings.audit_anchor}
     copy = Bus.from_env(env, principal="admin")         # a tamperer with the broker's admin rights
-    wanted = {copy.catalogue.physical("audit.log"), copy.catalogue.physical("audit.checkpoints")}
-    TopicAdmin(copy).apply([c for c in plan_topics(copy.catalogue, {}) if c.topic in wanted])
+    TopicAdmin(copy).apply(plan_topics(copy.catalogue, {}))
     publisher = Publisher(copy, "tamper")
     for record in records:
         publisher.produce("audit.log", b"k", copy.schemas.encode("mlbus.AuditRecord", record), [])
+    for checkpoint in checkpoints:
+        publisher.produce("audit.checkpoints", b"audit.log", copy.schemas.encode("mlbus.AuditCheckpoint", checkpoint), [])
     publisher.flush()
     return env
 
 
-def test_verify_names_the_first_bad_record_in_tampered_copies_of_the_log(bus, bus_env, cli, tmp_path):
+def rewritten(records: list[dict], at: int, key: LogKey, name: str, every: int) -> tuple[list[dict], list[dict]]:
+    """The log as an operator holding the auditor's own key could rewrite it: record `at` changed, every hash
+    after it recomputed, every checkpoint signed again."""
+    forged, tree, checkpoints = [], Frontier(), []
+    for record in records:
+        if record["sequence"] == at:
+            record = {**record, "actor": "mallory"}
+        sealed, hashed = sealed_leaf(record, forged[-1]["hash"] if forged else GENESIS)
+        forged.append(sealed)
+        tree.append(hashed)
+        if sealed["sequence"] % every == 0 or sealed["sequence"] == len(records):
+            head = key.sign(name, sealed["sequence"], tree.root().hex(), 1)
+            checkpoints.append({"sequence": head.tree_size, "hash": sealed["hash"], "checkpoint_at": 1,
+                                "log_id": name, "root_hash": head.root_hash, "signed_at": 1, "key_id": head.key_id,
+                                "signature": head.signature, "frontier": [h.hex() for h in tree.hashes]})
+    return forged, checkpoints
+
+
+def test_verify_names_the_first_bad_record_or_head_in_tampered_and_rewritten_logs(bus, bus_env, cli, tmp_path):
     delivered = publish_events(bus, 300, "t")
-    with running("services.auditor", bus_env, tmp_path / "auditor.log"):
+    with running("services.auditor", bus_env, tmp_path / "auditor.log", MLBUS_AUDIT_CHECKPOINT_EVERY="100"):
         records = audited(bus, delivered)
     assert cli("audit", "verify").returncode == 0
     saved = tmp_path / "checkpoint.json"
     saved.write_text(cli("audit", "checkpoint").stdout)                   # taken at the stop: the head
     assert json.loads(saved.read_text())["sequence"] == len(records)
+    pem = tmp_path / "auditor.pem"
+    pem.write_text(cli("audit", "key").stdout)
     flipped = bytearray(records[99]["value"])
     flipped[-1] ^= 0x01
     copies = {"flip": (records[:99] + [{**records[99], "value": bytes(flipped)}] + records[100:], 100),
               "drop": (records[:149] + records[150:], 150),
+              "insert": (records[:179] + [records[10]] + records[179:], 180),
               "swap": (records[:199] + [records[200], records[199]] + records[201:], 200),
               "truncate": (records[:250], 251)}
     for name, (tampered, first_bad) in copies.items():
-        env = copy_log(bus_env, tampered, f"{bus_env['MLBUS_NAMESPACE']}{name}.")
-        result = mlbus_cli(env, "audit", "verify", "--from-checkpoint", str(saved), "--json")
+        env = copy_log(bus, bus_env, tampered, f"{bus_env['MLBUS_NAMESPACE']}{name}.")
+        result = mlbus_cli(env, "audit", "verify", "--from-checkpoint", str(saved), "--key", str(pem), "--json")
         found = json.loads(result.stdout)
         assert result.returncode == 1 and found["first_bad_sequence"] == first_bad, (name, found)
         print(f"{name}: {found['reason']} at sequence {found['first_bad_sequence']}")
+
+    # A full rewrite: topics recreated, record 120 changed, chain and checkpoints recomputed and re-signed.
+    forged, forged_checkpoints = rewritten(records, 120, LogKey.load(bus.settings.audit_key), log_id(bus), 100)
+    env = copy_log(bus, bus_env, forged, f"{bus_env['MLBUS_NAMESPACE']}rewrite.", forged_checkpoints)
+    without_anchor = mlbus_cli({**env, "MLBUS_AUDIT_ANCHOR": str(tmp_path / "empty")}, "audit", "verify", "--key",
+                               str(pem), "--json")
+    assert without_anchor.returncode == 0 and "only the broker's own checkpoints" in without_anchor.stderr
+    result = mlbus_cli(env, "audit", "verify", "--key", str(pem), "--json")
+    found = json.loads(result.stdout)
+    assert result.returncode == 1 and found["caught_by"].startswith("anchor ") and found["first_bad_sequence"] == 200
+    assert "between sequences 101 and 200 was rewritten" in found["reason"]
+    print(f"rewrite: {found['reason']} [{found['caught_by']}]")
+
+
+def test_proofs_from_the_cli_check_offline_and_with_an_independent_verifier(bus, bus_env, cli, tmp_path):
+    delivered = publish_events(bus, 600, "p")
+    with running("services.auditor", bus_env, tmp_path / "auditor.log", MLBUS_AUDIT_CHECKPOINT_EVERY="128"):
+        records = audited(bus, delivered)
+    pem = tmp_path / "auditor.pem"
+    pem.write_text(cli("audit", "key").stdout)
+    for sequence in (1, 129, len(records)):
+        made = cli("audit", "prove", str(sequence), "--out", str(tmp_path / f"{sequence}.json"))
+        assert made.returncode == 0, made.stderr
+        checked = mlbus_cli({"PATH": os.environ["PATH"]}, "audit", "check-proof", str(tmp_path / f"{sequence}.json"),
+                            "--key", str(pem))                      # no broker, no namespace: the file and the key
+        assert checked.returncode == 0 and checked.stdout.startswith("VALID"), checked.stdout + checked.stderr
+        assert rfc9162.inclusion_holds(json.loads((tmp_path / f"{sequence}.json").read_text()), pem.read_bytes())
+    made = cli("audit", "prove", "--consistency", "256")
+    assert made.returncode == 0, made.stderr
+    assert rfc9162.consistency_holds(json.loads(made.stdout), pem.read_bytes())
+    tampered = json.loads((tmp_path / "129.json").read_text())
+    tampered["leaf_data"] = tampered["leaf_data"].replace('"sequence":129', '"sequence":130')
+    (tmp_path / "bad.json").write_text(json.dumps(tampered))
+    assert cli("audit", "check-proof", str(tmp_path / "bad.json"), "--key", str(pem)).returncode == 1
+    assert cli("audit", "prove", str(len(records) + 5)).returncode == 1
 
 
 def test_a_message_at_the_size_limit_is_dead_lettered_and_audited_whole(bus, bus_env, tmp_path):
@@ -168,4 +232,4 @@ def test_a_message_at_the_size_limit_is_dead_lettered_and_audited_whole(bus, bus
     assert dead.value() == big
     kept = {r["source_topic"]: r for r in records}
     assert kept["inference.requests"]["value"] == big and kept["inference.requests.dlq"]["value"] == big
-    assert verify(records)[1] is None
+    assert verify(records).broken is None

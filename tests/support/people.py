@@ -10,6 +10,7 @@ from services.bus.context import Bus
 from services.bus.credentials import ADMIN
 from services.bus.settings import PROJECT_ROOT
 from services.bus.topics import TopicAdmin, plan_topics
+from services.domain import declare_log_key
 
 
 def mlbus_cli(env: dict[str, str], *args: str, stdin: str | None = None,
@@ -25,6 +26,7 @@ def prepared_bus(env: dict[str, str], principal: str = ADMIN) -> Bus:
     admin = TopicAdmin(bus)
     admin.apply(plan_topics(bus.catalogue, admin.existing()))
     apply_access(bus, principals=False)
+    declare_log_key(bus)
     return bus
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 IDENTITY_RECORDS = ("mlbus.IdentityDeclared",)
+LOG_SIGNER_ROLE = "log-signer"      # the auditor's key that signs audit.log's tree heads: a service's, no person's
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -34,13 +35,19 @@ class Identities:
             revoked_at_ms=None if value["revoked_at"] is None else millis(value["revoked_at"]))
 
     def people(self) -> dict[str, list[str]]:
-        """Each person with an unrevoked key, and the union of those keys' roles."""
+        """Each person with an unrevoked key, and the union of those keys' roles (the log signer is no person)."""
         found: dict[str, set[str]] = {}
         for key in self.keys.values():
-            if key.revoked_at_ms is None:
+            if key.revoked_at_ms is None and LOG_SIGNER_ROLE not in key.roles:
                 found.setdefault(key.principal, set()).update(key.roles)
         return {principal: sorted(roles) for principal, roles in found.items()}
+
+    def log_signers(self) -> dict[str, bytes]:
+        """The auditor's keys that ever signed tree heads (key id → raw public key); revoked ones too, because
+        the heads they signed before stay valid."""
+        return {k.key_id: k.public_key for k in self.keys.values() if LOG_SIGNER_ROLE in k.roles}
 
 
 def millis(value: int | datetime) -> int:
     return value if isinstance(value, int) else (value - EPOCH) // timedelta(milliseconds=1)
+

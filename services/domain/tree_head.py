@@ -1,0 +1,119 @@
+"""Signed tree heads of audit.log (pure apart from the Ed25519 primitives): what the auditor signs, how anyone
+checks it, and the auditor's log-signing key.
+
+A head commits to the first `tree_size` records of the log: `root_hash` is their RFC 9162 Merkle root (hex).
+The signed bytes are the JSON, sorted keys, no spaces, of
+    {"log_id": str, "root_hash": hex, "timestamp": epoch ms, "tree_size": int, "version": "mlbus-tree-head/1"}
+and `signature` is the base64 Ed25519 signature of those bytes by the key `key_id` (first 32 hex of SHA-256 of
+the raw public key, as for people's keys). docs/audit.md shows how to check one with openssl.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+VERSION = "mlbus-tree-head/1"
+_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class TreeHead:
+    log_id: str
+    tree_size: int
+    root_hash: str                 # hex
+    timestamp: int                 # epoch ms, when it was signed
+    key_id: str
+    signature: str                 # base64 Ed25519
+
+    def signed_bytes(self) -> bytes:
+        return signed_bytes(self.log_id, self.tree_size, self.root_hash, self.timestamp)
+
+    def line(self) -> str:
+        """One line of the anchor: the head as JSON."""
+        return _JSON.encode(asdict(self))
+
+    @classmethod
+    def from_json(cls, value: dict) -> "TreeHead":
+        """A head from the anchor's JSON or a checkpoint's fields (ValueError if it is not one)."""
+        try:
+            return cls(log_id=str(value["log_id"]), tree_size=int(value["tree_size"]), root_hash=str(value["root_hash"]),
+                       timestamp=int(value["timestamp"]), key_id=str(value["key_id"]), signature=str(value["signature"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"not a tree head: {error!r}") from None
+
+
+def signed_bytes(log_id: str, tree_size: int, root_hash: str, timestamp: int) -> bytes:
+    return _JSON.encode({"log_id": log_id, "root_hash": root_hash, "timestamp": timestamp, "tree_size": tree_size,
+                         "version": VERSION}).encode()
+
+
+def key_id(public_key: bytes) -> str:
+    return hashlib.sha256(public_key).hexdigest()[:32]
+
+
+class LogKey:
+    """The auditor's Ed25519 key: a raw 32-byte seed in a file only its owner reads."""
+
+    def __init__(self, private: Ed25519PrivateKey):
+        self.private = private
+        self.public = private.public_key().public_bytes_raw()
+        self.key_id = key_id(self.public)
+
+    @classmethod
+    def load(cls, path: Path) -> "LogKey":
+        return cls(Ed25519PrivateKey.from_private_bytes(path.read_bytes()))
+
+    @classmethod
+    def create(cls, path: Path) -> "LogKey":
+        key = Ed25519PrivateKey.generate()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key.private_bytes_raw())
+        return cls(key)
+
+    def sign(self, log_id: str, tree_size: int, root_hash: str, timestamp: int) -> TreeHead:
+        signature = self.private.sign(signed_bytes(log_id, tree_size, root_hash, timestamp))
+        return TreeHead(log_id, tree_size, root_hash, timestamp, self.key_id, base64.b64encode(signature).decode())
+
+    def public_pem(self) -> bytes:
+        return public_pem(self.public)
+
+
+def public_pem(public: bytes) -> bytes:
+    return Ed25519PublicKey.from_public_bytes(public).public_bytes(serialization.Encoding.PEM,
+                                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def read_public_key(data: bytes) -> bytes:
+    """A public key file: PEM (what `mlbus audit key` writes, openssl reads) or the raw key in base64."""
+    if data.lstrip().startswith(b"-----BEGIN"):
+        key = serialization.load_pem_public_key(data)
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError("the PEM key is not an Ed25519 public key")
+        return key.public_bytes_raw()
+    raw = base64.b64decode(data.strip(), validate=True)
+    if len(raw) != 32:
+        raise ValueError(f"an Ed25519 public key has 32 bytes, not {len(raw)}")
+    return raw
+
+
+def signature_problem(head: TreeHead, keys: dict[str, bytes]) -> str | None:
+    """Why the head's signature does not hold (None when it does); keys: key id → raw public key."""
+    public = keys.get(head.key_id)
+    if public is None:
+        return f"signed by unknown key {head.key_id} (not a log-signer key on the identities topic, nor --key)"
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(base64.b64decode(head.signature, validate=True),
+                                                          head.signed_bytes())
+    except (InvalidSignature, ValueError):
+        return f"its signature does not verify with key {head.key_id}"
+    return None
