@@ -6,7 +6,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from services.bus import Bus
 from services.bus.kafka import base_config, group_id
-from services.domain import ChainHead, Frontier, audit_records, checkpoints, leaf
+from services.bus.errors import InfrastructureError
+from services.domain import ChainHead, Frontier, audit_records, checkpoints, data_keys, leaf
 
 from .decide import Log
 
@@ -64,3 +65,12 @@ def _window(bus: Bus, consumer: Consumer, topic: str, start: int, end: int, time
         position = consumer.position([TopicPartition(topic, 0)])[0].offset
         if not messages or position >= end:
             return found
+
+
+
+def read_keys(bus: Bus) -> dict[str, bytes]:
+    """Every subject's live data key on audit.keys; the auditor cannot seal without them."""
+    keys = data_keys(bus)
+    if keys is None:
+        raise InfrastructureError("the auditor cannot read audit.keys (its ACL, or the broker)")
+    return keys

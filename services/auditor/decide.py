@@ -24,6 +24,7 @@ class Crossing:
     headers: list[tuple[str, bytes | None]]
     value: bytes | None
     attested: str | None = None  # a person's act: who signed it, as the auditor verified it (attest below)
+    sealed: dict | None = None   # personal data: the original value encrypted (value is then it redacted)
 
 
 def header(crossing: Crossing, name: str) -> str | None:
@@ -48,7 +49,8 @@ def audit_record(crossing: Crossing, sequence: int, now_ms: int) -> dict:
             "source_partition": crossing.partition, "source_offset": crossing.offset,
             "source_timestamp": crossing.timestamp_ms, "key": crossing.key,
             "headers": [{"key": k, "value": v} for k, v in crossing.headers], "value": crossing.value,
-            "actor": crossing.attested or header(crossing, "ce_source") or "unknown", "record_type": header(crossing, "ce_type")}
+            "actor": crossing.attested or header(crossing, "ce_source") or "unknown", "record_type": header(crossing, "ce_type"),
+            "sealed": crossing.sealed}
 
 
 @dataclass
@@ -85,3 +87,13 @@ def checkpoint(log: Log, now_ms: int, sign: Sign) -> tuple[Event, TreeHead]:
         "root_hash": signed.root_hash, "signed_at": signed.timestamp, "key_id": signed.key_id,
         "signature": signed.signature, "frontier": [h.hex() for h in log.tree.hashes]},
         key="audit.log", id=derive_id("audit-checkpoint", log.head.sequence)), signed
+
+
+def key_created(subject: str, key: bytes, now_ms: int) -> Event:
+    return Event("mlbus.DataKey", {"subject": subject, "key": key, "created_at": now_ms}, key=subject,
+                 id=derive_id("data-key", subject, key.hex()))
+
+
+def erasable(value: dict, verdict: Verdict) -> bool:
+    """An erasure is carried out only when an admin signed it (refused ones are audited all the same)."""
+    return verdict.refusal is None and value.get("signer") == verdict.signer

@@ -9,23 +9,26 @@ from confluent_kafka import Message
 
 from services.bus import BadInput, Bus, Event, Received
 from services.bus.access import ROLES
-from services.domain import Anchor, TreeHead
+from services.bus.runtime import Forward
+from services.domain import Anchor, TreeHead, new_key, redacted, seal_value, subject_of
 from services.bus.logs import get_logger
 from services.bus.received import decode_message
 from services.bus.signing import SIGNED_RECORDS, Verdict
 
-from .decide import Crossing, Log, Sign, append, attest, checkpoint
+from .decide import Crossing, Log, Sign, append, attest, checkpoint, erasable, key_created
 
 Verify = Callable[[Received, tuple[str, ...]], Verdict]
 
 
 class Auditor:
     def __init__(self, bus: Bus, read_log: Callable[[], Log], sign: Sign, anchor: Anchor, verify: Verify,
-                 clock=lambda: int(time.time() * 1000)):
+                 read_keys: Callable[[], dict[str, bytes]] = dict, clock=lambda: int(time.time() * 1000)):
         self.bus = bus
         self.verify = verify
         self.read_log = read_log
+        self.read_keys = read_keys
         self.log_state: Log | None = None
+        self.keys: dict[str, bytes] = {}        # subject → data key (audit.keys as this auditor wrote it)
         self.sign = sign
         self.anchor = anchor
         self.checkpoint_every = bus.settings.audit_checkpoint_every
@@ -41,13 +44,15 @@ class Auditor:
             # Read only now, after the runtime's init_transactions fenced any older auditor and aborted
             # what it had open: the tail read here is final, so the chain cannot fork.
             self.log_state = self.read_log()
+            self.keys = self.read_keys()
             self.signed_size = self.log_state.head.sequence
-            self.log.info("log continues", sequence=self.log_state.head.sequence,
+            self.log.info("log continues", sequence=self.log_state.head.sequence, subjects=len(self.keys),
                           hash=self.log_state.head.hash[:12], root=self.log_state.tree.root().hex()[:12])
-        crossings = [Crossing(self.bus.catalogue.logical(m.topic()), m.partition(), m.offset(), m.timestamp()[1],
-                              m.key(), list(m.headers() or []), m.value(), self._attested(m)) for m in messages]
         now = self.clock()
+        key_events: list[Event | Forward] = []
+        crossings = [self._crossing(m, now, key_events) for m in messages]
         events, heads = append(self.log_state, crossings, now, self.checkpoint_every, self.sign)
+        events = key_events + events
         self._signed(heads)
         events += self.tick()
         self.log.info("audited", records=len(crossings), sequence=self.log_state.head.sequence)
@@ -83,13 +88,36 @@ class Auditor:
             self.unanchored += heads
             self.signed_size, self.signed_at = heads[-1].tree_size, heads[-1].timestamp
 
-    def _attested(self, message: Message) -> str | None:
-        """Who signed a person's act (only the topics that carry them are decoded: the rest stays raw)."""
+    def _crossing(self, message: Message, now: int, key_events: list) -> Crossing:
+        """The message as audited: who signed it, and its personal data sealed under its subject's key (a new
+        key goes to audit.keys in the same transaction; an admin's erasure deletes one)."""
         topic = self.bus.catalogue.topics.get(self.bus.catalogue.logical(message.topic()))
-        if topic is None or topic.schema not in SIGNED_RECORDS:
-            return None
+        value, sealed, attested = message.value(), None, None
+        if topic is not None and topic.schema in SIGNED_RECORDS:
+            attested = self._attest(message, key_events)
+        if topic is not None and topic.personal and value is not None:
+            subject = subject_of(message.key())
+            if subject not in self.keys:
+                self.keys[subject] = new_key()
+                key_events.append(key_created(subject, self.keys[subject], now))
+            sealed = seal_value(value, subject, self.keys[subject])
+            value = redacted(self.bus.schemas, value, topic.personal)
+        return Crossing(topic.name if topic else self.bus.catalogue.logical(message.topic()), message.partition(),
+                        message.offset(), message.timestamp()[1], message.key(), list(message.headers() or []),
+                        value, attested, sealed)
+
+    def _attest(self, message: Message, key_events: list) -> str | None:
+        """Who signed a person's act (only the topics that carry them are decoded: the rest stays raw)."""
         try:
             received = decode_message(self.bus, message)
         except BadInput:
             return None                      # audited as bytes; its consumers dead-letter it
+        if received.record == "mlbus.ErasureRequested":
+            verdict = self.verify(received, ("admin",))
+            if erasable(received.value, verdict):
+                subject = received.value["subject"]
+                self.keys.pop(subject, None)
+                key_events.append(Forward(self.bus.catalogue.physical("audit.keys"), subject.encode(), None, []))
+                self.log.info("subject erased", by=verdict.signer, erasure_id=received.value["erasure_id"])
+            return attest(received.value, verdict)
         return attest(received.value, self.verify(received, ROLES))

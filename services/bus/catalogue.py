@@ -28,6 +28,7 @@ class Topic:
     dead_letter_for: str | None = None
     readers: tuple[str, ...] = ()       # read without consuming as input (rebuilding state, reference data)
     private: bool = False               # not readable by every person (features and labels)
+    personal: tuple[str, ...] = ()      # fields of a person's data, sealed in audit.log by the message key ("*": all)
 
     @property
     def dlq(self) -> str:
@@ -37,7 +38,7 @@ class Topic:
         return {"name": self.name, "schema": self.schema, "key": self.key, "partitions": self.partitions,
                 "replication": self.replication, "config": dict(self.config),
                 "producers": list(self.producers), "consumers": list(self.consumers),
-                "readers": list(self.readers), "private": self.private,
+                "readers": list(self.readers), "private": self.private, "personal": list(self.personal),
                 "purpose": self.purpose, "dead_letter_for": self.dead_letter_for}
 
 
@@ -108,7 +109,7 @@ def _topic(entry: Mapping, defaults: Mapping, replication: int | None) -> Topic:
         config={k: str(v) for k, v in config.items()},
         producers=tuple(entry.get("producers", [])), consumers=tuple(entry.get("consumers", [])),
         readers=tuple(entry.get("readers", [])), private=bool(entry.get("private", False)),
-        purpose=entry["purpose"])
+        personal=tuple(entry.get("personal", [])), purpose=entry["purpose"])
 
 
 def _dead_letter_topic(topic: Topic, defaults: Mapping) -> Topic:
@@ -116,7 +117,7 @@ def _dead_letter_topic(topic: Topic, defaults: Mapping) -> Topic:
         name=topic.dlq, schema=None, key=topic.key, partitions=1, replication=topic.replication,
         config={k: str(v) for k, v in defaults.get("dlq_config", {}).items()},
         producers=topic.consumers, consumers=(), readers=tuple(defaults.get("dlq_readers", [])),
-        dead_letter_for=topic.name, private=True,
+        dead_letter_for=topic.name, private=True, personal=("*",) if topic.personal else (),
         purpose=f"Messages from {topic.name} that could not be handled: original bytes, reason in headers.")
 
 

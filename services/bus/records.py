@@ -160,6 +160,7 @@ class AuditRecord:
     value: bytes | None = None
     actor: str
     record_type: str | None = None
+    sealed: SealedValue | None = None
     prev_hash: str
     hash: str
 
@@ -177,6 +178,7 @@ class AuditRecord:
             value=value.get('value', None),
             actor=value['actor'],
             record_type=value.get('record_type', None),
+            sealed=None if value.get('sealed', None) is None else SealedValue.from_avro(value.get('sealed', None)),
             prev_hash=value['prev_hash'],
             hash=value['hash'],
         )
@@ -194,6 +196,7 @@ class AuditRecord:
             'value': self.value,
             'actor': self.actor,
             'record_type': self.record_type,
+            'sealed': None if self.sealed is None else self.sealed.to_avro(),
             'prev_hash': self.prev_hash,
             'hash': self.hash,
         }
@@ -252,6 +255,32 @@ class DataBatch:
             'signer': self.signer,
             'signer_key': self.signer_key,
             'signature': self.signature,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataKey:
+    """A subject's data key for the personal parts of audit.log (compacted by subject; a tombstone erases them)."""
+
+    RECORD = "mlbus.DataKey"
+
+    subject: str
+    key: bytes
+    created_at: datetime
+
+    @classmethod
+    def from_avro(cls, value: Mapping[str, Any]) -> DataKey:
+        return cls(
+            subject=value['subject'],
+            key=value['key'],
+            created_at=value['created_at'],
+        )
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'subject': self.subject,
+            'key': self.key,
+            'created_at': self.created_at,
         }
 
 
@@ -485,6 +514,47 @@ class DriftReport:
             'performance': list(item.to_avro() for item in self.performance),
             'alerting': list(item for item in self.alerting),
             'champion': self.champion,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErasureRequested:
+    """An admin's signed request to erase a person's data from the audit log (GDPR Art. 17): the auditor deletes the subject's data key."""
+
+    RECORD = "mlbus.ErasureRequested"
+
+    erasure_id: str
+    subject: str
+    reason: str
+    requested_by: str
+    requested_at: datetime
+    signer: str | None = None
+    signer_key: str | None = None
+    signature: str | None = None
+
+    @classmethod
+    def from_avro(cls, value: Mapping[str, Any]) -> ErasureRequested:
+        return cls(
+            erasure_id=value['erasure_id'],
+            subject=value['subject'],
+            reason=value['reason'],
+            requested_by=value['requested_by'],
+            requested_at=value['requested_at'],
+            signer=value.get('signer', None),
+            signer_key=value.get('signer_key', None),
+            signature=value.get('signature', None),
+        )
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'erasure_id': self.erasure_id,
+            'subject': self.subject,
+            'reason': self.reason,
+            'requested_by': self.requested_by,
+            'requested_at': self.requested_at,
+            'signer': self.signer,
+            'signer_key': self.signer_key,
+            'signature': self.signature,
         }
 
 
@@ -1405,16 +1475,44 @@ class Route:
         }
 
 
+@dataclass(frozen=True, kw_only=True)
+class SealedValue:
+    """An audited message's original value, encrypted (AES-256-GCM) under its subject's data key on audit.keys: deleting the key erases it (docs/audit.md)."""
+
+    RECORD = "mlbus.SealedValue"
+
+    subject: str
+    nonce: bytes
+    ciphertext: bytes
+
+    @classmethod
+    def from_avro(cls, value: Mapping[str, Any]) -> SealedValue:
+        return cls(
+            subject=value['subject'],
+            nonce=value['nonce'],
+            ciphertext=value['ciphertext'],
+        )
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'subject': self.subject,
+            'nonce': self.nonce,
+            'ciphertext': self.ciphertext,
+        }
+
+
 RECORD_TYPES: dict[str, type] = {
     Alert.RECORD: Alert,
     ApprovalSubmitted.RECORD: ApprovalSubmitted,
     AuditCheckpoint.RECORD: AuditCheckpoint,
     AuditRecord.RECORD: AuditRecord,
     DataBatch.RECORD: DataBatch,
+    DataKey.RECORD: DataKey,
     DataValidated.RECORD: DataValidated,
     DeploymentChanged.RECORD: DeploymentChanged,
     DeploymentRequested.RECORD: DeploymentRequested,
     DriftReport.RECORD: DriftReport,
+    ErasureRequested.RECORD: ErasureRequested,
     IdentityDeclared.RECORD: IdentityDeclared,
     InferenceRequest.RECORD: InferenceRequest,
     KpiObserved.RECORD: KpiObserved,
@@ -1434,4 +1532,5 @@ RECORD_TYPES: dict[str, type] = {
     Header.RECORD: Header,
     OnlinePerformance.RECORD: OnlinePerformance,
     Route.RECORD: Route,
+    SealedValue.RECORD: SealedValue,
 }

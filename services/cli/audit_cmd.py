@@ -1,4 +1,4 @@
-"""mlbus audit verify | checkpoint | key | prove | check-proof | replay | explain | timeline | export |
+"""mlbus audit verify | checkpoint | key | prove | check-proof | replay | explain | timeline | export | forget |
 rebuild-registry."""
 from __future__ import annotations
 
@@ -7,17 +7,19 @@ import base64
 import json
 import subprocess
 import sys
-from datetime import timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 from services.domain import (Frontier, audit_records, check_proof, checkpoints, consistency_proof, decoded,
                              head_of_checkpoint, inclusion_proof, kept_heads, key_id, leaf, log_id, log_signers,
                              public_pem, read_public_key, verify_chain as verify)
 from services.bus.context import Bus
+from services.bus.envelope import new_id
 from services.bus.errors import BadInput
 from services.bus.settings import PROJECT_ROOT
 
 from . import explain as answers
+from .acts import person, send
 from .monitor_cmd import parse_time
 from .output import info, print_json, print_json_line, print_table
 
@@ -68,6 +70,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--until", default=None)
     export.add_argument("--format", choices=["jsonl"], default="jsonl")
     export.set_defaults(run=export_command)
+    forget = sub.add_parser("forget", help="erase a person's personal data from the audit log (admin, signed): "
+                                           "the auditor deletes their data key; verify and proofs still pass")
+    forget.add_argument("entity_id", metavar="ENTITY_ID")
+    forget.add_argument("--reason", required=True, help="why (e.g. the GDPR request's reference)")
+    forget.set_defaults(run=forget_command)
     rebuild = sub.add_parser("rebuild-registry", help="drop the registry's database and rebuild it from audit.log")
     rebuild.set_defaults(run=rebuild_command)
 
@@ -255,6 +262,16 @@ def print_explanation(answer: dict) -> None:
     p, t, d = answer["prediction"], answer["model_version"], answer["deployment"]
     print(f"request {answer['request_id']}: {p['label']} (score {p['score']:.3f}) by {p['model']} v{p['version']} "
           f"as {p['variant']}, at {p['at']:%Y-%m-%d %H:%M:%S} [audit #{p['audit_sequence']}]")
+    request = answer["request"] or {}
+    if request.get("erased"):
+        e = request["erased"]
+        print(f"  features: ERASED on {e['at']:%Y-%m-%d %H:%M:%S} by {e['by']}: {e['reason']} "
+              f"(entity {e['subject']}) [#{e['audit_sequence']}]")
+    elif request.get("personal_data") == "sealed":
+        print("  features: sealed (only the auditor and the broker's admin hold the data keys)")
+    elif request:
+        print("  features: " + ", ".join(f"{k} {v:g}" for k, v in sorted(request["features"].items())[:8])
+              + (" …" if len(request["features"]) > 8 else ""))
     if d:
         print(f"  deployment {d['deployment_id'][:8]} {d['strategy']} {d['phase']} by {d['actor']}: {d['reason']} "
               f"[#{d['audit_sequence']}]")
@@ -297,7 +314,21 @@ def export_command(bus: Bus, args: argparse.Namespace) -> int:
                                      for h in entry["headers"]},
                          "value": event.value if event.record else (base64.b64encode(entry["value"]).decode()
                                                                    if entry["value"] else None),
+                         "personal_data": event.personal,
+                         "erased": answers.erased(event.erasure) if event.erasure else None,
                          "prev_hash": entry["prev_hash"], "hash": entry["hash"]})
+    return 0
+
+
+def forget_command(bus: Bus, args: argparse.Namespace) -> int:
+    identity = person(args)
+    erasure_id = new_id()
+    send(bus, identity, "mlbus.ErasureRequested", {
+        "erasure_id": erasure_id, "subject": args.entity_id, "reason": args.reason, "requested_by": identity.name,
+        "requested_at": datetime.now(timezone.utc)}, key=args.entity_id, event_id=erasure_id)
+    info(f"erasure {erasure_id} of {args.entity_id} requested, signed by {identity.name}: the auditor deletes the "
+         f"data key when it audits the request (an admin's signature is required; a refusal is audited too)")
+    print(erasure_id)
     return 0
 
 

@@ -4,9 +4,9 @@ Input is the decoded audit log (services/domain/audit_log.Audited, in sequence o
 the audit sequence numbers it stands on, so it can be checked against the verified chain."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from services.domain import Audited
+from services.domain import EPOCH, Audited
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory, inventory_from
 
@@ -43,8 +43,19 @@ def cited(event: Audited | None) -> dict | None:
     """The event's fields (column profiles left out) with the audit sequence number it stands on."""
     if event is None:
         return None
-    return {"audit_sequence": event.sequence, "at": event.at,
-            **{k: v for k, v in event.value.items() if k not in BULKY}}
+    found = {"audit_sequence": event.sequence, "at": event.at,
+             **{k: v for k, v in event.value.items() if k not in BULKY}}
+    if event.personal:
+        found["personal_data"] = event.personal
+    if event.erasure:
+        found["erased"] = erased(event.erasure)
+    return found
+
+
+def erased(erasure) -> dict:
+    """What `audit forget` recorded about a subject's personal data being erased."""
+    return {"subject": erasure.subject, "at": EPOCH + timedelta(milliseconds=erasure.at_ms), "by": erasure.by,
+            "reason": erasure.reason, "audit_sequence": erasure.audit_sequence}
 
 
 def explain(index: Index, request_id: str) -> dict | None:

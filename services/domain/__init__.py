@@ -30,9 +30,12 @@ _EXPORTS = {
     "Frontier": "merkle", "TreeHead": "tree_head", "LogKey": "tree_head",
     "key_id": "tree_head", "public_pem": "tree_head", "read_public_key": "tree_head",
     "check_proof": "proofs", "consistency_proof": "proofs", "inclusion_proof": "proofs",
+    "new_key": "erasure", "redacted": "erasure", "seal_value": "erasure", "subject_of": "erasure",
+    "unseal_value": "erasure",
+    "Erasure": "erasure",
     "Anchor": "anchor", "AnchorError": "anchor",
     "Audited": "audit_log", "audit_records": "audit_log", "checkpoints": "audit_log", "decoded": "audit_log",
-    "log_id": "audit_log", "declare_log_key": "audit_log", "kept_heads": "audit_log", "log_signers": "audit_log",
+    "log_id": "audit_log", "declare_log_key": "audit_log", "data_keys": "audit_log", "erasures": "audit_log", "kept_heads": "audit_log", "log_signers": "audit_log",
     "head_of_checkpoint": "audit_log",
     "alert": "alerts", "training_request": "alerts",
 }

@@ -29,14 +29,24 @@ _JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))    # made once: 
 
 def canonical_bytes(record: dict) -> bytes:
     """The JSON the hash covers, built field by field (the record's shape is fixed: this is the auditor's
-    hot path, where a generic walk over the values cost a fifth of the time)."""
-    return _JSON.encode({
+    hot path, where a generic walk over the values cost a fifth of the time). `sealed` (personal data,
+    encrypted) is covered when present and left out when null, so records from before it hash as they did."""
+    sealed = record.get("sealed")
+    if sealed is not None:
+        return _JSON.encode({**_canonical(record), "sealed": {"ciphertext": sealed["ciphertext"].hex(),
+                                                              "nonce": sealed["nonce"].hex(),
+                                                              "subject": sealed["subject"]}}).encode()
+    return _JSON.encode(_canonical(record)).encode()
+
+
+def _canonical(record: dict) -> dict:
+    return {
         "actor": record["actor"], "audited_at": _millis(record["audited_at"]),
         "headers": [{"key": h["key"], "value": _hex(h["value"])} for h in record["headers"]],
         "key": _hex(record["key"]), "prev_hash": record["prev_hash"], "record_type": record["record_type"],
         "sequence": record["sequence"], "source_offset": record["source_offset"],
         "source_partition": record["source_partition"], "source_timestamp": record["source_timestamp"],
-        "source_topic": record["source_topic"], "value": _hex(record["value"])}).encode()
+        "source_topic": record["source_topic"], "value": _hex(record["value"])}
 
 
 def _hex(value: bytes | None) -> str | None:

@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Iterator
 
+from confluent_kafka import KafkaException
+
 from .anchor import Anchor, parse_line
 from .audit import EPOCH, Head
+from .erasure import Erasure, unseal_value
 from .tree_head import LogKey, TreeHead
 from services.bus.context import Bus
 from services.bus.envelope import Event
@@ -31,6 +34,8 @@ class Audited:
     record: str | None
     value: dict | None
     entry: dict                   # the AuditRecord itself
+    personal: str | None = None   # personal data sealed in it: "readable", "erased" (key deleted), "sealed" (no key)
+    erasure: Erasure | None = None    # when it was erased: when, by whom, why
 
 
 def audit_records(bus: Bus, records: Iterable[str] | None = None, timeout_s: float = 300.0) -> list[dict]:
@@ -46,20 +51,65 @@ def checkpoints(bus: Bus) -> list[dict]:
     return [r.value for r in read_topics(bus, ["audit.checkpoints"])]
 
 
-def decoded(bus: Bus, records: Iterable[dict]) -> Iterator[Audited]:
+def decoded(bus: Bus, records: Iterable[dict], keys: dict[str, bytes] | None = None) -> Iterator[Audited]:
+    """The records' events decoded. Personal data is opened with its subject's key (read from audit.keys unless
+    `keys` is given): an erased subject's fields stay blank, with what `audit forget` recorded."""
     if bus.schemas.resolver is None:
         bus.schemas.resolver = SchemasTopicResolver(bus)
+    records = list(records)
+    erased = erasures(bus, records)
     for entry in records:
-        record, value = None, None
-        if entry["value"] is not None and not entry["source_topic"].endswith(".dlq"):
+        record, value, personal, erasure = None, None, None, None
+        payload = entry["value"]
+        sealed = entry.get("sealed")
+        if sealed is not None:
+            if keys is None:                        # read once, and only when personal data is to be opened
+                keys = data_keys(bus) or {}
+            key = keys.get(sealed["subject"])
+            opened = unseal_value(sealed, key) if key else None
+            erasure = erased.get(sealed["subject"]) if opened is None else None
+            personal = "readable" if opened is not None else "erased" if erasure else "sealed"
+            payload = opened if opened is not None else payload
+        if payload is not None and not entry["source_topic"].endswith(".dlq"):
             try:
-                record, value = bus.schemas.decode(entry["value"])
+                record, value = bus.schemas.decode(payload)
             except BadInput:
                 pass
             if record is not None and record != _carried(bus, entry["source_topic"]):
                 record, value = None, None          # the topic decides the type: a misplaced record folds nowhere
         yield Audited(entry["sequence"], entry_time(entry), entry["source_topic"], entry["actor"], record, value,
-                      entry)
+                      {**entry, "value": payload}, personal, erasure)
+
+
+def data_keys(bus: Bus) -> dict[str, bytes] | None:
+    """Each subject's data key on audit.keys; None when this principal may not read it (only the auditor and
+    the broker's admin may): personal data then stays sealed."""
+    keys: dict[str, bytes] = {}
+    try:
+        for message in read_messages(bus, ["audit.keys"], timeout_s=30):
+            subject = message.key().decode("utf-8", "replace") if message.key() else ""
+            if message.value() is None:
+                keys.pop(subject, None)
+            else:
+                keys[subject] = bus.schemas.decode(message.value(), "mlbus.DataKey")[1]["key"]
+    except (KafkaException, BadInput):
+        return None
+    return keys
+
+
+def erasures(bus: Bus, records: list[dict]) -> dict[str, Erasure]:
+    """The erasures the log records (signed by an admin, as the auditor verified), by subject."""
+    found: dict[str, Erasure] = {}
+    for entry in records:
+        if entry["source_topic"] != "audit.erasures" or entry["value"] is None or entry["actor"].startswith("unverified"):
+            continue
+        try:
+            value = bus.schemas.decode(entry["value"], "mlbus.ErasureRequested")[1]
+        except BadInput:
+            continue
+        found[value["subject"]] = Erasure(value["subject"], entry["source_timestamp"], entry["actor"], value["reason"],
+                                          entry["sequence"])
+    return found
 
 
 def _carried(bus: Bus, source_topic: str) -> str | None:

@@ -1,15 +1,20 @@
 """Compliance from audit.log on the real broker: replay at a moment T gives the inventory and deployments
 the live registry had at T; rebuild-registry gives back the live database table by table; explain
-answers for every prediction; timeline and export read the same log."""
+answers for every prediction; timeline and export read the same log; a proof of one prediction checks
+offline; `audit forget` erases a customer's features and nothing else."""
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 from contextlib import ExitStack
 from datetime import datetime, timezone
 
+import fastavro
 import yaml
 
+from services.bus.replay import read_messages
+from services.domain import audit_records
 from services.domain.datasets import publish_batch
 from services.bus.settings import PROJECT_ROOT
 from services.bus.topics import consumer_lag
@@ -97,3 +102,41 @@ def test_replay_rebuild_and_explain_from_the_audit_log(bus, bus_env, cli, tmp_pa
     assert checked.returncode == 0 and "inference.predictions" in checked.stdout, checked.stdout
     proved_record = json.loads(json.loads((tmp_path / "proof.json").read_text())["leaf_data"])
     assert ids[0].encode().hex() in proved_record["value"]          # the prediction's Avro bytes name the request
+    forget_a_customer(bus, bus_env, cli, tmp_path, ids)
+
+
+def avro_map(values: dict[str, float]) -> bytes:
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, {"type": "map", "values": "double"}, values)
+    return buffer.getvalue()
+
+
+def forget_a_customer(bus, bus_env, cli, tmp_path, ids) -> None:
+    """GDPR Art. 17: customer-0's features are sealed in audit.log from the start, and after `audit forget`
+    unreadable for good; customer-1 stays readable; the log and a proof made before still verify."""
+    exported = [json.loads(line) for line in cli("audit", "export").stdout.splitlines()]
+    [request] = [e for e in exported if e["topic"] == "inference.requests" and e["value"]["request_id"] == ids[0]]
+    assert request["personal_data"] == "readable" and request["value"]["features"]       # the admin holds the keys
+    features = avro_map(request["value"]["features"])          # the features' bytes as the request carried them
+    assert any(features in m.value() for m in read_messages(bus, ["inference.requests"]))  # the search finds them
+    before = tmp_path / "request-proof.json"
+    assert cli("audit", "prove", str(request["sequence"]), "--out", str(before)).returncode == 0
+    with running("services.auditor", bus_env, tmp_path / "auditor-after.log"):
+        assert cli("audit", "forget", "customer-0", "--reason", "GDPR request 7", person="lead").returncode == 0
+        refused = cli("audit", "forget", "customer-1", "--reason", "not an admin", person="ana")
+        assert refused.returncode == 1 and "authorization failed" in refused.stderr         # the broker's ACL
+        wait_until(lambda: any(r["source_topic"] == "audit.erasures" for r in audit_records(bus)),
+                   timeout=120, message="the auditor to audit the erasure")
+    assert not any(features in m.value() for m in read_messages(bus, ["audit.log"]))   # never in clear in the log
+    answer = json.loads(cli("audit", "explain", ids[0], "--json").stdout)["request"]
+    assert answer["features"] == {} and answer["personal_data"] == "erased"
+    assert answer["erased"]["by"].startswith("lead (signed") and answer["erased"]["reason"] == "GDPR request 7"
+    assert "features: ERASED on" in cli("audit", "explain", ids[0]).stdout
+    kept = json.loads(cli("audit", "explain", ids[1], "--json").stdout)["request"]
+    assert kept["personal_data"] == "readable" and kept["features"]
+    after = [json.loads(line) for line in cli("audit", "export").stdout.splitlines()]
+    assert all(e["value"]["features"] == {} for e in after if e["topic"] == "inference.requests"
+               and e["value"]["entity_id"] == "customer-0")
+    assert cli("audit", "verify").returncode == 0
+    (tmp_path / "auditor.pem").write_text(cli("audit", "key").stdout)
+    assert cli("audit", "check-proof", str(before), "--key", str(tmp_path / "auditor.pem")).returncode == 0

@@ -1,0 +1,75 @@
+"""Crypto-shredding of personal data in audit.log (pure apart from AES-GCM and randomness).
+
+On a topic whose catalogue entry lists `personal` fields, the auditor seals a message's original value with
+AES-256-GCM under its subject's data key (subject = the message key, the entity id; associated data = the
+subject) and keeps in the record's `value` the same record with its personal fields blanked — readable by
+anyone, and enough for everything but the personal fields. A dead letter of such a topic keeps no value in
+clear at all. The Merkle leaf covers the ciphertext, so deleting the key (a tombstone on audit.keys) makes the
+personal fields unreadable forever while every hash, head and proof still verifies.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from services.bus.codec import SchemaCatalogue
+from services.bus.errors import BadInput
+
+WHOLE = "*"                  # a dead letter of a personal topic: the whole value is personal
+
+
+def new_key() -> bytes:
+    return os.urandom(32)
+
+
+def seal_value(value: bytes, subject: str, key: bytes) -> dict:
+    nonce = os.urandom(12)
+    return {"subject": subject, "nonce": nonce, "ciphertext": AESGCM(key).encrypt(nonce, value, subject.encode())}
+
+
+def unseal_value(sealed: dict, key: bytes) -> bytes | None:
+    """The original value, or None when this key does not open it."""
+    try:
+        return AESGCM(key).decrypt(sealed["nonce"], sealed["ciphertext"], sealed["subject"].encode())
+    except (InvalidTag, ValueError):
+        return None
+
+
+def subject_of(key: bytes | None) -> str:
+    return key.decode("utf-8", "replace") if key else ""
+
+
+def redacted(schemas: SchemaCatalogue, value: bytes | None, fields: tuple[str, ...]) -> bytes | None:
+    """The value with its personal fields blanked (re-encoded with the local schema of its record); None for
+    a dead letter (every byte personal) or a value that does not decode."""
+    if value is None or WHOLE in fields:
+        return None
+    try:
+        record, datum = schemas.decode(value)
+        schema = schemas.schema(record).parsed
+    except (BadInput, KeyError):
+        return None
+    types = {f["name"]: f["type"] for f in schema["fields"]}
+    return schemas.encode(record, {**datum, **{f: blank(types[f]) for f in fields if f in types}})
+
+
+def blank(avro_type) -> object:
+    """The emptiest value of an Avro type: null where allowed, else an empty map, array, string or zero."""
+    if isinstance(avro_type, list):
+        return None if "null" in avro_type else blank(avro_type[0])
+    kind = avro_type.get("type") if isinstance(avro_type, dict) else avro_type
+    return {"map": {}, "array": [], "string": "", "bytes": b"", "boolean": False}.get(kind, 0)
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What `audit forget` recorded: whose data, when, by whom, why (for explain, export and replay)."""
+
+    subject: str
+    at_ms: int
+    by: str
+    reason: str
+    audit_sequence: int
