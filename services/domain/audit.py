@@ -13,7 +13,7 @@ the whole history was not rewritten with a recomputed chain.
 from __future__ import annotations
 
 import hashlib
-import json
+from json.encoder import encode_basestring_ascii as _string     # JSON string, ASCII with \u escapes (C)
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
@@ -24,33 +24,31 @@ from .tree_head import TreeHead, signature_problem
 GENESIS = "0" * 64
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
-_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))    # made once: json.dumps builds one per call
-
-
 def canonical_bytes(record: dict) -> bytes:
-    """The JSON the hash covers, built field by field (the record's shape is fixed: this is the auditor's
-    hot path, where a generic walk over the values cost a fifth of the time). `sealed` (personal data,
-    encrypted) is covered when present and left out when null, so records from before it hash as they did."""
+    """The JSON the hash covers: the record's fields but `hash` in sorted order, written out directly (the
+    shape is fixed and this is the auditor's hot path: three times faster than building a dict for
+    json.JSONEncoder(sort_keys=True, separators=(",", ":")), whose output it equals byte for byte — a unit
+    test holds them equal). `sealed` (personal data, encrypted) is covered when present and left out when
+    null, so records from before it hash as they did."""
+    headers = ",".join(f'{{"key":{_string(h["key"])},"value":{_hex(h["value"])}}}' for h in record["headers"])
     sealed = record.get("sealed")
-    if sealed is not None:
-        return _JSON.encode({**_canonical(record), "sealed": {"ciphertext": sealed["ciphertext"].hex(),
-                                                              "nonce": sealed["nonce"].hex(),
-                                                              "subject": sealed["subject"]}}).encode()
-    return _JSON.encode(_canonical(record)).encode()
+    sealed_part = "" if sealed is None else (
+        f',"sealed":{{"ciphertext":"{sealed["ciphertext"].hex()}","nonce":"{sealed["nonce"].hex()}",'
+        f'"subject":{_string(sealed["subject"])}}}')
+    return (f'{{"actor":{_string(record["actor"])},"audited_at":{_millis(record["audited_at"])},'
+            f'"headers":[{headers}],"key":{_hex(record["key"])},"prev_hash":{_string(record["prev_hash"])},'
+            f'"record_type":{_optional(record["record_type"])}{sealed_part},"sequence":{int(record["sequence"])},'
+            f'"source_offset":{int(record["source_offset"])},"source_partition":{int(record["source_partition"])},'
+            f'"source_timestamp":{int(record["source_timestamp"])},"source_topic":{_string(record["source_topic"])},'
+            f'"value":{_hex(record["value"])}}}').encode()
 
 
-def _canonical(record: dict) -> dict:
-    return {
-        "actor": record["actor"], "audited_at": _millis(record["audited_at"]),
-        "headers": [{"key": h["key"], "value": _hex(h["value"])} for h in record["headers"]],
-        "key": _hex(record["key"]), "prev_hash": record["prev_hash"], "record_type": record["record_type"],
-        "sequence": record["sequence"], "source_offset": record["source_offset"],
-        "source_partition": record["source_partition"], "source_timestamp": record["source_timestamp"],
-        "source_topic": record["source_topic"], "value": _hex(record["value"])}
+def _hex(value: bytes | None) -> str:
+    return "null" if value is None else f'"{value.hex()}"'
 
 
-def _hex(value: bytes | None) -> str | None:
-    return None if value is None else value.hex()
+def _optional(value: str | None) -> str:
+    return "null" if value is None else _string(value)
 
 
 def _millis(value: int | datetime) -> int:

@@ -10,6 +10,7 @@ personal fields unreadable forever while every hash, head and proof still verifi
 from __future__ import annotations
 
 import os
+import weakref
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -49,11 +50,25 @@ def redacted(schemas: SchemaCatalogue, value: bytes | None, fields: tuple[str, .
         return None
     try:
         record, datum = schemas.decode(value)
-        schema = schemas.schema(record).parsed
+        blanks = _blanks(schemas, record, fields)
     except (BadInput, KeyError):
         return None
-    types = {f["name"]: f["type"] for f in schema["fields"]}
-    return schemas.encode(record, {**datum, **{f: blank(types[f]) for f in fields if f in types}})
+    return schemas.encode(record, {**datum, **blanks})
+
+
+_BLANKS: "weakref.WeakKeyDictionary[SchemaCatalogue, dict]" = weakref.WeakKeyDictionary()
+
+
+def _blanks(schemas: SchemaCatalogue, record: str, fields: tuple[str, ...]) -> dict:
+    """The blank of each personal field of a record type (worked out once per type: the auditor's hot path)."""
+    known = _BLANKS.get(schemas)
+    if known is None:
+        known = _BLANKS[schemas] = {}
+    if (record, fields) not in known:
+        types = {f["name"]: f["type"] for f in schemas.schema(record).parsed["fields"]}
+        known[record, fields] = {f: blank(types[f]) for f in fields if f in types}
+    return {name: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
+            for name, v in known[record, fields].items()}
 
 
 def blank(avro_type) -> object:
