@@ -23,8 +23,8 @@ def read_log(bus: Bus, timeout_s: float = 30.0) -> Log:
     if latest is None:
         return _grown(Log(), audit_records(bus))
     tree = Frontier(latest["sequence"], [bytes.fromhex(h) for h in latest["frontier"]])
-    return _grown(Log(ChainHead(latest["sequence"], latest["hash"]), tree), _records_after(bus, latest["sequence"],
-                                                                                         timeout_s))
+    return _grown(Log.resumed(ChainHead(latest["sequence"], latest["hash"]), tree),
+                  _records_after(bus, latest["sequence"], timeout_s))
 
 
 def _grown(log: Log, records: list[dict]) -> Log:
@@ -32,8 +32,7 @@ def _grown(log: Log, records: list[dict]) -> Log:
         if record["sequence"] != log.head.sequence + 1 or record["prev_hash"] != log.head.hash:
             raise RuntimeError(f"audit.log does not continue its checkpoint at sequence {log.head.sequence}: run "
                                f"`mlbus audit verify` (the auditor will not extend a log it cannot vouch for)")
-        log.tree.append(leaf(record))
-        log.head = ChainHead(record["sequence"], record["hash"])
+        log.add(record, leaf(record))
     return log
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from services.bus import Event, derive_id
-from services.domain import ChainHead, Frontier, TreeHead, sealed_leaf
+from services.domain import BLOCK, ChainHead, Frontier, TreeHead, sealed_leaf
 from services.bus.signing import Verdict
 
 Sign = Callable[[int, str, int], TreeHead]      # (tree size, root hex, time ms) → the auditor's signed head
@@ -55,10 +55,30 @@ def audit_record(crossing: Crossing, sequence: int, now_ms: int) -> dict:
 
 @dataclass
 class Log:
-    """Where the log stands: the chain's head and the Merkle tree's frontier (both at the same record)."""
+    """Where the log stands: the chain's head and the Merkle tree's frontier (both at the same record), and
+    the hashes of the BLOCK-leaf blocks completed since the last checkpoint (`prove` is built from them)."""
 
     head: ChainHead = field(default_factory=ChainHead)
     tree: Frontier = field(default_factory=Frontier)
+    block: Frontier = field(default_factory=Frontier)      # the block being filled
+    blocks: list[bytes] = field(default_factory=list)      # complete blocks not yet in a checkpoint
+    blocks_from: int = 0                                   # the index of blocks[0]
+
+    @classmethod
+    def resumed(cls, head: ChainHead, tree: Frontier) -> "Log":
+        """The log from a checkpoint: every complete block is in a checkpoint already, and the block being
+        filled is the frontier's subtrees smaller than a block."""
+        partial = tree.size % BLOCK
+        return cls(head, tree, Frontier(partial, tree.hashes[len(tree.hashes) - bin(partial).count("1"):]),
+                   [], tree.size // BLOCK)
+
+    def add(self, record: dict, leaf: bytes) -> None:
+        self.head = ChainHead(record["sequence"], record["hash"])
+        self.tree.append(leaf)
+        self.block.append(leaf)
+        if self.block.size == BLOCK:
+            self.blocks.append(self.block.root())
+            self.block = Frontier()
 
 
 def append(log: Log, crossings: list[Crossing], now_ms: int, checkpoint_every: int,
@@ -68,8 +88,7 @@ def append(log: Log, crossings: list[Crossing], now_ms: int, checkpoint_every: i
     events, heads = [], []
     for crossing in crossings:
         record, leaf = sealed_leaf(audit_record(crossing, log.head.sequence + 1, now_ms), log.head.hash)
-        log.head = ChainHead(record["sequence"], record["hash"])
-        log.tree.append(leaf)
+        log.add(record, leaf)
         events.append(Event("mlbus.AuditRecord", record, key=crossing.topic,
                             id=derive_id("audit", crossing.topic, crossing.partition, crossing.offset)))
         if checkpoint_every and log.head.sequence % checkpoint_every == 0:
@@ -80,13 +99,18 @@ def append(log: Log, crossings: list[Crossing], now_ms: int, checkpoint_every: i
 
 
 def checkpoint(log: Log, now_ms: int, sign: Sign) -> tuple[Event, TreeHead]:
-    """The signed tree head at the log's last record, as an AuditCheckpoint (with the frontier to resume from)."""
+    """The signed tree head at the log's last record, as an AuditCheckpoint (with the frontier to resume from
+    and the blocks completed since the last one)."""
     signed = sign(log.head.sequence, log.tree.root().hex(), now_ms)
-    return Event("mlbus.AuditCheckpoint", {
+    event = Event("mlbus.AuditCheckpoint", {
         "sequence": log.head.sequence, "hash": log.head.hash, "checkpoint_at": now_ms, "log_id": signed.log_id,
         "root_hash": signed.root_hash, "signed_at": signed.timestamp, "key_id": signed.key_id,
-        "signature": signed.signature, "frontier": [h.hex() for h in log.tree.hashes]},
-        key="audit.log", id=derive_id("audit-checkpoint", log.head.sequence)), signed
+        "signature": signed.signature, "frontier": [h.hex() for h in log.tree.hashes],
+        "blocks_from": log.blocks_from, "blocks": [h.hex() for h in log.blocks]},
+        key="audit.log", id=derive_id("audit-checkpoint", log.head.sequence))
+    log.blocks_from += len(log.blocks)
+    log.blocks = []
+    return event, signed
 
 
 def key_created(subject: str, key: bytes, now_ms: int) -> Event:

@@ -114,6 +114,8 @@ class AuditCheckpoint:
     key_id: str | None = None
     signature: str | None = None
     frontier: tuple[str, ...] = ()
+    blocks_from: int = 0
+    blocks: tuple[str, ...] = ()
 
     @classmethod
     def from_avro(cls, value: Mapping[str, Any]) -> AuditCheckpoint:
@@ -127,6 +129,8 @@ class AuditCheckpoint:
             key_id=value.get('key_id', None),
             signature=value.get('signature', None),
             frontier=tuple(item for item in value.get('frontier', [])),
+            blocks_from=value.get('blocks_from', 0),
+            blocks=tuple(item for item in value.get('blocks', [])),
         )
 
     def to_avro(self) -> dict[str, Any]:
@@ -140,6 +144,8 @@ class AuditCheckpoint:
             'key_id': self.key_id,
             'signature': self.signature,
             'frontier': list(item for item in self.frontier),
+            'blocks_from': self.blocks_from,
+            'blocks': list(item for item in self.blocks),
         }
 
 

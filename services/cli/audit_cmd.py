@@ -10,9 +10,10 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from services.domain import (Frontier, audit_records, check_proof, checkpoints, consistency_proof, decoded,
-                             head_of_checkpoint, inclusion_proof, kept_heads, key_id, leaf, log_id, log_signers,
-                             public_pem, read_public_key, verify_chain as verify)
+from services.domain import (BLOCK, Tiled, anchored_heads, audit_records, block_hashes, check_proof, checkpoints,
+                             consistency_proof, decoded, head_of_checkpoint, inclusion_proof, kept_heads, key_id,
+                             leaf, log_id, log_signers, public_pem, read_public_key, records_between,
+                             signature_problem, verify_chain as verify)
 from services.bus.context import Bus
 from services.bus.envelope import new_id
 from services.bus.errors import BadInput
@@ -145,9 +146,9 @@ def key_command(bus: Bus, args: argparse.Namespace) -> int:
 def prove_command(bus: Bus, args: argparse.Namespace) -> int:
     if (args.target is None) == (args.consistency is None):
         raise BadInput("give either REQUEST_ID|SEQUENCE (an inclusion proof) or --consistency SIZE")
-    records = audit_records(bus)
-    leaves = [leaf(r) for r in records]
-    heads = _signed_heads_on(records, leaves, bus)
+    kept = checkpoints(bus)
+    keys = log_signers(bus)
+    heads = _signed_heads(bus, kept, keys)
     if not heads:
         raise BadInput("no signed tree head covers the log yet (the auditor signs one every "
                        "MLBUS_AUDIT_CHECKPOINT_EVERY records and every MLBUS_AUDIT_HEAD_INTERVAL_S seconds)")
@@ -155,48 +156,65 @@ def prove_command(bus: Bus, args: argparse.Namespace) -> int:
     if args.consistency is not None:
         first = next((h for h in heads if h.tree_size == args.consistency), None)
         if first is None:
-            raise BadInput(f"no signed head of size {args.consistency} lies on the log; signed sizes: "
+            raise BadInput(f"no signed head of size {args.consistency}; signed sizes: "
                            + ", ".join(str(h.tree_size) for h in heads[-10:]))
-        document = consistency_proof(first, latest, leaves)
+        tree = _tree(bus, kept, latest.tree_size, {(first.tree_size - 1) // BLOCK})
+        document = consistency_proof(first, latest, tree)
     else:
-        record = _find_record(bus, records, args.target)
-        covering = next((h for h in reversed(heads) if h.tree_size >= record["sequence"]), None)
+        sequence = _sequence_of(bus, args.target)
+        covering = next((h for h in heads if h.tree_size >= sequence), None)
         if covering is None:
-            raise BadInput(f"record #{record['sequence']} is after the last signed head ({latest.tree_size}): "
-                           f"try again once the auditor signs the next one")
-        document = inclusion_proof(record, leaves, covering)
+            raise BadInput(f"record #{sequence} is after the last signed head ({latest.tree_size}): try again once "
+                           f"the auditor signs the next one")
+        tree = _tree(bus, kept, covering.tree_size, {(sequence - 1) // BLOCK})
+        [record] = records_between(bus, sequence, sequence)
+        document = inclusion_proof(record, tree, covering)
+    holds, what = check_proof(document, keys)
+    if not holds:
+        raise BadInput(f"the log does not reproduce its signed head ({what}): run `mlbus audit verify`")
     text = json.dumps(document, indent=2) + "\n"
     if args.out:
         args.out.write_text(text)
-        info(f"proof written to {args.out}")
+        info(f"proof written to {args.out}: {what}")
     else:
         sys.stdout.write(text)
     return 0
 
 
-def _signed_heads_on(records: list[dict], leaves: list, bus: Bus) -> list:
-    """The signed heads (anchor first, then the topic) whose root is the log's at their size, by size."""
-    on_topic, anchored = kept_heads(bus)
+def _signed_heads(bus: Bus, kept: list[dict], keys: dict[str, bytes]) -> list:
+    """The validly signed heads of this log, on the topic and in the anchor, one per size, by size."""
     by_size = {}
-    for head in [h for h in on_topic + anchored if h.signed is not None]:
-        by_size.setdefault(head.tree_size, head.signed)
-    tree, roots = Frontier(), {}
-    for size, hashed in enumerate(leaves, 1):
-        tree.append(hashed)
-        if size in by_size:
-            roots[size] = tree.root().hex()
-    return [by_size[size] for size in sorted(by_size) if roots.get(size) == by_size[size].root_hash]
+    for head in [head_of_checkpoint(c, "audit.checkpoints") for c in kept] + anchored_heads(bus):
+        if head.signed is not None and head.signed.log_id == log_id(bus) and not signature_problem(head.signed, keys):
+            by_size.setdefault(head.tree_size, head.signed)
+    return [by_size[size] for size in sorted(by_size)]
 
 
-def _find_record(bus: Bus, records: list[dict], target: str) -> dict:
+def _tree(bus: Bus, kept: list[dict], size: int, blocks_needed: set[int]):
+    """The tree of `size` records as a proof needs it: the checkpoints' block hashes and the leaves of the
+    blocks the proof descends into (its own, and the incomplete last one) — a few hundred records read, not
+    the log. A log whose checkpoints lack block hashes (written before them) is read whole."""
+    blocks = block_hashes(kept)
+    complete = size // BLOCK
+    if any(b not in blocks for b in range(complete)):
+        return [leaf(r) for r in audit_records(bus)][:size]
+    leaves = {}
+    for block in {b for b in blocks_needed | {complete} if b * BLOCK < size}:
+        for record in records_between(bus, block * BLOCK + 1, min((block + 1) * BLOCK, size)):
+            leaves[record["sequence"] - 1] = leaf(record)
+    return Tiled([blocks[b] for b in range(complete)], leaves)
+
+
+def _sequence_of(bus: Bus, target: str) -> int:
+    """A sequence number as given, or the audit sequence of a request's served prediction (only the
+    predictions' records are decoded)."""
     if target.isdigit():
-        sequence = int(target)
-        if not 1 <= sequence <= len(records):
-            raise BadInput(f"audit.log holds records 1..{len(records)}, not #{sequence}")
-        return records[sequence - 1]
-    for event in decoded(bus, records):
+        if int(target) < 1:
+            raise BadInput("audit sequence numbers start at 1")
+        return int(target)
+    for event in decoded(bus, audit_records(bus, ["mlbus.Prediction"])):
         if event.record == "mlbus.Prediction" and event.value["request_id"] == target and event.value["served"]:
-            return event.entry
+            return event.sequence
     raise BadInput(f"audit.log holds no served prediction for request {target}")
 
 

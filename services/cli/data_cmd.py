@@ -5,14 +5,13 @@ import argparse
 from pathlib import Path
 
 from services.bus.context import Bus
-from services.domain import publish_batch
 from services.bus.errors import BadInput
 from services.bus.jsonio import to_json
 from services.bus.replay import read_topics
 
 from .output import info, print_json, print_table
 from .acts import person, signed
-from .sample_data import DATASETS, sample
+from .sample_data import DATASETS
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -41,6 +40,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def publish_command(bus: Bus, args: argparse.Namespace) -> int:
+    from services.domain import publish_batch     # pandas: loaded by the commands that read data
     labels = dict(label.split("=", 1) for label in args.label if "=" in label)
     try:
         identity = person(args)
@@ -54,6 +54,7 @@ def publish_command(bus: Bus, args: argparse.Namespace) -> int:
 
 
 def sample_command(bus: Bus, args: argparse.Namespace) -> int:
+    from .sample_data import sample
     frame = sample(args.name, args.rows, args.seed, args.offset)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(args.out, index=False) if args.out.suffix == ".parquet" else frame.to_csv(args.out, index=False)

@@ -8,7 +8,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from services.domain import monitoring_json, parse_monitoring, spec_problem, training_request
+from services.domain import monitoring_json, parse_monitoring, training_request
 from services.bus.context import Bus
 from services.bus.envelope import new_id
 from services.bus.errors import BadInput
@@ -79,6 +79,7 @@ def spec_record(raw: dict, actor: str, contracts_dir: Path) -> dict:
             "spec_sha256": hashlib.sha256(canonical.encode()).hexdigest(), "defined_by": actor,
             "defined_at": datetime.now(timezone.utc), "batches": str(spec["batches"]),
             "monitoring_json": monitoring_json(parse_monitoring(spec.get("monitoring")))}
+    from services.domain import spec_problem    # scikit-learn: loaded by the command that needs it
     problem = spec_problem(record)         # the trainer refuses the same: hyperparameters, split, features
     if problem:
         raise BadInput(f"spec of {record['model']}: {problem}")

@@ -9,7 +9,6 @@ from services.bus.envelope import new_id
 from services.bus.errors import BadInput
 from services.bus.replay import read_topics
 
-from . import kpi_report
 from .deploy_cmd import deployments
 from .acts import person, send
 from .output import info, print_json, print_table
@@ -69,6 +68,7 @@ def parse_dimension(text: str) -> tuple[str, str]:
 
 
 def kpi_report_command(bus: Bus, args: argparse.Namespace) -> int:
+    from . import kpi_report                 # scipy: loaded by the one command that needs it (a fast CLI)
     observations = kpi_report.for_model([r.value for r in read_topics(bus, ["kpis"])], args.model, args.kpi)
     history = deployments(bus).history.get(args.model, [])
     names = sorted({o["name"] for o in observations})

@@ -3,10 +3,10 @@ snake_case features, a string target), so the platform can be tried without data
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-from sklearn.datasets import load_breast_cancer
+if TYPE_CHECKING:
+    import pandas as pd
 
 DATASETS = ("breast_cancer",)
 
@@ -14,6 +14,8 @@ DATASETS = ("breast_cancer",)
 def breast_cancer(rows: int | None = None, seed: int = 0, offset: int = 0) -> pd.DataFrame:
     """Wisconsin breast cancer (569 rows, 30 numeric features, target `diagnosis`: malignant | benign).
     rows > 569 resamples with small Gaussian jitter (2 % of each feature's std); ids start at offset."""
+    import numpy as np                                   # loaded here: the CLI starts without them
+    from sklearn.datasets import load_breast_cancer
     raw = load_breast_cancer(as_frame=True)
     features = raw.data.rename(columns=lambda c: re.sub(r"\W+", "_", c.strip()).lower())
     labels = raw.target.map({0: "malignant", 1: "benign"})

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Iterator
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from .anchor import Anchor, parse_line
 from .audit import EPOCH, Head
@@ -16,6 +16,7 @@ from .tree_head import LogKey, TreeHead
 from services.bus.context import Bus
 from services.bus.envelope import Event
 from services.bus.identity import read_identities
+from services.bus.kafka import base_config, group_id
 from services.bus.projections.identities import LOG_SIGNER_ROLE
 from services.bus.publish import Publisher
 from services.bus.errors import BadInput
@@ -175,3 +176,48 @@ def kept_heads(bus: Bus) -> tuple[list[Head], list[Head]]:
 def log_signers(bus: Bus) -> dict[str, bytes]:
     """The auditor's public keys declared on the identities topic (key id → raw key)."""
     return read_identities(bus).log_signers()
+
+
+def records_between(bus: Bus, first: int, last: int, timeout_s: float = 30.0) -> list[dict]:
+    """The committed records with first ≤ sequence ≤ last, read by offset rather than from the start. A
+    record's offset is at least its sequence - 1 (transaction markers and aborted records only add offsets),
+    so the search starts there and jumps ahead by the sequences still missing: a few fetches on any log."""
+    topic = bus.catalogue.physical("audit.log")
+    consumer = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, "prove"),
+                         "enable.auto.commit": False, "isolation.level": "read_committed"})
+    try:
+        offset = first - 1
+        while True:
+            found = _read_from(bus, consumer, topic, offset, 1, timeout_s)
+            if not found or found[0][1]["sequence"] >= first:
+                break
+            offset = found[0][0] + first - found[0][1]["sequence"]
+        return [r for _, r in _read_from(bus, consumer, topic, offset, last - first + 1, timeout_s)
+                if first <= r["sequence"] <= last]
+    finally:
+        consumer.close()
+
+
+def _read_from(bus: Bus, consumer: Consumer, topic: str, offset: int, count: int,
+               timeout_s: float) -> list[tuple[int, dict]]:
+    """Up to `count` committed records from `offset` on, with their offsets (fewer at the end of the log)."""
+    consumer.assign([TopicPartition(topic, 0, offset)])
+    found: list[tuple[int, dict]] = []
+    while len(found) < count:
+        messages = consumer.consume(min(count - len(found), 1000), min(timeout_s, 2.0))
+        if not messages:
+            break
+        for message in messages:
+            if message.error():
+                raise KafkaException(message.error())
+            found.append((message.offset(), bus.schemas.decode(message.value(), "mlbus.AuditRecord")[1]))
+    return found[:count]
+
+
+def block_hashes(kept: Iterable[dict]) -> dict[int, bytes]:
+    """The roots of the complete 256-record blocks, by block index, as the checkpoints carry them."""
+    found: dict[int, bytes] = {}
+    for checkpoint in kept:
+        for n, hashed in enumerate(checkpoint.get("blocks") or []):
+            found[checkpoint.get("blocks_from", 0) + n] = bytes.fromhex(hashed)
+    return found

@@ -70,33 +70,76 @@ class Frontier:
         return hashed
 
 
+class Leaves:
+    """A tree given by all its leaf hashes: MTH of any range."""
+
+    def __init__(self, leaves: Sequence[bytes]):
+        self.leaves = leaves
+
+    def mth(self, lo: int, hi: int) -> bytes:
+        return root(self.leaves[lo:hi])
+
+
+class Tiled:
+    """A tree given by the hashes of its complete BLOCK-leaf blocks (what the auditor's checkpoints carry) and
+    the leaf hashes of the few blocks a proof descends into: MTH of a range without the other leaves.
+    A block-aligned range of whole blocks is the tree of their block hashes (RFC 9162 splits a multiple of
+    BLOCK at a multiple of BLOCK), any other range the proof needs lies inside a block whose leaves are given."""
+
+    def __init__(self, blocks: Sequence[bytes], leaves: dict[int, bytes]):
+        self.blocks = blocks
+        self.leaves = leaves
+
+    def mth(self, lo: int, hi: int) -> bytes:
+        if lo % BLOCK == 0 and (hi - lo) % BLOCK == 0 and hi // BLOCK <= len(self.blocks):
+            return root(self.blocks[lo // BLOCK:hi // BLOCK])
+        if hi - lo == 1:
+            if lo not in self.leaves:
+                raise ProofError(f"leaf {lo} is needed but was not read")
+            return self.leaves[lo]
+        k = split(hi - lo)
+        return node_hash(self.mth(lo, lo + k), self.mth(lo + k, hi))
+
+
+BLOCK = 256          # leaves per block: the auditor records each complete block's hash in its checkpoints
+
+
 def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
     """PATH(index, leaves): the sibling hashes from the leaf up to the root."""
-    if not 0 <= index < len(leaves):
-        raise ProofError(f"leaf {index} is not in a tree of {len(leaves)}")
-    if len(leaves) == 1:
+    return inclusion_path(index, len(leaves), Leaves(leaves))
+
+
+def inclusion_path(index: int, size: int, tree: Leaves | Tiled, lo: int = 0) -> list[bytes]:
+    """PATH(index, D[lo:lo+size]) over any tree that hashes ranges."""
+    if not 0 <= index < size:
+        raise ProofError(f"leaf {index} is not in a tree of {size}")
+    if size == 1:
         return []
-    k = split(len(leaves))
+    k = split(size)
     if index < k:
-        return inclusion_proof(index, leaves[:k]) + [root(leaves[k:])]
-    return inclusion_proof(index - k, leaves[k:]) + [root(leaves[:k])]
+        return inclusion_path(index, k, tree, lo) + [tree.mth(lo + k, lo + size)]
+    return inclusion_path(index - k, size - k, tree, lo + k) + [tree.mth(lo, lo + k)]
 
 
 def consistency_proof(first: int, leaves: Sequence[bytes]) -> list[bytes]:
     """PROOF(first, leaves): what shows the tree of the first `first` leaves is a prefix of this one."""
-    if not 0 < first <= len(leaves):
-        raise ProofError(f"no consistency proof from size {first} to {len(leaves)}")
-    return _subproof(first, leaves, True)
+    return consistency_path(first, len(leaves), Leaves(leaves))
 
 
-def _subproof(m: int, leaves: Sequence[bytes], whole: bool) -> list[bytes]:
-    n = len(leaves)
+def consistency_path(first: int, size: int, tree: Leaves | Tiled) -> list[bytes]:
+    if not 0 < first <= size:
+        raise ProofError(f"no consistency proof from size {first} to {size}")
+    return _subproof(first, 0, size, tree, True)
+
+
+def _subproof(m: int, lo: int, hi: int, tree: Leaves | Tiled, whole: bool) -> list[bytes]:
+    n = hi - lo
     if m == n:
-        return [] if whole else [root(leaves)]
+        return [] if whole else [tree.mth(lo, hi)]
     k = split(n)
     if m <= k:
-        return _subproof(m, leaves[:k], whole) + [root(leaves[k:])]
-    return _subproof(m - k, leaves[k:], False) + [root(leaves[:k])]
+        return _subproof(m, lo, lo + k, tree, whole) + [tree.mth(lo + k, hi)]
+    return _subproof(m - k, lo + k, hi, tree, False) + [tree.mth(lo, lo + k)]
 
 
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], expected_root: bytes) -> bool:

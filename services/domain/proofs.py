@@ -18,19 +18,19 @@ INCLUSION = "mlbus-inclusion-proof/1"
 CONSISTENCY = "mlbus-consistency-proof/1"
 
 
-def inclusion(record: dict, leaves: Sequence[bytes], head: TreeHead) -> dict:
-    """The proof that `record` is leaf sequence-1 of the tree `head` signed (leaves: the log's leaf hashes,
-    at least head.tree_size of them)."""
+def inclusion(record: dict, tree: Sequence[bytes] | merkle.Tiled, head: TreeHead) -> dict:
+    """The proof that `record` is leaf sequence-1 of the tree `head` signed (tree: the log's leaf hashes, at
+    least head.tree_size of them, or its block hashes with the leaves the proof descends into)."""
     index = record["sequence"] - 1
-    path = merkle.inclusion_proof(index, leaves[:head.tree_size])
+    path = merkle.inclusion_path(index, head.tree_size, _tree(tree))
     return {"format": INCLUSION, "leaf_index": index, "tree_size": head.tree_size,
             "leaf_data": canonical_bytes(record).decode(), "audit_path": [h.hex() for h in path],
             "tree_head": _head_json(head)}
 
 
-def consistency(first: TreeHead, second: TreeHead, leaves: Sequence[bytes]) -> dict:
+def consistency(first: TreeHead, second: TreeHead, tree: Sequence[bytes] | merkle.Tiled) -> dict:
     """The proof that the tree `second` signed extends the one `first` signed."""
-    proof = merkle.consistency_proof(first.tree_size, leaves[:second.tree_size])
+    proof = merkle.consistency_path(first.tree_size, second.tree_size, _tree(tree))
     return {"format": CONSISTENCY, "first": _head_json(first), "second": _head_json(second),
             "proof": [h.hex() for h in proof]}
 
@@ -76,6 +76,10 @@ def _check_consistency(document: dict, keys: dict[str, bytes]) -> tuple[bool, st
                                      bytes.fromhex(second.root_hash), proof):
         return False, f"the head of {second.tree_size} records does not extend the head of {first.tree_size}"
     return True, f"{first.log_id}: the head of {second.tree_size} records extends the head of {first.tree_size}"
+
+
+def _tree(tree: Sequence[bytes] | merkle.Tiled) -> merkle.Leaves | merkle.Tiled:
+    return tree if isinstance(tree, merkle.Tiled) else merkle.Leaves(tree)
 
 
 def _head_json(head: TreeHead) -> dict:

@@ -7,6 +7,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.auditor.decide import Crossing, Log, append
+from services.domain.audit import ChainHead
 from services.domain import merkle
 from services.domain.anchor import Anchor, AnchorError, parse_line
 from services.domain.audit import leaf
@@ -98,3 +99,39 @@ def test_a_consistency_proof_shows_a_later_head_extends_an_earlier_one():
     shortened = {**consistency(heads[0], heads[-1], leaves)}
     shortened["proof"] = shortened["proof"][1:]
     assert not check(shortened, KEYS)[0] and not rfc9162.consistency_holds(shortened, KEY.public_pem())
+
+
+def test_checkpoints_carry_each_complete_blocks_root_and_a_resumed_log_continues_the_same():
+    crossings = [crossing(i) for i in range(1300)]
+    sign = lambda size, root, at: KEY.sign("t.audit.log", size, root, at)  # noqa: E731
+    whole = Log()
+    events, _ = append(whole, crossings, 1, 300, sign)
+    records = [e.value for e in events if e.record == "mlbus.AuditRecord"]
+    leaves = [leaf(r) for r in records]
+    blocks = {}
+    for c in (e.value for e in events if e.record == "mlbus.AuditCheckpoint"):
+        blocks.update({c["blocks_from"] + n: bytes.fromhex(h) for n, h in enumerate(c["blocks"])})
+    assert sorted(blocks) == [0, 1, 2, 3] and all(blocks[b] == merkle.root(leaves[b * 256:(b + 1) * 256]) for b in blocks)
+    at_900 = next(e.value for e in events if e.record == "mlbus.AuditCheckpoint" and e.value["sequence"] == 900)
+    resumed = Log.resumed(ChainHead(900, at_900["hash"]), merkle.Frontier(900, [bytes.fromhex(h) for h in at_900["frontier"]]))
+    for record, hashed in zip(records[900:], leaves[900:]):
+        resumed.add(record, hashed)
+    assert resumed.tree.root() == whole.tree.root() and resumed.block.root() == whole.block.root()
+    assert resumed.blocks_from == 3 and resumed.blocks == [blocks[3]] + whole.blocks
+
+
+@pytest.mark.parametrize("size", [1, 255, 256, 257, 700, 1024, 1300])
+def test_proofs_from_block_hashes_and_two_blocks_of_leaves_equal_proofs_from_every_leaf(size):
+    leaves = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(size)]
+    blocks = [merkle.root(leaves[b:b + 256]) for b in range(0, size - size % 256, 256)]
+    for index in sorted({0, size // 2, size - 1}):
+        needed = {i: leaves[i] for b in {index // 256, size // 256} for i in range(b * 256, min((b + 1) * 256, size))}
+        tiled = merkle.Tiled(blocks, needed)
+        assert merkle.inclusion_path(index, size, tiled) == merkle.inclusion_proof(index, leaves)
+        first = index + 1
+        previous = {i: leaves[i] for i in range((first - 1) // 256 * 256, min(((first - 1) // 256 + 1) * 256, size))}
+        assert merkle.consistency_path(first, size, merkle.Tiled(blocks, {**needed, **previous})) == \
+            merkle.consistency_proof(first, leaves)
+    if size > 1:                            # a leaf the proof needs and nobody read: said, not guessed
+        with pytest.raises(merkle.ProofError):
+            merkle.inclusion_path(size - 1, size, merkle.Tiled([], {}))
