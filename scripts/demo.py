@@ -358,10 +358,11 @@ def audit_story() -> None:
     from services.bus import Bus
     from services.bus.replay import read_topics
     from services.bus.topics import consumer_lag
+    from services.domain import audited_topics
 
     bus = Bus.from_env(principal="admin")
     chapter("15. Governance from audit.log alone: every event, hash-chained, replayable")
-    topics = [name for name in bus.catalogue.topics if name not in ("audit.log", "audit.checkpoints")]
+    topics = audited_topics(bus)
     wait_for("the auditor to catch up", lambda: sum(consumer_lag(
         bus, f"{bus.settings.namespace}mlbus.auditor", topics).values()) <= 3 * len(topics))
     timeline = mlbus("audit", "timeline", MODEL, show=False).splitlines()
@@ -377,9 +378,22 @@ def audit_story() -> None:
           f"({sum('approved by ana' in line for line in lines)} approved by ana)")
     chapter("17. Replay: the state at a moment before the drift-triggered retraining, from audit.log only")
     mlbus("audit", "replay", "--until", BEFORE_RETRAIN.isoformat())
-    chapter("18. Rebuild the registry's database from audit.log, and verify the hash chain")
+    chapter("18. Rebuild the registry's database from audit.log, and verify the chain and every signed tree head")
     mlbus("audit", "rebuild-registry")
     mlbus("audit", "verify")
+    print(f"signed tree heads kept outside Kafka, one JSON line each: {DEMO_VAR / 'audit-anchor'}")
+    chapter("19. Prove one prediction to a regulator: an inclusion proof, checked offline with the public key")
+    chosen = served[len(served) // 2]
+    (DEMO_VAR / "auditor.pem").write_text(mlbus("audit", "key", show=False, echo=False))
+    mlbus("audit", "prove", chosen["request_id"], "--out", str(DEMO_VAR / "proof.json"))
+    mlbus("audit", "check-proof", str(DEMO_VAR / "proof.json"), "--key", str(DEMO_VAR / "auditor.pem"))
+    chapter("20. Erase a customer's data (GDPR Art. 17): their features become unreadable, the log still verifies")
+    mlbus("audit", "forget", chosen["entity_id"], "--reason", "GDPR request 7", person="lead")
+    wait_for("the auditor to delete the data key", lambda: "features: ERASED" in mlbus(
+        "audit", "explain", chosen["request_id"], show=False, echo=False))
+    mlbus("audit", "explain", chosen["request_id"])
+    mlbus("audit", "verify")
+    mlbus("audit", "check-proof", str(DEMO_VAR / "proof.json"), "--key", str(DEMO_VAR / "auditor.pem"))
 
 
 def main() -> int:
@@ -390,6 +404,7 @@ def main() -> int:
     os.environ.pop("MLBUS_BOOTSTRAP", None)
     os.environ.setdefault("MLBUS_LOG_LEVEL", "warning")
     os.environ.setdefault("MLBUS_CANARY_INTERVAL_S", "3")      # canary steps of 3 s, so the story fits a minute
+    os.environ.setdefault("MLBUS_AUDIT_HEAD_INTERVAL_S", "2")  # a signed tree head within seconds of a record
     subprocess.run([sys.executable, str(ROOT / "scripts" / "kafka"), "stop", "--dir", str(DEMO_VAR / "kafka")],
                    stdout=subprocess.DEVNULL)
     subprocess.run(["rm", "-rf", str(DEMO_VAR)], check=True)

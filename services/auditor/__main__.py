@@ -8,12 +8,10 @@ from services.bus import Bus, ServiceRuntime
 from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
 from services.bus.settings import ConfigError
-from services.domain import Anchor, LogKey, log_id
+from services.domain import Anchor, LogKey, audited_topics, log_id
 
 from .adapters import read_keys, read_log
 from .handlers import Auditor
-
-NOT_AUDITED = ("audit.log", "audit.checkpoints", "audit.keys")     # the log itself, and the keys it must not keep
 
 
 def main() -> None:
@@ -25,7 +23,7 @@ def main() -> None:
     key, log_name = LogKey.load(bus.settings.audit_key), log_id(bus)
     auditor = Auditor(bus, lambda: read_log(bus), lambda size, root, at: key.sign(log_name, size, root, at),
                       Anchor(bus.settings.audit_anchor), act_verifier(bus), lambda: read_keys(bus))
-    topics = [name for name in bus.catalogue.topics if name not in NOT_AUDITED]
+    topics = audited_topics(bus)
     # Large batches: each transaction's commit costs a broker round trip or two (~30 ms locally), which at
     # 1,000 records a batch was a third of the auditor's time under a backlog.
     ServiceRuntime(bus, "auditor", lambda message: [], topics=topics, transactional=True, batch_size=5000,

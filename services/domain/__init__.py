@@ -35,7 +35,7 @@ _EXPORTS = {
     "Erasure": "erasure",
     "Anchor": "anchor", "AnchorError": "anchor",
     "Audited": "audit_log", "audit_records": "audit_log", "checkpoints": "audit_log", "decoded": "audit_log",
-    "log_id": "audit_log", "declare_log_key": "audit_log", "records_between": "audit_log", "block_hashes": "audit_log", "data_keys": "audit_log", "erasures": "audit_log", "kept_heads": "audit_log", "log_signers": "audit_log",
+    "log_id": "audit_log", "declare_log_key": "audit_log", "audited_topics": "audit_log", "NOT_AUDITED": "audit_log", "records_between": "audit_log", "block_hashes": "audit_log", "data_keys": "audit_log", "erasures": "audit_log", "kept_heads": "audit_log", "log_signers": "audit_log",
     "head_of_checkpoint": "audit_log",
     "alert": "alerts", "training_request": "alerts",
 }

@@ -221,3 +221,11 @@ def block_hashes(kept: Iterable[dict]) -> dict[int, bytes]:
         for n, hashed in enumerate(checkpoint.get("blocks") or []):
             found[checkpoint.get("blocks_from", 0) + n] = bytes.fromhex(hashed)
     return found
+
+
+NOT_AUDITED = ("audit.log", "audit.checkpoints", "audit.keys")     # the log itself, and the keys it must not keep
+
+
+def audited_topics(bus: Bus) -> list[str]:
+    """The catalogue topics the auditor reads: every one but audit.log, its checkpoints and its data keys."""
+    return [name for name in bus.catalogue.topics if name not in NOT_AUDITED]

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from services.bus import Event, Publisher, derive_id
-from services.domain import kept_heads, log_id, log_signers, verify_chain as verify
+from services.domain import NOT_AUDITED, audited_topics, kept_heads, log_id, log_signers, verify_chain as verify
 from services.domain.audit_log import audit_records
 from services.bus.codec import MARKER
 from services.domain.datasets import publish_batch
@@ -573,7 +573,7 @@ def disk_and_config_faults(workdir: Path, scale: float) -> ScenarioResult:
 # 2 ────────────────────────────────────────────────────────────────────────────────────────────────────────
 KILL_ORDER = ("validator", "trainer", "registry", "deployer", "scorer", "drift-watcher", "auditor",
               "registry", "auditor", "registry", "auditor")
-NOT_EVENTS = ("schemas", "audit.log", "audit.checkpoints")   # announcements repeat by design; audit checked apart
+NOT_EVENTS = ("schemas", *NOT_AUDITED)   # announcements repeat by design; audit checked apart
 
 
 def service_crash(workdir: Path, scale: float) -> ScenarioResult:
@@ -665,7 +665,7 @@ def audit_is_whole(stage: Stage) -> tuple[bool, str]:
 
     for name in [n for n in stage.services if n != "auditor"]:    # nothing new on the bus while counting
         stage.services.pop(name).stop()
-    topics = [t for t in stage.bus.catalogue.topics if t not in ("audit.log", "audit.checkpoints")]
+    topics = audited_topics(stage.bus)
     drain(stage, "auditor", topics, timeout=600)
     records = audit_records(stage.bus)
     sources = [(r["source_topic"], r["source_partition"], r["source_offset"]) for r in records]
@@ -689,7 +689,7 @@ def runtime_inputs(stage: Stage) -> dict[str, list[str]]:
     inputs = {name: [t.name for t in stage.bus.catalogue.consumed_by(name)]
               for name in ("validator", "trainer", "registry", "deployer")}
     inputs.update({"scorer": ["inference.requests"], "drift-watcher": list(INPUTS),
-                   "auditor": [t for t in stage.bus.catalogue.topics if t not in ("audit.log", "audit.checkpoints")]})
+                   "auditor": audited_topics(stage.bus)})
     return inputs
 
 

@@ -14,7 +14,7 @@ import fastavro
 import yaml
 
 from services.bus.replay import read_messages
-from services.domain import audit_records
+from services.domain import audit_records, audited_topics
 from services.domain.datasets import publish_batch
 from services.bus.settings import PROJECT_ROOT
 from services.bus.topics import consumer_lag
@@ -36,7 +36,7 @@ def database_rows(bus) -> dict[str, list[tuple]]:
 
 
 def audit_caught_up(bus) -> bool:
-    topics = [name for name in bus.catalogue.topics if name not in ("audit.log", "audit.checkpoints")]
+    topics = audited_topics(bus)
     return sum(consumer_lag(bus, f"{bus.settings.namespace}mlbus.auditor", topics).values()) <= len(topics) * 3
 
 

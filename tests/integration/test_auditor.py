@@ -11,7 +11,7 @@ import signal
 from datetime import datetime, timezone
 
 from services.bus import Bus, Event, Publisher, derive_id
-from services.domain import (GENESIS, Frontier, LogKey, audit_records, kept_heads, log_id, log_signers, sealed_leaf,
+from services.domain import (GENESIS, Frontier, LogKey, audit_records, audited_topics, kept_heads, log_id, log_signers, sealed_leaf,
                              verify_chain as verify)
 from services.bus.topics import TopicAdmin, consumer_lag, plan_topics
 from tests.support.people import mlbus_cli
@@ -48,7 +48,7 @@ def publish_events(bus, count: int, prefix: str) -> int:
 
 def audited(bus, at_least: int, timeout: float = 180) -> list[dict]:
     """audit.log once the auditor has committed every message on the bus (and at least `at_least`)."""
-    topics = [name for name in bus.catalogue.topics if name not in ("audit.log", "audit.checkpoints")]
+    topics = audited_topics(bus)
     group = f"{bus.settings.namespace}mlbus.auditor"
     wait_until(lambda: sum(consumer_lag(bus, group, topics).values()) == 0, timeout=timeout, interval=1.0,
                message="the auditor to commit every message")

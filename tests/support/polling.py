@@ -8,6 +8,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from services.bus.context import Bus
 from services.bus.kafka import base_config
+from services.domain import audited_topics
 
 T = TypeVar("T")
 
@@ -63,9 +64,7 @@ def bus_messages(bus) -> set[tuple[str, int, int]]:
     consumer = Consumer({**base_config(bus.settings), "group.id": "count", "isolation.level": "read_committed"})
     found = set()
     try:
-        for name in bus.catalogue.topics:
-            if name in ("audit.log", "audit.checkpoints"):
-                continue
+        for name in audited_topics(bus):
             physical = bus.catalogue.physical(name)
             for p in consumer.list_topics(physical, timeout=10).topics[physical].partitions:
                 end = consumer.get_watermark_offsets(TopicPartition(physical, p), timeout=10)[1]
