@@ -28,7 +28,8 @@ def main() -> None:
     # 1,000 records a batch was a third of the auditor's time under a backlog.
     ServiceRuntime(bus, "auditor", lambda message: [], topics=topics, transactional=True, batch_size=5000,
                    raw_batch_handler=auditor, on_stop=auditor.on_stop, tick=auditor.tick,
-                   on_committed=auditor.on_committed).run()
+                   on_committed=auditor.on_committed,
+                   outputs=("mlbus.AuditRecord", "mlbus.AuditCheckpoint", "mlbus.DataKey")).run()
 
 
 if __name__ == "__main__":

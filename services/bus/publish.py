@@ -73,11 +73,13 @@ class Publisher:
         else:
             self.delivered += 1
 
-    def announce(self, records: tuple[str, ...]) -> None:
-        """Publish these records' schemas now (a writer that sends through another client, e.g. faust)."""
+    def announce(self, records: tuple[str, ...], flush: bool = True) -> None:
+        """Publish these records' schemas now (a writer that sends through another client, e.g. faust, or one
+        whose first write of a type may come late: flush=False inside a transaction)."""
         for record in records:
             self._announce(record)
-        self.flush()
+        if flush:
+            self.flush()
 
     def _announce(self, record: str) -> None:
         if record in self._announced:

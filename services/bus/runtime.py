@@ -73,7 +73,8 @@ class ServiceRuntime:
                  transactional: bool = False, batch_size: int = 500, poll_timeout_s: float = 0.5,
                  offload: bool = False, batch_handler: BatchHandler | None = None, tick: Tick | None = None,
                  tick_interval_s: float = 1.0, raw_batch_handler: RawBatchHandler | None = None,
-                 on_stop: Tick | None = None, on_committed: Callable[[], None] | None = None):
+                 on_stop: Tick | None = None, on_committed: Callable[[], None] | None = None,
+                 outputs: tuple[str, ...] = ()):
         self.bus = bus
         self.service = service
         self.handler = handler
@@ -88,6 +89,8 @@ class ServiceRuntime:
         self.raw_batch_handler = raw_batch_handler   # the messages undecoded, bytes as they are (the auditor)
         self.on_stop = on_stop                  # last events before stopping (the auditor's checkpoint)
         self.on_committed = on_committed        # after each committed transaction (the auditor's anchor)
+        self.outputs = outputs                  # records it writes, announced at start (a late first write of
+                                                # a type would otherwise announce its schema at any moment)
         self._last_tick = time.monotonic()
         # A service's group is mlbus.<service> when it runs as its own principal, else under that principal's.
         self.group = group_id(bus.settings, "" if service == bus.settings.client_principal else service)
@@ -115,6 +118,7 @@ class ServiceRuntime:
             signal.signal(signal.SIGINT, self.stop)
         if self.transactional:
             self.publisher.producer.init_transactions(30)
+        self._announce_outputs()
         self.consumer.subscribe([self.bus.catalogue.physical(t) for t in self.topics],
                                 on_assign=self._on_rebalance("assigned"), on_revoke=self._on_rebalance("revoked"))
         self.log.info("service started", topics=self.topics, transactional=self.transactional)
@@ -135,6 +139,18 @@ class ServiceRuntime:
             if self.offload:
                 self.offload.shutdown()
             self.log.info("service stopped")
+
+    def _announce_outputs(self) -> None:
+        if not self.outputs:
+            return
+        if not self.transactional:
+            self.publisher.announce(self.outputs)
+            return
+        self.publisher.producer.begin_transaction()
+        self.publisher.announce(self.outputs, flush=False)
+        with self.watchdog.deadline("commit_transaction", TRANSACTION_DEADLINE_S):
+            self.publisher.producer.commit_transaction(30)
+        self.publisher.raise_failures()
 
     def _next_batch(self) -> list[Message]:
         """Wait for the first message, then take whatever else is already here (up to batch_size): a

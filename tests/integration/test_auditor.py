@@ -11,8 +11,8 @@ import signal
 from datetime import datetime, timezone
 
 from services.bus import Bus, Event, Publisher, derive_id
-from services.domain import (GENESIS, Frontier, LogKey, audit_records, audited_topics, kept_heads, log_id, log_signers, sealed_leaf,
-                             verify_chain as verify)
+from services.domain import (GENESIS, Frontier, LogKey, audit_records, audited_topics, decoded, kept_heads, log_id,
+                             log_signers, sealed_leaf, verify_chain as verify)
 from services.bus.topics import TopicAdmin, consumer_lag, plan_topics
 from tests.support.people import mlbus_cli
 from tests.support.polling import bus_messages, read_topic, wait_until
@@ -231,5 +231,7 @@ def test_a_message_at_the_size_limit_is_dead_lettered_and_audited_whole(bus, bus
         assert auditor.poll() is None and relay.poll() is None
     assert dead.value() == big
     kept = {r["source_topic"]: r for r in records}
-    assert kept["inference.requests"]["value"] == big and kept["inference.requests.dlq"]["value"] == big
+    assert kept["inference.requests"]["value"] is None and kept["inference.requests.dlq"]["value"] is None
+    opened = {e.topic: e.entry["value"] for e in decoded(bus, records)}      # personal: sealed, opened by the admin
+    assert opened["inference.requests"] == big and opened["inference.requests.dlq"] == big
     assert verify(records).broken is None
