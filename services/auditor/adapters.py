@@ -41,7 +41,8 @@ def _records_after(bus: Bus, sequence: int, timeout_s: float) -> list[dict]:
     until one reaches back to `sequence` or to the start."""
     topic = bus.catalogue.physical("audit.log")
     consumer = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, "tail"),
-                         "enable.auto.commit": False, "isolation.level": "read_committed"})
+                         "enable.auto.commit": False, "isolation.level": "read_committed",
+                         "fetch.wait.max.ms": 10})      # windows at the end of the log: no held fetches
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout_s)
         step, start = TAIL_STEP, high

@@ -107,7 +107,8 @@ class Auditor:
                         value, attested, sealed)
 
     def _attest(self, message: Message, key_events: list) -> str | None:
-        """Who signed a person's act (only the topics that carry them are decoded: the rest stays raw)."""
+        """Who signed a person's act (only the topics that carry them are decoded: the rest stays raw). An
+        erasure signed by an admin also deletes its subject's key here, before the batch's later records."""
         try:
             received = decode_message(self.bus, message)
         except BadInput:

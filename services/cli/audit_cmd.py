@@ -148,24 +148,24 @@ def prove_command(bus: Bus, args: argparse.Namespace) -> int:
         raise BadInput("give either REQUEST_ID|SEQUENCE (an inclusion proof) or --consistency SIZE")
     kept = checkpoints(bus)
     keys = log_signers(bus)
-    heads = _signed_heads(bus, kept, keys)
+    heads = _heads_by_size(bus, kept)
     if not heads:
         raise BadInput("no signed tree head covers the log yet (the auditor signs one every "
                        "MLBUS_AUDIT_CHECKPOINT_EVERY records and every MLBUS_AUDIT_HEAD_INTERVAL_S seconds)")
-    latest = heads[-1]
+    latest = _first_valid(reversed(heads), keys)
     if args.consistency is not None:
-        first = next((h for h in heads if h.tree_size == args.consistency), None)
+        first = _first_valid([h for h in heads if h.tree_size == args.consistency], keys)
         if first is None:
-            raise BadInput(f"no signed head of size {args.consistency}; signed sizes: "
+            raise BadInput(f"no validly signed head of size {args.consistency}; signed sizes: "
                            + ", ".join(str(h.tree_size) for h in heads[-10:]))
         tree = _tree(bus, kept, latest.tree_size, {(first.tree_size - 1) // BLOCK})
         document = consistency_proof(first, latest, tree)
     else:
         sequence = _sequence_of(bus, args.target)
-        covering = next((h for h in heads if h.tree_size >= sequence), None)
+        covering = _first_valid(reversed([h for h in heads if h.tree_size >= sequence]), keys)
         if covering is None:
-            raise BadInput(f"record #{sequence} is after the last signed head ({latest.tree_size}): try again once "
-                           f"the auditor signs the next one")
+            raise BadInput(f"record #{sequence} is after the last signed head ({heads[-1].tree_size}): try again "
+                           f"once the auditor signs the next one")
         tree = _tree(bus, kept, covering.tree_size, {(sequence - 1) // BLOCK})
         [record] = records_between(bus, sequence, sequence)
         document = inclusion_proof(record, tree, covering)
@@ -181,13 +181,16 @@ def prove_command(bus: Bus, args: argparse.Namespace) -> int:
     return 0
 
 
-def _signed_heads(bus: Bus, kept: list[dict], keys: dict[str, bytes]) -> list:
-    """The validly signed heads of this log, on the topic and in the anchor, one per size, by size."""
-    by_size = {}
-    for head in [head_of_checkpoint(c, "audit.checkpoints") for c in kept] + anchored_heads(bus):
-        if head.signed is not None and head.signed.log_id == log_id(bus) and not signature_problem(head.signed, keys):
-            by_size.setdefault(head.tree_size, head.signed)
-    return [by_size[size] for size in sorted(by_size)]
+def _heads_by_size(bus: Bus, kept: list[dict]) -> list:
+    """This log's signed heads, on the topic and in the anchor, by size (the anchor's first at a size)."""
+    found = [head_of_checkpoint(c, "audit.checkpoints") for c in kept] + anchored_heads(bus)
+    return sorted((h.signed for h in found if h.signed is not None and h.signed.log_id == log_id(bus)),
+                  key=lambda h: h.tree_size)
+
+
+def _first_valid(heads, keys: dict[str, bytes]):
+    """The first of these heads whose signature holds (signatures are checked only as far as needed)."""
+    return next((h for h in heads if signature_problem(h, keys) is None), None)
 
 
 def _tree(bus: Bus, kept: list[dict], size: int, blocks_needed: set[int]):

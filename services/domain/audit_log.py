@@ -184,7 +184,10 @@ def records_between(bus: Bus, first: int, last: int, timeout_s: float = 30.0) ->
     so the search starts there and jumps ahead by the sequences still missing: a few fetches on any log."""
     topic = bus.catalogue.physical("audit.log")
     consumer = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, "prove"),
-                         "enable.auto.commit": False, "isolation.level": "read_committed"})
+                         "enable.auto.commit": False, "isolation.level": "read_committed",
+                         # Jumping between offsets near the end of the log: a fetch the broker holds for
+                         # data (500 ms by default) would delay each jump by as much.
+                         "fetch.wait.max.ms": 10})
     try:
         offset = first - 1
         while True:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-
 from datetime import datetime, timezone
+from pathlib import Path
 
 from services.bus import Bus, Event, Publisher, derive_id
 from services.domain import (GENESIS, Frontier, LogKey, audit_records, audited_topics, decoded, kept_heads, log_id,
@@ -191,6 +191,19 @@ def test_verify_names_the_first_bad_record_or_head_in_tampered_and_rewritten_log
     assert result.returncode == 1 and found["caught_by"].startswith("anchor ") and found["first_bad_sequence"] == 200
     assert "between sequences 101 and 200 was rewritten" in found["reason"]
     print(f"rewrite: {found['reason']} [{found['caught_by']}]")
+
+    # A head altered in a copy of the anchor: reported as a bad signature, naming the line.
+    anchor = Path(bus.settings.audit_anchor) / f"{log_id(bus)}.jsonl"
+    lines = anchor.read_text().splitlines()
+    altered = {**json.loads(lines[0]), "tree_size": json.loads(lines[0])["tree_size"] + 1}
+    (tmp_path / "altered").mkdir()
+    (tmp_path / "altered" / anchor.name).write_text("\n".join([json.dumps(altered), *lines[1:]]) + "\n")
+    env = copy_log(bus, bus_env, records, f"{bus_env['MLBUS_NAMESPACE']}altered.")
+    result = mlbus_cli({**env, "MLBUS_AUDIT_ANCHOR": str(tmp_path / "altered")}, "audit", "verify", "--key", str(pem),
+                       "--json")
+    found = json.loads(result.stdout)
+    assert result.returncode == 1 and "signature does not verify" in found["reason"]
+    assert found["caught_by"].endswith(f"{anchor.name}:1")
 
 
 def test_proofs_from_the_cli_check_offline_and_with_an_independent_verifier(bus, bus_env, cli, tmp_path):
