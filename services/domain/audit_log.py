@@ -102,8 +102,9 @@ def erasures(bus: Bus, records: list[dict]) -> dict[str, Erasure]:
     """The erasures the log records (signed by an admin, as the auditor verified), by subject."""
     found: dict[str, Erasure] = {}
     for entry in records:
-        if entry["source_topic"] != "audit.erasures" or entry["value"] is None or entry["actor"].startswith("unverified"):
-            continue
+        signed = "(signed, key" in entry["actor"] and not entry["actor"].startswith("unverified")
+        if entry["source_topic"] != "audit.erasures" or entry["value"] is None or not signed:
+            continue                        # an erasure the auditor did not carry out
         try:
             value = bus.schemas.decode(entry["value"], "mlbus.ErasureRequested")[1]
         except BadInput:
