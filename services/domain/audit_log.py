@@ -179,42 +179,48 @@ def log_signers(bus: Bus) -> dict[str, bytes]:
     return read_identities(bus).log_signers()
 
 
-def records_between(bus: Bus, first: int, last: int, timeout_s: float = 30.0) -> list[dict]:
-    """The committed records with first ≤ sequence ≤ last, read by offset rather than from the start. A
-    record's offset is at least its sequence - 1 (transaction markers and aborted records only add offsets),
-    so the search starts there and jumps ahead by the sequences still missing: a few fetches on any log."""
+def records_between(bus: Bus, first: int, last: int | None = None, timeout_s: float = 30.0) -> list[dict]:
+    """The committed records with first ≤ sequence ≤ last (last=None: to the log's end when called), read by
+    offset rather than from the start. A record's offset is at least its sequence - 1 (transaction markers and
+    aborted records only add offsets), so the search starts there and jumps ahead by the sequences still
+    missing: a few fetches on any log. `audit prove` reads its blocks so, the auditor the tail after its
+    last checkpoint."""
     topic = bus.catalogue.physical("audit.log")
-    consumer = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, "prove"),
+    consumer = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, "tail"),
                          "enable.auto.commit": False, "isolation.level": "read_committed",
                          # Jumping between offsets near the end of the log: a fetch the broker holds for
                          # data (500 ms by default) would delay each jump by as much.
                          "fetch.wait.max.ms": 10})
     try:
-        offset = first - 1
-        while True:
-            found = _read_from(bus, consumer, topic, offset, 1, timeout_s)
+        low, end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout_s)
+        offset = max(low, first - 1)
+        while offset < end:
+            found = _read_from(bus, consumer, topic, offset, 1, end, timeout_s)
             if not found or found[0][1]["sequence"] >= first:
                 break
             offset = found[0][0] + first - found[0][1]["sequence"]
-        return [r for _, r in _read_from(bus, consumer, topic, offset, last - first + 1, timeout_s)
-                if first <= r["sequence"] <= last]
+        count = end - offset if last is None else last - first + 1
+        return [r for _, r in _read_from(bus, consumer, topic, offset, count, end, timeout_s)
+                if r["sequence"] >= first and (last is None or r["sequence"] <= last)]
     finally:
         consumer.close()
 
 
-def _read_from(bus: Bus, consumer: Consumer, topic: str, offset: int, count: int,
+def _read_from(bus: Bus, consumer: Consumer, topic: str, offset: int, count: int, end: int,
                timeout_s: float) -> list[tuple[int, dict]]:
-    """Up to `count` committed records from `offset` on, with their offsets (fewer at the end of the log)."""
+    """Up to `count` committed records from `offset` on, before `end`, with their offsets."""
+    if offset >= end:
+        return []
     consumer.assign([TopicPartition(topic, 0, offset)])
     found: list[tuple[int, dict]] = []
     while len(found) < count:
-        messages = consumer.consume(min(count - len(found), 1000), min(timeout_s, 2.0))
-        if not messages:
-            break
+        messages = consumer.consume(min(count - len(found), 1000), min(timeout_s, 1.0))
         for message in messages:
             if message.error():
                 raise KafkaException(message.error())
             found.append((message.offset(), bus.schemas.decode(message.value(), "mlbus.AuditRecord")[1]))
+        if not messages or consumer.position([TopicPartition(topic, 0)])[0].offset >= end:
+            break
     return found[:count]
 
 
