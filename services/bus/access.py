@@ -5,7 +5,7 @@ consumes or reads (the auditor: the DLQs too), READ on its consumer groups (`<ns
 WRITE on its transactional ids (`<ns>mlbus.<principal>.*`) and IDEMPOTENT_WRITE on the cluster. A person gets
 WRITE on the topics whose producers name one of their roles (`role:approver`), READ on every topic not marked
 private, and their own groups. `every` in a list means every principal (the schemas topic). DESCRIBE comes
-with READ and WRITE (Kafka implies it). The broker's `admin` is a super user and needs no ACL.
+with READ and WRITE (Kafka implies it); the console may also DESCRIBE every group and topic, to show lag. The broker's `admin` is a super user and needs no ACL.
 """
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ APP = "app"
 ROLES = ("admin", "approver", "operator", "data-publisher", "data-scientist", "viewer")
 # The drift-watcher's faust application makes its own topics (observations, changelogs, assignor).
 TOPIC_MAKERS = ("drift-watcher",)
+# The console shows every service's consumer lag: it may DESCRIBE every mlbus group and topic (offsets and
+# metadata, no message: reading a topic's messages still needs READ, which topics.yaml grants).
+OBSERVERS = ("console",)
 
 
 @dataclass(frozen=True, order=True)
@@ -58,6 +61,9 @@ def plan_acls(catalogue: Catalogue, people: Mapping[str, Iterable[str]] | None =
     for principal in TOPIC_MAKERS:
         prefix = f"{catalogue.namespace}mlbus.{principal}."
         grants |= {Grant(principal, "topic", prefix, "prefixed", op) for op in ("create", "read", "write", "describe_configs")}
+    for principal in (o for o in OBSERVERS if o in services):
+        grants.add(Grant(principal, "group", f"{catalogue.namespace}mlbus.", "prefixed", "describe"))
+        grants |= {Grant(principal, "topic", catalogue.physical(t.name), "literal", "describe") for t in catalogue}
     return grants
 
 

@@ -52,6 +52,7 @@ class Settings:
     audit_log_id: str = ""              # MLBUS_AUDIT_LOG_ID: the log's name in its heads (default: the topic's)
     scorer_delivery: str = "exactly-once"   # MLBUS_SCORER_DELIVERY: exactly-once | at-least-once
     trainer_min_fit_s: float = 0.0      # MLBUS_TRAINER_MIN_FIT_S: fault injection, every training lasts this long
+    console_port: int = 8080            # MLBUS_CONSOLE_PORT: where `mlbus console` and the console service listen
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -86,6 +87,7 @@ class Settings:
             audit_log_id=env.get("MLBUS_AUDIT_LOG_ID", ""),
             scorer_delivery=choice(env, "MLBUS_SCORER_DELIVERY", ("exactly-once", "at-least-once")),
             trainer_min_fit_s=non_negative(env, "MLBUS_TRAINER_MIN_FIT_S", 0.0),
+            console_port=positive_int(env, "MLBUS_CONSOLE_PORT", 8080),
         )
 
     def as_person(self, principal: str, kafka: Mapping[str, str]) -> "Settings":

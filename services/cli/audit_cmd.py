@@ -81,34 +81,44 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def verify_command(bus: Bus, args: argparse.Namespace) -> int:
-    on_topic, anchored = kept_heads(bus)
-    heads = on_topic + anchored
+    extra = []
     if args.from_checkpoint:
         try:
-            heads.append(head_of_checkpoint(json.loads(args.from_checkpoint.read_text()), str(args.from_checkpoint)))
+            extra.append(head_of_checkpoint(json.loads(args.from_checkpoint.read_text()), str(args.from_checkpoint)))
         except (OSError, ValueError) as error:
             raise BadInput(f"--from-checkpoint {args.from_checkpoint}: {error}") from None
-    keys = {**log_signers(bus), **_key_files(args.key)}
-    result = verify(audit_records(bus), heads, keys, log_id(bus))
-    broken = result.broken
-    report = {"intact": broken is None, "records": result.head.sequence if broken is None else None,
-              "head_hash": result.head.hash, "root_hash": result.root, "log_id": log_id(bus),
-              "checkpoints": len(on_topic), "anchored_heads": len(anchored), "heads_checked": result.heads,
-              "anchor": bus.settings.audit_anchor,
-              "first_bad_sequence": broken.sequence if broken else None, "reason": broken.reason if broken else None,
-              "caught_by": broken.head if broken else None}
+    report = verification(bus, extra, _key_files(args.key))
     if args.json:
         print_json(report)
-    elif broken:
-        by = f" [{broken.head}]" if broken.head else ""
-        print(f"BROKEN at sequence {broken.sequence}: {broken.reason}{by} (verified up to {result.head.sequence})")
+    elif report["intact"]:
+        print(f"intact: {report['records']} records, root {report['root_hash']}, {report['heads_checked']} heads "
+              f"checked ({report['checkpoints']} on audit.checkpoints, {report['anchored_heads']} in the anchor)")
     else:
-        print(f"intact: {result.head.sequence} records, root {result.root}, {result.heads} heads checked "
-              f"({len(on_topic)} on audit.checkpoints, {len(anchored)} in the anchor)")
+        by = f" [{report['caught_by']}]" if report["caught_by"] else ""
+        print(f"BROKEN at sequence {report['first_bad_sequence']}: {report['reason']}{by} "
+              f"(verified up to {report['verified_up_to']})")
+    if report["warning"]:
+        info(f"warning: {report['warning']}")
+    return 0 if report["intact"] else 1
+
+
+def verification(bus: Bus, extra_heads: list | None = None, extra_keys: dict[str, bytes] | None = None) -> dict:
+    """audit.log checked against every head on audit.checkpoints, in the anchor and given: what `audit verify`
+    prints and the console shows."""
+    on_topic, anchored = kept_heads(bus)
+    keys = {**log_signers(bus), **(extra_keys or {})}
+    result = verify(audit_records(bus), on_topic + anchored + list(extra_heads or []), keys, log_id(bus))
+    broken = result.broken
+    warning = None
     if not anchored and any(h.signed for h in on_topic):
-        info(f"warning: the anchor {bus.settings.audit_anchor} holds no head of {log_id(bus)}: only the broker's own "
-             f"checkpoints were checked, which a rewrite of the topics could have recomputed")
-    return 0 if broken is None else 1
+        warning = (f"the anchor {bus.settings.audit_anchor} holds no head of {log_id(bus)}: only the broker's own "
+                   f"checkpoints were checked, which a rewrite of the topics could have recomputed")
+    return {"intact": broken is None, "records": result.head.sequence if broken is None else None,
+            "verified_up_to": result.head.sequence, "head_hash": result.head.hash, "root_hash": result.root,
+            "log_id": log_id(bus), "checkpoints": len(on_topic), "anchored_heads": len(anchored),
+            "heads_checked": result.heads, "anchor": bus.settings.audit_anchor,
+            "first_bad_sequence": broken.sequence if broken else None, "reason": broken.reason if broken else None,
+            "caught_by": broken.head if broken else None, "warning": warning}
 
 
 def _key_files(paths: list[Path]) -> dict[str, bytes]:
@@ -146,6 +156,19 @@ def key_command(bus: Bus, args: argparse.Namespace) -> int:
 def prove_command(bus: Bus, args: argparse.Namespace) -> int:
     if (args.target is None) == (args.consistency is None):
         raise BadInput("give either REQUEST_ID|SEQUENCE (an inclusion proof) or --consistency SIZE")
+    document, what = proof(bus, args.target, args.consistency)
+    text = json.dumps(document, indent=2) + "\n"
+    if args.out:
+        args.out.write_text(text)
+        info(f"proof written to {args.out}: {what}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def proof(bus: Bus, target: str | None, consistency: int | None = None) -> tuple[dict, str]:
+    """An inclusion proof of one record (REQUEST_ID or SEQUENCE) or a consistency proof from the signed head of
+    size `consistency`, against the latest validly signed head, checked before it is returned."""
     kept = checkpoints(bus)
     keys = log_signers(bus)
     heads = _heads_by_size(bus, kept)
@@ -153,15 +176,15 @@ def prove_command(bus: Bus, args: argparse.Namespace) -> int:
         raise BadInput("no signed tree head covers the log yet (the auditor signs one every "
                        "MLBUS_AUDIT_CHECKPOINT_EVERY records and every MLBUS_AUDIT_HEAD_INTERVAL_S seconds)")
     latest = _first_valid(reversed(heads), keys)
-    if args.consistency is not None:
-        first = _first_valid([h for h in heads if h.tree_size == args.consistency], keys)
+    if consistency is not None:
+        first = _first_valid([h for h in heads if h.tree_size == consistency], keys)
         if first is None:
-            raise BadInput(f"no validly signed head of size {args.consistency}; signed sizes: "
+            raise BadInput(f"no validly signed head of size {consistency}; signed sizes: "
                            + ", ".join(str(h.tree_size) for h in heads[-10:]))
         tree = _tree(bus, kept, latest.tree_size, {(first.tree_size - 1) // BLOCK})
         document = consistency_proof(first, latest, tree)
     else:
-        sequence = _sequence_of(bus, args.target)
+        sequence = _sequence_of(bus, target)
         covering = _first_valid(reversed([h for h in heads if h.tree_size >= sequence]), keys)
         if covering is None:
             raise BadInput(f"record #{sequence} is after the last signed head ({heads[-1].tree_size}): try again "
@@ -172,13 +195,7 @@ def prove_command(bus: Bus, args: argparse.Namespace) -> int:
     holds, what = check_proof(document, keys)
     if not holds:
         raise BadInput(f"the log does not reproduce its signed head ({what}): run `mlbus audit verify`")
-    text = json.dumps(document, indent=2) + "\n"
-    if args.out:
-        args.out.write_text(text)
-        info(f"proof written to {args.out}: {what}")
-    else:
-        sys.stdout.write(text)
-    return 0
+    return document, what
 
 
 def _heads_by_size(bus: Bus, kept: list[dict]) -> list:
@@ -323,22 +340,28 @@ def timeline_command(bus: Bus, args: argparse.Namespace) -> int:
 def export_command(bus: Bus, args: argparse.Namespace) -> int:
     since = parse_time(args.since) if args.since else None
     until = parse_time(args.until) if args.until else None
+    for line in exported(bus, since, until):
+        print_json_line(line)
+    return 0
+
+
+def exported(bus: Bus, since: datetime | None = None, until: datetime | None = None):
+    """audit.log as `audit export` writes it, one dict per record (personal data as the reader may see it)."""
     for event in decoded(bus, audit_records(bus)):
         if (since and event.at < since) or (until and event.at > until):
             continue
         entry = event.entry
-        print_json_line({"sequence": event.sequence, "audited_at": entry["audited_at"], "at": event.at,
-                         "topic": event.topic, "partition": entry["source_partition"],
-                         "offset": entry["source_offset"], "actor": event.actor, "record": event.record,
-                         "key": base64.b64encode(entry["key"]).decode() if entry["key"] else None,
-                         "headers": {h["key"]: h["value"].decode("utf-8", "replace") if h["value"] else None
-                                     for h in entry["headers"]},
-                         "value": event.value if event.record else (base64.b64encode(entry["value"]).decode()
-                                                                   if entry["value"] else None),
-                         "personal_data": event.personal,
-                         "erased": answers.erased(event.erasure) if event.erasure else None,
-                         "prev_hash": entry["prev_hash"], "hash": entry["hash"]})
-    return 0
+        yield {"sequence": event.sequence, "audited_at": entry["audited_at"], "at": event.at,
+                "topic": event.topic, "partition": entry["source_partition"],
+                "offset": entry["source_offset"], "actor": event.actor, "record": event.record,
+                "key": base64.b64encode(entry["key"]).decode() if entry["key"] else None,
+                "headers": {h["key"]: h["value"].decode("utf-8", "replace") if h["value"] else None
+                            for h in entry["headers"]},
+                "value": event.value if event.record else (base64.b64encode(entry["value"]).decode()
+                                                          if entry["value"] else None),
+                "personal_data": event.personal,
+                "erased": answers.erased(event.erasure) if event.erasure else None,
+                "prev_hash": entry["prev_hash"], "hash": entry["hash"]}
 
 
 def forget_command(bus: Bus, args: argparse.Namespace) -> int:

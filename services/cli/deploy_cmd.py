@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 from services.bus.context import Bus
 from services.bus.envelope import new_id
+from services.bus.identity import Identity
 from services.bus.projections.deployments import Deployments
 from services.bus.replay import fold_history
 
@@ -37,15 +38,22 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def deploy_command(bus: Bus, args: argparse.Namespace) -> int:
-    actor = person(args).name
-    request_id = new_id()
-    value = {"request_id": request_id, "model": args.model, "version": args.version, "action": args.action,
-             "strategy": args.strategy, "percent": args.percent,
-             "steps": [int(s) for s in args.steps.split(",") if s.strip()], "step_interval_s": args.interval,
-             "actor": actor, "reason": args.reason, "requested_at": datetime.now(timezone.utc)}
-    send(bus, args.identity, "mlbus.DeploymentRequested", value, args.model, request_id)
+    request_id = request_deployment(bus, person(args), args.model, args.version, args.action, args.strategy,
+                                    args.percent, [int(s) for s in args.steps.split(",") if s.strip()],
+                                    args.interval, args.reason)
     info(f"{args.action} of {args.model} requested ({request_id}); see `mlbus deployments {args.model}`")
     return 0
+
+
+def request_deployment(bus: Bus, identity: Identity, model: str, version: int | None, action: str, strategy: str,
+                       percent: int | None, steps: list[int], interval_s: float, reason: str) -> str:
+    """A person's signed deploy or rollback request (the CLI's and the console's); its id."""
+    request_id = new_id()
+    value = {"request_id": request_id, "model": model, "version": version, "action": action, "strategy": strategy,
+             "percent": percent, "steps": steps, "step_interval_s": interval_s, "actor": identity.name,
+             "reason": reason, "requested_at": datetime.now(timezone.utc)}
+    send(bus, identity, "mlbus.DeploymentRequested", value, model, request_id)
+    return request_id
 
 
 def deployments(bus: Bus) -> Deployments:

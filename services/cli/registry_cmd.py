@@ -9,6 +9,7 @@ from pathlib import Path
 from services.bus.context import Bus
 from services.bus.envelope import new_id
 from services.bus.errors import BadInput
+from services.bus.identity import Identity
 from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory
 from services.bus.replay import fold_history
 
@@ -41,15 +42,20 @@ def register_models(sub: argparse._SubParsersAction) -> None:
 
 
 def decision_command(bus: Bus, args: argparse.Namespace) -> int:
-    actor = person(args).name
-    approval_id = new_id()
-    value = {"approval_id": approval_id, "model": args.model, "version": args.version,
-             "decision": args.decision, "actor": actor, "reason": args.reason,
-             "submitted_at": datetime.now(timezone.utc)}
-    send(bus, args.identity, "mlbus.ApprovalSubmitted", value, args.model, approval_id, f"{args.model}@{args.version}")
-    info(f"{args.decision} of {args.model} v{args.version} by {actor} submitted ({approval_id}); "
+    identity = person(args)
+    approval_id = submit_decision(bus, identity, args.model, args.version, args.decision, args.reason)
+    info(f"{args.decision} of {args.model} v{args.version} by {identity.name} submitted ({approval_id}); "
          f"the registry's decision: mlbus models show {args.model}@{args.version}")
     return 0
+
+
+def submit_decision(bus: Bus, identity: Identity, model: str, version: int, decision: str, reason: str) -> str:
+    """A person's signed approve/reject of a model version (the CLI's and the console's); its id."""
+    approval_id = new_id()
+    value = {"approval_id": approval_id, "model": model, "version": version, "decision": decision,
+             "actor": identity.name, "reason": reason, "submitted_at": datetime.now(timezone.utc)}
+    send(bus, identity, "mlbus.ApprovalSubmitted", value, model, approval_id, f"{model}@{version}")
+    return approval_id
 
 
 def policy_command(bus: Bus, args: argparse.Namespace) -> int:

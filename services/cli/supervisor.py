@@ -17,13 +17,14 @@ from services.bus.identity import read_identities
 from services.bus.settings import PROJECT_ROOT, ConfigError
 from services.bus.topics import TopicAdmin, committed_topics, consumer_lag, plan_topics, service_group
 
+from .keepalive import restarts_file
 from .output import info, print_json, print_table
 
 # mlbus's services → their modules. `up` starts those that exist; NAME=MODULE adds one of your own.
 SERVICES = {"validator": "services.validator", "trainer": "services.trainer", "registry": "services.registry",
             "deployer": "services.deployer", "scorer": "services.scorer",
             "drift-watcher": "services.drift_watcher",
-            "auditor": "services.auditor"}
+            "auditor": "services.auditor", "console": "services.cli.console"}
 STOP_DEADLINE_S = 30
 
 
@@ -113,22 +114,31 @@ def start_service(bus: Bus, name: str, module: str) -> None:
 
 
 def status_command(bus: Bus, args: argparse.Namespace) -> int:
+    rows = service_rows(bus)
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(["service", "state", "pid", "restarts", "lag"],
+                    [[r["service"], r["state"], r["service_pid"] or "-", r["restarts"],
+                      "-" if r["lag"] is None else r["lag"]] for r in rows])
+    return 0
+
+
+def service_rows(bus: Bus) -> list[dict]:
+    """Each service `up` knows: running or not, its pid, restarts since `up`, and its consumer lag."""
     rows = []
     for name in sorted(set(available_services()) | set(known_names(bus))):
         pid = running_pid(pid_file(bus, name))
         group = service_group(bus, name) if pid else f"{bus.settings.namespace}mlbus.{name}"
         topics = [t.name for t in bus.catalogue.consumed_by(name)] or committed_topics(bus, group)
         lag = consumer_lag(bus, group, topics) if pid and topics else {}
+        restarts = Path(restarts_file(str(child_pid_file(bus, name))))
         rows.append({"service": name, "state": "running" if pid else "stopped", "pid": pid,
                      "service_pid": running_pid(child_pid_file(bus, name)),
+                     "restarts": int(restarts.read_text()) if pid and restarts.exists() else 0,
                      "lag": sum(lag.values()) if lag else None,      # None: not known yet (nothing committed)
                      "lag_by_topic": lag})
-    if args.json:
-        print_json(rows)
-    else:
-        print_table(["service", "state", "pid", "lag"], [[r["service"], r["state"], r["service_pid"] or "-",
-                                                         "-" if r["lag"] is None else r["lag"]] for r in rows])
-    return 0
+    return rows
 
 
 def down_command(bus: Bus, args: argparse.Namespace) -> int:

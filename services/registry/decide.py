@@ -11,10 +11,7 @@ from datetime import datetime
 from services.bus import Event, derive_id
 from services.domain import alert, HIGHER_IS_BETTER
 from services.bus.signing import Verdict, signature_refusal
-from services.bus.projections.inventory import AWAITING, Inventory, ModelVersion
-
-DEFAULT_POLICY = {"policy_version": 0, "thresholds": {}, "metric": None, "min_improvement": 0.0,
-                  "human_approval": True, "approvers": [], "four_eyes": True}
+from services.bus.projections.inventory import Inventory, ModelVersion, approval_refusal
 
 
 def lifecycle(model: str, version: int, kind: str, actor: str, reason: str, cause_id: str, now: datetime,
@@ -34,7 +31,7 @@ def on_trained(inventory: Inventory, trained: dict, cause_id: str, now: datetime
                           "versions are immutable", cause_id, now, evidence={"run_id": trained["run_id"]})]
     if existing is not None and existing.history:
         return []                                              # the same record delivered again
-    policy = inventory.policies.get(model, {**DEFAULT_POLICY, "model": model})
+    policy = inventory.policy(model)
     verdict, evidence = judge(trained, policy, inventory.champion(model))
     events = [lifecycle(model, version, "registered", "registry", "trained version registered", cause_id, now,
                         policy, {"run_id": trained["run_id"], "metrics": trained["metrics"],
@@ -77,7 +74,7 @@ def on_approval(inventory: Inventory, approval: dict, verdict: Verdict, now: dat
     if cause in inventory.causes:
         return []                                              # delivered twice: decided once
     entry = inventory.version(model, version)
-    policy = inventory.policies.get(model, {**DEFAULT_POLICY, "model": model})
+    policy = inventory.policy(model)
     actor = verdict.signer or f"unverified:{approval['actor']}"
     refusal = signature_refusal(verdict, approval["actor"]) or approval_refusal(entry, policy, actor)
     signed = {"signer": verdict.signer, "signer_key": verdict.signer_key}
@@ -96,18 +93,6 @@ def on_policy(policy: dict, verdict: Verdict, cause_id: str, now: datetime) -> l
     return [alert("policy-refused", policy["model"], f"policy v{policy['policy_version']} of {policy['model']} not "
                   f"adopted: {verdict.refusal}", cause_id, now,
                   evidence={"claimed_by": policy["defined_by"], "refusal": verdict.refusal})]
-
-
-def approval_refusal(entry: ModelVersion | None, policy: dict, actor: str) -> str | None:
-    if entry is None:
-        return "unknown model version"
-    if entry.status != AWAITING:
-        return f"version is {entry.status}, not awaiting approval"
-    if policy["approvers"] and actor not in policy["approvers"]:
-        return f"not an approver: the policy names {', '.join(policy['approvers'])}"
-    if policy["four_eyes"] and actor == entry.trained["requested_by"].removeprefix("cli:"):
-        return "four-eyes: the approver requested this training"
-    return None
 
 
 def on_deployment(inventory: Inventory, deployment: dict, now: datetime) -> list[Event]:

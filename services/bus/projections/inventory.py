@@ -5,6 +5,9 @@ from dataclasses import dataclass, field
 
 AWAITING, APPROVED, REJECTED, RETIRED = "awaiting-approval", "approved", "rejected", "retired"
 STATUS_AFTER = {"approved": APPROVED, "rejected": REJECTED, "retired": RETIRED}
+# The policy of a model nobody defined one for: a person approves, not the one who asked for the training.
+DEFAULT_POLICY = {"policy_version": 0, "thresholds": {}, "metric": None, "min_improvement": 0.0,
+                  "human_approval": True, "approvers": [], "four_eyes": True}
 # What the inventory is folded from, in the order a rebuild applies them.
 INVENTORY_RECORDS = ("mlbus.PromotionPolicyDefined", "mlbus.ModelTrained", "mlbus.ModelLifecycle")
 
@@ -39,6 +42,9 @@ class Inventory:
         version = self.aliases.get(model, {}).get("champion")
         return None if version is None else self.version(model, version)
 
+    def policy(self, model: str) -> dict:
+        return self.policies.get(model, {**DEFAULT_POLICY, "model": model})
+
     def apply(self, record: str, value: dict) -> list[dict]:
         """Fold one event in; the same event twice changes nothing. Returns the lifecycle decisions that
         took effect now (one, or those that were waiting for this version)."""
@@ -68,6 +74,20 @@ class Inventory:
             entry.status = STATUS_AFTER[event["kind"]]
         if event["kind"] == "promoted" and event["alias"]:
             self.aliases.setdefault(event["model"], {})[event["alias"]] = event["version"]
+
+
+def approval_refusal(entry: ModelVersion | None, policy: dict, actor: str) -> str | None:
+    """Why the policy does not let `actor` decide on this version now (the registry's rule; the console asks it
+    too, to say why a person cannot approve), or None."""
+    if entry is None:
+        return "unknown model version"
+    if entry.status != AWAITING:
+        return f"version is {entry.status}, not awaiting approval"
+    if policy["approvers"] and actor not in policy["approvers"]:
+        return f"not an approver: the policy names {', '.join(policy['approvers'])}"
+    if policy["four_eyes"] and actor == entry.trained["requested_by"].removeprefix("cli:"):
+        return "four-eyes: the approver requested this training"
+    return None
 
 
 def inventory_from(events: list[tuple[str, dict]]) -> Inventory:

@@ -1,0 +1,70 @@
+"""The console wired to the bus: the CLI's own readers of audit.log, services' state and acts, then uvicorn."""
+from __future__ import annotations
+
+import uvicorn
+
+from services.bus.context import Bus
+from services.domain import audit_records, decoded
+
+from .. import explain as answers
+from .. import kpi_report
+from ..audit_cmd import exported, proof, verification
+from ..deploy_cmd import request_deployment
+from ..registry_cmd import submit_decision
+from ..supervisor import service_rows
+from .app import Console
+
+TIMELINE_LINES = 300         # the audit screen's timeline: the newest decisions of audit.log
+DECISIONS = ("mlbus.DataBatch", "mlbus.DataValidated", "mlbus.ModelSpecDefined", "mlbus.TrainingRequested",
+             "mlbus.ModelTrained", "mlbus.PromotionPolicyDefined", "mlbus.ApprovalSubmitted", "mlbus.ModelLifecycle",
+             "mlbus.DeploymentRequested", "mlbus.DeploymentChanged", "mlbus.Alert", "mlbus.ErasureRequested")
+
+
+class AuditReader:
+    """What the audit screen asks of audit.log: one request explained, the newest decisions."""
+
+    def __init__(self, bus: Bus, console: Console):
+        self.bus, self.console = bus, console
+        self.kept: tuple[int, list] = (-1, [])          # (head sequence, timeline) read last
+
+    def __call__(self, request_id: str) -> dict | None:
+        return answers.explain(answers.Index(list(decoded(self.bus, audit_records(self.bus)))), request_id)
+
+    def timeline(self) -> list:
+        """The decisions (traffic summed up between them), newest first; read again when a new head is signed."""
+        head = (self.console.view.head or {}).get("sequence") or 0
+        if head != self.kept[0]:
+            lines = answers.timeline(list(decoded(self.bus, audit_records(self.bus, DECISIONS))), None)
+            self.kept = (head, list(reversed(lines))[:TIMELINE_LINES])
+        return self.kept[1]
+
+
+def compare(observed: list[dict], history: list[dict]) -> dict:
+    return {"before_after": [c.as_dict() for c in kpi_report.before_after(observed, history)],
+            "by_variant": [c.as_dict() for c in kpi_report.by_variant(observed, history)]}
+
+
+def act(bus: Bus, identity, kind: str, fields: dict) -> str:
+    if kind == "decision":
+        return submit_decision(bus, identity, fields["model"], fields["version"], fields["decision"], fields["reason"])
+    return request_deployment(bus, identity, fields["model"], fields["version"], fields["action"], fields["strategy"],
+                              fields["percent"], fields["steps"], fields["interval_s"], fields["reason"])
+
+
+def console_for(bus: Bus) -> Console:
+    console = Console(bus, services=lambda: service_rows(bus), verifier=lambda: verification(bus),
+                      prover=lambda target: proof(bus, target), exporter=lambda: exported(bus),
+                      kpi_compare=compare, acts=act)
+    console.explainer = AuditReader(bus, console)
+    return console
+
+
+def serve(bus: Bus, host: str, port: int | None) -> None:
+    console = console_for(bus)
+    console.start()
+    port = port or bus.settings.console_port
+    print(f"mlbus console on http://{host}:{port}/ (log in with your identity file)", flush=True)
+    try:
+        uvicorn.run(console.app(), host=host, port=port, log_level="warning")
+    finally:
+        console.stop()

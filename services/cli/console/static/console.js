@@ -1,0 +1,71 @@
+// The console's own script: live updates (server-sent events → htmx re-fetches the open screen), Vega-Lite
+// charts from the JSON the server embeds, sortable tables, and selects that submit their form.
+(function () {
+  "use strict";
+
+  function drawCharts(root) {
+    root.querySelectorAll("[data-chart]").forEach(function (el) {
+      var spec = document.getElementById(el.dataset.chart);
+      if (!spec || typeof vegaEmbed === "undefined") return;
+      vegaEmbed(el, JSON.parse(spec.textContent), { actions: false, renderer: "svg" })
+        .then(function () { el.dataset.drawn = "yes"; })
+        .catch(function (error) { el.textContent = "chart unavailable: " + error; });
+    });
+  }
+
+  function sortable(root) {
+    root.querySelectorAll("table.sortable thead th").forEach(function (th, column) {
+      th.addEventListener("click", function () {
+        var body = th.closest("table").tBodies[0];
+        var ascending = th.dataset.order !== "asc";
+        th.dataset.order = ascending ? "asc" : "desc";
+        var rows = Array.prototype.slice.call(body.rows);
+        rows.sort(function (a, b) {
+          var x = a.cells[column], y = b.cells[column];
+          if (!x || !y) return 0;
+          var u = x.dataset.sort !== undefined ? x.dataset.sort : x.textContent.trim();
+          var v = y.dataset.sort !== undefined ? y.dataset.sort : y.textContent.trim();
+          var nu = parseFloat(u), nv = parseFloat(v);
+          var order = (!isNaN(nu) && !isNaN(nv)) ? nu - nv : u.localeCompare(v);
+          return ascending ? order : -order;
+        });
+        rows.forEach(function (row) { body.appendChild(row); });
+      });
+    });
+  }
+
+  function autosubmit(root) {
+    root.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
+      select.addEventListener("change", function () { select.form.submit(); });
+    });
+  }
+
+  function prepare(root) { drawCharts(root); sortable(root); autosubmit(root); }
+
+  function live() {
+    var source = document.body.dataset.live;
+    if (!source || typeof EventSource === "undefined") return;
+    var dot = document.getElementById("live");
+    var pending = null;
+    var events = new EventSource(source);
+    events.onopen = function () { if (dot) dot.classList.add("on"); };
+    events.onerror = function () { if (dot) dot.classList.remove("on"); };
+    events.onmessage = function (message) {
+      var content = document.getElementById("content");
+      if (!content || content.dataset.changes === message.data) return;
+      // a person typing in a form keeps what they typed: the screen refreshes once they leave it
+      var typing = document.activeElement && document.activeElement.closest("#content form");
+      if (typing || pending) return;
+      pending = setTimeout(function () {
+        pending = null;
+        document.body.dispatchEvent(new Event("mlbus-changed"));
+      }, 250);
+    };
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { prepare(document); live(); });
+  document.addEventListener("htmx:afterSwap", function () {
+    var content = document.getElementById("content");
+    if (content) prepare(content);
+  });
+})();

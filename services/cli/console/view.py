@@ -1,0 +1,62 @@
+"""What the console knows: the topics folded by the same projections the services run (the registry's
+inventory, the deployer's deployments, the identities book), plus the lists the screens draw from.
+Pure: `apply(record, value)` is called by a Follower thread; readers take `lock` while they look."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from services.bus.projections.deployments import Deployments
+from services.bus.projections.identities import IDENTITY_RECORDS, Identities
+from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory
+
+LISTED = ("mlbus.TrainingRun", "mlbus.ApprovalSubmitted", "mlbus.DeploymentChanged", "mlbus.DriftReport",
+          "mlbus.Alert", "mlbus.KpiObserved", "mlbus.AuditCheckpoint", "mlbus.DataBatch", "mlbus.DataValidated")
+RECORDS = (*INVENTORY_RECORDS, *IDENTITY_RECORDS, *LISTED)       # what the console follows
+KEPT_PER_LIST = 5_000          # the newest runs, drift reports, alerts and KPI observations kept in memory
+
+
+@dataclass
+class ConsoleView:
+    inventory: Inventory = field(default_factory=Inventory)
+    deployments: Deployments = field(default_factory=Deployments)
+    identities: Identities = field(default_factory=Identities)
+    runs: list[dict] = field(default_factory=list)
+    attempts: list[dict] = field(default_factory=list)          # ApprovalSubmitted, as people sent them
+    drift: list[dict] = field(default_factory=list)
+    alerts: list[dict] = field(default_factory=list)
+    kpis: list[dict] = field(default_factory=list)
+    head: dict | None = None                                     # the latest AuditCheckpoint (signed tree head)
+    batches: dict[str, dict] = field(default_factory=dict)       # batch id → DataBatch
+    validations: dict[str, dict] = field(default_factory=dict)   # batch id → DataValidated
+    changes: int = 0                                             # bumped by every record folded in
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    listeners: list[Callable[[int], None]] = field(default_factory=list, repr=False)
+
+    def apply(self, record: str, value: dict) -> None:
+        with self.lock:
+            if record in INVENTORY_RECORDS:
+                self.inventory.apply(record, value)
+            elif record in IDENTITY_RECORDS:
+                self.identities.apply(record, value)
+            elif record == "mlbus.DeploymentChanged":
+                self.deployments.apply(record, value)
+            elif record == "mlbus.AuditCheckpoint":
+                if self.head is None or value["sequence"] >= self.head["sequence"]:
+                    self.head = value
+            elif record == "mlbus.DataBatch":
+                self.batches[value["batch_id"]] = value
+            elif record == "mlbus.DataValidated":
+                self.validations[value["batch_id"]] = value
+            else:
+                listed = {"mlbus.TrainingRun": self.runs, "mlbus.ApprovalSubmitted": self.attempts,
+                          "mlbus.DriftReport": self.drift, "mlbus.Alert": self.alerts, "mlbus.KpiObserved": self.kpis}
+                kept = listed[record]
+                kept.append(value)
+                if len(kept) > KEPT_PER_LIST:
+                    del kept[: len(kept) - KEPT_PER_LIST]
+            self.changes += 1
+            changes = self.changes
+        for listener in list(self.listeners):
+            listener(changes)
