@@ -1,0 +1,93 @@
+"""Headless Chromium from Debian's package, driven by Playwright (which never downloads a browser here), and
+the console as a real process."""
+from __future__ import annotations
+
+import shutil
+import socket
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.support.polling import wait_until
+from tests.support.processes import running
+
+# As the machine's notes say: without the background-networking flags Chromium keeps calling out to a
+# network that is closed here; --no-sandbox because the suite may run as root.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium_path() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.fail("Debian's chromium is not installed: scripts/test installs it (apt-get install chromium)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def console_running(env: dict, log: Path) -> Iterator[str]:
+    """The console service (python -m services.cli.console) on a free port; yields its base URL once it
+    has read the topics to their end and answers."""
+    port = free_port()
+    with running("services.cli.console", env, log, MLBUS_CONSOLE_PORT=str(port)) as process:
+        base = f"http://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            assert process.poll() is None, f"the console exited:\n{log.read_text()[-3000:]}"
+            try:
+                with urllib.request.urlopen(base + "/healthz", timeout=2) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        wait_until(answers, timeout=90, message="the console to answer")
+        yield base
+
+
+@contextmanager
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+class Visitor:
+    """One person's browser context: every console message and page error is kept (a test asserts none)."""
+
+    def __init__(self, launched, base: str, shots: Path):
+        self.context = launched.new_context(viewport={"width": 1360, "height": 900}, accept_downloads=True)
+        self.page = self.context.new_page()
+        self.base, self.shots = base, shots
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+
+    def login(self, identity_file: Path) -> "Visitor":
+        self.page.goto(self.base + "/")
+        self.page.set_input_files("input[name=identity]", str(identity_file))
+        self.page.click("button[type=submit]")
+        self.page.wait_for_url(self.base + "/")
+        return self
+
+    def open(self, path: str, shot: str | None = None):
+        self.page.goto(self.base + path)
+        self.page.wait_for_load_state("load")
+        self.page.wait_for_function("() => [...document.querySelectorAll('[data-chart]')]"
+                                    ".every(el => el.dataset.drawn === 'yes' || el.textContent.length > 0)")
+        if shot:
+            self.shots.mkdir(parents=True, exist_ok=True)
+            self.page.screenshot(path=str(self.shots / f"{shot}.png"), full_page=True)
+        return self.page
