@@ -9,6 +9,7 @@ import yaml
 
 from services.domain.datasets import publish_batch
 from services.bus.settings import PROJECT_ROOT
+from tests.support.browser import screens_as
 from tests.support.datasets import good, write
 from tests.support.polling import topic_values, wait_until
 from tests.support.processes import running
@@ -70,5 +71,11 @@ def test_sustained_drift_retrains_and_redeploys_once_within_the_cool_down(bus, b
     assert trained[1]["request_id"] == request["request_id"]
     held_back = champion_drift_after(bus, request)       # without the cool-down these would have asked again
     assert len([r for r in held_back if r["version"] == 2]) >= 2 and alerts
+    seen = screens_as(bus_env, cli.identity("mallory"), tmp_path / "console.log", {
+        "monitoring-drift": f"/monitoring?model={MODEL}", "deployments-retrained": "/deployments",
+        "experiments-retrained": f"/experiments?model={MODEL}"})
+    assert "drift" in seen["monitoring-drift"] and "v2 (champion)" in seen["monitoring-drift"]
+    assert "drift-watcher" in seen["deployments-retrained"] or "v2 champion" in seen["deployments-retrained"]
+    assert "drift" in seen["experiments-retrained"] and "new-data" in seen["experiments-retrained"]
     print(f"closed loop: {len(reports)} drift reports, {len(alerts)} drift alerts, one drift-triggered training; "
           f"{len(held_back)} drifted champion windows after it, held back by the cool-down")

@@ -9,7 +9,7 @@ import pytest
 
 from services.bus.settings import PROJECT_ROOT
 from services.domain.datasets import publish_batch
-from tests.support.browser import Visitor, browser, console_running
+from tests.support.browser import SHOTS, Visitor, browser, console_running
 from tests.support.datasets import good, write
 from tests.support.polling import topic_values, wait_until
 from tests.support.processes import running
@@ -18,7 +18,6 @@ MODEL = "breast_cancer_lr"
 SPEC = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"
 POLICY = f"model: {MODEL}\nmetric: roc_auc\nmin_improvement: -1.0\nhuman_approval: true\napprovers: [ana]\nfour_eyes: true\n"
 MARKUP = '<img src=x onerror="document.body.dataset.pwned=1">'
-SHOTS = PROJECT_ROOT / "var" / "console-screenshots"
 SCREENS = {"overview": "/", "models": "/models", "version": f"/models/{MODEL}/2", "experiments": "/experiments",
            "approvals": "/approvals", "deployments": "/deployments", "monitoring": "/monitoring", "kpis": "/kpis",
            "audit": "/audit"}

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from services.bus import Event, Publisher, derive_id
+from tests.support.browser import screens_as
 from tests.support.drift import NOW, publish_version
 
 MODEL = "shop_model"
@@ -39,7 +40,7 @@ def publish_kpis(publisher: Publisher) -> None:
     publisher.flush()
 
 
-def test_kpi_report_recovers_a_known_challenger_effect_and_no_effect_where_there_is_none(bus, cli):
+def test_kpi_report_recovers_a_known_challenger_effect_and_no_effect_where_there_is_none(bus, bus_env, cli, tmp_path):
     publisher = Publisher(bus, "shop-app")
     publish_version(publisher, MODEL, 1, "{}")
     publish_kpis(publisher)
@@ -63,5 +64,9 @@ def test_kpi_report_recovers_a_known_challenger_effect_and_no_effect_where_there
     print(f"challenger effect {variant['difference']:+.4f} [{variant['ci_low']:+.4f}, {variant['ci_high']:+.4f}] "
           f"p={variant['p_value']:.2g}; v1→v2 whole traffic {change['difference']:+.4f} "
           f"[{change['ci_low']:+.4f}, {change['ci_high']:+.4f}] p={change['p_value']:.2g}")
+    shown = screens_as(bus_env, cli.identity("mallory"), tmp_path / "console.log",
+                       {"kpis": f"/kpis?model={MODEL}"})["kpis"]
+    assert "challenger (v2) vs champion (v1)" in shown and "v1 → v2" in shown      # the console shows the same
+    assert f"{variant['difference']:.4f}" in shown
     status = cli("drift", "status", MODEL)
     assert status.returncode == 0 and "no drift reports yet" in status.stderr

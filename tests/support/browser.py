@@ -11,8 +11,11 @@ from typing import Iterator
 
 import pytest
 
+from services.bus.settings import PROJECT_ROOT
 from tests.support.polling import wait_until
 from tests.support.processes import running
+
+SHOTS = PROJECT_ROOT / "var" / "console-screenshots"      # every screenshot the browser tests take
 
 # As the machine's notes say: without the background-networking flags Chromium keeps calling out to a
 # network that is closed here; --no-sandbox because the suite may run as root.
@@ -91,3 +94,14 @@ class Visitor:
             self.shots.mkdir(parents=True, exist_ok=True)
             self.page.screenshot(path=str(self.shots / f"{shot}.png"), full_page=True)
         return self.page
+
+
+def screens_as(env: dict, identity_file: Path, log: Path, screens: dict[str, str]) -> dict[str, str]:
+    """Start the console, log in as the person, open each screen (name → path) once every chart is drawn,
+    save a screenshot under var/console-screenshots/ and return each screen's text; fails on any console
+    error."""
+    with console_running(env, log) as base, browser() as chromium:
+        visitor = Visitor(chromium, base, SHOTS).login(identity_file)
+        texts = {name: visitor.open(path, shot=name).inner_text("main") for name, path in screens.items()}
+        assert visitor.errors == [], visitor.errors
+        return texts
