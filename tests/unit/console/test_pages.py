@@ -1,0 +1,197 @@
+"""The console's pages from a view folded in memory (no broker): who may approve and why not, the policy's
+evidence, the lineage graph, and the web application itself through Starlette's test client — login with an
+identity file, cookies, CSRF, the login rate limit, escaping, and acts handed to the (fake) bus."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from starlette.testclient import TestClient
+
+from services.bus.context import Bus
+from services.bus.settings import Settings
+from services.cli.console import pages
+from services.cli.console.app import COOKIE, Console
+from services.cli.console.view import ConsoleView
+from tests.unit.console.test_guard import person
+
+NOW = datetime(2026, 11, 27, 12, tzinfo=timezone.utc)
+MARKUP = '<img src=x onerror="alert(1)">'
+
+
+def trained(model: str, version: int, requested_by: str = "cli:bo", roc_auc: float = 0.97) -> dict:
+    return {"model": model, "version": version, "run_id": f"run-{model}-{version}", "request_id": "r", "reason": "manual",
+            "requested_by": requested_by, "task": "classification", "estimator": "LogisticRegression",
+            "hyperparameters_json": '{"C": 1.0}', "features": ["a"], "target": "y", "metric": "roc_auc",
+            "metrics": {"roc_auc": roc_auc}, "cv_metrics": {}, "batches": [{"batch_id": "b1", "dataset": "d",
+            "sha256": "f" * 64, "rows": 10, "uri": "x"}], "code_version": "1", "git_commit": None, "environment": {},
+            "seed": 0, "duration_ms": 1, "artifact_uri": "a", "artifact_sha256": "a" * 64, "feature_profile": [],
+            "spec_sha256": "0", "trained_at": NOW, "prediction_profile": None}
+
+
+def lifecycle(model: str, version: int, kind: str, actor: str, reason: str, n: int) -> dict:
+    return {"event_id": f"e{n}", "model": model, "version": version, "kind": kind, "alias": None, "actor": actor,
+            "reason": reason, "policy_version": 1, "evidence_json": json.dumps({"signer_key": f"key-{actor}"}),
+            "cause_id": f"c{n}", "occurred_at": NOW + timedelta(seconds=n)}
+
+
+def story() -> ConsoleView:
+    view = ConsoleView()
+    view.apply("mlbus.PromotionPolicyDefined", {"model": "m", "policy_version": 1, "thresholds": {"roc_auc": 0.9},
+                                                "metric": "roc_auc", "min_improvement": 0.0, "human_approval": True,
+                                                "approvers": ["ana"], "four_eyes": True})
+    view.apply("mlbus.ModelTrained", trained("m", 1, "cli:bo", 0.95))
+    view.apply("mlbus.ModelLifecycle", lifecycle("m", 1, "registered", "registry", "registered", 1))
+    view.apply("mlbus.ModelLifecycle", lifecycle("m", 1, "approved", "ana", "fine", 2))
+    view.apply("mlbus.ModelLifecycle", {**lifecycle("m", 1, "promoted", "deployer", "champion", 3), "alias": "champion"})
+    view.apply("mlbus.ModelTrained", trained("m", 2, "cli:ana", 0.97))
+    view.apply("mlbus.ModelLifecycle", lifecycle("m", 2, "registered", "registry", "registered", 4))
+    view.apply("mlbus.ModelLifecycle", lifecycle("m", 2, "approval-refused", "bo", MARKUP, 5))
+    view.apply("mlbus.ModelTrained", trained(MARKUP, 1))
+    return view
+
+
+def test_who_may_approve_follows_the_role_and_the_models_policy():
+    view = story()
+    v2 = view.inventory.version("m", 2)
+    assert pages.may_approve(view, v2, "mallory", ("viewer",)) == "mallory has no approver role (roles: viewer)"
+    assert pages.may_approve(view, v2, "bo", ("approver",)) == "not an approver: the policy names ana"
+    assert pages.may_approve(view, v2, "ana", ("approver",)) == "four-eyes: the approver requested this training"
+    assert "not awaiting" in pages.may_approve(view, view.inventory.version("m", 1), "ana", ("approver",))
+
+
+def test_the_inbox_shows_the_policys_evidence_and_refused_attempts():
+    shown = pages.approvals(story(), "carl", ("approver",))
+    waiting = {(i["model"], i["version"]): i for i in shown["inbox"]}
+    assert set(waiting) == {("m", 2), (MARKUP, 1)}
+    evidence = waiting[("m", 2)]["evidence"]
+    assert evidence["checks"] == [{"metric": "roc_auc", "value": 0.97, "limit": 0.9, "higher_is_better": True,
+                                   "meets": True}]
+    assert evidence["champion"]["champion"] == 1 and evidence["champion"]["improvement"] == pytest.approx(0.02)
+    assert [e["actor"] for e in shown["refused"]] == ["bo"]
+
+
+def test_the_lineage_joins_data_run_version_decisions_and_deployments():
+    view = story()
+    view.apply("mlbus.DeploymentChanged", {"deployment_id": "d1", "model": "m", "strategy": "replace", "phase": "completed",
+                                           "routes": [{"version": 1, "variant": "champion", "share": 1.0, "served": True}],
+                                           "reason": "", "actor": "deployer", "cause_id": "c", "changed_at": NOW,
+                                           "version": 1, "steps": [], "step": 0, "step_interval_s": 0.0,
+                                           "evidence_json": "{}"})
+    page = pages.version_page(view, "m", 1)
+    kinds = [n["kind"] for n in page["lineage"]["nodes"]]
+    assert kinds == ["batch", "validation", "run", "version", "decision", "decision", "decision", "deployment"]
+    decisions = {n["id"]: n["label"] for n in page["lineage"]["nodes"] if n["kind"] == "decision"}
+    deployment = next(n for n in page["lineage"]["nodes"] if n["kind"] == "deployment")
+    into_deployment = [e for e in page["lineage"]["edges"] if e["x2"] == deployment["x"]]
+    assert len(into_deployment) == 1 and "approved" in decisions.values()     # it follows from the approval
+    assert pages.version_page(view, "m", 9) is None
+
+
+@pytest.fixture
+def console(tmp_path):
+    sent = []
+    bus = Bus.from_settings(Settings.from_env({"MLBUS_VAR": str(tmp_path), "MLBUS_BOOTSTRAP": "127.0.0.1:1"}))
+    app = Console(bus, acts=lambda bus, identity, kind, fields: sent.append((identity.name, kind, fields)) or "act-1")
+    app.view = story()
+    ana, book = person("ana", ("approver",))
+    bo, bo_book = person("bo", ("approver",))
+    mallory, mallory_book = person("mallory", ("viewer",))
+    for each in (book, bo_book, mallory_book):
+        app.view.identities.keys.update(each.keys)
+    app.person_bus = lambda identity: bus
+    return app, sent, {"ana": ana, "bo": bo, "mallory": mallory}
+
+
+def identity_file(identity) -> bytes:
+    import base64
+    return json.dumps({"name": identity.name, "principal": identity.principal, "key_id": identity.key_id,
+                       "private_key": base64.b64encode(identity.private_key).decode(), "roles": list(identity.roles),
+                       "kafka": {}}).encode()
+
+
+def logged_in(app: Console, identity) -> TestClient:
+    client = TestClient(app.app(), base_url="http://127.0.0.1")
+    page = client.get("/login")
+    token = page.text.split('name="login_token" value="')[1].split('"')[0]
+    done = client.post("/login", data={"login_token": token, "next": "/approvals"},
+                       files={"identity": ("ana.json", identity_file(identity), "application/json")},
+                       follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "/approvals"
+    cookie = done.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    return client
+
+
+def csrf_of(page: str) -> str:
+    return page.split('name="csrf" value="')[1].split('"')[0]
+
+
+def test_every_screen_wants_a_login_and_a_login_wants_a_declared_key(console):
+    app, _, people = console
+    client = TestClient(app.app(), base_url="http://127.0.0.1")
+    for path in ("/", "/models", "/approvals", "/audit"):
+        assert client.get(path, follow_redirects=False).headers["location"].startswith("/login")
+    assert client.get("/events").status_code == 401
+    token = client.get("/login").text.split('name="login_token" value="')[1].split('"')[0]
+    stranger = person("eve")[0]
+    refused = client.post("/login", data={"login_token": token},
+                          files={"identity": ("eve.json", identity_file(stranger), "application/json")})
+    assert refused.status_code == 401 and "not on the identities topic" in refused.text
+    garbage = client.post("/login", data={"login_token": token}, files={"identity": ("x.json", b"{", "text/plain")})
+    assert garbage.status_code == 401 and "not an mlbus identity file" in garbage.text
+    no_token = client.post("/login", data={}, files={"identity": ("a.json", identity_file(people["ana"]), "x")})
+    assert no_token.status_code == 403
+
+
+def test_logins_are_rate_limited_per_client(console):
+    app, _, _ = console
+    client = TestClient(app.app(), base_url="http://127.0.0.1")
+    token = client.get("/login").text.split('name="login_token" value="')[1].split('"')[0]
+    codes = [client.post("/login", data={"login_token": token},
+                         files={"identity": ("x.json", b"nope", "text/plain")}).status_code for _ in range(7)]
+    assert codes[:5] == [401] * 5 and codes[5:] == [429, 429]
+
+
+def test_an_approval_is_sent_signed_as_the_person_and_only_with_the_csrf_token(console):
+    app, sent, people = console
+    client = logged_in(app, people["ana"])
+    page = client.get("/approvals")
+    assert page.headers["content-security-policy"].startswith("default-src 'self'")
+    form = {"model": "m", "version": "2", "decision": "approve", "reason": "ok"}
+    assert client.post("/approvals", data=form).status_code == 403                      # no token
+    assert client.post("/approvals", data={**form, "csrf": "forged"}).status_code == 403
+    refused = client.post("/approvals", data={**form, "csrf": csrf_of(page.text)})      # four-eyes: ana asked for v2
+    assert refused.status_code == 403 and "four-eyes" in refused.text and sent == []
+    done = client.post("/approvals", data={**form, "version": "1", "model": MARKUP, "csrf": csrf_of(page.text)})
+    assert done.status_code == 200 and sent == [("ana", "decision", {"model": MARKUP, "version": 1,
+                                                                     "decision": "approve", "reason": "ok"})]
+
+
+def test_a_viewer_sees_why_and_an_approver_outside_the_policy_too(console):
+    app, sent, people = console
+    assert "mallory has no approver role" in logged_in(app, people["mallory"]).get("/approvals").text
+    page = logged_in(app, people["bo"]).get("/approvals").text
+    assert "not an approver: the policy names ana" in page
+    assert logged_in(app, people["bo"]).post("/deployments", data={"action": "rollback", "model": "m",
+                                                                    "csrf": "x"}).status_code == 403
+
+
+def test_values_from_the_bus_are_text_never_markup(console):
+    app, _, people = console
+    client = logged_in(app, people["ana"])
+    for path in ("/models", "/approvals", "/"):
+        page = client.get(path).text
+        assert MARKUP not in page, path
+    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in client.get("/models").text
+    assert client.get("/models/m/1").status_code == 200 and client.get("/models/m/7").status_code == 404
+
+
+def test_logout_needs_the_token_and_ends_the_session(console):
+    app, _, people = console
+    client = logged_in(app, people["ana"])
+    page = client.get("/approvals").text
+    assert client.post("/logout", data={}).status_code == 403
+    assert client.post("/logout", data={"csrf": csrf_of(page)}, follow_redirects=False).status_code == 303
+    assert client.cookies.get(COOKIE) is None or app.sessions.get(client.cookies.get(COOKIE)) is None
