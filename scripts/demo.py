@@ -396,6 +396,24 @@ def audit_story() -> None:
     mlbus("audit", "check-proof", str(DEMO_VAR / "proof.json"), "--key", str(DEMO_VAR / "auditor.pem"))
 
 
+def console_story() -> None:
+    import urllib.request
+    chapter("21. The console: the same record on a web page, where people look, approve, deploy and roll back")
+    url = f"http://127.0.0.1:{os.environ['MLBUS_CONSOLE_PORT']}"
+
+    def answers() -> dict | None:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+                return json.loads(response.read())
+        except OSError:
+            return None
+
+    seen = wait_for("answer from the console", answers, 60)
+    print(f"{url}/ follows the topics live ({seen['changes']} events folded so far): overview, models with their "
+          f"lineage, experiments, approvals, deployments, monitoring, KPIs, audit. Log in with an identity file, "
+          f"e.g. {DEMO_VAR / 'identities' / 'ana.json'} (ana, an approver).")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__)
     parser.add_argument("--keep", action="store_true", help="leave the broker running and print how to use it")
@@ -405,6 +423,7 @@ def main() -> int:
     os.environ.setdefault("MLBUS_LOG_LEVEL", "warning")
     os.environ.setdefault("MLBUS_CANARY_INTERVAL_S", "3")      # canary steps of 3 s, so the story fits a minute
     os.environ.setdefault("MLBUS_AUDIT_HEAD_INTERVAL_S", "2")  # a signed tree head within seconds of a record
+    os.environ.setdefault("MLBUS_CONSOLE_PORT", "8080")         # the web console that `mlbus up` starts
     subprocess.run([sys.executable, str(ROOT / "scripts" / "kafka"), "stop", "--dir", str(DEMO_VAR / "kafka")],
                    stdout=subprocess.DEVNULL)
     subprocess.run(["rm", "-rf", str(DEMO_VAR)], check=True)
@@ -418,6 +437,7 @@ def main() -> int:
         monitoring_story()
         own_service_story()
         audit_story()
+        console_story()
         mlbus("status")
     finally:
         if not args.keep:
@@ -425,6 +445,8 @@ def main() -> int:
             mlbus("down")
     print(f"\ndemo finished in {time.monotonic() - started:.1f}s")
     if args.keep:
+        print(f"\nThe console: http://127.0.0.1:{os.environ['MLBUS_CONSOLE_PORT']}/ — log in as ana (an approver) with "
+              f"the identity file {DEMO_VAR / 'identities' / 'ana.json'}, or as olga (an operator), bo, dana, lead …")
         print(f"\nEverything is still running. In this shell:\n  export MLBUS_VAR={DEMO_VAR}\n"
               "  .venv/bin/mlbus status\n  .venv/bin/mlbus consume inference.predictions --from-beginning\n"
               "and `.venv/bin/mlbus down` when done.")

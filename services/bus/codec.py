@@ -65,6 +65,61 @@ def load_schema_files(schemas_dir: Path) -> list[dict]:
     return [parse_schema(raw, named, expand=True) for raw in parsed]
 
 
+def parse_announced(schema_json: str, local: dict | None = None) -> dict:
+    """A writer schema as producers announce it (its parsing canonical form), parsed as ours are (expanded).
+    Expanded schemas define a named type at every use, so their canonical form does too, which fastavro will
+    not parse back ("redefined named type"): each later definition of a name is read as a reference to it.
+    The canonical form carries no logical types: those of `local` (our version of the record) are put back on
+    the longs it has in the same place, so an older writer's times still read as times. The fingerprint of the
+    result is the announced one (logical types are not part of the canonical form)."""
+    seen: set[str] = set()
+
+    def named_once(node):
+        if isinstance(node, list):
+            return [named_once(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if node.get("type") in ("record", "enum", "fixed") and "name" in node:
+            if node["name"] in seen:
+                return node["name"]
+            seen.add(node["name"])
+        return {key: named_once(value) for key, value in node.items()}
+
+    announced = named_once(json.loads(schema_json))
+    return parse_schema(with_logical_types(announced, local) if local else announced, expand=True)
+
+
+def with_logical_types(node, local):
+    """`node` (announced JSON) with the logical types `local` (a parsed schema) has on the same longs."""
+    if isinstance(local, dict) and local.get("type") == "long" and "logicalType" in local:
+        if node == "long" or (isinstance(node, dict) and node.get("type") == "long"):
+            return {"type": "long", "logicalType": local["logicalType"]}
+        return node
+    if isinstance(node, list):                      # a union: each branch against ours of the same kind
+        branches = local if isinstance(local, list) else [local]
+        return [with_logical_types(branch, next((b for b in branches if _kind(b) == _kind(branch)), None))
+                for branch in node]
+    if not isinstance(node, dict) or not isinstance(local, dict):
+        return node
+    if node.get("type") == "record" and local.get("type") == "record":
+        ours = {f["name"]: f["type"] for f in local["fields"]}
+        return {**node, "fields": [{**f, "type": with_logical_types(f["type"], ours.get(f["name"]))}
+                                   for f in node["fields"]]}
+    for part in ("items", "values"):
+        if part in node and part in local:
+            return {**node, part: with_logical_types(node[part], local[part])}
+    return node
+
+
+def _kind(schema) -> str:
+    """What a union branch is: its primitive type, or its named type's name."""
+    if isinstance(schema, str):
+        return schema
+    if isinstance(schema, dict):
+        return schema.get("name") if schema.get("type") in ("record", "enum", "fixed") else schema.get("type", "")
+    return "union"
+
+
 class SchemaCatalogue:
     """Local schemas by name, every known writer schema by fingerprint."""
 
@@ -89,7 +144,8 @@ class SchemaCatalogue:
 
     def learn(self, schema_json: str) -> WriterSchema:
         """Add a writer schema seen elsewhere (another service's newer or older version)."""
-        schema = writer_schema(parse_schema(json.loads(schema_json)))
+        local = self.by_name.get(json.loads(schema_json).get("name", ""))
+        schema = writer_schema(parse_announced(schema_json, local.parsed if local else None))
         self.by_fingerprint.setdefault(schema.fingerprint, schema)
         return schema
 

@@ -1369,6 +1369,9 @@ class FeatureDrift:
     p_value: float | None = None
     drifted: bool
     level: str = ''
+    bins: tuple[str, ...] = ()
+    reference: tuple[float, ...] = ()
+    current: tuple[float, ...] = ()
 
     @classmethod
     def from_avro(cls, value: Mapping[str, Any]) -> FeatureDrift:
@@ -1380,6 +1383,9 @@ class FeatureDrift:
             p_value=value.get('p_value', None),
             drifted=value['drifted'],
             level=value.get('level', ''),
+            bins=tuple(item for item in value.get('bins', [])),
+            reference=tuple(item for item in value.get('reference', [])),
+            current=tuple(item for item in value.get('current', [])),
         )
 
     def to_avro(self) -> dict[str, Any]:
@@ -1391,6 +1397,9 @@ class FeatureDrift:
             'p_value': self.p_value,
             'drifted': self.drifted,
             'level': self.level,
+            'bins': list(item for item in self.bins),
+            'reference': list(item for item in self.reference),
+            'current': list(item for item in self.current),
         }
 
 

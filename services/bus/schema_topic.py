@@ -1,12 +1,10 @@
 """Resolve unknown writer fingerprints from the compacted `schemas` topic."""
 from __future__ import annotations
 
-import json
 import time
 
-from fastavro import parse_schema
 
-from .codec import writer_schema
+from .codec import parse_announced, writer_schema
 from .context import Bus
 from .errors import InfrastructureError
 from .logs import get_logger
@@ -53,7 +51,7 @@ class SchemasTopicResolver:
     def _learn(self, fingerprint_hex: str, schema_json: str) -> None:
         """Keep the entry if its schema hashes to its fingerprint (a true entry after a lying one still counts)."""
         try:
-            computed = writer_schema(parse_schema(json.loads(schema_json))).fingerprint_hex
+            computed = writer_schema(parse_announced(schema_json)).fingerprint_hex
         except Exception as error:              # noqa: BLE001 - any parse failure means the entry is unusable
             computed, reason = None, f"{type(error).__name__}: {error}"[:300]
         else:

@@ -13,6 +13,7 @@ from services.bus.errors import BadInput
 from services.bus.identity import Identity, identity_file
 from services.bus.logs import configure_logging
 from services.bus.publish import DeliveryError
+from services.bus.schema_topic import SchemasTopicResolver
 from services.bus.settings import ConfigError, Settings
 
 from . import console, acl_cmd, audit_cmd, people_cmd, data_cmd, deploy_cmd, io_cmd, models_cmd, monitor_cmd, registry_cmd, supervisor, topics_cmd
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings, args.identity = cli_settings()
         configure_logging("cli", settings.log_format, "warning", stream=sys.stderr)
-        return args.run(Bus.from_settings(settings), args)
+        return args.run(reading_old_schemas(Bus.from_settings(settings)), args)
     except (ConfigError, CatalogueError) as error:
         print(f"mlbus: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -47,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     except (DeliveryError, KafkaException) as error:
         print(f"mlbus: Kafka: {error}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def reading_old_schemas(bus: Bus) -> Bus:
+    """Messages written with a schema this release no longer ships (an older version's, before an upgrade) are
+    decoded with the writer schema their producer announced on the `schemas` topic, read only when one turns up."""
+    bus.schemas.resolver = SchemasTopicResolver(bus)
+    return bus
 
 
 def cli_settings() -> tuple[Settings, Identity | None]:

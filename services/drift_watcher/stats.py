@@ -17,13 +17,42 @@ MIN_SCALE = 1e-3             # Wasserstein is divided by the reference's spread,
 
 
 def column_drift(profile: dict, current: np.ndarray, config: Monitoring) -> list[dict]:
-    """FeatureDrift entries (one per method) for one column; [] when either side has no values."""
+    """FeatureDrift entries (one per method) for one column, the first with both distributions side by side;
+    [] when either side has no values."""
     if profile["kind"] == "numeric":
         values = np.asarray(current, dtype=float)
-        return numeric_drift(profile, values[np.isfinite(values)], config)
-    if profile["kind"] == "categorical":
-        return categorical_drift(profile, np.asarray([v for v in current if v is not None], dtype=str), config)
-    return []
+        values = values[np.isfinite(values)]
+        entries, shown = numeric_drift(profile, values, config), numeric_distributions(profile, values)
+    elif profile["kind"] == "categorical":
+        values = np.asarray([v for v in current if v is not None], dtype=str)
+        entries, shown = categorical_drift(profile, values, config), categorical_distributions(profile, values)
+    else:
+        return []
+    return [{**entries[0], **shown}, *entries[1:]] if entries else []
+
+
+def numeric_distributions(profile: dict, current: np.ndarray) -> dict:
+    """The training histogram's shares and the window's over the same bins (outer bins open-ended)."""
+    edges, counts = np.asarray(profile["histogram_edges"], dtype=float), np.asarray(profile["histogram_counts"])
+    if len(edges) < 2 or counts.sum() == 0 or len(current) == 0:
+        return {}
+    produced = np.bincount(np.searchsorted(edges[1:-1], current, side="right"), minlength=len(counts))
+    labels = [f"< {edges[1]:.4g}"] + [f"{a:.4g} – {b:.4g}" for a, b in zip(edges[1:-2], edges[2:-1])] \
+        + [f"≥ {edges[-2]:.4g}"]
+    return {"bins": labels if len(counts) > 1 else ["all"], "reference": (counts / counts.sum()).tolist(),
+            "current": (produced / len(current)).tolist()}
+
+
+def categorical_distributions(profile: dict, current: np.ndarray) -> dict:
+    reference_counts = profile["categories"]
+    if not reference_counts or len(current) == 0:
+        return {}
+    seen, counts = np.unique(current, return_counts=True)
+    produced = dict(zip(seen.tolist(), counts.tolist()))
+    categories = sorted(set(reference_counts) | set(produced))
+    total = sum(reference_counts.values())
+    return {"bins": categories, "reference": [reference_counts.get(c, 0) / total for c in categories],
+            "current": [produced.get(c, 0) / len(current) for c in categories]}
 
 
 def numeric_drift(profile: dict, current: np.ndarray, config: Monitoring) -> list[dict]:

@@ -75,6 +75,7 @@ def test_sustained_drift_retrains_and_redeploys_once_within_the_cool_down(bus, b
         "monitoring-drift": f"/monitoring?model={MODEL}", "deployments-retrained": "/deployments",
         "experiments-retrained": f"/experiments?model={MODEL}"})
     assert "drift" in seen["monitoring-drift"] and "v2 (champion)" in seen["monitoring-drift"]
+    assert "training data vs the latest window" in seen["monitoring-drift"]
     assert "drift-watcher" in seen["deployments-retrained"] or "v2 champion" in seen["deployments-retrained"]
     assert "drift" in seen["experiments-retrained"] and "new-data" in seen["experiments-retrained"]
     print(f"closed loop: {len(reports)} drift reports, {len(alerts)} drift alerts, one drift-triggered training; "

@@ -28,6 +28,7 @@ def test_up_status_down_and_restart_after_a_crash(bus, cli):
                    timeout=60, message="a restarted relay")
         publish_mixed(bus, good=50, bad=0)
         wait_until(lambda: status(cli)["relay"]["lag"] == 0, timeout=120, message="restarted relay catching up")
+        assert status(cli)["relay"]["restarts"] == 1
     finally:
         down = cli("down")
     assert down.returncode == 0, down.stderr

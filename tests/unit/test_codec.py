@@ -4,7 +4,7 @@ import json
 import pytest
 from fastavro.schema import parse_schema
 
-from services.bus.codec import HEADER_LEN, MARKER, SchemaCatalogue
+from services.bus.codec import HEADER_LEN, MARKER, SchemaCatalogue, parse_announced
 from services.bus.errors import BadInput, DecodeError
 from services.bus.settings import PROJECT_ROOT
 from tests.support.samples import sample
@@ -70,6 +70,34 @@ def test_unknown_fingerprint_is_resolved_through_the_resolver():
     reader = SchemaCatalogue([], resolver=lambda fp: asked.append(fp) or json.dumps(old))
     assert reader.decode(payload) == ("test.Thing", {"a": 1})
     assert asked == [payload[2:HEADER_LEN]]
+
+
+def without_new_drift_fields(schema):
+    """DriftReport as it was before FeatureDrift gained bins/reference/current (expanded: FeatureDrift twice)."""
+    if isinstance(schema, list):
+        return [without_new_drift_fields(s) for s in schema]
+    if isinstance(schema, dict):
+        if schema.get("name") == "mlbus.FeatureDrift":
+            return {**schema, "fields": [f for f in schema["fields"] if f["name"] not in ("bins", "reference", "current")]}
+        return {k: without_new_drift_fields(v) for k, v in schema.items() if not k.startswith("__")}
+    return schema
+
+
+def test_an_older_writers_announced_canonical_form_reads_with_our_times_and_defaults():
+    """What a service of the previous release announced on the schemas topic is its parsing canonical form: named
+    types defined at each use (fastavro refuses to parse that back as is) and no logical types."""
+    old = parse_announced(json.dumps(without_new_drift_fields(CATALOGUE.schema("mlbus.DriftReport").parsed)))
+    writer = SchemaCatalogue([old])
+    value = sample(CATALOGUE.schema("mlbus.DriftReport").parsed)
+    value["features"] = [{k: v for k, v in value["prediction_drift"].items() if k not in ("bins", "reference", "current")}]
+    value["prediction_drift"] = value["features"][0]
+    payload = writer.encode("mlbus.DriftReport", value)
+    announced = writer.schema("mlbus.DriftReport").canonical
+    assert announced.count('"name":"mlbus.FeatureDrift"') == 2 and "logicalType" not in announced
+    reader = SchemaCatalogue.from_dir(SCHEMAS, resolver=lambda fp: announced)
+    name, read = reader.decode(payload)
+    assert name == "mlbus.DriftReport" and read["window_end"] == value["window_end"]       # a datetime again
+    assert read["features"][0]["bins"] == [] and read["prediction_drift"]["current"] == []
 
 
 @pytest.mark.parametrize("payload, reason", [

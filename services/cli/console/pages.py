@@ -224,24 +224,28 @@ def monitoring(view: ConsoleView, model: str | None, feature: str | None) -> dic
     latest = reports[-1] if reports else None
     distribution = None
     if latest and feature:
-        found = next((f for f in latest["features"] if f["feature"] == feature), None)
-        distribution = found and distribution_chart(found)
+        distribution = next((chart for f in latest["features"] if f["feature"] == feature
+                             and (chart := distribution_chart(f))), None)
     alerts = [a for a in reversed(view.alerts) if a["model"] == model][:30]
     return {"model": model, "models": models_, "feature": feature, "features": features, "windows": reports[-30:][::-1],
             "latest": latest, "chart": chart, "distribution": distribution, "alerts": alerts}
 
 
 def distribution_chart(found: dict) -> dict | None:
-    """Reference against current for one feature, when the report carries both distributions."""
-    reference, current = found.get("reference") or [], found.get("current") or []
-    if not reference or not current:
+    """The training data's shares against the window's, bin by bin, when the report carries both."""
+    bins, reference, current = found.get("bins") or [], found.get("reference") or [], found.get("current") or []
+    if not bins or len(bins) != len(reference) or len(bins) != len(current):
         return None
-    values = [{"bin": i, "share": share, "which": which}
-              for which, shares in (("reference", reference), ("current", current)) for i, share in enumerate(shares)]
-    return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json", "width": "container", "height": 160,
+    values = [{"bin": label, "order": i, "share": share, "data": which}
+              for which, shares in (("training (reference)", reference), ("this window", current))
+              for i, (label, share) in enumerate(zip(bins, shares))]
+    return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json", "width": "container", "height": 180,
             "data": {"values": values}, "mark": "bar",
-            "encoding": {"x": {"field": "bin", "type": "ordinal"}, "xOffset": {"field": "which"},
-                         "y": {"field": "share", "type": "quantitative"}, "color": {"field": "which"}}}
+            "encoding": {"x": {"field": "bin", "type": "ordinal", "sort": {"field": "order"}, "title": None},
+                         "xOffset": {"field": "data"},
+                         "y": {"field": "share", "type": "quantitative", "axis": {"format": "%"}, "title": "share"},
+                         "color": {"field": "data", "type": "nominal", "title": None},
+                         "tooltip": [{"field": "bin"}, {"field": "data"}, {"field": "share", "format": ".1%"}]}}
 
 
 def kpis(view: ConsoleView, model: str | None, compare) -> dict:

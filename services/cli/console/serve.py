@@ -4,6 +4,7 @@ from __future__ import annotations
 import uvicorn
 
 from services.bus.context import Bus
+from services.bus.schema_topic import SchemasTopicResolver
 from services.domain import audit_records, decoded
 
 from .. import explain as answers
@@ -60,6 +61,7 @@ def console_for(bus: Bus) -> Console:
 
 
 def serve(bus: Bus, host: str, port: int | None) -> None:
+    bus.schemas.resolver = SchemasTopicResolver(bus)        # messages of older writer schemas too
     console = console_for(bus)
     console.start()
     port = port or bus.settings.console_port

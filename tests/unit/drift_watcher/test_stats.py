@@ -97,3 +97,23 @@ def test_the_reference_sample_is_seeded_and_sorted():
     first, second = profile_column("x", values, 500)["sample"], profile_column("x", values, 500)["sample"]
     assert first == second and first == sorted(first) and len(first) == 500
     assert profile_column("x", values)["sample"] == []          # a batch profile carries no sample
+
+
+def test_the_first_entry_of_a_column_carries_both_distributions_over_the_training_bins():
+    reference, current = RNG.normal(0, 1, 5000), np.concatenate([RNG.normal(3, 1, 300), [-50.0, 50.0]])
+    profile = reference_profile(reference)
+    first, second = column_drift(profile, current, CONFIG)                  # wasserstein, then psi
+    counts = np.asarray(profile["histogram_counts"])
+    assert len(first["bins"]) == len(first["reference"]) == len(first["current"]) == len(counts)
+    assert np.allclose(first["reference"], counts / counts.sum())
+    assert abs(sum(first["current"]) - 1) < 1e-9                           # outer bins open: nothing lost
+    assert first["bins"][0].startswith("<") and first["bins"][-1].startswith("≥")
+    assert first["current"][-1] > first["reference"][-1]                   # the shift shows in the top bin
+    assert "bins" not in second
+
+
+def test_categories_are_compared_share_by_share_including_new_ones():
+    profile = reference_profile(["a"] * 60 + ["b"] * 40)
+    [entry] = column_drift(profile, np.array(["a", "c", "c", "b"]), CONFIG)
+    assert entry["bins"] == ["a", "b", "c"]
+    assert entry["reference"] == [0.6, 0.4, 0.0] and entry["current"] == [0.25, 0.25, 0.5]
