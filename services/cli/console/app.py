@@ -11,6 +11,7 @@ import re
 import threading
 import time
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from confluent_kafka import KafkaException
@@ -47,7 +48,7 @@ NAV = [("/", "Overview"), ("/models", "Models"), ("/experiments", "Experiments")
 CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 REFRESH_S = 10.0           # how often services' state is read again
-VERIFY_EVERY_S = 60.0      # how often audit.log is verified again (and whenever a new head is signed)
+VERIFY_EVERY_S = 300.0     # how often audit.log is verified again, if a new head was signed since (a whole pass)
 
 log = get_logger(component="console")
 
@@ -102,10 +103,16 @@ class Console:
             except (KafkaException, OSError) as error:
                 log.warning("services' state not read", error=str(error))
             head = (self.view.head or {}).get("sequence")
-            due = time.monotonic() - last_verified > VERIFY_EVERY_S or head != self.verified_head
+            if self.explainer is not None and hasattr(self.explainer, "refresh"):
+                try:
+                    self.explainer.refresh()        # the decision timeline, read ahead of the audit screen
+                except (KafkaException, OSError, TimeoutError) as error:
+                    log.warning("decision timeline not read", error=str(error))
+            due = self.verification is None or (head != self.verified_head
+                                                and time.monotonic() - last_verified > VERIFY_EVERY_S)
             if self.verifier is not None and due:
                 try:
-                    self.verification = self.verifier()
+                    self.verification = {**self.verifier(), "at": datetime.now(timezone.utc)}
                     self.verified_head = head
                 except (KafkaException, OSError, BadInput, ValueError) as error:
                     self.verification = {"intact": None, "reason": f"not verified: {error}"}
@@ -165,10 +172,17 @@ class Console:
             Route("/audit/export.jsonl", self.export),
             Route("/events", self.events),
             Route("/vendor/{name}", self.vendor),
-            Route("/healthz", lambda request: JSONResponse({"changes": self.view.changes})),
+            Route("/healthz", self.health),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
         return Starlette(routes=routes)
+
+    async def health(self, request: Request) -> Response:
+        """For probes and benchmarks: what the console has folded and read so far."""
+        return JSONResponse({"changes": self.view.changes, "versions": len(self.view.inventory.versions),
+                             "head": (self.view.head or {}).get("sequence"),
+                             "timeline_read_to": getattr(self.explainer, "read_to", None),
+                             "verified": (self.verification or {}).get("intact")})
 
     async def vendor(self, request: Request) -> Response:
         path = VENDORED.get(request.path_params["name"])
@@ -265,10 +279,7 @@ class Console:
             answer = await asyncio.to_thread(self.explainer, request_id)
         return self.render(request, "audit.html", head=self.view.head, verification=self.verification,
                            request_id=request_id, answer=answer, searched=bool(request_id),
-                           timeline=await asyncio.to_thread(self.timeline) if not request_id else [])
-
-    def timeline(self) -> list:
-        return self.explainer.timeline() if self.explainer is not None else []
+                           timeline=self.explainer.timeline() if self.explainer and not request_id else [])
 
     async def proof(self, request: Request) -> Response:
         if self.session(request) is None:

@@ -182,6 +182,15 @@ def approvals(view: ConsoleView, name: str, roles: tuple[str, ...]) -> dict:
     return {"inbox": inbox, "refused": refused[:50], "decided": decided[:20]}
 
 
+def gates(evidence_: dict) -> dict | None:
+    """A deployment step's evidence as a table — one row per variant (traffic, errors, p99, online quality) —
+    when it has that shape; None otherwise (the page shows it as JSON)."""
+    if not evidence_ or not all(isinstance(v, dict) for v in evidence_.values()):
+        return None
+    columns = sorted({k for v in evidence_.values() for k in v})
+    return {"columns": columns, "rows": [{"variant": variant, **values} for variant, values in sorted(evidence_.items())]}
+
+
 def deployments(view: ConsoleView, roles: tuple[str, ...]) -> dict:
     shown = []
     for model, history in sorted(view.deployments.history.items()):
@@ -199,7 +208,9 @@ def deployments(view: ConsoleView, roles: tuple[str, ...]) -> dict:
         approved = [v for v in view.inventory.latest(model) if v.status == "approved"]
         shown.append({"model": model, "current": current, "changes": list(reversed(changes))[:30], "chart": chart,
                       "in_progress": current is not None and current["phase"] in ("started", "step"),
-                      "gates": evidence(current) if current else {}, "approved": [v.version for v in approved]})
+                      "gates": evidence(current) if current else {},
+                      "gate_table": gates(evidence(current)) if current else None,
+                      "approved": [v.version for v in approved]})
     return {"models": shown, "may_operate": bool(set(roles) & set(OPERATOR_ROLES))}
 
 
@@ -224,8 +235,8 @@ def monitoring(view: ConsoleView, model: str | None, feature: str | None) -> dic
     latest = reports[-1] if reports else None
     distribution = None
     if latest and feature:
-        distribution = next((chart for f in latest["features"] if f["feature"] == feature
-                             and (chart := distribution_chart(f))), None)
+        distribution = next(filter(None, (distribution_chart(f) for f in latest["features"]
+                                          if f["feature"] == feature)), None)
     alerts = [a for a in reversed(view.alerts) if a["model"] == model][:30]
     return {"model": model, "models": models_, "feature": feature, "features": features, "windows": reports[-30:][::-1],
             "latest": latest, "chart": chart, "distribution": distribution, "alerts": alerts}

@@ -5,7 +5,7 @@ import uvicorn
 
 from services.bus.context import Bus
 from services.bus.schema_topic import SchemasTopicResolver
-from services.domain import audit_records, decoded
+from services.domain import audit_records, decoded, records_between
 
 from .. import explain as answers
 from .. import kpi_report
@@ -22,22 +22,33 @@ DECISIONS = ("mlbus.DataBatch", "mlbus.DataValidated", "mlbus.ModelSpecDefined",
 
 
 class AuditReader:
-    """What the audit screen asks of audit.log: one request explained, the newest decisions."""
+    """What the audit screen asks of audit.log: one request explained, and the decision timeline — read once in
+    the background (traffic skipped undecoded), then only the records after what was read."""
 
     def __init__(self, bus: Bus, console: Console):
         self.bus, self.console = bus, console
-        self.kept: tuple[int, list] = (-1, [])          # (head sequence, timeline) read last
+        self.decisions: list = []           # decoded decision records (Audited), in sequence order
+        self.read_to = 0                    # audit sequence read up to
+        self.lines: list = []               # the timeline, newest first
 
     def __call__(self, request_id: str) -> dict | None:
         return answers.explain(answers.Index(list(decoded(self.bus, audit_records(self.bus)))), request_id)
 
-    def timeline(self) -> list:
-        """The decisions (traffic summed up between them), newest first; read again when a new head is signed."""
+    def refresh(self) -> None:
         head = (self.console.view.head or {}).get("sequence") or 0
-        if head != self.kept[0]:
-            lines = answers.timeline(list(decoded(self.bus, audit_records(self.bus, DECISIONS))), None)
-            self.kept = (head, list(reversed(lines))[:TIMELINE_LINES])
-        return self.kept[1]
+        if head <= self.read_to:
+            return
+        topics = {self.bus.catalogue.for_schema(r).name for r in DECISIONS}
+        if self.read_to == 0:
+            records = audit_records(self.bus, DECISIONS)
+        else:
+            records = [r for r in records_between(self.bus, self.read_to + 1) if r["source_topic"] in topics]
+        self.decisions += decoded(self.bus, records)
+        self.read_to = max([head] + [r["sequence"] for r in records])
+        self.lines = list(reversed(answers.timeline(self.decisions, None)))[:TIMELINE_LINES]
+
+    def timeline(self) -> list:
+        return self.lines
 
 
 def compare(observed: list[dict], history: list[dict]) -> dict:

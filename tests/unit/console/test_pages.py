@@ -195,3 +195,35 @@ def test_logout_needs_the_token_and_ends_the_session(console):
     assert client.post("/logout", data={}).status_code == 403
     assert client.post("/logout", data={"csrf": csrf_of(page)}, follow_redirects=False).status_code == 303
     assert client.cookies.get(COOKIE) is None or app.sessions.get(client.cookies.get(COOKIE)) is None
+
+
+def drift_report(window: int, version: int, statistic: float) -> dict:
+    return {"report_id": f"r{window}", "model": "m", "version": version, "window_id": f"w{window}",
+            "window_start": NOW, "window_end": NOW + timedelta(minutes=window), "rows": 100, "drift_share": 0.5,
+            "dataset_drift": True, "created_at": NOW, "performance": [], "alerting": [], "champion": True,
+            "prediction_drift": None,
+            "features": [{"feature": "a", "method": "ks", "statistic": statistic, "threshold": 0.05, "p_value": 0.01,
+                          "drifted": True, "level": "drift", "bins": ["< 1", "≥ 1"], "reference": [0.5, 0.5],
+                          "current": [0.1, 0.9]}]}
+
+
+def test_monitoring_draws_the_statistic_over_windows_and_the_two_distributions():
+    view = story()
+    for window, statistic in enumerate((0.01, 0.2, 0.4)):
+        view.apply("mlbus.DriftReport", drift_report(window, 1, statistic))
+    shown = pages.monitoring(view, "m", None)
+    assert shown["feature"] == "a" and [p["statistic"] for p in shown["chart"]["data"]["values"]] == [0.01, 0.2, 0.4]
+    bars = shown["distribution"]["data"]["values"]
+    assert shown["distribution"]["mark"] == "bar" and len(bars) == 4
+    assert {(b["bin"], b["data"], b["share"]) for b in bars} >= {("≥ 1", "this window", 0.9),
+                                                                ("≥ 1", "training (reference)", 0.5)}
+    old = drift_report(9, 1, 0.3)
+    del old["features"][0]["bins"]                 # a report written before the distributions were carried
+    assert pages.distribution_chart(old["features"][0]) is None
+
+
+def test_a_steps_evidence_becomes_one_row_per_variant():
+    table = pages.gates({"canary": {"count": 38, "errors": 0, "p99_ms": 66.5}, "champion": {"count": 362, "errors": 1}})
+    assert table["columns"] == ["count", "errors", "p99_ms"]
+    assert table["rows"][0] == {"variant": "canary", "count": 38, "errors": 0, "p99_ms": 66.5}
+    assert pages.gates({}) is None and pages.gates({"reason": "text"}) is None
