@@ -7,6 +7,7 @@ import json
 import statistics
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 from services.bus import Event, Publisher, derive_id
@@ -77,8 +78,9 @@ def benchmarks(workdir: Path, quick: bool, counted: int) -> list[Figure]:
         with stage.running():
             publish_versions(stage, versions)
             append_rate(stage, records - 3 * versions)          # the auditor appends the rest of the million
-            assert stage.cli("people", "add", "viewer", "--role", "viewer").returncode == 0
-            identity = Path(stage.env["MLBUS_VAR"]) / "identities" / "viewer.json"
+            identity = workdir / f"viewer-{uuid.uuid4().hex[:6]}.json"
+            made = stage.cli("people", "add", "viewer", "--role", "viewer", "--out", str(identity))
+            assert made.returncode == 0, made.stderr
             port = free_port()
             stage.start("console", "services.cli.console", MLBUS_CONSOLE_PORT=str(port), MLBUS_LOG_LEVEL="warning")
             base = f"http://127.0.0.1:{port}"

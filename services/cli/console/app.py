@@ -47,6 +47,7 @@ NAV = [("/", "Overview"), ("/models", "Models"), ("/experiments", "Experiments")
 # vega compiles its expressions with Function(): 'unsafe-eval' for scripts, never inline script.
 CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+CHARTED = {"experiments.html", "deployments.html", "monitoring.html", "kpis.html"}   # pages that load Vega
 REFRESH_S = 10.0           # how often services' state is read again
 VERIFY_EVERY_S = 300.0     # how often audit.log is verified again, if a new head was signed since (a whole pass)
 
@@ -124,7 +125,7 @@ class Console:
         session = self.session(request)
         page = self.templates.get_template(template).render(
             nav=NAV, path=request.url.path, here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
-            session=session, changes=self.view.changes, **context)
+            session=session, changes=self.view.changes, charts=template in CHARTED, **context)
         return HTMLResponse(page, status_code=http_status, headers=self.headers())
 
     @staticmethod
