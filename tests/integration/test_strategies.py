@@ -13,6 +13,7 @@ from services.bus import Event, Publisher, derive_id
 from services.domain.datasets import publish_batch
 from services.domain.datastore import local_path
 from services.bus.settings import PROJECT_ROOT
+from tests.support.browser import screens_as
 from tests.support.datasets import good, write
 from tests.support.polling import read_topic, topic_values, wait_until
 from tests.support.processes import running
@@ -104,6 +105,11 @@ def test_canary_completes_then_shadow_and_champion_challenger(bus, bus_env, cli,
     for p in split_answers:
         variants[p["entity_id"]].add(p["variant"])
     assert all(len(v) == 1 for v in variants.values()), "one entity, one variant"
+    shown = screens_as(bus_env, cli.identity("olga"), tmp_path / "console.log",
+                       {"deployments-strategies": "/deployments"})["deployments-strategies"]
+    assert "v2 champion 70%, v3 challenger 30%" in shown                           # what serves now
+    for phase, strategy in (("rolled-back", "canary"), ("completed", "shadow"), ("completed", "champion-challenger")):
+        assert f"{phase}\t{strategy}" in shown, (phase, strategy)               # each change in the history
 
 
 def test_a_bad_canary_rolls_back_and_a_tampered_artifact_is_refused(bus, bus_env, cli, tmp_path):

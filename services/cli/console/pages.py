@@ -206,10 +206,13 @@ def deployments(view: ConsoleView, roles: tuple[str, ...]) -> dict:
                               "tooltip": [{"field": "version"}, {"field": "variant"}, {"field": "share"},
                                           {"field": "at", "type": "temporal", "format": "%H:%M:%S"}]}}
         approved = [v for v in view.inventory.latest(model) if v.status == "approved"]
+        measured = [r for r in view.drift if r["model"] == model and r.get("performance")]
         shown.append({"model": model, "current": current, "changes": list(reversed(changes))[:30], "chart": chart,
                       "in_progress": current is not None and current["phase"] in ("started", "step"),
                       "gates": evidence(current) if current else {},
                       "gate_table": gates(evidence(current)) if current else None,
+                      "variants": {"window": measured[-1]["window_id"], "rows": measured[-1]["performance"]}
+                      if measured else None,
                       "approved": [v.version for v in approved]})
     return {"models": shown, "may_operate": bool(set(roles) & set(OPERATOR_ROLES))}
 

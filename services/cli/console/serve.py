@@ -1,10 +1,14 @@
 """The console wired to the bus: the CLI's own readers of audit.log, services' state and acts, then uvicorn."""
 from __future__ import annotations
 
+import multiprocessing
+import os
+
 import uvicorn
 
 from services.bus.context import Bus
 from services.bus.schema_topic import SchemasTopicResolver
+from services.bus.settings import Settings
 from services.domain import audit_records, decoded, records_between
 
 from .. import explain as answers
@@ -63,8 +67,24 @@ def act(bus: Bus, identity, kind: str, fields: dict) -> str:
                               fields["percent"], fields["steps"], fields["interval_s"], fields["reason"])
 
 
+def verified_in_a_child(settings: Settings) -> dict:
+    """`audit verify` in a process of its own, at a lower priority: a whole pass over a large log is minutes of
+    CPU, which in the console's process would hold the interpreter from the pages it serves."""
+    os.nice(10)
+    bus = Bus.from_settings(settings)
+    bus.schemas.resolver = SchemasTopicResolver(bus)
+    return verification(bus)
+
+
+def verifier(bus: Bus):
+    def verify() -> dict:
+        with multiprocessing.get_context("spawn").Pool(1) as child:
+            return child.apply(verified_in_a_child, (bus.settings,))
+    return verify
+
+
 def console_for(bus: Bus) -> Console:
-    console = Console(bus, services=lambda: service_rows(bus), verifier=lambda: verification(bus),
+    console = Console(bus, services=lambda: service_rows(bus), verifier=verifier(bus),
                       prover=lambda target: proof(bus, target), exporter=lambda: exported(bus),
                       kpi_compare=compare, acts=act)
     console.explainer = AuditReader(bus, console)
