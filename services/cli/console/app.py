@@ -92,33 +92,37 @@ class Console:
         if follow:
             Follower(self.bus, "console", RECORDS, [self.view.apply]).start()
         threading.Thread(target=self._measure, name="console-measure", daemon=True).start()
+        if self.verifier is not None:
+            threading.Thread(target=self._verify, name="console-verify", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
 
     def _measure(self) -> None:
-        last_verified = 0.0
+        """Every few seconds: the services' state and the decision timeline, read ahead of the pages."""
         while not self._stop.is_set():
             try:
                 self.services = self.read_services()
             except (KafkaException, OSError) as error:
                 log.warning("services' state not read", error=str(error))
-            head = (self.view.head or {}).get("sequence")
             if self.explainer is not None and hasattr(self.explainer, "refresh"):
                 try:
-                    self.explainer.refresh()        # the decision timeline, read ahead of the audit screen
+                    self.explainer.refresh()
                 except (KafkaException, OSError, TimeoutError) as error:
                     log.warning("decision timeline not read", error=str(error))
-            due = self.verification is None or (head != self.verified_head
-                                                and time.monotonic() - last_verified > VERIFY_EVERY_S)
-            if self.verifier is not None and due:
+            self._stop.wait(REFRESH_S)
+
+    def _verify(self) -> None:
+        """audit.log verified at start, then again when new heads were signed, at most every VERIFY_EVERY_S."""
+        while not self._stop.is_set():
+            head = (self.view.head or {}).get("sequence")
+            if self.verification is None or head != self.verified_head:
                 try:
                     self.verification = {**self.verifier(), "at": datetime.now(timezone.utc)}
                     self.verified_head = head
                 except Exception as error:      # noqa: BLE001 - a failed pass is shown on the page, not fatal
                     self.verification = {"intact": None, "reason": f"not verified: {error}"}
-                last_verified = time.monotonic()
-            self._stop.wait(REFRESH_S)
+            self._stop.wait(VERIFY_EVERY_S)
 
     # ---------------------------------------------------------------- helpers
     def render(self, request: Request, template: str, http_status: int = 200, **context) -> HTMLResponse:

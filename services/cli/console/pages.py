@@ -43,16 +43,22 @@ def overview(view: ConsoleView, services: list[dict], verification: dict | None)
             "awaiting": sum(1 for v in view.inventory.versions.values() if v.status == AWAITING)}
 
 
+OPEN_UP_TO = 10            # a model with at most this many versions shows them opened on the models screen
+
+
 def models(view: ConsoleView) -> list[dict]:
-    rows = []
+    """Each model (its champion, its newest version) with every version: status, aliases, metric, verdict."""
+    rows: dict[str, list[dict]] = {}
     for (model, version), entry in sorted(view.inventory.versions.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
         metric = entry.trained["metric"]
-        rows.append({"model": model, "version": version, "status": entry.status,
-                     "aliases": aliases_of(view, model, version), "metric": metric,
-                     "value": entry.trained["metrics"].get(metric), "verdict": verdict_of(entry),
-                     "estimator": entry.trained["estimator"], "trained_at": entry.trained["trained_at"],
-                     "requested_by": entry.trained["requested_by"]})
-    return rows
+        rows.setdefault(model, []).append({
+            "model": model, "version": version, "status": entry.status, "aliases": aliases_of(view, model, version),
+            "metric": metric, "value": entry.trained["metrics"].get(metric), "verdict": verdict_of(entry),
+            "estimator": entry.trained["estimator"], "trained_at": entry.trained["trained_at"],
+            "requested_by": entry.trained["requested_by"]})
+    return [{"model": model, "versions": versions, "newest": versions[0], "open": len(versions) <= OPEN_UP_TO,
+             "champion": view.inventory.aliases.get(model, {}).get("champion"),
+             "awaiting": sum(v["status"] == AWAITING for v in versions)} for model, versions in rows.items()]
 
 
 def version_page(view: ConsoleView, model: str, version: int) -> dict | None:
