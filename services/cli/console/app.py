@@ -164,6 +164,7 @@ class Console:
             Route("/logout", self.logout, methods=["POST"]),
             Route("/", screen(self.overview)),
             Route("/models", screen(self.models)),
+            Route("/models/{model}", screen(self.model)),
             Route("/models/{model}/{version:int}", screen(self.version)),
             Route("/experiments", screen(self.experiments)),
             Route("/approvals", screen(self.approvals), methods=["GET"]),
@@ -252,6 +253,12 @@ class Console:
 
     async def models(self, request: Request, session) -> Response:
         return self.render(request, "models.html", rows=pages.models(self.view))
+
+    async def model(self, request: Request, session) -> Response:
+        found = pages.models(self.view, only=request.path_params["model"])
+        if not found:
+            return self.render(request, "refused.html", http_status=404, why="no such model")
+        return self.render(request, "model.html", m=found[0])
 
     async def version(self, request: Request, session) -> Response:
         found = pages.version_page(self.view, request.path_params["model"], request.path_params["version"])

@@ -46,19 +46,31 @@ def overview(view: ConsoleView, services: list[dict], verification: dict | None)
 OPEN_UP_TO = 10            # a model with at most this many versions shows them opened on the models screen
 
 
-def models(view: ConsoleView) -> list[dict]:
-    """Each model (its champion, its newest version) with every version: status, aliases, metric, verdict."""
-    rows: dict[str, list[dict]] = {}
-    for (model, version), entry in sorted(view.inventory.versions.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
-        metric = entry.trained["metric"]
-        rows.setdefault(model, []).append({
-            "model": model, "version": version, "status": entry.status, "aliases": aliases_of(view, model, version),
-            "metric": metric, "value": entry.trained["metrics"].get(metric), "verdict": verdict_of(entry),
+def models(view: ConsoleView, only: str | None = None) -> list[dict]:
+    """Each model (its champion, its newest version) with its versions — status, aliases, metric, verdict —
+    listed when it has at most OPEN_UP_TO of them (or is `only`); the page fetches the others when opened."""
+    by_model: dict[str, list[ModelVersion]] = {}
+    for (model, _), entry in sorted(view.inventory.versions.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
+        if only in (None, model):
+            by_model.setdefault(model, []).append(entry)
+    shown = []
+    for model, entries in by_model.items():
+        listed = only is not None or len(entries) <= OPEN_UP_TO
+        shown.append({"model": model, "count": len(entries), "open": len(entries) <= OPEN_UP_TO,
+                      "newest": {"version": entries[0].version, "status": entries[0].status},
+                      "champion": view.inventory.aliases.get(model, {}).get("champion"),
+                      "awaiting": sum(e.status == AWAITING for e in entries),
+                      "versions": [version_row(view, e) for e in entries] if listed else []})
+    return shown
+
+
+def version_row(view: ConsoleView, entry: ModelVersion) -> dict:
+    metric = entry.trained["metric"]
+    return {"model": entry.model, "version": entry.version, "status": entry.status,
+            "aliases": aliases_of(view, entry.model, entry.version), "metric": metric,
+            "value": entry.trained["metrics"].get(metric), "verdict": verdict_of(entry),
             "estimator": entry.trained["estimator"], "trained_at": entry.trained["trained_at"],
-            "requested_by": entry.trained["requested_by"]})
-    return [{"model": model, "versions": versions, "newest": versions[0], "open": len(versions) <= OPEN_UP_TO,
-             "champion": view.inventory.aliases.get(model, {}).get("champion"),
-             "awaiting": sum(v["status"] == AWAITING for v in versions)} for model, versions in rows.items()]
+            "requested_by": entry.trained["requested_by"]}
 
 
 def version_page(view: ConsoleView, model: str, version: int) -> dict | None:

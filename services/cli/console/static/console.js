@@ -5,6 +5,7 @@
 
   function drawCharts(root) {
     root.querySelectorAll("[data-chart]").forEach(function (el) {
+      if (el.dataset.drawn) return;
       var spec = document.getElementById(el.dataset.chart);
       if (!spec || typeof vegaEmbed === "undefined") return;
       vegaEmbed(el, JSON.parse(spec.textContent), { actions: false, renderer: "svg" })
@@ -14,7 +15,10 @@
   }
 
   function sortable(root) {
-    root.querySelectorAll("table.sortable thead th").forEach(function (th, column) {
+    root.querySelectorAll("table.sortable thead tr").forEach(function (row) {
+      if (row.dataset.sortable) return;        // prepared once, even when part of the page is swapped in
+      row.dataset.sortable = "yes";
+      Array.prototype.forEach.call(row.cells, function (th, column) {
       th.addEventListener("click", function () {
         var body = th.closest("table").tBodies[0];
         var ascending = th.dataset.order !== "asc";
@@ -31,11 +35,13 @@
         });
         rows.forEach(function (row) { body.appendChild(row); });
       });
+      });
     });
   }
 
   function autosubmit(root) {
-    root.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
+    root.querySelectorAll("select[data-autosubmit]:not([data-ready])").forEach(function (select) {
+      select.dataset.ready = "yes";
       select.addEventListener("change", function () { select.form.submit(); });
     });
   }
