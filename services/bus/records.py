@@ -750,6 +750,8 @@ class ModelSpecDefined:
     dataset: str
     target: str
     features: tuple[str, ...]
+    categorical_features: tuple[str, ...] = ()
+    encoding: str = 'onehot'
     task: str
     estimator: str
     hyperparameters_json: str = '{}'
@@ -774,6 +776,8 @@ class ModelSpecDefined:
             dataset=value['dataset'],
             target=value['target'],
             features=tuple(item for item in value['features']),
+            categorical_features=tuple(item for item in value.get('categorical_features', [])),
+            encoding=value.get('encoding', 'onehot'),
             task=value['task'],
             estimator=value['estimator'],
             hyperparameters_json=value.get('hyperparameters_json', '{}'),
@@ -798,6 +802,8 @@ class ModelSpecDefined:
             'dataset': self.dataset,
             'target': self.target,
             'features': list(item for item in self.features),
+            'categorical_features': list(item for item in self.categorical_features),
+            'encoding': self.encoding,
             'task': self.task,
             'estimator': self.estimator,
             'hyperparameters_json': self.hyperparameters_json,
@@ -833,6 +839,7 @@ class ModelTrained:
     estimator: str
     hyperparameters_json: str
     features: tuple[str, ...]
+    categorical_features: tuple[str, ...] = ()
     target: str
     metric: str
     metrics: Mapping[str, float]
@@ -863,6 +870,7 @@ class ModelTrained:
             estimator=value['estimator'],
             hyperparameters_json=value['hyperparameters_json'],
             features=tuple(item for item in value['features']),
+            categorical_features=tuple(item for item in value.get('categorical_features', [])),
             target=value['target'],
             metric=value['metric'],
             metrics=value['metrics'],
@@ -893,6 +901,7 @@ class ModelTrained:
             'estimator': self.estimator,
             'hyperparameters_json': self.hyperparameters_json,
             'features': list(item for item in self.features),
+            'categorical_features': list(item for item in self.categorical_features),
             'target': self.target,
             'metric': self.metric,
             'metrics': self.metrics,

@@ -21,7 +21,8 @@ from .acts import person, send
 from .inputs import load_yaml
 from .output import info, print_json, print_table
 
-SPEC_DEFAULTS = {"hyperparameters": {}, "grid": {}, "test_size": 0.25, "cv_folds": 5, "seed": 0, "batches": "all"}
+SPEC_DEFAULTS = {"hyperparameters": {}, "grid": {}, "test_size": 0.25, "cv_folds": 5, "seed": 0, "batches": "all",
+                 "encoding": "onehot"}
 REQUIRED = ("model", "dataset", "target", "features", "task", "estimator", "metric")
 
 
@@ -66,13 +67,17 @@ def spec_record(raw: dict, actor: str, contracts_dir: Path) -> dict:
     if spec["features"] == "all":
         if columns is None:
             raise BadInput(f"features: all needs the contract {contracts_dir / spec['dataset']}.avsc")
-        spec["features"] = columns
+        spec["features"] = list(columns)
     unknown = [f for f in spec["features"] if columns is not None and f not in columns]
     if unknown:
         raise BadInput(f"features not among the contract's feature columns: {', '.join(map(str, unknown[:10]))}")
+    # categories: the contract's string columns among the features (without a contract, the spec says which)
+    categorical = [f for f in spec["features"] if columns is not None and columns[f] == "categorical"] \
+        if columns is not None else list(spec.get("categorical", []))
     canonical = json.dumps(spec, sort_keys=True)
     record = {"model": spec["model"], "dataset": spec["dataset"], "target": spec["target"],
-            "features": list(spec["features"]), "task": spec["task"], "estimator": spec["estimator"],
+            "features": list(spec["features"]), "categorical_features": categorical, "encoding": str(spec["encoding"]),
+            "task": spec["task"], "estimator": spec["estimator"],
             "hyperparameters_json": json.dumps(spec["hyperparameters"], sort_keys=True),
             "grid_json": json.dumps(spec["grid"], sort_keys=True), "metric": spec["metric"],
             "test_size": float(spec["test_size"]), "cv_folds": int(spec["cv_folds"]), "seed": int(spec["seed"]),
@@ -86,19 +91,23 @@ def spec_record(raw: dict, actor: str, contracts_dir: Path) -> dict:
     return record
 
 
-def contract_columns(contracts_dir: Path, dataset: str, target: str) -> list[str] | None:
-    """The contract's numeric columns that may be features (not key, not target); None without a contract."""
+def contract_columns(contracts_dir: Path, dataset: str, target: str) -> dict[str, str] | None:
+    """The contract's columns that may be features (not key, not target), each `numeric` or `categorical`
+    (a string column), in the contract's order; None without a contract."""
     path = contracts_dir / f"{dataset}.avsc"
     if not path.is_file():
         return None
     contract = json.loads(path.read_text())
     keys = set(contract.get("mlbus.contract", {}).get("keys", []))
-    return [f["name"] for f in contract["fields"] if f["name"] not in keys | {target} and numeric(f["type"])]
+    return {f["name"]: "numeric" if has_kind(f["type"], NUMERIC) else "categorical" for f in contract["fields"]
+            if f["name"] not in keys | {target} and has_kind(f["type"], NUMERIC + ("string",))}
 
 
-def numeric(avro_type) -> bool:
-    kinds = avro_type if isinstance(avro_type, list) else [avro_type]
-    return any(kind in ("int", "long", "float", "double") for kind in kinds)
+NUMERIC = ("int", "long", "float", "double")
+
+
+def has_kind(avro_type, kinds: tuple[str, ...]) -> bool:
+    return any(kind in kinds for kind in (avro_type if isinstance(avro_type, list) else [avro_type]))
 
 
 def define_command(bus: Bus, args: argparse.Namespace) -> int:

@@ -76,7 +76,15 @@ def spec_problem(spec: dict) -> str | None:
         return f"hyperparameters or grid unusable: {type(error).__name__}: {error}"
     if not spec["features"] or spec["target"] in spec["features"]:
         return "features must be a non-empty list without the target"
+    if spec.get("encoding", "onehot") not in ENCODINGS:
+        return f"encoding {spec.get('encoding')!r} is not one of {', '.join(ENCODINGS)}"
+    strays = [f for f in spec.get("categorical_features", []) if f not in spec["features"]]
+    if strays:
+        return f"categorical features that are not features: {', '.join(strays[:5])}"
     return None
+
+
+ENCODINGS = ("onehot", "ordinal")      # how a pipeline encodes categories (training.build_model)
 
 
 def candidates(spec: dict) -> list[dict]:

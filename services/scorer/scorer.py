@@ -66,6 +66,8 @@ class Scorer:
     def _score(self, model: str, version: int, items: list, batch: list[Received], results: list) -> None:
         entry = self.table.inventory.version(model, version)
         fitted = self._model(entry.trained) if entry else None
+        categories = (entry.trained.get("categorical_features") or ()) if entry else ()
+        numbers = [f for f in entry.trained["features"] if f not in categories] if entry else []
         rows, kept = [], []
         for index, route, served, deployment_id in items:
             if isinstance(results[index], BadInput):
@@ -76,21 +78,20 @@ class Scorer:
                 results[index].append(prediction(request, batch[index].envelope.id, route, deployment_id, served,
                                                  None, None, {}, self.clock(), error=f"v{version} cannot serve: {reason}"))
                 continue
-            missing = [f for f in entry.trained["features"] if f not in request["features"]]
+            missing = [f for f in numbers if f not in request["features"]] + \
+                [f for f in categories if f not in (request["categories"] or {})]
             if missing:
                 results[index] = BadInput(f"request {request['request_id']} lacks features {missing[:5]}")
                 continue
-            impossible = [f for f in entry.trained["features"] if not math.isfinite(request["features"][f])]
+            impossible = [f for f in numbers if not math.isfinite(request["features"][f])]
             if impossible:
                 results[index] = BadInput(f"request {request['request_id']} has non-finite features {impossible[:5]}")
                 continue
-            rows.append(request["features"])
+            rows.append(request)
             kept.append((index, route, served, deployment_id))
         if not rows:
             return
-        names = entry.trained["features"]
-        features = pd.DataFrame(np.array([[row[name] for name in names] for row in rows], dtype=float),
-                                columns=names)
+        features = feature_frame(rows, entry.trained["features"], categories)
         labels, probabilities, classes = predict(fitted, features, entry.trained["task"])
         now = self.clock()
         for row, (index, route, served, deployment_id) in enumerate(kept):
@@ -117,6 +118,17 @@ class Scorer:
                 self.refused[sha] = str(error)
                 self.log.error("artifact refused", model=trained["model"], version=trained["version"], error=str(error))
         return self.models.get(sha)
+
+
+def feature_frame(requests: list[dict], names: list[str], categorical) -> pd.DataFrame:
+    """The requests' features as the pipeline was fitted on them: numbers from `features`, categories (text;
+    one never seen in training is the encoder's to handle) from `categories`, in the training's column order."""
+    if not categorical:
+        return pd.DataFrame(np.array([[r["features"][n] for n in names] for r in requests], dtype=float),
+                            columns=names)
+    return pd.DataFrame({n: [r["categories"][n] for r in requests] if n in categorical
+                         else np.array([r["features"][n] for r in requests], dtype=float) for n in names},
+                        columns=names)
 
 
 def predict(model: object, features: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None, list[str]]:

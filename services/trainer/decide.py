@@ -137,7 +137,8 @@ def batch_refs(batches: list[dict]) -> list[dict]:
 
 
 # What a run takes from its spec beyond estimator and metric (recorded in the run, so reproduction uses them).
-RUN_SPEC_FIELDS = ("dataset", "features", "target", "task", "test_size", "cv_folds", "spec_sha256")
+RUN_SPEC_FIELDS = ("dataset", "features", "categorical_features", "encoding", "target", "task", "test_size",
+                   "cv_folds", "spec_sha256")
 
 
 def run_event(plan: TrainingPlan, index: int, result: dict, provenance: Provenance, now: datetime,
@@ -152,7 +153,7 @@ def run_event(plan: TrainingPlan, index: int, result: dict, provenance: Provenan
              "duration_ms": result["duration_ms"], "code_version": provenance.code_version,
              "git_commit": provenance.git_commit, "environment": provenance.environment,
              "reproduces_run_id": None, "identical": None, "differences": [], "finished_at": now,
-             "spec_json": json.dumps({k: plan.spec[k] for k in RUN_SPEC_FIELDS}, sort_keys=True)}
+             "spec_json": json.dumps({k: plan.spec[k] for k in RUN_SPEC_FIELDS if k in plan.spec}, sort_keys=True)}
     if plan.reproduces:
         differences = reproduction_differences(plan.reproduces, {**result, "artifact_sha256": artifact_sha256})
         value.update(reproduces_run_id=plan.reproduces["run_id"], differences=differences,
@@ -169,6 +170,7 @@ def trained_event(plan: TrainingPlan, best: int, result: dict, artifact: tuple[s
         "request_id": request["request_id"], "reason": request["reason"], "requested_by": request["requested_by"],
         "task": spec["task"], "estimator": spec["estimator"],
         "hyperparameters_json": json.dumps(plan.grid[best], sort_keys=True), "features": spec["features"],
+        "categorical_features": list(spec.get("categorical_features", [])),
         "target": spec["target"], "metric": spec["metric"], "metrics": result["metrics"],
         "cv_metrics": result["cv_metrics"], "batches": batch_refs(plan.batches),
         "code_version": provenance.code_version, "git_commit": provenance.git_commit,

@@ -75,9 +75,10 @@ class Trainer:
         started = time.monotonic()
         spec = plan.spec
         frame = self.load_frame(plan.batches)
-        data = split(frame, spec["features"], spec["target"], spec["task"], spec["test_size"], plan.seed)
+        data = split(frame, spec["features"], spec["target"], spec["task"], spec["test_size"], plan.seed,
+                     tuple(spec.get("categorical_features", ())))
         fitted = [fit_and_evaluate(data, spec["estimator"], params, spec["task"], spec["metric"], spec["cv_folds"],
-                                   plan.seed) for params in plan.grid]
+                                   plan.seed, spec.get("encoding", "onehot")) for params in plan.grid]
         self._wait_for_min_fit(started)
         now = self.clock()
         if plan.reproduces:

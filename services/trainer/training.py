@@ -12,7 +12,8 @@ from sklearn import metrics as skm
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.compose import ColumnTransformer
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from services.domain import estimator_class, profile_column, REFERENCE_SAMPLE
 
@@ -21,40 +22,58 @@ CV_SCORING = {"accuracy": "accuracy", "precision": "precision_macro", "recall": 
               "r2": "r2"}
 
 
+MISSING_CATEGORY = "(missing)"     # what an absent category is encoded as (a category of its own)
+
+
 @dataclass(frozen=True)
 class Split:
     x_train: pd.DataFrame
     x_test: pd.DataFrame
     y_train: pd.Series
     y_test: pd.Series
+    categorical: tuple[str, ...] = ()      # the columns that are categories (the others are numbers)
 
 
-def split(frame: pd.DataFrame, features: list[str], target: str, task: str, test_size: float, seed: int) -> Split:
-    x, y = frame[features], frame[target]
+def split(frame: pd.DataFrame, features: list[str], target: str, task: str, test_size: float, seed: int,
+          categorical: tuple[str, ...] = ()) -> Split:
+    x, y = frame[features].copy(), frame[target]
+    for column in categorical:             # categories are text, whatever the file's reader made of them
+        x[column] = x[column].astype("string").fillna(MISSING_CATEGORY).astype(object)
     stratify = y if task == "classification" and y.value_counts().min() >= 2 else None
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_size, random_state=seed, stratify=stratify)
-    return Split(x_train, x_test, y_train, y_test)
+    return Split(x_train, x_test, y_train, y_test, tuple(categorical))
 
 
-def build_model(estimator: str, params: dict, seed: int) -> Pipeline:
-    """Impute (median) → scale → the estimator; a seed for every estimator that takes one."""
+def build_model(estimator: str, params: dict, seed: int, features: list[str] | None = None,
+                categorical: tuple[str, ...] = (), encoding: str = "onehot") -> Pipeline:
+    """Numbers: impute (median) → scale; categories: one-hot (an unseen one is all zeros) or ordinal (-1);
+    then the estimator, with a seed for every estimator that takes one. The encoding is part of the saved
+    pipeline, so serving applies the same transformation."""
     model = estimator_class(estimator)()
     if "random_state" in model.get_params():
         params = {"random_state": seed, **params}
     model.set_params(**params)
-    return Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler()), ("model", model)])
+    numbers = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+    if not categorical:
+        return Pipeline([*numbers.steps, ("model", model)])
+    encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False) if encoding == "onehot" else \
+        OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
+    numeric = [f for f in features if f not in categorical]
+    prepare = ColumnTransformer([("numbers", numbers, numeric), ("categories", encoder, list(categorical))])
+    return Pipeline([("prepare", prepare), ("model", model)])
 
 
 def fit_and_evaluate(data: Split, estimator: str, params: dict, task: str, metric: str, cv_folds: int,
-                     seed: int) -> tuple[Pipeline, dict]:
+                     seed: int, encoding: str = "onehot") -> tuple[Pipeline, dict]:
     started = time.perf_counter()
-    model = build_model(estimator, params, seed).fit(data.x_train, data.y_train)
+    model = build_model(estimator, params, seed, list(data.x_train.columns), data.categorical,
+                        encoding).fit(data.x_train, data.y_train)
     predictions = model.predict(data.x_test)
     probabilities = model.predict_proba(data.x_test) if task == "classification" else None
     holdout = classification_metrics(data.y_test, predictions, probabilities, model.classes_) \
         if task == "classification" else regression_metrics(data.y_test, predictions)
     return model, {"metrics": holdout, "cv_metrics": cross_validated(data, estimator, params, task, metric,
-                                                                      cv_folds, seed),
+                                                                      cv_folds, seed, encoding),
                    "predictions_sha256": predictions_hash(predictions, probabilities),
                    "prediction_profile": prediction_profile(predictions, task),
                    "duration_ms": int((time.perf_counter() - started) * 1000)}
@@ -85,11 +104,12 @@ def regression_metrics(y_true, predicted) -> dict:
 
 
 def cross_validated(data: Split, estimator: str, params: dict, task: str, metric: str, folds: int,
-                    seed: int) -> dict:
+                    seed: int, encoding: str = "onehot") -> dict:
     if folds < 2:
         return {}
     splitter = (StratifiedKFold if task == "classification" else KFold)(folds, shuffle=True, random_state=seed)
-    scores = cross_val_score(build_model(estimator, params, seed), data.x_train, data.y_train,
+    model = build_model(estimator, params, seed, list(data.x_train.columns), data.categorical, encoding)
+    scores = cross_val_score(model, data.x_train, data.y_train,
                              scoring=CV_SCORING[metric], cv=splitter)
     scores = -scores if CV_SCORING[metric].startswith("neg_") else scores
     return {metric: float(scores.mean()), f"{metric}_std": float(scores.std())}
