@@ -209,6 +209,77 @@ class AuditRecord:
 
 
 @dataclass(frozen=True, kw_only=True)
+class BatchScored:
+    """A data snapshot scored offline with an approved version's artifact (`mlbus score --batch`): what went in, what came out, by whom."""
+
+    RECORD = "mlbus.BatchScored"
+
+    scoring_id: str
+    model: str
+    version: int
+    artifact_sha256: str
+    input_batch_id: str | None = None
+    input_uri: str
+    input_sha256: str
+    input_rows: int
+    output_uri: str
+    output_sha256: str
+    output_rows: int
+    requested_by: str
+    scored_at: datetime
+    duration_ms: int
+    cpu_seconds: float
+    signer: str | None = None
+    signer_key: str | None = None
+    signature: str | None = None
+
+    @classmethod
+    def from_avro(cls, value: Mapping[str, Any]) -> BatchScored:
+        return cls(
+            scoring_id=value['scoring_id'],
+            model=value['model'],
+            version=value['version'],
+            artifact_sha256=value['artifact_sha256'],
+            input_batch_id=value.get('input_batch_id', None),
+            input_uri=value['input_uri'],
+            input_sha256=value['input_sha256'],
+            input_rows=value['input_rows'],
+            output_uri=value['output_uri'],
+            output_sha256=value['output_sha256'],
+            output_rows=value['output_rows'],
+            requested_by=value['requested_by'],
+            scored_at=value['scored_at'],
+            duration_ms=value['duration_ms'],
+            cpu_seconds=value['cpu_seconds'],
+            signer=value.get('signer', None),
+            signer_key=value.get('signer_key', None),
+            signature=value.get('signature', None),
+        )
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'scoring_id': self.scoring_id,
+            'model': self.model,
+            'version': self.version,
+            'artifact_sha256': self.artifact_sha256,
+            'input_batch_id': self.input_batch_id,
+            'input_uri': self.input_uri,
+            'input_sha256': self.input_sha256,
+            'input_rows': self.input_rows,
+            'output_uri': self.output_uri,
+            'output_sha256': self.output_sha256,
+            'output_rows': self.output_rows,
+            'requested_by': self.requested_by,
+            'scored_at': self.scored_at,
+            'duration_ms': self.duration_ms,
+            'cpu_seconds': self.cpu_seconds,
+            'signer': self.signer,
+            'signer_key': self.signer_key,
+            'signature': self.signature,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class DataBatch:
     """A new immutable data snapshot was published."""
 
@@ -1530,6 +1601,7 @@ RECORD_TYPES: dict[str, type] = {
     ApprovalSubmitted.RECORD: ApprovalSubmitted,
     AuditCheckpoint.RECORD: AuditCheckpoint,
     AuditRecord.RECORD: AuditRecord,
+    BatchScored.RECORD: BatchScored,
     DataBatch.RECORD: DataBatch,
     DataKey.RECORD: DataKey,
     DataValidated.RECORD: DataValidated,

@@ -24,7 +24,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # The records a person signs: the acts services verify before acting on them.
 SIGNED_RECORDS = ("mlbus.ApprovalSubmitted", "mlbus.PromotionPolicyDefined", "mlbus.ModelSpecDefined",
                   "mlbus.TrainingRequested", "mlbus.DeploymentRequested", "mlbus.DataBatch", "mlbus.KpiObserved",
-                  "mlbus.ErasureRequested")
+                  "mlbus.ErasureRequested", "mlbus.BatchScored")
 _JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 

@@ -274,18 +274,36 @@ def replay_command(bus: Bus, args: argparse.Namespace) -> int:
 
 def explain_command(bus: Bus, args: argparse.Namespace) -> int:
     index = answers.Index(list(decoded(bus, audit_records(bus))))
-    found = {request_id: answers.explain(index, request_id) for request_id in args.request_ids}
+    found = {request_id: answers.explain(index, request_id) or answers.explain_scoring(index, request_id)
+             for request_id in args.request_ids}
     for request_id in [r for r, answer in found.items() if answer is None]:
-        info(f"audit.log holds no served prediction for request {request_id}")
+        info(f"audit.log holds no served prediction for request {request_id} (nor a batch scoring)")
     if args.json:
         print_json(found[args.request_ids[0]] if len(found) == 1 else found)
     elif args.summary:
-        for answer in (a for a in found.values() if a):
+        for answer in (a for a in found.values() if a and "prediction" in a):
             print(one_line(answer))
     else:
         for answer in (a for a in found.values() if a):
-            print_explanation(answer)
+            print_explanation(answer) if "prediction" in answer else print_scoring(answer)
     return 0 if all(found.values()) else 1
+
+
+def print_scoring(answer: dict) -> None:
+    b, t = answer["batch_scoring"], answer["model_version"]
+    print(f"batch scoring {answer['scoring_id']}: {b['input_rows']:,} rows of {b['input_batch_id'] or b['input_uri']} "
+          f"(sha256 {b['input_sha256'][:16]}…) by {b['model']} v{b['version']} for {b['signer'] or b['requested_by']}, "
+          f"at {b['at']:%Y-%m-%d %H:%M:%S} [audit #{b['audit_sequence']}]")
+    print(f"  predictions: {b['output_uri']} sha256 {b['output_sha256'][:16]}…, {b['output_rows']:,} rows; "
+          f"artifact sha256 {b['artifact_sha256'][:16]}…, {b['cpu_seconds']:.2f} CPU s")
+    if t:
+        print(f"  version: run {t['run_id'][:8]} {t['estimator']} {t['hyperparameters_json']} seed {t['seed']} "
+              f"[#{t['audit_sequence']}]")
+    for v in answer["data"]:
+        print(f"  trained on: batch {v['batch_id'][:8]} sha256 {v['sha256'][:16]}… {v['rows']} rows, "
+              f"{'passed' if v['passed'] else 'FAILED'} {v['contract']} [#{v['audit_sequence']}]")
+    for a in answer["decisions"]:
+        print(f"  {a['kind']} by {a['actor']}: {a['reason']} [#{a['audit_sequence']}]")
 
 
 def one_line(answer: dict) -> str:

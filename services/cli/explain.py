@@ -22,7 +22,8 @@ class Index:
             "mlbus.DeploymentChanged": ("deployment_id",), "mlbus.ModelTrained": ("model", "version"),
             "mlbus.TrainingRun": ("run_id",), "mlbus.ModelLifecycle": ("model", "version"),
             "mlbus.ApprovalSubmitted": ("model", "version"), "mlbus.DataValidated": ("batch_id",),
-            "mlbus.PromotionPolicyDefined": ("model",), "mlbus.Alert": ("model", "version")}
+            "mlbus.PromotionPolicyDefined": ("model",), "mlbus.Alert": ("model", "version"),
+            "mlbus.BatchScored": ("scoring_id",)}
 
     def __init__(self, events: list[Audited]):
         self.found: dict[tuple, list[Audited]] = {}
@@ -82,6 +83,25 @@ def explain(index: Index, request_id: str) -> dict | None:
             "decisions": [cited(e) for e in index.of("mlbus.ModelLifecycle", model, version)],
             "approvals": [cited(a) for a in index.of("mlbus.ApprovalSubmitted", model, version)],
             "policy": cited(policies[-1]) if policies else None, "later_drift_alerts": [cited(a) for a in alerts]}
+
+
+def explain_scoring(index: Index, scoring_id: str) -> dict | None:
+    """Offline predictions (`mlbus score --batch`): the scoring act and the version behind it, or None."""
+    found = index.of("mlbus.BatchScored", scoring_id)
+    if not found:
+        return None
+    scoring = found[0]
+    model, version = scoring.value["model"], scoring.value["version"]
+    trained = next(iter(index.of("mlbus.ModelTrained", model, version)), None)
+    batches = [b["batch_id"] for b in trained.value["batches"]] if trained else []
+    policies = [e for e in index.of("mlbus.PromotionPolicyDefined", model) if e.at <= scoring.at]
+    return {"scoring_id": scoring_id, "batch_scoring": cited(scoring), "model_version": cited(trained),
+            "training_run": cited(next(iter(index.of("mlbus.TrainingRun", trained.value["run_id"])), None))
+            if trained else None,
+            "data": [cited(v) for b in batches for v in index.of("mlbus.DataValidated", b)],
+            "decisions": [cited(e) for e in index.of("mlbus.ModelLifecycle", model, version) if e.at <= scoring.at],
+            "approvals": [cited(a) for a in index.of("mlbus.ApprovalSubmitted", model, version)],
+            "policy": cited(policies[-1]) if policies else None}
 
 
 STATE_RECORDS = (*INVENTORY_RECORDS, "mlbus.DeploymentChanged", "mlbus.Alert")     # what state_at folds
@@ -145,5 +165,7 @@ def summary(event: Audited) -> str:
         "DeploymentChanged": lambda: f"{v['model']} {v['phase']} {v['strategy']}: " + " ".join(
             f"v{r['version']}:{r['share']:.0%}" for r in v["routes"]),
         "Alert": lambda: f"[{v['severity']}] {v['kind']}: {v['message']}",
+        "BatchScored": lambda: f"{v['input_rows']} rows scored offline by {v['model']} v{v['version']} "
+                               f"for {v['requested_by']}",
     }
     return f"{name}: {details[name]()}" if name in details else name

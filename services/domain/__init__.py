@@ -3,6 +3,7 @@
 - estimators — the scikit-learn allowlist, spec checks, metrics' directions
 - profile, monitoring — training profiles and the monitoring block of a spec
 - datastore, datasets, artifacts — data snapshots and model files: content-addressed, confined, size-capped
+- serving — applying a version's pipeline, the same online and offline
 - audit, audit_log — the audit chain and reading audit.log; merkle — RFC 9162 tree hashes and proofs;
   tree_head — signed tree heads and the auditor's key; anchor — the heads kept outside Kafka; proofs — inclusion
   and consistency proofs checkable offline
@@ -24,6 +25,7 @@ _EXPORTS = {
     "parse_monitoring": "monitoring",
     "DataFileError": "datastore", "SnapshotStore": "datastore", "local_path": "datastore",
     "publish_batch": "datasets",
+    "MISSING_CATEGORY": "serving", "predict": "serving", "request_frame": "serving", "snapshot_frame": "serving",
     "ArtifactRefused": "artifacts", "ArtifactStore": "artifacts", "save_model": "artifacts",
     "ChainHead": "audit", "EPOCH": "audit", "GENESIS": "audit", "canonical_bytes": "audit", "seal": "audit",
     "verify_chain": "audit", "Head": "audit", "Verified": "audit", "sealed_leaf": "audit", "leaf": "audit",

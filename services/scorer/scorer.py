@@ -6,11 +6,9 @@ import math
 from collections import defaultdict
 from datetime import datetime, timezone
 
-import numpy as np
-import pandas as pd
 
 from services.bus import BadInput, Bus, Event, Received
-from services.domain import ArtifactRefused, ArtifactStore
+from services.domain import ArtifactRefused, ArtifactStore, predict, request_frame
 from services.bus.logs import get_logger
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.follow import Follower
@@ -91,7 +89,7 @@ class Scorer:
             kept.append((index, route, served, deployment_id))
         if not rows:
             return
-        features = feature_frame(rows, entry.trained["features"], categories)
+        features = request_frame(rows, entry.trained["features"], categories)
         labels, probabilities, classes = predict(fitted, features, entry.trained["task"])
         now = self.clock()
         for row, (index, route, served, deployment_id) in enumerate(kept):
@@ -118,27 +116,6 @@ class Scorer:
                 self.refused[sha] = str(error)
                 self.log.error("artifact refused", model=trained["model"], version=trained["version"], error=str(error))
         return self.models.get(sha)
-
-
-def feature_frame(requests: list[dict], names: list[str], categorical) -> pd.DataFrame:
-    """The requests' features as the pipeline was fitted on them: numbers from `features`, categories (text;
-    one never seen in training is the encoder's to handle) from `categories`, in the training's column order."""
-    if not categorical:
-        return pd.DataFrame(np.array([[r["features"][n] for n in names] for r in requests], dtype=float),
-                            columns=names)
-    return pd.DataFrame({n: [r["categories"][n] for r in requests] if n in categorical
-                         else np.array([r["features"][n] for r in requests], dtype=float) for n in names},
-                        columns=names)
-
-
-def predict(model: object, features: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
-    """Labels and class probabilities. A classifier's label is its most probable class: for every classifier
-    mlbus allows (services/domain/estimators.py) that is what predict() returns, and one predict_proba costs
-    half of predict + predict_proba (a forest walks its trees once)."""
-    if task != "classification":
-        return model.predict(features), None, []
-    probabilities = model.predict_proba(features)
-    return model.classes_[probabilities.argmax(axis=1)], probabilities, [str(c) for c in model.classes_]
 
 
 DELIVERY = {"exactly-once": True, "at-least-once": False}         # MLBUS_SCORER_DELIVERY → transactional

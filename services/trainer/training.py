@@ -15,14 +15,11 @@ from sklearn.pipeline import Pipeline
 from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from services.domain import estimator_class, profile_column, REFERENCE_SAMPLE
+from services.domain import estimator_class, profile_column, REFERENCE_SAMPLE, snapshot_frame
 
 CV_SCORING = {"accuracy": "accuracy", "precision": "precision_macro", "recall": "recall_macro", "f1": "f1_macro",
               "roc_auc": "roc_auc_ovr", "mae": "neg_mean_absolute_error", "rmse": "neg_root_mean_squared_error",
               "r2": "r2"}
-
-
-MISSING_CATEGORY = "(missing)"     # what an absent category is encoded as (a category of its own)
 
 
 @dataclass(frozen=True)
@@ -36,9 +33,7 @@ class Split:
 
 def split(frame: pd.DataFrame, features: list[str], target: str, task: str, test_size: float, seed: int,
           categorical: tuple[str, ...] = ()) -> Split:
-    x, y = frame[features].copy(), frame[target]
-    for column in categorical:             # categories are text, whatever the file's reader made of them
-        x[column] = x[column].astype("string").fillna(MISSING_CATEGORY).astype(object)
+    x, y = snapshot_frame(frame, features, categorical), frame[target]      # as serving will shape it
     stratify = y if task == "classification" and y.value_counts().min() >= 2 else None
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_size, random_state=seed, stratify=stratify)
     return Split(x_train, x_test, y_train, y_test, tuple(categorical))

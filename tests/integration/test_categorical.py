@@ -1,16 +1,20 @@
 """A model with categorical features, end to end on the real broker and services: the insurance-claims sample
 trains (categories one-hot encoded inside the saved pipeline), is approved by its policy and deployed, answers
 requests that carry categories — an unseen region too —, dead-letters a request missing a category with the
-reason, reproduces identically, and a shift of the traffic's regions is detected as drift on that feature."""
+reason, scores the same rows offline (`mlbus score --batch`) with the same predictions, on record, reproduces
+identically, and a shift of the traffic's regions is detected as drift on that feature."""
 from __future__ import annotations
 
 import json
 from contextlib import ExitStack
 from datetime import datetime, timezone
 
+import pandas as pd
+
 from services.bus import Event, Publisher, derive_id
 from services.bus.settings import PROJECT_ROOT
 from services.cli.sample_data import insurance_claims
+from services.domain import local_path
 from services.domain.datasets import publish_batch
 from tests.support.polling import read_topic, topic_values, wait_until
 from tests.support.processes import running
@@ -20,7 +24,7 @@ MODEL = "claims_fraud"
 NUMBERS = ("age", "tenure_months", "claim_amount", "prior_claims")
 CATEGORIES = ("region", "channel", "vehicle")
 SERVICES = ("services.validator", "services.trainer", "services.registry", "services.deployer", "services.scorer",
-            "services.drift_watcher")
+            "services.drift_watcher", "services.auditor")
 POLICY = f"model: {MODEL}\nmetric: roc_auc\nthresholds: {{roc_auc: 0.6}}\nhuman_approval: false\n"
 
 
@@ -52,7 +56,7 @@ def test_categories_train_serve_reproduce_and_drift(bus, bus_env, cli, tmp_path)
     insurance_claims(rows=1200, seed=1).to_csv(claims, index=False)
     with ExitStack() as stack:
         processes = [stack.enter_context(running(m, bus_env, tmp_path / f"{m}.log")) for m in SERVICES]
-        publish_batch(bus, "insurance_claims", claims, "t")
+        batch = publish_batch(bus, "insurance_claims", claims, "t")
         wait_until(lambda: [d for d in topic_values(bus, "deployments") if d["phase"] == "completed"],
                    timeout=240, message="v1 deployed")
         [trained] = topic_values(bus, "models.trained")
@@ -73,6 +77,16 @@ def test_categories_train_serve_reproduce_and_drift(bus, bus_env, cli, tmp_path)
                                      if any(f["feature"] == "region" and f["drifted"] for f in r["features"])],
                             timeout=180, message="a drift report naming the region")[0]
 
+        # the same rows scored offline, from a file and from the published batch, on record
+        pd.DataFrame(usual).to_csv(tmp_path / "usual.csv", index=False)
+        offline = cli("score", MODEL, "--batch", str(tmp_path / "usual.csv"), person="dana")
+        assert offline.returncode == 0, offline.stderr
+        scoring = json.loads(offline.stdout)
+        by_batch = cli("score", f"{MODEL}@1", "--batch", batch["batch_id"], person="dana")
+        assert by_batch.returncode == 0, by_batch.stderr
+        explained = wait_until(lambda: "batch scoring" in (e := cli("audit", "explain", scoring["scoring_id"])).stdout
+                               and e.stdout, timeout=60, message="the auditor to record the batch scoring")
+
         run = next(r for r in topic_values(bus, "training.runs") if r["chosen"])
         reproduced = cli("train", "--reproduce", run["run_id"], "--wait", "240", person="dana")
         assert reproduced.returncode == 0, reproduced.stderr
@@ -91,6 +105,19 @@ def test_categories_train_serve_reproduce_and_drift(bus, bus_env, cli, tmp_path)
     region = next(f for f in report["features"] if f["feature"] == "region")
     assert region["method"] in ("chi2", "jensenshannon") and region["bins"] and len(shifted) == 200
     assert not drifted & set(NUMBERS) or len(drifted & set(NUMBERS)) <= 1       # the numbers did not move
+    predictions = pd.read_parquet(local_path(scoring["output_uri"]))
+    assert len(predictions) == 200 and list(predictions["id"]) == [row["id"] for row in usual]
+    for request_id, row in zip(ids, predictions.itertuples()):                  # prediction by prediction
+        online = answers[request_id]
+        assert row.label == online["label"] and abs(row.p_yes - online["probabilities"]["yes"]) < 1e-9
+    recorded = {r["scoring_id"]: r for r in topic_values(bus, "scoring.batches")}
+    on_file, from_batch = recorded[scoring["scoring_id"]], recorded[json.loads(by_batch.stdout)["scoring_id"]]
+    assert on_file["signer"] == "dana" and on_file["input_rows"] == 200 and on_file["cpu_seconds"] > 0
+    assert on_file["artifact_sha256"] == trained["artifact_sha256"] and on_file["output_sha256"] == scoring["output_sha256"]
+    assert from_batch["input_batch_id"] == batch["batch_id"] and from_batch["input_rows"] == 1200
+    assert f"by {MODEL} v1 for dana" in explained and "trained on: batch" in explained
+    refused = cli("score", f"{MODEL}@7", "--batch", str(tmp_path / "usual.csv"), person="dana")
+    assert refused.returncode != 0 and "no version" in refused.stderr
     [again] = [r for r in topic_values(bus, "training.runs") if r["reproduces_run_id"] == run["run_id"]]
     assert again["identical"], again["differences"]
     assert json.loads(again["spec_json"])["categorical_features"] == list(CATEGORIES)

@@ -7,7 +7,8 @@ import pytest
 from services.bus import ConfigError
 from services.domain.estimators import ESTIMATORS, estimator_class
 from services.bus.settings import Settings
-from services.scorer.scorer import DELIVERY, predict
+from services.domain import predict
+from services.scorer.scorer import DELIVERY
 
 CLASSIFIERS = [name for name, (_, task) in ESTIMATORS.items() if task == "classification"]
 
