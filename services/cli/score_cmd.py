@@ -85,8 +85,7 @@ def approved_version(folded: Inventory, target: str) -> ModelVersion:
 def snapshot(bus: Bus, given: str):
     """(batch id or None, uri, sha256, frame) of a published batch (read from the store, hash-checked) or of
     a local file."""
-    from services.domain import SnapshotStore
-    from services.domain.datastore import file_format, sha256_file
+    from services.domain import SnapshotStore, file_format, sha256_file
     path = Path(given)
     if path.is_file():
         import pandas as pd
@@ -141,7 +140,7 @@ def scored(model: object, frame, trained: dict, keys: list[str]):
 
 def store_predictions(bus: Bus, output, trained: dict):
     """The predictions as a content-addressed Parquet snapshot under the data store (`scored-<model>/`)."""
-    from services.domain.datastore import store_snapshot
+    from services.domain import store_snapshot
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "predictions.parquet"
         output.to_parquet(path, index=False)

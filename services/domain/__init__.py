@@ -24,6 +24,7 @@ _EXPORTS = {
     "Monitoring": "monitoring", "monitoring_from_json": "monitoring", "monitoring_json": "monitoring",
     "parse_monitoring": "monitoring",
     "DataFileError": "datastore", "SnapshotStore": "datastore", "local_path": "datastore",
+    "file_format": "datastore", "sha256_file": "datastore", "store_snapshot": "datastore",
     "publish_batch": "datasets",
     "MISSING_CATEGORY": "serving", "predict": "serving", "request_frame": "serving", "snapshot_frame": "serving",
     "ArtifactRefused": "artifacts", "ArtifactStore": "artifacts", "save_model": "artifacts",
