@@ -296,6 +296,8 @@ def kpi_story(bus) -> None:
     print(f"{count} simulated conversion observations published; one more by hand:")
     mlbus("kpi", "publish", "conversion", "0.104", "--dim", f"model={MODEL}", "--at", end.isoformat(), person="shop")
     mlbus("kpi", "report", MODEL, "--kpi", "conversion")
+    print("What each version cost — to train (every grid point) and to serve — beside the KPI change it brought:")
+    mlbus("models", "cost", MODEL)
 
 
 def parse(text: str):
@@ -361,14 +363,14 @@ def audit_story() -> None:
     from services.domain import audited_topics
 
     bus = Bus.from_env(principal="admin")
-    chapter("15. Governance from audit.log alone: every event, hash-chained, replayable")
+    chapter("16. Governance from audit.log alone: every event, hash-chained, replayable")
     topics = audited_topics(bus)
     wait_for("the auditor to catch up", lambda: sum(consumer_lag(
         bus, f"{bus.settings.namespace}mlbus.auditor", topics).values()) <= 3 * len(topics))
     timeline = mlbus("audit", "timeline", MODEL, show=False).splitlines()
     print("\n".join(timeline[:12] + ["  ..."] + timeline[-8:]))
     served = [r.value for r in read_topics(bus, ["inference.predictions"]) if r.value["served"] and r.value["version"]]
-    chapter("16. Explain one prediction: who served it, which version, trained on what, approved by whom")
+    chapter("17. Explain one prediction: who served it, which version, trained on what, approved by whom")
     mlbus("audit", "explain", served[len(served) // 2]["request_id"])
     lines = mlbus("audit", "explain", *[p["request_id"] for p in served], "--summary", show=False,
                   echo=False).splitlines()
@@ -376,18 +378,18 @@ def audit_story() -> None:
     print("\n".join(lines[:3] + ["  ..."]))
     print(f"every one of the {len(served)} served predictions explained: {len(lines)} answers "
           f"({sum('approved by ana' in line for line in lines)} approved by ana)")
-    chapter("17. Replay: the state at a moment before the drift-triggered retraining, from audit.log only")
+    chapter("18. Replay: the state at a moment before the drift-triggered retraining, from audit.log only")
     mlbus("audit", "replay", "--until", BEFORE_RETRAIN.isoformat())
-    chapter("18. Rebuild the registry's database from audit.log, and verify the chain and every signed tree head")
+    chapter("19. Rebuild the registry's database from audit.log, and verify the chain and every signed tree head")
     mlbus("audit", "rebuild-registry")
     mlbus("audit", "verify")
     print(f"signed tree heads kept outside Kafka, one JSON line each: {DEMO_VAR / 'audit-anchor'}")
-    chapter("19. Prove one prediction to a regulator: an inclusion proof, checked offline with the public key")
+    chapter("20. Prove one prediction to a regulator: an inclusion proof, checked offline with the public key")
     chosen = served[len(served) // 2]
     (DEMO_VAR / "auditor.pem").write_text(mlbus("audit", "key", show=False, echo=False))
     mlbus("audit", "prove", chosen["request_id"], "--out", str(DEMO_VAR / "proof.json"))
     mlbus("audit", "check-proof", str(DEMO_VAR / "proof.json"), "--key", str(DEMO_VAR / "auditor.pem"))
-    chapter("20. Erase a customer's data (GDPR Art. 17): their features become unreadable, the log still verifies")
+    chapter("21. Erase a customer's data (GDPR Art. 17): their features become unreadable, the log still verifies")
     mlbus("audit", "forget", chosen["entity_id"], "--reason", "GDPR request 7", person="lead")
     wait_for("the auditor to delete the data key", lambda: "features: ERASED" in mlbus(
         "audit", "explain", chosen["request_id"], show=False, echo=False))
@@ -396,9 +398,65 @@ def audit_story() -> None:
     mlbus("audit", "check-proof", str(DEMO_VAR / "proof.json"), "--key", str(DEMO_VAR / "auditor.pem"))
 
 
+CLAIMS = "claims_fraud"
+CLAIMS_POLICY = "model: claims_fraud\nmetric: roc_auc\nthresholds: {roc_auc: 0.65}\nhuman_approval: true\napprovers: [ana]\n"
+
+
+def categories_story() -> None:
+    from datetime import datetime, timezone
+
+    from services.bus import Event, Publisher, derive_id
+    from services.cli.sample_data import insurance_claims
+
+    chapter("15. Categories: a claims-fraud model on region, sales channel and vehicle; served online, scored offline")
+    incoming = DEMO_VAR / "incoming"
+    insurance_claims(rows=1500, seed=1).to_csv(incoming / "claims.csv", index=False)
+    (incoming / "claims_policy.yaml").write_text(CLAIMS_POLICY)
+    mlbus("models", "policy", str(incoming / "claims_policy.yaml"), person="lead", show=False)
+    mlbus("models", "define", str(ROOT / "scripts" / "examples" / "insurance_claims_gb.yaml"), person="dana")
+    mlbus("data", "publish", "insurance_claims", str(incoming / "claims.csv"), person="etl")
+
+    def registered() -> dict | None:
+        shown = json.loads(mlbus("models", "list", "--json", show=False, echo=False))
+        if not any(m["model"] == CLAIMS for m in shown):
+            return None
+        [version] = json.loads(mlbus("models", "show", f"{CLAIMS}@1", "--json", show=False, echo=False))
+        return version if any(d["kind"] == "registered" for d in version["decisions"]) else None
+
+    trained = wait_for("the claims model, registered", registered)["trained"]
+    print(f"v1: {trained['estimator']} on {', '.join(trained['features'])}; categorical: "
+          f"{', '.join(trained['categorical_features'])} (one-hot inside the saved pipeline); "
+          f"roc_auc {trained['metrics']['roc_auc']:.3f}")
+    mlbus("approve", CLAIMS, "1", "--reason", "fraud model reviewed", person="ana")
+    wait_for("the claims model to serve", lambda: "completed" in [
+        d["phase"] for d in json.loads(mlbus("deployments", CLAIMS, "--json", show=False, echo=False))
+        .get(CLAIMS, {}).get("history", [])])
+    today = insurance_claims(rows=300, seed=8, offset=100_000)
+    publisher = Publisher(app_bus(), "claims-app")
+    for row in today.to_dict("records"):
+        request_id = f"claim-{row['id']}"
+        publisher.publish(Event("mlbus.InferenceRequest", key=request_id, id=derive_id(request_id), value={
+            "request_id": request_id, "entity_id": request_id, "model": CLAIMS,
+            "features": {n: float(row[n]) for n in ("age", "tenure_months", "claim_amount", "prior_claims")},
+            "categories": {c: str(row[c]) for c in ("region", "channel", "vehicle")},
+            "sent_at": datetime.now(timezone.utc)}))
+    publisher.flush()
+    print("300 claims sent online, with their categories (numbers in `features`, categories in `categories`)")
+    today.to_csv(incoming / "claims_today.csv", index=False)
+    scoring = json.loads(mlbus("score", CLAIMS, "--batch", str(incoming / "claims_today.csv"), person="dana"))
+    import pandas as pd
+    from services.domain import local_path
+    offline = pd.read_parquet(local_path(scoring["output_uri"]))
+    print(f"the same 300 claims scored offline: {int((offline['label'] == 'yes').sum())} flagged as fraud; "
+          f"first rows:\n{offline.head(3).to_string(index=False)}")
+    wait_for("the auditor to record the batch scoring", lambda: "batch scoring" in mlbus(
+        "audit", "explain", scoring["scoring_id"], show=False, echo=False))
+    mlbus("audit", "explain", scoring["scoring_id"])
+
+
 def console_story() -> None:
     import urllib.request
-    chapter("21. The console: the same record on a web page, where people look, approve, deploy and roll back")
+    chapter("22. The console: the same record on a web page, where people look, approve, deploy and roll back")
     url = f"http://127.0.0.1:{os.environ['MLBUS_CONSOLE_PORT']}"
 
     def answers() -> dict | None:
@@ -436,6 +494,7 @@ def main() -> int:
         governed_serving_story()
         monitoring_story()
         own_service_story()
+        categories_story()
         audit_story()
         console_story()
         mlbus("status")

@@ -921,6 +921,7 @@ class ModelTrained:
     environment: Mapping[str, str]
     seed: int
     duration_ms: int
+    cpu_seconds: float = 0.0
     artifact_uri: str
     artifact_sha256: str
     feature_profile: tuple[ColumnProfile, ...] = ()
@@ -952,6 +953,7 @@ class ModelTrained:
             environment=value['environment'],
             seed=value['seed'],
             duration_ms=value['duration_ms'],
+            cpu_seconds=value.get('cpu_seconds', 0.0),
             artifact_uri=value['artifact_uri'],
             artifact_sha256=value['artifact_sha256'],
             feature_profile=tuple(ColumnProfile.from_avro(item) for item in value.get('feature_profile', [])),
@@ -983,6 +985,7 @@ class ModelTrained:
             'environment': self.environment,
             'seed': self.seed,
             'duration_ms': self.duration_ms,
+            'cpu_seconds': self.cpu_seconds,
             'artifact_uri': self.artifact_uri,
             'artifact_sha256': self.artifact_sha256,
             'feature_profile': list(item.to_avro() for item in self.feature_profile),
@@ -1047,6 +1050,7 @@ class Prediction:
     score: float | None = None
     probabilities: Mapping[str, float] = field(default_factory=dict)
     latency_ms: float
+    cpu_ms: float = 0.0
     deployment_id: str | None = None
     error: str | None = None
     predicted_at: datetime
@@ -1065,6 +1069,7 @@ class Prediction:
             score=value.get('score', None),
             probabilities=value.get('probabilities', {}),
             latency_ms=value['latency_ms'],
+            cpu_ms=value.get('cpu_ms', 0.0),
             deployment_id=value.get('deployment_id', None),
             error=value.get('error', None),
             predicted_at=value['predicted_at'],
@@ -1083,6 +1088,7 @@ class Prediction:
             'score': self.score,
             'probabilities': self.probabilities,
             'latency_ms': self.latency_ms,
+            'cpu_ms': self.cpu_ms,
             'deployment_id': self.deployment_id,
             'error': self.error,
             'predicted_at': self.predicted_at,
@@ -1249,6 +1255,7 @@ class TrainingRun:
     batches: tuple[BatchRef, ...]
     seed: int
     duration_ms: int
+    cpu_seconds: float = 0.0
     code_version: str
     git_commit: str | None = None
     environment: Mapping[str, str]
@@ -1277,6 +1284,7 @@ class TrainingRun:
             batches=tuple(BatchRef.from_avro(item) for item in value['batches']),
             seed=value['seed'],
             duration_ms=value['duration_ms'],
+            cpu_seconds=value.get('cpu_seconds', 0.0),
             code_version=value['code_version'],
             git_commit=value.get('git_commit', None),
             environment=value['environment'],
@@ -1305,6 +1313,7 @@ class TrainingRun:
             'batches': list(item.to_avro() for item in self.batches),
             'seed': self.seed,
             'duration_ms': self.duration_ms,
+            'cpu_seconds': self.cpu_seconds,
             'code_version': self.code_version,
             'git_commit': self.git_commit,
             'environment': self.environment,

@@ -22,10 +22,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     publish.add_argument("path", type=Path)
     publish.add_argument("--label", action="append", default=[], metavar="K=V", help="free-form labels")
     publish.set_defaults(run=publish_command)
-    make = sub.add_parser("sample", help="write a sample dataset that ships with scikit-learn")
+    make = sub.add_parser("sample", help="write a sample dataset: breast_cancer (ships with scikit-learn), "
+                                         "insurance_claims (synthetic, with categories, fixed seed)")
     make.add_argument("name", choices=DATASETS)
     make.add_argument("out", type=Path, help="a .csv or .parquet path")
-    make.add_argument("--rows", type=int, default=None, help="rows (default: all 569; more resamples)")
+    make.add_argument("--rows", type=int, default=None,
+                      help="rows (breast_cancer: all 569 by default, more resamples; insurance_claims: 2,000)")
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--offset", type=int, default=0, help="first id (keeps ids unique across batches)")
     make.set_defaults(run=sample_command)

@@ -16,7 +16,7 @@ from services.bus.invariants import InvalidField, check_name
 from services.bus.settings import ConfigError
 from services.bus.replay import read_topics
 
-from . import registry_cmd
+from . import cost_cmd, registry_cmd
 from .acts import person, send
 from .inputs import load_yaml
 from .output import info, print_json, print_table
@@ -33,6 +33,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     define.add_argument("spec", type=Path)
     define.set_defaults(run=define_command)
     registry_cmd.register_models(sub)
+    cost_cmd.register(sub)
     train = commands.add_parser("train", help="ask the trainer for a training now, or reproduce a run")
     train.add_argument("model", nargs="?", help="model to train")
     train.add_argument("--batch", action="append", default=[], help="train on exactly these batch ids")

@@ -3,6 +3,7 @@ that answers inference requests with one vectorised predict per version."""
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from datetime import datetime, timezone
 
@@ -89,8 +90,10 @@ class Scorer:
             kept.append((index, route, served, deployment_id))
         if not rows:
             return
+        cpu_started = time.process_time()
         features = request_frame(rows, entry.trained["features"], categories)
         labels, probabilities, classes = predict(fitted, features, entry.trained["task"])
+        cpu_ms = (time.process_time() - cpu_started) * 1000 / len(rows)        # the version's cost, per prediction
         now = self.clock()
         for row, (index, route, served, deployment_id) in enumerate(kept):
             request = batch[index].value
@@ -98,7 +101,7 @@ class Scorer:
             label = str(labels[row]) if entry.trained["task"] == "classification" else None
             score = max(probs.values()) if probs else float(labels[row])
             results[index].append(prediction(request, batch[index].envelope.id, route, deployment_id, served,
-                                             label, score, probs, now))
+                                             label, score, probs, now, cpu_ms=cpu_ms))
 
     def preload(self, deployment: dict) -> None:
         """Load a deployment's models when it arrives, not on the first request (no cold-start latency)."""

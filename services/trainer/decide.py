@@ -150,7 +150,8 @@ def run_event(plan: TrainingPlan, index: int, result: dict, provenance: Provenan
              "metrics": result["metrics"], "cv_metrics": result["cv_metrics"], "chosen": chosen,
              "version": plan.version if chosen else None, "predictions_sha256": result["predictions_sha256"],
              "artifact_sha256": artifact_sha256, "batches": batch_refs(plan.batches), "seed": plan.seed,
-             "duration_ms": result["duration_ms"], "code_version": provenance.code_version,
+             "duration_ms": result["duration_ms"], "cpu_seconds": result.get("cpu_seconds", 0.0),
+             "code_version": provenance.code_version,
              "git_commit": provenance.git_commit, "environment": provenance.environment,
              "reproduces_run_id": None, "identical": None, "differences": [], "finished_at": now,
              "spec_json": json.dumps({k: plan.spec[k] for k in RUN_SPEC_FIELDS if k in plan.spec}, sort_keys=True)}
@@ -162,7 +163,8 @@ def run_event(plan: TrainingPlan, index: int, result: dict, provenance: Provenan
 
 
 def trained_event(plan: TrainingPlan, best: int, result: dict, artifact: tuple[str, str], profile: list[dict],
-                  provenance: Provenance, duration_ms: int, now: datetime) -> Event:
+                  provenance: Provenance, duration_ms: int, now: datetime, cpu_seconds: float = 0.0) -> Event:
+    """The version; duration_ms and cpu_seconds are the whole training's (every grid point): what it cost."""
     spec, request = plan.spec, plan.request
     event_id = derive_id(request["request_id"], "trained")
     return Event("mlbus.ModelTrained", key=spec["model"], id=event_id, subject=f"{spec['model']}@{plan.version}", value={
@@ -175,6 +177,7 @@ def trained_event(plan: TrainingPlan, best: int, result: dict, artifact: tuple[s
         "cv_metrics": result["cv_metrics"], "batches": batch_refs(plan.batches),
         "code_version": provenance.code_version, "git_commit": provenance.git_commit,
         "environment": provenance.environment, "seed": plan.seed, "duration_ms": duration_ms,
+        "cpu_seconds": cpu_seconds,
         "artifact_uri": artifact[0], "artifact_sha256": artifact[1], "feature_profile": profile,
         "prediction_profile": result.get("prediction_profile"),
         "spec_sha256": spec["spec_sha256"], "trained_at": now})

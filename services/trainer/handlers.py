@@ -93,7 +93,8 @@ class Trainer:
                           artifact_sha256=artifact[1] if i == best else "") for i, (_, result) in enumerate(fitted)]
         duration_ms = int((time.monotonic() - started) * 1000)
         return runs + [trained_event(plan, best, fitted[best][1], artifact, profile_frame(data.x_train, reference=True),
-                                     self.provenance, duration_ms, now)]
+                                     self.provenance, duration_ms, now,
+                                     cpu_seconds=sum(result["cpu_seconds"] for _, result in fitted))]
 
     def _wait_for_min_fit(self, started: float) -> None:
         remaining = self.min_fit_s - (time.monotonic() - started)

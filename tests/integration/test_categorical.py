@@ -87,6 +87,7 @@ def test_categories_train_serve_reproduce_and_drift(bus, bus_env, cli, tmp_path)
         explained = wait_until(lambda: "batch scoring" in (e := cli("audit", "explain", scoring["scoring_id"])).stdout
                                and e.stdout, timeout=60, message="the auditor to record the batch scoring")
 
+        costs = json.loads(cli("models", "cost", MODEL, "--json").stdout)["versions"]
         run = next(r for r in topic_values(bus, "training.runs") if r["chosen"])
         reproduced = cli("train", "--reproduce", run["run_id"], "--wait", "240", person="dana")
         assert reproduced.returncode == 0, reproduced.stderr
@@ -118,6 +119,9 @@ def test_categories_train_serve_reproduce_and_drift(bus, bus_env, cli, tmp_path)
     assert f"by {MODEL} v1 for dana" in explained and "trained on: batch" in explained
     refused = cli("score", f"{MODEL}@7", "--batch", str(tmp_path / "usual.csv"), person="dana")
     assert refused.returncode != 0 and "no version" in refused.stderr
+    [cost] = costs                                              # measured in the processes, not estimated
+    assert cost["grid_points"] == 2 and cost["fit_cpu_s"] > 0 and cost["fit_wall_s"] > 0
+    assert cost["serving"]["champion"]["predictions"] >= 201 and cost["serving"]["champion"]["cpu_s_per_1000"] > 0
     [again] = [r for r in topic_values(bus, "training.runs") if r["reproduces_run_id"] == run["run_id"]]
     assert again["identical"], again["differences"]
     assert json.loads(again["spec_json"])["categorical_features"] == list(CATEGORIES)
