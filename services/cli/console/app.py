@@ -149,11 +149,14 @@ class Console:
 
     # ---------------------------------------------------------------- the application
     def app(self) -> Starlette:
-        def screen(handler):
+        def screen(handler, locked: bool = True):
+            """A page for a logged-in person, drawn while the view holds still (the follower waits)."""
             async def guarded(request: Request):
                 session = self.session(request)
                 if session is None:
                     return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+                if not locked:
+                    return await handler(request, session)
                 with self.view.lock:
                     return await handler(request, session)
             return guarded
@@ -173,7 +176,7 @@ class Console:
             Route("/deployments", self.operate, methods=["POST"]),
             Route("/monitoring", screen(self.monitoring)),
             Route("/kpis", screen(self.kpis)),
-            Route("/audit", screen(self.audit)),
+            Route("/audit", screen(self.audit, locked=False)),      # takes the lock once audit.log is read
             Route("/audit/proof/{target}", self.proof),
             Route("/audit/export.jsonl", self.export),
             Route("/events", self.events),
@@ -288,10 +291,11 @@ class Console:
         request_id = (request.query_params.get("request_id") or "").strip()
         answer = None
         if request_id and self.explainer is not None:
-            answer = await asyncio.to_thread(self.explainer, request_id)
-        return self.render(request, "audit.html", head=self.view.head, verification=self.verification,
-                           request_id=request_id, answer=answer, searched=bool(request_id),
-                           timeline=self.explainer.timeline() if self.explainer and not request_id else [])
+            answer = await asyncio.to_thread(self.explainer, request_id)      # reads audit.log: seconds, unlocked
+        with self.view.lock:
+            return self.render(request, "audit.html", head=self.view.head, verification=self.verification,
+                               request_id=request_id, answer=answer, searched=bool(request_id),
+                               timeline=self.explainer.timeline() if self.explainer and not request_id else [])
 
     async def proof(self, request: Request) -> Response:
         if self.session(request) is None:

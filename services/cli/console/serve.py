@@ -22,7 +22,8 @@ from .app import Console
 TIMELINE_LINES = 300         # the audit screen's timeline: the newest decisions of audit.log
 DECISIONS = ("mlbus.DataBatch", "mlbus.DataValidated", "mlbus.ModelSpecDefined", "mlbus.TrainingRequested",
              "mlbus.ModelTrained", "mlbus.PromotionPolicyDefined", "mlbus.ApprovalSubmitted", "mlbus.ModelLifecycle",
-             "mlbus.DeploymentRequested", "mlbus.DeploymentChanged", "mlbus.Alert", "mlbus.ErasureRequested")
+             "mlbus.DeploymentRequested", "mlbus.DeploymentChanged", "mlbus.Alert", "mlbus.ErasureRequested",
+             "mlbus.BatchScored")
 
 
 class AuditReader:
