@@ -37,7 +37,9 @@ class AuditReader:
         self.lines: list = []               # the timeline, newest first
 
     def __call__(self, request_id: str) -> dict | None:
-        return answers.explain(answers.Index(list(decoded(self.bus, audit_records(self.bus)))), request_id)
+        """A served prediction explained, or a batch scoring (`mlbus score`), from the whole log."""
+        index = answers.Index(list(decoded(self.bus, audit_records(self.bus))))
+        return answers.explain(index, request_id) or answers.explain_scoring(index, request_id)
 
     def refresh(self) -> None:
         head = (self.console.view.head or {}).get("sequence") or 0

@@ -227,3 +227,29 @@ def test_a_steps_evidence_becomes_one_row_per_variant():
     assert table["columns"] == ["count", "errors", "p99_ms"]
     assert table["rows"][0] == {"variant": "canary", "count": 38, "errors": 0, "p99_ms": 66.5}
     assert pages.gates({}) is None and pages.gates({"reason": "text"}) is None
+
+
+class Explainer:
+    """audit.log's answers, in memory: a batch scoring by its id, nothing else."""
+
+    def __call__(self, wanted: str) -> dict | None:
+        if wanted != "s-1":
+            return None
+        return {"scoring_id": "s-1", "data": [], "decisions": [], "batch_scoring": {
+            "model": MARKUP, "version": 1, "input_rows": 300, "signer": "dana", "requested_by": "dana", "at": NOW,
+            "audit_sequence": 42, "input_batch_id": None, "input_uri": "file:///in.csv", "input_sha256": "a" * 64,
+            "output_uri": "file:///out.parquet", "output_sha256": "b" * 64, "output_rows": 300,
+            "artifact_sha256": "c" * 64, "cpu_seconds": 0.11}}
+
+    def timeline(self) -> list:
+        return []
+
+
+def test_the_audit_search_explains_a_batch_scoring_and_says_when_nothing_matches(console):
+    app, _, people = console
+    app.explainer = Explainer()
+    client = logged_in(app, people["ana"])
+    found = client.get("/audit", params={"request_id": "s-1"}).text
+    assert "300 rows scored offline" in found and "for dana" in found and "0.11 CPU s" in found
+    assert MARKUP not in found                                         # the model's name is text here too
+    assert "holds no served prediction for request nope" in client.get("/audit", params={"request_id": "nope"}).text
