@@ -452,6 +452,8 @@ def categories_story() -> None:
     wait_for("the auditor to record the batch scoring", lambda: "batch scoring" in mlbus(
         "audit", "explain", scoring["scoring_id"], show=False, echo=False))
     mlbus("audit", "explain", scoring["scoring_id"])
+    print("The version's model card, built only from audit.log (also --format html|json, and --until a moment):")
+    mlbus("models", "card", f"{CLAIMS}@1")
 
 
 def console_story() -> None:

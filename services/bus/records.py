@@ -836,6 +836,7 @@ class ModelSpecDefined:
     defined_at: datetime
     batches: str = 'all'
     monitoring_json: str = '{}'
+    card_json: str = '{}'
     signer: str | None = None
     signer_key: str | None = None
     signature: str | None = None
@@ -862,6 +863,7 @@ class ModelSpecDefined:
             defined_at=value['defined_at'],
             batches=value.get('batches', 'all'),
             monitoring_json=value.get('monitoring_json', '{}'),
+            card_json=value.get('card_json', '{}'),
             signer=value.get('signer', None),
             signer_key=value.get('signer_key', None),
             signature=value.get('signature', None),
@@ -888,6 +890,7 @@ class ModelSpecDefined:
             'defined_at': self.defined_at,
             'batches': self.batches,
             'monitoring_json': self.monitoring_json,
+            'card_json': self.card_json,
             'signer': self.signer,
             'signer_key': self.signer_key,
             'signature': self.signature,
@@ -926,6 +929,7 @@ class ModelTrained:
     artifact_sha256: str
     feature_profile: tuple[ColumnProfile, ...] = ()
     spec_sha256: str = ''
+    card_json: str = '{}'
     trained_at: datetime
     prediction_profile: ColumnProfile | None = None
 
@@ -958,6 +962,7 @@ class ModelTrained:
             artifact_sha256=value['artifact_sha256'],
             feature_profile=tuple(ColumnProfile.from_avro(item) for item in value.get('feature_profile', [])),
             spec_sha256=value.get('spec_sha256', ''),
+            card_json=value.get('card_json', '{}'),
             trained_at=value['trained_at'],
             prediction_profile=None if value.get('prediction_profile', None) is None else ColumnProfile.from_avro(value.get('prediction_profile', None)),
         )
@@ -990,6 +995,7 @@ class ModelTrained:
             'artifact_sha256': self.artifact_sha256,
             'feature_profile': list(item.to_avro() for item in self.feature_profile),
             'spec_sha256': self.spec_sha256,
+            'card_json': self.card_json,
             'trained_at': self.trained_at,
             'prediction_profile': None if self.prediction_profile is None else self.prediction_profile.to_avro(),
         }

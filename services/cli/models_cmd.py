@@ -24,6 +24,7 @@ from .output import info, print_json, print_table
 SPEC_DEFAULTS = {"hyperparameters": {}, "grid": {}, "test_size": 0.25, "cv_folds": 5, "seed": 0, "batches": "all",
                  "encoding": "onehot"}
 REQUIRED = ("model", "dataset", "target", "features", "task", "estimator", "metric")
+CARD_FIELDS = ("owner", "description", "intended_use", "limitations", "risk_level")    # optional: the model card
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -84,7 +85,8 @@ def spec_record(raw: dict, actor: str, contracts_dir: Path) -> dict:
             "test_size": float(spec["test_size"]), "cv_folds": int(spec["cv_folds"]), "seed": int(spec["seed"]),
             "spec_sha256": hashlib.sha256(canonical.encode()).hexdigest(), "defined_by": actor,
             "defined_at": datetime.now(timezone.utc), "batches": str(spec["batches"]),
-            "monitoring_json": monitoring_json(parse_monitoring(spec.get("monitoring")))}
+            "monitoring_json": monitoring_json(parse_monitoring(spec.get("monitoring"))),
+            "card_json": json.dumps({k: str(spec[k]) for k in CARD_FIELDS if spec.get(k) is not None}, sort_keys=True)}
     from services.domain import spec_problem    # scikit-learn: loaded by the command that needs it
     problem = spec_problem(record)         # the trainer refuses the same: hyperparameters, split, features
     if problem:

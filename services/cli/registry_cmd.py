@@ -39,6 +39,13 @@ def register_models(sub: argparse._SubParsersAction) -> None:
     show.add_argument("target", metavar="MODEL[@VERSION]")
     show.add_argument("--json", action="store_true")
     show.set_defaults(run=show_command)
+    card = sub.add_parser("card", help="a version's model card, built only from audit.log (purpose, data, estimator, "
+                                       "metrics, governance, deployments, drift)")
+    card.add_argument("target", metavar="MODEL@VERSION")
+    card.add_argument("--format", choices=("md", "html", "json"), default="md")
+    card.add_argument("--until", default=None, help="the card as it stood at this time (ISO 8601)")
+    card.add_argument("--out", type=Path, default=None, help="write it to a file (default: stdout)")
+    card.set_defaults(run=card_command)
 
 
 def decision_command(bus: Bus, args: argparse.Namespace) -> int:
@@ -133,4 +140,24 @@ def show_command(bus: Bus, args: argparse.Namespace) -> int:
             share = next((r["share"] for r in d["routes"] if r["version"] == entry["version"]), 0.0)
             print(f"  {d['changed_at']:%Y-%m-%d %H:%M:%S}  deployment {d['phase']:9} {d['strategy']}: "
                   f"{share:.0%} of traffic — {d['reason'][:60]}")
+    return 0
+
+
+def card_command(bus: Bus, args: argparse.Namespace) -> int:
+    from services.domain import audit_records, decoded
+    from .model_card import CARD_RECORDS, html, markdown, model_card
+    from .monitor_cmd import parse_time
+    model, _, version = args.target.partition("@")
+    if not version.isdigit():
+        raise BadInput("give MODEL@VERSION, e.g. claims_fraud@1")
+    until = parse_time(args.until) if args.until else None
+    card = model_card(list(decoded(bus, audit_records(bus, CARD_RECORDS))), model, int(version), until)
+    if card is None:
+        raise BadInput(f"audit.log holds no version {args.target}" + (f" trained by {args.until}" if until else ""))
+    text = {"md": markdown, "html": html, "json": lambda c: json.dumps(c, indent=2, default=str) + "\n"}[args.format](card)
+    if args.out:
+        args.out.write_text(text)
+        info(f"model card of {args.target} written to {args.out}")
+    else:
+        print(text, end="")
     return 0

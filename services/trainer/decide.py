@@ -180,4 +180,4 @@ def trained_event(plan: TrainingPlan, best: int, result: dict, artifact: tuple[s
         "cpu_seconds": cpu_seconds,
         "artifact_uri": artifact[0], "artifact_sha256": artifact[1], "feature_profile": profile,
         "prediction_profile": result.get("prediction_profile"),
-        "spec_sha256": spec["spec_sha256"], "trained_at": now})
+        "spec_sha256": spec["spec_sha256"], "card_json": spec.get("card_json", "{}"), "trained_at": now})

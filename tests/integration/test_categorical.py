@@ -88,6 +88,9 @@ def test_categories_train_serve_reproduce_and_drift(bus, bus_env, cli, tmp_path)
                                and e.stdout, timeout=60, message="the auditor to record the batch scoring")
 
         costs = json.loads(cli("models", "cost", MODEL, "--json").stdout)["versions"]
+        card = json.loads(wait_until(lambda: (c := cli("models", "card", f"{MODEL}@1", "--format", "json")).returncode == 0
+                                     and '"deployments": [\n    {' in c.stdout and c.stdout, timeout=60,
+                                     message="the model card with its deployment"))
         run = next(r for r in topic_values(bus, "training.runs") if r["chosen"])
         reproduced = cli("train", "--reproduce", run["run_id"], "--wait", "240", person="dana")
         assert reproduced.returncode == 0, reproduced.stderr
@@ -119,6 +122,11 @@ def test_categories_train_serve_reproduce_and_drift(bus, bus_env, cli, tmp_path)
     assert f"by {MODEL} v1 for dana" in explained and "trained on: batch" in explained
     refused = cli("score", f"{MODEL}@7", "--batch", str(tmp_path / "usual.csv"), person="dana")
     assert refused.returncode != 0 and "no version" in refused.stderr
+    assert card["purpose"]["owner"].startswith("claims analytics") and card["purpose"]["risk_level"] == "high"
+    assert [b["batch_id"] for b in card["training_data"]] == [batch["batch_id"]]
+    assert card["training_data"][0]["validation"]["passed"] and card["estimator"]["artifact_sha256"] == trained["artifact_sha256"]
+    assert [d["kind"] for d in card["governance"]["decisions"]][:2] == ["registered", "approved"]
+    assert card["deployments"][0]["phase"] == "completed" and card["metrics"]["holdout"] == trained["metrics"]
     [cost] = costs                                              # measured in the processes, not estimated
     assert cost["grid_points"] == 2 and cost["fit_cpu_s"] > 0 and cost["fit_wall_s"] > 0
     assert cost["serving"]["champion"]["predictions"] >= 201 and cost["serving"]["champion"]["cpu_s_per_1000"] > 0
