@@ -95,15 +95,16 @@ def spec_record(raw: dict, actor: str, contracts_dir: Path) -> dict:
 
 
 def contract_columns(contracts_dir: Path, dataset: str, target: str) -> dict[str, str] | None:
-    """The contract's columns that may be features (not key, not target), each `numeric` or `categorical`
-    (a string column), in the contract's order; None without a contract."""
+    """The contract's columns that may be features (not a key, not the spec's target nor the dataset's label),
+    each `numeric` or `categorical` (a string column), in the contract's order; None without a contract."""
     path = contracts_dir / f"{dataset}.avsc"
     if not path.is_file():
         return None
     contract = json.loads(path.read_text())
-    keys = set(contract.get("mlbus.contract", {}).get("keys", []))
+    rules = contract.get("mlbus.contract", {})
+    left_out = set(rules.get("keys", [])) | {target, rules.get("target")}      # the dataset's own label too
     return {f["name"]: "numeric" if has_kind(f["type"], NUMERIC) else "categorical" for f in contract["fields"]
-            if f["name"] not in keys | {target} and has_kind(f["type"], NUMERIC + ("string",))}
+            if f["name"] not in left_out and has_kind(f["type"], NUMERIC + ("string",))}
 
 
 NUMERIC = ("int", "long", "float", "double")
