@@ -44,12 +44,17 @@ class Identity:
     @classmethod
     def load(cls, path: Path) -> "Identity":
         try:
-            raw = json.loads(path.read_text())
-            return cls(name=raw["name"], principal=raw["principal"], key_id=raw["key_id"],
-                       private_key=base64.b64decode(raw["private_key"]), roles=tuple(raw["roles"]),
-                       kafka=dict(raw["kafka"]))
+            return cls.from_json(path.read_text())
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ConfigError(f"cannot read the identity file {path}: {error}") from None
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Identity":
+        """An identity file's contents (ValueError, KeyError or TypeError when it is not one)."""
+        raw = json.loads(text)
+        return cls(name=str(raw["name"]), principal=str(raw["principal"]), key_id=str(raw["key_id"]),
+                   private_key=base64.b64decode(raw["private_key"], validate=True), roles=tuple(raw.get("roles", ())),
+                   kafka={str(k): str(v) for k, v in dict(raw["kafka"]).items()})
 
 
 def identity_file(environ: dict | None = None) -> Path | None:

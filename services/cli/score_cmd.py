@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -43,7 +42,7 @@ def score_command(bus: Bus, args: argparse.Namespace) -> int:
     identity = person(args)
     entry = approved_version(inventory(bus), args.target)
     trained = entry.trained
-    started, cpu_started = time.perf_counter(), process_cpu_s()
+    started, cpu_started = time.perf_counter(), time.process_time()
     try:
         batch_id, uri, sha256, frame = snapshot(bus, args.batch)
         model = ArtifactStore.from_settings(bus.settings).load(trained["artifact_uri"], trained["artifact_sha256"])
@@ -57,7 +56,7 @@ def score_command(bus: Bus, args: argparse.Namespace) -> int:
         "artifact_sha256": trained["artifact_sha256"], "input_batch_id": batch_id, "input_uri": uri,
         "input_sha256": sha256, "input_rows": len(frame), "output_uri": stored.uri, "output_sha256": stored.sha256,
         "output_rows": len(output), "requested_by": identity.name, "scored_at": datetime.now(timezone.utc),
-        "duration_ms": int((time.perf_counter() - started) * 1000), "cpu_seconds": process_cpu_s() - cpu_started},
+        "duration_ms": int((time.perf_counter() - started) * 1000), "cpu_seconds": time.process_time() - cpu_started},
         key=trained["model"], event_id=scoring_id, subject=f"{trained['model']}@{trained['version']}")
     info(f"scored {len(frame):,} rows with {trained['model']} v{trained['version']} "
          f"(artifact {trained['artifact_sha256'][:12]}…) in {time.perf_counter() - started:.1f} s: "
@@ -146,7 +145,3 @@ def store_predictions(bus: Bus, output, trained: dict):
         output.to_parquet(path, index=False)
         return store_snapshot(bus.settings.data_dir, f"scored-{trained['model']}", path)
 
-
-def process_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime

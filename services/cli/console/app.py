@@ -5,7 +5,6 @@ event, on which htmx fetches the open screen again and swaps it in."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
 import threading
@@ -409,10 +408,7 @@ class Console:
 
 def identity_from(raw: bytes) -> Identity:
     try:
-        data = json.loads(raw)
-        return Identity(name=str(data["name"]), principal=str(data["principal"]), key_id=str(data["key_id"]),
-                        private_key=base64.b64decode(data["private_key"], validate=True), roles=tuple(data.get("roles", ())),
-                        kafka={str(k): str(v) for k, v in dict(data["kafka"]).items()})
+        return Identity.from_json(raw)
     except (ValueError, KeyError, TypeError):
         raise LoginRefused("that is not an mlbus identity file (the JSON `mlbus people add` wrote)") from None
 
