@@ -827,6 +827,7 @@ class ModelSpecDefined:
     estimator: str
     hyperparameters_json: str = '{}'
     grid_json: str = '{}'
+    ensemble_json: str = '{}'
     metric: str
     test_size: float = 0.25
     cv_folds: int = 5
@@ -854,6 +855,7 @@ class ModelSpecDefined:
             estimator=value['estimator'],
             hyperparameters_json=value.get('hyperparameters_json', '{}'),
             grid_json=value.get('grid_json', '{}'),
+            ensemble_json=value.get('ensemble_json', '{}'),
             metric=value['metric'],
             test_size=value.get('test_size', 0.25),
             cv_folds=value.get('cv_folds', 5),
@@ -881,6 +883,7 @@ class ModelSpecDefined:
             'estimator': self.estimator,
             'hyperparameters_json': self.hyperparameters_json,
             'grid_json': self.grid_json,
+            'ensemble_json': self.ensemble_json,
             'metric': self.metric,
             'test_size': self.test_size,
             'cv_folds': self.cv_folds,
@@ -927,6 +930,7 @@ class ModelTrained:
     cpu_seconds: float = 0.0
     artifact_uri: str
     artifact_sha256: str
+    members: tuple[EnsembleMember, ...] = ()
     feature_profile: tuple[ColumnProfile, ...] = ()
     spec_sha256: str = ''
     card_json: str = '{}'
@@ -960,6 +964,7 @@ class ModelTrained:
             cpu_seconds=value.get('cpu_seconds', 0.0),
             artifact_uri=value['artifact_uri'],
             artifact_sha256=value['artifact_sha256'],
+            members=tuple(EnsembleMember.from_avro(item) for item in value.get('members', [])),
             feature_profile=tuple(ColumnProfile.from_avro(item) for item in value.get('feature_profile', [])),
             spec_sha256=value.get('spec_sha256', ''),
             card_json=value.get('card_json', '{}'),
@@ -993,6 +998,7 @@ class ModelTrained:
             'cpu_seconds': self.cpu_seconds,
             'artifact_uri': self.artifact_uri,
             'artifact_sha256': self.artifact_sha256,
+            'members': list(item.to_avro() for item in self.members),
             'feature_profile': list(item.to_avro() for item in self.feature_profile),
             'spec_sha256': self.spec_sha256,
             'card_json': self.card_json,
@@ -1055,6 +1061,7 @@ class Prediction:
     label: str | None = None
     score: float | None = None
     probabilities: Mapping[str, float] = field(default_factory=dict)
+    members: tuple[MemberOutput, ...] = ()
     latency_ms: float
     cpu_ms: float = 0.0
     deployment_id: str | None = None
@@ -1074,6 +1081,7 @@ class Prediction:
             label=value.get('label', None),
             score=value.get('score', None),
             probabilities=value.get('probabilities', {}),
+            members=tuple(MemberOutput.from_avro(item) for item in value.get('members', [])),
             latency_ms=value['latency_ms'],
             cpu_ms=value.get('cpu_ms', 0.0),
             deployment_id=value.get('deployment_id', None),
@@ -1093,6 +1101,7 @@ class Prediction:
             'label': self.label,
             'score': self.score,
             'probabilities': self.probabilities,
+            'members': list(item.to_avro() for item in self.members),
             'latency_ms': self.latency_ms,
             'cpu_ms': self.cpu_ms,
             'deployment_id': self.deployment_id,
@@ -1452,6 +1461,44 @@ class ColumnProfile:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EnsembleMember:
+    """A version an ensemble version is built from, pinned by its artifact's hash."""
+
+    RECORD = "mlbus.EnsembleMember"
+
+    model: str
+    version: int
+    artifact_uri: str
+    artifact_sha256: str
+    weight: float
+    features: tuple[str, ...]
+    categorical_features: tuple[str, ...] = ()
+
+    @classmethod
+    def from_avro(cls, value: Mapping[str, Any]) -> EnsembleMember:
+        return cls(
+            model=value['model'],
+            version=value['version'],
+            artifact_uri=value['artifact_uri'],
+            artifact_sha256=value['artifact_sha256'],
+            weight=value['weight'],
+            features=tuple(item for item in value['features']),
+            categorical_features=tuple(item for item in value.get('categorical_features', [])),
+        )
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'model': self.model,
+            'version': self.version,
+            'artifact_uri': self.artifact_uri,
+            'artifact_sha256': self.artifact_sha256,
+            'weight': self.weight,
+            'features': list(item for item in self.features),
+            'categorical_features': list(item for item in self.categorical_features),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class FeatureDrift:
     """Drift of one feature (or of the predictions) in a window."""
 
@@ -1517,6 +1564,38 @@ class Header:
     def to_avro(self) -> dict[str, Any]:
         return {
             'key': self.key,
+            'value': self.value,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemberOutput:
+    """What one member of an ensemble answered for a request (explain shows each member's contribution)."""
+
+    RECORD = "mlbus.MemberOutput"
+
+    model: str
+    version: int
+    weight: float
+    probabilities: Mapping[str, float] = field(default_factory=dict)
+    value: float | None = None
+
+    @classmethod
+    def from_avro(cls, value: Mapping[str, Any]) -> MemberOutput:
+        return cls(
+            model=value['model'],
+            version=value['version'],
+            weight=value['weight'],
+            probabilities=value.get('probabilities', {}),
+            value=value.get('value', None),
+        )
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'model': self.model,
+            'version': self.version,
+            'weight': self.weight,
+            'probabilities': self.probabilities,
             'value': self.value,
         }
 
@@ -1639,8 +1718,10 @@ RECORD_TYPES: dict[str, type] = {
     BatchRef.RECORD: BatchRef,
     CheckFailure.RECORD: CheckFailure,
     ColumnProfile.RECORD: ColumnProfile,
+    EnsembleMember.RECORD: EnsembleMember,
     FeatureDrift.RECORD: FeatureDrift,
     Header.RECORD: Header,
+    MemberOutput.RECORD: MemberOutput,
     OnlinePerformance.RECORD: OnlinePerformance,
     Route.RECORD: Route,
     SealedValue.RECORD: SealedValue,

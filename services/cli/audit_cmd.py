@@ -336,6 +336,13 @@ def print_explanation(answer: dict) -> None:
               f"artifact sha256 {t['artifact_sha256'][:16]}…, code {t['code_version']} @ {(t['git_commit'] or '-')[:10]} "
               f"[#{t['audit_sequence']}]")
         print("  metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(t["metrics"].items())))
+    for m in answer["ensemble_members"]:
+        said = m["answered"] or {}
+        answer_text = f"{said['value']:g}" if said.get("value") is not None else ", ".join(
+            f"{k} {v:.3f}" for k, v in sorted(said.get("probabilities", {}).items())) or "not recorded"
+        weight = f"weight {said['weight']:.3f}" if said and said["weight"] else "combined by the final estimator"
+        print(f"  member {m['model']} v{m['version']} artifact sha256 {m['artifact_sha256'][:16]}…: {answer_text} "
+              f"({weight})" + (f" [#{m['model_version']['audit_sequence']}]" if m["model_version"] else ""))
     for v in answer["data"]:
         print(f"  data: batch {v['batch_id'][:8]} sha256 {v['sha256'][:16]}… {v['rows']} rows, "
               f"{'passed' if v['passed'] else 'FAILED'} {v['contract']} [#{v['audit_sequence']}]")

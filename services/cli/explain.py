@@ -82,7 +82,18 @@ def explain(index: Index, request_id: str) -> dict | None:
             "data": [cited(v) for b in batches for v in index.of("mlbus.DataValidated", b)],
             "decisions": [cited(e) for e in index.of("mlbus.ModelLifecycle", model, version)],
             "approvals": [cited(a) for a in index.of("mlbus.ApprovalSubmitted", model, version)],
-            "policy": cited(policies[-1]) if policies else None, "later_drift_alerts": [cited(a) for a in alerts]}
+            "policy": cited(policies[-1]) if policies else None, "later_drift_alerts": [cited(a) for a in alerts],
+            "ensemble_members": ensemble_members(index, trained.value if trained else {}, p)}
+
+
+def ensemble_members(index: Index, trained: dict, prediction: dict) -> list[dict]:
+    """An ensemble version's members: pinned version and artifact hash, weight, what each answered this
+    request, and the member's own ModelTrained record (empty for a single estimator)."""
+    answers = {(m["model"], m["version"]): m for m in prediction.get("members") or []}
+    return [{**{k: m[k] for k in ("model", "version", "artifact_sha256")}, "weight": m["weight"],
+             "answered": answers.get((m["model"], m["version"])),
+             "model_version": cited(next(iter(index.of("mlbus.ModelTrained", m["model"], m["version"])), None))}
+            for m in trained.get("members") or []]
 
 
 def explain_scoring(index: Index, scoring_id: str) -> dict | None:

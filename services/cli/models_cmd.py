@@ -24,6 +24,8 @@ from .output import info, print_json, print_table
 SPEC_DEFAULTS = {"hyperparameters": {}, "grid": {}, "test_size": 0.25, "cv_folds": 5, "seed": 0, "batches": "all",
                  "encoding": "onehot"}
 REQUIRED = ("model", "dataset", "target", "features", "task", "estimator", "metric")
+ENSEMBLE_REQUIRED = ("model", "dataset", "target", "task", "metric", "members", "combine")   # features: the members'
+ENSEMBLE_FIELDS = ("members", "combine", "weights")
 CARD_FIELDS = ("owner", "description", "intended_use", "limitations", "risk_level")    # optional: the model card
 
 
@@ -55,8 +57,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def spec_record(raw: dict, actor: str, contracts_dir: Path) -> dict:
-    """A spec YAML as a ModelSpecDefined value; `features: all` means the contract's columns but key and target."""
-    missing = [k for k in REQUIRED if k not in raw]
+    """A spec YAML as a ModelSpecDefined value; `features: all` means the contract's columns but key and target.
+    A spec with `members` is an ensemble's: its features are its members', its estimator `Ensemble`."""
+    if "members" in raw:
+        raw = {**raw, "estimator": "Ensemble", "features": [], "ensemble": {k: raw[k] for k in ENSEMBLE_FIELDS
+                                                                           if k in raw}}
+        missing = [k for k in ENSEMBLE_REQUIRED if k not in raw]
+    else:
+        missing = [k for k in REQUIRED if k not in raw]
     if missing:
         raise BadInput(f"spec lacks {', '.join(missing)}")
     spec = {**SPEC_DEFAULTS, **raw}
@@ -66,7 +74,7 @@ def spec_record(raw: dict, actor: str, contracts_dir: Path) -> dict:
     except InvalidField as error:
         raise BadInput(str(error)) from None
     columns = contract_columns(contracts_dir, spec["dataset"], spec["target"])
-    if spec["features"] == "all":
+    if spec["features"] == "all" and "ensemble" not in spec:
         if columns is None:
             raise BadInput(f"features: all needs the contract {contracts_dir / spec['dataset']}.avsc")
         spec["features"] = list(columns)
@@ -82,6 +90,7 @@ def spec_record(raw: dict, actor: str, contracts_dir: Path) -> dict:
             "task": spec["task"], "estimator": spec["estimator"],
             "hyperparameters_json": json.dumps(spec["hyperparameters"], sort_keys=True),
             "grid_json": json.dumps(spec["grid"], sort_keys=True), "metric": spec["metric"],
+            "ensemble_json": json.dumps(spec.get("ensemble", {}), sort_keys=True),
             "test_size": float(spec["test_size"]), "cv_folds": int(spec["cv_folds"]), "seed": int(spec["seed"]),
             "spec_sha256": hashlib.sha256(canonical.encode()).hexdigest(), "defined_by": actor,
             "defined_at": datetime.now(timezone.utc), "batches": str(spec["batches"]),

@@ -39,13 +39,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def score_command(bus: Bus, args: argparse.Namespace) -> int:
     from services.domain import ArtifactRefused, ArtifactStore, DataFileError     # pandas, scikit-learn
+    from services.domain import load_servable
     identity = person(args)
     entry = approved_version(inventory(bus), args.target)
     trained = entry.trained
     started, cpu_started = time.perf_counter(), time.process_time()
     try:
         batch_id, uri, sha256, frame = snapshot(bus, args.batch)
-        model = ArtifactStore.from_settings(bus.settings).load(trained["artifact_uri"], trained["artifact_sha256"])
+        model = load_servable(trained, ArtifactStore.from_settings(bus.settings).load)
     except (ArtifactRefused, DataFileError) as error:
         raise BadInput(str(error)) from None
     output = scored(model, frame, trained, keys_of(bus, trained, frame))
@@ -71,8 +72,7 @@ def approved_version(folded: Inventory, target: str) -> ModelVersion:
     versions that passed their policy and people."""
     model, _, which = target.partition("@")
     which = which or "champion"
-    version = int(which) if which.isdigit() else folded.aliases.get(model, {}).get(which)
-    entry = folded.version(model, version) if version is not None else None
+    entry = folded.named(model, which)
     if entry is None:
         known = ", ".join(f"@{a}" for a in folded.aliases.get(model, {})) or "none"
         raise BadInput(f"no version of {model!r} is {which!r} (aliases: {known}; or give @VERSION)")

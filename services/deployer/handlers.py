@@ -93,8 +93,9 @@ class Deployer:
             entry = self.inventory.version(deployment["model"], route["version"])
             if entry is None:
                 continue
-            try:
-                self.artifacts.verify(entry.trained["artifact_uri"], entry.trained["artifact_sha256"])
+            try:                                # an ensemble's members too: they serve with it
+                for artifact in [entry.trained, *entry.trained.get("members", [])]:
+                    self.artifacts.verify(artifact["artifact_uri"], artifact["artifact_sha256"])
             except ArtifactRefused as error:
                 return str(error)
         return None

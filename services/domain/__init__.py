@@ -3,7 +3,7 @@
 - estimators — the scikit-learn allowlist, spec checks, metrics' directions
 - profile, monitoring — training profiles and the monitoring block of a spec
 - datastore, datasets, artifacts — data snapshots and model files: content-addressed, confined, size-capped
-- serving — applying a version's pipeline, the same online and offline
+- serving — applying a version's pipeline, the same online and offline; ensembles — versions combined
 - audit, audit_log — the audit chain and reading audit.log; merkle — RFC 9162 tree hashes and proofs;
   tree_head — signed tree heads and the auditor's key; anchor — the heads kept outside Kafka; proofs — inclusion
   and consistency proofs checkable offline
@@ -41,6 +41,8 @@ _EXPORTS = {
     "log_id": "audit_log", "declare_log_key": "audit_log", "audited_topics": "audit_log", "NOT_AUDITED": "audit_log", "records_between": "audit_log", "block_hashes": "audit_log", "data_keys": "audit_log", "erasures": "audit_log", "kept_heads": "audit_log", "log_signers": "audit_log",
     "head_of_checkpoint": "audit_log",
     "alert": "alerts", "training_request": "alerts",
+    "Ensemble": "ensembles", "check_members": "ensembles", "combiner": "ensembles", "is_ensemble": "ensembles",
+    "load_servable": "ensembles", "member_record": "ensembles", "stack_inputs": "ensembles", "union": "ensembles",
 }
 _RENAMED = {"verify_chain": "verify", "check_proof": "check", "consistency_proof": "consistency",
             "inclusion_proof": "inclusion"}

@@ -66,6 +66,17 @@ def check_split(test_size: float, cv_folds: int) -> None:
 
 def spec_problem(spec: dict) -> str | None:
     """Why a (verified) spec cannot be trained, whatever the data: the CLI checks the same before sending."""
+    from .ensembles import ensemble_problem, is_ensemble
+    if is_ensemble(spec):
+        if spec["task"] not in METRICS or spec["metric"] not in METRICS[spec["task"]]:
+            return f"metric {spec['metric']!r} does not fit task {spec['task']!r}"
+        try:
+            check_split(spec["test_size"], spec["cv_folds"])
+            return ensemble_problem(json.loads(spec.get("ensemble_json") or "{}"), spec["task"])
+        except EstimatorError as error:
+            return str(error)
+        except (ValueError, TypeError, AttributeError) as error:
+            return f"ensemble settings unusable: {type(error).__name__}: {error}"
     try:
         check_spec(spec["estimator"], spec["task"], spec["metric"])
         check_split(spec["test_size"], spec["cv_folds"])

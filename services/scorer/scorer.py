@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 
 from services.bus import BadInput, Bus, Event, Received
-from services.domain import ArtifactRefused, ArtifactStore, predict, request_frame
+from services.domain import ArtifactRefused, ArtifactStore, Ensemble, load_servable, predict, request_frame
 from services.bus.logs import get_logger
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.follow import Follower
@@ -39,7 +39,8 @@ class Scorer:
     def __init__(self, table: RoutingTable, artifacts: ArtifactStore, clock=lambda: datetime.now(timezone.utc)):
         self.table = table
         self.artifacts = artifacts
-        self.models: dict[str, object] = {}          # artifact sha256 → loaded model
+        self.models: dict[str, object] = {}          # artifact sha256 → what serves that version
+        self.loaded: dict[str, object] = {}          # artifact sha256 → loaded artifact (an ensemble's members once)
         self.refused: dict[str, str] = {}            # artifact sha256 → why it will not load
         self.clock = clock
         self.log = get_logger(component="scorer")
@@ -92,7 +93,10 @@ class Scorer:
             return
         cpu_started = time.process_time()
         features = request_frame(rows, entry.trained["features"], categories)
-        labels, probabilities, classes = predict(fitted, features, entry.trained["task"])
+        if isinstance(fitted, Ensemble):         # and what each member said, for explain
+            labels, probabilities, classes, members = fitted.answer(features, entry.trained["task"])
+        else:
+            (labels, probabilities, classes), members = predict(fitted, features, entry.trained["task"]), None
         cpu_ms = (time.process_time() - cpu_started) * 1000 / len(rows)        # the version's cost, per prediction
         now = self.clock()
         for row, (index, route, served, deployment_id) in enumerate(kept):
@@ -101,7 +105,8 @@ class Scorer:
             label = str(labels[row]) if entry.trained["task"] == "classification" else None
             score = max(probs.values()) if probs else float(labels[row])
             results[index].append(prediction(request, batch[index].envelope.id, route, deployment_id, served,
-                                             label, score, probs, now, cpu_ms=cpu_ms))
+                                             label, score, probs, now, cpu_ms=cpu_ms,
+                                             members=members[row] if members else ()))
 
     def preload(self, deployment: dict) -> None:
         """Load a deployment's models when it arrives, not on the first request (no cold-start latency)."""
@@ -114,11 +119,16 @@ class Scorer:
         sha = trained["artifact_sha256"]
         if sha not in self.models and sha not in self.refused:
             try:
-                self.models[sha] = self.artifacts.load(trained["artifact_uri"], sha)
+                self.models[sha] = load_servable(trained, self._load)
             except ArtifactRefused as error:
                 self.refused[sha] = str(error)
                 self.log.error("artifact refused", model=trained["model"], version=trained["version"], error=str(error))
         return self.models.get(sha)
+
+    def _load(self, uri: str, sha: str) -> object:
+        if sha not in self.loaded:
+            self.loaded[sha] = self.artifacts.load(uri, sha)
+        return self.loaded[sha]
 
 
 DELIVERY = {"exactly-once": True, "at-least-once": False}         # MLBUS_SCORER_DELIVERY → transactional

@@ -27,7 +27,7 @@ def assign(routes: list[dict], entity_id: str) -> tuple[dict | None, list[dict]]
 
 def prediction(request: dict, cause_id: str, route: dict | None, deployment_id: str | None, served: bool,
                label: str | None, score: float | None, probabilities: dict[str, float], now: datetime,
-               error: str | None = None, cpu_ms: float = 0.0) -> Event:
+               error: str | None = None, cpu_ms: float = 0.0, members=()) -> Event:
     variant = route["variant"] if route else "none"
     prediction_id = derive_id(cause_id, "prediction", variant)
     latency_ms = max(0.0, (now - request["sent_at"]).total_seconds() * 1000)
@@ -35,5 +35,5 @@ def prediction(request: dict, cause_id: str, route: dict | None, deployment_id: 
         "prediction_id": prediction_id, "request_id": request["request_id"], "entity_id": request["entity_id"],
         "model": request["model"], "version": route["version"] if route else None, "variant": variant,
         "served": served, "label": label, "score": score, "probabilities": probabilities, "latency_ms": latency_ms,
-        "cpu_ms": cpu_ms,
+        "cpu_ms": cpu_ms, "members": list(members),
         "deployment_id": deployment_id, "error": error, "predicted_at": now})

@@ -16,7 +16,7 @@ from .decide import Verify, act_refusal
 from .view import TrainerView
 
 HISTORY = ("mlbus.ModelSpecDefined", "mlbus.DataValidated", "mlbus.ModelTrained", "mlbus.TrainingRun",
-           "mlbus.TrainingRequested", "mlbus.Alert")
+           "mlbus.TrainingRequested", "mlbus.Alert", "mlbus.ModelLifecycle")
 
 
 def rebuild_view(bus: Bus, verify: Verify) -> TrainerView:

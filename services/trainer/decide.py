@@ -7,8 +7,10 @@ from datetime import datetime
 from typing import Callable
 
 from services.bus import Event, derive_id
-from services.domain import alert, candidates, HIGHER_IS_BETTER, training_request
+from services.domain import (alert, candidates, HIGHER_IS_BETTER, is_ensemble, member_record, training_request,
+                             union)
 from services.bus.received import Received
+from services.bus.projections.inventory import APPROVED, Inventory, ModelVersion
 from services.bus.signing import Verdict, signature_refusal
 
 from .view import TrainerView
@@ -24,6 +26,7 @@ class TrainingPlan:
     run_ids: list[str]
     seed: int
     reproduces: dict | None = None       # the TrainingRun being reproduced
+    members: tuple[dict, ...] = ()       # an ensemble's members (EnsembleMember records), pinned
 
 
 def requests_for_new_data(view: TrainerView, validated: dict, now: datetime) -> list[Event]:
@@ -33,10 +36,26 @@ def requests_for_new_data(view: TrainerView, validated: dict, now: datetime) -> 
     events = []
     for model, spec in sorted(view.specs.items()):
         request_id = derive_id(validated["validation_id"], model)
-        if spec["dataset"] != validated["dataset"] or request_id in view.seen_requests:
+        if spec["dataset"] != validated["dataset"] or request_id in view.seen_requests or is_ensemble(spec):
             continue
         events.append(training_request(request_id, model, "new-data", "trainer", now, evidence={
             "batch_id": validated["batch_id"], "validation_id": validated["validation_id"]}))
+    return events
+
+
+def requests_for_member_change(view: TrainerView, lifecycle: dict, now: datetime) -> list[Event]:
+    """An alias an ensemble names (MODEL@champion) moved to another version: a new ensemble version is asked for —
+    the deployed one keeps its members. (Ensembles do not train on new data: their members do.)"""
+    if lifecycle["kind"] != "promoted" or not lifecycle["alias"]:
+        return []
+    ref = f"{lifecycle['model']}@{lifecycle['alias']}"
+    events = []
+    for model, spec in sorted(view.specs.items()):
+        request_id = derive_id(lifecycle["event_id"], model)
+        if is_ensemble(spec) and ref in json.loads(spec["ensemble_json"])["members"] \
+                and request_id not in view.seen_requests:
+            events.append(training_request(request_id, model, "member-changed", "trainer", now, evidence={
+                "member": ref, "version": lifecycle["version"], "lifecycle_event_id": lifecycle["event_id"]}))
     return events
 
 
@@ -50,10 +69,51 @@ def plan_training(view: TrainerView, request: dict) -> TrainingPlan | str:
     batches = choose_batches(view.passed_batches.get(spec["dataset"], []), spec["batches"], request["batch_ids"])
     if isinstance(batches, str):
         return batches
+    if is_ensemble(spec):
+        settings = json.loads(spec["ensemble_json"])
+        return ensemble_plan(view.inventory, spec, request, batches, settings["members"], settings.get("weights"),
+                             settings["combine"], view.versions.get(spec["model"], 0) + 1)
     grid = candidates(spec)
     return TrainingPlan(request=request, spec=spec, version=view.versions.get(spec["model"], 0) + 1,
                         batches=batches, grid=grid, seed=spec["seed"],
                         run_ids=[derive_id(request["request_id"], "run", i) for i in range(len(grid))])
+
+
+def ensemble_plan(inventory: Inventory, spec: dict, request: dict, batches: list[dict], refs: list[str],
+                  weights: list[float] | None, method: str, version: int,
+                  reproduces: dict | None = None) -> TrainingPlan | str:
+    """An ensemble's plan: its members resolved to approved versions now (MODEL@VERSION or MODEL@ALIAS) and
+    pinned; its features are theirs."""
+    members = []
+    for ref, weight in zip(refs, weights or [1.0] * len(refs)):
+        entry = member_version(inventory, ref)
+        if isinstance(entry, str):
+            return entry
+        if entry.trained["task"] != spec["task"]:
+            return f"member {ref} is a {entry.trained['task']} model, the ensemble's task is {spec['task']}"
+        members.append(member_record(entry.trained, weight))
+    pinned_spec = {**spec, "features": union(members, "features"),
+                   "categorical_features": union(members, "categorical_features")}
+    settings = {"combine": method, "weights": [m["weight"] for m in members],
+                "members": [f"{m['model']}@{m['version']}" for m in members]}
+    return TrainingPlan(request=request, spec=pinned_spec, version=version, batches=batches, grid=[settings],
+                        seed=spec["seed"], reproduces=reproduces, members=tuple(members),
+                        run_ids=[derive_id(request["request_id"], "reproduction") if reproduces
+                                 else derive_id(request["request_id"], "run", 0)])
+
+
+def member_version(inventory: Inventory, ref: str) -> ModelVersion | str:
+    """The approved version MODEL@VERSION or MODEL@ALIAS names, or why it cannot be a member."""
+    model, _, which = ref.partition("@")
+    entry = inventory.named(model, which)
+    if entry is None:
+        known = ", ".join(f"@{a}" for a in inventory.aliases.get(model, {})) or "none"
+        return f"member {ref}: no such version (aliases of {model}: {known})"
+    if entry.status != APPROVED:
+        return f"member {model} v{entry.version} is {entry.status}: an ensemble is built from approved versions"
+    if is_ensemble(entry.trained):
+        return f"member {model} v{entry.version} is itself an ensemble: name its members instead"
+    return entry
 
 
 def choose_batches(passed: list[dict], selection: str, wanted_ids: list[str]) -> list[dict] | str:
@@ -79,6 +139,10 @@ def plan_reproduction(view: TrainerView, request: dict) -> TrainingPlan | str:
     batches = batch_refs(original["batches"])
     recorded_spec = {**spec, "model": original["model"], "estimator": original["estimator"],
                      "metric": original["metric"]}
+    if is_ensemble(recorded_spec):          # the same members, by version: the ones the run combined
+        settings = json.loads(original["hyperparameters_json"])
+        return ensemble_plan(view.inventory, recorded_spec, request, batches, settings["members"],
+                             settings["weights"], settings["combine"], 0, original)
     return TrainingPlan(request=request, spec=recorded_spec, version=0, batches=batches,
                         grid=[json.loads(original["hyperparameters_json"])], seed=original["seed"],
                         run_ids=[derive_id(request["request_id"], "reproduction")], reproduces=original)
@@ -178,6 +242,7 @@ def trained_event(plan: TrainingPlan, best: int, result: dict, artifact: tuple[s
         "code_version": provenance.code_version, "git_commit": provenance.git_commit,
         "environment": provenance.environment, "seed": plan.seed, "duration_ms": duration_ms,
         "cpu_seconds": cpu_seconds,
-        "artifact_uri": artifact[0], "artifact_sha256": artifact[1], "feature_profile": profile,
+        "artifact_uri": artifact[0], "artifact_sha256": artifact[1], "members": list(plan.members),
+        "feature_profile": profile,
         "prediction_profile": result.get("prediction_profile"),
         "spec_sha256": spec["spec_sha256"], "card_json": spec.get("card_json", "{}"), "trained_at": now})

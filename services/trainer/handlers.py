@@ -11,12 +11,13 @@ import pandas as pd
 import skops.io as sio
 
 from services.bus import Event, Received
-from services.domain import alert, DataFileError, profile_frame, save_model, spec_problem
+from services.domain import (alert, ArtifactRefused, ArtifactStore, combiner, DataFileError, Ensemble, profile_frame,
+                             save_model, spec_problem)
 from services.bus.logs import get_logger
 
 from .decide import (Provenance, TrainingPlan, Verify, act_refusal, best_run, plan_training, refusal,
-                     requests_for_new_data, run_event, trained_event)
-from .training import fit_and_evaluate, split
+                     requests_for_member_change, requests_for_new_data, run_event, trained_event)
+from .training import fit_and_evaluate, fit_ensemble, split
 from .view import TrainerView
 
 
@@ -28,17 +29,20 @@ TRAINING_FAILURES = (ValueError, TypeError, KeyError, IndexError, ArithmeticErro
 class Trainer:
     def __init__(self, view: TrainerView, artifacts_dir: Path, provenance: Provenance, verify: Verify,
                  load_frame: Callable[[list[dict]], pd.DataFrame], min_fit_s: float = 0.0,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 max_artifact_bytes: int = 1 << 29):
         self.view = view
         self.load_frame = load_frame
         self.verify = verify
-        self.artifacts_dir = artifacts_dir
+        self.artifacts = ArtifactStore(artifacts_dir, max_artifact_bytes)     # its own, and an ensemble's members
         self.provenance = provenance
         self.min_fit_s = min_fit_s        # fault injection: make every training last at least this long
         self.clock = clock
         self.log = get_logger(component="trainer")
         self.decisions = {"mlbus.DataValidated": lambda value: requests_for_new_data(self.view, value, self.clock()),
-                          "mlbus.TrainingRequested": self.on_request}   # the other records are only folded
+                          "mlbus.TrainingRequested": self.on_request,   # the other records are only folded
+                          "mlbus.ModelLifecycle": lambda value: requests_for_member_change(self.view, value,
+                                                                                           self.clock())}
 
     def __call__(self, message: Received) -> list[Event]:
         refused = act_refusal(message, self.verify)
@@ -65,7 +69,7 @@ class Trainer:
             return [refusal(request, plan, self.clock())]
         try:
             return self.train(plan)
-        except DataFileError as error:
+        except (DataFileError, ArtifactRefused) as error:        # a snapshot or a member's artifact
             return [refusal(request, str(error), self.clock())]
         except TRAINING_FAILURES as error:      # the spec or the data, not the machine: the same every time
             self.log.warning("training failed", model=plan.spec["model"], error=f"{type(error).__name__}: {error}")
@@ -77,16 +81,17 @@ class Trainer:
         frame = self.load_frame(plan.batches)
         data = split(frame, spec["features"], spec["target"], spec["task"], spec["test_size"], plan.seed,
                      tuple(spec.get("categorical_features", ())))
-        fitted = [fit_and_evaluate(data, spec["estimator"], params, spec["task"], spec["metric"], spec["cv_folds"],
-                                   plan.seed, spec.get("encoding", "onehot")) for params in plan.grid]
+        fitted = [self._combine(plan, data)] if plan.members else [
+            fit_and_evaluate(data, spec["estimator"], params, spec["task"], spec["metric"], spec["cv_folds"],
+                             plan.seed, spec.get("encoding", "onehot")) for params in plan.grid]
         self._wait_for_min_fit(started)
         now = self.clock()
         if plan.reproduces:
             model, result = fitted[0]
-            artifact_sha = hashlib.sha256(sio.dumps(model)).hexdigest()
+            artifact_sha = hashlib.sha256(sio.dumps(saved_form(model))).hexdigest()
             return [run_event(plan, 0, result, self.provenance, now, artifact_sha256=artifact_sha)]
         best = best_run([result for _, result in fitted], spec["metric"])
-        artifact = save_model(self.artifacts_dir, fitted[best][0])
+        artifact = save_model(self.artifacts.root, saved_form(fitted[best][0]))
         self.log.info("model trained", model=spec["model"], version=plan.version, runs=len(fitted),
                       metric=spec["metric"], value=fitted[best][1]["metrics"].get(spec["metric"]))
         runs = [run_event(plan, i, result, self.provenance, now, chosen=i == best,
@@ -96,7 +101,21 @@ class Trainer:
                                      self.provenance, duration_ms, now,
                                      cpu_seconds=sum(result["cpu_seconds"] for _, result in fitted))]
 
+    def _combine(self, plan: TrainingPlan, data) -> tuple[Ensemble, dict]:
+        """An ensemble from its pinned members, each loaded hash-checked from the artifact store."""
+        spec, settings = plan.spec, plan.grid[0]
+        fitted = [self.artifacts.load(m["artifact_uri"], m["artifact_sha256"]) for m in plan.members]
+        return fit_ensemble(data, list(plan.members), fitted, settings["combine"], spec["task"], spec["metric"],
+                            spec["cv_folds"], plan.seed)
+
     def _wait_for_min_fit(self, started: float) -> None:
         remaining = self.min_fit_s - (time.monotonic() - started)
         if remaining > 0:
             time.sleep(remaining)
+
+
+def saved_form(model: object) -> object:
+    """What goes into the artifact: the pipeline, or an ensemble's combiner (its members stay their own files)."""
+    if isinstance(model, Ensemble):
+        return combiner(model.members, model.combine, model.final)
+    return model

@@ -15,7 +15,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from services.domain import estimator_class, profile_column, REFERENCE_SAMPLE, snapshot_frame
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from services.domain import (Ensemble, check_members, estimator_class, profile_column, REFERENCE_SAMPLE, snapshot_frame,
+                             stack_inputs)
 
 CV_SCORING = {"accuracy": "accuracy", "precision": "precision_macro", "recall": "recall_macro", "f1": "f1_macro",
               "roc_auc": "roc_auc_ovr", "mae": "neg_mean_absolute_error", "rmse": "neg_root_mean_squared_error",
@@ -63,16 +66,40 @@ def fit_and_evaluate(data: Split, estimator: str, params: dict, task: str, metri
     started, cpu_started = time.perf_counter(), time.process_time()
     model = build_model(estimator, params, seed, list(data.x_train.columns), data.categorical,
                         encoding).fit(data.x_train, data.y_train)
+    cv_metrics = cross_validated(data, estimator, params, task, metric, cv_folds, seed, encoding)
+    return model, evaluated(model, data, task, cv_metrics, started, cpu_started)
+
+
+def evaluated(model, data: Split, task: str, cv_metrics: dict, started: float, cpu_started: float) -> dict:
+    """A fitted model's holdout metrics, prediction hash and profile, and what the fit cost since `started`."""
     predictions = model.predict(data.x_test)
     probabilities = model.predict_proba(data.x_test) if task == "classification" else None
     holdout = classification_metrics(data.y_test, predictions, probabilities, model.classes_) \
         if task == "classification" else regression_metrics(data.y_test, predictions)
-    return model, {"metrics": holdout, "cv_metrics": cross_validated(data, estimator, params, task, metric,
-                                                                      cv_folds, seed, encoding),
-                   "predictions_sha256": predictions_hash(predictions, probabilities),
-                   "prediction_profile": prediction_profile(predictions, task),
-                   "duration_ms": int((time.perf_counter() - started) * 1000),
-                   "cpu_seconds": time.process_time() - cpu_started}
+    return {"metrics": holdout, "cv_metrics": cv_metrics,
+            "predictions_sha256": predictions_hash(predictions, probabilities),
+            "prediction_profile": prediction_profile(predictions, task),
+            "duration_ms": int((time.perf_counter() - started) * 1000),
+            "cpu_seconds": time.process_time() - cpu_started}
+
+
+def fit_ensemble(data: Split, members: list[dict], fitted: list[object], method: str, task: str, metric: str,
+                 cv_folds: int, seed: int) -> tuple[Ensemble, dict]:
+    """Combine fitted members: soft-vote/average need no fit; stack fits its final estimator on the members'
+    outputs over the training rows (cross-validated there). Judged on the holdout like any version."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    check_members(members, fitted, task)
+    ensemble, cv_metrics = Ensemble(members, fitted, method), {}
+    if method == "stack":
+        inputs = stack_inputs(ensemble.member_outputs(data.x_train))
+        ensemble.final = final_estimator(task).fit(inputs, data.y_train)
+        if cv_folds >= 2:
+            cv_metrics = cv_summary(final_estimator(task), inputs, data.y_train, task, metric, cv_folds, seed)
+    return ensemble, evaluated(ensemble, data, task, cv_metrics, started, cpu_started)
+
+
+def final_estimator(task: str):
+    return LogisticRegression(max_iter=1000) if task == "classification" else LinearRegression()
 
 
 def prediction_profile(predictions: np.ndarray, task: str) -> dict:
@@ -103,10 +130,14 @@ def cross_validated(data: Split, estimator: str, params: dict, task: str, metric
                     seed: int, encoding: str = "onehot") -> dict:
     if folds < 2:
         return {}
-    splitter = (StratifiedKFold if task == "classification" else KFold)(folds, shuffle=True, random_state=seed)
     model = build_model(estimator, params, seed, list(data.x_train.columns), data.categorical, encoding)
-    scores = cross_val_score(model, data.x_train, data.y_train,
-                             scoring=CV_SCORING[metric], cv=splitter)
+    return cv_summary(model, data.x_train, data.y_train, task, metric, folds, seed)
+
+
+def cv_summary(model, x, y, task: str, metric: str, folds: int, seed: int) -> dict:
+    """The metric's mean and standard deviation over `folds` shuffled (stratified) folds."""
+    splitter = (StratifiedKFold if task == "classification" else KFold)(folds, shuffle=True, random_state=seed)
+    scores = cross_val_score(model, x, y, scoring=CV_SCORING[metric], cv=splitter)
     scores = -scores if CV_SCORING[metric].startswith("neg_") else scores
     return {metric: float(scores.mean()), f"{metric}_std": float(scores.std())}
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from services.bus.projections.inventory import Inventory
+
 
 @dataclass
 class TrainerView:
@@ -12,6 +14,7 @@ class TrainerView:
     runs: dict[str, dict] = field(default_factory=dict)                 # run id → TrainingRun
     handled_requests: set[str] = field(default_factory=set)             # trained (or refused) already
     seen_requests: set[str] = field(default_factory=set)                # on training.requests already
+    inventory: Inventory = field(default_factory=Inventory)             # versions, statuses, aliases: members
 
     def apply(self, record: str, value: dict) -> None:
         """Fold one event in; applying the same event twice changes nothing."""
@@ -21,7 +24,9 @@ class TrainerView:
             batches = self.passed_batches.setdefault(value["dataset"], [])
             if all(b["batch_id"] != value["batch_id"] for b in batches):
                 batches.append(value)
-        elif record == "mlbus.ModelTrained":
+        if record in ("mlbus.ModelTrained", "mlbus.ModelLifecycle"):
+            self.inventory.apply(record, value)
+        if record == "mlbus.ModelTrained":
             self.versions[value["model"]] = max(self.versions.get(value["model"], 0), value["version"])
             self.handled_requests.add(value["request_id"])
         elif record == "mlbus.TrainingRun":

@@ -38,6 +38,11 @@ class Inventory:
     def version(self, model: str, version: int) -> ModelVersion | None:
         return self.versions.get((model, version))
 
+    def named(self, model: str, which: str) -> ModelVersion | None:
+        """The version `which` names: a number, or an alias (champion, ...)."""
+        version = int(which) if which.isdigit() else self.aliases.get(model, {}).get(which)
+        return None if version is None else self.version(model, version)
+
     def champion(self, model: str) -> ModelVersion | None:
         version = self.aliases.get(model, {}).get("champion")
         return None if version is None else self.version(model, version)
