@@ -127,8 +127,11 @@ def define_command(bus: Bus, args: argparse.Namespace) -> int:
     actor = f"cli:{person(args).name}"
     value = spec_record(load_yaml(args.spec), actor, bus.settings.contracts_dir)
     send(bus, args.identity, "mlbus.ModelSpecDefined", value, value["model"])
+    ensemble = json.loads(value["ensemble_json"])
+    inputs = f"{ensemble['combine']} of {', '.join(ensemble['members'])}" if ensemble else \
+        f"{len(value['features'])} features"
     info(f"defined {value['model']}: {value['estimator']} on {value['dataset']} → {value['target']}, "
-         f"{len(value['features'])} features, metric {value['metric']}")
+         f"{inputs}, metric {value['metric']}")
     return 0
 
 

@@ -59,8 +59,8 @@ def requests_for_member_change(view: TrainerView, lifecycle: dict, now: datetime
     return events
 
 
-def plan_training(view: TrainerView, request: dict) -> TrainingPlan | str:
-    """The plan for a request, or the reason it cannot be trained."""
+def plan_training(view: TrainerView, request: dict) -> TrainingPlan | str | None:
+    """The plan for a request, the reason it cannot be trained, or None when there is nothing to train."""
     if request.get("reproduce_run_id"):
         return plan_reproduction(view, request)
     spec = view.specs.get(request["model"])
@@ -81,9 +81,9 @@ def plan_training(view: TrainerView, request: dict) -> TrainingPlan | str:
 
 def ensemble_plan(inventory: Inventory, spec: dict, request: dict, batches: list[dict], refs: list[str],
                   weights: list[float] | None, method: str, version: int,
-                  reproduces: dict | None = None) -> TrainingPlan | str:
+                  reproduces: dict | None = None) -> TrainingPlan | str | None:
     """An ensemble's plan: its members resolved to approved versions now (MODEL@VERSION or MODEL@ALIAS) and
-    pinned; its features are theirs."""
+    pinned; its features are theirs. None: an alias moved but the latest version already has these members."""
     members = []
     for ref, weight in zip(refs, weights or [1.0] * len(refs)):
         entry = member_version(inventory, ref)
@@ -92,6 +92,10 @@ def ensemble_plan(inventory: Inventory, spec: dict, request: dict, batches: list
         if entry.trained["task"] != spec["task"]:
             return f"member {ref} is a {entry.trained['task']} model, the ensemble's task is {spec['task']}"
         members.append(member_record(entry.trained, weight))
+    latest = inventory.latest(spec["model"])
+    if request["reason"] == "member-changed" and latest and [(m["model"], m["version"]) for m in members] == [
+            (m["model"], m["version"]) for m in latest[-1].trained["members"]]:
+        return None                 # e.g. both members moved at once: the latest version already pins these
     pinned_spec = {**spec, "features": union(members, "features"),
                    "categorical_features": union(members, "categorical_features")}
     settings = {"combine": method, "weights": [m["weight"] for m in members],

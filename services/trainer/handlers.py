@@ -65,6 +65,9 @@ class Trainer:
         if request["request_id"] in self.view.handled_requests:
             return []                                   # delivered twice: trained once
         plan = plan_training(self.view, request)
+        if plan is None:
+            self.view.handled_requests.add(request["request_id"])
+            return []
         if isinstance(plan, str):
             return [refusal(request, plan, self.clock())]
         try:

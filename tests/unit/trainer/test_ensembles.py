@@ -139,6 +139,8 @@ def test_the_champion_moving_asks_for_a_new_ensemble_version_not_a_change_of_the
     assert second.value["version"] == 2 and second.value["members"][0]["version"] == 2
     assert first.value["members"][0]["version"] == 1                      # the first version keeps its members
     assert trainer(received("mlbus.ModelLifecycle", lifecycle("tree", 1, "promoted", "champion"))) == []
+    again = {**asked.value, "request_id": "r-again"}            # a second alias moving to the same versions
+    assert trainer(received("mlbus.TrainingRequested", again)) == [] and "r-again" in trainer.view.handled_requests
 
 
 def test_ensembles_do_not_train_on_new_data_their_members_do(trainer):

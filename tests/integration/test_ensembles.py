@@ -1,0 +1,121 @@
+"""An ensemble end to end on the real broker and services: two claims models train, pass their policies and
+are deployed; their champions moving makes the trainer build the soft-vote ensemble (members pinned by version
+and artifact hash), a person approves it, it serves — each answer the weighted mean of what its members said,
+on record — and `audit explain` names both members with versions and hashes. A second version, with a member's
+artifact altered on disk, is refused deployment; with the bytes back, an operator deploys it as a canary."""
+from __future__ import annotations
+
+from contextlib import ExitStack
+from datetime import datetime, timezone
+
+from services.bus import Event, Publisher, derive_id
+from services.bus.settings import PROJECT_ROOT
+from services.cli.sample_data import insurance_claims
+from services.domain import local_path
+from services.domain.datasets import publish_batch
+from tests.support.polling import topic_values, wait_until
+from tests.support.processes import running
+
+EXAMPLES = PROJECT_ROOT / "scripts" / "examples"
+MEMBERS = ("claims_fraud", "claims_fraud_lr")
+ENSEMBLE = "claims_fraud_ensemble"
+NUMBERS = ("age", "tenure_months", "claim_amount", "prior_claims")
+CATEGORIES = ("region", "channel", "vehicle")
+SERVICES = ("services.validator", "services.trainer", "services.registry", "services.deployer", "services.scorer",
+            "services.auditor")
+
+
+def policy(model: str, human: bool) -> str:
+    return (f"model: {model}\nmetric: roc_auc\nthresholds: {{roc_auc: 0.6}}\nhuman_approval: {str(human).lower()}\n"
+            + ("approvers: [ana]\n" if human else ""))
+
+
+def ask(publisher: Publisher, rows: list[dict], prefix: str) -> list[str]:
+    ids = []
+    for i, row in enumerate(rows):
+        request_id = f"{prefix}-{i:05d}"
+        publisher.publish(Event("mlbus.InferenceRequest", key=f"claim-{row['id']}", id=derive_id(request_id), value={
+            "request_id": request_id, "entity_id": f"claim-{row['id']}", "model": ENSEMBLE,
+            "features": {n: float(row[n]) for n in NUMBERS}, "categories": {c: str(row[c]) for c in CATEGORIES},
+            "sent_at": datetime.now(timezone.utc)}))
+        ids.append(request_id)
+    publisher.flush()
+    return ids
+
+
+def answered(bus, ids: list[str]) -> dict[str, dict]:
+    wanted = set(ids)
+    return {p["request_id"]: p for p in topic_values(bus, "inference.predictions")
+            if p["request_id"] in wanted and p["served"]}
+
+
+def versions(bus, model: str) -> list[dict]:
+    return [t for t in topic_values(bus, "models.trained") if t["model"] == model]
+
+
+def deployments(bus, model: str) -> list[dict]:
+    return [d for d in topic_values(bus, "deployments") if d["model"] == model]
+
+
+def test_an_ensemble_trains_is_approved_serves_explains_and_a_tampered_member_refuses_it(bus, bus_env, cli,
+                                                                                       tmp_path):
+    for model in (*MEMBERS, ENSEMBLE):
+        (tmp_path / f"{model}.yaml").write_text(policy(model, human=model == ENSEMBLE))
+        assert cli("models", "policy", str(tmp_path / f"{model}.yaml"), person="lead").returncode == 0
+    for spec in ("insurance_claims_gb", "insurance_claims_lr", "insurance_claims_ensemble"):
+        defined = cli("models", "define", str(EXAMPLES / f"{spec}.yaml"), person="dana")
+        assert defined.returncode == 0, defined.stderr
+    claims = tmp_path / "claims.csv"
+    insurance_claims(rows=1200, seed=1).to_csv(claims, index=False)
+    with ExitStack() as stack:
+        processes = [stack.enter_context(running(m, bus_env, tmp_path / f"{m}.log")) for m in SERVICES]
+        publish_batch(bus, "insurance_claims", claims, "t")
+        [first] = wait_until(lambda: [t for t in versions(bus, ENSEMBLE) if len(t["members"]) == 2],
+                             timeout=300, message="the ensemble built once both members are champions")
+        assert cli("approve", ENSEMBLE, "1", "--reason", "members and holdout reviewed", person="ana").returncode == 0
+        wait_until(lambda: [d for d in deployments(bus, ENSEMBLE) if d["phase"] == "completed"], timeout=120,
+                   message="ensemble v1 deployed")
+        publisher = Publisher(bus, "shop-app")
+        rows = insurance_claims(rows=100, seed=5, offset=10_000).to_dict("records")
+        ids = ask(publisher, rows, "ens")
+        answers = wait_until(lambda: len(found := answered(bus, ids)) == len(ids) and found, timeout=120,
+                             message="the ensemble's answers")
+        explained = wait_until(lambda: "member claims_fraud_lr" in (e := cli("audit", "explain", ids[0])).stdout
+                               and e.stdout, timeout=60, message="the auditor to record the answer")
+
+        # v2 (asked for by hand): a member's artifact altered before it goes out → refused; restored → a canary
+        assert cli("train", ENSEMBLE, "--wait", "180", person="dana").returncode == 0
+        [second] = [t for t in versions(bus, ENSEMBLE) if t["version"] == 2]
+        member_file = local_path(second["members"][1]["artifact_uri"])
+        original = member_file.read_bytes()
+        member_file.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        assert cli("approve", ENSEMBLE, "2", "--reason", "looks fine", person="ana").returncode == 0
+        [refused] = wait_until(lambda: [d for d in deployments(bus, ENSEMBLE) if d["phase"] == "refused"],
+                               timeout=60, message="the deployment of v2 refused")
+        member_file.write_bytes(original)
+        assert cli("deploy", ENSEMBLE, "2", "--strategy", "canary", "--interval", "600", person="olga").returncode == 0
+        wait_until(lambda: [d for d in deployments(bus, ENSEMBLE) if d["phase"] == "started"], timeout=60,
+                   message="v2 as a canary")
+        later = ask(publisher, insurance_claims(rows=300, seed=7, offset=20_000).to_dict("records"), "canary")
+        split = wait_until(lambda: len(found := answered(bus, later)) == len(later) and found, timeout=120,
+                           message="answers during the canary")
+        assert all(p.poll() is None for p in processes)
+
+    members = {t["model"]: t for m in MEMBERS for t in versions(bus, m) if t["version"] == 1}
+    assert [(m["model"], m["version"], m["artifact_sha256"]) for m in first["members"]] == [
+        (name, 1, members[name]["artifact_sha256"]) for name in MEMBERS]
+    assert first["estimator"] == "Ensemble" and first["reason"] == "member-changed"
+    assert set(first["features"]) == set(NUMBERS + CATEGORIES) and first["metrics"]["roc_auc"] > 0.6
+    for answer in answers.values():                       # the weighted mean of what each member said
+        said = {m["model"]: m for m in answer["members"]}
+        assert [round(said[name]["weight"], 9) for name in MEMBERS] == [round(2 / 3, 9), round(1 / 3, 9)]
+        for label, probability in answer["probabilities"].items():
+            mean = sum(m["weight"] * m["probabilities"][label] for m in said.values())
+            assert abs(probability - mean) < 1e-9
+    for name in MEMBERS:
+        assert f"member {name} v1 artifact sha256 {members[name]['artifact_sha256'][:16]}" in explained
+    assert "sha256" in refused["reason"] and refused["version"] == 2
+    tampered = [a for a in topic_values(bus, "alerts") if a["kind"] == "tampered-artifact" and a["model"] == ENSEMBLE]
+    assert len(tampered) == 1
+    variants = {p["variant"]: p["version"] for p in split.values()}
+    assert variants == {"champion": 1, "canary": 2}
