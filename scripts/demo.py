@@ -398,49 +398,59 @@ def audit_story() -> None:
     mlbus("audit", "check-proof", str(DEMO_VAR / "proof.json"), "--key", str(DEMO_VAR / "auditor.pem"))
 
 
-CLAIMS = "claims_fraud"
-CLAIMS_POLICY = "model: claims_fraud\nmetric: roc_auc\nthresholds: {roc_auc: 0.65}\nhuman_approval: true\napprovers: [ana]\n"
+CLAIMS, CLAIMS_LR, CLAIMS_ENSEMBLE = "claims_fraud", "claims_fraud_lr", "claims_fraud_ensemble"
+CLAIMS_POLICY = "model: {}\nmetric: roc_auc\nthresholds: {{roc_auc: 0.65}}\nhuman_approval: true\napprovers: [ana]\n"
 
 
-def categories_story() -> None:
+def registered(model: str, version: int) -> dict | None:
+    """`models show MODEL@VERSION` once the registry has registered it, else None."""
+    shown = json.loads(mlbus("models", "list", "--json", show=False, echo=False))
+    if not any(m["model"] == model and m["version"] == version for m in shown):
+        return None
+    [entry] = json.loads(mlbus("models", "show", f"{model}@{version}", "--json", show=False, echo=False))
+    return entry if any(d["kind"] == "registered" for d in entry["decisions"]) else None
+
+
+def serving(model: str) -> bool:
+    return "completed" in [d["phase"] for d in json.loads(mlbus("deployments", model, "--json", show=False,
+                                                                echo=False)).get(model, {}).get("history", [])]
+
+
+def send_claims(model: str, rows: list[dict]) -> None:
     from datetime import datetime, timezone
 
     from services.bus import Event, Publisher, derive_id
+    publisher = Publisher(app_bus(), "claims-app")
+    for row in rows:
+        request_id = f"{model}-claim-{row['id']}"
+        publisher.publish(Event("mlbus.InferenceRequest", key=request_id, id=derive_id(request_id), value={
+            "request_id": request_id, "entity_id": f"claim-{row['id']}", "model": model,
+            "features": {n: float(row[n]) for n in ("age", "tenure_months", "claim_amount", "prior_claims")},
+            "categories": {c: str(row[c]) for c in ("region", "channel", "vehicle")},
+            "sent_at": datetime.now(timezone.utc)}))
+    publisher.flush()
+
+
+def categories_story() -> None:
     from services.cli.sample_data import insurance_claims
 
     chapter("15. Categories: a claims-fraud model on region, sales channel and vehicle; served online, scored offline")
     incoming = DEMO_VAR / "incoming"
     insurance_claims(rows=1500, seed=1).to_csv(incoming / "claims.csv", index=False)
-    (incoming / "claims_policy.yaml").write_text(CLAIMS_POLICY)
-    mlbus("models", "policy", str(incoming / "claims_policy.yaml"), person="lead", show=False)
-    mlbus("models", "define", str(ROOT / "scripts" / "examples" / "insurance_claims_gb.yaml"), person="dana")
+    for model in (CLAIMS, CLAIMS_LR, CLAIMS_ENSEMBLE):
+        (incoming / f"{model}_policy.yaml").write_text(CLAIMS_POLICY.format(model))
+        mlbus("models", "policy", str(incoming / f"{model}_policy.yaml"), person="lead", show=False)
+    for spec in ("insurance_claims_gb", "insurance_claims_lr", "insurance_claims_ensemble"):
+        mlbus("models", "define", str(ROOT / "scripts" / "examples" / f"{spec}.yaml"), person="dana")
     mlbus("data", "publish", "insurance_claims", str(incoming / "claims.csv"), person="etl")
-
-    def registered() -> dict | None:
-        shown = json.loads(mlbus("models", "list", "--json", show=False, echo=False))
-        if not any(m["model"] == CLAIMS for m in shown):
-            return None
-        [version] = json.loads(mlbus("models", "show", f"{CLAIMS}@1", "--json", show=False, echo=False))
-        return version if any(d["kind"] == "registered" for d in version["decisions"]) else None
-
-    trained = wait_for("the claims model, registered", registered)["trained"]
+    trained = wait_for("the claims model, registered", lambda: registered(CLAIMS, 1))["trained"]
     print(f"v1: {trained['estimator']} on {', '.join(trained['features'])}; categorical: "
           f"{', '.join(trained['categorical_features'])} (one-hot inside the saved pipeline); "
           f"roc_auc {trained['metrics']['roc_auc']:.3f}")
     mlbus("approve", CLAIMS, "1", "--reason", "fraud model reviewed", person="ana")
-    wait_for("the claims model to serve", lambda: "completed" in [
-        d["phase"] for d in json.loads(mlbus("deployments", CLAIMS, "--json", show=False, echo=False))
-        .get(CLAIMS, {}).get("history", [])])
+    wait_for("the claims model to serve", lambda: serving(CLAIMS))
     today = insurance_claims(rows=300, seed=8, offset=100_000)
-    publisher = Publisher(app_bus(), "claims-app")
-    for row in today.to_dict("records"):
-        request_id = f"claim-{row['id']}"
-        publisher.publish(Event("mlbus.InferenceRequest", key=request_id, id=derive_id(request_id), value={
-            "request_id": request_id, "entity_id": request_id, "model": CLAIMS,
-            "features": {n: float(row[n]) for n in ("age", "tenure_months", "claim_amount", "prior_claims")},
-            "categories": {c: str(row[c]) for c in ("region", "channel", "vehicle")},
-            "sent_at": datetime.now(timezone.utc)}))
-    publisher.flush()
+    send_claims(CLAIMS, today.to_dict("records"))
     print("300 claims sent online, with their categories (numbers in `features`, categories in `categories`)")
     today.to_csv(incoming / "claims_today.csv", index=False)
     scoring = json.loads(mlbus("score", CLAIMS, "--batch", str(incoming / "claims_today.csv"), person="dana"))
@@ -454,6 +464,28 @@ def categories_story() -> None:
     mlbus("audit", "explain", scoring["scoring_id"])
     print("The version's model card, built only from audit.log (also --format html|json, and --until a moment):")
     mlbus("models", "card", f"{CLAIMS}@1")
+
+
+def ensemble_story() -> None:
+    from services.cli.sample_data import insurance_claims
+
+    chapter("15b. An ensemble: the gradient-boosting and the linear claims models, soft-voted, deployed as one version")
+    wait_for("the linear claims model, registered", lambda: registered(CLAIMS_LR, 1))
+    mlbus("approve", CLAIMS_LR, "1", "--reason", "linear fraud model reviewed", person="ana")
+    print("Both members are champions now, so the trainer builds the ensemble from them (members pinned by version "
+          "and artifact sha256); it needs its own approval:")
+    entry = wait_for("the ensemble, registered", lambda: registered(CLAIMS_ENSEMBLE, 1), timeout_s=240)
+    mlbus("models", "show", f"{CLAIMS_ENSEMBLE}@1")
+    mlbus("approve", CLAIMS_ENSEMBLE, "1", "--reason", "members and holdout reviewed", person="ana")
+    wait_for("the ensemble to serve", lambda: serving(CLAIMS_ENSEMBLE))
+    rows = insurance_claims(rows=50, seed=9, offset=200_000).to_dict("records")
+    send_claims(CLAIMS_ENSEMBLE, rows)
+    request_id = f"{CLAIMS_ENSEMBLE}-claim-{rows[0]['id']}"
+    print(f"50 claims sent to the ensemble (roc_auc {entry['trained']['metrics']['roc_auc']:.3f} on its holdout); "
+          "explain names each member, its artifact hash and what it answered:")
+    wait_for("the auditor to record the ensemble's answer", lambda: "member " in mlbus(
+        "audit", "explain", request_id, show=False, echo=False))
+    mlbus("audit", "explain", request_id)
 
 
 def console_story() -> None:
@@ -497,6 +529,7 @@ def main() -> int:
         monitoring_story()
         own_service_story()
         categories_story()
+        ensemble_story()
         audit_story()
         console_story()
         mlbus("status")

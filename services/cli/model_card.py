@@ -49,7 +49,9 @@ def model_card(events: list[Audited], model: str, version: int, until: datetime 
         "estimator": {"estimator": t["estimator"], "hyperparameters": json.loads(t["hyperparameters_json"] or "{}"),
                       "features": t["features"], "categorical_features": t.get("categorical_features") or [],
                       "seed": t["seed"], "artifact_sha256": t["artifact_sha256"], "code_version": t["code_version"],
-                      "git_commit": t["git_commit"], "run_id": t["run_id"]},
+                      "git_commit": t["git_commit"], "run_id": t["run_id"],
+                      "members": [{k: m[k] for k in ("model", "version", "artifact_sha256", "weight")}
+                                  for m in t.get("members") or []]},
         "metrics": {"holdout": t["metrics"], "cross_validated": t["cv_metrics"] or {}},
         "fairness": NOT_MEASURED, "importances": NOT_MEASURED,
         "governance": {"policies": [{**_plain(p.value), "audit_sequence": p.sequence} for p in policies],
@@ -92,7 +94,10 @@ def markdown(card: dict) -> str:
               f"- features: {', '.join(e['features'])}" + (f" (categorical: {', '.join(e['categorical_features'])})"
                                                           if e["categorical_features"] else ""),
               f"- artifact sha256 `{e['artifact_sha256']}`, code {e['code_version']} @ {e['git_commit'] or '-'}, "
-              f"run `{e['run_id']}`", "", "## Metrics",
+              f"run `{e['run_id']}`"]
+    lines += [f"- ensemble member {x['model']} v{x['version']} (weight {x['weight']:g}), artifact sha256 "
+              f"`{x['artifact_sha256']}`" for x in e["members"]]
+    lines += ["", "## Metrics",
               "- holdout: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(m["holdout"].items())),
               "- cross-validated: " + (", ".join(f"{k} {v:.4f}" for k, v in sorted(m["cross_validated"].items())) or "-"),
               "", "## Fairness", f"- {card['fairness']}", "", "## Global importances", f"- {card['importances']}", "",

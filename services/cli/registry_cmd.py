@@ -133,6 +133,8 @@ def show_command(bus: Bus, args: argparse.Namespace) -> int:
         print(f"  metrics {json.dumps({k: round(v, 4) for k, v in t['metrics'].items()})}")
         print(f"  data {', '.join(b['batch_id'][:8] + ' sha256 ' + b['sha256'][:12] for b in t['batches'])}")
         print(f"  artifact {t['artifact_sha256'][:16]}…  code {t['code_version']} @ {(t['git_commit'] or '-')[:10]}")
+        for m in t.get("members") or []:
+            print(f"  member {m['model']} v{m['version']} weight {m['weight']:g}  artifact {m['artifact_sha256'][:16]}…")
         for decision in entry["decisions"]:
             print(f"  {decision['occurred_at']:%Y-%m-%d %H:%M:%S}  {decision['kind']:16} by {decision['actor']}: "
                   f"{decision['reason']}")

@@ -7,44 +7,23 @@ from __future__ import annotations
 
 import json
 from contextlib import ExitStack
-from datetime import datetime, timezone
 
 import pandas as pd
 
-from services.bus import Event, Publisher, derive_id
+from services.bus import Publisher
 from services.bus.settings import PROJECT_ROOT
 from services.cli.sample_data import insurance_claims
 from services.domain import local_path
 from services.domain.datasets import publish_batch
+from tests.support.claims import CATEGORIES, NUMBERS, ask, served
 from tests.support.polling import read_topic, topic_values, wait_until
 from tests.support.processes import running
 
 SPEC = PROJECT_ROOT / "scripts" / "examples" / "insurance_claims_gb.yaml"
 MODEL = "claims_fraud"
-NUMBERS = ("age", "tenure_months", "claim_amount", "prior_claims")
-CATEGORIES = ("region", "channel", "vehicle")
 SERVICES = ("services.validator", "services.trainer", "services.registry", "services.deployer", "services.scorer",
             "services.drift_watcher", "services.auditor")
 POLICY = f"model: {MODEL}\nmetric: roc_auc\nthresholds: {{roc_auc: 0.6}}\nhuman_approval: false\n"
-
-
-def send(publisher: Publisher, rows: list[dict], prefix: str, drop: str | None = None) -> list[str]:
-    ids = []
-    for i, row in enumerate(rows):
-        request_id = f"{prefix}-{i:05d}"
-        publisher.publish(Event("mlbus.InferenceRequest", key=f"claim-{row['id']}", id=derive_id(request_id), value={
-            "request_id": request_id, "entity_id": f"claim-{row['id']}", "model": MODEL,
-            "features": {n: float(row[n]) for n in NUMBERS},
-            "categories": {c: str(row[c]) for c in CATEGORIES if c != drop}, "sent_at": datetime.now(timezone.utc)}))
-        ids.append(request_id)
-    publisher.flush()
-    return ids
-
-
-def served(bus, ids: list[str]) -> dict[str, dict]:
-    wanted = set(ids)
-    return {p["request_id"]: p for p in topic_values(bus, "inference.predictions")
-            if p["request_id"] in wanted and p["served"]}
 
 
 def test_categories_train_serve_reproduce_and_drift(bus, bus_env, cli, tmp_path):
@@ -63,15 +42,15 @@ def test_categories_train_serve_reproduce_and_drift(bus, bus_env, cli, tmp_path)
 
         publisher = Publisher(bus, "shop-app")
         usual = insurance_claims(rows=200, seed=5, offset=10_000).to_dict("records")
-        ids = send(publisher, usual, "usual")
-        unseen = send(publisher, [{**usual[0], "region": "atlantis"}], "unseen")
-        missing = send(publisher, usual[:2], "missing", drop="channel")
+        ids = ask(publisher, MODEL, usual, "usual")
+        unseen = ask(publisher, MODEL, [{**usual[0], "region": "atlantis"}], "unseen")
+        missing = ask(publisher, MODEL, usual[:2], "missing", drop="channel")
         answers = wait_until(lambda: len(found := served(bus, ids + unseen)) == 201 and found, timeout=120,
                              message="answers to the usual and the unseen-region requests")
         dead = read_topic(bus, "inference.requests.dlq", expected=2, timeout=60)
 
         # every claim now comes from the north: the numbers are as before, the region is not
-        shifted = send(publisher, insurance_claims(rows=200, seed=6, offset=20_000, regions=("north",))
+        shifted = ask(publisher, MODEL, insurance_claims(rows=200, seed=6, offset=20_000, regions=("north",))
                        .to_dict("records"), "north")
         report = wait_until(lambda: [r for r in topic_values(bus, "monitoring.drift")
                                      if any(f["feature"] == "region" and f["drifted"] for f in r["features"])],

@@ -6,21 +6,19 @@ artifact altered on disk, is refused deployment; with the bytes back, an operato
 from __future__ import annotations
 
 from contextlib import ExitStack
-from datetime import datetime, timezone
 
-from services.bus import Event, Publisher, derive_id
+from services.bus import Publisher
 from services.bus.settings import PROJECT_ROOT
 from services.cli.sample_data import insurance_claims
 from services.domain import local_path
 from services.domain.datasets import publish_batch
+from tests.support.claims import CATEGORIES, NUMBERS, ask, served
 from tests.support.polling import topic_values, wait_until
 from tests.support.processes import running
 
 EXAMPLES = PROJECT_ROOT / "scripts" / "examples"
 MEMBERS = ("claims_fraud", "claims_fraud_lr")
 ENSEMBLE = "claims_fraud_ensemble"
-NUMBERS = ("age", "tenure_months", "claim_amount", "prior_claims")
-CATEGORIES = ("region", "channel", "vehicle")
 SERVICES = ("services.validator", "services.trainer", "services.registry", "services.deployer", "services.scorer",
             "services.auditor")
 
@@ -28,25 +26,6 @@ SERVICES = ("services.validator", "services.trainer", "services.registry", "serv
 def policy(model: str, human: bool) -> str:
     return (f"model: {model}\nmetric: roc_auc\nthresholds: {{roc_auc: 0.6}}\nhuman_approval: {str(human).lower()}\n"
             + ("approvers: [ana]\n" if human else ""))
-
-
-def ask(publisher: Publisher, rows: list[dict], prefix: str) -> list[str]:
-    ids = []
-    for i, row in enumerate(rows):
-        request_id = f"{prefix}-{i:05d}"
-        publisher.publish(Event("mlbus.InferenceRequest", key=f"claim-{row['id']}", id=derive_id(request_id), value={
-            "request_id": request_id, "entity_id": f"claim-{row['id']}", "model": ENSEMBLE,
-            "features": {n: float(row[n]) for n in NUMBERS}, "categories": {c: str(row[c]) for c in CATEGORIES},
-            "sent_at": datetime.now(timezone.utc)}))
-        ids.append(request_id)
-    publisher.flush()
-    return ids
-
-
-def answered(bus, ids: list[str]) -> dict[str, dict]:
-    wanted = set(ids)
-    return {p["request_id"]: p for p in topic_values(bus, "inference.predictions")
-            if p["request_id"] in wanted and p["served"]}
 
 
 def versions(bus, model: str) -> list[dict]:
@@ -77,8 +56,8 @@ def test_an_ensemble_trains_is_approved_serves_explains_and_a_tampered_member_re
                    message="ensemble v1 deployed")
         publisher = Publisher(bus, "shop-app")
         rows = insurance_claims(rows=100, seed=5, offset=10_000).to_dict("records")
-        ids = ask(publisher, rows, "ens")
-        answers = wait_until(lambda: len(found := answered(bus, ids)) == len(ids) and found, timeout=120,
+        ids = ask(publisher, ENSEMBLE, rows, "ens")
+        answers = wait_until(lambda: len(found := served(bus, ids)) == len(ids) and found, timeout=120,
                              message="the ensemble's answers")
         explained = wait_until(lambda: "member claims_fraud_lr" in (e := cli("audit", "explain", ids[0])).stdout
                                and e.stdout, timeout=60, message="the auditor to record the answer")
@@ -96,8 +75,8 @@ def test_an_ensemble_trains_is_approved_serves_explains_and_a_tampered_member_re
         assert cli("deploy", ENSEMBLE, "2", "--strategy", "canary", "--interval", "600", person="olga").returncode == 0
         wait_until(lambda: [d for d in deployments(bus, ENSEMBLE) if d["phase"] == "started"], timeout=60,
                    message="v2 as a canary")
-        later = ask(publisher, insurance_claims(rows=300, seed=7, offset=20_000).to_dict("records"), "canary")
-        split = wait_until(lambda: len(found := answered(bus, later)) == len(later) and found, timeout=120,
+        later = ask(publisher, ENSEMBLE, insurance_claims(rows=300, seed=7, offset=20_000).to_dict("records"), "canary")
+        split = wait_until(lambda: len(found := served(bus, later)) == len(later) and found, timeout=120,
                            message="answers during the canary")
         assert all(p.poll() is None for p in processes)
 
