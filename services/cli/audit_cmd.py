@@ -327,7 +327,8 @@ def print_explanation(answer: dict) -> None:
         print("  features: sealed (only the auditor and the broker's admin hold the data keys)")
     elif request:
         print("  features: " + ", ".join(f"{k} {v:g}" for k, v in sorted(request["features"].items())[:8])
-              + (" …" if len(request["features"]) > 8 else ""))
+              + (" …" if len(request["features"]) > 8 else "")
+              + "".join(f", {k} {v}" for k, v in sorted((request.get("categories") or {}).items())))
     if d:
         print(f"  deployment {d['deployment_id'][:8]} {d['strategy']} {d['phase']} by {d['actor']}: {d['reason']} "
               f"[#{d['audit_sequence']}]")
