@@ -822,6 +822,7 @@ class ModelSpecDefined:
     target: str
     features: tuple[str, ...]
     categorical_features: tuple[str, ...] = ()
+    sensitive_features: tuple[str, ...] = ()
     encoding: str = 'onehot'
     task: str
     estimator: str
@@ -850,6 +851,7 @@ class ModelSpecDefined:
             target=value['target'],
             features=tuple(item for item in value['features']),
             categorical_features=tuple(item for item in value.get('categorical_features', [])),
+            sensitive_features=tuple(item for item in value.get('sensitive_features', [])),
             encoding=value.get('encoding', 'onehot'),
             task=value['task'],
             estimator=value['estimator'],
@@ -878,6 +880,7 @@ class ModelSpecDefined:
             'target': self.target,
             'features': list(item for item in self.features),
             'categorical_features': list(item for item in self.categorical_features),
+            'sensitive_features': list(item for item in self.sensitive_features),
             'encoding': self.encoding,
             'task': self.task,
             'estimator': self.estimator,
@@ -921,6 +924,8 @@ class ModelTrained:
     metric: str
     metrics: Mapping[str, float]
     cv_metrics: Mapping[str, float] = field(default_factory=dict)
+    fairness_json: str = '{}'
+    importances: Mapping[str, float] = field(default_factory=dict)
     batches: tuple[BatchRef, ...]
     code_version: str
     git_commit: str | None = None
@@ -955,6 +960,8 @@ class ModelTrained:
             metric=value['metric'],
             metrics=value['metrics'],
             cv_metrics=value.get('cv_metrics', {}),
+            fairness_json=value.get('fairness_json', '{}'),
+            importances=value.get('importances', {}),
             batches=tuple(BatchRef.from_avro(item) for item in value['batches']),
             code_version=value['code_version'],
             git_commit=value.get('git_commit', None),
@@ -989,6 +996,8 @@ class ModelTrained:
             'metric': self.metric,
             'metrics': self.metrics,
             'cv_metrics': self.cv_metrics,
+            'fairness_json': self.fairness_json,
+            'importances': self.importances,
             'batches': list(item.to_avro() for item in self.batches),
             'code_version': self.code_version,
             'git_commit': self.git_commit,
@@ -1119,6 +1128,7 @@ class PromotionPolicyDefined:
     model: str
     policy_version: int
     thresholds: Mapping[str, float] = field(default_factory=dict)
+    fairness: Mapping[str, float] = field(default_factory=dict)
     metric: str
     min_improvement: float = 0.0
     human_approval: bool = True
@@ -1136,6 +1146,7 @@ class PromotionPolicyDefined:
             model=value['model'],
             policy_version=value['policy_version'],
             thresholds=value.get('thresholds', {}),
+            fairness=value.get('fairness', {}),
             metric=value['metric'],
             min_improvement=value.get('min_improvement', 0.0),
             human_approval=value.get('human_approval', True),
@@ -1153,6 +1164,7 @@ class PromotionPolicyDefined:
             'model': self.model,
             'policy_version': self.policy_version,
             'thresholds': self.thresholds,
+            'fairness': self.fairness,
             'metric': self.metric,
             'min_improvement': self.min_improvement,
             'human_approval': self.human_approval,
@@ -1263,6 +1275,7 @@ class TrainingRun:
     metric: str
     metrics: Mapping[str, float]
     cv_metrics: Mapping[str, float] = field(default_factory=dict)
+    fairness_json: str = '{}'
     chosen: bool
     version: int | None = None
     predictions_sha256: str
@@ -1292,6 +1305,7 @@ class TrainingRun:
             metric=value['metric'],
             metrics=value['metrics'],
             cv_metrics=value.get('cv_metrics', {}),
+            fairness_json=value.get('fairness_json', '{}'),
             chosen=value['chosen'],
             version=value.get('version', None),
             predictions_sha256=value['predictions_sha256'],
@@ -1321,6 +1335,7 @@ class TrainingRun:
             'metric': self.metric,
             'metrics': self.metrics,
             'cv_metrics': self.cv_metrics,
+            'fairness_json': self.fairness_json,
             'chosen': self.chosen,
             'version': self.version,
             'predictions_sha256': self.predictions_sha256,

@@ -84,9 +84,11 @@ def spec_record(raw: dict, actor: str, contracts_dir: Path) -> dict:
     # categories: the contract's string columns among the features (without a contract, the spec says which)
     categorical = [f for f in spec["features"] if columns is not None and columns[f] == "categorical"] \
         if columns is not None else list(spec.get("categorical", []))
+    sensitive = contract_rules(contracts_dir, spec["dataset"]).get("sensitive", [])
     canonical = json.dumps(spec, sort_keys=True)
     record = {"model": spec["model"], "dataset": spec["dataset"], "target": spec["target"],
             "features": list(spec["features"]), "categorical_features": categorical, "encoding": str(spec["encoding"]),
+            "sensitive_features": [str(c) for c in sensitive],
             "task": spec["task"], "estimator": spec["estimator"],
             "hyperparameters_json": json.dumps(spec["hyperparameters"], sort_keys=True),
             "grid_json": json.dumps(spec["grid"], sort_keys=True), "metric": spec["metric"],
@@ -101,6 +103,12 @@ def spec_record(raw: dict, actor: str, contracts_dir: Path) -> dict:
     if problem:
         raise BadInput(f"spec of {record['model']}: {problem}")
     return record
+
+
+def contract_rules(contracts_dir: Path, dataset: str) -> dict:
+    """The contract's `mlbus.contract` block (keys, target, sensitive, ...); {} without a contract."""
+    path = contracts_dir / f"{dataset}.avsc"
+    return json.loads(path.read_text()).get("mlbus.contract", {}) if path.is_file() else {}
 
 
 def contract_columns(contracts_dir: Path, dataset: str, target: str) -> dict[str, str] | None:

@@ -69,10 +69,15 @@ def policy_command(bus: Bus, args: argparse.Namespace) -> int:
     raw = load_yaml(args.policy)
     if "model" not in raw or "metric" not in raw:
         raise BadInput("a policy names its model and the metric compared with the champion")
+    from services.domain import FAIRNESS_METRICS     # the fairness figures a policy may name
+    unknown = sorted(set(raw.get("fairness") or {}) - set(FAIRNESS_METRICS))
+    if unknown:
+        raise BadInput(f"unknown fairness figures {', '.join(unknown)}; choose from {', '.join(FAIRNESS_METRICS)}")
     previous = inventory(bus).policies.get(raw["model"], {}).get("policy_version", 0)
     actor = f"cli:{person(args).name}"
     value = {"model": raw["model"], "policy_version": previous + 1,
              "thresholds": {k: float(v) for k, v in raw.get("thresholds", {}).items()}, "metric": raw["metric"],
+             "fairness": {k: float(v) for k, v in (raw.get("fairness") or {}).items()},
              "min_improvement": float(raw.get("min_improvement", 0.0)),
              "human_approval": bool(raw.get("human_approval", True)),
              "approvers": [str(a) for a in raw.get("approvers", [])], "four_eyes": bool(raw.get("four_eyes", True)),

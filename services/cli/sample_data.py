@@ -1,6 +1,7 @@
 """Sample datasets, shaped as mlbus batches (an id key column, snake_case features, a string target), so the
 platform can be tried without data of one's own: scikit-learn's breast cancer data (numbers only, shipped
-offline with scikit-learn) and synthetic insurance claims with categories (generated with a fixed seed)."""
+offline with scikit-learn), synthetic insurance claims with categories, and synthetic loan applications with a
+sensitive attribute, fair or with a planted bias (generated with fixed seeds)."""
 from __future__ import annotations
 
 import re
@@ -9,10 +10,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
-DATASETS = ("breast_cancer", "insurance_claims")
+DATASETS = ("breast_cancer", "insurance_claims", "loan_applications", "loan_applications_biased")
 REGIONS = ("north", "south", "east", "west")
 CHANNELS = ("web", "agent", "phone")
 VEHICLES = ("sedan", "suv", "van", "motorbike")
+PLANTED_BIAS = 1.5       # loan_applications_biased: group F's log-odds of approval lowered by this
 
 
 def breast_cancer(rows: int | None = None, seed: int = 0, offset: int = 0) -> pd.DataFrame:
@@ -61,8 +63,32 @@ def insurance_claims(rows: int | None = None, seed: int = 0, offset: int = 0,
     return frame
 
 
+def loan_applications(rows: int | None = None, seed: int = 0, offset: int = 0, bias: float = 0.0) -> pd.DataFrame:
+    """Synthetic loan applications (default 2,000 rows): income, debt ratio, years employed, loan amount and
+    `sex` (F | M, the contract's sensitive attribute, also a feature); target `approved` (yes | no). Both
+    groups have the same distribution of every number; with `bias` > 0 the label is planted against group F
+    (its log-odds lowered by `bias`), so a model learns to approve F less often for the same numbers."""
+    import numpy as np
+    import pandas as pd
+    rng = np.random.default_rng(seed)
+    count = rows or 2000
+    frame = pd.DataFrame({
+        "id": np.arange(offset, offset + count, dtype=np.int64),
+        "income": rng.gamma(4.0, 12.5, count).round(1),
+        "debt_ratio": rng.beta(2.0, 5.0, count).round(3),
+        "years_employed": rng.poisson(6.0, count).astype(float),
+        "loan_amount": rng.lognormal(3.0, 0.5, count).round(1),
+        "sex": rng.choice(("F", "M"), count)})
+    odds = (0.04 * (frame["income"] - 50) - 4.0 * (frame["debt_ratio"] - 0.3) + 0.12 * (frame["years_employed"] - 6)
+            - 0.02 * (frame["loan_amount"] - 20) - bias * (frame["sex"] == "F"))
+    frame["approved"] = np.where(rng.random(count) < 1 / (1 + np.exp(-odds)), "yes", "no")
+    return frame
+
+
 def sample(name: str, rows: int | None = None, seed: int = 0, offset: int = 0) -> pd.DataFrame:
-    makers = {"breast_cancer": breast_cancer, "insurance_claims": insurance_claims}
+    makers = {"breast_cancer": breast_cancer, "insurance_claims": insurance_claims,
+              "loan_applications": loan_applications,
+              "loan_applications_biased": lambda *args: loan_applications(*args, bias=PLANTED_BIAS)}
     if name not in makers:
         raise ValueError(f"unknown sample dataset {name!r}; available: {', '.join(DATASETS)}")
     return makers[name](rows, seed, offset)

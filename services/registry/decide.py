@@ -9,7 +9,7 @@ import json
 from datetime import datetime
 
 from services.bus import Event, derive_id
-from services.domain import alert, HIGHER_IS_BETTER
+from services.domain import alert, FAIRNESS_METRICS, fairness_breach, groups_line, HIGHER_IS_BETTER
 from services.bus.signing import Verdict, signature_refusal
 from services.bus.projections.inventory import Inventory, ModelVersion, approval_refusal
 
@@ -54,6 +54,15 @@ def judge(trained: dict, policy: dict, champion: ModelVersion | None) -> tuple[s
         higher = HIGHER_IS_BETTER.get(name, True)
         if value is None or (value < limit if higher else value > limit):
             return f"{name} {value} does not meet the threshold {'≥' if higher else '≤'} {limit}", evidence
+    fairness = json.loads(trained.get("fairness_json") or "{}")
+    if policy.get("fairness"):
+        evidence.update(fairness=fairness, fairness_thresholds=policy["fairness"])
+        breach = fairness_breach(fairness, policy["fairness"])
+        if breach:
+            name, attribute, value, limit = breach
+            direction = "≥" if FAIRNESS_METRICS.get(name) else "≤"
+            return (f"{name} for {attribute} is {value:.4g}, the policy needs {direction} {limit}: "
+                    f"{groups_line(fairness[attribute], name)}"), evidence
     metric = policy["metric"] or trained["metric"]
     if champion is not None and metric in champion.trained["metrics"]:
         sign = 1 if HIGHER_IS_BETTER.get(metric, True) else -1

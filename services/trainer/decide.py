@@ -205,8 +205,8 @@ def batch_refs(batches: list[dict]) -> list[dict]:
 
 
 # What a run takes from its spec beyond estimator and metric (recorded in the run, so reproduction uses them).
-RUN_SPEC_FIELDS = ("dataset", "features", "categorical_features", "encoding", "target", "task", "test_size",
-                   "cv_folds", "spec_sha256")
+RUN_SPEC_FIELDS = ("dataset", "features", "categorical_features", "sensitive_features", "encoding", "target", "task",
+                   "test_size", "cv_folds", "spec_sha256")
 
 
 def run_event(plan: TrainingPlan, index: int, result: dict, provenance: Provenance, now: datetime,
@@ -216,6 +216,7 @@ def run_event(plan: TrainingPlan, index: int, result: dict, provenance: Provenan
              "reason": plan.request["reason"], "estimator": plan.spec["estimator"],
              "hyperparameters_json": json.dumps(plan.grid[index], sort_keys=True), "metric": plan.spec["metric"],
              "metrics": result["metrics"], "cv_metrics": result["cv_metrics"], "chosen": chosen,
+             "fairness_json": json.dumps(result.get("fairness", {}), sort_keys=True),
              "version": plan.version if chosen else None, "predictions_sha256": result["predictions_sha256"],
              "artifact_sha256": artifact_sha256, "batches": batch_refs(plan.batches), "seed": plan.seed,
              "duration_ms": result["duration_ms"], "cpu_seconds": result.get("cpu_seconds", 0.0),
@@ -243,6 +244,8 @@ def trained_event(plan: TrainingPlan, best: int, result: dict, artifact: tuple[s
         "categorical_features": list(spec.get("categorical_features", [])),
         "target": spec["target"], "metric": spec["metric"], "metrics": result["metrics"],
         "cv_metrics": result["cv_metrics"], "batches": batch_refs(plan.batches),
+        "fairness_json": json.dumps(result.get("fairness", {}), sort_keys=True),
+        "importances": result.get("importances", {}),
         "code_version": provenance.code_version, "git_commit": provenance.git_commit,
         "environment": provenance.environment, "seed": plan.seed, "duration_ms": duration_ms,
         "cpu_seconds": cpu_seconds,

@@ -17,7 +17,7 @@ from services.bus.logs import get_logger
 
 from .decide import (Provenance, TrainingPlan, Verify, act_refusal, best_run, plan_training, refusal,
                      requests_for_member_change, requests_for_new_data, run_event, trained_event)
-from .training import fit_and_evaluate, fit_ensemble, split
+from .training import fit_and_evaluate, fit_ensemble, permutation_importances, split
 from .view import TrainerView
 
 
@@ -83,7 +83,7 @@ class Trainer:
         spec = plan.spec
         frame = self.load_frame(plan.batches)
         data = split(frame, spec["features"], spec["target"], spec["task"], spec["test_size"], plan.seed,
-                     tuple(spec.get("categorical_features", ())))
+                     tuple(spec.get("categorical_features", ())), tuple(spec.get("sensitive_features", ())))
         fitted = [self._combine(plan, data)] if plan.members else [
             fit_and_evaluate(data, spec["estimator"], params, spec["task"], spec["metric"], spec["cv_folds"],
                              plan.seed, spec.get("encoding", "onehot")) for params in plan.grid]
@@ -99,9 +99,10 @@ class Trainer:
                       metric=spec["metric"], value=fitted[best][1]["metrics"].get(spec["metric"]))
         runs = [run_event(plan, i, result, self.provenance, now, chosen=i == best,
                           artifact_sha256=artifact[1] if i == best else "") for i, (_, result) in enumerate(fitted)]
+        importances = permutation_importances(fitted[best][0], data, spec["task"], spec["metric"], plan.seed)
         duration_ms = int((time.monotonic() - started) * 1000)
-        return runs + [trained_event(plan, best, fitted[best][1], artifact, profile_frame(data.x_train, reference=True),
-                                     self.provenance, duration_ms, now,
+        return runs + [trained_event(plan, best, {**fitted[best][1], "importances": importances}, artifact,
+                                     profile_frame(data.x_train, reference=True), self.provenance, duration_ms, now,
                                      cpu_seconds=sum(result["cpu_seconds"] for _, result in fitted))]
 
     def _combine(self, plan: TrainingPlan, data) -> tuple[Ensemble, dict]:

@@ -17,8 +17,8 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from services.domain import (Ensemble, check_members, estimator_class, profile_column, REFERENCE_SAMPLE, snapshot_frame,
-                             stack_inputs)
+from services.domain import (Ensemble, check_members, estimator_class, fairness_report, HIGHER_IS_BETTER,
+                             profile_column, REFERENCE_SAMPLE, snapshot_frame, stack_inputs)
 
 CV_SCORING = {"accuracy": "accuracy", "precision": "precision_macro", "recall": "recall_macro", "f1": "f1_macro",
               "roc_auc": "roc_auc_ovr", "mae": "neg_mean_absolute_error", "rmse": "neg_root_mean_squared_error",
@@ -32,14 +32,16 @@ class Split:
     y_train: pd.Series
     y_test: pd.Series
     categorical: tuple[str, ...] = ()      # the columns that are categories (the others are numbers)
+    sensitive_test: pd.DataFrame | None = None     # the holdout rows' sensitive attributes (fairness is per group)
 
 
 def split(frame: pd.DataFrame, features: list[str], target: str, task: str, test_size: float, seed: int,
-          categorical: tuple[str, ...] = ()) -> Split:
+          categorical: tuple[str, ...] = (), sensitive: tuple[str, ...] = ()) -> Split:
     x, y = snapshot_frame(frame, features, categorical), frame[target]      # as serving will shape it
     stratify = y if task == "classification" and y.value_counts().min() >= 2 else None
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_size, random_state=seed, stratify=stratify)
-    return Split(x_train, x_test, y_train, y_test, tuple(categorical))
+    groups = frame.loc[x_test.index, list(sensitive)].astype("string").astype(object) if sensitive else None
+    return Split(x_train, x_test, y_train, y_test, tuple(categorical), groups)
 
 
 def build_model(estimator: str, params: dict, seed: int, features: list[str] | None = None,
@@ -76,7 +78,9 @@ def evaluated(model, data: Split, task: str, cv_metrics: dict, started: float, c
     probabilities = model.predict_proba(data.x_test) if task == "classification" else None
     holdout = classification_metrics(data.y_test, predictions, probabilities, model.classes_) \
         if task == "classification" else regression_metrics(data.y_test, predictions)
+    classes = [str(c) for c in model.classes_] if task == "classification" else None
     return {"metrics": holdout, "cv_metrics": cv_metrics,
+            "fairness": fairness_report(data.y_test, predictions, data.sensitive_test, task, classes),
             "predictions_sha256": predictions_hash(predictions, probabilities),
             "prediction_profile": prediction_profile(predictions, task),
             "duration_ms": int((time.perf_counter() - started) * 1000),
@@ -147,3 +151,29 @@ def predictions_hash(predictions: np.ndarray, probabilities: np.ndarray | None) 
     if probabilities is not None:
         digest.update(np.ascontiguousarray(probabilities, dtype=np.float64).tobytes())
     return digest.hexdigest()
+
+
+def permutation_importances(model, data: Split, task: str, metric: str, seed: int,
+                            repeats: int = 5) -> dict[str, float]:
+    """Global importance of each feature (a column as the request carries it; a category column as one): how much
+    the spec's metric on the holdout worsens, on average over `repeats` shuffles with the seed, when that column's
+    values are shuffled — the breaking of its link to the target. Any servable model (ensembles too)."""
+    rng = np.random.default_rng(seed)
+
+    def score(x: pd.DataFrame) -> float:
+        if task != "classification":
+            return regression_metrics(data.y_test, model.predict(x))[metric]
+        probabilities = model.predict_proba(x)
+        predicted = model.classes_[probabilities.argmax(axis=1)]
+        return classification_metrics(data.y_test, predicted, probabilities, model.classes_)[metric]
+
+    sign = 1 if HIGHER_IS_BETTER[metric] else -1
+    base, importances = score(data.x_test), {}
+    for column in data.x_test.columns:
+        drops = []
+        for _ in range(repeats):
+            shuffled = data.x_test.copy()
+            shuffled[column] = rng.permutation(shuffled[column].to_numpy())
+            drops.append(sign * (base - score(shuffled)))
+        importances[column] = float(np.mean(drops))
+    return importances

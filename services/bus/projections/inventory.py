@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 AWAITING, APPROVED, REJECTED, RETIRED = "awaiting-approval", "approved", "rejected", "retired"
 STATUS_AFTER = {"approved": APPROVED, "rejected": REJECTED, "retired": RETIRED}
 # The policy of a model nobody defined one for: a person approves, not the one who asked for the training.
-DEFAULT_POLICY = {"policy_version": 0, "thresholds": {}, "metric": None, "min_improvement": 0.0,
+DEFAULT_POLICY = {"policy_version": 0, "thresholds": {}, "fairness": {}, "metric": None, "min_improvement": 0.0,
                   "human_approval": True, "approvers": [], "four_eyes": True}
 # What the inventory is folded from, in the order a rebuild applies them.
 INVENTORY_RECORDS = ("mlbus.PromotionPolicyDefined", "mlbus.ModelTrained", "mlbus.ModelLifecycle")
