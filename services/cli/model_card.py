@@ -3,18 +3,19 @@ stood at any moment (`--until`), each section naming the audit sequence numbers 
 
 Sections: purpose and owner (from the spec the version was trained with), training data (batches, hashes,
 contract, validation), estimator and parameters, holdout and cross-validated metrics, fairness and global
-importances (not measured yet: said so), policy and who decided under which evidence, deployments, drift and
+importances (permutation importance on the holdout), policy and who decided under which evidence, deployments, drift and
 online performance since."""
 from __future__ import annotations
 
 import json
 from datetime import datetime
 
-from services.domain import Audited
+from services.domain import Audited, FAIRNESS_METRICS
 
 CARD_RECORDS = ("mlbus.DataBatch", "mlbus.DataValidated", "mlbus.ModelTrained", "mlbus.PromotionPolicyDefined",
                 "mlbus.ModelLifecycle", "mlbus.DeploymentChanged", "mlbus.DriftReport", "mlbus.Alert")
-NOT_MEASURED = "not measured: mlbus does not record it yet"
+NO_SENSITIVE = "not measured: the dataset's contract names no sensitive attribute (mlbus.contract.sensitive)"
+NO_IMPORTANCES = "not recorded: the version was trained before mlbus recorded them"
 
 
 def model_card(events: list[Audited], model: str, version: int, until: datetime | None = None) -> dict | None:
@@ -53,7 +54,8 @@ def model_card(events: list[Audited], model: str, version: int, until: datetime 
                       "members": [{k: m[k] for k in ("model", "version", "artifact_sha256", "weight")}
                                   for m in t.get("members") or []]},
         "metrics": {"holdout": t["metrics"], "cross_validated": t["cv_metrics"] or {}},
-        "fairness": NOT_MEASURED, "importances": NOT_MEASURED,
+        "fairness": json.loads(t.get("fairness_json") or "{}") or NO_SENSITIVE,
+        "importances": dict(sorted((t.get("importances") or {}).items(), key=lambda kv: -kv[1])) or NO_IMPORTANCES,
         "governance": {"policies": [{**_plain(p.value), "audit_sequence": p.sequence} for p in policies],
                        "decisions": [{"kind": d.value["kind"], "actor": d.value["actor"], "reason": d.value["reason"],
                                       "at": d.at, "policy_version": d.value["policy_version"],
@@ -100,7 +102,10 @@ def markdown(card: dict) -> str:
     lines += ["", "## Metrics",
               "- holdout: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(m["holdout"].items())),
               "- cross-validated: " + (", ".join(f"{k} {v:.4f}" for k, v in sorted(m["cross_validated"].items())) or "-"),
-              "", "## Fairness", f"- {card['fairness']}", "", "## Global importances", f"- {card['importances']}", "",
+              "", "## Fairness", *fairness_lines(card["fairness"]), "",
+              "## Global importances (permutation, holdout: how much the metric drops when the column is shuffled)",
+              *([f"- {name}: {value:.4f}" for name, value in card["importances"].items()]
+                if isinstance(card["importances"], dict) else [f"- {card['importances']}"]), "",
               "## Governance"]
     lines += [f"- policy v{x['policy_version']} by {x['defined_by']}: metric {x['metric']}, thresholds {x['thresholds']}, "
               f"approvers {x['approvers'] or 'anyone'}, four-eyes {x['four_eyes']} [#{x['audit_sequence']}]"
@@ -119,6 +124,19 @@ def markdown(card: dict) -> str:
                                for x in last["performance"]) + f" [#{last['audit_sequence']}]")
     lines += [f"- [{a['severity']}] {a['kind']}: {a['message']} [#{a['audit_sequence']}]" for a in mon["alerts"]]
     return "\n".join(lines) + "\n"
+
+
+def fairness_lines(fairness: dict | str) -> list[str]:
+    if isinstance(fairness, str):
+        return [f"- {fairness}"]
+    lines = []
+    for attribute, report in sorted(fairness.items()):
+        figures = ", ".join(f"{k} {report[k]:.4f}" for k in FAIRNESS_METRICS if report.get(k) is not None)
+        lines.append(f"- **{attribute}** (groups of ≥ {report['min_group_size']} holdout rows judged: "
+                     f"{', '.join(report['judged_groups']) or 'none'}): {figures or 'not judged'}")
+        lines += [f"  - {group}: " + ", ".join(f"{k} {'n/a' if v is None else format(v, '.3f')}"
+                                               for k, v in values.items()) for group, values in report["groups"].items()]
+    return lines
 
 
 def html(card: dict) -> str:

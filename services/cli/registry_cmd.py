@@ -128,6 +128,7 @@ def show_command(bus: Bus, args: argparse.Namespace) -> int:
     if args.json:
         print_json(shown)
         return 0
+    from .model_card import fairness_lines     # numpy, pandas: only for the text view
     policy = folded.policies.get(model)
     print(f"{model}: policy {'v%d' % policy['policy_version'] if policy else 'none (default: a human approves)'}, "
           f"aliases {folded.aliases.get(model, {})}")
@@ -138,6 +139,12 @@ def show_command(bus: Bus, args: argparse.Namespace) -> int:
         print(f"  metrics {json.dumps({k: round(v, 4) for k, v in t['metrics'].items()})}")
         print(f"  data {', '.join(b['batch_id'][:8] + ' sha256 ' + b['sha256'][:12] for b in t['batches'])}")
         print(f"  artifact {t['artifact_sha256'][:16]}…  code {t['code_version']} @ {(t['git_commit'] or '-')[:10]}")
+        for line in fairness_lines(json.loads(t.get("fairness_json") or "{}") or "fairness: not measured (no "
+                                   "sensitive attribute in the contract)"):
+            print(f"  {line.removeprefix('- ')}")
+        if t.get("importances"):
+            ranked = sorted(t["importances"].items(), key=lambda kv: -kv[1])
+            print("  importance " + ", ".join(f"{k} {v:.4f}" for k, v in ranked[:8]) + (" …" if len(ranked) > 8 else ""))
         for m in t.get("members") or []:
             print(f"  member {m['model']} v{m['version']} weight {m['weight']:g}  artifact {m['artifact_sha256'][:16]}…")
         for decision in entry["decisions"]:

@@ -3,8 +3,9 @@ as of a past moment, and markup in a name rendered as text."""
 import json
 from datetime import datetime, timedelta, timezone
 
-from services.cli.model_card import NOT_MEASURED, html, markdown, model_card
+from services.cli.model_card import NO_IMPORTANCES, NO_SENSITIVE, html, markdown, model_card
 from services.domain import Audited
+from services.domain.fairness import group_fairness
 from tests.unit.console.test_pages import lifecycle, trained
 
 T0 = datetime(2026, 11, 27, 9, tzinfo=timezone.utc)
@@ -46,7 +47,7 @@ def test_each_section_comes_from_its_events():
     assert batch["audit_sequence"] == 1 and batch["validation"] == {"contract": "d@v1", "passed": True, "audit_sequence": 2}
     assert card["estimator"]["hyperparameters"] == {"C": 1.0} and card["estimator"]["artifact_sha256"] == "a" * 64
     assert card["metrics"]["holdout"] == {"roc_auc": 0.97}
-    assert card["fairness"] == NOT_MEASURED and card["importances"] == NOT_MEASURED
+    assert card["fairness"] == NO_SENSITIVE and card["importances"] == NO_IMPORTANCES
     assert [p["audit_sequence"] for p in card["governance"]["policies"]] == [3]
     assert [(d["kind"], d["actor"], d["audit_sequence"]) for d in card["governance"]["decisions"]] == [
         ("registered", "registry", 5), ("approved", "ana", 6)]
@@ -73,3 +74,15 @@ def test_markdown_names_every_section_and_html_escapes_values():
         assert f"## {heading}" in text
     page = html(model_card(events, "m", 1))
     assert "<img" not in page and "&lt;img src=x" in page
+
+
+def test_fairness_and_importances_come_from_the_version_record():
+    truth = ["yes", "no"] * 40
+    report = {"sex": group_fairness(truth, ["yes"] * 80, ["F", "M"] * 40, "classification", ["no", "yes"])}
+    events = story()
+    events[3].value.update(fairness_json=json.dumps(report), importances={"income": 0.2, "sex": 0.05, "age": -0.01})
+    card = model_card(events, "m", 1)
+    assert card["fairness"] == report and list(card["importances"]) == ["income", "sex", "age"]
+    text = markdown(card)
+    assert "**sex** (groups of ≥ 30 holdout rows judged: F, M): demographic_parity_difference 0.0000" in text
+    assert "  - F: count 40.000, selection_rate 1.000" in text and "- income: 0.2000" in text

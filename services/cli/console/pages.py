@@ -88,6 +88,8 @@ def version_page(view: ConsoleView, model: str, version: int) -> dict | None:
             "trained": trained, "hyperparameters": json.loads(trained["hyperparameters_json"] or "{}"),
             "decisions": signed, "deployments": deployments, "drift": drift[-10:],
             "profile": trained.get("feature_profile") or [],
+            "fairness": json.loads(trained.get("fairness_json") or "{}"),
+            "importances": sorted((trained.get("importances") or {}).items(), key=lambda kv: -kv[1]),
             "lineage": lineage(view, entry, deployments, drift)}
 
 

@@ -253,3 +253,16 @@ def test_the_audit_search_explains_a_batch_scoring_and_says_when_nothing_matches
     assert "300 rows scored offline" in found and "for dana" in found and "0.11 CPU s" in found
     assert MARKUP not in found                                         # the model's name is text here too
     assert "holds no served prediction for request nope" in client.get("/audit", params={"request_id": "nope"}).text
+
+
+def test_the_version_page_shows_fairness_per_group_importances_and_ensemble_members(console):
+    from services.domain.fairness import group_fairness
+    app, _, people = console
+    entry = app.view.inventory.version("m", 1)
+    report = group_fairness(["yes", "no"] * 40, ["yes"] * 80, ["F", "M"] * 40, "classification", ["no", "yes"])
+    entry.trained.update(fairness_json=json.dumps({"sex": report}), importances={"a": 0.125, "b": 0.5},
+                         members=[{"model": "lr", "version": 3, "artifact_sha256": "b" * 64, "weight": 2.0}])
+    page = logged_in(app, people["ana"]).get("/models/m/1").text
+    assert "groups of ≥ 30 holdout rows judged: F, M" in page and "demographic parity difference <b>0.000</b>" in page
+    assert "b 0.5000, a 0.1250" in page
+    assert '<a href="/models/lr/3">lr v3</a>' in page and "bbbbbbbbbbbbbbbb…" in page
