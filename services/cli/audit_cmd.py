@@ -62,7 +62,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     why.add_argument("request_ids", nargs="+", metavar="REQUEST_ID")
     why.add_argument("--json", action="store_true")
     why.add_argument("--summary", action="store_true", help="one line per request")
+    why.add_argument("--why", action="store_true", help="reproduce the prediction from the archived artifact and "
+                     "features, check it equals the served one, and show each feature's attribution")
     why.set_defaults(run=explain_command)
+    again = sub.add_parser("reproduce", help="apply every served prediction's archived artifact to its archived "
+                           "features again: how many equal what was served")
+    again.add_argument("model", nargs="?")
+    again.add_argument("--json", action="store_true")
+    again.set_defaults(run=reproduce_command)
     history = sub.add_parser("timeline", help="the decisions, in order, with the traffic between them summed up")
     history.add_argument("model", nargs="?")
     history.set_defaults(run=timeline_command)
@@ -278,6 +285,9 @@ def explain_command(bus: Bus, args: argparse.Namespace) -> int:
              for request_id in args.request_ids}
     for request_id in [r for r, answer in found.items() if answer is None]:
         info(f"audit.log holds no served prediction for request {request_id} (nor a batch scoring)")
+    if args.why:
+        for answer in (a for a in found.values() if a and "prediction" in a):
+            answer["why"] = explained_why(bus, index, answer)
     if args.json:
         print_json(found[args.request_ids[0]] if len(found) == 1 else found)
     elif args.summary:
@@ -286,7 +296,61 @@ def explain_command(bus: Bus, args: argparse.Namespace) -> int:
     else:
         for answer in (a for a in found.values() if a):
             print_explanation(answer) if "prediction" in answer else print_scoring(answer)
+            if answer.get("why"):
+                print_why(answer["why"])
     return 0 if all(found.values()) else 1
+
+
+def explained_why(bus: Bus, index: answers.Index, answer: dict) -> dict:
+    """The reproduction and attributions of an explained prediction, or why there are none."""
+    from services.domain import ArtifactRefused, ArtifactStore
+    from .why import unreadable, why
+    p = answer["prediction"]
+    reason = unreadable(answer["request"])
+    versions = index.of("mlbus.ModelTrained", p["model"], p["version"])
+    if reason or not versions:
+        return {"not_reproduced": reason or "audit.log holds no record of the version"}
+    try:
+        return why(versions[0].value, p, answer["request"], ArtifactStore.from_settings(bus.settings).load)
+    except ArtifactRefused as error:
+        return {"not_reproduced": str(error)}
+
+
+def print_why(found: dict) -> None:
+    if "not_reproduced" in found:
+        print(f"  why: not reproduced — {found['not_reproduced']}")
+        return
+    again, a = found["reproduced"], found["attribution"]
+    shown = f"{again['value']:g}" if again["value"] is not None else again["label"] + " (" + ", ".join(
+        f"{k} {v:.4f}" for k, v in sorted(again["probabilities"].items())) + ")"
+    verdict = "EQUAL to the served one" if found["equal"] else         f"DIFFERENT from the served one (largest gap {found['max_difference']})"
+    print(f"  reproduced from artifact sha256 {found['artifact_sha256'][:16]}… and the archived features: {shown}, "
+          f"{verdict}")
+    subject = f" of {a['explained_class']!r}" if a["explained_class"] else ""
+    total = a["baseline"] + sum(a["contributions"].values())
+    print(f"  why ({a['method']}), in {a['unit']}{subject}: baseline {a['baseline']:.4f}"
+          + (f" + contributions = {total:.4f} (the model's output {a['output']:.4f})" if a["additive"]
+             else f"; output {a['output']:.4f} (attributions do not add up: each is the output's move when that "
+                  f"feature alone takes its training reference)"))
+    for name, value in sorted(a["contributions"].items(), key=lambda kv: -abs(kv[1])):
+        print(f"    {name:<24} {value:+.4f}")
+
+
+def reproduce_command(bus: Bus, args: argparse.Namespace) -> int:
+    from services.domain import ArtifactStore
+    from .why import reproduce_all
+    report = reproduce_all(list(decoded(bus, audit_records(bus))), ArtifactStore.from_settings(bus.settings).load,
+                           args.model)
+    if args.json:
+        print_json(report)
+    else:
+        print_table(["model", "version", "served", "equal", "different", "not reproducible", "largest gap"],
+                    [[r["model"], r["version"], r["predictions"], r["equal"], len(r["different"]),
+                      ", ".join(f"{n} {why}" for why, n in r["not_reproducible"].items()) or "-",
+                      f"{r['max_difference']:.2g}"] for r in report])
+        for r in (r for r in report if r["different"]):
+            print(f"{r['model']} v{r['version']} differs for {', '.join(r['different'][:5])}")
+    return 1 if any(r["different"] for r in report) else 0
 
 
 def print_scoring(answer: dict) -> None:

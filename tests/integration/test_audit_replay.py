@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import sqlite3
 from contextlib import ExitStack
 from datetime import datetime, timezone
@@ -102,7 +103,26 @@ def test_replay_rebuild_and_explain_from_the_audit_log(bus, bus_env, cli, tmp_pa
     assert checked.returncode == 0 and "inference.predictions" in checked.stdout, checked.stdout
     proved_record = json.loads(json.loads((tmp_path / "proof.json").read_text())["leaf_data"])
     assert ids[0].encode().hex() in proved_record["value"]          # the prediction's Avro bytes name the request
+    explain_why_and_reproduce(cli, ids)
     forget_a_customer(bus, bus_env, cli, tmp_path, ids)
+
+
+def explain_why_and_reproduce(cli, ids) -> None:
+    """The archived artifact on the archived features gives the served answer again, for every prediction;
+    a logistic regression's attributions add up, with the intercept, to its output in log-odds."""
+    found = json.loads(cli("audit", "explain", ids[1], "--why", "--json").stdout)
+    why, served = found["why"], found["prediction"]
+    assert why["equal"] and why["max_difference"] <= 1e-9 and why["artifact_sha256"] == found["model_version"]["artifact_sha256"]
+    attribution = why["attribution"]
+    assert attribution["method"].startswith("exact") and attribution["unit"] == "log-odds"
+    assert abs(attribution["baseline"] + sum(attribution["contributions"].values()) - attribution["output"]) < 1e-9
+    explained = attribution["explained_class"]
+    assert abs(1 / (1 + math.exp(-attribution["output"])) - served["probabilities"][explained]) < 1e-9
+    assert set(attribution["contributions"]) == set(found["request"]["features"])
+    text = cli("audit", "explain", ids[1], "--why").stdout
+    assert "EQUAL to the served one" in text and "(exact (linear" in text
+    [version] = json.loads(cli("audit", "reproduce", MODEL, "--json").stdout)
+    assert (version["version"], version["equal"], version["different"]) == (1, len(ids), [])
 
 
 def avro_map(values: dict[str, float]) -> bytes:

@@ -66,6 +66,8 @@ def test_categories_train_serve_reproduce_and_drift(bus, bus_env, cli, tmp_path)
         explained = wait_until(lambda: "batch scoring" in (e := cli("audit", "explain", scoring["scoring_id"])).stdout
                                and e.stdout, timeout=60, message="the auditor to record the batch scoring")
 
+        why = json.loads(cli("audit", "explain", ids[0], "--why", "--json").stdout)["why"]
+        served_again = json.loads(cli("audit", "reproduce", MODEL, "--json").stdout)
         costs = json.loads(cli("models", "cost", MODEL, "--json").stdout)["versions"]
         card = json.loads(wait_until(lambda: (c := cli("models", "card", f"{MODEL}@1", "--format", "json")).returncode == 0
                                      and '"deployments": [\n    {' in c.stdout and c.stdout, timeout=60,
@@ -106,6 +108,12 @@ def test_categories_train_serve_reproduce_and_drift(bus, bus_env, cli, tmp_path)
     assert card["training_data"][0]["validation"]["passed"] and card["estimator"]["artifact_sha256"] == trained["artifact_sha256"]
     assert [d["kind"] for d in card["governance"]["decisions"]][:2] == ["registered", "approved"]
     assert card["deployments"][0]["phase"] == "completed" and card["metrics"]["holdout"] == trained["metrics"]
+    assert why["equal"] and why["attribution"]["method"].startswith("TreeSHAP") and why["attribution"]["unit"] == "log-odds"
+    attribution = why["attribution"]           # gradient boosting: Shapley values of the log-odds of "yes"
+    assert abs(attribution["baseline"] + sum(attribution["contributions"].values()) - attribution["output"]) < 1e-6
+    assert set(attribution["contributions"]) == set(NUMBERS + CATEGORIES)     # one-hot columns summed per feature
+    [again] = served_again                     # every served prediction the auditor had recorded by then
+    assert again["version"] == 1 and again["equal"] >= len(answers) and again["different"] == []
     [cost] = costs                                              # measured in the processes, not estimated
     assert cost["grid_points"] == 2 and cost["fit_cpu_s"] > 0 and cost["fit_wall_s"] > 0
     assert cost["serving"]["champion"]["predictions"] >= 201 and cost["serving"]["champion"]["cpu_s_per_1000"] > 0
