@@ -35,7 +35,7 @@ def difference(served: dict, labels, probabilities, classes: list[str], row: int
 
 def why(trained: dict, served: dict, request: dict, load: Callable[[str, str], object]) -> dict:
     """The reproduction of one served prediction and its attributions."""
-    from services.domain.attributions import attribution        # shap: loaded by the command that needs it
+    from services.domain import attribution        # shap: loaded by the command that needs it
     model = load_servable(trained, load)
     frame = request_frame([request], trained["features"], trained.get("categorical_features") or ())
     labels, probabilities, classes = predict(model, frame, trained["task"])

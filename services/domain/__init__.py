@@ -7,7 +7,7 @@
 - audit, audit_log — the audit chain and reading audit.log; merkle — RFC 9162 tree hashes and proofs;
   tree_head — signed tree heads and the auditor's key; anchor — the heads kept outside Kafka; proofs — inclusion
   and consistency proofs checkable offline
-- fairness — group fairness figures (fairlearn), at training and online
+- fairness — group fairness figures (fairlearn), at training and online; attributions — why one prediction
 - alerts — the one builder of Alert and TrainingRequested events
 
 Import names from the package (`from services.domain import ArtifactStore`); each module loads on first use,
@@ -45,7 +45,7 @@ _EXPORTS = {
     "Ensemble": "ensembles", "check_members": "ensembles", "combiner": "ensembles", "is_ensemble": "ensembles",
     "load_servable": "ensembles", "member_record": "ensembles", "stack_inputs": "ensembles", "union": "ensembles",
     "FAIRNESS_METRICS": "fairness", "fairness_breach": "fairness", "fairness_report": "fairness",
-    "group_fairness": "fairness", "groups_line": "fairness",
+    "group_fairness": "fairness", "groups_line": "fairness", "attribution": "attributions",
 }
 _RENAMED = {"verify_chain": "verify", "check_proof": "check", "consistency_proof": "consistency",
             "inclusion_proof": "inclusion"}
