@@ -551,6 +551,7 @@ class DriftReport:
     dataset_drift: bool
     created_at: datetime
     performance: tuple[OnlinePerformance, ...] = ()
+    fairness_json: str = '{}'
     alerting: tuple[str, ...] = ()
     champion: bool = False
 
@@ -570,6 +571,7 @@ class DriftReport:
             dataset_drift=value['dataset_drift'],
             created_at=value['created_at'],
             performance=tuple(OnlinePerformance.from_avro(item) for item in value.get('performance', [])),
+            fairness_json=value.get('fairness_json', '{}'),
             alerting=tuple(item for item in value.get('alerting', [])),
             champion=value.get('champion', False),
         )
@@ -589,6 +591,7 @@ class DriftReport:
             'dataset_drift': self.dataset_drift,
             'created_at': self.created_at,
             'performance': list(item.to_avro() for item in self.performance),
+            'fairness_json': self.fairness_json,
             'alerting': list(item for item in self.alerting),
             'champion': self.champion,
         }

@@ -46,6 +46,7 @@ _EXPORTS = {
     "load_servable": "ensembles", "member_record": "ensembles", "stack_inputs": "ensembles", "union": "ensembles",
     "FAIRNESS_METRICS": "fairness", "fairness_breach": "fairness", "fairness_report": "fairness",
     "group_fairness": "fairness", "groups_line": "fairness", "attribution": "attributions",
+    "MISSING_GROUP": "fairness",
 }
 _RENAMED = {"verify_chain": "verify", "check_proof": "check", "consistency_proof": "consistency",
             "inclusion_proof": "inclusion"}

@@ -39,15 +39,20 @@ def _metrics(task: str, binary: bool) -> dict:
             "false_positive_rate": false_positive_rate, "accuracy": accuracy_score}
 
 
-def group_fairness(y_true, y_pred, groups, task: str, classes: list[str] | None = None,
+def positive_class(classes: list[str] | None) -> str | None:
+    """The class a selection rate counts: the second of two (as ROC-AUC takes it); None for more or none."""
+    return str(classes[1]) if classes is not None and len(classes) == 2 else None
+
+
+def group_fairness(y_true, y_pred, groups, task: str, positive: str | None = None,
                    min_group_size: int = MIN_GROUP_SIZE) -> dict:
     """One sensitive attribute's report: {positive_class, min_group_size, groups: {group: {figure: value}},
-    judged_groups, and the across-group figures of FAIRNESS_METRICS that apply}."""
+    judged_groups, and the across-group figures of FAIRNESS_METRICS that apply}. `positive`: a two-class
+    classifier's positive class (None: more than two classes, or regression)."""
     from fairlearn.metrics import MetricFrame
     import warnings
     groups = pd.Series(np.asarray(groups, dtype=object)).fillna(MISSING_GROUP).astype(str).to_numpy()
-    binary = task == "classification" and classes is not None and len(classes) == 2
-    positive = str(classes[1]) if binary else None
+    binary = task == "classification" and positive is not None
     if task == "classification":
         y_true, y_pred = np.asarray(y_true).astype(str), np.asarray(y_pred).astype(str)
         if binary:
@@ -85,8 +90,8 @@ def fairness_report(y_true, y_pred, sensitive: pd.DataFrame | None, task: str, c
     """{attribute: group_fairness(...)} for every column of `sensitive` (aligned with y_true, y_pred)."""
     if sensitive is None or sensitive.empty:
         return {}
-    return {name: group_fairness(y_true, y_pred, sensitive[name].to_numpy(), task, classes, min_group_size)
-            for name in sensitive.columns}
+    return {name: group_fairness(y_true, y_pred, sensitive[name].to_numpy(), task, positive_class(classes),
+                                 min_group_size) for name in sensitive.columns}
 
 
 def fairness_breach(report: dict, thresholds: dict[str, float]) -> tuple[str, str, float, float] | None:

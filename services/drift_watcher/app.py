@@ -20,6 +20,7 @@ their profiles, deployments, specs) is followed from the start of its topics, no
 """
 from __future__ import annotations
 
+import json
 import time
 
 import faust
@@ -41,10 +42,12 @@ from services.bus.topics import TopicAdmin
 from .decide import SOURCE, ClosedWindow, RetrainState, alerts, as_frame, drift_report, on_champion_report, \
     report_event
 from .router import TICK_HEADER, Router
-from .windows import due, new_head, outcome_amount, row_key, with_outcome, with_prediction, with_request
+from .windows import (due, groups_of, new_head, outcome_amount, row_key, with_judged, with_outcome, with_prediction,
+                      with_request)
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-REFERENCE = ("mlbus.ModelTrained", "mlbus.DeploymentChanged", "mlbus.ModelSpecDefined")
+REFERENCE = ("mlbus.ModelTrained", "mlbus.DeploymentChanged", "mlbus.ModelSpecDefined",
+             "mlbus.PromotionPolicyDefined")        # policies: the fairness limits, judged online too
 OUTPUTS = ("mlbus.DriftReport", "mlbus.Alert", "mlbus.TrainingRequested")
 PARTITIONS = 3
 SEEN_WINDOWS = 10          # a duplicate more than this many windows after its original is counted again
@@ -156,7 +159,15 @@ class DriftWatcher:
         self.state[f"row|{row_key(model, head['seq'], 'r', head['rows'])}"] = {
             "id": request["request_id"], "features": request["features"], "categories": request["categories"]}
         self.state[f"seen|{request['request_id']}"] = head["seq"]
-        return with_request(head, at_ms)                  # stored by close_if_due, with the offset
+        attributes = self.sensitive(model)
+        if attributes:                                   # its groups, for the fairness of its outcome's window
+            self.state[f"groups|{request['request_id']}"] = groups_of(request, attributes)
+        return with_request(head, at_ms)
+
+    def sensitive(self, model: str) -> set[str]:
+        """The sensitive attributes any version of the model was measured on at training."""
+        return {a for entry in self.inventory.latest(model) for a in json.loads(entry.trained.get("fairness_json")
+                                                                                 or "{}")}                  # stored by close_if_due, with the offset
 
     def add_prediction(self, model: str, head: dict, prediction: dict, offset: int) -> None:
         if prediction["version"] is None or prediction["error"] or \
@@ -172,10 +183,15 @@ class DriftWatcher:
 
     def add_outcome(self, model: str, head: dict, outcome: dict, offset: int) -> None:
         served = f"served|{outcome['request_id']}"
+        groups = self.state.pop(f"groups|{outcome['request_id']}", None)
         for p in self.state.get(served) or []:       # none: no prediction known, or its outcome already counted
             amount = outcome_amount(p["label"], p["score"], outcome)
             if amount is not None:
                 head = with_outcome(head, p["version"], p["variant"], amount)
+                if groups is not None:
+                    head = with_judged(head, p["version"], p["variant"], groups, outcome["label"] if p["label"]
+                                       is not None else outcome["value"], p["label"] if p["label"] is not None
+                                       else p["score"])
         self.state.pop(served, None)
         self.put_head(model, head, offset)
 
@@ -200,7 +216,7 @@ class DriftWatcher:
             if entry is None:
                 continue
             report = drift_report(window, entry.trained, version == champion_version, config)
-            outputs = [report_event(report), *alerts(report, config)]
+            outputs = [report_event(report), *alerts(report, config, self.inventory.policy(model)["fairness"])]
             if report["champion"]:
                 outputs += self.judge_retraining(model, report, config)
             for output in outputs:
@@ -219,7 +235,8 @@ class DriftWatcher:
         return ClosedWindow(model=model, seq=head["seq"], start_ms=head["start_ms"] or end_ms, end_ms=end_ms,
                             numeric=as_frame([r["features"] for r in requests]),
                             categorical=as_frame([r["categories"] for r in requests]),
-                            predictions=as_frame(predictions), performance=head["performance"])
+                            predictions=as_frame(predictions), performance=head["performance"],
+                            judged=head.get("judged", []))
 
     def forget_seen(self, model: str, seq: int, ids: list[str]) -> None:
         """Remember a closed window's ids for SEEN_WINDOWS more windows (redeliveries arrive within seconds),
@@ -227,6 +244,7 @@ class DriftWatcher:
         self.state[f"ids|{model}|{seq}"] = ids
         for old in self.state.pop(f"ids|{model}|{seq - SEEN_WINDOWS}", None) or []:
             self.state.pop(f"seen|{old}", None)
+            self.state.pop(f"groups|{old}", None)       # a request whose outcome never came
 
     def judge_retraining(self, model: str, report: dict, config: Monitoring) -> list[Event]:
         stored = self.state.get(f"retrain|{model}")

@@ -2,12 +2,14 @@
 raises, and whether sustained drift on the champion asks for a retraining (once per cool-down)."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from services.bus import Event, derive_id
-from services.domain import alert, Monitoring, training_request as training_request_event
+from services.domain import (alert, FAIRNESS_METRICS, fairness_breach, group_fairness, groups_line, Monitoring,
+                             training_request as training_request_event)
 
 from .stats import column_drift
 
@@ -26,6 +28,7 @@ class ClosedWindow:
     categorical: pd.DataFrame             # one row per request, one column per categorical feature
     predictions: pd.DataFrame             # version, variant, label, score: every prediction in the window
     performance: dict = field(default_factory=dict)   # "version|variant" → [sum, outcomes] (correct or |error|)
+    judged: list = field(default_factory=list)        # outcomes with prediction and groups (windows.with_judged)
 
     @property
     def id(self) -> str:
@@ -49,6 +52,7 @@ def drift_report(window: ClosedWindow, trained: dict, champion: bool, config: Mo
                                                                                                    config),
             "drift_share": share, "dataset_drift": bool(evaluated) and share >= config.dataset_share,
             "created_at": window.end_ms, "performance": online_performance(window, trained),
+            "fairness_json": json.dumps(online_fairness(window, trained), sort_keys=True),
             "alerting": alerting_features(features, len(evaluated), config), "champion": champion}
 
 
@@ -83,13 +87,27 @@ def online_performance(window: ClosedWindow, trained: dict) -> list[dict]:
     return performance
 
 
+def online_fairness(window: ClosedWindow, trained: dict) -> dict:
+    """The version's group fairness over the window's outcomes, per attribute it was measured on at training
+    (same figures, same positive class, same minimum group size)."""
+    at_training = json.loads(trained.get("fairness_json") or "{}")
+    rows = [j for j in window.judged if j["version"] == trained["version"]]
+    if not rows or not at_training:
+        return {}
+    truth, predicted = [j["truth"] for j in rows], [j["predicted"] for j in rows]
+    return {attribute: group_fairness(truth, predicted, [j["groups"].get(attribute) for j in rows], trained["task"],
+                                      report["positive_class"], report["min_group_size"])
+            for attribute, report in sorted(at_training.items())}
+
+
 def report_event(report: dict) -> Event:
     return Event("mlbus.DriftReport", value=report, key=report["model"], id=report["report_id"],
                  subject=f"{report['model']}@{report['version']}")
 
 
-def alerts(report: dict, config: Monitoring) -> list[Event]:
-    """Dataset drift (critical), significant drift in some features (warning), a performance drop (critical)."""
+def alerts(report: dict, config: Monitoring, fairness_limits: dict[str, float] | None = None) -> list[Event]:
+    """Dataset drift (critical), significant drift in some features (warning), a performance drop (critical),
+    group fairness beyond the policy's limits over the window's outcomes (critical)."""
     where = f"{report['model']} v{report['version']} in window {report['window_id']}"
     drifted = sorted({f["feature"] for f in report["features"] if f["drifted"]})
     raised = []
@@ -104,6 +122,15 @@ def alerts(report: dict, config: Monitoring) -> list[Event]:
             raised.append(("performance", "critical", f"{entry['metric']} {entry['value']:.3f} on "
                                                       f"{entry['outcomes']} outcomes ({entry['variant']}) against "
                                                       f"{entry['baseline']:.3f} on the holdout, {where}", entry))
+    fairness = json.loads(report.get("fairness_json") or "{}")
+    breach = fairness_breach(fairness, fairness_limits or {})
+    if breach:
+        name, attribute, value, limit = breach
+        raised.append(("fairness", "critical", f"{name} for {attribute} is {value:.4g} over this window's outcomes, "
+                                               f"the policy allows {'≥' if FAIRNESS_METRICS[name] else '≤'} {limit}: "
+                                               f"{groups_line(fairness[attribute], name)}, {where}",
+                       {"metric": name, "attribute": attribute, "value": value, "limit": limit,
+                        "fairness": fairness[attribute]}))
     return [alert_event(report, kind, severity, message, evidence) for kind, severity, message, evidence in raised]
 
 

@@ -2,13 +2,13 @@
 when it opened, how many requests and predictions it holds, the outcomes scored so far. Pure."""
 from __future__ import annotations
 
-from services.domain import Monitoring
+from services.domain import MISSING_GROUP, Monitoring
 
 
 def new_head(seq: int = 0) -> dict:
     """offset: the last observation taken in (set by the app; a redelivered one at or below it is skipped)."""
     return {"seq": seq, "start_ms": None, "end_ms": None, "rows": 0, "predictions": 0, "performance": {},
-            "offset": -1}
+            "judged": [], "offset": -1}
 
 
 def with_request(head: dict, at_ms: int) -> dict:
@@ -25,6 +25,24 @@ def with_outcome(head: dict, version: int, variant: str, amount: float) -> dict:
     key = f"{version}|{variant}"
     total, outcomes = head["performance"].get(key, (0.0, 0))
     return {**head, "performance": {**head["performance"], key: [total + amount, outcomes + 1]}}
+
+
+MAX_JUDGED = 20_000      # outcomes a window keeps for its fairness figures (the rest still count in performance)
+
+
+def with_judged(head: dict, version: int, variant: str, groups: dict, truth, predicted) -> dict:
+    """One outcome with its prediction and the request's sensitive attributes: the rows of online fairness."""
+    judged = head.get("judged", [])
+    if len(judged) >= MAX_JUDGED:
+        return head
+    return {**head, "judged": [*judged, {"version": version, "variant": variant, "groups": groups,
+                                         "truth": truth, "predicted": predicted}]}
+
+
+def groups_of(request: dict, attributes: set[str]) -> dict[str, str]:
+    """A request's sensitive attributes as group names (a category, or a number as text); absent: (missing)."""
+    found = {**{k: str(v) for k, v in (request["features"] or {}).items()}, **(request["categories"] or {})}
+    return {a: found.get(a, MISSING_GROUP) for a in sorted(attributes)}
 
 
 def due(head: dict, now_ms: int, config: Monitoring) -> bool:

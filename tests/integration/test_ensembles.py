@@ -12,8 +12,8 @@ from services.bus.settings import PROJECT_ROOT
 from services.cli.sample_data import insurance_claims
 from services.domain import local_path
 from services.domain.datasets import publish_batch
-from tests.support.claims import CATEGORIES, NUMBERS, ask, served
-from tests.support.polling import topic_values, wait_until
+from tests.support.claims import CATEGORIES, NUMBERS, ask
+from tests.support.polling import served, topic_values, wait_until
 from tests.support.processes import running
 
 EXAMPLES = PROJECT_ROOT / "scripts" / "examples"

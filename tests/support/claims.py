@@ -1,11 +1,9 @@
-"""Inference requests for the insurance-claims sample (services/cli/sample_data.py), and their served answers."""
+"""Inference requests for the insurance-claims sample (services/cli/sample_data.py)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from services.bus import Bus, Event, Publisher, derive_id
-
-from .polling import topic_values
+from services.bus import Event, Publisher, derive_id
 
 NUMBERS = ("age", "tenure_months", "claim_amount", "prior_claims")
 CATEGORIES = ("region", "channel", "vehicle")
@@ -23,10 +21,3 @@ def ask(publisher: Publisher, model: str, rows: list[dict], prefix: str, drop: s
         ids.append(request_id)
     publisher.flush()
     return ids
-
-
-def served(bus: Bus, ids: list[str]) -> dict[str, dict]:
-    """The served predictions for these request ids, by id."""
-    wanted = set(ids)
-    return {p["request_id"]: p for p in topic_values(bus, "inference.predictions")
-            if p["request_id"] in wanted and p["served"]}

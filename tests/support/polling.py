@@ -79,3 +79,10 @@ def bus_messages(bus) -> set[tuple[str, int, int]]:
     finally:
         consumer.close()
     return found
+
+
+def served(bus: Bus, ids: list[str]) -> dict[str, dict]:
+    """The served predictions for these request ids, by id."""
+    wanted = set(ids)
+    return {p["request_id"]: p for p in topic_values(bus, "inference.predictions")
+            if p["request_id"] in wanted and p["served"]}

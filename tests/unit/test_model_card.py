@@ -78,7 +78,7 @@ def test_markdown_names_every_section_and_html_escapes_values():
 
 def test_fairness_and_importances_come_from_the_version_record():
     truth = ["yes", "no"] * 40
-    report = {"sex": group_fairness(truth, ["yes"] * 80, ["F", "M"] * 40, "classification", ["no", "yes"])}
+    report = {"sex": group_fairness(truth, ["yes"] * 80, ["F", "M"] * 40, "classification", "yes")}
     events = story()
     events[3].value.update(fairness_json=json.dumps(report), importances={"income": 0.2, "sex": 0.05, "age": -0.01})
     card = model_card(events, "m", 1)

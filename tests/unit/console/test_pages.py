@@ -259,7 +259,7 @@ def test_the_version_page_shows_fairness_per_group_importances_and_ensemble_memb
     from services.domain.fairness import group_fairness
     app, _, people = console
     entry = app.view.inventory.version("m", 1)
-    report = group_fairness(["yes", "no"] * 40, ["yes"] * 80, ["F", "M"] * 40, "classification", ["no", "yes"])
+    report = group_fairness(["yes", "no"] * 40, ["yes"] * 80, ["F", "M"] * 40, "classification", "yes")
     entry.trained.update(fairness_json=json.dumps({"sex": report}), importances={"a": 0.125, "b": 0.5},
                          members=[{"model": "lr", "version": 3, "artifact_sha256": "b" * 64, "weight": 2.0}])
     page = logged_in(app, people["ana"]).get("/models/m/1").text

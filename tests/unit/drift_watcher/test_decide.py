@@ -10,7 +10,9 @@ from services.bus import BadInput
 from services.domain.monitoring import Monitoring, monitoring_from_json, monitoring_json, parse_monitoring
 from services.domain.profile import profile_column
 from services.drift_watcher.decide import (ClosedWindow, RetrainState, alerts, drift_report, on_champion_report)
-from services.drift_watcher.windows import due, new_head, outcome_amount, with_outcome, with_request
+from services.domain.fairness import group_fairness
+from services.drift_watcher.windows import (due, groups_of, new_head, outcome_amount, with_judged, with_outcome,
+                                             with_request)
 
 RNG = np.random.default_rng(7)
 FEATURES = [f"f{i}" for i in range(6)]
@@ -118,3 +120,48 @@ def test_monitoring_settings_from_a_spec_with_clear_errors():
         parse_monitoring({"p_value": "low"})
     with pytest.raises(BadInput, match="window_rows ≥ 2"):
         parse_monitoring({"window_rows": 1})
+
+
+def judged_outcomes(rows: int, f_selected: float, seed: int = 0) -> list[dict]:
+    """Outcomes of v2 whose predictions select group F at `f_selected` and group M at 0.5."""
+    rng = np.random.default_rng(seed)
+    found = []
+    for group in rng.choice(["F", "M"], rows):
+        predicted = "yes" if rng.random() < (f_selected if group == "F" else 0.5) else "no"
+        found = with_judged({"judged": found}, 2, "champion", {"sex": str(group)}, str(rng.choice(["yes", "no"])),
+                            predicted)["judged"]
+    return found
+
+
+FAIR_AT_TRAINING = {**TRAINED, "fairness_json": json.dumps({"sex": {"positive_class": "yes", "min_group_size": 30}})}
+
+
+def test_online_fairness_is_the_training_figures_over_the_windows_outcomes_and_alerts_past_the_policy():
+    judged = judged_outcomes(400, f_selected=0.1) + [{**j, "version": 3} for j in judged_outcomes(50, 0.5, 1)]
+    report = drift_report(ClosedWindow("m", 0, 0, 999, TRAINING.head(10), pd.DataFrame(), pd.DataFrame(), {}, judged),
+                          FAIR_AT_TRAINING, True, CONFIG)
+    online = json.loads(report["fairness_json"])["sex"]
+    mine = [j for j in judged if j["version"] == 2]
+    truth, predicted = [j["truth"] for j in mine], [j["predicted"] for j in mine]
+    expected = group_fairness(truth, predicted, [j["groups"]["sex"] for j in mine], "classification", "yes")
+    assert online == json.loads(json.dumps(expected)) and online["demographic_parity_difference"] > 0.3
+    [fairness] = [a for a in alerts(report, CONFIG, {"demographic_parity_difference": 0.1})
+                  if a.value["kind"] == "fairness"]
+    assert fairness.value["severity"] == "critical" and "demographic_parity_difference for sex is" in \
+        fairness.value["message"] and "F 0." in fairness.value["message"]
+    assert not [a for a in alerts(report, CONFIG, {}) if a.value["kind"] == "fairness"]       # no limit, no alert
+
+
+def test_a_fair_window_or_a_version_without_sensitive_attributes_raises_no_fairness_alert():
+    fair = drift_report(ClosedWindow("m", 0, 0, 999, TRAINING.head(10), pd.DataFrame(), pd.DataFrame(), {},
+                                     judged_outcomes(600, f_selected=0.5, seed=4)), FAIR_AT_TRAINING, True, CONFIG)
+    assert json.loads(fair["fairness_json"])["sex"]["demographic_parity_difference"] < 0.1
+    assert not [a for a in alerts(fair, CONFIG, {"demographic_parity_difference": 0.1}) if a.value["kind"] == "fairness"]
+    plain = drift_report(ClosedWindow("m", 0, 0, 999, TRAINING.head(10), pd.DataFrame(), pd.DataFrame(), {},
+                                      judged_outcomes(100, 0.1)), TRAINED, True, CONFIG)
+    assert plain["fairness_json"] == "{}"
+
+
+def test_a_requests_groups_are_its_sensitive_attributes_missing_ones_named():
+    request = {"features": {"age": 41.0}, "categories": {"sex": "F", "region": "north"}}
+    assert groups_of(request, {"sex", "age", "nationality"}) == {"age": "41.0", "nationality": "(missing)", "sex": "F"}
