@@ -378,6 +378,12 @@ def audit_story() -> None:
     print("\n".join(lines[:3] + ["  ..."]))
     print(f"every one of the {len(served)} served predictions explained: {len(lines)} answers "
           f"({sum('approved by ana' in line for line in lines)} approved by ana)")
+    chapter("17b. Why: the prediction reproduced from the archived artifact and features, and its attributions")
+    mlbus("audit", "explain", served[len(served) // 2]["request_id"], "--why")
+    claim = next(p for p in served if p["model"] == CLAIMS)
+    mlbus("audit", "explain", claim["request_id"], "--why")
+    print("Every served prediction of the demo, reproduced from the record (exit 1 if any differs):")
+    mlbus("audit", "reproduce")
     chapter("18. Replay: the state at a moment before the drift-triggered retraining, from audit.log only")
     mlbus("audit", "replay", "--until", BEFORE_RETRAIN.isoformat())
     chapter("19. Rebuild the registry's database from audit.log, and verify the chain and every signed tree head")
@@ -488,6 +494,26 @@ def ensemble_story() -> None:
     mlbus("audit", "explain", request_id)
 
 
+LOANS = "loan_approval"
+
+
+def fairness_story() -> None:
+    from services.cli.sample_data import loan_applications
+
+    chapter("15c. Fairness: loan applications with a planted bias against one group are rejected; fair ones pass")
+    incoming = DEMO_VAR / "incoming"
+    mlbus("models", "policy", str(ROOT / "scripts" / "examples" / "loan_applications_policy.yaml"), person="lead")
+    mlbus("models", "define", str(ROOT / "scripts" / "examples" / "loan_applications_lr.yaml"), person="dana")
+    loan_applications(3000, seed=1, bias=1.5).to_csv(incoming / "loans_biased.csv", index=False)
+    loan_applications(3000, seed=2).to_csv(incoming / "loans.csv", index=False)
+    mlbus("data", "publish", "loan_applications", str(incoming / "loans_biased.csv"), person="etl")
+    wait_for("v1 judged", lambda: (entry := registered(LOANS, 1)) and len(entry["decisions"]) > 1)
+    mlbus("models", "show", f"{LOANS}@1")
+    mlbus("data", "publish", "loan_applications", str(incoming / "loans.csv"), person="etl")
+    wait_for("v2 judged", lambda: (entry := registered(LOANS, 2)) and len(entry["decisions"]) > 1)
+    mlbus("models", "show", f"{LOANS}@2")
+
+
 def console_story() -> None:
     import urllib.request
     chapter("22. The console: the same record on a web page, where people look, approve, deploy and roll back")
@@ -530,6 +556,7 @@ def main() -> int:
         own_service_story()
         categories_story()
         ensemble_story()
+        fairness_story()
         audit_story()
         console_story()
         mlbus("status")

@@ -332,8 +332,11 @@ def print_why(found: dict) -> None:
           + (f" + contributions = {total:.4f} (the model's output {a['output']:.4f})" if a["additive"]
              else f"; output {a['output']:.4f} (attributions do not add up: each is the output's move when that "
                   f"feature alone takes its training reference)"))
-    for name, value in sorted(a["contributions"].items(), key=lambda kv: -abs(kv[1])):
+    ranked = sorted(a["contributions"].items(), key=lambda kv: -abs(kv[1]))
+    for name, value in ranked[:12]:
         print(f"    {name:<24} {value:+.4f}")
+    if len(ranked) > 12:
+        print(f"    … {len(ranked) - 12} more, together {sum(v for _, v in ranked[12:]):+.4f} (--json for all)")
 
 
 def reproduce_command(bus: Bus, args: argparse.Namespace) -> int:

@@ -134,7 +134,7 @@ def fairness_lines(fairness: dict | str) -> list[str]:
         figures = ", ".join(f"{k} {report[k]:.4f}" for k in FAIRNESS_METRICS if report.get(k) is not None)
         lines.append(f"- **{attribute}** (groups of ≥ {report['min_group_size']} holdout rows judged: "
                      f"{', '.join(report['judged_groups']) or 'none'}): {figures or 'not judged'}")
-        lines += [f"  - {group}: " + ", ".join(f"{k} {'n/a' if v is None else format(v, '.3f')}"
+        lines += [f"  - {group}: " + ", ".join(f"{k} {'n/a' if v is None else int(v) if k == 'count' else format(v, '.3f')}"
                                                for k, v in values.items()) for group, values in report["groups"].items()]
     return lines
 

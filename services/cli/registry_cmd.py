@@ -141,7 +141,7 @@ def show_command(bus: Bus, args: argparse.Namespace) -> int:
         print(f"  artifact {t['artifact_sha256'][:16]}…  code {t['code_version']} @ {(t['git_commit'] or '-')[:10]}")
         for line in fairness_lines(json.loads(t.get("fairness_json") or "{}") or "fairness: not measured (no "
                                    "sensitive attribute in the contract)"):
-            print(f"  {line.removeprefix('- ')}")
+            print(f"  {line.removeprefix('- ').replace('**', '')}")
         if t.get("importances"):
             ranked = sorted(t["importances"].items(), key=lambda kv: -kv[1])
             print("  importance " + ", ".join(f"{k} {v:.4f}" for k, v in ranked[:8]) + (" …" if len(ranked) > 8 else ""))
