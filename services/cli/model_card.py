@@ -76,8 +76,8 @@ def model_card(events: list[Audited], model: str, version: int, until: datetime 
 
 
 def _plain(policy: dict) -> dict:
-    return {k: policy[k] for k in ("policy_version", "metric", "thresholds", "min_improvement", "human_approval",
-                                   "approvers", "four_eyes", "defined_by")}
+    return {**{k: policy[k] for k in ("policy_version", "metric", "thresholds", "min_improvement", "human_approval",
+                                      "approvers", "four_eyes", "defined_by")}, "fairness": policy.get("fairness") or {}}
 
 
 def markdown(card: dict) -> str:
@@ -107,7 +107,8 @@ def markdown(card: dict) -> str:
               *([f"- {name}: {value:.4f}" for name, value in card["importances"].items()]
                 if isinstance(card["importances"], dict) else [f"- {card['importances']}"]), "",
               "## Governance"]
-    lines += [f"- policy v{x['policy_version']} by {x['defined_by']}: metric {x['metric']}, thresholds {x['thresholds']}, "
+    lines += [f"- policy v{x['policy_version']} by {x['defined_by']}: metric {x['metric']}, thresholds {x['thresholds']}"
+              + (f", fairness limits {x['fairness']}" if x["fairness"] else "") + ", "
               f"approvers {x['approvers'] or 'anyone'}, four-eyes {x['four_eyes']} [#{x['audit_sequence']}]"
               for x in g["policies"]]
     lines += [f"- {d['kind']} by {d['actor']}: {d['reason']} [#{d['audit_sequence']}]" for d in g["decisions"]]
