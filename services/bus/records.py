@@ -53,6 +53,56 @@ class Alert:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AlertDelivered:
+    """One attempt of the notifier to tell people about a group of alerts (services/notifier)."""
+
+    RECORD = "mlbus.AlertDelivered"
+
+    delivery_id: str
+    sink: str
+    sink_type: str
+    format: str
+    alert_ids: tuple[str, ...]
+    models: tuple[str, ...]
+    severities: tuple[str, ...]
+    outcome: str
+    attempt: int
+    error: str | None = None
+    attempted_at: datetime
+
+    @classmethod
+    def from_avro(cls, value: Mapping[str, Any]) -> AlertDelivered:
+        return cls(
+            delivery_id=value['delivery_id'],
+            sink=value['sink'],
+            sink_type=value['sink_type'],
+            format=value['format'],
+            alert_ids=tuple(item for item in value['alert_ids']),
+            models=tuple(item for item in value['models']),
+            severities=tuple(item for item in value['severities']),
+            outcome=value['outcome'],
+            attempt=value['attempt'],
+            error=value.get('error', None),
+            attempted_at=value['attempted_at'],
+        )
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'delivery_id': self.delivery_id,
+            'sink': self.sink,
+            'sink_type': self.sink_type,
+            'format': self.format,
+            'alert_ids': list(item for item in self.alert_ids),
+            'models': list(item for item in self.models),
+            'severities': list(item for item in self.severities),
+            'outcome': self.outcome,
+            'attempt': self.attempt,
+            'error': self.error,
+            'attempted_at': self.attempted_at,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class ApprovalSubmitted:
     """A person approved or rejected a model version."""
 
@@ -1710,6 +1760,7 @@ class SealedValue:
 
 RECORD_TYPES: dict[str, type] = {
     Alert.RECORD: Alert,
+    AlertDelivered.RECORD: AlertDelivered,
     ApprovalSubmitted.RECORD: ApprovalSubmitted,
     AuditCheckpoint.RECORD: AuditCheckpoint,
     AuditRecord.RECORD: AuditRecord,

@@ -53,6 +53,7 @@ class Settings:
     scorer_delivery: str = "exactly-once"   # MLBUS_SCORER_DELIVERY: exactly-once | at-least-once
     trainer_min_fit_s: float = 0.0      # MLBUS_TRAINER_MIN_FIT_S: fault injection, every training lasts this long
     console_port: int = 8080            # MLBUS_CONSOLE_PORT: where `mlbus console` and the console service listen
+    notifier_config: Path = Path()      # MLBUS_NOTIFIER_CONFIG: sinks and routes of alerts (YAML; none: not sent)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -88,6 +89,7 @@ class Settings:
             scorer_delivery=choice(env, "MLBUS_SCORER_DELIVERY", ("exactly-once", "at-least-once")),
             trainer_min_fit_s=non_negative(env, "MLBUS_TRAINER_MIN_FIT_S", 0.0),
             console_port=positive_int(env, "MLBUS_CONSOLE_PORT", 8080),
+            notifier_config=Path(env.get("MLBUS_NOTIFIER_CONFIG", var_dir / "notifier.yaml")),
         )
 
     def as_person(self, principal: str, kafka: Mapping[str, str]) -> "Settings":

@@ -24,7 +24,7 @@ from .output import info, print_json, print_table
 SERVICES = {"validator": "services.validator", "trainer": "services.trainer", "registry": "services.registry",
             "deployer": "services.deployer", "scorer": "services.scorer",
             "drift-watcher": "services.drift_watcher",
-            "auditor": "services.auditor", "console": "services.cli.console"}
+            "auditor": "services.auditor", "notifier": "services.notifier", "console": "services.cli.console"}
 STOP_DEADLINE_S = 30
 
 
