@@ -16,10 +16,10 @@ from .handlers import Deployer
 def main() -> None:
     bus = Bus.from_env(principal="deployer")
     configure_logging("deployer", bus.settings.log_format, bus.settings.log_level)
-    inventory, deployments = rebuild(bus)
+    inventory, deployments, specs = rebuild(bus)
     deployer = Deployer(inventory, deployments, Gates(),
                         canary_interval_s=bus.settings.canary_interval_s,
-                        verify=act_verifier(bus), artifacts=ArtifactStore.from_settings(bus.settings))
+                        verify=act_verifier(bus), artifacts=ArtifactStore.from_settings(bus.settings), specs=specs)
     ServiceRuntime(bus, "deployer", deployer, transactional=True, batch_size=500, tick=deployer.tick).run()
 
 

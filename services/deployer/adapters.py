@@ -5,11 +5,12 @@ from services.bus import Bus
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.inventory import Inventory
 from services.bus.replay import fold_history
+from services.domain import SpecMonitoring
 
-HISTORY = ("mlbus.ModelTrained", "mlbus.ModelLifecycle", "mlbus.DeploymentChanged")
+HISTORY = ("mlbus.ModelTrained", "mlbus.ModelLifecycle", "mlbus.DeploymentChanged", "mlbus.ModelSpecDefined")
 
 
-def rebuild(bus: Bus) -> tuple[Inventory, Deployments]:
-    inventory, deployments = Inventory(), Deployments()
-    fold_history(bus, HISTORY, inventory.apply, deployments.apply)
-    return inventory, deployments
+def rebuild(bus: Bus) -> tuple[Inventory, Deployments, SpecMonitoring]:
+    inventory, deployments, specs = Inventory(), Deployments(), SpecMonitoring()
+    fold_history(bus, HISTORY, inventory.apply, deployments.apply, specs.apply)
+    return inventory, deployments, specs

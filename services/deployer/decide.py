@@ -196,3 +196,16 @@ def advance(deployment: dict, verdict: tuple[str, str], evidence: dict, now: dat
                        routes=[route(canary["version"], "champion", 1.0, canary["artifact_sha256"])])]
     return [change(**common, phase="step", step=step + 1, reason=f"step {steps[step + 1]}%: {why}",
                    routes=canary_routes(champion, canary["version"], canary["artifact_sha256"], steps[step + 1]))]
+
+
+def slo_breach(rows: list[tuple[float, bool]], monitoring) -> str | None:
+    """Why the champion's window of (latency ms, failed) breaks its SLOs, or None (0 in a setting: not judged)."""
+    import numpy as np
+    latencies = [latency for latency, failed in rows if not failed]
+    errors = sum(failed for _, failed in rows) / len(rows)
+    if monitoring.slo_error_rate and errors > monitoring.slo_error_rate:
+        return f"error rate {errors:.1%} over {len(rows)} predictions, the SLO is ≤ {monitoring.slo_error_rate:.1%}"
+    p99 = float(np.percentile(latencies, 99)) if latencies else 0.0
+    if monitoring.slo_p99_ms and p99 > monitoring.slo_p99_ms:
+        return f"p99 latency {p99:.1f} ms over {len(rows)} predictions, the SLO is ≤ {monitoring.slo_p99_ms:g} ms"
+    return None

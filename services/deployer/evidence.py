@@ -65,3 +65,21 @@ class EvidenceBook:
         for store in (self.tallies, self.latencies):
             for key in [k for k in store if k[0] == deployment_id]:
                 del store[key]
+
+
+class ServingWindow:
+    """Per model, the champion's latest served predictions (latency, failed?), for its SLOs: a tumbling window
+    of the spec's slo_window predictions, emptied when judged or when the champion changes."""
+
+    def __init__(self):
+        self.rows: dict[str, list[tuple[float, bool]]] = defaultdict(list)
+        self.version: dict[str, int] = {}
+
+    def add(self, model: str, version: int, latency_ms: float, failed: bool) -> list[tuple[float, bool]]:
+        if self.version.get(model) != version:
+            self.version[model], self.rows[model] = version, []
+        self.rows[model].append((latency_ms, failed))
+        return self.rows[model]
+
+    def clear(self, model: str) -> None:
+        self.rows[model] = []

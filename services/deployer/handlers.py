@@ -5,19 +5,20 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from services.bus import Event, Received, derive_id
-from services.domain import alert, ArtifactRefused, ArtifactStore
+from services.domain import alert, ArtifactRefused, ArtifactStore, SpecMonitoring
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.inventory import Inventory
 from services.bus.signing import Verdict
 
-from .decide import Gates, advance, change, gate, on_approved, on_request
-from .evidence import EvidenceBook
+from .decide import Gates, advance, change, gate, on_approved, on_request, rollback, slo_breach
+from .evidence import EvidenceBook, ServingWindow
 
 
 class Deployer:
     def __init__(self, inventory: Inventory, deployments: Deployments, gates: Gates, canary_interval_s: float,
                  verify: Callable[[Received, tuple[str, ...]], Verdict], artifacts: ArtifactStore,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 specs: SpecMonitoring | None = None):
         self.inventory = inventory
         self.verify = verify
         self.artifacts = artifacts
@@ -25,6 +26,8 @@ class Deployer:
         self.gates = gates
         self.canary_interval_s = canary_interval_s
         self.evidence = EvidenceBook()
+        self.specs = specs or SpecMonitoring()
+        self.serving = ServingWindow()
         self.clock = clock
         self.live_evidence = {"mlbus.Prediction": self.evidence.prediction, "mlbus.Outcome": self.evidence.outcome}
         self.decisions = {"mlbus.ModelTrained": self._approved, "mlbus.ModelLifecycle": self._approved,
@@ -33,9 +36,10 @@ class Deployer:
     def __call__(self, message: Received) -> list[Event]:
         record, value, now = message.record, message.value, self.clock()
         evidence = self.live_evidence.get(record)
-        if evidence:                              # serving traffic: only the canary gates' evidence
+        if evidence:                              # serving traffic: the canary gates' evidence, the champion's SLOs
             evidence(value)
-            return []
+            return self._slo(value, now) if record == "mlbus.Prediction" else []
+        self.specs.apply(record, value)
         self.inventory.apply(record, value)      # a decision may wait for its ModelTrained
         self.deployments.apply(record, value)
         decide = self.decisions.get(record)
@@ -57,6 +61,32 @@ class Deployer:
             return []
         return [d for d in entry.history if d["kind"] == "approved"
                 and not self.deployments.answered(derive_id(d["event_id"], "deployment"))]
+
+    def _slo(self, prediction: dict, now: datetime) -> list[Event]:
+        """The champion's serving SLOs, judged every slo_window of its served predictions: a breach is a critical
+        `slo` alert and, where the spec says so, a rollback to the previous champion."""
+        model, monitoring = prediction["model"], self.specs.of(prediction["model"])
+        champion = self.deployments.champion(model)
+        if not (monitoring.slo_p99_ms or monitoring.slo_error_rate) or champion is None or not prediction["served"] \
+                or prediction["version"] != champion["version"] or prediction["variant"] != "champion":
+            return []
+        rows = self.serving.add(model, prediction["version"], prediction["latency_ms"], prediction["error"] is not None)
+        if len(rows) < monitoring.slo_window:
+            return []
+        self.serving.clear(model)
+        breach = slo_breach(rows, monitoring)
+        if breach is None:
+            return []
+        cause = derive_id("slo", model, prediction["version"], prediction["prediction_id"])
+        events = [alert("slo", model, f"{model} v{prediction['version']} breaks its serving SLO: {breach}", cause, now,
+                        severity="critical", version=prediction["version"],
+                        evidence={"window": len(rows), "slo_p99_ms": monitoring.slo_p99_ms,
+                                  "slo_error_rate": monitoring.slo_error_rate, "rollback": monitoring.slo_rollback})]
+        current = self.deployments.current.get(model)
+        if monitoring.slo_rollback and current and current["phase"] == "completed":
+            events += rollback(self.deployments, model, derive_id(cause, "rollback"), "deployer",
+                               f"automatic rollback: {breach}", cause, now, {"slo": breach})
+        return self._checked(events, now)
 
     def tick(self) -> list[Event]:
         """Move every canary whose step has lasted its interval: next step, done, or rolled back."""

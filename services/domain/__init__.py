@@ -23,7 +23,7 @@ _EXPORTS = {
     "estimator_class": "estimators", "spec_problem": "estimators",
     "REFERENCE_SAMPLE": "profile", "profile_column": "profile", "profile_frame": "profile",
     "Monitoring": "monitoring", "monitoring_from_json": "monitoring", "monitoring_json": "monitoring",
-    "parse_monitoring": "monitoring",
+    "parse_monitoring": "monitoring", "SpecMonitoring": "monitoring",
     "DataFileError": "datastore", "SnapshotStore": "datastore", "local_path": "datastore",
     "file_format": "datastore", "sha256_file": "datastore", "store_snapshot": "datastore",
     "publish_batch": "datasets",

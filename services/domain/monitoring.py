@@ -1,4 +1,4 @@
-"""A model's monitoring settings: windows, drift thresholds, alerts and drift-triggered retraining.
+"""A model's monitoring settings: windows, drift thresholds, alerts, drift-triggered retraining, serving SLOs.
 
 They travel in the spec (`monitoring:` block → ModelSpecDefined.monitoring_json); the CLI checks them
 when the spec is defined, the drift-watcher reads them. The defaults follow what practitioners use
@@ -29,6 +29,11 @@ class Monitoring:
     retrain_cooldown_seconds: float = 3600.0   # at most one drift-triggered training per model in this time
     min_outcomes: int = 30                 # online performance is judged from this many outcomes on
     max_performance_drop: float = 0.1      # alert when accuracy falls (or MAE rises) this far from the holdout
+    # Serving SLOs of the champion, judged by the deployer all the time (0: not judged)
+    slo_p99_ms: float = 0.0                # the champion's p99 latency over slo_window predictions must stay below
+    slo_error_rate: float = 0.0            # ... and its share of failed predictions
+    slo_window: int = 200                  # predictions per judgement (tumbling windows)
+    slo_rollback: bool = False             # a breach also rolls back to the previous champion
 
 
 def parse_monitoring(raw: dict | None) -> Monitoring:
@@ -42,13 +47,19 @@ def parse_monitoring(raw: dict | None) -> Monitoring:
         raise BadInput(f"monitoring: unknown settings {unknown}; known: {sorted(known)}")
     values = {}
     for name, value in raw.items():
+        if known[name].type == "bool":
+            if not isinstance(value, bool):
+                raise BadInput(f"monitoring.{name} must be true or false, not {value!r}")
+            values[name] = value
+            continue
         kind = int if known[name].type == "int" else float
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise BadInput(f"monitoring.{name} must be a number ≥ 0, not {value!r}")
         values[name] = kind(value)
     config = Monitoring(**values)
-    if config.window_rows < 2 or config.retrain_after < 1 or not 0 < config.dataset_share <= 1:
-        raise BadInput("monitoring: window_rows ≥ 2, retrain_after ≥ 1 and 0 < dataset_share ≤ 1")
+    if config.window_rows < 2 or config.retrain_after < 1 or not 0 < config.dataset_share <= 1 \
+            or config.slo_window < 1:
+        raise BadInput("monitoring: window_rows ≥ 2, retrain_after ≥ 1, slo_window ≥ 1 and 0 < dataset_share ≤ 1")
     return config
 
 
@@ -58,3 +69,21 @@ def monitoring_json(config: Monitoring) -> str:
 
 def monitoring_from_json(text: str) -> Monitoring:
     return parse_monitoring(json.loads(text or "{}"))
+
+
+class SpecMonitoring:
+    """model → its monitoring settings, folded from models.specs (the drift-watcher's windows, the deployer's SLOs).
+    Settings that do not parse (a spec that never went through the CLI) leave the model's previous ones."""
+
+    def __init__(self):
+        self.monitoring: dict[str, Monitoring] = {}
+
+    def apply(self, record: str, value: dict) -> None:
+        if record == "mlbus.ModelSpecDefined":
+            try:
+                self.monitoring[value["model"]] = monitoring_from_json(value.get("monitoring_json", "{}"))
+            except (BadInput, ValueError, TypeError):
+                pass
+
+    def of(self, model: str) -> Monitoring:
+        return self.monitoring.get(model, Monitoring())

@@ -31,7 +31,7 @@ from services.bus.credentials import aiokafka_credentials
 from services.bus.envelope import envelope_for
 from services.bus.kafka import group_id, producer_config
 from services.bus.logs import get_logger
-from services.domain import Monitoring, monitoring_from_json
+from services.domain import Monitoring, SpecMonitoring
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.follow import Follower
 from services.bus.projections.inventory import Inventory
@@ -58,20 +58,6 @@ def header_pairs(headers) -> list[tuple[str, bytes]]:
     if not headers:
         return []
     return list(headers.items()) if isinstance(headers, dict) else [tuple(h) for h in headers]
-
-
-class Specs:
-    """model → its monitoring settings, folded from models.specs."""
-
-    def __init__(self):
-        self.monitoring: dict[str, Monitoring] = {}
-
-    def apply(self, record: str, value: dict) -> None:
-        if record == "mlbus.ModelSpecDefined":
-            self.monitoring[value["model"]] = monitoring_from_json(value.get("monitoring_json", "{}"))
-
-    def of(self, model: str) -> Monitoring:
-        return self.monitoring.get(model, Monitoring())
 
 
 class Emitted:
@@ -107,7 +93,7 @@ class DriftWatcher:
             topic_replication_factor=settings.replication or 1, broker_session_timeout=10, broker_heartbeat_interval=2,
             consumer_auto_offset_reset="earliest", web_enabled=False, datadir=str(datadir),
             broker_credentials=faust_credentials(settings))
-        self.inventory, self.deployments, self.specs, self.emitted = Inventory(), Deployments(), Specs(), Emitted()
+        self.inventory, self.deployments, self.specs, self.emitted = Inventory(), Deployments(), SpecMonitoring(), Emitted()
         self.follower = Follower(bus, SOURCE, REFERENCE + OUTPUTS,
                                  [self.inventory.apply, self.deployments.apply, self.specs.apply, self.emitted.apply])
         self.observations = self.app.topic(f"{self.app_id}-observations", partitions=PARTITIONS, internal=True, **RAW)
