@@ -153,26 +153,30 @@ def predictions_hash(predictions: np.ndarray, probabilities: np.ndarray | None) 
     return digest.hexdigest()
 
 
+IMPORTANCE_ROWS = 20_000      # holdout rows permutation importance uses (each feature × repeat re-scores them)
+
+
 def permutation_importances(model, data: Split, task: str, metric: str, seed: int,
                             repeats: int = 5) -> dict[str, float]:
     """Global importance of each feature (a column as the request carries it; a category column as one): how much
     the spec's metric on the holdout worsens, on average over `repeats` shuffles with the seed, when that column's
     values are shuffled — the breaking of its link to the target. Any servable model (ensembles too)."""
     rng = np.random.default_rng(seed)
+    x_test, y_test = data.x_test.iloc[:IMPORTANCE_ROWS], data.y_test.iloc[:IMPORTANCE_ROWS]   # a random split already
 
     def score(x: pd.DataFrame) -> float:
         if task != "classification":
-            return regression_metrics(data.y_test, model.predict(x))[metric]
+            return regression_metrics(y_test, model.predict(x))[metric]
         probabilities = model.predict_proba(x)
         predicted = model.classes_[probabilities.argmax(axis=1)]
-        return classification_metrics(data.y_test, predicted, probabilities, model.classes_)[metric]
+        return classification_metrics(y_test, predicted, probabilities, model.classes_)[metric]
 
     sign = 1 if HIGHER_IS_BETTER[metric] else -1
-    base, importances = score(data.x_test), {}
-    for column in data.x_test.columns:
+    base, importances = score(x_test), {}
+    for column in x_test.columns:
         drops = []
         for _ in range(repeats):
-            shuffled = data.x_test.copy()
+            shuffled = x_test.copy()
             shuffled[column] = rng.permutation(shuffled[column].to_numpy())
             drops.append(sign * (base - score(shuffled)))
         importances[column] = float(np.mean(drops))
