@@ -4,6 +4,7 @@ Avro says a field is a string or a double; these rules say what the platform nee
 BadInput naming the field, so the record goes to its topic's DLQ before any handler sees it:
 
 - names (`model`, `dataset`) are identifiers — never a path such as `../DataBatch`, never empty;
+- a `…_json` field (settings, evidence, fairness figures) is a JSON object or array;
 - on *edge* topics, which people and applications write (a producer `role:…`, `app` or `every` in
   topics.yaml), every top-level double and every double in a top-level map is finite: no NaN or ±inf
   reaches a threshold, a metric or a feature matrix.
@@ -12,6 +13,7 @@ Paths are confined where they are used (datastore.confined_file), since the stor
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -45,11 +47,24 @@ def check_name(field: str, value: Any) -> None:
                            f"at most 128, no '..')")
 
 
+def check_json(field: str, text: str) -> None:
+    """A `…_json` field holds a JSON object or array (the services parse it: settings, evidence, figures)."""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        raise InvalidField(f"field {field!r} is not JSON: {text[:80]!r}") from None
+    if not isinstance(parsed, (dict, list)):
+        raise InvalidField(f"field {field!r} must be a JSON object or array, not {text[:80]!r}")
+
+
 def check_record(record: str, value: dict, edge: bool) -> None:
     """Raise InvalidField for the first field of `value` (a `record`) that breaks an invariant."""
     for field in NAME_FIELDS:
         if value.get(field) is not None:
             check_name(f"{record}.{field}", value[field])
+    for field, item in value.items():
+        if field.endswith("_json") and isinstance(item, str):
+            check_json(f"{record}.{field}", item)
     if not edge:
         return
     for field, item in value.items():

@@ -24,7 +24,8 @@ def publish_version(bus, publisher: Publisher, version: int, uri: str, sha256: s
     """A trained version and a deployment that makes it the champion (as the trainer and deployer would)."""
     now = datetime.now(timezone.utc)
     trained = {**sample(bus.schemas.schema("mlbus.ModelTrained").parsed), "model": MODEL, "version": version,
-               "task": "classification", "features": FEATURES, "categorical_features": [], "artifact_uri": uri,
+               "task": "classification", "features": FEATURES, "categorical_features": [], "members": [],
+               "artifact_uri": uri,
                "artifact_sha256": sha256,
                "trained_at": now}
     publisher.publish(Event("mlbus.ModelTrained", trained, key=MODEL, id=f"trained-{version}"))

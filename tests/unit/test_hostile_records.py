@@ -48,3 +48,12 @@ def test_a_hostile_dataset_name_is_a_contract_error_or_no_contract():
 def test_times_are_timezone_aware_and_within_what_avro_millis_hold():
     for value in examples(strategy_for({"type": "long", "logicalType": "timestamp-millis"}), 20):
         assert value.tzinfo is timezone.utc and value > datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("text, says", [("not json", "is not JSON"), ('"a string"', "must be a JSON object or array"),
+                                        ("42", "must be a JSON object or array")])
+def test_a_json_field_that_is_not_a_json_object_is_refused_by_name(text, says):
+    value = {"model": "m", "fairness_json": text}
+    with pytest.raises(BadInput, match=f"'mlbus.ModelTrained.fairness_json' {says}"):
+        check_record("mlbus.ModelTrained", value, edge=False)
+    check_record("mlbus.ModelTrained", {**value, "fairness_json": '{"sex": {}}'}, edge=False)
