@@ -25,6 +25,7 @@ from .envelope import Envelope, Event
 from .errors import BadInput, InfrastructureError
 from .kafka import consumer_config, group_id, producer_config
 from .logs import get_logger
+from .metrics import ServiceMetrics
 from .poison import Offset, PoisonFile
 from .publish import Publisher
 from .received import Received, decode_message
@@ -54,6 +55,7 @@ REBALANCING = (KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, 
 # Past this, a transaction's commit is stuck: each of its calls has a 30 s timeout, and on a timeout the service
 # crashes anyway; only a call that ignores its timeout (watchdog.py) runs into this.
 TRANSACTION_DEADLINE_S = 45.0
+LAG_EVERY_S = 5.0          # how often the consumer lag metric is measured
 RawBatchHandler = Callable[[list[Message]], "list[Event | Forward]"]
 __all__ = ["BatchHandler", "Forward", "Handler", "Received", "ServiceRuntime", "Tick"]
 
@@ -92,6 +94,9 @@ class ServiceRuntime:
         self.outputs = outputs                  # records it writes, announced at start (a late first write of
                                                 # a type would otherwise announce its schema at any moment)
         self._last_tick = time.monotonic()
+        self.metrics = ServiceMetrics(service)
+        self.metrics.restarts.labels(service).set(bus.settings.restarts)
+        self._lag_at = 0.0
         # A service's group is mlbus.<service> when it runs as its own principal, else under that principal's.
         self.group = group_id(bus.settings, "" if service == bus.settings.client_principal else service)
         self.log = get_logger(group=self.group)
@@ -119,6 +124,9 @@ class ServiceRuntime:
         if self.transactional:
             self.publisher.producer.init_transactions(30)
         self._announce_outputs()
+        unserved = self.metrics.serve(self.bus.settings.metrics_port)
+        if unserved:
+            self.log.warning(unserved)
         self.consumer.subscribe([self.bus.catalogue.physical(t) for t in self.topics],
                                 on_assign=self._on_rebalance("assigned"), on_revoke=self._on_rebalance("revoked"))
         self.log.info("service started", topics=self.topics, transactional=self.transactional)
@@ -130,6 +138,8 @@ class ServiceRuntime:
                     self.handle_batch(messages)
                 if self.tick and time.monotonic() - self._last_tick >= self.tick_interval_s:
                     self._run_tick()
+                if time.monotonic() - self._lag_at >= LAG_EVERY_S:
+                    self._measure_lag()
             if self.on_stop:
                 self._publish_alone(self.on_stop())
             self._commit_pending()
@@ -171,6 +181,7 @@ class ServiceRuntime:
             next_offsets[(message.topic(), message.partition())] = message.offset() + 1
         outcomes: list[Outcome] = []
         rest: list[Message] = []
+        handling = time.perf_counter()
         for message in good:
             at = _offset(message)
             if not self.poison.ledger.is_suspect(at):
@@ -183,14 +194,51 @@ class ServiceRuntime:
                 outcomes += self._guarded([message])
         if rest:
             outcomes += self._guarded(rest)
+        committing = time.perf_counter()
         if self.transactional:
             self.publisher.producer.begin_transaction()
         for outcome in outcomes:
             self._publish(outcome)
         self._commit([TopicPartition(t, p, o) for (t, p), o in next_offsets.items()])
+        self._count(good, outcomes, committing - handling, time.perf_counter() - committing)
         for outcome in outcomes:
             if outcome.error is not None:
                 self.poison.ledger.settled(*_offset(outcome.message))
+
+    def _count(self, messages: list[Message], outcomes: list[Outcome], handling_s: float, committing_s: float) -> None:
+        """Metrics of one batch: messages handled and dead-lettered per input topic, handling and commit time."""
+        if not messages:
+            return
+        per_topic: dict[str, int] = {}
+        for message in messages:
+            topic = self.bus.catalogue.logical(message.topic())
+            per_topic[topic] = per_topic.get(topic, 0) + 1
+        for outcome in outcomes:
+            if outcome.error is not None:
+                topic = self.bus.catalogue.logical(outcome.message.topic())
+                per_topic[topic] -= 1
+                self.metrics.handled(topic, "dead_lettered")
+        for topic, count in per_topic.items():
+            self.metrics.handled(topic, "handled", count)
+        self.metrics.handler_seconds.labels(self.service, next(iter(per_topic))).observe(handling_s)
+        self.metrics.commit_seconds.labels(self.service).observe(committing_s)
+        self.metrics.emitted.labels(self.service).inc(sum(len(o.events) for o in outcomes))
+
+    def _measure_lag(self) -> None:
+        """Messages behind the end of each assigned input partition, summed per topic (from the client's view)."""
+        self._lag_at = time.monotonic()
+        behind: dict[str, int] = {}
+        try:
+            assigned = self.consumer.assignment()
+            for position in self.consumer.position(assigned) if assigned else []:
+                _, high = self.consumer.get_watermark_offsets(position, cached=True)    # from the last fetch
+                topic = self.bus.catalogue.logical(position.topic)
+                behind[topic] = behind.get(topic, 0) + (max(0, high - position.offset)
+                                                        if position.offset >= 0 and high >= 0 else 0)
+        except KafkaException:
+            return                          # the broker is away: the loop finds out for itself
+        for topic, count in behind.items():
+            self.metrics.lag.labels(self.service, topic).set(count)
 
     def _guarded(self, messages: list[Message]) -> list[Outcome]:
         """Handle messages with their offsets marked in flight: a crash counts against them (poison.py)."""

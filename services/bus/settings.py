@@ -54,6 +54,9 @@ class Settings:
     trainer_min_fit_s: float = 0.0      # MLBUS_TRAINER_MIN_FIT_S: fault injection, every training lasts this long
     console_port: int = 8080            # MLBUS_CONSOLE_PORT: where `mlbus console` and the console service listen
     notifier_config: Path = Path()      # MLBUS_NOTIFIER_CONFIG: sinks and routes of alerts (YAML; none: not sent)
+    metrics_port: int = 0               # MLBUS_METRICS_PORT: this process's Prometheus /metrics port (0: none)
+    metrics_base_port: int = 9400       # MLBUS_METRICS_BASE_PORT: `mlbus up` gives its i-th service base + i
+    restarts: int = 0                   # MLBUS_RESTARTS: set by the keep-alive supervisor for the restarted child
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -90,6 +93,9 @@ class Settings:
             trainer_min_fit_s=non_negative(env, "MLBUS_TRAINER_MIN_FIT_S", 0.0),
             console_port=positive_int(env, "MLBUS_CONSOLE_PORT", 8080),
             notifier_config=Path(env.get("MLBUS_NOTIFIER_CONFIG", var_dir / "notifier.yaml")),
+            metrics_port=int(non_negative(env, "MLBUS_METRICS_PORT", 0)),
+            metrics_base_port=positive_int(env, "MLBUS_METRICS_BASE_PORT", 9400),
+            restarts=int(non_negative(env, "MLBUS_RESTARTS", 0)),
         )
 
     def as_person(self, principal: str, kafka: Mapping[str, str]) -> "Settings":

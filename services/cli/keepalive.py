@@ -36,7 +36,7 @@ def main() -> int:
         os.unlink(restarts_file(child_pid_file))      # counted since this keep-alive started
     while not stopping:
         started = time.monotonic()
-        child = subprocess.Popen([sys.executable, "-m", module])
+        child = subprocess.Popen([sys.executable, "-m", module], env={**os.environ, "MLBUS_RESTARTS": str(restarts)})
         with open(child_pid_file, "w") as out:
             out.write(f"{child.pid}\n")
         code = child.wait()

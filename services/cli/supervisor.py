@@ -103,6 +103,8 @@ def start_service(bus: Bus, name: str, module: str) -> None:
     log_path = bus.settings.var_dir / "log" / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MLBUS_BOOTSTRAP": bus.settings.bootstrap}
+    if metrics_port(bus, name):
+        env["MLBUS_METRICS_PORT"] = str(metrics_port(bus, name))
     with open(log_path, "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "services.cli.keepalive", name, module,
                                     str(child_pid_file(bus, name))],
@@ -113,14 +115,21 @@ def start_service(bus: Bus, name: str, module: str) -> None:
     info(f"{name}: started (pid {process.pid}, log {log_path})")
 
 
+def metrics_port(bus: Bus, name: str) -> int:
+    """Where `mlbus up` has a service serve its Prometheus metrics: the base port + its place in SERVICES; 0 for
+    the console (a web page, not a consumer) and for services of your own (set MLBUS_METRICS_PORT for them)."""
+    names = [n for n in SERVICES if n != "console"]
+    return bus.settings.metrics_base_port + names.index(name) if name in names else 0
+
+
 def status_command(bus: Bus, args: argparse.Namespace) -> int:
     rows = service_rows(bus)
     if args.json:
         print_json(rows)
     else:
-        print_table(["service", "state", "pid", "restarts", "lag"],
+        print_table(["service", "state", "pid", "restarts", "lag", "metrics"],
                     [[r["service"], r["state"], r["service_pid"] or "-", r["restarts"],
-                      "-" if r["lag"] is None else r["lag"]] for r in rows])
+                      "-" if r["lag"] is None else r["lag"], r["metrics"]] for r in rows])
     return 0
 
 
@@ -137,7 +146,8 @@ def service_rows(bus: Bus) -> list[dict]:
                      "service_pid": running_pid(child_pid_file(bus, name)),
                      "restarts": int(restarts.read_text()) if pid and restarts.exists() else 0,
                      "lag": sum(lag.values()) if lag else None,      # None: not known yet (nothing committed)
-                     "lag_by_topic": lag})
+                     "lag_by_topic": lag, "metrics": f"http://127.0.0.1:{port}/metrics"
+                     if pid and (port := metrics_port(bus, name)) else "-"})
     return rows
 
 

@@ -14,7 +14,7 @@ from services.bus import Bus, ServiceRuntime
 from services.bus.logs import configure_logging
 from services.domain import ArtifactStore
 
-from .scorer import DELIVERY, RoutingTable, Scorer
+from .scorer import DELIVERY, PredictionMetrics, RoutingTable, Scorer
 
 
 def main() -> None:
@@ -24,8 +24,11 @@ def main() -> None:
     scorer = Scorer(table, ArtifactStore.from_settings(bus.settings))
     table.on_deployment = scorer.preload
     table.start()
-    ServiceRuntime(bus, "scorer", lambda message: [], topics=["inference.requests"],
-                   transactional=DELIVERY[bus.settings.scorer_delivery], batch_size=1000, batch_handler=scorer).run()
+    runtime = ServiceRuntime(bus, "scorer", lambda message: [], topics=["inference.requests"],
+                             transactional=DELIVERY[bus.settings.scorer_delivery], batch_size=1000,
+                             batch_handler=scorer)
+    scorer.metrics = PredictionMetrics(runtime.metrics.registry)
+    runtime.run()
 
 
 if __name__ == "__main__":

@@ -43,7 +43,24 @@ class Scorer:
         self.loaded: dict[str, object] = {}          # artifact sha256 → loaded artifact (an ensemble's members once)
         self.refused: dict[str, str] = {}            # artifact sha256 → why it will not load
         self.clock = clock
+        self.metrics: PredictionMetrics | None = None       # set by __main__: the runtime's registry
         self.log = get_logger(component="scorer")
+
+    def observe(self, results: list) -> None:
+        """Each prediction's latency and outcome into the process's metrics, per model, version and variant."""
+        groups: dict[tuple, list[float]] = defaultdict(list)
+        for result in results:
+            if isinstance(result, BadInput):
+                continue
+            for event in result:
+                p = event.value
+                key = (p["model"], str(p["version"]), p["variant"], "error" if p["error"] else "served")
+                groups[key].append(p["latency_ms"] / 1000)
+        for (model, version, variant, outcome), latencies in groups.items():
+            self.metrics.predictions.labels(model, version, variant, outcome).inc(len(latencies))
+            histogram = self.metrics.latency.labels(model, version, variant)
+            for seconds in latencies:
+                histogram.observe(seconds)
 
     def __call__(self, batch: list[Received]) -> list[list[Event] | BadInput]:
         results: list[list[Event] | BadInput] = [[] for _ in batch]
@@ -61,6 +78,8 @@ class Scorer:
                                                                     current["deployment_id"]))
         for (model, version), items in work.items():
             self._score(model, version, items, batch, results)
+        if self.metrics is not None:
+            self.observe(results)
         return results
 
     def _score(self, model: str, version: int, items: list, batch: list[Received], results: list) -> None:
@@ -129,6 +148,19 @@ class Scorer:
         if sha not in self.loaded:
             self.loaded[sha] = self.artifacts.load(uri, sha)
         return self.loaded[sha]
+
+
+class PredictionMetrics:
+    """The scorer's own Prometheus metrics: prediction latency (request sent → prediction made) and counts."""
+
+    def __init__(self, registry):
+        from prometheus_client import Counter, Histogram
+        from services.bus.metrics import LATENCY_BUCKETS
+        labels = ["model", "version", "variant"]
+        self.latency = Histogram("mlbus_prediction_latency_seconds", "From request sent to prediction made", labels,
+                                 buckets=LATENCY_BUCKETS, registry=registry)
+        self.predictions = Counter("mlbus_predictions_total", "Predictions by outcome (served | error)",
+                                   [*labels, "outcome"], registry=registry)
 
 
 DELIVERY = {"exactly-once": True, "at-least-once": False}         # MLBUS_SCORER_DELIVERY → transactional

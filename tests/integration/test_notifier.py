@@ -6,7 +6,6 @@ every attempt is on `alerts.deliveries`."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from datetime import datetime, timezone
 from email import message_from_bytes
@@ -18,15 +17,9 @@ from aiosmtpd.controller import Controller
 from services.bus import Publisher
 from services.domain import alert
 from tests.support.polling import topic_values, wait_until
-from tests.support.processes import running
+from tests.support.processes import free_port, running
 
 DOWN_S = 30
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Receiver(BaseHTTPRequestHandler):

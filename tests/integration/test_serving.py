@@ -1,7 +1,9 @@
-"""Trained → approved by policy → deployed → every request answered once, by the real services."""
+"""Trained → approved by policy → deployed → every request answered once, by the real services; the scorer's
+Prometheus metrics count the same traffic."""
 from __future__ import annotations
 
 import collections
+import urllib.request
 from contextlib import ExitStack
 
 from services.bus import Publisher
@@ -9,7 +11,7 @@ from services.domain.datasets import publish_batch
 from services.bus.settings import PROJECT_ROOT
 from tests.support.datasets import good, write
 from tests.support.polling import read_topic, topic_values, wait_until
-from tests.support.processes import running
+from tests.support.processes import free_port, running
 from tests.support.scoring import send_requests
 
 SPEC = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"
@@ -31,8 +33,10 @@ def test_an_auto_approved_version_is_deployed_and_answers_every_request_exactly_
     policy.write_text(AUTO_POLICY)
     assert cli("models", "policy", str(policy), person="lead").returncode == 0
     assert cli("models", "define", str(SPEC), person="dana").returncode == 0
+    port = free_port()
     with ExitStack() as stack:
-        processes = [stack.enter_context(running(m, bus_env, tmp_path / f"{m}.log")) for m in SERVICES]
+        processes = [stack.enter_context(running(m, bus_env, tmp_path / f"{m}.log", **(
+            {"MLBUS_METRICS_PORT": str(port)} if m == "services.scorer" else {}))) for m in SERVICES]
         publish_batch(bus, "breast_cancer", write(good(rows=400), tmp_path / "good.csv"), "t")
         [deployed] = wait_until(lambda: [d for d in topic_values(bus, "deployments") if d["phase"] == "completed"],
                                 timeout=180, message="a deployment")
@@ -43,6 +47,8 @@ def test_an_auto_approved_version_is_deployed_and_answers_every_request_exactly_
         publisher.flush()
         predictions = decoded(bus, "inference.predictions", expected=2003, settle_s=3)
         dead = read_topic(bus, "inference.requests.dlq", expected=5, timeout=60)
+        metrics = wait_until(lambda: (m := scrape(port)).get(HANDLED, 0) >= 2003 and m, timeout=60,
+                             message="the scorer's metrics")
         assert all(p.poll() is None for p in processes)
 
     assert deployed["version"] == 1 and deployed["routes"][0]["variant"] == "champion"
@@ -55,3 +61,26 @@ def test_an_auto_approved_version_is_deployed_and_answers_every_request_exactly_
     assert all("no deployment serves" in p["error"] for p in predictions if p["request_id"] in set(orphan))
     assert len(dead) == len(bad) and all(b"lacks features" in dict(m.headers())["dlq.error.message"] for m in dead)
     assert not {p["request_id"] for p in predictions} & set(bad)
+    # the scorer's /metrics (Prometheus text format) count the same traffic
+    assert metrics[HANDLED] == 2003 and metrics[DEAD] == 5
+    served_v1 = 'mlbus_predictions_total{model="breast_cancer_lr",outcome="served",variant="champion",version="1"}'
+    assert metrics[served_v1] == 2000
+    assert metrics['mlbus_prediction_latency_seconds_count{model="breast_cancer_lr",variant="champion",version="1"}'] \
+        == 2000
+    assert metrics['mlbus_commit_seconds_count{service="scorer"}'] >= 1
+
+
+HANDLED = 'mlbus_messages_total{outcome="handled",service="scorer",topic="inference.requests"}'
+DEAD = 'mlbus_messages_total{outcome="dead_lettered",service="scorer",topic="inference.requests"}'
+
+
+def scrape(port: int) -> dict[str, float]:
+    """A /metrics page as {series with its labels sorted: value} (empty while nothing listens)."""
+    from prometheus_client.parser import text_string_to_metric_families
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
+            text = page.read().decode()
+    except OSError:
+        return {}
+    return {sample.name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items())) + "}": sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -30,3 +31,10 @@ def running(module: str, env: dict, log: Path | None = None, **extra_env: str) -
         yield process
     finally:
         stop(process)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a service or a test server to take)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -1,0 +1,51 @@
+"""Prometheus metrics of a service process, served at http://HOST:MLBUS_METRICS_PORT/metrics (0: none served).
+
+Every service on the runtime counts what it does with each input topic and how long it takes; services add
+their own (the scorer's prediction latency per model, version and variant). Names start with `mlbus_`;
+`service` is a label on all of them, so one Prometheus job can scrape every process."""
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class ServiceMetrics:
+    """One process's metrics, in a registry of its own (tests may make several in one process)."""
+
+    def __init__(self, service: str):
+        self.service = service
+        self.registry = CollectorRegistry()
+        labels = ["service", "topic"]
+        self.messages = Counter("mlbus_messages_total", "Input messages by outcome (handled | dead_lettered)",
+                                [*labels, "outcome"], registry=self.registry)
+        self.handler_seconds = Histogram("mlbus_handler_seconds", "Time to handle one input batch", labels,
+                                         buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.commit_seconds = Histogram("mlbus_commit_seconds", "Time to publish outputs and commit a batch",
+                                        ["service"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.emitted = Counter("mlbus_events_emitted_total", "Output events published", ["service"],
+                               registry=self.registry)
+        self.lag = Gauge("mlbus_consumer_lag", "Messages behind the end of each input topic", labels,
+                         registry=self.registry)
+        self.restarts = Gauge("mlbus_restarts", "Restarts by the keep-alive supervisor", ["service"],
+                              registry=self.registry)
+        self._served = False
+        self._lock = threading.Lock()
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> str | None:
+        """Expose /metrics on port (once; 0: not at all). A port already taken is reported, not fatal: the
+        service matters more than its metrics. Returns why nothing is served, or None."""
+        with self._lock:
+            if not port or self._served:
+                return None
+            try:
+                start_http_server(port, addr=host, registry=self.registry)
+            except OSError as error:
+                return f"metrics not served on port {port}: {error}"
+            self._served = True
+            return None
+
+    def handled(self, topic: str, outcome: str, count: int = 1) -> None:
+        self.messages.labels(self.service, topic, outcome).inc(count)
