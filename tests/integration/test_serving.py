@@ -12,6 +12,7 @@ from services.bus.settings import PROJECT_ROOT
 from tests.support.datasets import good, write
 from tests.support.polling import read_topic, topic_values, wait_until
 from tests.support.processes import free_port, running
+from tests.support.prometheus import prometheus_scraping, query
 from tests.support.scoring import send_requests
 
 SPEC = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"
@@ -49,6 +50,9 @@ def test_an_auto_approved_version_is_deployed_and_answers_every_request_exactly_
         dead = read_topic(bus, "inference.requests.dlq", expected=5, timeout=60)
         metrics = wait_until(lambda: (m := scrape(port)).get(HANDLED, 0) >= 2003 and m, timeout=60,
                              message="the scorer's metrics")
+        server = stack.enter_context(prometheus_scraping([f"127.0.0.1:{port}"], tmp_path / "prometheus"))
+        scraped = wait_until(lambda: query(server, SERVED_BY_PROMETHEUS), timeout=60,
+                             message="Prometheus to scrape the scorer")
         assert all(p.poll() is None for p in processes)
 
     assert deployed["version"] == 1 and deployed["routes"][0]["variant"] == "champion"
@@ -68,8 +72,10 @@ def test_an_auto_approved_version_is_deployed_and_answers_every_request_exactly_
     assert metrics['mlbus_prediction_latency_seconds_count{model="breast_cancer_lr",variant="champion",version="1"}'] \
         == 2000
     assert metrics['mlbus_commit_seconds_count{service="scorer"}'] >= 1
+    assert scraped == 2000                       # the same figure through a real Prometheus server's query API
 
 
+SERVED_BY_PROMETHEUS = 'sum(mlbus_predictions_total{model="breast_cancer_lr",outcome="served"})'
 HANDLED = 'mlbus_messages_total{outcome="handled",service="scorer",topic="inference.requests"}'
 DEAD = 'mlbus_messages_total{outcome="dead_lettered",service="scorer",topic="inference.requests"}'
 
