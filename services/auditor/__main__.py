@@ -11,7 +11,7 @@ from services.bus.settings import ConfigError
 from services.domain import Anchor, LogKey, audited_topics, log_id
 
 from .adapters import read_keys, read_log
-from .handlers import Auditor
+from .handlers import AuditMetrics, Auditor
 
 
 def main() -> None:
@@ -26,10 +26,12 @@ def main() -> None:
     topics = audited_topics(bus)
     # Large batches: each transaction's commit costs a broker round trip or two (~30 ms locally), which at
     # 1,000 records a batch was a third of the auditor's time under a backlog.
-    ServiceRuntime(bus, "auditor", lambda message: [], topics=topics, transactional=True, batch_size=5000,
-                   raw_batch_handler=auditor, on_stop=auditor.on_stop, tick=auditor.tick,
-                   on_committed=auditor.on_committed,
-                   outputs=("mlbus.AuditRecord", "mlbus.AuditCheckpoint", "mlbus.DataKey")).run()
+    runtime = ServiceRuntime(bus, "auditor", lambda message: [], topics=topics, transactional=True, batch_size=5000,
+                             raw_batch_handler=auditor, on_stop=auditor.on_stop, tick=auditor.tick,
+                             on_committed=auditor.on_committed,
+                             outputs=("mlbus.AuditRecord", "mlbus.AuditCheckpoint", "mlbus.DataKey"))
+    auditor.metrics = AuditMetrics(runtime.metrics.registry)
+    runtime.run()
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ class Auditor:
         self.checkpoint_every = bus.settings.audit_checkpoint_every
         self.head_interval_ms = bus.settings.audit_head_interval_s * 1000
         self.clock = clock
+        self.metrics: AuditMetrics | None = None          # set by __main__: the runtime's registry
         self.signed_size = 0                    # the size of the last head signed
         self.signed_at = clock()
         self.unanchored: list[TreeHead] = []    # signed, in the open transaction: to the anchor once committed
@@ -77,6 +78,9 @@ class Auditor:
         before: a head in the anchor whose records were aborted would contradict the log forever)."""
         heads, self.unanchored = self.unanchored, []
         self.anchor.append(heads)
+        if self.metrics is not None and self.log_state is not None:
+            self.metrics.sequence.set(self.log_state.head.sequence)
+            self.metrics.signed_size.set(self.signed_size)
 
     def _checkpoint(self) -> list[Event]:
         event, head = checkpoint(self.log_state, self.clock(), self.sign)
@@ -122,3 +126,13 @@ class Auditor:
                 self.log.info("subject erased", by=verdict.signer, erasure_id=received.value["erasure_id"])
             return attest(received.value, verdict)
         return attest(received.value, self.verify(received, ROLES))
+
+
+class AuditMetrics:
+    """The auditor's own Prometheus series: how far audit.log goes, and how far its signed heads cover it."""
+
+    def __init__(self, registry):
+        from prometheus_client import Gauge
+        self.sequence = Gauge("mlbus_audit_sequence", "The last committed audit.log sequence number", registry=registry)
+        self.signed_size = Gauge("mlbus_audit_signed_size", "Tree size of the latest signed tree head",
+                                 registry=registry)

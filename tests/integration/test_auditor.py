@@ -17,7 +17,8 @@ from services.bus.topics import TopicAdmin, consumer_lag, plan_topics
 from tests.support.people import mlbus_cli
 from tests.support.polling import bus_messages, read_topic, wait_until
 from tests.support import rfc9162
-from tests.support.processes import running, start, stop
+from tests.support.processes import free_port, running, start, stop
+from tests.support.prometheus import scrape
 
 TOPICS = ("inference.requests", "outcomes", "kpis")
 
@@ -69,9 +70,16 @@ def assert_whole_chain(bus, records: list[dict]) -> None:
 
 def test_ten_thousand_events_become_ten_thousand_records_and_the_chain_verifies(bus, bus_env, cli, tmp_path):
     delivered = publish_events(bus, 10_000, "e")
-    with running("services.auditor", bus_env, tmp_path / "auditor.log", MLBUS_AUDIT_CHECKPOINT_EVERY="2500"):
+    port = free_port()
+    with running("services.auditor", bus_env, tmp_path / "auditor.log", MLBUS_AUDIT_CHECKPOINT_EVERY="2500",
+                 MLBUS_METRICS_PORT=str(port)):
         records = audited(bus, delivered)
+        metrics = wait_until(lambda: (m := scrape(port)).get("mlbus_audit_sequence{}") == len(records) and m,
+                             timeout=60, message="the auditor's metrics at the log's end")
     assert_whole_chain(bus, records)
+    assert metrics["mlbus_audit_signed_size{}"] > 0 and sum(
+        v for k, v in metrics.items() if k.startswith('mlbus_messages_total{outcome="handled",service="auditor"')) \
+        == len(records)
     print(f"10,000 events (and {len(records) - 10_000} schema announcements, the auditor's own included) → "
           f"{len(records)} records, sequence 1..{len(records)}")
     result = cli("audit", "verify", "--json")

@@ -3,7 +3,6 @@ Prometheus metrics count the same traffic."""
 from __future__ import annotations
 
 import collections
-import urllib.request
 from contextlib import ExitStack
 
 from services.bus import Publisher
@@ -12,7 +11,7 @@ from services.bus.settings import PROJECT_ROOT
 from tests.support.datasets import good, write
 from tests.support.polling import read_topic, topic_values, wait_until
 from tests.support.processes import free_port, running
-from tests.support.prometheus import prometheus_scraping, query
+from tests.support.prometheus import prometheus_scraping, query, scrape
 from tests.support.scoring import send_requests
 
 SPEC = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"
@@ -78,15 +77,3 @@ def test_an_auto_approved_version_is_deployed_and_answers_every_request_exactly_
 SERVED_BY_PROMETHEUS = 'sum(mlbus_predictions_total{model="breast_cancer_lr",outcome="served"})'
 HANDLED = 'mlbus_messages_total{outcome="handled",service="scorer",topic="inference.requests"}'
 DEAD = 'mlbus_messages_total{outcome="dead_lettered",service="scorer",topic="inference.requests"}'
-
-
-def scrape(port: int) -> dict[str, float]:
-    """A /metrics page as {series with its labels sorted: value} (empty while nothing listens)."""
-    from prometheus_client.parser import text_string_to_metric_families
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
-            text = page.read().decode()
-    except OSError:
-        return {}
-    return {sample.name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items())) + "}": sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}

@@ -1,4 +1,5 @@
-"""Debian's real Prometheus server for a test: scraping given targets every second, queried by its HTTP API."""
+"""Metrics in tests: a process's /metrics page read, and Debian's real Prometheus server scraping targets every
+second, queried by its HTTP API."""
 from __future__ import annotations
 
 import json
@@ -39,3 +40,15 @@ def query(base: str, promql: str) -> float | None:
     except OSError:
         return None
     return float(found[0]["value"][1]) if len(found) == 1 else None
+
+
+def scrape(port: int) -> dict[str, float]:
+    """A process's /metrics page as {series with its labels sorted: value} (empty while nothing listens)."""
+    from prometheus_client.parser import text_string_to_metric_families
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
+            text = page.read().decode()
+    except OSError:
+        return {}
+    return {sample.name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items())) + "}": sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
