@@ -60,6 +60,26 @@ def header_pairs(headers) -> list[tuple[str, bytes]]:
     return list(headers.items()) if isinstance(headers, dict) else [tuple(h) for h in headers]
 
 
+class WindowMetrics:
+    """The drift-watcher's own Prometheus series: windows judged, and the alerts they raised, per model."""
+
+    def __init__(self, registry):
+        from prometheus_client import Counter, Gauge
+        self.windows = Counter("mlbus_drift_windows_total", "Windows judged, per model and version (drifted: yes|no)",
+                               ["model", "version", "drifted"], registry=registry)
+        self.alerts = Counter("mlbus_drift_alerts_total", "Alerts raised from windows, per model and kind",
+                              ["model", "kind"], registry=registry)
+        self.drift_share = Gauge("mlbus_drift_share", "Share of features drifted in the latest window",
+                                 ["model", "version"], registry=registry)
+
+    def closed(self, model: str, version: int, report: dict, outputs: list[Event]) -> None:
+        self.windows.labels(model, str(version), "yes" if report["dataset_drift"] else "no").inc()
+        self.drift_share.labels(model, str(version)).set(report["drift_share"])
+        for output in outputs:
+            if output.record == "mlbus.Alert":
+                self.alerts.labels(model, output.value["kind"]).inc()
+
+
 class Emitted:
     """Ids of what is already on the output topics (read back from them): never sent twice."""
 
@@ -105,6 +125,7 @@ class DriftWatcher:
         self._models: set[str] | None = None           # models with a head; found in the table at the first tick
         self._ticks = Producer(producer_config(settings, f"{SOURCE}-ticks"))   # the router's partitioner
         self.router = Router(bus, self.observations.get_topic_name())
+        self.metrics = WindowMetrics(self.router.runtime.metrics.registry)     # served with the router's
         self.app.agent(self.observations, name="observe")(self.observe)
         self.app.timer(tick_interval_s)(self.tick)
 
@@ -207,6 +228,7 @@ class DriftWatcher:
                 outputs += self.judge_retraining(model, report, config)
             for output in outputs:
                 await self.send(output)
+            self.metrics.closed(model, version, report, outputs)
             self.log.info("window closed", model=model, version=version, window=window.id, rows=report["rows"],
                           drift_share=round(report["drift_share"], 3), dataset_drift=report["dataset_drift"],
                           outputs=len(outputs))

@@ -10,7 +10,8 @@ from services.bus import Publisher
 from services.bus.topics import consumer_lag
 from tests.support.drift import FEATURES, production, publish_version, send_traffic
 from tests.support.polling import read_topic, topic_values, wait_until
-from tests.support.processes import running, start, stop
+from tests.support.processes import free_port, running, start, stop
+from tests.support.prometheus import scrape
 
 MODEL = "synthetic"
 WINDOW = 40
@@ -21,6 +22,10 @@ def reports(bus) -> list[dict]:
     return topic_values(bus, "monitoring.drift")
 
 
+def windows_judged(metrics: dict[str, float]) -> float:
+    return sum(v for k, v in metrics.items() if k.startswith("mlbus_drift_windows_total{"))
+
+
 def wait_for_reports(bus, count: int, timeout: float = 120) -> list[dict]:
     return wait_until(lambda: (found := reports(bus)) and len(found) >= count and found, timeout=timeout,
                       message=f"{count} drift reports")
@@ -29,7 +34,9 @@ def wait_for_reports(bus, count: int, timeout: float = 120) -> list[dict]:
 def test_stable_traffic_rarely_drifts_and_two_shifted_features_are_named_with_an_alert(bus, bus_env, tmp_path):
     publisher = Publisher(bus, "shop-app")
     publish_version(publisher, MODEL, 1, MONITORING)
-    with running("services.drift_watcher", bus_env, tmp_path / "drift-watcher.log") as watcher:
+    port = free_port()
+    with running("services.drift_watcher", bus_env, tmp_path / "drift-watcher.log",
+                 MLBUS_METRICS_PORT=str(port)) as watcher:
         send_traffic(publisher, MODEL, 1, production(50 * WINDOW, seed=100), "stable")
         stable = wait_for_reports(bus, 50)
         send_traffic(publisher, MODEL, 1, production(2 * WINDOW, seed=200, shift={"f2": 3.0, "f5": -3.0}), "shift")
@@ -37,6 +44,9 @@ def test_stable_traffic_rarely_drifts_and_two_shifted_features_are_named_with_an
         raised = wait_until(lambda: [a for a in topic_values(bus, "alerts") if a["kind"] == "feature-drift"
                                      and ("w000050" in a["message"] or "w000051" in a["message"])],
                             timeout=60, message="a feature-drift alert")
+        metrics = wait_until(lambda: windows_judged(m := scrape(port)) == len(reports(bus)) >= 52 and m,
+                             timeout=30, message="the drift-watcher's metrics to count every report")
+        every = reports(bus)
         assert watcher.poll() is None
 
     flagged = [r for r in stable if r["dataset_drift"]]
@@ -51,6 +61,11 @@ def test_stable_traffic_rarely_drifts_and_two_shifted_features_are_named_with_an
     assert {"f2", "f5"} <= {f["feature"] for f in shifted[0]["features"] if f["drifted"]}
     assert {"f2", "f5"} <= set(shifted[0]["alerting"])      # a chance third one has a 5 % family-wise rate
     assert "f2" in raised[0]["message"] and "f5" in raised[0]["message"]
+    assert windows_judged(metrics) == len(every) and metrics.get(
+        f'mlbus_drift_windows_total{{drifted="yes",model="{MODEL}",version="1"}}', 0) == sum(
+        r["dataset_drift"] for r in every)
+    assert metrics[f'mlbus_drift_alerts_total{{kind="feature-drift",model="{MODEL}"}}'] == sum(
+        a["kind"] == "feature-drift" for a in topic_values(bus, "alerts"))
     # Predictions travel on their own topic and count in the window they arrive in: this burst sends
     # every request before the router reads the predictions, so they land in the last windows.
     with_predictions = [r for r in found if r["prediction_drift"] is not None]
