@@ -3,6 +3,7 @@ Prometheus metrics count the same traffic."""
 from __future__ import annotations
 
 import collections
+import json
 from contextlib import ExitStack
 
 from services.bus import Publisher
@@ -11,7 +12,7 @@ from services.bus.settings import PROJECT_ROOT
 from tests.support.datasets import good, write
 from tests.support.polling import read_topic, topic_values, wait_until
 from tests.support.processes import free_port, running
-from tests.support.prometheus import prometheus_scraping, query, scrape
+from tests.support.prometheus import prometheus_scraping, query, query_error, scrape
 from tests.support.scoring import send_requests
 
 SPEC = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"
@@ -52,6 +53,8 @@ def test_an_auto_approved_version_is_deployed_and_answers_every_request_exactly_
         server = stack.enter_context(prometheus_scraping([f"127.0.0.1:{port}"], tmp_path / "prometheus"))
         scraped = wait_until(lambda: query(server, SERVED_BY_PROMETHEUS), timeout=60,
                              message="Prometheus to scrape the scorer")
+        refused = {e: query_error(server, e) for e in dashboard_queries()}
+        assert "parse error" in query_error(server, "sum by (model")        # the check can fail
         assert all(p.poll() is None for p in processes)
 
     assert deployed["version"] == 1 and deployed["routes"][0]["variant"] == "champion"
@@ -72,6 +75,12 @@ def test_an_auto_approved_version_is_deployed_and_answers_every_request_exactly_
         == 2000
     assert metrics['mlbus_commit_seconds_count{service="scorer"}'] >= 1
     assert scraped == 2000                       # the same figure through a real Prometheus server's query API
+    assert len(refused) >= 10 and not any(refused.values()), refused     # every Grafana panel's query evaluates
+
+
+def dashboard_queries() -> list[str]:
+    dashboard = json.loads((PROJECT_ROOT / "compose" / "grafana" / "mlbus-dashboard.json").read_text())
+    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
 
 
 SERVED_BY_PROMETHEUS = 'sum(mlbus_predictions_total{model="breast_cancer_lr",outcome="served"})'

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.error
 import urllib.parse
 import urllib.request
 from contextlib import contextmanager
@@ -40,6 +41,15 @@ def query(base: str, promql: str) -> float | None:
     except OSError:
         return None
     return float(found[0]["value"][1]) if len(found) == 1 else None
+
+
+def query_error(base: str, promql: str) -> str | None:
+    """Why the server refuses a PromQL expression (a parse or type error), or None when it evaluates it."""
+    try:
+        with urllib.request.urlopen(f"{base}/api/v1/query?query={urllib.parse.quote(promql)}", timeout=5) as page:
+            return None if json.loads(page.read())["status"] == "success" else "failed"
+    except urllib.error.HTTPError as error:
+        return json.loads(error.read()).get("error", str(error))
 
 
 def scrape(port: int) -> dict[str, float]:
