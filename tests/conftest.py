@@ -14,6 +14,7 @@ import pytest
 from services.bus.acl_admin import apply_access
 from services.bus.context import Bus
 from services.bus.settings import PROJECT_ROOT
+from tests.support.databases import create_database, drop_database, start_postgres, stop_postgres
 from tests.support.people import Cli, prepared_bus
 
 KAFKA_SCRIPT = PROJECT_ROOT / "scripts" / "kafka"
@@ -68,6 +69,30 @@ def bus(bus_env) -> Bus:
 @pytest.fixture
 def cli(bus_env) -> Cli:
     return Cli(bus_env)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """MLBUS_TEST_POSTGRES_URL if set (a role that may create databases), else a fresh local server started
+    through scripts/postgres for the session — only when a test asks for PostgreSQL."""
+    if os.environ.get("MLBUS_TEST_POSTGRES_URL"):
+        yield os.environ["MLBUS_TEST_POSTGRES_URL"]
+        return
+    state = PROJECT_ROOT / "var" / f"test-postgres-{os.getpid()}"
+    yield start_postgres(state)
+    stop_postgres(state)
+    shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """The registry's database for this test, once on SQLite and once on its own fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'registry.db'}"
+        return
+    server, name = request.getfixturevalue("postgres_server"), f"t{uuid.uuid4().hex[:12]}"
+    yield create_database(server, name)
+    drop_database(server, name)
 
 
 def pytest_collection_modifyitems(items):

@@ -1,4 +1,4 @@
-"""The registry's handler: verify people's acts, fold the event, decide, fold the decisions, mirror the rows."""
+"""The registry's handler: verify people's acts, fold the event, decide, fold the decisions, write the rows they changed."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -8,11 +8,12 @@ from services.bus import Event, Received
 from services.bus.projections.inventory import Inventory
 from services.bus.signing import Verdict
 
-from .adapters import RegistryDatabase
+from .adapters import RegistryDatabase, touched
 from .decide import on_approval, on_deployment, on_policy, on_trained
 
 Verify = Callable[[Received, tuple[str, ...]], Verdict]
 APPROVER, ADMIN = ("approver",), ("admin",)
+LIFECYCLE = "mlbus.ModelLifecycle"
 
 
 def now_ms() -> datetime:
@@ -34,12 +35,18 @@ class Registry:
     def __call__(self, message: Received) -> list[Event]:
         decide = self.decisions.get(message.record)
         events = decide(message, self.clock()) if decide else []
+        folded = []
         if not (message.record == "mlbus.PromotionPolicyDefined" and events):   # a refused policy is not folded
-            self.inventory.apply(message.record, message.value)
+            folded += self._fold(message.record, message.value)
         for event in events:
-            self.inventory.apply(event.record, event.value)
-        self.database.save(self.inventory, {message.value["model"]})
+            folded += self._fold(event.record, event.value)
+        self.database.write(touched(self.inventory, folded))
         return events
+
+    def _fold(self, record: str, value: dict) -> list[tuple[str, dict]]:
+        """Fold one event in; what changed: the event itself, and the decisions that took effect with it."""
+        took_effect = self.inventory.apply(record, value)
+        return ([] if record == LIFECYCLE else [(record, value)]) + [(LIFECYCLE, e) for e in took_effect]
 
     def _trained(self, message: Received, now: datetime) -> list[Event]:
         return on_trained(self.inventory, message.value, message.envelope.id, now)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import json
 import math
-import sqlite3
+import uuid
 from contextlib import ExitStack
 from datetime import datetime, timezone
 
@@ -19,8 +19,10 @@ from services.domain import audit_records, audited_topics
 from services.domain.datasets import publish_batch
 from services.bus.settings import PROJECT_ROOT
 from services.bus.topics import consumer_lag
+from tests.support.databases import create_database, drop_database, table_rows
 from tests.support.datasets import good, write
 from tests.support.polling import read_topic, topic_values, wait_until
+from tests.support.people import Cli
 from tests.support.processes import running, stop
 from tests.support.scoring import send_requests
 
@@ -28,12 +30,10 @@ SPEC = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"
 MODEL = "breast_cancer_lr"
 SERVICES = ("services.validator", "services.trainer", "services.deployer", "services.scorer",
             "services.auditor")
-TABLES = ("model_versions", "lifecycle_events", "aliases", "policies")
 
 
-def database_rows(bus) -> dict[str, list[tuple]]:
-    with sqlite3.connect(bus.settings.database_url.removeprefix("sqlite:///")) as db:
-        return {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in TABLES}
+def database_rows(bus) -> dict[str, list[dict]]:
+    return table_rows(bus.settings.database_url)
 
 
 def audit_caught_up(bus) -> bool:
@@ -45,7 +45,7 @@ def lifecycle(bus, version: int, kind: str) -> bool:
     return any(e["version"] == version and e["kind"] == kind for e in topic_values(bus, "models.lifecycle"))
 
 
-def test_replay_rebuild_and_explain_from_the_audit_log(bus, bus_env, cli, tmp_path):
+def test_replay_rebuild_and_explain_from_the_audit_log(bus, bus_env, cli, tmp_path, postgres_server):
     (tmp_path / "policy.yaml").write_text(yaml.safe_dump({"model": MODEL, "metric": "roc_auc", "human_approval": True,
                                                           "approvers": ["ana"], "four_eyes": True}))
     assert cli("models", "policy", str(tmp_path / "policy.yaml"), person="lead").returncode == 0
@@ -72,7 +72,7 @@ def test_replay_rebuild_and_explain_from_the_audit_log(bus, bus_env, cli, tmp_pa
         live_now = database_rows(bus)
 
     replayed = json.loads(cli("audit", "replay", "--until", t.isoformat(), "--json").stdout)
-    versions_at_t = {f"{row[0]}@{row[1]}": row[2] for row in live_at_t["model_versions"]}
+    versions_at_t = {f"{row['model']}@{row['version']}": row["status"] for row in live_at_t["model_versions"]}
     assert {k: v["status"] for k, v in replayed["models"].items()} == versions_at_t == {f"{MODEL}@1": "approved"}
     assert replayed["models"][f"{MODEL}@1"]["aliases"] == ["champion"]
     assert [r["version"] for r in replayed["deployments"][MODEL]["routes"]] == [1]
@@ -80,9 +80,19 @@ def test_replay_rebuild_and_explain_from_the_audit_log(bus, bus_env, cli, tmp_pa
     rebuilt = cli("audit", "rebuild-registry")
     assert rebuilt.returncode == 0, rebuilt.stderr
     rebuilt_rows = database_rows(bus)
-    for table in TABLES:
-        assert rebuilt_rows[table] == live_now[table], (table, set(rebuilt_rows[table]) ^ set(live_now[table]))
+    for table in live_now:
+        differing = [row for row in rebuilt_rows[table] + live_now[table]
+                     if (row in rebuilt_rows[table]) != (row in live_now[table])]
+        assert rebuilt_rows[table] == live_now[table], (table, differing)
     assert len(live_now["lifecycle_events"]) >= 4
+    postgres = f"t{uuid.uuid4().hex[:12]}"                   # and the same rows into PostgreSQL
+    postgres_url = create_database(postgres_server, postgres)
+    try:
+        rebuilt = Cli({**bus_env, "MLBUS_DATABASE_URL": postgres_url}, prepared=True)("audit", "rebuild-registry")
+        assert rebuilt.returncode == 0 and "(postgresql+psycopg)" in rebuilt.stdout, rebuilt.stderr
+        assert table_rows(postgres_url) == live_now
+    finally:
+        drop_database(postgres_server, postgres)
 
     answers = cli("audit", "explain", *ids, "--json")
     assert answers.returncode == 0, answers.stderr

@@ -1,13 +1,13 @@
-"""registry on the real broker: registration, a human approval with refused approvers, the database."""
+"""registry on the real broker: registration, a human approval with refused approvers, the database — on
+SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import json
-import sqlite3
-from pathlib import Path
 
 from services.domain.datasets import publish_batch
 from services.bus.settings import PROJECT_ROOT
 from services.bus.topics import consumer_lag
+from tests.support.databases import table_rows
 from tests.support.datasets import good, write
 from tests.support.polling import read_topic, topic_values, wait_until
 from tests.support.processes import running
@@ -19,7 +19,9 @@ def lifecycle(bus, expected: int) -> list[dict]:
     return [bus.schemas.decode(m.value())[1] for m in read_topic(bus, "models.lifecycle", expected, timeout=120)]
 
 
-def test_a_version_waits_for_an_authorised_approver_and_the_database_follows(bus, bus_env, cli, tmp_path):
+def test_a_version_waits_for_an_authorised_approver_and_the_database_follows(database_url, bus_env, bus, cli,
+                                                                            tmp_path):
+    bus_env["MLBUS_DATABASE_URL"] = database_url           # where the registry mirrors its decisions
     publish_batch(bus, "breast_cancer", write(good(rows=300), tmp_path / "good.csv"), "t")
     assert cli("models", "policy", str(EXAMPLES / "breast_cancer_policy.yaml"), person="lead").returncode == 0
     services = [running(m, bus_env, tmp_path / f"{m}.log") for m in
@@ -56,9 +58,7 @@ def test_a_version_waits_for_an_authorised_approver_and_the_database_follows(bus
 
     shown = json.loads(cli("models", "show", "breast_cancer_lr@1", "--json").stdout)
     assert shown[0]["status"] == "approved" and len(shown[0]["decisions"]) == 4
-    database = Path(bus_env["MLBUS_VAR"]) / "mlbus.db"
-    with sqlite3.connect(database) as db:
-        assert db.execute("select status from model_versions where model='breast_cancer_lr' and version=1"
-                          ).fetchone() == ("approved",)
-        assert db.execute("select count(*) from lifecycle_events").fetchone() == (4,)
-        assert db.execute("select policy_version from policies").fetchone() == (1,)
+    rows = table_rows(database_url)
+    assert [(r["model"], r["version"], r["status"]) for r in rows["model_versions"]] == \
+        [("breast_cancer_lr", 1, "approved")]
+    assert len(rows["lifecycle_events"]) == 4 and [r["policy_version"] for r in rows["policies"]] == [1]
