@@ -26,6 +26,7 @@ SCENARIOS = {
     "three-brokers": scenarios.three_brokers,
     "disk-config-faults": scenarios.disk_and_config_faults,
     "valid-but-hostile": scenarios.valid_but_hostile,
+    "recovery-drill": scenarios.recovery_drill,
 }
 
 

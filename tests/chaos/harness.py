@@ -160,17 +160,19 @@ class Service:
 class Stage:
     """One scenario's namespace on the brokers: its topics, var dir, environment and service processes."""
 
-    def __init__(self, brokers: Brokers, workdir: Path, replication: int = 1, **env: str):
+    def __init__(self, brokers: Brokers, workdir: Path, replication: int = 1, prepare: bool = True, **env: str):
+        """prepare=False: the namespace's topics, ACLs and log key are left to come (e.g. from `mlbus restore`)."""
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.env = {**os.environ, **brokers.env(), "MLBUS_NAMESPACE": f"c{uuid.uuid4().hex[:8]}.",
                     "MLBUS_VAR": str(workdir / "var"), "MLBUS_LOG_FORMAT": "json", "PYTHONPATH": str(PROJECT_ROOT),
                     "MLBUS_REPLICATION": str(replication), **env}
         self.bus = Bus.from_env(self.env, principal=ADMIN)       # the harness reads and writes as the admin
-        TopicAdmin(self.bus).apply(plan_topics(self.bus.catalogue, {}))
-        if not brokers.insecure:
-            apply_access(self.bus, principals=False)
-        declare_log_key(self.bus)
+        if prepare:
+            TopicAdmin(self.bus).apply(plan_topics(self.bus.catalogue, {}))
+            if not brokers.insecure:
+                apply_access(self.bus, principals=False)
+            declare_log_key(self.bus)
         self.services: dict[str, Service] = {}
         self._cli = Cli(self.env, prepared=True)
 

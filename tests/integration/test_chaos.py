@@ -1,6 +1,6 @@
 """The reliability suite's fast subset on real local brokers (each scenario starts its own): the same code
 as `scripts/chaos`, at small counts (and two leader kills instead of five). The long scenarios are marked
-slow: `scripts/chaos` runs all ten at full size, `scripts/test -m slow tests/integration/test_chaos.py`
+slow: `scripts/chaos` runs all eleven at full size, `scripts/test -m slow tests/integration/test_chaos.py`
 runs the long ones here."""
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ FAST = [("broker-crash", scenarios.broker_crash, 0.05), ("zombie", scenarios.zom
         ("valid-but-hostile", scenarios.valid_but_hostile, 0.03)]
 LONG = [("service-crash", scenarios.service_crash, 0.25), ("slow-consumer", scenarios.slow_consumer, 0.2),
         ("scale-out-in", scenarios.scale_out_in, 0.2),
-        ("three-brokers", partial(scenarios.three_brokers, kills=2), 0.05)]     # ~2 min: kept out of the suite's 30
+        ("three-brokers", partial(scenarios.three_brokers, kills=2), 0.05),
+        ("recovery-drill", scenarios.recovery_drill, 0.1)]     # ~2 min: kept out of the suite's 30
 
 
 def check(run, scale, tmp_path):
