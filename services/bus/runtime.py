@@ -124,7 +124,7 @@ class ServiceRuntime:
         if self.transactional:
             self.publisher.producer.init_transactions(30)
         self._announce_outputs()
-        unserved = self.metrics.serve(self.bus.settings.metrics_port)
+        unserved = self.metrics.serve(self.bus.settings.metrics_port, self.bus.settings.metrics_host)
         if unserved:
             self.log.warning(unserved)
         self.consumer.subscribe([self.bus.catalogue.physical(t) for t in self.topics],

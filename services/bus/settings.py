@@ -56,6 +56,7 @@ class Settings:
     notifier_config: Path = Path()      # MLBUS_NOTIFIER_CONFIG: sinks and routes of alerts (YAML; none: not sent)
     metrics_port: int = 0               # MLBUS_METRICS_PORT: this process's Prometheus /metrics port (0: none)
     metrics_base_port: int = 9400       # MLBUS_METRICS_BASE_PORT: `mlbus up` gives its i-th service base + i
+    metrics_host: str = "127.0.0.1"     # MLBUS_METRICS_HOST: the address /metrics listens on (0.0.0.0 in containers)
     restarts: int = 0                   # MLBUS_RESTARTS: set by the keep-alive supervisor for the restarted child
 
     @classmethod
@@ -95,6 +96,7 @@ class Settings:
             notifier_config=Path(env.get("MLBUS_NOTIFIER_CONFIG", var_dir / "notifier.yaml")),
             metrics_port=int(non_negative(env, "MLBUS_METRICS_PORT", 0)),
             metrics_base_port=positive_int(env, "MLBUS_METRICS_BASE_PORT", 9400),
+            metrics_host=env.get("MLBUS_METRICS_HOST", "127.0.0.1"),
             restarts=int(non_negative(env, "MLBUS_RESTARTS", 0)),
         )
 
