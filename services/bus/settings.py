@@ -32,8 +32,8 @@ class Settings:
     replication: int | None
     kafka_overrides: Mapping[str, str] = field(default_factory=dict)
     database_url: str = ""
-    data_dir: Path = Path()
-    artifacts_dir: Path = Path()
+    data_store: str = ""                # MLBUS_DATA: data snapshots, a folder or an fsspec URL (s3://bucket/data)
+    artifacts_store: str = ""           # MLBUS_ARTIFACTS: model artifacts, likewise
     contracts_dir: Path = Path()
     log_format: str = "auto"
     log_level: str = "info"
@@ -74,8 +74,8 @@ class Settings:
             replication=int(replication) if replication else None,
             kafka_overrides=kafka_overrides(env),
             database_url=env.get("MLBUS_DATABASE_URL", f"sqlite:///{var_dir / 'mlbus.db'}"),
-            data_dir=Path(env.get("MLBUS_DATA", var_dir / "data")),
-            artifacts_dir=Path(env.get("MLBUS_ARTIFACTS", var_dir / "artifacts")),
+            data_store=env.get("MLBUS_DATA") or str(var_dir / "data"),
+            artifacts_store=env.get("MLBUS_ARTIFACTS") or str(var_dir / "artifacts"),
             contracts_dir=Path(env.get("MLBUS_CONTRACTS", home / "schemas" / "datasets")),
             log_format=env.get("MLBUS_LOG_FORMAT", "auto"),
             log_level=env.get("MLBUS_LOG_LEVEL", "info"),

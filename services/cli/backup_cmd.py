@@ -13,6 +13,7 @@ from services.bus.backup import (BACKUP_FORMAT, RestoreRefused, back_up_topics, 
                                  sha256_file)
 from services.bus.context import Bus
 from services.bus.errors import BadInput
+from services.domain import BlobStore
 
 from .output import info
 
@@ -40,13 +41,15 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def file_sets(bus: Bus) -> dict[str, Path]:
-    """What the backup keeps outside Kafka, by name → where it lives here (a folder or one file)."""
+    """What the backup keeps outside Kafka, by name → where it lives here (a folder or one file). Stores at an
+    fsspec URL elsewhere (s3://…) are already off this machine: their own versioning keeps them."""
     settings = bus.settings
-    sets = {"data": settings.data_dir, "artifacts": settings.artifacts_dir, "keys": settings.audit_key,
-            "notifier": settings.notifier_config}
-    anchor = settings.audit_anchor.removeprefix("file://")
-    if "://" not in anchor:                   # an fsspec URL elsewhere (s3://…) is already off this machine
-        sets["anchor"] = Path(anchor)
+    sets = {"keys": settings.audit_key, "notifier": settings.notifier_config}
+    for name, location in (("data", settings.data_store), ("artifacts", settings.artifacts_store),
+                           ("anchor", settings.audit_anchor)):
+        root = BlobStore(location).local_root()
+        if root is not None:
+            sets[name] = root
     return sets
 
 
@@ -78,7 +81,7 @@ def backup_command(bus: Bus, args: argparse.Namespace) -> int:
     files = {name: copy_out(name, sets[name], dest) for name in BEFORE_TOPICS if name in sets}
     info("topics …")
     kept = back_up_topics(bus, dest, progress=lambda line: info(f"  {line}"))
-    files |= {name: copy_out(name, sets[name], dest) for name in AFTER_TOPICS}
+    files |= {name: copy_out(name, sets[name], dest) for name in AFTER_TOPICS if name in sets}
     manifest = {"format": BACKUP_FORMAT, "started_at": started.isoformat(),
                 "finished_at": datetime.now(timezone.utc).isoformat(), "namespace": bus.settings.namespace,
                 "single_files": [name for name in files if sets[name].is_file()], **kept, "files": files}

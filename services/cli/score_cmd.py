@@ -143,5 +143,5 @@ def store_predictions(bus: Bus, output, trained: dict):
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "predictions.parquet"
         output.to_parquet(path, index=False)
-        return store_snapshot(bus.settings.data_dir, f"scored-{trained['model']}", path)
+        return store_snapshot(bus.settings.data_store, f"scored-{trained['model']}", path)
 

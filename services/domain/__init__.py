@@ -24,7 +24,7 @@ _EXPORTS = {
     "REFERENCE_SAMPLE": "profile", "profile_column": "profile", "profile_frame": "profile",
     "Monitoring": "monitoring", "monitoring_from_json": "monitoring", "monitoring_json": "monitoring",
     "parse_monitoring": "monitoring", "SpecMonitoring": "monitoring",
-    "DataFileError": "datastore", "SnapshotStore": "datastore", "local_path": "datastore",
+    "DataFileError": "blobs", "SnapshotStore": "datastore", "local_path": "blobs", "BlobStore": "blobs",
     "file_format": "datastore", "sha256_file": "datastore", "store_snapshot": "datastore",
     "publish_batch": "datasets",
     "MISSING_CATEGORY": "serving", "predict": "serving", "request_frame": "serving", "snapshot_frame": "serving",

@@ -3,13 +3,13 @@ refuses a mismatch, and skops loads only scikit-learn types and the few others n
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import skops.io as sio
 
-from .datastore import DataFileError, confined_file, read_bounded
+from .blobs import BlobStore, DataFileError
 
 # Beyond what skops trusts by default (scikit-learn estimators, numpy arrays): what mlbus's models need.
 TRUSTED_TYPES = frozenset({"numpy.dtype", "sklearn.tree._tree.Tree"})
@@ -20,35 +20,32 @@ class ArtifactRefused(Exception):
     outside the allowlist."""
 
 
-def save_model(root: Path, model: object) -> tuple[str, str]:
-    """skops bytes into root/<sha256>.skops, written once; returns (uri, sha256)."""
+def save_model(root: str | Path, model: object) -> tuple[str, str]:
+    """skops bytes into the store (a folder or fsspec URL) as <sha256>.skops, written once; (uri, sha256)."""
     payload = sio.dumps(model)
     sha = hashlib.sha256(payload).hexdigest()
-    target = root / f"{sha}.skops"
-    if not target.exists():
-        root.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(f".{os.getpid()}.partial")
-        partial.write_bytes(payload)
-        os.replace(partial, target)
-    return target.resolve().as_uri(), sha
+    return BlobStore(root).put_bytes(f"{sha}.skops", payload), sha
 
 
 @dataclass(frozen=True)
 class ArtifactStore:
-    """The models under root: regular files only, at most max_bytes, re-hashed at every read."""
+    """The models under root (a folder or fsspec URL): files only, at most max_bytes, re-hashed at every read."""
 
-    root: Path
+    root: str | Path
     max_bytes: int
 
     @classmethod
     def from_settings(cls, settings) -> "ArtifactStore":
-        return cls(settings.artifacts_dir, settings.max_artifact_bytes)
+        return cls(settings.artifacts_store, settings.max_artifact_bytes)
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        return BlobStore(self.root)
 
     def verify(self, uri: str, sha256: str) -> bytes:
         """The artifact's bytes, if they are the ones recorded."""
         try:
-            path, size = confined_file(uri, self.root, self.max_bytes, what="artifact")
-            payload = read_bounded(path, size)
+            payload = self.blobs.read(uri, self.max_bytes, what="artifact")
         except DataFileError as error:
             raise ArtifactRefused(str(error)) from None
         except OSError as error:

@@ -25,7 +25,7 @@ def publish_batch(bus: Bus, dataset: str, path: Path, actor: str, publisher: Pub
     if not path.is_file():
         raise FileNotFoundError(f"{path} is not a file")
     check_name("dataset", dataset)          # it names a directory of the store: never a path
-    snapshot = store_snapshot(bus.settings.data_dir, dataset, path)
+    snapshot = store_snapshot(bus.settings.data_store, dataset, path)
     batch_id = derive_id("batch", dataset, snapshot.sha256)
     value = {"batch_id": batch_id, "dataset": dataset, "uri": snapshot.uri, "sha256": snapshot.sha256,
              "rows": count_rows(path, snapshot.format), "size_bytes": snapshot.size_bytes,

@@ -3,24 +3,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import shutil
-import stat
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
+from .blobs import BlobStore, DataFileError
+
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-
-
-class DataFileError(Exception):
-    """A snapshot cannot be used: missing, unreadable, or not the bytes its event promised."""
-
-    def __init__(self, check: str, message: str):
-        super().__init__(message)
-        self.check = check
 
 
 @dataclass(frozen=True)
@@ -46,56 +36,19 @@ def file_format(path: Path) -> str:
         raise ValueError(f"{path.name}: unknown format; use .csv or .parquet") from None
 
 
-def store_snapshot(root: Path, dataset: str, source: Path) -> Snapshot:
-    """Copy source into root/dataset/<sha256>.<ext> (atomically, once) and describe it."""
+def store_snapshot(root: str | Path, dataset: str, source: Path) -> Snapshot:
+    """Copy source into the store (a folder or fsspec URL) as dataset/<sha256>.<ext>, once, and describe it."""
     fmt = file_format(source)
     sha = sha256_file(source)
-    target = root / dataset / f"{sha}{source.suffix.lower()}"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(target.suffix + f".{os.getpid()}.partial")
-        shutil.copyfile(source, partial)
-        os.replace(partial, target)
-    return Snapshot(uri=target.resolve().as_uri(), sha256=sha, size_bytes=target.stat().st_size, format=fmt)
+    uri = BlobStore(root).put_file(f"{dataset}/{sha}{source.suffix.lower()}", source)
+    return Snapshot(uri=uri, sha256=sha, size_bytes=source.stat().st_size, format=fmt)
 
 
-def local_path(uri: str) -> Path:
-    parsed = urlparse(uri)
-    return Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(uri)
-
-
-def confined_file(uri: str, root: Path, max_bytes: int, what: str = "snapshot") -> tuple[Path, int]:
-    """(real path, size) of a regular file under root, at most max_bytes; else DataFileError. A name that
-    climbs out of root (`..`, a symlink), a directory, a device such as /dev/zero, or a file past the cap is
-    refused before a byte is read."""
-    path = local_path(uri)
-    try:
-        real = path.resolve(strict=True)
-        info = os.stat(real)
-    except (OSError, RuntimeError) as error:
-        raise DataFileError("file", f"{what} {uri} does not exist or cannot be read: {type(error).__name__}") \
-            from None
-    if not real.is_relative_to(root.resolve()):
-        raise DataFileError("location", f"{what} {uri} is outside the store {root}: refused")
-    if not stat.S_ISREG(info.st_mode):
-        raise DataFileError("file", f"{what} {uri} is not a regular file")
-    if info.st_size > max_bytes:
-        raise DataFileError("size", f"{what} {uri} has {info.st_size} bytes, more than the cap of {max_bytes}")
-    return real, info.st_size
-
-
-def read_bounded(path: Path, size: int) -> bytes:
-    """Exactly the size the file had when it was checked, never more (it may grow meanwhile)."""
-    with open(path, "rb") as stream:
-        return stream.read(size)
-
-
-def load_snapshot(uri: str, sha256: str, fmt: str, root: Path, max_bytes: int,
+def load_snapshot(uri: str, sha256: str, fmt: str, root: str | Path, max_bytes: int,
                   max_rows: int | None = None) -> pd.DataFrame:
     """The snapshot as a DataFrame, after checking where it is, its size, that it is the promised bytes, and
     (before decoding all of it) that it does not hold more than max_rows rows or decompress past max_bytes."""
-    path, size = confined_file(uri, root, max_bytes)
-    payload = read_bounded(path, size)
+    payload = BlobStore(root).read(uri, max_bytes, what="snapshot")
     actual = hashlib.sha256(payload).hexdigest()
     if actual != sha256:
         raise DataFileError("sha256", f"snapshot {uri} has sha256 {actual}, the event says {sha256}")
@@ -116,14 +69,14 @@ def load_snapshot(uri: str, sha256: str, fmt: str, root: Path, max_bytes: int,
 
 @dataclass(frozen=True)
 class SnapshotStore:
-    """The data snapshots under root: what services may read, and how much of it."""
+    """The data snapshots under root (a folder or fsspec URL): what services may read, and how much of it."""
 
-    root: Path
+    root: str | Path
     max_bytes: int
 
     @classmethod
     def from_settings(cls, settings) -> "SnapshotStore":
-        return cls(settings.data_dir, settings.max_snapshot_bytes)
+        return cls(settings.data_store, settings.max_snapshot_bytes)
 
     def load(self, uri: str, sha256: str, fmt: str, max_rows: int | None = None) -> pd.DataFrame:
         return load_snapshot(uri, sha256, fmt, self.root, self.max_bytes, max_rows)

@@ -27,14 +27,14 @@ TRAINING_FAILURES = (ValueError, TypeError, KeyError, IndexError, ArithmeticErro
 
 
 class Trainer:
-    def __init__(self, view: TrainerView, artifacts_dir: Path, provenance: Provenance, verify: Verify,
+    def __init__(self, view: TrainerView, artifacts_store: str | Path, provenance: Provenance, verify: Verify,
                  load_frame: Callable[[list[dict]], pd.DataFrame], min_fit_s: float = 0.0,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
                  max_artifact_bytes: int = 1 << 29):
         self.view = view
         self.load_frame = load_frame
         self.verify = verify
-        self.artifacts = ArtifactStore(artifacts_dir, max_artifact_bytes)     # its own, and an ensemble's members
+        self.artifacts = ArtifactStore(artifacts_store, max_artifact_bytes)     # its own, and an ensemble's members
         self.provenance = provenance
         self.min_fit_s = min_fit_s        # fault injection: make every training last at least this long
         self.clock = clock

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from datetime import datetime, timezone
+from pathlib import Path
 
 from sklearn.linear_model import LogisticRegression
 
@@ -52,7 +53,7 @@ def served_by(bus, version: int, prefix: str) -> list[dict]:
 
 
 def test_unloadable_artifacts_are_refused_and_the_scorer_still_follows_deployments(bus, bus_env, tmp_path):
-    artifacts = bus.settings.artifacts_dir
+    artifacts = Path(bus.settings.artifacts_store)
     directory = artifacts / "directory.skops"
     directory.mkdir(parents=True)
     junk = artifacts / "junk.skops"

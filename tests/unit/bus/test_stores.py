@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from services.domain.artifacts import ArtifactRefused, ArtifactStore, save_model
-from services.domain.datastore import DataFileError, SnapshotStore
+from services.domain.blobs import DataFileError
+from services.domain.datastore import SnapshotStore
 
 
 def snapshot(root, text="a,b\n1,2\n3,4\n5,6\n"):
@@ -87,3 +88,36 @@ def test_a_saved_model_loads_from_its_store(tmp_path):
     from sklearn.linear_model import LogisticRegression
     uri, sha = save_model(tmp_path, LogisticRegression().fit([[0.0], [1.0]], [0, 1]))
     assert ArtifactStore(tmp_path, 1 << 20).load(uri, sha).predict([[1.0]])[0] == 1
+
+
+# Stores at an fsspec URL: the same rules, through fsspec's in-memory filesystem (no I/O).
+
+def test_a_model_and_a_snapshot_round_trip_through_a_store_at_a_url(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from services.domain.datastore import store_snapshot
+    uri, sha = save_model("memory://unit-store/artifacts", LogisticRegression().fit([[0.0], [1.0]], [0, 1]))
+    assert uri == f"memory:///unit-store/artifacts/{sha}.skops"                 # memory's URIs keep the root's /
+    assert ArtifactStore("memory://unit-store/artifacts", 1 << 20).load(uri, sha).predict([[1.0]])[0] == 1
+    (tmp_path / "s.csv").write_text("a,b\n1,2\n3,4\n")
+    kept = store_snapshot("memory://unit-store/data", "iris", tmp_path / "s.csv")
+    assert kept.uri == f"memory:///unit-store/data/iris/{kept.sha256}.csv"
+    assert len(SnapshotStore("memory://unit-store/data", 1 << 20).load(kept.uri, kept.sha256, "csv")) == 2
+
+
+@pytest.mark.parametrize("uri", ["memory://unit-store/other/x.csv", "memory://unit-store/data/../other/x.csv",
+                                 "file:///etc/hostname", "/etc/hostname", "memory://unit-store/data",
+                                 "s3://unit-store/data/iris/x.csv"])
+def test_a_store_at_a_url_refuses_what_is_outside_it_unread(uri):
+    from fsspec.implementations.memory import MemoryFileSystem
+    MemoryFileSystem().pipe_file("/unit-store/other/x.csv", b"secret")
+    with pytest.raises(DataFileError, match="outside the store"):
+        SnapshotStore("memory://unit-store/data", 1 << 20).load(uri, "0" * 64, "csv")
+
+
+def test_a_store_at_a_url_refuses_a_file_past_the_cap_and_a_missing_one():
+    from fsspec.implementations.memory import MemoryFileSystem
+    MemoryFileSystem().pipe_file("/unit-store/big/a.csv", b"x" * 100)
+    with pytest.raises(DataFileError, match="more than the cap"):
+        SnapshotStore("memory://unit-store/big", 99).load("memory://unit-store/big/a.csv", "0" * 64, "csv")
+    with pytest.raises(DataFileError, match="does not exist"):
+        SnapshotStore("memory://unit-store/big", 99).load("memory://unit-store/big/none.csv", "0" * 64, "csv")
