@@ -91,7 +91,7 @@ def figure(database: str, runs: tuple[Runs, Runs], history: int) -> Figure:
 
 
 def benchmarks(workdir: Path, quick: bool, counted: int) -> list[Figure]:
-    history, added = (50, 20) if quick else (300, 100)
+    history, added = (50, 10) if quick else (200, 30)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     sqlite = figure("SQLite", pair(lambda: f"sqlite:///{workdir / uuid.uuid4().hex}.db", history, added, counted),
