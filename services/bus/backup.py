@@ -70,7 +70,19 @@ class PartitionFile:
 
     @property
     def path(self) -> str:
-        return f"topics/{self.topic}/{self.partition}.avro"
+        return partition_path(self.topic, self.partition)
+
+
+def partition_path(topic: str, partition: int) -> str:
+    return f"topics/{topic}/{partition}.avro"
+
+
+@dataclass
+class _Writing:
+    """One partition's file while the backup reads its records."""
+    stream: BinaryIO
+    writer: Writer
+    records: int = 0
 
 
 def back_up_topics(bus: Bus, dest: Path, progress: Callable[[str], None] = lambda line: None) -> dict:
@@ -79,30 +91,28 @@ def back_up_topics(bus: Bus, dest: Path, progress: Callable[[str], None] = lambd
     manifest's "topics" and "groups" parts."""
     groups = committed_offsets(bus)
     catalogue = bus.catalogue
-    writers: dict[tuple[str, int], tuple[BinaryIO, Writer, list[int]]] = {}
+    writing: dict[tuple[str, int], _Writing] = {}
     try:
         for message in read_messages(bus, [t.name for t in catalogue], timeout_s=600):
             where = (catalogue.logical(message.topic()), message.partition())
-            if where not in writers:
-                path = dest / PartitionFile(*where, 0, "").path
+            if where not in writing:
+                path = dest / partition_path(*where)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 stream = path.open("wb")
-                writers[where] = (stream, Writer(stream, BACKUP_RECORD, codec="deflate"), [0])
-            _, writer, count = writers[where]
-            writer.write({"offset": message.offset(), "timestamp": message.timestamp()[1], "key": message.key(),
-                          "value": message.value(),
-                          "headers": [{"key": k, "value": v} for k, v in message.headers() or []]})
-            count[0] += 1
+                writing[where] = _Writing(stream, Writer(stream, BACKUP_RECORD, codec="deflate"))
+            into = writing[where]
+            into.writer.write({"offset": message.offset(), "timestamp": message.timestamp()[1], "key": message.key(),
+                               "value": message.value(),
+                               "headers": [{"key": k, "value": v} for k, v in message.headers() or []]})
+            into.records += 1
     finally:
-        for stream, writer, _ in writers.values():
-            writer.flush()
-            stream.close()
-    files = []
-    for (topic, partition), (_, _, count) in sorted(writers.items()):
-        file = PartitionFile(topic, partition, count[0], "")
-        file.sha256 = sha256_file(dest / file.path)
-        files.append(file)
-        progress(f"{topic}[{partition}]: {count[0]:,} records")
+        for into in writing.values():
+            into.writer.flush()
+            into.stream.close()
+    files = [PartitionFile(topic, partition, into.records, sha256_file(dest / partition_path(topic, partition)))
+             for (topic, partition), into in sorted(writing.items())]
+    for file in files:
+        progress(f"{file.topic}[{file.partition}]: {file.records:,} records")
     return {"topics": {t.name: {"partitions": t.partitions,
                                 "files": [f.__dict__ for f in files if f.topic == t.name]} for t in catalogue},
             "groups": groups}
