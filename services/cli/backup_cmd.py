@@ -96,15 +96,21 @@ def restore_command(bus: Bus, args: argparse.Namespace) -> int:
     manifest_path = args.src / "manifest.json"
     if not manifest_path.is_file():
         raise BadInput(f"{args.src} holds no manifest.json: not a finished `mlbus backup`")
-    manifest = json.loads(manifest_path.read_text())
-    if manifest.get("format") != BACKUP_FORMAT:
-        raise BadInput(f"{manifest_path}: format {manifest.get('format')!r}, this mlbus reads {BACKUP_FORMAT}")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except ValueError as error:
+        raise BadInput(f"{manifest_path} is not JSON: {error}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != BACKUP_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise BadInput(f"{manifest_path}: format {found!r}, this mlbus reads {BACKUP_FORMAT}")
     sets = file_sets(bus)
     try:
         copies = planned_copies(args.src, manifest, sets)
         partitions = check_restorable(bus, args.src, manifest)
     except RestoreRefused as error:
         raise BadInput(f"restore refused, nothing written: {error}") from None
+    except (KeyError, TypeError, AttributeError) as error:
+        raise BadInput(f"restore refused, nothing written: {manifest_path} is malformed ({error!r})") from None
     for source, target in copies:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)

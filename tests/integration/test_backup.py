@@ -4,6 +4,7 @@ at the first record it had not read, files come back identical; a second restore
 records, and a damaged backup, are refused with nothing written."""
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from services.bus.replay import read_messages
 from services.bus.context import Bus
 from services.bus.credentials import ADMIN
 from services.bus.topics import TopicAdmin
-from tests.support.people import Cli
+from tests.support.people import Cli, mlbus_cli
 
 TOPICS = ("data.batches", "audit.keys", "inference.requests.dlq")
 
@@ -98,3 +99,15 @@ def test_a_backup_restores_onto_a_fresh_namespace(bus, bus_env, cli, tmp_path):
     damaged = Cli(other, prepared=True)("restore", str(backup))
     assert damaged.returncode == 1 and "does not match the manifest's sha256" in damaged.stderr
     assert not (tmp_path / "var3").exists()
+
+
+def test_a_folder_that_is_not_a_finished_backup_is_refused_with_the_reason(tmp_path):
+    env = {**os.environ, "MLBUS_BOOTSTRAP": "127.0.0.1:1", "MLBUS_VAR": str(tmp_path / "var")}   # no broker reached
+    for manifest, reason in ((None, "holds no manifest.json"), ("nope", "is not JSON"),
+                             ('{"format": "tar"}', "format 'tar'"),
+                             ('{"format": "mlbus-backup/1", "files": {"data": 3}}', "is malformed")):
+        if manifest is not None:
+            (tmp_path / "manifest.json").write_text(manifest)
+        refused = mlbus_cli(env, "restore", str(tmp_path))
+        assert refused.returncode == 1 and reason in refused.stderr, (manifest, refused.stderr)
+    assert not (tmp_path / "var").exists()
