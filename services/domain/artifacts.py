@@ -36,7 +36,9 @@ class ArtifactStore:
 
     @classmethod
     def from_settings(cls, settings) -> "ArtifactStore":
-        return cls(settings.artifacts_store, settings.max_artifact_bytes)
+        store = cls(settings.artifacts_store, settings.max_artifact_bytes)
+        store.blobs.fs                                     # a misconfigured store fails at start (ConfigError)
+        return store
 
     @cached_property
     def blobs(self) -> BlobStore:

@@ -16,6 +16,8 @@ from urllib.parse import unquote, urlparse
 from fsspec.core import strip_protocol, url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
+from services.bus.settings import ConfigError
+
 
 class DataFileError(Exception):
     """A snapshot cannot be used: missing, unreadable, or not the bytes its event promised."""
@@ -57,6 +59,10 @@ def read_bounded(path: Path, size: int) -> bytes:
 
 
 class BlobStore:
+    """A store's misconfiguration (an unknown protocol, s3:// without s3fs) is a ConfigError at first use, and a
+    backend that cannot be reached raises as it is: both are the infrastructure's failures, not the data's, so
+    the service crashes loudly instead of refusing good data. A file that is not there is the data's."""
+
     def __init__(self, location: str | Path):
         self.location = str(location)
 
@@ -64,8 +70,8 @@ class BlobStore:
     def _fs(self):
         try:
             return url_to_fs(self.location)
-        except (ImportError, ValueError) as error:     # e.g. s3:// without s3fs installed
-            raise DataFileError("location", f"storage {self.location} cannot be used: {error}") from None
+        except (ImportError, ValueError) as error:
+            raise ConfigError(f"storage {self.location} cannot be used: {error}") from None
 
     @property
     def fs(self):
@@ -115,9 +121,8 @@ class BlobStore:
         path = self._confined(uri, what)
         try:
             info = self.fs.info(path)
-        except (OSError, ValueError) as error:             # FileNotFoundError, a backend's access errors
-            raise DataFileError("file", f"{what} {uri} does not exist or cannot be read: {type(error).__name__}") \
-                from None
+        except FileNotFoundError:
+            raise DataFileError("file", f"{what} {uri} does not exist") from None
         if info.get("type") != "file":
             raise DataFileError("file", f"{what} {uri} is not a file")
         if info["size"] > max_bytes:

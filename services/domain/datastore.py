@@ -76,6 +76,7 @@ class SnapshotStore:
 
     @classmethod
     def from_settings(cls, settings) -> "SnapshotStore":
+        BlobStore(settings.data_store).fs                  # a misconfigured store fails at start (ConfigError)
         return cls(settings.data_store, settings.max_snapshot_bytes)
 
     def load(self, uri: str, sha256: str, fmt: str, max_rows: int | None = None) -> pd.DataFrame:

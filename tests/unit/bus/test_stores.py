@@ -121,3 +121,9 @@ def test_a_store_at_a_url_refuses_a_file_past_the_cap_and_a_missing_one():
         SnapshotStore("memory://unit-store/big", 99).load("memory://unit-store/big/a.csv", "0" * 64, "csv")
     with pytest.raises(DataFileError, match="does not exist"):
         SnapshotStore("memory://unit-store/big", 99).load("memory://unit-store/big/none.csv", "0" * 64, "csv")
+
+
+def test_a_store_nobody_can_reach_is_a_configuration_error_not_bad_data():
+    from services.bus.settings import ConfigError
+    with pytest.raises(ConfigError, match="Protocol not known"):
+        SnapshotStore("nosuch://bucket/data", 1 << 20).load("nosuch://bucket/data/x.csv", "0" * 64, "csv")
