@@ -10,6 +10,8 @@ import signal
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
+
 from services.bus import Bus, Event, Publisher, derive_id
 from services.domain import (GENESIS, Frontier, LogKey, audit_records, audited_topics, decoded, kept_heads, log_id,
                              log_signers, sealed_leaf, verify_chain as verify)
@@ -87,6 +89,7 @@ def test_ten_thousand_events_become_ten_thousand_records_and_the_chain_verifies(
     assert json.loads(result.stdout)["checkpoints"] >= 4                # every 2,500 and one at the stop
 
 
+@pytest.mark.slow      # ~2 min; the chaos suite's service-crash scenario kills the auditor three times as well
 def test_kill_minus_9_three_times_loses_and_duplicates_nothing(bus, bus_env, tmp_path):
     log = tmp_path / "auditor.log"
     auditor = start("services.auditor", bus_env, log)
