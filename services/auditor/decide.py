@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from services.bus import Event, derive_id
-from services.domain import BLOCK, ChainHead, Frontier, TreeHead, sealed_leaf
+from services.domain import BLOCK, ChainHead, Frontier, Seal, TreeHead, python_seal
 from services.bus.signing import Verdict
 
 Sign = Callable[[int, str, int], TreeHead]      # (tree size, root hex, time ms) → the auditor's signed head
@@ -82,14 +82,15 @@ class Log:
 
 
 def append(log: Log, crossings: list[Crossing], now_ms: int, checkpoint_every: int,
-           sign: Sign) -> tuple[list[Event], list[TreeHead]]:
+           sign: Sign, seal: Seal = python_seal) -> tuple[list[Event], list[TreeHead]]:
     """Seal each crossing onto the chain and the tree (`log` moves on); the events to publish (records,
-    checkpoints) and the signed heads among them, for the anchor once they are committed."""
+    checkpoints) and the signed heads among them, for the anchor once they are committed. `seal` may encode
+    the record as it seals it (compiled_seal)."""
     events, heads = [], []
     for crossing in crossings:
-        record, leaf = sealed_leaf(audit_record(crossing, log.head.sequence + 1, now_ms), log.head.hash)
+        record, leaf, encoded = seal(audit_record(crossing, log.head.sequence + 1, now_ms), log.head.hash)
         log.add(record, leaf)
-        events.append(Event("mlbus.AuditRecord", record, key=crossing.topic,
+        events.append(Event("mlbus.AuditRecord", record, key=crossing.topic, encoded=encoded,
                             id=derive_id("audit", crossing.topic, crossing.partition, crossing.offset)))
         if checkpoint_every and log.head.sequence % checkpoint_every == 0:
             event, signed = checkpoint(log, now_ms, sign)

@@ -6,11 +6,12 @@ import time
 from typing import Callable
 
 from confluent_kafka import Message
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from services.bus import BadInput, Bus, Event, Received
 from services.bus.access import ROLES
 from services.bus.runtime import Forward
-from services.domain import Anchor, TreeHead, new_key, redacted, seal_value, subject_of
+from services.domain import Anchor, Redaction, TreeHead, compiled_seal, new_key, seal_value, subject_of
 from services.bus.logs import get_logger
 from services.bus.received import decode_message
 from services.bus.signing import SIGNED_RECORDS, Verdict
@@ -29,11 +30,14 @@ class Auditor:
         self.read_keys = read_keys
         self.log_state: Log | None = None
         self.keys: dict[str, bytes] = {}        # subject → data key (audit.keys as this auditor wrote it)
+        self.ciphers: dict[str, AESGCM] = {}    # subject → its key's cipher, made once (dropped with the key)
         self.sign = sign
         self.anchor = anchor
         self.checkpoint_every = bus.settings.audit_checkpoint_every
         self.head_interval_ms = bus.settings.audit_head_interval_s * 1000
         self.clock = clock
+        self.seal = compiled_seal(bus.schemas.schema("mlbus.AuditRecord").prefix)
+        self.redactions: dict[str, Redaction] = {}             # topic → how its personal fields are blanked
         self.metrics: AuditMetrics | None = None          # set by __main__: the runtime's registry
         self.signed_size = 0                    # the size of the last head signed
         self.signed_at = clock()
@@ -52,7 +56,7 @@ class Auditor:
         now = self.clock()
         key_events: list[Event | Forward] = []
         crossings = [self._crossing(m, now, key_events) for m in messages]
-        events, heads = append(self.log_state, crossings, now, self.checkpoint_every, self.sign)
+        events, heads = append(self.log_state, crossings, now, self.checkpoint_every, self.sign, self.seal)
         events = key_events + events
         self._signed(heads)
         events += self.tick()
@@ -104,11 +108,18 @@ class Auditor:
             if subject not in self.keys:
                 self.keys[subject] = new_key()
                 key_events.append(key_created(subject, self.keys[subject], now))
-            sealed = seal_value(value, subject, self.keys[subject])
-            value = redacted(self.bus.schemas, value, topic.personal)
+            if subject not in self.ciphers:
+                self.ciphers[subject] = AESGCM(self.keys[subject])
+            sealed = seal_value(value, subject, self.ciphers[subject])
+            value = self._redaction(topic)(value)
         return Crossing(topic.name if topic else self.bus.catalogue.logical(message.topic()), message.partition(),
                         message.offset(), message.timestamp()[1], message.key(), list(message.headers() or []),
                         value, attested, sealed)
+
+    def _redaction(self, topic) -> Redaction:
+        if topic.name not in self.redactions:
+            self.redactions[topic.name] = Redaction(self.bus.schemas, topic.schema, topic.personal)
+        return self.redactions[topic.name]
 
     def _attest(self, message: Message, key_events: list) -> str | None:
         """Who signed a person's act (only the topics that carry them are decoded: the rest stays raw). An
@@ -122,6 +133,7 @@ class Auditor:
             if erasable(received.value, verdict):
                 subject = received.value["subject"]
                 self.keys.pop(subject, None)
+                self.ciphers.pop(subject, None)
                 key_events.append(Forward(self.bus.catalogue.physical("audit.keys"), subject.encode(), None, []))
                 self.log.info("subject erased", by=verdict.signer, erasure_id=received.value["erasure_id"])
             return attest(received.value, verdict)

@@ -17,6 +17,7 @@ from fastavro.schema import UnknownType, fingerprint, parse_schema, to_parsing_c
 from fastavro.validation import ValidationError, validate
 
 from .errors import BadInput, DecodeError
+from .native import decoder, encoder
 
 MARKER = b"\xc3\x01"
 HEADER_LEN = len(MARKER) + 8
@@ -131,6 +132,8 @@ class SchemaCatalogue:
             self.by_name[schema.name] = schema
             self.by_fingerprint[schema.fingerprint] = schema
         self.resolver = resolver
+        self._compiled: dict[bytes, Callable[[bytes], dict | None] | None] = {}    # fingerprint → its reader
+        self._writers: dict[str, Callable[[dict], bytes | None] | None] = {}      # local record → its writer
 
     @classmethod
     def from_dir(cls, schemas_dir: Path, resolver: Callable[[bytes], str | None] | None = None):
@@ -154,6 +157,14 @@ class SchemaCatalogue:
         schema = self.schema(name)
         if check:
             check_datum(schema, datum)
+        if schema.name not in self._writers:
+            self._writers[schema.name] = encoder(schema.parsed, schema.prefix)
+        compiled = self._writers[schema.name]
+        # In compiled code where it can (services/bus/native.py): the bytes fastavro writes; fastavro writes (or
+        # refuses) the values it leaves.
+        payload = compiled(datum) if compiled is not None else None
+        if payload is not None:
+            return payload
         buffer = io.BytesIO()
         buffer.write(schema.prefix)
         try:
@@ -169,6 +180,14 @@ class SchemaCatalogue:
         reader_schema = self.by_name.get(reader or writer.name)
         if reader_schema is None or reader_schema.fingerprint == writer.fingerprint:
             reader_parsed = None
+            # Read as the writer wrote it: in compiled code where it can (services/bus/native.py), the same
+            # dict fastavro makes; what it leaves (bytes fastavro would refuse among them) goes to fastavro.
+            if writer.fingerprint not in self._compiled:
+                self._compiled[writer.fingerprint] = decoder(writer.parsed)
+            compiled = self._compiled[writer.fingerprint]
+            datum = compiled(payload[HEADER_LEN:]) if compiled is not None else None
+            if datum is not None:
+                return (reader_schema or writer).name, datum
         else:
             reader_parsed = reader_schema.parsed
         buffer = io.BytesIO(payload)

@@ -15,7 +15,11 @@ def group_id(settings: Settings, purpose: str = "") -> str:
 
 
 def base_config(settings: Settings) -> dict:
-    return {"bootstrap.servers": settings.bootstrap, **client_credentials(settings), **settings.kafka_overrides}
+    # librdkafka leaves Nagle's algorithm on (the Java client does not): a small request sent while another is
+    # unacknowledged waits for the broker's delayed ACK, ~40 ms. Measured on the local broker at 1,000 msgs/s:
+    # produce → consume p50 65-72 ms with it, 4-6 ms without; a transaction's commit 38-43 ms → 4-7 ms.
+    return {"bootstrap.servers": settings.bootstrap, "socket.nagle.disable": True, **client_credentials(settings),
+            **settings.kafka_overrides}
 
 
 # topics.yaml caps messages at 1 MiB (DLQs 1 MiB + 64 KiB, audit.log 1 MiB + 256 KiB). A batch of several

@@ -2,8 +2,10 @@
 and how the CLI shows what is on the bus (runs, validations)."""
 from __future__ import annotations
 
+import queue
+import threading
 import time
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
@@ -12,6 +14,8 @@ from .errors import BadInput
 from .kafka import base_config, group_id
 from .received import Received, decode_message
 from .topics import retry_while_retriable
+
+T = TypeVar("T")
 
 
 def read_topics(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0) -> Iterator[Received]:
@@ -27,6 +31,12 @@ def read_topics(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0) -> Ite
 def read_messages(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0) -> Iterator[Message]:
     """Every committed message of the topics (bytes as they are), up to their end when called, in offset
     order per partition."""
+    for batch in read_batches(bus, topics, timeout_s):
+        yield from batch
+
+
+def read_batches(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0) -> Iterator[list[Message]]:
+    """read_messages a fetch at a time (up to 10,000 messages a list): for readers that work on whole batches."""
     consumer = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, "replay"), "enable.auto.commit": False,
                          "isolation.level": "read_committed", "enable.partition.eof": False,
                          # Bulk reading: larger fetches than the defaults (1 MB per partition) mean fewer
@@ -41,16 +51,59 @@ def read_messages(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0) -> I
                 raise TimeoutError(f"could not read {sorted({t for t, _ in ends})} to the end in {timeout_s}s")
             # consume() waits for its whole batch or the timeout: a short timeout, so the end of a topic
             # (or a transaction marker past its last record) costs 50 ms, not half a second per read.
-            for message in consumer.consume(10_000, 0.05):
-                if message.error():
-                    continue
+            batch = [m for m in consumer.consume(10_000, 0.05) if not m.error()]
+            for message in batch:
                 where = (message.topic(), message.partition())
                 if message.offset() + 1 >= ends.get(where, 0):
                     ends.pop(where, None)
-                yield message
+            if batch:
+                yield batch
             ends = {w: end for w, end in ends.items() if _position(consumer, w) < end}
     finally:
         consumer.close()
+
+
+def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """`items` produced in a thread of their own, up to `depth` ahead: reading the next batch overlaps the work
+    on this one (work that releases the GIL, as compiled code does, runs beside it on another core). An error
+    in the reader is raised here; leaving early stops the reader."""
+    ahead: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as error:          # handed to the caller's thread, raised there
+            put((done, error))
+        finally:
+            getattr(items, "close", lambda: None)()    # a generator's own clean-up (a consumer closed) here
+
+    reader = threading.Thread(target=read, name="read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item, error = ahead.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        reader.join()
 
 
 def _end_offsets(consumer: Consumer, topics: list[str], timeout_s: float) -> dict[tuple[str, int], int]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from services.domain import (BLOCK, Tiled, anchored_heads, audit_records, block_hashes, check_proof, checkpoints,
                              consistency_proof, decoded, head_of_checkpoint, inclusion_proof, kept_heads, key_id,
                              leaf, log_id, log_signers, public_pem, read_public_key, records_between,
-                             signature_problem, verify_chain as verify)
+                             signature_problem, verify_log)
 from services.bus.context import Bus
 from services.bus.envelope import new_id
 from services.bus.errors import BadInput
@@ -114,7 +114,7 @@ def verification(bus: Bus, extra_heads: list | None = None, extra_keys: dict[str
     prints and the console shows."""
     on_topic, anchored = kept_heads(bus)
     keys = {**log_signers(bus), **(extra_keys or {})}
-    result = verify(audit_records(bus), on_topic + anchored + list(extra_heads or []), keys, log_id(bus))
+    result = verify_log(bus, on_topic + anchored + list(extra_heads or []), keys, log_id(bus))
     broken = result.broken
     warning = None
     if not anchored and any(h.signed for h in on_topic):

@@ -16,8 +16,10 @@ import hashlib
 from json.encoder import encode_basestring_ascii as _string     # JSON string, ASCII with \u escapes (C)
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Iterable
+from typing import Callable, Iterable, Iterator
 
+
+from .compiled import native
 from .merkle import Frontier, leaf_hash
 from .tree_head import TreeHead, signature_problem
 
@@ -72,6 +74,31 @@ def sealed_leaf(record: dict, prev_hash: str) -> tuple[dict, bytes]:
     return {**linked, "hash": hashlib.sha256(bytes.fromhex(prev_hash) + canonical).hexdigest()}, leaf_hash(canonical)
 
 
+Seal = Callable[[dict, str], "tuple[dict, bytes, bytes | None]"]
+
+
+def python_seal(record: dict, prev_hash: str) -> tuple[dict, bytes, None]:
+    """(the sealed record, its leaf hash, None: the runtime encodes it)."""
+    return (*sealed_leaf(record, prev_hash), None)
+
+
+def compiled_seal(prefix: bytes) -> Seal:
+    """The same seal in compiled code (services/native), which also encodes the record (single-object, after
+    `prefix`: the marker and AuditRecord's fingerprint) from the same pass; python_seal without it."""
+    if native is None:
+        return python_seal
+
+    def seal_(record: dict, prev_hash: str) -> tuple[dict, bytes, bytes]:
+        sealed = record["sealed"]
+        encoded, hash_, leaf_ = native.seal(
+            prefix, record["sequence"], record["audited_at"], record["source_topic"], record["source_partition"],
+            record["source_offset"], record["source_timestamp"], record["key"],
+            [(h["key"], h["value"]) for h in record["headers"]], record["value"], record["actor"],
+            record["record_type"], sealed and (sealed["subject"], sealed["nonce"], sealed["ciphertext"]), prev_hash)
+        return {**record, "prev_hash": prev_hash, "hash": hash_}, leaf_, encoded
+    return seal_
+
+
 def leaf(record: dict) -> bytes:
     """A sealed record's Merkle leaf hash."""
     return leaf_hash(canonical_bytes(record))
@@ -112,12 +139,19 @@ class Verified:
 
 def verify(records: Iterable[dict], heads: Iterable[Head] = (), keys: dict[str, bytes] | None = None,
            log_id: str | None = None) -> Verified:
+    """verify_walk over decoded records."""
+    return verify_walk(_batches(records), RecordWalk(), heads, keys, log_id)
+
+
+def verify_walk(batches: Iterable[list], walk: "RecordWalk | EncodedWalk", heads: Iterable[Head] = (),
+                keys: dict[str, bytes] | None = None, log_id: str | None = None) -> Verified:
     """Walk the chain from the start — every sequence in order with no gap, every prev_hash the previous hash,
     every hash recomputed — growing the Merkle tree as it goes. Each head must lie on the log: its chain hash
     that of the record at its sequence, its signed root the tree's root at its size (checked against the
     records themselves, which is stronger than a consistency proof: each later head extends each earlier one),
     its signature valid under `keys` (key id → raw Ed25519 public key), its log_id this log's. A head past
-    the end of the log means the tail was truncated. The first problem found is returned."""
+    the end of the log means the tail was truncated. The first problem found is returned. The records come
+    in batches (lists), fed to `walk` a run at a time up to the next head."""
     heads = sorted(heads, key=lambda h: h.tree_size)
     for head in heads:
         problem = head.problem or _signed_problem(head, keys or {}, log_id)
@@ -126,40 +160,118 @@ def verify(records: Iterable[dict], heads: Iterable[Head] = (), keys: dict[str, 
     pending = iter(heads)
     due = next(pending, None)
     checked, last_good = 0, 0
-    frontier = Frontier()
-    at = ChainHead()
-    for record in records:
-        expected = at.sequence + 1
-        broken = _link_problem(record, expected, at)
-        if broken is None:
-            canonical = canonical_bytes(record)
-            if hashlib.sha256(bytes.fromhex(at.hash) + canonical).hexdigest() != record["hash"]:
-                broken = Broken(expected, "the record's content does not match its hash (changed)")
-        if broken:
-            return Verified(at, frontier.root().hex(), checked, broken)
-        frontier.append(leaf_hash(canonical))
-        at = ChainHead(expected, record["hash"])
-        if due is not None and due.tree_size <= expected:
-            while due is not None and due.tree_size <= expected:        # every head kept at this size
-                broken = _head_problem(due, at, frontier, last_good)
-                if broken:
-                    return Verified(at, frontier.root().hex(), checked, broken)
-                checked, due = checked + 1, next(pending, None)
-            last_good = expected
+
+    def result(broken: Broken | None) -> Verified:
+        return Verified(ChainHead(walk.sequence, walk.hash), walk.root().hex(), checked, broken)
+
+    for batch in batches:
+        start = 0
+        while start < len(batch):
+            end = len(batch) if due is None else min(len(batch), start + max(1, due.tree_size - walk.sequence))
+            added, stop = walk.feed(batch, start, end)
+            start += added
+            if stop:
+                return result(_stopped(stop, walk.sequence + 1))
+            if due is not None and due.tree_size <= walk.sequence:
+                at, root = ChainHead(walk.sequence, walk.hash), walk.root().hex()
+                while due is not None and due.tree_size <= walk.sequence:       # every head kept at this size
+                    broken = _head_problem(due, at, root, last_good)
+                    if broken:
+                        return result(broken)
+                    checked, due = checked + 1, next(pending, None)
+                last_good = walk.sequence
     if due is not None:
-        return Verified(at, frontier.root().hex(), checked, Broken(
-            at.sequence + 1, f"the log ends at {at.sequence} but a checkpoint was taken at {heads[-1].tree_size} "
-                             f"(the tail was truncated)", due.source))
-    return Verified(at, frontier.root().hex(), checked, None)
+        return result(Broken(walk.sequence + 1, f"the log ends at {walk.sequence} but a checkpoint was taken at "
+                                                f"{heads[-1].tree_size} (the tail was truncated)", due.source))
+    return result(None)
 
 
-def _link_problem(record: dict, expected: int, at: ChainHead) -> Broken | None:
-    if record["sequence"] != expected:
-        return Broken(expected, f"found sequence {record['sequence']} where {expected} belongs "
+Stop = tuple[str, int]       # why a walk stopped: ("sequence", found) | ("prev_hash", 0) | ("hash", 0) | ("unreadable", 0)
+
+
+def _stopped(stop: Stop, expected: int) -> Broken:
+    kind, found = stop
+    if kind == "sequence":
+        return Broken(expected, f"found sequence {found} where {expected} belongs "
                                 f"(a record dropped, reordered or inserted)")
-    if record["prev_hash"] != at.hash:
+    if kind == "prev_hash":
         return Broken(expected, "prev_hash is not the hash of the record before")
-    return None
+    return Broken(expected, "the record's content does not match its hash (changed)")
+
+
+class RecordWalk:
+    """The chain's head and the Merkle frontier along decoded records (what services/native's ChainWalk does
+    on raw values, in compiled code)."""
+
+    def __init__(self):
+        self.sequence, self.hash, self.frontier = 0, GENESIS, Frontier()
+
+    def feed(self, records: list[dict], start: int, end: int) -> tuple[int, Stop | None]:
+        for index in range(start, end):
+            record = records[index]
+            stop = self.feed_canonical(record["sequence"], record["prev_hash"], record["hash"], canonical_bytes(record))
+            if stop:
+                return index - start, stop
+        return end - start, None
+
+    def feed_canonical(self, sequence: int, prev_hash: str, hash_: str, canonical: bytes) -> Stop | None:
+        if sequence != self.sequence + 1:
+            return "sequence", sequence
+        if prev_hash != self.hash:
+            return "prev_hash", 0
+        if hashlib.sha256(bytes.fromhex(self.hash) + canonical).hexdigest() != hash_:
+            return "hash", 0
+        self.frontier.append(leaf_hash(canonical))
+        self.sequence, self.hash = sequence, hash_
+        return None
+
+    def root(self) -> bytes:
+        return self.frontier.root()
+
+
+class EncodedWalk:
+    """The walk along audit.log's raw values: in compiled code (mlbus_native, built by scripts/setup) where it
+    reads them — the current AuditRecord schema — and record by record through `decode` where it does not (an
+    older writer schema, or the native module missing). Both give the same bytes, hashes and verdicts."""
+
+    def __init__(self, decode: Callable[[bytes], dict], fingerprint: bytes, compiled: bool = True):
+        self.decode = decode
+        self.inner = native.ChainWalk(fingerprint) if native is not None and compiled else RecordWalk()
+        self.compiled = not isinstance(self.inner, RecordWalk)
+
+    sequence = property(lambda self: self.inner.sequence)
+    hash = property(lambda self: self.inner.hash)
+
+    def root(self) -> bytes:
+        return self.inner.root()
+
+    def feed(self, values: list[bytes], start: int, end: int) -> tuple[int, Stop | None]:
+        done = start
+        while done < end:
+            added, stop = self.inner.feed(values, done, end) if self.compiled else (0, ("unreadable", 0))
+            done += added
+            if stop is None:
+                break
+            if stop[0] != "unreadable":
+                return done - start, stop
+            record = self.decode(values[done])
+            stop = self.inner.feed_canonical(record["sequence"], record["prev_hash"], record["hash"],
+                                             canonical_bytes(record))
+            if stop:
+                return done - start, stop
+            done += 1
+        return done - start, None
+
+
+def _batches(records: Iterable[dict], size: int = 10_000) -> Iterator[list[dict]]:
+    batch: list[dict] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _signed_problem(head: Head, keys: dict[str, bytes], log_id: str | None) -> str | None:
@@ -171,14 +283,14 @@ def _signed_problem(head: Head, keys: dict[str, bytes], log_id: str | None) -> s
     return f"the tree head at size {head.tree_size}: {problem}" if problem else None
 
 
-def _head_problem(head: Head, at: ChainHead, frontier: Frontier, last_good: int) -> Broken | None:
+def _head_problem(head: Head, at: ChainHead, root: str, last_good: int) -> Broken | None:
     if head.tree_size < 1:
         return Broken(1, f"a checkpoint at size {head.tree_size} names no record", head.source)
     if head.chain_hash is not None and head.chain_hash != at.hash:
         return Broken(at.sequence, "the record differs from the checkpoint taken at this sequence", head.source)
-    if head.signed is not None and head.signed.root_hash != frontier.root().hex():
+    if head.signed is not None and head.signed.root_hash != root:
         return Broken(at.sequence, f"the first {at.sequence} records are not the ones the auditor signed at "
                                    f"{head.signed.timestamp} ms (root {head.signed.root_hash[:16]}…, the log's "
-                                   f"{frontier.root().hex()[:16]}…): history between sequences {last_good + 1} "
+                                   f"{root[:16]}…): history between sequences {last_good + 1} "
                                    f"and {at.sequence} was rewritten", head.source)
     return None

@@ -10,7 +10,7 @@ from typing import Iterable, Iterator
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from .anchor import Anchor, parse_line
-from .audit import EPOCH, Head
+from .audit import EPOCH, EncodedWalk, Head, Verified, verify_walk
 from .erasure import Erasure, unseal_value
 from .tree_head import LogKey, TreeHead
 from services.bus.context import Bus
@@ -20,7 +20,7 @@ from services.bus.kafka import base_config, group_id
 from services.bus.projections.identities import LOG_SIGNER_ROLE
 from services.bus.publish import Publisher
 from services.bus.errors import BadInput
-from services.bus.replay import read_messages, read_topics
+from services.bus.replay import read_ahead, read_batches, read_messages, read_topics
 from services.bus.schema_topic import SchemasTopicResolver
 
 
@@ -46,6 +46,16 @@ def audit_records(bus: Bus, records: Iterable[str] | None = None, timeout_s: flo
     wanted = None if records is None else {bus.catalogue.for_schema(r).name.encode() for r in records}
     return [bus.schemas.decode(m.value(), "mlbus.AuditRecord")[1] for m in read_messages(bus, ["audit.log"], timeout_s)
             if wanted is None or m.key() in wanted]
+
+
+def verify_log(bus: Bus, heads: Iterable[Head], keys: dict[str, bytes], log: str,
+               timeout_s: float = 300.0) -> Verified:
+    """audit.log verified as it is read, a fetch at a time, on its raw values (compiled where it can be:
+    EncodedWalk), against these heads; the next fetch is read in a thread while the walk hashes this one."""
+    walk = EncodedWalk(lambda value: bus.schemas.decode(value, "mlbus.AuditRecord")[1],
+                       bus.schemas.schema("mlbus.AuditRecord").fingerprint)
+    batches = ([m.value() for m in batch] for batch in read_batches(bus, ["audit.log"], timeout_s))
+    return verify_walk(read_ahead(batches), walk, heads, keys, log)
 
 
 def checkpoints(bus: Bus) -> list[dict]:

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from .compiled import native
+
+import io
+
+import fastavro
+
 from services.bus.codec import SchemaCatalogue
+from services.bus.native import Unplanned, plan, record_plan
 from services.bus.errors import BadInput
 
 WHOLE = "*"                  # a dead letter of a personal topic: the whole value is personal
@@ -26,9 +33,11 @@ def new_key() -> bytes:
     return os.urandom(32)
 
 
-def seal_value(value: bytes, subject: str, key: bytes) -> dict:
+def seal_value(value: bytes, subject: str, key: bytes | AESGCM) -> dict:
+    """The value encrypted under the subject's key (or that key's AESGCM, made once by a caller sealing many)."""
     nonce = os.urandom(12)
-    return {"subject": subject, "nonce": nonce, "ciphertext": AESGCM(key).encrypt(nonce, value, subject.encode())}
+    cipher = key if isinstance(key, AESGCM) else AESGCM(key)
+    return {"subject": subject, "nonce": nonce, "ciphertext": cipher.encrypt(nonce, value, subject.encode())}
 
 
 def unseal_value(sealed: dict, key: bytes) -> bytes | None:
@@ -54,6 +63,43 @@ def redacted(schemas: SchemaCatalogue, value: bytes | None, fields: tuple[str, .
     except (BadInput, KeyError):
         return None
     return schemas.encode(record, {**datum, **blanks})
+
+
+class Redaction:
+    """redacted() for the values of one topic (its record type, its personal fields), in compiled code where it
+    can (services/native's Redactor: values written with the local schema, types it reads exactly as fastavro
+    does), in Python for the rest — and for whatever the compiled code will not take, so both refuse alike."""
+
+    def __init__(self, schemas: SchemaCatalogue, record: str, fields: tuple[str, ...]):
+        self.schemas, self.fields = schemas, fields
+        plan = None if native is None or WHOLE in fields else redaction_plan(schemas.schema(record).parsed, fields)
+        self.compiled = native.Redactor(schemas.schema(record).prefix, plan) if plan else None
+
+    def __call__(self, value: bytes | None) -> bytes | None:
+        if value is not None and self.compiled is not None:
+            done = self.compiled(value)
+            if done is not None:
+                return done
+        return redacted(self.schemas, value, self.fields)
+
+
+def redaction_plan(schema: dict, fields: tuple[str, ...]) -> tuple | None:
+    """A record schema (parsed, expanded) as services/native's Redactor takes it (services/bus/native.py's
+    plans), each personal field ("blank", its type, its blank encoded by fastavro); None outside the plans."""
+    try:
+        return record_plan(schema, lambda f: ("blank", plan(f["type"]), _blank_bytes(f["type"])) if f["name"] in fields
+                           else plan(f["type"]))
+    except Unplanned:
+        return None
+
+
+def _blank_bytes(avro_type) -> bytes:
+    out = io.BytesIO()
+    try:
+        fastavro.schemaless_writer(out, fastavro.parse_schema(avro_type), blank(avro_type))
+    except Exception as error:          # a blank this type cannot take (an enum, a record): Python redacts
+        raise Unplanned(str(error)) from error
+    return out.getvalue()
 
 
 _BLANKS: "weakref.WeakKeyDictionary[SchemaCatalogue, dict]" = weakref.WeakKeyDictionary()

@@ -12,11 +12,15 @@ def request_frame(requests: list[dict], names: list[str], categorical) -> pd.Dat
     """InferenceRequests as the pipeline was fitted on them: numbers from `features`, categories (text; one never
     seen in training is the encoder's to handle) from `categories`, in the training's column order."""
     if not categorical:
-        return pd.DataFrame(np.array([[r["features"][n] for n in names] for r in requests], dtype=float),
-                            columns=names)
+        return number_frame([[r["features"][n] for n in names] for r in requests], names)
     return pd.DataFrame({n: [r["categories"][n] for r in requests] if n in categorical
                          else np.array([r["features"][n] for r in requests], dtype=float) for n in names},
                         columns=names)
+
+
+def number_frame(rows: list[list[float]], names: list[str]) -> pd.DataFrame:
+    """Rows of numbers (one list per request, in `names` order) as the frame a numeric pipeline was fitted on."""
+    return pd.DataFrame(np.array(rows, dtype=float), columns=names)
 
 
 def snapshot_frame(frame: pd.DataFrame, names: list[str], categorical) -> pd.DataFrame:

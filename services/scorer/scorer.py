@@ -7,9 +7,11 @@ import time
 from collections import defaultdict
 from datetime import datetime, timezone
 
-
 from services.bus import BadInput, Bus, Event, Received
-from services.domain import ArtifactRefused, ArtifactStore, Ensemble, load_servable, predict, request_frame
+from services.bus.invariants import all_finite
+from services.bus.runtime import settle_heap
+from services.domain import (ArtifactRefused, ArtifactStore, Ensemble, compiled_forest, load_servable, number_frame,
+                             predict, request_frame)
 from services.bus.logs import get_logger
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.follow import Follower
@@ -87,7 +89,8 @@ class Scorer:
         fitted = self._model(entry.trained) if entry else None
         categories = (entry.trained.get("categorical_features") or ()) if entry else ()
         numbers = [f for f in entry.trained["features"] if f not in categories] if entry else []
-        rows, kept = [], []
+        needed, needed_categories = set(numbers), set(categories)
+        rows, values, kept = [], [], []
         for index, route, served, deployment_id in items:
             if isinstance(results[index], BadInput):
                 continue
@@ -97,32 +100,39 @@ class Scorer:
                 results[index].append(prediction(request, batch[index].envelope.id, route, deployment_id, served,
                                                  None, None, {}, self.clock(), error=f"v{version} cannot serve: {reason}"))
                 continue
-            missing = [f for f in numbers if f not in request["features"]] + \
-                [f for f in categories if f not in (request["categories"] or {})]
-            if missing:
+            given = request["features"]
+            if not (given.keys() >= needed and (request["categories"] or {}).keys() >= needed_categories):
+                missing = [f for f in numbers if f not in given] + \
+                    [f for f in categories if f not in (request["categories"] or {})]
                 results[index] = BadInput(f"request {request['request_id']} lacks features {missing[:5]}")
                 continue
-            impossible = [f for f in numbers if not math.isfinite(request["features"][f])]
-            if impossible:
+            row = [given[f] for f in numbers]
+            if not all_finite(row):
+                impossible = [f for f, v in zip(numbers, row) if not math.isfinite(v)]
                 results[index] = BadInput(f"request {request['request_id']} has non-finite features {impossible[:5]}")
                 continue
             rows.append(request)
+            values.append(row)
             kept.append((index, route, served, deployment_id))
         if not rows:
             return
         cpu_started = time.process_time()
-        features = request_frame(rows, entry.trained["features"], categories)
+        features = (request_frame(rows, entry.trained["features"], categories) if categories
+                    else number_frame(values, numbers))          # the rows as checked above
         if isinstance(fitted, Ensemble):         # and what each member said, for explain
             labels, probabilities, classes, members = fitted.answer(features, entry.trained["task"])
         else:
             (labels, probabilities, classes), members = predict(fitted, features, entry.trained["task"]), None
         cpu_ms = (time.process_time() - cpu_started) * 1000 / len(rows)        # the version's cost, per prediction
         now = self.clock()
+        probability_rows = probabilities.tolist() if probabilities is not None else None
+        label_list = labels.tolist()
+        classified = entry.trained["task"] == "classification"
         for row, (index, route, served, deployment_id) in enumerate(kept):
             request = batch[index].value
-            probs = dict(zip(classes, probabilities[row].tolist())) if probabilities is not None else {}
-            label = str(labels[row]) if entry.trained["task"] == "classification" else None
-            score = max(probs.values()) if probs else float(labels[row])
+            probs = dict(zip(classes, probability_rows[row])) if probability_rows is not None else {}
+            label = str(label_list[row]) if classified else None
+            score = max(probs.values()) if probs else float(label_list[row])
             results[index].append(prediction(request, batch[index].envelope.id, route, deployment_id, served,
                                              label, score, probs, now, cpu_ms=cpu_ms,
                                              members=members[row] if members else ()))
@@ -138,7 +148,9 @@ class Scorer:
         sha = trained["artifact_sha256"]
         if sha not in self.models and sha not in self.refused:
             try:
-                self.models[sha] = load_servable(trained, self._load)
+                # a random forest walked in compiled code where it answers as scikit-learn does (forest.py)
+                self.models[sha] = compiled_forest(load_servable(trained, self._load))
+                settle_heap()                       # the model's objects out of every later collection
             except ArtifactRefused as error:
                 self.refused[sha] = str(error)
                 self.log.error("artifact refused", model=trained["model"], version=trained["version"], error=str(error))

@@ -75,6 +75,13 @@ def test_an_ensemble_trains_is_approved_serves_explains_and_a_tampered_member_re
         assert cli("deploy", ENSEMBLE, "2", "--strategy", "canary", "--interval", "600", person="olga").returncode == 0
         wait_until(lambda: [d for d in deployments(bus, ENSEMBLE) if d["phase"] == "started"], timeout=60,
                    message="v2 as a canary")
+        probes: list[str] = []                 # the scorer takes the canary up when its routing table has it
+
+        def canary_answers() -> bool:
+            rows = insurance_claims(rows=20, seed=8, offset=30_000 + len(probes)).to_dict("records")
+            probes.extend(ask(publisher, ENSEMBLE, rows, f"probe{len(probes)}"))
+            return any(p["variant"] == "canary" for p in served(bus, probes).values())
+        wait_until(canary_answers, timeout=120, message="the scorer to route to the canary", interval=1.0)
         later = ask(publisher, ENSEMBLE, insurance_claims(rows=300, seed=7, offset=20_000).to_dict("records"), "canary")
         split = wait_until(lambda: len(found := served(bus, later)) == len(later) and found, timeout=120,
                            message="answers during the canary")

@@ -16,8 +16,9 @@ from tests.support.traffic import publish_mixed, request
 GROUP = "mlbus.scorer.relay"           # the relay runs as the scorer's principal, in its groups
 
 
-def start_relay(env: dict, transactional: bool = False) -> subprocess.Popen:
-    return start("tests.support.relay_service", env, MLBUS_RELAY_TRANSACTIONAL="1" if transactional else "0")
+def start_relay(env: dict, transactional: bool = False, handle_ms: float = 0) -> subprocess.Popen:
+    return start("tests.support.relay_service", env, MLBUS_RELAY_TRANSACTIONAL="1" if transactional else "0",
+                 MLBUS_RELAY_HANDLE_MS=str(handle_ms))
 
 
 def lag(bus) -> int:
@@ -54,7 +55,7 @@ def test_good_messages_are_handled_and_malformed_ones_dead_lettered(bus, bus_env
 @pytest.mark.parametrize("transactional", [False, True], ids=["at-least-once", "exactly-once"])
 def test_kill_9_mid_stream_then_restart_loses_nothing(bus, bus_env, transactional):
     sent_ids, _ = publish_mixed(bus, good=5000, bad=0)
-    relay = start_relay(bus_env, transactional)
+    relay = start_relay(bus_env, transactional, handle_ms=1)      # ~5 s of work: time to find it mid-stream
     wait_until(lambda: 0 < lag(bus) < 4500, timeout=120, message="the relay to be mid-stream")
     relay.send_signal(signal.SIGKILL)
     relay.wait(timeout=30)

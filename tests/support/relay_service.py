@@ -2,18 +2,26 @@
 one prediction whose id derives from the request's id. Impossible values (a NaN feature) are bad input.
 Two entities stand for a hostile meaning the handler does not survive (the poison budget's tests): a request
 for `poison-raise` raises an exception that is not BadInput, one for `poison-exit` ends the process outright.
+MLBUS_RELAY_HANDLE_MS gives each request a handling cost, so a test that kills the relay mid-stream finds it
+there (bare, it relays thousands of requests between two looks at its lag).
 
     MLBUS_RELAY_TRANSACTIONAL=1 python -m tests.support.relay_service
 """
 import math
 import os
+import time
 
 from services.bus import BadInput, Bus, Event, Received, ServiceRuntime, derive_id
 from services.bus.logs import configure_logging
 
 
+HANDLE_S = float(os.environ.get("MLBUS_RELAY_HANDLE_MS", "0")) / 1000
+
+
 def relay(message: Received):
     request = message.value
+    if HANDLE_S:
+        time.sleep(HANDLE_S)                   # stands in for the work of a real handler
     if any(math.isnan(v) for v in request["features"].values()):
         raise BadInput("feature value is NaN")
     if request["entity_id"] == "poison-raise":

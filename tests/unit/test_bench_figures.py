@@ -18,3 +18,12 @@ def test_results_carry_every_field_the_report_promises():
     assert {"name", "value", "unit", "peer", "peer_value", "ratio", "goal", "met"} <= set(first)
     assert first["met"] is True and second["peer"] is None and second["value"] == 45.0
     assert "| p99 | 45 ms | 40–60 |" in markdown(figures)
+
+
+def test_the_pipes_phases_are_reported_as_median_batch_and_percentiles(tmp_path):
+    from tests.bench.pipe import pipe_phases
+    timings = tmp_path / "pipe.jsonl"
+    assert pipe_phases(timings) == "phases not recorded"
+    timings.write_text("".join(json.dumps([size, 0.001, 0.002 * size, 0.004]) + "\n" for size in range(1, 101)))
+    assert pipe_phases(timings) == ("100 batches of 51 (median); p50/p99 ms: produce 1.0/1.0, offsets/flush 102.0/200.0, "
+                                    "commit 4.0/4.0")

@@ -8,6 +8,7 @@ from services.bus.settings import PROJECT_ROOT
 from tests.support.samples import SAMPLE_TIME
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 
 def test_headers_round_trip_and_follow_cloudevents_binary_mode():
@@ -53,3 +54,11 @@ def test_json_input_with_an_unknown_field_is_refused():
     schema = SchemaCatalogue.from_dir(PROJECT_ROOT / "schemas").schema("mlbus.Outcome").parsed
     with pytest.raises(BadInput, match="no field 'colour'"):
         from_json(schema, {"colour": "red"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.text(st.characters(exclude_categories=("Cs",))), st.integers()), max_size=4))
+def test_derive_id_is_rfc4122_uuid5(parts):
+    import uuid
+    from services.bus.envelope import ID_NAMESPACE
+    assert derive_id(*parts) == str(uuid.uuid5(ID_NAMESPACE, "/".join(str(p) for p in parts)))

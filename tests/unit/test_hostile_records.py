@@ -1,13 +1,16 @@
 """Hostile but schema-valid records (tests/support/hostile.py) against the edge checks and the pure cores:
 every one encodes, and nothing but the documented refusal comes out of the code that first meets it."""
+import math
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.bus.context import Bus
 from services.bus.errors import BadInput
 from services.domain.estimators import spec_problem
-from services.bus.invariants import check_record, is_edge
+from services.bus.invariants import all_finite, check_record, is_edge
 from services.bus.settings import PROJECT_ROOT, Settings
 from services.validator.adapters import ContractFiles
 from services.validator.contract import ContractError
@@ -57,3 +60,16 @@ def test_a_json_field_that_is_not_a_json_object_is_refused_by_name(text, says):
     with pytest.raises(BadInput, match=f"'mlbus.ModelTrained.fairness_json' {says}"):
         check_record("mlbus.ModelTrained", value, edge=False)
     check_record("mlbus.ModelTrained", {**value, "fairness_json": '{"sex": {}}'}, edge=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.floats(), st.floats(min_value=1e307), st.floats(max_value=-1e307), st.integers(),
+                          st.booleans(), st.text(max_size=3), st.none()), max_size=30))
+def test_all_finite_is_a_finite_test_of_every_float(values):
+    assert all_finite(values) == all(not isinstance(v, float) or math.isfinite(v) for v in values)
+    features = {f"f{i}": v for i, v in enumerate(values)}
+    if all_finite(values):
+        check_record("mlbus.InferenceRequest", {"features": features}, edge=True)
+    else:
+        with pytest.raises(BadInput, match="numbers must be finite"):
+            check_record("mlbus.InferenceRequest", {"features": features}, edge=True)

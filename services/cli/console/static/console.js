@@ -56,16 +56,26 @@
     var events = new EventSource(source);
     events.onopen = function () { if (dot) dot.classList.add("on"); };
     events.onerror = function () { if (dot) dot.classList.remove("on"); };
-    events.onmessage = function (message) {
+    // a person writing in a form keeps what they wrote: while a field of the screen has focus or holds
+    // text not yet sent, the refresh waits (checked again when it is due, not only when the news came)
+    function writing() {
       var content = document.getElementById("content");
-      if (!content || content.dataset.changes === message.data) return;
-      // a person typing in a form keeps what they typed: the screen refreshes once they leave it
-      var typing = document.activeElement && document.activeElement.closest("#content form");
-      if (typing || pending) return;
+      if (!content) return false;
+      if (document.activeElement && document.activeElement.closest("#content form")) return true;
+      return Array.prototype.some.call(content.querySelectorAll("form input:not([type=hidden]), form textarea"),
+        function (field) { return field.value !== field.defaultValue; });
+    }
+    function refreshWhenFree() {
       pending = setTimeout(function () {
+        if (writing()) { refreshWhenFree(); return; }
         pending = null;
         document.body.dispatchEvent(new Event("mlbus-changed"));
       }, 250);
+    }
+    events.onmessage = function (message) {
+      var content = document.getElementById("content");
+      if (!content || content.dataset.changes === message.data || pending) return;
+      refreshWhenFree();
     };
   }
 
