@@ -29,6 +29,8 @@ class ServiceMetrics:
                                registry=self.registry)
         self.lag = Gauge("mlbus_consumer_lag", "Messages behind the end of each input topic", labels,
                          registry=self.registry)
+        self.aborted = Counter("mlbus_transactions_aborted_total", "Transactions aborted (a rebalance during a batch)",
+                               ["service"], registry=self.registry)
         self.restarts = Gauge("mlbus_restarts", "Restarts by the keep-alive supervisor", ["service"],
                               registry=self.registry)
         self._served = False

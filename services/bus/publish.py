@@ -15,12 +15,15 @@ SCHEMA_RECORD = "mlbus.SchemaDefinition"
 def wire_form(bus: Bus, event: Event, envelope: Envelope) -> tuple[str, bytes, bytes, list]:
     """(catalogue topic, key, Avro value, CloudEvents headers): the event as it goes on the bus, whichever
     client sends it (the Publisher, or faust in the drift-watcher)."""
-    return (bus.catalogue.for_schema(event.record).name, event.key.encode(),
-            bus.schemas.encode(event.record, event.value), to_headers(envelope))
+    value = event.encoded if event.encoded is not None else bus.schemas.encode(event.record, event.value)
+    return bus.catalogue.for_schema(event.record).name, event.key.encode(), value, to_headers(envelope)
 
 
 class DeliveryError(RuntimeError):
     """The broker did not acknowledge a message: an infrastructure failure (crash, retry after restart)."""
+
+
+ABORTED = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)   # what abort_transaction does to queued messages
 
 
 class Publisher:
@@ -67,7 +70,14 @@ class Publisher:
             self.failures = []
             raise DeliveryError(f"broker refused a message: {first}")
 
+    def forget_aborted(self) -> None:
+        """After abort_transaction: schemas announced inside the transaction were never committed; announce
+        them again with the next event of each type."""
+        self._announced.clear()
+
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None and error.code() in ABORTED:
+            return                      # purged by abort_transaction: not lost, the batch is handled again
         if error is not None:
             self.failures.append(error)
         else:

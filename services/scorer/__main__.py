@@ -5,8 +5,8 @@ copy reads deployments and models.trained from every partition in a background t
     python -m services.scorer
 
 Delivery (MLBUS_SCORER_DELIVERY): `exactly-once` (default) answers each micro-batch in one Kafka transaction
-with its offsets — no request is answered twice, even across crashes, at ~35 ms of commit per batch on a
-local broker. `at-least-once` flushes the batch's predictions and then commits its offsets: lower latency,
+with its offsets — no request is answered twice, even across crashes, at one commit per batch (5-15 ms on a
+local broker). `at-least-once` flushes the batch's predictions and then commits its offsets: lower latency,
 and after a crash some requests are answered again, with the same prediction_id (derived from the request's
 event id), so readers can drop the copies. See the README (Guarantees, Performance).
 """
@@ -26,7 +26,7 @@ def main() -> None:
     table.start()
     runtime = ServiceRuntime(bus, "scorer", lambda message: [], topics=["inference.requests"],
                              transactional=DELIVERY[bus.settings.scorer_delivery], batch_size=1000,
-                             batch_handler=scorer)
+                             batch_handler=scorer, rewindable=True)
     scorer.metrics = PredictionMetrics(runtime.metrics.registry)
     runtime.run()
 

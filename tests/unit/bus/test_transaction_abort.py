@@ -1,0 +1,136 @@
+"""A transaction that the broker makes abortable (most often a rebalance while a batch was handled: a paused twin
+rejoining the group) is aborted, never a crash loop: a rewindable service reads the batch again from the first
+offset of each partition it still owns; a stateful one aborts and restarts to rebuild its state; a fenced copy
+(fatal) and any error that does not ask for an abort crash as before."""
+from types import SimpleNamespace
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from services.bus.errors import InfrastructureError
+from services.bus.logs import get_logger
+from services.bus.metrics import ServiceMetrics
+from services.bus.publish import ABORTED, Publisher
+from services.bus.runtime import ServiceRuntime, after_failed_commit
+from services.bus.watchdog import Watchdog
+
+ABORTABLE = KafkaError(KafkaError.ILLEGAL_GENERATION, "generation moved", txn_requires_abort=True)
+FENCED = KafkaError(KafkaError._FENCED, "fenced by a newer copy", fatal=True)
+RETRIABLE = KafkaError(KafkaError._TIMED_OUT, "timed out", retriable=True)
+PLAIN = KafkaError(KafkaError._TRANSPORT, "broker away")
+
+
+@pytest.mark.parametrize("error,rewindable,action", [
+    (ABORTABLE, True, "rewind"), (ABORTABLE, False, "abort-and-crash"),
+    (FENCED, True, "crash"), (FENCED, False, "crash"),
+    (KafkaError(KafkaError._FENCED, "fatal and abortable", fatal=True, txn_requires_abort=True), True, "crash"),
+    (PLAIN, True, "crash"), (RETRIABLE, True, "crash"),
+])
+def test_what_a_failed_commit_calls_for(error, rewindable, action):
+    assert after_failed_commit(error, rewindable) == action
+
+
+class FakeProducer:
+    def __init__(self, failures: list):
+        self.failures = failures            # what each call to send_offsets / commit raises, in order (None: ok)
+        self.calls: list[str] = []
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        failure = self.failures.pop(0) if self.failures else None
+        if failure is not None:
+            raise KafkaException(failure)
+
+    def send_offsets_to_transaction(self, offsets, metadata, timeout):
+        self._call("send_offsets")
+
+    def commit_transaction(self, timeout):
+        self._call("commit")
+
+    def abort_transaction(self, timeout):
+        self.calls.append("abort")
+
+    def poll(self, timeout):
+        return 0
+
+
+class FakeConsumer:
+    def __init__(self, owned: list[tuple[str, int]]):
+        self.owned = owned
+        self.seeks: list[tuple[str, int, int]] = []
+
+    def consumer_group_metadata(self):
+        return object()
+
+    def assignment(self):
+        return [TopicPartition(t, p) for t, p in self.owned]
+
+    def seek(self, partition: TopicPartition):
+        self.seeks.append((partition.topic, partition.partition, partition.offset))
+
+
+class FakeMessage:
+    def __init__(self, topic: str, partition: int, offset: int):
+        self._at = (topic, partition, offset)
+
+    def topic(self):
+        return self._at[0]
+
+    def partition(self):
+        return self._at[1]
+
+    def offset(self):
+        return self._at[2]
+
+
+def runtime(failures: list, rewindable: bool, owned=(("requests", 0),)) -> ServiceRuntime:
+    service = ServiceRuntime.__new__(ServiceRuntime)        # its parts only: no broker
+    publisher = Publisher.__new__(Publisher)
+    publisher.producer, publisher.failures, publisher._announced = FakeProducer(failures), [], {"mlbus.Prediction"}
+    service.__dict__.update(service="scorer", transactional=True, rewindable=rewindable, publisher=publisher,
+                            consumer=FakeConsumer(list(owned)), log=get_logger(), metrics=ServiceMetrics("scorer"),
+                            watchdog=Watchdog(lambda what, seconds: None, background=False), on_committed=None)
+    return service
+
+
+OFFSETS = [TopicPartition("requests", 0, 12)]
+
+
+def test_a_rewindable_service_aborts_and_reads_the_batch_again_where_it_still_owns_the_partition():
+    service = runtime([ABORTABLE], rewindable=True, owned=[("requests", 0)])
+    assert service._commit(OFFSETS) is False
+    assert service.publisher.producer.calls == ["send_offsets", "abort"]
+    assert service.publisher._announced == set()           # announced inside the aborted transaction: again
+    service._rewind([FakeMessage("requests", 0, 10), FakeMessage("requests", 0, 11), FakeMessage("requests", 1, 4)])
+    assert service.consumer.seeks == [("requests", 0, 10)]   # partition 1 went to another copy: not ours to seek
+    assert service.metrics.aborted.labels("scorer")._value.get() == 1
+
+
+def test_a_stateful_service_aborts_then_restarts_to_rebuild_its_state():
+    service = runtime([None, ABORTABLE], rewindable=False)
+    with pytest.raises(InfrastructureError, match="transaction aborted"):
+        service._commit(OFFSETS)
+    assert service.publisher.producer.calls == ["send_offsets", "commit", "abort"]
+
+
+@pytest.mark.parametrize("rewindable", [True, False])
+def test_a_fenced_copy_crashes_without_aborting(rewindable):
+    service = runtime([FENCED], rewindable=rewindable)
+    with pytest.raises(KafkaException):
+        service._commit(OFFSETS)
+    assert service.publisher.producer.calls == ["send_offsets"]
+
+
+def test_a_retriable_commit_is_called_again():
+    service = runtime([None, RETRIABLE, RETRIABLE, None], rewindable=False)
+    assert service._commit(OFFSETS) is True
+    assert service.publisher.producer.calls == ["send_offsets", "commit", "commit", "commit"]
+
+
+def test_reports_of_messages_purged_by_an_abort_are_no_delivery_failures():
+    publisher = Publisher.__new__(Publisher)
+    publisher.failures, publisher.delivered = [], 0
+    for code in ABORTED:
+        publisher._on_delivery(KafkaError(code), None)
+    publisher._on_delivery(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)
+    assert [e.code() for e in publisher.failures] == [KafkaError.MSG_SIZE_TOO_LARGE]
