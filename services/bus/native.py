@@ -10,10 +10,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
+import os
+
 try:
     import mlbus_native as native
 except ImportError:                     # pragma: no cover - no Rust toolchain: the pure-Python paths
     native = None
+switched_off = os.environ.get("MLBUS_NATIVE", "").lower() in ("off", "0", "false", "no")
+if switched_off:
+    native = None                       # the pure-Python paths on purpose (scripts/test runs the unit tests so too)
 
 PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
