@@ -49,7 +49,8 @@ def audit_record(crossing: Crossing, sequence: int, now_ms: int) -> dict:
             "source_partition": crossing.partition, "source_offset": crossing.offset,
             "source_timestamp": crossing.timestamp_ms, "key": crossing.key,
             "headers": [{"key": k, "value": v} for k, v in crossing.headers], "value": crossing.value,
-            "actor": crossing.attested or header(crossing, "ce_source") or "unknown", "record_type": header(crossing, "ce_type"),
+            "actor": crossing.attested or header(crossing, "ce_source") or "unknown",
+            "record_type": header(crossing, "ce_type"),
             "sealed": crossing.sealed}
 
 

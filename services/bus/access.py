@@ -1,11 +1,13 @@
 """Access control derived from topics.yaml: the broker ACLs each principal needs, and nothing more (pure).
 
 A service principal gets WRITE on the topics it produces (and the DLQs of those it consumes), READ on those it
-consumes or reads (the auditor: the DLQs too), READ on its consumer groups (`<ns>mlbus.<principal>` and `<ns>mlbus.<principal>.*`),
+consumes or reads (the auditor: the DLQs too), READ on its consumer groups (`<ns>mlbus.<principal>` and
+`<ns>mlbus.<principal>.*`),
 WRITE on its transactional ids (`<ns>mlbus.<principal>.*`) and IDEMPOTENT_WRITE on the cluster. A person gets
 WRITE on the topics whose producers name one of their roles (`role:approver`), READ on every topic not marked
 private, and their own groups. `every` in a list means every principal (the schemas topic). DESCRIBE comes
-with READ and WRITE (Kafka implies it); the console may also DESCRIBE every group and topic, to show lag. The broker's `admin` is a super user and needs no ACL.
+with READ and WRITE (Kafka implies it); the console may also DESCRIBE every group and topic, to show lag. The
+broker's `admin` is a super user and needs no ACL.
 """
 from __future__ import annotations
 
@@ -51,16 +53,17 @@ def service_principals(catalogue: Catalogue) -> list[str]:
 
 def plan_acls(catalogue: Catalogue, people: Mapping[str, Iterable[str]] | None = None) -> set[Grant]:
     """Every ACL the catalogue implies for its services, app, and these people (name → roles)."""
-    people = {name: set(roles) for name, roles in (people or {}).items()}
+    people_roles = {name: set(roles) for name, roles in (people or {}).items()}
     services = service_principals(catalogue)
     grants: set[Grant] = set()
     for topic in catalogue:         # a DLQ's producers are its topic's consumers (catalogue.py)
-        grants |= _topic_grants(catalogue, topic, services, people)
-    for principal in [*services, *people]:
+        grants |= _topic_grants(catalogue, topic, services, people_roles)
+    for principal in [*services, *people_roles]:
         grants |= _own_grants(catalogue.namespace, principal)
     for principal in TOPIC_MAKERS:
         prefix = f"{catalogue.namespace}mlbus.{principal}."
-        grants |= {Grant(principal, "topic", prefix, "prefixed", op) for op in ("create", "read", "write", "describe_configs")}
+        grants |= {Grant(principal, "topic", prefix, "prefixed", op)
+                   for op in ("create", "read", "write", "describe_configs")}
     for principal in (o for o in OBSERVERS if o in services):
         grants.add(Grant(principal, "group", f"{catalogue.namespace}mlbus.", "prefixed", "describe"))
         grants |= {Grant(principal, "topic", catalogue.physical(t.name), "literal", "describe") for t in catalogue}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import replace
-from typing import Iterable
+from typing import Any, Iterable, cast
 
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
                                    ResourcePatternType, ResourceType, ScramCredentialInfo, ScramMechanism,
@@ -28,11 +28,13 @@ class AclAdmin:
         self.settings = replace(bus.settings, principal=ADMIN)
         if not credentials_file(self.settings, ADMIN).exists():
             raise ConfigError(f"managing principals and ACLs needs the broker admin's credentials "
-                              f"({credentials_file(self.settings, ADMIN)}); this broker is not secured by scripts/kafka")
+                              f"({credentials_file(self.settings, ADMIN)}); "
+                              f"this broker is not secured by scripts/kafka")
         self.admin = AdminClient(admin_config(self.settings))
 
     def existing(self) -> set[Grant]:
-        everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+        anything: Any = None    # a filter's None matches any name, principal or host (its stubs say str)
+        everything = AclBindingFilter(ResourceType.ANY, anything, ResourcePatternType.ANY, anything, anything,
                                       AclOperation.ANY, AclPermissionType.ANY)
         bindings = self.admin.describe_acls(everything, request_timeout=30).result()
         return {_grant(b) for b in bindings if b.permission_type == AclPermissionType.ALLOW}
@@ -52,7 +54,7 @@ class AclAdmin:
             time.sleep(0.1)
 
     def delete(self, grants: Iterable[Grant]) -> None:
-        filters = [_binding(g, as_filter=True) for g in sorted(grants)]
+        filters = [cast(AclBindingFilter, _binding(g, as_filter=True)) for g in sorted(grants)]
         for future in self.admin.delete_acls(filters, request_timeout=60).values() if filters else []:
             future.result()
 
@@ -88,10 +90,13 @@ def _binding(grant: Grant, as_filter: bool = False) -> AclBinding:
 
 
 def _grant(binding: AclBinding) -> Grant:
-    resource = {v: k for k, v in RESOURCES.items()}.get(binding.restype, binding.restype.name.lower())
-    pattern = {v: k for k, v in PATTERNS.items()}.get(binding.resource_pattern_type, "other")
-    return Grant(binding.principal.removeprefix("User:"), resource, binding.name, pattern,
-                 binding.operation.name.lower())
+    # AclBinding turns its str or int arguments into the enums; the stubs keep the union it accepts.
+    restype = cast(ResourceType, binding.restype)
+    pattern_type = cast(ResourcePatternType, binding.resource_pattern_type)
+    operation = cast(AclOperation, binding.operation)
+    resource = {v: k for k, v in RESOURCES.items()}.get(restype, restype.name.lower())
+    pattern = {v: k for k, v in PATTERNS.items()}.get(pattern_type, "other")
+    return Grant(binding.principal.removeprefix("User:"), resource, binding.name, pattern, operation.name.lower())
 
 
 def apply_access(bus: Bus, people: dict[str, list[str]] | None = None,

@@ -14,13 +14,14 @@ import bisect
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO, Callable, Iterable, cast
 
 import fastavro
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 from fastavro.write import Writer
 
+from .consumed import position
 from .context import Bus
 from .kafka import admin_config, producer_config
 from .replay import read_messages
@@ -94,16 +95,19 @@ def back_up_topics(bus: Bus, dest: Path, progress: Callable[[str], None] = lambd
     writing: dict[tuple[str, int], _Writing] = {}
     try:
         for message in read_messages(bus, [t.name for t in catalogue], timeout_s=600):
-            where = (catalogue.logical(message.topic()), message.partition())
+            physical, partition, offset = position(message)
+            where = (catalogue.logical(physical), partition)
             if where not in writing:
                 path = dest / partition_path(*where)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 stream = path.open("wb")
                 writing[where] = _Writing(stream, Writer(stream, BACKUP_RECORD, codec="deflate"))
             into = writing[where]
-            into.writer.write({"offset": message.offset(), "timestamp": message.timestamp()[1], "key": message.key(),
+            # A consumed message's headers are (key, bytes) pairs; the stubs also allow a producer's dict.
+            headers = cast("list[tuple[str, bytes | None]]", message.headers() or [])
+            into.writer.write({"offset": offset, "timestamp": message.timestamp()[1], "key": message.key(),
                                "value": message.value(),
-                               "headers": [{"key": k, "value": v} for k, v in message.headers() or []]})
+                               "headers": [{"key": k, "value": v} for k, v in headers]})
             into.records += 1
     finally:
         for into in writing.values():
@@ -139,7 +143,7 @@ def committed_offsets(bus: Bus) -> dict[str, dict[str, dict[str, int]]]:
 
 def read_partition(path: Path) -> Iterable[dict]:
     with path.open("rb") as stream:
-        yield from fastavro.reader(stream)
+        yield from cast("Iterable[dict]", fastavro.reader(stream))     # BACKUP_RECORD records: dicts
 
 
 def check_restorable(bus: Bus, source: Path, manifest: dict) -> list[PartitionFile]:

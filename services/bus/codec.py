@@ -10,7 +10,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, cast
 
 import fastavro
 from fastavro.schema import UnknownType, fingerprint, parse_schema, to_parsing_canonical_form
@@ -63,7 +63,7 @@ def load_schema_files(schemas_dir: Path) -> list[dict]:
             names = ", ".join(r.get("name", "?") for r in deferred)
             raise ValueError(f"schemas refer to types no .avsc defines: {names}")
         pending = deferred
-    return [parse_schema(raw, named, expand=True) for raw in parsed]
+    return [cast(dict, parse_schema(raw, named, expand=True)) for raw in parsed]     # records: dicts
 
 
 def parse_announced(schema_json: str, local: dict | None = None) -> dict:
@@ -87,7 +87,7 @@ def parse_announced(schema_json: str, local: dict | None = None) -> dict:
         return {key: named_once(value) for key, value in node.items()}
 
     announced = named_once(json.loads(schema_json))
-    return parse_schema(with_logical_types(announced, local) if local else announced, expand=True)
+    return cast(dict, parse_schema(with_logical_types(announced, local) if local else announced, expand=True))
 
 
 def with_logical_types(node, local):
@@ -112,7 +112,7 @@ def with_logical_types(node, local):
     return node
 
 
-def _kind(schema) -> str:
+def _kind(schema) -> str | None:
     """What a union branch is: its primitive type, or its named type's name."""
     if isinstance(schema, str):
         return schema
@@ -174,9 +174,10 @@ class SchemaCatalogue:
             raise BadInput(f"{name}: {exc}") from exc
         return buffer.getvalue()
 
-    def decode(self, payload: bytes, reader: str | None = None) -> tuple[str, dict]:
+    def decode(self, payload: bytes | None, reader: str | None = None) -> tuple[str, dict]:
         """(record name, datum) read with the local version of the writer's record, or `reader`."""
         writer = self.writer_of(payload)
+        assert payload is not None          # writer_of refuses a tombstone (DecodeError)
         reader_schema = self.by_name.get(reader or writer.name)
         if reader_schema is None or reader_schema.fingerprint == writer.fingerprint:
             reader_parsed = None
@@ -193,14 +194,14 @@ class SchemaCatalogue:
         buffer = io.BytesIO(payload)
         buffer.seek(HEADER_LEN)
         try:
-            datum = fastavro.schemaless_reader(buffer, writer.parsed, reader_parsed)
+            datum = cast(dict, fastavro.schemaless_reader(buffer, writer.parsed, reader_parsed))   # a record
         except Exception as exc:    # fastavro raises many types on corrupt bodies: all mean bad input
             raise DecodeError(f"{writer.name} body does not decode: {type(exc).__name__}: {exc}") from exc
         if buffer.tell() != len(payload):
             raise DecodeError(f"{writer.name}: {len(payload) - buffer.tell()} bytes left after the record")
         return (reader_schema or writer).name, datum
 
-    def writer_of(self, payload: bytes) -> WriterSchema:
+    def writer_of(self, payload: bytes | None) -> WriterSchema:
         if payload is None or len(payload) < HEADER_LEN:
             raise DecodeError(f"message of {0 if payload is None else len(payload)} bytes is too short "
                               "for Avro single-object encoding")

@@ -6,6 +6,7 @@ import re
 from confluent_kafka import Message
 
 from .catalogue import DLQ_SUFFIX
+from .consumed import position
 from .envelope import now_rfc3339
 
 MAX_REASON_CHARS = 2000
@@ -23,7 +24,8 @@ def scrub(text: str, secrets: list[str]) -> str:
 def dead_letter_headers(message: Message, logical_topic: str, service: str, stage: str,
                         error: BaseException, secrets: list[str]) -> list[tuple[str, bytes]]:
     """The original headers, untouched, followed by the dlq.* headers that say where it came from and why."""
-    return reason_headers(list(message.headers() or []), logical_topic, message.partition(), message.offset(),
+    _, partition, offset = position(message)
+    return reason_headers(list(message.headers() or []), logical_topic, partition, offset,
                           message.timestamp()[1], service, stage, error, secrets)
 
 

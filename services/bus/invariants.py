@@ -58,7 +58,8 @@ def check_json(field: str, text: str) -> None:
 
 
 def all_finite(numbers) -> bool:
-    """Whether no float among `numbers` (a collection: read twice when in doubt) is NaN or ±inf (other values pass). math.fsum of finite numbers is
+    """Whether no float among `numbers` (a collection: read twice when in doubt) is NaN or ±inf (other values pass).
+    math.fsum of finite numbers is
     finite, and raises OverflowError where their exact sum is past a float: one C call for a request's
     feature map instead of a test per value (a fifth of the scorer's per-row decode); anything else — a value
     that is not a number, an overflow, inf beside -inf — is looked at value by value."""

@@ -3,6 +3,8 @@ address, the process's credentials (credentials.py), then MLBUS_KAFKA_* settings
 applied last so they win over these defaults."""
 from __future__ import annotations
 
+from typing import Mapping
+
 from .credentials import client_credentials
 from .settings import Settings
 
@@ -63,6 +65,6 @@ CONSUMER_ONLY = ("session.timeout.ms", "heartbeat.interval.ms", "max.poll.interv
                  "auto.offset.reset", "fetch.", "queued.", "partition.assignment")
 
 
-def _for_producers(overrides: dict) -> dict:
+def _for_producers(overrides: Mapping[str, str]) -> dict:
     """Consumer settings from the environment are left out of producers (librdkafka would warn)."""
     return {k: v for k, v in overrides.items() if not k.startswith(CONSUMER_ONLY)}

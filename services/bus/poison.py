@@ -1,7 +1,8 @@
 """The poison budget: one message must not crash a service forever.
 
 Before a batch reaches its handler the runtime writes which offsets are in flight (a span per partition) to a
-small local state file, and clears it when the handler returns. A crash in between — an exception the handler let out, or
+small local state file, and clears it when the handler returns. A crash in between — an exception the handler let
+out, or
 the process dying outright (os._exit, a signal, memory) — leaves that mark behind:
 
 - a crash with several messages in flight makes them *suspects*: after the restart each is handled alone,

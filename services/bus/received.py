@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Message
 
+from .consumed import position
 from .context import Bus
 from .envelope import Envelope, derive_id, from_headers
 from .errors import WrongRecordType
@@ -30,22 +31,25 @@ class Received:
     @cached_property
     def typed(self) -> Any:
         """The record as its generated dataclass (services/bus/records.py), e.g. a DataBatch."""
-        return RECORD_TYPES[self.record].from_avro(self.value)
+        record_type: Any = RECORD_TYPES[self.record]      # a generated dataclass, with from_avro()
+        return record_type.from_avro(self.value)
 
 
 def decode_message(bus: Bus, message: Message) -> Received:
     """Raises DecodeError (a BadInput) when the bytes are not a record the catalogue can read,
     WrongRecordType when the record is not of its topic's type, and InvalidField when a field breaks an
     invariant (invariants.py)."""
-    topic = bus.catalogue.logical(message.topic())
-    record, value = bus.schemas.decode(message.value())
+    physical, partition, offset = position(message)
+    topic = bus.catalogue.logical(physical)
+    record, value = bus.schemas.decode(message.value())        # a tombstone (None) is a DecodeError
     carried = bus.catalogue.topics.get(topic)
     if carried is not None and carried.schema is not None and record != carried.schema:
         raise WrongRecordType(f"{topic} carries {carried.schema} records, not {record}")
     check_record(record, value, carried is not None and is_edge(carried))
     key = message.key()
-    partition, offset = message.partition(), message.offset()
+    # A consumed message's headers are (key, bytes) pairs; the stubs also allow the dict a producer may pass.
+    headers = cast("list[tuple[str, bytes | None]] | None", message.headers())
     return Received(topic=topic, partition=partition, offset=offset,
                     timestamp_ms=message.timestamp()[1], key=key.decode("utf-8", "replace") if key else None,
                     record=record, value=value, envelope=from_headers(
-                        message.headers(), lambda: derive_id(topic, partition, offset), record))
+                        headers, lambda: derive_id(topic, partition, offset), record))

@@ -9,6 +9,7 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
+from .consumed import position
 from .context import Bus
 from .errors import BadInput
 from .kafka import base_config, group_id
@@ -37,7 +38,8 @@ def read_messages(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0) -> I
 
 def read_batches(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0) -> Iterator[list[Message]]:
     """read_messages a fetch at a time (up to 10,000 messages a list): for readers that work on whole batches."""
-    consumer = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, "replay"), "enable.auto.commit": False,
+    consumer = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, "replay"),
+                         "enable.auto.commit": False,
                          "isolation.level": "read_committed", "enable.partition.eof": False,
                          # Bulk reading: larger fetches than the defaults (1 MB per partition) mean fewer
                          # round trips over a long log such as audit.log (one partition).
@@ -53,8 +55,9 @@ def read_batches(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0) -> It
             # (or a transaction marker past its last record) costs 50 ms, not half a second per read.
             batch = [m for m in consumer.consume(10_000, 0.05) if not m.error()]
             for message in batch:
-                where = (message.topic(), message.partition())
-                if message.offset() + 1 >= ends.get(where, 0):
+                topic, partition, offset = position(message)
+                where = (topic, partition)
+                if offset + 1 >= ends.get(where, 0):
                     ends.pop(where, None)
             if batch:
                 yield batch

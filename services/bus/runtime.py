@@ -16,10 +16,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from .consumed import position
+from .commits import OffsetsToCommit
 from .context import Bus
 from .dlq import dead_letter_headers, dlq_topic
 from .envelope import Envelope, Event
@@ -27,7 +29,7 @@ from .errors import BadInput, InfrastructureError
 from .kafka import consumer_config, group_id, producer_config
 from .logs import get_logger
 from .metrics import ServiceMetrics
-from .poison import Offset, PoisonFile
+from .poison import PoisonFile
 from .publish import Publisher
 from .received import Received, decode_message
 from .schema_topic import SchemasTopicResolver
@@ -66,7 +68,7 @@ class Outcome:
     """What handling one message produced: events to publish, or the message itself to dead-letter."""
 
     message: Message
-    events: list[Event]
+    events: Sequence[Event | Forward]      # Forwards from a raw batch handler only
     cause: Envelope | None = None
     error: BadInput | None = None
 
@@ -107,10 +109,11 @@ class ServiceRuntime:
         self.poison = PoisonFile(bus.settings.var_dir / "state" / f"{self.group}.{bus.settings.instance}.poison.json",
                                  bus.settings.poison_budget)
         self._stopping = False
-        self._pending_offsets: dict[tuple[str, int], TopicPartition] = {}   # at-least-once: not yet committed
+        self._offsets = OffsetsToCommit()      # at-least-once: offsets of flushed batches, until committed
         instance = bus.settings.instance        # MLBUS_INSTANCE: one per copy when scaled out
         transactional_id = f"{self.group}.{instance}" if transactional else None
-        self.consumer = Consumer(consumer_config(bus.settings, self.group, f"{service}-{instance}"))
+        self.consumer = Consumer({**consumer_config(bus.settings, self.group, f"{service}-{instance}"),
+                                  "on_commit": self._on_async_commit})
         self.publisher = Publisher(bus, service, Producer(producer_config(bus.settings, service, transactional_id)))
         bus.schemas.resolver = SchemasTopicResolver(bus)
 
@@ -137,7 +140,7 @@ class ServiceRuntime:
         try:
             while not self._stopping:
                 messages = self._next_batch()
-                self._commit_pending()
+                self._commit_async()            # at-least-once: what a rebalance or a refusal left to send
                 if messages:
                     self.handle_batch(messages)
                 if self.tick and time.monotonic() - self._last_tick >= self.tick_interval_s:
@@ -146,7 +149,7 @@ class ServiceRuntime:
                     self._measure_lag()
             if self.on_stop:
                 self._publish_alone(self.on_stop())
-            self._commit_pending()
+            self._commit_owed()
         finally:
             self.consumer.close()
             self.publisher.producer.flush(10)
@@ -178,16 +181,17 @@ class ServiceRuntime:
         next_offsets: dict[tuple[str, int], int] = {}
         good: list[Message] = []
         for message in messages:
-            if message.error():
-                self._on_consumer_error(message.error())
+            if error := message.error():
+                self._on_consumer_error(error)
                 continue
             good.append(message)
-            next_offsets[(message.topic(), message.partition())] = message.offset() + 1
+            topic, partition, offset = position(message)
+            next_offsets[(topic, partition)] = offset + 1
         outcomes: list[Outcome] = []
         rest: list[Message] = []
         handling = time.perf_counter()
         for message in good:
-            at = _offset(message)
+            at = position(message)
             if not self.poison.ledger.is_suspect(at):
                 rest.append(message)
             elif refusal := self.poison.ledger.exhausted(at):
@@ -209,7 +213,7 @@ class ServiceRuntime:
         self._count(good, outcomes, committing - handling, time.perf_counter() - committing)
         for outcome in outcomes:
             if outcome.error is not None:
-                self.poison.ledger.settled(*_offset(outcome.message))
+                self.poison.ledger.settled(*position(outcome.message))
 
     def _count(self, messages: list[Message], outcomes: list[Outcome], handling_s: float, committing_s: float) -> None:
         """Metrics of one batch: messages handled and dead-lettered per input topic, handling and commit time."""
@@ -217,11 +221,11 @@ class ServiceRuntime:
             return
         per_topic: dict[str, int] = {}
         for message in messages:
-            topic = self.bus.catalogue.logical(message.topic())
+            topic = self.bus.catalogue.logical(position(message)[0])
             per_topic[topic] = per_topic.get(topic, 0) + 1
         for outcome in outcomes:
             if outcome.error is not None:
-                topic = self.bus.catalogue.logical(outcome.message.topic())
+                topic = self.bus.catalogue.logical(position(outcome.message)[0])
                 per_topic[topic] -= 1
                 self.metrics.handled(topic, "dead_lettered")
         for topic, count in per_topic.items():
@@ -236,11 +240,11 @@ class ServiceRuntime:
         behind: dict[str, int] = {}
         try:
             assigned = self.consumer.assignment()
-            for position in self.consumer.position(assigned) if assigned else []:
-                _, high = self.consumer.get_watermark_offsets(position, cached=True)    # from the last fetch
-                topic = self.bus.catalogue.logical(position.topic)
-                behind[topic] = behind.get(topic, 0) + (max(0, high - position.offset)
-                                                        if position.offset >= 0 and high >= 0 else 0)
+            for reached in self.consumer.position(assigned) if assigned else []:
+                _, high = self.consumer.get_watermark_offsets(reached, cached=True)    # from the last fetch
+                topic = self.bus.catalogue.logical(reached.topic)
+                behind[topic] = behind.get(topic, 0) + (max(0, high - reached.offset)
+                                                        if reached.offset >= 0 and high >= 0 else 0)
         except KafkaException:
             return                          # the broker is away: the loop finds out for itself
         for topic, count in behind.items():
@@ -248,7 +252,7 @@ class ServiceRuntime:
 
     def _guarded(self, messages: list[Message]) -> list[Outcome]:
         """Handle messages with their offsets marked in flight: a crash counts against them (poison.py)."""
-        self.poison.begin([_offset(m) for m in messages])
+        self.poison.begin([position(m) for m in messages])
         try:
             if self.raw_batch_handler:
                 outcomes = [Outcome(messages[-1], self.raw_batch_handler(messages))]
@@ -267,8 +271,8 @@ class ServiceRuntime:
 
     def _handle_one(self, message: Message) -> Outcome:
         started = time.perf_counter()
-        context = {"topic": self.bus.catalogue.logical(message.topic()), "partition": message.partition(),
-                   "offset": message.offset()}
+        topic, partition, offset = position(message)
+        context = {"topic": self.bus.catalogue.logical(topic), "partition": partition, "offset": offset}
         try:
             received = decode_message(self.bus, message)
             context.update(event_id=received.envelope.id, record=received.record)
@@ -292,6 +296,7 @@ class ServiceRuntime:
                 decoded.append((message, decode_message(self.bus, message)))
             except BadInput as error:
                 outcomes.append(Outcome(message, [], error=error))
+        assert self.batch_handler is not None       # _guarded calls this only when there is one
         results = self.batch_handler([received for _, received in decoded]) if decoded else []
         for (message, received), result in zip(decoded, results):
             if isinstance(result, BadInput):
@@ -305,6 +310,7 @@ class ServiceRuntime:
         return outcomes
 
     def _run_tick(self) -> None:
+        assert self.tick is not None                # run() calls this only when there is one
         self._last_tick = time.monotonic()
         self._publish_alone(self.tick())
 
@@ -347,12 +353,12 @@ class ServiceRuntime:
         message = self.consumer.poll(0.1)
         if message is not None and not message.error():
             # Paused partitions return nothing; should one slip through, rewind so it is not skipped.
-            self.consumer.seek(TopicPartition(message.topic(), message.partition(), message.offset()))
+            self.consumer.seek(TopicPartition(*position(message)))
 
     def _publish(self, outcome: Outcome) -> None:
         if outcome.error is not None:
             message = outcome.message
-            topic = self.bus.catalogue.logical(message.topic())
+            topic = self.bus.catalogue.logical(position(message)[0])
             headers = dead_letter_headers(message, topic, self.service, outcome.error.stage, outcome.error,
                                           self.bus.settings.secret_values())
             self.publisher.produce(dlq_topic(topic), message.key(), message.value(), headers)
@@ -368,9 +374,9 @@ class ServiceRuntime:
         """Commit the batch's outputs and offsets; False when the transaction was aborted (see after_failed_commit)."""
         producer = self.publisher.producer
         if not self.transactional:
-            self.publisher.flush()
-            self._pending_offsets.update({(o.topic, o.partition): o for o in offsets})
-            self._commit_pending()
+            self.publisher.flush()          # the outputs are on the broker before their inputs' offsets move on
+            self._offsets.add({(o.topic, o.partition): o.offset for o in offsets})
+            self._commit_async()
             return True
         with self.watchdog.deadline("send_offsets_to_transaction + commit_transaction", TRANSACTION_DEADLINE_S):
             try:
@@ -410,7 +416,8 @@ class ServiceRuntime:
         still owns (a partition a rebalance took away is read by its new owner from the committed offset)."""
         first: dict[tuple[str, int], int] = {}
         for message in messages:
-            first.setdefault((message.topic(), message.partition()), message.offset())
+            topic, partition, offset = position(message)
+            first.setdefault((topic, partition), offset)
         owned = {(p.topic, p.partition) for p in self.consumer.assignment()}
         for (topic, partition), offset in first.items():
             if (topic, partition) not in owned:
@@ -424,23 +431,43 @@ class ServiceRuntime:
         if self.on_committed:
             self.on_committed()
 
-    def _commit_pending(self, only: list[TopicPartition] | None = None) -> None:
-        """At-least-once commit. A rebalance that began during the batch makes the broker refuse it (the group's
-        generation moved on): the offsets wait until this member has rejoined (next poll) for the partitions
-        it keeps, or are committed as the partitions are revoked; only what neither reaches is read again."""
-        wanted = {k: o for k, o in self._pending_offsets.items()
-                  if only is None or k in {(p.topic, p.partition) for p in only}}
-        if not wanted:
+    def _commit_async(self) -> None:
+        """At-least-once, after the outputs were flushed: the loop goes on to the next batch while the broker
+        records the offsets (commits.py keeps them until it confirms; a refused one is sent again)."""
+        sending = self._offsets.send_async()
+        if not sending:
             return
         try:
-            self.consumer.commit(offsets=list(wanted.values()), asynchronous=False)
+            self.consumer.commit(offsets=_partitions(sending), asynchronous=True)
+        except KafkaException as error:
+            self._offsets.refused(sending)
+            if error.args[0].code() not in REBALANCING + (KafkaError._STATE,):
+                raise
+            self.log.warning("commit deferred by a rebalance", error=str(error.args[0]))
+
+    def _on_async_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        failed = {(p.topic, p.partition): p.offset for p in partitions if error is not None or p.error}
+        self._offsets.settled({(p.topic, p.partition): p.offset for p in partitions
+                               if (p.topic, p.partition) not in failed})
+        if failed and (error is None or error.code() != KafkaError._NO_OFFSET):
+            self._offsets.refused(failed)
+            self.log.warning("asynchronous commit refused; sent again with the next", error=str(error))
+
+    def _commit_owed(self, keys: set[tuple[str, int]] | None = None) -> None:
+        """Commit and wait for everything not yet confirmed for these partitions (all when None): as they are
+        revoked, and at a stop. A rebalance in progress refuses it (the group's generation moved on): the
+        offsets stay owed for the partitions this copy keeps; only what is never committed is read again."""
+        owed = self._offsets.owed(keys)
+        if not owed:
+            return
+        try:
+            self.consumer.commit(offsets=_partitions(owed), asynchronous=False)
         except KafkaException as error:
             if error.args[0].code() not in REBALANCING:
                 raise
             self.log.warning("commit deferred by a rebalance", error=str(error.args[0]))
             return
-        for key in wanted:
-            self._pending_offsets.pop(key, None)
+        self._offsets.settled(owed)
 
     def _on_rebalance(self, change: str) -> Callable[[Consumer, list[TopicPartition]], None]:
         """Log each rebalance (how often they happen is a health signal: the chaos suite counts them)."""
@@ -448,9 +475,9 @@ class ServiceRuntime:
             if partitions:
                 self.log.info(f"partitions {change}", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])
             if change == "revoked" and not self.transactional:
-                self._commit_pending(partitions)
                 revoked = {(p.topic, p.partition) for p in partitions}
-                self._pending_offsets = {k: o for k, o in self._pending_offsets.items() if k not in revoked}
+                self._commit_owed(revoked)
+                self._offsets.forget(revoked)
         return log
 
     def _on_consumer_error(self, error: KafkaError) -> None:
@@ -472,6 +499,10 @@ class ServiceRuntime:
             raise ConfigError(f"topics missing on the broker: {', '.join(missing)}; run `mlbus topics apply`")
 
 
+def _partitions(offsets: dict[tuple[str, int], int]) -> list[TopicPartition]:
+    return [TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()]
+
+
 def after_failed_commit(error: KafkaError, rewindable: bool) -> str:
     """What a failed send_offsets_to_transaction / commit_transaction calls for. A fatal error (this copy was
     fenced by a newer one with its transactional id) or any other that does not ask for an abort: "crash".
@@ -490,7 +521,3 @@ def settle_heap() -> None:
     per-row decode 21 → 11 µs and ~50 → ~38 µs in all. Call again after loading something large."""
     gc.collect()
     gc.freeze()
-
-
-def _offset(message: Message) -> Offset:
-    return (message.topic(), message.partition(), message.offset())

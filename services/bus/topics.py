@@ -12,6 +12,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
 from .catalogue import Catalogue, Topic
+from .consumed import position
 from .context import Bus
 from .kafka import admin_config, base_config, group_id
 
@@ -154,7 +155,8 @@ def _marker_only_gaps(bus: Bus, gaps: dict[tuple[str, int], tuple[int, int]]) ->
     """The partitions whose gap holds no committed message (only transaction markers)."""
     if not gaps:
         return set()
-    probe = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, "lag-probe"), "enable.auto.commit": False,
+    probe = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, "lag-probe"),
+                      "enable.auto.commit": False,
                       "isolation.level": "read_committed"})
     try:
         where = {(bus.catalogue.physical(t), p): (t, p) for t, p in gaps}
@@ -164,7 +166,7 @@ def _marker_only_gaps(bus: Bus, gaps: dict[tuple[str, int], tuple[int, int]]) ->
         while time.monotonic() < deadline:
             for message in probe.consume(100, 0.2):
                 if not message.error():
-                    with_messages.add(where[(message.topic(), message.partition())])
+                    with_messages.add(where[position(message)[:2]])
             positions = probe.position([TopicPartition(physical, p) for physical, p in where])
             if all(pos.offset >= gaps[where[(pos.topic, pos.partition)]][1] or where[(pos.topic, pos.partition)]
                    in with_messages for pos in positions):

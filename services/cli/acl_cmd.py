@@ -19,7 +19,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     plan.add_argument("--json", action="store_true", help="print JSON instead of lines")
     plan.set_defaults(run=plan_command)
     apply = sub.add_parser("apply", help="create missing principals (credentials in the clients directory), "
-                                         "ACLs and the auditor's signing key; report ACLs the catalogue does not imply (idempotent)")
+                                         "ACLs and the auditor's signing key; "
+                                         "report ACLs the catalogue does not imply (idempotent)")
     apply.add_argument("--json", action="store_true", help="print the changes as JSON")
     apply.set_defaults(run=apply_command)
 

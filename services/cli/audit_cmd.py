@@ -323,7 +323,8 @@ def print_why(found: dict) -> None:
     again, a = found["reproduced"], found["attribution"]
     shown = f"{again['value']:g}" if again["value"] is not None else again["label"] + " (" + ", ".join(
         f"{k} {v:.4f}" for k, v in sorted(again["probabilities"].items())) + ")"
-    verdict = "EQUAL to the served one" if found["equal"] else         f"DIFFERENT from the served one (largest gap {found['max_difference']})"
+    verdict = ("EQUAL to the served one" if found["equal"]
+               else f"DIFFERENT from the served one (largest gap {found['max_difference']})")
     print(f"  reproduced from artifact sha256 {found['artifact_sha256'][:16]}… and the archived features: {shown}, "
           f"{verdict}")
     subject = f" of {a['explained_class']!r}" if a["explained_class"] else ""
@@ -401,7 +402,8 @@ def print_explanation(answer: dict) -> None:
               f"[#{d['audit_sequence']}]")
     if t:
         print(f"  version: run {t['run_id'][:8]} {t['estimator']} {t['hyperparameters_json']} seed {t['seed']}, "
-              f"artifact sha256 {t['artifact_sha256'][:16]}…, code {t['code_version']} @ {(t['git_commit'] or '-')[:10]} "
+              f"artifact sha256 {t['artifact_sha256'][:16]}…, code {t['code_version']} "
+              f"@ {(t['git_commit'] or '-')[:10]} "
               f"[#{t['audit_sequence']}]")
         print("  metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(t["metrics"].items())))
     for m in answer["ensemble_members"]:

@@ -32,7 +32,8 @@ def serving_costs(predictions: list[dict]) -> dict[tuple[int, str], dict]:
     return {key: {"predictions": n, "cpu_s_per_1000": cpu_ms / n if n else 0.0} for key, (n, cpu_ms) in totals.items()}
 
 
-def version_costs(trained: list[dict], runs: list[dict], predictions: list[dict], kpi_changes: dict[int, list]) -> list[dict]:
+def version_costs(trained: list[dict], runs: list[dict], predictions: list[dict],
+                  kpi_changes: dict[int, list]) -> list[dict]:
     """One row per version: training wall and CPU time (every grid point), serving CPU per variant, and the
     KPI changes attributed to the version (pure)."""
     served = serving_costs(predictions)
@@ -42,7 +43,8 @@ def version_costs(trained: list[dict], runs: list[dict], predictions: list[dict]
         rows.append({"version": version["version"], "estimator": version["estimator"], "grid_points": len(fits),
                      "fit_wall_s": version["duration_ms"] / 1000,
                      "fit_cpu_s": version.get("cpu_seconds") or sum(r.get("cpu_seconds") or 0.0 for r in fits),
-                     "serving": {variant: cost for (v, variant), cost in sorted(served.items()) if v == version["version"]},
+                     "serving": {variant: cost for (v, variant), cost in sorted(served.items())
+                                 if v == version["version"]},
                      "kpi_changes": kpi_changes.get(version["version"], [])})
     return rows
 
@@ -67,7 +69,8 @@ def cost_command(bus: Bus, args: argparse.Namespace) -> int:
         return 0
     print_table(["version", "estimator", "fits", "fit wall s", "fit CPU s", "serving CPU s / 1,000 predictions",
                  "KPI change (95 % interval)"],
-                [[f"v{r['version']}", r["estimator"], r["grid_points"], f"{r['fit_wall_s']:.2f}", f"{r['fit_cpu_s']:.2f}",
+                [[f"v{r['version']}", r["estimator"], r["grid_points"], f"{r['fit_wall_s']:.2f}",
+                  f"{r['fit_cpu_s']:.2f}",
                   ", ".join(f"{variant} {c['cpu_s_per_1000']:.3f} ({c['predictions']:,})"
                             for variant, c in r["serving"].items()) or "-",
                   "; ".join(f"{c['kpi']} {c['difference']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]"

@@ -70,14 +70,16 @@ def model_card(events: list[Audited], model: str, version: int, until: datetime 
                                         "drift_share": drift[-1].value["drift_share"],
                                         "performance": drift[-1].value["performance"],
                                         "audit_sequence": drift[-1].sequence} if drift else None),
-                       "alerts": [{"kind": a.value["kind"], "severity": a.value["severity"], "message": a.value["message"],
+                       "alerts": [{"kind": a.value["kind"], "severity": a.value["severity"],
+                                   "message": a.value["message"],
                                    "at": a.at, "audit_sequence": a.sequence} for a in alerts[-10:]]},
     }
 
 
 def _plain(policy: dict) -> dict:
     return {**{k: policy[k] for k in ("policy_version", "metric", "thresholds", "min_improvement", "human_approval",
-                                      "approvers", "four_eyes", "defined_by")}, "fairness": policy.get("fairness") or {}}
+                                      "approvers", "four_eyes", "defined_by")},
+            "fairness": policy.get("fairness") or {}}
 
 
 def markdown(card: dict) -> str:
@@ -89,10 +91,12 @@ def markdown(card: dict) -> str:
     lines += [f"- **{k.replace('_', ' ')}**: {p[k]}" for k in ("description", "owner", "intended_use", "limitations",
                                                                "risk_level") if p.get(k)] or ["- (the spec gave none)"]
     lines += [f"- **task**: {p['task']} of `{p['target']}`", "", "## Training data"]
-    lines += [f"- batch `{b['batch_id']}` of {b['dataset']}: {b['rows']} rows, sha256 `{b['sha256']}` [#{b['audit_sequence']}]"
+    lines += [f"- batch `{b['batch_id']}` of {b['dataset']}: {b['rows']} rows, sha256 `{b['sha256']}` "
+              f"[#{b['audit_sequence']}]"
               + (f" — {'passed' if b['validation']['passed'] else 'FAILED'} {b['validation']['contract']} "
                  f"[#{b['validation']['audit_sequence']}]" if b["validation"] else "") for b in card["training_data"]]
-    lines += ["", "## Estimator", f"- {e['estimator']} `{json.dumps(e['hyperparameters'], sort_keys=True)}`, seed {e['seed']}",
+    lines += ["", "## Estimator",
+              f"- {e['estimator']} `{json.dumps(e['hyperparameters'], sort_keys=True)}`, seed {e['seed']}",
               f"- features: {', '.join(e['features'])}" + (f" (categorical: {', '.join(e['categorical_features'])})"
                                                           if e["categorical_features"] else ""),
               f"- artifact sha256 `{e['artifact_sha256']}`, code {e['code_version']} @ {e['git_commit'] or '-'}, "
@@ -101,19 +105,22 @@ def markdown(card: dict) -> str:
               f"`{x['artifact_sha256']}`" for x in e["members"]]
     lines += ["", "## Metrics",
               "- holdout: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(m["holdout"].items())),
-              "- cross-validated: " + (", ".join(f"{k} {v:.4f}" for k, v in sorted(m["cross_validated"].items())) or "-"),
+              "- cross-validated: " + (", ".join(f"{k} {v:.4f}" for k, v in sorted(m["cross_validated"].items()))
+                                       or "-"),
               "", "## Fairness", *fairness_lines(card["fairness"]), "",
               "## Global importances (permutation, holdout: how much the metric drops when the column is shuffled)",
               *([f"- {name}: {value:.4f}" for name, value in card["importances"].items()]
                 if isinstance(card["importances"], dict) else [f"- {card['importances']}"]), "",
               "## Governance"]
-    lines += [f"- policy v{x['policy_version']} by {x['defined_by']}: metric {x['metric']}, thresholds {x['thresholds']}"
+    lines += [f"- policy v{x['policy_version']} by {x['defined_by']}: metric {x['metric']}, "
+              f"thresholds {x['thresholds']}"
               + (f", fairness limits {x['fairness']}" if x["fairness"] else "") + ", "
               f"approvers {x['approvers'] or 'anyone'}, four-eyes {x['four_eyes']} [#{x['audit_sequence']}]"
               for x in g["policies"]]
     lines += [f"- {d['kind']} by {d['actor']}: {d['reason']} [#{d['audit_sequence']}]" for d in g["decisions"]]
     lines += ["", "## Deployments"]
-    lines += [f"- {d['at']:%Y-%m-%d %H:%M:%S} {d['strategy']} {d['phase']} ({d['share']:.0%} of traffic) by {d['actor']} "
+    lines += [f"- {d['at']:%Y-%m-%d %H:%M:%S} {d['strategy']} {d['phase']} ({d['share']:.0%} of traffic) "
+              f"by {d['actor']} "
               f"[#{d['audit_sequence']}]" for d in card["deployments"]] or ["- never deployed"]
     mon = card["monitoring"]
     lines += ["", "## Drift and online performance",
@@ -135,8 +142,10 @@ def fairness_lines(fairness: dict | str) -> list[str]:
         figures = ", ".join(f"{k} {report[k]:.4f}" for k in FAIRNESS_METRICS if report.get(k) is not None)
         lines.append(f"- **{attribute}** (groups of ≥ {report['min_group_size']} holdout rows judged: "
                      f"{', '.join(report['judged_groups']) or 'none'}): {figures or 'not judged'}")
-        lines += [f"  - {group}: " + ", ".join(f"{k} {'n/a' if v is None else int(v) if k == 'count' else format(v, '.3f')}"
-                                               for k, v in values.items()) for group, values in report["groups"].items()]
+        lines += [f"  - {group}: "
+                  + ", ".join(f"{k} {'n/a' if v is None else int(v) if k == 'count' else format(v, '.3f')}"
+                              for k, v in values.items())
+                  for group, values in report["groups"].items()]
     return lines
 
 

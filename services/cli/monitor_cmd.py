@@ -131,7 +131,8 @@ def drift_status_command(bus: Bus, args: argparse.Namespace) -> int:
         print_table(["feature", "method", "statistic", "threshold", "p", "drifted"],
                     [[f["feature"], f["method"], num(f["statistic"]), num(f["threshold"]), num(f["p_value"]),
                       f["level"] if f["level"] else ("drift" if f["drifted"] else "ok")]
-                     for f in latest["features"] + ([latest["prediction_drift"]] if latest["prediction_drift"] else [])])
+                     for f in latest["features"]
+                     + ([latest["prediction_drift"]] if latest["prediction_drift"] else [])])
     return 0
 
 

@@ -65,7 +65,8 @@ def add_command(bus: Bus, args: argparse.Namespace) -> int:
     apply_access(admin_bus, people, principals=False)
     kafka = read_properties(credentials_file(admin_bus.settings, principal))
     kafka.pop("bootstrap.servers", None)
-    Identity(args.name, principal, declared["key_id"], key.private_bytes_raw(), tuple(declared["roles"]), kafka).save(path)
+    Identity(args.name, principal, declared["key_id"], key.private_bytes_raw(), tuple(declared["roles"]),
+             kafka).save(path)
     info(f"{args.name}: key {declared['key_id']}, roles {', '.join(declared['roles'])}; identity file {path} "
          f"(keep it private: MLBUS_IDENTITY={path})")
     print(path)

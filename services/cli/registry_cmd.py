@@ -144,9 +144,11 @@ def show_command(bus: Bus, args: argparse.Namespace) -> int:
             print(f"  {line.removeprefix('- ').replace('**', '')}")
         if t.get("importances"):
             ranked = sorted(t["importances"].items(), key=lambda kv: -kv[1])
-            print("  importance " + ", ".join(f"{k} {v:.4f}" for k, v in ranked[:8]) + (" …" if len(ranked) > 8 else ""))
+            print("  importance " + ", ".join(f"{k} {v:.4f}" for k, v in ranked[:8])
+                  + (" …" if len(ranked) > 8 else ""))
         for m in t.get("members") or []:
-            print(f"  member {m['model']} v{m['version']} weight {m['weight']:g}  artifact {m['artifact_sha256'][:16]}…")
+            print(f"  member {m['model']} v{m['version']} weight {m['weight']:g}  "
+                  f"artifact {m['artifact_sha256'][:16]}…")
         for decision in entry["decisions"]:
             print(f"  {decision['occurred_at']:%Y-%m-%d %H:%M:%S}  {decision['kind']:16} by {decision['actor']}: "
                   f"{decision['reason']}")
@@ -168,7 +170,8 @@ def card_command(bus: Bus, args: argparse.Namespace) -> int:
     card = model_card(list(decoded(bus, audit_records(bus, CARD_RECORDS))), model, int(version), until)
     if card is None:
         raise BadInput(f"audit.log holds no version {args.target}" + (f" trained by {args.until}" if until else ""))
-    text = {"md": markdown, "html": html, "json": lambda c: json.dumps(c, indent=2, default=str) + "\n"}[args.format](card)
+    text = {"md": markdown, "html": html,
+            "json": lambda c: json.dumps(c, indent=2, default=str) + "\n"}[args.format](card)
     if args.out:
         args.out.write_text(text)
         info(f"model card of {args.target} written to {args.out}")

@@ -31,16 +31,22 @@ _EXPORTS = {
     "snapshot_frame": "serving",
     "ArtifactRefused": "artifacts", "ArtifactStore": "artifacts", "save_model": "artifacts",
     "ChainHead": "audit", "EPOCH": "audit", "GENESIS": "audit", "canonical_bytes": "audit", "seal": "audit",
-    "verify_chain": "audit", "Head": "audit", "Verified": "audit", "sealed_leaf": "audit", "Seal": "audit", "python_seal": "audit", "compiled_seal": "audit", "leaf": "audit",
+    "verify_chain": "audit", "Head": "audit", "Verified": "audit", "sealed_leaf": "audit", "Seal": "audit",
+    "python_seal": "audit", "compiled_seal": "audit", "leaf": "audit",
     "Frontier": "merkle", "BLOCK": "merkle", "Tiled": "merkle", "TreeHead": "tree_head", "LogKey": "tree_head",
-    "key_id": "tree_head", "signature_problem": "tree_head", "anchored_heads": "audit_log", "public_pem": "tree_head", "read_public_key": "tree_head",
+    "key_id": "tree_head", "signature_problem": "tree_head", "anchored_heads": "audit_log", "public_pem": "tree_head",
+    "read_public_key": "tree_head",
     "check_proof": "proofs", "consistency_proof": "proofs", "inclusion_proof": "proofs",
-    "new_key": "erasure", "redacted": "erasure", "Redaction": "erasure", "seal_value": "erasure", "subject_of": "erasure",
+    "new_key": "erasure", "redacted": "erasure", "Redaction": "erasure", "seal_value": "erasure",
+    "subject_of": "erasure",
     "unseal_value": "erasure",
     "Erasure": "erasure",
     "Anchor": "anchor", "AnchorError": "anchor",
-    "Audited": "audit_log", "audit_records": "audit_log", "verify_log": "audit_log", "checkpoints": "audit_log", "decoded": "audit_log",
-    "log_id": "audit_log", "declare_log_key": "audit_log", "audited_topics": "audit_log", "NOT_AUDITED": "audit_log", "records_between": "audit_log", "block_hashes": "audit_log", "data_keys": "audit_log", "erasures": "audit_log", "kept_heads": "audit_log", "log_signers": "audit_log",
+    "Audited": "audit_log", "audit_records": "audit_log", "verify_log": "audit_log", "checkpoints": "audit_log",
+    "decoded": "audit_log",
+    "log_id": "audit_log", "declare_log_key": "audit_log", "audited_topics": "audit_log", "NOT_AUDITED": "audit_log",
+    "records_between": "audit_log", "block_hashes": "audit_log", "data_keys": "audit_log", "erasures": "audit_log",
+    "kept_heads": "audit_log", "log_signers": "audit_log",
     "head_of_checkpoint": "audit_log",
     "alert": "alerts", "training_request": "alerts",
     "Ensemble": "ensembles", "check_members": "ensembles", "combiner": "ensembles", "is_ensemble": "ensembles",
@@ -52,7 +58,7 @@ _EXPORTS = {
 }
 _RENAMED = {"verify_chain": "verify", "check_proof": "check", "consistency_proof": "consistency",
             "inclusion_proof": "inclusion"}
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS)  # noqa: PLE0605 (a list: sorted() of the names exported lazily)
 
 
 def __getattr__(name: str) -> Any:

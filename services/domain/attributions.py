@@ -86,7 +86,8 @@ def _linear(model, estimator, row: pd.DataFrame, task: str) -> dict:
     line = 0 if coef.shape[0] == 1 else index          # binary: one row, for the second class
     contributions = coef[line] * z[0]
     output = float(estimator.decision_function(z)[0] if task == "classification" and coef.shape[0] == 1
-                   else (estimator.decision_function(z)[0][line] if task == "classification" else estimator.predict(z)[0]))
+                   else (estimator.decision_function(z)[0][line] if task == "classification"
+                         else estimator.predict(z)[0]))
     return {"method": "exact (linear: coefficient × prepared input)", "unit": "log-odds" if task == "classification"
             else "target", "explained_class": label, "baseline": float(intercept[line]), "output": output,
             "contributions": _grouped(contributions, sources), "additive": True}

@@ -16,7 +16,7 @@ import hashlib
 from json.encoder import encode_basestring_ascii as _string     # JSON string, ASCII with \u escapes (C)
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 
 from .compiled import native
@@ -186,7 +186,7 @@ def verify_walk(batches: Iterable[list], walk: "RecordWalk | EncodedWalk", heads
     return result(None)
 
 
-Stop = tuple[str, int]       # why a walk stopped: ("sequence", found) | ("prev_hash", 0) | ("hash", 0) | ("unreadable", 0)
+Stop = tuple[str, int]  # why a walk stopped: ("sequence", found) | ("prev_hash", 0) | ("hash", 0) | ("unreadable", 0)
 
 
 def _stopped(stop: Stop, expected: int) -> Broken:
@@ -236,7 +236,8 @@ class EncodedWalk:
 
     def __init__(self, decode: Callable[[bytes], dict], fingerprint: bytes, compiled: bool = True):
         self.decode = decode
-        self.inner = native.ChainWalk(fingerprint) if native is not None and compiled else RecordWalk()
+        # Any: feed() takes raw values on native's ChainWalk (used only when compiled), dicts on a RecordWalk.
+        self.inner: Any = native.ChainWalk(fingerprint) if native is not None and compiled else RecordWalk()
         self.compiled = not isinstance(self.inner, RecordWalk)
 
     sequence = property(lambda self: self.inner.sequence)

@@ -13,6 +13,7 @@ from .anchor import Anchor, parse_line
 from .audit import EPOCH, EncodedWalk, Head, Verified, verify_walk
 from .erasure import Erasure, unseal_value
 from .tree_head import LogKey, TreeHead
+from services.bus.consumed import position
 from services.bus.context import Bus
 from services.bus.envelope import Event
 from services.bus.identity import read_identities
@@ -98,7 +99,8 @@ def data_keys(bus: Bus) -> dict[str, bytes] | None:
     keys: dict[str, bytes] = {}
     try:
         for message in read_messages(bus, ["audit.keys"], timeout_s=30):
-            subject = message.key().decode("utf-8", "replace") if message.key() else ""
+            key = message.key()
+            subject = key.decode("utf-8", "replace") if key else ""
             if message.value() is None:
                 keys.pop(subject, None)
             else:
@@ -175,7 +177,8 @@ def anchored_heads(bus: Bus) -> list[Head]:
             signed = parse_line(line)
             found.append(Head(f"anchor {where}", signed.tree_size, signed=signed))
         except ValueError as error:
-            found.append(Head(f"anchor {where}", 0, problem=f"anchor {where} holds a line that is no tree head: {error}"))
+            found.append(Head(f"anchor {where}", 0,
+                              problem=f"anchor {where} holds a line that is no tree head: {error}"))
     return found
 
 
@@ -228,7 +231,7 @@ def _read_from(bus: Bus, consumer: Consumer, topic: str, offset: int, count: int
         for message in messages:
             if message.error():
                 raise KafkaException(message.error())
-            found.append((message.offset(), bus.schemas.decode(message.value(), "mlbus.AuditRecord")[1]))
+            found.append((position(message)[2], bus.schemas.decode(message.value(), "mlbus.AuditRecord")[1]))
         if not messages or consumer.position([TopicPartition(topic, 0)])[0].offset >= end:
             break
     return found[:count]

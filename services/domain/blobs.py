@@ -116,8 +116,8 @@ class BlobStore:
     def read(self, uri: str, max_bytes: int, what: str) -> bytes:
         """The bytes at uri if it names a file in this store of at most max_bytes; else DataFileError."""
         if self.local:
-            path, size = confined_file(uri, Path(self.root), max_bytes, what=what)
-            return read_bounded(path, size)
+            local_path, size = confined_file(uri, Path(self.root), max_bytes, what=what)
+            return read_bounded(local_path, size)
         path = self._confined(uri, what)
         try:
             info = self.fs.info(path)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -71,9 +71,9 @@ class Ensemble:
     """Fitted members and how their outputs combine; served like a pipeline (predict, predict_proba, classes_)."""
 
     members: list[dict]                 # ModelTrained.members records
-    fitted: list[object]                # each member's pipeline, in the same order
+    fitted: list[Any]                   # each member's pipeline, in the same order
     combine: str
-    final: object | None = None         # stack: the final estimator
+    final: Any = None                   # stack: the final estimator (else None)
 
     @property
     def weights(self) -> np.ndarray:
@@ -127,7 +127,7 @@ def stack_inputs(outputs: list[np.ndarray]) -> np.ndarray:
     return np.hstack([o if o.ndim == 2 else o.reshape(-1, 1) for o in outputs])
 
 
-def check_members(members: list[dict], fitted: list[object], task: str) -> None:
+def check_members(members: list[dict], fitted: list[Any], task: str) -> None:
     """Members must agree on the task and, for classification, on the classes (their probabilities line up)."""
     kinds = {hasattr(model, "predict_proba") for model in fitted}
     if kinds != {task == "classification"}:
@@ -161,7 +161,8 @@ def load_servable(trained: dict, load: Callable[[str, str], object]) -> object:
     members = trained.get("members") or []
     if not members:
         return loaded
-    if not isinstance(loaded, dict) or loaded.get("members") != [pinned(m) for m in members] or loaded.get("combine") not in COMBINE:
+    if (not isinstance(loaded, dict) or loaded.get("members") != [pinned(m) for m in members]
+            or loaded.get("combine") not in COMBINE):
         raise ArtifactRefused(f"the combiner of {trained['model']} v{trained['version']} does not name the "
                               f"members its record names: refused")
     fitted = [load(m["artifact_uri"], m["artifact_sha256"]) for m in members]

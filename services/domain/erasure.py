@@ -121,7 +121,7 @@ def blank(avro_type) -> object:
     """The emptiest value of an Avro type: null where allowed, else an empty map, array, string or zero."""
     if isinstance(avro_type, list):
         return None if "null" in avro_type else blank(avro_type[0])
-    kind = avro_type.get("type") if isinstance(avro_type, dict) else avro_type
+    kind = avro_type.get("type", "") if isinstance(avro_type, dict) else avro_type
     return {"map": {}, "array": [], "string": "", "bytes": b"", "boolean": False}.get(kind, 0)
 
 

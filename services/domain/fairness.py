@@ -15,6 +15,7 @@ none — so a policy's fairness thresholds judge nothing rather than judge noise
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,8 +66,9 @@ def group_fairness(y_true, y_pred, groups, task: str, positive: str | None = Non
         frame = MetricFrame(metrics=metrics, y_true=y_true, y_pred=y_pred, sensitive_features=groups)
         by_group = frame.by_group
         judged = sorted(str(g) for g in by_group.index if by_group.loc[g, "count"] >= min_group_size)
-        report = {"positive_class": positive, "min_group_size": min_group_size, "judged_groups": judged,
-                  "groups": {str(g): {k: _plain(v) for k, v in row.items()} for g, row in by_group.iterrows()}}
+        report: dict[str, Any] = {
+            "positive_class": positive, "min_group_size": min_group_size, "judged_groups": judged,
+            "groups": {str(g): {k: _plain(v) for k, v in row.items()} for g, row in by_group.iterrows()}}
         if len(judged) < 2:
             return report
         kept = np.isin(groups, judged)

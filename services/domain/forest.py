@@ -78,6 +78,7 @@ def probe_rows(forest) -> np.ndarray:
         if not len(thresholds):
             thresholds = np.zeros(1)
         picked = rng.choice(thresholds, PROBE_ROWS)
-        nudged = picked * (1 + rng.choice([-1e-7, 0.0, 0.0, 1e-7], PROBE_ROWS)) + rng.choice([-1e-6, 0, 1e-6], PROBE_ROWS)
+        nudged = (picked * (1 + rng.choice([-1e-7, 0.0, 0.0, 1e-7], PROBE_ROWS))
+                  + rng.choice([-1e-6, 0, 1e-6], PROBE_ROWS))
         columns.append(np.where(rng.random(PROBE_ROWS) < 0.2, rng.normal(0, 3, PROBE_ROWS), nudged))
     return np.ascontiguousarray(np.column_stack(columns), dtype=np.float32)

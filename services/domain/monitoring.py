@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 from services.bus.errors import BadInput
 
@@ -45,7 +46,7 @@ def parse_monitoring(raw: dict | None) -> Monitoring:
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise BadInput(f"monitoring: unknown settings {unknown}; known: {sorted(known)}")
-    values = {}
+    values: dict[str, Any] = {}         # each checked against its field's kind below
     for name, value in raw.items():
         if known[name].type == "bool":
             if not isinstance(value, bool):

@@ -60,7 +60,8 @@ def _check_inclusion(document: dict, keys: dict[str, bytes]) -> tuple[bool, str]
     path = [bytes.fromhex(h) for h in document["audit_path"]]
     if not merkle.verify_inclusion(merkle.leaf_hash(data.encode()), index, size, path, bytes.fromhex(head.root_hash)):
         return False, f"the audit path does not lead from the record to the signed root of {size} records"
-    return True, (f"record #{record['sequence']} ({record['source_topic']}, actor {record['actor']}) is in {head.log_id} "
+    return True, (f"record #{record['sequence']} ({record['source_topic']}, actor {record['actor']}) "
+                  f"is in {head.log_id} "
                   f"as signed by key {head.key_id} at {head.timestamp} ms over {size} records")
 
 

@@ -2,6 +2,8 @@
 the input frame as training saw it, and labels with class probabilities."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -32,7 +34,7 @@ def snapshot_frame(frame: pd.DataFrame, names: list[str], categorical) -> pd.Dat
     return shaped
 
 
-def predict(model: object, features: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+def predict(model: Any, features: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """Labels and class probabilities. A classifier's label is its most probable class: for every classifier
     mlbus allows (services/domain/estimators.py) that is what predict() returns, and one predict_proba costs
     half of predict + predict_proba (a forest walks its trees once)."""

@@ -44,8 +44,9 @@ class TreeHead:
     def from_json(cls, value: dict) -> "TreeHead":
         """A head from the anchor's JSON or a checkpoint's fields (ValueError if it is not one)."""
         try:
-            return cls(log_id=str(value["log_id"]), tree_size=int(value["tree_size"]), root_hash=str(value["root_hash"]),
-                       timestamp=int(value["timestamp"]), key_id=str(value["key_id"]), signature=str(value["signature"]))
+            return cls(log_id=str(value["log_id"]), tree_size=int(value["tree_size"]),
+                       root_hash=str(value["root_hash"]), timestamp=int(value["timestamp"]),
+                       key_id=str(value["key_id"]), signature=str(value["signature"]))
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"not a tree head: {error!r}") from None
 

@@ -12,7 +12,8 @@ changelog holds it in order and a restart (kill -9 included) recovers a consiste
 Effectively once, without faust's exactly-once mode (which commits outputs to external topics outside
 the input's transaction, and can hang on shutdown): the window head records the offset of the last
 observation it took in, so a replayed observation is skipped; an observation seen twice (faust re-reads
-uncommitted input after a rebalance) is known by its event id for ten windows and counted once; a window's outputs are sent and
+uncommitted input after a rebalance) is known by its event id for ten windows and counted once; a window's outputs
+are sent and
 acknowledged before its head moves on, so a crash in between closes the same window again with the
 same content, hence the same deterministic ids; and ids already on the output topics — read back by
 the Follower before processing starts — are not sent twice. Reference data (trained versions with
@@ -113,7 +114,8 @@ class DriftWatcher:
             topic_replication_factor=settings.replication or 1, broker_session_timeout=10, broker_heartbeat_interval=2,
             consumer_auto_offset_reset="earliest", web_enabled=False, datadir=str(datadir),
             broker_credentials=faust_credentials(settings))
-        self.inventory, self.deployments, self.specs, self.emitted = Inventory(), Deployments(), SpecMonitoring(), Emitted()
+        self.inventory, self.deployments, self.specs, self.emitted = (Inventory(), Deployments(), SpecMonitoring(),
+                                                                      Emitted())
         self.follower = Follower(bus, SOURCE, REFERENCE + OUTPUTS,
                                  [self.inventory.apply, self.deployments.apply, self.specs.apply, self.emitted.apply])
         self.observations = self.app.topic(f"{self.app_id}-observations", partitions=PARTITIONS, internal=True, **RAW)
@@ -174,7 +176,8 @@ class DriftWatcher:
     def sensitive(self, model: str) -> set[str]:
         """The sensitive attributes any version of the model was measured on at training."""
         return {a for entry in self.inventory.latest(model) for a in json.loads(entry.trained.get("fairness_json")
-                                                                                 or "{}")}                  # stored by close_if_due, with the offset
+                                                                                 or "{}")}  # stored by close_if_due,
+                                                                                            # with the offset
 
     def add_prediction(self, model: str, head: dict, prediction: dict, offset: int) -> None:
         if prediction["version"] is None or prediction["error"] or \

@@ -156,7 +156,9 @@ def policy_row(policy: dict) -> PolicyRow:
 
 def rows(inventory: Inventory, models: set[str] | None) -> list[SQLModel]:
     """Every row of these models (all when None): what a rebuild writes."""
-    wanted = (lambda model: models is None or model in models)
+    def wanted(model: str) -> bool:
+        return models is None or model in models
+
     found: list[SQLModel] = []
     for (model, _), entry in inventory.versions.items():
         if wanted(model):

@@ -1,4 +1,5 @@
-"""The registry's handler: verify people's acts, fold the event, decide, fold the decisions, write the rows they changed."""
+"""The registry's handler: verify people's acts, fold the event, decide, fold the decisions, write the rows they
+changed."""
 from __future__ import annotations
 
 from datetime import datetime, timezone

@@ -98,7 +98,8 @@ class Scorer:
             if fitted is None:
                 reason = self.refused.get(entry.trained["artifact_sha256"], "") if entry else "version unknown"
                 results[index].append(prediction(request, batch[index].envelope.id, route, deployment_id, served,
-                                                 None, None, {}, self.clock(), error=f"v{version} cannot serve: {reason}"))
+                                                 None, None, {}, self.clock(),
+                                                 error=f"v{version} cannot serve: {reason}"))
                 continue
             given = request["features"]
             if not (given.keys() >= needed and (request["categories"] or {}).keys() >= needed_categories):

@@ -16,7 +16,8 @@ def main() -> None:
     provenance = Provenance(*code_version(), environment())
     verify = act_verifier(bus)
     trainer = Trainer(rebuild_view(bus, verify), bus.settings.artifacts_store, provenance, verify,
-                      training_frames(SnapshotStore.from_settings(bus.settings)), min_fit_s=bus.settings.trainer_min_fit_s,
+                      training_frames(SnapshotStore.from_settings(bus.settings)),
+                      min_fit_s=bus.settings.trainer_min_fit_s,
                       max_artifact_bytes=bus.settings.max_artifact_bytes)
     ServiceRuntime(bus, "trainer", trainer, transactional=True, batch_size=50, offload=True).run()
 

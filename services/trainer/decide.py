@@ -173,7 +173,8 @@ def reproduction_differences(original: dict, result: dict) -> list[str]:
 
 def refusal(request: dict, reason: str, now: datetime) -> Event:
     return alert("training-refused", request["model"], f"training request {request['request_id']} not trained: "
-                 f"{reason}", request["request_id"], now, evidence={"request_id": request["request_id"], "reason": reason})
+                 f"{reason}", request["request_id"], now,
+                 evidence={"request_id": request["request_id"], "reason": reason})
 
 
 Verify = Callable[[Received, tuple[str, ...]], Verdict]
@@ -236,7 +237,8 @@ def trained_event(plan: TrainingPlan, best: int, result: dict, artifact: tuple[s
     """The version; duration_ms and cpu_seconds are the whole training's (every grid point): what it cost."""
     spec, request = plan.spec, plan.request
     event_id = derive_id(request["request_id"], "trained")
-    return Event("mlbus.ModelTrained", key=spec["model"], id=event_id, subject=f"{spec['model']}@{plan.version}", value={
+    return Event("mlbus.ModelTrained", key=spec["model"], id=event_id,
+                 subject=f"{spec['model']}@{plan.version}", value={
         "model": spec["model"], "version": plan.version, "run_id": plan.run_ids[best],
         "request_id": request["request_id"], "reason": request["reason"], "requested_by": request["requested_by"],
         "task": spec["task"], "estimator": spec["estimator"],

@@ -12,7 +12,8 @@ def main() -> None:
     bus = Bus.from_env(principal="validator")
     configure_logging("validator", bus.settings.log_format, bus.settings.log_level)
     contracts = ContractFiles(bus.settings.contracts_dir)
-    handler = Validator(contracts, SnapshotStore.from_settings(bus.settings).load, validated_batch_ids(bus), act_verifier(bus))
+    handler = Validator(contracts, SnapshotStore.from_settings(bus.settings).load, validated_batch_ids(bus),
+                        act_verifier(bus))
     ServiceRuntime(bus, "validator", handler, transactional=True, batch_size=20).run()
 
 

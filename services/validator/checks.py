@@ -55,7 +55,7 @@ def coerce(column: pd.Series, rule: FieldRule) -> tuple[pd.Series, list[dict]]:
     if rule.kind == "string":
         return column.astype("string"), []
     if rule.kind == "boolean":
-        mapped = column.map({True: True, False: False, "true": True, "false": False, 1: True, 0: False})
+        mapped = column.map({True: True, False: False, "true": True, "false": False})   # 1 and 0 are True and False
         bad = (column.notna() & mapped.isna()).to_numpy()
         return mapped, ([finding("type", f"{bad.sum()} values are not booleans", rule.name, bad)] if bad.any() else [])
     if pd.api.types.is_integer_dtype(column) or (rule.kind == "numeric" and pd.api.types.is_float_dtype(column)):

@@ -73,7 +73,7 @@ class Inventory:
         return []
 
     def _lifecycle(self, event: dict) -> None:
-        entry = self.version(event["model"], event["version"])
+        entry = self.versions[(event["model"], event["version"])]     # apply() calls this once the version is known
         entry.history.append(event)
         if event["kind"] in STATUS_AFTER:
             entry.status = STATUS_AFTER[event["kind"]]

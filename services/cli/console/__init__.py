@@ -17,7 +17,8 @@ DEFAULT_PORT = 8080
 def register(commands: argparse._SubParsersAction) -> None:
     console = commands.add_parser("console", help="serve the web console (overview, models, approvals, "
                                                   "deployments, monitoring, KPIs, audit)")
-    console.add_argument("--port", type=int, default=None, help=f"port (default MLBUS_CONSOLE_PORT, else {DEFAULT_PORT})")
+    console.add_argument("--port", type=int, default=None,
+                         help=f"port (default MLBUS_CONSOLE_PORT, else {DEFAULT_PORT})")
     console.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     console.set_defaults(run=console_command)
 

@@ -127,7 +127,8 @@ class Console:
     def render(self, request: Request, template: str, http_status: int = 200, **context) -> HTMLResponse:
         session = self.session(request)
         page = self.templates.get_template(template).render(
-            nav=NAV, path=request.url.path, here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+            nav=NAV, path=request.url.path,
+            here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
             session=session, changes=self.view.changes, charts=template in CHARTED, **context)
         return HTMLResponse(page, status_code=http_status, headers=self.headers())
 
@@ -269,7 +270,8 @@ class Console:
         return self.render(request, "version.html", **found)
 
     async def experiments(self, request: Request, session) -> Response:
-        return self.render(request, "experiments.html", **pages.experiments(self.view, request.query_params.get("model")))
+        return self.render(request, "experiments.html",
+                           **pages.experiments(self.view, request.query_params.get("model")))
 
     async def approvals(self, request: Request, session, notice: str | None = None) -> Response:
         return self.render(request, "approvals.html", notice=notice,
@@ -352,7 +354,8 @@ class Console:
         if not csrf_ok(session, form.get("csrf")):
             return self.refused(request, "the form was not sent from this console (missing or wrong CSRF token)")
         if not set(session.roles) & set(pages.OPERATOR_ROLES):
-            return self.refused(request, f"{session.identity.name} is not an operator: deployments are theirs to change")
+            return self.refused(request,
+                                f"{session.identity.name} is not an operator: deployments are theirs to change")
         action, model = str(form.get("action") or ""), str(form.get("model") or "")
         reason = str(form.get("reason") or "").strip() or f"from the console by {session.identity.name}"
         try:

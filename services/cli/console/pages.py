@@ -30,7 +30,8 @@ def aliases_of(view: ConsoleView, model: str, version: int) -> list[str]:
 def verdict_of(entry: ModelVersion) -> str:
     """The policy's (or a person's) last word on the version: the reason of its latest decision."""
     decided = [e for e in entry.history if e["kind"] in ("approved", "rejected")]
-    return f"{decided[-1]['kind']} by {decided[-1]['actor']}: {decided[-1]['reason']}" if decided else "awaiting a person"
+    return (f"{decided[-1]['kind']} by {decided[-1]['actor']}: {decided[-1]['reason']}" if decided
+            else "awaiting a person")
 
 
 def overview(view: ConsoleView, services: list[dict], verification: dict | None) -> dict:
@@ -173,7 +174,8 @@ def policy_evidence(view: ConsoleView, entry: ModelVersion) -> dict:
     compared = None
     if champion is not None and champion.version != entry.version and metric in champion.trained["metrics"]:
         sign = 1 if HIGHER_IS_BETTER.get(metric, True) else -1
-        compared = {"champion": champion.version, "metric": metric, "champion_value": champion.trained["metrics"][metric],
+        compared = {"champion": champion.version, "metric": metric,
+                    "champion_value": champion.trained["metrics"][metric],
                     "value": metrics.get(metric), "improvement": sign * (metrics.get(metric, float("nan"))
                                                                          - champion.trained["metrics"][metric]),
                     "needed": policy["min_improvement"]}
@@ -195,7 +197,8 @@ def approvals(view: ConsoleView, name: str, roles: tuple[str, ...]) -> dict:
               "pending": [a for a in view.attempts if a["model"] == e.model and a["version"] == e.version
                           and a["approval_id"] not in view.inventory.causes]}
              for e in waiting]
-    refused = sorted((e for v in view.inventory.versions.values() for e in v.history if e["kind"] == "approval-refused"),
+    refused = sorted((e for v in view.inventory.versions.values() for e in v.history
+                      if e["kind"] == "approval-refused"),
                      key=lambda e: e["occurred_at"], reverse=True)
     decided = sorted((e for v in view.inventory.versions.values() for e in v.history if e["kind"] in DECISIONS[:2]),
                      key=lambda e: e["occurred_at"], reverse=True)
@@ -208,7 +211,8 @@ def gates(evidence_: dict) -> dict | None:
     if not evidence_ or not all(isinstance(v, dict) for v in evidence_.values()):
         return None
     columns = sorted({k for v in evidence_.values() for k in v})
-    return {"columns": columns, "rows": [{"variant": variant, **values} for variant, values in sorted(evidence_.items())]}
+    return {"columns": columns,
+            "rows": [{"variant": variant, **values} for variant, values in sorted(evidence_.items())]}
 
 
 def deployments(view: ConsoleView, roles: tuple[str, ...]) -> dict:
@@ -314,4 +318,5 @@ def as_time(value) -> str:
     """A datetime, or milliseconds since the epoch (signed heads), as the page shows times (UTC)."""
     if isinstance(value, int):
         value = datetime.fromtimestamp(value / 1000, timezone.utc)
-    return value.strftime("%Y-%m-%d %H:%M:%S") if isinstance(value, datetime) else ("-" if value is None else str(value))
+    return (value.strftime("%Y-%m-%d %H:%M:%S") if isinstance(value, datetime)
+            else ("-" if value is None else str(value)))
