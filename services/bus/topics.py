@@ -4,7 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+import threading
 import time
+import weakref
 from typing import Callable, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -15,6 +17,7 @@ from .catalogue import Catalogue, Topic
 from .consumed import position
 from .context import Bus
 from .kafka import admin_config, base_config, group_id
+from .settings import Settings
 
 T = TypeVar("T")
 # What a broker that has just (re)started answers for a while: worth another try, not a crash.
@@ -125,55 +128,103 @@ def _wait(futures: Mapping) -> None:
 
 
 def consumer_lag(bus: Bus, group: str, topics: list[str]) -> dict[str, int]:
-    """Messages not yet committed by `group`, per catalogue topic (end offset − committed offset).
-    Transactions leave commit markers that occupy offsets but are no messages: a small gap is probed
-    with a read_committed consumer and counts only if a message is really there."""
-    consumer = Consumer({**base_config(bus.settings), "group.id": group, "enable.auto.commit": False})
-    try:
+    """Messages not yet committed by `group`, per catalogue topic (end offset − committed offset), through the
+    bus's one long-lived LagMeter (a test or a demo that polls the lag opens no client per poll)."""
+    with _METERS_LOCK:
+        known = _METERS.get(id(bus))
+        if known is None or known[0]() is not bus:
+            known = _METERS[id(bus)] = (weakref.ref(bus), LagMeter(bus.settings, bus.catalogue))
+            weakref.finalize(bus, _forget_meter, id(bus))
+    return known[1].lag(group, topics)
+
+
+MARKER_PROBE_GAP = 16
+PROBE_S = 10.0
+_METERS: dict[int, tuple[weakref.ref, LagMeter]] = {}     # a Bus (by identity, while it lives) → its meter
+_METERS_LOCK = threading.Lock()
+
+
+def _forget_meter(bus_id: int) -> None:
+    with _METERS_LOCK:
+        known = _METERS.pop(bus_id, None)
+    if known is not None:
+        known[1].close()
+
+
+class LagMeter:
+    """Reads committed offsets and end offsets with clients it keeps open (one per group, one probe).
+
+    Transactions leave commit markers that occupy offsets but are no messages: a small gap is probed with a
+    read_committed consumer, and counts as empty only if the probe reached its end and found no message in it.
+    A probe that could not tell in time (a slow hour, an open transaction) counts the gap as lag: "not drained
+    yet" is the safe answer, and a caller polling for 0 simply asks again."""
+
+    def __init__(self, settings: Settings, catalogue: Catalogue):
+        self.settings = settings            # not the Bus: a meter must not keep its bus alive
+        self.catalogue = catalogue
+        self._readers: dict[str, Consumer] = {}
+        self._probe: Consumer | None = None
+        self._lock = threading.Lock()
+
+    def lag(self, group: str, topics: list[str]) -> dict[str, int]:
+        with self._lock:
+            gaps = self._gaps(self._reader(group), topics)
+            markers_only = self._marker_only({k: v for k, v in gaps.items() if 0 < v[1] - v[0] <= MARKER_PROBE_GAP})
+        lag = {topic: 0 for topic in topics}
+        for (topic, partition), (committed, high) in gaps.items():
+            if (topic, partition) not in markers_only:
+                lag[topic] += high - committed
+        return lag
+
+    def close(self) -> None:
+        with self._lock:
+            for consumer in [*self._readers.values(), *([self._probe] if self._probe else [])]:
+                consumer.close()
+            self._readers, self._probe = {}, None
+
+    def _reader(self, group: str) -> Consumer:
+        if group not in self._readers:
+            self._readers[group] = Consumer({**base_config(self.settings), "group.id": group,
+                                             "enable.auto.commit": False})
+        return self._readers[group]
+
+    def _gaps(self, consumer: Consumer, topics: list[str]) -> dict[tuple[str, int], tuple[int, int]]:
         gaps: dict[tuple[str, int], tuple[int, int]] = {}
         for topic in topics:
-            physical = bus.catalogue.physical(topic)
+            physical = self.catalogue.physical(topic)
             metadata = consumer.list_topics(physical, timeout=10).topics[physical]
             partitions = [TopicPartition(physical, p) for p in metadata.partitions]
             for tp in retry_while_retriable(lambda: consumer.committed(partitions, timeout=10)):
                 low, high = consumer.get_watermark_offsets(TopicPartition(physical, tp.partition), timeout=10)
                 gaps[(topic, tp.partition)] = (tp.offset if tp.offset >= 0 else low, high)
-    finally:
-        consumer.close()
-    markers_only = _marker_only_gaps(bus, {k: v for k, v in gaps.items() if 0 < v[1] - v[0] <= MARKER_PROBE_GAP})
-    lag = {topic: 0 for topic in topics}
-    for (topic, partition), (committed, high) in gaps.items():
-        if (topic, partition) not in markers_only:
-            lag[topic] += high - committed
-    return lag
+        return gaps
 
-
-MARKER_PROBE_GAP = 16
-
-
-def _marker_only_gaps(bus: Bus, gaps: dict[tuple[str, int], tuple[int, int]]) -> set[tuple[str, int]]:
-    """The partitions whose gap holds no committed message (only transaction markers)."""
-    if not gaps:
-        return set()
-    probe = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, "lag-probe"),
-                      "enable.auto.commit": False,
-                      "isolation.level": "read_committed"})
-    try:
-        where = {(bus.catalogue.physical(t), p): (t, p) for t, p in gaps}
+    def _marker_only(self, gaps: dict[tuple[str, int], tuple[int, int]]) -> set[tuple[str, int]]:
+        """The partitions whose gap the probe read to its end without finding a committed message."""
+        if not gaps:
+            return set()
+        if self._probe is None:
+            self._probe = Consumer({**base_config(self.settings), "enable.auto.commit": False,
+                                    "group.id": group_id(self.settings, "lag-probe"),
+                                    "isolation.level": "read_committed"})
+        probe = self._probe
+        where = {(self.catalogue.physical(t), p): (t, p) for t, p in gaps}
         probe.assign([TopicPartition(physical, p, gaps[key][0]) for (physical, p), key in where.items()])
-        with_messages: set[tuple[str, int]] = set()
-        deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline:
-            for message in probe.consume(100, 0.2):
-                if not message.error():
-                    with_messages.add(where[position(message)[:2]])
-            positions = probe.position([TopicPartition(physical, p) for physical, p in where])
-            if all(pos.offset >= gaps[where[(pos.topic, pos.partition)]][1] or where[(pos.topic, pos.partition)]
-                   in with_messages for pos in positions):
-                break
-        return {key for key in gaps if key not in with_messages}
-    finally:
-        probe.close()
+        try:
+            with_messages: set[tuple[str, int]] = set()
+            reached: set[tuple[str, int]] = set()
+            deadline = time.monotonic() + PROBE_S
+            while time.monotonic() < deadline and len(with_messages | reached) < len(gaps):
+                for message in probe.consume(100, 0.2):
+                    if not message.error():
+                        with_messages.add(where[position(message)[:2]])
+                for pos in probe.position([TopicPartition(physical, p) for physical, p in where]):
+                    key = where[(pos.topic, pos.partition)]
+                    if pos.offset >= gaps[key][1]:
+                        reached.add(key)
+            return reached - with_messages
+        finally:
+            probe.unassign()
 
 
 def service_group(bus: Bus, service: str) -> str:
