@@ -3,7 +3,6 @@ the console as a real process."""
 from __future__ import annotations
 
 import shutil
-import socket
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from services.bus.settings import PROJECT_ROOT
 from tests.support.polling import wait_until
-from tests.support.processes import running
+from tests.support.processes import free_port, running
 
 SHOTS = PROJECT_ROOT / "var" / "console-screenshots"      # every screenshot the browser tests take
 
@@ -28,12 +27,6 @@ def chromium_path() -> str:
     if not found:
         pytest.fail("Debian's chromium is not installed: scripts/test installs it (apt-get install chromium)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """Services under test run as real processes, as in production."""
 from __future__ import annotations
 
+import random
 import signal
 import socket
 import subprocess
@@ -33,8 +34,25 @@ def running(module: str, env: dict, log: Path | None = None, **extra_env: str) -
         stop(process)
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on now (for a service or a test server to take)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A TCP port nothing listens on now (for a service or a test server to take), never the same twice in a
+    session, and below the kernel's ephemeral range, so no client's outgoing connection takes it before the
+    service binds it (scripts/kafka picks the broker's ports the same way)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    while True:
+        port = random.randrange(max(1024, low - 16_000), low)
+        if port in _GIVEN:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
