@@ -15,6 +15,7 @@ from services.bus.acl_admin import apply_access
 from services.bus.context import Bus
 from services.bus.settings import PROJECT_ROOT
 from tests.support.databases import create_database, drop_database, start_postgres, stop_postgres
+from tests.support import polling
 from tests.support.people import Cli, prepared_bus
 
 KAFKA_SCRIPT = PROJECT_ROOT / "scripts" / "kafka"
@@ -99,3 +100,14 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "integration" in Path(item.fspath).parts or "e2e" in Path(item.fspath).parts:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def test_budget(request):
+    """Every wait_until of a test ends, naming what it waited for, before pytest-timeout would stop the test
+    with no named cause: waits whose deadlines add up past the test's timeout are cut to what is left."""
+    marker = request.node.get_closest_marker("timeout")
+    seconds = float(marker.args[0]) if marker and marker.args else float(request.config.getini("timeout") or 0)
+    polling.set_test_deadline(seconds - 20 if seconds > 60 else None)
+    yield
+    polling.set_test_deadline(None)

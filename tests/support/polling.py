@@ -11,19 +11,31 @@ from services.bus.kafka import base_config
 from services.domain import audited_topics
 
 T = TypeVar("T")
+_test_deadline: float | None = None         # monotonic time by which the running test must have failed by name
+
+
+def set_test_deadline(seconds_from_now: float | None) -> None:
+    """tests/conftest.py: the running test's budget (its pytest-timeout less a margin), or None."""
+    global _test_deadline
+    _test_deadline = None if seconds_from_now is None else time.monotonic() + seconds_from_now
 
 
 def wait_until(predicate: Callable[[], T], timeout: float = 60.0, message: str = "condition", *,
                interval: float = 0.2) -> T:
     """Call predicate until it returns something truthy; TimeoutError at the deadline (the suite, the
-    reliability scenarios and the benchmarks poll with deadlines, never sleep to wait)."""
+    reliability scenarios and the benchmarks poll with deadlines, never sleep to wait). Inside a test the
+    deadline is never later than the test's own budget, so a test that runs out of time names what it waited for."""
     deadline = time.monotonic() + timeout
+    cut = _test_deadline is not None and _test_deadline < deadline
+    if cut:
+        deadline = _test_deadline
     while True:
         result = predicate()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {message}")
+            raise TimeoutError(f"timed out waiting for {message}: "
+                               + ("the test's time budget ran out (pytest timeout)" if cut else f"{timeout:.0f}s"))
         time.sleep(interval)
 
 
@@ -71,10 +83,15 @@ def bus_messages(bus) -> set[tuple[str, int, int]]:
                 if end == 0:
                     continue
                 consumer.assign([TopicPartition(physical, p, 0)])
+                # to the end offset (a transaction marker may be last: the position passes it); a slow hour's
+                # empty poll is no end: only 10 s without a message is (an open transaction holds the rest)
+                quiet_since = time.monotonic()
                 while consumer.position([TopicPartition(physical, p)])[0].offset < end:
                     batch = consumer.consume(1000, 1.0)
                     found |= {(name, m.partition(), m.offset()) for m in batch if not m.error()}
-                    if not batch:
+                    if batch:
+                        quiet_since = time.monotonic()
+                    elif time.monotonic() - quiet_since > 10:
                         break
     finally:
         consumer.close()
