@@ -64,13 +64,59 @@ def mlbus(*args: str, stdin: str | None = None, show: bool = True, echo: bool = 
 
 
 def wait_for(what: str, probe, timeout_s: float = 180.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    """Poll until probe() answers. timeout_s is how long the platform may go without doing anything (no service
+    committed a new input: bus_progress) before the demo gives up; while it works, a busy machine only makes the
+    wait longer, up to four times timeout_s, and every 30 s the demo says what it is still waiting for."""
+    started = last_change = last_said = time.monotonic()
+    progress = bus_progress()
+    while True:
         found = probe()
         if found:
             return found
+        now = time.monotonic()
+        if now - last_change >= 10 or now - last_said >= 30:
+            moved = bus_progress()
+            if moved != progress:
+                progress, last_change = moved, now
+        if now - last_change > timeout_s or now - started > 4 * timeout_s:
+            why = (f"the platform did nothing for {now - last_change:.0f}s" if now - last_change > timeout_s
+                   else f"still working after {now - started:.0f}s")
+            sys.exit(f"demo: no {what} ({why}); see `mlbus status` and the logs in {DEMO_VAR / 'log'}")
+        if now - last_said >= 30:
+            print(f"  … still waiting for {what} ({now - started:.0f}s; the services are "
+                  f"{'still working' if now - last_change < 15 else 'idle'})", flush=True)
+            last_said = now
         time.sleep(0.5)
-    sys.exit(f"demo: no {what} within {timeout_s:.0f}s; see {DEMO_VAR / 'log'}")
+
+
+@functools.lru_cache(maxsize=1)
+def _admin():
+    from confluent_kafka.admin import AdminClient
+
+    from services.bus.context import Bus
+    from services.bus.kafka import admin_config
+
+    bus = Bus.from_env(principal="admin")
+    return bus.settings.namespace, AdminClient(admin_config(bus.settings))
+
+
+def bus_progress() -> int:
+    """How many inputs the platform's services have committed in all (the sum of their groups' committed
+    offsets): it grows while any service works, whatever the demo is waiting for."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
+
+    namespace, admin = _admin()
+    try:
+        groups = [g.group_id for g in admin.list_consumer_groups(request_timeout=10).result(timeout=15).valid
+                  if g.group_id.startswith(namespace + "mlbus.")]
+        total = 0
+        for group in groups:
+            answer = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)], request_timeout=10)
+            for future in answer.values():
+                total += sum(max(0, p.offset) for p in future.result(timeout=15).topic_partitions)
+        return total
+    except KafkaException:
+        return -1                      # the broker did not answer this time: no progress seen
 
 
 def data_to_model_story() -> None:
@@ -549,6 +595,7 @@ def main() -> int:
     chapter("0. Start: a local Apache Kafka broker (KRaft) from Maven Central jars, topics, the services")
     mlbus("up")
     started = time.monotonic()
+    finished = False
     try:
         data_to_model_story()
         governed_serving_story()
@@ -560,10 +607,11 @@ def main() -> int:
         audit_story()
         console_story()
         mlbus("status")
+        finished = True
     finally:
-        if not args.keep:
-            chapter("Stop what the demo started")
-            mlbus("down")
+        if not finished or not args.keep:    # a failed run stops what it started, --keep or not
+            chapter("Stop what the demo started" + ("" if finished else " (the demo failed: nothing is left running)"))
+            subprocess.run([str(ROOT / ".venv" / "bin" / "mlbus"), "down"], env=os.environ)
     print(f"\ndemo finished in {time.monotonic() - started:.1f}s")
     if args.keep:
         print(f"\nThe console: http://127.0.0.1:{os.environ['MLBUS_CONSOLE_PORT']}/ — log in as ana (an approver) with "
