@@ -77,6 +77,12 @@ class Auditor:
             return []
         return self._checkpoint()
 
+    def forget_uncommitted(self) -> None:
+        """After an aborted transaction: what it appended never reached the log, so the chain, the tree and the
+        data keys are read again from what was committed, with the next batch (the runtime reads the aborted
+        batch again)."""
+        self.log_state, self.keys, self.ciphers, self.unanchored = None, {}, {}, []
+
     def on_committed(self) -> None:
         """The heads of the transaction just committed, appended to the anchor (after the commit, never
         before: a head in the anchor whose records were aborted would contradict the log forever)."""

@@ -71,8 +71,10 @@ class Publisher:
             raise DeliveryError(f"broker refused a message: {first}")
 
     def forget_aborted(self) -> None:
-        """After abort_transaction: schemas announced inside the transaction were never committed; announce
-        them again with the next event of each type."""
+        """After abort_transaction: the aborted messages' failures are no longer this batch's (it is handled
+        again, or the service restarts), and schemas announced inside the transaction were never committed:
+        they are announced again with the next event of each type."""
+        self.failures = []
         self._announced.clear()
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:

@@ -79,7 +79,8 @@ class ServiceRuntime:
                  offload: bool = False, batch_handler: BatchHandler | None = None, tick: Tick | None = None,
                  tick_interval_s: float = 1.0, raw_batch_handler: RawBatchHandler | None = None,
                  on_stop: Tick | None = None, on_committed: Callable[[], None] | None = None,
-                 outputs: tuple[str, ...] = (), rewindable: bool = False):
+                 outputs: tuple[str, ...] = (), rewindable: bool = False,
+                 on_aborted: Callable[[], None] | None = None):
         self.bus = bus
         self.service = service
         self.handler = handler
@@ -96,8 +97,9 @@ class ServiceRuntime:
         self.on_committed = on_committed        # after each committed transaction (the auditor's anchor)
         self.outputs = outputs                  # records it writes, announced at start (a late first write of
                                                 # a type would otherwise announce its schema at any moment)
-        self.rewindable = rewindable            # handling a batch again changes nothing but its outputs (the
-                                                # scorer): an aborted transaction is handled again, not a crash
+        self.rewindable = rewindable or on_aborted is not None      # handling a batch again is harmless (the
+        self.on_aborted = on_aborted            # scorer), or is once on_aborted dropped what the aborted one
+                                                # changed (the auditor): an aborted transaction is no crash
         self._last_tick = time.monotonic()
         self.metrics = ServiceMetrics(service)
         self.metrics.restarts.labels(service).set(bus.settings.restarts)
@@ -110,6 +112,7 @@ class ServiceRuntime:
                                  bus.settings.poison_budget)
         self._stopping = False
         self._offsets = OffsetsToCommit()      # at-least-once: offsets of flushed batches, until committed
+        self._aborts_in_a_row = 0               # transactions aborted since the last commit (after_failed_commit)
         instance = bus.settings.instance        # MLBUS_INSTANCE: one per copy when scaled out
         transactional_id = f"{self.group}.{instance}" if transactional else None
         self.consumer = Consumer({**consumer_config(bus.settings, self.group, f"{service}-{instance}"),
@@ -384,19 +387,23 @@ class ServiceRuntime:
                 self._commit_transaction()
             except KafkaException as failure:
                 error = failure.args[0]
-                action = after_failed_commit(error, self.rewindable)
+                action = after_failed_commit(error, self.rewindable, self._aborts_in_a_row)
                 if action == "crash":
                     raise
                 self.log.warning("transaction aborted", error=str(error), rewound=action == "rewind")
                 self.metrics.aborted.labels(self.service).inc()
                 producer.abort_transaction(30)
                 self.publisher.forget_aborted()
+                self._aborts_in_a_row += 1
+                if self.on_aborted and action == "rewind":
+                    self.on_aborted()
                 if action == "abort-and-crash":
                     raise InfrastructureError(
                         f"transaction aborted ({error}); restarting, so that the service's state is rebuilt "
                         "from what was committed") from failure
                 return False
         self.publisher.raise_failures()
+        self._aborts_in_a_row = 0
         self._committed()
         return True
 
@@ -424,8 +431,12 @@ class ServiceRuntime:
                 continue
             try:
                 self.consumer.seek(TopicPartition(topic, partition, offset))
-            except KafkaException as error:     # revoked between the two calls: its new owner reads it
-                self.log.warning("rewind skipped", topic=topic, partition=partition, error=str(error))
+            except KafkaException as error:
+                if (topic, partition) in {(p.topic, p.partition) for p in self.consumer.assignment()}:
+                    raise InfrastructureError(f"could not read {topic}[{partition}] again from {offset} after an "
+                                              f"aborted transaction ({error}); restarting from the committed "
+                                              "offset") from error
+                self.log.warning("rewind skipped: revoked meanwhile", topic=topic, partition=partition)
 
     def _committed(self) -> None:
         if self.on_committed:
@@ -463,7 +474,9 @@ class ServiceRuntime:
         try:
             self.consumer.commit(offsets=_partitions(owed), asynchronous=False)
         except KafkaException as error:
-            if error.args[0].code() not in REBALANCING:
+            # a rebalance in progress, or partitions already lost (a session that expired while this copy
+            # was stalled): not this copy's to commit any more; what it handled is read again by the next owner
+            if error.args[0].code() not in REBALANCING + (KafkaError._ASSIGNMENT_LOST, KafkaError._STATE):
                 raise
             self.log.warning("commit deferred by a rebalance", error=str(error.args[0]))
             return
@@ -503,15 +516,19 @@ def _partitions(offsets: dict[tuple[str, int], int]) -> list[TopicPartition]:
     return [TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()]
 
 
-def after_failed_commit(error: KafkaError, rewindable: bool) -> str:
+MAX_REWINDS = 3            # aborted transactions in a row before a rewindable service restarts after all
+
+
+def after_failed_commit(error: KafkaError, rewindable: bool, aborts_in_a_row: int = 0) -> str:
     """What a failed send_offsets_to_transaction / commit_transaction calls for. A fatal error (this copy was
     fenced by a newer one with its transactional id) or any other that does not ask for an abort: "crash".
     An abortable one (most often a rebalance that moved the group's generation while the batch was handled,
     e.g. a paused twin rejoining): abort, then "rewind" and handle the batch again where handling it again is
-    harmless, else "abort-and-crash", so that a restart rebuilds the state from what was committed."""
+    harmless, else "abort-and-crash", so that a restart rebuilds the state from what was committed. A batch
+    aborted MAX_REWINDS times in a row is no rebalance: "abort-and-crash", loudly, not a silent loop."""
     if error.fatal() or not error.txn_requires_abort():
         return "crash"
-    return "rewind" if rewindable else "abort-and-crash"
+    return "rewind" if rewindable and aborts_in_a_row < MAX_REWINDS else "abort-and-crash"
 
 
 def settle_heap() -> None:

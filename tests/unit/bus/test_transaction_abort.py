@@ -2,8 +2,6 @@
 rejoining the group) is aborted, never a crash loop: a rewindable service reads the batch again from the first
 offset of each partition it still owns; a stateful one aborts and restarts to rebuild its state; a fenced copy
 (fatal) and any error that does not ask for an abort crash as before."""
-from types import SimpleNamespace
-
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
@@ -11,7 +9,7 @@ from services.bus.errors import InfrastructureError
 from services.bus.logs import get_logger
 from services.bus.metrics import ServiceMetrics
 from services.bus.publish import ABORTED, Publisher
-from services.bus.runtime import ServiceRuntime, after_failed_commit
+from services.bus.runtime import MAX_REWINDS, ServiceRuntime, after_failed_commit
 from services.bus.watchdog import Watchdog
 
 ABORTABLE = KafkaError(KafkaError.ILLEGAL_GENERATION, "generation moved", txn_requires_abort=True)
@@ -28,6 +26,11 @@ PLAIN = KafkaError(KafkaError._TRANSPORT, "broker away")
 ])
 def test_what_a_failed_commit_calls_for(error, rewindable, action):
     assert after_failed_commit(error, rewindable) == action
+
+
+def test_a_batch_aborted_again_and_again_is_no_rebalance_and_restarts_the_service():
+    assert [after_failed_commit(ABORTABLE, True, n) for n in range(MAX_REWINDS + 1)] == \
+        ["rewind"] * MAX_REWINDS + ["abort-and-crash"]
 
 
 class FakeProducer:
@@ -58,6 +61,7 @@ class FakeConsumer:
     def __init__(self, owned: list[tuple[str, int]]):
         self.owned = owned
         self.seeks: list[tuple[str, int, int]] = []
+        self.unseekable: set[tuple[str, int]] = set()
 
     def consumer_group_metadata(self):
         return object()
@@ -66,6 +70,8 @@ class FakeConsumer:
         return [TopicPartition(t, p) for t, p in self.owned]
 
     def seek(self, partition: TopicPartition):
+        if (partition.topic, partition.partition) in self.unseekable:
+            raise KafkaException(KafkaError(KafkaError._STATE, "fetch state not active"))
         self.seeks.append((partition.topic, partition.partition, partition.offset))
 
 
@@ -88,6 +94,7 @@ def runtime(failures: list, rewindable: bool, owned=(("requests", 0),)) -> Servi
     publisher = Publisher.__new__(Publisher)
     publisher.producer, publisher.failures, publisher._announced = FakeProducer(failures), [], {"mlbus.Prediction"}
     service.__dict__.update(service="scorer", transactional=True, rewindable=rewindable, publisher=publisher,
+                            _aborts_in_a_row=0, on_aborted=None,
                             consumer=FakeConsumer(list(owned)), log=get_logger(), metrics=ServiceMetrics("scorer"),
                             watchdog=Watchdog(lambda what, seconds: None, background=False), on_committed=None)
     return service
@@ -101,6 +108,7 @@ def test_a_rewindable_service_aborts_and_reads_the_batch_again_where_it_still_ow
     assert service._commit(OFFSETS) is False
     assert service.publisher.producer.calls == ["send_offsets", "abort"]
     assert service.publisher._announced == set()           # announced inside the aborted transaction: again
+    assert service._aborts_in_a_row == 1
     service._rewind([FakeMessage("requests", 0, 10), FakeMessage("requests", 0, 11), FakeMessage("requests", 1, 4)])
     assert service.consumer.seeks == [("requests", 0, 10)]   # partition 1 went to another copy: not ours to seek
     assert service.metrics.aborted.labels("scorer")._value.get() == 1
@@ -134,3 +142,16 @@ def test_reports_of_messages_purged_by_an_abort_are_no_delivery_failures():
         publisher._on_delivery(KafkaError(code), None)
     publisher._on_delivery(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)
     assert [e.code() for e in publisher.failures] == [KafkaError.MSG_SIZE_TOO_LARGE]
+
+
+def test_a_partition_still_owned_that_cannot_be_read_again_restarts_the_service_rather_than_skip_the_batch():
+    service = runtime([], rewindable=True, owned=[("requests", 0)])
+    service.consumer.unseekable = {("requests", 0)}
+    with pytest.raises(InfrastructureError, match="could not read requests\\[0\\] again from 10"):
+        service._rewind([FakeMessage("requests", 0, 10)])
+
+
+def test_a_successful_commit_ends_the_run_of_aborts():
+    service = runtime([ABORTABLE], rewindable=True)
+    assert service._commit(OFFSETS) is False and service._commit(OFFSETS) is True
+    assert service._aborts_in_a_row == 0
