@@ -27,14 +27,17 @@ class RoutingTable:
         self.deployments = Deployments()
         self.inventory = Inventory()
         self.follower = Follower(bus, "scorer-routing", ("mlbus.DeploymentChanged", "mlbus.ModelTrained"),
-                                 [self.inventory.apply, self.deployments.apply], self._on_event)
+                                 [self.inventory.apply, self._deploy])
 
     def start(self, timeout_s: float = 60.0) -> None:
         self.follower.start(timeout_s)
 
-    def _on_event(self, record: str, value: dict) -> None:
+    def _deploy(self, record: str, value: dict) -> None:
+        """A deployment's models are loaded before it routes a request: until then the routes before it serve
+        (a canary's first answers would otherwise wait for its model to load, and look slow)."""
         if record == "mlbus.DeploymentChanged" and value["phase"] != "refused":
             self.on_deployment(value)
+        self.deployments.apply(record, value)
 
 
 class Scorer:

@@ -67,7 +67,10 @@ class Follower:
             for topic in topics for p in consumer.list_topics(topic, timeout=30).topics[topic].partitions})
         consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
         while not self._stop.is_set():
-            for message in consumer.consume(500, 0.2):
+            # the first message as soon as it comes, then whatever else is here: consume(500, 0.2) would hold a
+            # lone deployment back for the whole 0.2 s (the scorer would route by the old one meanwhile)
+            first = consumer.consume(1, 0.2)
+            for message in first + (consumer.consume(499, 0) if first else []):
                 if not message.error():
                     self._apply(message)
             if not self.ready.is_set() and all(end == 0 or consumer.position([TopicPartition(t, p)])[0].offset >= end
