@@ -9,6 +9,7 @@ import json
 from contextlib import ExitStack
 
 import pandas as pd
+import pytest
 
 from services.bus import Publisher
 from services.bus.settings import PROJECT_ROOT
@@ -16,7 +17,7 @@ from services.cli.sample_data import insurance_claims
 from services.domain import local_path
 from services.domain.datasets import publish_batch
 from tests.support.claims import CATEGORIES, NUMBERS, ask
-from tests.support.polling import read_topic, served, topic_values, wait_until
+from tests.support.polling import LONG_STORY_S, read_topic, served, topic_values, wait_until
 from tests.support.processes import running
 
 SPEC = PROJECT_ROOT / "scripts" / "examples" / "insurance_claims_gb.yaml"
@@ -26,6 +27,7 @@ SERVICES = ("services.validator", "services.trainer", "services.registry", "serv
 POLICY = f"model: {MODEL}\nmetric: roc_auc\nthresholds: {{roc_auc: 0.6}}\nhuman_approval: false\n"
 
 
+@pytest.mark.timeout(LONG_STORY_S)
 def test_categories_train_serve_reproduce_and_drift(bus, bus_env, cli, tmp_path):
     (tmp_path / "policy.yaml").write_text(POLICY)
     assert cli("models", "policy", str(tmp_path / "policy.yaml"), person="lead").returncode == 0
@@ -89,7 +91,9 @@ def test_categories_train_serve_reproduce_and_drift(bus, bus_env, cli, tmp_path)
     drifted = {f["feature"] for f in report["features"] if f["drifted"]}
     region = next(f for f in report["features"] if f["feature"] == "region")
     assert region["method"] in ("chi2", "jensenshannon") and region["bins"] and len(shifted) == 200
-    assert not drifted & set(NUMBERS) or len(drifted & set(NUMBERS)) <= 1       # the numbers did not move
+    # the numbers did not move: at most one of them alerting after the Bonferroni correction (a chance flag at
+    # p < 0.05 in two of four features is ~1.4 % of runs; two alerting ones by chance are ~0.05 %)
+    assert "region" in drifted and len(set(report["alerting"]) & set(NUMBERS)) <= 1, report["alerting"]
     predictions = pd.read_parquet(local_path(scoring["output_uri"]))
     assert len(predictions) == 200 and list(predictions["id"]) == [row["id"] for row in usual]
     for request_id, row in zip(ids, predictions.itertuples()):                  # prediction by prediction

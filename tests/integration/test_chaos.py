@@ -10,6 +10,7 @@ import pytest
 
 from tests.chaos import scenarios
 from tests.chaos.checker import table
+from tests.support.polling import LONG_STORY_S
 
 FAST = [("broker-crash", scenarios.broker_crash, 0.05), ("zombie", scenarios.zombie, 0.1),
         ("poison-input", scenarios.poison_input, 0.05), ("disk-config-faults", scenarios.disk_and_config_faults, 1.0)]
@@ -28,6 +29,7 @@ def check(run, scale, tmp_path):
     assert outcome.passed and outcome.lost == 0 and outcome.duplicated == 0, outcome
 
 
+@pytest.mark.timeout(LONG_STORY_S)
 @pytest.mark.parametrize("name,run,scale", FAST, ids=[f[0] for f in FAST])
 def test_fast_chaos_scenario_loses_and_duplicates_nothing(name, run, scale, tmp_path):
     check(run, scale, tmp_path)

@@ -6,12 +6,13 @@ import json
 from contextlib import ExitStack
 
 import yaml
+import pytest
 
 from services.domain.datasets import publish_batch
 from services.bus.settings import PROJECT_ROOT
 from tests.support.browser import screens_as
 from tests.support.datasets import good, write
-from tests.support.polling import topic_values, wait_until
+from tests.support.polling import LONG_STORY_S, topic_values, wait_until
 from tests.support.processes import running
 from tests.support.scoring import send_requests
 
@@ -35,6 +36,7 @@ def champion_drift_after(bus, request: dict) -> list[dict]:
             if r["champion"] and r["dataset_drift"] and r["window_end"] > request["requested_at"]]
 
 
+@pytest.mark.timeout(LONG_STORY_S)
 def test_sustained_drift_retrains_and_redeploys_once_within_the_cool_down(bus, bus_env, cli, tmp_path):
     spec = {**SPEC, "monitoring": {"window_rows": WINDOW, "retrain_after": 2, "retrain_cooldown_seconds": 3600}}
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 
+import pytest
+
 from services.bus import Publisher
 from services.bus.settings import PROJECT_ROOT
 from services.cli.sample_data import insurance_claims
 from services.domain import local_path
 from services.domain.datasets import publish_batch
 from tests.support.claims import CATEGORIES, NUMBERS, ask
-from tests.support.polling import served, topic_values, wait_until
+from tests.support.polling import LONG_STORY_S, served, topic_values, wait_until
 from tests.support.processes import running
 
 EXAMPLES = PROJECT_ROOT / "scripts" / "examples"
@@ -36,6 +38,7 @@ def deployments(bus, model: str) -> list[dict]:
     return [d for d in topic_values(bus, "deployments") if d["model"] == model]
 
 
+@pytest.mark.timeout(LONG_STORY_S)
 def test_an_ensemble_trains_is_approved_serves_explains_and_a_tampered_member_refuses_it(bus, bus_env, cli,
                                                                                        tmp_path):
     for model in (*MEMBERS, ENSEMBLE):

@@ -4,6 +4,7 @@ import socket
 import urllib.request
 
 from services.bus.metrics import ServiceMetrics
+from tests.support.processes import free_port
 
 
 def test_metrics_are_served_in_prometheus_text_and_a_taken_port_is_reported():
@@ -15,9 +16,7 @@ def test_metrics_are_served_in_prometheus_text_and_a_taken_port_is_reported():
     metrics = ServiceMetrics("scorer")
     metrics.handled("inference.requests", "handled", 3)
     metrics.handled("inference.requests", "dead_lettered")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        free = probe.getsockname()[1]
+    free = free_port()
     assert metrics.serve(free) is None and metrics.serve(free) is None          # once
     page = urllib.request.urlopen(f"http://127.0.0.1:{free}/metrics", timeout=5).read().decode()
     assert 'mlbus_messages_total{outcome="handled",service="scorer",topic="inference.requests"} 3.0' in page

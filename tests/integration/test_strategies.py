@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
+import pytest
 
 from services.bus import Event, Publisher, derive_id
 from services.domain.datasets import publish_batch
@@ -15,7 +16,7 @@ from services.domain.blobs import local_path
 from services.bus.settings import PROJECT_ROOT
 from tests.support.browser import screens_as
 from tests.support.datasets import good, write
-from tests.support.polling import read_topic, topic_values, wait_until
+from tests.support.polling import LONG_STORY_S, read_topic, topic_values, wait_until
 from tests.support.processes import running
 from tests.support.scoring import FEATURES, send_requests
 
@@ -53,6 +54,7 @@ def served_predictions(bus, expected: int) -> list[dict]:
     return decoded(bus, "inference.predictions", expected, settle_s=2)
 
 
+@pytest.mark.timeout(LONG_STORY_S)
 def test_canary_completes_then_shadow_and_champion_challenger(bus, bus_env, cli, tmp_path):
     setup(cli, tmp_path, {"human_approval": False, "min_improvement": -1.0})
     with ExitStack() as stack:
@@ -112,6 +114,7 @@ def test_canary_completes_then_shadow_and_champion_challenger(bus, bus_env, cli,
         assert f"{phase}\t{strategy}" in shown, (phase, strategy)               # each change in the history
 
 
+@pytest.mark.timeout(LONG_STORY_S)
 def test_a_bad_canary_rolls_back_and_a_tampered_artifact_is_refused(bus, bus_env, cli, tmp_path):
     setup(cli, tmp_path, {"human_approval": True, "approvers": ["ana"], "four_eyes": True, "min_improvement": -1.0})
     with ExitStack() as stack:
@@ -179,6 +182,7 @@ def outcomes_for(bus, model: str, ids: list[str], truth: list, regression: bool 
     publisher.flush()
 
 
+@pytest.mark.timeout(LONG_STORY_S)
 def test_a_bad_regression_canary_rolls_back_on_online_mae(bus, bus_env, cli, tmp_path):
     """Regression has no accuracy: the canary is judged by its online MAE against the champion's."""
     model = "breast_cancer_area"

@@ -14,8 +14,12 @@ from services.domain import declare_log_key
 
 
 def mlbus_cli(env: dict[str, str], *args: str, stdin: str | None = None,
-              timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run the real `mlbus` command line in a subprocess."""
+              timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run the real `mlbus` command line in a subprocess. Its own `--wait N` decides how long it may take (and
+    then says what it waited for): the subprocess's timeout is N + 60 s, else 120 s."""
+    if timeout is None:
+        waits = [float(args[i + 1]) for i, arg in enumerate(args[:-1]) if arg == "--wait" and args[i + 1].isdigit()]
+        timeout = max(waits) + 60 if waits else 120
     return subprocess.run([sys.executable, "-m", "services.cli.main", *args], input=stdin, env=env,
                           capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT)
 

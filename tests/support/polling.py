@@ -11,6 +11,9 @@ from services.bus.kafka import base_config
 from services.domain import audited_topics
 
 T = TypeVar("T")
+# pytest's timeout for the tests that tell a whole story (a deployment and its canary, a chaos scenario on brokers
+# of their own): on a slow hour their waits add up past the 600 s default; the time counts only when it is needed
+LONG_STORY_S = 1200
 _test_deadline: float | None = None         # monotonic time by which the running test must have failed by name
 
 
