@@ -26,6 +26,7 @@ class RoutingTable:
         self.on_deployment = on_deployment       # e.g. load the models a new deployment routes to
         self.deployments = Deployments()
         self.inventory = Inventory()
+        self.log = get_logger(component="scorer-routing")
         self.follower = Follower(bus, "scorer-routing", ("mlbus.DeploymentChanged", "mlbus.ModelTrained"),
                                  [self.inventory.apply, self._deploy])
 
@@ -33,11 +34,21 @@ class RoutingTable:
         self.follower.start(timeout_s)
 
     def _deploy(self, record: str, value: dict) -> None:
-        """A deployment's models are loaded before it routes a request: until then the routes before it serve
-        (a canary's first answers would otherwise wait for its model to load, and look slow)."""
-        if record == "mlbus.DeploymentChanged" and value["phase"] != "refused":
+        """A model's new routes are applied once their models are loaded: until then its routes before serve
+        (a canary's first answers would otherwise wait for its model to load, and look slow). A model's first
+        deployment routes at once, loading on its first request: nothing else could answer meanwhile."""
+        if record != "mlbus.DeploymentChanged" or value["phase"] == "refused":
+            self.deployments.apply(record, value)
+            return
+        if value["model"] in self.deployments.current:
             self.on_deployment(value)
-        self.deployments.apply(record, value)
+            self.deployments.apply(record, value)
+        else:
+            self.deployments.apply(record, value)
+            self.on_deployment(value)
+        # what serves from now on (a test waits for this line before it sends requests, not for a clock)
+        self.log.info("routes changed", model=value["model"], deployment_id=value["deployment_id"],
+                      phase=value["phase"], routes=[f"v{r['version']} {r['variant']}" for r in value["routes"]])
 
 
 class Scorer:
