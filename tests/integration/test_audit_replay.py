@@ -24,7 +24,7 @@ from tests.support.datasets import good, write
 from tests.support.polling import read_topic, topic_values, wait_until
 from tests.support.people import Cli
 from tests.support.processes import running, stop
-from tests.support.scoring import send_requests
+from tests.support.scoring import routed, send_requests
 
 SPEC = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"
 MODEL = "breast_cancer_lr"
@@ -58,6 +58,9 @@ def test_replay_rebuild_and_explain_from_the_audit_log(bus, bus_env, cli, tmp_pa
         wait_until(lambda: lifecycle(bus, 1, "registered"), timeout=180, message="v1 registered")
         assert cli("approve", MODEL, "1", "--reason", "reviewed", person="ana").returncode == 0
         wait_until(lambda: lifecycle(bus, 1, "promoted"), timeout=120, message="v1 deployed and promoted")
+        deployed = wait_until(lambda: [d for d in topic_values(bus, "deployments") if d["phase"] == "completed"],
+                              timeout=60, message="v1's deployment")
+        routed(tmp_path / "services.scorer.log", deployed[-1])
         ids = send_requests(bus, MODEL, 30)
         read_topic(bus, "inference.predictions", expected=30, timeout=120)
         wait_until(lambda: audit_caught_up(bus), timeout=120, message="the auditor to catch up")

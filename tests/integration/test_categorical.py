@@ -17,6 +17,7 @@ from services.cli.sample_data import insurance_claims
 from services.domain import local_path
 from services.domain.datasets import publish_batch
 from tests.support.claims import CATEGORIES, NUMBERS, ask
+from tests.support.scoring import routed
 from tests.support.polling import LONG_STORY_S, read_topic, served, topic_values, wait_until
 from tests.support.processes import running
 
@@ -38,8 +39,9 @@ def test_categories_train_serve_reproduce_and_drift(bus, bus_env, cli, tmp_path)
     with ExitStack() as stack:
         processes = [stack.enter_context(running(m, bus_env, tmp_path / f"{m}.log")) for m in SERVICES]
         batch = publish_batch(bus, "insurance_claims", claims, "t")
-        wait_until(lambda: [d for d in topic_values(bus, "deployments") if d["phase"] == "completed"],
-                   timeout=240, message="v1 deployed")
+        deployed = wait_until(lambda: [d for d in topic_values(bus, "deployments") if d["phase"] == "completed"],
+                              timeout=240, message="v1 deployed")
+        routed(tmp_path / "services.scorer.log", deployed[-1])
         [trained] = topic_values(bus, "models.trained")
 
         publisher = Publisher(bus, "shop-app")

@@ -15,6 +15,7 @@ from services.cli.sample_data import insurance_claims
 from services.domain import local_path
 from services.domain.datasets import publish_batch
 from tests.support.claims import CATEGORIES, NUMBERS, ask
+from tests.support.scoring import routed
 from tests.support.polling import LONG_STORY_S, served, topic_values, wait_until
 from tests.support.processes import running
 
@@ -55,8 +56,9 @@ def test_an_ensemble_trains_is_approved_serves_explains_and_a_tampered_member_re
         [first] = wait_until(lambda: [t for t in versions(bus, ENSEMBLE) if len(t["members"]) == 2],
                              timeout=300, message="the ensemble built once both members are champions")
         assert cli("approve", ENSEMBLE, "1", "--reason", "members and holdout reviewed", person="ana").returncode == 0
-        wait_until(lambda: [d for d in deployments(bus, ENSEMBLE) if d["phase"] == "completed"], timeout=120,
-                   message="ensemble v1 deployed")
+        deployed = wait_until(lambda: [d for d in deployments(bus, ENSEMBLE) if d["phase"] == "completed"],
+                              timeout=120, message="ensemble v1 deployed")
+        routed(tmp_path / "services.scorer.log", deployed[-1])
         publisher = Publisher(bus, "shop-app")
         rows = insurance_claims(rows=100, seed=5, offset=10_000).to_dict("records")
         ids = ask(publisher, ENSEMBLE, rows, "ens")

@@ -18,6 +18,7 @@ from services.cli.sample_data import loan_applications
 from services.domain import ArtifactStore, local_path
 from services.domain.datasets import publish_batch
 from services.trainer.training import split
+from tests.support.scoring import routed
 from tests.support.polling import served, topic_values, wait_until
 from tests.support.processes import running
 
@@ -48,8 +49,10 @@ def test_a_planted_bias_is_measured_and_rejected_the_same_data_without_it_passes
         [approved] = wait_until(lambda: [e for e in decisions(bus, 2) if e["kind"] in ("approved", "rejected")],
                                 timeout=180, message="v2 judged")
         shown = json.loads(cli("models", "show", f"{MODEL}@1", "--json").stdout)[0]
-        wait_until(lambda: [d for d in topic_values(bus, "deployments") if d["model"] == MODEL
-                            and d["phase"] == "completed"], timeout=120, message="v2 deployed")
+        deployed = wait_until(lambda: [d for d in topic_values(bus, "deployments")
+                                       if d["model"] == MODEL and d["phase"] == "completed"],
+                              timeout=120, message="v2 deployed")
+        routed(tmp_path / "services.scorer.log", deployed[-1])
         # online: applications from group F now come with low incomes, from M with high ones — the served
         # decisions select F far less often; once outcomes arrive, a window's figures cross the policy's limit
         publisher = Publisher(bus, "bank-app")

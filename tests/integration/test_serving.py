@@ -13,7 +13,7 @@ from tests.support.datasets import good, write
 from tests.support.polling import read_topic, topic_values, wait_until
 from tests.support.processes import free_port, running
 from tests.support.prometheus import prometheus_scraping, query, query_error, scrape
-from tests.support.scoring import send_requests
+from tests.support.scoring import routed, send_requests
 
 SPEC = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"
 SERVICES = ("services.validator", "services.trainer", "services.registry", "services.deployer",
@@ -41,6 +41,7 @@ def test_an_auto_approved_version_is_deployed_and_answers_every_request_exactly_
         publish_batch(bus, "breast_cancer", write(good(rows=400), tmp_path / "good.csv"), "t")
         [deployed] = wait_until(lambda: [d for d in topic_values(bus, "deployments") if d["phase"] == "completed"],
                                 timeout=180, message="a deployment")
+        routed(tmp_path / "services.scorer.log", deployed)
         publisher = Publisher(bus, "shop-app")
         ids = send_requests(bus, "breast_cancer_lr", 2000, publisher=publisher)
         bad = send_requests(bus, "breast_cancer_lr", 5, prefix="bad", drop_feature=True, publisher=publisher)

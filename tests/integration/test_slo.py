@@ -12,7 +12,7 @@ from services.domain.datasets import publish_batch
 from tests.support.datasets import good, write
 from tests.support.polling import topic_values, wait_until
 from tests.support.processes import running
-from tests.support.scoring import send_requests
+from tests.support.scoring import routed, send_requests
 
 MODEL = "breast_cancer_lr"
 SERVICES = ("services.validator", "services.trainer", "services.registry", "services.deployer", "services.scorer")
@@ -29,6 +29,7 @@ def test_a_champion_breaking_its_latency_slo_is_alerted_and_rolled_back(bus, bus
     (tmp_path / "policy.yaml").write_text(f"model: {MODEL}\nmetric: roc_auc\nhuman_approval: false\n")
     assert cli("models", "policy", str(tmp_path / "policy.yaml"), person="lead").returncode == 0
     assert cli("models", "define", str(tmp_path / "spec.yaml"), person="dana").returncode == 0
+    scorer_log = tmp_path / "services.scorer.log"
     with ExitStack() as stack:
         for module in SERVICES:
             stack.enter_context(running(module, bus_env, tmp_path / f"{module}.log"))
@@ -39,13 +40,15 @@ def test_a_champion_breaking_its_latency_slo_is_alerted_and_rolled_back(bus, bus
         assert cli("rollback", MODEL, person="olga").returncode == 0
         wait_until(lambda: history(bus)[-1]["phase"] == "rolled-back", timeout=60, message="the canary stopped")
         assert cli("deploy", MODEL, "2", "--strategy", "replace", person="olga").returncode == 0
-        wait_until(lambda: history(bus)[-1]["phase"] == "completed" and history(bus)[-1]["version"] == 2,
-                   timeout=60, message="v2 the champion")
+        champion = wait_until(lambda: history(bus)[-1]["phase"] == "completed" and history(bus)[-1]["version"] == 2
+                              and history(bus)[-1], timeout=60, message="v2 the champion")
+        routed(scorer_log, champion)
         send_requests(bus, MODEL, 20, prefix="slow")
         [slo] = wait_until(lambda: [a for a in topic_values(bus, "alerts") if a["kind"] == "slo"], timeout=120,
                            message="the SLO alert")
         back = wait_until(lambda: history(bus)[-1]["phase"] == "rolled-back" and history(bus)[-1], timeout=60,
                           message="the automatic rollback")
+        routed(scorer_log, back)
         later = send_requests(bus, MODEL, 5, prefix="after")
         answers = wait_until(lambda: [p for p in topic_values(bus, "inference.predictions")
                                       if p["request_id"] in later and p["served"]] or None, timeout=60,

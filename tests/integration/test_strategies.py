@@ -18,7 +18,7 @@ from tests.support.browser import screens_as
 from tests.support.datasets import good, write
 from tests.support.polling import LONG_STORY_S, read_topic, topic_values, wait_until
 from tests.support.processes import running
-from tests.support.scoring import FEATURES, send_requests
+from tests.support.scoring import FEATURES, routed, send_requests
 
 SPEC = yaml.safe_load((PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml").read_text())
 SERVICES = ("services.validator", "services.trainer", "services.registry", "services.deployer",
@@ -57,6 +57,7 @@ def served_predictions(bus, expected: int) -> list[dict]:
 @pytest.mark.timeout(LONG_STORY_S)
 def test_canary_completes_then_shadow_and_champion_challenger(bus, bus_env, cli, tmp_path):
     setup(cli, tmp_path, {"human_approval": False, "min_improvement": -1.0})
+    scorer_log = tmp_path / "services.scorer.log"
     with ExitStack() as stack:
         for module in SERVICES:
             stack.enter_context(running(module, bus_env, tmp_path / f"{module}.log", MLBUS_CANARY_INTERVAL_S="1"))
@@ -75,13 +76,14 @@ def test_canary_completes_then_shadow_and_champion_challenger(bus, bus_env, cli,
         assert cli("rollback", MODEL, "--reason", "testing shadow first", person="olga").returncode == 0
         wait_for_phase(bus, 3, "rolled-back")
         assert cli("deploy", MODEL, "3", "--strategy", "shadow", person="olga").returncode == 0
-        wait_for_phase(bus, 3, "completed")
+        routed(scorer_log, wait_for_phase(bus, 3, "completed"))
         before = len(topic_values(bus, "inference.predictions"))
         shadow_ids = send_requests(bus, MODEL, 200, prefix="shadow")
         shadowed = [p for p in served_predictions(bus, before + 400) if p["request_id"] in set(shadow_ids)]
 
         assert cli("deploy", MODEL, "3", "--strategy", "champion-challenger", "--percent", "30", person="olga").returncode == 0
-        wait_until(lambda: [d for d in deployments(bus) if d["strategy"] == "champion-challenger"], timeout=60)
+        routed(scorer_log, wait_until(lambda: [d for d in deployments(bus) if d["strategy"] == "champion-challenger"],
+                                      timeout=60)[-1])
         publisher = Publisher(bus, "shop-app")
         for i in range(10_000):
             request_id = f"cc-{i:05d}"
