@@ -5,13 +5,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, cast
 
-from confluent_kafka import Message
+from confluent_kafka import KafkaException, Message
 
 from .consumed import position
 from .context import Bus
 from .envelope import Envelope, derive_id, from_headers
-from .errors import WrongRecordType
-from .invariants import check_record, is_edge
+from .edge import CONTROL, MAX_IDENTIFIER, InvalidField, check_record, is_edge
+from .errors import BadInput, DecodeError, InfrastructureError, WrongRecordType
 from .records import RECORD_TYPES
 
 
@@ -36,9 +36,20 @@ class Received:
 
 
 def decode_message(bus: Bus, message: Message) -> Received:
-    """Raises DecodeError (a BadInput) when the bytes are not a record the catalogue can read,
-    WrongRecordType when the record is not of its topic's type, and InvalidField when a field breaks an
-    invariant (invariants.py)."""
+    """The one edge every consumed message passes, whatever its bytes, key or headers: a Received, or a
+    BadInput saying why not — DecodeError when the bytes are not a record the catalogue can read,
+    WrongRecordType when the record is not of its topic's type, InvalidField when a field breaks an
+    invariant (edge.py). Nothing else comes out but the broker's own failures (KafkaException,
+    InfrastructureError: the schemas topic could not be read), which must crash the service."""
+    try:
+        return _decode(bus, message)
+    except (BadInput, KafkaException, InfrastructureError):
+        raise
+    except Exception as error:          # noqa: BLE001 - whatever else the bytes made a library raise
+        raise DecodeError(f"cannot be read: {type(error).__name__}: {str(error)[:300]}") from None
+
+
+def _decode(bus: Bus, message: Message) -> Received:
     physical, partition, offset = position(message)
     topic = bus.catalogue.logical(physical)
     record, value = bus.schemas.decode(message.value())        # a tombstone (None) is a DecodeError
@@ -49,7 +60,13 @@ def decode_message(bus: Bus, message: Message) -> Received:
     key = message.key()
     # A consumed message's headers are (key, bytes) pairs; the stubs also allow the dict a producer may pass.
     headers = cast("list[tuple[str, bytes | None]] | None", message.headers())
+    envelope = from_headers(headers, lambda: derive_id(topic, partition, offset), record)
+    for name in ("id", "source", "type", "subject", "correlation_id", "causation_id", "traceparent", "time"):
+        text = getattr(envelope, name)
+        if text is not None and (len(text) > MAX_IDENTIFIER or CONTROL.search(text)):
+            raise InvalidField(f"header for the envelope's {name} is longer than {MAX_IDENTIFIER} characters or "
+                               f"holds a control character: {text[:80]!r}")
     return Received(topic=topic, partition=partition, offset=offset,
                     timestamp_ms=message.timestamp()[1], key=key.decode("utf-8", "replace") if key else None,
-                    record=record, value=value, envelope=from_headers(
-                        headers, lambda: derive_id(topic, partition, offset), record))
+                    record=record, value=value, envelope=envelope)
+

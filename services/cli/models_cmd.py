@@ -12,7 +12,7 @@ from services.domain import monitoring_json, parse_monitoring, training_request
 from services.bus.context import Bus
 from services.bus.envelope import new_id
 from services.bus.errors import BadInput
-from services.bus.invariants import InvalidField, check_name
+from services.bus.edge import InvalidField, check_name
 from services.bus.settings import ConfigError
 from services.bus.replay import read_topics
 

@@ -12,7 +12,7 @@ from typing import Callable
 
 from services.bus.context import Bus
 from .datastore import count_rows, store_snapshot
-from services.bus.invariants import check_name
+from services.bus.edge import check_name
 from services.bus.envelope import Event, derive_id
 from services.bus.publish import Publisher
 

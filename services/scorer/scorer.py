@@ -8,7 +8,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 
 from services.bus import BadInput, Bus, Event, Received
-from services.bus.invariants import all_finite
+from services.bus.edge import all_finite
 from services.bus.runtime import settle_heap
 from services.domain import (ArtifactRefused, ArtifactStore, Ensemble, compiled_forest, load_servable, number_frame,
                              predict, request_frame)

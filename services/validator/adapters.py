@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from services.bus import Bus
-from services.bus.invariants import is_name
+from services.bus.edge import is_name
 from services.bus.replay import read_topics
 
 from .contract import Contract, ContractError, parse_contract

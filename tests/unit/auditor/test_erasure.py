@@ -51,7 +51,7 @@ def request(bus, entity: str, offset: int) -> FakeMessage:
 def erasure(bus, entity: str, signer: str, offset: int) -> FakeMessage:
     value = bus.schemas.encode("mlbus.ErasureRequested", {
         "erasure_id": f"x{offset}", "subject": entity, "reason": "GDPR request 42", "requested_by": signer,
-        "requested_at": datetime.now(timezone.utc), "signer": signer, "signer_key": "k", "signature": "s"})
+        "requested_at": datetime.now(timezone.utc), "signer": signer, "signer_key": "0" * 32, "signature": "A" * 86 + "=="})
     return FakeMessage("t.audit.erasures", entity.encode(), value, offset)
 
 

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from services.bus.catalogue import load_catalogue
-from services.bus.invariants import InvalidField, check_name, check_record, is_edge
+from services.bus.edge import InvalidField, check_name, check_record, is_edge
 from services.bus.settings import PROJECT_ROOT
 
 
