@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import json
 import math
 import re
@@ -57,8 +58,9 @@ FORMATS: dict[str, tuple[str, int]] = {
     "root_hash": ("hex", 64)}
 
 
-class InvalidField(BadInput):
-    """A record whose field breaks an invariant (the field is named in the message)."""
+class InvalidField(BadInput, ValueError):
+    """A record whose field breaks an invariant (the field is named in the message); a ValueError too, as a
+    bad value is to code that parses one."""
 
     stage = "validate"
 
@@ -93,7 +95,7 @@ def content(text: str | None, default: Any = None) -> Any:
     """The parsed value of a `…_json` field: what the edge parsed, or (text made elsewhere, e.g. a database row
     the registry wrote) parsed now within the same bounds. Empty or missing text is `default` ({} if None)."""
     if isinstance(text, JsonText):
-        return text.parsed
+        return copy.deepcopy(text.parsed)       # the caller's own: a change must not reach the record
     if not text:
         return {} if default is None else default
     return read_json("content", text)

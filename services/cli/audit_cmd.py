@@ -14,6 +14,7 @@ from services.domain import (BLOCK, Tiled, anchored_heads, audit_records, block_
                              consistency_proof, decoded, head_of_checkpoint, inclusion_proof, kept_heads, key_id,
                              leaf, log_id, log_signers, public_pem, read_public_key, records_between,
                              signature_problem, verify_log)
+from services.bus.edge import content
 from services.bus.context import Bus
 from services.bus.envelope import new_id
 from services.bus.errors import BadInput
@@ -418,7 +419,7 @@ def print_explanation(answer: dict) -> None:
               f"{'passed' if v['passed'] else 'FAILED'} {v['contract']} [#{v['audit_sequence']}]")
     for a in answer["decisions"]:
         policy = f" (policy v{a['policy_version']})" if a["policy_version"] is not None else ""
-        key = json.loads(a.get("evidence_json") or "{}").get("signer_key")
+        key = content(a.get("evidence_json")).get("signer_key")
         signed = f" (signed, key {key})" if key else ""
         print(f"  {a['kind']} by {a['actor']}{signed}: {a['reason']}{policy} [#{a['audit_sequence']}]")
     for a in answer["later_drift_alerts"][:3]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from services.bus.edge import content
 from services.domain import Audited, FAIRNESS_METRICS
 
 CARD_RECORDS = ("mlbus.DataBatch", "mlbus.DataValidated", "mlbus.ModelTrained", "mlbus.PromotionPolicyDefined",
@@ -39,7 +40,7 @@ def model_card(events: list[Audited], model: str, version: int, until: datetime 
     alerts = [e for e in mine if e.record == "mlbus.Alert" and e.value["severity"] != "info"]
     return {
         "model": model, "version": version, "as_of": until, "audit_sequence": trained.sequence,
-        "purpose": {**json.loads(t.get("card_json") or "{}"), "task": t["task"], "target": t["target"]},
+        "purpose": {**content(t.get("card_json")), "task": t["task"], "target": t["target"]},
         "training_data": [{"batch_id": e.value["batch_id"], "dataset": e.value["dataset"], "sha256": e.value["sha256"],
                            "rows": e.value["rows"], "audit_sequence": e.sequence,
                            "validation": next(({"contract": v.value["contract"], "passed": v.value["passed"],
@@ -47,19 +48,19 @@ def model_card(events: list[Audited], model: str, version: int, until: datetime 
                                                if v.record == "mlbus.DataValidated"
                                                and v.value["batch_id"] == e.value["batch_id"]), None)}
                           for e in seen if e.record == "mlbus.DataBatch" and e.value["batch_id"] in batches],
-        "estimator": {"estimator": t["estimator"], "hyperparameters": json.loads(t["hyperparameters_json"] or "{}"),
+        "estimator": {"estimator": t["estimator"], "hyperparameters": content(t["hyperparameters_json"]),
                       "features": t["features"], "categorical_features": t.get("categorical_features") or [],
                       "seed": t["seed"], "artifact_sha256": t["artifact_sha256"], "code_version": t["code_version"],
                       "git_commit": t["git_commit"], "run_id": t["run_id"],
                       "members": [{k: m[k] for k in ("model", "version", "artifact_sha256", "weight")}
                                   for m in t.get("members") or []]},
         "metrics": {"holdout": t["metrics"], "cross_validated": t["cv_metrics"] or {}},
-        "fairness": json.loads(t.get("fairness_json") or "{}") or NO_SENSITIVE,
+        "fairness": content(t.get("fairness_json")) or NO_SENSITIVE,
         "importances": dict(sorted((t.get("importances") or {}).items(), key=lambda kv: -kv[1])) or NO_IMPORTANCES,
         "governance": {"policies": [{**_plain(p.value), "audit_sequence": p.sequence} for p in policies],
                        "decisions": [{"kind": d.value["kind"], "actor": d.value["actor"], "reason": d.value["reason"],
                                       "at": d.at, "policy_version": d.value["policy_version"],
-                                      "evidence": json.loads(d.value["evidence_json"] or "{}"),
+                                      "evidence": content(d.value["evidence_json"]),
                                       "audit_sequence": d.sequence} for d in decisions]},
         "deployments": [{"deployment_id": d.value["deployment_id"], "phase": d.value["phase"],
                          "strategy": d.value["strategy"], "at": d.at, "actor": d.value["actor"],

@@ -12,7 +12,7 @@ from services.domain import monitoring_json, parse_monitoring, training_request
 from services.bus.context import Bus
 from services.bus.envelope import new_id
 from services.bus.errors import BadInput
-from services.bus.edge import InvalidField, check_name
+from services.bus.edge import InvalidField, check_name, content
 from services.bus.settings import ConfigError
 from services.bus.replay import read_topics
 
@@ -135,7 +135,7 @@ def define_command(bus: Bus, args: argparse.Namespace) -> int:
     actor = f"cli:{person(args).name}"
     value = spec_record(load_yaml(args.spec), actor, bus.settings.contracts_dir)
     send(bus, args.identity, "mlbus.ModelSpecDefined", value, value["model"])
-    ensemble = json.loads(value["ensemble_json"])
+    ensemble = content(value["ensemble_json"])
     inputs = f"{ensemble['combine']} of {', '.join(ensemble['members'])}" if ensemble else \
         f"{len(value['features'])} features"
     info(f"defined {value['model']}: {value['estimator']} on {value['dataset']} → {value['target']}, "
@@ -212,7 +212,7 @@ def runs_compare_command(bus: Bus, args: argparse.Namespace) -> int:
     rows = [["estimator", left["estimator"], right["estimator"]],
             ["version", left["version"], right["version"]], ["seed", left["seed"], right["seed"]]]
     for name, source in (("param", "hyperparameters_json"),):
-        lp, rp = json.loads(left[source]), json.loads(right[source])
+        lp, rp = content(left[source]), content(right[source])
         rows += [[f"{name} {k}", lp.get(k, "-"), rp.get(k, "-")] for k in sorted(set(lp) | set(rp))]
     for name in sorted(set(left["metrics"]) | set(right["metrics"])):
         rows.append([f"holdout {name}", _fmt(left["metrics"].get(name)), _fmt(right["metrics"].get(name))])

@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from services.bus.edge import content
 from services.bus.context import Bus
 from services.bus.envelope import new_id
 from services.bus.errors import BadInput
@@ -139,7 +140,7 @@ def show_command(bus: Bus, args: argparse.Namespace) -> int:
         print(f"  metrics {json.dumps({k: round(v, 4) for k, v in t['metrics'].items()})}")
         print(f"  data {', '.join(b['batch_id'][:8] + ' sha256 ' + b['sha256'][:12] for b in t['batches'])}")
         print(f"  artifact {t['artifact_sha256'][:16]}…  code {t['code_version']} @ {(t['git_commit'] or '-')[:10]}")
-        for line in fairness_lines(json.loads(t.get("fairness_json") or "{}") or "fairness: not measured (no "
+        for line in fairness_lines(content(t.get("fairness_json")) or "fairness: not measured (no "
                                    "sensitive attribute in the contract)"):
             print(f"  {line.removeprefix('- ').replace('**', '')}")
         if t.get("importances"):

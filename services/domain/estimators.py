@@ -3,8 +3,8 @@ fitted), the CLI (what a spec may name) and the deployer (what skops may load)."
 from __future__ import annotations
 
 import importlib
-import json
 
+from services.bus.edge import content
 from sklearn.model_selection import ParameterGrid
 
 ESTIMATORS = {
@@ -72,7 +72,7 @@ def spec_problem(spec: dict) -> str | None:
             return f"metric {spec['metric']!r} does not fit task {spec['task']!r}"
         try:
             check_split(spec["test_size"], spec["cv_folds"])
-            return ensemble_problem(json.loads(spec.get("ensemble_json") or "{}"), spec["task"])
+            return ensemble_problem(content(spec.get("ensemble_json")), spec["task"])
         except EstimatorError as error:
             return str(error)
         except (ValueError, TypeError, AttributeError) as error:
@@ -100,5 +100,5 @@ ENCODINGS = ("onehot", "ordinal")      # how a pipeline encodes categories (trai
 
 def candidates(spec: dict) -> list[dict]:
     """The hyperparameter sets a spec trains: its base merged with each point of its grid."""
-    base = json.loads(spec["hyperparameters_json"])
-    return [{**base, **point} for point in ParameterGrid(json.loads(spec["grid_json"]) or {})]
+    base = content(spec["hyperparameters_json"])
+    return [{**base, **point} for point in ParameterGrid(content(spec["grid_json"]) or {})]

@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from services.bus.edge import content
 from services.bus.errors import BadInput
 
 
@@ -69,7 +70,7 @@ def monitoring_json(config: Monitoring) -> str:
 
 
 def monitoring_from_json(text: str) -> Monitoring:
-    return parse_monitoring(json.loads(text or "{}"))
+    return parse_monitoring(content(text))
 
 
 class SpecMonitoring:

@@ -21,12 +21,12 @@ their profiles, deployments, specs) is followed from the start of its topics, no
 """
 from __future__ import annotations
 
-import json
 import time
 
 import faust
 from confluent_kafka import Producer
 
+from services.bus.edge import content
 from services.bus import Bus, Event
 from services.bus.credentials import aiokafka_credentials
 from services.bus.envelope import envelope_for
@@ -175,9 +175,7 @@ class DriftWatcher:
 
     def sensitive(self, model: str) -> set[str]:
         """The sensitive attributes any version of the model was measured on at training."""
-        return {a for entry in self.inventory.latest(model) for a in json.loads(entry.trained.get("fairness_json")
-                                                                                 or "{}")}  # stored by close_if_due,
-                                                                                            # with the offset
+        return {a for entry in self.inventory.latest(model) for a in content(entry.trained.get("fairness_json"))}
 
     def add_prediction(self, model: str, head: dict, prediction: dict, offset: int) -> None:
         if prediction["version"] is None or prediction["error"] or \

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from services.bus.edge import content
 from services.bus import Event, derive_id
 from services.domain import (alert, FAIRNESS_METRICS, fairness_breach, group_fairness, groups_line, Monitoring,
                              training_request as training_request_event)
@@ -90,7 +91,7 @@ def online_performance(window: ClosedWindow, trained: dict) -> list[dict]:
 def online_fairness(window: ClosedWindow, trained: dict) -> dict:
     """The version's group fairness over the window's outcomes, per attribute it was measured on at training
     (same figures, same positive class, same minimum group size)."""
-    at_training = json.loads(trained.get("fairness_json") or "{}")
+    at_training = content(trained.get("fairness_json"))
     rows = [j for j in window.judged if j["version"] == trained["version"]]
     if not rows or not at_training:
         return {}
@@ -122,7 +123,7 @@ def alerts(report: dict, config: Monitoring, fairness_limits: dict[str, float] |
             raised.append(("performance", "critical", f"{entry['metric']} {entry['value']:.3f} on "
                                                       f"{entry['outcomes']} outcomes ({entry['variant']}) against "
                                                       f"{entry['baseline']:.3f} on the holdout, {where}", entry))
-    fairness = json.loads(report.get("fairness_json") or "{}")
+    fairness = content(report.get("fairness_json"))
     breach = fairness_breach(fairness, fairness_limits or {})
     if breach:
         name, attribute, value, limit = breach

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from services.bus.edge import content
 from services.bus import Event, derive_id
 from services.domain import alert, FAIRNESS_METRICS, fairness_breach, groups_line, HIGHER_IS_BETTER
 from services.bus.signing import Verdict, signature_refusal
@@ -54,7 +55,7 @@ def judge(trained: dict, policy: dict, champion: ModelVersion | None) -> tuple[s
         higher = HIGHER_IS_BETTER.get(name, True)
         if value is None or (value < limit if higher else value > limit):
             return f"{name} {value} does not meet the threshold {'≥' if higher else '≤'} {limit}", evidence
-    fairness = json.loads(trained.get("fairness_json") or "{}")
+    fairness = content(trained.get("fairness_json"))
     if policy.get("fairness"):
         evidence.update(fairness=fairness, fairness_thresholds=policy["fairness"])
         breach = fairness_breach(fairness, policy["fairness"])

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
+from services.bus.edge import content
 from services.bus import Event, derive_id
 from services.domain import (alert, candidates, HIGHER_IS_BETTER, is_ensemble, member_record, training_request,
                              union)
@@ -52,7 +53,7 @@ def requests_for_member_change(view: TrainerView, lifecycle: dict, now: datetime
     events = []
     for model, spec in sorted(view.specs.items()):
         request_id = derive_id(lifecycle["event_id"], model)
-        if is_ensemble(spec) and ref in json.loads(spec["ensemble_json"])["members"] \
+        if is_ensemble(spec) and ref in content(spec["ensemble_json"])["members"] \
                 and request_id not in view.seen_requests:
             events.append(training_request(request_id, model, "member-changed", "trainer", now, evidence={
                 "member": ref, "version": lifecycle["version"], "lifecycle_event_id": lifecycle["event_id"]}))
@@ -70,7 +71,7 @@ def plan_training(view: TrainerView, request: dict) -> TrainingPlan | str | None
     if isinstance(batches, str):
         return batches
     if is_ensemble(spec):
-        settings = json.loads(spec["ensemble_json"])
+        settings = content(spec["ensemble_json"])
         return ensemble_plan(view.inventory, spec, request, batches, settings["members"], settings.get("weights"),
                              settings["combine"], view.versions.get(spec["model"], 0) + 1)
     grid = candidates(spec)
@@ -137,18 +138,18 @@ def plan_reproduction(view: TrainerView, request: dict) -> TrainingPlan | str:
     if original is None:
         return f"no recorded run {request['reproduce_run_id']!r}"
     if original.get("spec_json"):
-        spec = json.loads(original["spec_json"])
+        spec = content(original["spec_json"])
     elif (spec := view.specs.get(original["model"])) is None:       # a run recorded before spec_json existed
         return f"no spec for model {original['model']!r}"
     batches = batch_refs(original["batches"])
     recorded_spec = {**spec, "model": original["model"], "estimator": original["estimator"],
                      "metric": original["metric"]}
     if is_ensemble(recorded_spec):          # the same members, by version: the ones the run combined
-        settings = json.loads(original["hyperparameters_json"])
+        settings = content(original["hyperparameters_json"])
         return ensemble_plan(view.inventory, recorded_spec, request, batches, settings["members"],
                              settings["weights"], settings["combine"], 0, original)
     return TrainingPlan(request=request, spec=recorded_spec, version=0, batches=batches,
-                        grid=[json.loads(original["hyperparameters_json"])], seed=original["seed"],
+                        grid=[content(original["hyperparameters_json"])], seed=original["seed"],
                         run_ids=[derive_id(request["request_id"], "reproduction")], reproduces=original)
 
 

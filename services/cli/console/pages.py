@@ -2,9 +2,9 @@
 Templates only lay it out; every value from the bus reaches the page through Jinja2's escaping."""
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 
+from services.bus.edge import content
 from services.bus.projections.inventory import AWAITING, ModelVersion, approval_refusal
 from services.domain import HIGHER_IS_BETTER
 
@@ -18,7 +18,7 @@ DECISIONS = ("approved", "rejected", "approval-refused")
 
 def evidence(event: dict) -> dict:
     try:
-        return json.loads(event.get("evidence_json") or "{}")
+        return content(event.get("evidence_json"))
     except ValueError:
         return {}
 
@@ -86,10 +86,10 @@ def version_page(view: ConsoleView, model: str, version: int) -> dict | None:
                "key": evidence(e).get("signer_key"), "policy_version": e["policy_version"]}
               for e in entry.history]
     return {"model": model, "version": version, "status": entry.status, "aliases": aliases_of(view, model, version),
-            "trained": trained, "hyperparameters": json.loads(trained["hyperparameters_json"] or "{}"),
+            "trained": trained, "hyperparameters": content(trained["hyperparameters_json"]),
             "decisions": signed, "deployments": deployments, "drift": drift[-10:],
             "profile": trained.get("feature_profile") or [],
-            "fairness": json.loads(trained.get("fairness_json") or "{}"),
+            "fairness": content(trained.get("fairness_json")),
             "importances": sorted((trained.get("importances") or {}).items(), key=lambda kv: -kv[1]),
             "lineage": lineage(view, entry, deployments, drift)}
 
