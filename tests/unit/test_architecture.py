@@ -36,3 +36,74 @@ def test_services_import_the_domain_package_not_its_files():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
                 assert not node.module.startswith("services.domain."), f"{path}: import from services.domain"
+
+
+# Where JSON may be parsed: the edge (record content, once) and readers of files and settings, never of records.
+JSON_READERS = {
+    "bus/edge.py": "the edge: every record's *_json fields, within its bounds",
+    "bus/codec.py": "Avro schema files, and announced schemas the codec checks against their fingerprints",
+    "bus/records_gen.py": "Avro schema files (code generation)",
+    "bus/poison.py": "the runtime's own state file",
+    "bus/identity.py": "a person's identity file",
+    "validator/adapters.py": "data contract files",
+    "cli/models_cmd.py": "data contract files",
+    "cli/score_cmd.py": "a data contract file",
+    "cli/backup_cmd.py": "a backup's manifest",
+    "cli/audit_cmd.py": "checkpoint and proof files a person passes",
+    "cli/io_cmd.py": "JSON lines a person sends (then encoded and checked like any record)",
+    "domain/proofs.py": "proof documents (files)",
+    "domain/anchor.py": "the anchor file",
+}
+
+
+def json_parses(path) -> list[int]:
+    """Lines of `path` that call json.loads / json.load (or a loads / load imported from json)."""
+    tree = ast.parse(path.read_text())
+    imported = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                and node.module in ("json", "orjson", "simplejson", "ujson") for a in node.names
+                if a.name in ("loads", "load")}
+    lines = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        called = node.func
+        if isinstance(called, ast.Attribute) and called.attr in ("loads", "load") and \
+                isinstance(called.value, ast.Name) and called.value.id in ("json", "orjson", "simplejson", "ujson"):
+            lines.append(node.lineno)
+        elif isinstance(called, ast.Name) and called.id in imported:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_record_content_is_parsed_at_the_edge_only():
+    parsing = {str(p.relative_to(SERVICES)): json_parses(p) for p in SERVICES.rglob("*.py")}
+    outside = {path: lines for path, lines in parsing.items() if lines and path not in JSON_READERS}
+    assert not outside, f"JSON parsed outside the edge (use services.bus.edge.content): {outside}"
+    assert parsing["bus/edge.py"], "the edge parses JSON"
+
+
+def test_the_json_scan_finds_a_parse_however_it_is_imported(tmp_path):
+    for text in ("import json\njson.loads(x)\n", "from json import loads\nloads(x)\n",
+                 "from json import loads as l\nl(x)\n", "import json\njson.load(f)\n"):
+        (tmp_path / "m.py").write_text(text)
+        assert json_parses(tmp_path / "m.py") == [2], text
+
+
+def handler_parameters() -> dict[str, str]:
+    """Each service handler's `__call__` (what the runtime hands a message to) → its first parameter's type."""
+    found = {}
+    for path in [*SERVICES.glob("*/handlers.py"), SERVICES / "scorer" / "scorer.py", SERVICES / "drift_watcher" /
+                 "router.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name == "__call__":
+                parameter = node.args.args[1]
+                found[str(path.relative_to(SERVICES))] = ast.unparse(parameter.annotation) \
+                    if parameter.annotation else "(none)"
+    return found
+
+
+def test_a_handler_takes_decoded_records_never_a_dict():
+    taken = handler_parameters()
+    assert len(taken) >= 7, taken
+    for path, annotation in taken.items():
+        assert annotation in ("Received", "list[Received]", "list[Message]"), f"{path}: __call__ takes {annotation}"
