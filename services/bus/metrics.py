@@ -33,6 +33,7 @@ class ServiceMetrics:
                                ["service"], registry=self.registry)
         self.restarts = Gauge("mlbus_restarts", "Restarts by the keep-alive supervisor", ["service"],
                               registry=self.registry)
+        self.registry.register(_Shared())        # mlbus_poison_total, counted wherever the process meets poison
         self._served = False
         self._lock = threading.Lock()
 
@@ -51,3 +52,18 @@ class ServiceMetrics:
 
     def handled(self, topic: str, outcome: str, count: int = 1) -> None:
         self.messages.labels(self.service, topic, outcome).inc(count)
+
+
+# Records a service could not handle or fold (skipped by a rebuild or a follower, dead-lettered live), counted
+# per process and served beside whichever ServiceMetrics the process has (the MlbusPoison alert).
+POISON_REGISTRY = CollectorRegistry()
+POISON = Counter("mlbus_poison_total", "Records skipped or dead-lettered because they could not be handled or "
+                 "folded, by path (live | rebuild | follow | agent) and topic", ["service", "path", "topic"],
+                 registry=POISON_REGISTRY)
+
+
+class _Shared:
+    """Hands a registry's collect() the process-wide poison counter."""
+
+    def collect(self):
+        return POISON_REGISTRY.collect()

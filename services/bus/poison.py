@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BadInput
+from .logs import get_logger
+from .metrics import POISON
 
 Offset = tuple[str, int, int]              # (physical topic, partition, offset)
 DIED = "the process died while handling it (no exception reached the runtime)"
@@ -146,3 +148,11 @@ class PoisonFile:
         partial = self.path.with_suffix(".partial")
         partial.write_text(json.dumps(self.ledger.to_json()))
         os.replace(partial, self.path)
+
+
+def poison_record(service: str, path: str, topic: str, offset: int, error: BaseException, record: str = "") -> None:
+    """A record `path` (rebuild | follow | agent | live) could not fold or handle: said once in the log as
+    'poison record', counted in mlbus_poison_total (the MlbusPoison alert); the caller goes on without it."""
+    POISON.labels(service or "-", path, topic).inc()
+    get_logger(component=service or "-").error("poison record", path=path, topic=topic, offset=offset,
+                                               record=record, error=f"{type(error).__name__}: {error}"[:500])

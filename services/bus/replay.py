@@ -11,8 +11,9 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from .consumed import position
 from .context import Bus
-from .errors import BadInput
+from .errors import BadInput, is_infrastructure
 from .kafka import base_config, group_id
+from .poison import poison_record
 from .received import Received, decode_message
 from .topics import retry_while_retriable
 
@@ -130,10 +131,24 @@ def fold_history(bus: Bus, records: tuple[str, ...], *folds: Callable[[str, dict
                  keep: Callable[[Received], bool] = lambda received: True) -> None:
     """Rebuild projections from the topics that carry these record types: every record is handed to each
     fold, record type by record type in the order given (a decision comes after what it decides on).
-    keep: which records count (e.g. only people's acts whose signature verifies)."""
+    keep: which records count (e.g. only people's acts whose signature verifies).
+    A record a fold raises on is skipped, said and counted (poison.poison_record), as a live handler
+    dead-letters it: no record stops a start-up. A failure of the infrastructure (errors.is_infrastructure)
+    stops it."""
     history = list(read_topics(bus, [bus.catalogue.for_schema(name).name for name in records]))
     for name in records:
         for record in history:
-            if record.record == name and keep(record):
-                for fold in folds:
-                    fold(record.record, record.value)
+            if record.record == name:
+                _fold_one(bus, record, keep, folds)
+
+
+def _fold_one(bus: Bus, record: Received, keep: Callable[[Received], bool],
+              folds: tuple[Callable[[str, dict], None], ...]) -> None:
+    try:
+        if keep(record):
+            for fold in folds:
+                fold(record.record, record.value)
+    except Exception as error:              # noqa: BLE001 - told apart just below
+        if is_infrastructure(error):
+            raise
+        poison_record(bus.settings.client_principal, "rebuild", record.topic, record.offset, error, record.record)

@@ -2,8 +2,11 @@
 
 Outputs are delivered before the input's offset is committed (at-least-once), or — in transactional
 mode — outputs and offsets commit atomically in one Kafka transaction (exactly-once within Kafka).
-A BadInput goes to `<topic>.dlq` and the loop goes on; any other exception crashes the process, and a
-message that keeps crashing it is dead-lettered after MLBUS_POISON_BUDGET crashes (poison.py).
+A BadInput goes to `<topic>.dlq` and the loop goes on; so does a record its handler raised on
+(HandlerFailed: no record can stop a service). A failure of the infrastructure (errors.is_infrastructure:
+the broker, the disk, the database) crashes the process so it is restarted; a message in flight when the
+process died outright (a signal, memory, a native fault) is dead-lettered after MLBUS_POISON_BUDGET such
+deaths (poison.py).
 Handlers run first for the whole batch; the transaction opens only once their outputs are ready, so
 a slow handler (offload=True: run in a thread while the consumer keeps polling, paused) never holds
 a transaction open or overruns max.poll.interval.ms.
@@ -25,11 +28,11 @@ from .commits import OffsetsToCommit
 from .context import Bus
 from .dlq import dead_letter_headers, dlq_topic
 from .envelope import Envelope, Event
-from .errors import BadInput, InfrastructureError
+from .errors import BadInput, HandlerFailed, InfrastructureError, is_infrastructure
 from .kafka import consumer_config, group_id, producer_config
 from .logs import get_logger
 from .metrics import ServiceMetrics
-from .poison import PoisonFile
+from .poison import PoisonFile, poison_record
 from .publish import Publisher
 from .received import Received, decode_message
 from .schema_topic import SchemasTopicResolver
@@ -279,7 +282,7 @@ class ServiceRuntime:
         try:
             received = decode_message(self.bus, message)
             context.update(event_id=received.envelope.id, record=received.record)
-            events = self._call_handler(received)
+            events = self._refusing(lambda: self._call_handler(received), context)
         except BadInput as error:
             self.log.warning("message dead-lettered", **context, outcome="dead-lettered", stage=error.stage,
                              error_class=type(error).__name__, error=str(error)[:500],
@@ -300,7 +303,7 @@ class ServiceRuntime:
             except BadInput as error:
                 outcomes.append(Outcome(message, [], error=error))
         assert self.batch_handler is not None       # _guarded calls this only when there is one
-        results = self.batch_handler([received for _, received in decoded]) if decoded else []
+        results = self._batch_results([received for _, received in decoded], position(messages[0]))
         for (message, received), result in zip(decoded, results):
             if isinstance(result, BadInput):
                 outcomes.append(Outcome(message, [], error=result))
@@ -311,6 +314,38 @@ class ServiceRuntime:
                       emitted=sum(len(o.events) for o in outcomes),
                       duration_ms=round((time.perf_counter() - started) * 1000, 3))
         return outcomes
+
+    def _refusing(self, handle: Callable[[], list[Event]], context: dict) -> list[Event]:
+        """What `handle` returns; a record it raises on (not the infrastructure's failure) is a HandlerFailed,
+        dead-lettered with the error, so that no record can stop the service (errors.is_infrastructure)."""
+        try:
+            return handle()
+        except BadInput:
+            raise
+        except Exception as error:          # noqa: BLE001 - told apart just below
+            if is_infrastructure(error):
+                raise
+            poison_record(self.service, "live", context["topic"], context["offset"], error, context.get("record", ""))
+            raise HandlerFailed(f"the handler raised {type(error).__name__}: {str(error)[:500]}") from None
+
+    def _batch_results(self, batch: list[Received], at: tuple[str, int, int]) -> list[list[Event] | BadInput]:
+        """The batch handler's results; if it raises on the batch (not the infrastructure's failure), each record
+        is handled alone, and the ones it raises on are HandlerFailed (dead-lettered)."""
+        assert self.batch_handler is not None
+        if not batch:
+            return []
+        handler = self.batch_handler
+        try:
+            return handler(batch)
+        except Exception as error:          # noqa: BLE001 - told apart just below
+            if is_infrastructure(error):
+                raise
+            if len(batch) == 1:
+                poison_record(self.service, "live", batch[0].topic, batch[0].offset, error, batch[0].record)
+                return [HandlerFailed(f"the handler raised {type(error).__name__}: {str(error)[:500]}")]
+        self.log.warning("batch handler raised; handling its records one by one", messages=len(batch),
+                         topic=self.bus.catalogue.logical(at[0]))
+        return [result for received in batch for result in self._batch_results([received], at)]
 
     def _run_tick(self) -> None:
         assert self.tick is not None                # run() calls this only when there is one

@@ -1,7 +1,8 @@
 """A minimal service on the real runtime, for the runtime's own tests: every inference request becomes
 one prediction whose id derives from the request's id. Impossible values (a NaN feature) are bad input.
-Two entities stand for a hostile meaning the handler does not survive (the poison budget's tests): a request
-for `poison-raise` raises an exception that is not BadInput, one for `poison-exit` ends the process outright.
+Two entities stand for a hostile meaning the handler does not survive: a request for `poison-raise` raises an
+exception that is not BadInput (dead-lettered at once), one for `poison-exit` ends the process outright (the
+poison budget's tests).
 MLBUS_RELAY_HANDLE_MS gives each request a handling cost, so a test that kills the relay mid-stream finds it
 there (bare, it relays thousands of requests between two looks at its lag).
 
@@ -20,8 +21,10 @@ HANDLE_S = float(os.environ.get("MLBUS_RELAY_HANDLE_MS", "0")) / 1000
 
 def relay(message: Received):
     request = message.value
-    if HANDLE_S:
-        time.sleep(HANDLE_S)                   # stands in for the work of a real handler
+    if HANDLE_S:                               # stands in for the work of a real handler: busy, as work is
+        until = time.process_time() + HANDLE_S
+        while time.process_time() < until:
+            pass
     if any(math.isnan(v) for v in request["features"].values()):
         raise BadInput("feature value is NaN")
     if request["entity_id"] == "poison-raise":

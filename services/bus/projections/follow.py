@@ -12,6 +12,7 @@ from ..context import Bus
 from ..errors import BadInput
 from ..kafka import base_config, group_id
 from ..logs import get_logger
+from ..poison import poison_record
 from ..received import decode_message
 from ..topics import retry_while_retriable
 from ..watchdog import EXIT_STUCK
@@ -91,6 +92,4 @@ class Follower:
             self.on_event(received.record, received.value)
         except Exception as error:      # noqa: BLE001 - one record's meaning must not stop the view
             # The topic's consuming service refuses or dead-letters the same record; the view skips it.
-            get_logger(component=f"{self.name}-follower").error(
-                "record skipped by the follower", record=received.record, topic=received.topic,
-                offset=received.offset, error=f"{type(error).__name__}: {error}"[:500])
+            poison_record(self.name, "follow", received.topic, received.offset, error, received.record)
