@@ -21,13 +21,16 @@ their profiles, deployments, specs) is followed from the start of its topics, no
 """
 from __future__ import annotations
 
+import os
 import time
 
 import faust
 from confluent_kafka import Producer
 
-from services.bus.edge import content
 from services.bus import Bus, Event
+from services.bus.edge import content
+from services.bus.errors import is_infrastructure
+from services.bus.poison import poison_record
 from services.bus.credentials import aiokafka_credentials
 from services.bus.envelope import envelope_for
 from services.bus.kafka import group_id, producer_config
@@ -51,6 +54,7 @@ REFERENCE = ("mlbus.ModelTrained", "mlbus.DeploymentChanged", "mlbus.ModelSpecDe
              "mlbus.PromotionPolicyDefined")        # policies: the fairness limits, judged online too
 OUTPUTS = ("mlbus.DriftReport", "mlbus.Alert", "mlbus.TrainingRequested")
 PARTITIONS = 3
+UNKNOWN = "unknown"        # the one metrics label of models the registry does not know
 SEEN_WINDOWS = 10          # a duplicate more than this many windows after its original is counted again
 
 
@@ -72,6 +76,9 @@ class WindowMetrics:
                               ["model", "kind"], registry=registry)
         self.drift_share = Gauge("mlbus_drift_share", "Share of features drifted in the latest window",
                                  ["model", "version"], registry=registry)
+        self.observations = Counter("mlbus_drift_observations_total", "Observations and ticks taken in, per model "
+                                    f"('{UNKNOWN}': a model the registry does not know, not windowed)", ["model"],
+                                    registry=registry)
 
     def closed(self, model: str, version: int, report: dict, outputs: list[Event]) -> None:
         self.windows.labels(model, str(version), "yes" if report["dataset_drift"] else "no").inc()
@@ -141,26 +148,42 @@ class DriftWatcher:
 
     # -- observe: windows, joins, closing ------------------------------------------------------------------
     async def observe(self, stream) -> None:
+        """Every observation into its model's window. One the code raises on is skipped, said and counted
+        (poison_record: the agent is inside the poison budget too); a failure of the infrastructure ends the
+        process loudly, so it is restarted (faust would otherwise leave a crashed agent behind, silent)."""
         async for event in stream.events():
-            model, offset = event.key.decode(), event.message.offset
-            if self._models is not None:
-                self._models.add(model)
-            head = self.state.get(f"head|{model}") or new_head()
-            if offset <= head["offset"]:
-                continue                                  # taken in before a restart: its effects are in the table
-            headers = dict(header_pairs(event.message.headers))
-            if TICK_HEADER in headers:
-                await self.close_if_due(model, head, int(headers[TICK_HEADER]), offset)
-                continue
-            record, value = self.bus.schemas.decode(event.value)
-            at_ms = int(event.message.timestamp * 1000)
-            if record == "mlbus.InferenceRequest":
-                head = self.add_request(model, head, value, at_ms)
-                await self.close_if_due(model, head, at_ms, offset)
-            elif record == "mlbus.Prediction":
-                self.add_prediction(model, head, value, offset)
-            elif record == "mlbus.Outcome":
-                self.add_outcome(model, head, value, offset)
+            try:
+                await self.observe_one(event)
+            except Exception as error:             # noqa: BLE001 - told apart just below
+                if is_infrastructure(error):
+                    self.log.critical("observe failed; the drift-watcher stops", error=repr(error))
+                    os._exit(1)
+                poison_record(SOURCE, "agent", self.observations.get_topic_name(), event.message.offset, error)
+
+    async def observe_one(self, event) -> None:
+        model, offset = event.key.decode(), event.message.offset
+        known = bool(self.inventory.latest(model))
+        self.metrics.observations.labels(model if known else UNKNOWN).inc()
+        if not known:                                 # no window (state, metrics) for a model the registry lacks
+            return
+        if self._models is not None:
+            self._models.add(model)
+        head = self.state.get(f"head|{model}") or new_head()
+        if offset <= head["offset"]:
+            return                                    # taken in before a restart: its effects are in the table
+        headers = dict(header_pairs(event.message.headers))
+        if TICK_HEADER in headers:
+            await self.close_if_due(model, head, int(headers[TICK_HEADER]), offset)
+            return
+        record, value = self.bus.schemas.decode(event.value)      # the router let only what decodes through
+        at_ms = int(event.message.timestamp * 1000)
+        if record == "mlbus.InferenceRequest":
+            head = self.add_request(model, head, value, at_ms)
+            await self.close_if_due(model, head, at_ms, offset)
+        elif record == "mlbus.Prediction":
+            self.add_prediction(model, head, value, offset)
+        elif record == "mlbus.Outcome":
+            self.add_outcome(model, head, value, offset)
 
     def add_request(self, model: str, head: dict, request: dict, at_ms: int) -> dict:
         if self.state.get(f"seen|{request['request_id']}") is not None:

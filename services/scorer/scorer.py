@@ -19,6 +19,9 @@ from services.bus.projections.inventory import Inventory
 
 from .scoring import assign, prediction
 
+UNKNOWN = "unknown"          # the metrics label of every model the registry does not know
+
+
 class RoutingTable:
     """Deployments and trained versions, kept current by a thread that tails their topics."""
 
@@ -63,14 +66,17 @@ class Scorer:
         self.log = get_logger(component="scorer")
 
     def observe(self, results: list) -> None:
-        """Each prediction's latency and outcome into the process's metrics, per model, version and variant."""
+        """Each prediction's latency and outcome into the process's metrics, per model, version and variant: a
+        model the registry has no version of is counted as `unknown` (a label set per name sent would grow
+        without bound)."""
         groups: dict[tuple, list[float]] = defaultdict(list)
         for result in results:
             if isinstance(result, BadInput):
                 continue
             for event in result:
                 p = event.value
-                key = (p["model"], str(p["version"]), p["variant"], "error" if p["error"] else "served")
+                model = p["model"] if self.table.inventory.latest(p["model"]) else UNKNOWN
+                key = (model, str(p["version"]), p["variant"], "error" if p["error"] else "served")
                 groups[key].append(p["latency_ms"] / 1000)
         for (model, version, variant, outcome), latencies in groups.items():
             self.metrics.predictions.labels(model, version, variant, outcome).inc(len(latencies))
