@@ -5,9 +5,11 @@ from datetime import datetime, timezone
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from .credentials import ADMIN, secured
 from .context import Bus
 from .envelope import Envelope, Event, envelope_for, to_headers
 from .kafka import producer_config
+from .settings import Settings
 
 SCHEMA_RECORD = "mlbus.SchemaDefinition"
 
@@ -94,7 +96,7 @@ class Publisher:
             self.flush()
 
     def _announce(self, record: str) -> None:
-        if record in self._announced:
+        if record in self._announced or not may_announce(self.bus.settings):
             return
         self._announced.add(record)
         schema = self.bus.schemas.schema(record)
@@ -104,3 +106,10 @@ class Publisher:
                      "registered_at": datetime.now(timezone.utc)}
             self.produce(self.bus.catalogue.for_schema(SCHEMA_RECORD).name, announced.fingerprint_hex.encode(),
                          self.bus.schemas.encode(SCHEMA_RECORD, value), [])
+
+
+def may_announce(settings: Settings) -> bool:
+    """Whether this process writes the `schemas` topic: only the admin may on a secured broker (a principal
+    that could write it could flood it, or name a fingerprint with a schema of its own choosing); `mlbus acl
+    apply` announces every schema in schemas/. On an unsecured broker, every writer announces its own."""
+    return not secured(settings) or settings.client_principal == ADMIN

@@ -6,13 +6,13 @@ import time
 
 from .codec import parse_announced, writer_schema
 from .context import Bus
-from .errors import InfrastructureError
 from .logs import get_logger
 from .publish import SCHEMA_RECORD
 from .replay import read_topics
 
 REFRESH_INTERVAL_S = 5.0
-READ_ATTEMPTS = 3
+READ_TIMEOUT_S = 10.0
+BACK_OFF_S = 60.0          # after a read that did not reach the end in time (a flooded topic): wait this long
 log = get_logger(component="schemas-topic")
 
 
@@ -31,19 +31,20 @@ class SchemasTopicResolver:
         return self.known.get(fingerprint)
 
     def refresh(self) -> None:
-        """Read the topic again (a timeout is retried, then crashes as an infrastructure failure). An entry
-        whose JSON does not parse or does not hash to its fingerprint is skipped: its fingerprint stays
-        unknown, so the messages that carry it are dead-lettered rather than crash anyone."""
+        """Read the topic again. An entry whose JSON does not parse or does not hash to its fingerprint is
+        skipped: its fingerprint stays unknown, so the messages that carry it are dead-lettered rather than
+        crash anyone. A topic too long to read in READ_TIMEOUT_S (flooded: only the admin may write it) leaves
+        the fingerprint unknown too, and is not read again for BACK_OFF_S; a broker that does not answer
+        (KafkaException) crashes the service as any infrastructure failure."""
         self._last_read = time.monotonic()      # set first: a record read below may ask again; it waits
         topic = self.bus.catalogue.for_schema(SCHEMA_RECORD).name
-        for attempt in range(1, READ_ATTEMPTS + 1):
-            try:
-                records = list(read_topics(self.bus, [topic], timeout_s=10.0))
-                break
-            except TimeoutError as error:
-                log.warning("schemas topic read timed out; retrying", attempt=attempt, error=str(error))
-        else:
-            raise InfrastructureError(f"could not read the {topic} topic in {READ_ATTEMPTS} attempts")
+        try:
+            records = list(read_topics(self.bus, [topic], timeout_s=READ_TIMEOUT_S))
+        except TimeoutError as error:
+            self._last_read = time.monotonic() + BACK_OFF_S - REFRESH_INTERVAL_S
+            log.error("schemas topic not read to its end in time; unknown fingerprints stay unknown",
+                      back_off_s=BACK_OFF_S, error=str(error))
+            return
         for record in records:
             if record.record == SCHEMA_RECORD:
                 self._learn(record.value["fingerprint"], record.value["schema_json"])

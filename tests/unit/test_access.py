@@ -12,11 +12,12 @@ def topic_grants(grants: set[Grant], principal: str, operation: str) -> set[str]
 
 def test_services_write_what_they_produce_and_their_dlqs_and_read_what_they_consume_or_read():
     grants = plan_acls(BUS.catalogue)
-    assert topic_grants(grants, "scorer", "write") == {"inference.predictions", "schemas", "inference.requests.dlq",
+    assert topic_grants(grants, "scorer", "write") == {"inference.predictions", "inference.requests.dlq",
                                                        "models.trained.dlq", "deployments.dlq"}
     assert topic_grants(grants, "scorer", "read") == {"inference.requests", "models.trained", "deployments",
                                                       "schemas", "identities"}
     assert {g.principal for g in grants if g.name == "t1.audit.log" and g.operation == "write"} == {"auditor"}
+    assert not [g for g in grants if g.name.endswith("schemas") and g.operation == "write"], "the admin's alone"
     assert "models.lifecycle" not in topic_grants(grants, "app", "write")
 
 
@@ -33,7 +34,7 @@ def test_groups_and_transactional_ids_are_the_principals_own_and_no_person_exist
 
 def test_people_write_by_role_read_all_but_private_topics_and_admin_holds_every_role():
     grants = plan_acls(BUS.catalogue, {"t1.ana": ["approver"], "t1.lead": ["admin"]})
-    assert topic_grants(grants, "t1.ana", "write") == {"approvals", "schemas"}
+    assert topic_grants(grants, "t1.ana", "write") == {"approvals"}
     assert "inference.requests" not in topic_grants(grants, "t1.ana", "read")
     assert "approvals" in topic_grants(grants, "t1.ana", "read")
     assert {"models.policies", "approvals", "deploy.requests", "models.specs"} <= topic_grants(grants, "t1.lead",

@@ -1,12 +1,9 @@
-"""The schemas topic resolver: an entry that does not hash to its fingerprint is refused, a timeout retried."""
+"""The schemas topic resolver: an entry that does not hash to its fingerprint is refused, a timeout backs off."""
 import json
 from types import SimpleNamespace
 
-import pytest
-
 from services.bus import schema_topic
 from services.bus.codec import SchemaCatalogue
-from services.bus.errors import InfrastructureError
 from services.bus.settings import PROJECT_ROOT
 
 CATALOGUE = SchemaCatalogue.from_dir(PROJECT_ROOT / "schemas")
@@ -51,11 +48,15 @@ def test_a_true_entry_after_a_lying_one_for_the_same_fingerprint_is_learned(monk
     assert REAL.fingerprint in resolver.known
 
 
-def test_a_read_timeout_is_retried_then_crashes_as_an_infrastructure_failure(monkeypatch):
-    resolver = resolver_reading(monkeypatch, TimeoutError("slow"), [entry(REAL.fingerprint_hex,
-                                                                          json.dumps(REAL.parsed))])
-    resolver.refresh()
-    assert REAL.fingerprint in resolver.known
-    failing = resolver_reading(monkeypatch, *[TimeoutError("down")] * schema_topic.READ_ATTEMPTS)
-    with pytest.raises(InfrastructureError):
-        failing.refresh()
+def test_a_topic_too_long_to_read_in_time_leaves_fingerprints_unknown_and_backs_off(monkeypatch):
+    """A flooded schemas topic is no crash: the fingerprint stays unknown (its messages are dead-lettered), and
+    the topic is not read again until BACK_OFF_S have passed; then it is."""
+    now = [1000.0]
+    monkeypatch.setattr(schema_topic.time, "monotonic", lambda: now[0])
+    resolver = resolver_reading(monkeypatch, TimeoutError("flooded"), [entry(REAL.fingerprint_hex,
+                                                                             json.dumps(REAL.parsed))])
+    assert resolver(REAL.fingerprint) is None
+    now[0] += schema_topic.BACK_OFF_S - 1
+    assert resolver(REAL.fingerprint) is None                  # not read again yet (the second answer waits)
+    now[0] += 2
+    assert resolver(REAL.fingerprint) == json.dumps(REAL.parsed)
