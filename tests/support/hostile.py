@@ -23,7 +23,20 @@ HOSTILE_STRINGS = ["", " ", "../DataBatch", "../../etc/passwd", "/dev/zero", "fi
 HOSTILE_FLOATS = [math.nan, math.inf, -math.inf, -0.0, 1e308, -1e308, 5e-324, -1.0, 0.0]
 INT_BOUNDS = {"int": (-(2 ** 31), 2 ** 31 - 1), "long": (-(2 ** 63), 2 ** 63 - 1)}
 
-strings = st.one_of(st.sampled_from(HOSTILE_STRINGS), st.text(max_size=24))
+MiB = 1 << 20
+# What a `…_json` field may hold from a hostile sender: nesting past any recursion limit, a megabyte and more,
+# numbers JSON does not allow or a double cannot hold, NUL in a key, too many values — and ordinary settings.
+HOSTILE_JSON = ["[" * 100_000 + "]" * 100_000, '{"a":' * 40 + "1" + "}" * 40, "[" * 33 + "]" * 33,
+                "[" + "1," * 120_000 + "1]", '{"x": "' + "a" * MiB + '"}', "[1e400]", "[-1e400]", "[NaN]",
+                '{"x": Infinity}', "[" + "9" * 5000 + "]", '{"\u0000": 1}', '["\u0000"]', "{}", "[]",
+                '{"C": -1}', '{"max_iter": "many"}', '{"combine": "mean", "members": ["../x"]}',
+                '{"a": {"b": {"c": [1, 2, {"d": null}]}}}', '{"roc_auc": 1e308}', "[[[[[[[[]]]]]]]]"]
+HUGE_STRINGS = ["a" * MiB, "\u202e" * 1000, "\x00" * 100_000]
+# Times at both ends of what an Avro long holds (fastavro writes an int as it is into a timestamp-millis field).
+EXTREME_TIMES = [-(2 ** 63), 2 ** 63 - 1, -1, 0, 253_402_300_800_000]
+
+strings = st.one_of(st.sampled_from(HOSTILE_STRINGS), st.text(max_size=24), st.sampled_from(HUGE_STRINGS))
+json_texts = st.one_of(st.sampled_from(HOSTILE_JSON), strings)
 floats = st.one_of(st.sampled_from(HOSTILE_FLOATS), st.floats(allow_nan=True, allow_infinity=True))
 
 
@@ -36,7 +49,8 @@ PRIMITIVES: dict[str, st.SearchStrategy] = {
     "string": strings, "double": floats, "float": st.sampled_from([0.0, -1.0, 1e30, math.nan, math.inf]),
     "int": integers("int"), "long": integers("long"), "boolean": st.booleans(),
     "bytes": st.one_of(st.binary(max_size=32), st.just(b"\x00" * 10_000)), "null": st.none()}
-TIMES = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1), timezones=st.just(timezone.utc))
+TIMES = st.one_of(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1),
+                              timezones=st.just(timezone.utc)), st.sampled_from(EXTREME_TIMES))
 
 
 def strategy_for(schema: Any, depth: int = 0) -> st.SearchStrategy:
@@ -50,7 +64,8 @@ def strategy_for(schema: Any, depth: int = 0) -> st.SearchStrategy:
         return TIMES
     kind = schema["type"]
     if kind == "record":
-        return st.fixed_dictionaries({f["name"]: strategy_for(f["type"], depth + 1) for f in schema["fields"]})
+        return st.fixed_dictionaries({f["name"]: json_texts if f["name"].endswith("_json") and _is_string(f["type"])
+                                      else strategy_for(f["type"], depth + 1) for f in schema["fields"]})
     large = depth <= 1 and not _nests(schema)
     if kind == "array":
         items = strategy_for(schema["items"], depth + 1)
@@ -58,12 +73,17 @@ def strategy_for(schema: Any, depth: int = 0) -> st.SearchStrategy:
         return st.one_of(small, st.lists(items, min_size=40, max_size=60)) if large else small
     if kind == "map":
         values = strategy_for(schema["values"], depth + 1)
-        small = st.dictionaries(strings, values, max_size=3)
+        keys = st.one_of(strings, st.sampled_from(["", "k" * 100_000, "\u202eevil", "a\x00b"]))
+        small = st.dictionaries(keys, values, max_size=3)
         return st.one_of(small, st.dictionaries(st.text(min_size=1, max_size=8), values, min_size=40,
                                                 max_size=60)) if large else small
     if kind == "enum":
         return st.sampled_from(schema["symbols"])
     return strategy_for(kind, depth)
+
+
+def _is_string(avro_type: Any) -> bool:
+    return avro_type == "string" or (isinstance(avro_type, dict) and avro_type.get("type") == "string")
 
 
 def _nests(schema: dict) -> bool:
