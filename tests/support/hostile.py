@@ -49,37 +49,39 @@ PRIMITIVES: dict[str, st.SearchStrategy] = {
     "string": strings, "double": floats, "float": st.sampled_from([0.0, -1.0, 1e30, math.nan, math.inf]),
     "int": integers("int"), "long": integers("long"), "boolean": st.booleans(),
     "bytes": st.one_of(st.binary(max_size=32), st.just(b"\x00" * 10_000)), "null": st.none()}
-TIMES = st.one_of(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1),
-                              timezones=st.just(timezone.utc)), st.sampled_from(EXTREME_TIMES))
+TIMES = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1), timezones=st.just(timezone.utc))
+HOSTILE_TIMES = st.one_of(TIMES, st.sampled_from(EXTREME_TIMES))
 
 
-def strategy_for(schema: Any, depth: int = 0) -> st.SearchStrategy:
+def strategy_for(schema: Any, depth: int = 0, times: st.SearchStrategy = TIMES) -> st.SearchStrategy:
     """A strategy of data valid for a parsed (expanded) Avro schema; large arrays and maps at the top level only
-    (nested ones multiply: a profile of 50 columns of 50 quantiles each is slow to draw and says nothing more)."""
+    (nested ones multiply: a profile of 50 columns of 50 quantiles each is slow to draw and says nothing more).
+    times: what a timestamp field holds (HOSTILE_TIMES: also raw longs at both ends of the range, which
+    decode to no datetime at all)."""
     if isinstance(schema, list):
-        return st.one_of([strategy_for(member, depth) for member in schema])
+        return st.one_of([strategy_for(member, depth, times) for member in schema])
     if isinstance(schema, str):
         return PRIMITIVES[schema]
     if schema.get("logicalType") == "timestamp-millis":
-        return TIMES
+        return times
     kind = schema["type"]
     if kind == "record":
         return st.fixed_dictionaries({f["name"]: json_texts if f["name"].endswith("_json") and _is_string(f["type"])
-                                      else strategy_for(f["type"], depth + 1) for f in schema["fields"]})
+                                      else strategy_for(f["type"], depth + 1, times) for f in schema["fields"]})
     large = depth <= 1 and not _nests(schema)
     if kind == "array":
-        items = strategy_for(schema["items"], depth + 1)
+        items = strategy_for(schema["items"], depth + 1, times)
         small = st.lists(items, max_size=3)
         return st.one_of(small, st.lists(items, min_size=40, max_size=60)) if large else small
     if kind == "map":
-        values = strategy_for(schema["values"], depth + 1)
+        values = strategy_for(schema["values"], depth + 1, times)
         keys = st.one_of(strings, st.sampled_from(["", "k" * 100_000, "\u202eevil", "a\x00b"]))
         small = st.dictionaries(keys, values, max_size=3)
         return st.one_of(small, st.dictionaries(st.text(min_size=1, max_size=8), values, min_size=40,
                                                 max_size=60)) if large else small
     if kind == "enum":
         return st.sampled_from(schema["symbols"])
-    return strategy_for(kind, depth)
+    return strategy_for(kind, depth, times)
 
 
 def _is_string(avro_type: Any) -> bool:
@@ -108,17 +110,18 @@ def examples(strategy: st.SearchStrategy, count: int, seed_value: int = 0) -> li
     return found[:count]
 
 
-def records_for(bus: Bus, topic: str, count: int, seed_value: int = 0, wrong_type_every: int = 10) -> list[
-        tuple[str, dict]]:
+def records_for(bus: Bus, topic: str, count: int, seed_value: int = 0, wrong_type_every: int = 10,
+                times: st.SearchStrategy = TIMES) -> list[tuple[str, dict]]:
     """(record type, value) pairs for a topic: its own type, and every `wrong_type_every`-th of another type."""
     own = bus.catalogue[topic].schema
     others = sorted({t.schema for t in bus.catalogue if t.schema and t.schema != own})
-    drawn = examples(strategy_for(bus.schemas.schema(own).parsed), count, seed_value)
+    drawn = examples(strategy_for(bus.schemas.schema(own).parsed, times=times), count, seed_value)
     pairs = []
     for i, value in enumerate(drawn):
         if wrong_type_every and i % wrong_type_every == wrong_type_every - 1:
             other = others[(seed_value + i) % len(others)]
-            pairs.append((other, examples(strategy_for(bus.schemas.schema(other).parsed), 1, seed_value + i)[0]))
+            pairs.append((other, examples(strategy_for(bus.schemas.schema(other).parsed, times=times), 1,
+                                          seed_value + i)[0]))
         else:
             pairs.append((own, value))
     return pairs

@@ -55,7 +55,7 @@ from services.trainer.decide import Provenance
 from services.trainer.handlers import Trainer
 from services.trainer.view import TrainerView
 from services.validator.handlers import Validator
-from tests.support.hostile import records_for
+from tests.support.hostile import HOSTILE_TIMES, records_for
 
 NOW = datetime(2026, 12, 6, tzinfo=timezone.utc)
 EXAMPLES = 24                   # drawn records per topic (and its wrong-type mixes), the same ones every run
@@ -147,7 +147,7 @@ def hostile_messages(topic: str) -> list[FakeMessage]:
 def _drawn(topic: str, seed_value: int = 0) -> tuple[FakeMessage, ...]:
     physical = BUS.catalogue.physical(topic)
     messages = []
-    for i, (record, value) in enumerate(records_for(BUS, topic, EXAMPLES, seed_value)):
+    for i, (record, value) in enumerate(records_for(BUS, topic, EXAMPLES, seed_value, times=HOSTILE_TIMES)):
         try:
             payloads = [BUS.schemas.encode(record, value), BUS.schemas.encode(record, tamed(record, value))]
         except BadInput:
