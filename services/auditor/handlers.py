@@ -2,6 +2,7 @@
 between batches; committed heads go to the anchor outside Kafka."""
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Callable
 
@@ -10,6 +11,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from services.bus import BadInput, Bus, Event, Received
 from services.bus.access import ROLES
+from services.bus.edge import MAX_RECORD_BYTES
 from services.bus.runtime import Forward
 from services.domain import Anchor, Redaction, TreeHead, compiled_seal, new_key, seal_value, subject_of
 from services.bus.logs import get_logger
@@ -107,6 +109,11 @@ class Auditor:
         key goes to audit.keys in the same transaction; an admin's erasure deletes one)."""
         topic = self.bus.catalogue.topics.get(self.bus.catalogue.logical(message.topic()))
         value, sealed, attested = message.value(), None, None
+        if (oversize := oversize_header(message)) is not None:
+            # More than any service reads (the edge refuses it): on record by size and digest, not by its bytes
+            # (sealed, they would not compress: past audit.log's cap, a crash at every start).
+            return Crossing(topic.name if topic else self.bus.catalogue.logical(message.topic()), message.partition(),
+                            message.offset(), message.timestamp()[1], None, [oversize], None, None, None)
         if topic is not None and topic.schema in SIGNED_RECORDS:
             attested = self._attest(message, key_events)
         if topic is not None and topic.personal and value is not None:
@@ -154,3 +161,17 @@ class AuditMetrics:
         self.sequence = Gauge("mlbus_audit_sequence", "The last committed audit.log sequence number", registry=registry)
         self.signed_size = Gauge("mlbus_audit_signed_size", "Tree size of the latest signed tree head",
                                  registry=registry)
+
+
+OVERSIZE_HEADER = "mlbus.audit.oversize"
+
+
+def oversize_header(message: Message) -> tuple[str, bytes] | None:
+    """For a message whose key, value and headers hold more than MAX_RECORD_BYTES (decompressed: a topic caps
+    only the compressed size), the header that stands for them in its audit record: their size and SHA-256."""
+    key, value, headers = message.key() or b"", message.value() or b"", message.headers() or []
+    size = len(key) + len(value) + sum(len(k) + len(v or b"") for k, v in headers)
+    if size <= MAX_RECORD_BYTES:
+        return None
+    digest = hashlib.sha256(key + value + b"".join(k.encode() + (v or b"") for k, v in headers)).hexdigest()
+    return OVERSIZE_HEADER, f"{size} sha256:{digest}".encode()

@@ -186,7 +186,10 @@ class SchemaCatalogue:
             if writer.fingerprint not in self._compiled:
                 self._compiled[writer.fingerprint] = decoder(writer.parsed)
             compiled = self._compiled[writer.fingerprint]
-            datum = compiled(payload[HEADER_LEN:]) if compiled is not None else None
+            try:
+                datum = compiled(payload[HEADER_LEN:]) if compiled is not None else None
+            except Exception as exc:    # a time past a datetime's range, say: bad input as fastavro's are
+                raise DecodeError(f"{writer.name} body does not decode: {type(exc).__name__}: {exc}") from exc
             if datum is not None:
                 return (reader_schema or writer).name, datum
         else:

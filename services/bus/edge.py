@@ -4,6 +4,8 @@ Avro says a field is a string or a double; these rules say what the platform nee
 InvalidField (a BadInput) naming the field, so the record goes to its topic's DLQ — or is skipped by a
 rebuild or a follower — before any handler, fold or projection sees it (docs/hostile-input.md):
 
+- a record's bytes are at most 1 MiB decompressed (a topic's cap counts them compressed: a megabyte of one
+  letter compresses to kilobytes);
 - names (`model`, `dataset`) are identifiers — never a path such as `../DataBatch`, never empty;
 - no string anywhere holds NUL (a database refuses it); identifiers (`…_id`, `…_by`, `signer`, …) and map
   keys hold no control or bidirectional-override character and are at most 256 characters; other text at
@@ -37,6 +39,7 @@ NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,126}[A-Za-z0-9_])?")
 NAME_FIELDS = ("model", "dataset")
 OUTSIDERS = ("app", "every")
 
+MAX_RECORD_BYTES = 1 << 20   # a record's bytes, decompressed (a topic caps only the compressed batch)
 MAX_JSON_CHARS = 1 << 20
 MAX_JSON_DEPTH = 32
 MAX_JSON_VALUES = 100_000

@@ -24,11 +24,11 @@ def base_config(settings: Settings) -> dict:
             **settings.kafka_overrides}
 
 
-# topics.yaml caps messages at 1 MiB (DLQs 1 MiB + 64 KiB, audit.log 1 MiB + 256 KiB). A batch of several
+# topics.yaml caps messages at 1 MiB (DLQs 1 MiB + 64 KiB, audit.log 2 MiB + 256 KiB). A batch of several
 # messages stays under the smallest cap; a single message may be as large as the largest, and a topic's own cap
 # refuses it there (a delivery error, not a batch that takes good messages down with it).
 MAX_BATCH_BYTES = 1_000_000
-MAX_REQUEST_BYTES = 2 * 1024 * 1024
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 
 def producer_config(settings: Settings, client_id: str, transactional_id: str | None = None) -> dict:

@@ -10,7 +10,7 @@ from confluent_kafka import KafkaException, Message
 from .consumed import position
 from .context import Bus
 from .envelope import Envelope, derive_id, from_headers
-from .edge import CONTROL, MAX_IDENTIFIER, InvalidField, check_record, is_edge
+from .edge import CONTROL, MAX_IDENTIFIER, MAX_RECORD_BYTES, InvalidField, check_record, is_edge
 from .errors import BadInput, DecodeError, InfrastructureError, WrongRecordType
 from .records import RECORD_TYPES
 
@@ -52,7 +52,10 @@ def decode_message(bus: Bus, message: Message) -> Received:
 def _decode(bus: Bus, message: Message) -> Received:
     physical, partition, offset = position(message)
     topic = bus.catalogue.logical(physical)
-    record, value = bus.schemas.decode(message.value())        # a tombstone (None) is a DecodeError
+    payload = message.value()
+    if payload is not None and len(payload) > MAX_RECORD_BYTES:
+        raise DecodeError(f"{len(payload):,} bytes decompressed: a record holds at most {MAX_RECORD_BYTES:,}")
+    record, value = bus.schemas.decode(payload)        # a tombstone (None) is a DecodeError
     carried = bus.catalogue.topics.get(topic)
     if carried is not None and carried.schema is not None and record != carried.schema:
         raise WrongRecordType(f"{topic} carries {carried.schema} records, not {record}")

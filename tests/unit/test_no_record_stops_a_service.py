@@ -29,7 +29,7 @@ import pytest
 
 from services.auditor.handlers import Auditor
 from services.bus import Bus, Event
-from services.bus.edge import FORMATS, NAME_FIELDS
+from services.bus.edge import FORMATS, MAX_RECORD_BYTES, NAME_FIELDS
 from services.bus.errors import BadInput
 from services.bus.identity import IDENTITY_RECORDS
 from services.bus.projections.deployments import Deployments
@@ -109,6 +109,9 @@ def tamed(record: str, value: dict) -> dict:
     types = {f["name"]: f["type"] for f in BUS.schemas.schema(record).parsed["fields"]}
     value = {name: NOW if "timestamp-millis" in str(types.get(name)) and isinstance(item, int) else item
              for name, item in value.items()}       # a time past a datetime's range does not decode at all
+    while len(BUS.schemas.encode(record, value)) > MAX_RECORD_BYTES:   # refused whole, not by a field: the largest
+        largest = max(value, key=lambda name: len(str(value[name])))   # field goes
+        value[largest] = plain(largest, types[largest])
     physical = BUS.catalogue.physical(BUS.catalogue.for_schema(record).name)
     for _ in range(len(types)):
         try:
@@ -247,9 +250,17 @@ def test_live_the_auditor_records_every_hostile_message_and_raises_nothing(tmp_p
     messages = [m for topic in topics for m in hostile_messages(topic)]
     for i, message in enumerate(messages):
         message._offset = i
-    events = auditor(messages)
+    huge = FakeMessage(BUS.catalogue.physical("inference.requests"), b"k" * 100_000,
+                       b"\xc3\x01" + b"a" * (2 << 20), [("ce_id", b"x" * 100_000)], len(messages))
+    events = auditor([*messages, huge])
     audited = [e for e in events if getattr(e, "record", None) == "mlbus.AuditRecord"]
-    assert len(audited) == len(messages)
+    assert len(audited) == len(messages) + 1
+    cap = int(BUS.catalogue["audit.log"].config["max.message.bytes"])
+    assert max(len(BUS.schemas.encode("mlbus.AuditRecord", e.value)) for e in audited) <= cap   # even uncompressed
+    last = audited[-1].value
+    assert last["value"] is None and last["key"] is None and last["sealed"] is None
+    [(name, size_and_digest)] = [(h["key"], h["value"]) for h in last["headers"]]
+    assert name == "mlbus.audit.oversize" and size_and_digest.startswith(f"{100_000 + 2 + (2 << 20) + 5 + 100_000} sha256:".encode())
 
 
 def test_live_the_drift_watchers_router_forwards_or_dead_letters_every_hostile_message():
