@@ -2,7 +2,6 @@
 between batches; committed heads go to the anchor outside Kafka."""
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Callable
 
@@ -11,6 +10,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from services.bus import BadInput, Bus, Event, Received
 from services.bus.access import ROLES
+from services.bus.consumed import digest, headers_of, message_size
 from services.bus.edge import MAX_RECORD_BYTES
 from services.bus.runtime import Forward
 from services.domain import Anchor, Redaction, TreeHead, compiled_seal, new_key, seal_value, subject_of
@@ -126,7 +126,7 @@ class Auditor:
             sealed = seal_value(value, subject, self.ciphers[subject])
             value = self._redaction(topic)(value)
         return Crossing(topic.name if topic else self.bus.catalogue.logical(message.topic()), message.partition(),
-                        message.offset(), message.timestamp()[1], message.key(), list(message.headers() or []),
+                        message.offset(), message.timestamp()[1], message.key(), headers_of(message),
                         value, attested, sealed)
 
     def _redaction(self, topic) -> Redaction:
@@ -169,9 +169,5 @@ OVERSIZE_HEADER = "mlbus.audit.oversize"
 def oversize_header(message: Message) -> tuple[str, bytes] | None:
     """For a message whose key, value and headers hold more than MAX_RECORD_BYTES (decompressed: a topic caps
     only the compressed size), the header that stands for them in its audit record: their size and SHA-256."""
-    key, value, headers = message.key() or b"", message.value() or b"", message.headers() or []
-    size = len(key) + len(value) + sum(len(k) + len(v or b"") for k, v in headers)
-    if size <= MAX_RECORD_BYTES:
-        return None
-    digest = hashlib.sha256(key + value + b"".join(k.encode() + (v or b"") for k, v in headers)).hexdigest()
-    return OVERSIZE_HEADER, f"{size} sha256:{digest}".encode()
+    size = message_size(message)
+    return None if size <= MAX_RECORD_BYTES else (OVERSIZE_HEADER, f"{size} sha256:{digest(message)}".encode())

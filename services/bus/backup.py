@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, To
 from confluent_kafka.admin import AdminClient, ConfigResource
 from fastavro.write import Writer
 
-from .consumed import position
+from .consumed import headers_of, position
 from .context import Bus
 from .kafka import admin_config, producer_config
 from .replay import read_messages
@@ -104,7 +104,7 @@ def back_up_topics(bus: Bus, dest: Path, progress: Callable[[str], None] = lambd
                 writing[where] = _Writing(stream, Writer(stream, BACKUP_RECORD, codec="deflate"))
             into = writing[where]
             # A consumed message's headers are (key, bytes) pairs; the stubs also allow a producer's dict.
-            headers = cast("list[tuple[str, bytes | None]]", message.headers() or [])
+            headers = headers_of(message)
             into.writer.write({"offset": offset, "timestamp": message.timestamp()[1], "key": message.key(),
                                "value": message.value(),
                                "headers": [{"key": k, "value": v} for k, v in headers]})

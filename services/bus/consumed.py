@@ -2,6 +2,9 @@
 error event may lack them); a message the consumer returned without error() always has all three."""
 from __future__ import annotations
 
+import hashlib
+from typing import cast
+
 from confluent_kafka import Message
 
 from .errors import InfrastructureError
@@ -14,3 +17,41 @@ def position(message: Message) -> tuple[str, int, int]:
         raise InfrastructureError(f"a consumed message without a position ({topic}, {partition}, {offset}): "
                                   "an error event taken for a message?")
     return topic, partition, offset
+
+
+UNREADABLE_HEADERS = [("mlbus.headers", b"unreadable: a header key is not UTF-8")]
+_read: dict[int, tuple[Message, list]] = {}          # id(message) → (message, its headers), the last few read
+_KEPT = 10_000
+
+
+def headers_of(message: Message) -> list[tuple[str, bytes | None]]:
+    """A consumed message's headers as (key, bytes) pairs, read from the client once: a header key that is not
+    UTF-8 makes the client raise (SystemError) and leaves a broken list behind that must not be read again, so
+    every reader of a message's headers goes through here (UNREADABLE_HEADERS stands for them then)."""
+    found = _read.get(id(message))
+    if found is not None and found[0] is message:
+        return found[1]
+    try:
+        # A consumed message's headers are (key, bytes) pairs; the stubs also allow what a producer may pass.
+        headers = cast("list[tuple[str, bytes | None]]", list(message.headers() or []))
+    except Exception:                   # noqa: BLE001 - SystemError from the client's C code
+        headers = list(UNREADABLE_HEADERS)
+    if len(_read) >= _KEPT:
+        _read.clear()
+    _read[id(message)] = (message, headers)
+    return headers
+
+
+def message_size(message: Message) -> int:
+    """The bytes a message holds decompressed: key, value and headers (a topic's cap counts them compressed)."""
+    return len(message.key() or b"") + len(message.value() or b"") + \
+        sum(len(k) + len(v or b"") for k, v in headers_of(message))
+
+
+def digest(message: Message) -> str:
+    """SHA-256 of a message's key, value and headers, in that order: what stands for a message too large to keep."""
+    hashed = hashlib.sha256(message.key() or b"")
+    hashed.update(message.value() or b"")
+    for k, v in headers_of(message):
+        hashed.update(k.encode() + (v or b""))
+    return hashed.hexdigest()

@@ -6,7 +6,7 @@ import re
 from confluent_kafka import Message
 
 from .catalogue import DLQ_SUFFIX
-from .consumed import position
+from .consumed import digest, headers_of, message_size, position
 from .envelope import now_rfc3339
 
 MAX_REASON_CHARS = 2000
@@ -21,17 +21,28 @@ def scrub(text: str, secrets: list[str]) -> str:
     return SECRET_PATTERN.sub(r"\1******", text)[:MAX_REASON_CHARS]
 
 
-def dead_letter_headers(message: Message, logical_topic: str, service: str, stage: str,
-                        error: BaseException, secrets: list[str]) -> list[tuple[str, bytes]]:
-    """The original headers, untouched, followed by the dlq.* headers that say where it came from and why."""
+DLQ_BYTES = (1 << 20) + (60 << 10)        # under a DLQ's cap (1 MiB + 64 KiB), the reason (under 3 KiB) included
+
+
+def dead_letter(message: Message, logical_topic: str, service: str, stage: str, error: BaseException,
+                secrets: list[str]) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]:
+    """(key, value, headers) of the message's dead letter: its key, value and headers untouched, followed by the
+    dlq.* headers that say where it came from and why. A message larger than a DLQ takes (decompressed: a topic
+    caps only the compressed size, and the sender may have compressed better than we do) is stood in for by
+    its size and SHA-256 (`dlq.original.size`, `dlq.original.sha256`): a dead letter that cannot be sent would
+    stop the service."""
     _, partition, offset = position(message)
-    return reason_headers(list(message.headers() or []), logical_topic, partition, offset,
-                          message.timestamp()[1], service, stage, error, secrets)
+    key, value, original = message.key(), message.value(), headers_of(message)
+    if (size := message_size(message)) > DLQ_BYTES:
+        key, value, original = None, None, [("dlq.original.size", str(size).encode()),
+                                            ("dlq.original.sha256", digest(message).encode())]
+    return key, value, reason_headers(original, logical_topic, partition, offset, message.timestamp()[1], service,
+                                      stage, error, secrets)
 
 
-def reason_headers(original: list, logical_topic: str, partition: int, offset: int, timestamp_ms: int,
-                   service: str, stage: str, error: BaseException, secrets: list[str]) -> list[tuple[str, bytes]]:
-    """dead_letter_headers for any client (the drift-watcher's faust consumer too)."""
+def reason_headers(original: list, logical_topic: str, partition: int, offset: int, timestamp_ms: int, service: str,
+                   stage: str, error: BaseException, secrets: list[str]) -> list[tuple[str, bytes | None]]:
+    """The original headers followed by the dlq.* headers (dead_letter's)."""
     reason = {
         "dlq.original.topic": logical_topic,
         "dlq.original.partition": str(partition),

@@ -1,6 +1,7 @@
 """Publishing events: encode with the catalogue, route by record type, track delivery."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -8,6 +9,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from .credentials import ADMIN, secured
 from .context import Bus
 from .envelope import Envelope, Event, envelope_for, to_headers
+from .errors import BadInput
 from .kafka import producer_config
 from .settings import Settings
 
@@ -19,6 +21,27 @@ def wire_form(bus: Bus, event: Event, envelope: Envelope) -> tuple[str, bytes, b
     client sends it (the Publisher, or faust in the drift-watcher)."""
     value = event.encoded if event.encoded is not None else bus.schemas.encode(event.record, event.value)
     return bus.catalogue.for_schema(event.record).name, event.key.encode(), value, to_headers(envelope)
+
+
+DEFAULT_MAX_BYTES = 1_048_588        # the broker's own default max.message.bytes
+
+
+class OutputRefused(BadInput):
+    """An event its topic would refuse: the input that made it is dead-lettered instead (runtime._publish)."""
+
+    stage = "handler"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An event encoded for its topic, measured, ready to send."""
+
+    record: str
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list
+    envelope: Envelope
 
 
 class DeliveryError(RuntimeError):
@@ -40,10 +63,30 @@ class Publisher:
         self._announced: set[str] = set()
 
     def publish(self, event: Event, cause: Envelope | None = None) -> Envelope:
-        self._announce(event.record)
+        prepared = self.prepared(event, cause)
+        self.send(prepared)
+        return prepared.envelope
+
+    def prepared(self, event: Event, cause: Envelope | None = None) -> "Prepared":
+        """The event encoded for its topic; OutputRefused (a BadInput) when its topic would not take it: the codec
+        refuses its value, or it holds more bytes than the topic's max.message.bytes (counted before compression,
+        which can only make it smaller)."""
         envelope = envelope_for(event, self.source, cause)
-        self.produce(*wire_form(self.bus, event, envelope))
-        return envelope
+        try:
+            topic, key, value, headers = wire_form(self.bus, event, envelope)
+        except BadInput as refusal:
+            raise OutputRefused(f"a {event.record} the codec refuses: {refusal}") from None
+        except (TypeError, ValueError, OverflowError, KeyError, AttributeError) as error:
+            raise OutputRefused(f"a {event.record} the codec refuses: {type(error).__name__}: {error}") from None
+        size = len(key) + len(value) + sum(len(k) + len(v or b"") for k, v in headers)
+        limit = int(self.bus.catalogue[topic].config.get("max.message.bytes", DEFAULT_MAX_BYTES))
+        if size > limit:
+            raise OutputRefused(f"a {event.record} of {size:,} bytes, more than {topic} takes ({limit:,})")
+        return Prepared(event.record, topic, key, value, headers, envelope)
+
+    def send(self, prepared: "Prepared") -> None:
+        self._announce(prepared.record)
+        self.produce(prepared.topic, prepared.key, prepared.value, prepared.headers)
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None, headers: list) -> None:
         """Raw produce to a catalogue topic (by its catalogue name); waits for room if the queue is full."""

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, cast
+from typing import Any
 
 from confluent_kafka import KafkaException, Message
 
-from .consumed import position
+from .consumed import headers_of, message_size, position
 from .context import Bus
 from .envelope import Envelope, derive_id, from_headers
 from .edge import CONTROL, MAX_IDENTIFIER, MAX_RECORD_BYTES, InvalidField, check_record, is_edge
@@ -53,8 +53,9 @@ def _decode(bus: Bus, message: Message) -> Received:
     physical, partition, offset = position(message)
     topic = bus.catalogue.logical(physical)
     payload = message.value()
-    if payload is not None and len(payload) > MAX_RECORD_BYTES:
-        raise DecodeError(f"{len(payload):,} bytes decompressed: a record holds at most {MAX_RECORD_BYTES:,}")
+    if (size := message_size(message)) > MAX_RECORD_BYTES:
+        raise DecodeError(f"{size:,} bytes decompressed (key, value, headers): a message holds at most "
+                          f"{MAX_RECORD_BYTES:,}")
     record, value = bus.schemas.decode(payload)        # a tombstone (None) is a DecodeError
     carried = bus.catalogue.topics.get(topic)
     if carried is not None and carried.schema is not None and record != carried.schema:
@@ -62,7 +63,7 @@ def _decode(bus: Bus, message: Message) -> Received:
     check_record(record, value, carried is not None and is_edge(carried))
     key = message.key()
     # A consumed message's headers are (key, bytes) pairs; the stubs also allow the dict a producer may pass.
-    headers = cast("list[tuple[str, bytes | None]] | None", message.headers())
+    headers = headers_of(message)
     envelope = from_headers(headers, lambda: derive_id(topic, partition, offset), record)
     for name in ("id", "source", "type", "subject", "correlation_id", "causation_id", "traceparent", "time"):
         text = getattr(envelope, name)

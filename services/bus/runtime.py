@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from .consumed import position
 from .commits import OffsetsToCommit
 from .context import Bus
-from .dlq import dead_letter_headers, dlq_topic
+from .dlq import dead_letter, dlq_topic
 from .envelope import Envelope, Event
 from .errors import BadInput, HandlerFailed, InfrastructureError, is_infrastructure
 from .kafka import consumer_config, group_id, producer_config
@@ -356,10 +356,18 @@ class ServiceRuntime:
         """Events that answer no input (a tick, a stop): in a transaction of their own when transactional."""
         if not events:
             return
+        ready = []
+        for event in events:
+            try:
+                ready.append(self.publisher.prepared(event))
+            except BadInput as refusal:         # no input to dead-letter: said, counted and dropped
+                poison_record(self.service, "tick", event.record, 0, refusal)
+        if not ready:
+            return
         if self.transactional:
             self.publisher.producer.begin_transaction()
-        for event in events:
-            self.publisher.publish(event)
+        for prepared in ready:
+            self.publisher.send(prepared)
         if self.transactional:
             with self.watchdog.deadline("commit_transaction", TRANSACTION_DEADLINE_S):
                 self.publisher.producer.commit_transaction(30)
@@ -394,19 +402,31 @@ class ServiceRuntime:
             self.consumer.seek(TopicPartition(*position(message)))
 
     def _publish(self, outcome: Outcome) -> None:
-        if outcome.error is not None:
-            message = outcome.message
-            topic = self.bus.catalogue.logical(position(message)[0])
-            headers = dead_letter_headers(message, topic, self.service, outcome.error.stage, outcome.error,
-                                          self.bus.settings.secret_values())
-            self.publisher.produce(dlq_topic(topic), message.key(), message.value(), headers)
-            return
-        for event in outcome.events:
-            if isinstance(event, Forward):
-                self.publisher.produce_physical(event.physical_topic, event.key, event.value, event.headers,
-                                                event.timestamp_ms)
+        """An outcome's events, or its input's dead letter. Events are encoded and measured first, all of them:
+        one its topic would refuse (encode refuses it, or it holds more than the topic takes) dead-letters the
+        input instead (HandlerFailed), before any of its events is sent — a refusal from the broker would abort
+        the batch at every start."""
+        if outcome.error is None:
+            try:
+                ready = [e if isinstance(e, Forward) else self.publisher.prepared(e, outcome.cause)
+                         for e in outcome.events]
+            except BadInput as refusal:
+                topic, _, offset = position(outcome.message)
+                poison_record(self.service, "live", self.bus.catalogue.logical(topic), offset, refusal)
+                outcome = Outcome(outcome.message, [], error=HandlerFailed(f"its output cannot be sent: {refusal}"))
             else:
-                self.publisher.publish(event, cause=outcome.cause)
+                for event in ready:
+                    if isinstance(event, Forward):
+                        self.publisher.produce_physical(event.physical_topic, event.key, event.value, event.headers,
+                                                        event.timestamp_ms)
+                    else:
+                        self.publisher.send(event)
+                return
+        assert outcome.error is not None
+        topic = self.bus.catalogue.logical(position(outcome.message)[0])
+        key, value, headers = dead_letter(outcome.message, topic, self.service, outcome.error.stage, outcome.error,
+                                          self.bus.settings.secret_values())
+        self.publisher.produce(dlq_topic(topic), key, value, headers)
 
     def _commit(self, offsets: list[TopicPartition]) -> bool:
         """Commit the batch's outputs and offsets; False when the transaction was aborted (see after_failed_commit)."""

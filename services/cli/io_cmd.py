@@ -11,6 +11,7 @@ from typing import IO, Iterator
 from confluent_kafka import Consumer, TopicPartition
 
 from services.bus.codec import check_datum
+from services.bus.consumed import headers_of
 from services.bus.context import Bus
 from services.bus.envelope import Event, new_id
 from services.bus.errors import BadInput, DecodeError
@@ -100,7 +101,7 @@ def consume_records(bus: Bus, args: argparse.Namespace) -> int:
 
 
 def _as_json(bus: Bus, topic: str, message) -> dict:
-    headers = {k: (v.decode("utf-8", "replace") if v is not None else None) for k, v in message.headers() or []}
+    headers = {k: (v.decode("utf-8", "replace") if v is not None else None) for k, v in headers_of(message)}
     out = {"topic": topic, "partition": message.partition(), "offset": message.offset(),
            "timestamp": message.timestamp()[1],
            "key": message.key().decode("utf-8", "replace") if message.key() else None, "headers": headers}

@@ -11,7 +11,8 @@ import threading
 from confluent_kafka import Message
 
 from services.bus import BadInput, Bus, ServiceRuntime
-from services.bus.dlq import dlq_topic, reason_headers
+from services.bus.consumed import headers_of
+from services.bus.dlq import dead_letter, dlq_topic
 from services.bus.logs import get_logger
 from services.bus.received import decode_message
 from services.bus.runtime import Forward
@@ -33,18 +34,17 @@ class Router:
 
     def forward(self, message: Message) -> Forward:
         try:
-            if any(name == TICK_HEADER for name, _ in message.headers() or []):
+            if any(name == TICK_HEADER for name, _ in headers_of(message)):
                 raise BadInput(f"carries the drift-watcher's internal {TICK_HEADER} header")
             value = decode_message(self.bus, message).value       # the topic decides the record type
             return Forward(self.observations_topic, value["model"].encode(), message.value(),
-                           list(message.headers() or []), message.timestamp()[1])
+                           headers_of(message), message.timestamp()[1])
         except BadInput as error:
             logical = self.bus.catalogue.logical(message.topic())
             self.log.warning("dead-lettered", topic=logical, offset=message.offset(), error=str(error))
-            headers = reason_headers(list(message.headers() or []), logical, message.partition(), message.offset(),
-                                     message.timestamp()[1], "drift-watcher", error.stage, error,
-                                     self.bus.settings.secret_values())
-            return Forward(self.bus.catalogue.physical(dlq_topic(logical)), message.key(), message.value(), headers)
+            key, value, headers = dead_letter(message, logical, "drift-watcher", error.stage, error,
+                                              self.bus.settings.secret_values())
+            return Forward(self.bus.catalogue.physical(dlq_topic(logical)), key, value, headers)
 
     def start(self) -> threading.Thread:
         """Run in a thread of the drift-watcher's process; if it fails, the whole process goes down loudly."""

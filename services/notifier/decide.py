@@ -128,10 +128,14 @@ def too_old(config: Config, alert: dict, now: datetime) -> bool:
     return (now - alert["raised_at"]).total_seconds() > config.max_age_s
 
 
+MAX_GROUP = 1000       # alerts in one message: their ids (at most 256 characters each) keep AlertDelivered under 1 MiB
+
+
 def due_groups(outbox: Outbox, now: datetime) -> list[tuple[str, list[dict]]]:
-    """The sinks whose group is due now, with the alerts it holds (in order)."""
+    """The sinks whose group is due now, with the alerts it holds (in order, at most MAX_GROUP: the rest go
+    at the next tick)."""
     now_ms = at_ms(now)
-    return [(sink, list(queue)) for sink, queue in sorted(outbox.queues.items())
+    return [(sink, queue[:MAX_GROUP]) for sink, queue in sorted(outbox.queues.items())
             if queue and outbox.due_ms.get(sink, 0) <= now_ms]
 
 
