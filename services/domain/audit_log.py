@@ -132,7 +132,13 @@ def _carried(bus: Bus, source_topic: str) -> str | None:
 
 
 def entry_time(entry: dict) -> datetime:
-    return EPOCH + timedelta(milliseconds=entry["source_timestamp"])
+    """When the audited message was on its topic (a time past what a datetime holds, as a sender may set on a
+    topic of CreateTime, reads as the nearest one it holds)."""
+    try:
+        return EPOCH + timedelta(milliseconds=entry["source_timestamp"])
+    except OverflowError:
+        return datetime.min.replace(tzinfo=timezone.utc) if entry["source_timestamp"] < 0 else \
+            datetime.max.replace(tzinfo=timezone.utc)
 
 
 def log_id(bus: Bus) -> str:

@@ -5,6 +5,8 @@ bounded in size before a byte is read, and hash-checked by the caller. A backend
 credentials) come from fsspec's own configuration, e.g. FSSPEC_S3='{"endpoint_url": "…"}'."""
 from __future__ import annotations
 
+import errno
+
 import os
 import posixpath
 import shutil
@@ -123,6 +125,12 @@ class BlobStore:
             info = self.fs.info(path)
         except FileNotFoundError:
             raise DataFileError("file", f"{what} {uri} does not exist") from None
+        except (PermissionError, IsADirectoryError, NotADirectoryError) as error:   # what the uri names, not the
+            raise DataFileError("file", f"{what} {uri} cannot be read: {error}") from None  # store being away
+        except OSError as error:
+            if error.errno in (errno.ENAMETOOLONG, errno.EINVAL):
+                raise DataFileError("file", f"{what} {uri} is not a name the store takes: {error}") from None
+            raise
         if info.get("type") != "file":
             raise DataFileError("file", f"{what} {uri} is not a file")
         if info["size"] > max_bytes:
