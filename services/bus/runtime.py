@@ -211,8 +211,7 @@ class ServiceRuntime:
         committing = time.perf_counter()
         if self.transactional:
             self.publisher.producer.begin_transaction()
-        for outcome in outcomes:
-            self._publish(outcome)
+        outcomes = [self._publish(outcome) for outcome in outcomes]
         if not self._commit([TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]):
             self._rewind(good)
             return
@@ -334,9 +333,8 @@ class ServiceRuntime:
         assert self.batch_handler is not None
         if not batch:
             return []
-        handler = self.batch_handler
         try:
-            return handler(batch)
+            return self.batch_handler(batch)
         except Exception as error:          # noqa: BLE001 - told apart just below
             if is_infrastructure(error):
                 raise
@@ -401,16 +399,18 @@ class ServiceRuntime:
             # Paused partitions return nothing; should one slip through, rewind so it is not skipped.
             self.consumer.seek(TopicPartition(*position(message)))
 
-    def _publish(self, outcome: Outcome) -> None:
-        """An outcome's events, or its input's dead letter. Events are encoded and measured first, all of them:
-        one its topic would refuse (encode refuses it, or it holds more than the topic takes) dead-letters the
-        input instead (HandlerFailed), before any of its events is sent — a refusal from the broker would abort
-        the batch at every start."""
+    def _publish(self, outcome: Outcome) -> Outcome:
+        """An outcome's events, or its input's dead letter; returns the outcome as it was sent. Events are encoded
+        and measured first, all of them: one its topic would refuse (encode refuses it, or it holds more than the
+        topic takes) dead-letters the input instead (HandlerFailed), before any of its events is sent — a refusal
+        from the broker would abort the batch at every start."""
         if outcome.error is None:
             try:
                 ready = [e if isinstance(e, Forward) else self.publisher.prepared(e, outcome.cause)
                          for e in outcome.events]
             except BadInput as refusal:
+                if self.raw_batch_handler:      # one outcome stands for the whole batch (the auditor's chain):
+                    raise                       # its outputs are bounded where they are made
                 topic, _, offset = position(outcome.message)
                 poison_record(self.service, "live", self.bus.catalogue.logical(topic), offset, refusal)
                 outcome = Outcome(outcome.message, [], error=HandlerFailed(f"its output cannot be sent: {refusal}"))
@@ -421,12 +421,13 @@ class ServiceRuntime:
                                                         event.timestamp_ms)
                     else:
                         self.publisher.send(event)
-                return
+                return outcome
         assert outcome.error is not None
         topic = self.bus.catalogue.logical(position(outcome.message)[0])
         key, value, headers = dead_letter(outcome.message, topic, self.service, outcome.error.stage, outcome.error,
                                           self.bus.settings.secret_values())
         self.publisher.produce(dlq_topic(topic), key, value, headers)
+        return outcome
 
     def _commit(self, offsets: list[TopicPartition]) -> bool:
         """Commit the batch's outputs and offsets; False when the transaction was aborted (see after_failed_commit)."""
