@@ -272,11 +272,13 @@ class DriftWatcher:
 
     def forget_seen(self, model: str, seq: int, ids: list[str]) -> None:
         """Remember a closed window's ids for SEEN_WINDOWS more windows (redeliveries arrive within seconds),
-        then forget them, so the dedupe table stays bounded."""
+        then forget them and the predictions still awaiting their outcome, so the table stays bounded (an
+        outcome later than that is not counted)."""
         self.state[f"ids|{model}|{seq}"] = ids
         for old in self.state.pop(f"ids|{model}|{seq - SEEN_WINDOWS}", None) or []:
             self.state.pop(f"seen|{old}", None)
             self.state.pop(f"groups|{old}", None)       # a request whose outcome never came
+            self.state.pop(f"served|{old}", None)       # its predictions, awaiting that outcome
 
     def judge_retraining(self, model: str, report: dict, config: Monitoring) -> list[Event]:
         stored = self.state.get(f"retrain|{model}")
