@@ -43,6 +43,7 @@ def estimator_class(name: str) -> type:
 
 
 MAX_CV_FOLDS = 50
+MAX_GRID_POINTS = 500      # runs one spec may ask for: a grid's size is a product, and each point is a training
 
 
 def check_hyperparameters(estimator: str, candidates: list[dict]) -> None:
@@ -101,4 +102,7 @@ ENCODINGS = ("onehot", "ordinal")      # how a pipeline encodes categories (trai
 def candidates(spec: dict) -> list[dict]:
     """The hyperparameter sets a spec trains: its base merged with each point of its grid."""
     base = content(spec["hyperparameters_json"])
-    return [{**base, **point} for point in ParameterGrid(content(spec["grid_json"]) or {})]
+    grid = ParameterGrid(content(spec["grid_json"]) or {})
+    if len(grid) > MAX_GRID_POINTS:                     # counted without making them
+        raise EstimatorError(f"the grid has {len(grid):,} points, more than {MAX_GRID_POINTS}")
+    return [{**base, **point} for point in grid]

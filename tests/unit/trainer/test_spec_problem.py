@@ -31,3 +31,10 @@ def test_a_sound_spec_has_no_problem():
 def test_a_spec_the_estimator_would_reject_is_refused_with_the_reason(changes, says):
     problem = spec_problem(spec(**changes))
     assert problem is not None and says in problem
+
+
+def test_a_grid_of_more_points_than_a_spec_may_ask_for_is_refused_before_they_are_made():
+    from services.domain.estimators import MAX_GRID_POINTS, EstimatorError, candidates
+    grid = json.dumps({"C": list(range(1000)), "max_iter": list(range(1000))})       # a million runs
+    with pytest.raises(EstimatorError, match=f"1,000,000 points, more than {MAX_GRID_POINTS}"):
+        candidates({"hyperparameters_json": "{}", "grid_json": grid})
