@@ -188,13 +188,19 @@ class DriftWatcher:
     def add_request(self, model: str, head: dict, request: dict, at_ms: int) -> dict:
         if self.state.get(f"seen|{request['request_id']}") is not None:
             return head                                   # delivered twice (a retry, a rebalance): counted once
+        known = self.columns(model)           # only what a version was trained on: a request may carry any number
         self.state[f"row|{row_key(model, head['seq'], 'r', head['rows'])}"] = {
-            "id": request["request_id"], "features": request["features"], "categories": request["categories"]}
+            "id": request["request_id"], "features": {f: v for f, v in request["features"].items() if f in known},
+            "categories": {f: v for f, v in (request["categories"] or {}).items() if f in known}}
         self.state[f"seen|{request['request_id']}"] = head["seq"]
         attributes = self.sensitive(model)
         if attributes:                                   # its groups, for the fairness of its outcome's window
             self.state[f"groups|{request['request_id']}"] = groups_of(request, attributes)
         return with_request(head, at_ms)
+
+    def columns(self, model: str) -> set[str]:
+        """The features (numeric and categorical) any version of the model was trained on."""
+        return {f for entry in self.inventory.latest(model) for f in entry.trained.get("features") or ()}
 
     def sensitive(self, model: str) -> set[str]:
         """The sensitive attributes any version of the model was measured on at training."""
