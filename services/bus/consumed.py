@@ -20,26 +20,25 @@ def position(message: Message) -> tuple[str, int, int]:
 
 
 UNREADABLE_HEADERS = [("mlbus.headers", b"unreadable: a header key is not UTF-8")]
-_read: dict[int, tuple[Message, list]] = {}          # id(message) → (message, its headers), the last few read
-_KEPT = 10_000
+_unreadable: dict[int, Message] = {}         # id(message) → message, for those whose headers could not be read
+_KEPT = 1_000
 
 
 def headers_of(message: Message) -> list[tuple[str, bytes | None]]:
-    """A consumed message's headers as (key, bytes) pairs, read from the client once: a header key that is not
-    UTF-8 makes the client raise (SystemError) and leaves a broken list behind that must not be read again, so
-    every reader of a message's headers goes through here (UNREADABLE_HEADERS stands for them then)."""
-    found = _read.get(id(message))
-    if found is not None and found[0] is message:
-        return found[1]
+    """A consumed message's headers as (key, bytes) pairs. A header key that is not UTF-8 makes the client
+    raise (SystemError) and leaves a broken list behind that must not be read again: such a message is
+    remembered, and UNREADABLE_HEADERS stand for its headers from then on — so every reader of a message's
+    headers goes through here."""
+    if _unreadable.get(id(message)) is message:
+        return list(UNREADABLE_HEADERS)
     try:
         # A consumed message's headers are (key, bytes) pairs; the stubs also allow what a producer may pass.
-        headers = cast("list[tuple[str, bytes | None]]", list(message.headers() or []))
+        return cast("list[tuple[str, bytes | None]]", list(message.headers() or []))
     except Exception:                   # noqa: BLE001 - SystemError from the client's C code
-        headers = list(UNREADABLE_HEADERS)
-    if len(_read) >= _KEPT:
-        _read.clear()
-    _read[id(message)] = (message, headers)
-    return headers
+        if len(_unreadable) >= _KEPT:
+            _unreadable.clear()
+        _unreadable[id(message)] = message
+        return list(UNREADABLE_HEADERS)
 
 
 def message_size(message: Message) -> int:
