@@ -1,6 +1,8 @@
 """In-memory fakes for handler tests: a Received built without a broker, a verifier that accepts or refuses."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from services.bus import Event, Received
 from services.bus.envelope import envelope_for
 from services.bus.signing import Verdict
@@ -14,3 +16,23 @@ def received(record: str, value: dict, topic: str = "t", offset: int = 0, source
 
 def accept(message: Received, roles: tuple[str, ...]) -> Verdict:
     return Verdict(signer="dana", signer_key="k")
+
+
+@dataclass
+class FakeMessage:
+    """confluent_kafka.Message's accessors, as the runtime, the auditor and the followers read them."""
+
+    _topic: str
+    _key: bytes | None
+    _value: bytes | None
+    _offset: int
+    _headers: list = field(default_factory=lambda: [("ce_source", b"shop")])
+
+    def topic(self): return self._topic
+    def partition(self): return 0
+    def offset(self): return self._offset
+    def timestamp(self): return (1, 1_800_000_000_000 + self._offset)
+    def key(self): return self._key
+    def value(self): return self._value
+    def headers(self): return self._headers
+    def error(self): return None

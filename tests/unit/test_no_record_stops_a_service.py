@@ -20,7 +20,7 @@ import base64
 import functools
 import hashlib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import numpy as np
@@ -56,6 +56,7 @@ from services.trainer.decide import Provenance
 from services.trainer.handlers import Trainer
 from services.trainer.view import TrainerView
 from services.validator.handlers import Validator
+from tests.support.handlers import FakeMessage
 from tests.support.hostile import HOSTILE_TIMES, records_for
 
 NOW = datetime(2026, 12, 6, tzinfo=timezone.utc)
@@ -82,24 +83,6 @@ class NoProducer:
 PUBLISHER = Publisher(BUS, "test", NoProducer())
 
 
-@dataclass
-class FakeMessage:
-    """confluent_kafka.Message's accessors, as the runtime and the followers read them."""
-
-    _topic: str
-    _key: bytes | None
-    _value: bytes | None
-    _headers: list
-    _offset: int
-
-    def topic(self): return self._topic
-    def partition(self): return 0
-    def offset(self): return self._offset
-    def timestamp(self): return (1, 1_800_000_000_000 + self._offset)
-    def key(self): return self._key
-    def value(self): return self._value
-    def headers(self): return self._headers
-    def error(self): return None
 
 
 def damaged(payload: bytes, index: int) -> bytes | None:
@@ -124,7 +107,7 @@ def tamed(record: str, value: dict) -> dict:
     physical = BUS.catalogue.physical(BUS.catalogue.for_schema(record).name)
     for _ in range(len(types)):
         try:
-            decode_message(BUS, FakeMessage(physical, b"k", BUS.schemas.encode(record, value), [], 0))
+            decode_message(BUS, FakeMessage(physical, b"k", BUS.schemas.encode(record, value), 0, []))
             return value
         except BadInput as refusal:
             found = FIELD.search(str(refusal))
@@ -165,10 +148,10 @@ def _drawn(topic: str, seed_value: int = 0) -> tuple[FakeMessage, ...]:
         except BadInput:
             continue                    # what Avro itself refuses never reaches the bus
         key, headers = HOSTILE_KEYS[i % len(HOSTILE_KEYS)], HOSTILE_HEADERS[i % len(HOSTILE_HEADERS)]
-        messages.append(FakeMessage(physical, key, payloads[0], headers, len(messages)))
-        messages.append(FakeMessage(physical, b"k", payloads[1], [], len(messages)))
+        messages.append(FakeMessage(physical, key, payloads[0], len(messages), headers))
+        messages.append(FakeMessage(physical, b"k", payloads[1], len(messages), []))
         if i % 3 == 0:
-            messages.append(FakeMessage(physical, key, damaged(payloads[0], i), [], len(messages)))
+            messages.append(FakeMessage(physical, key, damaged(payloads[0], i), len(messages), []))
     assert len(messages) >= EXAMPLES, topic
     return tuple(messages)
 
@@ -267,7 +250,7 @@ def test_live_the_auditor_records_every_hostile_message_and_raises_nothing(tmp_p
     for i, message in enumerate(messages):
         message._offset = i
     huge = FakeMessage(BUS.catalogue.physical("inference.requests"), b"k" * 100_000,
-                       b"\xc3\x01" + b"a" * (2 << 20), [("ce_id", b"x" * 100_000)], len(messages))
+                       b"\xc3\x01" + b"a" * (2 << 20), len(messages), [("ce_id", b"x" * 100_000)])
     events = auditor([*messages, huge])
     audited = [e for e in events if getattr(e, "record", None) == "mlbus.AuditRecord"]
     assert len(audited) == len(messages) + 1
@@ -276,7 +259,8 @@ def test_live_the_auditor_records_every_hostile_message_and_raises_nothing(tmp_p
     last = audited[-1].value
     assert last["value"] is None and last["key"] is None and last["sealed"] is None
     [(name, size_and_digest)] = [(h["key"], h["value"]) for h in last["headers"]]
-    assert name == "mlbus.audit.oversize" and size_and_digest.startswith(f"{100_000 + 2 + (2 << 20) + 5 + 100_000} sha256:".encode())
+    size = 100_000 + 2 + (2 << 20) + len("ce_id") + 100_000               # key, value, header
+    assert name == "mlbus.audit.oversize" and size_and_digest.startswith(f"{size} sha256:".encode())
 
 
 def test_live_the_drift_watchers_router_forwards_or_dead_letters_every_hostile_message():
@@ -361,12 +345,12 @@ def test_the_edge_refuses_each_hostile_class_by_name():
         if field not in base:
             continue
         value = {**base, field: text}
-        message = FakeMessage(physical, b"m", BUS.schemas.encode("mlbus.ModelSpecDefined", value), [], 0)
+        message = FakeMessage(physical, b"m", BUS.schemas.encode("mlbus.ModelSpecDefined", value), 0, [])
         with pytest.raises(BadInput, match=says):
             decode_message(BUS, message)
     key = tamed("mlbus.IdentityDeclared", records_for(BUS, "identities", 1, 6)[0][1])
     message = FakeMessage(BUS.catalogue.physical("identities"), b"k", BUS.schemas.encode(
-        "mlbus.IdentityDeclared", {**key, "key_id": "0" * 32, "public_key": "not base64!"}), [], 0)
+        "mlbus.IdentityDeclared", {**key, "key_id": "0" * 32, "public_key": "not base64!"}), 0, [])
     with pytest.raises(BadInput, match="public_key.*base64"):
         decode_message(BUS, message)
 
@@ -377,7 +361,7 @@ def test_a_key_of_the_right_length_passes_the_edge():
     value = {**key, "key_id": "0" * 32, "public_key": base64.b64encode(public).decode(), "name": "Ana",
              "principal": "ana", "declared_by": "admin", "roles": ["viewer"]}
     received = decode_message(BUS, FakeMessage(BUS.catalogue.physical("identities"), b"k",
-                                               BUS.schemas.encode("mlbus.IdentityDeclared", value), [], 0))
+                                               BUS.schemas.encode("mlbus.IdentityDeclared", value), 0, []))
     assert received.value["public_key"] == value["public_key"]
 
 

@@ -2,7 +2,6 @@
 sealed under the entity's data key (one key per entity, made once, on audit.keys in the same batch) and
 blanked in the readable value; an admin's signed erasure deletes the key (a tombstone), a refused one does
 not; afterwards the log reads as erased — when, by whom, why — while the chain and the tree still verify."""
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from services.auditor.decide import Log
@@ -13,26 +12,10 @@ from services.bus.signing import Verdict
 from services.domain import Anchor, decoded, verify_chain as verify
 from services.domain.erasure import blank
 from services.domain.tree_head import LogKey
+from tests.support.handlers import FakeMessage
 
 
 
-@dataclass
-class FakeMessage:
-    """What the runtime hands the auditor: confluent_kafka.Message's accessors."""
-
-    _topic: str
-    _key: bytes | None
-    _value: bytes | None
-    _offset: int
-
-    def topic(self): return self._topic
-    def partition(self): return 0
-    def offset(self): return self._offset
-    def timestamp(self): return (1, 1_800_000_000_000 + self._offset)
-    def key(self): return self._key
-    def value(self): return self._value
-    def headers(self): return [("ce_source", b"shop")]
-    def error(self): return None
 
 
 def bus_without_broker() -> Bus:
@@ -51,7 +34,8 @@ def request(bus, entity: str, offset: int) -> FakeMessage:
 def erasure(bus, entity: str, signer: str, offset: int) -> FakeMessage:
     value = bus.schemas.encode("mlbus.ErasureRequested", {
         "erasure_id": f"x{offset}", "subject": entity, "reason": "GDPR request 42", "requested_by": signer,
-        "requested_at": datetime.now(timezone.utc), "signer": signer, "signer_key": "0" * 32, "signature": "A" * 86 + "=="})
+        "requested_at": datetime.now(timezone.utc), "signer": signer, "signer_key": "0" * 32,
+        "signature": "A" * 86 + "=="})
     return FakeMessage("t.audit.erasures", entity.encode(), value, offset)
 
 
