@@ -737,9 +737,15 @@ def valid_but_hostile(workdir: Path, scale: float) -> ScenarioResult:
                 nonlocal too_large
                 topic, record, value = hostile[order[index]]
                 try:
-                    producer.producer.produce(stage.bus.catalogue.physical(topic), key=keys[index % len(keys)],
-                                              value=stage.bus.schemas.encode(record, value),
-                                              headers=[("origin", b"hostile"), *headers[index % len(headers)]])
+                    while True:
+                        try:
+                            producer.producer.produce(
+                                stage.bus.catalogue.physical(topic), key=keys[index % len(keys)],
+                                value=stage.bus.schemas.encode(record, value),
+                                headers=[("origin", b"hostile"), *headers[index % len(headers)]])
+                            break
+                        except BufferError:             # the client's queue is full: let it send some first
+                            producer.producer.poll(0.1)
                 except KafkaException as error:        # larger than the producer or broker takes: never sent
                     if error.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
                         raise
