@@ -154,7 +154,7 @@ class ServiceRuntime:
                 if time.monotonic() - self._lag_at >= LAG_EVERY_S:
                     self._measure_lag()
             if self.on_stop:
-                self._publish_alone(self.on_stop())
+                self._publish_alone(self._ticked(self.on_stop))
             self._commit_owed()
         finally:
             self.consumer.close()
@@ -348,7 +348,18 @@ class ServiceRuntime:
     def _run_tick(self) -> None:
         assert self.tick is not None                # run() calls this only when there is one
         self._last_tick = time.monotonic()
-        self._publish_alone(self.tick())
+        self._publish_alone(self._ticked(self.tick))
+
+    def _ticked(self, tick: Tick) -> list[Event]:
+        """A tick's (or a stop's) events; one that raises on what it holds (not the infrastructure) is said and
+        counted (poison_record, path tick) and makes no events this time: the service goes on."""
+        try:
+            return tick()
+        except Exception as error:          # noqa: BLE001 - told apart just below
+            if is_infrastructure(error):
+                raise
+            poison_record(self.service, "tick", "-", 0, error)
+            return []
 
     def _publish_alone(self, events: list[Event]) -> None:
         """Events that answer no input (a tick, a stop): in a transaction of their own when transactional."""

@@ -96,6 +96,8 @@ class Deployer:
             if (now - deployment["changed_at"]).total_seconds() < deployment["step_interval_s"]:
                 continue
             routes = {r["variant"]: r for r in deployment["routes"]}
+            if not {"canary", "champion"} <= routes.keys():
+                continue                            # not a canary in progress, whatever its phase says
             canary = self.evidence.stats(deployment["deployment_id"], routes["canary"]["version"])
             champion = self.evidence.stats(deployment["deployment_id"], routes["champion"]["version"])
             step_events = advance(deployment, gate(canary, champion, self.gates),

@@ -55,9 +55,13 @@ def confined_file(uri: str, root: Path, max_bytes: int, what: str = "snapshot") 
 
 
 def read_bounded(path: Path, size: int) -> bytes:
-    """Exactly the size the file had when it was checked, never more (it may grow meanwhile)."""
-    with open(path, "rb") as stream:
-        return stream.read(size)
+    """Exactly the size the file had when it was checked, never more (it may grow meanwhile). A file the service
+    may not read is the record's to answer for (DataFileError), not the store's."""
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(size)
+    except PermissionError as error:
+        raise DataFileError("file", f"{path.name} cannot be read: {error}") from None
 
 
 class BlobStore:

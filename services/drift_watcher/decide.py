@@ -12,7 +12,7 @@ from services.bus import Event, derive_id
 from services.domain import (alert, FAIRNESS_METRICS, fairness_breach, group_fairness, groups_line, Monitoring,
                              training_request as training_request_event)
 
-from .stats import column_drift
+from .stats import bounded_labels, column_drift
 
 SOURCE = "drift-watcher"
 
@@ -96,8 +96,10 @@ def online_fairness(window: ClosedWindow, trained: dict) -> dict:
     if not rows or not at_training:
         return {}
     truth, predicted = [j["truth"] for j in rows], [j["predicted"] for j in rows]
-    return {attribute: group_fairness(truth, predicted, [j["groups"].get(attribute) for j in rows], trained["task"],
-                                      report["positive_class"], report["min_group_size"])
+    return {attribute: group_fairness(truth, predicted,
+                                      bounded_labels([j["groups"].get(attribute) for j in rows],
+                                                     set(report.get("groups", {}))),
+                                      trained["task"], report["positive_class"], report["min_group_size"])
             for attribute, report in sorted(at_training.items())}
 
 

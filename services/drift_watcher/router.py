@@ -11,7 +11,7 @@ import threading
 from confluent_kafka import Message
 
 from services.bus import BadInput, Bus, ServiceRuntime
-from services.bus.consumed import headers_of
+from services.bus.consumed import headers_of, message_size
 from services.bus.dlq import dead_letter, dlq_topic
 from services.bus.logs import get_logger
 from services.bus.received import decode_message
@@ -19,6 +19,8 @@ from services.bus.runtime import Forward
 
 INPUTS = ("inference.requests", "inference.predictions", "outcomes")
 TICK_HEADER = "mlbus.tick"      # the drift-watcher's own timer messages on its observations topic
+FORWARD_LIMIT = 1_040_000       # under the observations topic's cap (the broker's default, 1,048,588) with a batch's
+                                # own bytes: a message the edge takes may still not fit re-keyed
 
 
 class Router:
@@ -37,6 +39,8 @@ class Router:
             if any(name == TICK_HEADER for name, _ in headers_of(message)):
                 raise BadInput(f"carries the drift-watcher's internal {TICK_HEADER} header")
             value = decode_message(self.bus, message).value       # the topic decides the record type
+            if message_size(message) + len(value["model"]) > FORWARD_LIMIT:
+                raise BadInput(f"{message_size(message):,} bytes: more than the observations topic takes re-keyed")
             return Forward(self.observations_topic, value["model"].encode(), message.value(),
                            headers_of(message), message.timestamp()[1])
         except BadInput as error:

@@ -43,10 +43,30 @@ def numeric_distributions(profile: dict, current: np.ndarray) -> dict:
             "current": (produced / len(current)).tolist()}
 
 
+MAX_LABELS = 50           # distinct production values a report names; the rest are counted as OTHER
+MAX_LABEL_CHARS = 64
+OTHER = "(other)"
+
+
+def bounded_labels(values, keep: set | None = None) -> list[str]:
+    """Category values or group names as a report names them: at most MAX_LABEL_CHARS each, and besides those in
+    `keep` (the training's) only the MAX_LABELS most frequent; the rest are OTHER. A sender chooses these
+    values: unbounded, a report outgrows what its topic takes."""
+    labels = [str(v)[:MAX_LABEL_CHARS] for v in values]
+    keep = {str(k)[:MAX_LABEL_CHARS] for k in keep or ()}
+    counts: dict[str, int] = {}
+    for label in labels:
+        if label not in keep:
+            counts[label] = counts.get(label, 0) + 1
+    named = keep | set(sorted(counts, key=lambda label: -counts[label])[:MAX_LABELS])
+    return [label if label in named else OTHER for label in labels]
+
+
 def categorical_distributions(profile: dict, current: np.ndarray) -> dict:
     reference_counts = profile["categories"]
     if not reference_counts or len(current) == 0:
         return {}
+    current = np.asarray(bounded_labels(current.tolist(), set(reference_counts)), dtype=object)
     seen, counts = np.unique(current, return_counts=True)
     produced = dict(zip(seen.tolist(), counts.tolist()))
     categories = sorted(set(reference_counts) | set(produced))

@@ -39,10 +39,13 @@ def with_judged(head: dict, version: int, variant: str, groups: dict, truth, pre
                                          "truth": truth, "predicted": predicted}]}
 
 
+MAX_GROUP_CHARS = 64       # a group's name as kept (a sender chooses it; reports name at most 50 of them)
+
+
 def groups_of(request: dict, attributes: set[str]) -> dict[str, str]:
     """A request's sensitive attributes as group names (a category, or a number as text); absent: (missing)."""
     found = {**{k: str(v) for k, v in (request["features"] or {}).items()}, **(request["categories"] or {})}
-    return {a: found.get(a, MISSING_GROUP) for a in sorted(attributes)}
+    return {a: found.get(a, MISSING_GROUP)[:MAX_GROUP_CHARS] for a in sorted(attributes)}
 
 
 def due(head: dict, now_ms: int, config: Monitoring) -> bool:

@@ -46,7 +46,8 @@ def webhook_body(form: str, group: list[dict]) -> object:
 def email_message(sink: dict, group: list[dict]) -> EmailMessage:
     message = EmailMessage()
     worst = "critical" if any(a["severity"] == "critical" for a in group) else group[0]["severity"]
-    message["Subject"] = f"[mlbus {worst}] {summary(group)}"[:200]
+    subject = " ".join(f"[mlbus {worst}] {summary(group)}".split())      # one line: no CR/LF from an alert
+    message["Subject"] = subject[:200]
     message["From"] = sink["from"]
     message["To"] = ", ".join(sink["to"] if isinstance(sink["to"], list) else [sink["to"]])
     message.set_content("\n\n".join(
@@ -76,3 +77,5 @@ def send(sink: dict, group: list[dict]) -> str | None:
         return f"HTTP {error.code}: {error.reason}"
     except (urllib.error.URLError, OSError, smtplib.SMTPException) as error:
         return f"{type(error).__name__}: {getattr(error, 'reason', error)}"
+    except Exception as error:          # noqa: BLE001 - what an alert's content made the message builder refuse
+        return f"the alert could not be sent as it is: {type(error).__name__}: {error}"[:500]

@@ -89,3 +89,33 @@ def test_a_notifier_group_is_at_most_max_group_alerts():
     outbox = Outbox(queues={"ops": [{"alert_id": str(i)} for i in range(MAX_GROUP + 5)]})
     [(sink, group)] = due_groups(outbox, datetime.now(timezone.utc))
     assert sink == "ops" and len(group) == MAX_GROUP
+
+
+def test_a_tick_that_raises_on_what_it_holds_makes_no_events_and_the_service_goes_on():
+    from types import SimpleNamespace
+
+    from confluent_kafka import KafkaError, KafkaException
+
+    from services.bus.runtime import ServiceRuntime
+    runtime = SimpleNamespace(service="test-ticks")
+    assert ServiceRuntime._ticked(runtime, lambda: {}["canary"]) == []           # a KeyError: said, counted
+    with pytest.raises(KafkaException):                                            # the broker's: a crash
+        ServiceRuntime._ticked(runtime, lambda: (_ for _ in ()).throw(KafkaException(KafkaError(KafkaError._TRANSPORT))))
+
+
+def test_report_labels_are_bounded_whatever_values_a_sender_chooses():
+    from services.drift_watcher.stats import MAX_LABEL_CHARS, MAX_LABELS, OTHER, bounded_labels
+    values = [f"v{i}" * 1000 for i in range(500)] + ["known"] * 3
+    labels = bounded_labels(values, keep={"known"})
+    assert len(set(labels)) <= MAX_LABELS + 2 and OTHER in labels and labels[-1] == "known"
+    assert max(map(len, labels)) <= MAX_LABEL_CHARS
+
+
+def test_an_alert_with_a_line_break_still_makes_a_one_line_subject():
+    from services.notifier.sinks import email_message
+    alert = {"alert_id": "a", "kind": "drift", "severity": "critical", "model": "m", "version": 1,
+             "message": "line one\r\nBcc: victim@example.com", "raised_at": datetime.now(timezone.utc),
+             "cause_id": "", "evidence_json": "{}"}
+    message = email_message({"type": "email", "from": "mlbus@example.com", "to": ["ops@example.com"],
+                             "format": "text"}, [alert])
+    assert "\n" not in message["Subject"] and message["Bcc"] is None
