@@ -26,6 +26,7 @@ from services.bus.errors import BadInput
 from services.bus.identity import Identity
 from services.bus.jsonio import to_json
 from services.bus.logs import get_logger
+from services.bus.poison import poison_record
 from services.bus.projections.follow import Follower
 from services.bus.publish import DeliveryError
 from services.bus.settings import ConfigError
@@ -109,6 +110,8 @@ class Console:
                     self.explainer.refresh()
                 except (KafkaException, OSError, TimeoutError) as error:
                     log.warning("decision timeline not read", error=str(error))
+                except Exception as error:      # noqa: BLE001 - what a record held: the pages go on, said
+                    poison_record("console", "follow", "audit.log", -1, error)
             self._stop.wait(REFRESH_S)
 
     def _verify(self) -> None:
