@@ -772,15 +772,37 @@ def valid_but_hostile(workdir: Path, scale: float) -> ScenarioResult:
                         poison[headers["dlq.service"].decode()] += 1
             restarts = stage.restarts()
             audit_whole, audit_note = audit_is_whole(stage)
+            started_again, start_note = started_over_history(stage)
             outcome.notes += [
                 f"{sum(sent_hostile.values())} hostile records on {len(sent_hostile)} topics among {valid} requests "
                 f"({too_large} more refused at produce: larger than the broker takes)",
                 "dead-lettered: " + ", ".join(f"{t} {n}" for t, n in sorted(dead_letters.items())),
                 f"dead letters without a reason: {reasonless}",
                 f"dead-lettered by a handler (it raised on them; no restart): {dict(poison) or 'none'}",
-                f"restarts: {restarts or 'none'}; alive at the end: {all(alive.values())}", audit_note]
-            outcome.passed &= all(alive.values()) and not reasonless and not restarts and audit_whole
+                f"restarts: {restarts or 'none'}; alive at the end: {all(alive.values())}", start_note, audit_note]
+            outcome.passed &= all(alive.values()) and not reasonless and not restarts and started_again and \
+                audit_whole
             return outcome
+
+
+def started_over_history(stage: Stage) -> tuple[bool, str]:
+    """Every service stopped, then started again over the history the run left (hostile records included): a
+    start-up reads it again (rebuilds, followers, the auditor's chain), so each must reach its loop ('service
+    started' in its log, again) and still be up — no restart."""
+    def starts(service: Service) -> int:
+        return service.log.read_text(errors="replace").count("service started")
+    before = {name: starts(service) for name, service in stage.services.items()}
+    stage.stop_all()
+    for service in stage.services.values():
+        service.start()
+
+    def settled() -> bool:                   # all started again, or one died (no point waiting)
+        return any(not s.alive() for s in stage.services.values()) or \
+            all(starts(s) > before[name] for name, s in stage.services.items())
+    wait_until(settled, 300, "every service to start again over the hostile history", interval=1.0)
+    dead = sorted(name for name, service in stage.services.items() if not service.alive())
+    return not dead, ("started again over the hostile history: " +
+                      (f"all {len(stage.services)} up" if not dead else f"died: {', '.join(dead)}"))
 
 
 # 11 ───────────────────────────────────────────────────────────────────────────────────────────────────────
