@@ -151,6 +151,12 @@ class Publisher:
                          self.bus.schemas.encode(SCHEMA_RECORD, value), [])
 
 
+def announce_all(bus: Bus) -> None:
+    """Announce the schema of every record the catalogue's topics carry (the admin's: `mlbus acl apply`,
+    `mlbus up`), so that a reader of another version resolves them from the `schemas` topic."""
+    Publisher(bus, "mlbus-admin").announce(tuple(sorted({t.schema for t in bus.catalogue if t.schema})))
+
+
 def may_announce(settings: Settings) -> bool:
     """Whether this process writes the `schemas` topic: only the admin may on a secured broker (a principal
     that could write it could flood it, or name a fingerprint with a schema of its own choosing); `mlbus acl

@@ -7,7 +7,7 @@ from services.bus.access import plan_acls
 from services.bus.acl_admin import apply_access
 from services.bus.context import Bus
 from services.bus.identity import read_identities
-from services.bus.publish import Publisher
+from services.bus.publish import announce_all
 from services.domain import declare_log_key
 
 from .output import info, print_json
@@ -40,8 +40,7 @@ def plan_command(bus: Bus, args: argparse.Namespace) -> int:
 def apply_command(bus: Bus, args: argparse.Namespace) -> int:
     made, created, extra = apply_access(bus, people_roles(bus))
     signer = declare_log_key(bus)
-    records = tuple(sorted({t.schema for t in bus.catalogue if t.schema}))
-    Publisher(bus, "mlbus-admin").announce(records)         # only the admin writes the schemas topic
+    announce_all(bus)                   # only the admin writes the schemas topic
     if args.json:
         print_json({"principals_made": made, "created": [g.__dict__ for g in sorted(created)],
                     "not_in_catalogue": [g.__dict__ for g in sorted(extra)]})

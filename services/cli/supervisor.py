@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from services.bus.acl_admin import apply_access
+from services.bus.publish import announce_all
 from services.domain import declare_log_key
 from services.bus.credentials import secured
 from services.bus.context import Bus
@@ -80,6 +81,7 @@ def up_command(bus: Bus, args: argparse.Namespace) -> int:
         made, created, _ = apply_access(bus, read_identities(bus).people())
         info(f"access: {len(made)} principal(s) made, {len(created)} ACL(s) created (mlbus acl plan shows them)")
     info(f"audit log signing key {declare_log_key(bus).key_id} (public key on the identities topic)")
+    announce_all(bus)                   # only the admin writes the schemas topic
     for name, module in services.items():
         start_service(bus, name, module)
     if not services:
