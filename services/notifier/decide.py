@@ -100,6 +100,9 @@ def at_ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
 
 
+SENT_KEPT = 10_000         # past this many repeat keys, those outside the dedupe window are forgotten
+
+
 def on_alert(outbox: Outbox, config: Config, alert: dict, now: datetime) -> list[Event]:
     """Queue an alert for its sinks (a repeat within the dedupe window is recorded as suppressed instead)."""
     events, now_ms = [], at_ms(now)
@@ -121,6 +124,9 @@ def on_alert(outbox: Outbox, config: Config, alert: dict, now: datetime) -> list
             outbox.due_ms[sink] = now_ms + int(config.group_window_s * 1000)
         queue.append(alert)
         outbox.sent[repeat_key(sink, alert)] = now_ms            # a repeat arriving while this one waits is one too
+    if len(outbox.sent) > SENT_KEPT:                             # keyed by what senders choose (models, kinds):
+        window_ms = config.dedupe_window_s * 1000               # only those still inside the window matter
+        outbox.sent = {key: at for key, at in outbox.sent.items() if now_ms - at < window_ms}
     return events
 
 

@@ -125,3 +125,16 @@ def test_the_handler_sends_due_groups_and_records_each_attempt():
     assert [e.value["outcome"] for e in notifier.tick()] == ["failed"]
     now[0] += timedelta(seconds=1)
     assert [e.value["outcome"] for e in notifier.tick()] == ["delivered"] and sent == [["a1"], ["a1"]]
+
+
+def test_repeat_keys_outside_the_dedupe_window_are_forgotten_past_a_bound():
+    from services.notifier.decide import SENT_KEPT, parse_config
+    config = parse_config({"sinks": {"ops": {"type": "webhook", "url": "http://127.0.0.1:9/", "format": "json"}},
+                           "routes": [{"sinks": ["ops"]}], "dedupe_window_s": 60})
+    outbox, start = Outbox(), datetime.now(timezone.utc)
+    for i in range(SENT_KEPT + 1):                 # one model name per alert, as a hostile sender would
+        at = start + timedelta(seconds=i)
+        on_alert(outbox, config, {"alert_id": f"a{i}", "kind": "drift", "severity": "warning", "model": f"m{i}",
+                                  "version": 1, "message": "x", "raised_at": at, "cause_id": "",
+                                  "evidence_json": "{}"}, at)
+    assert len(outbox.sent) <= 61
