@@ -771,8 +771,8 @@ def valid_but_hostile(workdir: Path, scale: float) -> ScenarioResult:
                     if headers.get("dlq.stage") == b"handler":        # a crash the poison budget caught
                         poison[headers["dlq.service"].decode()] += 1
             restarts = stage.restarts()
-            audit_whole, audit_note = audit_is_whole(stage)
-            started_again, start_note = started_over_history(stage)
+            started_again, start_note = started_over_history(stage)      # before the count stops all but
+            audit_whole, audit_note = audit_is_whole(stage)                # the auditor
             outcome.notes += [
                 f"{sum(sent_hostile.values())} hostile records on {len(sent_hostile)} topics among {valid} requests "
                 f"({too_large} more refused at produce: larger than the broker takes)",
