@@ -369,3 +369,87 @@ def test_a_key_of_the_right_length_passes_the_edge():
 def test_an_audited_time_past_what_a_datetime_holds_reads_as_the_nearest(millis):
     from services.domain.audit_log import entry_time
     assert entry_time({"source_timestamp": millis}).year in (1, 9999)
+
+
+# ---------------------------------------------------------------- the drift-watcher's faust agent and the CLI's reader
+class FakeEvent:
+    """What faust hands the agent: a key, the value's bytes, and the message's offset, headers and time."""
+
+    def __init__(self, key: bytes, value: bytes, offset: int):
+        self.key, self.value = key, value
+        self.message = type("Message", (), {"offset": offset, "headers": [], "timestamp": 1_800_000_000.0 + offset})
+
+
+def drift_watcher_without_faust(sent: list):
+    """The drift-watcher's agent state and logic, with a dict for its faust table and a list for what it sends."""
+    from prometheus_client import CollectorRegistry
+
+    from services.bus.logs import get_logger
+    from services.drift_watcher.app import DriftWatcher, WindowMetrics
+    watcher = DriftWatcher.__new__(DriftWatcher)
+    watcher.bus, watcher.log, watcher.state, watcher._models = BUS, get_logger(component="test-agent"), {}, None
+    watcher.inventory, watcher.deployments, watcher.specs, watcher.emitted = (Inventory(), Deployments(),
+                                                                              SpecMonitoring(), Emitted())
+    watcher.metrics = WindowMetrics(CollectorRegistry())
+
+    async def send(event) -> None:
+        sent.append(event)
+    watcher.send = send
+    for record, value in (("mlbus.ModelTrained", tamed("mlbus.ModelTrained", records_for(BUS, "models.trained", 1,
+                                                                                          7)[0][1])),
+                          ("mlbus.ModelSpecDefined", tamed("mlbus.ModelSpecDefined", records_for(BUS, "models.specs",
+                                                                                                  1, 8)[0][1]))):
+        value = {**value, "model": "m", "version": 1, "monitoring_json": '{"window_rows": 5, "min_rows": 1}'} \
+            if record == "mlbus.ModelSpecDefined" else {**value, "model": "m", "version": 1}
+        received = decode_message(BUS, FakeMessage(BUS.catalogue.physical(BUS.catalogue.for_schema(record).name),
+                                                   b"m", BUS.schemas.encode(record, value), 0, []))
+        for fold in (watcher.inventory.apply, watcher.specs.apply):
+            fold(received.record, received.value)
+    watcher.deployments.apply("mlbus.DeploymentChanged", {
+        "deployment_id": "d1", "model": "m", "phase": "completed", "step": 0,
+        "routes": [{"version": 1, "variant": "champion", "weight": 1.0}]})
+    return watcher
+
+
+def test_agent_the_drift_watchers_windows_take_every_routed_hostile_record_and_nothing_escapes():
+    """What the router forwards (records that passed the edge, keyed by model) through the agent itself:
+    observe() never raises, windows close on them, and a window keeps only the columns the model was
+    trained on."""
+    import asyncio
+
+    from services.bus.metrics import POISON
+    from services.drift_watcher.router import INPUTS
+    sent: list = []
+    watcher = drift_watcher_without_faust(sent)
+    events = []
+    for topic in INPUTS:
+        for message in hostile_messages(topic):
+            try:
+                received = decode_message(BUS, message)
+            except BadInput:
+                continue                         # the router dead-letters it: the agent never sees it
+            events.append(FakeEvent(b"m", message.value(), len(events) + 1))     # all for the model it knows
+
+    class Stream:
+        async def events(self):
+            for event in events:
+                yield event
+    def poisoned() -> float:
+        return sum(s.value for m in POISON.collect() for s in m.samples
+                   if s.name.endswith("_total") and s.labels["path"] == "agent")
+    before = poisoned()
+    asyncio.run(watcher.observe(Stream()))             # raises nothing
+    assert len(events) >= EXAMPLES, len(events)
+    print(f"{len(events)} observations, {len(sent)} outputs, {poisoned() - before} skipped")
+    assert [e for e in sent if e.record == "mlbus.DriftReport"], "windows closed on them"
+    known = watcher.columns("m")
+    rows = [v for k, v in watcher.state.items() if k.startswith("row|")]
+    assert all(set(r["features"]) | set(r["categories"]) <= known for r in rows if "features" in r)
+
+
+def test_cli_consume_shows_every_hostile_message_and_raises_nothing():
+    from services.cli.io_cmd import _as_json
+    for topic in ("inference.requests", "models.specs", "approvals"):
+        for message in hostile_messages(topic):
+            shown = _as_json(BUS, topic, message)
+            assert shown["record"] is not None or "decode_error" in shown
