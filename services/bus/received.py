@@ -62,9 +62,7 @@ def _decode(bus: Bus, message: Message) -> Received:
         raise WrongRecordType(f"{topic} carries {carried.schema} records, not {record}")
     check_record(record, value, carried is not None and is_edge(carried))
     key = message.key()
-    # A consumed message's headers are (key, bytes) pairs; the stubs also allow the dict a producer may pass.
-    headers = headers_of(message)
-    envelope = from_headers(headers, lambda: derive_id(topic, partition, offset), record)
+    envelope = from_headers(headers_of(message), lambda: derive_id(topic, partition, offset), record)
     for name in ("id", "source", "type", "subject", "correlation_id", "causation_id", "traceparent", "time"):
         text = getattr(envelope, name)
         if text is not None and (len(text) > MAX_IDENTIFIER or CONTROL.search(text)):

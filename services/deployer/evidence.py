@@ -28,6 +28,8 @@ class EvidenceBook:
         self.tallies: dict[tuple[str, int], Tally] = defaultdict(Tally)
         # request id → [(deployment, version, predicted label, predicted score)], oldest first, for joining outcomes
         self.served: OrderedDict[str, list[tuple[str, int, str | None, float | None]]] = OrderedDict()
+        # request id → an outcome that came before its predictions (topics are not ordered with each other)
+        self.early: OrderedDict[str, dict] = OrderedDict()
 
     def prediction(self, value: dict) -> None:
         if value["deployment_id"] is None or value["version"] is None:
@@ -38,20 +40,34 @@ class EvidenceBook:
         tally.errors += value["error"] is not None
         if len(self.latencies[key]) < MAX_TRACKED:
             self.latencies[key].append(value["latency_ms"])
+        early = self.early.get(value["request_id"])
+        if early is not None:                   # its outcome is already here: counted at once
+            self._count(key, value["label"], value["score"], early)
+            return
         self.served.setdefault(value["request_id"], []).append((*key, value["label"], value["score"]))
         while len(self.served) > MAX_TRACKED:
             self.served.popitem(last=False)
 
     def outcome(self, value: dict) -> None:
-        for deployment_id, version, label, score in self.served.pop(value["request_id"], []):
-            tally = self.tallies[(deployment_id, version)]
-            tally.outcomes += 1
-            if value["label"] is not None:
-                tally.labelled += 1
-                tally.correct += label is not None and label == value["label"]
-            if value["value"] is not None and score is not None:
-                tally.valued += 1
-                tally.absolute_error += abs(value["value"] - score)
+        """Join the outcome to its request's predictions; one that comes first waits for them (bounded)."""
+        served = self.served.pop(value["request_id"], None)
+        if served is None:
+            self.early[value["request_id"]] = value
+            while len(self.early) > MAX_TRACKED:
+                self.early.popitem(last=False)
+            return
+        for deployment_id, version, label, score in served:
+            self._count((deployment_id, version), label, score, value)
+
+    def _count(self, key: tuple[str, int], label: str | None, score: float | None, outcome: dict) -> None:
+        tally = self.tallies[key]
+        tally.outcomes += 1
+        if outcome["label"] is not None:
+            tally.labelled += 1
+            tally.correct += label is not None and label == outcome["label"]
+        if outcome["value"] is not None and score is not None:
+            tally.valued += 1
+            tally.absolute_error += abs(outcome["value"] - score)
 
     def stats(self, deployment_id: str, version: int) -> dict:
         tally = self.tallies[(deployment_id, version)]

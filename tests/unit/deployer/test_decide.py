@@ -132,3 +132,14 @@ def test_evidence_joins_regression_outcomes_by_value_and_classification_outcomes
     book.outcome({"request_id": "c1", "label": "yes", "value": None})
     assert book.stats("d", 1)["mae"] == 1.5 and book.stats("d", 1)["accuracy"] is None
     assert book.stats("d", 2)["accuracy"] == 1.0 and book.stats("d", 2)["mae"] is None
+
+
+def test_an_outcome_that_comes_before_its_predictions_is_counted_when_they_come():
+    from services.deployer.evidence import EvidenceBook
+    book = EvidenceBook()
+    book.outcome({"request_id": "c1", "label": "yes", "value": None})      # outcomes and predictions: two topics
+    for version in (1, 2):                                                   # served, and a shadow
+        book.prediction({"deployment_id": "d", "version": version, "error": None, "latency_ms": 1.0,
+                         "request_id": "c1", "label": "yes" if version == 1 else "no", "score": None})
+    assert book.stats("d", 1)["outcomes"] == 1 and book.stats("d", 1)["accuracy"] == 1.0
+    assert book.stats("d", 2)["outcomes"] == 1 and book.stats("d", 2)["accuracy"] == 0.0
