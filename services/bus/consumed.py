@@ -41,10 +41,14 @@ def headers_of(message: Message) -> list[tuple[str, bytes | None]]:
         return list(UNREADABLE_HEADERS)
 
 
+def wire_size(key: bytes | None, value: bytes | None, headers: list) -> int:
+    """The bytes a message holds before compression: key, value and headers (a topic's cap counts them compressed)."""
+    return len(key or b"") + len(value or b"") + sum(len(k) + len(v or b"") for k, v in headers)
+
+
 def message_size(message: Message) -> int:
-    """The bytes a message holds decompressed: key, value and headers (a topic's cap counts them compressed)."""
-    return len(message.key() or b"") + len(message.value() or b"") + \
-        sum(len(k) + len(v or b"") for k, v in headers_of(message))
+    """wire_size of a consumed message."""
+    return wire_size(message.key(), message.value(), headers_of(message))
 
 
 def digest(message: Message) -> str:

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from confluent_kafka import KafkaError, Message, Producer
 
 from .credentials import ADMIN, secured
+from .consumed import wire_size
 from .context import Bus
 from .envelope import Envelope, Event, envelope_for, to_headers
 from .errors import BadInput
@@ -78,7 +79,7 @@ class Publisher:
             raise OutputRefused(f"a {event.record} the codec refuses: {refusal}") from None
         except (TypeError, ValueError, OverflowError, KeyError, AttributeError) as error:
             raise OutputRefused(f"a {event.record} the codec refuses: {type(error).__name__}: {error}") from None
-        size = len(key) + len(value) + sum(len(k) + len(v or b"") for k, v in headers)
+        size = wire_size(key, value, headers)
         limit = int(self.bus.catalogue[topic].config.get("max.message.bytes", DEFAULT_MAX_BYTES))
         if size > limit:
             raise OutputRefused(f"a {event.record} of {size:,} bytes, more than {topic} takes ({limit:,})")

@@ -76,6 +76,11 @@ class Outcome:
     error: BadInput | None = None
 
 
+def handler_failed(error: Exception) -> HandlerFailed:
+    """The refusal of a record its handler raised on: the exception's class and words."""
+    return HandlerFailed(f"the handler raised {type(error).__name__}: {str(error)[:500]}")
+
+
 class ServiceRuntime:
     def __init__(self, bus: Bus, service: str, handler: Handler, *, topics: list[str] | None = None,
                  transactional: bool = False, batch_size: int = 500, poll_timeout_s: float = 0.5,
@@ -325,7 +330,7 @@ class ServiceRuntime:
             if is_infrastructure(error):
                 raise
             poison_record(self.service, "live", context["topic"], context["offset"], error, context.get("record", ""))
-            raise HandlerFailed(f"the handler raised {type(error).__name__}: {str(error)[:500]}") from None
+            raise handler_failed(error) from None
 
     def _batch_results(self, batch: list[Received], at: tuple[str, int, int]) -> list[list[Event] | BadInput]:
         """The batch handler's results; if it raises on the batch (not the infrastructure's failure), each record
@@ -340,7 +345,7 @@ class ServiceRuntime:
                 raise
             if len(batch) == 1:
                 poison_record(self.service, "live", batch[0].topic, batch[0].offset, error, batch[0].record)
-                return [HandlerFailed(f"the handler raised {type(error).__name__}: {str(error)[:500]}")]
+                return [handler_failed(error)]
         self.log.warning("batch handler raised; handling its records one by one", messages=len(batch),
                          topic=self.bus.catalogue.logical(at[0]))
         return [result for received in batch for result in self._batch_results([received], at)]
