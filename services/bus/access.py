@@ -5,9 +5,10 @@ consumes or reads (the auditor: the DLQs too), READ on its consumer groups (`<ns
 `<ns>mlbus.<principal>.*`),
 WRITE on its transactional ids (`<ns>mlbus.<principal>.*`) and IDEMPOTENT_WRITE on the cluster. A person gets
 WRITE on the topics whose producers name one of their roles (`role:approver`), READ on every topic not marked
-private, and their own groups. `every` in a list means every principal (the schemas topic). DESCRIBE comes
-with READ and WRITE (Kafka implies it); the console may also DESCRIBE every group and topic, to show lag. The
-broker's `admin` is a super user and needs no ACL.
+private and on the private ones whose readers name one of their roles (`role:dpo` on audit.keys), and their own
+groups. The admin role holds every role but `dpo`. `every` in a list means every principal (the schemas topic).
+DESCRIBE comes with READ and WRITE (Kafka implies it); the console may also DESCRIBE every group and topic, to
+show lag. The broker's `admin` is a super user and needs no ACL.
 """
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ from .catalogue import Catalogue, Topic
 EVERY = "every"
 ROLE_PREFIX = "role:"
 APP = "app"
-ROLES = ("admin", "approver", "operator", "data-publisher", "data-scientist", "viewer")
+ROLES = ("admin", "approver", "operator", "data-publisher", "data-scientist", "viewer", "dpo")
+# Roles the admin role does not hold with the others: the data-protection officer's (reading audit.keys, the keys
+# that open people's personal data in audit.log) is a duty of its own, given by name.
+SEPARATE_ROLES = ("dpo",)
 # The drift-watcher's faust application makes its own topics (observations, changelogs, assignor).
 TOPIC_MAKERS = ("drift-watcher",)
 # The console shows every service's consumer lag: it may DESCRIBE every mlbus group and topic (offsets and
@@ -88,10 +92,16 @@ def _expand(entries: Iterable[str], everyone: list[str], people: dict[str, set[s
             principals.update(everyone)
         elif entry.startswith(ROLE_PREFIX):
             role = entry.removeprefix(ROLE_PREFIX)
-            principals.update(name for name, roles in people.items() if role in roles or "admin" in roles)
+            principals.update(name for name, roles in people.items() if holds(roles, role))
         else:
             principals.add(entry)
     return principals
+
+
+def holds(roles: Iterable[str], role: str) -> bool:
+    """Whether a person with these roles acts in `role` (admin acts in every role but the separate ones)."""
+    roles = set(roles)
+    return role in roles or ("admin" in roles and role not in SEPARATE_ROLES)
 
 
 def _own_grants(namespace: str, principal: str) -> set[Grant]:

@@ -10,9 +10,9 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from services.domain import (BLOCK, Tiled, anchored_heads, audit_records, block_hashes, check_proof, checkpoints,
-                             consistency_proof, decoded, head_of_checkpoint, inclusion_proof, kept_heads, key_id,
-                             leaf, log_id, log_signers, public_pem, read_public_key, records_between,
+from services.domain import (BLOCK, REDACTED, Tiled, anchored_heads, audit_records, block_hashes, check_proof,
+                             checkpoints, consistency_proof, decoded, head_of_checkpoint, inclusion_proof, kept_heads,
+                             key_id, leaf, log_id, log_signers, public_pem, read_public_key, records_between,
                              signature_problem, verify_log)
 from services.bus.edge import content
 from services.bus.context import Bus
@@ -392,8 +392,10 @@ def print_explanation(answer: dict) -> None:
         e = request["erased"]
         print(f"  features: ERASED on {e['at']:%Y-%m-%d %H:%M:%S} by {e['by']}: {e['reason']} "
               f"(entity {e['subject']}) [#{e['audit_sequence']}]")
+    elif request.get("personal_data") == "redacted":
+        print(f"  features: {REDACTED}")
     elif request.get("personal_data") == "sealed":
-        print("  features: sealed (only the auditor and the broker's admin hold the data keys)")
+        print("  features: sealed (audit.keys holds no key for it)")
     elif request:
         print("  features: " + ", ".join(f"{k} {v:g}" for k, v in sorted(request["features"].items())[:8])
               + (" …" if len(request["features"]) > 8 else "")
@@ -453,8 +455,8 @@ def exported(bus: Bus, since: datetime | None = None, until: datetime | None = N
                 "key": base64.b64encode(entry["key"]).decode() if entry["key"] else None,
                 "headers": {h["key"]: h["value"].decode("utf-8", "replace") if h["value"] else None
                             for h in entry["headers"]},
-                "value": event.value if event.record else (base64.b64encode(entry["value"]).decode()
-                                                          if entry["value"] else None),
+                "value": event.shown() if event.record else REDACTED if event.personal == "redacted" else (
+                    base64.b64encode(entry["value"]).decode() if entry["value"] else None),
                 "personal_data": event.personal,
                 "erased": answers.erased(event.erasure) if event.erasure else None,
                 "prev_hash": entry["prev_hash"], "hash": entry["hash"]}

@@ -45,7 +45,7 @@ def cited(event: Audited | None) -> dict | None:
     if event is None:
         return None
     found = {"audit_sequence": event.sequence, "at": event.at,
-             **{k: v for k, v in event.value.items() if k not in BULKY}}
+             **{k: v for k, v in (event.shown() or {}).items() if k not in BULKY}}
     if event.personal:
         found["personal_data"] = event.personal
     if event.erasure:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Callable
 
-from services.domain import Audited, load_servable, predict, request_frame
+from services.domain import REDACTED, Audited, load_servable, predict, request_frame
 
 TOLERANCE = 1e-9        # a reproduced probability or value within this of the served one is the same prediction
 
@@ -18,8 +18,10 @@ def unreadable(request: dict | None) -> str | None:
         return "audit.log holds no request for it"
     if request.get("erased"):
         return f"its personal data was erased on {request['erased']['at']:%Y-%m-%d} by {request['erased']['by']}"
+    if request.get("personal_data") == "redacted":
+        return f"its personal data is {REDACTED.strip('[]')}"
     if request.get("personal_data") == "sealed":
-        return "its personal data is sealed (only the auditor and the broker's admin hold the data keys)"
+        return "its personal data is sealed (audit.keys holds no key for it)"
     return None
 
 

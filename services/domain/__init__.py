@@ -48,6 +48,7 @@ _EXPORTS = {
     "records_between": "audit_log", "block_hashes": "audit_log", "data_keys": "audit_log", "erasures": "audit_log",
     "kept_heads": "audit_log", "log_signers": "audit_log",
     "head_of_checkpoint": "audit_log",
+    "REDACTED": "audit_log", "keys_refused": "audit_log", "personal_state": "audit_log",
     "alert": "alerts", "training_request": "alerts",
     "Ensemble": "ensembles", "check_members": "ensembles", "combiner": "ensembles", "is_ensemble": "ensembles",
     "load_servable": "ensembles", "member_record": "ensembles", "stack_inputs": "ensembles", "union": "ensembles",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Iterator
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from .anchor import Anchor, parse_line
 from .audit import EPOCH, EncodedWalk, Head, Verified, verify_walk
@@ -36,8 +36,24 @@ class Audited:
     record: str | None
     value: dict | None
     entry: dict                   # the AuditRecord itself
-    personal: str | None = None   # personal data sealed in it: "readable", "erased" (key deleted), "sealed" (no key)
+    personal: str | None = None   # personal data sealed in it: "readable", "erased" (key deleted), "sealed" (no key),
+    #                               "redacted" (this reader may not read audit.keys: not the dpo role)
     erasure: Erasure | None = None    # when it was erased: when, by whom, why
+    hidden: tuple[str, ...] = ()  # the personal fields this reader sees blank ("*": the whole value)
+
+    def shown(self) -> dict | None:
+        """The value as this reader may see it: each personal field it may not open says so (redacted())."""
+        return redacted_fields(self.value, self.hidden) if self.personal == "redacted" else self.value
+
+
+REDACTED = "[redacted: needs the dpo role]"
+
+
+def redacted_fields(value: dict | None, hidden: Iterable[str]) -> dict | None:
+    """The value with each of these fields replaced by the REDACTED marker (a reader without the data keys)."""
+    if value is None:
+        return None
+    return {name: REDACTED if name in hidden else field for name, field in value.items()}
 
 
 def audit_records(bus: Bus, records: Iterable[str] | None = None, timeout_s: float = 300.0) -> list[dict]:
@@ -70,17 +86,19 @@ def decoded(bus: Bus, records: Iterable[dict], keys: dict[str, bytes] | None = N
         bus.schemas.resolver = SchemasTopicResolver(bus)
     records = list(records)
     erased = erasures(bus, records)
+    refused = False
     for entry in records:
         record, value, personal, erasure = None, None, None, None
         payload = entry["value"]
         sealed = entry.get("sealed")
         if sealed is not None:
             if keys is None:                        # read once, and only when personal data is to be opened
-                keys = data_keys(bus) or {}
+                keys = data_keys(bus)
+                refused, keys = keys is None, keys or {}
             key = keys.get(sealed["subject"])
             opened = unseal_value(sealed, key) if key else None
             erasure = erased.get(sealed["subject"]) if opened is None else None
-            personal = "readable" if opened is not None else "erased" if erasure else "sealed"
+            personal = personal_state(opened is not None, erasure is not None, refused)
             payload = opened if opened is not None else payload
         if payload is not None and not entry["source_topic"].endswith(".dlq"):
             try:
@@ -89,25 +107,58 @@ def decoded(bus: Bus, records: Iterable[dict], keys: dict[str, bytes] | None = N
                 pass
             if record is not None and record != _carried(bus, entry["source_topic"]):
                 record, value = None, None          # the topic decides the type: a misplaced record folds nowhere
+        hidden = personal_fields(bus, entry["source_topic"]) if personal == "redacted" else ()
         yield Audited(entry["sequence"], entry_time(entry), entry["source_topic"], entry["actor"], record, value,
-                      {**entry, "value": payload}, personal, erasure)
+                      {**entry, "value": payload}, personal, erasure, hidden)
+
+
+def personal_state(opened: bool, erased: bool, refused: bool) -> str:
+    """What a reader sees of a record's personal data: readable, erased (its key deleted by `audit forget`),
+    redacted (the broker refuses this reader audit.keys: no dpo role) or sealed (no key, and no erasure)."""
+    return "readable" if opened else "erased" if erased else "redacted" if refused else "sealed"
+
+
+def personal_fields(bus: Bus, source_topic: str) -> tuple[str, ...]:
+    topic = bus.catalogue.topics.get(source_topic)
+    return topic.personal if topic is not None else ()
 
 
 def data_keys(bus: Bus) -> dict[str, bytes] | None:
-    """Each subject's data key on audit.keys; None when this principal may not read it (only the auditor and
-    the broker's admin may): personal data then stays sealed."""
-    keys: dict[str, bytes] = {}
-    try:
-        for message in read_messages(bus, ["audit.keys"], timeout_s=30):
-            key = message.key()
-            subject = key.decode("utf-8", "replace") if key else ""
-            if message.value() is None:
-                keys.pop(subject, None)
-            else:
-                keys[subject] = bus.schemas.decode(message.value(), "mlbus.DataKey")[1]["key"]
-    except (KafkaException, BadInput):
+    """Each subject's data key on audit.keys; None when the broker refuses this principal the topic (only the
+    auditor and people with the dpo role may read it): personal data is then shown redacted. Any other failure
+    of the broker, or a key that does not decode, is raised."""
+    if keys_refused(topic_error(bus, "audit.keys")):
         return None
+    keys: dict[str, bytes] = {}
+    for message in read_messages(bus, ["audit.keys"], timeout_s=30):
+        key = message.key()
+        subject = key.decode("utf-8", "replace") if key else ""
+        if message.value() is None:
+            keys.pop(subject, None)
+        else:
+            keys[subject] = bus.schemas.decode(message.value(), "mlbus.DataKey")[1]["key"]
     return keys
+
+
+def keys_refused(error: KafkaError | None) -> bool:
+    """True when the broker refused the topic (TOPIC_AUTHORIZATION_FAILED: no keys, redacted); any other error
+    of the broker is raised: a broker that is down must not read as "you may not see this"."""
+    if error is None:
+        return False
+    if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+        return True
+    raise KafkaException(error)
+
+
+def topic_error(bus: Bus, name: str, timeout_s: float = 30.0) -> KafkaError | None:
+    """The error the broker's metadata gives this principal for a topic (None: it may describe it). A topic it
+    may not read is silent when assigned, so its metadata is asked first."""
+    consumer = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, "replay")})
+    try:
+        physical = bus.catalogue.physical(name)
+        return consumer.list_topics(physical, timeout=timeout_s).topics[physical].error
+    finally:
+        consumer.close()
 
 
 def erasures(bus: Bus, records: list[dict]) -> dict[str, Erasure]:

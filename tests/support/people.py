@@ -37,7 +37,7 @@ def prepared_bus(env: dict[str, str], principal: str = ADMIN) -> Bus:
 # The people tests act as (mlbus people add NAME --role ROLE), made in a test's namespace on first use.
 PEOPLE = {"ana": ["approver"], "bo": ["data-scientist", "operator", "approver"], "carl": ["approver", "data-scientist"],
           "dana": ["data-scientist"], "lead": ["admin"], "etl": ["data-publisher"], "shop": ["data-publisher"],
-          "olga": ["operator"], "mallory": ["viewer"]}
+          "olga": ["operator"], "mallory": ["viewer"], "dora": ["dpo"]}
 
 
 class Cli:
