@@ -2,6 +2,7 @@
 the broker refusing what a principal may not do."""
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 
@@ -9,10 +10,20 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
+import pandas as pd
+
+from services.bus import Publisher
 from services.bus.access import EVERY, service_principals
 from services.bus.context import Bus
 from services.bus.credentials import client_credentials
+from services.bus.identity import Identity
 from services.bus.kafka import group_id
+from services.bus.settings import Settings
+from services.domain import REDACTED, audit_records
+from services.domain.audit_log import topic_error
+from tests.support.drift import send_traffic
+from tests.support.polling import wait_until
+from tests.support.processes import running
 
 REFUSED = "refused"
 
@@ -52,11 +63,16 @@ def write_outcomes(bus: Bus, principal: str) -> dict[str, str]:
 
 def read_outcomes(bus: Bus, principal: str) -> dict[str, str]:
     """Fetch from every catalogue topic (each holds the admin's probe message) as `principal`."""
-    member = as_principal(bus, principal)
+    return reading_outcomes(as_principal(bus, principal))
+
+
+def reading_outcomes(member: Bus, names: tuple[str, ...] = ()) -> dict[str, str]:
+    """read_outcomes for a bus acting as its principal (a service's, or a person's identity file); with names,
+    of those topics only."""
     consumer = Consumer(connection(member, **{"group.id": group_id(member.settings, "acl-probe"),
                                               "enable.auto.commit": False, "isolation.level": "read_uncommitted",
                                               "auto.offset.reset": "earliest"}))
-    physical = {bus.catalogue.physical(t.name): t.name for t in bus.catalogue}
+    physical = {member.catalogue.physical(t.name): t.name for t in member.catalogue if t.name in names or not names}
     # Subscribed, a topic the principal may not read reports TOPIC_AUTHORIZATION_FAILED (from its metadata,
     # or from the fetch when it may only write it); assigned, it would stay silent.
     consumer.subscribe(list(physical))
@@ -146,3 +162,32 @@ def test_transactional_ids_belong_to_their_principal(bus):
         producer = Producer(connection(as_principal(bus, principal), **{"transactional.id": transactional_id}))
         with pytest.raises(KafkaException, match="TRANSACTIONAL_ID_AUTHORIZATION_FAILED"):
             producer.init_transactions(30)
+
+
+def person_bus(env: dict[str, str], identity_file) -> Bus:
+    """A Bus acting as the person of this identity file, over their own broker credentials (as the CLI does)."""
+    identity = Identity.load(identity_file)
+    return Bus.from_settings(Settings.from_env(env).as_person(identity.principal, identity.kafka))
+
+
+def test_only_the_dpo_reads_audit_keys_and_a_viewers_explain_shows_personal_data_redacted(bus, bus_env, cli,
+                                                                                           tmp_path):
+    with running("services.auditor", bus_env, tmp_path / "auditor.log"):
+        [request_id] = send_traffic(Publisher(bus, "test:app"), "m", 1, pd.DataFrame([{"income": 73412.5}]), "r")
+        wait_until(lambda: len(audit_records(bus, ["mlbus.Prediction"])) == 1, timeout=120,
+                   message="the auditor to audit the prediction")
+    mallory = person_bus(bus_env, cli.identity("mallory"))
+    assert topic_error(mallory, "audit.keys").name() == "TOPIC_AUTHORIZATION_FAILED"       # the broker refuses her
+    assert reading_outcomes(mallory, ("audit.keys",)) == {"audit.keys": REFUSED}
+    dora = person_bus(bus_env, cli.identity("dora"))
+    assert topic_error(dora, "audit.keys") is None
+    hers = cli("audit", "explain", request_id, "--json", person="mallory")
+    assert hers.returncode == 0, hers.stderr
+    shown = json.loads(hers.stdout)["request"]
+    assert (shown["features"], shown["personal_data"], shown["request_id"]) == (REDACTED, "redacted", request_id)
+    assert f"features: {REDACTED}" in cli("audit", "explain", request_id, person="mallory").stdout
+    exported = [json.loads(line) for line in cli("audit", "export", person="mallory").stdout.splitlines()]
+    [request] = [e for e in exported if e["topic"] == "inference.requests"]
+    assert request["value"]["features"] == REDACTED and request["value"]["request_id"] == request_id
+    opened = json.loads(cli("audit", "explain", request_id, "--json", person="dora").stdout)["request"]
+    assert opened["personal_data"] == "readable" and opened["features"] == {"income": 73412.5}
