@@ -32,7 +32,7 @@ from services.bus.edge import content
 from services.bus.errors import is_infrastructure
 from services.bus.poison import poison_record
 from services.bus.credentials import aiokafka_credentials
-from services.bus.envelope import envelope_for
+from services.bus.envelope import envelope_for, new_id
 from services.bus.kafka import group_id, producer_config
 from services.bus.logs import get_logger
 from services.domain import Monitoring, SpecMonitoring
@@ -89,16 +89,18 @@ class WindowMetrics:
 
 
 class Emitted:
-    """Ids of what is already on the output topics (read back from them): never sent twice."""
+    """Ids of what is already on the output topics (read back from them), by record type: never sent twice.
+    By type, because others write alerts and training requests too (`app` among them): an alert can never
+    stand for a drift report of the same id. Output ids hold the window's nonce, so none can be sent first."""
 
     ID_FIELDS = {"mlbus.DriftReport": "report_id", "mlbus.Alert": "alert_id", "mlbus.TrainingRequested": "request_id"}
 
     def __init__(self):
-        self.ids: set[str] = set()
+        self.ids: set[tuple[str, str]] = set()
 
     def apply(self, record: str, value: dict) -> None:
         if record in self.ID_FIELDS:
-            self.ids.add(value[self.ID_FIELDS[record]])
+            self.ids.add((record, value[self.ID_FIELDS[record]]))
 
 
 def faust_credentials(settings) -> faust.SASLCredentials | None:
@@ -168,7 +170,7 @@ class DriftWatcher:
             return
         if self._models is not None:
             self._models.add(model)
-        head = self.state.get(f"head|{model}") or new_head()
+        head = self.state.get(f"head|{model}") or new_head(nonce=new_id())
         if offset <= head["offset"]:
             return                                    # taken in before a restart: its effects are in the table
         headers = dict(header_pairs(event.message.headers))
@@ -238,7 +240,7 @@ class DriftWatcher:
     async def close_if_due(self, model: str, head: dict, now_ms: int, offset: int) -> None:
         if due(head, now_ms, self.specs.of(model)):
             await self.close(model, head, max(now_ms, head["end_ms"] or now_ms))
-            head = new_head(head["seq"] + 1)
+            head = new_head(head["seq"] + 1, new_id())
         self.put_head(model, head, offset)
 
     async def close(self, model: str, head: dict, end_ms: int) -> None:
@@ -253,9 +255,10 @@ class DriftWatcher:
             if entry is None:
                 continue
             report = drift_report(window, entry.trained, version == champion_version, config)
-            outputs = [report_event(report), *alerts(report, config, self.inventory.policy(model)["fairness"])]
+            outputs = [report_event(report), *alerts(report, config, self.inventory.policy(model)["fairness"],
+                                                     window.nonce)]
             if report["champion"]:
-                outputs += self.judge_retraining(model, report, config)
+                outputs += self.judge_retraining(model, report, config, window.nonce)
             for output in outputs:
                 await self.send(output)
             self.metrics.closed(model, version, report, outputs)
@@ -274,7 +277,7 @@ class DriftWatcher:
                             numeric=as_frame([r["features"] for r in requests]),
                             categorical=as_frame([r["categories"] for r in requests]),
                             predictions=as_frame(predictions), performance=head["performance"],
-                            judged=head.get("judged", []))
+                            judged=head.get("judged", []), nonce=head.get("nonce", ""))
 
     def forget_seen(self, model: str, seq: int, ids: list[str]) -> None:
         """Remember a closed window's ids for SEEN_WINDOWS more windows (redeliveries arrive within seconds),
@@ -286,11 +289,11 @@ class DriftWatcher:
             self.state.pop(f"groups|{old}", None)       # a request whose outcome never came
             self.state.pop(f"served|{old}", None)       # its predictions, awaiting that outcome
 
-    def judge_retraining(self, model: str, report: dict, config: Monitoring) -> list[Event]:
+    def judge_retraining(self, model: str, report: dict, config: Monitoring, nonce: str) -> list[Event]:
         stored = self.state.get(f"retrain|{model}")
         state = RetrainState(stored["champion"], tuple(stored["drifted_windows"]), stored["last_request_ms"]) \
             if stored else RetrainState()
-        state, request, decision = on_champion_report(state, report, config)
+        state, request, decision = on_champion_report(state, report, config, nonce)
         self.state[f"retrain|{model}"] = {"champion": state.champion, "drifted_windows": list(state.drifted_windows),
                                           "last_request_ms": state.last_request_ms}
         if decision in ("retrain", "cooling-down"):
@@ -313,12 +316,12 @@ class DriftWatcher:
     # -- output ----------------------------------------------------------------------------------------------
     async def send(self, event: Event) -> None:
         """Send and wait for the broker's acknowledgement; skip what an earlier run already sent."""
-        if event.id in self.emitted.ids:
+        if (event.record, event.id) in self.emitted.ids:
             self.log.info("already sent", record=event.record, id=event.id)
             return
         topic, key, value, headers = wire_form(self.bus, event, envelope_for(event, SOURCE))
         await (await self.topic(topic).send(key=key, value=value, headers=headers, force=True))
-        self.emitted.ids.add(event.id)
+        self.emitted.ids.add((event.record, event.id))
 
     def topic(self, logical: str) -> faust.TopicT:
         if logical not in self._topics:

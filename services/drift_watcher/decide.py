@@ -30,6 +30,10 @@ class ClosedWindow:
     predictions: pd.DataFrame             # version, variant, label, score: every prediction in the window
     performance: dict = field(default_factory=dict)   # "version|variant" → [sum, outcomes] (correct or |error|)
     judged: list = field(default_factory=list)        # outcomes with prediction and groups (windows.with_judged)
+    # A random value the window's head was made with, kept in the drift-watcher's own table (its changelog topic
+    # no other principal may read): part of every output id, so that nobody can publish an output's id first
+    # and have it skipped as already sent; a window closed again after a crash keeps it, and its ids.
+    nonce: str = ""
 
     @property
     def id(self) -> str:
@@ -47,8 +51,8 @@ def drift_report(window: ClosedWindow, trained: dict, champion: bool, config: Mo
     evaluated = {f["feature"] for f in features}
     share = len(drifted) / len(evaluated) if evaluated else 0.0
     version = trained["version"]
-    return {"report_id": derive_id("drift-report", window.id, version), "model": window.model, "version": version,
-            "window_id": window.id, "window_start": window.start_ms, "window_end": window.end_ms,
+    return {"report_id": output_id(window.nonce, "drift-report", window.id, version), "model": window.model,
+            "version": version, "window_id": window.id, "window_start": window.start_ms, "window_end": window.end_ms,
             "rows": len(window.numeric), "features": features, "prediction_drift": prediction_drift(window, trained,
                                                                                                    config),
             "drift_share": share, "dataset_drift": bool(evaluated) and share >= config.dataset_share,
@@ -103,14 +107,20 @@ def online_fairness(window: ClosedWindow, trained: dict) -> dict:
             for attribute, report in sorted(at_training.items())}
 
 
+def output_id(nonce: str, *parts) -> str:
+    """An output's id from its cause and the window's nonce (none: a head made before nonces, ids as then)."""
+    return derive_id(*parts, nonce) if nonce else derive_id(*parts)
+
+
 def report_event(report: dict) -> Event:
     return Event("mlbus.DriftReport", value=report, key=report["model"], id=report["report_id"],
                  subject=f"{report['model']}@{report['version']}")
 
 
-def alerts(report: dict, config: Monitoring, fairness_limits: dict[str, float] | None = None) -> list[Event]:
+def alerts(report: dict, config: Monitoring, fairness_limits: dict[str, float] | None = None,
+           nonce: str = "") -> list[Event]:
     """Dataset drift (critical), significant drift in some features (warning), a performance drop (critical),
-    group fairness beyond the policy's limits over the window's outcomes (critical)."""
+    group fairness beyond the policy's limits over the window's outcomes (critical); nonce: the window's."""
     where = f"{report['model']} v{report['version']} in window {report['window_id']}"
     drifted = sorted({f["feature"] for f in report["features"] if f["drifted"]})
     raised = []
@@ -134,7 +144,8 @@ def alerts(report: dict, config: Monitoring, fairness_limits: dict[str, float] |
                                                f"{groups_line(fairness[attribute], name)}, {where}",
                        {"metric": name, "attribute": attribute, "value": value, "limit": limit,
                         "fairness": fairness[attribute]}))
-    return [alert_event(report, kind, severity, message, evidence) for kind, severity, message, evidence in raised]
+    return [alert_event(report, kind, severity, message, evidence, nonce)
+            for kind, severity, message, evidence in raised]
 
 
 def performance_dropped(entry: dict, config: Monitoring) -> bool:
@@ -145,10 +156,10 @@ def performance_dropped(entry: dict, config: Monitoring) -> bool:
     return entry["value"] > entry["baseline"] * (1 + config.max_performance_drop)
 
 
-def alert_event(report: dict, kind: str, severity: str, message: str, evidence: dict) -> Event:
+def alert_event(report: dict, kind: str, severity: str, message: str, evidence: dict, nonce: str = "") -> Event:
     return alert(kind, report["model"], message, report["report_id"], report["created_at"], severity=severity,
                  version=report["version"], evidence={"report_id": report["report_id"], **evidence},
-                 alert_id=derive_id(report["report_id"], "alert", kind, evidence.get("variant", "")))
+                 alert_id=output_id(nonce, report["report_id"], "alert", kind, evidence.get("variant", "")))
 
 
 @dataclass(frozen=True)
@@ -160,9 +171,10 @@ class RetrainState:
     last_request_ms: int | None = None
 
 
-def on_champion_report(state: RetrainState, report: dict, config: Monitoring) -> tuple[RetrainState, Event | None,
-                                                                                      str]:
-    """Sustained drift → one training request; within the cool-down the run is counted but nothing is sent."""
+def on_champion_report(state: RetrainState, report: dict, config: Monitoring,
+                       nonce: str = "") -> tuple[RetrainState, Event | None, str]:
+    """Sustained drift → one training request; within the cool-down the run is counted but nothing is sent.
+    nonce: the window's (part of the request's id)."""
     run = state.drifted_windows if state.champion == report["version"] else ()
     run = run + (report["report_id"],) if report["dataset_drift"] else ()
     state = RetrainState(report["version"], run, state.last_request_ms)
@@ -171,11 +183,11 @@ def on_champion_report(state: RetrainState, report: dict, config: Monitoring) ->
     now = report["window_end"]
     if state.last_request_ms is not None and now - state.last_request_ms < config.retrain_cooldown_seconds * 1000:
         return state, None, "cooling-down"
-    return RetrainState(report["version"], (), now), training_request(report, run), "retrain"
+    return RetrainState(report["version"], (), now), training_request(report, run, nonce), "retrain"
 
 
-def training_request(report: dict, run: tuple[str, ...]) -> Event:
-    request_id = derive_id("drift-retrain", report["window_id"], report["version"])   # reprocessing: same id
+def training_request(report: dict, run: tuple[str, ...], nonce: str = "") -> Event:
+    request_id = output_id(nonce, "drift-retrain", report["window_id"], report["version"])   # reprocessing: same id
     drifted = sorted({f["feature"] for f in report["features"] if f["drifted"]})
     evidence = {"report_ids": list(run), "window_id": report["window_id"], "version": report["version"],
                 "drift_share": report["drift_share"], "features": drifted}

@@ -5,10 +5,11 @@ from __future__ import annotations
 from services.domain import MISSING_GROUP, Monitoring
 
 
-def new_head(seq: int = 0) -> dict:
-    """offset: the last observation taken in (set by the app; a redelivered one at or below it is skipped)."""
+def new_head(seq: int = 0, nonce: str = "") -> dict:
+    """offset: the last observation taken in (set by the app; a redelivered one at or below it is skipped);
+    nonce: a random value (decide.ClosedWindow.nonce), given by the app."""
     return {"seq": seq, "start_ms": None, "end_ms": None, "rows": 0, "predictions": 0, "performance": {},
-            "judged": [], "offset": -1}
+            "judged": [], "offset": -1, "nonce": nonce}
 
 
 def with_request(head: dict, at_ms: int) -> dict:

@@ -165,3 +165,32 @@ def test_a_fair_window_or_a_version_without_sensitive_attributes_raises_no_fairn
 def test_a_requests_groups_are_its_sensitive_attributes_missing_ones_named():
     request = {"features": {"age": 41.0}, "categories": {"sex": "F", "region": "north"}}
     assert groups_of(request, {"sex", "age", "nationality"}) == {"age": "41.0", "nationality": "(missing)", "sex": "F"}
+
+
+def test_output_ids_hold_the_windows_nonce_so_no_other_principal_can_send_them_first():
+    """`app` may write alerts: were the ids derived from what it can know (model, window number, version), it could
+    publish them first and the drift-watcher would skip its own outputs as already sent. With the window's nonce
+    (kept in its own table) they cannot be guessed, and a window closed again after a crash gets the same ids."""
+    def outputs(nonce: str) -> list[str]:
+        drifted = window(3, shift=FEATURES)
+        windows = [ClosedWindow(**{**vars(w), "nonce": nonce}) for w in (window(2, shift=FEATURES), drifted)]
+        reports = [drift_report(w, TRAINED, True, CONFIG) for w in windows]
+        state = on_champion_report(RetrainState(), reports[0], CONFIG, nonce)[0]
+        request = on_champion_report(state, reports[1], CONFIG, nonce)[1]
+        return [reports[1]["report_id"], *(a.id for a in alerts(reports[1], CONFIG, nonce=nonce)), request.id]
+    guessed = outputs("")                               # what anyone can derive from public fields
+    first, again, other = outputs("n1"), outputs("n1"), outputs("n2")
+    assert len(first) == 3 and first == again                          # closed again after a crash: the same ids
+    assert not set(first) & set(guessed) and not set(first) & set(other)
+
+
+def test_an_alert_with_a_reports_id_does_not_count_as_that_report_sent():
+    from services.drift_watcher.app import Emitted
+    emitted = Emitted()
+    emitted.apply("mlbus.Alert", {"alert_id": "r-1"})                  # e.g. app's alert, squatting an id
+    assert ("mlbus.DriftReport", "r-1") not in emitted.ids and ("mlbus.Alert", "r-1") in emitted.ids
+
+
+def test_a_new_head_keeps_its_nonce_as_requests_come():
+    head = with_request(new_head(4, "n4"), 1_000)
+    assert head["nonce"] == "n4" and head["seq"] == 4
