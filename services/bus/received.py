@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from confluent_kafka import KafkaException, Message
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, KafkaException, Message
 
 from .consumed import headers_of, message_size, position
 from .context import Bus
@@ -27,6 +27,7 @@ class Received:
     record: str                  # Avro full name
     value: dict
     envelope: Envelope
+    stamped_by_broker: bool = False     # timestamp_ms is the broker's LogAppendTime, not a time the producer chose
 
     @cached_property
     def typed(self) -> Any:
@@ -70,5 +71,6 @@ def _decode(bus: Bus, message: Message) -> Received:
                                f"holds a control character: {text[:80]!r}")
     return Received(topic=topic, partition=partition, offset=offset,
                     timestamp_ms=message.timestamp()[1], key=key.decode("utf-8", "replace") if key else None,
-                    record=record, value=value, envelope=envelope)
+                    record=record, value=value, envelope=envelope,
+                    stamped_by_broker=message.timestamp()[0] == TIMESTAMP_LOG_APPEND_TIME)
 

@@ -17,7 +17,7 @@ from services.bus.projections.deployments import Deployments
 from services.bus.projections.follow import Follower
 from services.bus.projections.inventory import Inventory
 
-from .scoring import assign, prediction
+from .scoring import arrival, assign, prediction
 
 UNKNOWN = "unknown"          # the metrics label of every model the registry does not know
 
@@ -87,24 +87,28 @@ class Scorer:
     def __call__(self, batch: list[Received]) -> list[list[Event] | BadInput]:
         results: list[list[Event] | BadInput] = [[] for _ in batch]
         work: dict[tuple[str, int], list[tuple[int, dict, bool, str | None]]] = defaultdict(list)
+        received_at = self.clock()
+        arrived = [arrival(m.timestamp_ms, m.stamped_by_broker, received_at) for m in batch]
         for index, message in enumerate(batch):
             request = message.value
             current = self.table.deployments.current.get(request["model"])
             served, shadows = assign(current["routes"], request["entity_id"]) if current else (None, [])
             if served is None:
                 results[index] = [prediction(request, message.envelope.id, None, None, True, None, None, {},
-                                             self.clock(), error=f"no deployment serves model {request['model']!r}")]
+                                             self.clock(), error=f"no deployment serves model {request['model']!r}",
+                                             arrived=arrived[index])]
                 continue
             for route in [served, *shadows]:
                 work[(request["model"], route["version"])].append((index, route, route is served,
                                                                     current["deployment_id"]))
         for (model, version), items in work.items():
-            self._score(model, version, items, batch, results)
+            self._score(model, version, items, batch, results, arrived)
         if self.metrics is not None:
             self.observe(results)
         return results
 
-    def _score(self, model: str, version: int, items: list, batch: list[Received], results: list) -> None:
+    def _score(self, model: str, version: int, items: list, batch: list[Received], results: list,
+               arrived: list[datetime]) -> None:
         entry = self.table.inventory.version(model, version)
         fitted = self._model(entry.trained) if entry else None
         categories = (entry.trained.get("categorical_features") or ()) if entry else ()
@@ -119,7 +123,7 @@ class Scorer:
                 reason = self.refused.get(entry.trained["artifact_sha256"], "") if entry else "version unknown"
                 results[index].append(prediction(request, batch[index].envelope.id, route, deployment_id, served,
                                                  None, None, {}, self.clock(),
-                                                 error=f"v{version} cannot serve: {reason}"))
+                                                 error=f"v{version} cannot serve: {reason}", arrived=arrived[index]))
                 continue
             given = request["features"]
             if not (given.keys() >= needed and (request["categories"] or {}).keys() >= needed_categories):
@@ -156,7 +160,7 @@ class Scorer:
             score = max(probs.values()) if probs else float(label_list[row])
             results[index].append(prediction(request, batch[index].envelope.id, route, deployment_id, served,
                                              label, score, probs, now, cpu_ms=cpu_ms,
-                                             members=members[row] if members else ()))
+                                             members=members[row] if members else (), arrived=arrived[index]))
 
     def preload(self, deployment: dict) -> None:
         """Load a deployment's models when it arrives, not on the first request (no cold-start latency)."""
@@ -184,13 +188,14 @@ class Scorer:
 
 
 class PredictionMetrics:
-    """The scorer's own Prometheus metrics: prediction latency (request sent → prediction made) and counts."""
+    """The scorer's own Prometheus metrics: prediction latency (request on the broker → prediction made) and counts."""
 
     def __init__(self, registry):
         from prometheus_client import Counter, Histogram
         from services.bus.metrics import LATENCY_BUCKETS
         labels = ["model", "version", "variant"]
-        self.latency = Histogram("mlbus_prediction_latency_seconds", "From request sent to prediction made", labels,
+        self.latency = Histogram("mlbus_prediction_latency_seconds",
+                                 "From the request's arrival on the broker (LogAppendTime) to prediction made", labels,
                                  buckets=LATENCY_BUCKETS, registry=registry)
         self.predictions = Counter("mlbus_predictions_total", "Predictions by outcome (served | error)",
                                    [*labels, "outcome"], registry=registry)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from services.bus import Event, derive_id
 
@@ -25,12 +25,22 @@ def assign(routes: list[dict], entity_id: str) -> tuple[dict | None, list[dict]]
     return champion, shadows
 
 
+def arrival(broker_ms: int, stamped_by_broker: bool, received_at: datetime) -> datetime:
+    """When mlbus first saw a request, by its own clocks: the broker's LogAppendTime (inference.requests is stamped
+    so), else when the scorer took it in. Never the client's `sent_at` or its CreateTime: a client that
+    back- or future-dates them would move the latency that canary gates and SLOs judge."""
+    if not stamped_by_broker:
+        return received_at
+    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=broker_ms)
+
+
 def prediction(request: dict, cause_id: str, route: dict | None, deployment_id: str | None, served: bool,
                label: str | None, score: float | None, probabilities: dict[str, float], now: datetime,
-               error: str | None = None, cpu_ms: float = 0.0, members=()) -> Event:
+               error: str | None = None, cpu_ms: float = 0.0, members=(), arrived: datetime | None = None) -> Event:
+    """arrived: when mlbus first saw the request (arrival()); the latency runs from then to now."""
     variant = route["variant"] if route else "none"
     prediction_id = derive_id(cause_id, "prediction", variant)
-    latency_ms = max(0.0, (now - request["sent_at"]).total_seconds() * 1000)
+    latency_ms = max(0.0, (now - (arrived or now)).total_seconds() * 1000)
     return Event("mlbus.Prediction", key=request["entity_id"], id=prediction_id, subject=request["request_id"], value={
         "prediction_id": prediction_id, "request_id": request["request_id"], "entity_id": request["entity_id"],
         "model": request["model"], "version": route["version"] if route else None, "variant": variant,
