@@ -59,6 +59,9 @@ def parse_config(raw: dict | None) -> Config:
         missing = [k for k in needed if not sink.get(k)]
         if missing:
             raise NotifierConfigError(f"sink {name}: needs {', '.join(missing)}")
+        if kind == "email" and sink.get("username") and not sink.get("starttls"):
+            raise NotifierConfigError(f"sink {name}: a login needs `starttls: true` (else the password crosses "
+                                      f"the network in clear)")
         sinks[str(name)] = {**sink, "format": form}
     routes = []
     for i, route in enumerate(raw.get("routes") or []):

@@ -4,12 +4,15 @@
 - webhook, format slack: a Slack incoming-webhook message ({"text": ...} with one line per alert)
 - webhook, format alertmanager: the Alertmanager API v2 body (POST /api/v2/alerts): a list of alerts with
   labels (alertname = kind, model, version, severity, service=mlbus) and annotations (summary, alert_id)
-- email: a plain-text message through SMTP (STARTTLS and login when the sink says so)
+- email: a plain-text message through SMTP (STARTTLS and login when the sink says so). STARTTLS verifies the
+  server's certificate and name against the system's trust store, or only against the sink's `ca_file` (a
+  private CA): a server that cannot prove it is `host` gets neither the login nor the alerts
 A send returns None when the sink took it, else why not (a status ≥ 300, a refused connection, a timeout)."""
 from __future__ import annotations
 
 import json
 import smtplib
+import ssl
 import urllib.error
 import urllib.request
 from datetime import datetime, timezone
@@ -57,13 +60,19 @@ def email_message(sink: dict, group: list[dict]) -> EmailMessage:
     return message
 
 
+def tls_context(sink: dict) -> ssl.SSLContext:
+    """Certificates verified and the name checked (ssl's defaults): the system's trust store, or the sink's
+    `ca_file` alone when it names one."""
+    return ssl.create_default_context(cafile=sink.get("ca_file") or None)
+
+
 def send(sink: dict, group: list[dict]) -> str | None:
     """Deliver one group to one sink; None when it was taken, else the reason it was not."""
     try:
         if sink["type"] == "email":
             with smtplib.SMTP(sink["host"], int(sink.get("port", 25)), timeout=TIMEOUT_S) as smtp:
                 if sink.get("starttls"):
-                    smtp.starttls()
+                    smtp.starttls(context=tls_context(sink))
                 if sink.get("username"):
                     smtp.login(sink["username"], sink.get("password", ""))
                 smtp.send_message(email_message(sink, group))
