@@ -73,7 +73,7 @@ class Settings:
             instance=env.get("MLBUS_INSTANCE", "0"),
             replication=int(replication) if replication else None,
             kafka_overrides=kafka_overrides(env),
-            database_url=env.get("MLBUS_DATABASE_URL", f"sqlite:///{var_dir / 'mlbus.db'}"),
+            database_url=Secret(env.get("MLBUS_DATABASE_URL", f"sqlite:///{var_dir / 'mlbus.db'}")),   # a password
             data_store=env.get("MLBUS_DATA") or str(var_dir / "data"),
             artifacts_store=env.get("MLBUS_ARTIFACTS") or str(var_dir / "artifacts"),
             contracts_dir=Path(env.get("MLBUS_CONTRACTS", home / "schemas" / "datasets")),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -75,7 +76,7 @@ def backup_command(bus: Bus, args: argparse.Namespace) -> int:
     dest: Path = args.dest
     if dest.exists() and any(dest.iterdir()):
         raise BadInput(f"{dest} is not empty: a backup goes into a new or empty folder")
-    dest.mkdir(parents=True, exist_ok=True)
+    private_folder(dest)            # from the start: nobody else enters it while the backup is written
     sets = file_sets(bus)
     started = datetime.now(timezone.utc)
     files = {name: copy_out(name, sets[name], dest) for name in BEFORE_TOPICS if name in sets}
@@ -86,10 +87,23 @@ def backup_command(bus: Bus, args: argparse.Namespace) -> int:
                 "finished_at": datetime.now(timezone.utc).isoformat(), "namespace": bus.settings.namespace,
                 "single_files": [name for name in files if sets[name].is_file()], **kept, "files": files}
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")     # last: its presence = complete
+    keep_private(dest)
     records = sum(f["records"] for t in kept["topics"].values() for f in t["files"])
     info(f"backup written to {dest}: {records:,} records in {sum(len(t['files']) for t in kept['topics'].values())} "
          f"partitions, {len(kept['groups'])} consumer groups, {sum(map(len, files.values()))} files")
     return 0
+
+
+def private_folder(path: Path) -> None:
+    """A folder only its owner may enter: a backup holds the auditor's private key and audit.keys' data keys."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+
+
+def keep_private(root: Path) -> None:
+    """Every folder under root 0700 and every file 0600 (copies keep their source's mode, writes the umask's)."""
+    for path in root.rglob("*"):
+        os.chmod(path, 0o700 if path.is_dir() else 0o600)
 
 
 def restore_command(bus: Bus, args: argparse.Namespace) -> int:

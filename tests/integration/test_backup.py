@@ -69,6 +69,9 @@ def test_a_backup_restores_onto_a_fresh_namespace(bus, bus_env, cli, tmp_path):
     made = cli("backup", str(backup))
     assert made.returncode == 0, made.stderr
     assert "consumer groups" in made.stderr and (backup / "manifest.json").is_file()
+    modes = {path.relative_to(backup): path.stat().st_mode & 0o777 for path in [backup, *backup.rglob("*")]}
+    assert {m for p, m in modes.items() if (backup / p).is_dir()} == {0o700}, modes      # data keys, the audit key
+    assert {m for p, m in modes.items() if (backup / p).is_file()} == {0o600}, modes
 
     fresh_env = {**bus_env, "MLBUS_NAMESPACE": f"t{uuid.uuid4().hex[:10]}.", "MLBUS_VAR": str(tmp_path / "var2")}
     restored = Cli(fresh_env, prepared=True)("restore", str(backup))
