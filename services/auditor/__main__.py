@@ -21,8 +21,12 @@ def main() -> None:
         raise ConfigError(f"no audit signing key at {bus.settings.audit_key} (MLBUS_AUDIT_KEY): `mlbus acl apply` "
                           f"(as the broker admin) makes it and declares its public key on the identities topic")
     key, log_name = LogKey.load(bus.settings.audit_key), log_id(bus)
-    auditor = Auditor(bus, lambda: read_log(bus), lambda size, root, at: key.sign(log_name, size, root, at),
-                      Anchor(bus.settings.audit_anchor), act_verifier(bus), lambda: read_keys(bus))
+    # It resumes only from a checkpoint signed with its own key: one that another key signed (even one the admin
+    # declared a log-signer) is refused, so nobody who can write audit.checkpoints can choose where it resumes.
+    own = {key.key_id: key.public}
+    auditor = Auditor(bus, lambda: read_log(bus, own, log_name),
+                      lambda size, root, at: key.sign(log_name, size, root, at), Anchor(bus.settings.audit_anchor),
+                      act_verifier(bus), lambda: read_keys(bus))
     topics = audited_topics(bus)
     # Large batches: each transaction's commit costs a broker round trip or two (~30 ms locally), which at
     # 1,000 records a batch was a third of the auditor's time under a backlog.

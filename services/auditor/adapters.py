@@ -1,32 +1,52 @@
 """Where the log left off (read_committed): the chain's last record and the Merkle tree's frontier, resumed
-from the latest signed checkpoint and the records committed after it."""
+from the latest checkpoint this auditor verifies and the records committed after it."""
 from __future__ import annotations
 
 from services.bus import Bus
 from services.bus.errors import InfrastructureError
-from services.domain import ChainHead, Frontier, audit_records, checkpoints, data_keys, leaf, records_between
+from services.bus.logs import get_logger
+from services.domain import (ChainHead, Frontier, audit_records, checkpoints, data_keys, head_of_checkpoint, leaf,
+                             records_between)
 
-from .decide import Log
-
-
-def read_log(bus: Bus, timeout_s: float = 30.0) -> Log:
-    """The log as committed: from the latest checkpoint that carries a frontier, the records after it (found
-    by offset); without one (an empty log, or one written before the Merkle tree), every record from the start."""
-    kept = [c for c in checkpoints(bus) if c.get("root_hash")]
-    latest = max(kept, key=lambda c: c["sequence"], default=None)
-    if latest is None:
-        return _grown(Log(), audit_records(bus))
-    tree = Frontier(latest["sequence"], [bytes.fromhex(h) for h in latest["frontier"]])
-    return _grown(Log.resumed(ChainHead(latest["sequence"], latest["hash"]), tree),
-                  records_between(bus, latest["sequence"] + 1, timeout_s=timeout_s))
+from .decide import Log, resume_points
 
 
-def _grown(log: Log, records: list[dict]) -> Log:
+def read_log(bus: Bus, keys: dict[str, bytes], log_id: str, timeout_s: float = 30.0) -> Log:
+    """The log as committed: from the latest checkpoint that holds (its head signed by this auditor's key, its
+    frontier hashing to the root signed, its chain hash the log's at its sequence), the records after it (found by
+    offset); without one (an empty log, one written before the Merkle tree, or every checkpoint refused), every
+    record from the start, checked against each head this auditor signed. A forged checkpoint is refused loudly
+    and never built on; a log that does not match a head this auditor signed stops it."""
+    verified, refused = resume_points(checkpoints(bus), keys, log_id)
+    logger = get_logger(component="auditor")
+    for checkpoint, problem in refused:
+        logger.error("checkpoint REFUSED: the auditor will not resume from it", sequence=checkpoint.get("sequence"),
+                     reason=problem)
+    if verified:
+        latest = verified[0]
+        records = records_between(bus, latest["sequence"], timeout_s=timeout_s)
+        if records and records[0]["sequence"] == latest["sequence"] and records[0]["hash"] == latest["hash"]:
+            tree = Frontier(latest["sequence"], [bytes.fromhex(h) for h in latest["frontier"]])
+            signed = head_of_checkpoint(latest, "audit.checkpoints").signed
+            return _grown(Log.resumed(ChainHead(latest["sequence"], latest["hash"]), tree, signed), records[1:])
+        logger.error("checkpoint REFUSED: its chain hash is not the log's at its sequence; the log is read from "
+                     "its start", sequence=latest["sequence"])
+    log = _grown(Log(), audit_records(bus), {c["sequence"]: c["root_hash"] for c in verified})
+    log.resumed_from = head_of_checkpoint(verified[0], "audit.checkpoints").signed if verified else None
+    return log
+
+
+def _grown(log: Log, records: list[dict], signed_roots: dict[int, str] | None = None) -> Log:
     for record in records:
         if record["sequence"] != log.head.sequence + 1 or record["prev_hash"] != log.head.hash:
             raise RuntimeError(f"audit.log does not continue its checkpoint at sequence {log.head.sequence}: run "
                                f"`mlbus audit verify` (the auditor will not extend a log it cannot vouch for)")
         log.add(record, leaf(record))
+        root = (signed_roots or {}).get(log.head.sequence)
+        if root is not None and log.tree.root().hex() != root:
+            raise RuntimeError(f"audit.log's first {log.head.sequence} records are not the ones this auditor signed "
+                               f"(root {root[:16]}…): the log was rewritten beneath its own head; the auditor will "
+                               f"not extend it (run `mlbus audit verify`)")
     return log
 
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from services.bus import Event, derive_id
-from services.domain import BLOCK, ChainHead, Frontier, Seal, TreeHead, python_seal
+from services.domain import (BLOCK, ChainHead, Frontier, ProofError, Seal, TreeHead, parse_line, python_seal,
+                             signature_problem)
 from services.bus.signing import Verdict
 
 Sign = Callable[[int, str, int], TreeHead]      # (tree size, root hex, time ms) → the auditor's signed head
@@ -64,14 +65,15 @@ class Log:
     block: Frontier = field(default_factory=Frontier)      # the block being filled
     blocks: list[bytes] = field(default_factory=list)      # complete blocks not yet in a checkpoint
     blocks_from: int = 0                                   # the index of blocks[0]
+    resumed_from: TreeHead | None = None                   # the verified head it was resumed from (for the anchor)
 
     @classmethod
-    def resumed(cls, head: ChainHead, tree: Frontier) -> "Log":
+    def resumed(cls, head: ChainHead, tree: Frontier, signed: TreeHead | None = None) -> "Log":
         """The log from a checkpoint: every complete block is in a checkpoint already, and the block being
         filled is the frontier's subtrees smaller than a block."""
         partial = tree.size % BLOCK
         return cls(head, tree, Frontier(partial, tree.hashes[len(tree.hashes) - bin(partial).count("1"):]),
-                   [], tree.size // BLOCK)
+                   [], tree.size // BLOCK, signed)
 
     def add(self, record: dict, leaf: bytes) -> None:
         self.head = ChainHead(record["sequence"], record["hash"])
@@ -123,3 +125,51 @@ def key_created(subject: str, key: bytes, now_ms: int) -> Event:
 def erasable(value: dict, verdict: Verdict) -> bool:
     """An erasure is carried out only when an admin signed it (refused ones are audited all the same)."""
     return verdict.refusal is None and value.get("signer") == verdict.signer
+
+
+def resume_problem(checkpoint: dict, keys: dict[str, bytes], log_id: str) -> str | None:
+    """Why the auditor must not resume from this checkpoint (None when it may): it must carry a head of this log
+    signed by one of `keys` (the auditor's own: a checkpoint anyone else signed is no head of this auditor's), and
+    a frontier that hashes to the root signed — the state the auditor builds on is then the one it signed. The
+    chain's hash it carries is not signed: the caller checks it against the log."""
+    if not checkpoint.get("root_hash"):
+        return "it carries no signed head"
+    try:
+        head = TreeHead.from_json({**checkpoint, "tree_size": checkpoint["sequence"],
+                                   "timestamp": checkpoint["signed_at"]})
+        tree = Frontier(head.tree_size, [bytes.fromhex(h) for h in checkpoint["frontier"]])
+    except (KeyError, TypeError, ValueError, ProofError) as error:
+        return f"it is malformed ({error})"
+    if head.log_id != log_id:
+        return f"it is a head of another log ({head.log_id}, not {log_id})"
+    if head.key_id not in keys:
+        return f"it is signed by key {head.key_id}, not by this auditor's ({', '.join(sorted(keys))})"
+    if problem := signature_problem(head, keys):
+        return problem
+    if tree.root().hex() != head.root_hash:
+        return f"its frontier hashes to {tree.root().hex()[:16]}…, not to the root it signs ({head.root_hash[:16]}…)"
+    return None
+
+
+def resume_points(checkpoints: list[dict], keys: dict[str, bytes],
+                  log_id: str) -> tuple[list[dict], list[tuple[dict, str]]]:
+    """The checkpoints the auditor may resume from, newest first, and those it refuses with why."""
+    verified, refused = [], []
+    for checkpoint in checkpoints:
+        problem = resume_problem(checkpoint, keys, log_id)
+        if problem:
+            refused.append((checkpoint, problem))
+        else:
+            verified.append(checkpoint)
+    return sorted(verified, key=lambda c: -c["sequence"]), refused
+
+
+def anchored(lines: list[tuple[str, str]]) -> list[TreeHead]:
+    """The heads among an anchor's lines (a line that is none is verify's to report, not the auditor's)."""
+    heads = []
+    for _, line in lines:
+        try:
+            heads.append(parse_line(line))
+        except ValueError:
+            continue
+    return heads

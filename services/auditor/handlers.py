@@ -18,7 +18,7 @@ from services.bus.logs import get_logger
 from services.bus.received import decode_message
 from services.bus.signing import SIGNED_RECORDS, Verdict
 
-from .decide import Crossing, Log, Sign, append, attest, checkpoint, erasable, key_created
+from .decide import Crossing, Log, Sign, anchored, append, attest, checkpoint, erasable, key_created
 
 Verify = Callable[[Received, tuple[str, ...]], Verdict]
 
@@ -53,6 +53,7 @@ class Auditor:
             self.log_state = self.read_log()
             self.keys = self.read_keys()
             self.signed_size = self.log_state.head.sequence
+            self._reanchor(self.log_state.resumed_from)
             self.log.info("log continues", sequence=self.log_state.head.sequence, subjects=len(self.keys),
                           hash=self.log_state.head.hash[:12], root=self.log_state.tree.root().hex()[:12])
         now = self.clock()
@@ -93,6 +94,17 @@ class Auditor:
         if self.metrics is not None and self.log_state is not None:
             self.metrics.sequence.set(self.log_state.head.sequence)
             self.metrics.signed_size.set(self.signed_size)
+
+    def _reanchor(self, head: TreeHead | None) -> None:
+        """The head resumed from, appended to the anchor if the anchor holds none as large: a crash between a
+        commit and its anchoring left it only on the topic (verify would read the anchor as rolled back)."""
+        if head is None:
+            return
+        sizes = [h.tree_size for h in anchored(self.anchor.lines(head.log_id))]
+        if max(sizes, default=0) < head.tree_size:
+            self.anchor.append([head])
+            self.log.warning("the anchor lacked the head resumed from: appended", tree_size=head.tree_size,
+                             anchored=max(sizes, default=0))
 
     def _checkpoint(self) -> list[Event]:
         event, head = checkpoint(self.log_state, self.clock(), self.sign)

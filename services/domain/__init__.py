@@ -41,7 +41,7 @@ _EXPORTS = {
     "subject_of": "erasure",
     "unseal_value": "erasure",
     "Erasure": "erasure",
-    "Anchor": "anchor", "AnchorError": "anchor",
+    "Anchor": "anchor", "AnchorError": "anchor", "parse_line": "anchor", "ProofError": "merkle",
     "Audited": "audit_log", "audit_records": "audit_log", "verify_log": "audit_log", "checkpoints": "audit_log",
     "decoded": "audit_log",
     "log_id": "audit_log", "declare_log_key": "audit_log", "audited_topics": "audit_log", "NOT_AUDITED": "audit_log",
