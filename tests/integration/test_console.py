@@ -1,8 +1,10 @@
 """The console in headless Chromium against the real broker and services: people log in with their identity
-files, ana approves a pending version and the registry's decision appears without a reload, bo (an approver,
+files, read and used in the browser only (a challenge signed with WebCrypto Ed25519; no request the browser
+sends holds the private key), ana approves a pending version and the registry's decision appears without a reload, bo (an approver,
 but not one this model's policy names) is told why he cannot, a viewer is told she has no approver role, an
 operator rolls back a canary from the page, markup in a reason stays text, a form without its CSRF token is
-refused, and every screen renders the data with no console error (screenshots under var/)."""
+refused, every screen renders the data with no console error (screenshots under var/), and a revoked person's
+session ends at their next click."""
 from __future__ import annotations
 
 import pytest
@@ -57,7 +59,7 @@ def test_people_look_and_decide_in_the_console(bus, bus_env, cli, tmp_path, expe
         article = page.locator(f"#approval-{MODEL}-1")
         article.locator("input[name=reason]").fill("holdout and CV metrics reviewed")
         article.locator("button[value=approve]").click()
-        expect(page.locator("p.notice")).to_contain_text("signed by ana")
+        expect(page.locator("p.notice")).to_contain_text("signed by ana in the browser")
         page.evaluate("window.loadedOnce = true")        # gone if the page were reloaded
         expect(page.locator("tr.decision").first).to_contain_text("approved", timeout=60_000)
         expect(page.locator("tr.decision").first).to_contain_text("ana")
@@ -83,6 +85,8 @@ def test_people_look_and_decide_in_the_console(bus, bus_env, cli, tmp_path, expe
             base + "/approvals", form={"model": MODEL, "version": "2", "decision": "approve", "reason": "x"})
         assert anonymous.status == 403
         assert not [a for a in topic_values(bus, "approvals") if a["reason"] in ("no token", "x")]
+        signed = [a for a in topic_values(bus, "approvals") if a["reason"] == "holdout and CV metrics reviewed"]
+        assert signed[0]["signer"] == "ana" and signed[0]["artifact_sha256"] and signed[0]["signature"]
 
         # ana approves v2 with markup as her reason: it is shown as text, never run
         article = page.locator(f"#approval-{MODEL}-2")
@@ -120,3 +124,11 @@ def test_people_look_and_decide_in_the_console(bus, bus_env, cli, tmp_path, expe
         assert "ApprovalSubmitted" in text["audit"] or "approved" in text["audit"]
         for visitor in (ana, bo, mallory, olga):
             assert visitor.errors == [], visitor.errors
+        for name, visitor in (("ana", ana), ("bo", bo), ("mallory", mallory), ("olga", olga)):
+            assert visitor.sent and visitor.leaked(people[name]) == [], f"{name}'s private key was sent"
+
+        # mallory's key is revoked: her open session ends at her next click, and says why
+        assert cli("people", "revoke", "mallory").returncode == 0
+        wait_until(lambda: "/login" in mallory.open("/models").url, timeout=30, message="mallory's session to end")
+        expect(mallory.page.locator("p.error:not([hidden])")).to_contain_text("your session ended")
+        expect(mallory.page.locator("p.error:not([hidden])")).to_contain_text("was revoked")

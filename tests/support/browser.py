@@ -61,22 +61,36 @@ def browser() -> Iterator[object]:
 
 
 class Visitor:
-    """One person's browser context: every console message and page error is kept (a test asserts none)."""
+    """One person's browser context: every console message and page error is kept (a test asserts none), and
+    every request body the browser sends (a test asserts none holds the private key)."""
 
     def __init__(self, launched, base: str, shots: Path):
         self.context = launched.new_context(viewport={"width": 1360, "height": 900}, accept_downloads=True)
         self.page = self.context.new_page()
         self.base, self.shots = base, shots
         self.errors: list[str] = []
+        self.sent: list[bytes] = []
+        self.context.on("request", lambda r: self.sent.append(r.post_data_buffer or b""))
         self.page.on("console", lambda m: self.errors.append(f"{m.type}: {m.text}") if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
 
     def login(self, identity_file: Path) -> "Visitor":
+        """Log in as the login page lets a person: the file is chosen, read and used in the page, never sent."""
         self.page.goto(self.base + "/")
-        self.page.set_input_files("input[name=identity]", str(identity_file))
+        self.page.set_input_files("#identity-file", str(identity_file))
         self.page.click("button[type=submit]")
         self.page.wait_for_url(self.base + "/")
         return self
+
+    def leaked(self, identity_file: Path) -> list[bytes]:
+        """The request bodies this browser sent that hold the identity file's private key (any encoding)."""
+        import base64
+        import json
+        from urllib.parse import quote_plus
+        private = json.loads(identity_file.read_text())["private_key"]
+        forms = {private.encode(), quote_plus(private).encode(), base64.b64decode(private),
+                 base64.b64decode(private).hex().encode()}
+        return [body for body in self.sent if any(form in body for form in forms)]
 
     def open(self, path: str, shot: str | None = None):
         self.page.goto(self.base + path)

@@ -2,8 +2,8 @@
 
 `mlbus console [--port 8080]` runs it in the foreground; `mlbus up` starts it as the `console` service
 (python -m services.cli.console). It reads the topics as the broker principal `console` (a reader of what
-the screens show) and sends a logged-in person's acts over that person's own credentials, signed with their
-key. Reference: docs/console.md."""
+the screens show) and publishes the acts people sign in their browser (their private key never reaches it) as
+that principal. Beyond 127.0.0.1 it serves HTTPS with a certificate from the local CA. Reference: docs/console.md."""
 from __future__ import annotations
 
 import argparse
@@ -19,7 +19,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                                                   "deployments, monitoring, KPIs, audit)")
     console.add_argument("--port", type=int, default=None,
                          help=f"port (default MLBUS_CONSOLE_PORT, else {DEFAULT_PORT})")
-    console.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    console.add_argument("--host", default="127.0.0.1",
+                         help="address to listen on (default 127.0.0.1; any other is served over HTTPS with a "
+                              "certificate from the local CA)")
     console.set_defaults(run=console_command)
 
 

@@ -1,38 +1,44 @@
 """The console's web application (Starlette + Jinja2 + htmx): thin adapters from HTTP to the pure page
-builders (pages.py), the session guard (guard.py) and the acts the CLI also sends (registry_cmd, deploy_cmd).
+builders (pages.py), the session guard (guard.py) and the acts people sign in their browser (acts.py): the
+console prepares an act, the browser signs its canonical bytes with the key it read from the person's identity file
+(static/keys.js), the console verifies the signature and publishes the act as its own principal.
 Live: a Follower folds the topics into the ConsoleView; each change is pushed to browsers as a server-sent
 event, on which htmx fetches the open screen again and swaps it in."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import threading
 import time
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 from confluent_kafka import KafkaException
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from services.bus.context import Bus
+from services.bus.envelope import Event, new_id
 from services.bus.errors import BadInput
-from services.bus.identity import Identity
 from services.bus.jsonio import to_json
 from services.bus.logs import get_logger
 from services.bus.poison import poison_record
 from services.bus.projections.follow import Follower
-from services.bus.publish import DeliveryError
+from services.bus.publish import DeliveryError, Publisher
 from services.bus.settings import ConfigError
+from services.bus.signing import verify_act
 
-from . import pages
-from .guard import LoginLimit, LoginRefused, Sessions, check_login, csrf_ok, new_token
+from . import acts, pages
+from .guard import Challenges, LoginLimit, LoginRefused, Session, Sessions, check_login, csrf_ok, new_token
+from .limits import BodyLimit
 from .view import RECORDS, ConsoleView
 
 HERE = Path(__file__).parent
@@ -62,20 +68,23 @@ class Console:
     """The application and what it keeps: the view, sessions, the measurements made in the background."""
 
     def __init__(self, bus: Bus, services=None, verifier=None, explainer=None, prover=None, exporter=None,
-                 kpi_compare=None, acts=None):
+                 kpi_compare=None, publish=None):
         self.bus = bus
         self.view = ConsoleView()
         self.sessions = Sessions()
+        self.challenges = Challenges()
+        self.pending = acts.PendingActs()
         self.limit = LoginLimit()
         self.read_services = services or (lambda: [])
         self.verifier = verifier
         self.explainer, self.prover, self.exporter = explainer, prover, exporter
         self.kpi_compare = kpi_compare or (lambda observed, history: {})
-        self.acts = acts                        # (bus_of_person, identity, kind, fields) → id
+        self.publish = publish or self._publish  # a signed act (Event) onto its topic, as the console's principal
+        self.publisher: Publisher | None = None
+        self.publishing = threading.Lock()
         self.services: list[dict] = []
         self.verification: dict | None = None
         self.verified_head: int | None = None
-        self.person_buses: dict[str, Bus] = {}
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=select_autoescape(default=True, default_for_string=True))
         self.templates.filters["time"] = pages.as_time
@@ -140,15 +149,17 @@ class Console:
         return {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
                 "Cache-Control": "no-store"}
 
-    def session(self, request: Request):
-        return self.sessions.get(request.cookies.get(COOKIE))
+    def session(self, request: Request) -> Session | None:
+        """The request's session while its key is valid on the identities topic (checked on every request)."""
+        with self.view.lock:
+            return self.sessions.current(request.cookies.get(COOKIE), self.view.identities, now_ms())
 
-    def person_bus(self, identity: Identity) -> Bus:
-        """The bus as the person: their acts go over their own broker credentials, as from their CLI."""
-        if identity.key_id not in self.person_buses:
-            self.person_buses[identity.key_id] = Bus.from_settings(
-                replace(self.bus.settings, principal="").as_person(identity.principal, identity.kafka))
-        return self.person_buses[identity.key_id]
+    def _publish(self, event: Event) -> None:
+        """One signed act, by the console's own principal (the act's signature says who made it), delivered."""
+        with self.publishing:
+            self.publisher = self.publisher or Publisher(self.bus, "console")
+            self.publisher.publish(event)
+            self.publisher.flush()
 
     # ---------------------------------------------------------------- the application
     def app(self) -> Starlette:
@@ -157,7 +168,10 @@ class Console:
             async def guarded(request: Request):
                 session = self.session(request)
                 if session is None:
-                    return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+                    login = f"/login?next={quote(request.url.path)}"
+                    if request.headers.get("HX-Request"):         # a live refresh: the whole page goes to login
+                        return Response(status_code=200, headers={"HX-Redirect": login})
+                    return RedirectResponse(login, status_code=303)
                 if not locked:
                     return await handler(request, session)
                 with self.view.lock:
@@ -167,6 +181,7 @@ class Console:
         routes = [
             Route("/login", self.login_page, methods=["GET"]),
             Route("/login", self.login, methods=["POST"]),
+            Route("/login/challenge", self.challenge, methods=["POST"]),
             Route("/logout", self.logout, methods=["POST"]),
             Route("/", screen(self.overview)),
             Route("/models", screen(self.models)),
@@ -187,7 +202,7 @@ class Console:
             Route("/healthz", self.health),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
-        return Starlette(routes=routes)
+        return Starlette(routes=routes, middleware=[Middleware(BodyLimit)])     # inside the error handler
 
     async def health(self, request: Request) -> Response:
         """For probes and benchmarks: what the console has folded and read so far."""
@@ -206,12 +221,24 @@ class Console:
     # ---------------------------------------------------------------- login
     async def login_page(self, request: Request, error: str | None = None, status: int = 200) -> HTMLResponse:
         token = request.cookies.get(LOGIN_COOKIE) or new_token()
-        response = self.render(request, "login.html", http_status=status, error=error, login_token=token,
+        ended = self.sessions.ended.get(request.cookies.get(COOKIE) or "")      # said until a new login
+        response = self.render(request, "login.html", http_status=status, error=error or ended, login_token=token,
                                next=safe_next(request.query_params.get("next", "/")))
         response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https")
         return response
 
+    async def challenge(self, request: Request) -> Response:
+        """A one-time challenge for the login form whose cookie came with the request; the page signs
+        guard.login_message(challenge), which it makes itself."""
+        form = await request.form()
+        token = request.cookies.get(LOGIN_COOKIE)
+        if not token or form.get("login_token") != token:
+            return JSONResponse({"refused": "the login form expired: reload the page"}, 403, headers=self.headers())
+        challenge = self.challenges.issue(token)
+        return JSONResponse({"challenge": challenge, "expires_in_s": self.challenges.ttl_s}, headers=self.headers())
+
     async def login(self, request: Request) -> Response:
+        """The challenge signed in the browser, checked against the key the identities topic holds."""
         client = request.client.host if request.client else "unknown"
         wait_s = self.limit.retry_after(client)
         if wait_s > 0:
@@ -220,20 +247,17 @@ class Console:
         token = request.cookies.get(LOGIN_COOKIE)
         if not token or form.get("login_token") != token:
             return await self.login_page(request, "the login form expired: try again", 403)
-        upload = form.get("identity")
         try:
-            if upload is None or not hasattr(upload, "read"):
-                raise LoginRefused("choose your identity file (the JSON `mlbus people add` wrote for you)")
-            raw = await upload.read()
-            identity = identity_from(raw)
+            challenge, key_id = str(form.get("challenge") or ""), str(form.get("key_id") or "")
+            self.challenges.take(challenge, token)
             with self.view.lock:
-                roles = check_login(identity, self.view.identities, int(time.time() * 1000))
+                key = check_login(key_id, str(form.get("signature") or ""), challenge, self.view.identities, now_ms())
         except LoginRefused as refused:
             self.limit.failed(client)
             log.warning("login refused", client=client, reason=str(refused))
             return await self.login_page(request, str(refused), 401)
-        session = self.sessions.open(identity, roles)
-        log.info("login", person=identity.name, roles=list(roles))
+        session = self.sessions.open(key)
+        log.info("login", person=key.name, key=key.key_id, roles=list(key.roles))
         response = RedirectResponse(safe_next(str(form.get("next") or "/")), status_code=303)
         response.set_cookie(COOKIE, session.token, httponly=True, samesite="strict",
                             secure=request.url.scheme == "https", max_age=int(self.sessions.ttl_s))
@@ -278,7 +302,7 @@ class Console:
 
     async def approvals(self, request: Request, session, notice: str | None = None) -> Response:
         return self.render(request, "approvals.html", notice=notice,
-                           **pages.approvals(self.view, session.identity.name, session.roles))
+                           **pages.approvals(self.view, session.name, session.roles))
 
     async def deployments(self, request: Request, session, notice: str | None = None) -> Response:
         return self.render(request, "deployments.html", notice=notice, **pages.deployments(self.view, session.roles))
@@ -323,66 +347,81 @@ class Console:
 
     # ---------------------------------------------------------------- acts
     async def decide(self, request: Request) -> Response:
+        """An approve/reject: prepared for the browser to sign, or (with `act` and `signature`) sent."""
         form = await request.form()
         session = self.session(request)
         if not csrf_ok(session, form.get("csrf")):
-            return self.refused(request, "the form was not sent from this console (missing or wrong CSRF token)")
+            return refused_json("the form was not sent from this console (missing or wrong CSRF token)")
+        if form.get("act"):
+            return await self.send_signed(request, session, form, self.approvals)
         try:
             model, version = str(form["model"]), int(form["version"])
             decision, reason = str(form["decision"]), str(form.get("reason") or "").strip()
         except (KeyError, ValueError):
-            return self.refused(request, "the form lacks a model, a version or a decision")
+            return refused_json("the form lacks a model, a version or a decision")
         if decision not in ("approve", "reject") or not reason:
-            return self.refused(request, "a decision is approve or reject, with a reason")
+            return refused_json("a decision is approve or reject, with a reason")
         with self.view.lock:
             entry = self.view.inventory.version(model, version)
-            cannot = "no such version" if entry is None else pages.may_approve(
-                self.view, entry, session.identity.name, session.roles)
-        if cannot:
-            return self.refused(request, f"{session.identity.name} cannot {decision} {model} v{version}: {cannot}")
-        try:
-            act_id = await asyncio.to_thread(self.acts, self.person_bus(session.identity), session.identity, "decision",
-                                             dict(model=model, version=version, decision=decision, reason=reason))
-        except (DeliveryError, KafkaException) as error:
-            return self.refused(request, f"the broker did not take the {decision}: {error}")
-        log.info("decision sent", person=session.identity.name, model=model, version=version, decision=decision,
-                 act=act_id)
-        with self.view.lock:
-            return await self.approvals(request, session, notice=f"{decision} of {model} v{version} signed by "
-                                        f"{session.identity.name} and sent ({act_id}); the registry decides")
+            cannot = "no such version" if entry is None else pages.may_approve(self.view, entry, session.name,
+                                                                                 session.roles)
+        if cannot or entry is None:
+            return refused_json(f"{session.name} cannot {decision} {model} v{version}: {cannot}")
+        event = acts.decision(new_id(), model, version, decision, session.name, reason,
+                              entry.trained.get("artifact_sha256"), datetime.now(timezone.utc))
+        return self.prepare(session, event, f"{decision} of {model} v{version} signed by {session.name} in the "
+                                            f"browser and sent ({event.id}); the registry decides")
 
     async def operate(self, request: Request) -> Response:
+        """A deploy or rollback: prepared for the browser to sign, or (with `act` and `signature`) sent."""
         form = await request.form()
         session = self.session(request)
         if not csrf_ok(session, form.get("csrf")):
-            return self.refused(request, "the form was not sent from this console (missing or wrong CSRF token)")
+            return refused_json("the form was not sent from this console (missing or wrong CSRF token)")
         if not set(session.roles) & set(pages.OPERATOR_ROLES):
-            return self.refused(request,
-                                f"{session.identity.name} is not an operator: deployments are theirs to change")
+            return refused_json(f"{session.name} is not an operator: deployments are theirs to change")
+        if form.get("act"):
+            return await self.send_signed(request, session, form, self.deployments)
         action, model = str(form.get("action") or ""), str(form.get("model") or "")
-        reason = str(form.get("reason") or "").strip() or f"from the console by {session.identity.name}"
+        reason = str(form.get("reason") or "").strip() or f"from the console by {session.name}"
         try:
-            fields = {"model": model, "action": action, "reason": reason, "strategy": "replace", "version": None,
-                      "percent": None, "steps": [], "interval_s": 0.0}
-            if action == "deploy":
-                fields.update(version=int(form["version"]), strategy=str(form.get("strategy") or "replace"))
-                if fields["strategy"] == "canary":
-                    fields.update(steps=[10, 25, 50, 100], interval_s=float(form.get("interval_s") or 60))
-                if fields["strategy"] == "champion-challenger":
-                    fields.update(percent=int(form.get("percent") or 10))
-            elif action != "rollback":
-                raise ValueError(action)
+            fields = acts.deployment_fields(action, model, reason, form)
         except (KeyError, ValueError):
-            return self.refused(request, "a deployment needs an action (deploy or rollback), a model and a version")
-        try:
-            act_id = await asyncio.to_thread(self.acts, self.person_bus(session.identity), session.identity,
-                                             "deployment", fields)
-        except (DeliveryError, KafkaException) as error:
-            return self.refused(request, f"the broker did not take the {action}: {error}")
-        log.info("deployment request sent", person=session.identity.name, model=model, action=action, act=act_id)
+            return refused_json("a deployment needs an action (deploy or rollback), a model and a version")
         with self.view.lock:
-            return await self.deployments(request, session, notice=f"{action} of {model} requested by "
-                                          f"{session.identity.name} ({act_id}); the deployer acts on it")
+            entry = self.view.inventory.version(model, fields["version"]) if fields["version"] else None
+        artifact = entry.trained.get("artifact_sha256") if entry is not None else None
+        event = acts.deployment(new_id(), fields, session.name, artifact, datetime.now(timezone.utc))
+        return self.prepare(session, event, f"{action} of {model} requested by {session.name}, signed in the "
+                                            f"browser ({event.id}); the deployer acts on it")
+
+    def prepare(self, session: Session, event: Event, notice: str) -> Response:
+        """The act as a reader will decode it (an Avro round trip: defaults filled), prepared for the session's
+        key and kept here; the browser gets only the bytes to sign."""
+        _, normalized = self.bus.schemas.decode(self.bus.schemas.encode(event.record, event.value))
+        act_id, pending = self.pending.prepare(session.token, Event(event.record, normalized, event.key, event.id,
+                                               event.subject), session.name, session.key_id, notice, now_ms())
+        return JSONResponse({"act": act_id, "signer_key": session.key_id, "record": event.record,
+                             "bytes": base64.b64encode(pending.canonical()).decode()}, headers=self.headers())
+
+    async def send_signed(self, request: Request, session: Session, form, screen) -> Response:
+        """The prepared act with the browser's signature, verified as services will, then published."""
+        pending = self.pending.take(str(form.get("act")), session.token)
+        if pending is None:
+            return self.refused(request, "that act is unknown, expired or was sent already: decide again")
+        event = pending.signed(str(form.get("signature") or ""))
+        with self.view.lock:
+            verdict = verify_act(self.view.identities, event.record, event.value, now_ms(), acts.ROLES[event.record])
+        if verdict.refusal:
+            log.warning("signed act refused", person=session.name, record=event.record, reason=verdict.refusal)
+            return self.refused(request, f"not sent: {verdict.refusal}")
+        try:
+            await asyncio.to_thread(self.publish, event)
+        except (DeliveryError, KafkaException) as error:
+            return self.refused(request, f"the broker did not take the act: {error}")
+        log.info("signed act sent", person=session.name, record=event.record, model=event.key, act=event.id)
+        with self.view.lock:
+            return await screen(request, session, notice=pending.notice)
 
     # ---------------------------------------------------------------- live
     async def events(self, request: Request) -> Response:
@@ -398,7 +437,7 @@ class Console:
             self.view.listeners.append(listener)
             try:
                 yield f"retry: 2000\ndata: {self.view.changes}\n\n"
-                while not await request.is_disconnected():
+                while not await request.is_disconnected() and self.session(request) is not None:   # not revoked
                     try:
                         await asyncio.wait_for(changed.wait(), timeout=15)
                     except asyncio.TimeoutError:
@@ -412,11 +451,13 @@ class Console:
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
 
-def identity_from(raw: bytes) -> Identity:
-    try:
-        return Identity.from_json(raw)
-    except (ValueError, KeyError, TypeError):
-        raise LoginRefused("that is not an mlbus identity file (the JSON `mlbus people add` wrote)") from None
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def refused_json(why: str) -> JSONResponse:
+    """A refusal of an act before it is prepared: the page's script shows `refused` beside the form."""
+    return JSONResponse({"refused": why}, status_code=403, headers=Console.headers())
 
 
 def safe_next(target: str) -> str:

@@ -14,10 +14,9 @@ from services.domain import audit_records, decoded, records_between
 from .. import explain as answers
 from .. import kpi_report
 from ..audit_cmd import exported, proof, verification
-from ..deploy_cmd import request_deployment
-from ..registry_cmd import submit_decision
 from ..supervisor import service_rows
 from .app import Console
+from .tls import console_certificate, is_loopback
 
 TIMELINE_LINES = 300         # the audit screen's timeline: the newest decisions of audit.log
 DECISIONS = ("mlbus.DataBatch", "mlbus.DataValidated", "mlbus.ModelSpecDefined", "mlbus.TrainingRequested",
@@ -63,13 +62,6 @@ def compare(observed: list[dict], history: list[dict]) -> dict:
             "by_variant": [c.as_dict() for c in kpi_report.by_variant(observed, history)]}
 
 
-def act(bus: Bus, identity, kind: str, fields: dict) -> str:
-    if kind == "decision":
-        return submit_decision(bus, identity, fields["model"], fields["version"], fields["decision"], fields["reason"])
-    return request_deployment(bus, identity, fields["model"], fields["version"], fields["action"], fields["strategy"],
-                              fields["percent"], fields["steps"], fields["interval_s"], fields["reason"])
-
-
 def verified_in_a_child(settings: Settings) -> dict:
     """`audit verify` in a process of its own, at a lower priority: a whole pass over a large log is minutes of
     CPU, which in the console's process would hold the interpreter from the pages it serves."""
@@ -89,18 +81,22 @@ def verifier(bus: Bus):
 def console_for(bus: Bus) -> Console:
     console = Console(bus, services=lambda: service_rows(bus), verifier=verifier(bus),
                       prover=lambda target: proof(bus, target), exporter=lambda: exported(bus),
-                      kpi_compare=compare, acts=act)
+                      kpi_compare=compare)
     console.explainer = AuditReader(bus, console)
     return console
 
 
 def serve(bus: Bus, host: str, port: int | None) -> None:
     bus.schemas.resolver = SchemasTopicResolver(bus)        # messages of older writer schemas too
+    # beyond this machine only over HTTPS: cookies and signatures must not cross a network in the clear
+    cert, key = (None, None) if is_loopback(host) else console_certificate(bus.settings, host)
     console = console_for(bus)
     console.start()
     port = port or bus.settings.console_port
-    print(f"mlbus console on http://{host}:{port}/ (log in with your identity file)", flush=True)
+    print(f"mlbus console on {'https' if cert else 'http'}://{host}:{port}/ (log in with your identity file: "
+          f"it is read in your browser, never sent)", flush=True)
     try:
-        uvicorn.run(console.app(), host=host, port=port, log_level="warning")
+        uvicorn.run(console.app(), host=host, port=port, log_level="warning",
+                    ssl_certfile=str(cert) if cert else None, ssl_keyfile=str(key) if key else None)
     finally:
         console.stop()

@@ -1,9 +1,12 @@
 """The console's pages from a view folded in memory (no broker): who may approve and why not, the policy's
-evidence, the lineage graph, and the web application itself through Starlette's test client — login with an
-identity file, cookies, CSRF, the login rate limit, escaping, and acts handed to the (fake) bus."""
+evidence, the lineage graph, and the web application itself through Starlette's test client — login with a
+challenge signed as the browser signs it, cookies, CSRF, the login rate limit, body limits, sessions ended by
+revocation, escaping, and acts signed by the (simulated) browser handed to a fake publisher."""
 from __future__ import annotations
 
+import base64
 import json
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -12,9 +15,12 @@ from starlette.testclient import TestClient
 from services.bus.context import Bus
 from services.bus.settings import Settings
 from services.cli.console import pages
-from services.cli.console.app import COOKIE, Console
+from services.bus.signing import canonical_act, verify_act
+from services.cli.console.app import COOKIE, LOGIN_COOKIE, Console
+from services.cli.console.guard import login_message
+from services.cli.console.limits import FORM
 from services.cli.console.view import ConsoleView
-from tests.unit.console.test_guard import person
+from tests.unit.console.test_guard import person, revoke
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=timezone.utc)
 MARKUP = '<img src=x onerror="alert(1)">'
@@ -91,33 +97,30 @@ def test_the_lineage_joins_data_run_version_decisions_and_deployments():
 
 @pytest.fixture
 def console(tmp_path):
-    sent = []
+    sent: list = []
     bus = Bus.from_settings(Settings.from_env({"MLBUS_VAR": str(tmp_path), "MLBUS_BOOTSTRAP": "127.0.0.1:1"}))
-    app = Console(bus, acts=lambda bus, identity, kind, fields: sent.append((identity.name, kind, fields)) or "act-1")
+    app = Console(bus, publish=sent.append)
     app.view = story()
-    ana, book = person("ana", ("approver",))
-    bo, bo_book = person("bo", ("approver",))
-    mallory, mallory_book = person("mallory", ("viewer",))
-    for each in (book, bo_book, mallory_book):
-        app.view.identities.keys.update(each.keys)
-    app.person_bus = lambda identity: bus
-    return app, sent, {"ana": ana, "bo": bo, "mallory": mallory}
+    people = {name: person(name, roles, app.view.identities)
+              for name, roles in (("ana", ("approver",)), ("bo", ("approver", "operator")), ("mallory", ("viewer",)))}
+    return app, sent, people
 
 
-def identity_file(identity) -> bytes:
-    import base64
-    return json.dumps({"name": identity.name, "principal": identity.principal, "key_id": identity.key_id,
-                       "private_key": base64.b64encode(identity.private_key).decode(), "roles": list(identity.roles),
-                       "kafka": {}}).encode()
+def login_token(client: TestClient) -> str:
+    return client.get("/login").text.split('name="login_token" value="')[1].split('"')[0]
 
 
-def logged_in(app: Console, identity) -> TestClient:
+def signed_login(client: TestClient, who, token: str | None = None, signer=None) -> dict:
+    """What the login page's script posts: the key id, the challenge and its signature, never the key."""
+    token = token or login_token(client)
+    challenge = client.post("/login/challenge", data={"login_token": token}).json()["challenge"]
+    return {"login_token": token, "next": "/approvals", "key_id": who.key_id, "challenge": challenge,
+            "signature": (signer or who).sign(login_message(challenge))}
+
+
+def logged_in(app: Console, who) -> TestClient:
     client = TestClient(app.app(), base_url="http://127.0.0.1")
-    page = client.get("/login")
-    token = page.text.split('name="login_token" value="')[1].split('"')[0]
-    done = client.post("/login", data={"login_token": token, "next": "/approvals"},
-                       files={"identity": ("ana.json", identity_file(identity), "application/json")},
-                       follow_redirects=False)
+    done = client.post("/login", data=signed_login(client, who), follow_redirects=False)
     assert done.status_code == 303 and done.headers["location"] == "/approvals"
     cookie = done.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
@@ -128,33 +131,63 @@ def csrf_of(page: str) -> str:
     return page.split('name="csrf" value="')[1].split('"')[0]
 
 
-def test_every_screen_wants_a_login_and_a_login_wants_a_declared_key(console):
+def test_every_screen_wants_a_login_and_a_login_wants_a_signed_challenge(console):
     app, _, people = console
     client = TestClient(app.app(), base_url="http://127.0.0.1")
     for path in ("/", "/models", "/approvals", "/audit"):
         assert client.get(path, follow_redirects=False).headers["location"].startswith("/login")
     assert client.get("/events").status_code == 401
-    token = client.get("/login").text.split('name="login_token" value="')[1].split('"')[0]
-    stranger = person("eve")[0]
-    refused = client.post("/login", data={"login_token": token},
-                          files={"identity": ("eve.json", identity_file(stranger), "application/json")})
+    stranger = person("eve")
+    refused = client.post("/login", data=signed_login(client, stranger))
     assert refused.status_code == 401 and "not on the identities topic" in refused.text
-    garbage = client.post("/login", data={"login_token": token}, files={"identity": ("x.json", b"{", "text/plain")})
-    assert garbage.status_code == 401 and "not an mlbus identity file" in garbage.text
-    no_token = client.post("/login", data={}, files={"identity": ("a.json", identity_file(people["ana"]), "x")})
+    forged = client.post("/login", data=signed_login(client, people["ana"], signer=people["bo"]))
+    assert forged.status_code == 401 and "does not verify" in forged.text
+    replayed = signed_login(client, people["ana"])
+    assert client.post("/login", data=replayed, follow_redirects=False).status_code == 303
+    again = TestClient(app.app(), base_url="http://127.0.0.1")
+    again.cookies.set(LOGIN_COOKIE, replayed["login_token"])
+    assert again.post("/login", data=replayed).status_code == 401        # a challenge is taken once
+    no_token = client.post("/login", data={**signed_login(client, people["ana"]), "login_token": "other"})
     assert no_token.status_code == 403
+    assert client.post("/login/challenge", data={"login_token": "other"}).status_code == 403
 
 
 def test_logins_are_rate_limited_per_client(console):
-    app, _, _ = console
+    app, _, people = console
     client = TestClient(app.app(), base_url="http://127.0.0.1")
-    token = client.get("/login").text.split('name="login_token" value="')[1].split('"')[0]
-    codes = [client.post("/login", data={"login_token": token},
-                         files={"identity": ("x.json", b"nope", "text/plain")}).status_code for _ in range(7)]
+    token = login_token(client)
+    codes = [client.post("/login", data={**signed_login(client, people["ana"], token), "signature": "bad"}).status_code
+             for _ in range(7)]
     assert codes[:5] == [401] * 5 and codes[5:] == [429, 429]
 
 
-def test_an_approval_is_sent_signed_as_the_person_and_only_with_the_csrf_token(console):
+def test_no_route_takes_a_file_and_bodies_are_capped_before_they_are_read(console):
+    app, _, people = console
+    client = TestClient(app.app(), base_url="http://127.0.0.1")
+    token = login_token(client)
+    upload = client.post("/login", data={"login_token": token}, files={"identity": ("ana.json", b"{}", "x")})
+    assert upload.status_code == 415 and "no file" in upload.text
+    big = client.post("/login", content=b"a=" + b"x" * 20_000, headers={"content-type": FORM})
+    assert big.status_code == 413
+
+    def chunks():                    # no Content-Length: counted while it streams
+        for _ in range(40):
+            yield b"x" * 1024
+    assert client.post("/login", content=chunks(), headers={"content-type": FORM}).status_code == 413
+    assert logged_in(app, people["ana"]).get("/approvals").status_code == 200
+
+
+def sign_prepared(client: TestClient, who, path: str, form: dict, csrf: str):
+    """The page's script: the console prepares the act, the browser signs its bytes and sends the signature."""
+    prepared = client.post(path, data={**form, "csrf": csrf})
+    assert prepared.status_code == 200, prepared.text
+    answer = prepared.json()
+    assert answer["signer_key"] == who.key_id and set(answer) == {"act", "signer_key", "record", "bytes"}
+    signature = who.sign(base64.b64decode(answer["bytes"]))
+    return answer, client.post(path, data={"csrf": csrf, "act": answer["act"], "signature": signature})
+
+
+def test_an_approval_is_signed_in_the_browser_verified_and_sent_by_the_console(console):
     app, sent, people = console
     client = logged_in(app, people["ana"])
     page = client.get("/approvals")
@@ -163,10 +196,63 @@ def test_an_approval_is_sent_signed_as_the_person_and_only_with_the_csrf_token(c
     assert client.post("/approvals", data=form).status_code == 403                      # no token
     assert client.post("/approvals", data={**form, "csrf": "forged"}).status_code == 403
     refused = client.post("/approvals", data={**form, "csrf": csrf_of(page.text)})      # four-eyes: ana asked for v2
-    assert refused.status_code == 403 and "four-eyes" in refused.text and sent == []
-    done = client.post("/approvals", data={**form, "version": "1", "model": MARKUP, "csrf": csrf_of(page.text)})
-    assert done.status_code == 200 and sent == [("ana", "decision", {"model": MARKUP, "version": 1,
-                                                                     "decision": "approve", "reason": "ok"})]
+    assert refused.status_code == 403 and "four-eyes" in refused.json()["refused"] and sent == []
+    answer, done = sign_prepared(client, people["ana"], "/approvals", {**form, "version": "1", "model": MARKUP},
+                                 csrf_of(page.text))
+    assert done.status_code == 200 and "signed by ana in the browser" in done.text and len(sent) == 1
+    act = sent[0]
+    assert act.record == "mlbus.ApprovalSubmitted" and act.key == MARKUP and act.subject == f"{MARKUP}@1"
+    assert {k: act.value[k] for k in ("model", "version", "decision", "reason", "actor", "signer", "signer_key",
+                                      "artifact_sha256")} == {
+        "model": MARKUP, "version": 1, "decision": "approve", "reason": "ok", "actor": "ana", "signer": "ana",
+        "signer_key": people["ana"].key_id, "artifact_sha256": "a" * 64}
+    assert canonical_act(act.record, act.value) == base64.b64decode(answer["bytes"])
+    assert not verify_act(app.view.identities, act.record, act.value, int(time.time() * 1000), ("approver",)).refusal
+    again = client.post("/approvals", data={"csrf": csrf_of(page.text), "act": answer["act"],
+                                            "signature": act.value["signature"]})
+    assert again.status_code == 403 and "sent already" in again.text and len(sent) == 1      # an act is sent once
+
+
+def test_a_bad_signature_or_another_sessions_act_is_refused_and_nothing_is_sent(console):
+    app, sent, people = console
+    ana, bo = logged_in(app, people["ana"]), logged_in(app, people["bo"])
+    csrf = csrf_of(ana.get("/approvals").text)
+    form = {"model": MARKUP, "version": "1", "decision": "reject", "reason": "no", "csrf": csrf}
+    forged = ana.post("/approvals", data={"csrf": csrf, "act": ana.post("/approvals", data=form).json()["act"],
+                                          "signature": people["bo"].sign(b"anything")})
+    assert forged.status_code == 403 and "does not verify" in forged.text
+    answer = ana.post("/approvals", data=form).json()
+    bo_csrf = csrf_of(bo.get("/approvals").text)
+    stolen = bo.post("/approvals", data={"csrf": bo_csrf, "act": answer["act"],
+                                         "signature": people["bo"].sign(base64.b64decode(answer["bytes"]))})
+    assert stolen.status_code == 403 and "unknown" in stolen.text and sent == []
+
+
+def test_a_deployment_request_names_the_versions_artifact_and_a_rollback_none(console):
+    app, sent, people = console
+    client = logged_in(app, people["bo"])
+    csrf = csrf_of(client.get("/deployments").text)
+    _, done = sign_prepared(client, people["bo"], "/deployments",
+                            {"action": "deploy", "model": "m", "version": "1", "strategy": "canary"}, csrf)
+    assert done.status_code == 200 and "requested by bo" in done.text
+    _, done = sign_prepared(client, people["bo"], "/deployments", {"action": "rollback", "model": "m"}, csrf)
+    deploy, rollback = (event.value for event in sent)
+    assert (deploy["version"], deploy["artifact_sha256"], deploy["steps"]) == (1, "a" * 64, [10, 25, 50, 100])
+    assert (rollback["version"], rollback["artifact_sha256"], rollback["signer"]) == (None, None, "bo")
+
+
+def test_a_revoked_keys_session_ends_on_its_next_request(console):
+    app, _, people = console
+    client = logged_in(app, people["ana"])
+    assert client.get("/approvals").status_code == 200
+    revoke(people["ana"], int(time.time() * 1000) - 1)
+    ended = client.get("/approvals", follow_redirects=False)
+    assert ended.status_code == 303 and ended.headers["location"].startswith("/login")
+    assert "your session ended: key" in client.get(ended.headers["location"]).text
+    assert "revoked" in client.get("/login").text                          # said until a new login
+    live = client.get("/approvals", headers={"HX-Request": "true"}, follow_redirects=False)
+    assert live.headers["HX-Redirect"].startswith("/login")                # a live refresh leaves the page too
+    assert client.get("/events").status_code == 401
 
 
 def test_a_viewer_sees_why_and_an_approver_outside_the_policy_too(console):
