@@ -406,7 +406,7 @@ def audit_story() -> None:
     from services.bus import Bus
     from services.bus.replay import read_topics
     from services.bus.topics import consumer_lag
-    from services.domain import audited_topics
+    from services.domain import audited_topics, newest_cosigned
 
     bus = Bus.from_env(principal="admin")
     chapter("16. Governance from audit.log alone: every event, hash-chained, replayable")
@@ -434,20 +434,25 @@ def audit_story() -> None:
     mlbus("audit", "replay", "--until", BEFORE_RETRAIN.isoformat())
     chapter("19. Rebuild the registry's database from audit.log, and verify the chain and every signed tree head")
     mlbus("audit", "rebuild-registry")
+    wait_for("the witness to co-sign the newest signed head", lambda: newest_cosigned(bus))
     mlbus("audit", "verify")
     print(f"signed tree heads kept outside Kafka, one JSON line each: {DEMO_VAR / 'audit-anchor'}")
     chapter("20. Prove one prediction to a regulator: an inclusion proof, checked offline with the public key")
     chosen = served[len(served) // 2]
     (DEMO_VAR / "auditor.pem").write_text(mlbus("audit", "key", show=False, echo=False))
+    (DEMO_VAR / "witness.pem").write_text(mlbus("audit", "key", "--witness", show=False, echo=False))
     mlbus("audit", "prove", chosen["request_id"], "--out", str(DEMO_VAR / "proof.json"))
-    mlbus("audit", "check-proof", str(DEMO_VAR / "proof.json"), "--key", str(DEMO_VAR / "auditor.pem"))
+    mlbus("audit", "check-proof", str(DEMO_VAR / "proof.json"), "--key", str(DEMO_VAR / "auditor.pem"),
+          "--witness-key", str(DEMO_VAR / "witness.pem"))
     chapter("21. Erase a customer's data (GDPR Art. 17): their features become unreadable, the log still verifies")
     mlbus("audit", "forget", chosen["entity_id"], "--reason", "GDPR request 7", person="lead")
     wait_for("the auditor to delete the data key", lambda: "features: ERASED" in mlbus(
         "audit", "explain", chosen["request_id"], show=False, echo=False))
     mlbus("audit", "explain", chosen["request_id"])
+    wait_for("the witness to co-sign the newest signed head", lambda: newest_cosigned(bus))
     mlbus("audit", "verify")
-    mlbus("audit", "check-proof", str(DEMO_VAR / "proof.json"), "--key", str(DEMO_VAR / "auditor.pem"))
+    mlbus("audit", "check-proof", str(DEMO_VAR / "proof.json"), "--key", str(DEMO_VAR / "auditor.pem"),
+          "--witness-key", str(DEMO_VAR / "witness.pem"))
 
 
 CLAIMS, CLAIMS_LR, CLAIMS_ENSEMBLE = "claims_fraud", "claims_fraud_lr", "claims_fraud_ensemble"

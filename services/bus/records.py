@@ -1409,6 +1409,50 @@ class TrainingRun:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WitnessCosignature:
+    """A witness's Ed25519 co-signature of one of the auditor's signed tree heads, made only after it checked the head's signature and that it extends the last head it co-signed (docs/audit.md)."""
+
+    RECORD = "mlbus.WitnessCosignature"
+
+    log_id: str
+    tree_size: int
+    root_hash: str
+    head_timestamp: int
+    head_key_id: str
+    cosigned_at: int
+    witness: str
+    key_id: str
+    signature: str
+
+    @classmethod
+    def from_avro(cls, value: Mapping[str, Any]) -> WitnessCosignature:
+        return cls(
+            log_id=value['log_id'],
+            tree_size=value['tree_size'],
+            root_hash=value['root_hash'],
+            head_timestamp=value['head_timestamp'],
+            head_key_id=value['head_key_id'],
+            cosigned_at=value['cosigned_at'],
+            witness=value['witness'],
+            key_id=value['key_id'],
+            signature=value['signature'],
+        )
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'log_id': self.log_id,
+            'tree_size': self.tree_size,
+            'root_hash': self.root_hash,
+            'head_timestamp': self.head_timestamp,
+            'head_key_id': self.head_key_id,
+            'cosigned_at': self.cosigned_at,
+            'witness': self.witness,
+            'key_id': self.key_id,
+            'signature': self.signature,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class BatchRef:
     """A data batch used in a training, by content hash."""
 
@@ -1784,6 +1828,7 @@ RECORD_TYPES: dict[str, type] = {
     SchemaDefinition.RECORD: SchemaDefinition,
     TrainingRequested.RECORD: TrainingRequested,
     TrainingRun.RECORD: TrainingRun,
+    WitnessCosignature.RECORD: WitnessCosignature,
     BatchRef.RECORD: BatchRef,
     CheckFailure.RECORD: CheckFailure,
     ColumnProfile.RECORD: ColumnProfile,

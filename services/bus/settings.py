@@ -50,6 +50,7 @@ class Settings:
     audit_anchor: str = ""              # MLBUS_AUDIT_ANCHOR: a directory or fsspec URL outside Kafka for the heads
     audit_key: Path = Path()            # MLBUS_AUDIT_KEY: the auditor's Ed25519 seed (made by `mlbus acl apply`)
     audit_log_id: str = ""              # MLBUS_AUDIT_LOG_ID: the log's name in its heads (default: the topic's)
+    witness_dir: Path = Path()          # MLBUS_WITNESS_DIR: the witness's key and state (default var/witness)
     scorer_delivery: str = "exactly-once"   # MLBUS_SCORER_DELIVERY: exactly-once | at-least-once
     trainer_min_fit_s: float = 0.0      # MLBUS_TRAINER_MIN_FIT_S: fault injection, every training lasts this long
     console_port: int = 8080            # MLBUS_CONSOLE_PORT: where `mlbus console` and the console service listen
@@ -90,6 +91,7 @@ class Settings:
             audit_anchor=env.get("MLBUS_AUDIT_ANCHOR") or str(var_dir / "audit-anchor"),
             audit_key=Path(env.get("MLBUS_AUDIT_KEY", var_dir / "keys" / "auditor.ed25519")),
             audit_log_id=env.get("MLBUS_AUDIT_LOG_ID", ""),
+            witness_dir=Path(env.get("MLBUS_WITNESS_DIR") or var_dir / "witness"),
             scorer_delivery=choice(env, "MLBUS_SCORER_DELIVERY", ("exactly-once", "at-least-once")),
             trainer_min_fit_s=non_negative(env, "MLBUS_TRAINER_MIN_FIT_S", 0.0),
             console_port=positive_int(env, "MLBUS_CONSOLE_PORT", 8080),

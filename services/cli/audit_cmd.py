@@ -10,10 +10,9 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from services.domain import (BLOCK, REDACTED, Tiled, anchored_heads, audit_records, block_hashes, check_proof,
-                             checkpoints, consistency_proof, decoded, head_of_checkpoint, inclusion_proof, kept_heads,
-                             key_id, leaf, log_id, log_signers, public_pem, read_public_key, records_between,
-                             signature_problem, verify_log)
+from services.domain import (BLOCK, REDACTED, anchored_heads, audit_records, check_proof, checkpoints,
+                             consistency_proof, cosignatures, decoded, head_of_checkpoint, inclusion_proof, log_id,
+                             log_signers, proof_tree, public_pem, records_between, signature_problem, witness_keys)
 from services.bus.edge import content
 from services.bus.context import Bus
 from services.bus.envelope import new_id
@@ -21,6 +20,7 @@ from services.bus.errors import BadInput
 from services.bus.settings import PROJECT_ROOT
 
 from . import explain as answers
+from .audit_trust import key_files, proof_witness_problem, run_witness, verification, with_cosignatures
 from .acts import person, send
 from .monitor_cmd import parse_time
 from .output import info, print_json, print_json_line, print_table
@@ -35,13 +35,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--from-checkpoint", type=Path, metavar="FILE",
                        help="a checkpoint saved earlier (`mlbus audit checkpoint > FILE`) the log must still reach")
     check.add_argument("--key", type=Path, action="append", default=[], metavar="PEM",
-                       help="the auditor's public key (`mlbus audit key`), besides those on the identities topic")
+                       help="pin the auditor's public key (`mlbus audit key`): only the keys given are trusted, not "
+                            "those on the identities topic")
+    check.add_argument("--witness-key", type=Path, action="append", default=[], metavar="PEM",
+                       help="pin a witness's public key (`mlbus audit key --witness`): only those given are trusted")
     check.add_argument("--json", action="store_true")
     check.set_defaults(run=verify_command)
     head = sub.add_parser("checkpoint", help="print the latest signed checkpoint as JSON, to keep")
     head.set_defaults(run=checkpoint_command)
     key = sub.add_parser("key", help="print the auditor's public keys (PEM) from the identities topic")
+    key.add_argument("--witness", action="store_true", help="the witnesses' public keys instead")
     key.set_defaults(run=key_command)
+    witness = sub.add_parser("witness", help="run the witness (principal witness, its own key and state in "
+                                             "MLBUS_WITNESS_DIR): co-sign each new head that extends the last one")
+    witness.set_defaults(run=lambda bus, args: run_witness())
     prove = sub.add_parser("prove", help="an inclusion proof of one record (by request id or sequence), or a "
                                          "consistency proof between two signed heads, checkable offline")
     prove.add_argument("target", nargs="?", metavar="REQUEST_ID|SEQUENCE",
@@ -54,6 +61,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     checked.add_argument("proof", type=Path)
     checked.add_argument("--key", type=Path, action="append", required=True, metavar="PEM",
                          help="the auditor's public key (PEM as `mlbus audit key` prints it, or raw base64)")
+    checked.add_argument("--witness-key", type=Path, action="append", default=[], metavar="PEM",
+                         help="a witness's public key (`mlbus audit key --witness`): the proof's head must be "
+                              "co-signed by one of those given")
     checked.set_defaults(run=check_proof_command)
     replay = sub.add_parser("replay", help="the inventory, deployments and drift alerts as they were at a time")
     replay.add_argument("--until", required=True, help="ISO 8601 time")
@@ -95,12 +105,15 @@ def verify_command(bus: Bus, args: argparse.Namespace) -> int:
             extra.append(head_of_checkpoint(json.loads(args.from_checkpoint.read_text()), str(args.from_checkpoint)))
         except (OSError, ValueError) as error:
             raise BadInput(f"--from-checkpoint {args.from_checkpoint}: {error}") from None
-    report = verification(bus, extra, _key_files(args.key))
+    report = verification(bus, extra, key_files(args.key), key_files(args.witness_key, "--witness-key"))
     if args.json:
         print_json(report)
     elif report["intact"]:
         print(f"intact: {report['records']} records, root {report['root_hash']}, {report['heads_checked']} heads "
               f"checked ({report['checkpoints']} on audit.checkpoints, {report['anchored_heads']} in the anchor)")
+    elif report["first_bad_sequence"] is None:
+        print(f"UNTRUSTED: {report['reason']} [{report['caught_by']}] (the {report['records']} records match every "
+              f"head kept)")
     else:
         by = f" [{report['caught_by']}]" if report["caught_by"] else ""
         print(f"BROKEN at sequence {report['first_bad_sequence']}: {report['reason']}{by} "
@@ -108,36 +121,6 @@ def verify_command(bus: Bus, args: argparse.Namespace) -> int:
     if report["warning"]:
         info(f"warning: {report['warning']}")
     return 0 if report["intact"] else 1
-
-
-def verification(bus: Bus, extra_heads: list | None = None, extra_keys: dict[str, bytes] | None = None) -> dict:
-    """audit.log checked against every head on audit.checkpoints, in the anchor and given: what `audit verify`
-    prints and the console shows."""
-    on_topic, anchored = kept_heads(bus)
-    keys = {**log_signers(bus), **(extra_keys or {})}
-    result = verify_log(bus, on_topic + anchored + list(extra_heads or []), keys, log_id(bus))
-    broken = result.broken
-    warning = None
-    if not anchored and any(h.signed for h in on_topic):
-        warning = (f"the anchor {bus.settings.audit_anchor} holds no head of {log_id(bus)}: only the broker's own "
-                   f"checkpoints were checked, which a rewrite of the topics could have recomputed")
-    return {"intact": broken is None, "records": result.head.sequence if broken is None else None,
-            "verified_up_to": result.head.sequence, "head_hash": result.head.hash, "root_hash": result.root,
-            "log_id": log_id(bus), "checkpoints": len(on_topic), "anchored_heads": len(anchored),
-            "heads_checked": result.heads, "anchor": bus.settings.audit_anchor,
-            "first_bad_sequence": broken.sequence if broken else None, "reason": broken.reason if broken else None,
-            "caught_by": broken.head if broken else None, "warning": warning}
-
-
-def _key_files(paths: list[Path]) -> dict[str, bytes]:
-    keys = {}
-    for path in paths:
-        try:
-            public = read_public_key(path.read_bytes())
-        except (OSError, ValueError) as error:
-            raise BadInput(f"--key {path}: {error}") from None
-        keys[key_id(public)] = public
-    return keys
 
 
 def checkpoint_command(bus: Bus, args: argparse.Namespace) -> int:
@@ -152,9 +135,10 @@ def checkpoint_command(bus: Bus, args: argparse.Namespace) -> int:
 
 
 def key_command(bus: Bus, args: argparse.Namespace) -> int:
-    keys = log_signers(bus)
+    keys = witness_keys(bus) if args.witness else log_signers(bus)
     if not keys:
-        info("no audit signing key on the identities topic: `mlbus acl apply` (as admin) declares it")
+        info("no witness key on the identities topic: `mlbus up` (as admin) declares the witness's" if args.witness
+             else "no audit signing key on the identities topic: `mlbus acl apply` (as admin) declares it")
         return 1
     for public in keys.values():
         sys.stdout.write(public_pem(public).decode())
@@ -183,23 +167,26 @@ def proof(bus: Bus, target: str | None, consistency: int | None = None) -> tuple
     if not heads:
         raise BadInput("no signed tree head covers the log yet (the auditor signs one every "
                        "MLBUS_AUDIT_CHECKPOINT_EVERY records and every MLBUS_AUDIT_HEAD_INTERVAL_S seconds)")
+    cosigned = {(c.tree_size, c.root_hash) for c in cosignatures(bus)}
+    heads.sort(key=lambda h: ((h.tree_size, h.root_hash) in cosigned, h.tree_size))   # co-signed last: tried first
     latest = _first_valid(reversed(heads), keys)
     if consistency is not None:
         first = _first_valid([h for h in heads if h.tree_size == consistency], keys)
         if first is None:
             raise BadInput(f"no validly signed head of size {consistency}; signed sizes: "
                            + ", ".join(str(h.tree_size) for h in heads[-10:]))
-        tree = _tree(bus, kept, latest.tree_size, {(first.tree_size - 1) // BLOCK})
-        document = consistency_proof(first, latest, tree)
+        tree = proof_tree(bus, kept, latest.tree_size, {(first.tree_size - 1) // BLOCK})
+        document = with_cosignatures(bus, consistency_proof(first, latest, tree), latest)
     else:
         sequence = _sequence_of(bus, target)
         covering = _first_valid(reversed([h for h in heads if h.tree_size >= sequence]), keys)
         if covering is None:
-            raise BadInput(f"record #{sequence} is after the last signed head ({heads[-1].tree_size}): try again "
+            raise BadInput(f"record #{sequence} is after the last signed head "
+                           f"({max(h.tree_size for h in heads)}): try again "
                            f"once the auditor signs the next one")
-        tree = _tree(bus, kept, covering.tree_size, {(sequence - 1) // BLOCK})
+        tree = proof_tree(bus, kept, covering.tree_size, {(sequence - 1) // BLOCK})
         [record] = records_between(bus, sequence, sequence)
-        document = inclusion_proof(record, tree, covering)
+        document = with_cosignatures(bus, inclusion_proof(record, tree, covering), covering)
     holds, what = check_proof(document, keys)
     if not holds:
         raise BadInput(f"the log does not reproduce its signed head ({what}): run `mlbus audit verify`")
@@ -216,21 +203,6 @@ def _heads_by_size(bus: Bus, kept: list[dict]) -> list:
 def _first_valid(heads, keys: dict[str, bytes]):
     """The first of these heads whose signature holds (signatures are checked only as far as needed)."""
     return next((h for h in heads if signature_problem(h, keys) is None), None)
-
-
-def _tree(bus: Bus, kept: list[dict], size: int, blocks_needed: set[int]):
-    """The tree of `size` records as a proof needs it: the checkpoints' block hashes and the leaves of the
-    blocks the proof descends into (its own, and the incomplete last one) — a few hundred records read, not
-    the log. A log whose checkpoints lack block hashes (written before them) is read whole."""
-    blocks = block_hashes(kept)
-    complete = size // BLOCK
-    if any(b not in blocks for b in range(complete)):
-        return [leaf(r) for r in audit_records(bus)][:size]
-    leaves = {}
-    for block in {b for b in blocks_needed | {complete} if b * BLOCK < size}:
-        for record in records_between(bus, block * BLOCK + 1, min((block + 1) * BLOCK, size)):
-            leaves[record["sequence"] - 1] = leaf(record)
-    return Tiled([blocks[b] for b in range(complete)], leaves)
 
 
 def _sequence_of(bus: Bus, target: str) -> int:
@@ -251,7 +223,10 @@ def check_proof_command(bus: Bus | None, args: argparse.Namespace) -> int:
         document = json.loads(args.proof.read_text())
     except (OSError, ValueError) as error:
         raise BadInput(f"{args.proof}: {error}") from None
-    holds, what = check_proof(document, _key_files(args.key))
+    keys = key_files(args.key)
+    holds, what = check_proof(document, keys)
+    if holds and (problem := proof_witness_problem(document, keys, key_files(args.witness_key, "--witness-key"))):
+        holds, what = False, f"{what}, but {problem}"
     print(("VALID: " if holds else "INVALID: ") + what)
     return 0 if holds else 1
 

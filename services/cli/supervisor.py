@@ -11,7 +11,7 @@ from pathlib import Path
 
 from services.bus.acl_admin import apply_access
 from services.bus.publish import announce_all
-from services.domain import declare_log_key
+from services.domain import declare_log_key, declare_witness_key
 from services.bus.credentials import secured
 from services.bus.context import Bus
 from services.bus.identity import read_identities
@@ -25,8 +25,10 @@ from .output import info, print_json, print_table
 SERVICES = {"validator": "services.validator", "trainer": "services.trainer", "registry": "services.registry",
             "deployer": "services.deployer", "scorer": "services.scorer",
             "drift-watcher": "services.drift_watcher",
-            "auditor": "services.auditor", "notifier": "services.notifier", "console": "services.cli.console"}
+            "auditor": "services.auditor", "notifier": "services.notifier", "witness": "services.witness",
+            "console": "services.cli.console"}
 STOP_DEADLINE_S = 30
+WITNESS_KEY_DEADLINE_S = 60         # the witness makes its key at its first start, before it reads the bus
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -84,10 +86,24 @@ def up_command(bus: Bus, args: argparse.Namespace) -> int:
     announce_all(bus)                   # only the admin writes the schemas topic
     for name, module in services.items():
         start_service(bus, name, module)
+    if "witness" in services:
+        declare_witness(bus)
     if not services:
         info("no services to start yet: the broker and the topics are up")
     info(f"bootstrap={bus.settings.bootstrap}")
     return 0
+
+
+def declare_witness(bus: Bus) -> None:
+    """The witness's public key on the identities topic (role witness), as the admin: the witness makes its key
+    and its proof of possession in its own state directory at its first start; this waits for them."""
+    deadline = time.monotonic() + WITNESS_KEY_DEADLINE_S
+    while (declared := declare_witness_key(bus, bus.settings.witness_dir)) is None:
+        if time.monotonic() > deadline:
+            raise ConfigError(f"the witness wrote no key in {bus.settings.witness_dir} within "
+                              f"{WITNESS_KEY_DEADLINE_S}s: see var/log/witness.log")
+        time.sleep(0.1)
+    info(f"witness key {declared} (public key on the identities topic, role witness)")
 
 
 def start_local_broker(bus: Bus) -> None:
@@ -119,8 +135,9 @@ def start_service(bus: Bus, name: str, module: str) -> None:
 
 def metrics_port(bus: Bus, name: str) -> int:
     """Where `mlbus up` has a service serve its Prometheus metrics: the base port + its place in SERVICES; 0 for
-    the console (a web page, not a consumer) and for services of your own (set MLBUS_METRICS_PORT for them)."""
-    names = [n for n in SERVICES if n != "console"]
+    the console (a web page, not a consumer), the witness (no runtime: its log says what it co-signed) and for
+    services of your own (set MLBUS_METRICS_PORT for them)."""
+    names = [n for n in SERVICES if n not in ("console", "witness")]
     return bus.settings.metrics_base_port + names.index(name) if name in names else 0
 
 

@@ -6,7 +6,8 @@
 - serving — applying a version's pipeline, the same online and offline; ensembles — versions combined
 - audit, audit_log — the audit chain and reading audit.log; merkle — RFC 9162 tree hashes and proofs;
   tree_head — signed tree heads and the auditor's key; anchor — the heads kept outside Kafka; proofs — inclusion
-  and consistency proofs checkable offline
+  and consistency proofs checkable offline; witness, witness_log — the witness's co-signatures; trust — what
+  verify asks of the anchor and the witness
 - fairness — group fairness figures (fairlearn), at training and online; attributions — why one prediction
 - alerts — the one builder of Alert and TrainingRequested events
 
@@ -42,6 +43,14 @@ _EXPORTS = {
     "unseal_value": "erasure",
     "Erasure": "erasure",
     "Anchor": "anchor", "AnchorError": "anchor", "parse_line": "anchor", "ProofError": "merkle",
+    "Cosignature": "witness", "cosignature_problem": "witness", "witness_problem": "witness",
+    "cosigned_beyond": "witness",
+    "cosignatures": "witness_log", "witness_keys": "witness_log", "declare_witness_key": "witness_log",
+    "proof_tree": "witness_log", "newest_cosigned": "witness_log",
+    "Leaves": "merkle", "consistency_path": "merkle",
+    "WITNESS_ENROLMENT_FILE": "witness_log", "WITNESS_PUBLIC_KEY_FILE": "witness_log", "cosign": "witness",
+    "decide_witness": "witness", "WitnessDecision": "witness",
+    "anchor_problem": "trust", "split_view": "trust", "newest_head": "trust", "pinned": "trust",
     "Audited": "audit_log", "audit_records": "audit_log", "verify_log": "audit_log", "checkpoints": "audit_log",
     "decoded": "audit_log",
     "log_id": "audit_log", "declare_log_key": "audit_log", "audited_topics": "audit_log", "NOT_AUDITED": "audit_log",
@@ -58,7 +67,9 @@ _EXPORTS = {
     "MISSING_GROUP": "fairness",
 }
 _RENAMED = {"verify_chain": "verify", "check_proof": "check", "consistency_proof": "consistency",
-            "inclusion_proof": "inclusion"}
+            "inclusion_proof": "inclusion", "newest_head": "newest",
+            "WITNESS_ENROLMENT_FILE": "ENROLMENT_FILE", "WITNESS_PUBLIC_KEY_FILE": "PUBLIC_KEY_FILE",
+            "decide_witness": "decide", "WitnessDecision": "Decision"}
 __all__ = sorted(_EXPORTS)  # noqa: PLE0605 (a list: sorted() of the names exported lazily)
 
 

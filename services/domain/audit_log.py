@@ -303,9 +303,12 @@ def block_hashes(kept: Iterable[dict]) -> dict[int, bytes]:
     return found
 
 
-NOT_AUDITED = ("audit.log", "audit.checkpoints", "audit.keys")     # the log itself, and the keys it must not keep
+# The log itself, the keys it must not keep, and the witness's co-signatures of its heads (auditing them would make
+# each co-signature a record, hence a new head to co-sign: a head every MLBUS_AUDIT_HEAD_INTERVAL_S forever).
+NOT_AUDITED = ("audit.log", "audit.checkpoints", "audit.keys", "audit.witness")
 
 
 def audited_topics(bus: Bus) -> list[str]:
-    """The catalogue topics the auditor reads: every one but audit.log, its checkpoints and its data keys."""
+    """The catalogue topics the auditor reads: every one but audit.log, its checkpoints, its data keys and the
+    witness's co-signatures."""
     return [name for name in bus.catalogue.topics if name not in NOT_AUDITED]

@@ -29,6 +29,7 @@ from tests.support.databases import table_rows
 from tests.support.datasets import good, with_defect, write
 from tests.support.polling import wait_until
 from tests.support.samples import sample
+from tests.support.witness import cosigned, witnessing
 
 from .checker import ScenarioResult, Sent, result, tally
 from .harness import (AUTO_POLICY, CONTROL_PLANE, MODEL, SPEC, Brokers, Service, Stage, TrackedProducer,
@@ -815,18 +816,20 @@ def recovery_drill(workdir: Path, scale: float) -> ScenarioResult:
     backup = workdir / "backup"
     with Brokers(workdir / "kafka") as brokers:
         stage = Stage(brokers, workdir)
-        with stage.running():
-            deploy_model(stage, keep_running=True)
-            for name, module in (("scorer", SCORER), ("auditor", "services.auditor")):
-                stage.start(name, module)
-            before_producer = TrackedProducer(stage.bus)
-            send_requests(before_producer, 0, n // 2)
-            before_producer.flush(300)
-            drain(stage, "scorer", ["inference.requests"], timeout=600)
-            drain(stage, "auditor", audited_topics(stage.bus), timeout=600)
-        sent_before, acknowledged_before = before_producer.sent, before_producer.acknowledged
-        del before_producer                                   # its client would keep calling the old broker
-        before = recovery_view(stage)
+        with witnessing(stage.bus, stage.env, workdir / "witness.log"):     # it outlives the auditor's last head
+            with stage.running():
+                deploy_model(stage, keep_running=True)
+                for name, module in (("scorer", SCORER), ("auditor", "services.auditor")):
+                    stage.start(name, module)
+                before_producer = TrackedProducer(stage.bus)
+                send_requests(before_producer, 0, n // 2)
+                before_producer.flush(300)
+                drain(stage, "scorer", ["inference.requests"], timeout=600)
+                drain(stage, "auditor", audited_topics(stage.bus), timeout=600)
+            sent_before, acknowledged_before = before_producer.sent, before_producer.acknowledged
+            del before_producer                                   # its client would keep calling the old broker
+            cosigned(stage.bus)
+            before = recovery_view(stage)
         made = stage.cli("backup", str(backup))
         if made.returncode != 0:
             raise RuntimeError(f"mlbus backup failed: {made.stderr}")
@@ -840,7 +843,8 @@ def recovery_drill(workdir: Path, scale: float) -> ScenarioResult:
             if done.returncode != 0:
                 raise RuntimeError(f"mlbus {' '.join(args)} failed: {done.stderr}")
         restore_s = time.monotonic() - started
-        with restored.running():
+        # var/ is gone with the witness's state: a new witness checks the restored log from its start, co-signs
+        with restored.running(), witnessing(restored.bus, restored.env, workdir / "witness-new.log"):
             for name, module in (*CONTROL_PLANE.items(), ("scorer", SCORER), ("auditor", "services.auditor")):
                 restored.start(name, module)
             after_producer = TrackedProducer(restored.bus)
@@ -850,6 +854,7 @@ def recovery_drill(workdir: Path, scale: float) -> ScenarioResult:
             wait_until(lambda: registry_rows(restored) == before["registry"], 120,
                        "the restored registry to rebuild its database")
             drain(restored, "auditor", audited_topics(restored.bus), timeout=600)
+            cosigned(restored.bus)
             after = recovery_view(restored)
         predictions = served_ids(restored.values("inference.predictions"))
         counts = tally(sent_before + after_producer.sent, acknowledged_before | after_producer.acknowledged,

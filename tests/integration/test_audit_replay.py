@@ -12,6 +12,7 @@ from contextlib import ExitStack
 from datetime import datetime, timezone
 
 import fastavro
+import pytest
 import yaml
 
 from services.bus.replay import read_messages
@@ -25,6 +26,7 @@ from tests.support.polling import read_topic, topic_values, wait_until
 from tests.support.people import Cli
 from tests.support.processes import running, stop
 from tests.support.scoring import routed, send_requests
+from tests.support.witness import cosigned, witness  # noqa: F401 (a fixture)
 
 SPEC = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"
 MODEL = "breast_cancer_lr"
@@ -45,6 +47,7 @@ def lifecycle(bus, version: int, kind: str) -> bool:
     return any(e["version"] == version and e["kind"] == kind for e in topic_values(bus, "models.lifecycle"))
 
 
+@pytest.mark.usefixtures("witness")       # running all along: it co-signs each head, the last ones included
 def test_replay_rebuild_and_explain_from_the_audit_log(bus, bus_env, cli, tmp_path, postgres_server):
     (tmp_path / "policy.yaml").write_text(yaml.safe_dump({"model": MODEL, "metric": "roc_auc", "human_approval": True,
                                                           "approvers": ["ana"], "four_eyes": True}))
@@ -108,11 +111,14 @@ def test_replay_rebuild_and_explain_from_the_audit_log(bus, bus_env, cli, tmp_pa
     assert timeline.returncode == 0 and "approved" in timeline.stdout and "ana (signed, key" in timeline.stdout
     exported = [json.loads(line) for line in cli("audit", "export").stdout.splitlines()]
     assert [e["sequence"] for e in exported] == list(range(1, len(exported) + 1))
+    cosigned(bus)
     assert cli("audit", "verify").returncode == 0
     (tmp_path / "auditor.pem").write_text(cli("audit", "key").stdout)
+    (tmp_path / "witness.pem").write_text(cli("audit", "key", "--witness").stdout)
     proved = cli("audit", "prove", ids[0], "--out", str(tmp_path / "proof.json"))      # one prediction, by request id
     assert proved.returncode == 0, proved.stderr
-    checked = cli("audit", "check-proof", str(tmp_path / "proof.json"), "--key", str(tmp_path / "auditor.pem"))
+    checked = cli("audit", "check-proof", str(tmp_path / "proof.json"), "--key", str(tmp_path / "auditor.pem"),
+                  "--witness-key", str(tmp_path / "witness.pem"))
     assert checked.returncode == 0 and "inference.predictions" in checked.stdout, checked.stdout
     proved_record = json.loads(json.loads((tmp_path / "proof.json").read_text())["leaf_data"])
     assert ids[0].encode().hex() in proved_record["value"]          # the prediction's Avro bytes name the request
@@ -170,6 +176,8 @@ def forget_a_customer(bus, bus_env, cli, tmp_path, ids) -> None:
     after = [json.loads(line) for line in cli("audit", "export").stdout.splitlines()]
     assert all(e["value"]["features"] == {} for e in after if e["topic"] == "inference.requests"
                and e["value"]["entity_id"] == "customer-0")
+    cosigned(bus)
     assert cli("audit", "verify").returncode == 0
     (tmp_path / "auditor.pem").write_text(cli("audit", "key").stdout)
-    assert cli("audit", "check-proof", str(before), "--key", str(tmp_path / "auditor.pem")).returncode == 0
+    assert cli("audit", "check-proof", str(before), "--key", str(tmp_path / "auditor.pem"), "--witness-key",
+               str(tmp_path / "witness.pem")).returncode == 0

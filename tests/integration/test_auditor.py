@@ -21,6 +21,7 @@ from tests.support.polling import bus_messages, read_topic, wait_until
 from tests.support import rfc9162
 from tests.support.processes import free_port, running, start, stop
 from tests.support.prometheus import scrape
+from tests.support.witness import cosigned, witnessing
 
 TOPICS = ("inference.requests", "outcomes", "kpis")
 
@@ -73,11 +74,13 @@ def assert_whole_chain(bus, records: list[dict]) -> None:
 def test_ten_thousand_events_become_ten_thousand_records_and_the_chain_verifies(bus, bus_env, cli, tmp_path):
     delivered = publish_events(bus, 10_000, "e")
     port = free_port()
-    with running("services.auditor", bus_env, tmp_path / "auditor.log", MLBUS_AUDIT_CHECKPOINT_EVERY="2500",
-                 MLBUS_METRICS_PORT=str(port)):
-        records = audited(bus, delivered)
-        metrics = wait_until(lambda: (m := scrape(port)).get("mlbus_audit_sequence{}") == len(records) and m,
-                             timeout=60, message="the auditor's metrics at the log's end")
+    with witnessing(bus, bus_env, tmp_path / "witness.log"):
+        with running("services.auditor", bus_env, tmp_path / "auditor.log", MLBUS_AUDIT_CHECKPOINT_EVERY="2500",
+                     MLBUS_METRICS_PORT=str(port)):
+            records = audited(bus, delivered)
+            metrics = wait_until(lambda: (m := scrape(port)).get("mlbus_audit_sequence{}") == len(records) and m,
+                                 timeout=60, message="the auditor's metrics at the log's end")
+        cosigned(bus)                       # the head signed at the stop, too
     assert_whole_chain(bus, records)
     assert metrics["mlbus_audit_signed_size{}"] > 0 and sum(
         v for k, v in metrics.items() if k.startswith('mlbus_messages_total{outcome="handled",service="auditor"')) \
@@ -169,8 +172,10 @@ def rewritten(records: list[dict], at: int, key: LogKey, name: str, every: int) 
 
 def test_verify_names_the_first_bad_record_or_head_in_tampered_and_rewritten_logs(bus, bus_env, cli, tmp_path):
     delivered = publish_events(bus, 300, "t")
-    with running("services.auditor", bus_env, tmp_path / "auditor.log", MLBUS_AUDIT_CHECKPOINT_EVERY="100"):
-        records = audited(bus, delivered)
+    with witnessing(bus, bus_env, tmp_path / "witness.log"):
+        with running("services.auditor", bus_env, tmp_path / "auditor.log", MLBUS_AUDIT_CHECKPOINT_EVERY="100"):
+            records = audited(bus, delivered)
+        cosigned(bus)
     assert cli("audit", "verify").returncode == 0
     saved = tmp_path / "checkpoint.json"
     saved.write_text(cli("audit", "checkpoint").stdout)                   # taken at the stop: the head
@@ -195,8 +200,8 @@ def test_verify_names_the_first_bad_record_or_head_in_tampered_and_rewritten_log
     forged, forged_checkpoints = rewritten(records, 120, LogKey.load(bus.settings.audit_key), log_id(bus), 100)
     env = copy_log(bus, bus_env, forged, f"{bus_env['MLBUS_NAMESPACE']}rewrite.", forged_checkpoints)
     without_anchor = mlbus_cli({**env, "MLBUS_AUDIT_ANCHOR": str(tmp_path / "empty")}, "audit", "verify", "--key",
-                               str(pem), "--json")
-    assert without_anchor.returncode == 0 and "only the broker's own checkpoints" in without_anchor.stderr
+                               str(pem), "--json")          # the rewrite passes the topic's heads, not a missing anchor
+    assert without_anchor.returncode == 1 and "anchor holds no head" in json.loads(without_anchor.stdout)["reason"]
     result = mlbus_cli(env, "audit", "verify", "--key", str(pem), "--json")
     found = json.loads(result.stdout)
     assert result.returncode == 1 and found["caught_by"].startswith("anchor ") and found["first_bad_sequence"] == 200
@@ -219,16 +224,22 @@ def test_verify_names_the_first_bad_record_or_head_in_tampered_and_rewritten_log
 
 def test_proofs_from_the_cli_check_offline_and_with_an_independent_verifier(bus, bus_env, cli, tmp_path):
     delivered = publish_events(bus, 600, "p")
-    with running("services.auditor", bus_env, tmp_path / "auditor.log", MLBUS_AUDIT_CHECKPOINT_EVERY="128"):
-        records = audited(bus, delivered)
-    pem = tmp_path / "auditor.pem"
+    with witnessing(bus, bus_env, tmp_path / "witness.log"):
+        with running("services.auditor", bus_env, tmp_path / "auditor.log", MLBUS_AUDIT_CHECKPOINT_EVERY="128"):
+            records = audited(bus, delivered)
+        cosigned(bus)
+    pem, witness_pem = tmp_path / "auditor.pem", tmp_path / "witness.pem"
     pem.write_text(cli("audit", "key").stdout)
+    witness_pem.write_text(cli("audit", "key", "--witness").stdout)
     for sequence in (1, 129, len(records)):
         made = cli("audit", "prove", str(sequence), "--out", str(tmp_path / f"{sequence}.json"))
         assert made.returncode == 0, made.stderr
         checked = mlbus_cli({"PATH": os.environ["PATH"]}, "audit", "check-proof", str(tmp_path / f"{sequence}.json"),
-                            "--key", str(pem))                      # no broker, no namespace: the file and the key
+                            "--key", str(pem), "--witness-key", str(witness_pem))   # no broker: the file and the keys
         assert checked.returncode == 0 and checked.stdout.startswith("VALID"), checked.stdout + checked.stderr
+        unwitnessed = mlbus_cli({"PATH": os.environ["PATH"]}, "audit", "check-proof",
+                                str(tmp_path / f"{sequence}.json"), "--key", str(pem))
+        assert unwitnessed.returncode == 1 and "no witness key is trusted" in unwitnessed.stdout
         assert rfc9162.inclusion_holds(json.loads((tmp_path / f"{sequence}.json").read_text()), pem.read_bytes())
     made = cli("audit", "prove", "--consistency", "256")
     assert made.returncode == 0, made.stderr
@@ -236,7 +247,8 @@ def test_proofs_from_the_cli_check_offline_and_with_an_independent_verifier(bus,
     tampered = json.loads((tmp_path / "129.json").read_text())
     tampered["leaf_data"] = tampered["leaf_data"].replace('"sequence":129', '"sequence":130')
     (tmp_path / "bad.json").write_text(json.dumps(tampered))
-    assert cli("audit", "check-proof", str(tmp_path / "bad.json"), "--key", str(pem)).returncode == 1
+    assert cli("audit", "check-proof", str(tmp_path / "bad.json"), "--key", str(pem), "--witness-key",
+               str(witness_pem)).returncode == 1
     assert cli("audit", "prove", str(len(records) + 5)).returncode == 1
 
 

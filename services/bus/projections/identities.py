@@ -8,6 +8,8 @@ from datetime import datetime, timedelta, timezone
 
 IDENTITY_RECORDS = ("mlbus.IdentityDeclared",)
 LOG_SIGNER_ROLE = "log-signer"      # the auditor's key that signs audit.log's tree heads: a service's, no person's
+WITNESS_ROLE = "witness"            # the witness's key that co-signs those heads: a service's, no person's
+SERVICE_ROLES = (LOG_SIGNER_ROLE, WITNESS_ROLE)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -35,10 +37,11 @@ class Identities:
             revoked_at_ms=None if value["revoked_at"] is None else millis(value["revoked_at"]))
 
     def people(self) -> dict[str, list[str]]:
-        """Each person with an unrevoked key, and the union of those keys' roles (the log signer is no person)."""
+        """Each person with an unrevoked key, and the union of those keys' roles (the log signer and the witness
+        are no person)."""
         found: dict[str, set[str]] = {}
         for key in self.keys.values():
-            if key.revoked_at_ms is None and LOG_SIGNER_ROLE not in key.roles:
+            if key.revoked_at_ms is None and not set(SERVICE_ROLES) & set(key.roles):
                 found.setdefault(key.principal, set()).update(key.roles)
         return {principal: sorted(roles) for principal, roles in found.items()}
 
@@ -46,6 +49,10 @@ class Identities:
         """The auditor's keys that ever signed tree heads (key id → raw public key); revoked ones too, because
         the heads they signed before stay valid."""
         return {k.key_id: k.public_key for k in self.keys.values() if LOG_SIGNER_ROLE in k.roles}
+
+    def witnesses(self) -> dict[str, bytes]:
+        """The witnesses' keys that ever co-signed tree heads (key id → raw public key), revoked ones too."""
+        return {k.key_id: k.public_key for k in self.keys.values() if WITNESS_ROLE in k.roles}
 
 
 def millis(value: int | datetime) -> int:

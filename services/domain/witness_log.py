@@ -1,0 +1,85 @@
+"""Reading and declaring what the witness does on the bus: its co-signatures on audit.witness, its public key on
+the identities topic (role witness, declared by the admin from the enrolment the witness made, as services' keys
+are), and the tree a consistency proof is made from (the checkpoints' block hashes and the few records a proof
+descends into)."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from services.bus.context import Bus
+from services.bus.edge import content
+from services.bus.envelope import Event
+from services.bus.identity import read_identities
+from services.bus.projections.identities import WITNESS_ROLE
+from services.bus.publish import Publisher
+from services.bus.replay import read_topics
+
+from .audit import leaf
+from .audit_log import audit_records, block_hashes, kept_heads, records_between
+from .merkle import BLOCK, Tiled
+from .trust import newest as newest_head
+from .witness import Cosignature
+
+PUBLIC_KEY_FILE = "witness.pem"         # in the witness's state directory: its public key, to hand to checkers
+ENROLMENT_FILE = "enrolment.json"       # and what the admin declares (the key with its proof of possession)
+
+
+def cosignatures(bus: Bus) -> list[Cosignature]:
+    """Every co-signature on audit.witness that reads as one (the others prove nothing, and are left out)."""
+    found = []
+    for received in read_topics(bus, ["audit.witness"]):
+        try:
+            found.append(Cosignature.from_json(received.value))
+        except ValueError:
+            continue
+    return found
+
+
+def witness_keys(bus: Bus) -> dict[str, bytes]:
+    """The witnesses' public keys declared on the identities topic (key id → raw key)."""
+    return read_identities(bus).witnesses()
+
+
+def declare_witness_key(admin_bus: Bus, state_dir: Path, name: str = "witness") -> str | None:
+    """The witness's public key on the identities topic under the role witness, with the proof of possession the
+    witness made in its state directory at its first start (None before it has). Run as admin: only the admin
+    writes identities, so only the admin can make a key a witness's — and only a key whose owner signed its
+    enrolment (the form people's and services' keys are enrolled in). Idempotent."""
+    path = state_dir / ENROLMENT_FILE
+    if not path.exists():
+        return None
+    request = content(path.read_text())
+    if request["key_id"] not in read_identities(admin_bus).keys:
+        publisher = Publisher(admin_bus, "cli:admin")
+        publisher.publish(Event("mlbus.IdentityDeclared", {
+            **{field: request[field] for field in ("key_id", "name", "public_key", "proof")},
+            "principal": admin_bus.catalogue.namespace + name, "roles": [WITNESS_ROLE], "revoked_at": None,
+            "created_at": datetime.now(timezone.utc), "declared_by": "admin"},
+            key=request["key_id"], id=f"{request['key_id']}-created", subject=name))
+        publisher.flush()
+    return request["key_id"]
+
+
+def proof_tree(bus: Bus, kept: list[dict], size: int, blocks_needed: set[int]) -> list[bytes] | Tiled:
+    """The tree of `size` records as a proof needs it: the checkpoints' block hashes and the leaves of the
+    blocks the proof descends into (its own, and the incomplete last one) — a few hundred records read, not
+    the log. A log whose checkpoints lack block hashes (written before them) is read whole. Block hashes are not
+    signed: a wrong one only makes a proof that does not verify against the signed roots."""
+    blocks = block_hashes(kept)
+    complete = size // BLOCK
+    if any(b not in blocks for b in range(complete)):
+        return [leaf(r) for r in audit_records(bus)][:size]
+    leaves = {}
+    for block in {b for b in blocks_needed | {complete} if b * BLOCK < size}:
+        for record in records_between(bus, block * BLOCK + 1, min((block + 1) * BLOCK, size)):
+            leaves[record["sequence"] - 1] = leaf(record)
+    return Tiled([blocks[b] for b in range(complete)], leaves)
+
+
+def newest_cosigned(bus: Bus) -> bool:
+    """Whether a witness has co-signed the newest signed head kept (on audit.checkpoints or in the anchor), or no
+    head is signed yet: what to wait for before `audit verify` right after the auditor signed a head."""
+    on_topic, anchored = kept_heads(bus)
+    newest = newest_head(on_topic + anchored)
+    return newest is None or any(c.covers(newest) for c in cosignatures(bus))

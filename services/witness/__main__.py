@@ -1,0 +1,38 @@
+"""witness: python -m services.witness (or `mlbus audit witness`) — co-signs the auditor's tree heads, as the
+principal `witness`, with its own key in its own state directory (MLBUS_WITNESS_DIR, default var/witness/)."""
+from __future__ import annotations
+
+import signal
+
+from services.bus import Bus, Publisher
+from services.bus.identity import read_identities
+from services.bus.logs import configure_logging, get_logger
+from services.domain import log_id
+
+from .adapters import WitnessState, evidence, follow_checkpoints
+from .handlers import Witness
+
+
+def main() -> None:
+    bus = Bus.from_env(principal="witness")
+    configure_logging("witness", bus.settings.log_format, bus.settings.log_level)
+    state = WitnessState(bus.settings.witness_dir)
+    key = state.key()
+    get_logger(component="witness").info("witness key", key_id=key.key_id, state=str(state.directory))
+    publisher = Publisher(bus, "witness")
+
+    def publish(event) -> None:
+        publisher.publish(event)
+        publisher.flush()
+
+    witness = Witness(state, key, log_id(bus), lambda: read_identities(bus).log_signers(),
+                      lambda kept, last, head, whole: evidence(bus, kept, last, head, whole), publish)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
+    for checkpoints in follow_checkpoints(bus, lambda: bool(stopping)):
+        witness(checkpoints)
+
+
+if __name__ == "__main__":
+    main()
