@@ -1,18 +1,16 @@
 """The console's web application (Starlette + Jinja2 + htmx): thin adapters from HTTP to the pure page
-builders (pages.py), the session guard (guard.py) and the acts people sign in their browser (acts.py): the
-console prepares an act, the browser signs its canonical bytes with the key it read from the person's identity file
-(static/keys.js), the console verifies the signature and publishes the act as its own principal.
+builders (pages.py); logging in (login.py, around guard.py) and the acts people sign in their browser (signed.py,
+around acts.py) have modules of their own. Every request's session is checked against the identities.
 Live: a Follower folds the topics into the ConsoleView; each change is pushed to browsers as a server-sent
 event, on which htmx fetches the open screen again and swaps it in."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
 import threading
-import time
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from urllib.parse import quote
 
@@ -26,19 +24,19 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from services.bus.context import Bus
-from services.bus.envelope import Event, new_id
+from services.bus.envelope import Event
 from services.bus.errors import BadInput
 from services.bus.jsonio import to_json
 from services.bus.logs import get_logger
 from services.bus.poison import poison_record
 from services.bus.projections.follow import Follower
-from services.bus.publish import DeliveryError, Publisher
+from services.bus.publish import Publisher
 from services.bus.settings import ConfigError
-from services.bus.signing import verify_act
 
-from . import acts, pages
-from .guard import Challenges, LoginLimit, LoginRefused, Session, Sessions, check_login, csrf_ok, new_token
+from . import acts, login, pages, signed
+from .guard import Challenges, LoginLimit, Session, Sessions
 from .limits import BodyLimit
+from .login import COOKIE, now_ms
 from .view import RECORDS, ConsoleView
 
 HERE = Path(__file__).parent
@@ -47,7 +45,6 @@ VENDORED = {"htmx.min.js": VENDOR / "htmx.org" / "dist" / "htmx.min.js",
             "vega.min.js": VENDOR / "vega" / "build" / "vega.min.js",
             "vega-lite.min.js": VENDOR / "vega-lite" / "build" / "vega-lite.min.js",
             "vega-embed.min.js": VENDOR / "vega-embed" / "build" / "vega-embed.min.js"}
-COOKIE, LOGIN_COOKIE = "mlbus_session", "mlbus_login"
 NAV = [("/", "Overview"), ("/models", "Models"), ("/experiments", "Experiments"), ("/approvals", "Approvals"),
        ("/deployments", "Deployments"), ("/monitoring", "Monitoring"), ("/kpis", "KPIs"), ("/audit", "Audit")]
 # vega compiles its expressions with Function(): 'unsafe-eval' for scripts, never inline script.
@@ -179,19 +176,19 @@ class Console:
             return guarded
 
         routes = [
-            Route("/login", self.login_page, methods=["GET"]),
-            Route("/login", self.login, methods=["POST"]),
-            Route("/login/challenge", self.challenge, methods=["POST"]),
-            Route("/logout", self.logout, methods=["POST"]),
+            Route("/login", partial(login.page, self), methods=["GET"]),
+            Route("/login", partial(login.login, self), methods=["POST"]),
+            Route("/login/challenge", partial(login.challenge, self), methods=["POST"]),
+            Route("/logout", partial(login.logout, self), methods=["POST"]),
             Route("/", screen(self.overview)),
             Route("/models", screen(self.models)),
             Route("/models/{model}", screen(self.model)),
             Route("/models/{model}/{version:int}", screen(self.version)),
             Route("/experiments", screen(self.experiments)),
             Route("/approvals", screen(self.approvals), methods=["GET"]),
-            Route("/approvals", self.decide, methods=["POST"]),
+            Route("/approvals", partial(signed.decide, self), methods=["POST"]),
             Route("/deployments", screen(self.deployments), methods=["GET"]),
-            Route("/deployments", self.operate, methods=["POST"]),
+            Route("/deployments", partial(signed.operate, self), methods=["POST"]),
             Route("/monitoring", screen(self.monitoring)),
             Route("/kpis", screen(self.kpis)),
             Route("/audit", screen(self.audit, locked=False)),      # takes the lock once audit.log is read
@@ -217,62 +214,6 @@ class Console:
             return Response("not found", status_code=404)
         return Response(path.read_bytes(), media_type="text/javascript",
                         headers={"Cache-Control": "public, max-age=86400"})
-
-    # ---------------------------------------------------------------- login
-    async def login_page(self, request: Request, error: str | None = None, status: int = 200) -> HTMLResponse:
-        token = request.cookies.get(LOGIN_COOKIE) or new_token()
-        ended = self.sessions.ended.get(request.cookies.get(COOKIE) or "")      # said until a new login
-        response = self.render(request, "login.html", http_status=status, error=error or ended, login_token=token,
-                               next=safe_next(request.query_params.get("next", "/")))
-        response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https")
-        return response
-
-    async def challenge(self, request: Request) -> Response:
-        """A one-time challenge for the login form whose cookie came with the request; the page signs
-        guard.login_message(challenge), which it makes itself."""
-        form = await request.form()
-        token = request.cookies.get(LOGIN_COOKIE)
-        if not token or form.get("login_token") != token:
-            return JSONResponse({"refused": "the login form expired: reload the page"}, 403, headers=self.headers())
-        challenge = self.challenges.issue(token)
-        return JSONResponse({"challenge": challenge, "expires_in_s": self.challenges.ttl_s}, headers=self.headers())
-
-    async def login(self, request: Request) -> Response:
-        """The challenge signed in the browser, checked against the key the identities topic holds."""
-        client = request.client.host if request.client else "unknown"
-        wait_s = self.limit.retry_after(client)
-        if wait_s > 0:
-            return await self.login_page(request, f"too many failed logins: try again in {wait_s:.0f} s", 429)
-        form = await request.form()
-        token = request.cookies.get(LOGIN_COOKIE)
-        if not token or form.get("login_token") != token:
-            return await self.login_page(request, "the login form expired: try again", 403)
-        try:
-            challenge, key_id = str(form.get("challenge") or ""), str(form.get("key_id") or "")
-            self.challenges.take(challenge, token)
-            with self.view.lock:
-                key = check_login(key_id, str(form.get("signature") or ""), challenge, self.view.identities, now_ms())
-        except LoginRefused as refused:
-            self.limit.failed(client)
-            log.warning("login refused", client=client, reason=str(refused))
-            return await self.login_page(request, str(refused), 401)
-        session = self.sessions.open(key)
-        log.info("login", person=key.name, key=key.key_id, roles=list(key.roles))
-        response = RedirectResponse(safe_next(str(form.get("next") or "/")), status_code=303)
-        response.set_cookie(COOKIE, session.token, httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https", max_age=int(self.sessions.ttl_s))
-        response.delete_cookie(LOGIN_COOKIE)
-        return response
-
-    async def logout(self, request: Request) -> Response:
-        form = await request.form()
-        session = self.session(request)
-        if not csrf_ok(session, form.get("csrf")):
-            return self.refused(request, "the form was not sent from this console (missing or wrong CSRF token)")
-        self.sessions.close(request.cookies.get(COOKIE))
-        response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(COOKIE)
-        return response
 
     def refused(self, request: Request, why: str) -> HTMLResponse:
         return self.render(request, "refused.html", http_status=403, why=why)
@@ -345,84 +286,6 @@ class Console:
         return Response("".join(lines), media_type="application/x-ndjson",
                         headers={"Content-Disposition": 'attachment; filename="audit-log.jsonl"'})
 
-    # ---------------------------------------------------------------- acts
-    async def decide(self, request: Request) -> Response:
-        """An approve/reject: prepared for the browser to sign, or (with `act` and `signature`) sent."""
-        form = await request.form()
-        session = self.session(request)
-        if not csrf_ok(session, form.get("csrf")):
-            return refused_json("the form was not sent from this console (missing or wrong CSRF token)")
-        if form.get("act"):
-            return await self.send_signed(request, session, form, self.approvals)
-        try:
-            model, version = str(form["model"]), int(form["version"])
-            decision, reason = str(form["decision"]), str(form.get("reason") or "").strip()
-        except (KeyError, ValueError):
-            return refused_json("the form lacks a model, a version or a decision")
-        if decision not in ("approve", "reject") or not reason:
-            return refused_json("a decision is approve or reject, with a reason")
-        with self.view.lock:
-            entry = self.view.inventory.version(model, version)
-            cannot = "no such version" if entry is None else pages.may_approve(self.view, entry, session.name,
-                                                                                 session.roles)
-        if cannot or entry is None:
-            return refused_json(f"{session.name} cannot {decision} {model} v{version}: {cannot}")
-        event = acts.decision(new_id(), model, version, decision, session.name, reason,
-                              entry.trained.get("artifact_sha256"), datetime.now(timezone.utc))
-        return self.prepare(session, event, f"{decision} of {model} v{version} signed by {session.name} in the "
-                                            f"browser and sent ({event.id}); the registry decides")
-
-    async def operate(self, request: Request) -> Response:
-        """A deploy or rollback: prepared for the browser to sign, or (with `act` and `signature`) sent."""
-        form = await request.form()
-        session = self.session(request)
-        if not csrf_ok(session, form.get("csrf")):
-            return refused_json("the form was not sent from this console (missing or wrong CSRF token)")
-        if not set(session.roles) & set(pages.OPERATOR_ROLES):
-            return refused_json(f"{session.name} is not an operator: deployments are theirs to change")
-        if form.get("act"):
-            return await self.send_signed(request, session, form, self.deployments)
-        action, model = str(form.get("action") or ""), str(form.get("model") or "")
-        reason = str(form.get("reason") or "").strip() or f"from the console by {session.name}"
-        try:
-            fields = acts.deployment_fields(action, model, reason, form)
-        except (KeyError, ValueError):
-            return refused_json("a deployment needs an action (deploy or rollback), a model and a version")
-        with self.view.lock:
-            entry = self.view.inventory.version(model, fields["version"]) if fields["version"] else None
-        artifact = entry.trained.get("artifact_sha256") if entry is not None else None
-        event = acts.deployment(new_id(), fields, session.name, artifact, datetime.now(timezone.utc))
-        return self.prepare(session, event, f"{action} of {model} requested by {session.name}, signed in the "
-                                            f"browser ({event.id}); the deployer acts on it")
-
-    def prepare(self, session: Session, event: Event, notice: str) -> Response:
-        """The act as a reader will decode it (an Avro round trip: defaults filled), prepared for the session's
-        key and kept here; the browser gets only the bytes to sign."""
-        _, normalized = self.bus.schemas.decode(self.bus.schemas.encode(event.record, event.value))
-        act_id, pending = self.pending.prepare(session.token, Event(event.record, normalized, event.key, event.id,
-                                               event.subject), session.name, session.key_id, notice, now_ms())
-        return JSONResponse({"act": act_id, "signer_key": session.key_id, "record": event.record,
-                             "bytes": base64.b64encode(pending.canonical()).decode()}, headers=self.headers())
-
-    async def send_signed(self, request: Request, session: Session, form, screen) -> Response:
-        """The prepared act with the browser's signature, verified as services will, then published."""
-        pending = self.pending.take(str(form.get("act")), session.token)
-        if pending is None:
-            return self.refused(request, "that act is unknown, expired or was sent already: decide again")
-        event = pending.signed(str(form.get("signature") or ""))
-        with self.view.lock:
-            verdict = verify_act(self.view.identities, event.record, event.value, now_ms(), acts.ROLES[event.record])
-        if verdict.refusal:
-            log.warning("signed act refused", person=session.name, record=event.record, reason=verdict.refusal)
-            return self.refused(request, f"not sent: {verdict.refusal}")
-        try:
-            await asyncio.to_thread(self.publish, event)
-        except (DeliveryError, KafkaException) as error:
-            return self.refused(request, f"the broker did not take the act: {error}")
-        log.info("signed act sent", person=session.name, record=event.record, model=event.key, act=event.id)
-        with self.view.lock:
-            return await screen(request, session, notice=pending.notice)
-
     # ---------------------------------------------------------------- live
     async def events(self, request: Request) -> Response:
         if self.session(request) is None:
@@ -451,15 +314,3 @@ class Console:
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def refused_json(why: str) -> JSONResponse:
-    """A refusal of an act before it is prepared: the page's script shows `refused` beside the form."""
-    return JSONResponse({"refused": why}, status_code=403, headers=Console.headers())
-
-
-def safe_next(target: str) -> str:
-    """Only a path on this console (no open redirect to another site)."""
-    return target if target.startswith("/") and not target.startswith("//") else "/"

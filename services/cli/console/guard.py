@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from services.bus.projections.identities import Identities, SigningKey
+from services.bus.projections.identities import SERVICE_ROLES, Identities, SigningKey
 
 SESSION_TTL_S = 8 * 3600
 LOGIN_ATTEMPTS = 5            # failed logins allowed per client and window
@@ -69,6 +69,8 @@ def key_refusal(key: SigningKey | None, key_id: str, now_ms: int) -> str | None:
         return f"key {key_id} of {key.name} is not valid yet"
     if key.revoked_at_ms is not None and key.revoked_at_ms <= now_ms:
         return f"key {key_id} of {key.name} was revoked"
+    if set(key.roles) & set(SERVICE_ROLES):
+        return f"key {key_id} is a service's ({', '.join(key.roles)}), no person's"
     return None
 
 

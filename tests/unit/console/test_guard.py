@@ -82,6 +82,12 @@ def test_unknown_keys_other_challenges_and_broken_signatures_are_refused(key, si
         check_login(key or ana.key_id, signature, challenge, ana.book, NOW_MS)
 
 
+def test_the_log_signers_key_is_no_persons_and_logs_in_nowhere():
+    auditor = person("auditor", roles=("log-signer",))
+    with pytest.raises(LoginRefused, match="a service's"):
+        check_login(auditor.key_id, auditor.sign(login_message("c1")), "c1", auditor.book, NOW_MS)
+
+
 def test_another_persons_key_cannot_sign_for_a_key_id():
     ana, eve = person(), person("eve")
     with pytest.raises(LoginRefused, match="does not verify"):

@@ -16,7 +16,8 @@ from services.bus.context import Bus
 from services.bus.settings import Settings
 from services.cli.console import pages
 from services.bus.signing import canonical_act, verify_act
-from services.cli.console.app import COOKIE, LOGIN_COOKIE, Console
+from services.cli.console.app import Console
+from services.cli.console.login import COOKIE, LOGIN_COOKIE
 from services.cli.console.guard import login_message
 from services.cli.console.limits import FORM
 from services.cli.console.view import ConsoleView
