@@ -1,11 +1,19 @@
 """The console in headless Chromium against the real broker and services: people log in with their identity
 files, read and used in the browser only (a challenge signed with WebCrypto Ed25519; no request the browser
-sends holds the private key), ana approves a pending version and the registry's decision appears without a reload, bo (an approver,
-but not one this model's policy names) is told why he cannot, a viewer is told she has no approver role, an
-operator rolls back a canary from the page, markup in a reason stays text, a form without its CSRF token is
-refused, every screen renders the data with no console error (screenshots under var/), and a revoked person's
-session ends at their next click."""
+sends holds the private key), ana approves a pending version and the registry's decision appears without a
+reload, bo (an approver, but not one this model's policy names) is told why he cannot, a viewer is told she
+has no approver role, an operator rolls back a canary from the page, markup in a reason stays text, a form
+without its CSRF token is refused, every screen renders the data with no console error (screenshots under
+var/), and a revoked person's session ends at their next click. Bound beyond loopback, the console speaks
+HTTPS only, with a certificate from the local CA."""
 from __future__ import annotations
+
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +22,7 @@ from services.domain.datasets import publish_batch
 from tests.support.browser import SHOTS, Visitor, browser, console_running
 from tests.support.datasets import good, write
 from tests.support.polling import topic_values, wait_until
-from tests.support.processes import running
+from tests.support.processes import free_port, running, stop
 
 MODEL = "breast_cancer_lr"
 SPEC = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"
@@ -132,3 +140,28 @@ def test_people_look_and_decide_in_the_console(bus, bus_env, cli, tmp_path, expe
         wait_until(lambda: "/login" in mallory.open("/models").url, timeout=30, message="mallory's session to end")
         expect(mallory.page.locator("p.error:not([hidden])")).to_contain_text("your session ended")
         expect(mallory.page.locator("p.error:not([hidden])")).to_contain_text("was revoked")
+
+
+def test_beyond_loopback_the_console_speaks_https_from_the_local_ca_only(bus_env, tmp_path):
+    port, ca = free_port(), Path(bus_env["MLBUS_CREDENTIALS_DIR"]).parent / "tls" / "ca.pem"
+    trusted = ssl.create_default_context(cafile=str(ca))
+    with open(tmp_path / "console.log", "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "services.cli.console", "--host", "0.0.0.0", "--port",
+                                    str(port)], cwd=PROJECT_ROOT, env=bus_env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def answers() -> bool:
+            assert process.poll() is None, (tmp_path / "console.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", timeout=2, context=trusted) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+        wait_until(answers, timeout=90, message="the console over https")
+        with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read()     # no plain HTTP
+        with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):       # not any certificate
+            urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", timeout=5,
+                                   context=ssl.create_default_context())
+        assert "https://0.0.0.0" in (tmp_path / "console.log").read_text()
+    finally:
+        stop(process)
