@@ -144,6 +144,11 @@ def decide(last: TreeHead | None, head: TreeHead, log_keys: dict[str, bytes], lo
             return Decision("refuse", f"the head of size {head.tree_size} signs root {head.root_hash[:16]}… but the "
                                       f"log's first {head.tree_size} records hash to {log_root[:16]}…")
         return Decision("cosign", f"the head of size {head.tree_size} matches the log")
+    if proof is None and head.tree_size < last.tree_size:
+        # Read again at a restart (audit.checkpoints from its start): what came before the co-signed head was
+        # checked then, and verify compares every head with the records.
+        return Decision("skip", f"the head of size {head.tree_size} is older than the one co-signed "
+                                f"({last.tree_size})")
     if proof is None:
         return Decision("wait", f"no consistency proof between sizes {last.tree_size} and {head.tree_size} yet")
     small, large = (last, head) if last.tree_size <= head.tree_size else (head, last)

@@ -85,6 +85,8 @@ def evidence(bus: Bus, kept: list[dict], last: TreeHead | None, head: TreeHead,
             tree.append(leaf(record))
         return None, tree.root().hex() if len(records) == head.tree_size else f"of {len(records)} records only"
     small, large = sorted((last.tree_size, head.tree_size))
+    if small == large:
+        return [], None                     # the same size: the roots must be equal, no tree needed
     try:
         tree = (Leaves([leaf(r) for r in records_between(bus, 1, large)]) if whole
                 else proof_tree(bus, kept, large, {(small - 1) // BLOCK}))

@@ -50,6 +50,8 @@ class Witness:
         return decisions + [self._judge(newest)]
 
     def _judge(self, head: TreeHead) -> Decision:
+        if self.last is not None and head.tree_size < self.last.tree_size:
+            return decide(self.last, head, self.log_keys, self.log_id)     # catching up after a restart
         proof, root = self.evidence(self.kept, self.last, head, False)
         decision = decide(self.last, head, self.log_keys, self.log_id, proof, root)
         if decision.action == "refuse" and proof is not None:

@@ -176,6 +176,8 @@ def test_an_older_consistent_head_is_skipped_and_the_same_head_cosigned_again(au
     last = head(auditor, 30)
     older = decide(last, head(auditor, 10), keys_of(auditor), LOG, consistency_proof(10, LEAVES[:30]))
     assert older.action == "skip"
+    assert decide(last, head(auditor, 10), keys_of(auditor), LOG).action == "skip"      # replayed at a restart
+    assert decide(last, head(key_in_memory(), 10), keys_of(auditor), LOG).action == "refuse"   # but not forged
     assert decide(last, head(auditor, 30), keys_of(auditor), LOG, []).action == "cosign"   # a lost publication
 
 
@@ -201,6 +203,9 @@ def test_the_witness_handler_cosigns_publishes_and_remembers_and_never_builds_on
     assert state.last().tree_size == 30 and len(published) == 2 and witness.refused == 1
     again = Witness(state, key, LOG, lambda: keys_of(auditor), evidence, published.append)
     assert again.last.tree_size == 30                                  # its state survives a restart
+    asked = []
+    again.evidence = lambda *args: asked.append(args) or (None, None)
+    assert again([checkpoint(head(auditor, 10))])[-1].action == "skip" and not asked   # history read again
 
 
 def checkpoint(signed: TreeHead) -> SimpleNamespace:
