@@ -24,6 +24,7 @@ from .audit_trust import key_files, proof_witness_problem, run_witness, verifica
 from .acts import person, send
 from .monitor_cmd import parse_time
 from .output import info, print_json, print_json_line, print_table
+from .supervisor import declare_witness
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -49,6 +50,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     witness = sub.add_parser("witness", help="run the witness (principal witness, its own key and state in "
                                              "MLBUS_WITNESS_DIR): co-sign each new head that extends the last one")
     witness.set_defaults(run=lambda bus, args: run_witness())
+    declare = sub.add_parser("declare-witness", help="declare a witness's key on the identities topic (admin): "
+                                                     "from the state directory it made its key in")
+    declare.add_argument("directory", type=Path, nargs="?", metavar="DIR",
+                         help="the witness's state directory, holding enrolment.json (default MLBUS_WITNESS_DIR)")
+    declare.add_argument("--wait", type=float, default=0.0, metavar="S",
+                         help="wait up to S seconds for the witness to make its key at its first start")
+    declare.set_defaults(run=lambda bus, args: declare_witness(bus, args.directory, args.wait) or 0)
     prove = sub.add_parser("prove", help="an inclusion proof of one record (by request id or sequence), or a "
                                          "consistency proof between two signed heads, checkable offline")
     prove.add_argument("target", nargs="?", metavar="REQUEST_ID|SEQUENCE",

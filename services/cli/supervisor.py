@@ -94,14 +94,16 @@ def up_command(bus: Bus, args: argparse.Namespace) -> int:
     return 0
 
 
-def declare_witness(bus: Bus) -> None:
+def declare_witness(bus: Bus, directory: Path | None = None, deadline_s: float = WITNESS_KEY_DEADLINE_S) -> None:
     """The witness's public key on the identities topic (role witness), as the admin: the witness makes its key
-    and its proof of possession in its own state directory at its first start; this waits for them."""
-    deadline = time.monotonic() + WITNESS_KEY_DEADLINE_S
-    while (declared := declare_witness_key(bus, bus.settings.witness_dir)) is None:
+    and its proof of possession in its own state directory (default MLBUS_WITNESS_DIR) at its first start; this
+    waits for them."""
+    directory = directory or bus.settings.witness_dir
+    deadline = time.monotonic() + deadline_s
+    while (declared := declare_witness_key(bus, directory)) is None:
         if time.monotonic() > deadline:
-            raise ConfigError(f"the witness wrote no key in {bus.settings.witness_dir} within "
-                              f"{WITNESS_KEY_DEADLINE_S}s: see var/log/witness.log")
+            raise ConfigError(f"the witness wrote no key in {directory} within {deadline_s:.0f}s: see its log "
+                              f"(var/log/witness.log under mlbus up)")
         time.sleep(0.1)
     info(f"witness key {declared} (public key on the identities topic, role witness)")
 

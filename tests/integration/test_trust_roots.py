@@ -134,7 +134,7 @@ def test_a_history_rewritten_with_the_auditors_key_is_refused_by_the_witness(bus
     print(f"rewrite with the auditor's own key: the witness refused it ({found['reason'][:100]}…)")
 
 
-def test_mlbus_up_starts_the_witness_as_its_own_principal_and_declares_its_key(bus, cli):
+def test_mlbus_up_starts_the_witness_as_its_own_principal_and_declares_its_key(bus, cli, tmp_path):
     up = cli("up", "witness")
     try:
         assert up.returncode == 0 and "witness key" in up.stderr, up.stderr
@@ -142,5 +142,9 @@ def test_mlbus_up_starts_the_witness_as_its_own_principal_and_declares_its_key(b
         assert pem.returncode == 0 and pem.stdout.startswith("-----BEGIN PUBLIC KEY"), pem.stderr
         assert stat.S_IMODE((bus.settings.witness_dir / "witness.ed25519").stat().st_mode) == 0o600
         assert stat.S_IMODE(bus.settings.witness_dir.stat().st_mode) == 0o700
+        again = cli("audit", "declare-witness", str(bus.settings.witness_dir))    # a witness run elsewhere: by hand
+        assert again.returncode == 0 and "witness key" in again.stderr, again.stderr
+        missing = cli("audit", "declare-witness", str(tmp_path / "nowhere"), "--wait", "0.5")
+        assert missing.returncode == 2 and "wrote no key" in missing.stderr, missing.stderr
     finally:
         assert cli("down").returncode == 0
