@@ -24,7 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO_VAR = ROOT / "var" / "demo"
+DEMO_VAR = ROOT / "var" / "demo"                # the admin's machine (and the services')
+PEOPLE_HOMES = ROOT / "var" / "demo-people"     # each person's own machine: their private key stays there
 MODEL = "breast_cancer_lr"
 
 
@@ -32,13 +33,52 @@ def chapter(title: str) -> None:
     print(f"\n\033[1m== {title}\033[0m" if sys.stdout.isatty() else f"\n== {title}", flush=True)
 
 
-# The people of the story, each with an identity file (broker credentials and an Ed25519 signing key).
-PEOPLE = {"lead": ["admin"], "dana": ["data-scientist"], "bo": ["data-scientist", "approver"], "ana": ["approver"],
-          "olga": ["operator"], "etl": ["data-publisher"], "shop": ["data-publisher"], "mallory": ["viewer"]}
+# The people of the story, each with an identity file on their own machine (an Ed25519 signing key they made, and
+# the broker credentials the admin handed them).
+PEOPLE = {"lead": ["admin"], "lena": ["admin"], "dana": ["data-scientist"], "bo": ["data-scientist", "approver"],
+          "ana": ["approver"], "olga": ["operator"], "etl": ["data-publisher"], "shop": ["data-publisher"],
+          "mallory": ["viewer"]}
 
 
 def identity(name: str) -> Path:
-    return DEMO_VAR / "identities" / f"{name}.json"
+    return PEOPLE_HOMES / name / "identity.json"
+
+
+def enrol_everyone() -> None:
+    """Both sides, as people and their admins would: each makes their key at home (keygen), the admin enrols it
+    from the enrolment request (public key and proof), the person takes the broker credentials back. lead and
+    lena are the first two admins; every approver or admin after them needs both their endorsements."""
+    for name, roles in PEOPLE.items():
+        request = mlbus("people", "keygen", name, "--out", str(identity(name)), show=False, echo=False).strip()
+        roles_args = [arg for role in roles for arg in ("--role", role)]
+        endorsements = []
+        if set(roles) & {"approver", "admin"} and name not in ("lead", "lena"):
+            mlbus("people", "add", name, *roles_args, "--enrolment", request, show=False, echo=False, refused=True)
+            for admin in ("lead", "lena"):
+                endorsements += ["--endorsement", mlbus("people", "endorse", str(Path(request).with_name(
+                    f"{name}.grant.json")), person=admin, show=False, echo=False).strip()]
+        credentials = mlbus("people", "add", name, *roles_args, "--enrolment", request, *endorsements,
+                            show=False, echo=False).strip()
+        mlbus("people", "credentials", credentials, "--identity", str(identity(name)), show=False, echo=False)
+        Path(credentials).unlink()
+    print("$ mlbus people keygen NAME --out ~/.config/mlbus/identity.json     (each person, on their machine)")
+    print("$ mlbus people add NAME --role ROLE ... --enrolment NAME.enrolment.json   (the admin: "
+          f"{', '.join(PEOPLE)})")
+    print("  approvers past the first two admins: refused until two admins endorse the grant it drafts:")
+    print("$ MLBUS_IDENTITY=…/lead.json mlbus people endorse ana.grant.json   (and lena; then add … --endorsement …)")
+    print("$ mlbus people credentials NAME.credentials.json                     (each person)")
+
+
+def no_private_key_on_the_admins_machine() -> None:
+    """The admin's machine (DEMO_VAR) holds no person's private key: every file there is searched for each."""
+    keys = {name: json.loads(identity(name).read_text())["private_key"] for name in PEOPLE}
+    for path in DEMO_VAR.rglob("*"):
+        if path.is_file() and path.stat().st_size < 10 << 20:
+            text = path.read_bytes()
+            found = [name for name, key in keys.items() if key.encode() in text]
+            if found:
+                sys.exit(f"demo: {path} on the admin's machine holds the private key of {', '.join(found)}")
+    print(f"checked: no file under {DEMO_VAR} (the admin's machine) holds any person's private key")
 
 
 def mlbus(*args: str, stdin: str | None = None, show: bool = True, echo: bool = True, person: str | None = None,
@@ -122,10 +162,8 @@ def bus_progress() -> int:
 def data_to_model_story() -> None:
     from services.cli.sample_data import breast_cancer
 
-    chapter("1. People: each gets broker credentials and a signing key from the admin; roles say what they may do")
-    for name, roles in PEOPLE.items():
-        mlbus("people", "add", name, *[arg for role in roles for arg in ("--role", role)], show=False, echo=False)
-    print(f"$ mlbus people add NAME --role ROLE ...   (for {', '.join(PEOPLE)})")
+    chapter("1. People: each makes their own signing key; the admin enrols it with roles and broker credentials")
+    enrol_everyone()
     mlbus("people", "list")
 
     chapter("2. A data contract, a model spec (signed by dana) and a promotion policy (signed by lead, an admin)")
@@ -595,7 +633,7 @@ def main() -> int:
     os.environ.setdefault("MLBUS_CONSOLE_PORT", "8080")         # the web console that `mlbus up` starts
     subprocess.run([sys.executable, str(ROOT / "scripts" / "kafka"), "stop", "--dir", str(DEMO_VAR / "kafka")],
                    stdout=subprocess.DEVNULL)
-    subprocess.run(["rm", "-rf", str(DEMO_VAR)], check=True)
+    subprocess.run(["rm", "-rf", str(DEMO_VAR), str(PEOPLE_HOMES)], check=True)
 
     chapter("0. Start: a local Apache Kafka broker (KRaft) from Maven Central jars, topics, the services")
     mlbus("up")
@@ -612,6 +650,7 @@ def main() -> int:
         audit_story()
         console_story()
         mlbus("status")
+        no_private_key_on_the_admins_machine()
         finished = True
     finally:
         if not finished or not args.keep:    # a failed run stops what it started, --keep or not

@@ -44,13 +44,13 @@ def attest(value: dict, verdict: Verdict) -> str | None:
 
 
 def audit_record(crossing: Crossing, sequence: int, now_ms: int) -> dict:
-    """The record before sealing. The actor is the verified signer of a person's act, else the event's
-    ce_source (the service or application that sent it)."""
+    """The record before sealing. The actor is the verified signer of a signed act (a person's or a service's);
+    of anything else, what its producer claims (ce_source), marked unverified: a header proves nothing."""
     return {"sequence": sequence, "audited_at": now_ms, "source_topic": crossing.topic,
             "source_partition": crossing.partition, "source_offset": crossing.offset,
             "source_timestamp": crossing.timestamp_ms, "key": crossing.key,
             "headers": [{"key": k, "value": v} for k, v in crossing.headers], "value": crossing.value,
-            "actor": crossing.attested or header(crossing, "ce_source") or "unknown",
+            "actor": crossing.attested or f"unverified:{header(crossing, 'ce_source') or 'unknown'}",
             "record_type": header(crossing, "ce_type"),
             "sealed": crossing.sealed}
 

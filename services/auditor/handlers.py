@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from services.bus import BadInput, Bus, Event, Received
 from services.bus.access import ROLES
+from services.bus.service_keys import SERVICE_ROLE
 from services.bus.consumed import digest, headers_of, message_size
 from services.bus.edge import MAX_RECORD_BYTES
 from services.bus.runtime import Forward
@@ -162,7 +163,7 @@ class Auditor:
                 key_events.append(Forward(self.bus.catalogue.physical("audit.keys"), subject.encode(), None, []))
                 self.log.info("subject erased", by=verdict.signer, erasure_id=received.value["erasure_id"])
             return attest(received.value, verdict)
-        return attest(received.value, self.verify(received, ROLES))
+        return attest(received.value, self.verify(received, (*ROLES, SERVICE_ROLE)))
 
 
 class AuditMetrics:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 from .catalogue import Catalogue, load_catalogue
 from .codec import SchemaCatalogue
@@ -14,6 +14,7 @@ class Bus:
     settings: Settings
     catalogue: Catalogue
     schemas: SchemaCatalogue
+    signer: Callable[[str, dict], dict] | None = None    # a service's own key: signs the acts it makes (service_keys)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Bus":

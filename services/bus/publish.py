@@ -13,6 +13,7 @@ from .envelope import Envelope, Event, envelope_for, to_headers
 from .errors import BadInput
 from .kafka import producer_config
 from .settings import Settings
+from .signing import SIGNED_RECORDS
 
 SCHEMA_RECORD = "mlbus.SchemaDefinition"
 
@@ -20,7 +21,13 @@ SCHEMA_RECORD = "mlbus.SchemaDefinition"
 def wire_form(bus: Bus, event: Event, envelope: Envelope) -> tuple[str, bytes, bytes, list]:
     """(catalogue topic, key, Avro value, CloudEvents headers): the event as it goes on the bus, whichever
     client sends it (the Publisher, or faust in the drift-watcher)."""
-    value = event.encoded if event.encoded is not None else bus.schemas.encode(event.record, event.value)
+    if event.encoded is not None:
+        value = event.encoded
+    elif bus.signer is not None and event.record in SIGNED_RECORDS and not event.value.get("signature"):
+        _, normalized = bus.schemas.decode(bus.schemas.encode(event.record, event.value))   # what readers will see
+        value = bus.schemas.encode(event.record, bus.signer(event.record, normalized))
+    else:
+        value = bus.schemas.encode(event.record, event.value)
     return bus.catalogue.for_schema(event.record).name, event.key.encode(), value, to_headers(envelope)
 
 

@@ -115,6 +115,9 @@ class ApprovalSubmitted:
     actor: str
     reason: str
     submitted_at: datetime
+    artifact_sha256: str | None = None
+    act_id: str | None = None
+    made_at: datetime | None = None
     signer: str | None = None
     signer_key: str | None = None
     signature: str | None = None
@@ -129,6 +132,9 @@ class ApprovalSubmitted:
             actor=value['actor'],
             reason=value['reason'],
             submitted_at=value['submitted_at'],
+            artifact_sha256=value.get('artifact_sha256', None),
+            act_id=value.get('act_id', None),
+            made_at=value.get('made_at', None),
             signer=value.get('signer', None),
             signer_key=value.get('signer_key', None),
             signature=value.get('signature', None),
@@ -143,6 +149,9 @@ class ApprovalSubmitted:
             'actor': self.actor,
             'reason': self.reason,
             'submitted_at': self.submitted_at,
+            'artifact_sha256': self.artifact_sha256,
+            'act_id': self.act_id,
+            'made_at': self.made_at,
             'signer': self.signer,
             'signer_key': self.signer_key,
             'signature': self.signature,
@@ -279,6 +288,8 @@ class BatchScored:
     scored_at: datetime
     duration_ms: int
     cpu_seconds: float
+    act_id: str | None = None
+    made_at: datetime | None = None
     signer: str | None = None
     signer_key: str | None = None
     signature: str | None = None
@@ -301,6 +312,8 @@ class BatchScored:
             scored_at=value['scored_at'],
             duration_ms=value['duration_ms'],
             cpu_seconds=value['cpu_seconds'],
+            act_id=value.get('act_id', None),
+            made_at=value.get('made_at', None),
             signer=value.get('signer', None),
             signer_key=value.get('signer_key', None),
             signature=value.get('signature', None),
@@ -323,6 +336,8 @@ class BatchScored:
             'scored_at': self.scored_at,
             'duration_ms': self.duration_ms,
             'cpu_seconds': self.cpu_seconds,
+            'act_id': self.act_id,
+            'made_at': self.made_at,
             'signer': self.signer,
             'signer_key': self.signer_key,
             'signature': self.signature,
@@ -345,6 +360,8 @@ class DataBatch:
     publisher: str
     published_at: datetime
     labels: Mapping[str, str] = field(default_factory=dict)
+    act_id: str | None = None
+    made_at: datetime | None = None
     signer: str | None = None
     signer_key: str | None = None
     signature: str | None = None
@@ -362,6 +379,8 @@ class DataBatch:
             publisher=value['publisher'],
             published_at=value['published_at'],
             labels=value.get('labels', {}),
+            act_id=value.get('act_id', None),
+            made_at=value.get('made_at', None),
             signer=value.get('signer', None),
             signer_key=value.get('signer_key', None),
             signature=value.get('signature', None),
@@ -379,6 +398,8 @@ class DataBatch:
             'publisher': self.publisher,
             'published_at': self.published_at,
             'labels': self.labels,
+            'act_id': self.act_id,
+            'made_at': self.made_at,
             'signer': self.signer,
             'signer_key': self.signer_key,
             'signature': self.signature,
@@ -540,6 +561,9 @@ class DeploymentRequested:
     actor: str
     reason: str = ''
     requested_at: datetime
+    artifact_sha256: str | None = None
+    act_id: str | None = None
+    made_at: datetime | None = None
     signer: str | None = None
     signer_key: str | None = None
     signature: str | None = None
@@ -558,6 +582,9 @@ class DeploymentRequested:
             actor=value['actor'],
             reason=value.get('reason', ''),
             requested_at=value['requested_at'],
+            artifact_sha256=value.get('artifact_sha256', None),
+            act_id=value.get('act_id', None),
+            made_at=value.get('made_at', None),
             signer=value.get('signer', None),
             signer_key=value.get('signer_key', None),
             signature=value.get('signature', None),
@@ -576,6 +603,9 @@ class DeploymentRequested:
             'actor': self.actor,
             'reason': self.reason,
             'requested_at': self.requested_at,
+            'artifact_sha256': self.artifact_sha256,
+            'act_id': self.act_id,
+            'made_at': self.made_at,
             'signer': self.signer,
             'signer_key': self.signer_key,
             'signature': self.signature,
@@ -658,6 +688,8 @@ class ErasureRequested:
     reason: str
     requested_by: str
     requested_at: datetime
+    act_id: str | None = None
+    made_at: datetime | None = None
     signer: str | None = None
     signer_key: str | None = None
     signature: str | None = None
@@ -670,6 +702,8 @@ class ErasureRequested:
             reason=value['reason'],
             requested_by=value['requested_by'],
             requested_at=value['requested_at'],
+            act_id=value.get('act_id', None),
+            made_at=value.get('made_at', None),
             signer=value.get('signer', None),
             signer_key=value.get('signer_key', None),
             signature=value.get('signature', None),
@@ -682,6 +716,8 @@ class ErasureRequested:
             'reason': self.reason,
             'requested_by': self.requested_by,
             'requested_at': self.requested_at,
+            'act_id': self.act_id,
+            'made_at': self.made_at,
             'signer': self.signer,
             'signer_key': self.signer_key,
             'signature': self.signature,
@@ -690,7 +726,7 @@ class ErasureRequested:
 
 @dataclass(frozen=True, kw_only=True)
 class IdentityDeclared:
-    """A person's signing key and roles (written by the broker admin through `mlbus people`): the state of one key. Compacted by key id, each record holds the key's whole validity (created_at .. revoked_at)."""
+    """A signing key and its roles, declared by the broker admin (`mlbus people add`) from an enrolment its owner made (`mlbus people keygen`: the private key never leaves the owner). Compacted: a key's declaration is keyed by its key id, its revocation by `<key id>.revoked`; a key's validity is the broker's LogAppendTime of those two records, never the times written in them. A key id is the hash of its key, and a key, once declared, cannot be declared differently: both are checked by every reader (projections/identities.py)."""
 
     RECORD = "mlbus.IdentityDeclared"
 
@@ -699,6 +735,8 @@ class IdentityDeclared:
     principal: str
     roles: tuple[str, ...]
     public_key: str
+    proof: str | None = None
+    endorsements: tuple[Endorsement, ...] = ()
     created_at: datetime
     revoked_at: datetime | None = None
     declared_by: str
@@ -711,6 +749,8 @@ class IdentityDeclared:
             principal=value['principal'],
             roles=tuple(item for item in value['roles']),
             public_key=value['public_key'],
+            proof=value.get('proof', None),
+            endorsements=tuple(Endorsement.from_avro(item) for item in value.get('endorsements', [])),
             created_at=value['created_at'],
             revoked_at=value.get('revoked_at', None),
             declared_by=value['declared_by'],
@@ -723,6 +763,8 @@ class IdentityDeclared:
             'principal': self.principal,
             'roles': list(item for item in self.roles),
             'public_key': self.public_key,
+            'proof': self.proof,
+            'endorsements': list(item.to_avro() for item in self.endorsements),
             'created_at': self.created_at,
             'revoked_at': self.revoked_at,
             'declared_by': self.declared_by,
@@ -778,6 +820,8 @@ class KpiObserved:
     dimensions: Mapping[str, str] = field(default_factory=dict)
     source: str
     observed_at: datetime
+    act_id: str | None = None
+    made_at: datetime | None = None
     signer: str | None = None
     signer_key: str | None = None
     signature: str | None = None
@@ -793,6 +837,8 @@ class KpiObserved:
             dimensions=value.get('dimensions', {}),
             source=value['source'],
             observed_at=value['observed_at'],
+            act_id=value.get('act_id', None),
+            made_at=value.get('made_at', None),
             signer=value.get('signer', None),
             signer_key=value.get('signer_key', None),
             signature=value.get('signature', None),
@@ -808,6 +854,8 @@ class KpiObserved:
             'dimensions': self.dimensions,
             'source': self.source,
             'observed_at': self.observed_at,
+            'act_id': self.act_id,
+            'made_at': self.made_at,
             'signer': self.signer,
             'signer_key': self.signer_key,
             'signature': self.signature,
@@ -892,6 +940,8 @@ class ModelSpecDefined:
     batches: str = 'all'
     monitoring_json: str = '{}'
     card_json: str = '{}'
+    act_id: str | None = None
+    made_at: datetime | None = None
     signer: str | None = None
     signer_key: str | None = None
     signature: str | None = None
@@ -921,6 +971,8 @@ class ModelSpecDefined:
             batches=value.get('batches', 'all'),
             monitoring_json=value.get('monitoring_json', '{}'),
             card_json=value.get('card_json', '{}'),
+            act_id=value.get('act_id', None),
+            made_at=value.get('made_at', None),
             signer=value.get('signer', None),
             signer_key=value.get('signer_key', None),
             signature=value.get('signature', None),
@@ -950,6 +1002,8 @@ class ModelSpecDefined:
             'batches': self.batches,
             'monitoring_json': self.monitoring_json,
             'card_json': self.card_json,
+            'act_id': self.act_id,
+            'made_at': self.made_at,
             'signer': self.signer,
             'signer_key': self.signer_key,
             'signature': self.signature,
@@ -968,6 +1022,7 @@ class ModelTrained:
     request_id: str
     reason: str
     requested_by: str
+    spec_defined_by: str | None = None
     task: str
     estimator: str
     hyperparameters_json: str
@@ -1004,6 +1059,7 @@ class ModelTrained:
             request_id=value['request_id'],
             reason=value['reason'],
             requested_by=value['requested_by'],
+            spec_defined_by=value.get('spec_defined_by', None),
             task=value['task'],
             estimator=value['estimator'],
             hyperparameters_json=value['hyperparameters_json'],
@@ -1040,6 +1096,7 @@ class ModelTrained:
             'request_id': self.request_id,
             'reason': self.reason,
             'requested_by': self.requested_by,
+            'spec_defined_by': self.spec_defined_by,
             'task': self.task,
             'estimator': self.estimator,
             'hyperparameters_json': self.hyperparameters_json,
@@ -1189,6 +1246,8 @@ class PromotionPolicyDefined:
     four_eyes: bool = True
     defined_by: str
     defined_at: datetime
+    act_id: str | None = None
+    made_at: datetime | None = None
     signer: str | None = None
     signer_key: str | None = None
     signature: str | None = None
@@ -1207,6 +1266,8 @@ class PromotionPolicyDefined:
             four_eyes=value.get('four_eyes', True),
             defined_by=value['defined_by'],
             defined_at=value['defined_at'],
+            act_id=value.get('act_id', None),
+            made_at=value.get('made_at', None),
             signer=value.get('signer', None),
             signer_key=value.get('signer_key', None),
             signature=value.get('signature', None),
@@ -1225,6 +1286,8 @@ class PromotionPolicyDefined:
             'four_eyes': self.four_eyes,
             'defined_by': self.defined_by,
             'defined_at': self.defined_at,
+            'act_id': self.act_id,
+            'made_at': self.made_at,
             'signer': self.signer,
             'signer_key': self.signer_key,
             'signature': self.signature,
@@ -1277,6 +1340,8 @@ class TrainingRequested:
     batch_ids: tuple[str, ...] = ()
     evidence_json: str = '{}'
     reproduce_run_id: str | None = None
+    act_id: str | None = None
+    made_at: datetime | None = None
     signer: str | None = None
     signer_key: str | None = None
     signature: str | None = None
@@ -1292,6 +1357,8 @@ class TrainingRequested:
             batch_ids=tuple(item for item in value.get('batch_ids', [])),
             evidence_json=value.get('evidence_json', '{}'),
             reproduce_run_id=value.get('reproduce_run_id', None),
+            act_id=value.get('act_id', None),
+            made_at=value.get('made_at', None),
             signer=value.get('signer', None),
             signer_key=value.get('signer_key', None),
             signature=value.get('signature', None),
@@ -1307,6 +1374,8 @@ class TrainingRequested:
             'batch_ids': list(item for item in self.batch_ids),
             'evidence_json': self.evidence_json,
             'reproduce_run_id': self.reproduce_run_id,
+            'act_id': self.act_id,
+            'made_at': self.made_at,
             'signer': self.signer,
             'signer_key': self.signer_key,
             'signature': self.signature,
@@ -1573,6 +1642,32 @@ class ColumnProfile:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Endorsement:
+    """An admin's signature over a key's grant (signing.grant_bytes): four-eyes on people"""
+
+    RECORD = "mlbus.Endorsement"
+
+    signer: str
+    signer_key: str
+    signature: str
+
+    @classmethod
+    def from_avro(cls, value: Mapping[str, Any]) -> Endorsement:
+        return cls(
+            signer=value['signer'],
+            signer_key=value['signer_key'],
+            signature=value['signature'],
+        )
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'signer': self.signer,
+            'signer_key': self.signer_key,
+            'signature': self.signature,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class EnsembleMember:
     """A version an ensemble version is built from, pinned by its artifact's hash."""
 
@@ -1832,6 +1927,7 @@ RECORD_TYPES: dict[str, type] = {
     BatchRef.RECORD: BatchRef,
     CheckFailure.RECORD: CheckFailure,
     ColumnProfile.RECORD: ColumnProfile,
+    Endorsement.RECORD: Endorsement,
     EnsembleMember.RECORD: EnsembleMember,
     FeatureDrift.RECORD: FeatureDrift,
     Header.RECORD: Header,

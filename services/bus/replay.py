@@ -127,7 +127,7 @@ def _position(consumer: Consumer, where: tuple[str, int]) -> int:
     return position.offset if position.offset >= 0 else 0
 
 
-def fold_history(bus: Bus, records: tuple[str, ...], *folds: Callable[[str, dict], None],
+def fold_history(bus: Bus, records: tuple[str, ...], *folds: Callable[..., object],
                  keep: Callable[[Received], bool] = lambda received: True) -> None:
     """Rebuild projections from the topics that carry these record types: every record is handed to each
     fold, record type by record type in the order given (a decision comes after what it decides on).
@@ -142,12 +142,24 @@ def fold_history(bus: Bus, records: tuple[str, ...], *folds: Callable[[str, dict
                 _fold_one(bus, record, keep, folds)
 
 
+def apply_fold(fold: Callable, received: Received) -> None:
+    """fold(record, value), or fold(record, value, broker time) for a fold marked `timed` (identities: a key's
+    validity is when the broker took its records, never a time written in them), or fold(received) for one
+    marked `takes_received` (signed_only: it checks a signature first)."""
+    if getattr(fold, "timed", False):
+        fold(received.record, received.value, received.timestamp_ms)
+    elif getattr(fold, "takes_received", False):
+        fold(received)
+    else:
+        fold(received.record, received.value)
+
+
 def _fold_one(bus: Bus, record: Received, keep: Callable[[Received], bool],
-              folds: tuple[Callable[[str, dict], None], ...]) -> None:
+              folds: tuple[Callable[..., object], ...]) -> None:
     try:
         if keep(record):
             for fold in folds:
-                fold(record.record, record.value)
+                apply_fold(fold, record)
     except Exception as error:              # noqa: BLE001 - told apart just below
         if is_infrastructure(error):
             raise

@@ -12,19 +12,28 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .projections.identities import Identities
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .projections.identities import Identities
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # The records a person signs: the acts services verify before acting on them.
 SIGNED_RECORDS = ("mlbus.ApprovalSubmitted", "mlbus.PromotionPolicyDefined", "mlbus.ModelSpecDefined",
                   "mlbus.TrainingRequested", "mlbus.DeploymentRequested", "mlbus.DataBatch", "mlbus.KpiObserved",
                   "mlbus.ErasureRequested", "mlbus.BatchScored")
+# An act is fresh when the broker takes it (LogAppendTime) at most this long after its signer made it, and not
+# more than the clock skew before: a copy of an old act published again is refused, whatever it says.
+ACT_FRESHNESS_MS = 15 * 60 * 1000
+CLOCK_SKEW_MS = 5 * 60 * 1000
 _JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
@@ -50,13 +59,46 @@ def key_id(public_key: bytes) -> str:
     return hashlib.sha256(public_key).hexdigest()[:32]
 
 
-def sign_act(record: str, value: dict, signer: str, private_key: bytes) -> dict:
-    """The record's value with signer, signer_key and signature set (private_key: the raw 32-byte seed)."""
+def enrolment_bytes(name: str, kid: str) -> bytes:
+    """What a key's owner signs to enrol it (the proof of possession in its IdentityDeclared)."""
+    return canonical_act("mlbus.KeyEnrolment", {"name": name, "key_id": kid})
+
+
+def grant_bytes(value: dict) -> bytes:
+    """What an admin endorses when a key is granted roles (four-eyes on people): the key, its owner and roles."""
+    return canonical_act("mlbus.KeyGrant", {"key_id": value["key_id"], "name": value["name"],
+                                            "principal": value["principal"], "roles": sorted(set(value["roles"]))})
+
+
+def endorse(grant: dict, signer: str, private_key: bytes) -> dict:
+    """An admin's endorsement of a grant (an IdentityDeclared's key_id, name, principal, roles)."""
+    key = Ed25519PrivateKey.from_private_bytes(private_key)
+    return {"signer": signer, "signer_key": key_id(key.public_key().public_bytes_raw()),
+            "signature": base64.b64encode(key.sign(grant_bytes(grant))).decode()}
+
+
+def prove_possession(name: str, private_key: bytes) -> tuple[str, str, str]:
+    """(key id, base64 public key, base64 proof) of a key its owner enrols under `name`."""
     key = Ed25519PrivateKey.from_private_bytes(private_key)
     public = key.public_key().public_bytes_raw()
-    signed = {**value, "signer": signer, "signer_key": key_id(public), "signature": None}
-    signature = key.sign(canonical_act(record, signed))
-    return {**signed, "signature": base64.b64encode(signature).decode()}
+    kid = key_id(public)
+    return kid, base64.b64encode(public).decode(), base64.b64encode(key.sign(enrolment_bytes(name, kid))).decode()
+
+
+def prepare_act(value: dict, signer: str, signer_key: str, now_ms: int | None = None) -> dict:
+    """The record's value ready to be signed: signer, signer_key, a fresh act_id and made_at set, no signature.
+    Its canonical_act bytes are what the signer signs (here, or in a browser), then `signature` is set."""
+    made_at = int(time.time() * 1000) if now_ms is None else now_ms
+    return {**value, "signer": signer, "signer_key": signer_key, "act_id": uuid.uuid4().hex, "made_at": made_at,
+            "signature": None}
+
+
+def sign_act(record: str, value: dict, signer: str, private_key: bytes, now_ms: int | None = None) -> dict:
+    """The record's value prepared (prepare_act) and signed (private_key: the raw 32-byte seed)."""
+    key = Ed25519PrivateKey.from_private_bytes(private_key)
+    prepared = prepare_act(value, signer, key_id(key.public_key().public_bytes_raw()), now_ms)
+    signature = key.sign(canonical_act(record, prepared))
+    return {**prepared, "signature": base64.b64encode(signature).decode()}
 
 
 @dataclass(frozen=True)
@@ -74,6 +116,9 @@ def verify_act(identities: Identities, record: str, value: dict, at_ms: int, rol
     signer, kid, signature = value.get("signer"), value.get("signer_key"), value.get("signature")
     if not (signer and kid and signature):
         return Verdict(refusal="unsigned: a person's act must carry signer, signer_key and signature")
+    stale = freshness_refusal(value.get("act_id"), value.get("made_at"), at_ms)
+    if stale:
+        return Verdict(refusal=stale)
     key = identities.keys.get(kid)
     if key is None:
         return Verdict(refusal=f"unknown signing key {kid}")
@@ -89,6 +134,40 @@ def verify_act(identities: Identities, record: str, value: dict, at_ms: int, rol
     if not set(roles) & (set(key.roles) | ({*roles} if "admin" in key.roles else set())):
         return Verdict(refusal=f"{signer} lacks the role {' or '.join(roles)} (holds {', '.join(key.roles) or 'none'})")
     return Verdict(signer=signer, signer_key=kid)
+
+
+def freshness_refusal(act_id: str | None, made_at: int | datetime | None, at_ms: int) -> str | None:
+    """Why an act is not fresh when the broker took it at `at_ms`, or None."""
+    if not act_id or made_at is None:
+        return "the act carries no act_id and made_at (signed by an older client, or stripped): it cannot be " \
+               "told from a replay"
+    made_ms = made_at if isinstance(made_at, int) else (made_at - EPOCH) // timedelta(milliseconds=1)
+    if made_ms < at_ms - ACT_FRESHNESS_MS:
+        return (f"replayed or stale: made {(at_ms - made_ms) // 1000} s before the broker took it (an act is taken "
+                f"within {ACT_FRESHNESS_MS // 60000} min of being made)")
+    if made_ms > at_ms + CLOCK_SKEW_MS:
+        return f"made {(made_ms - at_ms) // 1000} s after the broker took it: the signer's clock is wrong"
+    return None
+
+
+class ActLedger:
+    """The act ids a service has taken, each with where it was (topic, partition, offset): an act id is taken
+    once, so the same signed act published again is refused as a replay (the same message read again, as a
+    rebuild does, is no replay). Ids older than the freshness window are forgotten: those copies are stale."""
+
+    def __init__(self) -> None:
+        self.taken: dict[str, tuple[tuple, int]] = {}
+        self.newest_ms = 0
+
+    def replay_refusal(self, act_id: str, where: tuple, at_ms: int) -> str | None:
+        first = self.taken.setdefault(act_id, (where, at_ms))
+        if at_ms > self.newest_ms + 60_000:
+            self.newest_ms = at_ms
+            horizon = at_ms - ACT_FRESHNESS_MS - CLOCK_SKEW_MS
+            self.taken = {k: v for k, v in self.taken.items() if v[1] >= horizon}
+        if first[0] != where:
+            return f"replayed: act {act_id} was taken already at {'/'.join(map(str, first[0]))}"
+        return None
 
 
 def signature_refusal(verdict: Verdict, claimed: str) -> str | None:

@@ -6,6 +6,7 @@ import getpass
 
 from services.bus.context import Bus
 from services.bus.envelope import Event, new_id
+from services.bus.errors import BadInput
 from services.bus.identity import Identity
 from services.bus.publish import Publisher
 from services.bus.settings import ConfigError
@@ -45,3 +46,15 @@ def send(bus: Bus, identity: Identity | None, record: str, value: dict, key: str
     publisher.publish(Event(record, value, key=key, id=event_id, subject=subject or key))
     publisher.flush()
     return event_id
+
+
+def artifact_of(bus: Bus, model: str, version: int) -> str:
+    """The artifact an act about (model, version) binds: its trained record's sha256 (BadInput if none)."""
+    from services.bus.projections.inventory import Inventory
+    from services.bus.replay import fold_history
+    found = Inventory()
+    fold_history(bus, ("mlbus.ModelTrained",), found.apply)
+    entry = found.version(model, version)
+    if entry is None:
+        raise BadInput(f"{model} v{version} is not a trained version")
+    return entry.trained["artifact_sha256"]

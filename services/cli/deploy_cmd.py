@@ -10,7 +10,7 @@ from services.bus.identity import Identity
 from services.bus.projections.deployments import Deployments
 from services.bus.replay import fold_history
 
-from .acts import person, send
+from .acts import artifact_of, person, send
 from .output import info, print_json, print_table
 
 STRATEGIES = ("replace", "canary", "shadow", "champion-challenger")
@@ -51,7 +51,8 @@ def request_deployment(bus: Bus, identity: Identity, model: str, version: int | 
     request_id = new_id()
     value = {"request_id": request_id, "model": model, "version": version, "action": action, "strategy": strategy,
              "percent": percent, "steps": steps, "step_interval_s": interval_s, "actor": identity.name,
-             "reason": reason, "requested_at": datetime.now(timezone.utc)}
+             "reason": reason, "requested_at": datetime.now(timezone.utc),
+             "artifact_sha256": artifact_of(bus, model, version) if action == "deploy" and version else None}
     send(bus, identity, "mlbus.DeploymentRequested", value, model, request_id)
     return request_id
 

@@ -38,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        if getattr(args, "offline", False):          # a person's own machine: no broker, no identity needed
+            return args.run(None, args)
         settings, args.identity = cli_settings()
         configure_logging("cli", settings.log_format, "warning", stream=sys.stderr)
         return args.run(reading_old_schemas(Bus.from_settings(settings)), args)
@@ -67,6 +69,10 @@ def cli_settings() -> tuple[Settings, Identity | None]:
     if path is None:
         return settings.as_principal(ADMIN), None
     identity = Identity.load(path)
+    if not identity.kafka:
+        raise ConfigError(f"{path} holds no broker credentials yet: send {identity.name}.enrolment.json to an admin "
+                          f"(`mlbus people add {identity.name} --role ROLE --enrolment FILE`), then "
+                          f"`mlbus people credentials NAME.credentials.json`")
     return settings.as_person(identity.principal, identity.kafka), identity
 
 

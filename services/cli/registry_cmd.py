@@ -15,7 +15,7 @@ from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory
 from services.bus.replay import fold_history
 
 from .deploy_cmd import deployments
-from .acts import person, send
+from .acts import artifact_of, person, send
 from .inputs import load_yaml
 from .output import info, print_json, print_table
 
@@ -57,11 +57,14 @@ def decision_command(bus: Bus, args: argparse.Namespace) -> int:
     return 0
 
 
-def submit_decision(bus: Bus, identity: Identity, model: str, version: int, decision: str, reason: str) -> str:
-    """A person's signed approve/reject of a model version (the CLI's and the console's); its id."""
+def submit_decision(bus: Bus, identity: Identity, model: str, version: int, decision: str, reason: str,
+                    artifact_sha256: str | None = None) -> str:
+    """A person's signed approve/reject of a model version (the CLI's and the console's), bound to the version's
+    artifact (looked up when not given); its id."""
     approval_id = new_id()
     value = {"approval_id": approval_id, "model": model, "version": version, "decision": decision,
-             "actor": identity.name, "reason": reason, "submitted_at": datetime.now(timezone.utc)}
+             "actor": identity.name, "reason": reason, "submitted_at": datetime.now(timezone.utc),
+             "artifact_sha256": artifact_sha256 or artifact_of(bus, model, version)}
     send(bus, identity, "mlbus.ApprovalSubmitted", value, model, approval_id, f"{model}@{version}")
     return approval_id
 

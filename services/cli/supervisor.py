@@ -11,6 +11,7 @@ from pathlib import Path
 
 from services.bus.acl_admin import apply_access
 from services.bus.publish import announce_all
+from services.bus.service_keys import SIGNING_SERVICES, await_enrolments
 from services.domain import declare_log_key, declare_witness_key
 from services.bus.credentials import secured
 from services.bus.context import Bus
@@ -86,6 +87,9 @@ def up_command(bus: Bus, args: argparse.Namespace) -> int:
     announce_all(bus)                   # only the admin writes the schemas topic
     for name, module in services.items():
         start_service(bus, name, module)
+    signing = [name for name in services if name in SIGNING_SERVICES]
+    for name in await_enrolments(bus, signing):
+        info(f"{name}: its signing key enrolled (public key on the identities topic, role service)")
     if "witness" in services:
         declare_witness(bus)
     if not services:

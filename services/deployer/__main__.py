@@ -16,10 +16,11 @@ from .handlers import Deployer
 def main() -> None:
     bus = Bus.from_env(principal="deployer")
     configure_logging("deployer", bus.settings.log_format, bus.settings.log_level)
-    inventory, deployments, specs = rebuild(bus)
+    verify = act_verifier(bus)
+    inventory, deployments, specs = rebuild(bus, verify)
     deployer = Deployer(inventory, deployments, Gates(),
                         canary_interval_s=bus.settings.canary_interval_s,
-                        verify=act_verifier(bus), artifacts=ArtifactStore.from_settings(bus.settings), specs=specs)
+                        verify=verify, artifacts=ArtifactStore.from_settings(bus.settings), specs=specs)
     ServiceRuntime(bus, "deployer", deployer, transactional=True, batch_size=500, tick=deployer.tick).run()
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from services.bus import Event, derive_id
 from services.bus.projections.deployments import Deployments
-from services.bus.projections.inventory import APPROVED, Inventory
+from services.bus.projections.inventory import APPROVED, Inventory, artifact_refusal
 from services.bus.signing import Verdict, signature_refusal
 
 DEFAULT_STEPS = (10, 25, 50, 100)
@@ -47,11 +47,19 @@ def on_request(deployments: Deployments, inventory: Inventory, request: dict, ve
                now: datetime) -> list[Event]:
     """A person's deploy or rollback request; `verdict`: its signature's check (only an operator's counts)."""
     unsigned = signature_refusal(verdict, request["actor"])
+    model = request["model"]
+    if unsigned is None and deployments.answered(derive_id(request["request_id"], "deployment")):
+        return []                           # delivered again (after a restart): carried out once
     if unsigned:
-        model = request["model"]
         return [change(model, derive_id(request["request_id"], "deployment"), request["strategy"], "refused",
                        deployments.routes(model), unsigned, f"unverified:{request['actor']}", request["request_id"],
                        now, version=request["version"])]
+    entry = inventory.version(model, request["version"]) if request["action"] == "deploy" else None
+    unbound = entry and artifact_refusal(request, entry.trained["artifact_sha256"])
+    if unbound:
+        return [change(model, derive_id(request["request_id"], "deployment"), request["strategy"], "refused",
+                       deployments.routes(model), unbound, request["actor"], request["request_id"], now,
+                       version=request["version"])]
     return deploy(deployments, inventory, request, now)
 
 

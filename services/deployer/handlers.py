@@ -8,6 +8,7 @@ from services.bus import Event, Received, derive_id
 from services.domain import alert, ArtifactRefused, ArtifactStore, SpecMonitoring
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.inventory import Inventory
+from services.bus.identity import SPEC_SIGNERS, signed_only
 from services.bus.signing import Verdict
 
 from .decide import Gates, advance, change, gate, on_approved, on_request, rollback, slo_breach
@@ -27,6 +28,7 @@ class Deployer:
         self.canary_interval_s = canary_interval_s
         self.evidence = EvidenceBook()
         self.specs = specs or SpecMonitoring()
+        self.fold_spec = signed_only(self.specs.apply, verify, SPEC_SIGNERS)
         self.serving = ServingWindow()
         self.clock = clock
         self.live_evidence = {"mlbus.Prediction": self.evidence.prediction, "mlbus.Outcome": self.evidence.outcome}
@@ -39,7 +41,7 @@ class Deployer:
         if evidence:                              # serving traffic: the canary gates' evidence, the champion's SLOs
             evidence(value)
             return self._slo(value, now) if record == "mlbus.Prediction" else []
-        self.specs.apply(record, value)
+        self.fold_spec(message)                   # only a data scientist's signed spec
         self.inventory.apply(record, value)      # a decision may wait for its ModelTrained
         self.deployments.apply(record, value)
         decide = self.decisions.get(record)

@@ -207,7 +207,8 @@ def declare_log_key(admin_bus: Bus) -> LogKey:
         publisher = Publisher(admin_bus, "cli:admin")
         publisher.publish(Event("mlbus.IdentityDeclared", {
             "key_id": key.key_id, "name": "auditor", "principal": "auditor", "roles": [LOG_SIGNER_ROLE],
-            "public_key": base64.b64encode(key.public).decode(), "created_at": datetime.now(timezone.utc),
+            "public_key": base64.b64encode(key.public).decode(), "proof": key.proof("auditor"),
+            "created_at": datetime.now(timezone.utc),
             "revoked_at": None, "declared_by": "admin"}, key=key.key_id, id=f"{key.key_id}-created", subject="auditor"))
         publisher.flush()
     return key

@@ -20,6 +20,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from services.bus.signing import prove_possession
+
 VERSION = "mlbus-tree-head/1"
 _JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
@@ -87,6 +89,10 @@ class LogKey:
 
     def public_pem(self) -> bytes:
         return public_pem(self.public)
+
+    def proof(self, name: str) -> str:
+        """The proof of possession its declaration on the identities topic carries."""
+        return prove_possession(name, self.private.private_bytes_raw())[2]
 
 
 def public_pem(public: bytes) -> bytes:

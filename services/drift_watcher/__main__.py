@@ -1,10 +1,12 @@
 """drift-watcher: python -m services.drift_watcher (one instance; see app.py for the topology)."""
 import os
+from dataclasses import replace
 import threading
 
 import faust
 
 from services.bus import Bus
+from services.bus.service_keys import enrolled_signer
 from services.bus.logs import configure_logging, get_logger
 
 from .app import DriftWatcher
@@ -41,6 +43,7 @@ class Worker(faust.Worker):
 def main() -> None:
     bus = Bus.from_env(principal="drift-watcher")
     configure_logging("drift-watcher", bus.settings.log_format, bus.settings.log_level)
+    bus = replace(bus, signer=enrolled_signer(bus, "drift-watcher"))     # its retraining requests are signed
     watcher = DriftWatcher(bus)
     watcher.start_reference_data()
     worker = Worker(watcher.app, loglevel="INFO" if bus.settings.log_level.lower() == "debug" else "WARNING",

@@ -34,6 +34,7 @@ from services.bus.poison import poison_record
 from services.bus.credentials import aiokafka_credentials
 from services.bus.envelope import envelope_for, new_id
 from services.bus.kafka import group_id, producer_config
+from services.bus.identity import SPEC_SIGNERS, act_verifier, signed_only
 from services.bus.logs import get_logger
 from services.domain import Monitoring, SpecMonitoring
 from services.bus.projections.deployments import Deployments
@@ -126,7 +127,8 @@ class DriftWatcher:
         self.inventory, self.deployments, self.specs, self.emitted = (Inventory(), Deployments(), SpecMonitoring(),
                                                                       Emitted())
         self.follower = Follower(bus, SOURCE, REFERENCE + OUTPUTS,
-                                 [self.inventory.apply, self.deployments.apply, self.specs.apply, self.emitted.apply])
+                                 [self.inventory.apply, self.deployments.apply,
+                                  signed_only(self.specs.apply, act_verifier(bus), SPEC_SIGNERS), self.emitted.apply])
         self.observations = self.app.topic(f"{self.app_id}-observations", partitions=PARTITIONS, internal=True, **RAW)
         # One table for all of a model's state (see the module docstring); keys say what they hold:
         # head|MODEL, row|MODEL|SEQ|r3 (request) or p3 (prediction), seen|ID (an observation's id → its window),

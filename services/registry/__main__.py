@@ -2,7 +2,7 @@
 import sys
 
 from services.bus import Bus, ServiceRuntime
-from services.bus.identity import act_verifier
+from services.bus.identity import act_verifier, read_identities
 from services.bus.logs import configure_logging
 
 from .adapters import RegistryDatabase, inventory_from_audit, rebuild_inventory
@@ -18,7 +18,8 @@ def main() -> None:
     inventory = rebuild_inventory(bus, verify)
     database = RegistryDatabase(bus.settings.database_url)
     database.replace_all(inventory)
-    ServiceRuntime(bus, "registry", Registry(inventory, database, verify), transactional=True, batch_size=100).run()
+    registry = Registry(inventory, database, verify, identities=read_identities(bus))
+    ServiceRuntime(bus, "registry", registry, transactional=True, batch_size=100).run()
 
 
 

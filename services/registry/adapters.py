@@ -209,6 +209,6 @@ def inventory_from_audit(bus: Bus) -> Inventory:
     events = [e for e in decoded(bus, audit_records(bus, INVENTORY_RECORDS + IDENTITY_RECORDS)) if e.record]
     identities = Identities()
     for event in events:
-        identities.apply(event.record, event.value)
+        identities.apply(event.record, event.value, event.entry["source_timestamp"])
     return inventory_from([(e.record, e.value) for e in events if e.record != "mlbus.PromotionPolicyDefined" or
                            verify_act(identities, e.record, e.value, e.entry["source_timestamp"], ("admin",)).signer])

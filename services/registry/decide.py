@@ -12,7 +12,8 @@ from services.bus.edge import content
 from services.bus import Event, derive_id
 from services.domain import alert, FAIRNESS_METRICS, fairness_breach, groups_line, HIGHER_IS_BETTER
 from services.bus.signing import Verdict, signature_refusal
-from services.bus.projections.inventory import Inventory, ModelVersion, approval_refusal
+from services.bus.projections.inventory import (Inventory, ModelVersion, approval_refusal, artifact_refusal,
+                                               supersedes)
 
 
 def lifecycle(model: str, version: int, kind: str, actor: str, reason: str, cause_id: str, now: datetime,
@@ -81,12 +82,13 @@ def on_approval(inventory: Inventory, approval: dict, verdict: Verdict, now: dat
     the verified signer is the actor, whatever the record claims."""
     model, version = approval["model"], approval["version"]
     cause = approval["approval_id"]
-    if cause in inventory.causes:
+    if cause in inventory.causes and not replayed(verdict):
         return []                                              # delivered twice: decided once
     entry = inventory.version(model, version)
     policy = inventory.policy(model)
     actor = verdict.signer or f"unverified:{approval['actor']}"
-    refusal = signature_refusal(verdict, approval["actor"]) or approval_refusal(entry, policy, actor)
+    refusal = signature_refusal(verdict, approval["actor"]) or approval_refusal(entry, policy, actor) or \
+        artifact_refusal(approval, entry.trained["artifact_sha256"])
     signed = {"signer": verdict.signer, "signer_key": verdict.signer_key}
     if refusal:
         return [lifecycle(model, version, "approval-refused", actor, refusal, cause, now, policy,
@@ -96,13 +98,25 @@ def on_approval(inventory: Inventory, approval: dict, verdict: Verdict, now: dat
                       {"decision": approval["decision"], "metrics": entry.trained["metrics"], **signed})]
 
 
-def on_policy(policy: dict, verdict: Verdict, cause_id: str, now: datetime) -> list[Event]:
-    """A policy takes effect only when an admin signed it; otherwise an alert says who tried what."""
-    if verdict.refusal is None:
+def replayed(verdict: Verdict) -> bool:
+    """The act was taken already elsewhere (signing.ActLedger): a copy published again, refused on the record."""
+    return bool(verdict.refusal and verdict.refusal.startswith("replayed"))
+
+
+def on_policy(policy: dict, verdict: Verdict, cause_id: str, now: datetime, current: dict | None = None) -> list[Event]:
+    """A policy takes effect only when an admin signed it and it supersedes the current one (a higher
+    policy_version); otherwise an alert says who tried what."""
+    refusal = verdict.refusal
+    if refusal is None and current is not None and not supersedes(policy, current):
+        if current.get("act_id") and current.get("act_id") == policy.get("act_id"):
+            return []                                   # the same act read again
+        refusal = (f"policy v{policy['policy_version']} does not supersede the current v{current['policy_version']} "
+                   f"(a replayed or out-of-order policy)")
+    if refusal is None:
         return []
     return [alert("policy-refused", policy["model"], f"policy v{policy['policy_version']} of {policy['model']} not "
-                  f"adopted: {verdict.refusal}", cause_id, now,
-                  evidence={"claimed_by": policy["defined_by"], "refusal": verdict.refusal})]
+                  f"adopted: {refusal}", cause_id, now,
+                  evidence={"claimed_by": policy["defined_by"], "refusal": refusal})]
 
 
 def on_deployment(inventory: Inventory, deployment: dict, now: datetime) -> list[Event]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Callable
 
-from services.bus import Event, Received
+from services.bus import Event, Received, derive_id
+from services.bus.projections.identities import Identities
+from services.domain import alert
 from services.bus.projections.inventory import Inventory
 from services.bus.signing import Verdict
 
@@ -25,13 +27,15 @@ def now_ms() -> datetime:
 
 class Registry:
     def __init__(self, inventory: Inventory, database: RegistryDatabase, verify: Verify,
-                 clock: Callable[[], datetime] = lambda: now_ms()):
+                 clock: Callable[[], datetime] = lambda: now_ms(), identities: Identities | None = None):
         self.inventory = inventory
+        self.identities = identities or Identities()     # the keys, to say when a declaration is refused
         self.database = database
         self.verify = verify
         self.clock = clock
         self.decisions = {"mlbus.ModelTrained": self._trained, "mlbus.ApprovalSubmitted": self._approval,
-                          "mlbus.DeploymentChanged": self._deployment, "mlbus.PromotionPolicyDefined": self._policy}
+                          "mlbus.DeploymentChanged": self._deployment, "mlbus.PromotionPolicyDefined": self._policy,
+                          "mlbus.IdentityDeclared": self._identity}
 
     def __call__(self, message: Received) -> list[Event]:
         decide = self.decisions.get(message.record)
@@ -58,5 +62,18 @@ class Registry:
     def _deployment(self, message: Received, now: datetime) -> list[Event]:
         return on_deployment(self.inventory, message.value, now)
 
+    def _identity(self, message: Received, now: datetime) -> list[Event]:
+        """A key declared differently from before, swapped, backdated past its proof or granted without the
+        endorsements its roles need: refused by every reader; the registry raises the alert."""
+        refused = self.identities.apply(message.record, message.value, message.timestamp_ms)
+        if refused is None:
+            return []
+        value = message.value
+        return [alert("identity-refused", value["name"], f"declaration of key {value['key_id']} for {value['name']} "
+                      f"refused: {refused}", derive_id(message.topic, message.partition, message.offset), now,
+                      severity="critical", evidence={"key_id": value["key_id"], "roles": value["roles"],
+                                                     "refusal": refused})]
+
     def _policy(self, message: Received, now: datetime) -> list[Event]:
-        return on_policy(message.value, self.verify(message, ADMIN), message.envelope.id, now)
+        return on_policy(message.value, self.verify(message, ADMIN), message.envelope.id, now,
+                         self.inventory.policies.get(message.value["model"]))

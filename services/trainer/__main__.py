@@ -1,9 +1,12 @@
 """trainer: trains models from validated batches on request, records everything needed to reproduce them."""
 
+from dataclasses import replace
+
 from services.bus import Bus, ServiceRuntime
 from services.domain import SnapshotStore
 from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
+from services.bus.service_keys import enrolled_signer
 
 from .adapters import code_version, environment, rebuild_view, training_frames
 from .decide import Provenance
@@ -13,6 +16,7 @@ from .handlers import Trainer
 def main() -> None:
     bus = Bus.from_env(principal="trainer")
     configure_logging("trainer", bus.settings.log_format, bus.settings.log_level)
+    bus = replace(bus, signer=enrolled_signer(bus, "trainer"))     # its own training requests are signed
     provenance = Provenance(*code_version(), environment())
     verify = act_verifier(bus)
     trainer = Trainer(rebuild_view(bus, verify), bus.settings.artifacts_store, provenance, verify,

@@ -179,19 +179,31 @@ def refusal(request: dict, reason: str, now: datetime) -> Event:
 
 
 Verify = Callable[[Received, tuple[str, ...]], Verdict]
-# People's acts the trainer takes: who may make them, and the field that names who made them.
-PEOPLE_ACTS = {"mlbus.ModelSpecDefined": (("data-scientist",), "defined_by"),
-               "mlbus.TrainingRequested": (("data-scientist", "operator"), "requested_by")}
-PEOPLE_REASONS = ("manual", "reproduce")       # the training requests people make (services ask for the others)
+# Who may make the acts the trainer takes (every one signed, by a person or a service): a spec by a data
+# scientist; a training request by whom its reason says — people for theirs, a named service for its own.
+SPEC_AUTHORS = ("data-scientist",)
+REQUESTERS: dict[str, tuple[str, ...]] = {
+    "manual": ("data-scientist", "operator"), "reproduce": ("data-scientist", "operator"), "schedule": ("operator",),
+    "new-data": ("service:trainer",), "member-changed": ("service:trainer",), "drift": ("service:drift-watcher",)}
 
 
 def act_refusal(message: Received, verify: Verify) -> str | None:
-    """Why a person's spec or training request is not taken (its signature), or None; services' acts pass."""
-    if message.record not in PEOPLE_ACTS or (message.record == "mlbus.TrainingRequested"
-                                             and message.value["reason"] not in PEOPLE_REASONS):
+    """Why a spec or training request is not taken (its signature, its signer), or None. The actor is the verified
+    signer: a request's `requested_by` must name it, whatever the reason claims."""
+    if message.record == "mlbus.ModelSpecDefined":
+        return signature_refusal(verify(message, SPEC_AUTHORS), message.value["defined_by"])
+    if message.record != "mlbus.TrainingRequested":
         return None
-    roles, field = PEOPLE_ACTS[message.record]
-    return signature_refusal(verify(message, roles), message.value[field])
+    reason = message.value["reason"]
+    allowed = REQUESTERS.get(reason)
+    if allowed is None:
+        return f"unknown reason {reason!r} (one of {', '.join(REQUESTERS)})"
+    services = [a.removeprefix("service:") for a in allowed if a.startswith("service:")]
+    verdict = verify(message, ("service",) if services else allowed)
+    refused = signature_refusal(verdict, message.value["requested_by"])
+    if refused is None and services and verdict.signer not in services:
+        return f"signature: a {reason} request is made by {' or '.join(services)}, not by {verdict.signer}"
+    return refused
 
 
 @dataclass(frozen=True)
@@ -242,6 +254,7 @@ def trained_event(plan: TrainingPlan, best: int, result: dict, artifact: tuple[s
                  subject=f"{spec['model']}@{plan.version}", value={
         "model": spec["model"], "version": plan.version, "run_id": plan.run_ids[best],
         "request_id": request["request_id"], "reason": request["reason"], "requested_by": request["requested_by"],
+        "spec_defined_by": spec["defined_by"],
         "task": spec["task"], "estimator": spec["estimator"],
         "hyperparameters_json": json.dumps(plan.grid[best], sort_keys=True), "features": spec["features"],
         "categorical_features": list(spec.get("categorical_features", [])),

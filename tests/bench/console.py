@@ -13,6 +13,7 @@ from pathlib import Path
 from services.bus import Event, Publisher, derive_id
 from tests.chaos.harness import Brokers, Stage
 from tests.support.browser import CHROMIUM_ARGS, chromium_path, free_port
+from tests.support.people import enrol
 from tests.support.polling import wait_until
 
 from .audit import append_rate
@@ -79,8 +80,7 @@ def benchmarks(workdir: Path, quick: bool, counted: int) -> list[Figure]:
             publish_versions(stage, versions)
             append_rate(stage, records - 3 * versions)          # the auditor appends the rest of the million
             identity = workdir / f"viewer-{uuid.uuid4().hex[:6]}.json"
-            made = stage.cli("people", "add", "viewer", "--role", "viewer", "--out", str(identity))
-            assert made.returncode == 0, made.stderr
+            enrol(stage.cli, "viewer", ["viewer"], identity)
             port = free_port()
             stage.start("console", "services.cli.console", MLBUS_CONSOLE_PORT=str(port), MLBUS_LOG_LEVEL="warning")
             base = f"http://127.0.0.1:{port}"

@@ -32,6 +32,7 @@ from services.bus.topics import TopicAdmin, consumer_lag, plan_topics
 from tests.support.datasets import good, write
 from tests.support.people import Cli
 from tests.support.polling import wait_until
+from tests.support.processes import enrol_if_signing
 
 from .checker import Sent
 
@@ -179,6 +180,7 @@ class Stage:
     def start(self, name: str, module: str, **env: str) -> Service:
         service = Service(name, module, {**self.env, **env}, self.workdir / f"{name}.log")
         service.start()
+        enrol_if_signing(module, service.env, alive=lambda: service.process.poll() is None)
         self.services[name] = service
         return service
 

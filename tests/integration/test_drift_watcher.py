@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 from services.bus import Publisher
 from services.bus.topics import consumer_lag
+from services.bus.identity import Identity
 from tests.support.drift import FEATURES, production, publish_version, send_traffic
 from tests.support.polling import read_topic, topic_values, wait_until
 from tests.support.processes import free_port, running, start, stop
@@ -31,9 +32,9 @@ def wait_for_reports(bus, count: int, timeout: float = 120) -> list[dict]:
                       message=f"{count} drift reports")
 
 
-def test_stable_traffic_rarely_drifts_and_two_shifted_features_are_named_with_an_alert(bus, bus_env, tmp_path):
+def test_stable_traffic_rarely_drifts_and_two_shifted_features_are_named_with_an_alert(bus, bus_env, cli, tmp_path):
     publisher = Publisher(bus, "shop-app")
-    publish_version(publisher, MODEL, 1, MONITORING)
+    publish_version(publisher, MODEL, 1, MONITORING, Identity.load(cli.identity("dana")))
     port = free_port()
     with running("services.drift_watcher", bus_env, tmp_path / "drift-watcher.log",
                  MLBUS_METRICS_PORT=str(port)) as watcher:
@@ -72,9 +73,9 @@ def test_stable_traffic_rarely_drifts_and_two_shifted_features_are_named_with_an
     assert with_predictions and all(r["prediction_drift"]["method"] == "chi2" for r in with_predictions)
 
 
-def test_a_kill_minus_9_mid_window_loses_no_row_and_duplicates_no_report(bus, bus_env, tmp_path):
+def test_a_kill_minus_9_mid_window_loses_no_row_and_duplicates_no_report(bus, bus_env, cli, tmp_path):
     publisher = Publisher(bus, "shop-app")
-    publish_version(publisher, MODEL, 1, MONITORING)
+    publish_version(publisher, MODEL, 1, MONITORING, Identity.load(cli.identity("dana")))
     log = tmp_path / "drift-watcher.log"
     watcher = start("services.drift_watcher", bus_env, log)
     try:
@@ -99,11 +100,12 @@ def test_a_kill_minus_9_mid_window_loses_no_row_and_duplicates_no_report(bus, bu
     assert all(r["rows"] == WINDOW for r in found)           # the window cut by the kill kept its first half
 
 
-def test_undecodable_requests_are_dead_lettered_and_a_quiet_window_closes_on_time(bus, bus_env, tmp_path):
+def test_undecodable_requests_are_dead_lettered_and_a_quiet_window_closes_on_time(bus, bus_env, cli, tmp_path):
     """Bytes that are not Avro, a record of another type (a request on outcomes), and a request that carries the
     drift-watcher's internal tick header all go to their DLQ; the windows go on."""
     publisher = Publisher(bus, "shop-app")
-    publish_version(publisher, MODEL, 1, '{"window_rows": 1000, "window_seconds": 2, "min_rows": 10}')
+    publish_version(publisher, MODEL, 1, '{"window_rows": 1000, "window_seconds": 2, "min_rows": 10}',
+                    Identity.load(cli.identity("dana")))
     request = bus.schemas.encode("mlbus.InferenceRequest", {
         "request_id": "forged", "entity_id": "e", "model": MODEL, "features": {"x": 1.0}, "categories": {},
         "sent_at": datetime.now(timezone.utc)})

@@ -9,6 +9,7 @@ import numpy as np
 
 from services.bus import Event, Publisher, derive_id
 from tests.support.browser import screens_as
+from services.bus.identity import Identity
 from tests.support.drift import NOW, publish_version
 
 MODEL = "shop_model"
@@ -42,7 +43,7 @@ def publish_kpis(publisher: Publisher) -> None:
 
 def test_kpi_report_recovers_a_known_challenger_effect_and_no_effect_where_there_is_none(bus, bus_env, cli, tmp_path):
     publisher = Publisher(bus, "shop-app")
-    publish_version(publisher, MODEL, 1, "{}")
+    publish_version(publisher, MODEL, 1, "{}", Identity.load(cli.identity("dana")))
     publish_kpis(publisher)
     published = cli("kpi", "publish", "conversion", "0.1", "--dim", f"model={MODEL}", "--dim", "segment=eu",
                     "--at", at(400).isoformat(), person="shop")

@@ -14,6 +14,7 @@ from services.bus.identity import Identity
 from services.bus.settings import PROJECT_ROOT
 from services.cli.acts import signed
 from tests.support.datasets import good, write
+from tests.support.people import enrol
 from tests.support.polling import topic_values, wait_until
 from tests.support.processes import running
 
@@ -41,7 +42,7 @@ def test_forged_unsigned_replayed_and_revoked_approvals_are_refused_and_four_eye
     carl = Identity.load(cli.identity("carl"))
     assert cli("people", "revoke", "carl").returncode == 0
     second_bo = tmp_path / "bo-laptop.json"
-    assert cli("people", "add", "bo", "--role", "approver", "--out", str(second_bo)).returncode == 0
+    enrol(cli, "bo", ["approver"], second_bo, cli.endorsers("bo", ["approver"]))
     with running("services.validator", bus_env), running("services.trainer", bus_env), \
             running("services.registry", bus_env, tmp_path / "registry.log"):
         publish_batch(bus, "breast_cancer", write(good(rows=300), tmp_path / "good.csv"), "t")
@@ -95,7 +96,11 @@ def documented_canonical_bytes(record: str, value: dict) -> bytes:
 
 
 def test_openssl_verifies_a_signed_approval_over_the_documented_canonical_bytes(bus, cli, tmp_path):
-    assert cli("approve", MODEL, "7", "--reason", "checked by openssl", person="ana").returncode == 0
+    ana = Identity.load(cli.identity("ana"))
+    publisher = Publisher(bus, "cli:ana")
+    made = signed(bus, ana, APPROVAL, {**approval("ana", version=7), "artifact_sha256": "ab" * 32})
+    publisher.publish(Event(APPROVAL, made, key=MODEL, id=made["approval_id"]))
+    publisher.flush()
     [act] = wait_until(lambda: topic_values(bus, "approvals"), timeout=30, message="the approval")
     [key] = [k for k in topic_values(bus, "identities") if k["key_id"] == act["signer_key"]]
     public_pem = tmp_path / "ana.pub.pem"

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 from services.bus import Event, Publisher, derive_id
+from services.bus.identity import Identity
+from services.cli.acts import signed
 from services.domain.profile import profile_frame, profile_column
 
 FEATURES = [f"f{i}" for i in range(8)]
@@ -27,13 +29,15 @@ def production(rows: int, seed: int, shift: dict[str, float] | None = None) -> p
     return frame
 
 
-def publish_version(publisher: Publisher, model: str, version: int, monitoring: str) -> None:
-    """A spec with its monitoring block, a trained version with its profiles, and a deployment serving it."""
+def publish_version(publisher: Publisher, model: str, version: int, monitoring: str, author: Identity) -> None:
+    """A spec with its monitoring block (signed by `author`, a data scientist: nobody folds an unsigned one), a
+    trained version with its profiles, and a deployment serving it."""
     labels = pd.Series(["yes", "no"] * 100)
-    publisher.publish(Event("mlbus.ModelSpecDefined", key=model, id=derive_id(model, "spec"), value={
-        "model": model, "dataset": "synthetic", "target": "label", "features": FEATURES, "task": "classification",
-        "estimator": "LogisticRegression", "metric": "accuracy", "spec_sha256": "0" * 64, "defined_by": "test",
-        "defined_at": NOW, "monitoring_json": monitoring}))
+    spec = {"model": model, "dataset": "synthetic", "target": "label", "features": FEATURES, "task": "classification",
+            "estimator": "LogisticRegression", "metric": "accuracy", "spec_sha256": "0" * 64,
+            "defined_by": author.name, "defined_at": NOW, "monitoring_json": monitoring}
+    publisher.publish(Event("mlbus.ModelSpecDefined", key=model, id=derive_id(model, "spec"),
+                            value=signed(publisher.bus, author, "mlbus.ModelSpecDefined", spec)))
     publisher.publish(Event("mlbus.ModelTrained", key=model, id=derive_id(model, version, "trained"), value={
         "model": model, "version": version, "run_id": f"run-{version}", "request_id": f"req-{version}",
         "reason": "manual", "requested_by": "test", "task": "classification", "estimator": "LogisticRegression",

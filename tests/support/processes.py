@@ -10,13 +10,28 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from services.bus.context import Bus
+from services.bus.credentials import ADMIN
+from services.bus.service_keys import SIGNING_SERVICES, await_enrolments, keys_dir
 from services.bus.settings import PROJECT_ROOT
+from services.cli.supervisor import SERVICES
 
 
 def start(module: str, env: dict, log: Path | None = None, **extra_env: str) -> subprocess.Popen:
+    """The service's process; a service that signs its acts makes its key at its first start, and the broker
+    admin enrols it here, as `mlbus up` does."""
     output = open(log, "ab") if log else subprocess.DEVNULL
-    return subprocess.Popen([sys.executable, "-m", module], cwd=PROJECT_ROOT, env={**env, **extra_env},
-                            stdout=output, stderr=subprocess.STDOUT)
+    process = subprocess.Popen([sys.executable, "-m", module], cwd=PROJECT_ROOT, env={**env, **extra_env},
+                               stdout=output, stderr=subprocess.STDOUT)
+    enrol_if_signing(module, {**env, **extra_env}, alive=lambda: process.poll() is None)
+    return process
+
+
+def enrol_if_signing(module: str, env: dict, alive=lambda: True) -> None:
+    name = {module: name for name, module in SERVICES.items()}.get(module)
+    if name in SIGNING_SERVICES:
+        admin = Bus.from_env(env, principal=ADMIN)
+        await_enrolments(admin, [name], directory=keys_dir(admin.settings), alive=alive)
 
 
 def stop(process: subprocess.Popen, timeout: float = 60) -> int:

@@ -45,6 +45,7 @@ JSON_READERS = {
     "bus/records_gen.py": "Avro schema files (code generation)",
     "bus/poison.py": "the runtime's own state file",
     "bus/identity.py": "a person's identity file",
+    "cli/people_cmd.py": "enrolment requests and credentials files handed between a person and the admin",
     "validator/adapters.py": "data contract files",
     "cli/models_cmd.py": "data contract files",
     "cli/score_cmd.py": "a data contract file",

@@ -38,6 +38,7 @@ from services.bus.projections.identities import Identities
 from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory
 from services.bus.received import Received, decode_message
 from services.bus.publish import OutputRefused, Publisher
+from services.bus.replay import apply_fold
 from services.bus.runtime import Forward
 from services.bus.signing import Verdict
 from services.cli.console.view import RECORDS as CONSOLE_RECORDS, ConsoleView
@@ -310,7 +311,7 @@ def test_rebuild_and_follow_a_hostile_record_is_folded_or_refused(view):
             if received.record not in records:
                 continue
             for fold in folds:
-                fold(received.record, received.value)
+                apply_fold(fold, received)          # as fold_history and the followers do
             folded += 1
     assert folded >= EXAMPLES // 2, f"{view}: {folded} hostile records passed the edge: the folds were hardly tried"
 

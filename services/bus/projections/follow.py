@@ -14,6 +14,7 @@ from ..kafka import base_config, group_id
 from ..logs import get_logger
 from ..poison import poison_record
 from ..received import decode_message
+from ..replay import apply_fold
 from ..topics import retry_while_retriable
 from ..watchdog import EXIT_STUCK
 
@@ -88,7 +89,7 @@ class Follower:
             return
         try:
             for fold in self.folds:
-                fold(received.record, received.value)
+                apply_fold(fold, received)
             self.on_event(received.record, received.value)
         except Exception as error:      # noqa: BLE001 - one record's meaning must not stop the view
             # The topic's consuming service refuses or dead-letters the same record; the view skips it.

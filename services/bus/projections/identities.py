@@ -1,16 +1,35 @@
-"""People's signing keys, folded from the identities topic (pure): each key with its name, roles and
-validity, so a signed act is checked against the keys as they stood when it was made."""
+"""Signing keys, folded from the identities topic (pure): each key with its name, roles and validity, so a
+signed act is checked against the keys as they stood when it was made.
+
+What the admin who writes the topic cannot fake here:
+- a key id is the hash of its key (a declaration under ana's key id with another key is refused);
+- a key is declared only with a proof of possession: its owner's signature, made by `mlbus people keygen` on
+  the owner's machine, over its enrolment (so the admin cannot declare a key whose private half they lack
+  without it showing: a key pair the admin made is the only other way, see docs/security.md);
+- a key's validity is the broker's LogAppendTime of its declaration and of its revocation (`at_ms`), never
+  the times the admin wrote in the record: no backdating, and no record un-revokes a key;
+- a key, once declared, cannot be declared again differently (other name, principal, roles or key): such a
+  declaration is refused and kept in `refused`, for an alert.
+"""
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+import binascii
+from dataclasses import dataclass, field, replace
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ..signing import enrolment_bytes, grant_bytes, key_id
 
 IDENTITY_RECORDS = ("mlbus.IdentityDeclared",)
 LOG_SIGNER_ROLE = "log-signer"      # the auditor's key that signs audit.log's tree heads: a service's, no person's
 WITNESS_ROLE = "witness"            # the witness's key that co-signs those heads: a service's, no person's
-SERVICE_ROLES = (LOG_SIGNER_ROLE, WITNESS_ROLE)
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+SERVICE_ROLE = "service"            # a service's key that signs the acts it makes (service_keys.py)
+SERVICE_ROLES = (LOG_SIGNER_ROLE, WITNESS_ROLE, SERVICE_ROLE)     # keys of services, no person's
+REFUSED_KEPT = 1000               # the latest refused declarations kept (for `people list` and alerts)
+FOUR_EYES_ROLES = ("admin", "approver")  # granted only with two admins' endorsements (once two admins exist)
+REVOKED_SUFFIX = ".revoked"         # the Kafka key of a revocation: compaction keeps both records of a key
 
 
 @dataclass(frozen=True)
@@ -23,18 +42,66 @@ class SigningKey:
     created_at_ms: int
     revoked_at_ms: int | None
 
+    def valid_at(self, at_ms: int) -> bool:
+        return self.created_at_ms <= at_ms and (self.revoked_at_ms is None or at_ms < self.revoked_at_ms)
+
+
+@dataclass(frozen=True)
+class RefusedDeclaration:
+    key_id: str
+    name: str
+    at_ms: int
+    reason: str
+
 
 @dataclass
 class Identities:
     keys: dict[str, SigningKey] = field(default_factory=dict)
+    refused: list[RefusedDeclaration] = field(default_factory=list)
 
-    def apply(self, record: str, value: dict) -> None:
+    def apply(self, record: str, value: dict, at_ms: int) -> str | None:
+        """Fold one declaration the broker took at `at_ms` (its LogAppendTime); why it was refused, or None."""
         if record != "mlbus.IdentityDeclared":
-            return
-        self.keys[value["key_id"]] = SigningKey(
-            key_id=value["key_id"], name=value["name"], principal=value["principal"], roles=tuple(value["roles"]),
-            public_key=base64.b64decode(value["public_key"]), created_at_ms=millis(value["created_at"]),
-            revoked_at_ms=None if value["revoked_at"] is None else millis(value["revoked_at"]))
+            return None
+        known = self.keys.get(value["key_id"])
+        reason = declaration_refusal(known, value) or (None if known else self.grant_refusal(value, at_ms))
+        if reason:
+            self.refused = [*self.refused[-(REFUSED_KEPT - 1):], RefusedDeclaration(value["key_id"], value["name"],
+                                                                                     at_ms, reason)]
+            return reason
+        if value["revoked_at"] is not None:
+            if known is not None and known.revoked_at_ms is None:
+                self.keys[known.key_id] = replace(known, revoked_at_ms=at_ms)
+        elif known is None:
+            self.keys[value["key_id"]] = SigningKey(
+                key_id=value["key_id"], name=value["name"], principal=value["principal"], roles=tuple(value["roles"]),
+                public_key=base64.b64decode(value["public_key"]), created_at_ms=at_ms, revoked_at_ms=None)
+        return None
+
+    apply.timed = True          # type: ignore[attr-defined]  # folds (replay, follow) hand it the broker's time
+
+    def grant_refusal(self, value: dict, at_ms: int) -> str | None:
+        """Four-eyes on people: once two admins exist, a key granted approver or admin needs the endorsements of
+        two admins (other than its owner) whose keys were valid at `at_ms`. The first two admins are the
+        bootstrap (the broker's admin declares them alone; `mlbus people list` shows when)."""
+        if value["revoked_at"] is not None or not set(value["roles"]) & set(FOUR_EYES_ROLES):
+            return None
+        admins = [k for k in self.keys.values() if "admin" in k.roles and set(SERVICE_ROLES).isdisjoint(k.roles)]
+        if len(admins) < 2:
+            return None
+        endorsers = set()
+        for endorsement in value.get("endorsements") or []:
+            key = self.keys.get(endorsement["signer_key"])
+            if (key is None or "admin" not in key.roles or key.name != endorsement["signer"]
+                    or key.name == value["name"] or not key.valid_at(at_ms)):
+                continue
+            if verifies(key.public_key, endorsement["signature"], grant_bytes(value)):
+                endorsers.add(key.name)
+        if len(endorsers) < 2:
+            return (f"granting {', '.join(sorted(set(value['roles']) & set(FOUR_EYES_ROLES)))} needs two admins' "
+                    f"endorsements (`mlbus people endorse`); it has {len(endorsers)}"
+                    f"{': ' + ', '.join(sorted(endorsers)) if endorsers else ''}")
+        return None
 
     def people(self) -> dict[str, list[str]]:
         """Each person with an unrevoked key, and the union of those keys' roles (the log signer and the witness
@@ -55,6 +122,32 @@ class Identities:
         return {k.key_id: k.public_key for k in self.keys.values() if WITNESS_ROLE in k.roles}
 
 
-def millis(value: int | datetime) -> int:
-    return value if isinstance(value, int) else (value - EPOCH) // timedelta(milliseconds=1)
+def declaration_refusal(known: SigningKey | None, value: dict) -> str | None:
+    """Why this declaration (or revocation) of a key is not taken, given what is known of the key; or None."""
+    try:
+        public = base64.b64decode(value["public_key"], validate=True)
+    except (binascii.Error, ValueError):
+        return "the public key is not base64"
+    if len(public) != 32 or key_id(public) != value["key_id"]:
+        return "the key id is not the hash of the public key"
+    if known is not None:
+        same = (known.name, known.principal, known.public_key, set(known.roles)) == (
+            value["name"], value["principal"], public, set(value["roles"]))
+        return None if same else (f"key {known.key_id} is declared already (to {known.name}, roles "
+                                  f"{', '.join(known.roles)}): a key cannot be declared again differently")
+    if value["revoked_at"] is not None:
+        return f"key {value['key_id']} cannot be revoked before it is declared"
+    proof = value.get("proof")
+    if not proof:
+        return "no proof of possession: the key's owner did not sign its enrolment"
+    if not verifies(public, proof, enrolment_bytes(value["name"], value["key_id"])):
+        return "the proof of possession does not verify: the declared key did not sign its enrolment"
+    return None
 
+
+def verifies(public_key: bytes, signature: str, message: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(base64.b64decode(signature, validate=True), message)
+    except (InvalidSignature, binascii.Error, ValueError):
+        return False
+    return True

@@ -61,7 +61,8 @@ class Inventory:
                 self._lifecycle(event)
             return waiting
         if record == "mlbus.PromotionPolicyDefined":
-            self.policies[value["model"]] = value
+            if supersedes(value, self.policies.get(value["model"])):
+                self.policies[value["model"]] = value
         elif record == "mlbus.ModelLifecycle" and value["event_id"] not in self.seen:
             self.seen.add(value["event_id"])
             self.causes.add(value["cause_id"])
@@ -81,6 +82,22 @@ class Inventory:
             self.aliases.setdefault(event["model"], {})[event["alias"]] = event["version"]
 
 
+def supersedes(policy: dict, current: dict | None) -> bool:
+    """A policy takes over only from an older one: a higher policy_version (the same one again changes nothing,
+    and an old signed policy published again cannot bring its rules back)."""
+    return current is None or policy["policy_version"] > current["policy_version"]
+
+
+def artifact_refusal(act: dict, artifact_sha256: str) -> str | None:
+    """An approval (or deployment) binds the artifact it is about, not only (model, version)."""
+    bound = act.get("artifact_sha256")
+    if bound is None:
+        return "the act binds no artifact (artifact_sha256): it could be about any artifact under this version"
+    if bound != artifact_sha256:
+        return f"the act binds artifact {bound[:16]}…, this version's artifact is {artifact_sha256[:16]}…"
+    return None
+
+
 def approval_refusal(entry: ModelVersion | None, policy: dict, actor: str) -> str | None:
     """Why the policy does not let `actor` decide on this version now (the registry's rule; the console asks it
     too, to say why a person cannot approve), or None."""
@@ -92,6 +109,8 @@ def approval_refusal(entry: ModelVersion | None, policy: dict, actor: str) -> st
         return f"not an approver: the policy names {', '.join(policy['approvers'])}"
     if policy["four_eyes"] and actor == entry.trained["requested_by"].removeprefix("cli:"):
         return "four-eyes: the approver requested this training"
+    if policy["four_eyes"] and actor == (entry.trained.get("spec_defined_by") or "").removeprefix("cli:"):
+        return "four-eyes: the approver wrote the spec this version was trained from"
     return None
 
 

@@ -34,12 +34,12 @@ class ConsoleView:
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     listeners: list[Callable[[int], None]] = field(default_factory=list, repr=False)
 
-    def apply(self, record: str, value: dict) -> None:
+    def apply(self, record: str, value: dict, at_ms: int = 0) -> None:
         with self.lock:
             if record in INVENTORY_RECORDS:
                 self.inventory.apply(record, value)
             elif record in IDENTITY_RECORDS:
-                self.identities.apply(record, value)
+                self.identities.apply(record, value, at_ms)
             elif record == "mlbus.DeploymentChanged":
                 self.deployments.apply(record, value)
             elif record == "mlbus.AuditCheckpoint":
@@ -60,3 +60,5 @@ class ConsoleView:
             changes = self.changes
         for listener in list(self.listeners):
             listener(changes)
+
+    apply.timed = True          # type: ignore[attr-defined]  # identities need the broker's time

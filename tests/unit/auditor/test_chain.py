@@ -52,7 +52,7 @@ def test_records_are_numbered_from_one_and_linked_from_genesis():
     records = chain(5)
     assert [r["sequence"] for r in records] == [1, 2, 3, 4, 5]
     assert records[0]["prev_hash"] == GENESIS and all(b["prev_hash"] == a["hash"] for a, b in zip(records, records[1:]))
-    assert records[0]["actor"] == "cli:ana" and records[0]["record_type"] == "mlbus.InferenceRequest"
+    assert records[0]["actor"] == "unverified:cli:ana" and records[0]["record_type"] == "mlbus.InferenceRequest"
     verified = verify(records)
     assert verified.broken is None and verified.head == ChainHead(5, records[-1]["hash"])
     assert verified.root == merkle.root([leaf(r) for r in records]).hex()
@@ -160,4 +160,4 @@ def test_a_persons_act_is_audited_with_its_verified_signer_and_a_failed_one_says
     from services.bus.signing import Verdict
     assert attest({"signer": "ana"}, Verdict(signer="ana", signer_key="1a2b")) == "ana (signed, key 1a2b)"
     assert attest({"signer": "ana"}, Verdict(refusal="unknown signing key 9")) == "unverified ana: unknown signing key 9"
-    assert attest({"signer": None}, Verdict(refusal="unsigned")) is None          # a service's act: its ce_source
+    assert attest({"signer": None}, Verdict(refusal="unsigned")) is None          # unsigned: unverified ce_source

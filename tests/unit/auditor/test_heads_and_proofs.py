@@ -77,7 +77,7 @@ def test_an_inclusion_proof_checks_offline_and_fails_when_anything_changes():
         proof = inclusion(records[sequence - 1], leaves, heads[-1])
         assert check(proof, KEYS)[0] and rfc9162.inclusion_holds(proof, KEY.public_pem())
     proof = inclusion(records[4], leaves, heads[0])
-    changed = {**proof, "leaf_data": proof["leaf_data"].replace('"actor":"shop"', '"actor":"eve"')}
+    changed = {**proof, "leaf_data": proof["leaf_data"].replace('"actor":"unverified:shop"', '"actor":"eve"')}
     moved = {**proof, "leaf_index": 5}
     path = {**proof, "audit_path": proof["audit_path"][:-1]}
     unsigned = {**proof, "tree_head": {**proof["tree_head"], "root_hash": "00" * 32}}

@@ -26,7 +26,7 @@ def inventory_with(*versions: tuple[int, str]) -> Inventory:
 def request(version: int, strategy: str = "replace", **extra) -> dict:
     return {"request_id": f"q{version}{strategy}", "model": "m", "version": version, "action": "deploy",
             "strategy": strategy, "percent": None, "steps": [], "step_interval_s": 30.0, "actor": "ana",
-            "reason": "", **extra}
+            "reason": "", "artifact_sha256": f"sha{version}", **extra}
 
 
 def applied(deployments: Deployments, events) -> list:
@@ -143,3 +143,10 @@ def test_an_outcome_that_comes_before_its_predictions_is_counted_when_they_come(
                          "request_id": "c1", "label": "yes" if version == 1 else "no", "score": None})
     assert book.stats("d", 1)["outcomes"] == 1 and book.stats("d", 1)["accuracy"] == 1.0
     assert book.stats("d", 2)["outcomes"] == 1 and book.stats("d", 2)["accuracy"] == 0.0
+
+
+def test_a_deploy_request_binds_the_versions_artifact():
+    deployments, inventory = Deployments(), inventory_with((1, "approved"), (2, "approved"))
+    for bound, reason in [(None, "binds no artifact"), ("sha1", "this version's artifact is")]:
+        [refused] = on_request(deployments, inventory, request(2, artifact_sha256=bound), Verdict(signer="ana"), NOW)
+        assert refused.value["phase"] == "refused" and reason in refused.value["reason"]

@@ -93,3 +93,18 @@ def test_an_error_rate_slo_alerts_without_rolling_back_and_a_good_window_is_quie
     assert [r["version"] for r in deployer.deployments.routes("m")] == [2]
     canary = {**served(99, 1, 900.0), "variant": "canary"}                   # not the champion: not judged
     assert all(deployer(received("mlbus.Prediction", canary)) == [] for _ in range(20))
+
+
+def test_only_a_data_scientists_signed_spec_sets_the_slos_that_can_roll_back(tmp_path):
+    from services.bus.signing import Verdict
+
+    def verify(message, roles):
+        signed = message.value.get("signature")
+        return Verdict(signer=message.value["defined_by"], signer_key="k") if signed else Verdict(refusal="unsigned")
+    deployer = Deployer(Inventory(), Deployments(), Gates(), 30.0, verify, ArtifactStore(tmp_path, 1), clock=lambda: NOW)
+    spec = {"model": "m", "defined_by": "dana", "monitoring_json": monitoring_json(parse_monitoring(
+        {"slo_window": 10, "slo_p99_ms": 5.0, "slo_rollback": True}))}
+    deployer(received("mlbus.ModelSpecDefined", spec))
+    assert not deployer.specs.of("m").slo_rollback                          # unsigned: not folded
+    deployer(received("mlbus.ModelSpecDefined", {**spec, "signature": "s"}, offset=1))
+    assert deployer.specs.of("m").slo_rollback and deployer.specs.of("m").slo_p99_ms == 5.0

@@ -30,7 +30,7 @@ def registered(inventory: Inventory, value: dict) -> list:
 
 def approval(actor: str, version: int = 1, decision: str = "approve") -> dict:
     return {"approval_id": f"a-{actor}-{version}", "model": "m", "version": version, "decision": decision,
-            "actor": actor, "reason": "looks good"}
+            "actor": actor, "reason": "looks good", "artifact_sha256": "a" * 64}
 
 
 def verified(signer: str) -> Verdict:
@@ -53,13 +53,34 @@ def test_a_version_needing_a_human_waits_and_an_authorised_approval_releases_it(
 
 
 def test_an_unauthorised_approver_and_a_four_eyes_violation_are_refused_with_reasons():
-    inventory = inventory_with_policy(approvers=["ana", "carl"])
-    registered(inventory, trained(1, 0.9, requested_by="cli:carl"))
+    inventory = inventory_with_policy(approvers=["ana", "carl", "dana"])
+    registered(inventory, {**trained(1, 0.9, requested_by="cli:carl"), "spec_defined_by": "dana"})
     [stranger] = on_approval(inventory, approval("mallory"), verified("mallory"), NOW)
     [own] = on_approval(inventory, approval("carl"), verified("carl"), NOW)
-    assert stranger.value["kind"] == own.value["kind"] == "approval-refused"
-    assert "not an approver" in stranger.value["reason"] and "four-eyes" in own.value["reason"]
+    [author] = on_approval(inventory, approval("dana"), verified("dana"), NOW)
+    assert stranger.value["kind"] == own.value["kind"] == author.value["kind"] == "approval-refused"
+    assert "not an approver" in stranger.value["reason"] and "requested this training" in own.value["reason"]
+    assert "wrote the spec" in author.value["reason"]
     assert inventory.version("m", 1).status == AWAITING
+
+
+def test_an_approval_binds_the_versions_artifact():
+    inventory = inventory_with_policy()
+    registered(inventory, trained(1, 0.9))
+    unbound = {**approval("ana"), "artifact_sha256": None}
+    other = {**approval("ana"), "approval_id": "a2", "artifact_sha256": "b" * 64}
+    refusals = [on_approval(inventory, act, verified("ana"), NOW)[0].value for act in (unbound, other)]
+    assert [r["kind"] for r in refusals] == ["approval-refused"] * 2
+    assert "binds no artifact" in refusals[0]["reason"] and "this version's artifact is" in refusals[1]["reason"]
+
+
+def test_a_policy_that_does_not_supersede_the_current_one_is_refused():
+    current = {"model": "m", "policy_version": 3, "defined_by": "lead", "act_id": "p3"}
+    older = {**current, "policy_version": 2, "act_id": "p2"}
+    assert on_policy(current, verified("lead"), "c", NOW, current) == []          # the same act read again
+    [refused] = on_policy(older, verified("lead"), "c", NOW, current)
+    assert "does not supersede the current v3" in refused.value["message"]
+    assert on_policy({**current, "policy_version": 4, "act_id": "p4"}, verified("lead"), "c", NOW, current) == []
 
 
 def test_auto_approval_when_the_policy_needs_no_human():
