@@ -23,6 +23,11 @@ class Alert:
     evidence_json: str = '{}'
     cause_id: str = ''
     raised_at: datetime
+    act_id: str | None = None
+    made_at: datetime | None = None
+    signer: str | None = None
+    signer_key: str | None = None
+    signature: str | None = None
 
     @classmethod
     def from_avro(cls, value: Mapping[str, Any]) -> Alert:
@@ -36,6 +41,11 @@ class Alert:
             evidence_json=value.get('evidence_json', '{}'),
             cause_id=value.get('cause_id', ''),
             raised_at=value['raised_at'],
+            act_id=value.get('act_id', None),
+            made_at=value.get('made_at', None),
+            signer=value.get('signer', None),
+            signer_key=value.get('signer_key', None),
+            signature=value.get('signature', None),
         )
 
     def to_avro(self) -> dict[str, Any]:
@@ -49,6 +59,11 @@ class Alert:
             'evidence_json': self.evidence_json,
             'cause_id': self.cause_id,
             'raised_at': self.raised_at,
+            'act_id': self.act_id,
+            'made_at': self.made_at,
+            'signer': self.signer,
+            'signer_key': self.signer_key,
+            'signature': self.signature,
         }
 
 

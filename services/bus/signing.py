@@ -26,10 +26,11 @@ if TYPE_CHECKING:
     from .projections.identities import Identities
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-# The records a person signs: the acts services verify before acting on them.
+# The records a person or a service signs (a service signs those it writes when it has a key: service_keys.py):
+# the acts whoever acts on them verifies first.
 SIGNED_RECORDS = ("mlbus.ApprovalSubmitted", "mlbus.PromotionPolicyDefined", "mlbus.ModelSpecDefined",
                   "mlbus.TrainingRequested", "mlbus.DeploymentRequested", "mlbus.DataBatch", "mlbus.KpiObserved",
-                  "mlbus.ErasureRequested", "mlbus.BatchScored")
+                  "mlbus.ErasureRequested", "mlbus.BatchScored", "mlbus.Alert")
 # An act is fresh when the broker takes it (LogAppendTime) at most this long after its signer made it, and not
 # more than the clock skew before: a copy of an old act published again is refused, whatever it says.
 ACT_FRESHNESS_MS = 15 * 60 * 1000

@@ -7,7 +7,8 @@ import subprocess
 
 import pandas as pd
 
-from services.bus import Bus
+from services.bus import Bus, Received
+from services.bus.projections.identities import SERVICE_ROLE
 from services.domain import SnapshotStore, spec_problem
 from services.bus.replay import fold_history
 from services.bus.settings import PROJECT_ROOT
@@ -23,10 +24,21 @@ def rebuild_view(bus: Bus, verify: Verify) -> TrainerView:
     """Everything the trainer knew before a restart, read back from the topics (a spec whose signature
     failed counts no more than when it arrived)."""
     view = TrainerView()
-    fold_history(bus, HISTORY, view.apply,
-                 keep=lambda r: r.record != "mlbus.ModelSpecDefined" or (
-                     act_refusal(r, verify) is None and spec_problem(r.value) is None))
+    fold_history(bus, HISTORY, view.apply, keep=lambda r: counted(r, verify))
     return view
+
+
+def counted(received: Received, verify: Verify) -> bool:
+    """What the trainer folds back at start: a spec or request only if its signature holds (as when it came), and
+    a `training-refused` alert only if the trainer signed it — anyone writing alerts could otherwise mark a
+    request handled before it comes."""
+    if received.record == "mlbus.ModelSpecDefined":
+        return act_refusal(received, verify) is None and spec_problem(received.value) is None
+    if received.record == "mlbus.TrainingRequested":
+        return act_refusal(received, verify) is None
+    if received.record == "mlbus.Alert":
+        return verify(received, (SERVICE_ROLE,)).signer == "trainer"
+    return True
 
 
 def training_frames(store: SnapshotStore):

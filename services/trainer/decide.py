@@ -172,10 +172,13 @@ def reproduction_differences(original: dict, result: dict) -> list[str]:
     return differences
 
 
-def refusal(request: dict, reason: str, now: datetime) -> Event:
+def refusal(request: dict, reason: str, now: datetime, unverified: bool = False) -> Event:
+    """A `training-refused` alert. `unverified`: the request's signature failed, so its id proves nothing — the
+    alert then marks no request handled (its id is the refusal's own, not derived from the request's alone)."""
     return alert("training-refused", request["model"], f"training request {request['request_id']} not trained: "
                  f"{reason}", request["request_id"], now,
-                 evidence={"request_id": request["request_id"], "reason": reason})
+                 evidence={"request_id": request["request_id"], "reason": reason, "unverified": unverified},
+                 alert_id=derive_id(request["request_id"], "training-refused", reason) if unverified else None)
 
 
 Verify = Callable[[Received, tuple[str, ...]], Verdict]

@@ -50,13 +50,11 @@ class Trainer:
             spec = message.value                    # an unverified or unusable spec is never folded
             return [alert("spec-refused", spec["model"], f"spec of {spec['model']} not taken: {refused}",
                           message.envelope.id, self.clock(), evidence={"claimed_by": spec["defined_by"]})]
+        if refused:             # a request not taken: not folded, and its refusal marks no request id handled
+            return [refusal(message.value, refused, self.clock(), unverified=True)]
         self.view.apply(message.record, message.value)
-        if refused:
-            events = [] if message.value["request_id"] in self.view.handled_requests else [
-                refusal(message.value, refused, self.clock())]
-        else:
-            decide = self.decisions.get(message.record)
-            events = decide(message.value) if decide else []
+        decide = self.decisions.get(message.record)
+        events = decide(message.value) if decide else []
         for event in events:
             self.view.apply(event.record, event.value)
         return events

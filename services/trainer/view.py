@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from services.bus.edge import content
 from services.bus.projections.inventory import Inventory
 
 
@@ -34,5 +35,11 @@ class TrainerView:
             self.handled_requests.add(value["request_id"])
         elif record == "mlbus.TrainingRequested":
             self.seen_requests.add(value["request_id"])
-        elif record == "mlbus.Alert" and value["kind"] == "training-refused":
+        elif record == "mlbus.Alert" and value["kind"] == "training-refused" and not unverified(value):
             self.handled_requests.add(value["cause_id"])
+
+
+def unverified(alert: dict) -> bool:
+    """A refusal of a request whose signature failed: it says nothing about the request id it names."""
+    evidence = content(alert.get("evidence_json"))
+    return isinstance(evidence, dict) and bool(evidence.get("unverified"))

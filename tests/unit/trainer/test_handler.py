@@ -62,3 +62,23 @@ def test_a_spec_with_a_hyperparameter_the_estimator_rejects_is_refused_and_not_f
     [refused] = handler(received("mlbus.ModelSpecDefined", {**SPEC, "hyperparameters_json": '{"C": -1}'}))
     assert refused.value["kind"] == "spec-refused" and "'C' parameter" in refused.value["message"]
     assert handler.view.specs["m"]["hyperparameters_json"] == "{}"
+
+
+def test_a_request_whose_signature_fails_marks_no_id_handled_so_it_cannot_pre_empt_the_real_one(tmp_path):
+    from services.bus.signing import Verdict
+    from services.trainer.adapters import counted
+    real = trainer(frame(), tmp_path)
+    refuse = real.verify
+
+    def verify(message, roles):
+        return Verdict(refusal="unsigned") if not message.value.get("signature") else refuse(message, roles)
+    real.verify = verify
+    [alerted] = real(received("mlbus.TrainingRequested", {**request("predicted"), "requested_by": "drift-watcher",
+                                                          "reason": "drift"}))
+    assert alerted.value["kind"] == "training-refused" and "predicted" not in real.view.handled_requests
+    real.view.apply(alerted.record, alerted.value)             # read back at a restart: still marks nothing
+    assert "predicted" not in real.view.handled_requests
+    events = real(received("mlbus.TrainingRequested", {**request("predicted"), "signature": "s"}, offset=1))
+    assert events[-1].record == "mlbus.ModelTrained"
+    forged_alert = received("mlbus.Alert", {**alerted.value, "evidence_json": "{}"}, offset=2)
+    assert not counted(forged_alert, verify)                     # an alert the trainer did not sign is not folded
