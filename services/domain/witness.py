@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 from . import merkle
-from services.bus.signing import _valid_signature as signature_holds
+from services.bus.projections.identities import verifies as signature_holds
 
 from .tree_head import LogKey, TreeHead, signature_problem
 

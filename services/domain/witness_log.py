@@ -4,15 +4,11 @@ are), and the tree a consistency proof is made from (the checkpoints' block hash
 descends into)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 
 from services.bus.context import Bus
-from services.bus.edge import content
-from services.bus.envelope import Event
-from services.bus.identity import read_identities
+from services.bus.identity import declare_key, read_enrolment, read_identities
 from services.bus.projections.identities import WITNESS_ROLE
-from services.bus.publish import Publisher
 from services.bus.replay import read_topics
 
 from .audit import leaf
@@ -42,22 +38,16 @@ def witness_keys(bus: Bus) -> dict[str, bytes]:
 
 
 def declare_witness_key(admin_bus: Bus, state_dir: Path, name: str = "witness") -> str | None:
-    """The witness's public key on the identities topic under the role witness, with the proof of possession the
-    witness made in its state directory at its first start (None before it has). Run as admin: only the admin
-    writes identities, so only the admin can make a key a witness's — and only a key whose owner signed its
-    enrolment (the form people's and services' keys are enrolled in). Idempotent."""
+    """The witness's public key on the identities topic under the role witness, from the enrolment request (its
+    key and proof of possession) it wrote in its state directory at its first start (None before it has). Run as
+    admin: only the admin writes identities, so only the admin can make a key a witness's — and only a key whose
+    owner signed its enrolment. Idempotent."""
     path = state_dir / ENROLMENT_FILE
     if not path.exists():
         return None
-    request = content(path.read_text())
+    request = read_enrolment(path, name)
     if request["key_id"] not in read_identities(admin_bus).keys:
-        publisher = Publisher(admin_bus, "cli:admin")
-        publisher.publish(Event("mlbus.IdentityDeclared", {
-            **{field: request[field] for field in ("key_id", "name", "public_key", "proof")},
-            "principal": admin_bus.catalogue.namespace + name, "roles": [WITNESS_ROLE], "revoked_at": None,
-            "created_at": datetime.now(timezone.utc), "declared_by": "admin"},
-            key=request["key_id"], id=f"{request['key_id']}-created", subject=name))
-        publisher.flush()
+        declare_key(admin_bus, request, admin_bus.catalogue.namespace + name, [WITNESS_ROLE])
     return request["key_id"]
 
 

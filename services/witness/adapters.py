@@ -3,7 +3,6 @@ here at its first start, 0600), its public key and enrolment for the admin to de
 (what every new head must extend) and the list of every co-signature it made. Nothing in it comes from the bus."""
 from __future__ import annotations
 
-import base64
 import json
 import os
 from pathlib import Path
@@ -16,7 +15,7 @@ from services.bus.edge import content
 from services.bus.kafka import base_config, group_id
 from services.bus.logs import get_logger
 from services.bus.received import decode_message
-from services.bus.signing import canonical_act
+from services.bus.signing import prove_possession
 from services.domain import (BLOCK, WITNESS_ENROLMENT_FILE, WITNESS_PUBLIC_KEY_FILE, Cosignature, Frontier, Leaves,
                              LogKey, ProofError, Tiled, TreeHead, consistency_path, leaf, proof_tree,
                              records_between)
@@ -35,13 +34,11 @@ class WitnessState:
         path = self.directory / KEY_FILE
         key = LogKey.load(path) if path.exists() else LogKey.create(path)
         if not (self.directory / WITNESS_ENROLMENT_FILE).exists():
-            # The proof of possession, as people and services enrol their keys: the key's own signature over its
-            # enrolment (the canonical act mlbus.KeyEnrolment {name, key_id}).
-            proof = key.private.sign(canonical_act("mlbus.KeyEnrolment", {"name": self.name, "key_id": key.key_id}))
+            # The proof of possession, as people and services enrol their keys (signing.prove_possession).
+            kid, public, proof = prove_possession(self.name, key.private.private_bytes_raw())
             _write(self.directory / WITNESS_PUBLIC_KEY_FILE, key.public_pem().decode())
             _write(self.directory / WITNESS_ENROLMENT_FILE, json.dumps(
-                {"name": self.name, "key_id": key.key_id, "public_key": base64.b64encode(key.public).decode(),
-                 "proof": base64.b64encode(proof).decode()}) + "\n")
+                {"name": self.name, "key_id": kid, "public_key": public, "proof": proof}) + "\n")
         return key
 
     def last(self) -> TreeHead | None:
