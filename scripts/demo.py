@@ -617,8 +617,9 @@ def console_story() -> None:
 
     seen = wait_for("answer from the console", answers, 60)
     print(f"{url}/ follows the topics live ({seen['changes']} events folded so far): overview, models with their "
-          f"lineage, experiments, approvals, deployments, monitoring, KPIs, audit. Log in with an identity file, "
-          f"e.g. {DEMO_VAR / 'identities' / 'ana.json'} (ana, an approver).")
+          f"lineage, experiments, approvals, deployments, monitoring, KPIs, audit. Log in by choosing an identity "
+          f"file, e.g. {identity('ana')} (ana, an approver): the page signs a challenge with it in the browser; "
+          f"the key never leaves it.")
 
 
 def main() -> int:
@@ -659,7 +660,8 @@ def main() -> int:
     print(f"\ndemo finished in {time.monotonic() - started:.1f}s")
     if args.keep:
         print(f"\nThe console: http://127.0.0.1:{os.environ['MLBUS_CONSOLE_PORT']}/ — log in as ana (an approver) with "
-              f"the identity file {DEMO_VAR / 'identities' / 'ana.json'}, or as olga (an operator), bo, dana, lead …")
+              f"the identity file {identity('ana')}, or as olga (an operator), bo, dana, lead … (files in "
+              f"{PEOPLE_HOMES}: each person's own machine)")
         print(f"\nEverything is still running. In this shell:\n  export MLBUS_VAR={DEMO_VAR}\n"
               "  .venv/bin/mlbus status\n  .venv/bin/mlbus consume inference.predictions --from-beginning\n"
               "and `.venv/bin/mlbus down` when done.")

@@ -19,9 +19,10 @@ from cryptography.hazmat.primitives.serialization import (BestAvailableEncryptio
                                                           PrivateFormat, load_pem_private_key)
 
 from .context import Bus
-from .projections.identities import IDENTITY_RECORDS, REVOKED_SUFFIX, Identities, declaration_refusal
+from .projections.identities import (IDENTITY_RECORDS, REVOKED_SUFFIX, SERVICE_ROLE, Identities,
+                                     declaration_refusal)
 from .received import Received
-from .replay import fold_history
+from .replay import apply_fold, fold_history
 from .settings import ConfigError
 from .signing import ActLedger, Verdict, signature_refusal, verify_act
 
@@ -125,7 +126,7 @@ class ActVerifier:
         at_ms = message.timestamp_ms
         verdict = verify_act(self.book.at(at_ms), message.record, message.value, at_ms, roles)
         if verdict.refusal is None:
-            replayed = self.ledger.replay_refusal(message.value["act_id"],
+            replayed = self.ledger.replay_refusal(f"{verdict.signer_key}/{message.value['act_id']}",
                                                   (message.topic, message.partition, message.offset), at_ms)
             if replayed:
                 return Verdict(refusal=replayed)
@@ -186,24 +187,36 @@ def publish_declaration(admin_bus: Bus, declared: dict) -> None:
 Verify = Callable[[Received, tuple[str, ...]], Verdict]
 
 
-def signed_only(fold: Callable[[str, dict], None], verify: Verify,
+def signed_only(fold: Callable[..., object], verify: Verify,
                 signers: dict[str, tuple[str, ...]]) -> Callable[[Received], None]:
     """`fold`, for the records in `signers` only when their signature verifies with one of those roles and names
     its signer (e.g. specs: a data scientist's, or none is folded): every reader of an act checks it, not only
     the service it is addressed to. Other records are folded as they come."""
     def checked(received: Received) -> None:
         roles = signers.get(received.record)
-        if roles is not None:
-            verdict = verify(received, roles)
-            claimed = received.value.get(CLAIMED_BY.get(received.record, "")) or ""
-            if signature_refusal(verdict, claimed) is not None:
-                return
-        fold(received.record, received.value)
+        if roles is not None and act_refusal(received, verify, roles) is not None:
+            return
+        apply_fold(fold, received)
     checked.takes_received = True          # type: ignore[attr-defined]  # folds (replay, follow) hand it the message
     return checked
+
+
+def act_refusal(received: Received, verify: Verify, roles: tuple[str, ...]) -> str | None:
+    """Why this act is not taken from whom it must come: a person holding one of `roles` who is the one it names
+    (CLAIMED_BY), or — roles ("service:NAME",) — that service's own key. None when it is."""
+    services = [r.removeprefix("service:") for r in roles if r.startswith("service:")]
+    if services:
+        verdict = verify(received, (SERVICE_ROLE,))
+        if verdict.refusal:
+            return f"signature: {verdict.refusal}"
+        return None if verdict.signer in services else f"signature: made by {verdict.signer}, not {services[0]}"
+    claimed = received.value.get(CLAIMED_BY.get(received.record, "")) or ""
+    return signature_refusal(verify(received, roles), claimed)
 
 
 CLAIMED_BY = {"mlbus.ModelSpecDefined": "defined_by", "mlbus.PromotionPolicyDefined": "defined_by",
               "mlbus.TrainingRequested": "requested_by", "mlbus.ApprovalSubmitted": "actor",
               "mlbus.DeploymentRequested": "actor"}
 SPEC_SIGNERS = {"mlbus.ModelSpecDefined": ("data-scientist",)}
+ACT_SIGNERS = {**SPEC_SIGNERS, "mlbus.PromotionPolicyDefined": ("admin",)}   # what followers of acts check
+TRAINED_SIGNER = {"mlbus.ModelTrained": ("service:trainer",)}         # a version's record: the trainer's key

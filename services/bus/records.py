@@ -741,7 +741,7 @@ class ErasureRequested:
 
 @dataclass(frozen=True, kw_only=True)
 class IdentityDeclared:
-    """A signing key and its roles, declared by the broker admin (`mlbus people add`) from an enrolment its owner made (`mlbus people keygen`: the private key never leaves the owner). Compacted: a key's declaration is keyed by its key id, its revocation by `<key id>.revoked`; a key's validity is the broker's LogAppendTime of those two records, never the times written in them. A key id is the hash of its key, and a key, once declared, cannot be declared differently: both are checked by every reader (projections/identities.py)."""
+    """A signing key and its roles, declared by the broker admin (`mlbus people add`) from an enrolment its owner made (`mlbus people keygen`: the private key never leaves the owner). Never compacted: a key's declaration is keyed by its key id, its revocation by `<key id>.revoked`; a key's validity is the broker's LogAppendTime of those two records, never the times written in them. A key id is the hash of its key, and a key, once declared, cannot be declared differently: both are checked by every reader (projections/identities.py)."""
 
     RECORD = "mlbus.IdentityDeclared"
 
@@ -1064,6 +1064,11 @@ class ModelTrained:
     card_json: str = '{}'
     trained_at: datetime
     prediction_profile: ColumnProfile | None = None
+    act_id: str | None = None
+    made_at: datetime | None = None
+    signer: str | None = None
+    signer_key: str | None = None
+    signature: str | None = None
 
     @classmethod
     def from_avro(cls, value: Mapping[str, Any]) -> ModelTrained:
@@ -1101,6 +1106,11 @@ class ModelTrained:
             card_json=value.get('card_json', '{}'),
             trained_at=value['trained_at'],
             prediction_profile=None if value.get('prediction_profile', None) is None else ColumnProfile.from_avro(value.get('prediction_profile', None)),
+            act_id=value.get('act_id', None),
+            made_at=value.get('made_at', None),
+            signer=value.get('signer', None),
+            signer_key=value.get('signer_key', None),
+            signature=value.get('signature', None),
         )
 
     def to_avro(self) -> dict[str, Any]:
@@ -1138,6 +1148,11 @@ class ModelTrained:
             'card_json': self.card_json,
             'trained_at': self.trained_at,
             'prediction_profile': None if self.prediction_profile is None else self.prediction_profile.to_avro(),
+            'act_id': self.act_id,
+            'made_at': self.made_at,
+            'signer': self.signer,
+            'signer_key': self.signer_key,
+            'signature': self.signature,
         }
 
 

@@ -30,7 +30,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # the acts whoever acts on them verifies first.
 SIGNED_RECORDS = ("mlbus.ApprovalSubmitted", "mlbus.PromotionPolicyDefined", "mlbus.ModelSpecDefined",
                   "mlbus.TrainingRequested", "mlbus.DeploymentRequested", "mlbus.DataBatch", "mlbus.KpiObserved",
-                  "mlbus.ErasureRequested", "mlbus.BatchScored", "mlbus.Alert")
+                  "mlbus.ErasureRequested", "mlbus.BatchScored", "mlbus.Alert", "mlbus.ModelTrained")
 # An act is fresh when the broker takes it (LogAppendTime) at most this long after its signer made it, and not
 # more than the clock skew before: a copy of an old act published again is refused, whatever it says.
 ACT_FRESHNESS_MS = 15 * 60 * 1000
@@ -111,9 +111,14 @@ class Verdict:
     refusal: str | None = None
 
 
+# What the admin role does not hold with every other: approving (an admin writes the policies: approving too
+# would let one person pass four-eyes), the services' signing, and reading erasure keys.
+NOT_BY_ADMIN = ("approver", "service", "dpo", "witness", "log-signer")
+
+
 def verify_act(identities: Identities, record: str, value: dict, at_ms: int, roles: tuple[str, ...]) -> Verdict:
     """Is this act signed by a person who, at `at_ms` (when the broker took it), held a valid key and one of
-    `roles`? `admin` holds every role."""
+    `roles`? `admin` holds every role but NOT_BY_ADMIN."""
     signer, kid, signature = value.get("signer"), value.get("signer_key"), value.get("signature")
     if not (signer and kid and signature):
         return Verdict(refusal="unsigned: a person's act must carry signer, signer_key and signature")
@@ -132,7 +137,8 @@ def verify_act(identities: Identities, record: str, value: dict, at_ms: int, rol
     if not _valid_signature(key.public_key, signature, canonical_act(record, value)):
         return Verdict(refusal=f"the signature does not verify with {signer}'s key {kid} (forged, altered, or "
                                f"copied from another act)")
-    if not set(roles) & (set(key.roles) | ({*roles} if "admin" in key.roles else set())):
+    held = set(key.roles) | (set(roles) - set(NOT_BY_ADMIN) if "admin" in key.roles else set())
+    if not set(roles) & held:
         return Verdict(refusal=f"{signer} lacks the role {' or '.join(roles)} (holds {', '.join(key.roles) or 'none'})")
     return Verdict(signer=signer, signer_key=kid)
 
@@ -152,9 +158,10 @@ def freshness_refusal(act_id: str | None, made_at: int | datetime | None, at_ms:
 
 
 class ActLedger:
-    """The act ids a service has taken, each with where it was (topic, partition, offset): an act id is taken
-    once, so the same signed act published again is refused as a replay (the same message read again, as a
-    rebuild does, is no replay). Ids older than the freshness window are forgotten: those copies are stale."""
+    """The act ids a service has taken (each under its signer's key: another signer cannot spend someone's act
+    id first), each with where it was (topic, partition, offset): an act id is taken once, so the same signed
+    act published again is refused as a replay (the same message read again, as a rebuild does, is no replay).
+    Ids older than the freshness window are forgotten: those copies are stale."""
 
     def __init__(self) -> None:
         self.taken: dict[str, tuple[tuple, int]] = {}

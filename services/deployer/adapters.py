@@ -4,7 +4,7 @@ from __future__ import annotations
 from services.bus import Bus
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.inventory import Inventory
-from services.bus.identity import SPEC_SIGNERS, Verify, signed_only
+from services.bus.identity import SPEC_SIGNERS, TRAINED_SIGNER, Verify, signed_only
 from services.bus.replay import fold_history
 from services.domain import SpecMonitoring
 
@@ -12,7 +12,9 @@ HISTORY = ("mlbus.ModelTrained", "mlbus.ModelLifecycle", "mlbus.DeploymentChange
 
 
 def rebuild(bus: Bus, verify: Verify) -> tuple[Inventory, Deployments, SpecMonitoring]:
-    """The deployer's views from history; a spec only when a data scientist signed it."""
+    """The deployer's views from history; a spec only when a data scientist signed it, a version only when the
+    trainer did."""
     inventory, deployments, specs = Inventory(), Deployments(), SpecMonitoring()
-    fold_history(bus, HISTORY, inventory.apply, deployments.apply, signed_only(specs.apply, verify, SPEC_SIGNERS))
+    fold_history(bus, HISTORY, signed_only(inventory.apply, verify, TRAINED_SIGNER), deployments.apply,
+                 signed_only(specs.apply, verify, SPEC_SIGNERS))
     return inventory, deployments, specs

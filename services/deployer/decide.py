@@ -50,8 +50,9 @@ def on_request(deployments: Deployments, inventory: Inventory, request: dict, ve
     model = request["model"]
     if unsigned is None and deployments.answered(derive_id(request["request_id"], "deployment")):
         return []                           # delivered again (after a restart): carried out once
-    if unsigned:
-        return [change(model, derive_id(request["request_id"], "deployment"), request["strategy"], "refused",
+    if unsigned:            # its own deployment id: an act that is not theirs must not answer the request's id
+        return [change(model, derive_id(request["request_id"], "deployment", "unverified", unsigned),
+                       request["strategy"], "refused",
                        deployments.routes(model), unsigned, f"unverified:{request['actor']}", request["request_id"],
                        now, version=request["version"])]
     entry = inventory.version(model, request["version"]) if request["action"] == "deploy" else None

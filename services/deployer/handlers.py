@@ -8,7 +8,7 @@ from services.bus import Event, Received, derive_id
 from services.domain import alert, ArtifactRefused, ArtifactStore, SpecMonitoring
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.inventory import Inventory
-from services.bus.identity import SPEC_SIGNERS, signed_only
+from services.bus.identity import SPEC_SIGNERS, TRAINED_SIGNER, signed_only
 from services.bus.signing import Verdict
 
 from .decide import Gates, advance, change, gate, on_approved, on_request, rollback, slo_breach
@@ -29,6 +29,7 @@ class Deployer:
         self.evidence = EvidenceBook()
         self.specs = specs or SpecMonitoring()
         self.fold_spec = signed_only(self.specs.apply, verify, SPEC_SIGNERS)
+        self.fold_inventory = signed_only(self.inventory.apply, verify, TRAINED_SIGNER)
         self.serving = ServingWindow()
         self.clock = clock
         self.live_evidence = {"mlbus.Prediction": self.evidence.prediction, "mlbus.Outcome": self.evidence.outcome}
@@ -42,7 +43,7 @@ class Deployer:
             evidence(value)
             return self._slo(value, now) if record == "mlbus.Prediction" else []
         self.fold_spec(message)                   # only a data scientist's signed spec
-        self.inventory.apply(record, value)      # a decision may wait for its ModelTrained
+        self.fold_inventory(message)              # a version only from the trainer's key; a decision may wait for it
         self.deployments.apply(record, value)
         decide = self.decisions.get(record)
         return self._checked(decide(message, now) if decide else [], now)

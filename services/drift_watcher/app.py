@@ -34,7 +34,7 @@ from services.bus.poison import poison_record
 from services.bus.credentials import aiokafka_credentials
 from services.bus.envelope import envelope_for, new_id
 from services.bus.kafka import group_id, producer_config
-from services.bus.identity import SPEC_SIGNERS, act_verifier, signed_only
+from services.bus.identity import ACT_SIGNERS, act_verifier, signed_only
 from services.bus.logs import get_logger
 from services.domain import Monitoring, SpecMonitoring
 from services.bus.projections.deployments import Deployments
@@ -124,11 +124,12 @@ class DriftWatcher:
             topic_replication_factor=settings.replication or 1, broker_session_timeout=10, broker_heartbeat_interval=2,
             consumer_auto_offset_reset="earliest", web_enabled=False, datadir=str(datadir),
             broker_credentials=faust_credentials(settings))
+        verify = act_verifier(bus)           # specs and policies are folded only when signed by whom may make them
         self.inventory, self.deployments, self.specs, self.emitted = (Inventory(), Deployments(), SpecMonitoring(),
                                                                       Emitted())
         self.follower = Follower(bus, SOURCE, REFERENCE + OUTPUTS,
-                                 [self.inventory.apply, self.deployments.apply,
-                                  signed_only(self.specs.apply, act_verifier(bus), SPEC_SIGNERS), self.emitted.apply])
+                                 [signed_only(self.inventory.apply, verify, ACT_SIGNERS), self.deployments.apply,
+                                  signed_only(self.specs.apply, verify, ACT_SIGNERS), self.emitted.apply])
         self.observations = self.app.topic(f"{self.app_id}-observations", partitions=PARTITIONS, internal=True, **RAW)
         # One table for all of a model's state (see the module docstring); keys say what they hold:
         # head|MODEL, row|MODEL|SEQ|r3 (request) or p3 (prediction), seen|ID (an observation's id → its window),

@@ -19,7 +19,7 @@ from sqlmodel import Field, Session, SQLModel, create_engine
 from services.bus import Bus
 from services.bus.settings import ConfigError
 from services.domain import audit_records, decoded
-from services.bus.identity import ActVerifier
+from services.bus.identity import ACT_SIGNERS, TRAINED_SIGNER, ActVerifier, signed_only
 from services.bus.projections.identities import IDENTITY_RECORDS, Identities
 from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory, ModelVersion, inventory_from
 from services.bus.replay import fold_history
@@ -195,10 +195,9 @@ def primary_key(row: SQLModel) -> tuple:
 
 def rebuild_inventory(bus: Bus, verify: ActVerifier) -> Inventory:
     """The inventory from the topics: policies and trained versions first, then the decisions in order. As
-    when they arrived, only policies an admin signed count."""
+    when they arrived, only policies an admin signed and versions the trainer signed count."""
     inventory = Inventory()
-    fold_history(bus, INVENTORY_RECORDS, inventory.apply,
-                 keep=lambda r: r.record != "mlbus.PromotionPolicyDefined" or verify(r, ("admin",)).refusal is None)
+    fold_history(bus, INVENTORY_RECORDS, signed_only(inventory.apply, verify, {**ACT_SIGNERS, **TRAINED_SIGNER}))
     return inventory
 
 

@@ -87,9 +87,12 @@ def on_approval(inventory: Inventory, approval: dict, verdict: Verdict, now: dat
     entry = inventory.version(model, version)
     policy = inventory.policy(model)
     actor = verdict.signer or f"unverified:{approval['actor']}"
-    refusal = signature_refusal(verdict, approval["actor"]) or approval_refusal(entry, policy, actor) or \
+    unverified = signature_refusal(verdict, approval["actor"])
+    refusal = unverified or approval_refusal(entry, policy, actor) or \
         artifact_refusal(approval, entry.trained["artifact_sha256"])
     signed = {"signer": verdict.signer, "signer_key": verdict.signer_key}
+    if unverified:          # its own cause id: an act that is not theirs must not mark the approval id decided
+        cause = derive_id(cause, "unverified", unverified)
     if refusal:
         return [lifecycle(model, version, "approval-refused", actor, refusal, cause, now, policy,
                           {"decision": approval["decision"], "reason": approval["reason"], **signed})]

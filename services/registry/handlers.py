@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from services.bus import Event, Received, derive_id
+from services.bus.identity import TRAINED_SIGNER, act_refusal
 from services.bus.projections.identities import Identities
 from services.domain import alert
 from services.bus.projections.inventory import Inventory
@@ -17,6 +18,7 @@ from .decide import on_approval, on_deployment, on_policy, on_trained
 Verify = Callable[[Received, tuple[str, ...]], Verdict]
 APPROVER, ADMIN = ("approver",), ("admin",)
 LIFECYCLE = "mlbus.ModelLifecycle"
+REFUSABLE = ("mlbus.PromotionPolicyDefined", "mlbus.ModelTrained")     # not folded when refused
 
 
 def now_ms() -> datetime:
@@ -41,7 +43,8 @@ class Registry:
         decide = self.decisions.get(message.record)
         events = decide(message, self.clock()) if decide else []
         folded = []
-        if not (message.record == "mlbus.PromotionPolicyDefined" and events):   # a refused policy is not folded
+        refused = message.record in REFUSABLE and any(e.record == "mlbus.Alert" for e in events)
+        if not refused:                             # a refused policy or version record is not folded
             folded += self._fold(message.record, message.value)
         for event in events:
             folded += self._fold(event.record, event.value)
@@ -54,6 +57,14 @@ class Registry:
         return ([] if record == LIFECYCLE else [(record, value)]) + [(LIFECYCLE, e) for e in took_effect]
 
     def _trained(self, message: Received, now: datetime) -> list[Event]:
+        """A version is registered only from the trainer's own signed record (anyone holding the trainer's
+        broker credentials could write one)."""
+        refused = act_refusal(message, self.verify, TRAINED_SIGNER["mlbus.ModelTrained"])
+        if refused:
+            value = message.value
+            return [alert("trained-refused", value["model"], f"v{value['version']} of {value['model']} not "
+                          f"registered: {refused}", derive_id(message.topic, message.partition, message.offset),
+                          now, severity="critical", version=value["version"], evidence={"refusal": refused})]
         return on_trained(self.inventory, message.value, message.envelope.id, now)
 
     def _approval(self, message: Received, now: datetime) -> list[Event]:

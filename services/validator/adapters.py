@@ -39,7 +39,12 @@ class ContractFiles:
         return cached[1]
 
 
+def signature_refused(validated: dict) -> bool:
+    return any(f.get("check") == "signature" for f in validated.get("failures") or [])
+
+
 def validated_batch_ids(bus: Bus) -> set[str]:
-    """Batches this validator already judged, from its own output topic: a redelivered batch is skipped."""
+    """Batches this validator already judged, from its own output topic: a redelivered batch is skipped. A batch
+    refused for its signature is not among them: its id proves nothing (the real batch may come after)."""
     topic = bus.catalogue.for_schema("mlbus.DataValidated").name
-    return {record.value["batch_id"] for record in read_topics(bus, [topic])}
+    return {record.value["batch_id"] for record in read_topics(bus, [topic]) if not signature_refused(record.value)}

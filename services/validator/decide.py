@@ -36,7 +36,10 @@ def validate_batch(batch: DataBatch, contract: Contract | None, data: pd.DataFra
 
 def unsigned_batch(batch: DataBatch, refusal: str, now: datetime) -> Event:
     """A batch that names a person but does not carry their valid signature fails, unread."""
-    return validated_event(batch, None, [finding("signature", refusal)], [], [], rows=batch.rows, now=now)
+    event = validated_event(batch, None, [finding("signature", refusal)], [], [], rows=batch.rows, now=now)
+    refusal_id = derive_id(batch.batch_id, "validation", "signature", refusal)     # not the real validation's id
+    return Event(event.record, {**event.value, "validation_id": refusal_id}, key=event.key, id=refusal_id,
+                 subject=event.subject)
 
 
 def validated_event(batch: DataBatch, contract: Contract | None, failures: list[dict], warnings: list[dict],

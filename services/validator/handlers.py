@@ -32,8 +32,7 @@ class Validator:
             return []
         if batch.signer or batch.publisher.startswith("cli:"):       # a person's publication: signed
             refused = signature_refusal(self.verify(message, ("data-publisher",)), batch.publisher)
-            if refused:
-                self.validated.add(batch.batch_id)
+            if refused:                     # not marked judged: the batch id proves nothing until signed
                 return [unsigned_batch(batch, refused, self.clock())]
         try:
             contract = self.contracts(batch.dataset)

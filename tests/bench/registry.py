@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Callable
 
 from services.bus.projections.inventory import Inventory
-from services.bus.signing import Verdict
 from services.registry.adapters import RegistryDatabase
 from services.registry.handlers import Registry
 from tests.support.databases import create_database, drop_database, start_postgres, stop_postgres
-from tests.support.handlers import received
+from tests.support.handlers import received, verified_as
 
 from .figures import Figure, Runs, compare
 
@@ -55,7 +54,7 @@ class Nowhere:
 
 
 def registry(inventory: Inventory, database) -> Registry:
-    return Registry(inventory, database, lambda message, roles: Verdict(signer="ana", signer_key="k"),
+    return Registry(inventory, database, verified_as("ana"),
                     clock=lambda: NOW)
 
 

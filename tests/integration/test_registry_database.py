@@ -11,11 +11,10 @@ from sqlalchemy import inspect, text
 from sqlmodel import SQLModel, create_engine
 
 from services.bus.projections.inventory import Inventory
-from services.bus.signing import Verdict
 from services.registry.adapters import FIRST_REVISION, RegistryDatabase, migrate
 from services.registry.handlers import Registry
 from tests.support.databases import table_rows
-from tests.support.handlers import received
+from tests.support.handlers import received, verified_as
 
 NOW = datetime(2026, 12, 2, tzinfo=timezone.utc)
 
@@ -61,7 +60,7 @@ def test_a_database_from_before_migrations_is_upgraded_and_keeps_its_rows(databa
 
 def test_incremental_writes_leave_the_same_rows_as_a_full_rebuild(database_url, tmp_path):
     live = RegistryDatabase(database_url)
-    registry = Registry(Inventory(), live, lambda message, roles: Verdict(signer="ana", signer_key="k"),
+    registry = Registry(Inventory(), live, verified_as("ana"),
                         clock=lambda: NOW)
     for version in range(1, 6):                        # each better than the last: each deployed as champion
         registry(received("mlbus.ModelTrained", trained(version), offset=version))

@@ -19,8 +19,22 @@ CLAIMS = ("requested_by", "defined_by", "actor", "publisher", "observed_by", "re
 
 def accept(message: Received, roles: tuple[str, ...]) -> Verdict:
     """Every act verifies, signed by whom it names (a service's own requests too), else by dana."""
+    if message.record == "mlbus.ModelTrained":
+        return Verdict(signer="trainer", signer_key="k")            # a version's record: the trainer's key
     claimed = next((message.value[f] for f in CLAIMS if isinstance(message.value.get(f), str)), "dana")
     return Verdict(signer=claimed.removeprefix("cli:"), signer_key="k")
+
+
+def verified_as(person: str):
+    """A verifier for which every person's act is `person`'s, and a service's act (a version's record) the
+    trainer's."""
+    return lambda message, roles: Verdict(signer="trainer" if "service" in roles else person, signer_key="k")
+
+
+def refusing_people(reason: str):
+    """A verifier that refuses every person's act, and takes the trainer's signed version records."""
+    return lambda message, roles: Verdict(signer="trainer", signer_key="k") if "service" in roles else \
+        Verdict(refusal=reason)
 
 
 @dataclass

@@ -62,14 +62,16 @@ def test_each_forgery_is_refused_with_its_reason():
         assert verdict.signer is None and reason in verdict.refusal, (reason, verdict)
 
 
-def test_a_key_counts_from_its_creation_until_its_revocation_and_admin_holds_every_role():
+def test_a_key_counts_from_its_creation_until_its_revocation_and_admin_holds_every_role_but_approving():
     identities = Identities()
     lead = person("lead", ["admin"], identities, created=T0, revoked=T0 + 50)
     act = sign(APPROVAL, approval("lead"), "lead", lead)
-    assert verify_act(identities, APPROVAL, act, T0 - 1, ("approver",)).refusal.endswith("did not exist yet when "
+    assert verify_act(identities, APPROVAL, act, T0 - 1, ("operator",)).refusal.endswith("did not exist yet when "
                                                                                           "the act was made")
-    assert verify_act(identities, APPROVAL, act, T0 + 49, ("approver",)).signer == "lead"
-    assert "revoked" in verify_act(identities, APPROVAL, act, T0 + 50, ("approver",)).refusal
+    assert verify_act(identities, APPROVAL, act, T0 + 49, ("operator",)).signer == "lead"
+    assert "revoked" in verify_act(identities, APPROVAL, act, T0 + 50, ("operator",)).refusal
+    for role in ("approver", "service", "dpo"):       # an admin writes policies: approving too would pass four-eyes
+        assert "lacks the role" in verify_act(identities, APPROVAL, act, T0 + 49, (role,)).refusal
 
 
 def test_the_identity_book_reads_again_only_for_acts_newer_than_its_last_read():
@@ -153,3 +155,23 @@ def test_granting_approver_or_admin_past_the_first_two_admins_needs_two_other_ad
     both = [endorse(self_made, "lena", lena), endorse(self_made, "lead", lead)]
     identities.apply("mlbus.IdentityDeclared", {**self_made, "endorsements": both}, T0 + 12)
     assert "has 1: lead" in identities.refused[-1].reason                  # nobody endorses their own grant
+
+
+def test_another_key_for_a_name_needs_that_names_own_endorsement_or_two_admins():
+    identities = Identities()
+    lead = declare(identities, "lead", ["admin"], T0)
+    lena = declare(identities, "lena", ["admin"], T0 + 1)
+    dana = declare(identities, "dana", ["data-scientist"], T0 + 2)
+    trainer = declare(identities, "trainer", ["service"], T0 + 3)
+    for name, roles, own in [("dana", ["data-scientist"], dana), ("trainer", ["service"], trainer)]:
+        grant = declaration(name, roles, Ed25519PrivateKey.generate().private_bytes_raw())
+        identities.apply("mlbus.IdentityDeclared", grant, T0 + 10)             # the broker admin's own key pair
+        assert f"{name} has a key already" in identities.refused[-1].reason and grant["key_id"] not in identities.keys
+        identities.apply("mlbus.IdentityDeclared", {**grant, "endorsements": [endorse(grant, "lead", lead)]}, T0 + 11)
+        assert grant["key_id"] not in identities.keys                          # one admin is not enough
+        identities.apply("mlbus.IdentityDeclared", {**grant, "endorsements": [endorse(grant, name, own)]}, T0 + 12)
+        assert grant["key_id"] in identities.keys                              # the name's own key vouches
+    second = declaration("dana", ["data-scientist"], Ed25519PrivateKey.generate().private_bytes_raw())
+    both = [endorse(second, "lead", lead), endorse(second, "lena", lena)]
+    identities.apply("mlbus.IdentityDeclared", {**second, "endorsements": both}, T0 + 13)    # a lost key: two admins
+    assert second["key_id"] in identities.keys

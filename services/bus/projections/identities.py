@@ -81,27 +81,39 @@ class Identities:
     apply.timed = True          # type: ignore[attr-defined]  # folds (replay, follow) hand it the broker's time
 
     def grant_refusal(self, value: dict, at_ms: int) -> str | None:
-        """Four-eyes on people: once two admins exist, a key granted approver or admin needs the endorsements of
-        two admins (other than its owner) whose keys were valid at `at_ms`. The first two admins are the
-        bootstrap (the broker's admin declares them alone; `mlbus people list` shows when)."""
-        if value["revoked_at"] is not None or not set(value["roles"]) & set(FOUR_EYES_ROLES):
+        """What a new key needs beyond its proof of possession, or None.
+        - A name that has a key already (a person's, a service's) gets another only with the endorsement of one
+          of that name's keys, or of two admins: nobody, the broker's admin included, adds a key to ana's name
+          and signs as ana.
+        - Four-eyes on people: once two admins exist, a key granted approver or admin needs the endorsements of
+          two admins other than its owner. The first two admins are the bootstrap (the broker's admin declares
+          them alone; `mlbus people list` shows when).
+        Endorsers' keys must be valid at `at_ms`, the broker's time of the declaration."""
+        if value["revoked_at"] is not None:
             return None
-        admins = [k for k in self.keys.values() if "admin" in k.roles and set(SERVICE_ROLES).isdisjoint(k.roles)]
-        if len(admins) < 2:
-            return None
-        endorsers = set()
+        name = value["name"]
+        endorsers = self._endorsers(value, at_ms)
+        admins = {n for n, key in endorsers.items() if n != name and "admin" in key.roles
+                  and set(SERVICE_ROLES).isdisjoint(key.roles)}
+        if any(k.name == name for k in self.keys.values()) and name not in endorsers and len(admins) < 2:
+            return (f"{name} has a key already: another one needs the endorsement of one of {name}'s keys or of "
+                    f"two admins (`mlbus people endorse`)")
+        granted = set(value["roles"]) & set(FOUR_EYES_ROLES)
+        every_admin = [k for k in self.keys.values() if "admin" in k.roles and set(SERVICE_ROLES).isdisjoint(k.roles)]
+        if granted and len(every_admin) >= 2 and len(admins) < 2:
+            return (f"granting {', '.join(sorted(granted))} needs two admins' endorsements (`mlbus people endorse`); "
+                    f"it has {len(admins)}{': ' + ', '.join(sorted(admins)) if admins else ''}")
+        return None
+
+    def _endorsers(self, value: dict, at_ms: int) -> dict[str, SigningKey]:
+        """The endorsements of this grant that hold: endorser's name → the key that signed (valid at `at_ms`)."""
+        found = {}
         for endorsement in value.get("endorsements") or []:
             key = self.keys.get(endorsement["signer_key"])
-            if (key is None or "admin" not in key.roles or key.name != endorsement["signer"]
-                    or key.name == value["name"] or not key.valid_at(at_ms)):
-                continue
-            if verifies(key.public_key, endorsement["signature"], grant_bytes(value)):
-                endorsers.add(key.name)
-        if len(endorsers) < 2:
-            return (f"granting {', '.join(sorted(set(value['roles']) & set(FOUR_EYES_ROLES)))} needs two admins' "
-                    f"endorsements (`mlbus people endorse`); it has {len(endorsers)}"
-                    f"{': ' + ', '.join(sorted(endorsers)) if endorsers else ''}")
-        return None
+            if key is not None and key.name == endorsement["signer"] and key.valid_at(at_ms) and \
+                    verifies(key.public_key, endorsement["signature"], grant_bytes(value)):
+                found[key.name] = key
+        return found
 
     def people(self) -> dict[str, list[str]]:
         """Each person with an unrevoked key, and the union of those keys' roles (the log signer and the witness

@@ -26,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 from services.bus.context import Bus
 from services.bus.envelope import Event
 from services.bus.errors import BadInput
+from services.bus.identity import ACT_SIGNERS, act_verifier, signed_only
 from services.bus.jsonio import to_json
 from services.bus.logs import get_logger
 from services.bus.poison import poison_record
@@ -96,7 +97,9 @@ class Console:
             raise ConfigError(f"the console's browser libraries are missing ({', '.join(missing_assets())}): "
                               f"run scripts/setup (npm ci in {HERE / 'assets'})")
         if follow:
-            Follower(self.bus, "console", RECORDS, [self.view.apply]).start()
+            # policies (and any spec) only when signed by whom may make them, as the services fold them
+            Follower(self.bus, "console", RECORDS, [signed_only(self.view.apply, act_verifier(self.bus),
+                                                                ACT_SIGNERS)]).start()
         threading.Thread(target=self._measure, name="console-measure", daemon=True).start()
         if self.verifier is not None:
             threading.Thread(target=self._verify, name="console-verify", daemon=True).start()

@@ -150,3 +150,11 @@ def test_a_deploy_request_binds_the_versions_artifact():
     for bound, reason in [(None, "binds no artifact"), ("sha1", "this version's artifact is")]:
         [refused] = on_request(deployments, inventory, request(2, artifact_sha256=bound), Verdict(signer="ana"), NOW)
         assert refused.value["phase"] == "refused" and reason in refused.value["reason"]
+
+
+def test_an_unverified_request_does_not_answer_the_real_one_with_its_id():
+    deployments, inventory = Deployments(), inventory_with((1, "approved"), (2, "approved"))
+    [refused] = applied(deployments, on_request(deployments, inventory, request(2), Verdict(refusal="unsigned"), NOW))
+    assert refused.value["phase"] == "refused"
+    [done] = on_request(deployments, inventory, request(2), Verdict(signer="ana"), NOW)     # ana's own, after
+    assert done.value["phase"] == "completed"

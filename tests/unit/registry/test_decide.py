@@ -165,3 +165,13 @@ def test_a_policy_is_adopted_only_when_an_admin_signed_it():
     assert on_policy(POLICY | {"defined_by": "cli:lead"}, verified("lead"), "p1", NOW) == []
     [refused] = on_policy(POLICY | {"defined_by": "cli:lead"}, Verdict(refusal="unsigned: ..."), "p1", NOW)
     assert refused.record == "mlbus.Alert" and refused.value["kind"] == "policy-refused"
+
+
+def test_an_unverified_approval_marks_no_approval_id_decided():
+    inventory = inventory_with_policy()
+    registered(inventory, trained(1, 0.9))
+    forged = approval("ana", decision="reject")
+    [refused] = fold(inventory, "x", {}, on_approval(inventory, forged, Verdict(refusal="unsigned"), NOW))
+    assert refused.value["kind"] == "approval-refused"
+    [rejected] = on_approval(inventory, forged, verified("ana"), NOW)          # ana's own act, with that id, after
+    assert rejected.value["kind"] == "rejected"

@@ -3,9 +3,8 @@ exist is refused as an event, and each message writes only the rows it changed."
 from datetime import datetime, timezone
 
 from services.bus.projections.inventory import Inventory
-from services.bus.signing import Verdict
 from services.registry.handlers import Registry
-from tests.support.handlers import received
+from tests.support.handlers import received, refusing_people, verified_as
 
 NOW = datetime(2026, 11, 27, tzinfo=timezone.utc)
 
@@ -22,7 +21,7 @@ class Database:
 
 def test_an_approval_of_a_version_that_does_not_exist_is_an_approval_refused_event():
     database = Database()
-    registry = Registry(Inventory(), database, lambda message, roles: Verdict(signer="ana", signer_key="k"),
+    registry = Registry(Inventory(), database, verified_as("ana"),
                         clock=lambda: NOW)
     approval = {"approval_id": "a1", "model": "no-such-model", "version": 999, "decision": "approve",
                 "actor": "ana", "reason": "ok", "submitted_at": NOW}
@@ -33,7 +32,7 @@ def test_an_approval_of_a_version_that_does_not_exist_is_an_approval_refused_eve
 
 
 def test_an_unsigned_policy_is_refused_with_an_alert_and_not_adopted():
-    registry = Registry(Inventory(), Database(), lambda message, roles: Verdict(refusal="no signature"),
+    registry = Registry(Inventory(), Database(), refusing_people("no signature"),
                         clock=lambda: NOW)
     policy = {"model": "m", "policy_version": 1, "thresholds": {}, "metric": "roc_auc", "min_improvement": 0.0,
               "human_approval": False, "approvers": [], "four_eyes": False, "defined_by": "cli:mallory"}
@@ -55,7 +54,7 @@ def deployed(version: int) -> dict:
 
 def test_each_message_writes_the_rows_it_changed_not_the_models_history():
     database = Database()
-    registry = Registry(Inventory(), database, lambda message, roles: Verdict(signer="ana", signer_key="k"),
+    registry = Registry(Inventory(), database, verified_as("ana"),
                         clock=lambda: NOW)
     for version in (1, 2, 3):
         registry(received("mlbus.ModelTrained", trained(version), offset=version))
@@ -73,9 +72,20 @@ def test_a_refused_policy_writes_nothing_and_an_adopted_one_writes_its_row():
     policy = {"model": "m", "policy_version": 1, "thresholds": {}, "metric": "roc_auc", "min_improvement": 0.0,
               "human_approval": False, "approvers": [], "four_eyes": False, "defined_by": "cli:root"}
     refused, adopted = Database(), Database()
-    Registry(Inventory(), refused, lambda message, roles: Verdict(refusal="no signature"), clock=lambda: NOW)(
+    Registry(Inventory(), refused, refusing_people("no signature"), clock=lambda: NOW)(
         received("mlbus.PromotionPolicyDefined", policy))
-    Registry(Inventory(), adopted, lambda message, roles: Verdict(signer="root", signer_key="k"), clock=lambda: NOW)(
+    Registry(Inventory(), adopted, verified_as("root"), clock=lambda: NOW)(
         received("mlbus.PromotionPolicyDefined", policy))
     assert refused.writes == [[]]
     assert [(type(row).__name__, row.policy_version) for row in adopted.writes[0]] == [("PolicyRow", 1)]
+
+
+def test_a_version_record_not_signed_by_the_trainer_is_refused_and_registers_nothing():
+    from services.bus.signing import Verdict
+    trained = {"model": "m", "version": 1, "run_id": "r1", "metrics": {"roc_auc": 0.99}, "metric": "roc_auc",
+               "artifact_sha256": "a" * 64, "requested_by": "trainer"}
+    for verdict in (Verdict(refusal="unsigned: …"), Verdict(signer="eve", signer_key="k")):
+        registry = Registry(Inventory(), Database(), lambda message, roles, v=verdict: v, clock=lambda: NOW)
+        [alerted] = registry(received("mlbus.ModelTrained", trained))
+        assert alerted.value["kind"] == "trained-refused" and registry.inventory.version("m", 1) is None
+

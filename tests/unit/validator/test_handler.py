@@ -37,3 +37,15 @@ def test_a_contract_the_dataset_name_cannot_have_is_a_contract_failure():
     validator = Validator(Contracts(), refuse_load, set(), accept, clock=lambda: NOW)
     [report] = validator(received("mlbus.DataBatch", {**BATCH, "batch_id": "b2", "dataset": "other"}))
     assert report.value["failures"][0]["check"] == "contract"
+
+
+def test_a_batch_refused_for_its_signature_marks_no_batch_id_judged():
+    from services.bus.signing import Verdict
+    from services.validator.adapters import signature_refused
+    forged = Validator(Contracts(), refuse_load, set(), lambda m, r: Verdict(refusal="unsigned"), clock=lambda: NOW)
+    [refused] = forged(received("mlbus.DataBatch", {**BATCH, "publisher": "cli:etl"}))
+    assert refused.value["failures"][0]["check"] == "signature" and signature_refused(refused.value)
+    assert "b1" not in forged.validated
+    [judged] = forged(received("mlbus.DataBatch", BATCH, offset=1))         # the real batch (app's), after
+    assert judged.value["failures"][0]["check"] == "location" and judged.value["validation_id"] != \
+        refused.value["validation_id"]

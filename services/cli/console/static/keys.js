@@ -14,7 +14,8 @@
   // can be: they begin with {"record":), an act is one of these records, about what the form chose.
   var LOGIN_PREFIX = "mlbus console login ";
   var SIGNED_HERE = ["mlbus.ApprovalSubmitted", "mlbus.DeploymentRequested"];
-  var CHOSEN = ["model", "version", "decision", "action"];
+  // what the person chose in the form, each checked in the bytes to sign (a field left empty is the server's default)
+  var CHOSEN = ["model", "version", "decision", "action", "strategy", "percent", "steps", "reason"];
 
   function fromBase64(text) {
     var raw = atob(text), bytes = new Uint8Array(raw.length);
@@ -140,7 +141,8 @@
     var act = JSON.parse(new TextDecoder().decode(bytes));
     var value = act.value || {};
     var other = CHOSEN.filter(function (name) {
-      return fields[name] !== undefined && String(value[name]) !== String(fields[name]);
+      var bare = function (x) { return String(x).replace(/\s+/g, ""); };    // "10, 25" reads as [10,25]
+      return fields[name] !== undefined && bare(fields[name]) !== "" && bare(value[name]) !== bare(fields[name]);
     });
     if (SIGNED_HERE.indexOf(act.record) < 0 || value.signer_key !== entry.key_id || other.length) {
       throw new Error("the console asked to sign something other than this form's act: not signed");
