@@ -12,7 +12,7 @@ from services.bus.settings import PROJECT_ROOT
 
 COMPOSE = PROJECT_ROOT / "compose" / "docker-compose.yml"
 SERVICES = ("validator", "trainer", "registry", "deployer", "scorer", "drift-watcher", "auditor", "notifier",
-            "console")
+            "console", "witness")
 
 
 def compose_tool() -> list[str] | None:
@@ -31,6 +31,17 @@ def test_every_service_runs_on_the_secured_broker_with_a_health_check():
         assert services[name]["depends_on"]["access"]["condition"] == "service_completed_successfully", name
     assert "SASL_SSL" in (PROJECT_ROOT / "compose" / "kafka" / "security.properties").read_text()   # the broker's
     assert "postgresql+psycopg://" in " ".join(services["registry"]["entrypoint"])
+
+
+def test_each_service_mounts_only_its_own_secrets_and_never_the_admins_state():
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name in SERVICES:
+        volumes = [v.split(":")[0] for v in services[name]["volumes"]]
+        assert "state" not in volumes, f"{name} mounts the admin's state volume (every principal's credentials)"
+        assert [v for v in volumes if v.endswith("-secrets")] == [f"{name}-secrets"], name
+        assert [v for v in volumes if v.endswith("-var")] == [f"{name}-var"], name
+        assert f"{name}-secrets:/secrets:ro" in services[name]["volumes"], f"{name}'s secrets are not read-only"
+    assert "anchor:/anchor" in services["auditor"]["volumes"] and "anchor:/anchor:ro" in services["cli"]["volumes"]
 
 
 def test_docker_compose_accepts_the_file():
