@@ -41,7 +41,7 @@ def prepared_bus(env: dict[str, str], principal: str = ADMIN) -> Bus:
 # The people tests act as (keygen, then `mlbus people add NAME --role ROLE`), made in a test's namespace on first use.
 PEOPLE = {"ana": ["approver"], "bo": ["data-scientist", "operator", "approver"], "carl": ["approver", "data-scientist"],
           "dana": ["data-scientist"], "lead": ["admin"], "lena": ["admin"], "etl": ["data-publisher"],
-          "shop": ["data-publisher"], "olga": ["operator"], "mallory": ["viewer"]}
+          "shop": ["data-publisher"], "olga": ["operator"], "mallory": ["viewer"], "dora": ["dpo"]}
 BOOTSTRAP_ADMINS = ("lead", "lena")     # the first two admins; every later approver or admin is endorsed by both
 
 
