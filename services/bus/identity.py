@@ -205,13 +205,13 @@ def act_refusal(received: Received, verify: Verify, roles: tuple[str, ...]) -> s
     """Why this act is not taken from whom it must come: a person holding one of `roles` who is the one it names
     (CLAIMED_BY), or — roles ("service:NAME",) — that service's own key. None when it is."""
     services = [r.removeprefix("service:") for r in roles if r.startswith("service:")]
+    claimed = received.value.get(CLAIMED_BY.get(received.record, ""))
     if services:
         verdict = verify(received, (SERVICE_ROLE,))
-        if verdict.refusal:
-            return f"signature: {verdict.refusal}"
-        return None if verdict.signer in services else f"signature: made by {verdict.signer}, not {services[0]}"
-    claimed = received.value.get(CLAIMED_BY.get(received.record, "")) or ""
-    return signature_refusal(verify(received, roles), claimed)
+        if verdict.refusal is None and verdict.signer not in services:
+            return f"signature: made by {verdict.signer}, not by {' or '.join(services)}"
+        return signature_refusal(verdict, claimed) if claimed else (verdict.refusal and f"signature: {verdict.refusal}")
+    return signature_refusal(verify(received, roles), claimed or "")
 
 
 CLAIMED_BY = {"mlbus.ModelSpecDefined": "defined_by", "mlbus.PromotionPolicyDefined": "defined_by",

@@ -10,9 +10,10 @@ from services.bus.edge import content
 from services.bus import Event, derive_id
 from services.domain import (alert, candidates, HIGHER_IS_BETTER, is_ensemble, member_record, training_request,
                              union)
+from services.bus.identity import act_refusal as refusal_of
 from services.bus.received import Received
 from services.bus.projections.inventory import APPROVED, Inventory, ModelVersion
-from services.bus.signing import Verdict, signature_refusal
+from services.bus.signing import Verdict
 
 from .view import TrainerView
 
@@ -194,19 +195,13 @@ def act_refusal(message: Received, verify: Verify) -> str | None:
     """Why a spec or training request is not taken (its signature, its signer), or None. The actor is the verified
     signer: a request's `requested_by` must name it, whatever the reason claims."""
     if message.record == "mlbus.ModelSpecDefined":
-        return signature_refusal(verify(message, SPEC_AUTHORS), message.value["defined_by"])
+        return refusal_of(message, verify, SPEC_AUTHORS)
     if message.record != "mlbus.TrainingRequested":
         return None
-    reason = message.value["reason"]
-    allowed = REQUESTERS.get(reason)
+    allowed = REQUESTERS.get(message.value["reason"])
     if allowed is None:
-        return f"unknown reason {reason!r} (one of {', '.join(REQUESTERS)})"
-    services = [a.removeprefix("service:") for a in allowed if a.startswith("service:")]
-    verdict = verify(message, ("service",) if services else allowed)
-    refused = signature_refusal(verdict, message.value["requested_by"])
-    if refused is None and services and verdict.signer not in services:
-        return f"signature: a {reason} request is made by {' or '.join(services)}, not by {verdict.signer}"
-    return refused
+        return f"unknown reason {message.value['reason']!r} (one of {', '.join(REQUESTERS)})"
+    return refusal_of(message, verify, allowed)
 
 
 @dataclass(frozen=True)
