@@ -24,8 +24,8 @@ def test_publish_writes_single_object_avro_with_cloudevents_headers_and_consume_
     expected = {**record, "window_start": "2026-11-23T10:00:00.000000Z", "window_end": "2026-11-23T11:00:00.000000Z",
                 "observed_at": "2026-11-23T11:00:01.000000Z"}
     expected = {k: v.replace(".000000Z", "Z") if isinstance(v, str) else v for k, v in expected.items()}
-    signature = {k: line["value"].pop(k) for k in ("signer", "signer_key", "signature")}   # signed by shop
-    assert signature["signer"] == "shop" and signature["signature"]
+    signature = {k: line["value"].pop(k) for k in ("signer", "signer_key", "signature", "act_id", "made_at")}
+    assert signature["signer"] == "shop" and signature["signature"] and signature["act_id"]      # signed by shop
     assert line["record"] == "mlbus.KpiObserved" and line["value"] == expected
     assert line["headers"]["ce_id"] == headers["ce_id"].decode()
 

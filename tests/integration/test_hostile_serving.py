@@ -28,7 +28,8 @@ def publish_version(bus, publisher: Publisher, version: int, uri: str, sha256: s
                "task": "classification", "features": FEATURES, "categorical_features": [], "members": [],
                "artifact_uri": uri,
                "artifact_sha256": sha256,
-               "trained_at": now}
+               "trained_at": now, "signer": None, "signer_key": None, "signature": None, "act_id": None,
+               "made_at": None}       # the scorer folds what the trainer wrote; signatures are the registry's check
     publisher.publish(Event("mlbus.ModelTrained", trained, key=MODEL, id=f"trained-{version}"))
     publisher.publish(change(MODEL, f"d{version}", "replace", "completed", [route(version, "champion", 1.0, sha256)],
                              "test", "deployer", f"cause-{version}", now, version=version))
