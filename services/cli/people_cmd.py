@@ -5,7 +5,6 @@ import argparse
 import base64
 import json
 import os
-import re
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -19,7 +18,7 @@ from services.bus.context import Bus
 from services.bus.credentials import ADMIN, credentials_file, read_properties
 from services.bus.identity import (DEFAULT_IDENTITY, Identity, declare_key, passphrase, publish_declaration,
                                    read_enrolment, read_identities)
-from services.bus.projections.identities import LOG_SIGNER_ROLE
+from services.bus.projections.identities import LOG_SIGNER_ROLE, NAME
 from services.bus.service_keys import enrol_services
 from services.bus.settings import ConfigError
 from services.bus.signing import endorse, prove_possession
@@ -112,7 +111,7 @@ def keygen_command(bus: None, args: argparse.Namespace) -> int:
 
 
 def check_name(name: str) -> None:
-    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", name):
+    if not NAME.fullmatch(name):
         raise ConfigError(f"{name!r} is no person's name: lowercase letters, digits, - and _, from a letter")
 
 

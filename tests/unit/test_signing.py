@@ -175,3 +175,19 @@ def test_another_key_for_a_name_needs_that_names_own_endorsement_or_two_admins()
     both = [endorse(second, "lead", lead), endorse(second, "lena", lena)]
     identities.apply("mlbus.IdentityDeclared", {**second, "endorsements": both}, T0 + 13)    # a lost key: two admins
     assert second["key_id"] in identities.keys
+
+
+def test_a_key_carries_one_spelling_of_a_name_and_one_admin_with_two_keys_is_not_two_admins():
+    identities = Identities()
+    declare(identities, "ana", ["approver"], T0)
+    for look_alike in ("Ana", "ana ", "ana\u200b", "\u0430na", "ana\u2060", "9ana", ""):
+        identities.apply("mlbus.IdentityDeclared", declaration(look_alike, ["data-scientist"],
+                                                               Ed25519PrivateKey.generate().private_bytes_raw()), T0 + 1)
+        assert "no name a key may carry" in identities.refused[-1].reason, look_alike
+    lead = declare(identities, "lead", ["admin"], T0 + 2)
+    second = declaration("lead", ["admin"], Ed25519PrivateKey.generate().private_bytes_raw())
+    identities.apply("mlbus.IdentityDeclared", {**second, "endorsements": [endorse(second, "lead", lead)]}, T0 + 3)
+    assert second["key_id"] in identities.keys                       # lead's second key, vouched by the first
+    bo = declaration("bo", ["approver"], Ed25519PrivateKey.generate().private_bytes_raw())
+    identities.apply("mlbus.IdentityDeclared", bo, T0 + 4)
+    assert bo["key_id"] in identities.keys                          # still the bootstrap: one admin, with two keys

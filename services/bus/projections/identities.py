@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, field, replace
 
 from cryptography.exceptions import InvalidSignature
@@ -29,6 +30,7 @@ SERVICE_ROLE = "service"            # a service's key that signs the acts it mak
 SERVICE_ROLES = (LOG_SIGNER_ROLE, WITNESS_ROLE, SERVICE_ROLE)     # keys of services, no person's
 REFUSED_KEPT = 1000               # the latest refused declarations kept (for `people list` and alerts)
 FOUR_EYES_ROLES = ("admin", "approver")  # granted only with two admins' endorsements (once two admins exist)
+NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")   # a key's name: one spelling per person or service, no look-alikes
 REVOKED_SUFFIX = ".revoked"         # the Kafka key of a revocation: compaction keeps both records of a key
 
 
@@ -99,7 +101,8 @@ class Identities:
             return (f"{name} has a key already: another one needs the endorsement of one of {name}'s keys or of "
                     f"two admins (`mlbus people endorse`)")
         granted = set(value["roles"]) & set(FOUR_EYES_ROLES)
-        every_admin = [k for k in self.keys.values() if "admin" in k.roles and set(SERVICE_ROLES).isdisjoint(k.roles)]
+        every_admin = {k.name for k in self.keys.values()              # people, not keys: one admin with two keys
+                       if "admin" in k.roles and set(SERVICE_ROLES).isdisjoint(k.roles)}   # is not two admins
         if granted and len(every_admin) >= 2 and len(admins) < 2:
             return (f"granting {', '.join(sorted(granted))} needs two admins' endorsements (`mlbus people endorse`); "
                     f"it has {len(admins)}{': ' + ', '.join(sorted(admins)) if admins else ''}")
@@ -142,6 +145,9 @@ def declaration_refusal(known: SigningKey | None, value: dict) -> str | None:
         return "the public key is not base64"
     if len(public) != 32 or key_id(public) != value["key_id"]:
         return "the key id is not the hash of the public key"
+    if not NAME.fullmatch(value["name"]):
+        return (f"{value['name']!r} is no name a key may carry: lowercase letters, digits, - and _, from a letter "
+                f"(no look-alike of another's name)")
     if known is not None:
         same = (known.name, known.principal, known.public_key, set(known.roles)) == (
             value["name"], value["principal"], public, set(value["roles"]))
