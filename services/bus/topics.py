@@ -184,8 +184,11 @@ class LagMeter:
 
     def _reader(self, group: str) -> Consumer:
         if group not in self._readers:
+            # read_uncommitted: a read_committed client asks for *stable* offsets (KIP-447) and, under sustained
+            # exactly-once load, waits for a transaction that is always open — every look-up timed out. The
+            # offsets it returns are the group's last committed ones either way.
             self._readers[group] = Consumer({**base_config(self.settings), "group.id": group,
-                                             "enable.auto.commit": False})
+                                             "enable.auto.commit": False, "isolation.level": "read_uncommitted"})
         return self._readers[group]
 
     def _gaps(self, consumer: Consumer, topics: list[str]) -> dict[tuple[str, int], tuple[int, int]]:
