@@ -3,24 +3,22 @@ rebuild-registry."""
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from services.domain import (BLOCK, REDACTED, anchored_heads, audit_records, check_proof, checkpoints,
-                             consistency_proof, cosignatures, decoded, head_of_checkpoint, inclusion_proof, log_id,
-                             log_signers, proof_tree, public_pem, records_between, signature_problem, witness_keys)
+from services.domain import (REDACTED, STATE_RECORDS, AuditIndex, audit_export, audit_proof, audit_records,
+                             audit_timeline, check_proof, checkpoints, decoded, explain_request, explain_scoring,
+                             head_of_checkpoint, log_signers, public_pem, state_at, verification, witness_keys)
 from services.bus.edge import content
 from services.bus.context import Bus
 from services.bus.envelope import new_id
 from services.bus.errors import BadInput
 from services.bus.settings import PROJECT_ROOT
 
-from . import explain as answers
-from .audit_trust import key_files, proof_witness_problem, run_witness, verification, with_cosignatures
+from .audit_trust import key_files, proof_witness_problem, run_witness
 from .acts import person, send
 from .monitor_cmd import parse_time
 from .output import info, print_json, print_json_line, print_table
@@ -156,7 +154,7 @@ def key_command(bus: Bus, args: argparse.Namespace) -> int:
 def prove_command(bus: Bus, args: argparse.Namespace) -> int:
     if (args.target is None) == (args.consistency is None):
         raise BadInput("give either REQUEST_ID|SEQUENCE (an inclusion proof) or --consistency SIZE")
-    document, what = proof(bus, args.target, args.consistency)
+    document, what = audit_proof(bus, args.target, args.consistency)
     text = json.dumps(document, indent=2) + "\n"
     if args.out:
         args.out.write_text(text)
@@ -164,66 +162,6 @@ def prove_command(bus: Bus, args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
-
-
-def proof(bus: Bus, target: str | None, consistency: int | None = None) -> tuple[dict, str]:
-    """An inclusion proof of one record (REQUEST_ID or SEQUENCE) or a consistency proof from the signed head of
-    size `consistency`, against the latest validly signed head, checked before it is returned."""
-    kept = checkpoints(bus)
-    keys = log_signers(bus)
-    heads = _heads_by_size(bus, kept)
-    if not heads:
-        raise BadInput("no signed tree head covers the log yet (the auditor signs one every "
-                       "MLBUS_AUDIT_CHECKPOINT_EVERY records and every MLBUS_AUDIT_HEAD_INTERVAL_S seconds)")
-    cosigned = {(c.tree_size, c.root_hash) for c in cosignatures(bus)}
-    heads.sort(key=lambda h: ((h.tree_size, h.root_hash) in cosigned, h.tree_size))   # co-signed last: tried first
-    latest = _first_valid(reversed(heads), keys)
-    if consistency is not None:
-        first = _first_valid([h for h in heads if h.tree_size == consistency], keys)
-        if first is None:
-            raise BadInput(f"no validly signed head of size {consistency}; signed sizes: "
-                           + ", ".join(str(h.tree_size) for h in heads[-10:]))
-        tree = proof_tree(bus, kept, latest.tree_size, {(first.tree_size - 1) // BLOCK})
-        document = with_cosignatures(bus, consistency_proof(first, latest, tree), latest)
-    else:
-        sequence = _sequence_of(bus, target)
-        covering = _first_valid(reversed([h for h in heads if h.tree_size >= sequence]), keys)
-        if covering is None:
-            raise BadInput(f"record #{sequence} is after the last signed head "
-                           f"({max(h.tree_size for h in heads)}): try again "
-                           f"once the auditor signs the next one")
-        tree = proof_tree(bus, kept, covering.tree_size, {(sequence - 1) // BLOCK})
-        [record] = records_between(bus, sequence, sequence)
-        document = with_cosignatures(bus, inclusion_proof(record, tree, covering), covering)
-    holds, what = check_proof(document, keys)
-    if not holds:
-        raise BadInput(f"the log does not reproduce its signed head ({what}): run `mlbus audit verify`")
-    return document, what
-
-
-def _heads_by_size(bus: Bus, kept: list[dict]) -> list:
-    """This log's signed heads, on the topic and in the anchor, by size (the anchor's first at a size)."""
-    found = [head_of_checkpoint(c, "audit.checkpoints") for c in kept] + anchored_heads(bus)
-    return sorted((h.signed for h in found if h.signed is not None and h.signed.log_id == log_id(bus)),
-                  key=lambda h: h.tree_size)
-
-
-def _first_valid(heads, keys: dict[str, bytes]):
-    """The first of these heads whose signature holds (signatures are checked only as far as needed)."""
-    return next((h for h in heads if signature_problem(h, keys) is None), None)
-
-
-def _sequence_of(bus: Bus, target: str) -> int:
-    """A sequence number as given, or the audit sequence of a request's served prediction (only the
-    predictions' records are decoded)."""
-    if target.isdigit():
-        if int(target) < 1:
-            raise BadInput("audit sequence numbers start at 1")
-        return int(target)
-    for event in decoded(bus, audit_records(bus, ["mlbus.Prediction"])):
-        if event.record == "mlbus.Prediction" and event.value["request_id"] == target and event.value["served"]:
-            return event.sequence
-    raise BadInput(f"audit.log holds no served prediction for request {target}")
 
 
 def check_proof_command(bus: Bus | None, args: argparse.Namespace) -> int:
@@ -241,7 +179,7 @@ def check_proof_command(bus: Bus | None, args: argparse.Namespace) -> int:
 
 def replay_command(bus: Bus, args: argparse.Namespace) -> int:
     until = parse_time(args.until)
-    inventory, deployments, alerts = answers.state_at(list(decoded(bus, audit_records(bus, answers.STATE_RECORDS))),
+    inventory, deployments, alerts = state_at(list(decoded(bus, audit_records(bus, STATE_RECORDS))),
                                                       until)
     state = {"at": until, "models": {f"{m}@{v}": {"status": e.status, "aliases": sorted(
         a for a, n in inventory.aliases.get(m, {}).items() if n == v), "decisions": [d["kind"] for d in e.history]}
@@ -264,8 +202,8 @@ def replay_command(bus: Bus, args: argparse.Namespace) -> int:
 
 
 def explain_command(bus: Bus, args: argparse.Namespace) -> int:
-    index = answers.Index(list(decoded(bus, audit_records(bus))))
-    found = {request_id: answers.explain(index, request_id) or answers.explain_scoring(index, request_id)
+    index = AuditIndex(list(decoded(bus, audit_records(bus))))
+    found = {request_id: explain_request(index, request_id) or explain_scoring(index, request_id)
              for request_id in args.request_ids}
     for request_id in [r for r, answer in found.items() if answer is None]:
         info(f"audit.log holds no served prediction for request {request_id} (nor a batch scoring)")
@@ -285,7 +223,7 @@ def explain_command(bus: Bus, args: argparse.Namespace) -> int:
     return 0 if all(found.values()) else 1
 
 
-def explained_why(bus: Bus, index: answers.Index, answer: dict) -> dict:
+def explained_why(bus: Bus, index: AuditIndex, answer: dict) -> dict:
     """The reproduction and attributions of an explained prediction, or why there are none."""
     from services.domain import ArtifactRefused, ArtifactStore
     from .why import unreadable, why
@@ -412,7 +350,7 @@ def print_explanation(answer: dict) -> None:
 
 
 def timeline_command(bus: Bus, args: argparse.Namespace) -> int:
-    for event, line in answers.timeline(list(decoded(bus, audit_records(bus))), args.model):
+    for event, line in audit_timeline(list(decoded(bus, audit_records(bus))), args.model):
         where = f"#{event.sequence:<7} {event.at:%m-%d %H:%M:%S}  {event.actor[:22]:<22}" if event else " " * 40
         print(f"{where}  {line[:160]}")
     return 0
@@ -421,28 +359,9 @@ def timeline_command(bus: Bus, args: argparse.Namespace) -> int:
 def export_command(bus: Bus, args: argparse.Namespace) -> int:
     since = parse_time(args.since) if args.since else None
     until = parse_time(args.until) if args.until else None
-    for line in exported(bus, since, until):
+    for line in audit_export(bus, since, until):
         print_json_line(line)
     return 0
-
-
-def exported(bus: Bus, since: datetime | None = None, until: datetime | None = None):
-    """audit.log as `audit export` writes it, one dict per record (personal data as the reader may see it)."""
-    for event in decoded(bus, audit_records(bus)):
-        if (since and event.at < since) or (until and event.at > until):
-            continue
-        entry = event.entry
-        yield {"sequence": event.sequence, "audited_at": entry["audited_at"], "at": event.at,
-                "topic": event.topic, "partition": entry["source_partition"],
-                "offset": entry["source_offset"], "actor": event.actor, "record": event.record,
-                "key": base64.b64encode(entry["key"]).decode() if entry["key"] else None,
-                "headers": {h["key"]: h["value"].decode("utf-8", "replace") if h["value"] else None
-                            for h in entry["headers"]},
-                "value": event.shown() if event.record else REDACTED if event.personal == "redacted" else (
-                    base64.b64encode(entry["value"]).decode() if entry["value"] else None),
-                "personal_data": event.personal,
-                "erased": answers.erased(event.erasure) if event.erasure else None,
-                "prev_hash": entry["prev_hash"], "hash": entry["hash"]}
 
 
 def forget_command(bus: Bus, args: argparse.Namespace) -> int:

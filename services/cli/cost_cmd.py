@@ -50,17 +50,17 @@ def version_costs(trained: list[dict], runs: list[dict], predictions: list[dict]
 
 
 def cost_command(bus: Bus, args: argparse.Namespace) -> int:
-    from . import kpi_report                       # scipy: loaded by the commands that need it
+    from services.domain import before_after, for_model      # scipy: loaded by the commands that need it
     record = {name: [r.value for r in read_topics(bus, [bus.catalogue.for_schema(name).name])
                      if r.value["model"] == args.model]
               for name in ("mlbus.ModelTrained", "mlbus.TrainingRun", "mlbus.Prediction")}
     if not record["mlbus.ModelTrained"]:
         raise BadInput(f"no version of {args.model} is on record")
     history = deployments(bus).history.get(args.model, [])
-    observations = kpi_report.for_model([r.value for r in read_topics(bus, ["kpis"])], args.model, None)
+    observations = for_model([r.value for r in read_topics(bus, ["kpis"])], args.model, None)
     changes: dict[int, list] = defaultdict(list)
     for name in sorted({o["name"] for o in observations}):
-        for comparison in kpi_report.before_after([o for o in observations if o["name"] == name], history):
+        for comparison in before_after([o for o in observations if o["name"] == name], history):
             version = int(comparison.label.rsplit("v", 1)[-1])          # "v1 → v2": the change is v2's
             changes[version].append({"kpi": name, **comparison.as_dict()})
     rows = version_costs(record["mlbus.ModelTrained"], record["mlbus.TrainingRun"], record["mlbus.Prediction"], changes)

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 
+from services.bus.supervision import restarts_file
+
 MAX_BACKOFF_S = 30.0
 
 
@@ -50,10 +52,6 @@ def main() -> int:
               f'"restart_in_s":{backoff}}}', flush=True)
         time.sleep(backoff)
     return 0
-
-
-def restarts_file(child_pid_file: str) -> str:
-    return os.path.splitext(child_pid_file)[0] + ".restarts"
 
 
 if __name__ == "__main__":

@@ -68,21 +68,22 @@ def parse_dimension(text: str) -> tuple[str, str]:
 
 
 def kpi_report_command(bus: Bus, args: argparse.Namespace) -> int:
-    from . import kpi_report                 # scipy: loaded by the one command that needs it (a fast CLI)
-    observations = kpi_report.for_model([r.value for r in read_topics(bus, ["kpis"])], args.model, args.kpi)
+    # scipy: the domain loads kpi_report on first use, in the one command that needs it (a fast CLI)
+    from services.domain import KPI_CONFIDENCE, before_after, by_variant, for_model
+    observations = for_model([r.value for r in read_topics(bus, ["kpis"])], args.model, args.kpi)
     history = deployments(bus).history.get(args.model, [])
     names = sorted({o["name"] for o in observations})
-    report = {name: {"before_after": [c.as_dict() for c in kpi_report.before_after(of(observations, name), history)],
-                     "by_variant": [c.as_dict() for c in kpi_report.by_variant(of(observations, name), history)],
+    report = {name: {"before_after": [c.as_dict() for c in before_after(of(observations, name), history)],
+                     "by_variant": [c.as_dict() for c in by_variant(of(observations, name), history)],
                      "observations": len(of(observations, name))} for name in names}
     if args.json:
-        print_json({"model": args.model, "confidence": kpi_report.CONFIDENCE, "kpis": report})
+        print_json({"model": args.model, "confidence": KPI_CONFIDENCE, "kpis": report})
         return 0
     if not names:
         info(f"no KPI observations for {args.model}" + (f" named {args.kpi}" if args.kpi else ""))
         return 0
     for name in names:
-        print(f"{name} ({report[name]['observations']} observations; {kpi_report.CONFIDENCE:.0%} intervals)")
+        print(f"{name} ({report[name]['observations']} observations; {KPI_CONFIDENCE:.0%} intervals)")
         print_comparisons("before → after deployment change", report[name]["before_after"])
         print_comparisons("per variant", report[name]["by_variant"])
     return 0

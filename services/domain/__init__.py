@@ -10,6 +10,8 @@
   verify asks of the anchor and the witness
 - fairness — group fairness figures (fairlearn), at training and online; attributions — why one prediction
 - alerts — the one builder of Alert and TrainingRequested events
+- answers — explain, replay and the timeline, pure folds of the decoded audit log; log_checks — what verify, prove
+  and export answer from audit.log; kpi_report — business KPIs against the deployment timeline (Welch's t-tests)
 
 Import names from the package (`from services.domain import ArtifactStore`); each module loads on first use,
 so a service pays only for what it uses (the auditor never loads scikit-learn).
@@ -65,11 +67,19 @@ _EXPORTS = {
     "FAIRNESS_METRICS": "fairness", "fairness_breach": "fairness", "fairness_report": "fairness",
     "group_fairness": "fairness", "groups_line": "fairness", "attribution": "attributions",
     "MISSING_GROUP": "fairness",
+    "AuditIndex": "answers", "explain_request": "answers", "explain_scoring": "answers", "state_at": "answers",
+    "STATE_RECORDS": "answers", "audit_timeline": "answers", "cited": "answers", "erased": "answers",
+    "before_after": "kpi_report", "by_variant": "kpi_report", "for_model": "kpi_report", "kpi_compare": "kpi_report",
+    "serving_changes": "kpi_report", "KPI_CONFIDENCE": "kpi_report",
+    "verification": "log_checks", "audit_proof": "log_checks", "audit_export": "log_checks",
 }
 _RENAMED = {"verify_chain": "verify", "check_proof": "check", "consistency_proof": "consistency",
             "inclusion_proof": "inclusion", "newest_head": "newest",
             "WITNESS_ENROLMENT_FILE": "ENROLMENT_FILE", "WITNESS_PUBLIC_KEY_FILE": "PUBLIC_KEY_FILE",
-            "decide_witness": "decide", "WitnessDecision": "Decision"}
+            "decide_witness": "decide", "WitnessDecision": "Decision",
+            "AuditIndex": "Index", "explain_request": "explain", "audit_timeline": "timeline",
+            "kpi_compare": "compare", "KPI_CONFIDENCE": "CONFIDENCE", "audit_proof": "proof",
+            "audit_export": "exported"}
 __all__ = sorted(_EXPORTS)  # noqa: PLE0605 (a list: sorted() of the names exported lazily)
 
 

@@ -82,7 +82,7 @@ def benchmarks(workdir: Path, quick: bool, counted: int) -> list[Figure]:
             identity = workdir / f"viewer-{uuid.uuid4().hex[:6]}.json"
             enrol(stage.cli, "viewer", ["viewer"], identity)
             port = free_port()
-            stage.start("console", "services.cli.console", MLBUS_CONSOLE_PORT=str(port), MLBUS_LOG_LEVEL="warning")
+            stage.start("console", "services.console", MLBUS_CONSOLE_PORT=str(port), MLBUS_LOG_LEVEL="warning")
             base = f"http://127.0.0.1:{port}"
             started = time.perf_counter()
             state = wait_until(lambda: (h := health(base)).get("versions") == versions and h.get("head")

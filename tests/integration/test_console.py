@@ -146,7 +146,7 @@ def test_beyond_loopback_the_console_speaks_https_from_the_local_ca_only(bus_env
     port, ca = free_port(), Path(bus_env["MLBUS_CREDENTIALS_DIR"]).parent / "tls" / "ca.pem"
     trusted = ssl.create_default_context(cafile=str(ca))
     with open(tmp_path / "console.log", "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "services.cli.console", "--host", "0.0.0.0", "--port",
+        process = subprocess.Popen([sys.executable, "-m", "services.console", "--host", "0.0.0.0", "--port",
                                     str(port)], cwd=PROJECT_ROOT, env=bus_env, stdout=log, stderr=subprocess.STDOUT)
     try:
         def answers() -> bool:

@@ -31,10 +31,10 @@ def chromium_path() -> str:
 
 @contextmanager
 def console_running(env: dict, log: Path) -> Iterator[str]:
-    """The console service (python -m services.cli.console) on a free port; yields its base URL once it
+    """The console service (python -m services.console) on a free port; yields its base URL once it
     has read the topics to their end and answers."""
     port = free_port()
-    with running("services.cli.console", env, log, MLBUS_CONSOLE_PORT=str(port)) as process:
+    with running("services.console", env, log, MLBUS_CONSOLE_PORT=str(port)) as process:
         base = f"http://127.0.0.1:{port}"
 
         def answers() -> bool:

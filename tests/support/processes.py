@@ -14,7 +14,7 @@ from services.bus.context import Bus
 from services.bus.credentials import ADMIN
 from services.bus.service_keys import SIGNING_SERVICES, await_enrolments, keys_dir
 from services.bus.settings import PROJECT_ROOT
-from services.cli.supervisor import SERVICES
+from services.bus.supervision import SERVICES
 
 
 def start(module: str, env: dict, log: Path | None = None, **extra_env: str) -> subprocess.Popen:

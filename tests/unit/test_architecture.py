@@ -7,21 +7,56 @@ from services.bus.settings import PROJECT_ROOT
 SERVICES = PROJECT_ROOT / "services"
 
 
-def imported_services(package: str) -> set[str]:
+def imported_modules(path, root=PROJECT_ROOT) -> set[str]:
+    """Every module a file imports, at any depth (imports inside functions too); relative imports resolved
+    against the file's package, so `from .. import x` counts as what it reaches."""
+    package = list(path.relative_to(root).parent.parts)
     found = set()
-    for path in (SERVICES / package).rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
-                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
-            found |= {n.split(".")[1] for n in names if n.startswith("services.") and n.count(".") >= 1}
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[:len(package) - node.level + 1]) if node.level else ""
+            module = ".".join(p for p in (base, node.module or "") if p)
+            found |= {module, *(f"{module}.{a.name}" for a in node.names)}     # a name may be a module
     return found
 
 
+def imported_services(package: str, root=PROJECT_ROOT) -> set[str]:
+    """The packages under services/ that services/<package> imports (itself included)."""
+    names = set().union(*[imported_modules(p, root) for p in (root / "services" / package).rglob("*.py")])
+    return {n.split(".")[1] for n in names if n.startswith("services.")}
+
+
+def service_packages() -> list[str]:
+    return sorted(p.name for p in SERVICES.iterdir() if (p / "__init__.py").exists())
+
+
 def test_no_service_imports_another():
-    packages = [p.name for p in SERVICES.iterdir() if (p / "__init__.py").exists()]
-    assert "bus" in packages
+    packages = service_packages()
+    assert {"bus", "domain", "cli", "console", "auditor", "registry"} <= set(packages)
     for package in packages:
         assert imported_services(package) <= {"bus", "domain", package}, package
+
+
+def test_a_relative_import_counts_as_the_package_it_reaches(tmp_path):
+    (tmp_path / "services" / "one" / "inner").mkdir(parents=True)
+    for text, reached in (("from .. import other\n", {"one"}), ("from ...two import x\n", {"two"}),
+                          ("from . import y\n", {"one"}), ("def f():\n    import services.three\n", {"three"}),
+                          ("from services import four\n", {"four"})):
+        (tmp_path / "services" / "one" / "inner" / "m.py").write_text(text)
+        assert imported_services("one", tmp_path) == reached, text
+
+
+def test_the_console_is_a_service_of_its_own():
+    console = SERVICES / "console"
+    assert (console / "__init__.py").exists() and (console / "__main__.py").exists()
+    assert not (SERVICES / "cli" / "console").exists()
+    assert imported_services("console") == {"bus", "domain", "console"}
+    assert "console" not in imported_services("cli")          # `mlbus console` runs it as a process
+    pyproject = (PROJECT_ROOT / "pyproject.toml").read_text()
+    assert '"services.console" = ["templates/*.html", "static/*", "assets/package*.json"]' in pyproject
+    assert list((console / "templates").glob("*.html")) and list((console / "static").glob("*.js"))
 
 
 def test_the_bus_library_imports_no_service_and_no_domain_code():

@@ -5,7 +5,8 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 from scipy import stats
 
-from services.cli.kpi_report import before_after, by_variant, compare, for_model, serving_changes
+from services.domain import before_after, by_variant, for_model, serving_changes
+from services.domain import kpi_compare as compare
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 

@@ -41,7 +41,7 @@ from services.bus.publish import OutputRefused, Publisher
 from services.bus.replay import apply_fold
 from services.bus.runtime import Forward
 from services.bus.signing import Verdict
-from services.cli.console.view import RECORDS as CONSOLE_RECORDS, ConsoleView
+from services.console.view import RECORDS as CONSOLE_RECORDS, ConsoleView
 from services.deployer.adapters import HISTORY as DEPLOYER_HISTORY
 from services.deployer.decide import Gates
 from services.deployer.handlers import Deployer

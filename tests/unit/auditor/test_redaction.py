@@ -5,9 +5,8 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from services.bus.access import holds, plan_acls
-from services.cli import explain as answers
 from services.cli.audit_cmd import print_explanation
-from services.domain import REDACTED, audit_log, decoded, keys_refused, personal_state
+from services.domain import REDACTED, audit_log, cited, decoded, keys_refused, personal_state
 from tests.unit.auditor.test_erasure import auditor, bus_without_broker, records_of, request
 from tests.unit.test_access import BUS, topic_grants
 
@@ -48,8 +47,8 @@ def test_a_reader_refused_audit_keys_sees_each_personal_field_redacted(tmp_path,
     assert event.personal == "redacted" and event.hidden == ("features", "categories")
     shown = event.shown()
     assert shown["features"] == REDACTED and shown["categories"] == REDACTED and shown["request_id"] == "r0"
-    cited = answers.cited(event)
-    assert cited["features"] == REDACTED and cited["personal_data"] == "redacted"
+    shown = cited(event)
+    assert shown["features"] == REDACTED and shown["personal_data"] == "redacted"
 
 
 def test_explain_prints_the_redaction(tmp_path, monkeypatch, capsys):
@@ -57,7 +56,7 @@ def test_explain_prints_the_redaction(tmp_path, monkeypatch, capsys):
     [event] = refused_reader(bus, tmp_path, monkeypatch)
     prediction = {"label": "1", "score": 0.9, "model": "m", "version": 1, "variant": "served", "at": event.at,
                   "audit_sequence": 2}
-    print_explanation({"request_id": "r0", "prediction": prediction, "request": answers.cited(event),
+    print_explanation({"request_id": "r0", "prediction": prediction, "request": cited(event),
                        "model_version": None, "deployment": None, "ensemble_members": [], "data": [],
                        "decisions": [], "later_drift_alerts": []})
     assert f"features: {REDACTED}" in capsys.readouterr().out

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from services.bus.signing import canonical_act
-from services.cli.console.acts import PendingActs, decision, deployment, deployment_fields
+from services.console.acts import PendingActs, decision, deployment, deployment_fields
 from tests.unit.console.test_guard import Clock
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=timezone.utc)

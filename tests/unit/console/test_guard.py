@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.bus.projections.identities import Identities
 from services.bus.signing import prove_possession
-from services.cli.console.guard import (Challenges, LoginLimit, LoginRefused, Sessions, check_login, csrf_ok,
+from services.console.guard import (Challenges, LoginLimit, LoginRefused, Sessions, check_login, csrf_ok,
                                         login_message)
 
 NOW_MS = int(datetime(2026, 11, 27, tzinfo=timezone.utc).timestamp() * 1000)

@@ -14,13 +14,13 @@ from starlette.testclient import TestClient
 
 from services.bus.context import Bus
 from services.bus.settings import Settings
-from services.cli.console import pages
+from services.console import pages
 from services.bus.signing import canonical_act, verify_act
-from services.cli.console.app import Console
-from services.cli.console.login import COOKIE, LOGIN_COOKIE
-from services.cli.console.guard import login_message
-from services.cli.console.limits import FORM
-from services.cli.console.view import ConsoleView
+from services.console.app import Console
+from services.console.login import COOKIE, LOGIN_COOKIE
+from services.console.guard import login_message
+from services.console.limits import FORM
+from services.console.view import ConsoleView
 from tests.unit.console.test_guard import person, revoke
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=timezone.utc)

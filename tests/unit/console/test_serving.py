@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.cli.console.limits import FORM, body_refusal
-from services.cli.console.tls import is_loopback, subject_names
+from services.console.limits import FORM, body_refusal
+from services.console.tls import is_loopback, subject_names
 
 
 @pytest.mark.parametrize("method, content_type, length, status", [

@@ -42,7 +42,7 @@ def compare(label: str, base: np.ndarray, other: np.ndarray, at: datetime | None
     if n_base < 2 or n_other < 2:
         return Comparison(label, at, n_base, means[0], n_other, means[1], None, None, None, None, None)
     var_base, var_other = base.var(ddof=1) / n_base, other.var(ddof=1) / n_other
-    difference = means[1] - means[0]
+    difference = float(other.mean()) - float(base.mean())
     se = float(np.sqrt(var_base + var_other))
     test = stats.ttest_ind(other, base, equal_var=False)
     if se == 0:
@@ -56,7 +56,8 @@ def compare(label: str, base: np.ndarray, other: np.ndarray, at: datetime | None
 
 def serving_changes(history: list[dict]) -> list[tuple[datetime, int | None, int]]:
     """(when, from version, to version) each time a different version became the champion."""
-    changes, current = [], None
+    changes: list[tuple[datetime, int | None, int]] = []
+    current: int | None = None
     for change in sorted(history, key=lambda d: d["changed_at"]):
         champion = next((r["version"] for r in change["routes"] if r["variant"] == "champion"), None)
         if change["phase"] != "refused" and champion is not None and champion != current:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from services.domain import EPOCH, Audited
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory, inventory_from
+
+from .audit import EPOCH
+from .audit_log import Audited
 
 TRAFFIC = ("mlbus.InferenceRequest", "mlbus.Prediction", "mlbus.Outcome", "mlbus.KpiObserved",
            "mlbus.SchemaDefinition", "mlbus.DriftReport")
@@ -28,13 +30,20 @@ class Index:
     def __init__(self, events: list[Audited]):
         self.found: dict[tuple, list[Audited]] = {}
         for event in events:
-            fields = self.KEYS.get(event.record)
-            if fields:
+            fields = self.KEYS.get(event.record or "")
+            if fields and event.value is not None:
                 key = (event.record, *(event.value.get(f) for f in fields))
                 self.found.setdefault(key, []).append(event)
 
     def of(self, record: str, *key) -> list[Audited]:
         return self.found.get((record, *key), [])
+
+
+def value_of(event: Audited) -> dict:
+    """The value of a record the answers look at: decoded by its schema (bytes no schema reads are only counted)."""
+    if event.value is None:
+        raise ValueError(f"audit record #{event.sequence} on {event.topic} was not decoded")
+    return event.value
 
 
 BULKY = ("feature_profile", "prediction_profile", "profile")     # column profiles: evidence, not explanation
@@ -62,28 +71,28 @@ def erased(erasure) -> dict:
 def explain(index: Index, request_id: str) -> dict | None:
     """The whole chain behind one request's answer, or None when audit.log has no prediction for it."""
     predictions = index.of("mlbus.Prediction", request_id)
-    served = next((p for p in predictions if p.value["served"]), None)
+    served = next((p for p in predictions if value_of(p)["served"]), None)
     if served is None:
         return None
-    p = served.value
+    p = value_of(served)
     model, version = p["model"], p["version"]
     request = next(iter(index.of("mlbus.InferenceRequest", request_id)), None)
     deployment = [d for d in index.of("mlbus.DeploymentChanged", p["deployment_id"]) if d.at <= served.at]
     trained = next(iter(index.of("mlbus.ModelTrained", model, version)), None)
-    batches = [b["batch_id"] for b in trained.value["batches"]] if trained else []
-    runs = index.of("mlbus.TrainingRun", trained.value["run_id"]) if trained else []
+    batches = [b["batch_id"] for b in value_of(trained)["batches"]] if trained else []
+    runs = index.of("mlbus.TrainingRun", value_of(trained)["run_id"]) if trained else []
     alerts = [a for a in index.of("mlbus.Alert", model, version)
-              if a.value["kind"] in DRIFT_ALERTS and a.at >= served.at]
+              if value_of(a)["kind"] in DRIFT_ALERTS and a.at >= served.at]
     policies = [e for e in index.of("mlbus.PromotionPolicyDefined", model) if e.at <= served.at]
     return {"request_id": request_id, "prediction": cited(served), "request": cited(request),
-            "shadow_predictions": [cited(x) for x in predictions if not x.value["served"]],
+            "shadow_predictions": [cited(x) for x in predictions if not value_of(x)["served"]],
             "deployment": cited(deployment[-1]) if deployment else None,
             "model_version": cited(trained), "training_run": cited(runs[0]) if runs else None,
             "data": [cited(v) for b in batches for v in index.of("mlbus.DataValidated", b)],
             "decisions": [cited(e) for e in index.of("mlbus.ModelLifecycle", model, version)],
             "approvals": [cited(a) for a in index.of("mlbus.ApprovalSubmitted", model, version)],
             "policy": cited(policies[-1]) if policies else None, "later_drift_alerts": [cited(a) for a in alerts],
-            "ensemble_members": ensemble_members(index, trained.value if trained else {}, p)}
+            "ensemble_members": ensemble_members(index, value_of(trained) if trained else {}, p)}
 
 
 def ensemble_members(index: Index, trained: dict, prediction: dict) -> list[dict]:
@@ -102,12 +111,12 @@ def explain_scoring(index: Index, scoring_id: str) -> dict | None:
     if not found:
         return None
     scoring = found[0]
-    model, version = scoring.value["model"], scoring.value["version"]
+    model, version = value_of(scoring)["model"], value_of(scoring)["version"]
     trained = next(iter(index.of("mlbus.ModelTrained", model, version)), None)
-    batches = [b["batch_id"] for b in trained.value["batches"]] if trained else []
+    batches = [b["batch_id"] for b in value_of(trained)["batches"]] if trained else []
     policies = [e for e in index.of("mlbus.PromotionPolicyDefined", model) if e.at <= scoring.at]
     return {"scoring_id": scoring_id, "batch_scoring": cited(scoring), "model_version": cited(trained),
-            "training_run": cited(next(iter(index.of("mlbus.TrainingRun", trained.value["run_id"])), None))
+            "training_run": cited(next(iter(index.of("mlbus.TrainingRun", value_of(trained)["run_id"])), None))
             if trained else None,
             "data": [cited(v) for b in batches for v in index.of("mlbus.DataValidated", b)],
             "decisions": [cited(e) for e in index.of("mlbus.ModelLifecycle", model, version) if e.at <= scoring.at],
@@ -122,13 +131,13 @@ def state_at(events: list[Audited], until: datetime) -> tuple[Inventory, Deploym
     """The inventory, the deployments and the open drift alerts as the services had them at `until`:
     the same folds the services run, over what audit.log holds up to then (in the registry's order:
     policies, versions, decisions — a rebuild does not depend on how topics interleaved)."""
-    before = [e for e in events if e.at <= until and e.record]
-    inventory, deployments = inventory_from([(e.record, e.value) for e in before]), Deployments()
-    for event in before:
-        deployments.apply(event.record, event.value)
+    before = [(e.record, e.value) for e in events if e.at <= until and e.record is not None and e.value is not None]
+    inventory, deployments = inventory_from(before), Deployments()
+    for record, value in before:
+        deployments.apply(record, value)
     serving = {(m, r["version"]) for m, d in deployments.current.items() for r in d["routes"]}
-    alerts = [a.value for a in before if a.record == "mlbus.Alert" and a.value["kind"] in DRIFT_ALERTS
-              and (a.value["model"], a.value["version"]) in serving]
+    alerts = [value for record, value in before if record == "mlbus.Alert" and value["kind"] in DRIFT_ALERTS
+              and (value["model"], value["version"]) in serving]
     return inventory, deployments, alerts
 
 
@@ -155,12 +164,12 @@ def timeline(events: list[Audited], model: str | None) -> list[tuple[Audited | N
 
 def is_notice(event: Audited) -> bool:
     """An informational alert (e.g. a user service's triage notes) is traffic, not a decision."""
-    return event.record == "mlbus.Alert" and event.value["severity"] == "info"
+    return event.record == "mlbus.Alert" and value_of(event)["severity"] == "info"
 
 
 def summary(event: Audited) -> str:
-    v = event.value
-    name = event.record.removeprefix("mlbus.")
+    v = value_of(event)
+    name = (event.record or "").removeprefix("mlbus.")       # decisions only: records a schema read
     details = {
         "DataBatch": lambda: f"batch {v['batch_id'][:8]} of {v['dataset']}: {v.get('rows')} rows",
         "DataValidated": lambda: f"batch {v['batch_id'][:8]} {'passed' if v['passed'] else 'FAILED'}",

@@ -1,4 +1,5 @@
-"""The console wired to the bus: the CLI's own readers of audit.log, services' state and acts, then uvicorn."""
+"""The console wired to the bus: the readers of audit.log the CLI uses too (services/domain), the services' state
+(services/bus/supervision), then uvicorn."""
 from __future__ import annotations
 
 import multiprocessing
@@ -9,12 +10,10 @@ import uvicorn
 from services.bus.context import Bus
 from services.bus.schema_topic import SchemasTopicResolver
 from services.bus.settings import Settings
-from services.domain import audit_records, decoded, records_between
+from services.bus.supervision import service_rows
+from services.domain import (AuditIndex, audit_export, audit_proof, audit_records, audit_timeline, before_after,
+                             by_variant, decoded, explain_request, explain_scoring, records_between, verification)
 
-from .. import explain as answers
-from .. import kpi_report
-from ..audit_cmd import exported, proof, verification
-from ..supervisor import service_rows
 from .app import Console
 from .tls import console_certificate, is_loopback
 
@@ -37,8 +36,8 @@ class AuditReader:
 
     def __call__(self, request_id: str) -> dict | None:
         """A served prediction explained, or a batch scoring (`mlbus score`), from the whole log."""
-        index = answers.Index(list(decoded(self.bus, audit_records(self.bus))))
-        return answers.explain(index, request_id) or answers.explain_scoring(index, request_id)
+        index = AuditIndex(list(decoded(self.bus, audit_records(self.bus))))
+        return explain_request(index, request_id) or explain_scoring(index, request_id)
 
     def refresh(self) -> None:
         head = (self.console.view.head or {}).get("sequence") or 0
@@ -51,15 +50,15 @@ class AuditReader:
             records = [r for r in records_between(self.bus, self.read_to + 1) if r["source_topic"] in topics]
         self.decisions += decoded(self.bus, records)
         self.read_to = max([head] + [r["sequence"] for r in records])
-        self.lines = list(reversed(answers.timeline(self.decisions, None)))[:TIMELINE_LINES]
+        self.lines = list(reversed(audit_timeline(self.decisions, None)))[:TIMELINE_LINES]
 
     def timeline(self) -> list:
         return self.lines
 
 
 def compare(observed: list[dict], history: list[dict]) -> dict:
-    return {"before_after": [c.as_dict() for c in kpi_report.before_after(observed, history)],
-            "by_variant": [c.as_dict() for c in kpi_report.by_variant(observed, history)]}
+    return {"before_after": [c.as_dict() for c in before_after(observed, history)],
+            "by_variant": [c.as_dict() for c in by_variant(observed, history)]}
 
 
 def verified_in_a_child(settings: Settings) -> dict:
@@ -80,7 +79,7 @@ def verifier(bus: Bus):
 
 def console_for(bus: Bus) -> Console:
     console = Console(bus, services=lambda: service_rows(bus), verifier=verifier(bus),
-                      prover=lambda target: proof(bus, target), exporter=lambda: exported(bus),
+                      prover=lambda target: audit_proof(bus, target), exporter=lambda: audit_export(bus),
                       kpi_compare=compare)
     console.explainer = AuditReader(bus, console)
     return console
