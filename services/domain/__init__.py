@@ -14,12 +14,13 @@
   and export answer from audit.log; kpi_report — business KPIs against the deployment timeline (Welch's t-tests)
 
 Import names from the package (`from services.domain import ArtifactStore`); each module loads on first use,
-so a service pays only for what it uses (the auditor never loads scikit-learn).
+so a service pays only for what it uses (the auditor never loads scikit-learn). Type checkers and editors see each
+name's real type from the `if TYPE_CHECKING:` imports, which tests/unit/test_domain_exports.py keeps equal to _EXPORTS.
 """
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "ESTIMATORS": "estimators", "HIGHER_IS_BETTER": "estimators", "candidates": "estimators",
@@ -81,6 +82,42 @@ _RENAMED = {"verify_chain": "verify", "check_proof": "check", "consistency_proof
             "kpi_compare": "compare", "KPI_CONFIDENCE": "CONFIDENCE", "audit_proof": "proof",
             "audit_export": "exported"}
 __all__ = sorted(_EXPORTS)  # noqa: PLE0605 (a list: sorted() of the names exported lazily)
+
+if TYPE_CHECKING:
+    from .alerts import alert, training_request
+    from .anchor import Anchor, AnchorError, parse_line
+    from .answers import (cited, erased, explain as explain_request, explain_scoring, Index as AuditIndex, state_at,
+                          STATE_RECORDS, timeline as audit_timeline)
+    from .artifacts import ArtifactRefused, ArtifactStore, save_model
+    from .attributions import attribution
+    from .audit import (canonical_bytes, ChainHead, compiled_seal, EPOCH, GENESIS, Head, leaf, python_seal, Seal, seal,
+                        sealed_leaf, Verified, verify as verify_chain)
+    from .audit_log import (anchored_heads, audit_records, Audited, audited_topics, block_hashes, checkpoints,
+                            data_keys, declare_log_key, decoded, erasures, head_of_checkpoint, kept_heads, keys_refused,
+                            log_id, log_signers, NOT_AUDITED, personal_state, records_between, REDACTED, verify_log)
+    from .blobs import BlobStore, DataFileError, local_path
+    from .datasets import publish_batch
+    from .datastore import file_format, sha256_file, SnapshotStore, store_snapshot
+    from .ensembles import (check_members, combiner, Ensemble, is_ensemble, load_servable, member_record, stack_inputs,
+                            union)
+    from .erasure import Erasure, new_key, redacted, Redaction, seal_value, subject_of, unseal_value
+    from .estimators import candidates, estimator_class, ESTIMATORS, HIGHER_IS_BETTER, spec_problem
+    from .fairness import fairness_breach, FAIRNESS_METRICS, fairness_report, group_fairness, groups_line, MISSING_GROUP
+    from .forest import compiled_forest
+    from .kpi_report import (before_after, by_variant, compare as kpi_compare, CONFIDENCE as KPI_CONFIDENCE, for_model,
+                             serving_changes)
+    from .log_checks import exported as audit_export, proof as audit_proof, verification
+    from .merkle import BLOCK, consistency_path, Frontier, Leaves, ProofError, Tiled
+    from .monitoring import Monitoring, monitoring_from_json, monitoring_json, parse_monitoring, SpecMonitoring
+    from .profile import profile_column, profile_frame, REFERENCE_SAMPLE
+    from .proofs import check as check_proof, consistency as consistency_proof, inclusion as inclusion_proof
+    from .serving import MISSING_CATEGORY, number_frame, predict, request_frame, snapshot_frame
+    from .tree_head import key_id, LogKey, public_pem, read_public_key, signature_problem, TreeHead
+    from .trust import anchor_problem, newest as newest_head, pinned, split_view
+    from .witness import (cosign, Cosignature, cosignature_problem, cosigned_beyond, decide as decide_witness,
+                          Decision as WitnessDecision, witness_problem)
+    from .witness_log import (cosignatures, declare_witness_key, ENROLMENT_FILE as WITNESS_ENROLMENT_FILE,
+                              newest_cosigned, proof_tree, PUBLIC_KEY_FILE as WITNESS_PUBLIC_KEY_FILE, witness_keys)
 
 
 def __getattr__(name: str) -> Any:
