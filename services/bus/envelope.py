@@ -55,8 +55,14 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def utc_now() -> datetime:
+    """The wall clock, in UTC: what edges read (the envelope's ce_time, a record stamped as it is published) and
+    hand to pure code as `now`."""
+    return datetime.now(timezone.utc)
+
+
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def new_traceparent(cause: Envelope | None = None) -> str:
