@@ -1,15 +1,51 @@
-"""The README's topics table is generated from topics.yaml; keep them equal."""
+"""The README is a door: short, the two commands first, and only figures the docs record with the commit that
+measured them. (The topics table it used to carry is now generated into the docs: tests/unit/test_docs_site.py.)"""
+import re
 
-from services.bus.context import Bus
-from services.bus.settings import PROJECT_ROOT, Settings
-from services.cli.topics_cmd import markdown_table
+from services.bus.settings import PROJECT_ROOT
+
+README = (PROJECT_ROOT / "README.md").read_text()
+TWO_COMMANDS = ("scripts/demo      # set up everything, start a local Kafka broker, run the end-to-end story, stop\n"
+                "scripts/test      # set up everything and run the whole test suite against a real local broker\n")
 
 
-def test_readme_topics_table_matches_topics_yaml():
-    table = markdown_table(Bus.from_settings(Settings.from_env({})))
-    assert table in (PROJECT_ROOT / "README.md").read_text(), "regenerate: mlbus topics list --markdown"
+def section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    following = text.find("\n## ", start + len(heading))
+    return text[start: following if following >= 0 else len(text)]
 
 
-def test_readme_gives_the_two_commands():
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    assert "scripts/demo" in readme and "scripts/test" in readme
+def test_readme_gives_the_two_commands_first_and_ci_runs_the_second():
+    assert "## Two commands\n\n```bash\n" + TWO_COMMANDS + "```" in README
+    assert README.index("scripts/demo") < README.index("## A ten-line tour")
+    assert "exec bash scripts/test" in (PROJECT_ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_is_a_door_of_at_most_200_lines():
+    assert len(README.splitlines()) <= 200
+
+
+def test_the_tour_uses_commands_the_cli_has():
+    from services.cli.main import parser
+    tour = section(README, "## A ten-line tour")
+    commands = parser()._subparsers._group_actions[0].choices
+    used = re.findall(r"^(?:MLBUS_\w+=\S+ )?mlbus (\w[\w-]*)", tour, re.MULTILINE)
+    assert len(used) == 10 and set(used) <= set(commands), used
+
+
+def test_every_performance_ratio_is_one_the_docs_record_for_its_commit():
+    """No invented figure: the README's ratios are those of the full run at f297149 in docs/performance.md."""
+    table = section(README, "## Performance, measured beside the peers")
+    assert "f297149" in table
+    run = section((PROJECT_ROOT / "docs" / "performance.md").read_text(),
+                  "## The full run of 2026-12-06 (clean clone at f297149)")
+    ratios = re.findall(r"([\d.]+)×", table)
+    assert len(ratios) >= 10
+    assert [r for r in ratios if not re.search(rf"\| {re.escape(r)}× \|", run)] == []
+
+
+def test_the_demo_and_suite_figures_are_the_ones_recorded_with_their_commits():
+    recorded = (PROJECT_ROOT / "docs" / "explanation" / "development.md").read_text()
+    for figure, commit in (("202.6 s", "1cc8e2f"), ("1,650 s", "9c6d392")):
+        assert f"{commit}" in README and figure in README
+        assert re.search(rf"{commit}[^\n]*\n?[^\n]*{re.escape(figure)}", recorded), (figure, commit)
