@@ -86,3 +86,14 @@ def test_screenshots_and_relative_links_in_the_docs_resolve():
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
             if "://" not in target and not target.startswith("mailto:"):
                 assert (page.parent / target).exists(), f"{page.relative_to(PROJECT_ROOT)} links to {target}"
+
+
+def test_every_repository_path_the_docs_name_exists():
+    """Docs kept current: a file or folder named in `code` (services/…, scripts/…, schemas/…) is there."""
+    named = re.compile(r"`((?:services|scripts|schemas|compose|tests|docs)/[\w./-]*\w)`")
+    for page in [PROJECT_ROOT / "README.md", *DOCS.rglob("*.md")]:
+        if "_build" in page.parts or "generated" in page.parts:
+            continue
+        for path in set(named.findall(page.read_text())):
+            if not re.search(r"[A-Z]{4,}", path):          # DATASET, NAME: placeholders
+                assert (PROJECT_ROOT / path).exists(), f"{page.relative_to(PROJECT_ROOT)} names {path}"
