@@ -33,6 +33,7 @@ from .kafka import consumer_config, group_id, producer_config
 from .logs import get_logger
 from .metrics import ServiceMetrics
 from .poison import PoisonFile, poison_record
+from .positions import Consumed, start_offsets
 from .publish import Publisher
 from .received import Received, decode_message
 from .schema_topic import SchemasTopicResolver
@@ -61,7 +62,11 @@ REBALANCING = (KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, 
 # Past this, a transaction's commit is stuck: each of its calls has a 30 s timeout, and on a timeout the service
 # crashes anyway; only a call that ignores its timeout (watchdog.py) runs into this.
 TRANSACTION_DEADLINE_S = 45.0
-LAG_EVERY_S = 5.0          # how often the consumer lag metric is measured
+# How often every input partition's position is measured besides after each batch (positions.py): it costs no
+# request (the consumer's own position and cached watermarks), and catches what moves without a batch — a
+# transaction's commit marker read past, a partition newly assigned, the start offsets once statistics tell them.
+LAG_EVERY_S = 1.0
+STATISTICS_EVERY_MS = 1_000     # librdkafka's statistics: where each partition started (positions.start_offsets)
 RawBatchHandler = Callable[[list[Message]], "list[Event | Forward]"]
 __all__ = ["BatchHandler", "Forward", "Handler", "Received", "ServiceRuntime", "Tick", "settle_heap"]
 
@@ -112,6 +117,7 @@ class ServiceRuntime:
         self.metrics = ServiceMetrics(service)
         self.metrics.restarts.labels(service).set(bus.settings.restarts)
         self._lag_at = 0.0
+        self._started: dict[tuple[str, int], int] = {}      # (physical topic, partition) → offset it started at
         # A service's group is mlbus.<service> when it runs as its own principal, else under that principal's.
         self.group = group_id(bus.settings, "" if service == bus.settings.client_principal else service)
         self.log = get_logger(group=self.group)
@@ -124,7 +130,8 @@ class ServiceRuntime:
         instance = bus.settings.instance        # MLBUS_INSTANCE: one per copy when scaled out
         transactional_id = f"{self.group}.{instance}" if transactional else None
         self.consumer = Consumer({**consumer_config(bus.settings, self.group, f"{service}-{instance}"),
-                                  "on_commit": self._on_async_commit})
+                                  "on_commit": self._on_async_commit,
+                                  "statistics.interval.ms": STATISTICS_EVERY_MS, "stats_cb": self._on_statistics})
         self.publisher = Publisher(bus, service, Producer(producer_config(bus.settings, service, transactional_id)))
         bus.schemas.resolver = SchemasTopicResolver(bus)
 
@@ -221,6 +228,7 @@ class ServiceRuntime:
             self._rewind(good)
             return
         self._count(good, outcomes, committing - handling, time.perf_counter() - committing)
+        self._report_positions(next_offsets)        # current as soon as the batch is committed, not a second later
         for outcome in outcomes:
             if outcome.error is not None:
                 self.poison.ledger.settled(*position(outcome.message))
@@ -245,20 +253,29 @@ class ServiceRuntime:
         self.metrics.emitted.labels(self.service).inc(sum(len(o.events) for o in outcomes))
 
     def _measure_lag(self) -> None:
-        """Messages behind the end of each assigned input partition, summed per topic (from the client's view)."""
+        """Position, high-water mark and lag of every assigned input partition, from the client's own view."""
         self._lag_at = time.monotonic()
-        behind: dict[str, int] = {}
         try:
             assigned = self.consumer.assignment()
-            for reached in self.consumer.position(assigned) if assigned else []:
-                _, high = self.consumer.get_watermark_offsets(reached, cached=True)    # from the last fetch
-                topic = self.bus.catalogue.logical(reached.topic)
-                behind[topic] = behind.get(topic, 0) + (max(0, high - reached.offset)
-                                                        if reached.offset >= 0 and high >= 0 else 0)
+            self._report_positions({(reached.topic, reached.partition): reached.offset
+                                    for reached in (self.consumer.position(assigned) if assigned else [])})
         except KafkaException:
             return                          # the broker is away: the loop finds out for itself
-        for topic, count in behind.items():
-            self.metrics.lag.labels(self.service, topic).set(count)
+
+    def _report_positions(self, positions: dict[tuple[str, int], int]) -> None:
+        """These partitions' positions (physical names) against their cached high-water marks, on /metrics. A
+        partition nothing was read from since its assignment has no position (-1001): the offset its fetch
+        started at stands in; one whose start or end is not known yet is left out (no figure, not a false 0)."""
+        consumed = {}
+        for (topic, partition), offset in positions.items():
+            offset = offset if offset >= 0 else self._started.get((topic, partition), -1)
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            if offset >= 0 and high >= 0:
+                consumed[(self.bus.catalogue.logical(topic), partition)] = Consumed(offset, high)
+        self.metrics.consumed.record(consumed)
+
+    def _on_statistics(self, statistics: str) -> None:
+        self._started = start_offsets(statistics)
 
     def _guarded(self, messages: list[Message]) -> list[Outcome]:
         """Handle messages with their offsets marked in flight: a crash counts against them (poison.py)."""
@@ -559,6 +576,8 @@ class ServiceRuntime:
         def log(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
             if partitions:
                 self.log.info(f"partitions {change}", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])
+            if change == "revoked":
+                self.metrics.consumed.forget({(self.bus.catalogue.logical(p.topic), p.partition) for p in partitions})
             if change == "revoked" and not self.transactional:
                 revoked = {(p.topic, p.partition) for p in partitions}
                 self._commit_owed(revoked)

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import uuid
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from services.bus.kafka import base_config, producer_config
 from services.bus.topics import consumer_lag
+from tests.support.lag import behind, service_lag
+from tests.support.polling import read_topic, wait_until
+from tests.support.processes import free_port, start, stop
+from tests.support.traffic import publish_mixed
 
 
 def test_the_lag_answers_at_once_while_the_groups_transaction_is_open(bus):
@@ -28,3 +33,59 @@ def test_the_lag_answers_at_once_while_the_groups_transaction_is_open(bus):
     finally:
         producer.abort_transaction(30)
         member.close()
+
+
+def test_a_transactional_service_under_load_answers_its_lag_on_metrics_and_reports_0_once_drained(bus, bus_env):
+    """While a transaction holding the service's group offsets stays open (as one always is under exactly-once
+    load), the committed-offset look-up a read_committed client makes stalls; the service's /metrics answers
+    throughout, shows the load, and reports 0 once it has handled everything."""
+    topic = bus.catalogue.physical("inference.requests")
+    group = bus.settings.namespace + RELAY_GROUP
+    port = free_port()
+    # 1 ms of CPU per request: the relay needs ≥ 5 s of CPU for the load, its publisher a fraction of a second,
+    # so the relay is behind when the last request is delivered however slow the hour (both slow alike)
+    relay = start("tests.support.relay_service", bus_env, MLBUS_RELAY_TRANSACTIONAL="1", MLBUS_RELAY_HANDLE_MS="1",
+                  MLBUS_RELAY_BATCH="1000", MLBUS_METRICS_PORT=str(port))
+    holder = Producer({**producer_config(bus.settings, "lag-test", transactional_id=f"lag-test-{uuid.uuid4().hex}"),
+                       "transaction.timeout.ms": 600_000})
+    member = Consumer({**base_config(bus.settings), "group.id": group, "enable.auto.commit": False})
+    try:
+        # assigned and idle: every partition is reported (empty ones from where the fetch started)
+        wait_until(lambda: service_lag(port, ["inference.requests"]) == {"inference.requests": 0}, 120,
+                   "the relay to report its (empty) partitions")
+        holder.init_transactions(30)
+        holder.begin_transaction()
+        holder.send_offsets_to_transaction([TopicPartition(topic, 0, 0)], member.consumer_group_metadata(), 30)
+        sent, _ = publish_mixed(bus, good=LOAD, bad=0)
+        wait_until(lambda: (lag := service_lag(port, ["inference.requests"])) and lag["inference.requests"] > 0, 60,
+                   "the relay's page to show the load")
+        wait_until(lambda: service_lag(port, ["inference.requests"]) == {"inference.requests": 0}, 300,
+                   "the relay to report 0")
+        assert behind(bus, [port], ["inference.requests"]) == 0       # against the broker's end offsets now
+        reader = stable_reader(bus, group)
+        try:
+            with pytest.raises(KafkaException):     # the transaction is still open: a stable-offset fetch stalls
+                reader.committed([TopicPartition(topic, 0)], timeout=3)
+        finally:
+            reader.close()
+        predictions = read_topic(bus, "inference.predictions", expected=LOAD)
+        assert relay.poll() is None
+    finally:
+        holder.abort_transaction(30)
+        member.close()
+        stop(relay)
+    assert sorted(request_ids(predictions, bus)) == sorted(sent)        # exactly once: none lost, none twice
+
+
+LOAD = 5_000
+RELAY_GROUP = "mlbus.scorer.relay"        # the relay runs as the scorer's principal, in its groups
+
+
+def stable_reader(bus, group: str) -> Consumer:
+    """A read_committed client of the group: its OffsetFetch asks for stable offsets (KIP-447)."""
+    return Consumer({**base_config(bus.settings), "group.id": group, "enable.auto.commit": False,
+                     "isolation.level": "read_committed"})
+
+
+def request_ids(messages, bus) -> list[str]:
+    return [bus.schemas.decode(m.value())[1]["request_id"] for m in messages]

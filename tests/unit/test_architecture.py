@@ -79,6 +79,7 @@ JSON_READERS = {
     "bus/codec.py": "Avro schema files, and announced schemas the codec checks against their fingerprints",
     "bus/records_gen.py": "Avro schema files (code generation)",
     "bus/poison.py": "the runtime's own state file",
+    "bus/positions.py": "librdkafka's statistics, from the runtime's own consumer",
     "bus/identity.py": "a person's identity file",
     "cli/people_cmd.py": "enrolment requests and credentials files handed between a person and the admin",
     "validator/adapters.py": "data contract files",
