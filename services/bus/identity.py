@@ -218,5 +218,6 @@ CLAIMED_BY = {"mlbus.ModelSpecDefined": "defined_by", "mlbus.PromotionPolicyDefi
               "mlbus.TrainingRequested": "requested_by", "mlbus.ApprovalSubmitted": "actor",
               "mlbus.DeploymentRequested": "actor"}
 SPEC_SIGNERS = {"mlbus.ModelSpecDefined": ("data-scientist",)}
-ACT_SIGNERS = {**SPEC_SIGNERS, "mlbus.PromotionPolicyDefined": ("admin",)}   # what followers of acts check
+# what followers of acts check
+ACT_SIGNERS: dict[str, tuple[str, ...]] = {**SPEC_SIGNERS, "mlbus.PromotionPolicyDefined": ("admin",)}
 TRAINED_SIGNER = {"mlbus.ModelTrained": ("service:trainer",)}         # a version's record: the trainer's key

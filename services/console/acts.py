@@ -8,6 +8,7 @@ import hmac
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Callable
 
 from services.bus.envelope import Event
 from services.bus.signing import canonical_act, prepare_act
@@ -51,8 +52,8 @@ def deployment(request_id: str, fields: dict, name: str, artifact_sha256: str | 
 
 def deployment_fields(action: str, model: str, reason: str, form) -> dict:
     """What a deployment form chose, as DeploymentRequested fields (ValueError or KeyError when incomplete)."""
-    fields = {"model": model, "action": action, "reason": reason, "strategy": "replace", "version": None,
-              "percent": None, "steps": [], "step_interval_s": 0.0}
+    fields: dict[str, Any] = {"model": model, "action": action, "reason": reason, "strategy": "replace",
+                              "version": None, "percent": None, "steps": [], "step_interval_s": 0.0}
     if action == "deploy":
         fields.update(version=int(form["version"]), strategy=str(form.get("strategy") or "replace"))
         if fields["strategy"] == "canary":
@@ -69,7 +70,7 @@ class PendingActs:
     """Prepared acts waiting for their signature, each under a one-time id, for one session, for `ttl_s`."""
 
     ttl_s: float = ACT_TTL_S
-    clock: callable = time.monotonic
+    clock: Callable[[], float] = time.monotonic
     waiting: dict[str, PendingAct] = field(default_factory=dict)
 
     def prepare(self, session: str, event: Event, signer: str, signer_key: str, notice: str,

@@ -12,6 +12,7 @@ import threading
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
+from typing import Callable
 from urllib.parse import quote
 
 from confluent_kafka import KafkaException
@@ -73,10 +74,10 @@ class Console:
         self.challenges = Challenges()
         self.pending = acts.PendingActs()
         self.limit = LoginLimit()
-        self.read_services = services or (lambda: [])
+        self.read_services: Callable[[], list[dict]] = services or (lambda: [])
         self.verifier = verifier
         self.explainer, self.prover, self.exporter = explainer, prover, exporter
-        self.kpi_compare = kpi_compare or (lambda observed, history: {})
+        self.kpi_compare: Callable[[list[dict], list[dict]], dict] = kpi_compare or (lambda observed, history: {})
         self.publish = publish or self._publish  # a signed act (Event) onto its topic, as the console's principal
         self.publisher: Publisher | None = None
         self.publishing = threading.Lock()

@@ -13,6 +13,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Callable, TypeGuard
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -42,7 +43,7 @@ class Challenges:
     """One-time login challenges, each bound to the login form's cookie and valid for `ttl_s`."""
 
     ttl_s: float = CHALLENGE_TTL_S
-    clock: callable = time.monotonic
+    clock: Callable[[], float] = time.monotonic
     issued: dict[str, tuple[str, float]] = field(default_factory=dict)     # challenge → (login cookie, expiry)
 
     def issue(self, login_token: str) -> str:
@@ -101,7 +102,7 @@ class Session:
 @dataclass
 class Sessions:
     ttl_s: float = SESSION_TTL_S
-    clock: callable = time.monotonic
+    clock: Callable[[], float] = time.monotonic
     by_token: dict[str, Session] = field(default_factory=dict)
     ended: dict[str, str] = field(default_factory=dict)        # token → why the console ended it (shown once)
 
@@ -142,9 +143,10 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def csrf_ok(session: Session | None, submitted: str | None) -> bool:
-    """A form is accepted only with its session's token (compared in constant time)."""
-    return session is not None and bool(submitted) and hmac.compare_digest(session.csrf, submitted)
+def csrf_ok(session: Session | None, submitted: object) -> TypeGuard[Session]:
+    """A form is accepted only with its session's token (compared in constant time); True says there is a session."""
+    return session is not None and isinstance(submitted, str) and bool(submitted) and \
+        hmac.compare_digest(session.csrf, submitted)
 
 
 @dataclass
@@ -153,7 +155,7 @@ class LoginLimit:
 
     attempts: int = LOGIN_ATTEMPTS
     window_s: float = LOGIN_WINDOW_S
-    clock: callable = time.monotonic
+    clock: Callable[[], float] = time.monotonic
     failures: dict[str, list[float]] = field(default_factory=dict)
 
     def retry_after(self, client: str) -> float:

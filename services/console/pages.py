@@ -292,7 +292,7 @@ def kpis(view: ConsoleView, model: str | None, compare) -> dict:
     named = sorted({m for o in view.kpis for k, m in (o["dimensions"] or {}).items() if k == "model"}
                    | set(view.deployments.history))
     model = model or (named[0] if named else None)
-    history = view.deployments.history.get(model, [])
+    history = view.deployments.history.get(model, []) if model else []
     mine = [o for o in view.kpis if (o["dimensions"] or {}).get("model") in (None, model)]
     shown = []
     for name in sorted({o["name"] for o in mine}):

@@ -36,7 +36,7 @@ async def decide(console: Console, request: Request) -> Response:
     if form.get("act"):
         return await send_signed(console, request, session, form, console.approvals)
     try:
-        model, version = str(form["model"]), int(form["version"])
+        model, version = str(form["model"]), int(str(form["version"]))
         decision, reason = str(form["decision"]), str(form.get("reason") or "").strip()
     except (KeyError, ValueError):
         return refused_json(console, "the form lacks a model, a version or a decision")

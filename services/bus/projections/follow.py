@@ -19,6 +19,8 @@ from ..topics import retry_while_retriable
 from ..watchdog import EXIT_STUCK
 
 Fold = Callable[[str, dict], None]
+# what follows a topic: a Fold, or one marked `timed` or `takes_received` (replay.apply_fold says which it takes)
+AnyFold = Callable[..., None]
 
 
 class Follower:
@@ -26,7 +28,7 @@ class Follower:
     then calls `on_event` (e.g. load the models a new deployment routes to). `start` returns once the
     topics have been read to the end offsets they had when it began."""
 
-    def __init__(self, bus: Bus, name: str, records: tuple[str, ...], folds: list[Fold],
+    def __init__(self, bus: Bus, name: str, records: tuple[str, ...], folds: list[AnyFold],
                  on_event: Fold = lambda record, value: None):
         self.bus = bus
         self.name = name
