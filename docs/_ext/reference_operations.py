@@ -91,9 +91,9 @@ def settings_page() -> tuple[str, list[str]]:
                                f"docs/_ext/reference_operations.py")
         for variable in variables:      # a comment often starts with its variable's name: say it once
             meaning = meaning.removeprefix(f"{variable}: ")
-        rows.append([f"`{spec.name}`", ", ".join(f"`{v}`" if v.startswith("MLBUS_") else v for v in variables),
-                     meaning, shown_default(getattr(defaults, spec.name))])
-    return table(["field", "environment", "meaning", "default"], rows) + "\n", names
+        rows.append([", ".join(f"`{v}`" if v.startswith("MLBUS_") else v for v in variables),
+                     f"{meaning} (`{spec.name}`)", shown_default(getattr(defaults, spec.name))])
+    return table(["environment", "meaning (the field of Settings)", "default"], rows) + "\n", names
 
 
 # ---- metrics ---------------------------------------------------------------------------------------------------
