@@ -99,24 +99,28 @@ def settings_page() -> tuple[str, list[str]]:
 # ---- metrics ---------------------------------------------------------------------------------------------------
 
 KINDS = ("Counter", "Gauge", "Histogram", "Summary")
+FAMILIES = tuple(f"{kind}MetricFamily" for kind in KINDS)       # custom collectors (prometheus_client.core)
 
 
 def metrics_page() -> tuple[str, list[str]]:
-    """Every `Counter("mlbus_…", doc, labels)` (or Gauge, Histogram) under services/, with where it is made."""
+    """Every `Counter("mlbus_…", doc, labels)` (or Gauge, Histogram, or a collector's `GaugeMetricFamily`) under
+    services/, with where it is made; a name may be a string constant of the module or one it imports."""
     rows = []
     for path in sorted((ROOT / "services").rglob("*.py")):
         tree = ast.parse(path.read_text())
-        constants = module_strings(tree)
-        for node in ast.walk(tree):
-            if isinstance(node, ast.FunctionDef):
-                rows += [[*metric, f"`{path.relative_to(ROOT)}`"] for metric in metrics_in(node, constants)]
-            elif isinstance(node, ast.Module):
-                rows += [[*metric, f"`{path.relative_to(ROOT)}`"]
-                         for metric in metrics_in(ast.Module(body=[s for s in node.body if not isinstance(
-                             s, (ast.FunctionDef, ast.ClassDef))], type_ignores=[]), constants)]
+        constants = {**imported_strings(path, tree), **module_strings(tree)}
+        for scope in scopes(tree):
+            rows += [[*metric, f"`{path.relative_to(ROOT)}`"] for metric in metrics_in(scope, constants)]
     rows.sort()
     header = ["metric", "type", "labels (besides service)", "meaning", "made in"]
     return table(header, rows) + "\n", [row[0].strip("`") for row in rows]
+
+
+def scopes(tree: ast.Module):
+    """Each function, and the module's own statements: a label list assigned in one is read only there."""
+    yield from (node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    yield ast.Module(body=[s for s in tree.body if not isinstance(s, (ast.FunctionDef, ast.ClassDef))],
+                     type_ignores=[])
 
 
 def module_strings(tree: ast.Module) -> dict[str, str]:
@@ -125,17 +129,35 @@ def module_strings(tree: ast.Module) -> dict[str, str]:
             and isinstance(n.value.value, str)}
 
 
+def imported_strings(path: Path, tree: ast.Module) -> dict[str, str]:
+    """String constants this module imports from a module of this repository (`from .positions import POSITION`)."""
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module:
+            base = path.parents[node.level - 1] if node.level else ROOT
+            source = base.joinpath(*node.module.split(".")).with_suffix(".py")
+            if source.is_file():
+                strings = module_strings(ast.parse(source.read_text()))
+                found.update({alias.asname or alias.name: strings[alias.name] for alias in node.names
+                              if alias.name in strings})
+    return found
+
+
 def metrics_in(scope: ast.AST, constants: dict[str, str]):
     """(name, type, labels, help) of each metric constructed directly in this function or module body."""
     lists = {n.targets[0].id: n.value for n in ast.walk(scope) if isinstance(n, ast.Assign)
              and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name) and isinstance(n.value, ast.List)}
     for node in ast.walk(scope):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in KINDS
-                and node.args and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).startswith(
-                    "mlbus_")):
-            labels = [label for label in names_of(node.args[2], lists) if label != "service"] \
-                if len(node.args) > 2 else []
-            yield [f"`{node.args[0].value}`", node.func.id.lower(), ", ".join(labels), text(node.args[1], constants)]
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in KINDS + FAMILIES
+                and len(node.args) >= 2):
+            continue
+        name = text(node.args[0], constants)
+        if name.startswith("mlbus_"):
+            given = node.args[2] if len(node.args) > 2 else next(
+                (k.value for k in node.keywords if k.arg in ("labels", "labelnames")), None)
+            labels = [label for label in names_of(given, lists) if label != "service"] if given else []
+            kind = node.func.id.removesuffix("MetricFamily").lower()
+            yield [f"`{name}`", kind, ", ".join(labels), text(node.args[1], constants)]
 
 
 def names_of(node: ast.AST, lists: dict[str, ast.List]) -> list[str]:
@@ -151,11 +173,13 @@ def names_of(node: ast.AST, lists: dict[str, ast.List]) -> list[str]:
 
 
 def text(node: ast.AST, constants: dict[str, str]) -> str:
-    """A metric's help: a string, implicit concatenation, or an f-string of module constants."""
+    """A string, implicit concatenation, an f-string of module constants, or a constant's name."""
     if isinstance(node, ast.Constant):
         return str(node.value)
     if isinstance(node, ast.JoinedStr):
         return "".join(text(v, constants) for v in node.values)
-    if isinstance(node, ast.FormattedValue) and isinstance(node.value, ast.Name):
+    if isinstance(node, (ast.FormattedValue,)) and isinstance(node.value, ast.Name):
         return constants.get(node.value.id, node.value.id)
+    if isinstance(node, ast.Name):
+        return constants.get(node.id, node.id)
     return ast.unparse(node)

@@ -59,8 +59,11 @@ def test_the_reference_covers_every_topic_record_command_setting_and_metric(site
     from services.cli.main import parser
     commands = cli_commands(parser())
     settings = [spec.name for spec in fields(Settings)]
-    metrics = {m for path in (PROJECT_ROOT / "services").rglob("*.py")
+    metrics = {m for path in (PROJECT_ROOT / "services").rglob("*.py")           # services' own, by their names
                for m in re.findall(r'(?:Counter|Gauge|Histogram)\(\s*"(mlbus_\w+)"', path.read_text())}
+    from services.bus.metrics import ServiceMetrics        # the runtime's: what its registry serves at /metrics
+    metrics |= {family.name + ("_total" if family.type == "counter" else "")
+                for family in ServiceMetrics("docs").registry.collect()}
 
     assert len(anchors(reference / "topics.html", "topic")) == len(topics) > 20
     assert len(anchors(reference / "records.html", "record")) == len(records) > 30
