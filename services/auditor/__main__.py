@@ -33,7 +33,7 @@ def main() -> None:
     runtime = ServiceRuntime(bus, "auditor", lambda message: [], topics=topics, transactional=True, batch_size=5000,
                              raw_batch_handler=auditor, on_stop=auditor.on_stop, tick=auditor.tick,
                              on_committed=auditor.on_committed, on_aborted=auditor.forget_uncommitted,
-                             outputs=("mlbus.AuditRecord", "mlbus.AuditCheckpoint", "mlbus.DataKey"))
+                             outputs=("mlbus.AuditPage", "mlbus.AuditCheckpoint", "mlbus.DataKey"))
     auditor.metrics = AuditMetrics(runtime.metrics.registry)
     runtime.run()
 

@@ -1,13 +1,15 @@
 """The auditor's decisions, pure: one sealed AuditRecord per message that crossed the bus, in order, each a
-leaf of the Merkle tree, and a signed tree head (a checkpoint) every `checkpoint_every` records."""
+leaf of the Merkle tree, and a signed tree head (a checkpoint) every `checkpoint_every` records. audit.log holds
+them in pages: one message carries up to PAGE_RECORDS consecutive records (at most PAGE_BYTES of them, or one record
+alone), written in the same transaction as the source offsets they cover."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Callable
 
 from services.bus import Event, derive_id
-from services.domain import (BLOCK, ChainHead, Frontier, ProofError, Seal, TreeHead, parse_line, python_seal,
-                             signature_problem)
+from services.domain import (BLOCK, ChainHead, Frontier, ProofError, Seal, TreeHead, growing_frontier, parse_line,
+                             python_seal, signature_problem)
 from services.bus.signing import Verdict
 
 Sign = Callable[[int, str, int], TreeHead]      # (tree size, root hex, time ms) → the auditor's signed head
@@ -61,8 +63,8 @@ class Log:
     the hashes of the BLOCK-leaf blocks completed since the last checkpoint (`prove` is built from them)."""
 
     head: ChainHead = field(default_factory=ChainHead)
-    tree: Frontier = field(default_factory=Frontier)
-    block: Frontier = field(default_factory=Frontier)      # the block being filled
+    tree: Frontier = field(default_factory=growing_frontier)
+    block: Frontier = field(default_factory=growing_frontier)      # the block being filled
     blocks: list[bytes] = field(default_factory=list)      # complete blocks not yet in a checkpoint
     blocks_from: int = 0                                   # the index of blocks[0]
     resumed_from: TreeHead | None = None                   # the verified head it was resumed from (for the anchor)
@@ -71,9 +73,10 @@ class Log:
     def resumed(cls, head: ChainHead, tree: Frontier, signed: TreeHead | None = None) -> "Log":
         """The log from a checkpoint: every complete block is in a checkpoint already, and the block being
         filled is the frontier's subtrees smaller than a block."""
-        partial = tree.size % BLOCK
-        return cls(head, tree, Frontier(partial, tree.hashes[len(tree.hashes) - bin(partial).count("1"):]),
-                   [], tree.size // BLOCK, signed)
+        partial, hashes = tree.size % BLOCK, list(tree.hashes)
+        return cls(head, growing_frontier(tree.size, hashes),
+                   growing_frontier(partial, hashes[len(hashes) - bin(partial).count("1"):]), [], tree.size // BLOCK,
+                   signed)
 
     def add(self, record: dict, leaf: bytes) -> None:
         self.head = ChainHead(record["sequence"], record["hash"])
@@ -81,7 +84,7 @@ class Log:
         self.block.append(leaf)
         if self.block.size == BLOCK:
             self.blocks.append(self.block.root())
-            self.block = Frontier()
+            self.block = growing_frontier()
 
 
 def append(log: Log, crossings: list[Crossing], now_ms: int, checkpoint_every: int,
@@ -102,6 +105,74 @@ def append(log: Log, crossings: list[Crossing], now_ms: int, checkpoint_every: i
     return events, heads
 
 
+PAGE_RECORDS = 1000          # records per audit.log message at most (MLBUS_AUDIT_PAGE_RECORDS)
+PAGE_BYTES = 1 << 20         # bytes of records per page at most; a larger record (up to 2 MiB) is a page alone
+
+
+@dataclass
+class Page:
+    """The page being filled: its first sequence and its records, each AuditRecord single-object encoded and
+    already framed as an Avro bytes item (`items`), so a full page is its header and these bytes."""
+
+    first_sequence: int = 0
+    count: int = 0
+    items: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+    def room(self, limit: int = PAGE_BYTES) -> int:
+        return limit - self.size
+
+    def add(self, items: bytes, count: int, first_sequence: int) -> None:
+        if not self.count:
+            self.first_sequence = first_sequence
+        self.items.append(items)
+        self.count += count
+        self.size += len(items)
+
+
+def item(encoded: bytes) -> bytes:
+    """A record's bytes as an item of AuditPage's `records` array (Avro bytes: zigzag length, then the bytes)."""
+    return avro_long(len(encoded)) + encoded
+
+
+def avro_long(n: int) -> bytes:
+    z, out = (n << 1) ^ (n >> 63), bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def page_event(page: Page, prefix: bytes, log: str) -> Event:
+    """A full page as its audit.log message: AuditPage single-object encoded (`prefix`: its marker and
+    fingerprint) — the first sequence, then the records as one array block — with its value for readers of
+    events (the records' bytes)."""
+    body = b"".join(page.items)
+    encoded = prefix + avro_long(page.first_sequence) + (avro_long(page.count) + body if page.count else b"") + b"\0"
+    return Event("mlbus.AuditPage", {"first_sequence": page.first_sequence, "records": None}, key="0",
+                 id=derive_id("audit-page", log, page.first_sequence), encoded=encoded)
+
+
+def paged(events: list[Event], encode: Callable[[dict], bytes], prefix: bytes, log: str,
+          page_records: int = PAGE_RECORDS, page_bytes: int = PAGE_BYTES) -> list[Event]:
+    """append's events with its AuditRecords gathered into pages (in order; the other events as they are)."""
+    out: list[Event] = []
+    page = Page()
+    for event in events:
+        if event.record != "mlbus.AuditRecord":
+            out.append(event)
+            continue
+        framed = item(event.encoded or encode(event.value))
+        if page.count and (page.count == page_records or len(framed) > page.room(page_bytes)):
+            out.append(page_event(page, prefix, log))
+            page = Page()
+        page.add(framed, 1, event.value["sequence"])
+    if page.count:
+        out.append(page_event(page, prefix, log))
+    return out
+
+
 def checkpoint(log: Log, now_ms: int, sign: Sign) -> tuple[Event, TreeHead]:
     """The signed tree head at the log's last record, as an AuditCheckpoint (with the frontier to resume from
     and the blocks completed since the last one)."""
@@ -109,7 +180,7 @@ def checkpoint(log: Log, now_ms: int, sign: Sign) -> tuple[Event, TreeHead]:
     event = Event("mlbus.AuditCheckpoint", {
         "sequence": log.head.sequence, "hash": log.head.hash, "checkpoint_at": now_ms, "log_id": signed.log_id,
         "root_hash": signed.root_hash, "signed_at": signed.timestamp, "key_id": signed.key_id,
-        "signature": signed.signature, "frontier": [h.hex() for h in log.tree.hashes],
+        "signature": signed.signature, "frontier": [bytes(h).hex() for h in log.tree.hashes],
         "blocks_from": log.blocks_from, "blocks": [h.hex() for h in log.blocks]},
         key="audit.log", id=derive_id("audit-checkpoint", log.head.sequence))
     log.blocks_from += len(log.blocks)

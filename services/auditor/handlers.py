@@ -14,12 +14,17 @@ from services.bus.service_keys import SERVICE_ROLE
 from services.bus.consumed import digest, headers_of, message_size
 from services.bus.edge import MAX_RECORD_BYTES
 from services.bus.runtime import Forward
-from services.domain import Anchor, Redaction, TreeHead, compiled_seal, new_key, seal_value, subject_of
+from services.domain import (Anchor, ChainHead, Redaction, TreeHead, compiled_seal, log_id, new_key, seal_value,
+                             subject_of)
+from services.domain.compiled import native
 from services.bus.logs import get_logger
 from services.bus.received import decode_message
 from services.bus.signing import SIGNED_RECORDS, Verdict
 
-from .decide import Crossing, Log, Sign, anchored, append, attest, checkpoint, erasable, key_created
+from .decide import (Crossing, Log, Page, Sign, anchored, append, attest, audit_record, checkpoint,
+                     erasable, item, key_created, page_event, paged)
+
+END, ROOM, BYTES, SPECIAL = range(4)     # why the compiled pager stopped a run (services/native/src/pager.rs)
 
 Verify = Callable[[Received, tuple[str, ...]], Verdict]
 
@@ -40,12 +45,17 @@ class Auditor:
         self.head_interval_ms = bus.settings.audit_head_interval_s * 1000
         self.clock = clock
         self.seal = compiled_seal(bus.schemas.schema("mlbus.AuditRecord").prefix)
+        self.page_prefix = bus.schemas.schema("mlbus.AuditPage").prefix
+        self.page_records = bus.settings.audit_page_records
+        self.log_name = log_id(bus)
         self.redactions: dict[str, Redaction] = {}             # topic → how its personal fields are blanked
         self.metrics: AuditMetrics | None = None          # set by __main__: the runtime's registry
         self.signed_size = 0                    # the size of the last head signed
         self.signed_at = clock()
         self.unanchored: list[TreeHead] = []    # signed, in the open transaction: to the anchor once committed
         self.log = get_logger(component="auditor")
+        self.pager = None if native is None else native.Pager(
+            bus.schemas.schema("mlbus.AuditRecord").prefix, self._routes(), MAX_RECORD_BYTES)
 
     def __call__(self, messages: list[Message]) -> list[Event]:
         if self.log_state is None:
@@ -59,13 +69,63 @@ class Auditor:
                           hash=self.log_state.head.hash[:12], root=self.log_state.tree.root().hex()[:12])
         now = self.clock()
         key_events: list[Event | Forward] = []
-        crossings = [self._crossing(m, now, key_events) for m in messages]
-        events, heads = append(self.log_state, crossings, now, self.checkpoint_every, self.sign, self.seal)
+        if self.pager is None:
+            crossings = [self._crossing(m, now, key_events) for m in messages]
+            events, heads = append(self.log_state, crossings, now, self.checkpoint_every, self.sign, self.seal)
+            events = paged(events, lambda r: self.bus.schemas.encode("mlbus.AuditRecord", r), self.page_prefix,
+                           self.log_name, self.page_records)
+        else:
+            events, heads = self._paged(messages, now, key_events)
         events = key_events + events
         self._signed(heads)
         events += self.tick()
-        self.log.info("audited", records=len(crossings), sequence=self.log_state.head.sequence)
+        self.log.info("audited", records=len(messages), sequence=self.log_state.head.sequence)
         return events
+
+    def _paged(self, messages: list[Message], now: int, key_events: list) -> tuple[list[Event], list[TreeHead]]:
+        """What append and paged do, with runs of messages sealed by the compiled pager straight into the page
+        being filled; the messages it leaves to Python (signed acts, a topic outside the catalogue, a message the
+        client cannot read) are audited here one by one, in their place."""
+        log, every, events, heads = self.log_state, self.checkpoint_every, [], []
+        page, index = Page(), 0
+        while index < len(messages):
+            room = self.page_records - page.count
+            if every:
+                room = min(room, every - log.head.sequence % every)
+            index, items, count, last_hash, made, why = self.pager.seal_run(
+                messages, index, room, page.room(), not page.count, now, log.head.sequence, log.head.hash, log.tree,
+                log.block, log.blocks, self.keys)
+            key_events += [key_created(subject, self.keys[subject], now) for subject in made]
+            if count:
+                page.add(items, count, log.head.sequence + 1)
+                log.head = ChainHead(log.head.sequence + count, last_hash)
+            if why == SPECIAL:
+                crossing = self._crossing(messages[index], now, key_events)
+                record, leaf, encoded = self.seal(audit_record(crossing, log.head.sequence + 1, now), log.head.hash)
+                framed = item(encoded or self.bus.schemas.encode("mlbus.AuditRecord", record))
+                if page.count and (page.count == self.page_records or len(framed) > page.room()):
+                    events.append(page_event(page, self.page_prefix, self.log_name))
+                    page = Page()
+                log.add(record, leaf)
+                page.add(framed, 1, record["sequence"])
+                index += 1
+            elif why == BYTES or page.count >= self.page_records:
+                events.append(page_event(page, self.page_prefix, self.log_name))
+                page = Page()
+            if every and log.head.sequence % every == 0 and (count or why == SPECIAL):
+                event, signed = checkpoint(log, now, self.sign)
+                events.append(event)
+                heads.append(signed)
+        if page.count:
+            events.append(page_event(page, self.page_prefix, self.log_name))
+        return events, heads
+
+    def _routes(self) -> dict[str, tuple[str, bool, Redaction | None]]:
+        """The compiled pager's routes: each audited topic by its name on the broker → (its catalogue name, whether
+        Python audits its messages — signed acts, which it attests —, its redaction when it is personal)."""
+        return {self.bus.catalogue.physical(topic.name): (topic.name, topic.schema in SIGNED_RECORDS,
+                                                          self._redaction(topic) if topic.personal else None)
+                for topic in self.bus.catalogue.topics.values()}
 
     def tick(self) -> list[Event]:
         """A signed head every MLBUS_AUDIT_HEAD_INTERVAL_S while records come (and none is due by count)."""

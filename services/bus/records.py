@@ -224,6 +224,29 @@ class AuditCheckpoint:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AuditPage:
+    """One audit.log message: a page of consecutive AuditRecords (each its own leaf of the Merkle tree, with its own sequence number), written in the same transaction as the source offsets it covers."""
+
+    RECORD = "mlbus.AuditPage"
+
+    first_sequence: int
+    records: tuple[bytes, ...]
+
+    @classmethod
+    def from_avro(cls, value: Mapping[str, Any]) -> AuditPage:
+        return cls(
+            first_sequence=value['first_sequence'],
+            records=tuple(item for item in value['records']),
+        )
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'first_sequence': self.first_sequence,
+            'records': list(item for item in self.records),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class AuditRecord:
     """One event as it crossed the bus, chained to the one before."""
 
@@ -1932,6 +1955,7 @@ RECORD_TYPES: dict[str, type] = {
     AlertDelivered.RECORD: AlertDelivered,
     ApprovalSubmitted.RECORD: ApprovalSubmitted,
     AuditCheckpoint.RECORD: AuditCheckpoint,
+    AuditPage.RECORD: AuditPage,
     AuditRecord.RECORD: AuditRecord,
     BatchScored.RECORD: BatchScored,
     DataBatch.RECORD: DataBatch,

@@ -47,6 +47,7 @@ class Settings:
     canary_interval_s: float = 60.0     # MLBUS_CANARY_INTERVAL_S: seconds per canary step (automatic deployments)
     audit_checkpoint_every: int = 1000  # MLBUS_AUDIT_CHECKPOINT_EVERY: audit records between signed tree heads
     audit_head_interval_s: float = 30.0  # MLBUS_AUDIT_HEAD_INTERVAL_S: and at least this often while records come
+    audit_page_records: int = 1000      # MLBUS_AUDIT_PAGE_RECORDS: audit records per audit.log message at most
     audit_anchor: str = ""              # MLBUS_AUDIT_ANCHOR: a directory or fsspec URL outside Kafka for the heads
     audit_key: Path = Path()            # MLBUS_AUDIT_KEY: the auditor's Ed25519 seed (made by `mlbus acl apply`)
     audit_log_id: str = ""              # MLBUS_AUDIT_LOG_ID: the log's name in its heads (default: the topic's)
@@ -88,6 +89,7 @@ class Settings:
             canary_interval_s=non_negative(env, "MLBUS_CANARY_INTERVAL_S", 60.0),
             audit_checkpoint_every=positive_int(env, "MLBUS_AUDIT_CHECKPOINT_EVERY", 1000),
             audit_head_interval_s=non_negative(env, "MLBUS_AUDIT_HEAD_INTERVAL_S", 30.0),
+            audit_page_records=positive_int(env, "MLBUS_AUDIT_PAGE_RECORDS", 1000),
             audit_anchor=env.get("MLBUS_AUDIT_ANCHOR") or str(var_dir / "audit-anchor"),
             audit_key=Path(env.get("MLBUS_AUDIT_KEY", var_dir / "keys" / "auditor.ed25519")),
             audit_log_id=env.get("MLBUS_AUDIT_LOG_ID", ""),

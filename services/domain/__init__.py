@@ -37,7 +37,8 @@ _EXPORTS = {
     "ChainHead": "audit", "EPOCH": "audit", "GENESIS": "audit", "canonical_bytes": "audit", "seal": "audit",
     "verify_chain": "audit", "Head": "audit", "Verified": "audit", "sealed_leaf": "audit", "Seal": "audit",
     "python_seal": "audit", "compiled_seal": "audit", "leaf": "audit",
-    "Frontier": "merkle", "BLOCK": "merkle", "Tiled": "merkle", "TreeHead": "tree_head", "LogKey": "tree_head",
+    "Frontier": "merkle", "growing_frontier": "merkle", "BLOCK": "merkle", "Tiled": "merkle",
+    "TreeHead": "tree_head", "LogKey": "tree_head",
     "key_id": "tree_head", "signature_problem": "tree_head", "anchored_heads": "audit_log", "public_pem": "tree_head",
     "read_public_key": "tree_head",
     "check_proof": "proofs", "consistency_proof": "proofs", "inclusion_proof": "proofs",
@@ -107,7 +108,7 @@ if TYPE_CHECKING:
     from .kpi_report import (before_after, by_variant, compare as kpi_compare, CONFIDENCE as KPI_CONFIDENCE, for_model,
                              serving_changes)
     from .log_checks import exported as audit_export, proof as audit_proof, verification
-    from .merkle import BLOCK, consistency_path, Frontier, Leaves, ProofError, Tiled
+    from .merkle import BLOCK, consistency_path, Frontier, growing_frontier, Leaves, ProofError, Tiled
     from .monitoring import Monitoring, monitoring_from_json, monitoring_json, parse_monitoring, SpecMonitoring
     from .profile import profile_column, profile_frame, REFERENCE_SAMPLE
     from .proofs import check as check_proof, consistency as consistency_proof, inclusion as inclusion_proof

@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from .anchor import Anchor, parse_line
 from .audit import EPOCH, EncodedWalk, Head, Verified, verify_walk
 from .erasure import Erasure, unseal_value
+from .pages import first_sequence, records_of, source_topic
 from .tree_head import LogKey, TreeHead
 from services.bus.consumed import position
 from services.bus.context import Bus
@@ -57,12 +58,14 @@ def redacted_fields(value: dict | None, hidden: Iterable[str]) -> dict | None:
 
 
 def audit_records(bus: Bus, records: Iterable[str] | None = None, timeout_s: float = 300.0) -> list[dict]:
-    """Every committed AuditRecord, in sequence order (audit.log has one partition); with `records`, only
-    those whose event is of these types. audit.log is keyed by source topic and a topic carries one record
-    type, so the others are skipped without decoding (replaying decisions does not read the traffic)."""
-    wanted = None if records is None else {bus.catalogue.for_schema(r).name.encode() for r in records}
-    return [bus.schemas.decode(m.value(), "mlbus.AuditRecord")[1] for m in read_messages(bus, ["audit.log"], timeout_s)
-            if wanted is None or m.key() in wanted]
+    """Every committed AuditRecord, in sequence order (audit.log has one partition; each message a page of them,
+    or one in a v1 log); with `records`, only those whose event is of these types. A topic carries one record
+    type, and a record's source topic is read from its first fields, so the others are skipped without decoding
+    (replaying decisions does not read the traffic)."""
+    wanted = None if records is None else {bus.catalogue.for_schema(r).name for r in records}
+    return [bus.schemas.decode(value, "mlbus.AuditRecord")[1] for m in read_messages(bus, ["audit.log"], timeout_s)
+            for value in records_of(bus.schemas, m.value())
+            if wanted is None or source_topic(bus.schemas, value) in wanted]
 
 
 def verify_log(bus: Bus, heads: Iterable[Head], keys: dict[str, bytes], log: str,
@@ -71,7 +74,8 @@ def verify_log(bus: Bus, heads: Iterable[Head], keys: dict[str, bytes], log: str
     EncodedWalk), against these heads; the next fetch is read in a thread while the walk hashes this one."""
     walk = EncodedWalk(lambda value: bus.schemas.decode(value, "mlbus.AuditRecord")[1],
                        bus.schemas.schema("mlbus.AuditRecord").fingerprint)
-    batches = ([m.value() for m in batch] for batch in read_batches(bus, ["audit.log"], timeout_s))
+    batches = ([value for m in batch for value in records_of(bus.schemas, m.value())]
+               for batch in read_batches(bus, ["audit.log"], timeout_s))
     return verify_walk(read_ahead(batches), walk, heads, keys, log)
 
 
@@ -252,10 +256,9 @@ def log_signers(bus: Bus) -> dict[str, bytes]:
 
 def records_between(bus: Bus, first: int, last: int | None = None, timeout_s: float = 30.0) -> list[dict]:
     """The committed records with first ≤ sequence ≤ last (last=None: to the log's end when called), read by
-    offset rather than from the start. A record's offset is at least its sequence - 1 (transaction markers and
-    aborted records only add offsets), so the search starts there and jumps ahead by the sequences still
-    missing: a few fetches on any log. `audit prove` reads its blocks so, the auditor the tail after its
-    last checkpoint."""
+    offset rather than from the start: the message holding `first` is found by bisecting the offsets on each
+    message's first sequence (a page's, or a v1 record's own), a message per step — a few fetches on any log.
+    `audit prove` reads its blocks so, the auditor the tail after its last checkpoint."""
     topic = bus.catalogue.physical("audit.log")
     consumer = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, "tail"),
                          "enable.auto.commit": False, "isolation.level": "read_committed",
@@ -264,35 +267,47 @@ def records_between(bus: Bus, first: int, last: int | None = None, timeout_s: fl
                          "fetch.wait.max.ms": 10})
     try:
         low, end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout_s)
-        offset = max(low, first - 1)
-        while offset < end:
-            found = _read_from(bus, consumer, topic, offset, 1, end, timeout_s)
-            if not found or found[0][1]["sequence"] >= first:
-                break
-            offset = found[0][0] + first - found[0][1]["sequence"]
-        count = end - offset if last is None else last - first + 1
-        return [r for _, r in _read_from(bus, consumer, topic, offset, count, end, timeout_s)
-                if r["sequence"] >= first and (last is None or r["sequence"] <= last)]
+        start, lo, hi = low, low, end
+        while lo < hi:                      # the last message whose first sequence is ≤ first
+            mid = (lo + hi) // 2
+            found = _messages_from(consumer, topic, mid, 1, end, timeout_s)
+            sequence = first_sequence(bus.schemas, found[0][1]) if found else None
+            if sequence is not None and sequence <= first:
+                start, lo = found[0][0], found[0][0] + 1
+            else:
+                hi = mid
+        records = []
+        for _, value in _messages_from(consumer, topic, start, None, end, timeout_s,
+                                       until=lambda v: (f := first_sequence(bus.schemas, v)) is not None and
+                                       last is not None and f > last):
+            for raw in records_of(bus.schemas, value):
+                record = bus.schemas.decode(raw, "mlbus.AuditRecord")[1]
+                if record["sequence"] >= first and (last is None or record["sequence"] <= last):
+                    records.append(record)
+        return records
     finally:
         consumer.close()
 
 
-def _read_from(bus: Bus, consumer: Consumer, topic: str, offset: int, count: int, end: int,
-               timeout_s: float) -> list[tuple[int, dict]]:
-    """Up to `count` committed records from `offset` on, before `end`, with their offsets."""
+def _messages_from(consumer: Consumer, topic: str, offset: int, count: int | None, end: int, timeout_s: float,
+                   until=None) -> list[tuple[int, bytes]]:
+    """Up to `count` (None: every) committed messages' (offset, value) from `offset` on, before `end`, stopping
+    before the first value `until` says is past what is wanted."""
     if offset >= end:
         return []
     consumer.assign([TopicPartition(topic, 0, offset)])
-    found: list[tuple[int, dict]] = []
-    while len(found) < count:
-        messages = consumer.consume(min(count - len(found), 1000), min(timeout_s, 1.0))
+    found: list[tuple[int, bytes]] = []
+    while count is None or len(found) < count:
+        messages = consumer.consume(1000 if count is None else min(count - len(found), 1000), min(timeout_s, 1.0))
         for message in messages:
             if message.error():
                 raise KafkaException(message.error())
-            found.append((position(message)[2], bus.schemas.decode(message.value(), "mlbus.AuditRecord")[1]))
+            if until is not None and until(message.value()):
+                return found
+            found.append((position(message)[2], message.value() or b""))
         if not messages or consumer.position([TopicPartition(topic, 0)])[0].offset >= end:
             break
-    return found[:count]
+    return found if count is None else found[:count]
 
 
 def block_hashes(kept: Iterable[dict]) -> dict[int, bytes]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 from typing import Sequence
 
+from .compiled import native
+
 LEAF, NODE = b"\x00", b"\x01"
 
 
@@ -68,6 +70,14 @@ class Frontier:
         for left in reversed(self.hashes[:-1]):
             hashed = node_hash(left, hashed)
         return hashed
+
+
+def growing_frontier(size: int = 0, hashes: Sequence[bytes] = ()) -> Frontier:
+    """A Frontier the auditor grows: services/native's where it is built (the same size, hashes, append and root;
+    the compiled pager appends to it in place), else this one."""
+    if native is None:
+        return Frontier(size, hashes)
+    return native.Frontier(size, list(hashes))
 
 
 class Leaves:

@@ -55,3 +55,10 @@ class FakeMessage:
     def value(self): return self._value
     def headers(self): return self._headers
     def error(self): return None
+
+
+def audited(schemas, events) -> list[dict]:
+    """The AuditRecords in the auditor's output, in order: each AuditPage event's records, decoded."""
+    from services.domain.pages import records_of
+    return [schemas.decode(value, "mlbus.AuditRecord")[1] for e in events
+            if getattr(e, "record", None) == "mlbus.AuditPage" for value in records_of(schemas, e.encoded)]

@@ -57,7 +57,7 @@ from services.trainer.decide import Provenance
 from services.trainer.handlers import Trainer
 from services.trainer.view import TrainerView
 from services.validator.handlers import Validator
-from tests.support.handlers import FakeMessage
+from tests.support.handlers import FakeMessage, audited
 from tests.support.hostile import HOSTILE_TIMES, records_for
 
 NOW = datetime(2026, 12, 6, tzinfo=timezone.utc)
@@ -253,11 +253,12 @@ def test_live_the_auditor_records_every_hostile_message_and_raises_nothing(tmp_p
     huge = FakeMessage(BUS.catalogue.physical("inference.requests"), b"k" * 100_000,
                        b"\xc3\x01" + b"a" * (2 << 20), len(messages), [("ce_id", b"x" * 100_000)])
     events = auditor([*messages, huge])
-    audited = [e for e in events if getattr(e, "record", None) == "mlbus.AuditRecord"]
-    assert len(audited) == len(messages) + 1
+    records = audited(BUS.schemas, events)
+    assert len(records) == len(messages) + 1
     cap = int(BUS.catalogue["audit.log"].config["max.message.bytes"])
-    assert max(len(BUS.schemas.encode("mlbus.AuditRecord", e.value)) for e in audited) <= cap   # even uncompressed
-    last = audited[-1].value
+    pages = [e.encoded for e in events if getattr(e, "record", None) == "mlbus.AuditPage"]
+    assert max(map(len, pages)) <= cap                                             # even uncompressed
+    last = records[-1]
     assert last["value"] is None and last["key"] is None and last["sealed"] is None
     [(name, size_and_digest)] = [(h["key"], h["value"]) for h in last["headers"]]
     size = 100_000 + 2 + (2 << 20) + len("ce_id") + 100_000               # key, value, header

@@ -15,6 +15,8 @@ use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use sha2::{Digest, Sha256};
 
+mod pager;
+
 const MARKER: [u8; 2] = [0xc3, 0x01];
 const HEADER_LEN: usize = 10;
 const GENESIS: [u8; 32] = [0; 32];
@@ -1094,6 +1096,10 @@ fn mlbus_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Decoder>()?;
     m.add_class::<Encoder>()?;
     m.add_class::<Forest>()?;
+    m.add_class::<pager::PyFrontier>()?;
+    m.add_class::<pager::Pager>()?;
+    m.add_function(wrap_pyfunction!(pager::page_records, m)?)?;
+    m.add_function(wrap_pyfunction!(pager::record_topic, m)?)?;
     m.add_function(wrap_pyfunction!(canonical_of, m)?)?;
     m.add_function(wrap_pyfunction!(seal, m)?)?;
     Ok(())

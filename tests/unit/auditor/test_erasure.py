@@ -12,7 +12,9 @@ from services.bus.signing import Verdict
 from services.domain import Anchor, decoded, verify_chain as verify
 from services.domain.erasure import blank
 from services.domain.tree_head import LogKey
-from tests.support.handlers import FakeMessage
+from tests.support.handlers import FakeMessage, audited
+
+SCHEMAS = Bus.from_env({"MLBUS_NAMESPACE": "t."}).schemas
 
 
 
@@ -53,7 +55,7 @@ def auditor(bus, tmp_path, admins=("lead",)) -> Auditor:
 
 
 def records_of(events) -> list[dict]:
-    return [e.value for e in events if getattr(e, "record", None) == "mlbus.AuditRecord"]
+    return audited(SCHEMAS, events)
 
 
 def test_personal_fields_are_sealed_per_entity_and_blank_in_the_readable_value(tmp_path):

@@ -1,0 +1,326 @@
+//! The auditor's pages, compiled: what services/auditor/handlers.py does message by message in Python (the
+//! record built from the consumed message, personal data sealed under its subject's key and redacted, the record
+//! sealed onto the chain and the Merkle tree), for a run of messages at a time, written straight into the page
+//! being filled. Byte for byte the Python path (tests/unit/auditor/test_pages.py holds them equal); what it does
+//! not do — a signed act to attest, a topic outside the catalogue, a message the client cannot read — stops the
+//! run, and Python audits that message itself.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use pyo3::exceptions::PyValueError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use super::{
+    blocks, canonical, hex_string, leaf_hash, sha256, write_bytes, write_record, Frontier, Reader, Record, Redactor,
+    Sealed, HEADER_LEN, MARKER,
+};
+
+const OVERSIZE_HEADER: &str = "mlbus.audit.oversize";
+const BLOCK: u64 = 256;
+
+/// Why a run stopped: at the end of the messages; when it had sealed as many records as it had room for; when
+/// the next record would not fit in the page's bytes; at a message Python audits itself.
+const END: u8 = 0;
+const ROOM: u8 = 1;
+const BYTES: u8 = 2;
+const SPECIAL: u8 = 3;
+
+/// merkle.Frontier in compiled code, for the auditor's Log (the same size, hashes, append and root).
+#[pyclass(module = "mlbus_native", name = "Frontier")]
+pub(crate) struct PyFrontier {
+    inner: Frontier,
+}
+
+#[pymethods]
+impl PyFrontier {
+    #[new]
+    #[pyo3(signature = (size = 0, hashes = Vec::new()))]
+    fn new(size: u64, hashes: Vec<Vec<u8>>) -> PyResult<Self> {
+        if hashes.len() != size.count_ones() as usize {
+            return Err(PyValueError::new_err(format!(
+                "a frontier of {size} leaves has {} hashes, not {}", size.count_ones(), hashes.len())));
+        }
+        let hashes = hashes
+            .into_iter()
+            .map(|h| <[u8; 32]>::try_from(h.as_slice()).map_err(|_| PyValueError::new_err("a hash is 32 bytes")))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(PyFrontier { inner: Frontier { size, hashes } })
+    }
+
+    #[getter]
+    fn size(&self) -> u64 {
+        self.inner.size
+    }
+
+    #[getter]
+    fn hashes<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyBytes>> {
+        self.inner.hashes.iter().map(|h| PyBytes::new(py, h)).collect()
+    }
+
+    fn append(&mut self, leaf: &[u8]) -> PyResult<()> {
+        self.inner.append(leaf.try_into().map_err(|_| PyValueError::new_err("a leaf hash is 32 bytes"))?);
+        Ok(())
+    }
+
+    fn root<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.root())
+    }
+}
+
+/// How the auditor treats one topic's messages (by its name on the broker).
+struct Route {
+    logical: String,
+    special: bool,                         // signed acts (Python attests them), or a topic Python must see
+    redaction: Option<PyObject>,           // a personal topic: its erasure.Redaction (its compiled part used inline)
+}
+
+/// The auditor's pager: routes by topic, AuditRecord's single-object prefix, the size past which a message is
+/// on record by size and digest only.
+#[pyclass(module = "mlbus_native")]
+pub(crate) struct Pager {
+    prefix: Vec<u8>,
+    routes: HashMap<String, Route>,
+    max_record_bytes: usize,
+    random: Vec<u8>,                       // OS randomness drawn in bulk, used from the end
+}
+
+/// A consumed message's fields, borrowed from its Python objects.
+struct Consumed {
+    partition: i64,
+    offset: i64,
+    timestamp: i64,
+    key: Option<PyBackedBytes>,
+    value: Option<PyBackedBytes>,
+    headers: Vec<(PyBackedStr, Option<PyBackedBytes>)>,
+}
+
+fn consumed(message: &Bound<'_, PyAny>) -> PyResult<Consumed> {
+    let py = message.py();
+    let timestamp: Bound<'_, PyTuple> = message.call_method0(intern!(py, "timestamp"))?.downcast_into()?;
+    let headers: Option<Vec<(PyBackedStr, Option<PyBackedBytes>)>> =
+        message.call_method0(intern!(py, "headers"))?.extract()?;
+    Ok(Consumed {
+        partition: message.call_method0(intern!(py, "partition"))?.extract()?,
+        offset: message.call_method0(intern!(py, "offset"))?.extract()?,
+        timestamp: timestamp.get_item(1)?.extract()?,
+        key: message.call_method0(intern!(py, "key"))?.extract()?,
+        value: message.call_method0(intern!(py, "value"))?.extract()?,
+        headers: headers.unwrap_or_default(),
+    })
+}
+
+/// A header's value as decide.header reads it: the first of that name with a value, decoded as UTF-8 with
+/// U+FFFD for what is not.
+fn header(headers: &[(PyBackedStr, Option<PyBackedBytes>)], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|(k, v)| &**k == name && v.is_some())
+        .map(|(_, v)| String::from_utf8_lossy(v.as_deref().unwrap_or_default()).into_owned())
+}
+
+impl Pager {
+    fn random(&mut self, n: usize) -> PyResult<Vec<u8>> {
+        if self.random.len() < n {
+            let mut fresh = vec![0u8; 4096.max(n)];
+            getrandom::getrandom(&mut fresh).map_err(|e| PyValueError::new_err(format!("no OS randomness: {e}")))?;
+            self.random = fresh;
+        }
+        Ok(self.random.split_off(self.random.len() - n))
+    }
+}
+
+#[pymethods]
+impl Pager {
+    /// `routes`: physical topic → (catalogue name, special, the topic's Redaction or None); `prefix`: the marker
+    /// and AuditRecord's fingerprint; `max_record_bytes`: edge.MAX_RECORD_BYTES.
+    #[new]
+    fn new(prefix: Vec<u8>, routes: HashMap<String, (String, bool, Option<PyObject>)>, max_record_bytes: usize) -> Self {
+        let routes = routes
+            .into_iter()
+            .map(|(topic, (logical, special, redaction))| (topic, Route { logical, special, redaction }))
+            .collect();
+        Pager { prefix, routes, max_record_bytes, random: Vec::new() }
+    }
+
+    /// Seal `messages[start:]` onto the chain (`sequence`, `prev_hash`), the tree and the block being filled
+    /// (each complete block's root appended to `blocks`), at most `room` records and `bytes_left` bytes of page
+    /// items (the first record of an empty page fits whatever its size). Data keys are taken from `keys`
+    /// (subject → key), a missing one made there. Returns (the index it stopped at, the page items it wrote —
+    /// each AuditRecord as Avro bytes, the count, the last chain hash, the subjects it made a key for, why it
+    /// stopped).
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (messages, start, room, bytes_left, page_empty, audited_at, sequence, prev_hash, tree, block,
+                        blocks, keys))]
+    fn seal_run<'py>(
+        &mut self, py: Python<'py>, messages: &Bound<'py, PyList>, start: usize, room: usize, bytes_left: usize,
+        page_empty: bool, audited_at: i64, sequence: i64, prev_hash: &str, mut tree: PyRefMut<'py, PyFrontier>,
+        mut block: PyRefMut<'py, PyFrontier>, blocks: &Bound<'py, PyList>, keys: &Bound<'py, PyDict>,
+    ) -> PyResult<(usize, Bound<'py, PyBytes>, usize, String, Vec<String>, u8)> {
+        let mut hash = super::from_hex(prev_hash).ok_or_else(|| PyValueError::new_err("prev_hash is not a SHA-256"))?;
+        let mut hash_hex = prev_hash.to_string();
+        let mut items: Vec<u8> = Vec::new();
+        let mut made: Vec<String> = Vec::new();
+        let mut count = 0usize;
+        let mut index = start;
+        let mut why = END;
+        while index < messages.len() {
+            if count == room {
+                why = ROOM;
+                break;
+            }
+            let message = messages.get_item(index)?;
+            let topic: Option<PyBackedStr> = message.call_method0(intern!(py, "topic"))?.extract()?;
+            let route = match topic.as_deref().and_then(|t| self.routes.get(t)) {
+                Some(route) if !route.special => route,
+                _ => {
+                    why = SPECIAL;
+                    break;
+                }
+            };
+            let Ok(m) = consumed(&message) else {
+                why = SPECIAL; // e.g. a header key that is not UTF-8: consumed.headers_of's business
+                break;
+            };
+            let logical = route.logical.clone();
+            let redaction = route.redaction.as_ref().map(|r| r.clone_ref(py));
+            let size = m.key.as_deref().map_or(0, <[u8]>::len)
+                + m.value.as_deref().map_or(0, <[u8]>::len)
+                + m.headers.iter().map(|(k, v)| k.chars().count() + v.as_deref().map_or(0, <[u8]>::len)).sum::<usize>();
+            let oversize = (size > self.max_record_bytes).then(|| {
+                let mut parts: Vec<&[u8]> = vec![m.key.as_deref().unwrap_or_default(), m.value.as_deref().unwrap_or_default()];
+                for (k, v) in &m.headers {
+                    parts.push(k.as_bytes());
+                    parts.push(v.as_deref().unwrap_or_default());
+                }
+                format!("{size} sha256:{}", hex_string(&sha256(&parts)))
+            });
+            // Personal data: sealed under its subject's key, the value kept redacted.
+            let mut sealed: Option<(String, Vec<u8>, Vec<u8>)> = None;
+            let mut redacted: Option<Vec<u8>> = None;
+            if let (None, Some(redaction), Some(value)) = (&oversize, &redaction, m.value.as_deref()) {
+                let subject = String::from_utf8_lossy(m.key.as_deref().unwrap_or_default()).into_owned();
+                let key: Vec<u8> = match keys.get_item(&subject)? {
+                    Some(key) => key.extract()?,
+                    None => {
+                        let key = self.random(32)?;
+                        keys.set_item(&subject, PyBytes::new(py, &key))?;
+                        made.push(subject.clone());
+                        key
+                    }
+                };
+                let Ok(cipher) = Aes256Gcm::new_from_slice(&key) else {
+                    why = SPECIAL; // not a 32-byte key: Python raises on it, as before
+                    break;
+                };
+                let nonce = self.random(12)?;
+                let ciphertext = cipher
+                    .encrypt(Nonce::from_slice(&nonce), Payload { msg: value, aad: subject.as_bytes() })
+                    .map_err(|_| PyValueError::new_err("AES-GCM refused to seal"))?;
+                sealed = Some((subject, nonce, ciphertext));
+                redacted = redact(py, redaction, value)?;
+            }
+            let oversize_headers;
+            let (key, headers, value, actor, record_type);
+            match &oversize {
+                Some(digest) => {
+                    oversize_headers = [(OVERSIZE_HEADER, Some(digest.as_bytes()))];
+                    key = None;
+                    headers = oversize_headers.to_vec();
+                    value = None;
+                    actor = "unverified:unknown".to_string();
+                    record_type = None;
+                }
+                None => {
+                    key = m.key.as_deref();
+                    headers = m.headers.iter().map(|(k, v)| (&**k, v.as_deref())).collect();
+                    value = if redaction.is_some() { redacted.as_deref() } else { m.value.as_deref() };
+                    let source = header(&m.headers, "ce_source").filter(|s| !s.is_empty());
+                    actor = format!("unverified:{}", source.as_deref().unwrap_or("unknown"));
+                    record_type = header(&m.headers, "ce_type");
+                }
+            }
+            let mut record = Record {
+                sequence: sequence + count as i64 + 1, audited_at, source_topic: &logical,
+                source_partition: m.partition, source_offset: m.offset, source_timestamp: m.timestamp, key, headers,
+                value, actor: &actor, record_type: record_type.as_deref(),
+                sealed: sealed.as_ref().map(|(subject, nonce, ciphertext)| Sealed { subject, nonce, ciphertext }),
+                prev_hash: &hash_hex, hash: "",
+            };
+            let canonical = canonical(&record);
+            let next = sha256(&[&hash, &canonical]);
+            let next_hex = hex_string(&next);
+            record.hash = &next_hex;
+            let mut encoded = Vec::with_capacity(self.prefix.len() + canonical.len());
+            encoded.extend_from_slice(&self.prefix);
+            write_record(&mut encoded, &record);
+            let mut item = Vec::with_capacity(encoded.len() + 5);
+            write_bytes(&mut item, &encoded);
+            if !(page_empty && count == 0) && items.len() + item.len() > bytes_left {
+                why = BYTES;
+                break;
+            }
+            items.extend_from_slice(&item);
+            let leaf = leaf_hash(&canonical);
+            tree.inner.append(leaf);
+            block.inner.append(leaf);
+            if block.inner.size == BLOCK {
+                blocks.append(PyBytes::new(py, &block.inner.root()))?;
+                block.inner = Frontier::default();
+            }
+            hash = next;
+            hash_hex = next_hex;
+            count += 1;
+            index += 1;
+        }
+        Ok((index, PyBytes::new(py, &items), count, hash_hex, made, why))
+    }
+}
+
+/// erasure.Redaction's result: its compiled Redactor inline, Python's redaction for what that does not read.
+fn redact(py: Python<'_>, redaction: &PyObject, value: &[u8]) -> PyResult<Option<Vec<u8>>> {
+    let redaction = redaction.bind(py);
+    let compiled = redaction.getattr(intern!(py, "compiled"))?;
+    if let Ok(redactor) = compiled.downcast::<Redactor>() {
+        let redactor = redactor.borrow();
+        if let Some(body) = value.strip_prefix(redactor.prefix.as_slice()) {
+            let mut r = Reader { buf: body, pos: 0 };
+            let mut out = Vec::with_capacity(value.len());
+            out.extend_from_slice(&redactor.prefix);
+            if super::transcode(&mut r, &redactor.plan, &mut out).is_some() && r.pos == body.len() {
+                return Ok(Some(out));
+            }
+        }
+    }
+    redaction.call1((PyBytes::new(py, value),))?.extract()
+}
+
+/// A page's AuditRecord values (audit_log.leaves reads them so in Python): None when the value is not an
+/// AuditPage of this prefix, or its framing does not read.
+#[pyfunction]
+pub(crate) fn page_records<'py>(py: Python<'py>, value: &[u8], prefix: &[u8]) -> Option<(i64, Vec<Bound<'py, PyBytes>>)> {
+    let body = value.strip_prefix(prefix)?;
+    let mut r = Reader { buf: body, pos: 0 };
+    let first = r.long()?;
+    let mut records = Vec::new();
+    let read: Result<_, Infallible> = blocks(&mut r, |r| Ok(r.bytes().map(|b| records.push(PyBytes::new(py, b)))));
+    read.ok()??;
+    (r.pos == body.len()).then_some((first, records))
+}
+
+/// (sequence, source topic) of one AuditRecord value of this fingerprint, read from its first fields only.
+#[pyfunction]
+pub(crate) fn record_topic(value: &[u8], fingerprint: &[u8]) -> Option<(i64, String)> {
+    if value.len() < HEADER_LEN || value[..2] != MARKER || &value[2..HEADER_LEN] != fingerprint {
+        return None;
+    }
+    let mut r = Reader { buf: &value[HEADER_LEN..], pos: 0 };
+    let sequence = r.long()?;
+    r.long()?;
+    Some((sequence, r.string()?.to_string()))
+}
