@@ -11,11 +11,13 @@ the committed offset librdkafka fetched at the assignment, or the low watermark 
 from __future__ import annotations
 
 import json
+import urllib.request
 from dataclasses import dataclass
 from typing import Iterable
 
 from prometheus_client.parser import text_string_to_metric_families
 
+ANSWER_S = 2.0          # a page not served in this is no answer (a paused or dying process): its readers fall back
 POSITION = "mlbus_consumer_position"
 HIGH_WATERMARK = "mlbus_consumer_high_watermark"
 Partition = tuple[str, int]         # (topic, partition)
@@ -56,6 +58,15 @@ def reported(page: str) -> dict[Partition, Consumed]:
                 values[sample.name][(sample.labels["topic"], int(sample.labels["partition"]))] = sample.value
     return {at: Consumed(int(position), int(values[HIGH_WATERMARK].get(at, position)))
             for at, position in values[POSITION].items()}
+
+
+def served(port: int, host: str = "127.0.0.1") -> dict[Partition, Consumed] | None:
+    """The input positions the process serving /metrics on `port` reports, or None when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=ANSWER_S) as page:
+            return reported(page.read().decode())
+    except OSError:
+        return None
 
 
 def lag_by_topic(consumed: dict[Partition, Consumed], topics: Iterable[str]) -> dict[str, int] | None:

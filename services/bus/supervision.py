@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .context import Bus
 from .settings import PROJECT_ROOT
-from .topics import committed_topics, consumer_lag, service_group
+from .topics import committed_topics, running_lag, service_group
 
 # mlbus's services → their modules. `up` starts those that exist; NAME=MODULE adds one of your own.
 SERVICES = {"validator": "services.validator", "trainer": "services.trainer", "registry": "services.registry",
@@ -36,19 +36,21 @@ def metrics_port(bus: Bus, name: str) -> int:
 
 
 def service_rows(bus: Bus) -> list[dict]:
-    """Each service `up` knows: running or not, its pid, restarts since `up`, and its consumer lag."""
+    """Each service `up` knows: running or not, its pid, restarts since `up`, and its consumer lag with where the
+    figure came from (lag_source: "metrics", its own /metrics; "committed", its group's committed offsets)."""
     rows = []
     for name in sorted(set(available_services()) | set(known_names(bus))):
         pid = running_pid(pid_file(bus, name))
         group = service_group(bus, name) if pid else f"{bus.settings.namespace}mlbus.{name}"
         topics = [t.name for t in bus.catalogue.consumed_by(name)] or committed_topics(bus, group)
-        lag = consumer_lag(bus, group, topics) if pid and topics else {}
+        lag, source = running_lag(bus, group, topics, metrics_port(bus, name)) if pid else ({}, "-")
         restarts = Path(restarts_file(str(child_pid_file(bus, name))))
         rows.append({"service": name, "state": "running" if pid else "stopped", "pid": pid,
                      "service_pid": running_pid(child_pid_file(bus, name)),
                      "restarts": int(restarts.read_text()) if pid and restarts.exists() else 0,
                      "lag": sum(lag.values()) if lag else None,      # None: not known yet (nothing committed)
-                     "lag_by_topic": lag, "metrics": f"http://127.0.0.1:{port}/metrics"
+                     "lag_by_topic": lag, "lag_source": source if lag else "-",
+                     "metrics": f"http://127.0.0.1:{port}/metrics"
                      if pid and (port := metrics_port(bus, name)) else "-"})
     return rows
 

@@ -17,6 +17,7 @@ from .catalogue import Catalogue, Topic
 from .consumed import position
 from .context import Bus
 from .kafka import admin_config, base_config, group_id
+from .positions import served
 from .settings import Settings
 
 T = TypeVar("T")
@@ -136,6 +137,19 @@ def consumer_lag(bus: Bus, group: str, topics: list[str]) -> dict[str, int]:
             known = _METERS[id(bus)] = (weakref.ref(bus), LagMeter(bus.settings, bus.catalogue))
             weakref.finalize(bus, _forget_meter, id(bus))
     return known[1].lag(group, topics)
+
+
+def running_lag(bus: Bus, group: str, topics: list[str], metrics_port: int) -> tuple[dict[str, int], str]:
+    """A running service's lag per topic and where the figure came from: "metrics", the service's own /metrics
+    (its consumer's positions: nothing that waits behind an open transaction), for every topic it reports; else,
+    when it has no port, does not answer or has no partition yet, "committed": the group's committed offsets."""
+    found = served(metrics_port) if metrics_port else None
+    if found:
+        lag: dict[str, int] = {}
+        for (topic, _), consumed in found.items():
+            lag[topic] = lag.get(topic, 0) + consumed.lag
+        return lag, "metrics"
+    return (consumer_lag(bus, group, topics), "committed") if topics else ({}, "-")
 
 
 MARKER_PROBE_GAP = 16

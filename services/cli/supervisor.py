@@ -32,7 +32,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     up.add_argument("services", nargs="*", metavar="SERVICE",
                     help="services to start (default: all that exist); NAME=python.module runs your own")
     up.set_defaults(run=up_command)
-    status = commands.add_parser("status", help="each service with its pid and consumer lag")
+    status = commands.add_parser("status", help="each service with its pid and consumer lag (from its own /metrics "
+                                                "where it serves them, else its group's committed offsets)")
     status.add_argument("--json", action="store_true")
     status.set_defaults(run=status_command)
     down = commands.add_parser("down", help="stop services gracefully, then the local broker")
@@ -129,9 +130,9 @@ def status_command(bus: Bus, args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
     else:
-        print_table(["service", "state", "pid", "restarts", "lag", "metrics"],
+        print_table(["service", "state", "pid", "restarts", "lag", "lag from", "metrics"],
                     [[r["service"], r["state"], r["service_pid"] or "-", r["restarts"],
-                      "-" if r["lag"] is None else r["lag"], r["metrics"]] for r in rows])
+                      "-" if r["lag"] is None else r["lag"], r["lag_source"], r["metrics"]] for r in rows])
     return 0
 
 

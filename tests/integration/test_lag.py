@@ -3,16 +3,18 @@ transaction open — under exactly-once load one always is (issue 34: every look
 read_committed client asks for stable offsets, KIP-447)."""
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from services.bus.kafka import base_config, producer_config
-from services.bus.topics import consumer_lag
+from services.bus.topics import consumer_lag, running_lag
 from tests.support.lag import behind, service_lag
 from tests.support.polling import read_topic, wait_until
-from tests.support.processes import free_port, start, stop
+from tests.support.people import Cli
+from tests.support.processes import free_port, running, start, stop
 from tests.support.traffic import publish_mixed
 
 
@@ -89,3 +91,39 @@ def stable_reader(bus, group: str) -> Consumer:
 
 def request_ids(messages, bus) -> list[str]:
     return [bus.schemas.decode(m.value())[1]["request_id"] for m in messages]
+
+
+def test_status_reads_a_running_services_lag_from_its_metrics_and_falls_back_to_committed_offsets(bus, bus_env):
+    group, topics, port = bus.settings.namespace + RELAY_GROUP, ["inference.requests"], free_port()
+    publish_mixed(bus, good=100, bad=0)
+    with running("tests.support.relay_service", bus_env, MLBUS_METRICS_PORT=str(port)):
+        assert wait_until(lambda: running_lag(bus, group, topics, port) == ({"inference.requests": 0}, "metrics"),
+                          120, "the relay's own page to show it drained")
+        # a port nothing serves (a service that does not answer): the group's committed offsets, said so
+        assert wait_until(lambda: running_lag(bus, group, topics, free_port()) == (
+            {"inference.requests": 0}, "committed"), 60, "the relay's last commit")
+
+
+def test_mlbus_status_says_where_each_lag_came_from(bus, bus_env):
+    cli = Cli({**bus_env, "MLBUS_METRICS_BASE_PORT": str(free_port())})     # the validator: base + 0
+    publish_mixed(bus, good=20, bad=0)      # the relay's lag is known once its group has committed offsets
+    up = cli("up", "validator", "relay=tests.support.relay_service")
+    assert up.returncode == 0, up.stderr
+    try:
+        # mlbus up gave the validator a metrics port: its page answers once its partitions are assigned (until
+        # then its committed offsets stand in); a service of one's own has no port the CLI knows
+        rows = wait_until(lambda: (found := status_rows(cli)) and found["validator"]["lag_source"] == "metrics"
+                          and found["relay"]["lag"] is not None and found, 120, "both services' lag")
+        assert rows["validator"]["lag"] == 0 and rows["validator"]["lag_by_topic"] == {"data.batches": 0}
+        assert rows["relay"]["lag_source"] == "committed"
+        table = cli("status")
+        assert table.returncode == 0 and "LAG FROM" in table.stdout and "metrics" in table.stdout
+    finally:
+        down = cli("down")
+    assert down.returncode == 0, down.stderr
+
+
+def status_rows(cli) -> dict[str, dict]:
+    result = cli("status", "--json")
+    assert result.returncode == 0, result.stderr
+    return {row["service"]: row for row in json.loads(result.stdout)}

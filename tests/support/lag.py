@@ -8,7 +8,6 @@ right after a test produced could read a page from before the messages arrived a
 from __future__ import annotations
 
 import threading
-import urllib.request
 import weakref
 
 from confluent_kafka import IsolationLevel, TopicPartition
@@ -16,23 +15,11 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from services.bus.context import Bus
 from services.bus.kafka import admin_config
-from services.bus.positions import Consumed, Partition, lag_by_topic, merged, reported
-
-ANSWER_S = 2.0          # a page not served in this is no answer (a paused or dying process): the caller falls back
-
-
-def reported_positions(port: int) -> dict[Partition, Consumed] | None:
-    """The input positions a process on `port` reports, or None when it does not answer."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=ANSWER_S) as page:
-            return reported(page.read().decode())
-    except OSError:
-        return None
-
+from services.bus.positions import Partition, lag_by_topic, merged, served
 
 def service_lag(port: int, topics: list[str]) -> dict[str, int] | None:
     """The service's own lag per topic, or None (it does not answer, or reports no partition of a topic)."""
-    found = reported_positions(port)
+    found = served(port)
     return None if found is None else lag_by_topic(found, topics)
 
 
@@ -40,7 +27,7 @@ def behind(bus: Bus, ports: list[int], topics: list[str]) -> int | None:
     """Messages on `topics` the services on `ports` (copies of one service) have not handled yet: the broker's
     end offsets now (read_committed: what a consumer can read) less the positions they report. None when some
     partition is reported by none of them (not assigned yet, a copy that does not answer)."""
-    reports = [found for port in ports if (found := reported_positions(port)) is not None]
+    reports = [found for port in ports if (found := served(port)) is not None]
     positions = merged(reports)
     ends = _ends(bus).of(topics)
     if any(at not in positions for at in ends):
