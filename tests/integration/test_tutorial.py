@@ -1,6 +1,7 @@
-"""Docs that run: every shell block of the first tutorial (docs/tutorials/first-model.md), as written, on the real
-secured broker. A block after `% test: repeat until it succeeds, up to N s` is the reader's "repeat until": it is
-polled with that deadline. The tutorial ends with a model serving and a prediction explained from audit.log."""
+"""Docs that run: every shell block of both tutorials, as written, on the real secured broker — the first
+(docs/tutorials/first-model.md: a model serving and a prediction explained from audit.log), then the auditor's
+(auditors-chair.md: verify, proofs checked offline, a person's data erased) on what the first left. A block after
+`% test: repeat until it succeeds, up to N s` is the reader's "repeat until": it is polled with that deadline."""
 from __future__ import annotations
 
 import os
@@ -17,6 +18,7 @@ from tests.support.polling import wait_until
 from tests.support.processes import free_port
 
 TUTORIAL = PROJECT_ROOT / "docs" / "tutorials" / "first-model.md"
+AUDITORS_CHAIR = PROJECT_ROOT / "docs" / "tutorials" / "auditors-chair.md"
 BLOCK = re.compile(r"(?:^% test: (?P<directive>[^\n]*)\n)?^```bash\n(?P<code>.*?)^```$", re.MULTILINE | re.DOTALL)
 REPEAT = re.compile(r"repeat until it succeeds, up to (\d+) s")
 
@@ -58,8 +60,15 @@ def run_step(code: str, repeat: float | None, env: dict[str, str], work: Path) -
         raise AssertionError(f"{error}\nits last output:\n{tries[-1].stdout}{tries[-1].stderr}") from None
 
 
+def test_the_auditors_tutorial_reads_as_steps():
+    found = steps(AUDITORS_CHAIR.read_text())
+    code = "\n".join(block for block, _ in found)
+    assert "mlbus up" in found[0][0] and "mlbus down" in found[-1][0]
+    assert "mlbus audit verify" in code and "mlbus audit check-proof" in code and "mlbus audit forget" in code
+
+
 @pytest.mark.timeout(600)
-def test_the_first_tutorial_runs_on_the_real_broker(bus_env, tmp_path):
+def test_the_tutorials_run_on_the_real_broker(bus_env, tmp_path):
     work = tmp_path / "repository"         # the reader's checkout: scripts/examples, and files they make
     work.mkdir()
     (work / "scripts").symlink_to(PROJECT_ROOT / "scripts")
@@ -69,14 +78,15 @@ def test_the_first_tutorial_runs_on_the_real_broker(bus_env, tmp_path):
            "MLBUS_LOG_FORMAT": "console"}
     started, transcript = time.monotonic(), []
     try:
-        for code, repeat in steps(TUTORIAL.read_text()):
-            result = run_step(code, repeat, env, work)
-            transcript.append(f"$ {code}\n{result.stdout}{result.stderr}")
-            assert result.returncode == 0, "\n".join(transcript[-3:])
+        for page in (TUTORIAL, AUDITORS_CHAIR):
+            for code, repeat in steps(page.read_text()):
+                result = run_step(code, repeat, env, work)
+                transcript.append(f"$ {code}\n{result.stdout}{result.stderr}")
+                assert result.returncode == 0, f"{page.name}:\n" + "\n".join(transcript[-3:])
+            print(f"{page.name}: {len(transcript)} steps so far, {time.monotonic() - started:.0f} s")
     finally:
         shell("mlbus down", env, work)
-    [explained] = [step for step in transcript if step.startswith("$ mlbus audit explain tutorial-1\n")]
-    assert "breast_cancer_lr" in explained and "ana" in explained, explained
-    [why] = [step for step in transcript if step.startswith("$ mlbus audit explain tutorial-1 --why\n")]
+    explained = [step for step in transcript if step.startswith("$ mlbus audit explain tutorial-1\n")]
+    assert "breast_cancer_lr" in explained[0] and "ana" in explained[0], explained[0]
+    [why, *_] = [step for step in transcript if step.startswith("$ mlbus audit explain tutorial-1 --why\n")]
     assert "reproduced from artifact sha256" in why and "not reproduced" not in why, why
-    print(f"tutorial: {len(transcript)} steps in {time.monotonic() - started:.0f} s")
