@@ -16,7 +16,7 @@ from services.bus.edge import MAX_RECORD_BYTES
 from services.bus.runtime import Forward
 from services.domain import (Anchor, ChainHead, Redaction, TreeHead, compiled_seal, log_id, new_key, seal_value,
                              subject_of)
-from services.domain.compiled import native
+from services.bus.native import native
 from services.bus.logs import get_logger
 from services.bus.received import decode_message
 from services.bus.signing import SIGNED_RECORDS, Verdict
