@@ -100,3 +100,26 @@ def test_every_repository_path_the_docs_name_exists():
         for path in set(named.findall(page.read_text())):
             if not re.search(r"[A-Z]{4,}", path):          # DATASET, NAME: placeholders
                 assert (PROJECT_ROOT / path).exists(), f"{page.relative_to(PROJECT_ROOT)} names {path}"
+
+
+def is_module(name: str) -> bool:
+    import importlib.util
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:         # a parent is a module, not a package: `name` is an attribute
+        return False
+
+
+def test_every_python_name_the_docs_give_imports():
+    """`services.domain.datasets.publish_batch` in a page is there to be called: it must import."""
+    import importlib
+    for page in [PROJECT_ROOT / "README.md", *DOCS.rglob("*.md")]:
+        if "_build" in page.parts or "generated" in page.parts:
+            continue
+        for dotted in set(re.findall(r"`(services(?:\.\w+)+)", page.read_text())):
+            parts = dotted.split(".")
+            found = next(i for i in range(len(parts), 0, -1) if is_module(".".join(parts[:i])))
+            target = importlib.import_module(".".join(parts[:found]))
+            for attribute in parts[found:]:
+                assert hasattr(target, attribute), f"{page.relative_to(PROJECT_ROOT)} names {dotted}"
+                target = getattr(target, attribute)
