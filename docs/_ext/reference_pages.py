@@ -128,7 +128,7 @@ def option_row(action: argparse.Action) -> list:
 
 
 def cli_page() -> tuple[str, list[str]]:
-    os.environ["COLUMNS"] = "110"           # usage lines wrap at the terminal's width
+    os.environ["COLUMNS"] = "88"            # usage and help wrap at the terminal's width: the page's code width
     from services.cli.main import parser
     root = parser()
     out = ["```text", root.format_help().strip(), "```", ""]
