@@ -32,7 +32,8 @@ from services.bus.topics import TopicAdmin, consumer_lag, plan_topics
 from tests.support.datasets import good, write
 from tests.support.people import Cli
 from tests.support.polling import wait_until
-from tests.support.processes import enrol_if_signing
+from tests.support.lag import behind
+from tests.support.processes import enrol_if_signing, free_port
 
 from .checker import Sent
 
@@ -114,6 +115,10 @@ class Service:
     restarts: int = 0
     exits: list[int] = field(default_factory=list)
 
+    @property
+    def metrics_port(self) -> int:
+        return int(self.env.get("MLBUS_METRICS_PORT", 0))
+
     def start(self) -> None:
         self.process = subprocess.Popen([sys.executable, "-m", self.module], cwd=PROJECT_ROOT, env=self.env,
                                         stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
@@ -178,7 +183,9 @@ class Stage:
         self._cli = Cli(self.env, prepared=True)
 
     def start(self, name: str, module: str, **env: str) -> Service:
-        service = Service(name, module, {**self.env, **env}, self.workdir / f"{name}.log")
+        # each copy serves /metrics on a port of its own, kept across restarts: Stage.lag reads its positions there
+        service = Service(name, module, {**self.env, "MLBUS_METRICS_PORT": str(free_port()), **env},
+                          self.workdir / f"{name}.log")
         service.start()
         enrol_if_signing(module, service.env, alive=lambda: service.process.poll() is None)
         self.services[name] = service
@@ -200,6 +207,18 @@ class Stage:
         return self._cli(*args, stdin=stdin, person=person, timeout=180)
 
     def lag(self, service: str, topics: list[str]) -> int:
+        """Messages on `topics` the service's running copies (named `service` or `service-…`) have not handled yet:
+        the positions they report on /metrics against the broker's end offsets now (tests/support/lag.py) — no
+        committed-offset fetch, which waits behind the open transactions of exactly-once load. Every service the
+        stage runs is transactional but the scorer in at-least-once mode, whose position is reported once its
+        outputs are delivered (its offsets then commit asynchronously, and at a stop). Where the copies' pages do
+        not cover every partition (a copy paused, just restarted, killed before its partitions moved on), the
+        group's committed offsets answer instead."""
+        ports = [copy.metrics_port for name, copy in self.services.items()
+                 if (name == service or name.startswith(f"{service}-")) and copy.alive() and copy.metrics_port]
+        reported = behind(self.bus, ports, topics) if ports else None
+        if reported is not None:
+            return reported
         group = GROUPS.get(service, f"mlbus.{service}")
         return sum(consumer_lag(self.bus, f"{self.bus.settings.namespace}{group}", topics).values())
 

@@ -14,9 +14,9 @@ from services.domain.datasets import publish_batch
 from services.domain.blobs import local_path
 from services.bus.settings import PROJECT_ROOT
 from tests.support.datasets import good, with_defect, write
-from services.bus.topics import consumer_lag
+from tests.support.lag import behind
 from tests.support.polling import read_topic, wait_until
-from tests.support.processes import running
+from tests.support.processes import free_port, running
 
 SPEC = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"
 
@@ -35,8 +35,9 @@ def test_good_batch_trains_a_fully_recorded_version_bad_batches_train_nothing_an
     good_batch = publish_batch(bus, "breast_cancer", write(good(rows=300), tmp_path / "good.csv"), "t", publisher)
     publisher.flush()
 
+    port = free_port()
     with running("services.validator", bus_env, tmp_path / "validator.log"), \
-            running("services.trainer", bus_env, tmp_path / "trainer.log") as trainer:
+            running("services.trainer", bus_env, tmp_path / "trainer.log", MLBUS_METRICS_PORT=str(port)) as trainer:
         reports = {v["batch_id"]: v for v in values(bus, "data.validated", expected=7)}
         [trained] = values(bus, "models.trained", expected=1, settle_s=3)
         # The spec changes afterwards (fewer features, another split): reproduction uses the run's recorded one.
@@ -44,8 +45,8 @@ def test_good_batch_trains_a_fully_recorded_version_bad_batches_train_nothing_an
         changed.write_text(SPEC.read_text().replace("features: all", "features: [mean_radius, mean_texture]")
                            .replace("test_size: 0.25", "test_size: 0.4"))
         assert cli("models", "define", str(changed), person="dana").returncode == 0
-        wait_until(lambda: consumer_lag(bus, bus.settings.namespace + "mlbus.trainer", ["models.specs"])
-                   == {"models.specs": 0}, timeout=60, message="the trainer to take the changed spec")
+        wait_until(lambda: behind(bus, [port], ["models.specs"]) == 0, timeout=60,
+                   message="the trainer to take the changed spec")
         reproduced = cli("train", "--reproduce", trained["run_id"], "--wait", "180", person="bo")
         assert trainer.poll() is None
 
@@ -106,8 +107,9 @@ def test_specs_and_data_the_trainer_cannot_use_are_refused_and_it_keeps_training
     publisher = Publisher(bus, "test")
     publish_batch(bus, "breast_cancer", write(good(rows=300), tmp_path / "good.csv"), "t", publisher)
     publisher.flush()
+    port = free_port()
     with running("services.validator", bus_env, tmp_path / "validator.log"), \
-            running("services.trainer", bus_env, tmp_path / "trainer.log") as trainer:
+            running("services.trainer", bus_env, tmp_path / "trainer.log", MLBUS_METRICS_PORT=str(port)) as trainer:
         values(bus, "data.validated", expected=1)
         signed_spec(bus, cli, hyperparameters_json=json.dumps({"max_iter": -5}))
         values(bus, "alerts", expected=1, settle_s=0)
@@ -116,8 +118,8 @@ def test_specs_and_data_the_trainer_cannot_use_are_refused_and_it_keeps_training
                               ({"target": "mean_radius", "features": ["mean_texture", "diagnosis"]},
                                "could not convert"), ({}, None)):
             signed_spec(bus, cli, **changes)
-            wait_until(lambda: consumer_lag(bus, bus.settings.namespace + "mlbus.trainer", ["models.specs"])
-                       == {"models.specs": 0}, timeout=60, message="the trainer to take the spec")
+            wait_until(lambda: behind(bus, [port], ["models.specs"]) == 0, timeout=60,
+                       message="the trainer to take the spec")
             trained_now = cli("train", "breast_cancer_lr", "--wait", "180", person="bo")
             assert (trained_now.returncode == 0) == (says is None) and (says or "") in trained_now.stderr
         [trained] = values(bus, "models.trained", expected=1)

@@ -81,6 +81,8 @@ def test_a_kill_minus_9_mid_window_loses_no_row_and_duplicates_no_report(bus, bu
     try:
         send_traffic(publisher, MODEL, 1, production(2 * WINDOW + WINDOW // 2, seed=5), "before")
         wait_for_reports(bus, 2)
+        # committed offsets, not the watcher's /metrics: the kill -9 below must find every request's offset
+        # committed, or the restarted watcher reads some again, and "no row twice" would test less than it says
         group = f"{bus.settings.namespace}mlbus.drift-watcher"      # the router's group
         wait_until(lambda: sum(consumer_lag(bus, group, ["inference.requests"]).values()) == 0, timeout=60,
                    message="the watcher has read every request")

@@ -6,11 +6,11 @@ import json
 
 from services.domain.datasets import publish_batch
 from services.bus.settings import PROJECT_ROOT
-from services.bus.topics import consumer_lag
+from tests.support.lag import behind
 from tests.support.databases import table_rows
 from tests.support.datasets import good, write
 from tests.support.polling import read_topic, topic_values, wait_until
-from tests.support.processes import running
+from tests.support.processes import free_port, running
 
 EXAMPLES = PROJECT_ROOT / "scripts" / "examples"
 
@@ -24,14 +24,16 @@ def test_a_version_waits_for_an_authorised_approver_and_the_database_follows(dat
     bus_env["MLBUS_DATABASE_URL"] = database_url           # where the registry mirrors its decisions
     publish_batch(bus, "breast_cancer", write(good(rows=300), tmp_path / "good.csv"), "t")
     assert cli("models", "policy", str(EXAMPLES / "breast_cancer_policy.yaml"), person="lead").returncode == 0
-    services = [running(m, bus_env, tmp_path / f"{m}.log") for m in
+    port = free_port()                 # the trainer's /metrics
+    services = [running(m, bus_env, tmp_path / f"{m}.log", **({"MLBUS_METRICS_PORT": str(port)}
+                                                              if m == "services.trainer" else {})) for m in
                 ("services.validator", "services.trainer", "services.registry")]
     for service in services:
         service.__enter__()
     try:
         read_topic(bus, "data.validated", expected=1, timeout=120)
-        wait_until(lambda: consumer_lag(bus, bus.settings.namespace + "mlbus.trainer", ["data.validated"])
-                   == {"data.validated": 0}, timeout=120, message="the trainer to take in the validated batch")
+        wait_until(lambda: behind(bus, [port], ["data.validated"]) == 0, timeout=120,
+                   message="the trainer to take in the validated batch")
         # The spec arrives after the trainer saw the validated batch, so only the manual request below trains.
         assert cli("models", "define", str(EXAMPLES / "breast_cancer_lr.yaml"), person="dana").returncode == 0
         assert cli("train", "breast_cancer_lr", "--wait", "180", person="bo").returncode == 0

@@ -9,20 +9,28 @@ import pytest
 
 from services.bus import Event, Publisher
 from services.bus.topics import consumer_lag
+from tests.support.lag import behind
 from tests.support.polling import read_topic, wait_until
-from tests.support.processes import start, stop
+from tests.support.processes import free_port, start, stop
 from tests.support.traffic import publish_mixed, request
 
 GROUP = "mlbus.scorer.relay"           # the relay runs as the scorer's principal, in its groups
 
 
-def start_relay(env: dict, transactional: bool = False, handle_ms: float = 0) -> subprocess.Popen:
+def start_relay(env: dict, transactional: bool = False, handle_ms: float = 0,
+                metrics_port: int = 0) -> subprocess.Popen:
     return start("tests.support.relay_service", env, MLBUS_RELAY_TRANSACTIONAL="1" if transactional else "0",
-                 MLBUS_RELAY_HANDLE_MS=str(handle_ms))
+                 MLBUS_RELAY_HANDLE_MS=str(handle_ms), MLBUS_METRICS_PORT=str(metrics_port))
 
 
 def lag(bus) -> int:
+    """The relay group's committed lag: for the kill -9 test, where what a restart resumes from is the point."""
     return sum(consumer_lag(bus, bus.settings.namespace + GROUP, ["inference.requests"]).values())
+
+
+def drained(bus, port: int) -> bool:
+    """The relay on `port` has handled every request on the broker (its own positions, tests/support/lag.py)."""
+    return behind(bus, [port], ["inference.requests"]) == 0
 
 
 def request_ids(messages, bus) -> list[str]:
@@ -31,9 +39,10 @@ def request_ids(messages, bus) -> list[str]:
 
 def test_good_messages_are_handled_and_malformed_ones_dead_lettered(bus, bus_env):
     sent_ids, poison = publish_mixed(bus, good=1000, bad=20)
-    relay = start_relay(bus_env)
+    port = free_port()
+    relay = start_relay(bus_env, metrics_port=port)
     try:
-        wait_until(lambda: lag(bus) == 0, timeout=120, message="consumer lag back to 0")
+        wait_until(lambda: drained(bus, port), timeout=120, message="the relay to have handled every request")
         outputs = read_topic(bus, "inference.predictions", expected=1000)
         dead = read_topic(bus, "inference.requests.dlq", expected=20)
         assert relay.poll() is None, "the service must keep running after bad input"
@@ -56,6 +65,8 @@ def test_good_messages_are_handled_and_malformed_ones_dead_lettered(bus, bus_env
 def test_kill_9_mid_stream_then_restart_loses_nothing(bus, bus_env, transactional):
     sent_ids, _ = publish_mixed(bus, good=5000, bad=0)
     relay = start_relay(bus_env, transactional, handle_ms=1)      # ~5 s of work: time to find it mid-stream
+    # committed offsets, not the relay's page: the kill must come once some offsets are committed, so that the
+    # restart resumes from them mid-stream (at-least-once: the page's position runs ahead of its async commits)
     wait_until(lambda: 0 < lag(bus) < 4500, timeout=120, message="the relay to be mid-stream")
     relay.send_signal(signal.SIGKILL)
     relay.wait(timeout=30)
@@ -86,14 +97,14 @@ def test_a_message_that_keeps_crashing_the_service_is_dead_lettered_after_the_po
             sent.append(event.value["request_id"])
         publisher.publish(event)
     publisher.flush()
-    env = {**bus_env, "MLBUS_POISON_BUDGET": "2"}
-    relays = [start_relay(env, transactional=True)]
+    env, port = {**bus_env, "MLBUS_POISON_BUDGET": "2"}, free_port()
+    relays = [start_relay(env, transactional=True, metrics_port=port)]
 
     def restarted_until_caught_up() -> bool:       # what a supervisor does: start it again when it died
         if relays[-1].poll() is not None:
             assert len(relays) <= 8, "restarts past what the budget allows: the message was not isolated"
-            relays.append(start_relay(env, transactional=True))
-        return lag(bus) == 0
+            relays.append(start_relay(env, transactional=True, metrics_port=port))
+        return drained(bus, port)
     try:
         wait_until(restarted_until_caught_up, timeout=240, message="the relay to get past both poison messages")
         relay = relays[-1]

@@ -7,9 +7,9 @@ from pathlib import Path
 from services.bus import Event, Publisher
 from services.domain.datasets import publish_batch
 from tests.support.datasets import good, with_defect, write
-from services.bus.topics import consumer_lag
+from tests.support.lag import behind
 from tests.support.polling import read_topic, wait_until
-from tests.support.processes import running
+from tests.support.processes import free_port, running
 
 
 def validations(bus, expected: int) -> dict[str, dict]:
@@ -70,9 +70,10 @@ def test_the_same_batch_delivered_twice_is_validated_once(bus, bus_env, tmp_path
     # A restarted validator must not judge it again either (it rebuilds what it saw from data.validated).
     publish_batch(bus, "breast_cancer", path, "test", publisher)
     publisher.flush()
-    with running("services.validator", bus_env, tmp_path / "validator.log"):
-        wait_until(lambda: consumer_lag(bus, bus.settings.namespace + "mlbus.validator", ["data.batches"])
-                   == {"data.batches": 0}, timeout=120, message="the validator to consume the duplicate")
+    port = free_port()
+    with running("services.validator", bus_env, tmp_path / "validator.log", MLBUS_METRICS_PORT=str(port)):
+        wait_until(lambda: behind(bus, [port], ["data.batches"]) == 0, timeout=120,
+                   message="the validator to consume the duplicate")
     assert len(read_topic(bus, "data.validated", expected=1)) == 1
 
 
