@@ -39,7 +39,7 @@ def test_the_tutorial_reads_as_steps():
     found = steps(TUTORIAL.read_text())
     code = "\n".join(block for block, _ in found)
     assert len(found) >= 12 and sum(1 for _, repeat in found if repeat) >= 3
-    assert "mlbus up" in found[1][0] and "mlbus down" in found[-1][0]
+    assert "mlbus up" in found[1][0] and "mlbus audit verify" in found[-1][0]     # left running for the next one
     assert "mlbus approve" in code and "mlbus audit explain tutorial-1 --why" in code
 
 
@@ -80,8 +80,10 @@ def test_the_tutorials_run_on_the_real_broker(bus_env, tmp_path):
     try:
         for page in (TUTORIAL, AUDITORS_CHAIR):
             for code, repeat in steps(page.read_text()):
+                step_started = time.monotonic()
                 result = run_step(code, repeat, env, work)
                 transcript.append(f"$ {code}\n{result.stdout}{result.stderr}")
+                print(f"{time.monotonic() - step_started:6.1f} s  {code.splitlines()[0][:80]}")
                 assert result.returncode == 0, f"{page.name}:\n" + "\n".join(transcript[-3:])
             print(f"{page.name}: {len(transcript)} steps so far, {time.monotonic() - started:.0f} s")
     finally:
