@@ -3,16 +3,17 @@ their writers' schemas. What `mlbus audit` and the registry's rebuild are made o
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from .anchor import Anchor, parse_line
-from .audit import EPOCH, EncodedWalk, Head, Verified, verify_walk
+from .audit import EPOCH, Broken, ChainHead, EncodedWalk, Head, Verified, verify_walk
 from .erasure import Erasure, unseal_value
-from .pages import first_sequence, records_of, source_topic
+from .pages import first_sequence, misframed, records_of, source_topic
 from .tree_head import LogKey, TreeHead
 from services.bus.consumed import position
 from services.bus.context import Bus
@@ -74,9 +75,25 @@ def verify_log(bus: Bus, heads: Iterable[Head], keys: dict[str, bytes], log: str
     EncodedWalk), against these heads; the next fetch is read in a thread while the walk hashes this one."""
     walk = EncodedWalk(lambda value: bus.schemas.decode(value, "mlbus.AuditRecord")[1],
                        bus.schemas.schema("mlbus.AuditRecord").fingerprint)
-    batches = ([value for m in batch for value in records_of(bus.schemas, m.value())]
-               for batch in read_batches(bus, ["audit.log"], timeout_s))
-    return verify_walk(read_ahead(batches), walk, heads, keys, log)
+
+    def values(batch: list) -> list[bytes]:
+        found: list[bytes] = []
+        for message in batch:
+            if problem := misframed(bus.schemas, message.value()):
+                raise Misframed(f"{problem} (audit.log offset {message.offset()}): its framing was changed")
+            found += records_of(bus.schemas, message.value())
+        return found
+
+    try:
+        return verify_walk(read_ahead(values(b) for b in read_batches(bus, ["audit.log"], timeout_s)), walk, heads,
+                           keys, log)
+    except Misframed as error:
+        return Verified(ChainHead(walk.sequence, walk.hash), walk.root().hex(), 0,
+                        Broken(walk.sequence + 1, str(error)))
+
+
+class Misframed(Exception):
+    """A page whose framing does not match its records (verify reports it as where the log breaks)."""
 
 
 def checkpoints(bus: Bus) -> list[dict]:
@@ -264,18 +281,18 @@ def records_between(bus: Bus, first: int, last: int | None = None, timeout_s: fl
                          "enable.auto.commit": False, "isolation.level": "read_committed",
                          # Jumping between offsets near the end of the log: a fetch the broker holds for
                          # data (500 ms by default) would delay each jump by as much.
-                         "fetch.wait.max.ms": 10})
+                         "fetch.wait.max.ms": 10, "enable.partition.eof": True,
+                         # ... and each jump reads about one page (up to 2 MiB + 256 KiB), not the tens of MiB a
+                         # consumer prefetches by default, which every new position throws away.
+                         "queued.min.messages": 1, "queued.max.messages.kbytes": 2560,
+                         "max.partition.fetch.bytes": 2_621_440, "fetch.max.bytes": 2_621_440})
     try:
         low, end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout_s)
-        start, lo, hi = low, low, end
-        while lo < hi:                      # the last message whose first sequence is ≤ first
-            mid = (lo + hi) // 2
-            found = _messages_from(consumer, topic, mid, 1, end, timeout_s)
-            sequence = first_sequence(bus.schemas, found[0][1]) if found else None
-            if sequence is not None and sequence <= first:
-                start, lo = found[0][0], found[0][0] + 1
-            else:
-                hi = mid
+        def read_at(offset: int) -> tuple[int, int | None] | None:
+            found = _messages_from(consumer, topic, offset, 1, end, timeout_s)
+            return (found[0][0], first_sequence(bus.schemas, found[0][1])) if found else None
+
+        start = holding(read_at, first, low, end)
         records = []
         for _, value in _messages_from(consumer, topic, start, None, end, timeout_s,
                                        until=lambda v: (f := first_sequence(bus.schemas, v)) is not None and
@@ -289,25 +306,58 @@ def records_between(bus: Bus, first: int, last: int | None = None, timeout_s: fl
         consumer.close()
 
 
+def holding(read_at: Callable[[int], tuple[int, int | None] | None], first: int, low: int, end: int) -> int:
+    """The offset of the last message whose first sequence is ≤ first (where `first` is, when it is in the log),
+    `read_at(offset)` giving the first committed message at or after an offset as (its offset, its first
+    sequence). An interpolation search — pages hold about as many records each, so a record's offset is about
+    proportional to its sequence: a probe or two —, halving the range whenever a guess did not."""
+    start, lo, hi, lo_sequence, hi_sequence = low, low, end, 1, 0
+
+    def probe(mid: int) -> None:
+        nonlocal start, lo, hi, lo_sequence, hi_sequence
+        found = read_at(mid)
+        if found is not None and found[1] is not None and found[1] <= first:
+            start, lo, lo_sequence = found[0], found[0] + 1, found[1]
+        else:
+            hi, hi_sequence = mid, (found[1] if found is not None and found[1] is not None else hi_sequence)
+
+    while lo < hi:
+        width = hi - lo
+        guess = lo + (first - lo_sequence) * width // (hi_sequence - lo_sequence) if hi_sequence > lo_sequence \
+            else hi - 1                     # the last message first: a tail read ends here, else it gives the scale
+        probe(min(max(guess, lo), hi - 1))
+        if lo < hi and hi - lo > width // 2:
+            probe((lo + hi) // 2)
+    return start
+
+
 def _messages_from(consumer: Consumer, topic: str, offset: int, count: int | None, end: int, timeout_s: float,
                    until=None) -> list[tuple[int, bytes]]:
     """Up to `count` (None: every) committed messages' (offset, value) from `offset` on, before `end`, stopping
-    before the first value `until` says is past what is wanted."""
+    before the first value `until` says is past what is wanted. The end is the client's partition EOF (past the
+    transaction markers and aborted records a read_committed client skips), or `end`; a broker that gives
+    nothing for `timeout_s` is an error, never an empty answer."""
     if offset >= end:
         return []
     consumer.assign([TopicPartition(topic, 0, offset)])
     found: list[tuple[int, bytes]] = []
+    deadline = time.monotonic() + timeout_s
     while count is None or len(found) < count:
-        messages = consumer.consume(1000 if count is None else min(count - len(found), 1000), min(timeout_s, 1.0))
+        messages = consumer.consume(1000 if count is None else min(count - len(found), 1000), 0.5)
         for message in messages:
-            if message.error():
-                raise KafkaException(message.error())
+            if (error := message.error()) is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    return found
+                raise KafkaException(error)
             if until is not None and until(message.value()):
                 return found
             found.append((position(message)[2], message.value() or b""))
-        if not messages or consumer.position([TopicPartition(topic, 0)])[0].offset >= end:
-            break
-    return found if count is None else found[:count]
+            if found[-1][0] >= end - 1 or len(found) == count:
+                return found
+        if not messages and time.monotonic() > deadline:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"audit.log gave nothing from offset {offset} "
+                                                                   f"for {timeout_s:.0f} s"))
+    return found
 
 
 def block_hashes(kept: Iterable[dict]) -> dict[int, bytes]:

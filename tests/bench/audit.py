@@ -23,6 +23,7 @@ from services.bus.replay import read_batches
 from services.bus.publish import wire_form
 from services.bus.settings import PROJECT_ROOT
 from services.domain import audited_topics
+from services.domain.pages import records_of
 from tests.chaos.harness import Brokers, Stage
 from tests.support.polling import wait_until
 
@@ -76,28 +77,34 @@ def append_rate(stage: Stage, count: int) -> float:
     return backlog[0] / elapsed
 
 
-def raw_read_rate(stage: Stage, keep: int) -> tuple[float, list[tuple[bytes, bytes]]]:
-    """Records/s of reading audit.log raw, a fetch at a time as verify reads it (no decoding; nothing kept
-    but each value, dropped with its batch, and the first `keep` (key, value) pairs, for the produce
-    ceiling)."""
-    pairs, count = [], 0
+def raw_read_rate(stage: Stage, records: int, keep: int) -> tuple[float, list[tuple[bytes, bytes, int]]]:
+    """Records/s of reading audit.log raw — its `records` records, a fetch at a time as verify reads it, no
+    decoding, each value dropped with its batch — and the first messages holding `keep` records, as (key, value,
+    records held), for the produce ceiling."""
+    kept: list[tuple[bytes, bytes, int]] = []
+    held = 0
     started = time.perf_counter()
     for batch in read_batches(stage.bus, ["audit.log"], timeout_s=600):
         values = [m.value() for m in batch]
-        count += len(values)
-        pairs += [(m.key(), m.value()) for m in batch[:max(0, keep - len(pairs))]]
-    return count / (time.perf_counter() - started), pairs
+        for message in batch:
+            if held >= keep:
+                break
+            count = len(records_of(stage.bus.schemas, message.value()))
+            kept.append((message.key(), message.value(), count))
+            held += count
+    elapsed = time.perf_counter() - started
+    return records / elapsed, kept
 
 
-def raw_produce_rate(stage: Stage, pairs: list[tuple[bytes, bytes]]) -> float:
-    """Records/s of producing these bytes as they are, idempotently (the services' producer settings, no
+def raw_produce_rate(stage: Stage, kept: list[tuple[bytes, bytes, int]]) -> float:
+    """Records/s of producing these messages' bytes as they are, idempotently (the services' producer settings, no
     transaction), to a fresh one-partition topic: what the auditor's writes could reach at best."""
     name = f"{stage.bus.settings.namespace}bench.raw-{uuid.uuid4().hex[:6]}"
     admin = AdminClient(base_config(stage.bus.settings))
-    admin.create_topics([NewTopic(name, 1, 1, config={"max.message.bytes": "1310720"})])[name].result(60)
+    admin.create_topics([NewTopic(name, 1, 1, config={"max.message.bytes": "2359296"})])[name].result(60)
     producer = Producer({**producer_config(stage.bus.settings, "bench-raw"), "queue.buffering.max.messages": 500_000})
     started = time.perf_counter()
-    for key, value in pairs:
+    for key, value, _ in kept:
         while True:
             try:
                 producer.produce(name, value=value, key=key)
@@ -107,17 +114,22 @@ def raw_produce_rate(stage: Stage, pairs: list[tuple[bytes, bytes]]) -> float:
     producer.flush(600)
     elapsed = time.perf_counter() - started
     admin.delete_topics([name])
-    return len(pairs) / elapsed
+    return sum(count for _, _, count in kept) / elapsed
+
+
+NO_WITNESS = "no witness key is trusted"     # the bench runs no witness: verify walks the log, then says so
 
 
 def cli_seconds(stage: Stage, *args: str) -> tuple[float, str]:
-    """(seconds, stdout) of one mlbus command, start-up included."""
+    """(seconds, stdout) of one mlbus command, start-up included. `audit verify` exits 1 here for one reason
+    only — no witness co-signs the heads, as none runs in the bench — after walking and checking the whole log."""
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "services.cli.main", *args], env=stage.env, cwd=PROJECT_ROOT,
                             capture_output=True, text=True, timeout=3600)
     elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        raise RuntimeError(f"mlbus {' '.join(args)} failed: {result.stderr[-2000:]}")
+    if result.returncode != 0 and not (args[:2] == ("audit", "verify") and NO_WITNESS in result.stdout + result.stderr
+                                       and '"first_bad_sequence": null' in result.stdout):
+        raise RuntimeError(f"mlbus {' '.join(args)} failed: {result.stdout[-1000:]} {result.stderr[-2000:]}")
     return elapsed, result.stdout
 
 
@@ -137,16 +149,17 @@ def benchmarks(workdir: Path, quick: bool, counted: int) -> list[Figure]:
 
             replay = rate("replay", "--until", until, "--json")
             rebuild = rate("rebuild-registry")
-            verify = rate("verify")
+            verify = rate("verify", "--json")
             prove = Runs(tuple(cli_seconds(stage, "audit", "prove", str(records * (n + 1) // (counted + 1)), "--out",
                                            str(workdir / "proof.json"))[0] for n in range(counted)))
-            read_runs, pairs = [], []
+            read_runs, kept = [], []
             for _ in range(counted):
-                read, pairs = raw_read_rate(stage, keep=200_000)
+                read, kept = raw_read_rate(stage, records, keep=200_000)
                 read_runs.append(read)
             reads = Runs(tuple(read_runs))
-            produces = Runs(tuple(raw_produce_rate(stage, pairs) for _ in range(counted)))
-            record_size = sum(len(v) for _, v in pairs) // max(1, len(pairs))
+            produces = Runs(tuple(raw_produce_rate(stage, kept) for _ in range(counted)))
+            kept_records = sum(count for _, _, count in kept)
+            record_size = sum(len(v) for _, v, _ in kept) // max(1, kept_records)
             pipes = Runs(tuple(pipe_limit(stage, load(stage, min(200_000, total // 5), "pipe"), record_size, AUDITOR_BATCH,
                                           partitions=1, transactional=True) for _ in range(counted)))
     note = f"over {records:,} audit records (each CLI run includes its start-up)"
@@ -156,13 +169,15 @@ def benchmarks(workdir: Path, quick: bool, counted: int) -> list[Figure]:
                            "(personal: sealed), one auditor process each, transactional, chained, Merkle tree, "
                            "signed heads"),
             compare("audit: append vs a bare pipe", rates, "events/s",
-                    "bare consume → produce pipe, transactional, no work", pipes,
-                    notes=f"confluent-kafka consuming the same requests and producing {record_size:,}-byte answers "
-                          f"(audit.log's mean record) in transactions of {AUDITOR_BATCH:,} with their offsets, "
-                          f"nothing else: the ceiling of any Python service of this shape on this machine"),
+                    "bare 1:1 consume → produce pipe, transactional, no work", pipes, goal_ratio=2.0,
+                    goal="≥ 2× the bare pipe",
+                    notes=f"confluent-kafka consuming the same requests and producing one {record_size:,}-byte "
+                          f"answer each (an audit record's mean size) in transactions of {AUDITOR_BATCH:,} with "
+                          f"their offsets, nothing else: the ceiling of one audit.log message per event, the "
+                          f"shape before pages"),
             compare("audit: append vs raw produce", rates, "events/s", "raw idempotent produce of audit.log's bytes",
                     produces, goal_ratio=0.5, goal="≥ 50 % of the ceiling",
-                    notes=f"the same audit.log bytes produced as they are, {min(len(pairs), 200_000):,} per run"),
+                    notes=f"the same audit.log bytes produced as they are, {kept_records:,} records per run"),
             absolute("audit: replay", replay, "records/s", "≥ 100,000 records/s", replay.median >= 100_000, notes=note),
             compare("audit: replay vs raw read", replay, "records/s", read_ceiling, reads, goal_ratio=0.5,
                     goal="≥ 50 % of the ceiling"),

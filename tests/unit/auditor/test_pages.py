@@ -13,7 +13,8 @@ from services.auditor.handlers import Auditor
 from services.domain import Anchor, merkle, verify_chain as verify
 from services.domain.compiled import native
 from services.domain.erasure import unseal_value
-from services.domain.pages import first_sequence, records_of, source_topic
+from services.domain.audit_log import holding
+from services.domain.pages import first_sequence, misframed, records_of, source_topic
 from services.domain.tree_head import LogKey
 from tests.support.handlers import FakeMessage, audited
 from tests.unit.test_no_record_stops_a_service import BUS, accept, hostile_messages
@@ -33,9 +34,9 @@ def auditor(tmp_path, pager: bool, page_records: int = 1000, every: int = 1000) 
 
 
 def messages() -> list[FakeMessage]:
-    """Every topic's hostile messages, a message too large to keep, one from a topic outside the catalogue."""
+    """Every topic's first hostile messages, a message too large to keep, one from a topic outside the catalogue."""
     found = [m for topic in sorted(t.name for t in BUS.catalogue if "auditor" in t.consumers)
-             for m in hostile_messages(topic)]
+             for m in hostile_messages(topic)[:15]]
     found.append(FakeMessage(BUS.catalogue.physical("inference.requests"), b"k" * 1000,
                              b"\xc3\x01" + b"a" * (1 << 20), 0, [("ce_id", b"x" * 1000)]))
     found.append(FakeMessage("t.not-in-the-catalogue", b"k", b"v", 0, [("ce_source", b"\xff\xfeshop")]))
@@ -142,3 +143,32 @@ def test_the_compiled_frontier_grows_as_the_python_one(leaves, split):
     assert (resumed.size, resumed.hashes, resumed.root()) == (python.size, python.hashes, python.root())
     with pytest.raises(ValueError):
         native.Frontier(3, [b"x" * 32])
+
+
+def test_a_page_whose_framing_lies_is_found():
+    records = [BUS.schemas.encode("mlbus.AuditRecord", r) for r in auditor_records()]
+    honest = BUS.schemas.encode("mlbus.AuditPage", {"first_sequence": 1, "records": records})
+    lying = BUS.schemas.encode("mlbus.AuditPage", {"first_sequence": 2, "records": records})
+    assert misframed(BUS.schemas, honest) is None and misframed(BUS.schemas, records[0]) is None
+    assert misframed(BUS.schemas, lying) == "a page says it starts at sequence 2, its first record is 1"
+    assert first_sequence(BUS.schemas, records[2]) == 3 and first_sequence(BUS.schemas, b"junk") is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 1000), st.integers(0, 3)), min_size=1, max_size=60), st.data())
+def test_the_page_holding_a_record_is_found_in_a_few_reads(layout, data):
+    """A log of pages of any sizes, each followed by gaps (transaction markers, aborted records): the search ends on
+    the page that holds the record, reading about log(pages) messages at most."""
+    messages, offset, sequence = {}, 0, 1
+    for size, gap in layout:
+        messages[offset] = sequence
+        offset, sequence = offset + 1 + gap, sequence + size
+    wanted = data.draw(st.integers(1, sequence - 1))
+    reads = []
+
+    def read_at(at):
+        reads.append(at)
+        return next(((o, s) for o, s in sorted(messages.items()) if o >= at), None)
+    found = holding(read_at, wanted, 0, offset)
+    assert messages[found] <= wanted and all(s > wanted for o, s in messages.items() if o > found)
+    assert len(reads) <= 2 * max(1, len(layout)).bit_length() + 2
