@@ -7,7 +7,11 @@ always open (KIP-447; issue 34 measured 15 look-ups of 15 timing out). The consu
 One gap: librdkafka's position() is unknown (-1001) for a partition nothing was read from since it was
 assigned — a drained service after a restart. There the offset the consumer started from stands in for it:
 the committed offset librdkafka fetched at the assignment, or the low watermark when there was none
-(auto.offset.reset=earliest), both taken from its statistics (`start_offsets`)."""
+(auto.offset.reset=earliest), both taken from its statistics (`start_offsets`).
+The drift-watcher's router is on the runtime, so its inputs are on its page; faust's own consumer (the internal
+observations topic) is not: faust's monitor has its read offsets and high-water marks, but a read offset never
+passes the commit marker the router's transaction leaves last (tried: drained, it read 301 of 302), so a drained
+watcher would show 1 behind for ever."""
 from __future__ import annotations
 
 import json
