@@ -17,6 +17,7 @@ from services.bus.context import Bus
 from services.bus.kafka import admin_config
 from services.bus.positions import Partition, lag_by_topic, merged, served
 
+
 def service_lag(port: int, topics: list[str]) -> dict[str, int] | None:
     """The service's own lag per topic, or None (it does not answer, or reports no partition of a topic)."""
     found = served(port)
