@@ -444,7 +444,7 @@ def audit_story() -> None:
     from services.bus import Bus
     from services.bus.replay import read_topics
     from services.bus.topics import consumer_lag
-    from services.domain import audited_topics, newest_cosigned
+    from services.adapters import audited_topics, newest_cosigned
 
     bus = Bus.from_env(principal="admin")
     chapter("16. Governance from audit.log alone: every event, hash-chained, replayable")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from services.bus import Bus
 from services.bus.errors import InfrastructureError
 from services.bus.logs import get_logger
-from services.domain import (ChainHead, Frontier, audit_records, checkpoints, data_keys, head_of_checkpoint, leaf,
-                             records_between)
+from services.domain import ChainHead, Frontier, head_of_checkpoint, leaf
+from services.adapters import audit_records, checkpoints, data_keys, records_between
 
 from .decide import Log, resume_points
 

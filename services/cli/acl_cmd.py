@@ -8,7 +8,7 @@ from services.bus.acl_admin import apply_access
 from services.bus.context import Bus
 from services.bus.identity import read_identities
 from services.bus.publish import announce_all
-from services.domain import declare_log_key
+from services.adapters import declare_log_key
 
 from .output import info, print_json
 

@@ -9,9 +9,10 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from services.domain import (REDACTED, STATE_RECORDS, AuditIndex, audit_export, audit_proof, audit_records,
-                             audit_timeline, check_proof, checkpoints, decoded, explain_request, explain_scoring,
-                             head_of_checkpoint, log_signers, public_pem, state_at, verification, witness_keys)
+from services.domain import (REDACTED, STATE_RECORDS, AuditIndex, audit_timeline, check_proof, explain_request,
+                             explain_scoring, head_of_checkpoint, public_pem, state_at)
+from services.adapters import (audit_export, audit_proof, audit_records, checkpoints, decoded, log_signers,
+                               verification, witness_keys)
 from services.bus.edge import content
 from services.bus.context import Bus
 from services.bus.envelope import new_id

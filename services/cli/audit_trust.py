@@ -1,5 +1,5 @@
 """`audit verify` and `audit check-proof`'s keys and witness from the command line: keys pinned there are the only
-ones trusted (else those declared on the identities topic). The walk itself is services/domain/log_checks.py."""
+ones trusted (else those declared on the identities topic). The walk itself is services/adapters/log_checks.py."""
 from __future__ import annotations
 
 import subprocess

@@ -42,7 +42,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def publish_command(bus: Bus, args: argparse.Namespace) -> int:
-    from services.domain import publish_batch     # pandas: loaded by the commands that read data
+    from services.adapters import publish_batch
     labels = dict(label.split("=", 1) for label in args.label if "=" in label)
     try:
         identity = person(args)

@@ -164,7 +164,7 @@ def show_command(bus: Bus, args: argparse.Namespace) -> int:
 
 
 def card_command(bus: Bus, args: argparse.Namespace) -> int:
-    from services.domain import audit_records, decoded
+    from services.adapters import audit_records, decoded
     from .model_card import CARD_RECORDS, html, markdown, model_card
     from .monitor_cmd import parse_time
     model, _, version = args.target.partition("@")

@@ -12,7 +12,7 @@ from pathlib import Path
 from services.bus.acl_admin import apply_access
 from services.bus.publish import announce_all
 from services.bus.service_keys import SIGNING_SERVICES, await_enrolments
-from services.domain import declare_log_key, declare_witness_key
+from services.adapters import declare_log_key, declare_witness_key
 from services.bus.credentials import secured
 from services.bus.context import Bus
 from services.bus.identity import read_identities

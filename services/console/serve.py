@@ -11,8 +11,8 @@ from services.bus.context import Bus
 from services.bus.schema_topic import SchemasTopicResolver
 from services.bus.settings import Settings
 from services.bus.supervision import service_rows
-from services.domain import (AuditIndex, audit_export, audit_proof, audit_records, audit_timeline, before_after,
-                             by_variant, decoded, explain_request, explain_scoring, records_between, verification)
+from services.domain import AuditIndex, audit_timeline, before_after, by_variant, explain_request, explain_scoring
+from services.adapters import audit_export, audit_proof, audit_records, decoded, records_between, verification
 
 from .app import Console
 from .tls import console_certificate, is_loopback

@@ -1,17 +1,18 @@
-"""The domain code several services share (the bus, services/bus, is only what every service needs to talk):
+"""The domain code several services share, pure: no Kafka client, no clock, no I/O on the bus (the bus,
+services/bus, is only what every service needs to talk; services/adapters reads and writes the bus over this code):
 
 - estimators — the scikit-learn allowlist, spec checks, metrics' directions
 - profile, monitoring — training profiles and the monitoring block of a spec
-- datastore, datasets, artifacts — data snapshots and model files: content-addressed, confined, size-capped
+- datastore, artifacts — data snapshots and model files: content-addressed, confined, size-capped
 - serving — applying a version's pipeline, the same online and offline; ensembles — versions combined
-- audit, audit_log — the audit chain and reading audit.log; merkle — RFC 9162 tree hashes and proofs;
-  tree_head — signed tree heads and the auditor's key; anchor — the heads kept outside Kafka; proofs — inclusion
-  and consistency proofs checkable offline; witness, witness_log — the witness's co-signatures; trust — what
-  verify asks of the anchor and the witness
+- audit — the audit chain; audited — audit.log's records as a reader holds them; pages — audit.log's pages;
+  merkle — RFC 9162 tree hashes and proofs; tree_head — signed tree heads and the auditor's key; anchor — the heads
+  kept outside Kafka; proofs — inclusion and consistency proofs checkable offline; witness — the witness's
+  co-signatures; trust — what verify asks of the anchor and the witness
 - fairness — group fairness figures (fairlearn), at training and online; attributions — why one prediction
 - alerts — the one builder of Alert and TrainingRequested events
-- answers — explain, replay and the timeline, pure folds of the decoded audit log; log_checks — what verify, prove
-  and export answer from audit.log; kpi_report — business KPIs against the deployment timeline (Welch's t-tests)
+- answers — explain, replay and the timeline, pure folds of the decoded audit log; kpi_report — business KPIs
+  against the deployment timeline (Welch's t-tests)
 
 Import names from the package (`from services.domain import ArtifactStore`); each module loads on first use,
 so a service pays only for what it uses (the auditor never loads scikit-learn). Type checkers and editors see each
@@ -29,17 +30,19 @@ _EXPORTS = {
     "Monitoring": "monitoring", "monitoring_from_json": "monitoring", "monitoring_json": "monitoring",
     "parse_monitoring": "monitoring", "SpecMonitoring": "monitoring",
     "DataFileError": "blobs", "SnapshotStore": "datastore", "local_path": "blobs", "BlobStore": "blobs",
-    "file_format": "datastore", "sha256_file": "datastore", "store_snapshot": "datastore",
-    "publish_batch": "datasets",
+    "file_format": "datastore", "sha256_file": "datastore", "store_snapshot": "datastore", "Snapshot": "datastore",
+    "count_rows": "datastore",
     "MISSING_CATEGORY": "serving", "predict": "serving", "request_frame": "serving", "number_frame": "serving",
     "snapshot_frame": "serving",
     "ArtifactRefused": "artifacts", "ArtifactStore": "artifacts", "save_model": "artifacts",
     "ChainHead": "audit", "EPOCH": "audit", "GENESIS": "audit", "canonical_bytes": "audit", "seal": "audit",
     "verify_chain": "audit", "Head": "audit", "Verified": "audit", "sealed_leaf": "audit", "Seal": "audit",
-    "python_seal": "audit", "compiled_seal": "audit", "leaf": "audit",
+    "python_seal": "audit", "compiled_seal": "audit", "leaf": "audit", "Broken": "audit", "EncodedWalk": "audit",
+    "verify_walk": "audit",
+    "first_sequence": "pages", "misframed": "pages", "records_of": "pages", "source_topic": "pages",
     "Frontier": "merkle", "growing_frontier": "merkle", "BLOCK": "merkle", "Tiled": "merkle",
     "TreeHead": "tree_head", "LogKey": "tree_head",
-    "key_id": "tree_head", "signature_problem": "tree_head", "anchored_heads": "audit_log", "public_pem": "tree_head",
+    "key_id": "tree_head", "signature_problem": "tree_head", "public_pem": "tree_head",
     "read_public_key": "tree_head",
     "check_proof": "proofs", "consistency_proof": "proofs", "inclusion_proof": "proofs",
     "new_key": "erasure", "redacted": "erasure", "Redaction": "erasure", "seal_value": "erasure",
@@ -49,19 +52,12 @@ _EXPORTS = {
     "Anchor": "anchor", "AnchorError": "anchor", "parse_line": "anchor", "ProofError": "merkle",
     "Cosignature": "witness", "cosignature_problem": "witness", "witness_problem": "witness",
     "cosigned_beyond": "witness",
-    "cosignatures": "witness_log", "witness_keys": "witness_log", "declare_witness_key": "witness_log",
-    "proof_tree": "witness_log", "newest_cosigned": "witness_log",
     "Leaves": "merkle", "consistency_path": "merkle",
-    "WITNESS_ENROLMENT_FILE": "witness_log", "WITNESS_PUBLIC_KEY_FILE": "witness_log", "cosign": "witness",
+    "cosign": "witness",
     "decide_witness": "witness", "WitnessDecision": "witness",
     "anchor_problem": "trust", "split_view": "trust", "newest_head": "trust", "pinned": "trust",
-    "Audited": "audit_log", "audit_records": "audit_log", "verify_log": "audit_log", "checkpoints": "audit_log",
-    "decoded": "audit_log",
-    "log_id": "audit_log", "declare_log_key": "audit_log", "audited_topics": "audit_log", "NOT_AUDITED": "audit_log",
-    "records_between": "audit_log", "block_hashes": "audit_log", "data_keys": "audit_log", "erasures": "audit_log",
-    "kept_heads": "audit_log", "log_signers": "audit_log",
-    "head_of_checkpoint": "audit_log",
-    "REDACTED": "audit_log", "keys_refused": "audit_log", "personal_state": "audit_log",
+    "Audited": "audited", "NOT_AUDITED": "audited", "block_hashes": "audited", "head_of_checkpoint": "audited",
+    "REDACTED": "audited", "personal_state": "audited", "entry_time": "audited", "holding": "audited",
     "alert": "alerts", "training_request": "alerts",
     "Ensemble": "ensembles", "check_members": "ensembles", "combiner": "ensembles", "is_ensemble": "ensembles",
     "load_servable": "ensembles", "member_record": "ensembles", "stack_inputs": "ensembles", "union": "ensembles",
@@ -73,15 +69,12 @@ _EXPORTS = {
     "STATE_RECORDS": "answers", "audit_timeline": "answers", "cited": "answers", "erased": "answers",
     "before_after": "kpi_report", "by_variant": "kpi_report", "for_model": "kpi_report", "kpi_compare": "kpi_report",
     "serving_changes": "kpi_report", "KPI_CONFIDENCE": "kpi_report",
-    "verification": "log_checks", "audit_proof": "log_checks", "audit_export": "log_checks",
 }
 _RENAMED = {"verify_chain": "verify", "check_proof": "check", "consistency_proof": "consistency",
             "inclusion_proof": "inclusion", "newest_head": "newest",
-            "WITNESS_ENROLMENT_FILE": "ENROLMENT_FILE", "WITNESS_PUBLIC_KEY_FILE": "PUBLIC_KEY_FILE",
             "decide_witness": "decide", "WitnessDecision": "Decision",
             "AuditIndex": "Index", "explain_request": "explain", "audit_timeline": "timeline",
-            "kpi_compare": "compare", "KPI_CONFIDENCE": "CONFIDENCE", "audit_proof": "proof",
-            "audit_export": "exported"}
+            "kpi_compare": "compare", "KPI_CONFIDENCE": "CONFIDENCE"}
 __all__ = sorted(_EXPORTS)  # noqa: PLE0605 (a list: sorted() of the names exported lazily)
 
 if TYPE_CHECKING:
@@ -91,14 +84,12 @@ if TYPE_CHECKING:
                           STATE_RECORDS, timeline as audit_timeline)
     from .artifacts import ArtifactRefused, ArtifactStore, save_model
     from .attributions import attribution
-    from .audit import (canonical_bytes, ChainHead, compiled_seal, EPOCH, GENESIS, Head, leaf, python_seal, Seal, seal,
-                        sealed_leaf, Verified, verify as verify_chain)
-    from .audit_log import (anchored_heads, audit_records, Audited, audited_topics, block_hashes, checkpoints,
-                            data_keys, declare_log_key, decoded, erasures, head_of_checkpoint, kept_heads, keys_refused,
-                            log_id, log_signers, NOT_AUDITED, personal_state, records_between, REDACTED, verify_log)
+    from .audit import (Broken, canonical_bytes, ChainHead, compiled_seal, EncodedWalk, EPOCH, GENESIS, Head, leaf,
+                        python_seal, Seal, seal, sealed_leaf, Verified, verify as verify_chain, verify_walk)
+    from .audited import (Audited, block_hashes, entry_time, head_of_checkpoint, holding, NOT_AUDITED, personal_state,
+                          REDACTED)
     from .blobs import BlobStore, DataFileError, local_path
-    from .datasets import publish_batch
-    from .datastore import file_format, sha256_file, SnapshotStore, store_snapshot
+    from .datastore import count_rows, file_format, sha256_file, Snapshot, SnapshotStore, store_snapshot
     from .ensembles import (check_members, combiner, Ensemble, is_ensemble, load_servable, member_record, stack_inputs,
                             union)
     from .erasure import Erasure, new_key, redacted, Redaction, seal_value, subject_of, unseal_value
@@ -107,9 +98,9 @@ if TYPE_CHECKING:
     from .forest import compiled_forest
     from .kpi_report import (before_after, by_variant, compare as kpi_compare, CONFIDENCE as KPI_CONFIDENCE, for_model,
                              serving_changes)
-    from .log_checks import exported as audit_export, proof as audit_proof, verification
     from .merkle import BLOCK, consistency_path, Frontier, growing_frontier, Leaves, ProofError, Tiled
     from .monitoring import Monitoring, monitoring_from_json, monitoring_json, parse_monitoring, SpecMonitoring
+    from .pages import first_sequence, misframed, records_of, source_topic
     from .profile import profile_column, profile_frame, REFERENCE_SAMPLE
     from .proofs import check as check_proof, consistency as consistency_proof, inclusion as inclusion_proof
     from .serving import MISSING_CATEGORY, number_frame, predict, request_frame, snapshot_frame
@@ -117,8 +108,6 @@ if TYPE_CHECKING:
     from .trust import anchor_problem, newest as newest_head, pinned, split_view
     from .witness import (cosign, Cosignature, cosignature_problem, cosigned_beyond, decide as decide_witness,
                           Decision as WitnessDecision, witness_problem)
-    from .witness_log import (cosignatures, declare_witness_key, ENROLMENT_FILE as WITNESS_ENROLMENT_FILE,
-                              newest_cosigned, proof_tree, PUBLIC_KEY_FILE as WITNESS_PUBLIC_KEY_FILE, witness_keys)
 
 
 def __getattr__(name: str) -> Any:

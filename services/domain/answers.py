@@ -1,6 +1,6 @@
 """Answers from audit.log, pure: why a prediction was what it was, the state at a moment, the history.
 
-Input is the decoded audit log (services/domain/audit_log.Audited, in sequence order); every answer names
+Input is the decoded audit log (services/domain/audited.Audited, in sequence order); every answer names
 the audit sequence numbers it stands on, so it can be checked against the verified chain."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from services.bus.projections.deployments import Deployments
 from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory, inventory_from
 
 from .audit import EPOCH
-from .audit_log import Audited
+from .audited import Audited
 
 TRAFFIC = ("mlbus.InferenceRequest", "mlbus.Prediction", "mlbus.Outcome", "mlbus.KpiObserved",
            "mlbus.SchemaDefinition", "mlbus.DriftReport")

@@ -18,7 +18,7 @@ from sqlmodel import Field, Session, SQLModel, create_engine
 
 from services.bus import Bus
 from services.bus.settings import ConfigError
-from services.domain import audit_records, decoded
+from services.adapters import audit_records, decoded
 from services.bus.identity import ACT_SIGNERS, TRAINED_SIGNER, ActVerifier, signed_only
 from services.bus.projections.identities import IDENTITY_RECORDS, Identities
 from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory, ModelVersion, inventory_from

@@ -7,7 +7,7 @@ import signal
 from services.bus import Bus, Publisher
 from services.bus.identity import read_identities
 from services.bus.logs import configure_logging, get_logger
-from services.domain import log_id
+from services.adapters import log_id
 
 from .adapters import WitnessState, evidence, follow_checkpoints
 from .handlers import Witness

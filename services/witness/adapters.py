@@ -16,9 +16,9 @@ from services.bus.kafka import base_config, group_id
 from services.bus.logs import get_logger
 from services.bus.received import decode_message
 from services.bus.signing import prove_possession
-from services.domain import (BLOCK, WITNESS_ENROLMENT_FILE, WITNESS_PUBLIC_KEY_FILE, Cosignature, Frontier, Leaves,
-                             LogKey, ProofError, Tiled, TreeHead, consistency_path, leaf, proof_tree,
-                             records_between)
+from services.domain import (BLOCK, Cosignature, Frontier, Leaves, LogKey, ProofError, Tiled, TreeHead,
+                             consistency_path, leaf)
+from services.adapters import WITNESS_ENROLMENT_FILE, WITNESS_PUBLIC_KEY_FILE, proof_tree, records_between
 
 KEY_FILE, LAST_FILE, COSIGNED_FILE = "witness.ed25519", "last.json", "cosigned.jsonl"
 

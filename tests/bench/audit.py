@@ -22,7 +22,7 @@ from services.bus.kafka import base_config, producer_config
 from services.bus.replay import read_batches
 from services.bus.publish import wire_form
 from services.bus.settings import PROJECT_ROOT
-from services.domain import audited_topics
+from services.adapters import audited_topics
 from services.domain.pages import records_of
 from tests.chaos.harness import Brokers, Stage
 from tests.support.polling import wait_until

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.bus import Publisher
-from services.domain.datasets import publish_batch
+from services.adapters import publish_batch
 from tests.chaos.harness import Brokers, Stage, deploy_model
 from tests.support.polling import wait_until
 from tests.support.datasets import good, write

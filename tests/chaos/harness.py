@@ -20,9 +20,9 @@ from confluent_kafka.admin import AdminClient
 
 from services.bus import Bus, Event, Publisher, derive_id
 from services.bus.acl_admin import apply_access
-from services.domain import declare_log_key
+from services.adapters import declare_log_key
 from services.bus.credentials import ADMIN
-from services.domain.datasets import publish_batch
+from services.adapters import publish_batch
 from services.bus.envelope import envelope_for
 from services.bus.kafka import admin_config, base_config, producer_config
 from services.bus.publish import wire_form

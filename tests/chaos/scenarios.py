@@ -20,10 +20,11 @@ import numpy as np
 from confluent_kafka import KafkaError, KafkaException
 
 from services.bus import Event, Publisher, derive_id
-from services.domain import NOT_AUDITED, audited_topics, kept_heads, log_id, log_signers, verify_chain as verify
-from services.domain.audit_log import audit_records
+from services.domain import NOT_AUDITED, verify_chain as verify
+from services.adapters import audited_topics, kept_heads, log_id, log_signers
+from services.adapters import audit_records
 from services.bus.codec import MARKER
-from services.domain.datasets import publish_batch
+from services.adapters import publish_batch
 from services.bus.topics import TopicAdmin
 from tests.support.databases import table_rows
 from tests.support.datasets import good, with_defect, write

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from services.bus.replay import read_messages
-from services.domain import audit_records, audited_topics
-from services.domain.datasets import publish_batch
+from services.adapters import audit_records, audited_topics
+from services.adapters import publish_batch
 from services.bus.settings import PROJECT_ROOT
 from services.bus.topics import consumer_lag
 from tests.support.databases import create_database, drop_database, table_rows

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from services.bus import Bus, Event, Publisher, derive_id
-from services.domain import (GENESIS, Frontier, LogKey, audit_records, audited_topics, decoded, kept_heads, log_id,
-                             log_signers, sealed_leaf, verify_chain as verify)
+from services.domain import GENESIS, Frontier, LogKey, sealed_leaf, verify_chain as verify
+from services.adapters import audit_records, audited_topics, decoded, kept_heads, log_id, log_signers
 from services.bus.topics import TopicAdmin, consumer_lag, plan_topics
 from tests.support.people import mlbus_cli
 from tests.support.polling import bus_messages, read_topic, wait_until

@@ -8,7 +8,7 @@ from contextlib import ExitStack
 import yaml
 import pytest
 
-from services.domain.datasets import publish_batch
+from services.adapters import publish_batch
 from services.bus.settings import PROJECT_ROOT
 from tests.support.browser import screens_as
 from tests.support.datasets import good, write

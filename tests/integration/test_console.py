@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from services.bus.settings import PROJECT_ROOT
-from services.domain.datasets import publish_batch
+from services.adapters import publish_batch
 from tests.support.browser import SHOTS, Visitor, browser, console_running
 from tests.support.datasets import good, write
 from tests.support.polling import topic_values, wait_until

@@ -10,7 +10,7 @@ from services.bus import Event, Publisher
 from services.bus.identity import Identity
 from services.cli.acts import send
 from services.cli.models_cmd import spec_record
-from services.domain.datasets import publish_batch
+from services.adapters import publish_batch
 from services.domain.blobs import local_path
 from services.bus.settings import PROJECT_ROOT
 from tests.support.datasets import good, with_defect, write

@@ -17,7 +17,7 @@ from services.bus.identity import Identity, publish_declaration
 from services.bus.settings import PROJECT_ROOT
 from services.bus.signing import ACT_FRESHNESS_MS, prove_possession, sign_act
 from services.cli.acts import signed
-from services.domain.datasets import publish_batch
+from services.adapters import publish_batch
 from tests.support.datasets import good, write
 from tests.support.people import people_home
 from tests.support.polling import topic_values, wait_until

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from services.domain.datasets import publish_batch
+from services.adapters import publish_batch
 from services.bus.settings import PROJECT_ROOT
 from tests.support.lag import behind
 from tests.support.databases import table_rows

@@ -15,7 +15,7 @@ from moto.server import ThreadedMotoServer
 from services.bus import Bus
 from services.bus.credentials import ADMIN
 from services.domain import ArtifactRefused, ArtifactStore, DataFileError, SnapshotStore
-from services.domain.datasets import publish_batch
+from services.adapters import publish_batch
 from services.bus.settings import PROJECT_ROOT
 from tests.support.datasets import good, write
 from tests.support.polling import read_topic

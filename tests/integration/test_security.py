@@ -19,8 +19,9 @@ from services.bus.credentials import client_credentials
 from services.bus.identity import Identity
 from services.bus.kafka import group_id
 from services.bus.settings import Settings
-from services.domain import REDACTED, audit_records
-from services.domain.audit_log import topic_error
+from services.domain import REDACTED
+from services.adapters import audit_records
+from services.adapters.audit_log import topic_error
 from tests.support.drift import send_traffic
 from tests.support.polling import wait_until
 from tests.support.processes import running

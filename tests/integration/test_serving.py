@@ -7,7 +7,7 @@ import json
 from contextlib import ExitStack
 
 from services.bus import Publisher
-from services.domain.datasets import publish_batch
+from services.adapters import publish_batch
 from services.bus.settings import PROJECT_ROOT
 from tests.support.datasets import good, write
 from tests.support.polling import read_topic, topic_values, wait_until

@@ -8,7 +8,7 @@ import subprocess
 from datetime import datetime, timedelta, timezone
 
 from services.bus import Event, Publisher
-from services.domain.datasets import publish_batch
+from services.adapters import publish_batch
 from services.bus.envelope import new_id
 from services.bus.identity import Identity
 from services.bus.settings import PROJECT_ROOT

@@ -8,7 +8,7 @@ from contextlib import ExitStack
 import yaml
 
 from services.bus.settings import PROJECT_ROOT
-from services.domain.datasets import publish_batch
+from services.adapters import publish_batch
 from tests.support.datasets import good, write
 from tests.support.polling import topic_values, wait_until
 from tests.support.processes import running

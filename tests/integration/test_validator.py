@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from services.bus import Event, Publisher
-from services.domain.datasets import publish_batch
+from services.adapters import publish_batch
 from tests.support.datasets import good, with_defect, write
 from tests.support.lag import behind
 from tests.support.polling import read_topic, wait_until

@@ -14,7 +14,7 @@ from services.bus.projections.identities import FOUR_EYES_ROLES
 from services.bus.settings import PROJECT_ROOT
 from services.bus.signing import endorse
 from services.bus.topics import TopicAdmin, plan_topics
-from services.domain import declare_log_key
+from services.adapters import declare_log_key
 
 
 def mlbus_cli(env: dict[str, str], *args: str, stdin: str | None = None,

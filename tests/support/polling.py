@@ -8,7 +8,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from services.bus.context import Bus
 from services.bus.kafka import base_config
-from services.domain import audited_topics
+from services.adapters import audited_topics
 
 T = TypeVar("T")
 # pytest's timeout for the tests that tell a whole story (a deployment and its canary, a chaos scenario on brokers

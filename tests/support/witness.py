@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from services.domain import declare_witness_key, newest_cosigned
+from services.adapters import declare_witness_key, newest_cosigned
 from tests.support.polling import wait_until
 from tests.support.processes import running
 

@@ -1,5 +1,7 @@
 """Services meet only on topics: none imports another. They share the bus (transport: what every service needs to
-talk) and the domain package (code several services use); the bus imports neither the domain nor a service."""
+talk), the domain package (code several services use, pure: no Kafka client, no clock) and the adapters package
+(the domain read from and written to the bus); the bus imports neither the domain nor a service, the domain
+imports no adapter."""
 import ast
 
 from services.bus.settings import PROJECT_ROOT
@@ -32,11 +34,14 @@ def service_packages() -> list[str]:
     return sorted(p.name for p in SERVICES.iterdir() if (p / "__init__.py").exists())
 
 
+SHARED = {"bus", "domain", "adapters"}       # the packages every service may import; each other is a service
+
+
 def test_no_service_imports_another():
     packages = service_packages()
-    assert {"bus", "domain", "cli", "console", "auditor", "registry"} <= set(packages)
+    assert SHARED | {"cli", "console", "auditor", "registry"} <= set(packages)
     for package in packages:
-        assert imported_services(package) <= {"bus", "domain", package}, package
+        assert imported_services(package) <= SHARED | {package}, package
 
 
 def test_a_relative_import_counts_as_the_package_it_reaches(tmp_path):
@@ -52,7 +57,7 @@ def test_the_console_is_a_service_of_its_own():
     console = SERVICES / "console"
     assert (console / "__init__.py").exists() and (console / "__main__.py").exists()
     assert not (SERVICES / "cli" / "console").exists()
-    assert imported_services("console") == {"bus", "domain", "console"}
+    assert imported_services("console") <= SHARED | {"console"}
     assert "console" not in imported_services("cli")          # `mlbus console` runs it as a process
     pyproject = (PROJECT_ROOT / "pyproject.toml").read_text()
     assert '"services.console" = ["templates/*.html", "static/*", "assets/package*.json"]' in pyproject
@@ -62,15 +67,90 @@ def test_the_console_is_a_service_of_its_own():
 def test_the_bus_library_imports_no_service_and_no_domain_code():
     assert imported_services("bus") <= {"bus"}
     assert imported_services("domain") <= {"bus", "domain"}
+    assert imported_services("adapters") <= {"bus", "domain", "adapters"}
 
 
-def test_services_import_the_domain_package_not_its_files():
+# What of the bus the domain may use: the pure modules, none of which reads or writes the bus.
+PURE_BUS = {
+    "codec": "Avro encoding and the schema catalogue (schemas/ files, no topic)",
+    "errors": "exception types",
+    "native": "the compiled hot paths, and its plans of Avro types",
+    "envelope": "Event and derived ids",
+    "edge": "record content checked within its bounds",
+    "jsonio": "JSON of records' values",
+    "signing": "canonical bytes of signed acts",
+    "projections.deployments": "a pure fold", "projections.inventory": "a pure fold",
+    "projections.identities": "a pure fold, and signatures checked against it",
+}
+# Names the domain may take from other bus modules: an exception type is not the module's I/O.
+PURE_NAMES = {"services.bus.settings.ConfigError"}
+KAFKA_CLIENTS = ("confluent_kafka", "kafka", "aiokafka", "faust")
+# Calls that read the clock: a pure decision takes `now` (STYLE rule 3).
+CLOCKS = {"now", "utcnow", "today", "time", "monotonic", "perf_counter", "time_ns", "monotonic_ns", "utc_now"}
+
+
+def bus_modules_used(path) -> set[str]:
+    """The services.bus modules a file imports (a name imported from one counts as the module, unless allowed)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("services.bus"):
+            names = {f"{node.module}.{a.name}" for a in node.names} - PURE_NAMES
+            found |= {node.module} if names else set()
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("services.bus")}
+    return {m.removeprefix("services.bus").removeprefix(".") for m in found}
+
+
+def test_the_domain_imports_no_kafka_client_and_only_the_pure_bus():
+    for path in (SERVICES / "domain").rglob("*.py"):
+        imported = imported_modules(path)
+        kafka = {m for m in imported if m.split(".")[0] in KAFKA_CLIENTS}
+        assert not kafka, f"{path}: a Kafka client ({sorted(kafka)}); its reader belongs in services/adapters"
+        impure = {m for m in bus_modules_used(path) if m not in PURE_BUS}
+        assert not impure, f"{path}: services.bus {sorted(impure)} reads or writes the bus: use services/adapters"
+
+
+def clock_reads(path) -> list[int]:
+    """Lines of `path` that call the clock (datetime.now(), time.time(), utc_now() ...)."""
+    tree = ast.parse(path.read_text())
+    return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call) and (
+        isinstance(node.func, ast.Attribute) and node.func.attr in CLOCKS and node.func.attr != "time"
+        or isinstance(node.func, ast.Attribute) and node.func.attr == "time" and
+        isinstance(node.func.value, ast.Name) and node.func.value.id == "time"
+        or isinstance(node.func, ast.Name) and node.func.id in CLOCKS - {"time"})]
+
+
+def test_the_domain_reads_no_clock():
+    reading = {str(p.relative_to(SERVICES)): clock_reads(p) for p in (SERVICES / "domain").rglob("*.py")}
+    assert not {path: lines for path, lines in reading.items() if lines}, "the domain reads the clock: take `now`"
+
+
+def test_the_purity_scans_see_a_kafka_client_the_bus_and_the_clock(tmp_path):
+    for text in ("from confluent_kafka import Consumer\n", "import confluent_kafka.admin\n"):
+        (tmp_path / "m.py").write_text(text)
+        assert {m for m in imported_modules(tmp_path / "m.py", tmp_path) if m.startswith("confluent_kafka")}, text
+    for text, used in (("from services.bus.replay import read_topics\n", {"replay"}),
+                       ("import services.bus.kafka\n", {"kafka"}), ("from services.bus import Bus\n", {""}),
+                       ("from services.bus.settings import ConfigError\n", set()),
+                       ("from services.bus.projections.inventory import Inventory\n", {"projections.inventory"})):
+        (tmp_path / "m.py").write_text(text)
+        assert bus_modules_used(tmp_path / "m.py") == used, text
+    for text in ("datetime.now(timezone.utc)\n", "time.time()\n", "time.monotonic()\n", "utc_now()\n",
+                 "datetime.now()\n", "date.today()\n"):
+        (tmp_path / "m.py").write_text(text)
+        assert clock_reads(tmp_path / "m.py") == [1], text
+    (tmp_path / "m.py").write_text("value.time()\nt.time\nx.timestamp()\n")
+    assert clock_reads(tmp_path / "m.py") == []
+
+
+def test_services_import_the_shared_packages_not_their_files():
     for path in SERVICES.rglob("*.py"):
-        if "domain" in path.relative_to(SERVICES).parts:
-            continue
+        inside = path.relative_to(SERVICES).parts[0]
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
-                assert not node.module.startswith("services.domain."), f"{path}: import from services.domain"
+                for package in ("domain", "adapters"):
+                    assert inside == package or not node.module.startswith(f"services.{package}."), \
+                        f"{path}: import from services.{package}"
 
 
 # Where JSON may be parsed: the edge (record content, once) and readers of files and settings, never of records.

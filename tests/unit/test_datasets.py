@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from services.bus.context import Bus
-from services.domain import publish_batch
+from services.adapters import publish_batch
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
 

@@ -111,7 +111,7 @@ def is_module(name: str) -> bool:
 
 
 def test_every_python_name_the_docs_give_imports():
-    """`services.domain.datasets.publish_batch` in a page is there to be called: it must import."""
+    """`services.adapters.datasets.publish_batch` in a page is there to be called: it must import."""
     import importlib
     for page in [PROJECT_ROOT / "README.md", *DOCS.rglob("*.md")]:
         if "_build" in page.parts or "generated" in page.parts:

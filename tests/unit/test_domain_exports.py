@@ -1,16 +1,19 @@
-"""services/domain hands its names out lazily (each module loads on first use), and spells each one out again for
-type checkers and editors in an `if TYPE_CHECKING:` block. The two lists must agree: a name added to one only
-would be Any to mypy, or would fail at run time."""
+"""services/domain and services/adapters hand their names out lazily (each module loads on first use), and spell each
+one out again for type checkers and editors in an `if TYPE_CHECKING:` block. The two lists must agree: a name added
+to one only would be Any to mypy, or would fail at run time."""
 from __future__ import annotations
 
 import ast
 import importlib
 import textwrap
 
+import pytest
+
+import services.adapters as adapters
 import services.domain as domain
 from services.bus.settings import PROJECT_ROOT
 
-INIT = PROJECT_ROOT / "services" / "domain" / "__init__.py"
+PACKAGES = [domain, adapters]
 
 
 def type_checking_imports(source: str) -> set[tuple[str, str, str]]:
@@ -24,8 +27,12 @@ def type_checking_imports(source: str) -> set[tuple[str, str, str]]:
     return found
 
 
-def lazy_exports() -> set[tuple[str, str, str]]:
-    return {(module, domain._RENAMED.get(name, name), name) for name, module in domain._EXPORTS.items()}
+def lazy_exports(package=domain) -> set[tuple[str, str, str]]:
+    return {(module, package._RENAMED.get(name, name), name) for name, module in package._EXPORTS.items()}
+
+
+def init_of(package) -> str:
+    return (PROJECT_ROOT / package.__name__.replace(".", "/") / "__init__.py").read_text()
 
 
 def rendered(exports: set[tuple[str, str, str]]) -> str:
@@ -42,16 +49,22 @@ def rendered(exports: set[tuple[str, str, str]]) -> str:
     return "if TYPE_CHECKING:\n" + "\n".join(lines) + "\n"
 
 
-def test_the_type_checking_block_names_every_lazy_export_as_it_is_handed_out():
-    written, lazy = type_checking_imports(INIT.read_text()), lazy_exports()
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.__name__)
+def test_the_type_checking_block_names_every_lazy_export_as_it_is_handed_out(package):
+    written, lazy = type_checking_imports(init_of(package)), lazy_exports(package)
     assert written == lazy, (f"only in _EXPORTS: {sorted(lazy - written)}; only under TYPE_CHECKING: "
                              f"{sorted(written - lazy)}. The block, from _EXPORTS (ruff format wraps it):\n"
                              + rendered(lazy))
 
 
-def test_every_lazy_export_loads_as_the_object_its_module_holds():
-    for module, name, alias in sorted(lazy_exports()):
-        assert getattr(domain, alias) is getattr(importlib.import_module(f"services.domain.{module}"), name), alias
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.__name__)
+def test_every_lazy_export_loads_as_the_object_its_module_holds(package):
+    for module, name, alias in sorted(lazy_exports(package)):
+        assert getattr(package, alias) is getattr(importlib.import_module(f"{package.__name__}.{module}"), name), alias
+
+
+def test_the_adapters_export_no_domain_name():
+    assert not set(adapters._EXPORTS) & set(domain._EXPORTS)
 
 
 def test_the_comparison_sees_a_name_missing_from_the_block():

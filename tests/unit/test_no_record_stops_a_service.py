@@ -369,7 +369,7 @@ def test_a_key_of_the_right_length_passes_the_edge():
 
 @pytest.mark.parametrize("millis", [-(2 ** 63), 2 ** 63 - 1])
 def test_an_audited_time_past_what_a_datetime_holds_reads_as_the_nearest(millis):
-    from services.domain.audit_log import entry_time
+    from services.domain.audited import entry_time
     assert entry_time({"source_timestamp": millis}).year in (1, 9999)
 
 

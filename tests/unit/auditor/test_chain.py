@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from services.auditor.decide import Crossing, Log, append, audit_record
 from services.domain import merkle
 from services.domain.audit import EPOCH, GENESIS, ChainHead, Head, canonical_bytes, leaf, seal, verify
-from services.domain.audit_log import head_of_checkpoint
+from services.domain.audited import head_of_checkpoint
 from services.domain.tree_head import LogKey
 
 KEY = LogKey(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))

@@ -13,7 +13,7 @@ from services.auditor.handlers import Auditor
 from services.domain import Anchor, merkle, verify_chain as verify
 from services.domain.compiled import native
 from services.domain.erasure import unseal_value
-from services.domain.audit_log import holding
+from services.domain.audited import holding
 from services.domain.pages import first_sequence, misframed, records_of, source_topic
 from services.domain.tree_head import LogKey
 from tests.support.handlers import FakeMessage, audited

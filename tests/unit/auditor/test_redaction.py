@@ -6,7 +6,8 @@ from confluent_kafka import KafkaError, KafkaException
 
 from services.bus.access import holds, plan_acls
 from services.cli.audit_cmd import print_explanation
-from services.domain import REDACTED, audit_log, cited, decoded, keys_refused, personal_state
+from services.adapters import audit_log, decoded, keys_refused
+from services.domain import REDACTED, cited, personal_state
 from tests.unit.auditor.test_erasure import auditor, bus_without_broker, records_of, request
 from tests.unit.test_access import BUS, topic_grants
 

@@ -236,7 +236,7 @@ def test_the_witness_principal_reads_the_log_and_its_heads_and_writes_only_its_c
     assert {g.principal for g in grants if g.name == "t1.audit.witness" and g.operation == "write"} == {"witness"}
     assert not [g for g in grants if g.name == "t1.identities" and g.operation == "write"], "the admin's alone"
     assert "audit.witness" not in topics("auditor", "write")
-    from services.domain import audited_topics
+    from services.adapters import audited_topics
     assert "audit.witness" not in audited_topics(bus)       # a co-signature audited would be a head to co-sign
 
 

@@ -1,7 +1,7 @@
 """Publishing data for pipelines: snapshot a file into the data store and announce it on data.batches.
 
     from services.bus import Bus
-    from services.domain import publish_batch
+    from services.adapters import publish_batch
     batch = publish_batch(Bus.from_env(), "breast_cancer", Path("today.csv"), actor="etl-nightly")
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from services.bus.context import Bus
-from .datastore import Snapshot, count_rows, store_snapshot
+from services.domain import Snapshot, count_rows, store_snapshot
 from services.bus.edge import check_name
 from services.bus.envelope import Event, derive_id, utc_now
 from services.bus.publish import Publisher

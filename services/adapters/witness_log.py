@@ -11,11 +11,9 @@ from services.bus.identity import declare_key, read_enrolment, read_identities
 from services.bus.projections.identities import WITNESS_ROLE
 from services.bus.replay import read_topics
 
-from .audit import leaf
-from .audit_log import audit_records, block_hashes, kept_heads, records_between
-from .merkle import BLOCK, Tiled
-from .trust import newest as newest_head
-from .witness import Cosignature
+from services.domain import BLOCK, Cosignature, Tiled, block_hashes, leaf, newest_head
+
+from .audit_log import audit_records, kept_heads, records_between
 
 PUBLIC_KEY_FILE = "witness.pem"         # in the witness's state directory: its public key, to hand to checkers
 ENROLMENT_FILE = "enrolment.json"       # and what the admin declares (the key with its proof of possession)

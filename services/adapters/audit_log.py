@@ -1,20 +1,18 @@
 """Reading audit.log back: its records in sequence order, and the events they hold decoded again with
-their writers' schemas. What `mlbus audit` and the registry's rebuild are made of."""
+their writers' schemas. What `mlbus audit` and the registry's rebuild are made of. The records as a reader holds
+them, pure, are services/domain/audited.py."""
 from __future__ import annotations
 
 import base64
 import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable, Iterator
+from datetime import datetime, timezone
+from typing import Iterable, Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from .anchor import Anchor, parse_line
-from .audit import EPOCH, Broken, ChainHead, EncodedWalk, Head, Verified, verify_walk
-from .erasure import Erasure, unseal_value
-from .pages import first_sequence, misframed, records_of, source_topic
-from .tree_head import LogKey, TreeHead
+from services.domain import (NOT_AUDITED, Anchor, Audited, Broken, ChainHead, EncodedWalk, Erasure, Head, LogKey,
+                             Verified, entry_time, first_sequence, head_of_checkpoint, holding, misframed, parse_line,
+                             personal_state, records_of, source_topic, unseal_value, verify_walk)
 from services.bus.consumed import position
 from services.bus.context import Bus
 from services.bus.envelope import Event
@@ -25,37 +23,6 @@ from services.bus.publish import Publisher
 from services.bus.errors import BadInput
 from services.bus.replay import read_ahead, read_batches, read_messages, read_topics
 from services.bus.schema_topic import SchemasTopicResolver
-
-
-@dataclass(frozen=True)
-class Audited:
-    """One event as audit.log holds it, decoded (record is None for bytes no schema reads, e.g. a DLQ's)."""
-
-    sequence: int
-    at: datetime                  # when it was on its topic (source timestamp)
-    topic: str
-    actor: str
-    record: str | None
-    value: dict | None
-    entry: dict                   # the AuditRecord itself
-    personal: str | None = None   # personal data sealed in it: "readable", "erased" (key deleted), "sealed" (no key),
-    #                               "redacted" (this reader may not read audit.keys: not the dpo role)
-    erasure: Erasure | None = None    # when it was erased: when, by whom, why
-    hidden: tuple[str, ...] = ()  # the personal fields this reader sees blank ("*": the whole value)
-
-    def shown(self) -> dict | None:
-        """The value as this reader may see it: each personal field it may not open says so (redacted())."""
-        return redacted_fields(self.value, self.hidden) if self.personal == "redacted" else self.value
-
-
-REDACTED = "[redacted: needs the dpo role]"
-
-
-def redacted_fields(value: dict | None, hidden: Iterable[str]) -> dict | None:
-    """The value with each of these fields replaced by the REDACTED marker (a reader without the data keys)."""
-    if value is None:
-        return None
-    return {name: REDACTED if name in hidden else field for name, field in value.items()}
 
 
 def audit_records(bus: Bus, records: Iterable[str] | None = None, timeout_s: float = 300.0) -> list[dict]:
@@ -133,12 +100,6 @@ def decoded(bus: Bus, records: Iterable[dict], keys: dict[str, bytes] | None = N
                       {**entry, "value": payload}, personal, erasure, hidden)
 
 
-def personal_state(opened: bool, erased: bool, refused: bool) -> str:
-    """What a reader sees of a record's personal data: readable, erased (its key deleted by `audit forget`),
-    redacted (the broker refuses this reader audit.keys: no dpo role) or sealed (no key, and no erasure)."""
-    return "readable" if opened else "erased" if erased else "redacted" if refused else "sealed"
-
-
 def personal_fields(bus: Bus, source_topic: str) -> tuple[str, ...]:
     topic = bus.catalogue.topics.get(source_topic)
     return topic.personal if topic is not None else ()
@@ -203,16 +164,6 @@ def _carried(bus: Bus, source_topic: str) -> str | None:
     return topic.schema if topic is not None else None
 
 
-def entry_time(entry: dict) -> datetime:
-    """When the audited message was on its topic (a time past what a datetime holds, as a sender may set on a
-    topic of CreateTime, reads as the nearest one it holds)."""
-    try:
-        return EPOCH + timedelta(milliseconds=entry["source_timestamp"])
-    except OverflowError:
-        return datetime.min.replace(tzinfo=timezone.utc) if entry["source_timestamp"] < 0 else \
-            datetime.max.replace(tzinfo=timezone.utc)
-
-
 def log_id(bus: Bus) -> str:
     """The log's name in its signed heads: MLBUS_AUDIT_LOG_ID, else audit.log's topic (with its namespace).
     Keep it when the log moves to another cluster: heads kept earlier still name it."""
@@ -233,19 +184,6 @@ def declare_log_key(admin_bus: Bus) -> LogKey:
             "revoked_at": None, "declared_by": "admin"}, key=key.key_id, id=f"{key.key_id}-created", subject="auditor"))
         publisher.flush()
     return key
-
-
-def head_of_checkpoint(checkpoint: dict, source: str) -> Head:
-    """A checkpoint (from audit.checkpoints or a saved file) as the head it claims: chain hash, and the signed
-    tree head when it carries one."""
-    try:
-        signed = None
-        if checkpoint.get("root_hash"):
-            signed = TreeHead.from_json({**checkpoint, "tree_size": checkpoint["sequence"],
-                                         "timestamp": checkpoint["signed_at"]})
-        return Head(source, int(checkpoint["sequence"]), str(checkpoint["hash"]), signed)
-    except (KeyError, TypeError, ValueError) as error:
-        return Head(source, 0, problem=f"{source}: not a checkpoint ({error!r})")
 
 
 def anchored_heads(bus: Bus) -> list[Head]:
@@ -308,31 +246,6 @@ def records_between(bus: Bus, first: int, last: int | None = None, timeout_s: fl
         consumer.close()
 
 
-def holding(read_at: Callable[[int], tuple[int, int | None] | None], first: int, low: int, end: int) -> int:
-    """The offset of the last message whose first sequence is ≤ first (where `first` is, when it is in the log),
-    `read_at(offset)` giving the first committed message at or after an offset as (its offset, its first
-    sequence). An interpolation search — pages hold about as many records each, so a record's offset is about
-    proportional to its sequence: a probe or two —, halving the range whenever a guess did not."""
-    start, lo, hi, lo_sequence, hi_sequence = low, low, end, 1, 0
-
-    def probe(mid: int) -> None:
-        nonlocal start, lo, hi, lo_sequence, hi_sequence
-        found = read_at(mid)
-        if found is not None and found[1] is not None and found[1] <= first:
-            start, lo, lo_sequence = found[0], found[0] + 1, found[1]
-        else:
-            hi, hi_sequence = mid, (found[1] if found is not None and found[1] is not None else hi_sequence)
-
-    while lo < hi:
-        width = hi - lo
-        guess = lo + (first - lo_sequence) * width // (hi_sequence - lo_sequence) if hi_sequence > lo_sequence \
-            else hi - 1                     # the last message first: a tail read ends here, else it gives the scale
-        probe(min(max(guess, lo), hi - 1))
-        if lo < hi and hi - lo > width // 2:
-            probe((lo + hi) // 2)
-    return start
-
-
 def _messages_from(consumer: Consumer, topic: str, offset: int, count: int | None, end: int, timeout_s: float,
                    until=None) -> list[tuple[int, bytes]]:
     """Up to `count` (None: every) committed messages' (offset, value) from `offset` on, before `end`, stopping
@@ -361,20 +274,6 @@ def _messages_from(consumer: Consumer, topic: str, offset: int, count: int | Non
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"audit.log gave nothing from offset {offset} "
                                                                    f"for {timeout_s:.0f} s"))
     return found
-
-
-def block_hashes(kept: Iterable[dict]) -> dict[int, bytes]:
-    """The roots of the complete 256-record blocks, by block index, as the checkpoints carry them."""
-    found: dict[int, bytes] = {}
-    for checkpoint in kept:
-        for n, hashed in enumerate(checkpoint.get("blocks") or []):
-            found[checkpoint.get("blocks_from", 0) + n] = bytes.fromhex(hashed)
-    return found
-
-
-# The log itself, the keys it must not keep, and the witness's co-signatures of its heads (auditing them would make
-# each co-signature a record, hence a new head to co-sign: a head every MLBUS_AUDIT_HEAD_INTERVAL_S forever).
-NOT_AUDITED = ("audit.log", "audit.checkpoints", "audit.keys", "audit.witness")
 
 
 def audited_topics(bus: Bus) -> list[str]:

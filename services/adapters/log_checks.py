@@ -9,17 +9,12 @@ from datetime import datetime
 from services.bus.context import Bus
 from services.bus.errors import BadInput
 
-from .answers import erased
-from .audit_log import (REDACTED, anchored_heads, audit_records, checkpoints, decoded, head_of_checkpoint, kept_heads,
-                        log_id, log_signers, records_between, verify_log)
-from .merkle import BLOCK
-from .proofs import check as check_proof
-from .proofs import consistency as consistency_proof
-from .proofs import inclusion as inclusion_proof
-from .tree_head import TreeHead, signature_problem
-from .trust import anchor_problem, pinned, split_view
-from .trust import newest as newest_head
-from .witness import cosigned_beyond, witness_problem
+from services.domain import (BLOCK, REDACTED, TreeHead, anchor_problem, check_proof, consistency_proof,
+                             cosigned_beyond, erased, head_of_checkpoint, inclusion_proof, newest_head, pinned,
+                             signature_problem, split_view, witness_problem)
+
+from .audit_log import (anchored_heads, audit_records, checkpoints, decoded, kept_heads, log_id, log_signers,
+                        records_between, verify_log)
 from .witness_log import cosignatures, proof_tree, witness_keys
 
 
