@@ -1,8 +1,10 @@
-"""`scripts/bench --quick` runs without crashing (the codec part: no peers to install, no broker). Timings
-are reported by the benchmark, never asserted here."""
+"""`scripts/bench --quick` runs without crashing: the codec part (no peers to install, no broker) and, marked slow,
+keep-pace (a broker and every service). Timings are reported by the benchmark, never asserted here."""
 import json
 import subprocess
 import sys
+
+import pytest
 
 from services.bus.settings import PROJECT_ROOT
 
@@ -17,3 +19,18 @@ def test_the_quick_codec_benchmark_writes_every_figure(tmp_path):
                                             "codec encode Prediction", "codec decode Prediction"]
     assert all(f["value"] > 0 and f["peer_value"] > 0 and isinstance(f["met"], bool) for f in figures)
     assert (tmp_path / "results.md").read_text().startswith("| figure | mlbus |")
+
+
+@pytest.mark.slow           # 2-4 min: a broker of its own and every service of `mlbus up`
+def test_the_quick_keep_pace_benchmark_writes_every_figure(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "tests.bench", "keep-pace", "--quick", "--out", str(tmp_path)],
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=540,
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT_ROOT)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = {f["name"]: f for f in json.loads((tmp_path / "results.json").read_text())}
+    assert list(figures) == ["keep-pace: the scorer at full speed",
+                             "keep-pace: auditor's drain after the scorer's last answer",
+                             "keep-pace: scorer's drain after the load", "keep-pace: peak audit lag"]
+    assert figures["keep-pace: the scorer at full speed"]["value"] > 0
+    assert figures["keep-pace: peak audit lag"]["value"] > 0
+    assert isinstance(figures["keep-pace: auditor's drain after the scorer's last answer"]["met"], bool)
