@@ -550,7 +550,7 @@ def categories_story() -> None:
     today.to_csv(incoming / "claims_today.csv", index=False)
     scoring = json.loads(mlbus("score", CLAIMS, "--batch", str(incoming / "claims_today.csv"), person="dana"))
     import pandas as pd
-    from services.domain import local_path
+    from services.adapters import local_path
     offline = pd.read_parquet(local_path(scoring["output_uri"]))
     print(f"the same 300 claims scored offline: {int((offline['label'] == 'yes').sum())} flagged as fraud; "
           f"first rows:\n{offline.head(3).to_string(index=False)}")

@@ -1,11 +1,14 @@
 """The adapters several services share: domain code (services/domain, pure) read from and written to the bus
-(services/bus) — what a service would otherwise keep in its own adapters.py, were it one service's:
+(services/bus) and to files — what a service would otherwise keep in its own adapters.py, were it one service's:
 
 - audit_log — reading audit.log back (its records, verified as read, by sequence range; the events decoded, personal
   data opened with audit.keys), its checkpoints and the heads kept, the auditor's key declared
 - log_checks — what `audit verify`, `audit prove` and `audit export` answer from audit.log
 - witness_log — the witness's co-signatures on audit.witness, its key on the identities topic, the tree a proof needs
 - datasets — a data file snapshotted into the data store and announced on data.batches
+- blobs, datastore, artifacts — the stores (a folder or fsspec URL): data snapshots and model files, content-addressed,
+  confined, size-capped, re-hashed at every read
+- anchor — the signed heads kept outside Kafka (a file per log, or an object per head)
 
 Import names from the package (`from services.adapters import decoded`); each module loads on first use (a
 service that publishes data does not load the audit readers). Type checkers see each name's real type from the
@@ -26,16 +29,25 @@ _EXPORTS = {
     "proof_tree": "witness_log", "newest_cosigned": "witness_log",
     "WITNESS_ENROLMENT_FILE": "witness_log", "WITNESS_PUBLIC_KEY_FILE": "witness_log",
     "publish_batch": "datasets",
+    "BlobStore": "blobs", "DataFileError": "blobs", "local_path": "blobs",
+    "Snapshot": "datastore", "SnapshotStore": "datastore", "count_rows": "datastore", "file_format": "datastore",
+    "sha256_file": "datastore", "store_snapshot": "datastore",
+    "ArtifactStore": "artifacts", "save_model": "artifacts",
+    "Anchor": "anchor", "AnchorError": "anchor",
 }
 _RENAMED = {"WITNESS_ENROLMENT_FILE": "ENROLMENT_FILE", "WITNESS_PUBLIC_KEY_FILE": "PUBLIC_KEY_FILE",
             "audit_proof": "proof", "audit_export": "exported"}
 __all__ = sorted(_EXPORTS)  # noqa: PLE0605 (a list: sorted() of the names exported lazily)
 
 if TYPE_CHECKING:
+    from .anchor import Anchor, AnchorError
+    from .artifacts import ArtifactStore, save_model
     from .audit_log import (anchored_heads, audit_records, audited_topics, checkpoints, data_keys, declare_log_key,
                             decoded, erasures, kept_heads, keys_refused, log_id, log_signers, records_between,
                             verify_log)
+    from .blobs import BlobStore, DataFileError, local_path
     from .datasets import publish_batch
+    from .datastore import count_rows, file_format, sha256_file, Snapshot, SnapshotStore, store_snapshot
     from .log_checks import exported as audit_export, proof as audit_proof, verification
     from .witness_log import (cosignatures, declare_witness_key, ENROLMENT_FILE as WITNESS_ENROLMENT_FILE,
                               newest_cosigned, proof_tree, PUBLIC_KEY_FILE as WITNESS_PUBLIC_KEY_FILE, witness_keys)

@@ -10,8 +10,8 @@ from typing import Iterable, Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from services.domain import (NOT_AUDITED, Anchor, Audited, Broken, ChainHead, EncodedWalk, Erasure, Head, LogKey,
-                             Verified, entry_time, first_sequence, head_of_checkpoint, holding, misframed, parse_line,
+from services.domain import (NOT_AUDITED, Audited, Broken, ChainHead, EncodedWalk, Erasure, Head, LogKey, Verified,
+                             entry_time, first_sequence, head_of_checkpoint, holding, misframed, parse_line,
                              personal_state, records_of, source_topic, unseal_value, verify_walk)
 from services.bus.consumed import position
 from services.bus.context import Bus
@@ -23,6 +23,8 @@ from services.bus.publish import Publisher
 from services.bus.errors import BadInput
 from services.bus.replay import read_ahead, read_batches, read_messages, read_topics
 from services.bus.schema_topic import SchemasTopicResolver
+
+from .anchor import Anchor
 
 
 def audit_records(bus: Bus, records: Iterable[str] | None = None, timeout_s: float = 300.0) -> list[dict]:

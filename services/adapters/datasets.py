@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from services.bus.context import Bus
-from services.domain import Snapshot, count_rows, store_snapshot
+from .datastore import Snapshot, count_rows, store_snapshot
 from services.bus.edge import check_name
 from services.bus.envelope import Event, derive_id, utc_now
 from services.bus.publish import Publisher

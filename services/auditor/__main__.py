@@ -8,8 +8,8 @@ from services.bus import Bus, ServiceRuntime
 from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
 from services.bus.settings import ConfigError
-from services.domain import Anchor, LogKey
-from services.adapters import audited_topics, log_id
+from services.domain import LogKey
+from services.adapters import Anchor, audited_topics, log_id
 
 from .adapters import read_keys, read_log
 from .handlers import AuditMetrics, Auditor

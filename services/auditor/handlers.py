@@ -14,8 +14,8 @@ from services.bus.service_keys import SERVICE_ROLE
 from services.bus.consumed import digest, headers_of, message_size
 from services.bus.edge import MAX_RECORD_BYTES
 from services.bus.runtime import Forward
-from services.domain import Anchor, ChainHead, Redaction, TreeHead, compiled_seal, new_key, seal_value, subject_of
-from services.adapters import log_id
+from services.domain import ChainHead, Redaction, TreeHead, compiled_seal, new_key, seal_value, subject_of
+from services.adapters import Anchor, log_id
 from services.bus.native import native
 from services.bus.logs import get_logger
 from services.bus.received import decode_message

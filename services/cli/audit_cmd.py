@@ -226,7 +226,8 @@ def explain_command(bus: Bus, args: argparse.Namespace) -> int:
 
 def explained_why(bus: Bus, index: AuditIndex, answer: dict) -> dict:
     """The reproduction and attributions of an explained prediction, or why there are none."""
-    from services.domain import ArtifactRefused, ArtifactStore
+    from services.domain import ArtifactRefused
+    from services.adapters import ArtifactStore
     from .why import unreadable, why
     p = answer["prediction"]
     reason = unreadable(answer["request"])
@@ -264,7 +265,7 @@ def print_why(found: dict) -> None:
 
 
 def reproduce_command(bus: Bus, args: argparse.Namespace) -> int:
-    from services.domain import ArtifactStore
+    from services.adapters import ArtifactStore
     from .why import reproduce_all
     report = reproduce_all(list(decoded(bus, audit_records(bus))), ArtifactStore.from_settings(bus.settings).load,
                            args.model)

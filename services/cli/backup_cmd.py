@@ -14,7 +14,7 @@ from services.bus.backup import (BACKUP_FORMAT, RestoreRefused, back_up_topics, 
                                  sha256_file)
 from services.bus.context import Bus
 from services.bus.errors import BadInput
-from services.domain import BlobStore
+from services.adapters import BlobStore
 
 from .output import info
 

@@ -38,7 +38,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def score_command(bus: Bus, args: argparse.Namespace) -> int:
-    from services.domain import ArtifactRefused, ArtifactStore, DataFileError     # pandas, scikit-learn
+    from services.domain import ArtifactRefused
+    from services.adapters import ArtifactStore, DataFileError
     from services.domain import load_servable
     identity = person(args)
     entry = approved_version(inventory(bus), args.target)
@@ -84,7 +85,7 @@ def approved_version(folded: Inventory, target: str) -> ModelVersion:
 def snapshot(bus: Bus, given: str):
     """(batch id or None, uri, sha256, frame) of a published batch (read from the store, hash-checked) or of
     a local file."""
-    from services.domain import SnapshotStore, file_format, sha256_file
+    from services.adapters import SnapshotStore, file_format, sha256_file
     path = Path(given)
     if path.is_file():
         import pandas as pd
@@ -139,7 +140,7 @@ def scored(model: object, frame, trained: dict, keys: list[str]):
 
 def store_predictions(bus: Bus, output, trained: dict):
     """The predictions as a content-addressed Parquet snapshot under the data store (`scored-<model>/`)."""
-    from services.domain import store_snapshot
+    from services.adapters import store_snapshot
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "predictions.parquet"
         output.to_parquet(path, index=False)

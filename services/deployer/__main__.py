@@ -4,7 +4,7 @@ Its data plane is the scorer (python -m services.scorer), a separate process so 
 copies while the deployer, whose canary decisions must be made once, runs as one."""
 
 from services.bus import Bus, ServiceRuntime
-from services.domain import ArtifactStore
+from services.adapters import ArtifactStore
 from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
 

@@ -5,7 +5,8 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from services.bus import Event, Received, derive_id
-from services.domain import alert, ArtifactRefused, ArtifactStore, SpecMonitoring
+from services.domain import alert, ArtifactRefused, SpecMonitoring
+from services.adapters import ArtifactStore
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.inventory import Inventory
 from services.bus.identity import SPEC_SIGNERS, TRAINED_SIGNER, signed_only

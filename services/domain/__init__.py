@@ -1,20 +1,20 @@
-"""The domain code several services share, pure: no Kafka client, no clock, no I/O on the bus (the bus,
-services/bus, is only what every service needs to talk; services/adapters reads and writes the bus over this code):
+"""The domain code several services share, pure: no Kafka client, no clock, no files but the auditor's key (LogKey) —
+the bus, services/bus, is only what every service needs to talk; services/adapters reads and writes the bus, the
+stores and the anchor over this code:
 
 - estimators — the scikit-learn allowlist, spec checks, metrics' directions
 - profile, monitoring — training profiles and the monitoring block of a spec
-- datastore, artifacts — data snapshots and model files: content-addressed, confined, size-capped
 - serving — applying a version's pipeline, the same online and offline; ensembles — versions combined
 - audit — the audit chain; audited — audit.log's records as a reader holds them; pages — audit.log's pages;
-  merkle — RFC 9162 tree hashes and proofs; tree_head — signed tree heads and the auditor's key; anchor — the heads
-  kept outside Kafka; proofs — inclusion and consistency proofs checkable offline; witness — the witness's
-  co-signatures; trust — what verify asks of the anchor and the witness
+  merkle — RFC 9162 tree hashes and proofs; tree_head — signed tree heads and the auditor's key; proofs — inclusion
+  and consistency proofs checkable offline; witness — the witness's co-signatures; trust — what verify asks of the
+  anchor and the witness
 - fairness — group fairness figures (fairlearn), at training and online; attributions — why one prediction
 - alerts — the one builder of Alert and TrainingRequested events
 - answers — explain, replay and the timeline, pure folds of the decoded audit log; kpi_report — business KPIs
   against the deployment timeline (Welch's t-tests)
 
-Import names from the package (`from services.domain import ArtifactStore`); each module loads on first use,
+Import names from the package (`from services.domain import predict`); each module loads on first use,
 so a service pays only for what it uses (the auditor never loads scikit-learn). Type checkers and editors see each
 name's real type from the `if TYPE_CHECKING:` imports, which tests/unit/test_domain_exports.py keeps equal to _EXPORTS.
 """
@@ -29,12 +29,9 @@ _EXPORTS = {
     "REFERENCE_SAMPLE": "profile", "profile_column": "profile", "profile_frame": "profile",
     "Monitoring": "monitoring", "monitoring_from_json": "monitoring", "monitoring_json": "monitoring",
     "parse_monitoring": "monitoring", "SpecMonitoring": "monitoring",
-    "DataFileError": "blobs", "SnapshotStore": "datastore", "local_path": "blobs", "BlobStore": "blobs",
-    "file_format": "datastore", "sha256_file": "datastore", "store_snapshot": "datastore", "Snapshot": "datastore",
-    "count_rows": "datastore",
     "MISSING_CATEGORY": "serving", "predict": "serving", "request_frame": "serving", "number_frame": "serving",
     "snapshot_frame": "serving",
-    "ArtifactRefused": "artifacts", "ArtifactStore": "artifacts", "save_model": "artifacts",
+    "ArtifactRefused": "ensembles",
     "ChainHead": "audit", "EPOCH": "audit", "GENESIS": "audit", "canonical_bytes": "audit", "seal": "audit",
     "verify_chain": "audit", "Head": "audit", "Verified": "audit", "sealed_leaf": "audit", "Seal": "audit",
     "python_seal": "audit", "compiled_seal": "audit", "leaf": "audit", "Broken": "audit", "EncodedWalk": "audit",
@@ -49,7 +46,7 @@ _EXPORTS = {
     "subject_of": "erasure",
     "unseal_value": "erasure",
     "Erasure": "erasure",
-    "Anchor": "anchor", "AnchorError": "anchor", "parse_line": "anchor", "ProofError": "merkle",
+    "parse_line": "tree_head", "ProofError": "merkle",
     "Cosignature": "witness", "cosignature_problem": "witness", "witness_problem": "witness",
     "cosigned_beyond": "witness",
     "Leaves": "merkle", "consistency_path": "merkle",
@@ -79,19 +76,15 @@ __all__ = sorted(_EXPORTS)  # noqa: PLE0605 (a list: sorted() of the names expor
 
 if TYPE_CHECKING:
     from .alerts import alert, training_request
-    from .anchor import Anchor, AnchorError, parse_line
     from .answers import (cited, erased, explain as explain_request, explain_scoring, Index as AuditIndex, state_at,
                           STATE_RECORDS, timeline as audit_timeline)
-    from .artifacts import ArtifactRefused, ArtifactStore, save_model
     from .attributions import attribution
     from .audit import (Broken, canonical_bytes, ChainHead, compiled_seal, EncodedWalk, EPOCH, GENESIS, Head, leaf,
                         python_seal, Seal, seal, sealed_leaf, Verified, verify as verify_chain, verify_walk)
     from .audited import (Audited, block_hashes, entry_time, head_of_checkpoint, holding, NOT_AUDITED, personal_state,
                           REDACTED)
-    from .blobs import BlobStore, DataFileError, local_path
-    from .datastore import count_rows, file_format, sha256_file, Snapshot, SnapshotStore, store_snapshot
-    from .ensembles import (check_members, combiner, Ensemble, is_ensemble, load_servable, member_record, stack_inputs,
-                            union)
+    from .ensembles import (ArtifactRefused, check_members, combiner, Ensemble, is_ensemble, load_servable,
+                            member_record, stack_inputs, union)
     from .erasure import Erasure, new_key, redacted, Redaction, seal_value, subject_of, unseal_value
     from .estimators import candidates, estimator_class, ESTIMATORS, HIGHER_IS_BETTER, spec_problem
     from .fairness import fairness_breach, FAIRNESS_METRICS, fairness_report, group_fairness, groups_line, MISSING_GROUP
@@ -104,7 +97,7 @@ if TYPE_CHECKING:
     from .profile import profile_column, profile_frame, REFERENCE_SAMPLE
     from .proofs import check as check_proof, consistency as consistency_proof, inclusion as inclusion_proof
     from .serving import MISSING_CATEGORY, number_frame, predict, request_frame, snapshot_frame
-    from .tree_head import key_id, LogKey, public_pem, read_public_key, signature_problem, TreeHead
+    from .tree_head import key_id, LogKey, parse_line, public_pem, read_public_key, signature_problem, TreeHead
     from .trust import anchor_problem, newest as newest_head, pinned, split_view
     from .witness import (cosign, Cosignature, cosignature_problem, cosigned_beyond, decide as decide_witness,
                           Decision as WitnessDecision, witness_problem)

@@ -28,6 +28,12 @@ class EnsembleError(ValueError):
     """An ensemble that cannot be built: a member unknown, unapproved, of another task or other classes."""
 
 
+class ArtifactRefused(Exception):
+    """The artifact is missing, outside the store, too big, altered, not a skops file, or holds a type
+    outside the allowlist (raised by the store, services/adapters/artifacts.py, and by load_servable here for a
+    combiner that names other members than its record)."""
+
+
 def is_ensemble(spec_or_trained: dict) -> bool:
     return spec_or_trained.get("estimator") == ESTIMATOR
 
@@ -156,7 +162,6 @@ def load_servable(trained: dict, load: Callable[[str, str], object]) -> object:
     """What serves a ModelTrained: its pipeline, or for an ensemble its combiner with its members — every artifact
     through `load(uri, sha256)`, which hash-checks (ArtifactStore.load, or a cache in front of it). A combiner
     that names other members than the record is refused like an altered artifact."""
-    from .artifacts import ArtifactRefused
     loaded = load(trained["artifact_uri"], trained["artifact_sha256"])
     members = trained.get("members") or []
     if not members:

@@ -53,6 +53,11 @@ class TreeHead:
             raise ValueError(f"not a tree head: {error!r}") from None
 
 
+def parse_line(line: str) -> TreeHead:
+    """A head from an anchor line (ValueError when the line is not one)."""
+    return TreeHead.from_json(json.loads(line))
+
+
 def signed_bytes(log_id: str, tree_size: int, root_hash: str, timestamp: int) -> bytes:
     return _JSON.encode({"log_id": log_id, "root_hash": root_hash, "timestamp": timestamp, "tree_size": tree_size,
                          "version": VERSION}).encode()

@@ -12,7 +12,7 @@ event id), so readers can drop the copies. See the README (Guarantees, Performan
 """
 from services.bus import Bus, ServiceRuntime
 from services.bus.logs import configure_logging
-from services.domain import ArtifactStore
+from services.adapters import ArtifactStore
 
 from .scorer import DELIVERY, PredictionMetrics, RoutingTable, Scorer
 

@@ -10,8 +10,9 @@ from datetime import datetime, timezone
 from services.bus import BadInput, Bus, Event, Received
 from services.bus.edge import all_finite
 from services.bus.runtime import settle_heap
-from services.domain import (ArtifactRefused, ArtifactStore, Ensemble, compiled_forest, load_servable, number_frame,
-                             predict, request_frame)
+from services.domain import (ArtifactRefused, Ensemble, compiled_forest, load_servable, number_frame, predict,
+                             request_frame)
+from services.adapters import ArtifactStore
 from services.bus.logs import get_logger
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.follow import Follower

@@ -3,7 +3,7 @@
 from dataclasses import replace
 
 from services.bus import Bus, ServiceRuntime
-from services.domain import SnapshotStore
+from services.adapters import SnapshotStore
 from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
 from services.bus.service_keys import enrolled_signer

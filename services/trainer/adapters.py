@@ -9,7 +9,8 @@ import pandas as pd
 
 from services.bus import Bus, Received
 from services.bus.projections.identities import SERVICE_ROLE
-from services.domain import SnapshotStore, spec_problem
+from services.domain import spec_problem
+from services.adapters import SnapshotStore
 from services.bus.replay import fold_history
 from services.bus.settings import PROJECT_ROOT
 

@@ -11,8 +11,8 @@ import pandas as pd
 import skops.io as sio
 
 from services.bus import Event, Received
-from services.domain import (alert, ArtifactRefused, ArtifactStore, combiner, DataFileError, Ensemble, profile_frame,
-                             save_model, spec_problem)
+from services.domain import alert, ArtifactRefused, combiner, Ensemble, profile_frame, spec_problem
+from services.adapters import ArtifactStore, DataFileError, save_model
 from services.bus.logs import get_logger
 
 from .decide import (Provenance, TrainingPlan, Verify, act_refusal, best_run, plan_training, refusal,

@@ -1,6 +1,6 @@
 """validator: every data batch checked against its dataset's contract before any model may use it."""
 from services.bus import Bus, ServiceRuntime
-from services.domain import SnapshotStore
+from services.adapters import SnapshotStore
 from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
 

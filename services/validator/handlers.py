@@ -7,7 +7,7 @@ from typing import Callable
 import pandas as pd
 
 from services.bus import Event, Received
-from services.domain import DataFileError
+from services.adapters import DataFileError
 from services.bus.records import DataBatch
 from services.bus.signing import Verdict, signature_refusal
 

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from services.bus.settings import PROJECT_ROOT
-from services.domain import ArtifactStore, predict, snapshot_frame
+from services.domain import predict, snapshot_frame
+from services.adapters import ArtifactStore
 from tests.chaos.harness import Brokers, Stage, deploy_model
 from tests.support.datasets import good
 

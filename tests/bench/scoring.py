@@ -19,7 +19,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from services.bus import Event, Publisher, derive_id
-from services.domain.artifacts import save_model
+from services.adapters import save_model
 from services.bus.envelope import envelope_for
 from services.bus.kafka import consumer_config, producer_config
 from services.domain.profile import profile_column, profile_frame

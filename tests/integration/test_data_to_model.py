@@ -10,8 +10,7 @@ from services.bus import Event, Publisher
 from services.bus.identity import Identity
 from services.cli.acts import send
 from services.cli.models_cmd import spec_record
-from services.adapters import publish_batch
-from services.domain.blobs import local_path
+from services.adapters import local_path, publish_batch
 from services.bus.settings import PROJECT_ROOT
 from tests.support.datasets import good, with_defect, write
 from tests.support.lag import behind

@@ -12,8 +12,7 @@ import pytest
 from services.bus import Publisher
 from services.bus.settings import PROJECT_ROOT
 from services.cli.sample_data import insurance_claims
-from services.domain import local_path
-from services.adapters import publish_batch
+from services.adapters import local_path, publish_batch
 from tests.support.claims import CATEGORIES, NUMBERS, ask
 from tests.support.scoring import routed
 from tests.support.polling import LONG_STORY_S, served, topic_values, wait_until

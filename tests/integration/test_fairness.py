@@ -15,8 +15,7 @@ from fairlearn.metrics import demographic_parity_difference, equalized_odds_diff
 from services.bus import Event, Publisher, derive_id
 from services.bus.settings import PROJECT_ROOT
 from services.cli.sample_data import loan_applications
-from services.domain import ArtifactStore, local_path
-from services.adapters import publish_batch
+from services.adapters import ArtifactStore, local_path, publish_batch
 from services.trainer.training import split
 from tests.support.scoring import routed
 from tests.support.polling import served, topic_values, wait_until

@@ -10,7 +10,7 @@ from pathlib import Path
 from sklearn.linear_model import LogisticRegression
 
 from services.bus import Event, Publisher
-from services.domain.artifacts import save_model
+from services.adapters import save_model
 from services.deployer.decide import change, route
 from tests.support.datasets import good
 from tests.support.samples import sample

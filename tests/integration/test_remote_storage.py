@@ -14,8 +14,8 @@ from moto.server import ThreadedMotoServer
 
 from services.bus import Bus
 from services.bus.credentials import ADMIN
-from services.domain import ArtifactRefused, ArtifactStore, DataFileError, SnapshotStore
-from services.adapters import publish_batch
+from services.domain import ArtifactRefused
+from services.adapters import ArtifactStore, DataFileError, SnapshotStore, publish_batch
 from services.bus.settings import PROJECT_ROOT
 from tests.support.datasets import good, write
 from tests.support.polling import read_topic

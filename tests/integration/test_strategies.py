@@ -11,8 +11,7 @@ import yaml
 import pytest
 
 from services.bus import Event, Publisher, derive_id
-from services.adapters import publish_batch
-from services.domain.blobs import local_path
+from services.adapters import local_path, publish_batch
 from services.bus.settings import PROJECT_ROOT
 from tests.support.browser import screens_as
 from tests.support.datasets import good, write

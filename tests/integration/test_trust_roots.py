@@ -10,8 +10,8 @@ import stat
 from pathlib import Path
 
 from services.bus import Publisher
-from services.domain import Anchor, Frontier, LogKey, head_of_checkpoint
-from services.adapters import audit_records, checkpoints, declare_witness_key, log_id
+from services.domain import Frontier, LogKey, head_of_checkpoint
+from services.adapters import Anchor, audit_records, checkpoints, declare_witness_key, log_id
 from services.domain import verify_chain as verify
 from tests.integration.test_auditor import audited, publish_events, rewritten
 from tests.support.people import mlbus_cli, prepared_bus

@@ -46,7 +46,7 @@ from services.deployer.adapters import HISTORY as DEPLOYER_HISTORY
 from services.deployer.decide import Gates
 from services.deployer.handlers import Deployer
 from services.domain import SpecMonitoring
-from services.domain.artifacts import ArtifactStore
+from services.adapters import ArtifactStore
 from services.drift_watcher.app import Emitted, REFERENCE, OUTPUTS as DRIFT_OUTPUTS
 from services.notifier.decide import Config, Outbox
 from services.notifier.handlers import Notifier
@@ -241,7 +241,7 @@ def test_live_the_auditor_records_every_hostile_message_and_raises_nothing(tmp_p
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from services.auditor.decide import Log
-    from services.domain import Anchor
+    from services.adapters import Anchor
     from services.domain.tree_head import LogKey
     key = LogKey(Ed25519PrivateKey.generate())
     auditor = Auditor(BUS, Log, lambda size, root, at: key.sign("t.audit.log", size, root, at), Anchor(tmp_path),

@@ -9,8 +9,8 @@ from services.auditor.handlers import Auditor
 from services.bus import Bus
 from services.bus.runtime import Forward
 from services.bus.signing import Verdict
-from services.domain import Anchor, verify_chain as verify
-from services.adapters import decoded
+from services.domain import verify_chain as verify
+from services.adapters import Anchor, decoded
 from services.domain.erasure import blank
 from services.domain.tree_head import LogKey
 from tests.support.handlers import FakeMessage, audited

@@ -9,7 +9,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from services.auditor.decide import Crossing, Log, append
 from services.domain.audit import ChainHead
 from services.domain import merkle
-from services.domain.anchor import Anchor, AnchorError, parse_line
+from services.domain import parse_line
+from services.adapters import Anchor, AnchorError
 from services.domain.audit import leaf
 from services.domain.proofs import check, consistency, inclusion
 from services.domain.tree_head import LogKey, read_public_key

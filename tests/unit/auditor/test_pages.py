@@ -10,7 +10,8 @@ from hypothesis import given, settings, strategies as st
 
 from services.auditor.decide import PAGE_BYTES, Log, Page, item, page_event
 from services.auditor.handlers import Auditor
-from services.domain import Anchor, merkle, verify_chain as verify
+from services.domain import merkle, verify_chain as verify
+from services.adapters import Anchor
 from services.domain.compiled import native
 from services.domain.erasure import unseal_value
 from services.domain.audited import holding

@@ -252,7 +252,8 @@ def test_a_cosignature_beyond_every_head_kept_means_heads_were_removed(auditor, 
 
 def test_an_object_store_anchor_with_its_newest_object_deleted_reads_as_rolled_back(auditor, tmp_path):
     """The anchor as fsspec objects (file:// here, s3:// in production): one object per head."""
-    from services.domain import Anchor, parse_line
+    from services.domain import parse_line
+    from services.adapters import Anchor
     url = f"file://{tmp_path}/bucket"
     heads = [head(auditor, n) for n in (10, 20, 30)]
     Anchor(url).append(heads)

@@ -6,9 +6,8 @@ import os
 import pandas as pd
 import pytest
 
-from services.domain.artifacts import ArtifactRefused, ArtifactStore, save_model
-from services.domain.blobs import DataFileError
-from services.domain.datastore import SnapshotStore
+from services.domain import ArtifactRefused
+from services.adapters import ArtifactStore, DataFileError, SnapshotStore, save_model
 
 
 def snapshot(root, text="a,b\n1,2\n3,4\n5,6\n"):
@@ -94,7 +93,7 @@ def test_a_saved_model_loads_from_its_store(tmp_path):
 
 def test_a_model_and_a_snapshot_round_trip_through_a_store_at_a_url(tmp_path):
     from sklearn.linear_model import LogisticRegression
-    from services.domain.datastore import store_snapshot
+    from services.adapters import store_snapshot
     uri, sha = save_model("memory://unit-store/artifacts", LogisticRegression().fit([[0.0], [1.0]], [0, 1]))
     assert uri == f"memory:///unit-store/artifacts/{sha}.skops"                 # memory's URIs keep the root's /
     assert ArtifactStore("memory://unit-store/artifacts", 1 << 20).load(uri, sha).predict([[1.0]])[0] == 1

@@ -3,7 +3,7 @@ alert, and the serving version stays."""
 import hashlib
 from datetime import datetime, timezone
 
-from services.domain.artifacts import ArtifactStore
+from services.adapters import ArtifactStore
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.inventory import Inventory
 from services.deployer.decide import Gates

@@ -5,7 +5,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from services.bus import Event
-from services.domain import ArtifactStore
+from services.adapters import ArtifactStore
 from services.scorer.scorer import RoutingTable, Scorer
 from services.scorer.scoring import arrival, prediction
 from tests.support.handlers import received

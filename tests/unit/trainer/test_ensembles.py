@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from services.domain import ArtifactRefused, ArtifactStore, predict
+from services.domain import ArtifactRefused, predict
+from services.adapters import ArtifactStore
 from services.domain.ensembles import Ensemble, ensemble_problem, load_servable
 from services.domain.estimators import spec_problem
 from services.trainer.decide import Provenance

@@ -11,7 +11,7 @@ from services.bus.settings import PROJECT_ROOT
 from services.validator.checks import key_repeats, run_checks
 from services.validator.contract import ContractError, parse_contract
 from services.validator.decide import validate_batch
-from services.domain.blobs import DataFileError
+from services.adapters import DataFileError
 from services.bus.records import DataBatch
 from tests.support.datasets import good, with_defect
 

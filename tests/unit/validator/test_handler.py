@@ -1,7 +1,7 @@
 """The validator's handler with in-memory ports (contracts, loader, verifier): refusals are reports."""
 from datetime import datetime, timezone
 
-from services.domain.blobs import DataFileError
+from services.adapters import DataFileError
 from services.bus.settings import PROJECT_ROOT
 from services.validator.adapters import ContractFiles
 from services.validator.contract import ContractError

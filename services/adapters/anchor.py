@@ -8,13 +8,12 @@ one before its retention ends. That is the intended production target (docs/audi
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import fsspec
 
-from .tree_head import TreeHead
+from services.domain import TreeHead
 
 
 class AnchorError(RuntimeError):
@@ -72,11 +71,6 @@ class Anchor:
             return [(f"{path}:{n}", line) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
         except OSError as error:
             raise AnchorError(f"cannot read the audit anchor {self.where}: {error}") from error
-
-
-def parse_line(line: str) -> TreeHead:
-    """A head from an anchor line (ValueError when the line is not one)."""
-    return TreeHead.from_json(json.loads(line))
 
 
 def _safe(log_id: str) -> str:

@@ -9,15 +9,12 @@ from pathlib import Path
 
 import skops.io as sio
 
+from services.domain import ArtifactRefused
+
 from .blobs import BlobStore, DataFileError
 
 # Beyond what skops trusts by default (scikit-learn estimators, numpy arrays): what mlbus's models need.
 TRUSTED_TYPES = frozenset({"numpy.dtype", "sklearn.tree._tree.Tree"})
-
-
-class ArtifactRefused(Exception):
-    """The artifact is missing, outside the store, too big, altered, not a skops file, or holds a type
-    outside the allowlist."""
 
 
 def save_model(root: str | Path, model: object) -> tuple[str, str]:
