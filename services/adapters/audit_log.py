@@ -234,15 +234,23 @@ def records_between(bus: Bus, first: int, last: int | None = None, timeout_s: fl
             found = _messages_from(consumer, topic, offset, 1, end, timeout_s)
             return (found[0][0], first_sequence(bus.schemas, found[0][1])) if found else None
 
+        def from_offset(start: int) -> list[dict]:
+            records = []
+            for _, value in _messages_from(consumer, topic, start, None, end, timeout_s,
+                                           until=lambda v: (f := first_sequence(bus.schemas, v)) is not None and
+                                           last is not None and f > last):
+                for raw in records_of(bus.schemas, value):
+                    record = bus.schemas.decode(raw, "mlbus.AuditRecord")[1]
+                    if record["sequence"] >= first and (last is None or record["sequence"] <= last):
+                        records.append(record)
+            return records
+
         start = holding(read_at, first, low, end)
-        records = []
-        for _, value in _messages_from(consumer, topic, start, None, end, timeout_s,
-                                       until=lambda v: (f := first_sequence(bus.schemas, v)) is not None and
-                                       last is not None and f > last):
-            for raw in records_of(bus.schemas, value):
-                record = bus.schemas.decode(raw, "mlbus.AuditRecord")[1]
-                if record["sequence"] >= first and (last is None or record["sequence"] <= last):
-                    records.append(record)
+        records = from_offset(start)
+        if records and records[0]["sequence"] != first and start != low:
+            # The framing led past `first` (a page whose first sequence lies, or one that holds nothing: verify
+            # names it): the records are read from the log's start instead, so none is hidden from the caller.
+            records = from_offset(low)
         return records
     finally:
         consumer.close()

@@ -30,9 +30,14 @@ class Crossing:
     sealed: dict | None = None   # personal data: the original value encrypted (value is then it redacted)
 
 
+CLAIM_CHARS = 256            # what a header claims (ce_source, ce_type) is kept to this many characters
+
+
 def header(crossing: Crossing, name: str) -> str | None:
+    """A header's value as text, cut to CLAIM_CHARS (the whole value stays in the record's headers): a claim
+    derived from a header must not grow the record (invalid UTF-8 decodes to three bytes per byte)."""
     found = next((v for k, v in crossing.headers if k == name and v is not None), None)
-    return found.decode("utf-8", "replace") if found is not None else None
+    return found.decode("utf-8", "replace")[:CLAIM_CHARS] if found is not None else None
 
 
 def attest(value: dict, verdict: Verdict) -> str | None:

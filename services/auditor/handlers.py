@@ -55,7 +55,7 @@ class Auditor:
         self.unanchored: list[TreeHead] = []    # signed, in the open transaction: to the anchor once committed
         self.log = get_logger(component="auditor")
         self.pager = None if native is None else native.Pager(
-            bus.schemas.schema("mlbus.AuditRecord").prefix, self._routes(), MAX_RECORD_BYTES)
+            bus.schemas.schema("mlbus.AuditRecord").prefix, self._routes(), MAX_RECORD_BYTES, headers_of)
 
     def __call__(self, messages: list[Message]) -> list[Event]:
         if self.log_state is None:
@@ -89,6 +89,9 @@ class Auditor:
         log, every, events, heads = self.log_state, self.checkpoint_every, [], []
         page, index = Page(), 0
         while index < len(messages):
+            if page.count and (page.count >= self.page_records or page.room() <= 0):
+                events.append(page_event(page, self.page_prefix, self.log_name))     # full (or one large record)
+                page = Page()
             room = self.page_records - page.count
             if every:
                 room = min(room, every - log.head.sequence % every)
@@ -109,7 +112,7 @@ class Auditor:
                 log.add(record, leaf)
                 page.add(framed, 1, record["sequence"])
                 index += 1
-            elif why == BYTES or page.count >= self.page_records:
+            elif why == BYTES:
                 events.append(page_event(page, self.page_prefix, self.log_name))
                 page = Page()
             if every and log.head.sequence % every == 0 and (count or why == SPECIAL):

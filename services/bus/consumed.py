@@ -43,7 +43,7 @@ def headers_of(message: Message) -> list[tuple[str, bytes | None]]:
 
 def wire_size(key: bytes | None, value: bytes | None, headers: list) -> int:
     """The bytes a message holds before compression: key, value and headers (a topic's cap counts them compressed)."""
-    return len(key or b"") + len(value or b"") + sum(len(k) + len(v or b"") for k, v in headers)
+    return len(key or b"") + len(value or b"") + sum(len(k.encode()) + len(v or b"") for k, v in headers)
 
 
 def message_size(message: Message) -> int:

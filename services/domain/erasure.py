@@ -9,6 +9,7 @@ personal fields unreadable forever while every hash, head and proof still verifi
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import weakref
 from dataclasses import dataclass
@@ -48,8 +49,22 @@ def unseal_value(sealed: dict, key: bytes) -> bytes | None:
         return None
 
 
+SUBJECT_CHARS = 256          # a subject longer than this, or not UTF-8, is named by its key's digest
+
+
 def subject_of(key: bytes | None) -> str:
-    return key.decode("utf-8", "replace") if key else ""
+    """Whose personal data a message holds: its key (the entity id) as text — or, for a key that is not UTF-8 or
+    is longer than SUBJECT_CHARS, "sha256:" and the key's digest, so a subject stays an identifier of bounded size
+    (its data key's record on audit.keys and the sealed record in audit.log carry it)."""
+    if not key:
+        return ""
+    try:
+        text = key.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or len(text) > SUBJECT_CHARS:
+        return "sha256:" + hashlib.sha256(key).hexdigest()
+    return text
 
 
 def redacted(schemas: SchemaCatalogue, value: bytes | None, fields: tuple[str, ...]) -> bytes | None:

@@ -37,8 +37,10 @@ def misframed(schemas: SchemaCatalogue, value: bytes | None) -> str | None:
     """Why a page's framing is not its records' (its first sequence is not its first record's), else None. The
     framing is not hashed — the records are —, but readers find a record's page by it."""
     first, records = page_of(schemas, value)
-    if first is None or not records:
+    if first is None:
         return None
+    if not records:
+        return f"a page says it starts at sequence {first} and holds no record"
     found = sequence_of(schemas, records[0])
     return None if found == first else f"a page says it starts at sequence {first}, its first record is {found}"
 

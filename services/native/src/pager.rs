@@ -22,6 +22,8 @@ use super::{
 };
 
 const OVERSIZE_HEADER: &str = "mlbus.audit.oversize";
+const CLAIM_CHARS: usize = 256; // decide.CLAIM_CHARS
+const SUBJECT_CHARS: usize = 256; // erasure.SUBJECT_CHARS
 const BLOCK: u64 = 256;
 
 /// Why a run stopped: at the end of the messages; when it had sealed as many records as it had room for; when
@@ -87,6 +89,7 @@ pub(crate) struct Pager {
     prefix: Vec<u8>,
     routes: HashMap<String, Route>,
     max_record_bytes: usize,
+    headers_of: PyObject,                  // services.bus.consumed.headers_of
     random: Vec<u8>,                       // OS randomness drawn in bulk, used from the end
 }
 
@@ -100,11 +103,12 @@ struct Consumed {
     headers: Vec<(PyBackedStr, Option<PyBackedBytes>)>,
 }
 
-fn consumed(message: &Bound<'_, PyAny>) -> PyResult<Consumed> {
+fn consumed(message: &Bound<'_, PyAny>, headers_of: &PyObject) -> PyResult<Consumed> {
     let py = message.py();
     let timestamp: Bound<'_, PyTuple> = message.call_method0(intern!(py, "timestamp"))?.downcast_into()?;
-    let headers: Option<Vec<(PyBackedStr, Option<PyBackedBytes>)>> =
-        message.call_method0(intern!(py, "headers"))?.extract()?;
+    // Through consumed.headers_of, never the client directly: a header key that is not UTF-8 makes the client raise
+    // once and leaves a list that must not be read again (headers_of remembers such a message).
+    let headers: Option<Vec<(PyBackedStr, Option<PyBackedBytes>)>> = headers_of.call1(py, (message,))?.extract(py)?;
     Ok(Consumed {
         partition: message.call_method0(intern!(py, "partition"))?.extract()?,
         offset: message.call_method0(intern!(py, "offset"))?.extract()?,
@@ -116,12 +120,23 @@ fn consumed(message: &Bound<'_, PyAny>) -> PyResult<Consumed> {
 }
 
 /// A header's value as decide.header reads it: the first of that name with a value, decoded as UTF-8 with
-/// U+FFFD for what is not.
+/// U+FFFD for what is not, cut to CLAIM_CHARS characters.
 fn header(headers: &[(PyBackedStr, Option<PyBackedBytes>)], name: &str) -> Option<String> {
     headers
         .iter()
         .find(|(k, v)| &**k == name && v.is_some())
-        .map(|(_, v)| String::from_utf8_lossy(v.as_deref().unwrap_or_default()).into_owned())
+        .map(|(_, v)| String::from_utf8_lossy(v.as_deref().unwrap_or_default()).chars().take(CLAIM_CHARS).collect())
+}
+
+/// erasure.subject_of: the key as text, or "sha256:" and its digest for a key not UTF-8 or over SUBJECT_CHARS.
+fn subject_of(key: Option<&[u8]>) -> String {
+    match key {
+        None | Some(b"") => String::new(),
+        Some(key) => match std::str::from_utf8(key) {
+            Ok(text) if text.chars().count() <= SUBJECT_CHARS => text.to_string(),
+            _ => format!("sha256:{}", hex_string(&sha256(&[key]))),
+        },
+    }
 }
 
 impl Pager {
@@ -140,12 +155,13 @@ impl Pager {
     /// `routes`: physical topic → (catalogue name, special, the topic's Redaction or None); `prefix`: the marker
     /// and AuditRecord's fingerprint; `max_record_bytes`: edge.MAX_RECORD_BYTES.
     #[new]
-    fn new(prefix: Vec<u8>, routes: HashMap<String, (String, bool, Option<PyObject>)>, max_record_bytes: usize) -> Self {
+    fn new(prefix: Vec<u8>, routes: HashMap<String, (String, bool, Option<PyObject>)>, max_record_bytes: usize,
+           headers_of: PyObject) -> Self {
         let routes = routes
             .into_iter()
             .map(|(topic, (logical, special, redaction))| (topic, Route { logical, special, redaction }))
             .collect();
-        Pager { prefix, routes, max_record_bytes, random: Vec::new() }
+        Pager { prefix, routes, max_record_bytes, headers_of, random: Vec::new() }
     }
 
     /// Seal `messages[start:]` onto the chain (`sequence`, `prev_hash`), the tree and the block being filled
@@ -183,7 +199,7 @@ impl Pager {
                     break;
                 }
             };
-            let Ok(m) = consumed(&message) else {
+            let Ok(m) = consumed(&message, &self.headers_of) else {
                 why = SPECIAL; // e.g. a header key that is not UTF-8: consumed.headers_of's business
                 break;
             };
@@ -191,7 +207,7 @@ impl Pager {
             let redaction = route.redaction.as_ref().map(|r| r.clone_ref(py));
             let size = m.key.as_deref().map_or(0, <[u8]>::len)
                 + m.value.as_deref().map_or(0, <[u8]>::len)
-                + m.headers.iter().map(|(k, v)| k.chars().count() + v.as_deref().map_or(0, <[u8]>::len)).sum::<usize>();
+                + m.headers.iter().map(|(k, v)| k.len() + v.as_deref().map_or(0, <[u8]>::len)).sum::<usize>();
             let oversize = (size > self.max_record_bytes).then(|| {
                 let mut parts: Vec<&[u8]> = vec![m.key.as_deref().unwrap_or_default(), m.value.as_deref().unwrap_or_default()];
                 for (k, v) in &m.headers {
@@ -204,7 +220,7 @@ impl Pager {
             let mut sealed: Option<(String, Vec<u8>, Vec<u8>)> = None;
             let mut redacted: Option<Vec<u8>> = None;
             if let (None, Some(redaction), Some(value)) = (&oversize, &redaction, m.value.as_deref()) {
-                let subject = String::from_utf8_lossy(m.key.as_deref().unwrap_or_default()).into_owned();
+                let subject = subject_of(m.key.as_deref());
                 let key: Vec<u8> = match keys.get_item(&subject)? {
                     Some(key) => key.extract()?,
                     None => {
@@ -313,14 +329,12 @@ pub(crate) fn page_records<'py>(py: Python<'py>, value: &[u8], prefix: &[u8]) ->
     (r.pos == body.len()).then_some((first, records))
 }
 
-/// (sequence, source topic) of one AuditRecord value of this fingerprint, read from its first fields only.
+/// (sequence, source topic) of one AuditRecord value of this fingerprint, None where the whole record does not
+/// read here (Python's decoder then reads it, or refuses it: the same answer either way).
 #[pyfunction]
 pub(crate) fn record_topic(value: &[u8], fingerprint: &[u8]) -> Option<(i64, String)> {
     if value.len() < HEADER_LEN || value[..2] != MARKER || &value[2..HEADER_LEN] != fingerprint {
         return None;
     }
-    let mut r = Reader { buf: &value[HEADER_LEN..], pos: 0 };
-    let sequence = r.long()?;
-    r.long()?;
-    Some((sequence, r.string()?.to_string()))
+    super::read_record(&value[HEADER_LEN..]).map(|record| (record.sequence, record.source_topic.to_string()))
 }
