@@ -137,7 +137,7 @@ def _admin():
     from services.bus.kafka import admin_config
 
     bus = Bus.from_env(principal="admin")
-    return bus.settings.namespace, AdminClient(admin_config(bus.settings))
+    return bus.settings.connection.namespace, AdminClient(admin_config(bus.settings))
 
 
 def bus_progress() -> int:
@@ -450,7 +450,7 @@ def audit_story() -> None:
     chapter("16. Governance from audit.log alone: every event, hash-chained, replayable")
     topics = audited_topics(bus)
     wait_for("the auditor to catch up", lambda: sum(consumer_lag(
-        bus, f"{bus.settings.namespace}mlbus.auditor", topics).values()) <= 3 * len(topics))
+        bus, f"{bus.settings.connection.namespace}mlbus.auditor", topics).values()) <= 3 * len(topics))
     timeline = mlbus("audit", "timeline", MODEL, show=False).splitlines()
     print("\n".join(timeline[:12] + ["  ..."] + timeline[-8:]))
     served = [r.value for r in read_topics(bus, ["inference.predictions"]) if r.value["served"] and r.value["version"]]

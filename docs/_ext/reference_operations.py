@@ -1,5 +1,6 @@
-"""Reference pages for operators, generated from the code: every field of `Settings` with the environment variable
-that sets it (read from `Settings.from_env`), and every Prometheus metric a service constructs."""
+"""Reference pages for operators, generated from the code: every field of every section of `Settings` with the
+environment variable that sets it (read from its section's `from_env`), and every Prometheus metric a service
+constructs."""
 from __future__ import annotations
 
 import ast
@@ -9,49 +10,40 @@ from pathlib import Path
 from reference_pages import ROOT, table
 
 SETTINGS_SOURCE = ROOT / "services" / "bus" / "settings.py"
-# What a field means where settings.py carries no comment on it (a comment there wins).
-MEANINGS = {
-    "home": "the project's root: topics.yaml and schemas/ are read from here",
-    "var_dir": "local state: broker, logs, pids, database, data, artifacts, keys",
-    "bootstrap_env": "an existing Kafka cluster (host:port,...); unset: the local broker scripts/kafka started",
-    "namespace": "prefix of every physical topic and consumer group (tenants, tests)",
-    "instance": "this copy's id when a service is scaled out (part of its transactional id)",
-    "replication": "replication factor of every topic (a real cluster: 3); unset: topics.yaml's",
-    "kafka_overrides": "any librdkafka property: MLBUS_KAFKA_SASL_PASSWORD sets sasl.password (kept secret in logs); "
-                       "it overrides what mlbus sets itself",
-    "database_url": "the registry's database, any SQLAlchemy URL (SQLite or PostgreSQL); kept secret in logs",
-    "contracts_dir": "the data contracts' folder (one Avro record schema per dataset)",
-    "log_format": "json, console, or auto (console in a terminal)",
-    "log_level": "the lowest level logged",
-    "identity_kafka": "the broker credentials of the person the CLI acts as (from their identity file)",
-}
+# Fields no MLBUS_* variable sets: what sets them instead.
 DERIVED = {"kafka_overrides": "MLBUS_KAFKA_*", "identity_principal": "(your identity file: MLBUS_IDENTITY)",
            "identity_kafka": "(your identity file: MLBUS_IDENTITY)"}
 
 
-def field_comments() -> dict[str, str]:
-    """The comment on each Settings field's line in settings.py."""
-    lines = SETTINGS_SOURCE.read_text().splitlines()
+def section_classes() -> dict[str, ast.ClassDef]:
+    """The classes of settings.py by name."""
     tree = ast.parse(SETTINGS_SOURCE.read_text())
-    [settings] = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Settings"]
+    return {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+
+
+def field_comments(section: ast.ClassDef) -> dict[str, str]:
+    """The comment on each field's line in settings.py, with the comment-only lines that continue it."""
+    lines = SETTINGS_SOURCE.read_text().splitlines()
     found = {}
-    for node in settings.body:
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            line = lines[node.lineno - 1]
-            if "#" in line:
-                found[node.target.id] = line.split("#", 1)[1].strip()
+    for node in section.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and "#" in lines[node.lineno - 1]:
+            parts = [lines[node.lineno - 1].split("#", 1)[1].strip()]
+            for line in lines[node.lineno:]:
+                if not line.strip().startswith("#"):
+                    break
+                parts.append(line.strip().removeprefix("#").strip())
+            found[node.target.id] = " ".join(parts)
     return found
 
 
-def environment_names() -> dict[str, list[str]]:
-    """Field → the MLBUS_* variables its expression in Settings.from_env reads."""
-    tree = ast.parse(SETTINGS_SOURCE.read_text())
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+def environment_names(section: ast.ClassDef) -> dict[str, list[str]]:
+    """Field → the MLBUS_* variables its expression in the section's from_env reads."""
+    calls = [n for n in ast.walk(section) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
              and n.func.id == "cls"]
     if len(calls) != 1:
-        raise RuntimeError("docs: Settings.from_env no longer builds one cls(...): teach docs/_ext/"
+        raise RuntimeError(f"docs: {section.name}.from_env no longer builds one cls(...): teach docs/_ext/"
                            "reference_operations.py the new shape")
-    names, lets = {}, local_names(tree)
+    names, lets = {}, local_names(section)
     for keyword in calls[0].keywords:
         found = [c.value for c in ast.walk(keyword.value) if isinstance(c, ast.Constant)
                  and isinstance(c.value, str) and c.value.startswith("MLBUS_")]
@@ -62,7 +54,7 @@ def environment_names() -> dict[str, list[str]]:
 
 
 def local_names(tree: ast.AST) -> dict[str, list[str]]:
-    """Variables assigned from the environment in from_env (var_dir = ... MLBUS_VAR ...)."""
+    """Variables assigned from the environment in a from_env (var_dir = ... MLBUS_VAR ...)."""
     found = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -77,23 +69,37 @@ def shown_default(value) -> str:
     return "`" + str(value).replace(str(ROOT), "$MLBUS_HOME") + "`"
 
 
-def settings_page() -> tuple[str, list[str]]:
-    from services.bus.settings import Settings
-    defaults, comments, env = Settings.from_env({}), field_comments(), environment_names()
-    rows, names = [], []
-    for spec in fields(Settings):
-        names.append(spec.name)
+def settings_rows(section_name: str, section) -> list[list[str]]:
+    """One row per field of a section: its variable, its meaning and the default from_env({}) gives it."""
+    source = section_classes()[type(section).__name__]
+    comments, env = field_comments(source), environment_names(source)
+    rows = []
+    for spec in fields(section):
         variables = env.get(spec.name, [])[:1] or [DERIVED.get(spec.name, "")]    # the first sets it; the others
                                                                                     # only move its default
-        meaning = comments.get(spec.name) or MEANINGS.get(spec.name)
-        if not meaning:
-            raise RuntimeError(f"docs: Settings.{spec.name} has no comment in settings.py and no meaning in "
-                               f"docs/_ext/reference_operations.py")
+        meaning = comments.get(spec.name)
+        if not meaning or variables == [""]:
+            raise RuntimeError(f"docs: {type(section).__name__}.{spec.name} needs a comment in settings.py and an "
+                               "MLBUS_* variable in its from_env (or a DERIVED entry in docs/_ext)")
         for variable in variables:      # a comment often starts with its variable's name: say it once
             meaning = meaning.removeprefix(f"{variable}: ")
         rows.append([", ".join(f"`{v}`" if v.startswith("MLBUS_") else v for v in variables),
-                     f"{meaning} (`{spec.name}`)", shown_default(getattr(defaults, spec.name))])
-    return table(["environment", "meaning (the field of Settings)", "default"], rows) + "\n", names
+                     f"{meaning} (`{section_name}.{spec.name}`)", shown_default(getattr(section, spec.name))])
+    return rows
+
+
+def settings_page() -> tuple[str, list[str]]:
+    """A heading and a table per section of Settings; covers `section.field` of every field."""
+    from services.bus.settings import Settings
+    defaults = Settings.from_env({})
+    out, names = [], []
+    for spec in fields(Settings):
+        section = getattr(defaults, spec.name)
+        rows = settings_rows(spec.name, section)
+        names += [f"{spec.name}.{field.name}" for field in fields(section)]
+        out += [f"## `settings.{spec.name}`", "", " ".join((type(section).__doc__ or "").split()), "",
+                table(["environment", "meaning (the field of the section)", "default"], rows), ""]
+    return "\n".join(out), names
 
 
 # ---- metrics ---------------------------------------------------------------------------------------------------

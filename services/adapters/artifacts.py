@@ -33,7 +33,7 @@ class ArtifactStore:
 
     @classmethod
     def from_settings(cls, settings) -> "ArtifactStore":
-        store = cls(settings.artifacts_store, settings.max_artifact_bytes)
+        store = cls(settings.storage.artifacts_store, settings.storage.max_artifact_bytes)
         store.blobs.fs                                     # a misconfigured store fails at start (ConfigError)
         return store
 

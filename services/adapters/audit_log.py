@@ -169,13 +169,13 @@ def _carried(bus: Bus, source_topic: str) -> str | None:
 def log_id(bus: Bus) -> str:
     """The log's name in its signed heads: MLBUS_AUDIT_LOG_ID, else audit.log's topic (with its namespace).
     Keep it when the log moves to another cluster: heads kept earlier still name it."""
-    return bus.settings.audit_log_id or bus.catalogue.physical("audit.log")
+    return bus.settings.audit.log_id or bus.catalogue.physical("audit.log")
 
 
 def declare_log_key(admin_bus: Bus) -> LogKey:
     """The auditor's signing key (MLBUS_AUDIT_KEY), made if missing, and its public key on the identities topic
     under the role log-signer (which signs no act), unless it is there already. Idempotent; run as admin."""
-    path = admin_bus.settings.audit_key
+    path = admin_bus.settings.audit.key
     key = LogKey.load(path) if path.exists() else LogKey.create(path)
     if key.key_id not in read_identities(admin_bus).keys:
         publisher = Publisher(admin_bus, "cli:admin")
@@ -191,7 +191,7 @@ def declare_log_key(admin_bus: Bus) -> LogKey:
 def anchored_heads(bus: Bus) -> list[Head]:
     """The heads kept in the anchor (MLBUS_AUDIT_ANCHOR) for this log; a line that is no head is a problem."""
     found = []
-    for where, line in Anchor(bus.settings.audit_anchor).lines(log_id(bus)):
+    for where, line in Anchor(bus.settings.audit.anchor).lines(log_id(bus)):
         try:
             signed = parse_line(line)
             found.append(Head(f"anchor {where}", signed.tree_size, signed=signed))

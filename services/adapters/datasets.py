@@ -27,7 +27,7 @@ def publish_batch(bus: Bus, dataset: str, path: Path, actor: str, publisher: Pub
     if not path.is_file():
         raise FileNotFoundError(f"{path} is not a file")
     check_name("dataset", dataset)          # it names a directory of the store: never a path
-    snapshot = store_snapshot(bus.settings.data_store, dataset, path)
+    snapshot = store_snapshot(bus.settings.storage.data_store, dataset, path)
     value = batch_record(dataset, snapshot, count_rows(path, snapshot.format), actor, labels or {}, clock())
     if sign is not None:
         value = sign("mlbus.DataBatch", value)

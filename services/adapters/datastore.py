@@ -76,8 +76,8 @@ class SnapshotStore:
 
     @classmethod
     def from_settings(cls, settings) -> "SnapshotStore":
-        BlobStore(settings.data_store).fs                  # a misconfigured store fails at start (ConfigError)
-        return cls(settings.data_store, settings.max_snapshot_bytes)
+        BlobStore(settings.storage.data_store).fs                  # a misconfigured store fails at start (ConfigError)
+        return cls(settings.storage.data_store, settings.storage.max_snapshot_bytes)
 
     def load(self, uri: str, sha256: str, fmt: str, max_rows: int | None = None) -> pd.DataFrame:
         return load_snapshot(uri, sha256, fmt, self.root, self.max_bytes, max_rows)

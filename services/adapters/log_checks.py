@@ -36,7 +36,7 @@ def verification(bus: Bus, extra_heads: list | None = None, extra_keys: dict[str
     return {"intact": broken is None and trust is None, "records": result.head.sequence if broken is None else None,
             "verified_up_to": result.head.sequence, "head_hash": result.head.hash, "root_hash": result.root,
             "log_id": log_id(bus), "checkpoints": len(on_topic), "anchored_heads": len(anchored),
-            "heads_checked": result.heads, "anchor": bus.settings.audit_anchor,
+            "heads_checked": result.heads, "anchor": bus.settings.audit.anchor,
             "first_bad_sequence": broken.sequence if broken else None, "reason": reason, "caught_by": where,
             "keys": "pinned" if extra_keys else "declared", "warning": None}
 
@@ -45,7 +45,7 @@ def roots_problem(bus: Bus, on_topic: list, anchored: list, heads: list, keys: d
                   given_witness_keys: dict[str, bytes]) -> tuple[str, str] | None:
     """Once the log matches every head: the anchor must hold the newest, and a witness must have co-signed it
     (its co-signatures are read after the walk: the witness had the walk's time to co-sign a fresh head)."""
-    if anchoring := anchor_problem(on_topic, anchored, bus.settings.audit_anchor):
+    if anchoring := anchor_problem(on_topic, anchored, bus.settings.audit.anchor):
         return anchoring
     trusted = pinned(witness_keys(bus), given_witness_keys)
     found = cosignatures(bus)

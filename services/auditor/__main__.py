@@ -17,16 +17,16 @@ from .handlers import AuditMetrics, Auditor
 
 def main() -> None:
     bus = Bus.from_env(principal="auditor")
-    configure_logging("auditor", bus.settings.log_format, bus.settings.log_level)
-    if not bus.settings.audit_key.exists():
-        raise ConfigError(f"no audit signing key at {bus.settings.audit_key} (MLBUS_AUDIT_KEY): `mlbus acl apply` "
+    configure_logging("auditor", bus.settings.observability.log_format, bus.settings.observability.log_level)
+    if not bus.settings.audit.key.exists():
+        raise ConfigError(f"no audit signing key at {bus.settings.audit.key} (MLBUS_AUDIT_KEY): `mlbus acl apply` "
                           f"(as the broker admin) makes it and declares its public key on the identities topic")
-    key, log_name = LogKey.load(bus.settings.audit_key), log_id(bus)
+    key, log_name = LogKey.load(bus.settings.audit.key), log_id(bus)
     # It resumes only from a checkpoint signed with its own key: one that another key signed (even one the admin
     # declared a log-signer) is refused, so nobody who can write audit.checkpoints can choose where it resumes.
     own = {key.key_id: key.public}
     auditor = Auditor(bus, lambda: read_log(bus, own, log_name),
-                      lambda size, root, at: key.sign(log_name, size, root, at), Anchor(bus.settings.audit_anchor),
+                      lambda size, root, at: key.sign(log_name, size, root, at), Anchor(bus.settings.audit.anchor),
                       act_verifier(bus), lambda: read_keys(bus))
     topics = audited_topics(bus)
     # Large batches: each transaction's commit costs a broker round trip or two (~30 ms locally), which at

@@ -41,12 +41,12 @@ class Auditor:
         self.ciphers: dict[str, AESGCM] = {}    # subject → its key's cipher, made once (dropped with the key)
         self.sign = sign
         self.anchor = anchor
-        self.checkpoint_every = bus.settings.audit_checkpoint_every
-        self.head_interval_ms = bus.settings.audit_head_interval_s * 1000
+        self.checkpoint_every = bus.settings.audit.checkpoint_every
+        self.head_interval_ms = bus.settings.audit.head_interval_s * 1000
         self.clock = clock
         self.seal = compiled_seal(bus.schemas.schema("mlbus.AuditRecord").prefix)
         self.page_prefix = bus.schemas.schema("mlbus.AuditPage").prefix
-        self.page_records = bus.settings.audit_page_records
+        self.page_records = bus.settings.audit.page_records
         self.log_name = log_id(bus)
         self.redactions: dict[str, Redaction] = {}             # topic → how its personal fields are blanked
         self.metrics: AuditMetrics | None = None          # set by __main__: the runtime's registry

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import replace
 from typing import Any, Iterable, cast
 
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
@@ -25,7 +24,7 @@ SCRAM_ITERATIONS = 4096
 
 class AclAdmin:
     def __init__(self, bus: Bus):
-        self.settings = replace(bus.settings, principal=ADMIN)
+        self.settings = bus.settings.connecting_as(ADMIN)
         if not credentials_file(self.settings, ADMIN).exists():
             raise ConfigError(f"managing principals and ACLs needs the broker admin's credentials "
                               f"({credentials_file(self.settings, ADMIN)}); "

@@ -125,18 +125,18 @@ def back_up_topics(bus: Bus, dest: Path, progress: Callable[[str], None] = lambd
 def committed_offsets(bus: Bus) -> dict[str, dict[str, dict[str, int]]]:
     """group (without the namespace) → logical topic → partition → committed offset, for mlbus's groups."""
     admin = AdminClient(admin_config(bus.settings))
-    prefix = bus.settings.namespace + GROUP_PREFIX
+    prefix = bus.settings.connection.namespace + GROUP_PREFIX
     listed = admin.list_consumer_groups(request_timeout=30).result()
     names = sorted(g.group_id for g in listed.valid if g.group_id.startswith(prefix))
     found: dict[str, dict[str, dict[str, int]]] = {}
     for name in names:
         [future] = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(name)]).values()
         for tp in future.result().topic_partitions or []:
-            if tp.offset < 0 or not tp.topic.startswith(bus.settings.namespace):
+            if tp.offset < 0 or not tp.topic.startswith(bus.settings.connection.namespace):
                 continue
             topic = bus.catalogue.logical(tp.topic)
             if topic in bus.catalogue.topics:
-                found.setdefault(name.removeprefix(bus.settings.namespace), {}).setdefault(topic, {})[
+                found.setdefault(name.removeprefix(bus.settings.connection.namespace), {}).setdefault(topic, {})[
                     str(tp.partition)] = tp.offset
     return found
 
@@ -215,7 +215,7 @@ def keep_original_times(bus: Bus, topic_admin: TopicAdmin) -> None:
 
 
 def non_empty_topics(bus: Bus) -> list[str]:
-    consumer = Consumer({**admin_config(bus.settings), "group.id": f"{bus.settings.namespace}mlbus.restore"})
+    consumer = Consumer({**admin_config(bus.settings), "group.id": f"{bus.settings.connection.namespace}mlbus.restore"})
     try:
         found = []
         for topic in bus.catalogue:
@@ -237,5 +237,5 @@ def set_group_offsets(bus: Bus, groups: dict, original_offsets: dict[tuple[str, 
                                      restored_offset(original_offsets.get((topic, int(partition)), []), committed))
                       for topic, by_partition in topics.items() for partition, committed in by_partition.items()]
         [future] = admin.alter_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(bus.settings.namespace + group, partitions)]).values()
+            [ConsumerGroupTopicPartitions(bus.settings.connection.namespace + group, partitions)]).values()
         future.result()

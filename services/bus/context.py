@@ -18,8 +18,9 @@ class Bus:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Bus":
-        catalogue = load_catalogue(settings.topics_file, settings.namespace, settings.replication)
-        schemas = SchemaCatalogue.from_dir(settings.schemas_dir)
+        connection = settings.connection
+        catalogue = load_catalogue(settings.storage.topics_file, connection.namespace, connection.replication)
+        schemas = SchemaCatalogue.from_dir(settings.storage.schemas_dir)
         for topic in catalogue.primary():
             schemas.schema(topic.schema)      # every topic's schema must exist: fail at start, not later
         return cls(settings, catalogue, schemas)

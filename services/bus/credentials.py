@@ -1,4 +1,4 @@
-"""Broker credentials: one librdkafka properties file per principal in Settings.kafka_clients_dir
+"""Broker credentials: one librdkafka properties file per principal in Settings.connection.kafka_clients_dir
 (`<principal>.properties`: security.protocol, sasl.*, ssl.ca.location), written by scripts/kafka (admin) and
 `mlbus acl apply` (every other principal). A directory without admin.properties means an unsecured broker, or
 a real cluster configured through MLBUS_KAFKA_* settings: no credentials are added then."""
@@ -35,23 +35,25 @@ def write_properties(path: Path, properties: dict[str, str]) -> None:
 
 
 def secured(settings: Settings) -> bool:
-    return (settings.kafka_clients_dir / f"{ADMIN}.properties").exists() or settings.identity_kafka is not None
+    connection = settings.connection
+    return (connection.kafka_clients_dir / f"{ADMIN}.properties").exists() or connection.identity_kafka is not None
 
 
 def credentials_file(settings: Settings, principal: str | None = None) -> Path:
-    return settings.kafka_clients_dir / f"{principal or settings.client_principal}.properties"
+    return settings.connection.kafka_clients_dir / f"{principal or settings.connection.client_principal}.properties"
 
 
 def client_credentials(settings: Settings) -> dict[str, str]:
     """The security properties of the process's principal, or {} when the broker is not secured this way."""
-    if settings.identity_kafka is not None and settings.client_principal == settings.identity_principal:
-        return {k: Secret(v) if "password" in k else v for k, v in settings.identity_kafka.items()}
+    connection = settings.connection
+    if connection.identity_kafka is not None and connection.client_principal == connection.identity_principal:
+        return {k: Secret(v) if "password" in k else v for k, v in connection.identity_kafka.items()}
     if not secured(settings):
         return {}
     path = credentials_file(settings)
     if not path.exists():
-        raise ConfigError(f"no broker credentials for principal {settings.client_principal!r} in "
-                          f"{settings.kafka_clients_dir}: run `mlbus acl apply` (as admin) to create them")
+        raise ConfigError(f"no broker credentials for principal {settings.connection.client_principal!r} in "
+                          f"{settings.connection.kafka_clients_dir}: run `mlbus acl apply` (as admin) to create them")
     properties = read_properties(path)
     properties.pop("bootstrap.servers", None)
     return properties
@@ -59,7 +61,7 @@ def client_credentials(settings: Settings) -> dict[str, str]:
 
 def aiokafka_credentials(settings: Settings) -> dict:
     """The same credentials in aiokafka's terms (faust's broker connections)."""
-    properties = {**client_credentials(settings), **settings.kafka_overrides}
+    properties = {**client_credentials(settings), **settings.connection.kafka_overrides}
     if properties.get("security.protocol", "PLAINTEXT").upper() != "SASL_SSL":
         return {}
     context = ssl.create_default_context(cafile=properties.get("ssl.ca.location"))

@@ -1,6 +1,6 @@
 """librdkafka settings for mlbus's producers, consumers and admin clients, in one place: the broker's
-address, the process's credentials (credentials.py), then MLBUS_KAFKA_* settings (Settings.kafka_overrides),
-applied last so they win over these defaults."""
+address, the process's credentials (credentials.py), then MLBUS_KAFKA_* settings
+(Settings.connection.kafka_overrides), applied last so they win over these defaults."""
 from __future__ import annotations
 
 from typing import Mapping
@@ -12,7 +12,7 @@ from .settings import Settings
 def group_id(settings: Settings, purpose: str = "") -> str:
     """Consumer groups and transactional ids live under `<ns>mlbus.<principal>[.purpose]`: where the
     principal's ACLs allow it (access.py)."""
-    base = f"{settings.namespace}mlbus.{settings.client_principal}"
+    base = f"{settings.connection.namespace}mlbus.{settings.connection.client_principal}"
     return f"{base}.{purpose}" if purpose else base
 
 
@@ -21,7 +21,7 @@ def base_config(settings: Settings) -> dict:
     # unacknowledged waits for the broker's delayed ACK, ~40 ms. Measured on the local broker at 1,000 msgs/s:
     # produce → consume p50 65-72 ms with it, 4-6 ms without; a transaction's commit 38-43 ms → 4-7 ms.
     return {"bootstrap.servers": settings.bootstrap, "socket.nagle.disable": True, **client_credentials(settings),
-            **settings.kafka_overrides}
+            **settings.connection.kafka_overrides}
 
 
 # topics.yaml caps messages at 1 MiB (DLQs 1 MiB + 64 KiB, audit.log 2 MiB + 256 KiB). A batch of several
@@ -41,7 +41,7 @@ def producer_config(settings: Settings, client_id: str, transactional_id: str | 
         # Right after a commit the broker may answer CONCURRENT_TRANSACTIONS while it writes the markers;
         # librdkafka retries after retry.backoff.ms (100 ms by default), which showed as ~100 ms gaps.
         config["retry.backoff.ms"] = 10
-    return {**config, **_for_producers(settings.kafka_overrides)}
+    return {**config, **_for_producers(settings.connection.kafka_overrides)}
 
 
 def consumer_config(settings: Settings, group: str, client_id: str, read_committed: bool = True) -> dict:
@@ -54,7 +54,7 @@ def consumer_config(settings: Settings, group: str, client_id: str, read_committ
               "session.timeout.ms": 10_000, "heartbeat.interval.ms": 2_000, "max.poll.interval.ms": 300_000,
               # Bound the prefetch queue so a slow consumer's memory stays small.
               "queued.max.messages.kbytes": 16_384}
-    return {**config, **settings.kafka_overrides}
+    return {**config, **settings.connection.kafka_overrides}
 
 
 def admin_config(settings: Settings) -> dict:

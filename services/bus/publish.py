@@ -169,4 +169,4 @@ def may_announce(settings: Settings) -> bool:
     """Whether this process writes the `schemas` topic: only the admin may on a secured broker (a principal
     that could write it could flood it, or name a fingerprint with a schema of its own choosing); `mlbus acl
     apply` announces every schema in schemas/. On an unsecured broker, every writer announces its own."""
-    return not secured(settings) or settings.client_principal == ADMIN
+    return not secured(settings) or settings.connection.client_principal == ADMIN

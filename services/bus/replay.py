@@ -163,4 +163,5 @@ def _fold_one(bus: Bus, record: Received, keep: Callable[[Received], bool],
     except Exception as error:              # noqa: BLE001 - told apart just below
         if is_infrastructure(error):
             raise
-        poison_record(bus.settings.client_principal, "rebuild", record.topic, record.offset, error, record.record)
+        poison_record(bus.settings.connection.client_principal, "rebuild", record.topic, record.offset, error,
+                      record.record)

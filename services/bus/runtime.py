@@ -118,19 +118,20 @@ class ServiceRuntime:
                                                 # changed (the auditor): an aborted transaction is no crash
         self._last_tick = time.monotonic()
         self.metrics = ServiceMetrics(service)
-        self.metrics.restarts.labels(service).set(bus.settings.restarts)
+        self.metrics.restarts.labels(service).set(bus.settings.runtime.restarts)
         self._lag_at = 0.0
         self._started: dict[tuple[str, int], int] = {}      # (physical topic, partition) → offset it started at
         # A service's group is mlbus.<service> when it runs as its own principal, else under that principal's.
-        self.group = group_id(bus.settings, "" if service == bus.settings.client_principal else service)
+        self.group = group_id(bus.settings, "" if service == bus.settings.connection.client_principal else service)
         self.log = get_logger(group=self.group)
         self.watchdog = Watchdog(exit_stuck(self.log))
-        self.poison = PoisonFile(bus.settings.var_dir / "state" / f"{self.group}.{bus.settings.instance}.poison.json",
-                                 bus.settings.poison_budget)
+        runtime = bus.settings.runtime
+        poison_file = bus.settings.storage.var_dir / "state" / f"{self.group}.{runtime.instance}.poison.json"
+        self.poison = PoisonFile(poison_file, runtime.poison_budget)
         self._stopping = False
         self._offsets = OffsetsToCommit()      # at-least-once: offsets of flushed batches, until committed
         self._aborts_in_a_row = 0               # transactions aborted since the last commit (after_failed_commit)
-        instance = bus.settings.instance        # MLBUS_INSTANCE: one per copy when scaled out
+        instance = bus.settings.runtime.instance        # MLBUS_INSTANCE: one per copy when scaled out
         transactional_id = f"{self.group}.{instance}" if transactional else None
         self.consumer = Consumer({**consumer_config(bus.settings, self.group, f"{service}-{instance}"),
                                   "on_commit": self._on_async_commit,
@@ -151,7 +152,8 @@ class ServiceRuntime:
         if self.transactional:
             self.publisher.producer.init_transactions(30)
         self._announce_outputs()
-        unserved = self.metrics.serve(self.bus.settings.metrics_port, self.bus.settings.metrics_host)
+        observability = self.bus.settings.observability
+        unserved = self.metrics.serve(observability.metrics_port, observability.metrics_host)
         if unserved:
             self.log.warning(unserved)
         self.consumer.subscribe([self.bus.catalogue.physical(t) for t in self.topics],
@@ -461,7 +463,7 @@ class ServiceRuntime:
         assert outcome.error is not None
         topic = self.bus.catalogue.logical(position(outcome.message)[0])
         key, value, headers = dead_letter(outcome.message, topic, self.service, outcome.error.stage, outcome.error,
-                                          self.bus.settings.secret_values())
+                                          self.bus.settings.connection.secret_values())
         self.publisher.produce(dlq_topic(topic), key, value, headers)
         return outcome
 

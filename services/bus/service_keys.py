@@ -41,7 +41,7 @@ class ServiceSigner:
 
 def keys_dir(settings: Settings) -> Path:
     """Where services keep their keys: MLBUS_VAR/keys (in compose, each service's own volume)."""
-    return settings.var_dir / "keys"
+    return settings.storage.var_dir / "keys"
 
 
 def own_key(directory: Path, name: str) -> bytes:

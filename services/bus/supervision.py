@@ -32,7 +32,7 @@ def metrics_port(bus: Bus, name: str) -> int:
     the console (a web page, not a consumer), the witness (no runtime: its log says what it co-signed) and for
     services of your own (set MLBUS_METRICS_PORT for them)."""
     names = [n for n in SERVICES if n not in ("console", "witness")]
-    return bus.settings.metrics_base_port + names.index(name) if name in names else 0
+    return bus.settings.observability.metrics_base_port + names.index(name) if name in names else 0
 
 
 def service_rows(bus: Bus) -> list[dict]:
@@ -41,7 +41,7 @@ def service_rows(bus: Bus) -> list[dict]:
     rows = []
     for name in sorted(set(available_services()) | set(known_names(bus))):
         pid = running_pid(pid_file(bus, name))
-        group = service_group(bus, name) if pid else f"{bus.settings.namespace}mlbus.{name}"
+        group = service_group(bus, name) if pid else f"{bus.settings.connection.namespace}mlbus.{name}"
         topics = [t.name for t in bus.catalogue.consumed_by(name)] or committed_topics(bus, group)
         lag, source = running_lag(bus, group, topics, metrics_port(bus, name)) if pid else ({}, "-")
         restarts = Path(restarts_file(str(child_pid_file(bus, name))))
@@ -57,7 +57,7 @@ def service_rows(bus: Bus) -> list[dict]:
 
 def run_dir(bus: Bus) -> Path:
     """Pid files of one namespace's services: var/run/<namespace>/."""
-    path = bus.settings.var_dir / "run" / (bus.settings.namespace.rstrip(".") or "default")
+    path = bus.settings.storage.var_dir / "run" / (bus.settings.connection.namespace.rstrip(".") or "default")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

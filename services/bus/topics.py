@@ -101,7 +101,8 @@ class TopicAdmin:
     def ensure_internal(self, physical: str, partitions: int) -> None:
         """A service's own topic outside the catalogue (e.g. a re-keyed stream): created if missing."""
         if physical not in self.admin.list_topics(timeout=30).topics:
-            new = NewTopic(physical, num_partitions=partitions, replication_factor=self.bus.settings.replication or 1)
+            new = NewTopic(physical, num_partitions=partitions,
+                           replication_factor=self.bus.settings.connection.replication or 1)
             try:
                 _wait(self.admin.create_topics([new], operation_timeout=30))
             except KafkaException as error:
@@ -247,11 +248,12 @@ class LagMeter:
 def service_group(bus: Bus, service: str) -> str:
     """A service's consumer group: `<ns>mlbus.<service>` when it runs as its own principal, else
     `<ns>mlbus.<principal>.<service>` (kafka.group_id), found among the broker's groups."""
-    own = f"{bus.settings.namespace}mlbus.{service}"
+    own = f"{bus.settings.connection.namespace}mlbus.{service}"
     admin = AdminClient(admin_config(bus.settings))      # kept in a name: a collected client cancels its futures
     groups = [g.group_id for g in admin.list_consumer_groups(request_timeout=10).result().valid]
+    prefix = f"{bus.settings.connection.namespace}mlbus."
     return own if own in groups else next(
-        (g for g in groups if g.startswith(f"{bus.settings.namespace}mlbus.") and g.endswith(f".{service}")), own)
+        (g for g in groups if g.startswith(prefix) and g.endswith(f".{service}")), own)
 
 
 def committed_topics(bus: Bus, group: str) -> list[str]:

@@ -45,9 +45,9 @@ def file_sets(bus: Bus) -> dict[str, Path]:
     """What the backup keeps outside Kafka, by name → where it lives here (a folder or one file). Stores at an
     fsspec URL elsewhere (s3://…) are already off this machine: their own versioning keeps them."""
     settings = bus.settings
-    sets = {"keys": settings.audit_key, "notifier": settings.notifier_config}
-    for name, location in (("data", settings.data_store), ("artifacts", settings.artifacts_store),
-                           ("anchor", settings.audit_anchor)):
+    sets = {"keys": settings.audit.key, "notifier": settings.services.notifier_config}
+    for name, location in (("data", settings.storage.data_store), ("artifacts", settings.storage.artifacts_store),
+                           ("anchor", settings.audit.anchor)):
         root = BlobStore(location).local_root()
         if root is not None:
             sets[name] = root
@@ -84,7 +84,7 @@ def backup_command(bus: Bus, args: argparse.Namespace) -> int:
     kept = back_up_topics(bus, dest, progress=lambda line: info(f"  {line}"))
     files |= {name: copy_out(name, sets[name], dest) for name in AFTER_TOPICS if name in sets}
     manifest = {"format": BACKUP_FORMAT, "started_at": started.isoformat(),
-                "finished_at": datetime.now(timezone.utc).isoformat(), "namespace": bus.settings.namespace,
+                "finished_at": datetime.now(timezone.utc).isoformat(), "namespace": bus.settings.connection.namespace,
                 "single_files": [name for name in files if sets[name].is_file()], **kept, "files": files}
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")     # last: its presence = complete
     keep_private(dest)

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "offline", False):          # a person's own machine: no broker, no identity needed
             return args.run(None, args)
         settings, args.identity = cli_settings()
-        configure_logging("cli", settings.log_format, "warning", stream=sys.stderr)
+        configure_logging("cli", settings.observability.log_format, "warning", stream=sys.stderr)
         return args.run(reading_old_schemas(Bus.from_settings(settings)), args)
     except (ConfigError, CatalogueError) as error:
         print(f"mlbus: {error}", file=sys.stderr)

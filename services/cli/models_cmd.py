@@ -133,7 +133,7 @@ def has_kind(avro_type, kinds: tuple[str, ...]) -> bool:
 
 def define_command(bus: Bus, args: argparse.Namespace) -> int:
     actor = f"cli:{person(args).name}"
-    value = spec_record(load_yaml(args.spec), actor, bus.settings.contracts_dir)
+    value = spec_record(load_yaml(args.spec), actor, bus.settings.storage.contracts_dir)
     send(bus, args.identity, "mlbus.ModelSpecDefined", value, value["model"])
     ensemble = content(value["ensemble_json"])
     inputs = f"{ensemble['combine']} of {', '.join(ensemble['members'])}" if ensemble else \

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import time
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -81,7 +80,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def as_admin(bus: Bus) -> Bus:
     """The same bus over the broker admin's credentials (people and ACLs are the admin's business)."""
-    return Bus(replace(bus.settings, principal=ADMIN), bus.catalogue, bus.schemas)
+    return Bus(bus.settings.connecting_as(ADMIN), bus.catalogue, bus.schemas)
 
 
 def own_identity_path(given: Path | None) -> Path:
@@ -144,7 +143,7 @@ def add_command(bus: Bus, args: argparse.Namespace) -> int:
     apply_access(admin_bus, people, principals=False)
     kafka = read_properties(credentials_file(admin_bus.settings, principal))
     kafka.pop("bootstrap.servers", None)
-    path = args.out or bus.settings.var_dir / "identities" / f"{args.name}.credentials.json"
+    path = args.out or bus.settings.storage.var_dir / "identities" / f"{args.name}.credentials.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:

@@ -103,7 +103,8 @@ def snapshot(bus: Bus, given: str):
 
 def keys_of(bus: Bus, trained: dict, frame) -> list[str]:
     """The dataset contract's key columns present in the snapshot (they identify each prediction)."""
-    contract = bus.settings.contracts_dir / f"{trained['batches'][0]['dataset']}.avsc" if trained["batches"] else None
+    contracts = bus.settings.storage.contracts_dir
+    contract = contracts / f"{trained['batches'][0]['dataset']}.avsc" if trained["batches"] else None
     if contract is None or not contract.is_file():
         return []
     keys = json.loads(contract.read_text()).get("mlbus.contract", {}).get("keys", [])
@@ -144,5 +145,5 @@ def store_predictions(bus: Bus, output, trained: dict):
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "predictions.parquet"
         output.to_parquet(path, index=False)
-        return store_snapshot(bus.settings.data_store, f"scored-{trained['model']}", path)
+        return store_snapshot(bus.settings.storage.data_store, f"scored-{trained['model']}", path)
 

@@ -60,7 +60,7 @@ def requested_services(names: list[str]) -> dict[str, str]:
 
 def up_command(bus: Bus, args: argparse.Namespace) -> int:
     services = requested_services(args.services)
-    if not bus.settings.bootstrap_env:
+    if not bus.settings.connection.bootstrap_env:
         start_local_broker(bus)
     admin = TopicAdmin(bus)
     changes = plan_topics(bus.catalogue, admin.existing())
@@ -88,7 +88,7 @@ def declare_witness(bus: Bus, directory: Path | None = None, deadline_s: float =
     """The witness's public key on the identities topic (role witness), as the admin: the witness makes its key
     and its proof of possession in its own state directory (default MLBUS_WITNESS_DIR) at its first start; this
     waits for them."""
-    directory = directory or bus.settings.witness_dir
+    directory = directory or bus.settings.audit.witness_dir
     deadline = time.monotonic() + deadline_s
     while (declared := declare_witness_key(bus, directory)) is None:
         if time.monotonic() > deadline:
@@ -100,7 +100,7 @@ def declare_witness(bus: Bus, directory: Path | None = None, deadline_s: float =
 
 def start_local_broker(bus: Bus) -> None:
     result = subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "kafka"), "start",
-                             "--dir", str(bus.settings.var_dir / "kafka")], stdout=sys.stderr)
+                             "--dir", str(bus.settings.storage.var_dir / "kafka")], stdout=sys.stderr)
     if result.returncode != 0:
         raise ConfigError("the local broker did not start; see var/kafka/logs")
 
@@ -110,7 +110,7 @@ def start_service(bus: Bus, name: str, module: str) -> None:
     if pid:
         info(f"{name}: already running (pid {pid})")
         return
-    log_path = bus.settings.var_dir / "log" / f"{name}.log"
+    log_path = bus.settings.storage.var_dir / "log" / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MLBUS_BOOTSTRAP": bus.settings.bootstrap}
     if metrics_port(bus, name):
@@ -139,9 +139,9 @@ def status_command(bus: Bus, args: argparse.Namespace) -> int:
 def down_command(bus: Bus, args: argparse.Namespace) -> int:
     for name in known_names(bus):
         stop_process(name, pid_file(bus, name))
-    if not bus.settings.bootstrap_env and not args.keep_broker:
+    if not bus.settings.connection.bootstrap_env and not args.keep_broker:
         subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "kafka"), "stop",
-                        "--dir", str(bus.settings.var_dir / "kafka")], stdout=sys.stderr)
+                        "--dir", str(bus.settings.storage.var_dir / "kafka")], stdout=sys.stderr)
     return 0
 
 

@@ -91,7 +91,7 @@ def serve(bus: Bus, host: str, port: int | None) -> None:
     cert, key = (None, None) if is_loopback(host) else console_certificate(bus.settings, host)
     console = console_for(bus)
     console.start()
-    port = port or bus.settings.console_port
+    port = port or bus.settings.services.console_port
     print(f"mlbus console on {'https' if cert else 'http'}://{host}:{port}/ (log in with your identity file: "
           f"it is read in your browser, never sent)", flush=True)
     try:

@@ -26,7 +26,7 @@ def is_loopback(host: str) -> bool:
 
 
 def ca_dir(settings: Settings) -> Path:
-    return settings.kafka_clients_dir.parent / "tls"
+    return settings.connection.kafka_clients_dir.parent / "tls"
 
 
 def subject_names(host: str, hostname: str) -> list[str]:

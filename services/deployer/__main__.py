@@ -15,11 +15,11 @@ from .handlers import Deployer
 
 def main() -> None:
     bus = Bus.from_env(principal="deployer")
-    configure_logging("deployer", bus.settings.log_format, bus.settings.log_level)
+    configure_logging("deployer", bus.settings.observability.log_format, bus.settings.observability.log_level)
     verify = act_verifier(bus)
     inventory, deployments, specs = rebuild(bus, verify)
     deployer = Deployer(inventory, deployments, Gates(),
-                        canary_interval_s=bus.settings.canary_interval_s,
+                        canary_interval_s=bus.settings.services.canary_interval_s,
                         verify=verify, artifacts=ArtifactStore.from_settings(bus.settings), specs=specs)
     ServiceRuntime(bus, "deployer", deployer, transactional=True, batch_size=500, tick=deployer.tick).run()
 

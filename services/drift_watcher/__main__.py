@@ -42,12 +42,12 @@ class Worker(faust.Worker):
 
 def main() -> None:
     bus = Bus.from_env(principal="drift-watcher")
-    configure_logging("drift-watcher", bus.settings.log_format, bus.settings.log_level)
+    configure_logging("drift-watcher", bus.settings.observability.log_format, bus.settings.observability.log_level)
     bus = replace(bus, signer=enrolled_signer(bus, "drift-watcher"))     # its retraining requests are signed
     watcher = DriftWatcher(bus)
     watcher.start_reference_data()
-    worker = Worker(watcher.app, loglevel="INFO" if bus.settings.log_level.lower() == "debug" else "WARNING",
-                    quiet=True)
+    debug = bus.settings.observability.log_level.lower() == "debug"
+    worker = Worker(watcher.app, loglevel="INFO" if debug else "WARNING", quiet=True)
     worker.router = watcher.router
     worker.execute_from_commandline()
 

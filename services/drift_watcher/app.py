@@ -115,13 +115,14 @@ class DriftWatcher:
         self.bus = bus
         self.log = get_logger(component=SOURCE)
         settings = bus.settings
-        datadir = settings.var_dir / "drift-watcher"
+        datadir = settings.storage.var_dir / "drift-watcher"
         datadir.mkdir(parents=True, exist_ok=True)
         self.app_id = group_id(settings, "windows")        # the router has mlbus.drift-watcher
         self.app = faust.App(
             self.app_id, broker=f"kafka://{settings.bootstrap}", store="memory://",
             processing_guarantee="at_least_once", topic_partitions=PARTITIONS,
-            topic_replication_factor=settings.replication or 1, broker_session_timeout=10, broker_heartbeat_interval=2,
+            topic_replication_factor=settings.connection.replication or 1, broker_session_timeout=10,
+            broker_heartbeat_interval=2,
             consumer_auto_offset_reset="earliest", web_enabled=False, datadir=str(datadir),
             broker_credentials=faust_credentials(settings))
         verify = act_verifier(bus)           # specs and policies are folded only when signed by whom may make them

@@ -47,7 +47,7 @@ class Router:
             logical = self.bus.catalogue.logical(message.topic())
             self.log.warning("dead-lettered", topic=logical, offset=message.offset(), error=str(error))
             key, value, headers = dead_letter(message, logical, "drift-watcher", error.stage, error,
-                                              self.bus.settings.secret_values())
+                                              self.bus.settings.connection.secret_values())
             return Forward(self.bus.catalogue.physical(dlq_topic(logical)), key, value, headers)
 
     def start(self) -> threading.Thread:

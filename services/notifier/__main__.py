@@ -13,11 +13,11 @@ from .sinks import send
 
 def main() -> None:
     bus = Bus.from_env(principal="notifier")
-    configure_logging("notifier", bus.settings.log_format, bus.settings.log_level)
-    config = load_config(bus.settings.notifier_config)
+    configure_logging("notifier", bus.settings.observability.log_format, bus.settings.observability.log_level)
+    config = load_config(bus.settings.services.notifier_config)
     if not config.routes:
         get_logger(component="notifier").warning("no routes: alerts are recorded, not sent",
-                                                 config=str(bus.settings.notifier_config))
+                                                 config=str(bus.settings.services.notifier_config))
     alerts, deliveries = [], []
     fold_history(bus, ("mlbus.Alert", "mlbus.AlertDelivered"),
                  lambda record, value: (alerts if record == "mlbus.Alert" else deliveries).append(value))

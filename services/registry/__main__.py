@@ -11,12 +11,12 @@ from .handlers import Registry
 
 def main() -> None:
     bus = Bus.from_env(principal="registry")
-    configure_logging("registry", bus.settings.log_format, bus.settings.log_level)
+    configure_logging("registry", bus.settings.observability.log_format, bus.settings.observability.log_level)
     if "--rebuild-from-audit" in sys.argv[1:]:
         return rebuild_from_audit(bus)
     verify = act_verifier(bus)
     inventory = rebuild_inventory(bus, verify)
-    database = RegistryDatabase(bus.settings.database_url)
+    database = RegistryDatabase(bus.settings.storage.database_url)
     database.replace_all(inventory)
     registry = Registry(inventory, database, verify, identities=read_identities(bus))
     ServiceRuntime(bus, "registry", registry, transactional=True, batch_size=100).run()
@@ -26,10 +26,10 @@ def main() -> None:
 def rebuild_from_audit(bus: Bus) -> None:
     """Drop the database's tables and write them again from audit.log alone (`mlbus audit rebuild-registry`)."""
     inventory = inventory_from_audit(bus)
-    RegistryDatabase(bus.settings.database_url).replace_all(inventory)
+    RegistryDatabase(bus.settings.storage.database_url).replace_all(inventory)
     print(f"registry database rebuilt from audit.log: {len(inventory.versions)} versions, "
           f"{sum(len(v.history) for v in inventory.versions.values())} decisions, {len(inventory.policies)} policies "
-          f"({bus.settings.database_url.split('://')[0]})")
+          f"({bus.settings.storage.database_url.split('://')[0]})")
 
 
 if __name__ == "__main__":

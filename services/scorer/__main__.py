@@ -19,13 +19,13 @@ from .scorer import DELIVERY, PredictionMetrics, RoutingTable, Scorer
 
 def main() -> None:
     bus = Bus.from_env(principal="scorer")
-    configure_logging("scorer", bus.settings.log_format, bus.settings.log_level)
+    configure_logging("scorer", bus.settings.observability.log_format, bus.settings.observability.log_level)
     table = RoutingTable(bus)
     scorer = Scorer(table, ArtifactStore.from_settings(bus.settings))
     table.on_deployment = scorer.preload
     table.start()
     runtime = ServiceRuntime(bus, "scorer", lambda message: [], topics=["inference.requests"],
-                             transactional=DELIVERY[bus.settings.scorer_delivery], batch_size=1000,
+                             transactional=DELIVERY[bus.settings.services.scorer_delivery], batch_size=1000,
                              batch_handler=scorer, rewindable=True)
     scorer.metrics = PredictionMetrics(runtime.metrics.registry)
     runtime.run()

@@ -15,14 +15,14 @@ from .handlers import Trainer
 
 def main() -> None:
     bus = Bus.from_env(principal="trainer")
-    configure_logging("trainer", bus.settings.log_format, bus.settings.log_level)
+    configure_logging("trainer", bus.settings.observability.log_format, bus.settings.observability.log_level)
     bus = replace(bus, signer=enrolled_signer(bus, "trainer"))     # its own training requests are signed
     provenance = Provenance(*code_version(), environment())
     verify = act_verifier(bus)
-    trainer = Trainer(rebuild_view(bus, verify), bus.settings.artifacts_store, provenance, verify,
+    trainer = Trainer(rebuild_view(bus, verify), bus.settings.storage.artifacts_store, provenance, verify,
                       training_frames(SnapshotStore.from_settings(bus.settings)),
-                      min_fit_s=bus.settings.trainer_min_fit_s,
-                      max_artifact_bytes=bus.settings.max_artifact_bytes)
+                      min_fit_s=bus.settings.services.trainer_min_fit_s,
+                      max_artifact_bytes=bus.settings.storage.max_artifact_bytes)
     ServiceRuntime(bus, "trainer", trainer, transactional=True, batch_size=50, offload=True).run()
 
 

@@ -10,8 +10,8 @@ from .handlers import Validator
 
 def main() -> None:
     bus = Bus.from_env(principal="validator")
-    configure_logging("validator", bus.settings.log_format, bus.settings.log_level)
-    contracts = ContractFiles(bus.settings.contracts_dir)
+    configure_logging("validator", bus.settings.observability.log_format, bus.settings.observability.log_level)
+    contracts = ContractFiles(bus.settings.storage.contracts_dir)
     handler = Validator(contracts, SnapshotStore.from_settings(bus.settings).load, validated_batch_ids(bus),
                         act_verifier(bus))
     ServiceRuntime(bus, "validator", handler, transactional=True, batch_size=20).run()

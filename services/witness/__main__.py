@@ -15,8 +15,8 @@ from .handlers import Witness
 
 def main() -> None:
     bus = Bus.from_env(principal="witness")
-    configure_logging("witness", bus.settings.log_format, bus.settings.log_level)
-    state = WitnessState(bus.settings.witness_dir)
+    configure_logging("witness", bus.settings.observability.log_format, bus.settings.observability.log_level)
+    state = WitnessState(bus.settings.audit.witness_dir)
     key = state.key()
     get_logger(component="witness").info("witness key", key_id=key.key_id, state=str(state.directory))
     publisher = Publisher(bus, "witness")

@@ -99,7 +99,7 @@ def raw_read_rate(stage: Stage, records: int, keep: int) -> tuple[float, list[tu
 def raw_produce_rate(stage: Stage, kept: list[tuple[bytes, bytes, int]]) -> float:
     """Records/s of producing these messages' bytes as they are, idempotently (the services' producer settings, no
     transaction), to a fresh one-partition topic: what the auditor's writes could reach at best."""
-    name = f"{stage.bus.settings.namespace}bench.raw-{uuid.uuid4().hex[:6]}"
+    name = f"{stage.bus.settings.connection.namespace}bench.raw-{uuid.uuid4().hex[:6]}"
     admin = AdminClient(base_config(stage.bus.settings))
     admin.create_topics([NewTopic(name, 1, 1, config={"max.message.bytes": "2359296"})])[name].result(60)
     producer = Producer({**producer_config(stage.bus.settings, "bench-raw"), "queue.buffering.max.messages": 500_000})

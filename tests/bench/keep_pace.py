@@ -66,7 +66,7 @@ def start_stack(stage: Stage, model: str, fitted, features: np.ndarray) -> dict[
         if name == "console":
             env["MLBUS_CONSOLE_PORT"] = str(free_port())
         stage.start(name, module, **env)
-    wait_until(lambda: declare_witness_key(stage.bus, stage.bus.settings.witness_dir), 60, "the witness's key")
+    wait_until(lambda: declare_witness_key(stage.bus, stage.bus.settings.audit.witness_dir), 60, "the witness's key")
     publish_model(stage, model, fitted, features)
     stage.env["MLBUS_METRICS_PORT"] = str(ports["scorer"])      # start_scorer's Stage.start reads it once
     try:

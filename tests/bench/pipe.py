@@ -76,7 +76,7 @@ class Pipe:
 
 def pipe_topics(stage: Stage, partitions: int = 3) -> tuple[str, str]:
     """A fresh (input, output) pair of physical topics in the stage's namespace."""
-    names = tuple(f"{stage.bus.settings.namespace}bench.pipe.{uuid.uuid4().hex[:6]}.{side}" for side in ("in", "out"))
+    names = tuple(f"{stage.bus.settings.connection.namespace}bench.pipe.{uuid.uuid4().hex[:6]}.{side}" for side in ("in", "out"))
     admin = TopicAdmin(stage.bus).admin             # held until the futures are done (its handle ends with it)
     for future in admin.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
         future.result(30)

@@ -52,7 +52,7 @@ MODELS = {
 
 def publish_model(stage: Stage, model: str, fitted, features: np.ndarray) -> None:
     """A version of `model` as the trainer would announce it (artifact stored by sha256), and its deployment."""
-    uri, sha = save_model(stage.bus.settings.artifacts_store, fitted)
+    uri, sha = save_model(stage.bus.settings.storage.artifacts_store, fitted)
     frame = pd.DataFrame(features, columns=FEATURES)
     publisher = Publisher(stage.bus, "bench")
     publisher.publish(Event("mlbus.ModelTrained", key=model, id=derive_id(model, "trained"), value={

@@ -220,7 +220,7 @@ class Stage:
         if reported is not None:
             return reported
         group = GROUPS.get(service, f"mlbus.{service}")
-        return sum(consumer_lag(self.bus, f"{self.bus.settings.namespace}{group}", topics).values())
+        return sum(consumer_lag(self.bus, f"{self.bus.settings.connection.namespace}{group}", topics).values())
 
     def values(self, topic: str) -> list[dict]:
         return [record.value for record in read_topics(self.bus, [topic], timeout_s=300)]

@@ -531,7 +531,7 @@ def disk_and_config_faults(workdir: Path, scale: float) -> ScenarioResult:
             code, clear = crashed_with(trainer, "not a directory", timeout=300)
             nothing_trained = not stage.values("models.trained")
             # (b) …meanwhile the registry's database is locked by another writer.
-            lock = sqlite3.connect(stage.bus.settings.database_url.removeprefix("sqlite:///"), timeout=1)
+            lock = sqlite3.connect(stage.bus.settings.storage.database_url.removeprefix("sqlite:///"), timeout=1)
             lock.execute("BEGIN EXCLUSIVE")
             stage.services.pop("trainer")
             stage.start("trainer", "services.trainer")              # the artifact store mended: same request, once
@@ -870,7 +870,7 @@ def recovery_drill(workdir: Path, scale: float) -> ScenarioResult:
 
 
 def registry_rows(stage: Stage) -> dict:
-    return table_rows(stage.bus.settings.database_url)
+    return table_rows(stage.bus.settings.storage.database_url)
 
 
 def recovery_view(stage: Stage) -> dict:

@@ -35,12 +35,12 @@ SERVICES = ("services.validator", "services.trainer", "services.deployer", "serv
 
 
 def database_rows(bus) -> dict[str, list[dict]]:
-    return table_rows(bus.settings.database_url)
+    return table_rows(bus.settings.storage.database_url)
 
 
 def audit_caught_up(bus) -> bool:
     topics = audited_topics(bus)
-    return sum(consumer_lag(bus, f"{bus.settings.namespace}mlbus.auditor", topics).values()) <= len(topics) * 3
+    return sum(consumer_lag(bus, f"{bus.settings.connection.namespace}mlbus.auditor", topics).values()) <= len(topics) * 3
 
 
 def lifecycle(bus, version: int, kind: str) -> bool:

@@ -53,7 +53,7 @@ def publish_events(bus, count: int, prefix: str) -> int:
 def audited(bus, at_least: int, timeout: float = 180) -> list[dict]:
     """audit.log once the auditor has committed every message on the bus (and at least `at_least`)."""
     topics = audited_topics(bus)
-    group = f"{bus.settings.namespace}mlbus.auditor"
+    group = f"{bus.settings.connection.namespace}mlbus.auditor"
     wait_until(lambda: sum(consumer_lag(bus, group, topics).values()) == 0, timeout=timeout, interval=1.0,
                message="the auditor to commit every message")
     return wait_until(lambda: (found := audit_records(bus)) and len(found) >= at_least and found, timeout=60,
@@ -140,7 +140,7 @@ def copy_log(bus, bus_env: dict, records: list[dict], namespace: str, checkpoint
     """Another namespace on the same broker holding these records as its audit.log (and these checkpoints), as
     the same log: its id and its anchor. The environment to verify it with."""
     env = {**bus_env, "MLBUS_NAMESPACE": namespace, "MLBUS_AUDIT_LOG_ID": log_id(bus),
-           "MLBUS_AUDIT_ANCHOR": bus.settings.audit_anchor}
+           "MLBUS_AUDIT_ANCHOR": bus.settings.audit.anchor}
     copy = Bus.from_env(env, principal="admin")         # a tamperer with the broker's admin rights
     TopicAdmin(copy).apply(plan_topics(copy.catalogue, {}))
     publisher = Publisher(copy, "tamper")
@@ -197,7 +197,7 @@ def test_verify_names_the_first_bad_record_or_head_in_tampered_and_rewritten_log
         print(f"{name}: {found['reason']} at sequence {found['first_bad_sequence']}")
 
     # A full rewrite: topics recreated, record 120 changed, chain and checkpoints recomputed and re-signed.
-    forged, forged_checkpoints = rewritten(records, 120, LogKey.load(bus.settings.audit_key), log_id(bus), 100)
+    forged, forged_checkpoints = rewritten(records, 120, LogKey.load(bus.settings.audit.key), log_id(bus), 100)
     env = copy_log(bus, bus_env, forged, f"{bus_env['MLBUS_NAMESPACE']}rewrite.", forged_checkpoints)
     without_anchor = mlbus_cli({**env, "MLBUS_AUDIT_ANCHOR": str(tmp_path / "empty")}, "audit", "verify", "--key",
                                str(pem), "--json")          # the rewrite passes the topic's heads, not a missing anchor
@@ -209,7 +209,7 @@ def test_verify_names_the_first_bad_record_or_head_in_tampered_and_rewritten_log
     print(f"rewrite: {found['reason']} [{found['caught_by']}]")
 
     # A head altered in a copy of the anchor: reported as a bad signature, naming the line.
-    anchor = Path(bus.settings.audit_anchor) / f"{log_id(bus)}.jsonl"
+    anchor = Path(bus.settings.audit.anchor) / f"{log_id(bus)}.jsonl"
     lines = anchor.read_text().splitlines()
     altered = {**json.loads(lines[0]), "tree_size": json.loads(lines[0])["tree_size"] + 1}
     (tmp_path / "altered").mkdir()

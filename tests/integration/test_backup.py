@@ -40,7 +40,7 @@ def fill(bus: Bus) -> None:
     plain.produce(bus.catalogue.physical("inference.requests.dlq"), value=b"\xff not avro", partition=0,
                   headers=[("dlq.reason", b"undecodable")])
     plain.flush(30)
-    transactional = Producer({**config, "transactional.id": f"{bus.settings.namespace}mlbus.backup-test"})
+    transactional = Producer({**config, "transactional.id": f"{bus.settings.connection.namespace}mlbus.backup-test"})
     transactional.init_transactions(30)
     for batch in range(2):
         transactional.begin_transaction()
@@ -54,7 +54,7 @@ def fill(bus: Bus) -> None:
 def test_a_backup_restores_onto_a_fresh_namespace(bus, bus_env, cli, tmp_path):
     fill(bus)
     physical = bus.catalogue.physical("data.batches")
-    group = f"{bus.settings.namespace}mlbus.scorer"
+    group = f"{bus.settings.connection.namespace}mlbus.scorer"
     committer = Consumer({**base_config(bus.settings), "group.id": group})
     marker_gap = 20 + 5 + 1           # 20 plain records, one transaction of 5 and its marker: offset 26 is next
     committer.commit(offsets=[TopicPartition(physical, 0, marker_gap)], asynchronous=False)
@@ -84,7 +84,7 @@ def test_a_backup_restores_onto_a_fresh_namespace(bus, bus_env, cli, tmp_path):
     for relative in ("data/breast_cancer/b1.parquet", "artifacts/m/1.skops", "keys/auditor.ed25519"):
         assert (tmp_path / "var2" / relative).read_bytes() == (var / relative).read_bytes(), relative
 
-    resumed = Consumer({**base_config(fresh.settings), "group.id": f"{fresh.settings.namespace}mlbus.scorer",
+    resumed = Consumer({**base_config(fresh.settings), "group.id": f"{fresh.settings.connection.namespace}mlbus.scorer",
                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
     resumed.subscribe([fresh.catalogue.physical("data.batches")])
     first = None

@@ -94,7 +94,7 @@ def test_a_training_longer_than_the_poll_interval_and_a_twice_delivered_batch_gi
 def signed_spec(bus, cli, **changes) -> None:
     """A spec sent as Dana would sign it, past the CLI's own checks (any client with her key could)."""
     raw = yaml.safe_load(SPEC.read_text())
-    value = spec_record(raw, "cli:dana", bus.settings.contracts_dir)
+    value = spec_record(raw, "cli:dana", bus.settings.storage.contracts_dir)
     send(bus, Identity.load(cli.identity("dana")), "mlbus.ModelSpecDefined", {**value, **changes}, value["model"])
 
 

@@ -83,7 +83,7 @@ def test_a_kill_minus_9_mid_window_loses_no_row_and_duplicates_no_report(bus, bu
         wait_for_reports(bus, 2)
         # committed offsets, not the watcher's /metrics: the kill -9 below must find every request's offset
         # committed, or the restarted watcher reads some again, and "no row twice" would test less than it says
-        group = f"{bus.settings.namespace}mlbus.drift-watcher"      # the router's group
+        group = f"{bus.settings.connection.namespace}mlbus.drift-watcher"      # the router's group
         wait_until(lambda: sum(consumer_lag(bus, group, ["inference.requests"]).values()) == 0, timeout=60,
                    message="the watcher has read every request")
         watcher.send_signal(signal.SIGKILL)
@@ -97,7 +97,7 @@ def test_a_kill_minus_9_mid_window_loses_no_row_and_duplicates_no_report(bus, bu
         stop(watcher)
 
     ids = collections.Counter(bus.schemas.decode(m.value())[1]["report_id"] for m in messages)
-    assert len(messages) == 4 and max(ids.values()) == 1, (ids, bus.settings.namespace)
+    assert len(messages) == 4 and max(ids.values()) == 1, (ids, bus.settings.connection.namespace)
     assert sorted(r["window_id"] for r in found) == [f"{MODEL}/w{i:06d}" for i in range(4)]
     assert all(r["rows"] == WINDOW for r in found)           # the window cut by the kill kept its first half
 

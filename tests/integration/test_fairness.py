@@ -79,7 +79,7 @@ def test_a_planted_bias_is_measured_and_rejected_the_same_data_without_it_passes
     frame = pd.read_csv(local_path(batch["uri"]))
     data = split(frame, spec["features"], spec["target"], spec["task"], spec["test_size"], trained[1]["seed"],
                  tuple(spec["categorical_features"]), tuple(spec["sensitive_features"]))
-    model = ArtifactStore(bus.settings.artifacts_store, bus.settings.max_artifact_bytes).load(
+    model = ArtifactStore(bus.settings.storage.artifacts_store, bus.settings.storage.max_artifact_bytes).load(
         trained[1]["artifact_uri"], trained[1]["artifact_sha256"])
     y_true, y_pred = (data.y_test == "yes").astype(int), (model.predict(data.x_test) == "yes").astype(int)
     groups = data.sensitive_test["sex"]

@@ -54,7 +54,7 @@ def served_by(bus, version: int, prefix: str) -> list[dict]:
 
 
 def test_unloadable_artifacts_are_refused_and_the_scorer_still_follows_deployments(bus, bus_env, tmp_path):
-    artifacts = Path(bus.settings.artifacts_store)
+    artifacts = Path(bus.settings.storage.artifacts_store)
     directory = artifacts / "directory.skops"
     directory.mkdir(parents=True)
     junk = artifacts / "junk.skops"

@@ -20,7 +20,7 @@ from tests.support.traffic import publish_mixed
 
 def test_the_lag_answers_at_once_while_the_groups_transaction_is_open(bus):
     topic = bus.catalogue.physical("inference.requests")
-    group = f"{bus.settings.namespace}mlbus.lag-test-{uuid.uuid4().hex[:6]}"
+    group = f"{bus.settings.connection.namespace}mlbus.lag-test-{uuid.uuid4().hex[:6]}"
     producer = Producer(producer_config(bus.settings, "lag-test", transactional_id=f"lag-test-{uuid.uuid4().hex}"))
     producer.init_transactions(30)
     producer.begin_transaction()
@@ -42,7 +42,7 @@ def test_a_transactional_service_under_load_answers_its_lag_on_metrics_and_repor
     load), the committed-offset look-up a read_committed client makes stalls; the service's /metrics answers
     throughout, shows the load, and reports 0 once it has handled everything."""
     topic = bus.catalogue.physical("inference.requests")
-    group = bus.settings.namespace + RELAY_GROUP
+    group = bus.settings.connection.namespace + RELAY_GROUP
     port = free_port()
     # 1 ms of CPU per request: the relay needs ≥ 5 s of CPU for the load, its publisher a fraction of a second,
     # so the relay is behind when the last request is delivered however slow the hour (both slow alike)
@@ -94,7 +94,7 @@ def request_ids(messages, bus) -> list[str]:
 
 
 def test_status_reads_a_running_services_lag_from_its_metrics_and_falls_back_to_committed_offsets(bus, bus_env):
-    group, topics, port = bus.settings.namespace + RELAY_GROUP, ["inference.requests"], free_port()
+    group, topics, port = bus.settings.connection.namespace + RELAY_GROUP, ["inference.requests"], free_port()
     publish_mixed(bus, good=100, bad=0)
     with running("tests.support.relay_service", bus_env, MLBUS_METRICS_PORT=str(port)):
         assert wait_until(lambda: running_lag(bus, group, topics, port) == ({"inference.requests": 0}, "metrics"),

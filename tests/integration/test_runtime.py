@@ -25,7 +25,7 @@ def start_relay(env: dict, transactional: bool = False, handle_ms: float = 0,
 
 def lag(bus) -> int:
     """The relay group's committed lag: for the kill -9 test, where what a restart resumes from is the point."""
-    return sum(consumer_lag(bus, bus.settings.namespace + GROUP, ["inference.requests"]).values())
+    return sum(consumer_lag(bus, bus.settings.connection.namespace + GROUP, ["inference.requests"]).values())
 
 
 def drained(bus, port: int) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -30,7 +29,7 @@ REFUSED = "refused"
 
 
 def as_principal(bus: Bus, principal: str) -> Bus:
-    return Bus(replace(bus.settings, principal=principal), bus.catalogue, bus.schemas)
+    return Bus(bus.settings.connecting_as(principal), bus.catalogue, bus.schemas)
 
 
 def connection(bus: Bus, **overrides) -> dict:

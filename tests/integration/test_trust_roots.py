@@ -45,7 +45,7 @@ def test_verify_needs_the_anchor_whole_and_a_witness_and_pins_the_keys_given(bus
         code, found = verified(cli, "--witness-key", str(stranger))
         assert code == 1 and "no valid co-signature by a trusted witness" in found["reason"]
 
-        anchor = Path(bus.settings.audit_anchor) / f"{log_id(bus)}.jsonl"
+        anchor = Path(bus.settings.audit.anchor) / f"{log_id(bus)}.jsonl"
         lines = anchor.read_text().splitlines()
         assert len(lines) >= 3
         rolled_back = tmp_path / "rolled-back"
@@ -109,12 +109,12 @@ def test_a_history_rewritten_with_the_auditors_key_is_refused_by_the_witness(bus
             running("services.auditor", bus_env, tmp_path / "auditor.log", MLBUS_AUDIT_CHECKPOINT_EVERY="100"):
         records = audited(bus, delivered)
         cosigned(bus)
-    forged, forged_checkpoints = rewritten(records, 120, LogKey.load(bus.settings.audit_key), log_id(bus), 100)
+    forged, forged_checkpoints = rewritten(records, 120, LogKey.load(bus.settings.audit.key), log_id(bus), 100)
     namespace = f"{bus_env['MLBUS_NAMESPACE']}rewrite."
     env = {**bus_env, "MLBUS_NAMESPACE": namespace, "MLBUS_AUDIT_LOG_ID": log_id(bus),
            "MLBUS_AUDIT_ANCHOR": str(tmp_path / "rewritten-anchor")}
     copy = prepared_bus(env)                             # its topics, ACLs and the auditor's key on its identities
-    declare_witness_key(copy, bus.settings.witness_dir)  # the same witness, its state kept: it co-signed the truth
+    declare_witness_key(copy, bus.settings.audit.witness_dir)  # the same witness, its state kept: it co-signed the truth
     publisher = Publisher(copy, "tamper")
     for record in forged:
         publisher.produce("audit.log", b"k", copy.schemas.encode("mlbus.AuditRecord", record), [])
@@ -140,9 +140,9 @@ def test_mlbus_up_starts_the_witness_as_its_own_principal_and_declares_its_key(b
         assert up.returncode == 0 and "witness key" in up.stderr, up.stderr
         pem = cli("audit", "key", "--witness")
         assert pem.returncode == 0 and pem.stdout.startswith("-----BEGIN PUBLIC KEY"), pem.stderr
-        assert stat.S_IMODE((bus.settings.witness_dir / "witness.ed25519").stat().st_mode) == 0o600
-        assert stat.S_IMODE(bus.settings.witness_dir.stat().st_mode) == 0o700
-        again = cli("audit", "declare-witness", str(bus.settings.witness_dir))    # a witness run elsewhere: by hand
+        assert stat.S_IMODE((bus.settings.audit.witness_dir / "witness.ed25519").stat().st_mode) == 0o600
+        assert stat.S_IMODE(bus.settings.audit.witness_dir.stat().st_mode) == 0o700
+        again = cli("audit", "declare-witness", str(bus.settings.audit.witness_dir))    # a witness run elsewhere: by hand
         assert again.returncode == 0 and "witness key" in again.stderr, again.stderr
         missing = cli("audit", "declare-witness", str(tmp_path / "nowhere"), "--wait", "0.5")
         assert missing.returncode == 2 and "wrote no key" in missing.stderr, missing.stderr

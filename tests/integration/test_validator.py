@@ -81,7 +81,7 @@ def test_hostile_batches_are_refused_with_reasons_and_the_validator_keeps_servin
     """A path for a dataset name goes to the DLQ; a directory, a device, a file outside the store, a Parquet
     bomb each fail validation with the check named; a good batch afterwards still passes."""
     publisher = Publisher(bus, "test")
-    data = Path(bus.settings.data_store)
+    data = Path(bus.settings.storage.data_store)
     (data / "breast_cancer").mkdir(parents=True, exist_ok=True)
     forged_batch(bus, publisher, "../DataBatch", (data / "x.csv").as_uri(), "0" * 64, "path-name")
     expected = {

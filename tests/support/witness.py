@@ -17,7 +17,7 @@ from tests.support.processes import running
 @contextmanager
 def witnessing(bus, bus_env: dict, log: Path) -> Iterator[Popen]:
     with running("services.witness", bus_env, log) as process:
-        wait_until(lambda: process.poll() is not None or declare_witness_key(bus, bus.settings.witness_dir),
+        wait_until(lambda: process.poll() is not None or declare_witness_key(bus, bus.settings.audit.witness_dir),
                    timeout=60, message="the witness's key, to declare")
         assert process.poll() is None, log.read_text()
         yield process

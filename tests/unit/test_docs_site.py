@@ -58,7 +58,10 @@ def test_the_reference_covers_every_topic_record_command_setting_and_metric(site
                for folder in ("schemas", "schemas/common") for p in (PROJECT_ROOT / folder).glob("*.avsc")]
     from services.cli.main import parser
     commands = cli_commands(parser())
-    settings = [spec.name for spec in fields(Settings)]
+    defaults = Settings.from_env({})
+    sections = [spec.name for spec in fields(Settings)]
+    settings = [f"{name}.{spec.name}" for name in sections for spec in fields(getattr(defaults, name))]
+    variables = set(re.findall(r'"(MLBUS_[A-Z0-9_]+)"', (PROJECT_ROOT / "services/bus/settings.py").read_text()))
     metrics = {m for path in (PROJECT_ROOT / "services").rglob("*.py")           # services' own, by their names
                for m in re.findall(r'(?:Counter|Gauge|Histogram)\(\s*"(mlbus_\w+)"', path.read_text())}
     from services.bus.metrics import ServiceMetrics        # the runtime's: what its registry serves at /metrics
@@ -71,7 +74,11 @@ def test_the_reference_covers_every_topic_record_command_setting_and_metric(site
     settings_page = (reference / "settings.html").read_text()
     assert [name for name in settings if f"<code class=\"docutils literal notranslate\"><span class=\"pre\">{name}"
             not in settings_page] == []
-    assert settings_page.count("<tr class=\"row-") - 1 == len(settings) > 30       # one row each, and the header
+    assert settings_page.count("<tr class=\"row-") - len(sections) == len(settings) > 30    # one row each, and a
+                                                                                            # header per section
+    documented = set(re.findall(r'<tr class="row-\w+"><td><p><code class="docutils literal notranslate">'
+                                r'<span class="pre">(MLBUS_[A-Z0-9_]+)\*?</span>', settings_page))
+    assert variables - documented == set() and len(variables) > 30     # every variable settings.py reads has a row
     metrics_page = (reference / "metrics.html").read_text()
     assert [m for m in metrics if m not in metrics_page] == [] and len(metrics) > 10
 

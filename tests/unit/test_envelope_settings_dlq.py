@@ -32,10 +32,10 @@ def test_derived_ids_are_deterministic():
 
 def test_kafka_settings_from_environment_keep_secrets_out_of_reprs():
     settings = Settings.from_env({"MLBUS_KAFKA_SASL_PASSWORD": "hunter2", "MLBUS_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
-    assert settings.kafka_overrides["security.protocol"] == "SASL_SSL"
-    assert str(settings.kafka_overrides["sasl.password"]) == "hunter2"
+    assert settings.connection.kafka_overrides["security.protocol"] == "SASL_SSL"
+    assert str(settings.connection.kafka_overrides["sasl.password"]) == "hunter2"
     assert "hunter2" not in repr(settings)
-    assert settings.secret_values() == ["hunter2"]
+    assert settings.connection.secret_values() == ["hunter2"]
 
 
 def test_scrub_removes_secret_values_and_password_assignments():

@@ -55,4 +55,4 @@ def test_a_backup_folder_is_the_owners_alone(tmp_path):
 
 def test_the_database_url_is_a_secret_in_reprs():
     settings = Settings.from_env({"MLBUS_DATABASE_URL": "postgresql+psycopg://mlbus:hunter2@db/mlbus"})
-    assert "hunter2" not in repr(settings) and str(settings.database_url).endswith("@db/mlbus")
+    assert "hunter2" not in repr(settings) and str(settings.storage.database_url).endswith("@db/mlbus")

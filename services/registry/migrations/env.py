@@ -16,5 +16,5 @@ def run(connection) -> None:
 if context.config.attributes.get("connection") is not None:
     run(context.config.attributes["connection"])
 else:
-    with create_engine(Settings.from_env().database_url).begin() as connection:
+    with create_engine(Settings.from_env().storage.database_url).begin() as connection:
         run(connection)

@@ -25,8 +25,8 @@ KEY = LogKey(Ed25519PrivateKey.generate())
 
 
 def auditor(tmp_path, pager: bool, page_records: int = 1000, every: int = 1000) -> Auditor:
-    bus = dataclasses.replace(BUS, settings=dataclasses.replace(BUS.settings, audit_page_records=page_records,
-                                                                audit_checkpoint_every=every))
+    audit_settings = dataclasses.replace(BUS.settings.audit, page_records=page_records, checkpoint_every=every)
+    bus = dataclasses.replace(BUS, settings=dataclasses.replace(BUS.settings, audit=audit_settings))
     audit = Auditor(bus, Log, lambda size, root, at: KEY.sign("t.audit.log", size, root, at), Anchor(tmp_path),
                     accept, read_keys=dict, clock=lambda: 1_800_000_000_000)
     if not pager:

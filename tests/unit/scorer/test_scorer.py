@@ -33,8 +33,8 @@ def test_regression_has_no_probabilities():
 
 
 def test_delivery_mode_defaults_to_exactly_once_and_refuses_unknown_modes():
-    assert DELIVERY[Settings.from_env({}).scorer_delivery] is True
-    assert DELIVERY[Settings.from_env({"MLBUS_SCORER_DELIVERY": "at-least-once"}).scorer_delivery] is False
+    assert DELIVERY[Settings.from_env({}).services.scorer_delivery] is True
+    assert DELIVERY[Settings.from_env({"MLBUS_SCORER_DELIVERY": "at-least-once"}).services.scorer_delivery] is False
     with pytest.raises(ConfigError, match="exactly-once, at-least-once"):
         Settings.from_env({"MLBUS_SCORER_DELIVERY": "best-effort"})
 
