@@ -391,7 +391,7 @@ def parse(text: str):
 
 
 def own_service_story() -> None:
-    from services.bus import Bus, Event, ServiceRuntime, derive_id
+    from services.bus import Bus, Event, PerRecord, RuntimeConfig, ServiceRuntime, derive_id
     from services.bus.logs import configure_logging
     from services.bus.publish import Publisher
     from services.bus.topics import consumer_lag
@@ -409,7 +409,8 @@ def own_service_story() -> None:
                 "evidence_json": json.dumps({"request_id": p["request_id"]}), "cause_id": p["prediction_id"],
                 "raised_at": p["predicted_at"]})
 
-    service = ServiceRuntime(app_bus(), "triage", confident_malignant, topics=["inference.predictions"])
+    service = ServiceRuntime(app_bus(), "triage", PerRecord(confident_malignant),
+                             RuntimeConfig(topics=["inference.predictions"]))
     worker = threading.Thread(target=service.run, kwargs={"handle_signals": False}, daemon=True)
     worker.start()
     try:

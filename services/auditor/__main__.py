@@ -4,7 +4,7 @@ MLBUS_AUDIT_CHECKPOINT_EVERY: records between signed tree heads (default 1000); 
 a head at least this often while records come (default 30); MLBUS_AUDIT_ANCHOR: where heads are kept outside
 Kafka (default var/audit-anchor/); MLBUS_AUDIT_KEY: the signing key `mlbus acl apply` made."""
 
-from services.bus import Bus, ServiceRuntime
+from services.bus import Bus, RawBatch, RuntimeConfig, ServiceRuntime, Ticker
 from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
 from services.bus.settings import ConfigError
@@ -31,10 +31,11 @@ def main() -> None:
     topics = audited_topics(bus)
     # Large batches: each transaction's commit costs a broker round trip or two (~30 ms locally), which at
     # 1,000 records a batch was a third of the auditor's time under a backlog.
-    runtime = ServiceRuntime(bus, "auditor", lambda message: [], topics=topics, transactional=True, batch_size=5000,
-                             raw_batch_handler=auditor, on_stop=auditor.on_stop, tick=auditor.tick,
-                             on_committed=auditor.on_committed, on_aborted=auditor.forget_uncommitted,
-                             outputs=("mlbus.AuditPage", "mlbus.AuditCheckpoint", "mlbus.DataKey"))
+    config = RuntimeConfig(topics=topics, transactional=True, batch_size=5000, ticker=Ticker(auditor.tick),
+                           on_stop=auditor.on_stop, on_committed=auditor.on_committed,
+                           on_aborted=auditor.forget_uncommitted,
+                           outputs=("mlbus.AuditPage", "mlbus.AuditCheckpoint", "mlbus.DataKey"))
+    runtime = ServiceRuntime(bus, "auditor", RawBatch(auditor), config)
     auditor.metrics = AuditMetrics(runtime.metrics.registry)
     runtime.run()
 

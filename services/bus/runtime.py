@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -32,6 +32,7 @@ from .errors import BadInput, HandlerFailed, InfrastructureError, is_infrastruct
 from .kafka import consumer_config, group_id, producer_config
 from .logs import get_logger
 from .metrics import ServiceMetrics
+from .modes import Batched, BatchHandler, Forward, Handler, HandlerMode, PerRecord, RawBatch, RuntimeConfig, Tick
 from .poison import PoisonFile, poison_record
 from .positions import Consumed, start_offsets
 from .publish import Publisher
@@ -39,23 +40,6 @@ from .received import Received, decode_message
 from .schema_topic import SchemasTopicResolver
 from .settings import ConfigError
 from .watchdog import Watchdog, exit_stuck
-
-Handler = Callable[[Received], Iterable[Event]]
-BatchHandler = Callable[[list[Received]], list["list[Event] | BadInput"]]
-Tick = Callable[[], list[Event]]
-
-
-@dataclass(frozen=True)
-class Forward:
-    """A message passed on as it is (bytes and headers untouched) to a topic outside the catalogue, e.g. a
-    service's internal re-keyed topic. A raw batch handler may return these besides Events."""
-
-    physical_topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: list
-    timestamp_ms: int = 0
-
 
 # Commit refusals that mean "the group is rebalancing", not "something broke".
 REBALANCING = (KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_MEMBER_ID)
@@ -70,8 +54,8 @@ LAG_EVERY_S = 1.0
 # librdkafka's statistics, for where each partition started (positions.start_offsets): for those 77 partitions
 # 112 KB of JSON, parsed in 1.1 ms, once a second.
 STATISTICS_EVERY_MS = 1_000
-RawBatchHandler = Callable[[list[Message]], "list[Event | Forward]"]
-__all__ = ["BatchHandler", "Forward", "Handler", "Received", "ServiceRuntime", "Tick", "settle_heap"]
+__all__ = ["BatchHandler", "Batched", "Forward", "Handler", "PerRecord", "RawBatch", "Received", "RuntimeConfig",
+           "ServiceRuntime", "Tick", "settle_heap"]
 
 
 @dataclass(frozen=True)
@@ -90,32 +74,19 @@ def handler_failed(error: Exception) -> HandlerFailed:
 
 
 class ServiceRuntime:
-    def __init__(self, bus: Bus, service: str, handler: Handler, *, topics: list[str] | None = None,
-                 transactional: bool = False, batch_size: int = 500, poll_timeout_s: float = 0.5,
-                 offload: bool = False, batch_handler: BatchHandler | None = None, tick: Tick | None = None,
-                 tick_interval_s: float = 1.0, raw_batch_handler: RawBatchHandler | None = None,
-                 on_stop: Tick | None = None, on_committed: Callable[[], None] | None = None,
-                 outputs: tuple[str, ...] = (), rewindable: bool = False,
-                 on_aborted: Callable[[], None] | None = None):
+    def __init__(self, bus: Bus, service: str, mode: HandlerMode, config: RuntimeConfig | None = None):
+        """A service's loop: its handler in one of three modes (modes.py), run as config says (None: defaults)."""
+        if not isinstance(mode, PerRecord | Batched | RawBatch):
+            raise TypeError(f"a handler is passed in its mode: PerRecord(handler), Batched(...) or RawBatch(...), "
+                            f"not {type(mode).__name__}")
         self.bus = bus
         self.service = service
-        self.handler = handler
-        self.topics = topics if topics is not None else [t.name for t in bus.catalogue.consumed_by(service)]
-        self.transactional = transactional
-        self.batch_size = batch_size
-        self.poll_timeout_s = poll_timeout_s
+        self.mode = mode
+        self.config = config = config or RuntimeConfig()
+        self.topics = list(config.topics if config.topics is not None
+                           else [t.name for t in bus.catalogue.consumed_by(service)])
+        offload = isinstance(mode, PerRecord) and mode.offload
         self.offload = ThreadPoolExecutor(1, thread_name_prefix=service) if offload else None
-        self.batch_handler = batch_handler      # vectorised work: the whole batch at once (the scorer)
-        self.tick = tick                        # time-driven decisions (canary steps), every tick_interval_s
-        self.tick_interval_s = tick_interval_s
-        self.raw_batch_handler = raw_batch_handler   # the messages undecoded, bytes as they are (the auditor)
-        self.on_stop = on_stop                  # last events before stopping (the auditor's checkpoint)
-        self.on_committed = on_committed        # after each committed transaction (the auditor's anchor)
-        self.outputs = outputs                  # records it writes, announced at start (a late first write of
-                                                # a type would otherwise announce its schema at any moment)
-        self.rewindable = rewindable or on_aborted is not None      # handling a batch again is harmless (the
-        self.on_aborted = on_aborted            # scorer), or is once on_aborted dropped what the aborted one
-                                                # changed (the auditor): an aborted transaction is no crash
         self._last_tick = time.monotonic()
         self.metrics = ServiceMetrics(service)
         self.metrics.restarts.labels(service).set(bus.settings.runtime.restarts)
@@ -132,7 +103,7 @@ class ServiceRuntime:
         self._offsets = OffsetsToCommit()      # at-least-once: offsets of flushed batches, until committed
         self._aborts_in_a_row = 0               # transactions aborted since the last commit (after_failed_commit)
         instance = bus.settings.runtime.instance        # MLBUS_INSTANCE: one per copy when scaled out
-        transactional_id = f"{self.group}.{instance}" if transactional else None
+        transactional_id = f"{self.group}.{instance}" if config.transactional else None
         self.consumer = Consumer({**consumer_config(bus.settings, self.group, f"{service}-{instance}"),
                                   "on_commit": self._on_async_commit,
                                   "statistics.interval.ms": STATISTICS_EVERY_MS, "stats_cb": self._on_statistics})
@@ -149,7 +120,7 @@ class ServiceRuntime:
         if handle_signals:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
-        if self.transactional:
+        if self.config.transactional:
             self.publisher.producer.init_transactions(30)
         self._announce_outputs()
         observability = self.bus.settings.observability
@@ -158,7 +129,7 @@ class ServiceRuntime:
             self.log.warning(unserved)
         self.consumer.subscribe([self.bus.catalogue.physical(t) for t in self.topics],
                                 on_assign=self._on_rebalance("assigned"), on_revoke=self._on_rebalance("revoked"))
-        self.log.info("service started", topics=self.topics, transactional=self.transactional)
+        self.log.info("service started", topics=self.topics, transactional=self.config.transactional)
         settle_heap()
         try:
             while not self._stopping:
@@ -166,12 +137,13 @@ class ServiceRuntime:
                 self._commit_async()            # at-least-once: what a rebalance or a refusal left to send
                 if messages:
                     self.handle_batch(messages)
-                if self.tick and time.monotonic() - self._last_tick >= self.tick_interval_s:
-                    self._run_tick()
+                ticker = self.config.ticker
+                if ticker and time.monotonic() - self._last_tick >= ticker.every_s:
+                    self._run_tick(ticker.tick)
                 if time.monotonic() - self._lag_at >= LAG_EVERY_S:
                     self._measure_lag()
-            if self.on_stop:
-                self._publish_alone(self._ticked(self.on_stop))
+            if self.config.on_stop:
+                self._publish_alone(self._ticked(self.config.on_stop))
             self._commit_owed()
         finally:
             self.consumer.close()
@@ -181,13 +153,13 @@ class ServiceRuntime:
             self.log.info("service stopped")
 
     def _announce_outputs(self) -> None:
-        if not self.outputs:
+        if not self.config.outputs:
             return
-        if not self.transactional:
-            self.publisher.announce(self.outputs)
+        if not self.config.transactional:
+            self.publisher.announce(self.config.outputs)
             return
         self.publisher.producer.begin_transaction()
-        self.publisher.announce(self.outputs, flush=False)
+        self.publisher.announce(self.config.outputs, flush=False)
         with self.watchdog.deadline("commit_transaction", TRANSACTION_DEADLINE_S):
             self.publisher.producer.commit_transaction(30)
         self.publisher.raise_failures()
@@ -195,10 +167,10 @@ class ServiceRuntime:
     def _next_batch(self) -> list[Message]:
         """Wait for the first message, then take whatever else is already here (up to batch_size): a
         batch never waits to fill up, so latency stays low under light load and batches grow under heavy."""
-        first = self.consumer.consume(1, self.poll_timeout_s)
-        if not first or self.batch_size == 1:
+        first = self.consumer.consume(1, self.config.poll_timeout_s)
+        if not first or self.config.batch_size == 1:
             return first
-        return first + self.consumer.consume(self.batch_size - 1, 0)
+        return first + self.consumer.consume(self.config.batch_size - 1, 0)
 
     def handle_batch(self, messages: list[Message]) -> None:
         next_offsets: dict[tuple[str, int], int] = {}
@@ -226,7 +198,7 @@ class ServiceRuntime:
         if rest:
             outcomes += self._guarded(rest)
         committing = time.perf_counter()
-        if self.transactional:
+        if self.config.transactional:
             self.publisher.producer.begin_transaction()
         outcomes = [self._publish(outcome) for outcome in outcomes]
         if not self._commit([TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]):
@@ -286,12 +258,13 @@ class ServiceRuntime:
         """Handle messages with their offsets marked in flight: a crash counts against them (poison.py)."""
         self.poison.begin([position(m) for m in messages])
         try:
-            if self.raw_batch_handler:
-                outcomes = [Outcome(messages[-1], self.raw_batch_handler(messages))]
-            elif self.batch_handler:
-                outcomes = self._handle_all(messages)
-            else:
-                outcomes = [self._handle_one(m) for m in messages]
+            match self.mode:
+                case RawBatch(handler):
+                    outcomes = [Outcome(messages[-1], handler(messages))]
+                case Batched(handler):
+                    outcomes = self._handle_all(messages, handler)
+                case PerRecord(handler):
+                    outcomes = [self._handle_one(m, handler) for m in messages]
         except (KafkaException, InfrastructureError):
             self.poison.begin([])           # the broker's failure, not the message's
             raise
@@ -301,14 +274,14 @@ class ServiceRuntime:
         self.poison.finished()
         return outcomes
 
-    def _handle_one(self, message: Message) -> Outcome:
+    def _handle_one(self, message: Message, handler: Handler) -> Outcome:
         started = time.perf_counter()
         topic, partition, offset = position(message)
         context = {"topic": self.bus.catalogue.logical(topic), "partition": partition, "offset": offset}
         try:
             received = decode_message(self.bus, message)
             context.update(event_id=received.envelope.id, record=received.record)
-            events = self._refusing(lambda: self._call_handler(received), context)
+            events = self._refusing(lambda: self._call_handler(handler, received), context)
         except BadInput as error:
             self.log.warning("message dead-lettered", **context, outcome="dead-lettered", stage=error.stage,
                              error_class=type(error).__name__, error=str(error)[:500],
@@ -318,7 +291,7 @@ class ServiceRuntime:
                       duration_ms=round((time.perf_counter() - started) * 1000, 3))
         return Outcome(message, events, cause=received.envelope)
 
-    def _handle_all(self, messages: list[Message]) -> list[Outcome]:
+    def _handle_all(self, messages: list[Message], handler: BatchHandler) -> list[Outcome]:
         """Batch mode: decode each message (bad ones to the DLQ), then one call for all the rest."""
         started = time.perf_counter()
         outcomes: list[Outcome] = []
@@ -328,8 +301,7 @@ class ServiceRuntime:
                 decoded.append((message, decode_message(self.bus, message)))
             except BadInput as error:
                 outcomes.append(Outcome(message, [], error=error))
-        assert self.batch_handler is not None       # _guarded calls this only when there is one
-        results = self._batch_results([received for _, received in decoded], position(messages[0]))
+        results = self._batch_results(handler, [received for _, received in decoded], position(messages[0]))
         for (message, received), result in zip(decoded, results):
             if isinstance(result, BadInput):
                 outcomes.append(Outcome(message, [], error=result))
@@ -354,14 +326,14 @@ class ServiceRuntime:
             poison_record(self.service, "live", context["topic"], context["offset"], error, context.get("record", ""))
             raise handler_failed(error) from None
 
-    def _batch_results(self, batch: list[Received], at: tuple[str, int, int]) -> list[list[Event] | BadInput]:
+    def _batch_results(self, handler: BatchHandler, batch: list[Received],
+                       at: tuple[str, int, int]) -> list[list[Event] | BadInput]:
         """The batch handler's results; if it raises on the batch (not the infrastructure's failure), each record
         is handled alone, and the ones it raises on are HandlerFailed (dead-lettered)."""
-        assert self.batch_handler is not None
         if not batch:
             return []
         try:
-            return self.batch_handler(batch)
+            return handler(batch)
         except Exception as error:          # noqa: BLE001 - told apart just below
             if is_infrastructure(error):
                 raise
@@ -370,12 +342,11 @@ class ServiceRuntime:
                 return [handler_failed(error)]
         self.log.warning("batch handler raised; handling its records one by one", messages=len(batch),
                          topic=self.bus.catalogue.logical(at[0]))
-        return [result for received in batch for result in self._batch_results([received], at)]
+        return [result for received in batch for result in self._batch_results(handler, [received], at)]
 
-    def _run_tick(self) -> None:
-        assert self.tick is not None                # run() calls this only when there is one
+    def _run_tick(self, tick: Tick) -> None:
         self._last_tick = time.monotonic()
-        self._publish_alone(self._ticked(self.tick))
+        self._publish_alone(self._ticked(tick))
 
     def _ticked(self, tick: Tick) -> list[Event]:
         """A tick's (or a stop's) events; one that raises on what it holds (not the infrastructure) is said and
@@ -400,11 +371,11 @@ class ServiceRuntime:
                 poison_record(self.service, "tick", event.record, 0, refusal)
         if not ready:
             return
-        if self.transactional:
+        if self.config.transactional:
             self.publisher.producer.begin_transaction()
         for prepared in ready:
             self.publisher.send(prepared)
-        if self.transactional:
+        if self.config.transactional:
             with self.watchdog.deadline("commit_transaction", TRANSACTION_DEADLINE_S):
                 self.publisher.producer.commit_transaction(30)
             self.publisher.raise_failures()
@@ -412,10 +383,10 @@ class ServiceRuntime:
         else:
             self.publisher.flush()
 
-    def _call_handler(self, received: Received) -> list[Event]:
+    def _call_handler(self, handler: Handler, received: Received) -> list[Event]:
         if self.offload is None:
-            return list(self.handler(received))
-        future = self.offload.submit(lambda: list(self.handler(received)))
+            return list(handler(received))
+        future = self.offload.submit(lambda: list(handler(received)))
         paused: list[TopicPartition] = []
         try:
             while True:
@@ -447,8 +418,8 @@ class ServiceRuntime:
                 ready = [e if isinstance(e, Forward) else self.publisher.prepared(e, outcome.cause)
                          for e in outcome.events]
             except BadInput as refusal:
-                if self.raw_batch_handler:      # one outcome stands for the whole batch (the auditor's chain):
-                    raise                       # its outputs are bounded where they are made
+                if isinstance(self.mode, RawBatch):     # one outcome stands for the whole batch (the auditor's
+                    raise                               # chain): its outputs are bounded where they are made
                 topic, _, offset = position(outcome.message)
                 poison_record(self.service, "live", self.bus.catalogue.logical(topic), offset, refusal)
                 outcome = Outcome(outcome.message, [], error=HandlerFailed(f"its output cannot be sent: {refusal}"))
@@ -470,7 +441,7 @@ class ServiceRuntime:
     def _commit(self, offsets: list[TopicPartition]) -> bool:
         """Commit the batch's outputs and offsets; False when the transaction was aborted (see after_failed_commit)."""
         producer = self.publisher.producer
-        if not self.transactional:
+        if not self.config.transactional:
             self.publisher.flush()          # the outputs are on the broker before their inputs' offsets move on
             self._offsets.add({(o.topic, o.partition): o.offset for o in offsets})
             self._commit_async()
@@ -481,7 +452,7 @@ class ServiceRuntime:
                 self._commit_transaction()
             except KafkaException as failure:
                 error = failure.args[0]
-                action = after_failed_commit(error, self.rewindable, self._aborts_in_a_row)
+                action = after_failed_commit(error, self.config.rewinds, self._aborts_in_a_row)
                 if action == "crash":
                     raise
                 self.log.warning("transaction aborted", error=str(error), rewound=action == "rewind")
@@ -489,8 +460,8 @@ class ServiceRuntime:
                 producer.abort_transaction(30)
                 self.publisher.forget_aborted()
                 self._aborts_in_a_row += 1
-                if self.on_aborted and action == "rewind":
-                    self.on_aborted()
+                if self.config.on_aborted and action == "rewind":
+                    self.config.on_aborted()
                 if action == "abort-and-crash":
                     raise InfrastructureError(
                         f"transaction aborted ({error}); restarting, so that the service's state is rebuilt "
@@ -533,8 +504,8 @@ class ServiceRuntime:
                 self.log.warning("rewind skipped: revoked meanwhile", topic=topic, partition=partition)
 
     def _committed(self) -> None:
-        if self.on_committed:
-            self.on_committed()
+        if self.config.on_committed:
+            self.config.on_committed()
 
     def _commit_async(self) -> None:
         """At-least-once, after the outputs were flushed: the loop goes on to the next batch while the broker
@@ -583,7 +554,7 @@ class ServiceRuntime:
                 self.log.info(f"partitions {change}", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])
             if change == "revoked":
                 self.metrics.consumed.forget({(self.bus.catalogue.logical(p.topic), p.partition) for p in partitions})
-            if change == "revoked" and not self.transactional:
+            if change == "revoked" and not self.config.transactional:
                 revoked = {(p.topic, p.partition) for p in partitions}
                 self._commit_owed(revoked)
                 self._offsets.forget(revoked)
@@ -599,7 +570,7 @@ class ServiceRuntime:
 
     def _check_topics_exist(self) -> None:
         # A raw handler dead-letters nothing (the auditor, which reads the DLQs themselves).
-        needs_dlq = [] if self.raw_batch_handler else self.topics
+        needs_dlq = [] if isinstance(self.mode, RawBatch) else self.topics
         physical = {self.bus.catalogue.physical(t) for t in self.topics} | {
             self.bus.catalogue.physical(dlq_topic(t)) for t in needs_dlq}
         existing = set(self.consumer.list_topics(timeout=30).topics)

@@ -3,7 +3,7 @@
 Its data plane is the scorer (python -m services.scorer), a separate process so it scales to N
 copies while the deployer, whose canary decisions must be made once, runs as one."""
 
-from services.bus import Bus, ServiceRuntime
+from services.bus import Bus, PerRecord, RuntimeConfig, ServiceRuntime, Ticker
 from services.adapters import ArtifactStore
 from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
@@ -21,7 +21,8 @@ def main() -> None:
     deployer = Deployer(inventory, deployments, Gates(),
                         canary_interval_s=bus.settings.services.canary_interval_s,
                         verify=verify, artifacts=ArtifactStore.from_settings(bus.settings), specs=specs)
-    ServiceRuntime(bus, "deployer", deployer, transactional=True, batch_size=500, tick=deployer.tick).run()
+    config = RuntimeConfig(transactional=True, batch_size=500, ticker=Ticker(deployer.tick))
+    ServiceRuntime(bus, "deployer", PerRecord(deployer), config).run()
 
 
 if __name__ == "__main__":

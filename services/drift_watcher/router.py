@@ -10,7 +10,7 @@ import threading
 
 from confluent_kafka import Message
 
-from services.bus import BadInput, Bus, ServiceRuntime
+from services.bus import BadInput, Bus, RawBatch, RuntimeConfig, ServiceRuntime
 from services.bus.consumed import headers_of, message_size
 from services.bus.dlq import dead_letter, dlq_topic
 from services.bus.logs import get_logger
@@ -28,8 +28,8 @@ class Router:
         self.bus = bus
         self.observations_topic = observations_topic
         self.log = get_logger(component="drift-watcher-router")
-        self.runtime = ServiceRuntime(bus, "drift-watcher", lambda message: [], topics=list(INPUTS),
-                                      transactional=True, batch_size=1000, raw_batch_handler=self)
+        self.runtime = ServiceRuntime(bus, "drift-watcher", RawBatch(self),
+                                      RuntimeConfig(topics=INPUTS, transactional=True, batch_size=1000))
 
     def __call__(self, messages: list[Message]) -> list[Forward]:
         return [self.forward(m) for m in messages]

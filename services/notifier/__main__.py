@@ -1,7 +1,7 @@
 """notifier: python -m services.notifier (config: MLBUS_NOTIFIER_CONFIG, a YAML file; see compose/notifier.yaml)."""
 from datetime import datetime, timezone
 
-from services.bus import Bus, ServiceRuntime
+from services.bus import Bus, PerRecord, RuntimeConfig, ServiceRuntime, Ticker
 from services.bus.logs import configure_logging, get_logger
 from services.bus.replay import fold_history
 
@@ -23,8 +23,8 @@ def main() -> None:
                  lambda record, value: (alerts if record == "mlbus.Alert" else deliveries).append(value))
     outbox = rebuild(config, alerts, deliveries, datetime.now(timezone.utc))
     notifier = Notifier(config, outbox, send)
-    ServiceRuntime(bus, "notifier", notifier, transactional=True, batch_size=200, tick=notifier.tick,
-                   tick_interval_s=0.5).run()
+    config = RuntimeConfig(transactional=True, batch_size=200, ticker=Ticker(notifier.tick, every_s=0.5))
+    ServiceRuntime(bus, "notifier", PerRecord(notifier), config).run()
 
 
 if __name__ == "__main__":

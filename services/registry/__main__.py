@@ -1,7 +1,7 @@
 """registry: the model inventory and its governed lifecycle — registration, policy, approvals, aliases."""
 import sys
 
-from services.bus import Bus, ServiceRuntime
+from services.bus import Bus, PerRecord, RuntimeConfig, ServiceRuntime
 from services.bus.identity import act_verifier, read_identities
 from services.bus.logs import configure_logging
 
@@ -19,7 +19,7 @@ def main() -> None:
     database = RegistryDatabase(bus.settings.storage.database_url)
     database.replace_all(inventory)
     registry = Registry(inventory, database, verify, identities=read_identities(bus))
-    ServiceRuntime(bus, "registry", registry, transactional=True, batch_size=100).run()
+    ServiceRuntime(bus, "registry", PerRecord(registry), RuntimeConfig(transactional=True, batch_size=100)).run()
 
 
 

@@ -10,7 +10,7 @@ local broker). `at-least-once` flushes the batch's predictions and then commits 
 and after a crash some requests are answered again, with the same prediction_id (derived from the request's
 event id), so readers can drop the copies. See the README (Guarantees, Performance).
 """
-from services.bus import Bus, ServiceRuntime
+from services.bus import Batched, Bus, RuntimeConfig, ServiceRuntime
 from services.bus.logs import configure_logging
 from services.adapters import ArtifactStore
 
@@ -24,9 +24,9 @@ def main() -> None:
     scorer = Scorer(table, ArtifactStore.from_settings(bus.settings))
     table.on_deployment = scorer.preload
     table.start()
-    runtime = ServiceRuntime(bus, "scorer", lambda message: [], topics=["inference.requests"],
-                             transactional=DELIVERY[bus.settings.services.scorer_delivery], batch_size=1000,
-                             batch_handler=scorer, rewindable=True)
+    runtime = ServiceRuntime(bus, "scorer", Batched(scorer), RuntimeConfig(
+        topics=["inference.requests"], transactional=DELIVERY[bus.settings.services.scorer_delivery], batch_size=1000,
+        rewindable=True))
     scorer.metrics = PredictionMetrics(runtime.metrics.registry)
     runtime.run()
 

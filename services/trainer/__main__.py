@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from services.bus import Bus, ServiceRuntime
+from services.bus import Bus, PerRecord, RuntimeConfig, ServiceRuntime
 from services.adapters import SnapshotStore
 from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
@@ -23,7 +23,8 @@ def main() -> None:
                       training_frames(SnapshotStore.from_settings(bus.settings)),
                       min_fit_s=bus.settings.services.trainer_min_fit_s,
                       max_artifact_bytes=bus.settings.storage.max_artifact_bytes)
-    ServiceRuntime(bus, "trainer", trainer, transactional=True, batch_size=50, offload=True).run()
+    config = RuntimeConfig(transactional=True, batch_size=50)
+    ServiceRuntime(bus, "trainer", PerRecord(trainer, offload=True), config).run()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """validator: every data batch checked against its dataset's contract before any model may use it."""
-from services.bus import Bus, ServiceRuntime
+from services.bus import Bus, PerRecord, RuntimeConfig, ServiceRuntime
 from services.adapters import SnapshotStore
 from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
@@ -14,7 +14,7 @@ def main() -> None:
     contracts = ContractFiles(bus.settings.storage.contracts_dir)
     handler = Validator(contracts, SnapshotStore.from_settings(bus.settings).load, validated_batch_ids(bus),
                         act_verifier(bus))
-    ServiceRuntime(bus, "validator", handler, transactional=True, batch_size=20).run()
+    ServiceRuntime(bus, "validator", PerRecord(handler), RuntimeConfig(transactional=True, batch_size=20)).run()
 
 
 if __name__ == "__main__":

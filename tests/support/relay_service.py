@@ -12,7 +12,7 @@ import math
 import os
 import time
 
-from services.bus import BadInput, Bus, Event, Received, ServiceRuntime, derive_id
+from services.bus import BadInput, Bus, Event, PerRecord, Received, RuntimeConfig, ServiceRuntime, derive_id
 from services.bus.logs import configure_logging
 
 
@@ -42,9 +42,9 @@ def relay(message: Received):
 def main() -> None:
     bus = Bus.from_env(principal="scorer")      # it stands in for the scorer: the one writer of predictions
     configure_logging("relay", "json", os.environ.get("MLBUS_LOG_LEVEL", "warning"))
-    ServiceRuntime(bus, "relay", relay, topics=["inference.requests"],
-                   transactional=os.environ.get("MLBUS_RELAY_TRANSACTIONAL") == "1",
-                   batch_size=int(os.environ.get("MLBUS_RELAY_BATCH", "200"))).run()
+    ServiceRuntime(bus, "relay", PerRecord(relay), RuntimeConfig(
+        topics=["inference.requests"], transactional=os.environ.get("MLBUS_RELAY_TRANSACTIONAL") == "1",
+        batch_size=int(os.environ.get("MLBUS_RELAY_BATCH", "200")))).run()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import re
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
-from services.bus import ServiceRuntime
+from services.bus import PerRecord, RuntimeConfig, ServiceRuntime
 from services.bus.settings import PROJECT_ROOT
 
 PAGE = PROJECT_ROOT / "docs" / "how-to" / "own-service.md"
@@ -34,5 +34,8 @@ def test_the_example_handler_alerts_on_a_low_score_only():
 def test_the_example_constructs_the_runtime_as_it_is_today():
     code = re.findall(r"```python\n(.*?)```", PAGE.read_text(), re.DOTALL)[0]
     call = re.search(r"ServiceRuntime\((.*)\)\.run\(\)", code)[1]
-    args = eval(f"(lambda *a, **k: (a, k))({call})", {"bus": object(), "flag_low_scores": example()["flag_low_scores"]})
-    inspect.signature(ServiceRuntime).bind(*args[0], **args[1])      # TypeError: the page no longer matches the code
+    namespace = example()
+    namespace["config"] = eval(re.search(r"config = (RuntimeConfig\(.*\))\n", code)[1], namespace)
+    args = eval(f"(lambda *a, **k: (a, k))({call})", {**namespace, "bus": object()})
+    bound = inspect.signature(ServiceRuntime).bind(*args[0], **args[1])  # TypeError: the page no longer matches
+    assert isinstance(bound.arguments["mode"], PerRecord) and isinstance(bound.arguments["config"], RuntimeConfig)

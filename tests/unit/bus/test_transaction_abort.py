@@ -9,7 +9,7 @@ from services.bus.errors import InfrastructureError
 from services.bus.logs import get_logger
 from services.bus.metrics import ServiceMetrics
 from services.bus.publish import ABORTED, Publisher
-from services.bus.runtime import MAX_REWINDS, ServiceRuntime, after_failed_commit
+from services.bus.runtime import MAX_REWINDS, RuntimeConfig, ServiceRuntime, after_failed_commit
 from services.bus.watchdog import Watchdog
 
 ABORTABLE = KafkaError(KafkaError.ILLEGAL_GENERATION, "generation moved", txn_requires_abort=True)
@@ -93,10 +93,10 @@ def runtime(failures: list, rewindable: bool, owned=(("requests", 0),)) -> Servi
     service = ServiceRuntime.__new__(ServiceRuntime)        # its parts only: no broker
     publisher = Publisher.__new__(Publisher)
     publisher.producer, publisher.failures, publisher._announced = FakeProducer(failures), [], {"mlbus.Prediction"}
-    service.__dict__.update(service="scorer", transactional=True, rewindable=rewindable, publisher=publisher,
-                            _aborts_in_a_row=0, on_aborted=None,
+    service.__dict__.update(service="scorer", config=RuntimeConfig(transactional=True, rewindable=rewindable),
+                            publisher=publisher, _aborts_in_a_row=0,
                             consumer=FakeConsumer(list(owned)), log=get_logger(), metrics=ServiceMetrics("scorer"),
-                            watchdog=Watchdog(lambda what, seconds: None, background=False), on_committed=None)
+                            watchdog=Watchdog(lambda what, seconds: None, background=False))
     return service
 
 
