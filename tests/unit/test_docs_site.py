@@ -105,6 +105,8 @@ def test_every_repository_path_the_docs_name_exists():
         if "_build" in page.parts or "generated" in page.parts:
             continue
         for path in set(named.findall(page.read_text())):
+            if path.startswith("docs/_build"):                # what scripts/docs builds (git-ignored): absent
+                continue                                        # from a clean checkout until it runs
             if not re.search(r"[A-Z]{4,}", path):          # DATASET, NAME: placeholders
                 assert (PROJECT_ROOT / path).exists(), f"{page.relative_to(PROJECT_ROOT)} names {path}"
 
