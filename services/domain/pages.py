@@ -46,14 +46,22 @@ def misframed(schemas: SchemaCatalogue, value: bytes | None) -> str | None:
 
 
 def sequence_of(schemas: SchemaCatalogue, value: bytes) -> int | None:
+    found = record_head(schemas, value)
+    return found[0] if found else None
+
+
+def record_head(schemas: SchemaCatalogue, value: bytes) -> tuple[int, str] | None:
+    """(sequence, source topic) of one AuditRecord value — in compiled code where it reads the whole record, else
+    through the codec —, None when it does not decode."""
     if native is not None:
         found = native.record_topic(value, schemas.schema("mlbus.AuditRecord").fingerprint)
         if found is not None:
-            return found[0]
+            return found
     try:
-        return schemas.decode(value, "mlbus.AuditRecord")[1]["sequence"]
+        record = schemas.decode(value, "mlbus.AuditRecord")[1]
     except BadInput:
         return None
+    return record["sequence"], record["source_topic"]
 
 
 def first_sequence(schemas: SchemaCatalogue, value: bytes | None) -> int | None:
@@ -63,13 +71,6 @@ def first_sequence(schemas: SchemaCatalogue, value: bytes | None) -> int | None:
 
 
 def source_topic(schemas: SchemaCatalogue, value: bytes) -> str | None:
-    """The source topic of one AuditRecord value, read from its first fields where it can (replay picks records
-    by it without decoding the rest); None when it does not decode."""
-    if native is not None:
-        found = native.record_topic(value, schemas.schema("mlbus.AuditRecord").fingerprint)
-        if found is not None:
-            return found[1]
-    try:
-        return schemas.decode(value, "mlbus.AuditRecord")[1]["source_topic"]
-    except BadInput:
-        return None
+    """The source topic of one AuditRecord value (replay picks records by it); None when it does not decode."""
+    found = record_head(schemas, value)
+    return found[1] if found else None
