@@ -4,8 +4,10 @@ here failed when written; the comment above it names the class. Classes that hel
 import importlib
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from services.auditor.decide import Crossing, Log, Page, append, item, page_event
+from services.bus.consumed import wire_size
 from services.bus.edge import MAX_RECORD_BYTES
 from services.bus.publish import Publisher
 from services.bus.runtime import Forward
@@ -242,3 +244,43 @@ def test_records_between_does_not_hide_records_behind_a_page_of_no_records(monke
     values = records(20)
     log = {0: page(values[0:10], 1), 1: empty_page(7), 2: page(values[10:20], 11)}
     assert read_between(monkeypatch, log, 7, 12) == list(range(7, 13))
+
+
+# THE CLASS behind the cap findings above (claims, subjects, header keys): whatever a message at the edge's limit is
+# made of — a key of invalid UTF-8 or four-byte characters, header keys of four-byte characters, ce_source and
+# ce_type of invalid UTF-8, any other header, the value —, on a personal topic or not, on either path, every page and
+# every data key the auditor writes fits its topic.
+PARTS = ("key-ff", "key-4byte", "header-key-4byte", "ce_source-ff", "ce_type-ff", "other-header", "value")
+
+
+def at_the_limit(shares: list[int]) -> tuple[bytes, list[tuple[str, bytes]], bytes]:
+    """A message of MAX_RECORD_BYTES bytes (key, value, headers: what wire_size counts), split between the parts."""
+    budget = [MAX_RECORD_BYTES * share // sum(shares) for share in shares]
+    key, headers, value = b"", [], b"v" * budget[PARTS.index("value")]
+    for part, size in zip(PARTS, budget):
+        if size < 16:
+            continue                            # a part with no share (a header would still cost its name)
+        if part == "key-ff":
+            key += b"\xff" * size
+        elif part == "key-4byte":
+            key += ("\U00010000" * (size // 4)).encode()
+        elif part == "header-key-4byte":
+            headers.append(("\U00010000" * max(1, (size - 1) // 4), b"x"))
+        elif part in ("ce_source-ff", "ce_type-ff"):
+            headers.append((part.split("-")[0], b"\xff" * max(0, size - len(part.split("-")[0]))))
+        elif part == "other-header":
+            headers.append(("other", b"h" * max(0, size - 5)))
+    return key, headers, value
+
+
+@pytest.mark.parametrize("pager", PAGER)
+@pytest.mark.parametrize("topic", ["inference.requests", "outcomes"])
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(shares=st.lists(st.integers(0, 4), min_size=len(PARTS), max_size=len(PARTS)).filter(any))
+def test_a_message_at_the_limit_never_makes_a_page_or_a_key_its_topic_refuses(tmp_path_factory, pager, topic, shares):
+    key, headers, value = at_the_limit(shares)
+    message = FakeMessage(physical(topic), key, value, 0, headers)
+    assert MAX_RECORD_BYTES - 64 < wire_size(key, value, headers) <= MAX_RECORD_BYTES     # at the limit, not over it
+    events = auditor(tmp_path_factory.mktemp("a"), pager=pager)([message])
+    assert not refused(events)
+    assert len(audited(BUS.schemas, events)) == 1
