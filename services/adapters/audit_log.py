@@ -4,6 +4,7 @@ them, pure, are services/domain/audited.py."""
 from __future__ import annotations
 
 import base64
+import heapq
 import time
 from datetime import datetime, timezone
 from typing import Iterable, Iterator
@@ -27,21 +28,33 @@ from services.bus.schema_topic import SchemasTopicResolver
 from .anchor import Anchor
 
 
-def audit_records(bus: Bus, records: Iterable[str] | None = None, timeout_s: float = 300.0) -> list[dict]:
-    """Every committed AuditRecord, in sequence order (audit.log has one partition; each message a page of them,
-    or one in a v1 log); with `records`, only those whose event is of these types. A topic carries one record
-    type, and a record's source topic is read from its first fields, so the others are skipped without decoding
-    (replaying decisions does not read the traffic)."""
+def audit_records(bus: Bus, records: Iterable[str] | None = None, timeout_s: float = 300.0,
+                  shard: int | None = None) -> list[dict]:
+    """Every committed AuditRecord, each with its "shard" (audit.log's partition), in sequence order per shard
+    and, across shards, in the order their events were made (time, then shard and sequence); with `shard`, that
+    shard's alone. Each message is a page of records, or one in a v1 log. With `records`, only those whose event
+    is of these types: a topic carries one record type, and a record's source topic is read from its first fields,
+    so the others are skipped without decoding (replaying decisions does not read the traffic)."""
     wanted = None if records is None else {bus.catalogue.for_schema(r).name for r in records}
-    return [bus.schemas.decode(value, "mlbus.AuditRecord")[1] for m in read_messages(bus, ["audit.log"], timeout_s)
-            for value in records_of(bus.schemas, m.value())
-            if wanted is None or source_topic(bus.schemas, value) in wanted]
+    found = [{**bus.schemas.decode(value, "mlbus.AuditRecord")[1], "shard": m.partition()}
+             for m in read_messages(bus, ["audit.log"], timeout_s, partition=shard)
+             for value in records_of(bus.schemas, m.value())
+             if wanted is None or source_topic(bus.schemas, value) in wanted]
+    shards: dict[int, list[dict]] = {}
+    for record in found:
+        shards.setdefault(record["shard"], []).append(record)
+    if len(shards) < 2:
+        return found
+    # Merged by when their events were made, each shard's records kept in their own order (heapq.merge takes
+    # the earliest head each time: a shard whose clock stepped back is not reordered).
+    return list(heapq.merge(*shards.values(), key=lambda r: (r["source_timestamp"], r["shard"])))
 
 
 def verify_log(bus: Bus, heads: Iterable[Head], keys: dict[str, bytes], log: str,
-               timeout_s: float = 300.0) -> Verified:
-    """audit.log verified as it is read, a fetch at a time, on its raw values (compiled where it can be:
-    EncodedWalk), against these heads; the next fetch is read in a thread while the walk hashes this one."""
+               timeout_s: float = 300.0, shard: int = 0) -> Verified:
+    """A shard of audit.log (its partition) verified as it is read, a fetch at a time, on its raw values (compiled
+    where it can be: EncodedWalk), against its heads (`log`: its log id); the next fetch is read in a thread while
+    the walk hashes this one."""
     walk = EncodedWalk(lambda value: bus.schemas.decode(value, "mlbus.AuditRecord")[1],
                        bus.schemas.schema("mlbus.AuditRecord").fingerprint)
 
@@ -54,8 +67,8 @@ def verify_log(bus: Bus, heads: Iterable[Head], keys: dict[str, bytes], log: str
         return found
 
     try:
-        return verify_walk(read_ahead(values(b) for b in read_batches(bus, ["audit.log"], timeout_s)), walk, heads,
-                           keys, log)
+        return verify_walk(read_ahead(values(b) for b in read_batches(bus, ["audit.log"], timeout_s, partition=shard)),
+                           walk, heads, keys, log)
     except Misframed as error:
         return Verified(ChainHead(walk.sequence, walk.hash), walk.root().hex(), 0,
                         Broken(walk.sequence + 1, str(error)))
@@ -211,8 +224,9 @@ def log_signers(bus: Bus) -> dict[str, bytes]:
     return read_identities(bus).log_signers()
 
 
-def records_between(bus: Bus, first: int, last: int | None = None, timeout_s: float = 30.0) -> list[dict]:
-    """The committed records with first ≤ sequence ≤ last (last=None: to the log's end when called), read by
+def records_between(bus: Bus, first: int, last: int | None = None, timeout_s: float = 30.0,
+                    shard: int = 0) -> list[dict]:
+    """A shard's committed records with first ≤ sequence ≤ last (last=None: to its end when called), read by
     offset rather than from the start: the message holding `first` is found by bisecting the offsets on each
     message's first sequence (a page's, or a v1 record's own), a message per step — a few fetches on any log.
     `audit prove` reads its blocks so, the auditor the tail after its last checkpoint."""
@@ -229,20 +243,21 @@ def records_between(bus: Bus, first: int, last: int | None = None, timeout_s: fl
                          "queued.min.messages": 1, "queued.max.messages.kbytes": 2560,
                          "max.partition.fetch.bytes": 2_621_440, "fetch.max.bytes": 2_621_440})
     try:
-        low, end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout_s)
+        low, end = consumer.get_watermark_offsets(TopicPartition(topic, shard), timeout=timeout_s)
+
         def read_at(offset: int) -> tuple[int, int | None] | None:
-            found = _messages_from(consumer, topic, offset, 1, end, timeout_s)
+            found = _messages_from(consumer, (topic, shard), offset, 1, end, timeout_s)
             return (found[0][0], first_sequence(bus.schemas, found[0][1])) if found else None
 
         def from_offset(start: int) -> list[dict]:
             records = []
-            for _, value in _messages_from(consumer, topic, start, None, end, timeout_s,
+            for _, value in _messages_from(consumer, (topic, shard), start, None, end, timeout_s,
                                            until=lambda v: (f := first_sequence(bus.schemas, v)) is not None and
                                            last is not None and f > last):
                 for raw in records_of(bus.schemas, value):
                     record = bus.schemas.decode(raw, "mlbus.AuditRecord")[1]
                     if record["sequence"] >= first and (last is None or record["sequence"] <= last):
-                        records.append(record)
+                        records.append({**record, "shard": shard})
             return records
 
         start = holding(read_at, first, low, end)
@@ -256,15 +271,15 @@ def records_between(bus: Bus, first: int, last: int | None = None, timeout_s: fl
         consumer.close()
 
 
-def _messages_from(consumer: Consumer, topic: str, offset: int, count: int | None, end: int, timeout_s: float,
-                   until=None) -> list[tuple[int, bytes]]:
+def _messages_from(consumer: Consumer, where: tuple[str, int], offset: int, count: int | None, end: int,
+                   timeout_s: float, until=None) -> list[tuple[int, bytes]]:
     """Up to `count` (None: every) committed messages' (offset, value) from `offset` on, before `end`, stopping
     before the first value `until` says is past what is wanted. The end is the client's partition EOF (past the
     transaction markers and aborted records a read_committed client skips), or `end`; a broker that gives
     nothing for `timeout_s` is an error, never an empty answer."""
     if offset >= end:
         return []
-    consumer.assign([TopicPartition(topic, 0, offset)])
+    consumer.assign([TopicPartition(*where, offset)])
     found: list[tuple[int, bytes]] = []
     deadline = time.monotonic() + timeout_s
     while count is None or len(found) < count:

@@ -5,35 +5,38 @@ from __future__ import annotations
 from services.bus import Bus
 from services.bus.errors import InfrastructureError
 from services.bus.logs import get_logger
-from services.domain import ChainHead, Frontier, head_of_checkpoint, leaf
+from services.domain import ChainHead, Frontier, head_of_checkpoint, leaf, shard_of_log_id
 from services.adapters import audit_records, checkpoints, data_keys, records_between
 
 from .decide import Log, resume_points
 
 
-def read_log(bus: Bus, keys: dict[str, bytes], log_id: str, timeout_s: float = 30.0) -> Log:
+def read_log(bus: Bus, keys: dict[str, bytes], log_id: str, timeout_s: float = 30.0, shard: int = 0,
+             log: str | None = None) -> Log:
     """The log as committed: from the latest checkpoint that holds (its head signed by this auditor's key, its
     frontier hashing to the root signed, its chain hash the log's at its sequence), the records after it (found by
     offset); without one (an empty log, one written before the Merkle tree, or every checkpoint refused), every
     record from the start, checked against each head this auditor signed. A forged checkpoint is refused loudly
     and never built on; a log that does not match a head this auditor signed stops it."""
-    verified, refused = resume_points(checkpoints(bus), keys, log_id)
+    # A sibling shard's checkpoints are its own to resume from (`log`: the whole log's name); any other is refused.
+    mine = [c for c in checkpoints(bus) if log is None or shard_of_log_id(log, c.get("log_id") or "") in (None, shard)]
+    verified, refused = resume_points(mine, keys, log_id)
     logger = get_logger(component="auditor")
     for checkpoint, problem in refused:
         logger.error("checkpoint REFUSED: the auditor will not resume from it", sequence=checkpoint.get("sequence"),
                      reason=problem)
     if verified:
         latest = verified[0]
-        records = records_between(bus, latest["sequence"], timeout_s=timeout_s)
+        records = records_between(bus, latest["sequence"], timeout_s=timeout_s, shard=shard)
         if records and records[0]["sequence"] == latest["sequence"] and records[0]["hash"] == latest["hash"]:
             tree = Frontier(latest["sequence"], [bytes.fromhex(h) for h in latest["frontier"]])
             signed = head_of_checkpoint(latest, "audit.checkpoints").signed
             return _grown(Log.resumed(ChainHead(latest["sequence"], latest["hash"]), tree, signed), records[1:])
         logger.error("checkpoint REFUSED: its chain hash is not the log's at its sequence; the log is read from "
                      "its start", sequence=latest["sequence"])
-    log = _grown(Log(), audit_records(bus), {c["sequence"]: c["root_hash"] for c in verified})
-    log.resumed_from = head_of_checkpoint(verified[0], "audit.checkpoints").signed if verified else None
-    return log
+    grown = _grown(Log(), audit_records(bus, shard=shard), {c["sequence"]: c["root_hash"] for c in verified})
+    grown.resumed_from = head_of_checkpoint(verified[0], "audit.checkpoints").signed if verified else None
+    return grown
 
 
 def _grown(log: Log, records: list[dict], signed_roots: dict[int, str] | None = None) -> Log:

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from services.bus import Event, derive_id
-from services.domain import (BLOCK, ChainHead, Frontier, ProofError, Seal, TreeHead, growing_frontier, parse_line,
-                             python_seal, signature_problem)
+from services.domain import (BLOCK, ChainHead, Frontier, growing_frontier, key_name, parse_line, ProofError,
+                             python_seal, Seal, signature_problem, TreeHead)
 from services.bus.signing import Verdict
 
 Sign = Callable[[int, str, int], TreeHead]      # (tree size, root hex, time ms) → the auditor's signed head
@@ -149,18 +149,18 @@ def avro_long(n: int) -> bytes:
     return bytes(out)
 
 
-def page_event(page: Page, prefix: bytes, log: str) -> Event:
+def page_event(page: Page, prefix: bytes, log: str, shard: int = 0) -> Event:
     """A full page as its audit.log message: AuditPage single-object encoded (`prefix`: its marker and
     fingerprint) — the first sequence, then the records as one array block — with its value for readers of
     events (the records' bytes)."""
     body = b"".join(page.items)
     encoded = prefix + avro_long(page.first_sequence) + (avro_long(page.count) + body if page.count else b"") + b"\0"
-    return Event("mlbus.AuditPage", {"first_sequence": page.first_sequence, "records": None}, key="0",
-                 id=derive_id("audit-page", log, page.first_sequence), encoded=encoded)
+    return Event("mlbus.AuditPage", {"first_sequence": page.first_sequence, "records": None}, key=str(shard),
+                 id=derive_id("audit-page", log, page.first_sequence), encoded=encoded, partition=shard)
 
 
 def paged(events: list[Event], encode: Callable[[dict], bytes], prefix: bytes, log: str,
-          page_records: int = PAGE_RECORDS, page_bytes: int = PAGE_BYTES) -> list[Event]:
+          page_records: int = PAGE_RECORDS, page_bytes: int = PAGE_BYTES, shard: int = 0) -> list[Event]:
     """append's events with its AuditRecords gathered into pages (in order; the other events as they are)."""
     out: list[Event] = []
     page = Page()
@@ -170,11 +170,11 @@ def paged(events: list[Event], encode: Callable[[dict], bytes], prefix: bytes, l
             continue
         framed = item(event.encoded or encode(event.value))
         if page.count and (page.count == page_records or len(framed) > page.room(page_bytes)):
-            out.append(page_event(page, prefix, log))
+            out.append(page_event(page, prefix, log, shard))
             page = Page()
         page.add(framed, 1, event.value["sequence"])
     if page.count:
-        out.append(page_event(page, prefix, log))
+        out.append(page_event(page, prefix, log, shard))
     return out
 
 
@@ -187,15 +187,16 @@ def checkpoint(log: Log, now_ms: int, sign: Sign) -> tuple[Event, TreeHead]:
         "root_hash": signed.root_hash, "signed_at": signed.timestamp, "key_id": signed.key_id,
         "signature": signed.signature, "frontier": [bytes(h).hex() for h in log.tree.hashes],
         "blocks_from": log.blocks_from, "blocks": [h.hex() for h in log.blocks]},
-        key="audit.log", id=derive_id("audit-checkpoint", log.head.sequence))
+        key=signed.log_id, id=derive_id("audit-checkpoint", signed.log_id, log.head.sequence))
     log.blocks_from += len(log.blocks)
     log.blocks = []
     return event, signed
 
 
-def key_created(subject: str, key: bytes, now_ms: int) -> Event:
-    return Event("mlbus.DataKey", {"subject": subject, "key": key, "created_at": now_ms}, key=subject,
-                 id=derive_id("data-key", subject, key.hex()))
+def key_created(subject: str, key: bytes, now_ms: int, shard: int = 0) -> Event:
+    """A shard's new data key for a subject, on audit.keys under the shard's name for it (shards.key_name)."""
+    return Event("mlbus.DataKey", {"subject": subject, "key": key, "created_at": now_ms},
+                 key=key_name(subject, shard), id=derive_id("data-key", subject, key.hex()))
 
 
 def erasable(value: dict, verdict: Verdict) -> bool:

@@ -14,7 +14,8 @@ from services.bus.service_keys import SERVICE_ROLE
 from services.bus.consumed import digest, headers_of, message_size
 from services.bus.edge import MAX_RECORD_BYTES
 from services.bus.runtime import Forward
-from services.domain import ChainHead, Redaction, TreeHead, compiled_seal, new_key, seal_value, subject_of
+from services.domain import (ChainHead, key_name, Redaction, shard_log_id, TreeHead, compiled_seal, new_key,
+                             seal_value, subject_of)
 from services.adapters import Anchor, log_id
 from services.bus.native import native
 from services.bus.logs import get_logger
@@ -31,8 +32,13 @@ Verify = Callable[[Received, tuple[str, ...]], Verdict]
 
 class Auditor:
     def __init__(self, bus: Bus, read_log: Callable[[], Log], sign: Sign, anchor: Anchor, verify: Verify,
-                 read_keys: Callable[[], dict[str, bytes]] = dict, clock=lambda: int(time.time() * 1000)):
+                 read_keys: Callable[[], dict[str, bytes]] = dict, clock=lambda: int(time.time() * 1000),
+                 shard: int = 0, observed: frozenset[tuple[str, int]] = frozenset()):
+        """One shard's auditor (shard 0 of one: the whole log). `observed`: partitions (physical topic, partition)
+        of erasure topics another shard audits, read only to delete this shard's key of an erased subject."""
         self.bus = bus
+        self.shard = shard
+        self.observed = observed
         self.verify = verify
         self.read_log = read_log
         self.read_keys = read_keys
@@ -47,7 +53,7 @@ class Auditor:
         self.seal = compiled_seal(bus.schemas.schema("mlbus.AuditRecord").prefix)
         self.page_prefix = bus.schemas.schema("mlbus.AuditPage").prefix
         self.page_records = bus.settings.audit.page_records
-        self.log_name = log_id(bus)
+        self.log_name = shard_log_id(log_id(bus), shard)
         self.redactions: dict[str, Redaction] = {}             # topic → how its personal fields are blanked
         self.metrics: AuditMetrics | None = None          # set by __main__: the runtime's registry
         self.signed_size = 0                    # the size of the last head signed
@@ -65,15 +71,21 @@ class Auditor:
             self.keys = self.read_keys()
             self.signed_size = self.log_state.head.sequence
             self._reanchor(self.log_state.resumed_from)
-            self.log.info("log continues", sequence=self.log_state.head.sequence, subjects=len(self.keys),
+            self.log.info("log continues", shard=self.shard, sequence=self.log_state.head.sequence,
+                          subjects=len(self.keys),
                           hash=self.log_state.head.hash[:12], root=self.log_state.tree.root().hex()[:12])
         now = self.clock()
         key_events: list[Event | Forward] = []
+        if self.observed:
+            seen = [m for m in messages if (m.topic(), m.partition()) in self.observed]
+            for message in seen:
+                self._observe(message, key_events)
+            messages = [m for m in messages if (m.topic(), m.partition()) not in self.observed] if seen else messages
         if self.pager is None:
             crossings = [self._crossing(m, now, key_events) for m in messages]
             events, heads = append(self.log_state, crossings, now, self.checkpoint_every, self.sign, self.seal)
             events = paged(events, lambda r: self.bus.schemas.encode("mlbus.AuditRecord", r), self.page_prefix,
-                           self.log_name, self.page_records)
+                           self.log_name, self.page_records, shard=self.shard)
         else:
             events, heads = self._paged(messages, now, key_events)
         events = key_events + events
@@ -90,7 +102,7 @@ class Auditor:
         page, index = Page(), 0
         while index < len(messages):
             if page.count and (page.count >= self.page_records or page.room() <= 0):
-                events.append(page_event(page, self.page_prefix, self.log_name))     # full (or one large record)
+                events.append(page_event(page, self.page_prefix, self.log_name, self.shard))     # full (or one large record)
                 page = Page()
             room = self.page_records - page.count
             if every:
@@ -98,7 +110,7 @@ class Auditor:
             index, items, count, last_hash, made, why = self.pager.seal_run(
                 messages, index, room, page.room(), not page.count, now, log.head.sequence, log.head.hash, log.tree,
                 log.block, log.blocks, self.keys)
-            key_events += [key_created(subject, self.keys[subject], now) for subject in made]
+            key_events += [key_created(subject, self.keys[subject], now, self.shard) for subject in made]
             if count:
                 page.add(items, count, log.head.sequence + 1)
                 log.head = ChainHead(log.head.sequence + count, last_hash)
@@ -107,20 +119,20 @@ class Auditor:
                 record, leaf, encoded = self.seal(audit_record(crossing, log.head.sequence + 1, now), log.head.hash)
                 framed = item(encoded or self.bus.schemas.encode("mlbus.AuditRecord", record))
                 if page.count and (page.count == self.page_records or len(framed) > page.room()):
-                    events.append(page_event(page, self.page_prefix, self.log_name))
+                    events.append(page_event(page, self.page_prefix, self.log_name, self.shard))
                     page = Page()
                 log.add(record, leaf)
                 page.add(framed, 1, record["sequence"])
                 index += 1
             elif why == BYTES:
-                events.append(page_event(page, self.page_prefix, self.log_name))
+                events.append(page_event(page, self.page_prefix, self.log_name, self.shard))
                 page = Page()
             if every and log.head.sequence % every == 0 and (count or why == SPECIAL):
                 event, signed = checkpoint(log, now, self.sign)
                 events.append(event)
                 heads.append(signed)
         if page.count:
-            events.append(page_event(page, self.page_prefix, self.log_name))
+            events.append(page_event(page, self.page_prefix, self.log_name, self.shard))
         return events, heads
 
     def _routes(self) -> dict[str, tuple[str, bool, Redaction | None]]:
@@ -156,8 +168,8 @@ class Auditor:
         heads, self.unanchored = self.unanchored, []
         self.anchor.append(heads)
         if self.metrics is not None and self.log_state is not None:
-            self.metrics.sequence.set(self.log_state.head.sequence)
-            self.metrics.signed_size.set(self.signed_size)
+            self.metrics.sequence.labels(str(self.shard)).set(self.log_state.head.sequence)
+            self.metrics.signed_size.labels(str(self.shard)).set(self.signed_size)
 
     def _reanchor(self, head: TreeHead | None) -> None:
         """The head resumed from, appended to the anchor if the anchor holds none as large: a crash between a
@@ -196,7 +208,7 @@ class Auditor:
             subject = subject_of(message.key())
             if subject not in self.keys:
                 self.keys[subject] = new_key()
-                key_events.append(key_created(subject, self.keys[subject], now))
+                key_events.append(key_created(subject, self.keys[subject], now, self.shard))
             if subject not in self.ciphers:
                 self.ciphers[subject] = AESGCM(self.keys[subject])
             sealed = seal_value(value, subject, self.ciphers[subject])
@@ -218,15 +230,31 @@ class Auditor:
         except BadInput:
             return None                      # audited as bytes; its consumers dead-letter it
         if received.record == "mlbus.ErasureRequested":
-            verdict = self.verify(received, ("admin",))
-            if erasable(received.value, verdict):
-                subject = received.value["subject"]
-                self.keys.pop(subject, None)
-                self.ciphers.pop(subject, None)
-                key_events.append(Forward(self.bus.catalogue.physical("audit.keys"), subject.encode(), None, []))
-                self.log.info("subject erased", by=verdict.signer, erasure_id=received.value["erasure_id"])
-            return attest(received.value, verdict)
+            return attest(received.value, self._erase(received, key_events))
         return attest(received.value, self.verify(received, (*ROLES, SERVICE_ROLE)))
+
+    def _erase(self, received: Received, key_events: list) -> Verdict:
+        """An erasure signed by an admin deletes this shard's key of its subject (each shard deletes its own: the
+        shard that audits the erasure and every other, which reads the erasure topics for this alone)."""
+        verdict = self.verify(received, ("admin",))
+        if erasable(received.value, verdict):
+            subject = received.value["subject"]
+            self.keys.pop(subject, None)
+            self.ciphers.pop(subject, None)
+            key_events.append(Forward(self.bus.catalogue.physical("audit.keys"),
+                                      key_name(subject, self.shard).encode(), None, []))
+            self.log.info("subject erased", by=verdict.signer, erasure_id=received.value["erasure_id"],
+                          shard=self.shard)
+        return verdict
+
+    def _observe(self, message: Message, key_events: list) -> None:
+        """A message of an erasure topic another shard audits: only its erasure is carried out here."""
+        try:
+            received = decode_message(self.bus, message)
+        except BadInput:
+            return
+        if received.record == "mlbus.ErasureRequested":
+            self._erase(received, key_events)
 
 
 class AuditMetrics:
@@ -234,9 +262,10 @@ class AuditMetrics:
 
     def __init__(self, registry):
         from prometheus_client import Gauge
-        self.sequence = Gauge("mlbus_audit_sequence", "The last committed audit.log sequence number", registry=registry)
-        self.signed_size = Gauge("mlbus_audit_signed_size", "Tree size of the latest signed tree head",
-                                 registry=registry)
+        self.sequence = Gauge("mlbus_audit_sequence", "The last committed sequence number of each audit.log shard",
+                              ["shard"], registry=registry)
+        self.signed_size = Gauge("mlbus_audit_signed_size", "Tree size of each shard's latest signed tree head",
+                                 ["shard"], registry=registry)
 
 
 OVERSIZE_HEADER = "mlbus.audit.oversize"

@@ -15,10 +15,10 @@ from .envelope import Envelope, Event, derive_id, new_id
 from .errors import BadInput, DecodeError
 from .publish import DeliveryError, Publisher
 from .received import Received
-from .modes import Batched, Forward, PerRecord, RawBatch, RuntimeConfig, Ticker
+from .modes import Batched, Forward, PerRecord, RawBatch, RuntimeConfig, Task, Ticker
 from .runtime import ServiceRuntime
 from .settings import ConfigError, Settings
 
 __all__ = ["Bus", "Envelope", "Event", "derive_id", "new_id", "BadInput", "DecodeError", "DeliveryError",
-           "Publisher", "Received", "ServiceRuntime", "PerRecord", "Batched", "RawBatch", "Forward", "RuntimeConfig",
+           "Publisher", "Received", "ServiceRuntime", "PerRecord", "Batched", "RawBatch", "Forward", "RuntimeConfig", "Task",
            "Ticker", "ConfigError", "Settings"]

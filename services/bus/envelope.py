@@ -26,6 +26,7 @@ class Event:
     # The value already Avro-encoded (single-object) by compiled code that made it (the auditor's records):
     # published as it is instead of encoding `value` again.
     encoded: bytes | None = field(default=None, compare=False, repr=False)
+    partition: int | None = None        # its topic's partition, chosen (an auditor shard's page); None: by key
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from confluent_kafka import Message
 
@@ -70,6 +70,19 @@ class Ticker:
 
 
 @dataclass(frozen=True)
+class Task:
+    """One task of a service that splits its input into fixed parts (an auditor shard), run by whichever copy
+    holds it: its input partitions (catalogue topic, partition), assigned rather than subscribed; the consumer
+    group that keeps their offsets; the transactional id that fences an older runner of the same task, wherever it
+    ran; and its name (its log lines, its poison file)."""
+
+    name: str
+    partitions: tuple[tuple[str, int], ...]
+    group: str
+    transactional_id: str
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     """How the runtime runs a service. topics: what it consumes (None: what the catalogue says it consumes);
     outputs: records it writes, announced at start (a late first write of a type would otherwise announce its
@@ -86,6 +99,8 @@ class RuntimeConfig:
     on_aborted: Callable[[], None] | None = None
     outputs: tuple[str, ...] = ()
     rewindable: bool = False
+    task: Task | None = None                            # one task of the service: its partitions, group, txn id
+    metrics: Any = None           # a ServiceMetrics the process serves itself (several tasks in one process)
 
     def __post_init__(self) -> None:
         if isinstance(self.topics, str):        # a bare name would be read as a sequence of one-letter topics

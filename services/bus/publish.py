@@ -50,6 +50,7 @@ class Prepared:
     value: bytes
     headers: list
     envelope: Envelope
+    partition: int | None = None
 
 
 class DeliveryError(RuntimeError):
@@ -90,22 +91,24 @@ class Publisher:
         limit = int(self.bus.catalogue[topic].config.get("max.message.bytes", DEFAULT_MAX_BYTES))
         if size > limit:
             raise OutputRefused(f"a {event.record} of {size:,} bytes, more than {topic} takes ({limit:,})")
-        return Prepared(event.record, topic, key, value, headers, envelope)
+        return Prepared(event.record, topic, key, value, headers, envelope, event.partition)
 
     def send(self, prepared: "Prepared") -> None:
         self._announce(prepared.record)
-        self.produce(prepared.topic, prepared.key, prepared.value, prepared.headers)
+        self.produce_physical(self.bus.catalogue.physical(prepared.topic), prepared.key, prepared.value,
+                              prepared.headers, partition=prepared.partition)
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None, headers: list) -> None:
         """Raw produce to a catalogue topic (by its catalogue name); waits for room if the queue is full."""
         self.produce_physical(self.bus.catalogue.physical(topic), key, value, headers)
 
     def produce_physical(self, physical: str, key: bytes | None, value: bytes | None, headers: list,
-                         timestamp_ms: int = 0) -> None:
+                         timestamp_ms: int = 0, partition: int | None = None) -> None:
+        chosen = {} if partition is None else {"partition": partition}
         while True:
             try:
                 self.producer.produce(physical, value=value, key=key, headers=headers, timestamp=timestamp_ms,
-                                      on_delivery=self._on_delivery)
+                                      on_delivery=self._on_delivery, **chosen)
                 return
             except BufferError:
                 self.producer.poll(0.1)

@@ -30,14 +30,16 @@ def read_topics(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0) -> Ite
             continue
 
 
-def read_messages(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0) -> Iterator[Message]:
-    """Every committed message of the topics (bytes as they are), up to their end when called, in offset
-    order per partition."""
-    for batch in read_batches(bus, topics, timeout_s):
+def read_messages(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0,
+                  partition: int | None = None) -> Iterator[Message]:
+    """Every committed message of the topics (bytes as they are; with `partition`, of that partition alone), up to
+    their end when called, in offset order per partition."""
+    for batch in read_batches(bus, topics, timeout_s, partition):
         yield from batch
 
 
-def read_batches(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0) -> Iterator[list[Message]]:
+def read_batches(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0,
+                 partition: int | None = None) -> Iterator[list[Message]]:
     """read_messages a fetch at a time (up to 10,000 messages a list): for readers that work on whole batches."""
     consumer = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, "replay"),
                          "enable.auto.commit": False,
@@ -47,6 +49,8 @@ def read_batches(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0) -> It
                          "max.partition.fetch.bytes": 16 * 1024 * 1024, "fetch.max.bytes": 64 * 1024 * 1024})
     try:
         ends = _end_offsets(consumer, [bus.catalogue.physical(t) for t in topics], timeout_s)
+        if partition is not None:
+            ends = {where: end for where, end in ends.items() if where[1] == partition}
         consumer.assign([TopicPartition(t, p, 0) for (t, p) in ends])
         deadline = time.monotonic() + timeout_s
         while ends:

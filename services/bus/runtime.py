@@ -88,22 +88,26 @@ class ServiceRuntime:
         offload = isinstance(mode, PerRecord) and mode.offload
         self.offload = ThreadPoolExecutor(1, thread_name_prefix=service) if offload else None
         self._last_tick = time.monotonic()
-        self.metrics = ServiceMetrics(service)
+        self.metrics = config.metrics or ServiceMetrics(service)
         self.metrics.restarts.labels(service).set(bus.settings.runtime.restarts)
         self._lag_at = 0.0
         self._started: dict[tuple[str, int], int] = {}      # (physical topic, partition) → offset it started at
         # A service's group is mlbus.<service> when it runs as its own principal, else under that principal's.
         self.group = group_id(bus.settings, "" if service == bus.settings.connection.client_principal else service)
-        self.log = get_logger(group=self.group)
+        task = config.task
+        if task is not None:
+            self.group = task.group
+        self.log = get_logger(group=self.group, **({"task": task.name} if task else {}))
         self.watchdog = Watchdog(exit_stuck(self.log))
         runtime = bus.settings.runtime
-        poison_file = bus.settings.storage.var_dir / "state" / f"{self.group}.{runtime.instance}.poison.json"
+        runner = task.transactional_id if task else f"{self.group}.{runtime.instance}"
+        poison_file = bus.settings.storage.var_dir / "state" / f"{runner}.poison.json"
         self.poison = PoisonFile(poison_file, runtime.poison_budget)
         self._stopping = False
         self._offsets = OffsetsToCommit()      # at-least-once: offsets of flushed batches, until committed
         self._aborts_in_a_row = 0               # transactions aborted since the last commit (after_failed_commit)
         instance = bus.settings.runtime.instance        # MLBUS_INSTANCE: one per copy when scaled out
-        transactional_id = f"{self.group}.{instance}" if config.transactional else None
+        transactional_id = runner if config.transactional else None
         self.consumer = Consumer({**consumer_config(bus.settings, self.group, f"{service}-{instance}"),
                                   "on_commit": self._on_async_commit,
                                   "statistics.interval.ms": STATISTICS_EVERY_MS, "stats_cb": self._on_statistics})
@@ -124,11 +128,16 @@ class ServiceRuntime:
             self.publisher.producer.init_transactions(30)
         self._announce_outputs()
         observability = self.bus.settings.observability
-        unserved = self.metrics.serve(observability.metrics_port, observability.metrics_host)
-        if unserved:
-            self.log.warning(unserved)
-        self.consumer.subscribe([self.bus.catalogue.physical(t) for t in self.topics],
-                                on_assign=self._on_rebalance("assigned"), on_revoke=self._on_rebalance("revoked"))
+        if self.config.metrics is None:         # else the process serves the registry its tasks share
+            if unserved := self.metrics.serve(observability.metrics_port, observability.metrics_host):
+                self.log.warning(unserved)
+        if self.config.task is not None:        # its partitions from their committed offsets (else the start)
+            self.consumer.assign([TopicPartition(self.bus.catalogue.physical(topic), partition)
+                                  for topic, partition in self.config.task.partitions])
+        else:
+            self.consumer.subscribe([self.bus.catalogue.physical(t) for t in self.topics],
+                                    on_assign=self._on_rebalance("assigned"),
+                                    on_revoke=self._on_rebalance("revoked"))
         self.log.info("service started", topics=self.topics, transactional=self.config.transactional)
         settle_heap()
         try:

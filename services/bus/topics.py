@@ -41,6 +41,11 @@ class Change:
     detail: str
 
 
+# Topics whose partition count is fixed when they are made: apply never adds partitions to them.
+FIXED_PARTITIONS = {"audit.log": "its partitions are the log's shards, each audits the source partitions a hash "
+                                 "gives it, so another shard would audit some of them a second time; kept as made"}
+
+
 def plan_topics(catalogue: Catalogue, existing: Mapping[str, ExistingTopic]) -> list[Change]:
     """What `topics apply` must do so the broker matches topics.yaml (pure: no I/O)."""
     changes: list[Change] = []
@@ -56,7 +61,10 @@ def plan_topics(catalogue: Catalogue, existing: Mapping[str, ExistingTopic]) -> 
 
 def _differences(name: str, topic: Topic, found: ExistingTopic) -> list[Change]:
     changes = []
-    if found.partitions < topic.partitions:
+    if found.partitions != topic.partitions and topic.name in FIXED_PARTITIONS:
+        changes.append(Change(name, "drift", f"has {found.partitions} partitions, topics.yaml says "
+                                            f"{topic.partitions}: {FIXED_PARTITIONS[topic.name]}"))
+    elif found.partitions < topic.partitions:
         changes.append(Change(name, "add-partitions", f"{found.partitions} → {topic.partitions}"))
     elif found.partitions > topic.partitions:
         changes.append(Change(name, "drift", f"has {found.partitions} partitions, topics.yaml says "

@@ -6,6 +6,7 @@ stores and the anchor over this code:
 - profile, monitoring — training profiles and the monitoring block of a spec
 - serving — applying a version's pipeline, the same online and offline; ensembles — versions combined
 - audit — the audit chain; audited — audit.log's records as a reader holds them; pages — audit.log's pages;
+  shards — which shard audits a partition;
   merkle — RFC 9162 tree hashes and proofs; tree_head — signed tree heads and the auditor's key; proofs — inclusion
   and consistency proofs checkable offline; witness — the witness's co-signatures; trust — what verify asks of the
   anchor and the witness
@@ -53,6 +54,8 @@ _EXPORTS = {
     "cosign": "witness",
     "decide_witness": "witness", "WitnessDecision": "witness",
     "anchor_problem": "trust", "split_view": "trust", "newest_head": "trust", "pinned": "trust",
+    "shard_of": "shards", "owned": "shards", "shard_log_id": "shards", "shard_of_log_id": "shards",
+    "key_name": "shards", "subject_of_key": "shards", "ShardAt": "shards",
     "Audited": "audited", "NOT_AUDITED": "audited", "block_hashes": "audited", "head_of_checkpoint": "audited",
     "REDACTED": "audited", "personal_state": "audited", "entry_time": "audited", "holding": "audited",
     "alert": "alerts", "training_request": "alerts",
@@ -96,6 +99,7 @@ if TYPE_CHECKING:
     from .pages import first_sequence, misframed, records_of, source_topic
     from .profile import profile_column, profile_frame, REFERENCE_SAMPLE
     from .proofs import check as check_proof, consistency as consistency_proof, inclusion as inclusion_proof
+    from .shards import key_name, owned, shard_log_id, shard_of, shard_of_log_id, ShardAt, subject_of_key
     from .serving import MISSING_CATEGORY, number_frame, predict, request_frame, snapshot_frame
     from .tree_head import key_id, LogKey, parse_line, public_pem, read_public_key, signature_problem, TreeHead
     from .trust import anchor_problem, newest as newest_head, pinned, split_view

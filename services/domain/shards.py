@@ -1,0 +1,84 @@
+"""audit.log's shards, pure: which shard audits a source partition, and what a shard's log and data keys are named.
+
+audit.log has P partitions; partition k holds shard k's own hash chain, Merkle tree and signed heads. Shard k
+audits a fixed set of source partitions, chosen by (hash(catalogue topic) + partition) mod P, like a Kafka
+Streams task: the same partitions whichever auditor copy runs it. P is audit.log's partition count on the broker,
+fixed when the topic is made. A log of one partition is today's single chain (a v1 log): shard 0 keeps the log's
+own name, its data keys their subjects' names and its consumer group the auditor's, so a v1 log is shard 0 of a
+sharded one.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Iterable
+
+KEY_SEPARATOR = "\x00shard-"    # a shard's data key names: subject, this and its number (no subject holds a NUL)
+
+
+def shard_of(topic: str, partition: int, shards: int) -> int:
+    """The shard that audits this partition of this catalogue topic: the topic's hash plus the partition, mod P,
+    so a topic's partitions go round the shards evenly from a place its name decides (a hash of the pair would
+    leave a hot topic's partitions bunched on one shard). The same on every machine and in every release:
+    SHA-256, not Python's salted hash."""
+    if shards < 1:
+        raise ValueError(f"audit.log needs at least one partition, not {shards}")
+    digest = hashlib.sha256(topic.encode()).digest()
+    return (int.from_bytes(digest[:8], "big") + partition) % shards
+
+
+def owned(partitions: Iterable[tuple[str, int]], shard: int, shards: int) -> list[tuple[str, int]]:
+    """The (catalogue topic, partition) pairs shard `shard` audits, in order."""
+    return sorted(p for p in partitions if shard_of(p[0], p[1], shards) == shard)
+
+
+def shard_log_id(log: str, shard: int) -> str:
+    """The name shard k's signed heads carry: the log's own for shard 0 (a v1 log's heads stay valid), else
+    the log's name and `/shard-k`."""
+    return log if shard == 0 else f"{log}/shard-{shard}"
+
+
+def shard_of_log_id(log: str, name: str) -> int | None:
+    """The shard a signed head's log id names (None: not one of this log's)."""
+    if name == log:
+        return 0
+    prefix = f"{log}/shard-"
+    if name.startswith(prefix) and name[len(prefix):].isdigit() and not name[len(prefix):].startswith("0"):
+        return int(name[len(prefix):])
+    return None
+
+
+def key_name(subject: str, shard: int) -> str:
+    """The name of shard k's data key for a subject on audit.keys. Each shard makes its own (two shards making
+    one subject's key at once would otherwise overwrite each other's, and records sealed under the lost one could
+    never be opened); an erasure deletes every shard's."""
+    return subject if shard == 0 else f"{subject}{KEY_SEPARATOR}{shard}"
+
+
+def subject_of_key(name: str) -> tuple[str, int]:
+    """(subject, shard) of a data key's name on audit.keys."""
+    subject, separator, shard = name.rpartition(KEY_SEPARATOR)
+    if separator and shard.isdigit() and not shard.startswith("0"):
+        return subject, int(shard)
+    return name, 0
+
+
+@dataclass(frozen=True)
+class ShardAt:
+    """Where a record is: its shard and its sequence in that shard's chain (written `k:sequence`; a bare
+    sequence is shard 0's, so a v1 log's numbers keep their meaning)."""
+
+    shard: int
+    sequence: int
+
+    @classmethod
+    def parse(cls, text: str) -> "ShardAt":
+        shard, separator, sequence = text.strip().partition(":")
+        if not separator:
+            shard, sequence = "0", shard
+        if not (shard.isdigit() and sequence.isdigit()):
+            raise ValueError(f"{text!r} is not a record's place: SEQUENCE (shard 0) or SHARD:SEQUENCE, e.g. 2:1500")
+        return cls(int(shard), int(sequence))
+
+    def __str__(self) -> str:
+        return f"{self.shard}:{self.sequence}"
