@@ -101,8 +101,8 @@ class Auditor:
         log, every, events, heads = self.log_state, self.checkpoint_every, [], []
         page, index = Page(), 0
         while index < len(messages):
-            if page.count and (page.count >= self.page_records or page.room() <= 0):
-                events.append(page_event(page, self.page_prefix, self.log_name, self.shard))     # full (or one large record)
+            if page.count and (page.count >= self.page_records or page.room() <= 0):     # full (or one large record)
+                events.append(page_event(page, self.page_prefix, self.log_name, self.shard))
                 page = Page()
             room = self.page_records - page.count
             if every:

@@ -20,5 +20,5 @@ from .runtime import ServiceRuntime
 from .settings import ConfigError, Settings
 
 __all__ = ["Bus", "Envelope", "Event", "derive_id", "new_id", "BadInput", "DecodeError", "DeliveryError",
-           "Publisher", "Received", "ServiceRuntime", "PerRecord", "Batched", "RawBatch", "Forward", "RuntimeConfig", "Task",
-           "Ticker", "ConfigError", "Settings"]
+           "Publisher", "Received", "ServiceRuntime", "PerRecord", "Batched", "RawBatch", "Forward", "RuntimeConfig",
+           "Task", "Ticker", "ConfigError", "Settings"]

@@ -104,11 +104,14 @@ class Publisher:
 
     def produce_physical(self, physical: str, key: bytes | None, value: bytes | None, headers: list,
                          timestamp_ms: int = 0, partition: int | None = None) -> None:
-        chosen = {} if partition is None else {"partition": partition}
         while True:
             try:
-                self.producer.produce(physical, value=value, key=key, headers=headers, timestamp=timestamp_ms,
-                                      on_delivery=self._on_delivery, **chosen)
+                if partition is None:
+                    self.producer.produce(physical, value=value, key=key, headers=headers, timestamp=timestamp_ms,
+                                          on_delivery=self._on_delivery)
+                else:
+                    self.producer.produce(physical, value=value, key=key, headers=headers, timestamp=timestamp_ms,
+                                          on_delivery=self._on_delivery, partition=partition)
                 return
             except BufferError:
                 self.producer.poll(0.1)

@@ -166,8 +166,10 @@ class Service:
 class Stage:
     """One scenario's namespace on the brokers: its topics, var dir, environment and service processes."""
 
-    def __init__(self, brokers: Brokers, workdir: Path, replication: int = 1, prepare: bool = True, **env: str):
-        """prepare=False: the namespace's topics, ACLs and log key are left to come (e.g. from `mlbus restore`)."""
+    def __init__(self, brokers: Brokers, workdir: Path, replication: int = 1, prepare: bool = True,
+                 audit_shards: int | None = None, **env: str):
+        """prepare=False: the namespace's topics, ACLs and log key are left to come (e.g. from `mlbus restore`);
+        audit_shards: audit.log made with that many partitions (shards) rather than topics.yaml's."""
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.env = {**os.environ, **brokers.env(), "MLBUS_NAMESPACE": f"c{uuid.uuid4().hex[:8]}.",
@@ -175,7 +177,10 @@ class Stage:
                     "MLBUS_REPLICATION": str(replication), **env}
         self.bus = Bus.from_env(self.env, principal=ADMIN)       # the harness reads and writes as the admin
         if prepare:
-            TopicAdmin(self.bus).apply(plan_topics(self.bus.catalogue, {}))
+            admin = TopicAdmin(self.bus)
+            if audit_shards is not None:
+                admin.ensure_internal(self.bus.catalogue.physical("audit.log"), audit_shards)
+            admin.apply(plan_topics(self.bus.catalogue, admin.existing()))
             if not brokers.insecure:
                 apply_access(self.bus, principals=False)
             declare_log_key(self.bus)

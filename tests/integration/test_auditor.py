@@ -78,11 +78,12 @@ def test_ten_thousand_events_become_ten_thousand_records_and_the_chain_verifies(
         with running("services.auditor", bus_env, tmp_path / "auditor.log", MLBUS_AUDIT_CHECKPOINT_EVERY="2500",
                      MLBUS_METRICS_PORT=str(port)):
             records = audited(bus, delivered)
-            metrics = wait_until(lambda: (m := scrape(port)).get("mlbus_audit_sequence{}") == len(records) and m,
+            at_end = 'mlbus_audit_sequence{shard="0"}'
+            metrics = wait_until(lambda: (m := scrape(port)).get(at_end) == len(records) and m,
                                  timeout=60, message="the auditor's metrics at the log's end")
         cosigned(bus)                       # the head signed at the stop, too
     assert_whole_chain(bus, records)
-    assert metrics["mlbus_audit_signed_size{}"] > 0 and sum(
+    assert metrics['mlbus_audit_signed_size{shard="0"}'] > 0 and sum(
         v for k, v in metrics.items() if k.startswith('mlbus_messages_total{outcome="handled",service="auditor"')) \
         == len(records)
     print(f"10,000 events (and {len(records) - 10_000} schema announcements, the auditor's own included) → "
