@@ -15,7 +15,7 @@ from services.bus.kafka import base_config, group_id
 from services.bus.logs import configure_logging
 from services.bus.metrics import ServiceMetrics
 from services.bus.settings import ConfigError
-from services.domain import LogKey, shard_log_id
+from services.domain import keys_of_shard, LogKey, shard_log_id
 from services.adapters import Anchor, audited_topics, log_id
 
 from .adapters import read_keys, read_log
@@ -47,7 +47,7 @@ def main() -> None:
         shard_log = shard_log_id(log_name, shard)
         auditor = Auditor(bus, lambda: read_log(bus, own, shard_log, shard=shard, log=log_name),
                           lambda size, root, at: key.sign(shard_log, size, root, at), Anchor(bus.settings.audit.anchor),
-                          act_verifier(bus), lambda: read_keys(bus), shard=shard,
+                          act_verifier(bus), lambda: keys_of_shard(read_keys(bus), shard), shard=shard,
                           observed=frozenset((bus.catalogue.physical(t), p) for t, p in observed))
         auditor.metrics = audit_metrics
         task = Task(f"shard-{shard}", tuple(mine + observed), base if shard == 0 else f"{base}.shard-{shard}",

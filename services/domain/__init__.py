@@ -9,7 +9,7 @@ stores and the anchor over this code:
   shards — which shard audits a partition;
   merkle — RFC 9162 tree hashes and proofs; tree_head — signed tree heads and the auditor's key; proofs — inclusion
   and consistency proofs checkable offline; witness — the witness's co-signatures; trust — what verify asks of the
-  anchor and the witness
+  anchor and the witness; shard_heads — the signed checkpoint of all shard heads
 - fairness — group fairness figures (fairlearn), at training and online; attributions — why one prediction
 - alerts — the one builder of Alert and TrainingRequested events
 - answers — explain, replay and the timeline, pure folds of the decoded audit log; kpi_report — business KPIs
@@ -52,10 +52,14 @@ _EXPORTS = {
     "cosigned_beyond": "witness",
     "Leaves": "merkle", "consistency_path": "merkle",
     "cosign": "witness",
-    "decide_witness": "witness", "WitnessDecision": "witness",
+    "decide_witness": "witness", "WitnessDecision": "witness", "decide_combined": "witness",
+    "CombinedHead": "shard_heads", "ShardHead": "shard_heads", "combined_log_id": "shard_heads",
+    "shard_leaves": "shard_heads", "combined_root": "shard_heads", "sign_combined": "shard_heads",
+    "combined_problem": "shard_heads", "shard_head_proof": "shard_heads", "shard_head_included": "shard_heads",
+    "combined_of_checkpoint": "shard_heads", "combined_checkpoint": "shard_heads",
     "anchor_problem": "trust", "split_view": "trust", "newest_head": "trust", "pinned": "trust",
     "shard_of": "shards", "owned": "shards", "shard_log_id": "shards", "shard_of_log_id": "shards",
-    "key_name": "shards", "subject_of_key": "shards", "ShardAt": "shards",
+    "key_name": "shards", "subject_of_key": "shards", "ShardAt": "shards", "keys_of_shard": "shards",
     "Audited": "audited", "NOT_AUDITED": "audited", "block_hashes": "audited", "head_of_checkpoint": "audited",
     "REDACTED": "audited", "personal_state": "audited", "entry_time": "audited", "holding": "audited",
     "alert": "alerts", "training_request": "alerts",
@@ -99,12 +103,16 @@ if TYPE_CHECKING:
     from .pages import first_sequence, misframed, records_of, source_topic
     from .profile import profile_column, profile_frame, REFERENCE_SAMPLE
     from .proofs import check as check_proof, consistency as consistency_proof, inclusion as inclusion_proof
-    from .shards import key_name, owned, shard_log_id, shard_of, shard_of_log_id, ShardAt, subject_of_key
+    from .shards import (key_name, keys_of_shard, owned, shard_log_id, shard_of, shard_of_log_id, ShardAt,
+                         subject_of_key)
     from .serving import MISSING_CATEGORY, number_frame, predict, request_frame, snapshot_frame
     from .tree_head import key_id, LogKey, parse_line, public_pem, read_public_key, signature_problem, TreeHead
     from .trust import anchor_problem, newest as newest_head, pinned, split_view
+    from .shard_heads import (combined_checkpoint, combined_log_id, combined_of_checkpoint, combined_problem,
+                              combined_root, CombinedHead, shard_head_included, shard_head_proof, shard_leaves,
+                              ShardHead, sign_combined)
     from .witness import (cosign, Cosignature, cosignature_problem, cosigned_beyond, decide as decide_witness,
-                          Decision as WitnessDecision, witness_problem)
+                          decide_combined, Decision as WitnessDecision, witness_problem)
 
 
 def __getattr__(name: str) -> Any:

@@ -53,16 +53,18 @@ SUBJECT_CHARS = 256          # a subject longer than this, or not UTF-8, is name
 
 
 def subject_of(key: bytes | None) -> str:
-    """Whose personal data a message holds: its key (the entity id) as text — or, for a key that is not UTF-8 or
-    is longer than SUBJECT_CHARS, "sha256:" and the key's digest, so a subject stays an identifier of bounded size
-    (its data key's record on audit.keys and the sealed record in audit.log carry it)."""
+    """Whose personal data a message holds: its key (the entity id) as text — or, for a key that is not UTF-8, is
+    longer than SUBJECT_CHARS or holds a NUL, "sha256:" and the key's digest, so a subject stays an identifier of
+    bounded size (its data key's record on audit.keys and the sealed record in audit.log carry it) and never holds
+    the NUL that separates a subject from its shard in a data key's name (shards.key_name: a key "ana\0shard-1"
+    would otherwise name shard 1's key of ana, and overwrite it)."""
     if not key:
         return ""
     try:
         text = key.decode("utf-8")
     except UnicodeDecodeError:
         text = None
-    if text is None or len(text) > SUBJECT_CHARS:
+    if text is None or len(text) > SUBJECT_CHARS or "\x00" in text:
         return "sha256:" + hashlib.sha256(key).hexdigest()
     return text
 

@@ -63,6 +63,12 @@ def subject_of_key(name: str) -> tuple[str, int]:
     return name, 0
 
 
+def keys_of_shard(keys: dict[str, bytes], shard: int) -> dict[str, bytes]:
+    """Of every data key on audit.keys (by name), shard k's, by subject: what its auditor seals with. Another
+    shard's key of the same subject is never used (records it sealed are opened by their own shard's name)."""
+    return {subject: key for name, key in keys.items() for subject, owner in [subject_of_key(name)] if owner == shard}
+
+
 @dataclass(frozen=True)
 class ShardAt:
     """Where a record is: its shard and its sequence in that shard's chain (written `k:sequence`; a bare

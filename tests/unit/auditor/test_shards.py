@@ -8,7 +8,10 @@ from hypothesis import given, settings, strategies as st
 from services.auditor.shards import shard_partitions
 from services.bus.topics import ExistingTopic, plan_topics
 from services.bus.catalogue import load_catalogue
-from services.domain import key_name, owned, shard_log_id, shard_of, shard_of_log_id, ShardAt, subject_of_key
+from services.domain import (key_name, keys_of_shard, owned, shard_log_id, shard_of, shard_of_log_id, ShardAt,
+                             subject_of, subject_of_key)
+from tests.support.handlers import FakeMessage
+from tests.unit.auditor.test_pages import BUS, auditor, native
 from services.bus.settings import PROJECT_ROOT
 
 TOPICS = PROJECT_ROOT / "topics.yaml"
@@ -58,6 +61,14 @@ def test_each_shard_has_its_own_name_for_a_subjects_key_and_it_reads_back(subjec
     assert len({key_name(subject, k) for k in range(5)}) == 5
 
 
+def test_a_shard_seals_with_its_own_keys_only():
+    keys = {"ana": b"0", key_name("ana", 1): b"1", key_name("bo", 2): b"2", key_name("ana", 2): b"3"}
+    assert keys_of_shard(keys, 0) == {"ana": b"0"}
+    assert keys_of_shard(keys, 1) == {"ana": b"1"}
+    assert keys_of_shard(keys, 2) == {"bo": b"2", "ana": b"3"}
+    assert keys_of_shard(keys, 3) == {}
+
+
 def test_a_record_place_is_shard_and_sequence_and_a_bare_number_is_shard_zeros():
     assert ShardAt.parse("2:1500") == ShardAt(2, 1500) and str(ShardAt(2, 1500)) == "2:1500"
     assert ShardAt.parse("17") == ShardAt(0, 17)
@@ -85,3 +96,14 @@ def test_topics_apply_never_changes_how_many_shards_audit_log_has(found):
     changes = [c for c in plan_topics(catalogue, existing) if c.topic == catalogue.physical("audit.log")]
     assert all(c.action == "drift" for c in changes)
     assert bool(changes) == (found != audit.partitions)
+
+
+@pytest.mark.parametrize("pager", [True, False] if native is not None else [False])
+@pytest.mark.parametrize("key", [b"ana\x00shard-1", b"\x00", b"ana\x00shard-01", "é\x00shard-2".encode()])
+def test_a_subject_never_names_another_shards_data_key(tmp_path, pager, key):
+    """A message key holding the NUL that separates a subject from its shard is named by its digest: shard 0's key
+    for it can never be shard 1's key of "ana" (which it would overwrite on the compacted audit.keys)."""
+    message = FakeMessage(BUS.catalogue.physical("inference.requests"), key, b"\xc3\x01" + b"\0" * 8, 0)
+    names = [e.key for e in auditor(tmp_path, pager=pager)([message]) if getattr(e, "record", "") == "mlbus.DataKey"]
+    assert names and all(name.startswith("sha256:") and subject_of_key(name) == (name, 0) for name in names)
+    assert subject_of(key).startswith("sha256:")
