@@ -14,11 +14,12 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Iterable, Mapping, Sequence
 
 from . import merkle
 from services.bus.projections.identities import verifies as signature_holds
 
+from .shard_heads import CombinedHead, ShardHead, combined_problem
 from .tree_head import LogKey, TreeHead, signature_problem
 
 COSIGNATURE = "mlbus-cosignature/1"
@@ -161,3 +162,49 @@ def decide(last: TreeHead | None, head: TreeHead, log_keys: dict[str, bytes], lo
         return Decision("skip", f"the head of size {head.tree_size} is older than the one co-signed "
                                 f"({last.tree_size}) and consistent with it")
     return Decision("cosign", f"the head of size {head.tree_size} extends the co-signed one of {last.tree_size}")
+
+
+def decide_combined(combined: CombinedHead, log: str, log_keys: dict[str, bytes], shard_heads: Iterable[TreeHead],
+                    cosigned: Mapping[int, TreeHead], last: CombinedHead | None,
+                    proofs: Mapping[int, Sequence[bytes]] | None = None) -> Decision:
+    """The witness's verdict on a combined head (shard_heads.py): it must hold (signed, its leaves signed heads of
+    their shards) and each leaf must be a prefix of the head of its shard this witness co-signed last (`cosigned`):
+    that head itself, an older one with the consistency proof between them (`proofs`, by shard), or the empty tree.
+    A leaf the witness has not co-signed up to yet makes it wait; a combined head no newer than the last one it
+    co-signed (`last`) is skipped."""
+    if problem := combined_problem(combined, log, log_keys, shard_heads):
+        return Decision("refuse", problem)
+    if last is not None and combined.signed.root_hash != last.signed.root_hash and _no_newer(combined, last):
+        return Decision("skip", f"the combined head at {combined.signed.timestamp} is no newer than the one "
+                                f"co-signed ({last.signed.timestamp})")
+    for leaf in (leaf for leaf in combined.leaves if leaf.tree_size):
+        if (verdict := _leaf_verdict(leaf, cosigned.get(leaf.shard), (proofs or {}).get(leaf.shard))) is not None:
+            return verdict
+    return Decision("cosign", f"each of the {combined.signed.tree_size} shard heads in the combined head is one "
+                              f"co-signed or a prefix of it")
+
+
+def _no_newer(combined: CombinedHead, last: CombinedHead) -> bool:
+    return len(combined.leaves) == len(last.leaves) and all(
+        new.tree_size <= old.tree_size for new, old in zip(combined.leaves, last.leaves))
+
+
+def _leaf_verdict(leaf: ShardHead, cosigned: TreeHead | None, proof: Sequence[bytes] | None) -> Decision | None:
+    """Why one shard's leaf stops the combined head from being co-signed (None: it is vouched for)."""
+    if cosigned is None or leaf.tree_size > cosigned.tree_size:
+        return Decision("wait", f"shard {leaf.shard}'s head of size {leaf.tree_size} is not co-signed yet")
+    if leaf.tree_size == cosigned.tree_size:
+        if leaf.root_hash == cosigned.root_hash:
+            return None
+        return Decision("refuse", f"SPLIT VIEW: the combined head gives shard {leaf.shard} root "
+                                  f"{leaf.root_hash[:16]}… at size {leaf.tree_size}, the head co-signed "
+                                  f"{cosigned.root_hash[:16]}…")
+    if proof is None:
+        return Decision("wait", f"no consistency proof for shard {leaf.shard} between sizes {leaf.tree_size} and "
+                                f"{cosigned.tree_size} yet")
+    if not merkle.verify_consistency(leaf.tree_size, cosigned.tree_size, bytes.fromhex(leaf.root_hash),
+                                     bytes.fromhex(cosigned.root_hash), proof):
+        return Decision("refuse", f"SPLIT VIEW: the combined head's shard {leaf.shard} head of size "
+                                  f"{leaf.tree_size} is not a prefix of the one of size {cosigned.tree_size} this "
+                                  f"witness co-signed")
+    return None
