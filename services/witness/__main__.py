@@ -8,6 +8,7 @@ from services.bus import Bus, Publisher
 from services.bus.identity import read_identities
 from services.bus.logs import configure_logging, get_logger
 from services.adapters import log_id
+from services.domain import shard_of_log_id
 
 from .adapters import WitnessState, evidence, follow_checkpoints
 from .handlers import Witness
@@ -25,8 +26,10 @@ def main() -> None:
         publisher.publish(event)
         publisher.flush()
 
-    witness = Witness(state, key, log_id(bus), lambda: read_identities(bus).log_signers(),
-                      lambda kept, last, head, whole: evidence(bus, kept, last, head, whole), publish)
+    log = log_id(bus)
+    witness = Witness(state, key, log, lambda: read_identities(bus).log_signers(),
+                      lambda kept, last, head, whole: evidence(bus, kept, last, head, whole,
+                                                               shard_of_log_id(log, head.log_id) or 0), publish)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))

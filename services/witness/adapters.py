@@ -1,6 +1,8 @@
 """The witness's own state directory (MLBUS_WITNESS_DIR, default var/witness/, mode 0700): its Ed25519 key (made
 here at its first start, 0600), its public key and enrolment for the admin to declare, the last head it co-signed
-(what every new head must extend) and the list of every co-signature it made. Nothing in it comes from the bus."""
+of each shard (what every new head of that shard must extend: shard 0's in last.json, as before shards, so a
+witness of a one-partition log reads its old state unchanged; shard k's in last.shard-k.json), the last combined
+head of all shard heads it co-signed, and the list of every co-signature it made. Nothing in it comes from the bus."""
 from __future__ import annotations
 
 import json
@@ -16,11 +18,12 @@ from services.bus.kafka import base_config, group_id
 from services.bus.logs import get_logger
 from services.bus.received import decode_message
 from services.bus.signing import prove_possession
-from services.domain import (BLOCK, Cosignature, Frontier, Leaves, LogKey, ProofError, Tiled, TreeHead,
-                             consistency_path, leaf)
+from services.domain import (BLOCK, CombinedHead, Cosignature, Frontier, Leaves, LogKey, ProofError, Tiled,
+                             TreeHead, consistency_path, leaf)
 from services.adapters import WITNESS_ENROLMENT_FILE, WITNESS_PUBLIC_KEY_FILE, proof_tree, records_between
 
 KEY_FILE, LAST_FILE, COSIGNED_FILE = "witness.ed25519", "last.json", "cosigned.jsonl"
+COMBINED_FILE = "last.shards.json"      # the last combined head of every shard's head co-signed, with its leaves
 
 
 class WitnessState:
@@ -41,20 +44,38 @@ class WitnessState:
                 {"name": self.name, "key_id": kid, "public_key": public, "proof": proof}) + "\n")
         return key
 
-    def last(self) -> TreeHead | None:
-        """The last head this witness co-signed (None before its first)."""
-        path = self.directory / LAST_FILE
+    def last(self, shard: int = 0) -> TreeHead | None:
+        """The last head of this shard this witness co-signed (None before its first)."""
+        path = self.directory / last_file(shard)
         return TreeHead.from_json(content(path.read_text())) if path.exists() else None
 
-    def cosigned(self, head: TreeHead, cosignature: Cosignature) -> None:
-        """Remember a co-signature: appended to the list, and its head as the one the next must extend."""
+    def cosigned(self, head: TreeHead, cosignature: Cosignature, shard: int = 0) -> None:
+        """Remember a co-signature: appended to the list, and its head as the one the shard's next must extend."""
+        self._listed(cosignature)
+        _write(self.directory / last_file(shard), head.line() + "\n")
+
+    def combined(self) -> CombinedHead | None:
+        """The last combined head of every shard's head this witness co-signed (None before its first)."""
+        path = self.directory / COMBINED_FILE
+        return CombinedHead.from_json(content(path.read_text())) if path.exists() else None
+
+    def combined_cosigned(self, combined: CombinedHead, cosignature: Cosignature) -> None:
+        """Remember a co-signature of a combined head: listed, and the head kept with its leaves."""
+        self._listed(cosignature)
+        _write(self.directory / COMBINED_FILE, json.dumps(combined.as_json(), sort_keys=True) + "\n")
+
+    def _listed(self, cosignature: Cosignature) -> None:
         fd = os.open(self.directory / COSIGNED_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             os.write(fd, (json.dumps(cosignature.as_json(), sort_keys=True) + "\n").encode())
             os.fsync(fd)
         finally:
             os.close(fd)
-        _write(self.directory / LAST_FILE, head.line() + "\n")
+
+
+def last_file(shard: int) -> str:
+    """Where the last co-signed head of a shard is kept: shard 0's where a single log's always was."""
+    return LAST_FILE if shard == 0 else f"last.shard-{shard}.json"
 
 
 def _write(path: Path, text: str) -> None:
@@ -70,23 +91,23 @@ def _write(path: Path, text: str) -> None:
 
 
 def evidence(bus: Bus, kept: list[dict], last: TreeHead | None, head: TreeHead,
-             whole: bool = False) -> tuple[list[bytes] | None, str | None]:
-    """What the witness checks a head with: (the RFC 9162 consistency proof between the smaller and the larger of
-    `last` and `head`, None), or at its first head (None, the root of the log's first tree_size records as it
-    recomputes them). A proof is made from the checkpoints' block hashes and a few records, or (whole) from every
-    record up to the larger head. (None, None) when it cannot be made now."""
+             whole: bool = False, shard: int = 0) -> tuple[list[bytes] | None, str | None]:
+    """What the witness checks a shard's head with: (the RFC 9162 consistency proof between the smaller and the
+    larger of `last` and `head`, None), or at its first head (None, the root of the shard's first tree_size records
+    as it recomputes them). A proof is made from the shard's checkpoints (`kept`) block hashes and a few records,
+    or (whole) from every record up to the larger head. (None, None) when it cannot be made now."""
     if last is None:
-        records = records_between(bus, 1, head.tree_size)
-        tree = Frontier()
+        records = records_between(bus, 1, head.tree_size, shard=shard)
+        frontier = Frontier()
         for record in records:
-            tree.append(leaf(record))
-        return None, tree.root().hex() if len(records) == head.tree_size else f"of {len(records)} records only"
+            frontier.append(leaf(record))
+        return None, frontier.root().hex() if len(records) == head.tree_size else f"of {len(records)} records only"
     small, large = sorted((last.tree_size, head.tree_size))
     if small == large:
         return [], None                     # the same size: the roots must be equal, no tree needed
     try:
-        tree = (Leaves([leaf(r) for r in records_between(bus, 1, large)]) if whole
-                else proof_tree(bus, kept, large, {(small - 1) // BLOCK}))
+        tree = (Leaves([leaf(r) for r in records_between(bus, 1, large, shard=shard)]) if whole
+                else proof_tree(bus, kept, large, {(small - 1) // BLOCK}, shard))
         return consistency_path(small, large, tree if isinstance(tree, (Leaves, Tiled)) else Leaves(tree)), None
     except ProofError:
         return None, None
