@@ -17,8 +17,9 @@ from services.bus.credentials import secured
 from services.bus.context import Bus
 from services.bus.identity import read_identities
 from services.bus.settings import PROJECT_ROOT, ConfigError
-from services.bus.supervision import (SERVICES, available_services, child_pid_file, known_names, metrics_port, pid_file,
-                                      run_dir, running_pid, service_rows)
+from services.bus.supervision import (SCALED, SERVICES, available_services, child_pid_file, copy_name, copy_of,
+                                      known_names, metrics_port, pid_file, run_dir, running_pid, service_rows,
+                                      shard_owners)
 from services.bus.topics import TopicAdmin, plan_topics
 from .output import info, print_json, print_table
 
@@ -31,14 +32,27 @@ def register(commands: argparse._SubParsersAction) -> None:
                                         "start services")
     up.add_argument("services", nargs="*", metavar="SERVICE",
                     help="services to start (default: all that exist); NAME=python.module runs your own")
+    up.add_argument("--auditors", type=copies, default=1, metavar="N",
+                    help="run N auditor copies (default 1): auditor, auditor-2, … each with MLBUS_INSTANCE its "
+                         "number and a metrics port of its own; they share audit.log's shards (its partitions) "
+                         "through a consumer group, and a copy's shards move to the others when it stops. Copies "
+                         "already running are left as they are; mlbus down stops them all")
     up.set_defaults(run=up_command)
     status = commands.add_parser("status", help="each service with its pid and consumer lag (from its own /metrics "
-                                                "where it serves them, else its group's committed offsets)")
+                                                "where it serves them, else its group's committed offsets), and "
+                                                "which auditor copy runs which audit.log shard")
     status.add_argument("--json", action="store_true")
     status.set_defaults(run=status_command)
     down = commands.add_parser("down", help="stop services gracefully, then the local broker")
     down.add_argument("--keep-broker", action="store_true", help="leave the local broker running")
     down.set_defaults(run=down_command)
+
+
+def copies(text: str) -> int:
+    """--auditors: a count of copies, at least one."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of copies (1 or more)")
+    return int(text)
 
 
 def requested_services(names: list[str]) -> dict[str, str]:
@@ -60,6 +74,8 @@ def requested_services(names: list[str]) -> dict[str, str]:
 
 def up_command(bus: Bus, args: argparse.Namespace) -> int:
     services = requested_services(args.services)
+    if args.auditors > 1 and not set(services) & set(SCALED):
+        raise ConfigError(f"--auditors {args.auditors} but the auditor is not among the services to start")
     if not bus.settings.connection.bootstrap_env:
         start_local_broker(bus)
     admin = TopicAdmin(bus)
@@ -72,7 +88,11 @@ def up_command(bus: Bus, args: argparse.Namespace) -> int:
     info(f"audit log signing key {declare_log_key(bus).key_id} (public key on the identities topic)")
     announce_all(bus)                   # only the admin writes the schemas topic
     for name, module in services.items():
-        start_service(bus, name, module)
+        if name in SCALED:
+            for copy in range(1, args.auditors + 1):
+                start_service(bus, copy_name(name, copy), module, instance=str(copy))
+        else:
+            start_service(bus, name, module)
     signing = [name for name in services if name in SIGNING_SERVICES]
     for name in await_enrolments(bus, signing):
         info(f"{name}: its signing key enrolled (public key on the identities topic, role service)")
@@ -105,7 +125,9 @@ def start_local_broker(bus: Bus) -> None:
         raise ConfigError("the local broker did not start; see var/kafka/logs")
 
 
-def start_service(bus: Bus, name: str, module: str) -> None:
+def start_service(bus: Bus, name: str, module: str, instance: str | None = None) -> None:
+    """The service under a keep-alive in the background (instance: its MLBUS_INSTANCE, for a scaled service's
+    copies)."""
     pid = running_pid(pid_file(bus, name))
     if pid:
         info(f"{name}: already running (pid {pid})")
@@ -115,6 +137,8 @@ def start_service(bus: Bus, name: str, module: str) -> None:
     env = {**os.environ, "MLBUS_BOOTSTRAP": bus.settings.bootstrap}
     if metrics_port(bus, name):
         env["MLBUS_METRICS_PORT"] = str(metrics_port(bus, name))
+    if instance is not None:
+        env["MLBUS_INSTANCE"] = instance
     with open(log_path, "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "services.cli.keepalive", name, module,
                                     str(child_pid_file(bus, name))],
@@ -126,14 +150,33 @@ def start_service(bus: Bus, name: str, module: str) -> None:
 
 
 def status_command(bus: Bus, args: argparse.Namespace) -> int:
-    rows = service_rows(bus)
+    owners = shard_owners(bus) if any(running_pid(pid_file(bus, name)) for name in known_names(bus)
+                                      if copy_of(name)[0] in SCALED) else None
+    rows = service_rows(bus, owners)
     if args.json:
         print_json(rows)
-    else:
-        print_table(["service", "state", "pid", "restarts", "lag", "lag from", "metrics"],
-                    [[r["service"], r["state"], r["service_pid"] or "-", r["restarts"],
-                      "-" if r["lag"] is None else r["lag"], r["lag_source"], r["metrics"]] for r in rows])
+        return 0
+    print_table(["service", "state", "pid", "restarts", "lag", "lag from", "metrics", "shards"],
+                [[r["service"], r["state"], r["service_pid"] or "-", r["restarts"],
+                  "-" if r["lag"] is None else r["lag"], r["lag_source"], r["metrics"],
+                  "-" if r["shards"] is None else ",".join(map(str, r["shards"])) or "none"] for r in rows])
+    if owners is not None:
+        print("\n".join(shard_lines(owners)))
     return 0
+
+
+def shard_lines(owners: dict) -> list[str]:
+    """audit.log's shards as the group `<ns>mlbus.auditor.shards` shares them out: every member (copies `up`
+    runs and any started by hand), and the shards no copy runs."""
+    if "error" in owners:
+        return [f"auditor shards: not known ({owners['group']} did not answer: {owners['error']})"]
+    lines = [f"auditor shards: {owners['shards']} (group {owners['group']}, {len(owners['members'])} member(s))"]
+    lines += [f"  {m['copy'] or m['client_id']} ({m['client_id']} on {m['host'].lstrip('/')}): "
+              f"{', '.join(map(str, m['shards'])) or 'none'}"
+              for m in owners["members"]]
+    if owners["unassigned"]:
+        lines.append(f"  run by no copy: {', '.join(map(str, owners['unassigned']))}")
+    return lines
 
 
 def down_command(bus: Bus, args: argparse.Namespace) -> int:
