@@ -444,14 +444,11 @@ def own_service_story() -> None:
 def audit_story() -> None:
     from services.bus import Bus
     from services.bus.replay import read_topics
-    from services.bus.topics import consumer_lag
-    from services.adapters import audited_topics, newest_cosigned
+    from services.adapters import auditor_lag, newest_cosigned
 
     bus = Bus.from_env(principal="admin")
     chapter("16. Governance from audit.log alone: every event, hash-chained, replayable")
-    topics = audited_topics(bus)
-    wait_for("the auditor to catch up", lambda: sum(consumer_lag(
-        bus, f"{bus.settings.connection.namespace}mlbus.auditor", topics).values()) <= 3 * len(topics))
+    wait_for("the auditor to catch up", lambda: sum((lag := auditor_lag(bus)).values()) <= 3 * len(lag))
     timeline = mlbus("audit", "timeline", MODEL, show=False).splitlines()
     print("\n".join(timeline[:12] + ["  ..."] + timeline[-8:]))
     served = [r.value for r in read_topics(bus, ["inference.predictions"]) if r.value["served"] and r.value["version"]]

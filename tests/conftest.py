@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from services.bus.acl_admin import apply_access
+from services.bus.topics import TopicAdmin
 from services.bus.context import Bus
 from services.bus.settings import PROJECT_ROOT
 from tests.support.databases import create_database, drop_database, start_postgres, stop_postgres
@@ -62,8 +63,12 @@ def bus_env(broker, tmp_path) -> dict[str, str]:
 
 
 @pytest.fixture
-def bus(bus_env) -> Bus:
-    """A Bus acting as the broker's admin, whose topics and ACLs all exist, isolated by its namespace."""
+def bus(bus_env, request) -> Bus:
+    """A Bus acting as the broker's admin, whose topics and ACLs all exist, isolated by its namespace; audit.log
+    made with the test's @pytest.mark.audit_shards(n) partitions if it has one (1: a v1, single-chain log)."""
+    if (marker := request.node.get_closest_marker("audit_shards")) is not None:
+        admin = Bus.from_env(bus_env, principal="admin")
+        TopicAdmin(admin).ensure_internal(admin.catalogue.physical("audit.log"), marker.args[0])
     return prepared_bus(bus_env)
 
 

@@ -9,6 +9,7 @@
 - blobs, datastore, artifacts — the stores (a folder or fsspec URL): data snapshots and model files, content-addressed,
   confined, size-capped, re-hashed at every read
 - anchor — the signed heads kept outside Kafka (a file per log, or an object per head)
+- shard_lag — how far the auditor's shards are behind, each in its own group's committed offsets
 
 Import names from the package (`from services.adapters import decoded`); each module loads on first use (a
 service that publishes data does not load the audit readers). Type checkers see each name's real type from the
@@ -34,6 +35,7 @@ _EXPORTS = {
     "sha256_file": "datastore", "store_snapshot": "datastore",
     "ArtifactStore": "artifacts", "save_model": "artifacts",
     "Anchor": "anchor", "AnchorError": "anchor",
+    "auditor_lag": "shard_lag",
 }
 _RENAMED = {"WITNESS_ENROLMENT_FILE": "ENROLMENT_FILE", "WITNESS_PUBLIC_KEY_FILE": "PUBLIC_KEY_FILE",
             "audit_proof": "proof", "audit_export": "exported"}
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from .datasets import publish_batch
     from .datastore import count_rows, file_format, sha256_file, Snapshot, SnapshotStore, store_snapshot
     from .log_checks import exported as audit_export, proof as audit_proof, verification
+    from .shard_lag import auditor_lag
     from .witness_log import (cosignatures, declare_witness_key, ENROLMENT_FILE as WITNESS_ENROLMENT_FILE,
                               newest_cosigned, proof_tree, PUBLIC_KEY_FILE as WITNESS_PUBLIC_KEY_FILE, witness_keys)
 

@@ -44,6 +44,7 @@ class Shards:
         self.make = make                        # (shard, shards) → its runtime, not yet running
         self.topic = bus.catalogue.physical("audit.log")
         self.running: dict[int, Running] = {}
+        self.stopped: list[tuple[int, Running]] = []      # stopped since the loop last looked at them
         self.stopping = False
         self.shards = 0
         self.log = get_logger(component="auditor")
@@ -63,14 +64,21 @@ class Shards:
         try:
             while not self.stopping:
                 self.consumer.consume(1, POLL_S)        # nothing comes (paused): heartbeats and rebalances
-                failed = [(shard, r) for shard, r in self.running.items() if r.failure is not None]
-                if failed:
-                    shard, running = failed[0]
-                    raise ShardFailed(f"shard {shard} stopped: {type(running.failure).__name__}: "
-                                      f"{running.failure}") from running.failure
+                self._raise_failed(list(self.running.items()) + self.stopped)
+                self.stopped = []
         finally:
             self._stop(sorted(self.running))
             self.consumer.close()
+        self._raise_failed(self.stopped)
+
+    @staticmethod
+    def _raise_failed(shards: list[tuple[int, Running]]) -> None:
+        """A shard that stopped on an error — running, or stopped as it moved away (a zombie copy's shard, whose
+        last commit its new runner fenced) — stops the copy too: it exits loudly and restarts clean."""
+        for shard, running in shards:
+            if running.failure is not None:
+                raise ShardFailed(f"shard {shard} stopped: {type(running.failure).__name__}: "
+                                  f"{running.failure}") from running.failure
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         consumer.incremental_assign(partitions)
@@ -109,8 +117,10 @@ class Shards:
         for _, running in stopping:
             running.runtime.stop()
         for shard, running in stopping:
-            running.thread.join()
+            if running.thread is not None:
+                running.thread.join()
             self.log.info("shard stopped", shard=shard)
+        self.stopped += stopping
 
 
 def shard_partitions(partitions: list[tuple[str, int]], erasure_topics: set[str], shard: int,

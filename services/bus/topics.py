@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Collection, Mapping
 
 import threading
 import time
@@ -137,15 +137,17 @@ def _wait(futures: Mapping) -> None:
         future.result()
 
 
-def consumer_lag(bus: Bus, group: str, topics: list[str]) -> dict[str, int]:
+def consumer_lag(bus: Bus, group: str, topics: list[str],
+                 only: Collection[tuple[str, int]] | None = None) -> dict[str, int]:
     """Messages not yet committed by `group`, per catalogue topic (end offset − committed offset), through the
-    bus's one long-lived LagMeter (a test or a demo that polls the lag opens no client per poll)."""
+    bus's one long-lived LagMeter (a test or a demo that polls the lag opens no client per poll); with `only`,
+    of these (catalogue topic, partition) alone (a group that commits some partitions of its topics)."""
     with _METERS_LOCK:
         known = _METERS.get(id(bus))
         if known is None or known[0]() is not bus:
             known = _METERS[id(bus)] = (weakref.ref(bus), LagMeter(bus.settings, bus.catalogue))
             weakref.finalize(bus, _forget_meter, id(bus))
-    return known[1].lag(group, topics)
+    return known[1].lag(group, topics, only)
 
 
 def running_lag(bus: Bus, group: str, topics: list[str], metrics_port: int) -> tuple[dict[str, int], str]:
@@ -189,9 +191,12 @@ class LagMeter:
         self._probe: Consumer | None = None
         self._lock = threading.Lock()
 
-    def lag(self, group: str, topics: list[str]) -> dict[str, int]:
+    def lag(self, group: str, topics: list[str],
+            only: Collection[tuple[str, int]] | None = None) -> dict[str, int]:
         with self._lock:
             gaps = self._gaps(self._reader(group), topics)
+            if only is not None:
+                gaps = {at: gap for at, gap in gaps.items() if at in only}
             markers_only = self._marker_only({k: v for k, v in gaps.items() if 0 < v[1] - v[0] <= MARKER_PROBE_GAP})
         lag = {topic: 0 for topic in topics}
         for (topic, partition), (committed, high) in gaps.items():

@@ -48,6 +48,12 @@ def shard_of_log_id(log: str, name: str) -> int | None:
     return None
 
 
+def shard_group(group: str, shard: int) -> str:
+    """Shard k's consumer group, under the auditor's `group`: the auditor's own for shard 0 (a v1 log's offsets go
+    on), `<group>.shard-k` otherwise. Its transactional id is always `<group>.shard-k`."""
+    return group if shard == 0 else f"{group}.shard-{shard}"
+
+
 def key_name(subject: str, shard: int) -> str:
     """The name of shard k's data key for a subject on audit.keys. Each shard makes its own (two shards making
     one subject's key at once would otherwise overwrite each other's, and records sealed under the lost one could

@@ -22,7 +22,7 @@ from services.bus.kafka import base_config, producer_config
 from services.bus.publish import announce_all
 from services.bus.supervision import available_services, metrics_port
 from services.adapters import audited_topics, declare_witness_key
-from tests.chaos.harness import Brokers, Stage
+from tests.chaos.harness import UNKNOWN_LAG, Brokers, Stage
 from tests.support.lag import behind
 from tests.support.polling import wait_until
 from tests.support.processes import free_port
@@ -100,6 +100,8 @@ class AuditLag:
     def _run(self) -> None:
         while not self.done.wait(SAMPLE_S):
             lag, source = unhandled(self.stage, "auditor", self.port, self.topics)
+            if lag == UNKNOWN_LAG:          # a partition not reported yet (harness.Stage.lag): no sample
+                continue
             self.samples.append((time.time(), lag))
             self.sources.add(source)
 

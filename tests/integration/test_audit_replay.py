@@ -28,6 +28,9 @@ from tests.support.processes import running, stop
 from tests.support.scoring import routed, send_requests
 from tests.support.witness import cosigned, witness  # noqa: F401 (a fixture)
 
+# The single-chain log these tests were written for: a v1 log (one partition), read as it always was.
+pytestmark = pytest.mark.audit_shards(1)
+
 SPEC = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"
 MODEL = "breast_cancer_lr"
 SERVICES = ("services.validator", "services.trainer", "services.deployer", "services.scorer",

@@ -4,6 +4,8 @@ checkpoint is refused by the auditor at its restart (it resumes from one it sign
 auditor's own key is refused by the witness, which has co-signed the true one — so verify fails on the rewrite."""
 from __future__ import annotations
 
+import pytest
+
 import json
 import shutil
 import stat
@@ -18,6 +20,9 @@ from tests.support.people import mlbus_cli, prepared_bus
 from tests.support.polling import wait_until
 from tests.support.processes import running
 from tests.support.witness import cosigned, witnessing
+
+# The single-chain log these tests were written for: a v1 log (one partition), read as it always was.
+pytestmark = pytest.mark.audit_shards(1)
 
 
 def verified(cli, *args: str, env: dict | None = None) -> tuple[int, dict]:
