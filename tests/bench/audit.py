@@ -25,6 +25,7 @@ from services.bus.settings import PROJECT_ROOT
 from services.adapters import audited_topics
 from services.domain.pages import records_of
 from tests.chaos.harness import Brokers, Stage
+from tests.support.audit_log import shard_count
 from tests.support.polling import wait_until
 
 from .figures import Figure, Runs, absolute, compare
@@ -63,17 +64,20 @@ def unaudited(stage: Stage) -> int:
     return stage.lag("auditor", audited_topics(stage.bus))
 
 
-def append_rate(stage: Stage, count: int) -> float:
-    """Publish `count` events, then run the auditor from where it stopped until it has committed them all:
-    events/s from its first commit to its last (its start-up — imports, group join, reading the chain's
-    head — is left out)."""
+def append_rate(stage: Stage, count: int, copies: int = 1) -> float:
+    """Publish `count` events, then run the auditor (`copies` processes sharing audit.log's shards) from where it
+    stopped until it has committed them all: events/s from its first commit to its last (its start-up — imports,
+    group join, reading the chains' heads — is left out)."""
     publish_load(stage, count, uuid.uuid4().hex[:6])
-    stage.start("auditor", "services.auditor", MLBUS_LOG_LEVEL="warning")
+    names = ["auditor"] if copies == 1 else [f"auditor-{i}" for i in range(copies)]
+    for i, name in enumerate(names):
+        stage.start(name, "services.auditor", MLBUS_LOG_LEVEL="warning", MLBUS_INSTANCE=str(i))
     backlog = wait_until(lambda: (lag := unaudited(stage)) < count and (lag, time.perf_counter()), 300,
                          "the auditor's first commit", interval=0.05)
     wait_until(lambda: unaudited(stage) == 0, 1800, "the auditor to append everything", interval=0.2)
     elapsed = time.perf_counter() - backlog[1]
-    stage.services.pop("auditor").stop()
+    for name in names:
+        stage.services.pop(name).stop()
     return backlog[0] / elapsed
 
 
@@ -141,7 +145,12 @@ def benchmarks(workdir: Path, quick: bool, counted: int) -> list[Figure]:
             append_rate(stage, min(10_000, total // 10))                       # warm-up
             rates = Runs(tuple(append_rate(stage, (total - min(10_000, total // 10)) // counted)
                                for _ in range(counted)))
-            records = json.loads(cli_seconds(stage, "audit", "verify", "--json")[1])["records"]
+            shards = shard_count(stage.bus)
+            two_copies = Runs(tuple(append_rate(stage, (total - min(10_000, total // 10)) // counted, copies=2)
+                                    for _ in range(counted))) if shards > 1 else None
+            verified = json.loads(cli_seconds(stage, "audit", "verify", "--json")[1])
+            records = verified["records"]
+            first_shard = (verified.get("shards") or [{"records": records}])[0]["records"]     # shard 0's size
             until = datetime.now(timezone.utc).isoformat()
 
             def rate(*args: str) -> Runs:
@@ -150,8 +159,8 @@ def benchmarks(workdir: Path, quick: bool, counted: int) -> list[Figure]:
             replay = rate("replay", "--until", until, "--json")
             rebuild = rate("rebuild-registry")
             verify = rate("verify", "--json")
-            prove = Runs(tuple(cli_seconds(stage, "audit", "prove", str(records * (n + 1) // (counted + 1)), "--out",
-                                           str(workdir / "proof.json"))[0] for n in range(counted)))
+            prove = Runs(tuple(cli_seconds(stage, "audit", "prove", str(first_shard * (n + 1) // (counted + 1)),
+                                           "--out", str(workdir / "proof.json"))[0] for n in range(counted)))
             read_runs, kept = [], []
             for _ in range(counted):
                 read, kept = raw_read_rate(stage, records, keep=200_000)
@@ -175,6 +184,11 @@ def benchmarks(workdir: Path, quick: bool, counted: int) -> list[Figure]:
                           f"answer each (an audit record's mean size) in transactions of {AUDITOR_BATCH:,} with "
                           f"their offsets, nothing else: the ceiling of one audit.log message per event, the "
                           f"shape before pages"),
+            *([compare(f"audit: append, 2 copies over {shards} shards, vs a bare pipe", two_copies, "events/s",
+                       "bare 1:1 consume → produce pipe, transactional, no work", pipes, goal_ratio=2.0,
+                       goal="≥ 2× the bare pipe",
+                       notes="two auditor processes sharing audit.log's shards through their group, on the same "
+                             "2 cores as the broker and the load")] if two_copies else []),
             compare("audit: append vs raw produce", rates, "events/s", "raw idempotent produce of audit.log's bytes",
                     produces, goal_ratio=0.5, goal="≥ 50 % of the ceiling",
                     notes=f"the same audit.log bytes produced as they are, {kept_records:,} records per run"),
