@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from services.bus import Bus, ServiceRuntime
 from services.bus.kafka import consumer_config, group_id
 from services.bus.logs import get_logger
+from services.bus.settings import ConfigError
 from services.domain import owned, shard_of
 
 POLL_S = 0.5
@@ -57,7 +58,11 @@ class Shards:
 
     def run(self) -> None:
         """Hold the group's shards until stop(); a shard that fails stops the copy (raised: ShardFailed)."""
-        self.shards = len(self.consumer.list_topics(self.topic, timeout=30).topics[self.topic].partitions)
+        listed = self.consumer.list_topics(self.topic, timeout=30).topics[self.topic]
+        if listed.error is not None or not listed.partitions:
+            raise ConfigError(f"audit.log ({self.topic}) is missing on the broker or not readable by the auditor "
+                              f"({listed.error}): run `mlbus topics apply` and `mlbus acl apply`")
+        self.shards = len(listed.partitions)
         self.log.info("auditor copy joins", shards=self.shards, group=group_id(self.bus.settings, "shards"))
         self.consumer.subscribe([self.topic], on_assign=self._assigned, on_revoke=self._revoked,
                                 on_lost=self._revoked)
