@@ -45,10 +45,22 @@ class Witness:
     def __call__(self, received: list[Received]) -> list[Decision]:
         """Judge a batch: every head's signature, each shard's newest head against the last one of that shard
         co-signed, then the newest combined head."""
+        by_shard, foreign, combined = self._sort([r.value for r in received])
+        key_ids = [h.key_id for heads in by_shard.values() for h in heads] + [c.get("key_id") for c in combined]
+        if any(k not in self.log_keys for k in key_ids):
+            self.log_keys = self.read_log_keys()        # a key declared since the witness started
+        decisions = [self._refuse(decide(None, h, self.log_keys, self.log_id)) for h in foreign]
+        for shard in sorted(by_shard):
+            decisions += self._shard(shard, by_shard[shard])
+        return decisions + (self._combined(combined) if combined else [])
+
+    def _sort(self, checkpoints: list[dict]) -> tuple[dict[int, list[TreeHead]], list[TreeHead], list[dict]]:
+        """(each shard's signed heads, the heads of no shard of this log, the combined heads' checkpoints); each
+        shard's checkpoints kept for its proofs, every signed head for the combined heads, an unsigned one refused."""
         by_shard: dict[int, list[TreeHead]] = {}
-        foreign: list[TreeHead] = []            # heads of no shard of this log
+        foreign: list[TreeHead] = []
         combined: list[dict] = []
-        for checkpoint in (r.value for r in received):
+        for checkpoint in checkpoints:
             name = checkpoint.get("log_id") or self.log_id      # a checkpoint from before signed heads: a v1 log's
             if name == combined_log_id(self.log_id):
                 combined.append(checkpoint)
@@ -63,12 +75,7 @@ class Witness:
             else:
                 (foreign if shard is None else by_shard.setdefault(shard, [])).append(head.signed)
                 self.signed[(head.signed.log_id, head.signed.tree_size, head.signed.root_hash)] = head.signed
-        if any(h.key_id not in self.log_keys for heads in by_shard.values() for h in heads) or combined:
-            self.log_keys = self.read_log_keys()        # a key declared since the witness started
-        decisions = [self._refuse(decide(None, h, self.log_keys, self.log_id)) for h in foreign]
-        for shard in sorted(by_shard):
-            decisions += self._shard(shard, by_shard[shard])
-        return decisions + (self._combined(combined) if combined else [])
+        return by_shard, foreign, combined
 
     def _shard(self, shard: int, heads: list[TreeHead]) -> list[Decision]:
         newest = max(heads, key=lambda h: h.tree_size)
