@@ -12,8 +12,9 @@ from typing import Iterable, Iterator
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from services.domain import (NOT_AUDITED, Audited, Broken, ChainHead, EncodedWalk, Erasure, Head, LogKey, Verified,
-                             entry_time, first_sequence, head_of_checkpoint, holding, misframed, parse_line,
-                             personal_state, records_of, source_topic, unseal_value, verify_walk)
+                             entry_time, first_sequence, head_of_checkpoint, holding, key_name, misframed,
+                             parse_line, personal_state, records_of, shard_log_id, shard_of_log_id, source_topic,
+                             unseal_value, verify_walk)
 from services.bus.consumed import position
 from services.bus.context import Bus
 from services.bus.envelope import Event
@@ -82,13 +83,17 @@ def checkpoints(bus: Bus) -> list[dict]:
     return [r.value for r in read_topics(bus, ["audit.checkpoints"])]
 
 
-def decoded(bus: Bus, records: Iterable[dict], keys: dict[str, bytes] | None = None) -> Iterator[Audited]:
-    """The records' events decoded. Personal data is opened with its subject's key (read from audit.keys unless
-    `keys` is given): an erased subject's fields stay blank, with what `audit forget` recorded."""
+def decoded(bus: Bus, records: Iterable[dict], keys: dict[str, bytes] | None = None,
+            sharded: bool = False) -> Iterator[Audited]:
+    """The records' events decoded. Personal data is opened with its key in the shard that sealed it (read from
+    audit.keys unless `keys` is given): an erased subject's fields stay blank, with what `audit forget` recorded.
+    Each event names its shard; where one of the records is of a shard other than 0 (or `sharded` says so), the
+    log is sharded and events are placed `shard:sequence`."""
     if bus.schemas.resolver is None:
         bus.schemas.resolver = SchemasTopicResolver(bus)
     records = list(records)
     erased = erasures(bus, records)
+    sharded = sharded or any(entry.get("shard", 0) for entry in records)
     refused = False
     for entry in records:
         record, value, personal, erasure = None, None, None, None
@@ -98,7 +103,9 @@ def decoded(bus: Bus, records: Iterable[dict], keys: dict[str, bytes] | None = N
             if keys is None:                        # read once, and only when personal data is to be opened
                 keys = data_keys(bus)
                 refused, keys = keys is None, keys or {}
-            key = keys.get(sealed["subject"])
+            # Each shard seals with its own key of a subject (entries without a shard are a v1 log's: shard 0);
+            # an erasure, by subject, deletes every shard's.
+            key = keys.get(key_name(sealed["subject"], entry.get("shard", 0)))
             opened = unseal_value(sealed, key) if key else None
             erasure = erased.get(sealed["subject"]) if opened is None else None
             personal = personal_state(opened is not None, erasure is not None, refused)
@@ -112,7 +119,7 @@ def decoded(bus: Bus, records: Iterable[dict], keys: dict[str, bytes] | None = N
                 record, value = None, None          # the topic decides the type: a misplaced record folds nowhere
         hidden = personal_fields(bus, entry["source_topic"]) if personal == "redacted" else ()
         yield Audited(entry["sequence"], entry_time(entry), entry["source_topic"], entry["actor"], record, value,
-                      {**entry, "value": payload}, personal, erasure, hidden)
+                      {**entry, "value": payload}, personal, erasure, hidden, entry.get("shard", 0), sharded)
 
 
 def personal_fields(bus: Bus, source_topic: str) -> tuple[str, ...]:
@@ -201,10 +208,11 @@ def declare_log_key(admin_bus: Bus) -> LogKey:
     return key
 
 
-def anchored_heads(bus: Bus) -> list[Head]:
-    """The heads kept in the anchor (MLBUS_AUDIT_ANCHOR) for this log; a line that is no head is a problem."""
+def anchored_heads(bus: Bus, shard: int = 0) -> list[Head]:
+    """The heads kept in the anchor (MLBUS_AUDIT_ANCHOR) for a shard of this log (its log id's own file or
+    folder); a line that is no head is a problem."""
     found = []
-    for where, line in Anchor(bus.settings.audit.anchor).lines(log_id(bus)):
+    for where, line in Anchor(bus.settings.audit.anchor).lines(shard_log_id(log_id(bus), shard)):
         try:
             signed = parse_line(line)
             found.append(Head(f"anchor {where}", signed.tree_size, signed=signed))
@@ -214,9 +222,35 @@ def anchored_heads(bus: Bus) -> list[Head]:
     return found
 
 
-def kept_heads(bus: Bus) -> tuple[list[Head], list[Head]]:
-    """Every head kept for this log: (those on audit.checkpoints, those in the anchor)."""
-    return [head_of_checkpoint(c, "audit.checkpoints") for c in checkpoints(bus)], anchored_heads(bus)
+def kept_heads(bus: Bus, shard: int | None = None) -> tuple[list[Head], list[Head]]:
+    """Every head kept for this log: (those on audit.checkpoints, those in the anchor); with `shard`, that shard's
+    alone (a checkpoint goes to the shard its log id names: checkpoint_shard)."""
+    kept = checkpoints(bus)
+    shards = range(shard_count(bus)) if shard is None else [shard]
+    if shard is not None:
+        kept = [c for c in kept if checkpoint_shard(c, log_id(bus)) == shard]
+    return [head_of_checkpoint(c, "audit.checkpoints") for c in kept], [h for k in shards
+                                                                         for h in anchored_heads(bus, k)]
+
+
+def checkpoint_shard(checkpoint: dict, log: str) -> int | None:
+    """The shard a checkpoint's head is of: the one its log id names; one without a log id is a v1 log's
+    (shard 0); None: no shard's of this log (another log's id, or `<log>/shards`, every shard's heads signed).
+    Readers that take one shard's checkpoints (its proofs' block hashes) leave those out."""
+    return shard_of_log_id(log, checkpoint.get("log_id") or log)
+
+
+def shard_count(bus: Bus, timeout_s: float = 30.0) -> int:
+    """audit.log's partitions on the broker: its shards (1: a v1 log)."""
+    consumer = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, "replay")})
+    try:
+        physical = bus.catalogue.physical("audit.log")
+        topic = consumer.list_topics(physical, timeout=timeout_s).topics[physical]
+        if topic.error is not None:
+            raise KafkaException(topic.error)
+        return len(topic.partitions)
+    finally:
+        consumer.close()
 
 
 def log_signers(bus: Bus) -> dict[str, bytes]:

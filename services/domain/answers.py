@@ -42,7 +42,7 @@ class Index:
 def value_of(event: Audited) -> dict:
     """The value of a record the answers look at: decoded by its schema (bytes no schema reads are only counted)."""
     if event.value is None:
-        raise ValueError(f"audit record #{event.sequence} on {event.topic} was not decoded")
+        raise ValueError(f"audit record #{event.place} on {event.topic} was not decoded")
     return event.value
 
 
@@ -53,7 +53,10 @@ def cited(event: Audited | None) -> dict | None:
     """The event's fields (column profiles left out) with the audit sequence number it stands on."""
     if event is None:
         return None
-    found = {"audit_sequence": event.sequence, "at": event.at,
+    # A sharded log's sequences count per shard: the shard and the place (`k:sequence`) name the record; a v1
+    # log's answers stay as they were.
+    where = {"audit_shard": event.shard, "audit_place": event.place} if event.sharded else {}
+    found = {"audit_sequence": event.sequence, **where, "at": event.at,
              **{k: v for k, v in (event.shown() or {}).items() if k not in BULKY}}
     if event.personal:
         found["personal_data"] = event.personal

@@ -28,10 +28,23 @@ class Audited:
     #                               "redacted" (this reader may not read audit.keys: not the dpo role)
     erasure: Erasure | None = None    # when it was erased: when, by whom, why
     hidden: tuple[str, ...] = ()  # the personal fields this reader sees blank ("*": the whole value)
+    shard: int = 0                # audit.log's partition holding it: its sequence counts in that shard's chain
+    sharded: bool = False         # the log has more than one shard: its places are written `shard:sequence`
+
+    @property
+    def place(self) -> str:
+        """Where the record is, as readers print it: `shard:sequence` in a sharded log, the bare sequence in a
+        v1 (one-shard) log, so its numbers read as they always did."""
+        return place(self.shard, self.sequence, self.sharded)
 
     def shown(self) -> dict | None:
         """The value as this reader may see it: each personal field it may not open says so (redacted())."""
         return redacted_fields(self.value, self.hidden) if self.personal == "redacted" else self.value
+
+
+def place(shard: int, sequence: int, sharded: bool) -> str:
+    """A record's place as printed: `shard:sequence` (ShardAt's form) where the log has shards, else the sequence."""
+    return f"{shard}:{sequence}" if sharded else str(sequence)
 
 
 REDACTED = "[redacted: needs the dpo role]"
