@@ -4,55 +4,116 @@ and the log as `audit export` writes it. The CLI prints them; the console shows 
 from __future__ import annotations
 
 import base64
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 
 from services.bus.context import Bus
 from services.bus.errors import BadInput
 
-from services.domain import (BLOCK, REDACTED, TreeHead, anchor_problem, check_proof, consistency_proof,
-                             cosigned_beyond, erased, head_of_checkpoint, inclusion_proof, newest_head, pinned,
-                             signature_problem, split_view, witness_problem)
+from services.domain import (BLOCK, REDACTED, Head, ShardAt, TreeHead, Verified, anchor_problem, check_proof,
+                             consistency_proof, cosigned_beyond, erased, head_of_checkpoint, inclusion_proof,
+                             newest_head, pinned, shard_log_id, shard_of_log_id, signature_problem, split_view,
+                             witness_problem)
 
-from .audit_log import (anchored_heads, audit_records, checkpoints, decoded, kept_heads, log_id, log_signers,
-                        records_between, verify_log)
+from .audit_log import (anchored_heads, audit_records, checkpoint_shard, checkpoints, decoded, kept_heads, log_id,
+                        log_signers, records_between, shard_count, verify_log)
 from .witness_log import cosignatures, proof_tree, witness_keys
 
 
 def verification(bus: Bus, extra_heads: list | None = None, extra_keys: dict[str, bytes] | None = None,
                  extra_witness_keys: dict[str, bytes] | None = None) -> dict:
-    """audit.log checked against every head on audit.checkpoints, in the anchor and given, then the anchor and
-    the witness: what `audit verify` prints and the console shows. Keys given are pinned."""
-    on_topic, anchored = kept_heads(bus)
+    """audit.log checked shard by shard (each its own chain, tree and heads: those on audit.checkpoints, in the
+    anchor and given that name its log id), then each shard's anchor and witness: what `audit verify` prints and
+    the console shows. Keys given are pinned."""
+    log, shards = log_id(bus), shard_count(bus)
     keys = pinned(log_signers(bus), extra_keys or {})
-    heads = on_topic + anchored + list(extra_heads or [])
-    result = verify_log(bus, heads, keys, log_id(bus))
+    on_topic = [head_of_checkpoint(c, "audit.checkpoints") for c in checkpoints(bus)]
+    given = list(extra_heads or [])
+
+    def walked(shard: int) -> tuple[list[Head], list[Head], list[Head], Verified]:
+        mine = [h for h in on_topic if head_shard(h, log, shards) == shard]
+        anchored = anchored_heads(bus, shard)
+        heads = mine + anchored + [h for h in given if head_shard(h, log, shards) == shard]
+        return mine, anchored, heads, verify_log(bus, heads, keys, shard_log_id(log, shard), shard=shard)
+
+    # The shards' walks are independent: read (and, where compiled, hashed) at once, a thread each.
+    with ThreadPoolExecutor(max_workers=min(shards, WALKERS)) as pool:
+        walks = list(pool.map(walked, range(shards)))
+    # Co-signatures are read after the walks: the witness had the walks' time to co-sign a fresh head.
+    witness = None if all(w[3].broken for w in walks) else (
+        pinned(witness_keys(bus), extra_witness_keys or {}), cosignatures(bus))
+    reports = [shard_report(shard, shard_log_id(log, shard), *walk, keys,
+                            partial(roots_problem, bus, shard, witness=witness)) for shard, walk in enumerate(walks)]
+    return whole_log(reports, log, bus.settings.audit.anchor, "pinned" if extra_keys else "declared")
+
+
+WALKERS = 4         # shards walked at once: each a reader and a walk, on a machine of a few cores
+
+
+def head_shard(head: Head, log: str, shards: int) -> int | None:
+    """The shard a head is of: the one its signed log id names. A head without a signed one (a checkpoint from
+    before the Merkle log, an unreadable one) and one naming no shard of this log are shard 0's: its walk reports
+    them (as a v1 log's verify did). None: a head of another name under the log's (`<log>/shards`, the signed
+    checkpoint of every shard's head), which is no shard's."""
+    if head.signed is None:
+        return 0
+    named = shard_of_log_id(log, head.signed.log_id)
+    if named is None and head.signed.log_id.startswith(f"{log}/") and \
+            not head.signed.log_id.startswith(f"{log}/shard-"):
+        return None
+    return named if named is not None and named < shards else 0
+
+
+def shard_report(shard: int, name: str, on_topic: list[Head], anchored: list[Head], heads: list[Head],
+                 result: Verified, keys: dict[str, bytes], trust) -> dict:
+    """One shard's verdict: its walk, a split view among its heads when it broke, else its roots of trust
+    (`trust(on_topic, anchored, heads, keys, name)`: a problem and where, or None)."""
     broken = result.broken
     reason, where = (broken.reason, broken.head) if broken else (None, None)
     if broken is not None and (split := split_view(heads, keys)):
         reason = f"{reason}; {split[0]}"
-    trust = None if broken else roots_problem(bus, on_topic, anchored, heads, keys, extra_witness_keys or {})
-    if trust:
-        reason, where = trust
-    return {"intact": broken is None and trust is None, "records": result.head.sequence if broken is None else None,
-            "verified_up_to": result.head.sequence, "head_hash": result.head.hash, "root_hash": result.root,
-            "log_id": log_id(bus), "checkpoints": len(on_topic), "anchored_heads": len(anchored),
-            "heads_checked": result.heads, "anchor": bus.settings.audit.anchor,
-            "first_bad_sequence": broken.sequence if broken else None, "reason": reason, "caught_by": where,
-            "keys": "pinned" if extra_keys else "declared", "warning": None}
+    untrusted = None if broken else trust(on_topic, anchored, heads, keys, name)
+    if untrusted:
+        reason, where = untrusted
+    return {"shard": shard, "log_id": name, "intact": broken is None and untrusted is None,
+            "records": result.head.sequence if broken is None else None, "verified_up_to": result.head.sequence,
+            "head": result.head.hash, "root": result.root, "checkpoints": len(on_topic),
+            "anchored_heads": len(anchored), "heads_checked": result.heads,
+            "first_bad_sequence": broken.sequence if broken else None, "reason": reason, "caught_by": where}
 
 
-def roots_problem(bus: Bus, on_topic: list, anchored: list, heads: list, keys: dict[str, bytes],
-                  given_witness_keys: dict[str, bytes]) -> tuple[str, str] | None:
-    """Once the log matches every head: the anchor must hold the newest, and a witness must have co-signed it
-    (its co-signatures are read after the walk: the witness had the walk's time to co-sign a fresh head)."""
+def whole_log(shards: list[dict], log: str, anchor: str, keys: str) -> dict:
+    """The log's verdict from its shards' (in shard order): intact when every shard is; the figures summed; the
+    first broken shard (else the first untrusted one) named. A v1 log's is its one shard's, as it always was;
+    a sharded log has no one head or root (each shard's are under "shards")."""
+    failed = next((s for s in shards if s["first_bad_sequence"] is not None), None) or \
+        next((s for s in shards if not s["intact"]), None)
+    one = shards[0] if len(shards) == 1 else None
+    total = sum(s["verified_up_to"] for s in shards)
+    return {"intact": failed is None, "records": total if all(s["records"] is not None for s in shards) else None,
+            "verified_up_to": total, "head_hash": one["head"] if one else None,
+            "root_hash": one["root"] if one else None, "log_id": log,
+            "checkpoints": sum(s["checkpoints"] for s in shards),
+            "anchored_heads": sum(s["anchored_heads"] for s in shards),
+            "heads_checked": sum(s["heads_checked"] for s in shards), "anchor": anchor,
+            "first_bad_sequence": failed["first_bad_sequence"] if failed else None,
+            "first_bad_shard": failed["shard"] if failed else None,
+            "reason": failed["reason"] if failed else None, "caught_by": failed["caught_by"] if failed else None,
+            "keys": keys, "warning": None, "shards": shards}
+
+
+def roots_problem(bus: Bus, shard: int, on_topic: list, anchored: list, heads: list, keys: dict[str, bytes],
+                  name: str, witness: tuple[dict[str, bytes], list] | None) -> tuple[str, str] | None:
+    """Once a shard matches every head of it: the anchor must hold its newest, and a witness must have co-signed
+    it (`witness`: the trusted witness keys and the co-signatures, read once after the walks)."""
     if anchoring := anchor_problem(on_topic, anchored, bus.settings.audit.anchor):
         return anchoring
-    trusted = pinned(witness_keys(bus), given_witness_keys)
-    found = cosignatures(bus)
+    trusted, found = witness if witness is not None else ({}, [])
     problem = witness_problem(newest_head(heads), found, trusted, keys)
     if problem is None:
         # Heads are read again: the auditor may have signed (and the witness co-signed) one during the walk.
-        problem = cosigned_beyond(newest_head(heads + sum(kept_heads(bus), [])), found, trusted, log_id(bus))
+        problem = cosigned_beyond(newest_head(heads + sum(kept_heads(bus, shard), [])), found, trusted, name)
     return (problem, "audit.witness") if problem else None
 
 
@@ -61,15 +122,19 @@ def with_cosignatures(bus: Bus, document: dict, head: TreeHead) -> dict:
     return {**document, "cosignatures": [c.as_json() for c in cosignatures(bus) if c.covers(head)]}
 
 
-def proof(bus: Bus, target: str | None, consistency: int | None = None) -> tuple[dict, str]:
-    """An inclusion proof of one record (REQUEST_ID or SEQUENCE) or a consistency proof from the signed head of
-    size `consistency`, against the latest validly signed head, checked before it is returned."""
-    kept = checkpoints(bus)
+def proof(bus: Bus, target: str | None, consistency: int | None = None, shard: int = 0) -> tuple[dict, str]:
+    """An inclusion proof of one record (REQUEST_ID, or its place SHARD:SEQUENCE, a bare SEQUENCE being shard 0's)
+    or a consistency proof of a shard from its signed head of size `consistency`, against the shard's latest validly
+    signed head (a shard's heads name its log id), checked before it is returned."""
+    at = None if target is None or consistency is not None else _place_of(bus, target)
+    shard = at.shard if at is not None else shard
+    kept = _shard_checkpoints(checkpoints(bus), log_id(bus), shard)
     keys = log_signers(bus)
-    heads = _heads_by_size(bus, kept)
+    heads = _heads_by_size(bus, kept, shard)
     if not heads:
         raise BadInput("no signed tree head covers the log yet (the auditor signs one every "
-                       "MLBUS_AUDIT_CHECKPOINT_EVERY records and every MLBUS_AUDIT_HEAD_INTERVAL_S seconds)")
+                       "MLBUS_AUDIT_CHECKPOINT_EVERY records and every MLBUS_AUDIT_HEAD_INTERVAL_S seconds)"
+                       + (f" in shard {shard}" if shard else ""))
     cosigned = {(c.tree_size, c.root_hash) for c in cosignatures(bus)}
     heads.sort(key=lambda h: ((h.tree_size, h.root_hash) in cosigned, h.tree_size))   # co-signed last: tried first
     latest = _first_valid(reversed(heads), keys)
@@ -78,19 +143,20 @@ def proof(bus: Bus, target: str | None, consistency: int | None = None) -> tuple
         if first is None:
             raise BadInput(f"no validly signed head of size {consistency}; signed sizes: "
                            + ", ".join(str(h.tree_size) for h in heads[-10:]))
-        tree = proof_tree(bus, kept, latest.tree_size, {(first.tree_size - 1) // BLOCK})
+        tree = proof_tree(bus, kept, latest.tree_size, {(first.tree_size - 1) // BLOCK}, shard)
         document = with_cosignatures(bus, consistency_proof(first, latest, tree), latest)
-    elif target is None:
-        raise BadInput("give the record to prove (REQUEST_ID or SEQUENCE) or the size to prove consistency from")
+    elif at is None:
+        raise BadInput("give the record to prove (REQUEST_ID or [SHARD:]SEQUENCE) or the size to prove consistency "
+                       "from")
     else:
-        sequence = _sequence_of(bus, target)
+        sequence = at.sequence
         covering = _first_valid(reversed([h for h in heads if h.tree_size >= sequence]), keys)
         if covering is None:
-            raise BadInput(f"record #{sequence} is after the last signed head "
+            raise BadInput(f"record #{target} is after the last signed head "
                            f"({max(h.tree_size for h in heads)}): try again "
                            f"once the auditor signs the next one")
-        tree = proof_tree(bus, kept, covering.tree_size, {(sequence - 1) // BLOCK})
-        [record] = records_between(bus, sequence, sequence)
+        tree = proof_tree(bus, kept, covering.tree_size, {(sequence - 1) // BLOCK}, shard)
+        [record] = records_between(bus, sequence, sequence, shard=shard)
         document = with_cosignatures(bus, inclusion_proof(record, tree, covering), covering)
     holds, what = check_proof(document, keys)
     if not holds:
@@ -98,10 +164,16 @@ def proof(bus: Bus, target: str | None, consistency: int | None = None) -> tuple
     return document, what
 
 
-def _heads_by_size(bus: Bus, kept: list[dict]) -> list:
-    """This log's signed heads, on the topic and in the anchor, by size (the anchor's first at a size)."""
-    found = [head_of_checkpoint(c, "audit.checkpoints") for c in kept] + anchored_heads(bus)
-    return sorted((h.signed for h in found if h.signed is not None and h.signed.log_id == log_id(bus)),
+def _shard_checkpoints(kept: list[dict], log: str, shard: int) -> list[dict]:
+    """The checkpoints of one shard (their block hashes and heads make its proofs)."""
+    return [c for c in kept if checkpoint_shard(c, log) == shard]
+
+
+def _heads_by_size(bus: Bus, kept: list[dict], shard: int) -> list:
+    """A shard's signed heads, on the topic and in the anchor, by size (the anchor's first at a size)."""
+    name = shard_log_id(log_id(bus), shard)
+    found = [head_of_checkpoint(c, "audit.checkpoints") for c in kept] + anchored_heads(bus, shard)
+    return sorted((h.signed for h in found if h.signed is not None and h.signed.log_id == name),
                   key=lambda h: h.tree_size)
 
 
@@ -110,17 +182,21 @@ def _first_valid(heads, keys: dict[str, bytes]):
     return next((h for h in heads if signature_problem(h, keys) is None), None)
 
 
-def _sequence_of(bus: Bus, target: str) -> int:
-    """A sequence number as given, or the audit sequence of a request's served prediction (only the
-    predictions' records are decoded)."""
-    if target.isdigit():
-        if int(target) < 1:
+def _place_of(bus: Bus, target: str) -> ShardAt:
+    """A record's place as given (SHARD:SEQUENCE, or a bare SEQUENCE: shard 0's), or the place of a request's
+    served prediction (only the predictions' records are decoded)."""
+    if target.replace(":", "").isdigit():
+        try:
+            at = ShardAt.parse(target)
+        except ValueError as error:
+            raise BadInput(str(error)) from None
+        if at.sequence < 1:
             raise BadInput("audit sequence numbers start at 1")
-        return int(target)
+        return at
     for event in decoded(bus, audit_records(bus, ["mlbus.Prediction"])):
         if event.record == "mlbus.Prediction" and (value := event.value) and value["request_id"] == target \
                 and value["served"]:
-            return event.sequence
+            return ShardAt(event.shard, event.sequence)
     raise BadInput(f"audit.log holds no served prediction for request {target}")
 
 
@@ -130,7 +206,8 @@ def exported(bus: Bus, since: datetime | None = None, until: datetime | None = N
         if (since and event.at < since) or (until and event.at > until):
             continue
         entry = event.entry
-        yield {"sequence": event.sequence, "audited_at": entry["audited_at"], "at": event.at,
+        yield {"sequence": event.sequence, **({"shard": event.shard} if event.sharded else {}),
+                "audited_at": entry["audited_at"], "at": event.at,
                 "topic": event.topic, "partition": entry["source_partition"],
                 "offset": entry["source_offset"], "actor": event.actor, "record": event.record,
                 "key": base64.b64encode(entry["key"]).decode() if entry["key"] else None,

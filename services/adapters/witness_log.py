@@ -13,7 +13,7 @@ from services.bus.replay import read_topics
 
 from services.domain import BLOCK, Cosignature, Tiled, block_hashes, leaf, newest_head
 
-from .audit_log import audit_records, kept_heads, records_between
+from .audit_log import audit_records, checkpoint_shard, kept_heads, log_id, records_between, shard_count
 
 PUBLIC_KEY_FILE = "witness.pem"         # in the witness's state directory: its public key, to hand to checkers
 ENROLMENT_FILE = "enrolment.json"       # and what the admin declares (the key with its proof of possession)
@@ -49,25 +49,31 @@ def declare_witness_key(admin_bus: Bus, state_dir: Path, name: str = "witness") 
     return request["key_id"]
 
 
-def proof_tree(bus: Bus, kept: list[dict], size: int, blocks_needed: set[int]) -> list[bytes] | Tiled:
-    """The tree of `size` records as a proof needs it: the checkpoints' block hashes and the leaves of the
+def proof_tree(bus: Bus, kept: list[dict], size: int, blocks_needed: set[int], shard: int = 0) -> list[bytes] | Tiled:
+    """A shard's tree of `size` records as a proof needs it: its checkpoints' block hashes and the leaves of the
     blocks the proof descends into (its own, and the incomplete last one) — a few hundred records read, not
     the log. A log whose checkpoints lack block hashes (written before them) is read whole. Block hashes are not
-    signed: a wrong one only makes a proof that does not verify against the signed roots."""
-    blocks = block_hashes(kept)
+    signed: a wrong one only makes a proof that does not verify against the signed roots. Checkpoints of other
+    shards in `kept` are left out (each shard's blocks are its own tree's)."""
+    blocks = block_hashes(c for c in kept if checkpoint_shard(c, log_id(bus)) == shard)
     complete = size // BLOCK
     if any(b not in blocks for b in range(complete)):
-        return [leaf(r) for r in audit_records(bus)][:size]
+        return [leaf(r) for r in audit_records(bus, shard=shard)][:size]
     leaves = {}
     for block in {b for b in blocks_needed | {complete} if b * BLOCK < size}:
-        for record in records_between(bus, block * BLOCK + 1, min((block + 1) * BLOCK, size)):
+        for record in records_between(bus, block * BLOCK + 1, min((block + 1) * BLOCK, size), shard=shard):
             leaves[record["sequence"] - 1] = leaf(record)
     return Tiled([blocks[b] for b in range(complete)], leaves)
 
 
 def newest_cosigned(bus: Bus) -> bool:
-    """Whether a witness has co-signed the newest signed head kept (on audit.checkpoints or in the anchor), or no
-    head is signed yet: what to wait for before `audit verify` right after the auditor signed a head."""
-    on_topic, anchored = kept_heads(bus)
-    newest = newest_head(on_topic + anchored)
-    return newest is None or any(c.covers(newest) for c in cosignatures(bus))
+    """Whether a witness has co-signed each shard's newest signed head kept (on audit.checkpoints or in the
+    anchor), a shard with no signed head yet passing: what to wait for before `audit verify` right after the
+    auditor signed a head."""
+    found = cosignatures(bus)
+    for shard in range(shard_count(bus)):
+        on_topic, anchored = kept_heads(bus, shard)
+        newest = newest_head(on_topic + anchored)
+        if newest is not None and not any(c.covers(newest) for c in found):
+            return False
+    return True

@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from services.domain import (REDACTED, STATE_RECORDS, AuditIndex, audit_timeline, check_proof, explain_request,
-                             explain_scoring, head_of_checkpoint, public_pem, state_at)
-from services.adapters import (audit_export, audit_proof, audit_records, checkpoints, decoded, log_signers,
+                             explain_scoring, head_of_checkpoint, public_pem, shard_of_log_id, state_at)
+from services.adapters import (audit_export, audit_proof, audit_records, checkpoints, decoded, log_id, log_signers,
                                verification, witness_keys)
 from services.bus.edge import content
 from services.bus.context import Bus
@@ -42,6 +42,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--json", action="store_true")
     check.set_defaults(run=verify_command)
     head = sub.add_parser("checkpoint", help="print the latest signed checkpoint as JSON, to keep")
+    head.add_argument("--shard", type=int, default=0, metavar="K",
+                      help="the shard whose checkpoint to print, in a log of several (default 0)")
     head.set_defaults(run=checkpoint_command)
     key = sub.add_parser("key", help="print the auditor's public keys (PEM) from the identities topic")
     key.add_argument("--witness", action="store_true", help="the witnesses' public keys instead")
@@ -56,12 +58,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     declare.add_argument("--wait", type=float, default=0.0, metavar="S",
                          help="wait up to S seconds for the witness to make its key at its first start")
     declare.set_defaults(run=lambda bus, args: declare_witness(bus, args.directory, args.wait) or 0)
-    prove = sub.add_parser("prove", help="an inclusion proof of one record (by request id or sequence), or a "
+    prove = sub.add_parser("prove", help="an inclusion proof of one record (by request id or place), or a "
                                          "consistency proof between two signed heads, checkable offline")
-    prove.add_argument("target", nargs="?", metavar="REQUEST_ID|SEQUENCE",
-                       help="a served prediction's request id, or an audit sequence number")
+    prove.add_argument("target", nargs="?", metavar="REQUEST_ID|PLACE",
+                       help="a served prediction's request id, or a record's place SHARD:SEQUENCE (a bare SEQUENCE "
+                            "is shard 0's: a log of one shard)")
     prove.add_argument("--consistency", type=int, metavar="SIZE",
                        help="prove that the latest signed head extends the one signed at this tree size")
+    prove.add_argument("--shard", type=int, default=0, metavar="K",
+                       help="with --consistency: the shard whose heads to prove (default 0)")
     prove.add_argument("--out", type=Path, help="write the proof here (default: standard output)")
     prove.set_defaults(run=prove_command)
     checked = sub.add_parser("check-proof", help="check a proof offline: no broker, no log, only the public key")
@@ -115,23 +120,45 @@ def verify_command(bus: Bus, args: argparse.Namespace) -> int:
     report = verification(bus, extra, key_files(args.key), key_files(args.witness_key, "--witness-key"))
     if args.json:
         print_json(report)
-    elif report["intact"]:
-        print(f"intact: {report['records']} records, root {report['root_hash']}, {report['heads_checked']} heads "
-              f"checked ({report['checkpoints']} on audit.checkpoints, {report['anchored_heads']} in the anchor)")
-    elif report["first_bad_sequence"] is None:
-        print(f"UNTRUSTED: {report['reason']} [{report['caught_by']}] (the {report['records']} records match every "
-              f"head kept)")
     else:
-        by = f" [{report['caught_by']}]" if report["caught_by"] else ""
-        print(f"BROKEN at sequence {report['first_bad_sequence']}: {report['reason']}{by} "
-              f"(verified up to {report['verified_up_to']})")
+        print("\n".join(verdict_lines(report)))
     if report["warning"]:
         info(f"warning: {report['warning']}")
     return 0 if report["intact"] else 1
 
 
+def verdict_lines(report: dict) -> list[str]:
+    """What `audit verify` prints: the verdict, naming the shard where a log has shards (then a line a shard);
+    a v1 log's one line as it always was."""
+    shards = report["shards"] if len(report.get("shards") or []) > 1 else []
+    failed = next((s for s in shards if s["shard"] == report["first_bad_shard"]), None)
+    shard = f"shard {failed['shard']}: " if failed else ""
+    if report["intact"]:
+        head = (f"intact: {report['records']} records in {len(shards)} shards" if shards else
+                f"intact: {report['records']} records, root {report['root_hash']}")
+        lines = [f"{head}, {report['heads_checked']} heads checked ({report['checkpoints']} on audit.checkpoints, "
+                 f"{report['anchored_heads']} in the anchor)"]
+    elif report["first_bad_sequence"] is None:
+        lines = [f"UNTRUSTED: {shard}{report['reason']} [{report['caught_by']}] (the {report['records']} records "
+                 f"match every head kept)"]
+    else:
+        by = f" [{report['caught_by']}]" if report["caught_by"] else ""
+        where = f"shard {failed['shard']}, sequence" if failed else "sequence"
+        up_to = failed["verified_up_to"] if failed else report["verified_up_to"]
+        lines = [f"BROKEN at {where} {report['first_bad_sequence']}: {report['reason']}{by} (verified up to {up_to})"]
+    return lines + [shard_line(s) for s in shards]
+
+
+def shard_line(shard: dict) -> str:
+    """One shard's figures under a sharded log's verdict."""
+    state = "intact" if shard["intact"] else "BROKEN" if shard["first_bad_sequence"] is not None else "UNTRUSTED"
+    return (f"  shard {shard['shard']} ({shard['log_id']}): {state}, {shard['verified_up_to']} records verified, "
+            f"root {shard['root'][:16]}…, {shard['checkpoints']} checkpoints, {shard['anchored_heads']} anchored heads")
+
+
 def checkpoint_command(bus: Bus, args: argparse.Namespace) -> int:
-    kept = checkpoints(bus)
+    log = log_id(bus)
+    kept = [c for c in checkpoints(bus) if shard_of_log_id(log, c.get("log_id") or log) == args.shard]
     if not kept:
         info("no checkpoint yet (the auditor signs one every MLBUS_AUDIT_CHECKPOINT_EVERY records, every "
              "MLBUS_AUDIT_HEAD_INTERVAL_S seconds while records come, and on stop)")
@@ -154,8 +181,8 @@ def key_command(bus: Bus, args: argparse.Namespace) -> int:
 
 def prove_command(bus: Bus, args: argparse.Namespace) -> int:
     if (args.target is None) == (args.consistency is None):
-        raise BadInput("give either REQUEST_ID|SEQUENCE (an inclusion proof) or --consistency SIZE")
-    document, what = audit_proof(bus, args.target, args.consistency)
+        raise BadInput("give either REQUEST_ID|PLACE (an inclusion proof) or --consistency SIZE")
+    document, what = audit_proof(bus, args.target, args.consistency, args.shard)
     text = json.dumps(document, indent=2) + "\n"
     if args.out:
         args.out.write_text(text)
@@ -285,17 +312,22 @@ def print_scoring(answer: dict) -> None:
     b, t = answer["batch_scoring"], answer["model_version"]
     print(f"batch scoring {answer['scoring_id']}: {b['input_rows']:,} rows of {b['input_batch_id'] or b['input_uri']} "
           f"(sha256 {b['input_sha256'][:16]}…) by {b['model']} v{b['version']} for {b['signer'] or b['requested_by']}, "
-          f"at {b['at']:%Y-%m-%d %H:%M:%S} [audit #{b['audit_sequence']}]")
+          f"at {b['at']:%Y-%m-%d %H:%M:%S} [audit #{place_of(b)}]")
     print(f"  predictions: {b['output_uri']} sha256 {b['output_sha256'][:16]}…, {b['output_rows']:,} rows; "
           f"artifact sha256 {b['artifact_sha256'][:16]}…, {b['cpu_seconds']:.2f} CPU s")
     if t:
         print(f"  version: run {t['run_id'][:8]} {t['estimator']} {t['hyperparameters_json']} seed {t['seed']} "
-              f"[#{t['audit_sequence']}]")
+              f"[#{place_of(t)}]")
     for v in answer["data"]:
         print(f"  trained on: batch {v['batch_id'][:8]} sha256 {v['sha256'][:16]}… {v['rows']} rows, "
-              f"{'passed' if v['passed'] else 'FAILED'} {v['contract']} [#{v['audit_sequence']}]")
+              f"{'passed' if v['passed'] else 'FAILED'} {v['contract']} [#{place_of(v)}]")
     for a in answer["decisions"]:
-        print(f"  {a['kind']} by {a['actor']}: {a['reason']} [#{a['audit_sequence']}]")
+        print(f"  {a['kind']} by {a['actor']}: {a['reason']} [#{place_of(a)}]")
+
+
+def place_of(cited: dict) -> str:
+    """Where a cited record is: `shard:sequence` in a sharded log, its sequence in a v1 log."""
+    return str(cited.get("audit_place") or cited["audit_sequence"])
 
 
 def one_line(answer: dict) -> str:
@@ -309,12 +341,12 @@ def one_line(answer: dict) -> str:
 def print_explanation(answer: dict) -> None:
     p, t, d = answer["prediction"], answer["model_version"], answer["deployment"]
     print(f"request {answer['request_id']}: {p['label']} (score {p['score']:.3f}) by {p['model']} v{p['version']} "
-          f"as {p['variant']}, at {p['at']:%Y-%m-%d %H:%M:%S} [audit #{p['audit_sequence']}]")
+          f"as {p['variant']}, at {p['at']:%Y-%m-%d %H:%M:%S} [audit #{place_of(p)}]")
     request = answer["request"] or {}
     if request.get("erased"):
         e = request["erased"]
         print(f"  features: ERASED on {e['at']:%Y-%m-%d %H:%M:%S} by {e['by']}: {e['reason']} "
-              f"(entity {e['subject']}) [#{e['audit_sequence']}]")
+              f"(entity {e['subject']}) [#{place_of(e)}]")
     elif request.get("personal_data") == "redacted":
         print(f"  features: {REDACTED}")
     elif request.get("personal_data") == "sealed":
@@ -325,12 +357,12 @@ def print_explanation(answer: dict) -> None:
               + "".join(f", {k} {v}" for k, v in sorted((request.get("categories") or {}).items())))
     if d:
         print(f"  deployment {d['deployment_id'][:8]} {d['strategy']} {d['phase']} by {d['actor']}: {d['reason']} "
-              f"[#{d['audit_sequence']}]")
+              f"[#{place_of(d)}]")
     if t:
         print(f"  version: run {t['run_id'][:8]} {t['estimator']} {t['hyperparameters_json']} seed {t['seed']}, "
               f"artifact sha256 {t['artifact_sha256'][:16]}…, code {t['code_version']} "
               f"@ {(t['git_commit'] or '-')[:10]} "
-              f"[#{t['audit_sequence']}]")
+              f"[#{place_of(t)}]")
         print("  metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(t["metrics"].items())))
     for m in answer["ensemble_members"]:
         said = m["answered"] or {}
@@ -338,22 +370,22 @@ def print_explanation(answer: dict) -> None:
             f"{k} {v:.3f}" for k, v in sorted(said.get("probabilities", {}).items())) or "not recorded"
         weight = f"weight {said['weight']:.3f}" if said and said["weight"] else "combined by the final estimator"
         print(f"  member {m['model']} v{m['version']} artifact sha256 {m['artifact_sha256'][:16]}…: {answer_text} "
-              f"({weight})" + (f" [#{m['model_version']['audit_sequence']}]" if m["model_version"] else ""))
+              f"({weight})" + (f" [#{place_of(m['model_version'])}]" if m["model_version"] else ""))
     for v in answer["data"]:
         print(f"  data: batch {v['batch_id'][:8]} sha256 {v['sha256'][:16]}… {v['rows']} rows, "
-              f"{'passed' if v['passed'] else 'FAILED'} {v['contract']} [#{v['audit_sequence']}]")
+              f"{'passed' if v['passed'] else 'FAILED'} {v['contract']} [#{place_of(v)}]")
     for a in answer["decisions"]:
         policy = f" (policy v{a['policy_version']})" if a["policy_version"] is not None else ""
         key = content(a.get("evidence_json")).get("signer_key")
         signed = f" (signed, key {key})" if key else ""
-        print(f"  {a['kind']} by {a['actor']}{signed}: {a['reason']}{policy} [#{a['audit_sequence']}]")
+        print(f"  {a['kind']} by {a['actor']}{signed}: {a['reason']}{policy} [#{place_of(a)}]")
     for a in answer["later_drift_alerts"][:3]:
-        print(f"  later: [{a['severity']}] {a['message'][:120]} [#{a['audit_sequence']}]")
+        print(f"  later: [{a['severity']}] {a['message'][:120]} [#{place_of(a)}]")
 
 
 def timeline_command(bus: Bus, args: argparse.Namespace) -> int:
     for event, line in audit_timeline(list(decoded(bus, audit_records(bus))), args.model):
-        where = f"#{event.sequence:<7} {event.at:%m-%d %H:%M:%S}  {event.actor[:22]:<22}" if event else " " * 40
+        where = f"#{event.place:<7} {event.at:%m-%d %H:%M:%S}  {event.actor[:22]:<22}" if event else " " * 40
         print(f"{where}  {line[:160]}")
     return 0
 
