@@ -127,7 +127,7 @@ class Console:
     def _verify(self) -> None:
         """audit.log verified at start, then again when new heads were signed, at most every VERIFY_EVERY_S."""
         while not self._stop.is_set():
-            head = (self.view.head or {}).get("sequence")
+            head = self.view.signed_sizes()         # any shard's new head: the log is verified again
             if self.verification is None or head != self.verified_head:
                 try:
                     self.verification = {**self.verifier(), "at": datetime.now(timezone.utc)}
@@ -210,6 +210,7 @@ class Console:
         return JSONResponse({"changes": self.view.changes, "versions": len(self.view.inventory.versions),
                              "head": (self.view.head or {}).get("sequence"),
                              "timeline_read_to": getattr(self.explainer, "read_to", None),
+                             "timeline_read_to_shards": getattr(self.explainer, "read_up_to", None),
                              "verified": (self.verification or {}).get("intact")})
 
     async def vendor(self, request: Request) -> Response:

@@ -2,6 +2,7 @@
 (services/bus/supervision), then uvicorn."""
 from __future__ import annotations
 
+import heapq
 import multiprocessing
 import os
 
@@ -11,8 +12,10 @@ from services.bus.context import Bus
 from services.bus.schema_topic import SchemasTopicResolver
 from services.bus.settings import Settings
 from services.bus.supervision import service_rows
-from services.domain import AuditIndex, audit_timeline, before_after, by_variant, explain_request, explain_scoring
-from services.adapters import audit_export, audit_proof, audit_records, decoded, records_between, verification
+from services.domain import (AuditIndex, audit_timeline, before_after, by_variant, explain_request, explain_scoring,
+                             shard_of_log_id)
+from services.adapters import (audit_export, audit_proof, audit_records, decoded, log_id, records_between,
+                               verification)
 
 from .app import Console
 from .tls import console_certificate, is_loopback
@@ -26,13 +29,18 @@ DECISIONS = ("mlbus.DataBatch", "mlbus.DataValidated", "mlbus.ModelSpecDefined",
 
 class AuditReader:
     """What the audit screen asks of audit.log: one request explained, and the decision timeline — read once in
-    the background (traffic skipped undecoded), then only the records after what was read."""
+    the background (traffic skipped undecoded), then only each shard's records after what was read of it."""
 
     def __init__(self, bus: Bus, console: Console):
         self.bus, self.console = bus, console
-        self.decisions: list = []           # decoded decision records (Audited), in sequence order
-        self.read_to = 0                    # audit sequence read up to
-        self.lines: list = []               # the timeline, newest first
+        self.shards: dict[int, list] = {}       # shard → its decoded decision records (Audited), in sequence order
+        self.read_up_to: dict[int, int] = {}    # shard → the audit sequence read up to
+        self.lines: list = []                   # the timeline, newest first
+
+    @property
+    def read_to(self) -> int:
+        """Shard 0's (a v1 log's) sequence read up to: what the console's health reports."""
+        return self.read_up_to.get(0, 0)
 
     def __call__(self, request_id: str) -> dict | None:
         """A served prediction explained, or a batch scoring (`mlbus score`), from the whole log."""
@@ -40,20 +48,37 @@ class AuditReader:
         return explain_request(index, request_id) or explain_scoring(index, request_id)
 
     def refresh(self) -> None:
-        head = (self.console.view.head or {}).get("sequence") or 0
-        if head <= self.read_to:
+        with self.console.view.lock:
+            signed = {name: head["sequence"] for name, head in self.console.view.heads.items()}
+        behind = unread(signed, self.read_up_to, log_id(self.bus))
+        if not behind:
             return
         topics = {self.bus.catalogue.for_schema(r).name for r in DECISIONS}
-        if self.read_to == 0:
+        if not self.read_up_to:
             records = audit_records(self.bus, DECISIONS)
         else:
-            records = [r for r in records_between(self.bus, self.read_to + 1) if r["source_topic"] in topics]
-        self.decisions += decoded(self.bus, records)
-        self.read_to = max([head] + [r["sequence"] for r in records])
-        self.lines = list(reversed(audit_timeline(self.decisions, None)))[:TIMELINE_LINES]
+            records = [r for shard in sorted(behind) for r in records_between(
+                self.bus, self.read_up_to.get(shard, 0) + 1, shard=shard) if r["source_topic"] in topics]
+        sharded = any(shard > 0 for shard in list(behind) + list(self.read_up_to))
+        for event in decoded(self.bus, records, sharded=sharded):
+            self.shards.setdefault(event.shard, []).append(event)
+        for record in records:
+            self.read_up_to[record["shard"]] = max(self.read_up_to.get(record["shard"], 0), record["sequence"])
+        for shard, size in behind.items():
+            self.read_up_to[shard] = max(self.read_up_to.get(shard, 0), size)
+        # Each shard's decisions in their order, the shards merged by when the events were made (as audit_records).
+        merged = heapq.merge(*self.shards.values(), key=lambda e: (e.entry["source_timestamp"], e.shard))
+        self.lines = list(reversed(audit_timeline(list(merged), None)))[:TIMELINE_LINES]
 
     def timeline(self) -> list:
         return self.lines
+
+
+def unread(signed: dict[str, int], read_up_to: dict[int, int], log: str) -> dict[int, int]:
+    """The shards whose latest signed head (log id → size) is past what was read of them: shard → that size.
+    A head of another log's id is not this log's shards'."""
+    sizes = {shard_of_log_id(log, name or log): size for name, size in signed.items()}
+    return {shard: size for shard, size in sizes.items() if shard is not None and size > read_up_to.get(shard, 0)}
 
 
 def compare(observed: list[dict], history: list[dict]) -> dict:

@@ -28,6 +28,8 @@ class ConsoleView:
     alerts: list[dict] = field(default_factory=list)
     kpis: list[dict] = field(default_factory=list)
     head: dict | None = None                                     # the latest AuditCheckpoint (signed tree head)
+    #                                                              of the log (of shard 0, in a sharded log)
+    heads: dict[str, dict] = field(default_factory=dict)         # log id (a shard's) → its latest AuditCheckpoint
     batches: dict[str, dict] = field(default_factory=dict)       # batch id → DataBatch
     validations: dict[str, dict] = field(default_factory=dict)   # batch id → DataValidated
     changes: int = 0                                             # bumped by every record folded in
@@ -43,8 +45,7 @@ class ConsoleView:
             elif record == "mlbus.DeploymentChanged":
                 self.deployments.apply(record, value)
             elif record == "mlbus.AuditCheckpoint":
-                if self.head is None or value["sequence"] >= self.head["sequence"]:
-                    self.head = value
+                self._signed(value)
             elif record == "mlbus.DataBatch":
                 self.batches[value["batch_id"]] = value
             elif record == "mlbus.DataValidated":
@@ -60,5 +61,18 @@ class ConsoleView:
             changes = self.changes
         for listener in list(self.listeners):
             listener(changes)
+
+    def _signed(self, checkpoint: dict) -> None:
+        """A checkpoint kept as its shard's latest head (each shard of audit.log signs its own, under its log id);
+        `head` is the log's own: shard 0's, whose log id is the others' prefix (`<log>/shard-k`)."""
+        name = checkpoint.get("log_id") or ""
+        if name not in self.heads or checkpoint["sequence"] >= self.heads[name]["sequence"]:
+            self.heads[name] = checkpoint
+        self.head = self.heads[min(self.heads, key=len)]
+
+    def signed_sizes(self) -> int:
+        """The sizes of every shard's latest head added up: grows whenever any shard signs a larger head."""
+        with self.lock:
+            return sum(h["sequence"] for h in self.heads.values())
 
     apply.timed = True          # type: ignore[attr-defined]  # identities need the broker's time
