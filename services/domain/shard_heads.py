@@ -137,10 +137,11 @@ def combined_of_checkpoint(checkpoint: dict) -> CombinedHead:
 
 
 def combined_checkpoint(combined: CombinedHead, now_ms: int) -> dict:
-    """The AuditCheckpoint value that carries a combined head on audit.checkpoints (keyed by its log id): no chain
-    and no records of its own, so no chain hash, frontier or blocks."""
+    """The AuditCheckpoint value that carries a combined head on audit.checkpoints (keyed by its log id). It has no
+    chain and no records of its own, so no frontier or blocks; its chain hash, a field every message must fill with
+    a SHA-256 (the edge refuses one that is not 64 hex digits), repeats its root."""
     signed = combined.signed
-    return {"sequence": signed.tree_size, "hash": "", "checkpoint_at": now_ms, "log_id": signed.log_id,
+    return {"sequence": signed.tree_size, "hash": signed.root_hash, "checkpoint_at": now_ms, "log_id": signed.log_id,
             "root_hash": signed.root_hash, "signed_at": signed.timestamp, "key_id": signed.key_id,
             "signature": signed.signature, "frontier": [], "blocks_from": 0, "blocks": [],
             "shard_heads": [leaf.as_json() for leaf in combined.leaves]}

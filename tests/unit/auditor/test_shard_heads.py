@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from services.bus.edge import check_record
 from services.domain import (CombinedHead, ShardHead, combined_checkpoint, combined_log_id, combined_of_checkpoint,
                              combined_problem, combined_root, shard_head_included, shard_head_proof, shard_leaves,
                              shard_log_id, shard_of_log_id, sign_combined)
@@ -99,6 +100,8 @@ def test_a_combined_head_travels_as_an_audit_checkpoint_of_its_log_id_and_back(a
     combined = sign_combined(auditor, LOG, shard_leaves(heads, 3), 42)
     value = combined_checkpoint(combined, 43)
     assert (value["log_id"], value["sequence"], value["checkpoint_at"]) == ("audit.log/shards", 3, 43)
+    assert value["hash"] == combined.signed.root_hash           # the edge wants a SHA-256 there: no chain, its root
+    check_record("mlbus.AuditCheckpoint", dict(value), edge=True)     # what every reader's edge checks passes
     assert value["shard_heads"][1] == {"shard": 1, "tree_size": 5, "root_hash": heads[1].root_hash}
     assert combined_of_checkpoint(value) == combined
     assert CombinedHead.from_json(combined.as_json()) == combined
