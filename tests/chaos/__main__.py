@@ -12,7 +12,7 @@ from pathlib import Path
 
 from services.bus.settings import PROJECT_ROOT
 
-from . import scenarios
+from . import scenarios, shard_scenarios
 from .checker import ScenarioResult, report_json, table
 
 SCENARIOS = {
@@ -27,6 +27,7 @@ SCENARIOS = {
     "disk-config-faults": scenarios.disk_and_config_faults,
     "valid-but-hostile": scenarios.valid_but_hostile,
     "recovery-drill": scenarios.recovery_drill,
+    "shard-moved": shard_scenarios.shard_moved,
 }
 
 

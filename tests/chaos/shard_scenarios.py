@@ -1,0 +1,155 @@
+"""Reliability of audit.log's shards: "shard moved" — three auditor copies share a three-shard audit.log while a
+steady load of inference requests comes in; one copy after another is killed with kill -9 and started again at
+once (as its keep-alive would) or once the others have taken its shards (a machine lost for longer), in turn. Every acknowledged request must be on
+record exactly once, in its entity's order, every message on the bus audited once, and each shard's chain and
+tree verify against its own signed heads."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from services.adapters import audit_records, declare_log_key, kept_heads, log_id, log_signers, verify_log
+from services.bus.acl_admin import apply_access
+from services.bus.supervision import shard_owners
+from services.bus.topics import TopicAdmin, plan_topics
+from services.domain import shard_log_id, shard_of
+from tests.support.polling import bus_messages, wait_until
+
+from .checker import ScenarioResult, result, tally
+from .harness import Brokers, Service, Stage, TrackedProducer, inference_request
+
+SHARDS = 3
+COPIES = 3
+RATE = 300              # requests a second: a steady load the copies audit as it comes
+BURST = 30              # sent together, every BURST / RATE seconds
+KILL_EVERY_S = 15.0     # past the group's session timeout (10 s): a killed copy's shards have moved on by the next
+
+
+def prepared_sharded(brokers: Brokers, workdir: Path) -> Stage:
+    """A stage whose audit.log is made with SHARDS partitions before the rest of its topics."""
+    stage = Stage(brokers, workdir, prepare=False)
+    admin = TopicAdmin(stage.bus)
+    admin.ensure_internal(stage.bus.catalogue.physical("audit.log"), SHARDS)
+    admin.apply(plan_topics(stage.bus.catalogue, admin.existing()))
+    if not brokers.insecure:
+        apply_access(stage.bus, principals=False)
+    declare_log_key(stage.bus)
+    return stage
+
+
+def steady_load(producer: TrackedProducer, stop: threading.Event) -> None:
+    """Requests at RATE a second, for entities spread over every partition, until stop is set."""
+    seq = 0
+    while not stop.wait(BURST / RATE):
+        for _ in range(BURST):
+            producer.send(inference_request(seq, prefix="shard"), seq, track_id=request_id(seq))
+            seq += 1
+
+
+def request_id(seq: int) -> str:
+    return f"shard-{seq:07d}"
+
+
+def members(stage: Stage) -> dict[str, list[int]]:
+    """The shards group's members now (client id → its shards), as `mlbus status` reads them."""
+    owners = shard_owners(stage.bus)
+    return {} if "error" in owners else {m["client_id"]: m["shards"] for m in owners["members"]}
+
+
+def kill_and_restart(stage: Stage, victim: Service, instance: int, wait_for_move: bool) -> str:
+    """kill -9 the copy; start it again at once, or only once the group has given its shards to the other
+    copies (after the session timeout); what happened, for the notes."""
+    held = members(stage).get(f"auditor-shards-{instance}", [])
+    victim.kill()
+    wait_for_move = wait_for_move and bool(held)        # a copy holding nothing (yet) has nothing to move
+
+    def moved() -> bool:
+        others = [shards for client, shards in members(stage).items() if client != f"auditor-shards-{instance}"]
+        return set(held) <= {shard for shards in others for shard in shards}
+    if wait_for_move:
+        wait_until(moved, 120, f"the shards {held} of the killed {victim.name} to move to the other copies",
+                   interval=0.5)
+    victim.restart_if_exited()
+    return f"{victim.name} (shards {held}{', moved on before its restart' if wait_for_move else ''})"
+
+
+def shard_problems(stage: Stage, records: list[dict]) -> list[str]:
+    """What is wrong with the log: a message on the bus not on record or on record twice, a record in a shard the
+    hash does not give its partition, a shard not numbered 1..n, or one whose chain, tree or heads do not verify."""
+    sources = [(r["source_topic"], r["source_partition"], r["source_offset"]) for r in records]
+    on_bus = {(stage.bus.catalogue.logical(t), p, o) for t, p, o in bus_messages(stage.bus)}
+    problems = [f"{len(on_bus - set(sources))} messages on the bus not on record"] if on_bus - set(sources) else []
+    if len(sources) != len(set(sources)):
+        problems.append(f"{len(sources) - len(set(sources))} messages on record twice")
+    misplaced = [r for r in records if r["shard"] != shard_of(r["source_topic"], r["source_partition"], SHARDS)]
+    problems += [f"{len(misplaced)} records in a shard not their partition's"] if misplaced else []
+    on_topic, anchored = kept_heads(stage.bus)
+    for shard in range(SHARDS):
+        mine = [r["sequence"] for r in records if r["shard"] == shard]
+        if mine != list(range(1, len(mine) + 1)):
+            problems.append(f"shard {shard} is not numbered 1..{len(mine)}")
+        name = shard_log_id(log_id(stage.bus), shard)
+        heads = [h for h in on_topic + anchored if h.signed is not None and h.signed.log_id == name]
+        verified = verify_log(stage.bus, heads, log_signers(stage.bus), name, shard=shard)
+        if verified.broken is not None or verified.head.sequence != len(mine):
+            problems.append(f"shard {shard} does not verify: {verified.broken or verified.head}")
+    return problems
+
+
+def audited_requests(stage: Stage, acknowledged: set[str]) -> list[dict] | None:
+    """audit.log once every acknowledged request and every other message on the bus is on record (None before),
+    restarting a copy that exited (a fenced one exits to start clean), as a supervisor would."""
+    stage.supervise()
+    records = audit_records(stage.bus)
+    on_record = {(r["source_topic"], r["source_partition"], r["source_offset"]) for r in records}
+    on_bus = {(stage.bus.catalogue.logical(t), p, o) for t, p, o in bus_messages(stage.bus)}
+    requests = sum(r["source_topic"] == "inference.requests" for r in records)
+    return records if on_bus <= on_record and requests >= len(acknowledged) else None
+
+
+def shard_moved(workdir: Path, scale: float) -> ScenarioResult:
+    """kill -9 one auditor copy after another under a steady load, started again at once or once its shards
+    have moved to the other copies, in turn."""
+    kills = max(2, round(6 * scale))
+    with Brokers(workdir / "kafka") as brokers:
+        stage = prepared_sharded(brokers, workdir)
+        with stage.running():
+            copies = [stage.start(f"auditor-{k}", "services.auditor", MLBUS_INSTANCE=str(k))
+                      for k in range(1, COPIES + 1)]
+            wait_until(lambda: all("shard started" in c.log.read_text(errors="replace") for c in copies), 120,
+                       "every copy running a shard", interval=0.5)
+            producer = TrackedProducer(stage.bus, "chaos-shards")
+            stop = threading.Event()
+            load = threading.Thread(target=steady_load, args=(producer, stop), daemon=True)
+            load.start()
+            killed = []
+            try:
+                for round_ in range(kills):
+                    stop.wait(KILL_EVERY_S)             # the load's pace, not a wait for the bus
+                    # restarted at once (its keep-alive) or after its shards moved to the others (a lost machine)
+                    killed.append(kill_and_restart(stage, copies[round_ % COPIES], round_ % COPIES + 1,
+                                                   wait_for_move=round_ % 2 == 1))
+                stop.wait(KILL_EVERY_S)
+            finally:
+                stop.set()
+                load.join(60)
+            unanswered = producer.flush(300)
+            records = wait_until(lambda: audited_requests(stage, producer.acknowledged), 600,
+                                 "every acknowledged request and every message on the bus on record", interval=2.0)
+            exits = {c.name: c.exits for c in copies if c.exits}
+            alive = all(c.alive() for c in copies)
+        requests = [r for r in records if r["source_topic"] == "inference.requests"]
+        ids = [stage.bus.schemas.decode(r["value"], "mlbus.InferenceRequest")[1]["request_id"] for r in requests]
+        counts = tally(producer.sent, producer.acknowledged, ids)
+        problems = shard_problems(stage, records)
+        shards = {shard: sum(r["shard"] == shard for r in requests) for shard in range(SHARDS)}
+        notes = [f"{COPIES} auditor copies on a {SHARDS}-shard audit.log, {len(killed)} kill -9 every "
+                 f"{KILL_EVERY_S:.0f} s under {RATE} requests/s: {'; '.join(killed)}",
+                 f"requests on record per shard: {shards}; {len(records)} records in all",
+                 f"exit codes seen: {exits} (-9: killed; others: a copy that exited by itself, restarted)",
+                 "log: " + ("; ".join(problems) or "every message once, every shard verifies")]
+        if unanswered or producer.refused:
+            notes.append(f"{len(producer.refused)} refused and {unanswered} unanswered by the broker")
+        ok = alive and not problems and counts.lost == counts.duplicated == counts.out_of_order == 0 \
+            and all(shards.values())
+        return result("shard moved", counts, ok, notes)
