@@ -16,6 +16,7 @@ from services.witness.handlers import cosignature_event
 from tests.integration.test_audit_shards import SHARDS, all_audited, sharded  # noqa: F401
 from tests.integration.test_auditor import publish_events
 from tests.support.people import mlbus_cli
+from tests.support.polling import wait_until
 from tests.support.processes import running
 
 
@@ -52,9 +53,12 @@ def copy_shards(bus, bus_env: dict, records: list[dict], namespace: str) -> dict
     env = {**bus_env, "MLBUS_NAMESPACE": namespace, "MLBUS_AUDIT_LOG_ID": log_id(bus),
            "MLBUS_AUDIT_ANCHOR": bus.settings.audit.anchor}
     copy = Bus.from_env(env, principal="admin")         # a tamperer with the broker's admin rights
-    admin = TopicAdmin(copy)
-    admin.ensure_internal(copy.catalogue.physical("audit.log"), SHARDS)        # the shards first, then the rest
-    admin.apply(plan_topics(copy.catalogue, admin.existing()))
+    admin, log_topic = TopicAdmin(copy), copy.catalogue.physical("audit.log")
+    admin.ensure_internal(log_topic, SHARDS)            # the shards first, then the rest
+    # Until the broker's metadata lists the new topic, a plan would make it again (TOPIC_ALREADY_EXISTS).
+    existing = wait_until(lambda: log_topic in (found := admin.existing()) and found, timeout=30,
+                          message="the copy's audit.log in the broker's metadata")
+    admin.apply(plan_topics(copy.catalogue, existing))
     publisher = Publisher(copy, "tamper")
     for record in records:
         value = copy.schemas.encode("mlbus.AuditRecord", {k: v for k, v in record.items() if k != "shard"})
