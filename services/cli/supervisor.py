@@ -79,9 +79,13 @@ def up_command(bus: Bus, args: argparse.Namespace) -> int:
     if not bus.settings.connection.bootstrap_env:
         start_local_broker(bus)
     admin = TopicAdmin(bus)
-    changes = plan_topics(bus.catalogue, admin.existing())
+    existing = admin.existing()
+    changes = plan_topics(bus.catalogue, existing)
     admin.apply(changes)
     info(f"topics: {len(changes)} change(s) applied")
+    if set(services) & set(SCALED) and args.auditors > (shards := audit_shards(bus, existing)):
+        info(f"audit.log has {shards} shard(s): {args.auditors - shards} of the {args.auditors} auditor copies "
+             f"stand by, with no shard, until another copy stops (the shard count is fixed when audit.log is made)")
     if secured(bus.settings):
         made, created, _ = apply_access(bus, read_identities(bus).people())
         info(f"access: {len(made)} principal(s) made, {len(created)} ACL(s) created (mlbus acl plan shows them)")
@@ -102,6 +106,12 @@ def up_command(bus: Bus, args: argparse.Namespace) -> int:
         info("no services to start yet: the broker and the topics are up")
     info(f"bootstrap={bus.settings.bootstrap}")
     return 0
+
+
+def audit_shards(bus: Bus, existing: dict) -> int:
+    """audit.log's partitions (its shards): as the broker has it, else as topics.yaml makes it."""
+    made = existing.get(bus.catalogue.physical("audit.log"))
+    return made.partitions if made is not None else bus.catalogue.topics["audit.log"].partitions
 
 
 def declare_witness(bus: Bus, directory: Path | None = None, deadline_s: float = WITNESS_KEY_DEADLINE_S) -> None:

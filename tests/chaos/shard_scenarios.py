@@ -1,8 +1,8 @@
 """Reliability of audit.log's shards: "shard moved" — three auditor copies share a three-shard audit.log while a
-steady load of inference requests comes in; one copy after another is killed with kill -9 and started again at
-once (as its keep-alive would) or once the others have taken its shards (a machine lost for longer), in turn. Every acknowledged request must be on
-record exactly once, in its entity's order, every message on the bus audited once, and each shard's chain and
-tree verify against its own signed heads."""
+steady load of inference requests comes in; one copy after another is killed with kill -9 and started again, in
+turn at once (as its keep-alive would) or once the others have taken its shards (a machine lost for longer).
+Every acknowledged request must be on record exactly once, in its entity's order, every message on the bus
+audited once, and each shard's chain and tree verify against its own signed heads."""
 from __future__ import annotations
 
 import threading

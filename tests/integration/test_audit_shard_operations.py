@@ -118,6 +118,7 @@ def test_up_with_two_auditors_runs_every_shard_across_both_copies(sharded, bus_e
     up = cli("up", "auditor", "--auditors", "2")
     assert up.returncode == 0, up.stderr
     assert "auditor: started" in up.stderr and "auditor-2: started" in up.stderr
+    assert "stand by" not in up.stderr           # three shards for two copies: none idle
     try:
         publish_events(bus, 900, "u")
         rows = wait_until(lambda: (s := status(cli)) and all(s[c]["shards"] for c in ("auditor", "auditor-2")) and s,
@@ -137,3 +138,20 @@ def test_up_with_two_auditors_runs_every_shard_across_both_copies(sharded, bus_e
     assert "auditor: stopped" in down.stderr and "auditor-2: stopped" in down.stderr
     assert {r["restarts"] for r in status(cli).values()} == {0}
     assert_sharded(bus, records)
+
+
+def test_a_copy_beyond_the_shard_count_stands_by(bus, bus_env):
+    """topics.yaml makes audit.log with one partition: a second copy is a member of the group with no shard."""
+    cli = Cli({**bus_env, "MLBUS_METRICS_BASE_PORT": str(free_port())}, prepared=True)
+    up = cli("up", "auditor", "--auditors", "2")
+    assert up.returncode == 0, up.stderr
+    assert "audit.log has 1 shard(s): 1 of the 2 auditor copies stand by" in up.stderr
+    try:
+        rows = wait_until(lambda: (s := status(cli)) and s["auditor-2"]["shards"] is not None
+                          and len(s["auditor"]["shard_group"]["members"]) == 2 and s, timeout=120,
+                          message="both copies members of the shards group")
+        assert sorted(rows["auditor"]["shards"] + rows["auditor-2"]["shards"]) == [0]
+        table = cli("status")
+        assert "none" in table.stdout and table.stderr == ""        # the copy standing by, in the SHARDS column
+    finally:
+        assert cli("down").returncode == 0

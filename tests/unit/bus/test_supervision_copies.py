@@ -12,7 +12,7 @@ import pytest
 from services.bus import supervision
 from services.bus.supervision import copy_name, copy_of, copy_shards, member_copy, metrics_port, shard_owners
 from services.cli.main import parser
-from services.cli.supervisor import shard_lines
+from services.cli.supervisor import audit_shards, shard_lines
 
 
 def fake_bus(base_port: int = 9400, namespace: str = "t1."):
@@ -104,3 +104,10 @@ def test_status_does_not_stall_on_a_broker_that_does_not_answer(monkeypatch):
     assert time.monotonic() - started < 2 and "error" in owners
     assert copy_shards(owners, "auditor") is None
     assert shard_lines(owners)[0].startswith("auditor shards: not known (t1.mlbus.auditor.shards did not answer")
+
+
+def test_up_counts_audit_logs_shards_as_the_broker_has_them_else_as_topics_yaml_makes_them():
+    bus = fake_bus()
+    bus.catalogue.topics = {"audit.log": SimpleNamespace(partitions=1)}
+    assert audit_shards(bus, {"t1.audit.log": SimpleNamespace(partitions=3)}) == 3
+    assert audit_shards(bus, {}) == 1           # not made yet: topics apply makes it as topics.yaml says
