@@ -93,15 +93,18 @@ def sign_combined(key: LogKey, log: str, leaves: Sequence[ShardHead], now_ms: in
 
 
 def combined_problem(combined: CombinedHead, log: str, log_keys: dict[str, bytes],
-                     shard_heads: Iterable[TreeHead]) -> str | None:
-    """Why a combined head does not hold (None when it does): its log id, its signature, its leaves (one per shard
-    in order, as many as its size, hashing to its root), and every leaf a head of that shard signed by a log key
-    among `shard_heads` (or the empty tree)."""
+                     shard_heads: Iterable[TreeHead], shards: int | None = None) -> str | None:
+    """Why a combined head does not hold (None when it does): its log id, its signature, its size (the log's
+    `shards`, when known: one that leaves a shard out vouches for nothing about it), its leaves (one per shard in
+    order, as many as its size, hashing to its root), and every leaf a head of that shard signed by a log key among
+    `shard_heads` (or the empty tree)."""
     signed = combined.signed
     if signed.log_id != combined_log_id(log):
         return f"the combined head is of another log ({signed.log_id}, not {combined_log_id(log)})"
     if problem := signature_problem(signed, log_keys):
         return f"the combined head of {signed.tree_size} shards: {problem}"
+    if shards is not None and signed.tree_size != shards:
+        return f"the combined head covers {signed.tree_size} shards, but audit.log has {shards}"
     if [leaf.shard for leaf in combined.leaves] != list(range(signed.tree_size)) or not combined.leaves:
         return (f"the combined head of {signed.tree_size} shards lists shards "
                 f"{[leaf.shard for leaf in combined.leaves]}, not each of 0..{signed.tree_size - 1} once in order")

@@ -166,13 +166,13 @@ def decide(last: TreeHead | None, head: TreeHead, log_keys: dict[str, bytes], lo
 
 def decide_combined(combined: CombinedHead, log: str, log_keys: dict[str, bytes], shard_heads: Iterable[TreeHead],
                     cosigned: Mapping[int, TreeHead], last: CombinedHead | None,
-                    proofs: Mapping[int, Sequence[bytes]] | None = None) -> Decision:
+                    proofs: Mapping[int, Sequence[bytes]] | None = None, shards: int | None = None) -> Decision:
     """The witness's verdict on a combined head (shard_heads.py): it must hold (signed, its leaves signed heads of
     their shards) and each leaf must be a prefix of the head of its shard this witness co-signed last (`cosigned`):
     that head itself, an older one with the consistency proof between them (`proofs`, by shard), or the empty tree.
     A leaf the witness has not co-signed up to yet makes it wait; a combined head no newer than the last one it
-    co-signed (`last`) is skipped."""
-    if problem := combined_problem(combined, log, log_keys, shard_heads):
+    co-signed (`last`) is skipped. `shards`: audit.log's partitions, which the combined head must cover."""
+    if problem := combined_problem(combined, log, log_keys, shard_heads, shards):
         return Decision("refuse", problem)
     if last is not None and combined.signed.root_hash != last.signed.root_hash and _no_newer(combined, last):
         return Decision("skip", f"the combined head at {combined.signed.timestamp} is no newer than the one "

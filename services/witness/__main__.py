@@ -7,7 +7,7 @@ import signal
 from services.bus import Bus, Publisher
 from services.bus.identity import read_identities
 from services.bus.logs import configure_logging, get_logger
-from services.adapters import log_id
+from services.adapters import log_id, shard_count
 from services.domain import shard_of_log_id
 
 from .adapters import WitnessState, evidence, follow_checkpoints
@@ -29,7 +29,8 @@ def main() -> None:
     log = log_id(bus)
     witness = Witness(state, key, log, lambda: read_identities(bus).log_signers(),
                       lambda kept, last, head, whole: evidence(bus, kept, last, head, whole,
-                                                               shard_of_log_id(log, head.log_id) or 0), publish)
+                                                               shard_of_log_id(log, head.log_id) or 0), publish,
+                      shards=shard_count(bus))
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))

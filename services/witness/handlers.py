@@ -21,8 +21,11 @@ Evidence = Callable[[list[dict], "TreeHead | None", TreeHead, bool], "tuple[list
 
 class Witness:
     def __init__(self, state: WitnessState, key: LogKey, log_id: str, log_keys: Callable[[], dict[str, bytes]],
-                 evidence: Evidence, publish: Callable[[Event], None], clock=lambda: int(time.time() * 1000)):
-        self.state, self.key, self.log_id = state, key, log_id
+                 evidence: Evidence, publish: Callable[[Event], None], clock=lambda: int(time.time() * 1000),
+                 shards: int | None = None):
+        """`shards`: audit.log's partitions (fixed when it is made): a head of a shard past them is no shard of this
+        log, and a combined head must cover them all (None: not bounded)."""
+        self.state, self.key, self.log_id, self.shards = state, key, log_id, shards
         self.read_log_keys, self.evidence, self.publish, self.clock = log_keys, evidence, publish, clock
         self.log_keys = log_keys()
         self.lasts: dict[int, TreeHead | None] = {}     # each shard's last co-signed head, read at its first head
@@ -65,7 +68,7 @@ class Witness:
             if name == combined_log_id(self.log_id):
                 combined.append(checkpoint)
                 continue
-            shard = shard_of_log_id(self.log_id, name)
+            shard = self._shard_of(name)
             if shard is not None:
                 self.kept.setdefault(shard, []).append(checkpoint)
             head = head_of_checkpoint(checkpoint, "audit.checkpoints")
@@ -76,6 +79,10 @@ class Witness:
                 (foreign if shard is None else by_shard.setdefault(shard, [])).append(head.signed)
                 self.signed[(head.signed.log_id, head.signed.tree_size, head.signed.root_hash)] = head.signed
         return by_shard, foreign, combined
+
+    def _shard_of(self, log_id: str) -> int | None:
+        shard = shard_of_log_id(self.log_id, log_id)
+        return shard if shard is None or self.shards is None or shard < self.shards else None
 
     def _shard(self, shard: int, heads: list[TreeHead]) -> list[Decision]:
         newest = max(heads, key=lambda h: h.tree_size)
@@ -147,7 +154,7 @@ class Witness:
         cosigned = {leaf.shard: last for leaf in combined.leaves if (last := self.last_of(leaf.shard)) is not None}
         proofs = {} if whole is None else self._leaf_proofs(combined, cosigned, whole)
         return decide_combined(combined, self.log_id, self.log_keys, self.signed.values(), cosigned, self.combined,
-                               proofs)
+                               proofs, self.shards)
 
     def _leaf_proofs(self, combined: CombinedHead, cosigned: dict[int, TreeHead],
                      whole: bool) -> dict[int, list[bytes]]:

@@ -82,6 +82,8 @@ def test_a_combined_head_that_does_not_hold_says_why(auditor):
     assert "no head of that shard" in problem(
         sign_combined(auditor, LOG, (combined.leaves[0], combined.leaves[1], ShardHead(2, 11, heads[1].root_hash)),
                       1), heads + [moved])
+    assert "audit.log has 4" in combined_problem(combined, LOG, keys, heads, shards=4)
+    assert combined_problem(combined, LOG, keys, heads, shards=3) is None
     assert "empty tree" in problem(sign_combined(auditor, LOG, combined.leaves[:2] + (ShardHead(2, 0, "00" * 32),), 1))
 
 

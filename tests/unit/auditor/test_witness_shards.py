@@ -62,7 +62,8 @@ class Log:
 def witnessed(auditor, tmp_path):
     state = WitnessState(tmp_path / "witness")
     published, log = [], Log()
-    witness = Witness(state, state.key(), LOG, lambda: keys_of(auditor), log, published.append, clock=lambda: 7)
+    witness = Witness(state, state.key(), LOG, lambda: keys_of(auditor), log, published.append, clock=lambda: 7,
+                      shards=SHARDS)
     return SimpleNamespace(witness=witness, state=state, published=published, log=log)
 
 
@@ -89,12 +90,12 @@ def test_a_shards_head_must_extend_that_shards_cosigned_head_not_anothers(audito
 
 
 def test_a_head_of_no_shard_of_this_log_is_refused(auditor, witnessed):
-    for name in ("other.log", "audit.log/shard-01", "audit.log/shard-0", "audit.log/shards-1"):
+    for name in ("other.log", "audit.log/shard-01", "audit.log/shard-0", "audit.log/shards-1", "audit.log/shard-3"):
         forged = replace(head(auditor, 0, 5), log_id=name)
         forged = auditor.sign(name, 5, forged.root_hash, 1)
         decisions = witnessed.witness([checkpoint(forged)])
         assert [d.action for d in decisions] == ["refuse"] and "another log" in decisions[0].reason, name
-    assert witnessed.published == [] and witnessed.witness.refused == 4
+    assert witnessed.published == [] and witnessed.witness.refused == 5
 
 
 def test_a_single_logs_state_is_read_as_shard_0s(auditor, tmp_path):
@@ -102,7 +103,7 @@ def test_a_single_logs_state_is_read_as_shard_0s(auditor, tmp_path):
     key = state.key()
     (tmp_path / "witness" / "last.json").write_text(head(auditor, 0, 30).line() + "\n")   # as before shards
     published, log = [], Log()
-    witness = Witness(state, key, LOG, lambda: keys_of(auditor), log, published.append)
+    witness = Witness(state, key, LOG, lambda: keys_of(auditor), log, published.append, shards=1)
     assert witness.last.tree_size == 30 and witness.last_of(1) is None
     assert [d.action for d in witness([checkpoint(head(auditor, 0, 20))])] == ["skip"]   # read again
     assert [d.action for d in witness([checkpoint(head(auditor, 0, 40))])] == ["cosign"]
@@ -169,6 +170,8 @@ def test_a_forged_combined_head_is_refused(auditor, witnessed):
     broken = combined(auditor, heads)
     broken.value["shard_heads"] = "nonsense"
     assert witnessed.witness([broken]) == [] and witnessed.witness.refused == 3
+    two = combined(auditor, {0: heads[0], 1: heads[1]}, shards=2)         # shard 2 left out: it vouches for less
+    assert "audit.log has 3" in witnessed.witness([two])[-1].reason
 
 
 def test_the_combined_decision(auditor):
