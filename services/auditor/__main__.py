@@ -16,10 +16,11 @@ from services.bus.logs import configure_logging
 from services.bus.metrics import ServiceMetrics
 from services.bus.settings import ConfigError
 from services.domain import keys_of_shard, LogKey, shard_group, shard_log_id
+from services.domain.shard_heads import combined_log_id
 from services.adapters import Anchor, audited_topics, log_id
 
-from .adapters import read_keys, read_log
-from .handlers import AuditMetrics, Auditor
+from .adapters import CheckpointTail, read_keys, read_log
+from .handlers import AuditMetrics, Auditor, Combine
 from .shards import Shards, shard_partitions
 
 
@@ -45,10 +46,13 @@ def main() -> None:
         transactional id (which fences an older runner of it on any copy) and its auditor."""
         mine, observed = shard_partitions(partitions, erasure_topics, shard, shards)
         shard_log = shard_log_id(log_name, shard)
+        combine = None if shard != 0 or shards == 1 else Combine(
+            CheckpointTail(bus), log_name, shards, own,
+            lambda size, root, at: key.sign(combined_log_id(log_name), size, root, at))
         auditor = Auditor(bus, lambda: read_log(bus, own, shard_log, shard=shard, log=log_name),
                           lambda size, root, at: key.sign(shard_log, size, root, at), Anchor(bus.settings.audit.anchor),
                           act_verifier(bus), lambda: keys_of_shard(read_keys(bus), shard), shard=shard,
-                          observed=frozenset((bus.catalogue.physical(t), p) for t, p in observed))
+                          observed=frozenset((bus.catalogue.physical(t), p) for t, p in observed), combine=combine)
         auditor.metrics = audit_metrics
         task = Task(f"shard-{shard}", tuple(mine + observed), shard_group(base, shard), f"{base}.shard-{shard}")
         # Large batches: each transaction's commit costs a broker round trip or two (~30 ms locally), which at

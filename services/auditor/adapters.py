@@ -2,7 +2,10 @@
 from the latest checkpoint this auditor verifies and the records committed after it."""
 from __future__ import annotations
 
-from services.bus import Bus
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from services.bus import BadInput, Bus
+from services.bus.kafka import base_config, group_id
 from services.bus.errors import InfrastructureError
 from services.bus.logs import get_logger
 from services.domain import ChainHead, Frontier, head_of_checkpoint, leaf, shard_of_log_id
@@ -59,3 +62,38 @@ def read_keys(bus: Bus) -> dict[str, bytes]:
     if keys is None:
         raise InfrastructureError("the auditor cannot read audit.keys (its ACL, or the broker)")
     return keys
+
+
+class CheckpointTail:
+    """audit.checkpoints as committed, read from its start and then followed a poll at a time: the heads the
+    shards have committed, for the combined checkpoint (a head still in an open transaction is never seen)."""
+
+    def __init__(self, bus: Bus):
+        self.bus = bus
+        self.consumer: Consumer | None = None
+
+    def new(self) -> list[dict]:
+        """The checkpoints committed since the last call (the first: every one)."""
+        if self.consumer is None:
+            self.consumer = Consumer({**base_config(self.bus.settings), "enable.auto.commit": False,
+                                      "group.id": group_id(self.bus.settings, "heads"),
+                                      "isolation.level": "read_committed", "fetch.wait.max.ms": 10})
+            topic = self.bus.catalogue.physical("audit.checkpoints")
+            self.consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        found = []
+        while messages := self.consumer.consume(1000, 0.05):
+            for message in messages:
+                if message.error() is not None:
+                    if message.error().code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise KafkaException(message.error())
+                try:
+                    found.append(self.bus.schemas.decode(message.value(), "mlbus.AuditCheckpoint")[1])
+                except BadInput:
+                    continue            # not a checkpoint: verify reports it; it covers nothing here
+        return found
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close()
+            self.consumer = None

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from services.bus import Event, derive_id
-from services.domain import (BLOCK, ChainHead, Frontier, growing_frontier, key_name, parse_line, ProofError,
-                             python_seal, Seal, signature_problem, TreeHead)
+from services.domain import (BLOCK, ChainHead, Frontier, growing_frontier, head_of_checkpoint, key_name,
+                             parse_line, ProofError, python_seal, Seal, shard_of_log_id, signature_problem, TreeHead)
+from services.domain.shard_heads import CombinedHead, combined_checkpoint, combined_root, ShardHead
 from services.bus.signing import Verdict
 
 Sign = Callable[[int, str, int], TreeHead]      # (tree size, root hex, time ms) → the auditor's signed head
@@ -250,3 +251,29 @@ def anchored(lines: list[tuple[str, str]]) -> list[TreeHead]:
         except ValueError:
             continue
     return heads
+
+
+def newest_shard_heads(newest: dict[int, TreeHead], checkpoints: list[dict], log: str, shards: int,
+                       keys: dict[str, bytes]) -> dict[int, TreeHead]:
+    """Each shard's newest head among these checkpoints signed by one of `keys` (the auditor's own), added to
+    `newest`: what the combined checkpoint covers. A checkpoint of another log, of no shard, or whose signature
+    does not hold is passed over (verify reports it; the combined head never vouches for it)."""
+    found = dict(newest)
+    for checkpoint in checkpoints:
+        signed = head_of_checkpoint(checkpoint, "audit.checkpoints").signed
+        shard = None if signed is None else shard_of_log_id(log, signed.log_id)
+        if shard is None or shard >= shards or signature_problem(signed, keys):
+            continue
+        if shard not in found or signed.tree_size > found[shard].tree_size:
+            found[shard] = signed
+    return found
+
+
+def combined_event(leaves: tuple[ShardHead, ...], log: str, now_ms: int,
+                   sign: Callable[[int, str, int], TreeHead]) -> tuple[Event, TreeHead]:
+    """The signed checkpoint of every shard's head (one RFC 9162 tree over them, log id `<log>/shards`) as an
+    AuditCheckpoint on audit.checkpoints, and its head for the anchor."""
+    combined = CombinedHead(sign(len(leaves), combined_root(leaves), now_ms), leaves)
+    value = combined_checkpoint(combined, now_ms)
+    return (Event("mlbus.AuditCheckpoint", value, key=combined.signed.log_id,
+                  id=derive_id("audit-combined", log, combined.signed.root_hash)), combined.signed)

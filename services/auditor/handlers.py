@@ -3,6 +3,7 @@ between batches; committed heads go to the anchor outside Kafka."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 from confluent_kafka import Message
@@ -16,14 +17,16 @@ from services.bus.edge import MAX_RECORD_BYTES
 from services.bus.runtime import Forward
 from services.domain import (ChainHead, key_name, Redaction, shard_log_id, TreeHead, compiled_seal, new_key,
                              seal_value, subject_of)
+from services.domain.shard_heads import shard_leaves
 from services.adapters import Anchor, log_id
 from services.bus.native import native
 from services.bus.logs import get_logger
 from services.bus.received import decode_message
 from services.bus.signing import SIGNED_RECORDS, Verdict
 
-from .decide import (Crossing, Log, Page, Sign, anchored, append, attest, audit_record, checkpoint,
-                     erasable, item, key_created, page_event, paged)
+from .adapters import CheckpointTail
+from .decide import (Crossing, Log, Page, Sign, anchored, append, attest, audit_record, checkpoint, combined_event,
+                     erasable, item, key_created, newest_shard_heads, page_event, paged)
 
 END, ROOM, BYTES, SPECIAL = range(4)     # why the compiled pager stopped a run (services/native/src/pager.rs)
 
@@ -33,12 +36,15 @@ Verify = Callable[[Received, tuple[str, ...]], Verdict]
 class Auditor:
     def __init__(self, bus: Bus, read_log: Callable[[], Log], sign: Sign, anchor: Anchor, verify: Verify,
                  read_keys: Callable[[], dict[str, bytes]] = dict, clock=lambda: int(time.time() * 1000),
-                 shard: int = 0, observed: frozenset[tuple[str, int]] = frozenset()):
+                 shard: int = 0, observed: frozenset[tuple[str, int]] = frozenset(),
+                 combine: Combine | None = None):
         """One shard's auditor (shard 0 of one: the whole log). `observed`: partitions (physical topic, partition)
-        of erasure topics another shard audits, read only to delete this shard's key of an erased subject."""
+        of erasure topics another shard audits, read only to delete this shard's key of an erased subject.
+        `combine`: shard 0's of a sharded log signs the checkpoint of every shard's head."""
         self.bus = bus
         self.shard = shard
         self.observed = observed
+        self.combine = combine
         self.verify = verify
         self.read_log = read_log
         self.read_keys = read_keys
@@ -143,15 +149,35 @@ class Auditor:
                 for topic in self.bus.catalogue.topics.values()}
 
     def tick(self) -> list[Event]:
-        """A signed head every MLBUS_AUDIT_HEAD_INTERVAL_S while records come (and none is due by count)."""
+        """A signed head every MLBUS_AUDIT_HEAD_INTERVAL_S while records come (and none is due by count); with
+        `combine`, the checkpoint of every shard's head when one has moved, as often."""
+        events = [] if self.combine is None else self._combined(self.combine)
         if self.log_state is None or self.log_state.head.sequence == self.signed_size:
-            return []
+            return events
         if self.clock() - self.signed_at < self.head_interval_ms:
+            return events
+        return events + self._checkpoint()
+
+    def _combined(self, combine: Combine) -> list[Event]:
+        now = self.clock()
+        if now - combine.signed_at < self.head_interval_ms:
             return []
-        return self._checkpoint()
+        combine.newest = newest_shard_heads(combine.newest, combine.tail.new(), combine.log, combine.shards,
+                                            combine.keys)
+        leaves = shard_leaves(combine.newest, combine.shards)
+        if leaves == combine.leaves or not combine.newest:
+            return []
+        event, head = combined_event(leaves, combine.log, now, combine.sign)
+        combine.leaves, combine.signed_at = leaves, now
+        self.unanchored.append(head)            # to the anchor with the transaction that carries it
+        self.log.info("combined checkpoint signed", shards=combine.shards,
+                      sizes=[leaf.tree_size for leaf in leaves], root=head.root_hash[:12])
+        return [event]
 
     def on_stop(self) -> list[Event]:
         """A signed head of where the log stands, unless one was just taken."""
+        if self.combine is not None:
+            self.combine.tail.close()
         if self.log_state is None or self.log_state.head.sequence == self.signed_size:
             return []
         return self._checkpoint()
@@ -255,6 +281,21 @@ class Auditor:
             return
         if received.record == "mlbus.ErasureRequested":
             self._erase(received, key_events)
+
+
+@dataclass
+class Combine:
+    """What shard 0's auditor of a sharded log needs for the checkpoint of every shard's head: the committed heads
+    (tail), the auditor's own keys (only heads it signed are covered), and how it signs for `<log>/shards`."""
+
+    tail: CheckpointTail
+    log: str
+    shards: int
+    keys: dict[str, bytes]
+    sign: Callable[[int, str, int], TreeHead]
+    newest: dict[int, TreeHead] = field(default_factory=dict)
+    leaves: tuple = ()
+    signed_at: int = 0
 
 
 class AuditMetrics:

@@ -190,6 +190,7 @@ class AuditCheckpoint:
     frontier: tuple[str, ...] = ()
     blocks_from: int = 0
     blocks: tuple[str, ...] = ()
+    shard_heads: tuple[ShardHead, ...] | None = None
 
     @classmethod
     def from_avro(cls, value: Mapping[str, Any]) -> AuditCheckpoint:
@@ -205,6 +206,7 @@ class AuditCheckpoint:
             frontier=tuple(item for item in value.get('frontier', [])),
             blocks_from=value.get('blocks_from', 0),
             blocks=tuple(item for item in value.get('blocks', [])),
+            shard_heads=None if value.get('shard_heads', None) is None else tuple(ShardHead.from_avro(item) for item in value.get('shard_heads', None)),
         )
 
     def to_avro(self) -> dict[str, Any]:
@@ -220,6 +222,7 @@ class AuditCheckpoint:
             'frontier': list(item for item in self.frontier),
             'blocks_from': self.blocks_from,
             'blocks': list(item for item in self.blocks),
+            'shard_heads': None if self.shard_heads is None else list(item.to_avro() for item in self.shard_heads),
         }
 
 
@@ -1380,6 +1383,32 @@ class SchemaDefinition:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ShardHead:
+    """One shard's newest signed head, as a leaf of the combined checkpoint."""
+
+    RECORD = "mlbus.ShardHead"
+
+    shard: int
+    tree_size: int
+    root_hash: str
+
+    @classmethod
+    def from_avro(cls, value: Mapping[str, Any]) -> ShardHead:
+        return cls(
+            shard=value['shard'],
+            tree_size=value['tree_size'],
+            root_hash=value['root_hash'],
+        )
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'shard': self.shard,
+            'tree_size': self.tree_size,
+            'root_hash': self.root_hash,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrainingRequested:
     """Train a model now."""
 
@@ -1975,6 +2004,7 @@ RECORD_TYPES: dict[str, type] = {
     Prediction.RECORD: Prediction,
     PromotionPolicyDefined.RECORD: PromotionPolicyDefined,
     SchemaDefinition.RECORD: SchemaDefinition,
+    ShardHead.RECORD: ShardHead,
     TrainingRequested.RECORD: TrainingRequested,
     TrainingRun.RECORD: TrainingRun,
     WitnessCosignature.RECORD: WitnessCosignature,

@@ -8,7 +8,9 @@ import signal
 import pytest
 
 from services.bus.topics import TopicAdmin
-from services.adapters import audit_records, auditor_lag
+from services.adapters import Anchor, audit_records, auditor_lag, checkpoints, kept_heads, log_id, log_signers
+from services.domain import parse_line
+from services.domain.shard_heads import combined_log_id, combined_of_checkpoint, combined_problem
 from tests.support.audit_log import log_problems
 from tests.integration.test_auditor import publish_events
 from tests.support.people import prepared_bus
@@ -47,13 +49,27 @@ def assert_sharded(bus, records: list[dict]) -> None:
 def test_each_partition_is_audited_by_its_shard_and_each_shard_verifies(sharded, bus_env, tmp_path):
     bus = sharded
     publish_events(bus, 3_000, "s")
-    with running("services.auditor", bus_env, tmp_path / "auditor.log", MLBUS_AUDIT_CHECKPOINT_EVERY="500") as auditor:
+    name = combined_log_id(log_id(bus))
+    with running("services.auditor", bus_env, tmp_path / "auditor.log", MLBUS_AUDIT_CHECKPOINT_EVERY="500",
+                 MLBUS_AUDIT_HEAD_INTERVAL_S="1") as auditor:
         records = all_audited(bus, auditor)
         # each shard's group has committed its own partitions (what the demo and `mlbus status` wait on)
         wait_until(lambda: sum(auditor_lag(bus).values()) == 0, timeout=60, interval=0.5,
                    message="every shard's committed offsets at the end of its partitions")
+        wait_until(lambda: [c for c in checkpoints(bus) if c["log_id"] == name
+                            and all(leaf["tree_size"] > 0 for leaf in c["shard_heads"])], timeout=60,
+                   interval=0.5, message="a combined checkpoint covering every shard")
     assert {r["shard"] for r in records} == set(range(SHARDS))
     assert_sharded(bus, records)
+    # the checkpoint of every shard's head: signed, each leaf a head the shard signed, kept in the anchor too
+    combined = [combined_of_checkpoint(c) for c in checkpoints(bus) if c["log_id"] == name]
+    on_topic, _ = kept_heads(bus)
+    assert combined and all(combined_problem(c, log_id(bus), log_signers(bus), [h.signed for h in on_topic
+                                                                                if h.signed]) is None
+                            for c in combined)
+    assert all(leaf.tree_size > 0 for leaf in combined[-1].leaves)
+    assert {c.signed.root_hash for c in combined} >= {parse_line(line).root_hash for _, line in
+                                                      Anchor(bus.settings.audit.anchor).lines(name)} != set()
 
 
 def test_a_killed_copys_shards_move_to_the_other_and_nothing_is_lost_or_doubled(sharded, bus_env, tmp_path):

@@ -1,0 +1,85 @@
+"""Shard 0's auditor of a sharded log signs the checkpoint of every shard's head: only heads it signed, the newest of
+each shard, once per head interval and only when one moved; the event is an AuditCheckpoint the codec takes and its
+head goes to the anchor with the transaction."""
+from __future__ import annotations
+
+import dataclasses
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from services.auditor.decide import Log, combined_event, newest_shard_heads
+from services.auditor.handlers import Auditor, Combine
+from services.adapters import Anchor
+from services.domain import LogKey, shard_log_id
+from services.domain.shard_heads import combined_log_id, combined_of_checkpoint, combined_problem, shard_leaves
+from tests.unit.auditor.test_pages import BUS, accept
+
+LOG = "t.audit.log"
+KEY = LogKey(Ed25519PrivateKey.generate())
+OTHER = LogKey(Ed25519PrivateKey.generate())
+KEYS = {KEY.key_id: KEY.public}
+
+
+def checkpoint(shard: int, size: int, key: LogKey = KEY, log: str = LOG) -> dict:
+    head = key.sign(shard_log_id(log, shard), size, f"{size:064x}", 1_000 + size)
+    return {"sequence": size, "hash": "h", "checkpoint_at": 1, "log_id": head.log_id, "root_hash": head.root_hash,
+            "signed_at": head.timestamp, "key_id": head.key_id, "signature": head.signature}
+
+
+def test_the_newest_head_of_each_shard_this_auditor_signed_is_kept():
+    found = newest_shard_heads({}, [checkpoint(0, 5), checkpoint(1, 7), checkpoint(0, 9), checkpoint(0, 6),
+                                    checkpoint(2, 3, key=OTHER), checkpoint(1, 99, log="another.log"),
+                                    checkpoint(7, 4), {"sequence": 1, "hash": "x"}], LOG, 3, KEYS)
+    assert {shard: head.tree_size for shard, head in found.items()} == {0: 9, 1: 7}   # shard 2's: another key
+
+
+def test_a_forged_signature_is_passed_over():
+    forged = {**checkpoint(1, 50), "root_hash": "ab" * 32}
+    assert newest_shard_heads({}, [forged], LOG, 3, KEYS) == {}
+
+
+def test_the_combined_event_is_a_checkpoint_the_codec_writes_and_verify_accepts():
+    heads = newest_shard_heads({}, [checkpoint(0, 5), checkpoint(2, 8)], LOG, 3, KEYS)
+    leaves = shard_leaves(heads, 3)
+    event, head = combined_event(leaves, LOG, 2_000, lambda size, root, at: KEY.sign(combined_log_id(LOG), size,
+                                                                                      root, at))
+    _, decoded = BUS.schemas.decode(BUS.schemas.encode(event.record, event.value))
+    combined = combined_of_checkpoint(decoded)
+    assert combined.signed == head and head.tree_size == 3 and event.key == combined_log_id(LOG)
+    assert combined_problem(combined, LOG, KEYS, heads.values()) is None
+    assert [leaf.tree_size for leaf in combined.leaves] == [5, 0, 8]
+
+
+def test_shard_zero_signs_it_once_per_interval_and_only_when_a_shard_moved(tmp_path):
+    class Tail:
+        def __init__(self):
+            self.pending: list[dict] = []
+
+        def new(self):
+            found, self.pending = self.pending, []
+            return found
+
+        def close(self):
+            pass
+
+    now = [1_000_000]
+    tail = Tail()
+    combine = Combine(tail, LOG, 3, KEYS, lambda size, root, at: KEY.sign(combined_log_id(LOG), size, root, at))
+    bus = dataclasses.replace(BUS, settings=dataclasses.replace(
+        BUS.settings, audit=dataclasses.replace(BUS.settings.audit, head_interval_s=30)))
+    audit = Auditor(bus, Log, lambda size, root, at: KEY.sign(LOG, size, root, at), Anchor(tmp_path), accept,
+                    clock=lambda: now[0], combine=combine)
+    assert audit.tick() == []                                   # nothing signed by any shard yet
+    tail.pending = [checkpoint(0, 5), checkpoint(1, 4)]
+    first = audit.tick()
+    assert [e.key for e in first] == [combined_log_id(LOG)] and len(audit.unanchored) == 1
+    tail.pending = [checkpoint(2, 6)]
+    now[0] += 10_000
+    assert audit.tick() == []                                   # within the interval: not yet
+    now[0] += 30_000
+    second = audit.tick()
+    assert [leaf["tree_size"] for leaf in second[0].value["shard_heads"]] == [5, 4, 6]
+    now[0] += 60_000
+    assert audit.tick() == []                                   # nothing moved
+    audit.on_committed()
+    assert {line for _, line in Anchor(tmp_path).lines(combined_log_id(LOG))} and audit.unanchored == []
