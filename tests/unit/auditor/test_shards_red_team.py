@@ -1,0 +1,243 @@
+"""Red team of audit.log in shards (issue 34): hostile keys and erasures across shards, the combined checkpoint,
+a shard's transaction aborted — with the auditor's handler over in-memory messages, no broker. A test marked
+xfail(strict) is a finding: it passes once the finding is fixed (and then strict xfail turns it red: drop the mark)."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from services.auditor.decide import Log
+from services.auditor.handlers import Auditor, Combine
+from services.adapters import Anchor
+from services.bus.runtime import Forward
+from services.bus.signing import Verdict
+from services.domain import Frontier, LogKey, key_name, shard_log_id, subject_of, subject_of_key
+from services.domain.compiled import native
+from services.domain.shard_heads import combined_log_id
+from tests.unit.auditor.test_erasure import bus_without_broker, erasure, request
+
+LOG = "t.audit.log"
+KEY = LogKey(Ed25519PrivateKey.generate())
+KEYS = {KEY.key_id: KEY.public}
+PAGERS = [True, False] if native is not None else [False]
+ERASURES = ("t.audit.erasures", 0)
+
+
+def admin_only(message, roles):
+    """The identities topic as it should be: only `lead` holds the role admin."""
+    signer = message.value.get("signer")
+    if "admin" in roles and signer != "lead":
+        return Verdict(refusal=f"{signer} lacks the role admin")
+    return Verdict(signer=signer, signer_key="k")
+
+
+def shard_auditor(bus, tmp_path, shard: int, pager: bool, observed=frozenset(), read_log=Log, clock=None,
+                  combine=None) -> Auditor:
+    audit = Auditor(bus, read_log, lambda size, root, at: KEY.sign(shard_log_id(LOG, shard), size, root, at),
+                    Anchor(tmp_path), admin_only, read_keys=dict, shard=shard, observed=frozenset(observed),
+                    clock=clock or (lambda: 1_800_000_000_000), combine=combine)
+    if not pager:
+        audit.pager = None
+    return audit
+
+
+def live_keys(events) -> dict[str, bytes | None]:
+    """audit.keys after compaction, as far as these events go: each name's last write (None: a tombstone)."""
+    state: dict[str, bytes | None] = {}
+    for event in events:
+        if isinstance(event, Forward) and event.physical_topic.endswith("audit.keys"):
+            state[event.key.decode()] = event.value
+        elif getattr(event, "record", None) == "mlbus.DataKey":
+            state[event.key] = event.value["key"]
+    return {name: key for name, key in state.items() if key is not None}
+
+
+# --- Erasures --------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("pager", PAGERS)
+def test_the_shard_that_owns_the_erasure_partition_erases_data_that_came_before_it_in_the_batch(tmp_path, pager):
+    """The control for the next test: in batch order, ana's request then an admin's erasure of ana."""
+    bus = bus_without_broker()
+    events = shard_auditor(bus, tmp_path, 0, pager)([request(bus, "ana", 0), erasure(bus, "ana", "lead", 1)])
+    assert key_name("ana", 0) not in live_keys(events)
+
+
+@pytest.mark.xfail(strict=True, reason="red team: a shard that only observes the erasure partition handles every "
+                                       "erasure of a batch before the batch's own records, so a subject's data "
+                                       "sealed in the same batch (before the erasure) gets a new key that survives")
+@pytest.mark.parametrize("pager", PAGERS)
+def test_a_shard_observing_the_erasure_partition_erases_data_that_came_before_it_in_the_batch(tmp_path, pager):
+    """The same batch in a shard that observes the erasure partition (another shard audits it): handlers.py
+    __call__ takes the observed messages out and erases first, then seals ana's earlier request under a new key —
+    which then stands on audit.keys after the tombstone, so ana's data stays readable after her erasure."""
+    bus = bus_without_broker()
+    audit = shard_auditor(bus, tmp_path, 1, pager, observed={ERASURES})
+    events = audit([request(bus, "ana", 0), erasure(bus, "ana", "lead", 1)])
+    assert key_name("ana", 1) not in live_keys(events) and "ana" not in audit.keys
+
+
+@pytest.mark.parametrize("pager", PAGERS)
+@pytest.mark.parametrize("shard", [0, 1])
+def test_a_non_admins_erasure_deletes_nothing_in_any_shard(tmp_path, pager, shard):
+    """Held: a forged erasure (signed by someone who is no admin), owned or observed, deletes no key."""
+    bus = bus_without_broker()
+    audit = shard_auditor(bus, tmp_path, shard, pager, observed={ERASURES} if shard else frozenset())
+    made = audit([request(bus, "ana", 0)])
+    after = audit([erasure(bus, "ana", "mallory", 1)])
+    assert key_name("ana", shard) in live_keys(made + after) and "ana" in audit.keys
+
+
+@pytest.mark.parametrize("pager", PAGERS)
+def test_an_erasure_observed_before_the_shard_has_a_key_is_a_harmless_tombstone(tmp_path, pager):
+    """Held: a shard with no key of ana yet deletes its (absent) key; ana's later data gets a key of its own."""
+    bus = bus_without_broker()
+    audit = shard_auditor(bus, tmp_path, 2, pager, observed={ERASURES})
+    first = audit([erasure(bus, "ana", "lead", 0)])
+    assert [e.key for e in first if isinstance(e, Forward)] == [key_name("ana", 2).encode()]
+    later = audit([request(bus, "ana", 1)])
+    assert key_name("ana", 2) in live_keys(first + later)
+
+
+@pytest.mark.xfail(strict=True, reason="red team: an erasure's subject is not named as the auditor names a "
+                                       "message key (subject_of): an entity id over 256 characters is sealed under "
+                                       "'sha256:<digest>' but its erasure deletes a key of the bare id, which never "
+                                       "existed — the data stays readable and the erasure is logged as done")
+@pytest.mark.parametrize("pager", PAGERS)
+def test_an_admins_erasure_of_a_long_entity_id_deletes_its_data_key(tmp_path, pager):
+    bus = bus_without_broker()
+    entity = "customer-" + "7" * 300                       # `mlbus audit forget` sends the entity id as given
+    events = shard_auditor(bus, tmp_path, 0, pager)([request(bus, entity, 0), erasure(bus, entity, "lead", 1)])
+    assert subject_of(entity.encode()).startswith("sha256:")
+    assert live_keys(events) == {}
+
+
+def test_an_erasure_subject_holding_the_nul_separator_deletes_no_key(tmp_path):
+    """Held: an admin's erasure of 'ana\\0shard-1' would make shard 0 tombstone shard 1's key of ana (handlers.py _erase
+    uses the subject as it comes) — but the codec refuses a NUL in a string field, so it is audited as bytes and
+    deletes nothing."""
+    bus = bus_without_broker()
+    events = shard_auditor(bus, tmp_path, 0, False)([erasure(bus, "ana\x00shard-1", "lead", 0)])
+    assert [e for e in events if isinstance(e, Forward)] == []
+
+
+@pytest.mark.parametrize("pager", PAGERS)
+@pytest.mark.parametrize("key", [b"ana\x00shard-1", b"\xff\xfe", b"a" * 257, "é".encode() * 256 + b"\x00"])
+@pytest.mark.parametrize("shard", [0, 1, 2])
+def test_a_hostile_message_key_makes_only_this_shards_key(tmp_path, pager, key, shard):
+    """Held: on the compiled and the Python path, in any shard, a NUL-bearing, non-UTF-8 or overlong key names one
+    data key of this shard (by digest), which reads back as this shard's."""
+    bus = bus_without_broker()
+    message = request(bus, "x", 0)
+    message._key = key
+    events = shard_auditor(bus, tmp_path, shard, pager)([message])
+    names = list(live_keys(events))
+    assert names == [key_name(subject_of(key), shard)] and subject_of_key(names[0]) == (subject_of(key), shard)
+
+
+# --- The combined checkpoint -----------------------------------------------------------------------------------------
+
+class Tail:
+    """audit.checkpoints as shard 0's copy follows it (CheckpointTail): what has been committed since the last look."""
+
+    def __init__(self):
+        self.pending: list[dict] = []
+
+    def new(self) -> list[dict]:
+        found, self.pending = self.pending, []
+        return found
+
+    def close(self) -> None:
+        pass
+
+
+def interval_bus(bus, every: int = 0):
+    audit = dataclasses.replace(bus.settings.audit, head_interval_s=30, checkpoint_every=every)
+    return dataclasses.replace(bus, settings=dataclasses.replace(bus.settings, audit=audit))
+
+
+def shard_zero(bus, tmp_path, now: list[int], tail: Tail) -> Auditor:
+    combine = Combine(tail, LOG, 3, KEYS, lambda size, root, at: KEY.sign(combined_log_id(LOG), size, root, at))
+    return shard_auditor(interval_bus(bus), tmp_path / "shard-0", 0, False, clock=lambda: now[0], combine=combine)
+
+
+def reread(log: Log) -> Log:
+    """The log as read_log finds it after a commit: its chain head and tree (a copy, as the broker keeps it)."""
+    return Log.resumed(log.head, Frontier(log.tree.size, [bytes(h) for h in log.tree.hashes]))
+
+
+def heads_of(events) -> list[dict]:
+    return [e.value for e in events if getattr(e, "record", None) == "mlbus.AuditCheckpoint"]
+
+
+@pytest.mark.xfail(strict=True, reason="red team: the combined checkpoint takes any head the auditor's key signed, "
+                                       "so a head of an aborted transaction (a fork the log never held), republished "
+                                       "on audit.checkpoints by an insider, is signed into the combined head")
+def test_the_combined_head_never_covers_a_head_of_an_aborted_transaction(tmp_path):
+    """Shard 1 commits heads at 5 and 10; a transaction before that signed heads at 10 and 15 and was aborted (a
+    fenced zombie's, or a broker error's): its records never reached the log and the redo sealed others (another
+    time). Whoever can read uncommitted and write audit.checkpoints republishes the aborted head at 15: shard 0 signs
+    it as shard 1's head — and keeps it over the committed one at 15 when that comes (same size: first seen)."""
+    bus = bus_without_broker()
+    ms = [1_800_000_000_000]
+    clock = lambda: ms[0]              # noqa: E731 - the shard's records carry the time they were audited
+    committed_log: list[Log] = [Log()]
+    shard_one = shard_auditor(interval_bus(bus, every=5), tmp_path / "shard-1", 1, False, clock=clock,
+                              read_log=lambda: reread(committed_log[-1]))
+    batch = [request(bus, f"e{i}", i) for i in range(15)]
+    committed = heads_of(shard_one(batch[:5]))
+    shard_one.on_committed()
+    committed_log.append(reread(shard_one.log_state))
+    aborted = heads_of(shard_one(batch[5:]))                 # heads at 10 and 15, then the transaction aborts
+    shard_one.forget_uncommitted()
+    ms[0] += 1_000
+    committed += heads_of(shard_one(batch[5:10]))            # the redo, a smaller batch: a head at 10 again
+    shard_one.on_committed()
+    assert [h["sequence"] for h in aborted] == [10, 15] and [h["sequence"] for h in committed] == [5, 10]
+    assert aborted[0]["root_hash"] != committed[1]["root_hash"]            # the aborted ones are a fork
+
+    now, tail = [2_000_000_000_000], Tail()
+    tail.pending = committed + [aborted[1]]                  # the insider's republished head
+    [combined] = shard_zero(bus, tmp_path, now, tail).tick()
+    leaf = combined.value["shard_heads"][1]
+    assert (leaf["tree_size"], leaf["root_hash"]) in {(h["sequence"], h["root_hash"]) for h in committed}
+
+
+@pytest.mark.xfail(strict=True, reason="red team: when shard 0's transaction carrying a combined head aborts, "
+                                       "forget_uncommitted leaves Combine.leaves as if it had been committed: that "
+                                       "combined head is never signed again until some shard's head moves")
+def test_a_combined_head_lost_with_an_aborted_transaction_is_signed_again(tmp_path):
+    bus = bus_without_broker()
+    now, tail = [2_000_000_000_000], Tail()
+    audit = shard_zero(bus, tmp_path, now, tail)
+    tail.pending = [{"sequence": h.tree_size, "hash": "0" * 64, "checkpoint_at": 1, "log_id": h.log_id,
+                     "root_hash": h.root_hash, "signed_at": h.timestamp, "key_id": h.key_id, "signature": h.signature}
+                    for h in (KEY.sign(shard_log_id(LOG, k), 7, "ab" * 32, 1_000) for k in range(3))]
+    assert len(audit.tick()) == 1
+    audit.forget_uncommitted()                    # the transaction that carried it aborted
+    now[0] += 60_000
+    again = audit.tick()
+    assert [e.key for e in again] == [combined_log_id(LOG)]
+
+
+@pytest.mark.parametrize("malformed", [
+    {},
+    {"sequence": 3, "hash": "h", "root_hash": "zz", "log_id": LOG + "/shard-1", "signed_at": 1, "key_id": KEY.key_id,
+     "signature": "not base64!"},
+    {"sequence": -5, "hash": "h", "root_hash": "ab" * 32, "log_id": LOG + "/shard-1", "signed_at": None,
+     "key_id": KEY.key_id, "signature": ""},
+    {"sequence": 3, "hash": "h", "root_hash": "ab" * 32, "log_id": LOG + "/shards", "signed_at": 1,
+     "key_id": KEY.key_id, "signature": "A" * 86 + "=="},
+])
+def test_a_malformed_checkpoint_neither_crashes_nor_stops_the_combined_tick(tmp_path, malformed):
+    """Held: junk on audit.checkpoints is passed over, and a good head after it is still combined."""
+    bus = bus_without_broker()
+    now, tail = [2_000_000_000_000], Tail()
+    audit = shard_zero(bus, tmp_path, now, tail)
+    good = KEY.sign(shard_log_id(LOG, 2), 4, "cd" * 32, 1_000)
+    tail.pending = [malformed, {"sequence": 4, "hash": "0" * 64, "checkpoint_at": 1, "log_id": good.log_id,
+                                "root_hash": good.root_hash, "signed_at": good.timestamp, "key_id": good.key_id,
+                                "signature": good.signature}]
+    [combined] = audit.tick()
+    assert [leaf["tree_size"] for leaf in combined.value["shard_heads"]] == [0, 0, 4]
