@@ -15,8 +15,7 @@ from services.bus.kafka import base_config, group_id
 from services.bus.logs import configure_logging
 from services.bus.metrics import ServiceMetrics
 from services.bus.settings import ConfigError
-from services.domain import keys_of_shard, LogKey, shard_group, shard_log_id
-from services.domain.shard_heads import combined_log_id
+from services.domain import combined_log_id, keys_of_shard, LogKey, shard_group, shard_log_id
 from services.adapters import Anchor, audited_topics, log_id
 
 from .adapters import CheckpointTail, read_keys, read_log

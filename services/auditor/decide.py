@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from services.bus import Event, derive_id
-from services.domain import (BLOCK, ChainHead, Frontier, growing_frontier, head_of_checkpoint, key_name,
-                             parse_line, ProofError, python_seal, Seal, shard_of_log_id, signature_problem, TreeHead)
-from services.domain.shard_heads import CombinedHead, combined_checkpoint, combined_root, ShardHead
+from services.domain import (BLOCK, ChainHead, CombinedHead, combined_checkpoint, combined_root, Frontier,
+                             growing_frontier, head_of_checkpoint, key_name, parse_line, ProofError, python_seal, Seal,
+                             shard_of_log_id, ShardHead, signature_problem, TreeHead)
 from services.bus.signing import Verdict
 
 Sign = Callable[[int, str, int], TreeHead]      # (tree size, root hex, time ms) → the auditor's signed head

@@ -15,9 +15,8 @@ from services.bus.service_keys import SERVICE_ROLE
 from services.bus.consumed import digest, headers_of, message_size
 from services.bus.edge import MAX_RECORD_BYTES
 from services.bus.runtime import Forward
-from services.domain import (ChainHead, key_name, Redaction, shard_log_id, TreeHead, compiled_seal, new_key,
-                             seal_value, subject_of)
-from services.domain.shard_heads import shard_leaves
+from services.domain import (ChainHead, key_name, Redaction, shard_leaves, shard_log_id, TreeHead, compiled_seal,
+                             new_key, seal_value, subject_of)
 from services.adapters import Anchor, log_id
 from services.bus.native import native
 from services.bus.logs import get_logger
