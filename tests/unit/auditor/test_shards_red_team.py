@@ -13,7 +13,8 @@ from services.auditor.handlers import Auditor, Combine
 from services.adapters import Anchor
 from services.bus.runtime import Forward
 from services.bus.signing import Verdict
-from services.domain import Frontier, LogKey, key_name, shard_log_id, subject_of, subject_of_key
+from services.domain import (Frontier, LogKey, key_name, keys_of_shard, shard_log_id, shard_of_log_id, subject_of,
+                             subject_of_key)
 from services.domain.compiled import native
 from services.domain.shard_heads import combined_log_id
 from tests.unit.auditor.test_erasure import bus_without_broker, erasure, request
@@ -241,3 +242,90 @@ def test_a_malformed_checkpoint_neither_crashes_nor_stops_the_combined_tick(tmp_
                                 "signature": good.signature}]
     [combined] = audit.tick()
     assert [leaf["tree_size"] for leaf in combined.value["shard_heads"]] == [0, 0, 4]
+
+
+# --- Shard numbers in names: one spelling each, and none that crashes a reader --------------------------------------
+
+OTHER_DIGITS = ["²", "١", "9" * 5000]          # a superscript (isdigit, int refuses), Arabic-Indic one, >4300 digits
+
+
+@pytest.mark.xfail(strict=True, reason="red team: shards.py reads a shard number with str.isdigit() and int(): "
+                                       "'shard-²' and 5,000 ASCII digits raise ValueError, 'shard-١' is a second "
+                                       "name of shard 1")
+@pytest.mark.parametrize("digits", OTHER_DIGITS)
+def test_a_log_id_or_key_name_with_other_digits_names_no_shard_and_raises_nothing(digits):
+    assert shard_of_log_id(LOG, f"{LOG}/shard-{digits}") is None
+    assert subject_of_key(f"ana\x00shard-{digits}") == (f"ana\x00shard-{digits}", 0)
+
+
+def poison(digits: str) -> dict:
+    """A checkpoint anyone who can write audit.checkpoints can send: no valid signature needed."""
+    return {"sequence": 3, "hash": "0" * 64, "checkpoint_at": 1, "log_id": f"{LOG}/shard-{digits}",
+            "root_hash": "ab" * 32, "signed_at": 1, "key_id": KEY.key_id, "signature": "A" * 86 + "==",
+            "frontier": [], "blocks_from": 0, "blocks": []}
+
+
+@pytest.mark.xfail(strict=True, reason="red team: one checkpoint whose log id is '<log>/shard-²' on audit.checkpoints "
+                                       "(kept forever) makes every shard's start raise ValueError in read_log's "
+                                       "filter, before any signature is checked: every auditor copy crash-loops")
+@pytest.mark.parametrize("digits", ["²", "9" * 5000])
+def test_a_poison_checkpoint_does_not_stop_a_shard_from_starting(monkeypatch, digits):
+    import services.auditor.adapters as adapters
+    monkeypatch.setattr(adapters, "checkpoints", lambda bus: [poison(digits)])
+    monkeypatch.setattr(adapters, "audit_records", lambda bus, shard=0: [])
+    log = adapters.read_log(bus_without_broker(), KEYS, shard_log_id(LOG, 1), shard=1, log=LOG)
+    assert log.head.sequence == 0
+
+
+@pytest.mark.xfail(strict=True, reason="red team: the same poison checkpoint raises ValueError in shard 0's combined "
+                                       "tick (newest_shard_heads), so shard 0 — and its copy — stops at every start")
+@pytest.mark.parametrize("digits", ["²", "9" * 5000])
+def test_a_poison_checkpoint_does_not_stop_the_combined_tick(tmp_path, digits):
+    bus = bus_without_broker()
+    now, tail = [2_000_000_000_000], Tail()
+    good = KEY.sign(shard_log_id(LOG, 2), 4, "cd" * 32, 1_000)
+    tail.pending = [poison(digits), {"sequence": 4, "hash": "0" * 64, "checkpoint_at": 1, "log_id": good.log_id,
+                                     "root_hash": good.root_hash, "signed_at": good.timestamp, "key_id": good.key_id,
+                                     "signature": good.signature}]
+    [combined] = shard_zero(bus, tmp_path, now, tail).tick()
+    assert [leaf["tree_size"] for leaf in combined.value["shard_heads"]] == [0, 0, 4]
+
+
+@pytest.mark.xfail(strict=True, reason="red team: a data key named 'ana\\0shard-١' on audit.keys is taken by "
+                                       "keys_of_shard as shard 1's key of ana (so shard 1 may seal with it) while "
+                                       "ana's erasure deletes only 'ana\\0shard-1'; 'ana\\0shard-²' stops every "
+                                       "shard at start")
+def test_only_a_shards_own_spelling_of_a_key_name_is_its_key():
+    keys = {key_name("ana", 1): b"1" * 32, "ana\x00shard-١": b"x" * 32}
+    assert keys_of_shard(keys, 1) == {"ana": b"1" * 32}
+    assert keys_of_shard({"bo\x00shard-²": b"y" * 32, key_name("ana", 1): b"1" * 32}, 1) == {"ana": b"1" * 32}
+
+
+# --- Readers that cite a record by its sequence alone ------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="red team: a model card cites each record by its bare sequence "
+                                       "(model_card.py), which in a sharded log is shard 0's number: `[#4]` names "
+                                       "another record than the card stands on")
+def test_a_model_card_of_a_sharded_log_cites_records_by_their_place():
+    from services.cli.model_card import markdown, model_card
+    from tests.unit.test_model_card import story
+    events = [dataclasses.replace(e, shard=2, sharded=True) for e in story()]
+    card = model_card(events, "m", 1)
+    text = markdown(card)
+    assert "#2:4" in text and "[#4]" not in text and "#4." not in text
+
+
+@pytest.mark.xfail(strict=True, reason="red team: the erasure a cited record carries (answers.erased) names its "
+                                       "audit record by bare sequence: Erasure has no shard, so in a sharded log "
+                                       "`erased.audit_sequence` points into shard 0")
+def test_the_erasure_cited_with_a_record_of_a_sharded_log_names_its_place(tmp_path):
+    from services.adapters import decoded
+    from services.domain.answers import cited
+    from tests.support.handlers import audited
+    bus = bus_without_broker()
+    events = shard_auditor(bus, tmp_path, 2, False)([request(bus, "ana", 0), erasure(bus, "ana", "lead", 1)])
+    records = [{**r, "shard": 2} for r in audited(bus.schemas, events)]
+    first = next(iter(decoded(bus, records, keys={})))
+    found = cited(first)
+    assert first.personal == "erased" and found["audit_place"] == "2:1"
+    assert found["erased"].get("audit_place") == "2:2"
