@@ -8,11 +8,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from services.adapters import audit_records, declare_log_key, kept_heads, log_id, log_signers, verify_log
-from services.bus.acl_admin import apply_access
+from services.adapters import audit_records
 from services.bus.supervision import shard_owners
-from services.bus.topics import TopicAdmin, plan_topics
-from services.domain import shard_log_id, shard_of
+from tests.support.audit_log import log_problems
 from tests.support.polling import bus_messages, wait_until
 
 from .checker import ScenarioResult, result, tally
@@ -27,14 +25,7 @@ KILL_EVERY_S = 15.0     # past the group's session timeout (10 s): a killed copy
 
 def prepared_sharded(brokers: Brokers, workdir: Path) -> Stage:
     """A stage whose audit.log is made with SHARDS partitions before the rest of its topics."""
-    stage = Stage(brokers, workdir, prepare=False)
-    admin = TopicAdmin(stage.bus)
-    admin.ensure_internal(stage.bus.catalogue.physical("audit.log"), SHARDS)
-    admin.apply(plan_topics(stage.bus.catalogue, admin.existing()))
-    if not brokers.insecure:
-        apply_access(stage.bus, principals=False)
-    declare_log_key(stage.bus)
-    return stage
+    return Stage(brokers, workdir, audit_shards=SHARDS)
 
 
 def steady_load(producer: TrackedProducer, stop: threading.Event) -> None:
@@ -71,29 +62,6 @@ def kill_and_restart(stage: Stage, victim: Service, instance: int, wait_for_move
                    interval=0.5)
     victim.restart_if_exited()
     return f"{victim.name} (shards {held}{', moved on before its restart' if wait_for_move else ''})"
-
-
-def shard_problems(stage: Stage, records: list[dict]) -> list[str]:
-    """What is wrong with the log: a message on the bus not on record or on record twice, a record in a shard the
-    hash does not give its partition, a shard not numbered 1..n, or one whose chain, tree or heads do not verify."""
-    sources = [(r["source_topic"], r["source_partition"], r["source_offset"]) for r in records]
-    on_bus = {(stage.bus.catalogue.logical(t), p, o) for t, p, o in bus_messages(stage.bus)}
-    problems = [f"{len(on_bus - set(sources))} messages on the bus not on record"] if on_bus - set(sources) else []
-    if len(sources) != len(set(sources)):
-        problems.append(f"{len(sources) - len(set(sources))} messages on record twice")
-    misplaced = [r for r in records if r["shard"] != shard_of(r["source_topic"], r["source_partition"], SHARDS)]
-    problems += [f"{len(misplaced)} records in a shard not their partition's"] if misplaced else []
-    on_topic, anchored = kept_heads(stage.bus)
-    for shard in range(SHARDS):
-        mine = [r["sequence"] for r in records if r["shard"] == shard]
-        if mine != list(range(1, len(mine) + 1)):
-            problems.append(f"shard {shard} is not numbered 1..{len(mine)}")
-        name = shard_log_id(log_id(stage.bus), shard)
-        heads = [h for h in on_topic + anchored if h.signed is not None and h.signed.log_id == name]
-        verified = verify_log(stage.bus, heads, log_signers(stage.bus), name, shard=shard)
-        if verified.broken is not None or verified.head.sequence != len(mine):
-            problems.append(f"shard {shard} does not verify: {verified.broken or verified.head}")
-    return problems
 
 
 def audited_requests(stage: Stage, acknowledged: set[str]) -> list[dict] | None:
@@ -141,7 +109,7 @@ def shard_moved(workdir: Path, scale: float) -> ScenarioResult:
         requests = [r for r in records if r["source_topic"] == "inference.requests"]
         ids = [stage.bus.schemas.decode(r["value"], "mlbus.InferenceRequest")[1]["request_id"] for r in requests]
         counts = tally(producer.sent, producer.acknowledged, ids)
-        problems = shard_problems(stage, records)
+        problems = log_problems(stage.bus, records)
         shards = {shard: sum(r["shard"] == shard for r in requests) for shard in range(SHARDS)}
         notes = [f"{COPIES} auditor copies on a {SHARDS}-shard audit.log, {len(killed)} kill -9 every "
                  f"{KILL_EVERY_S:.0f} s under {RATE} requests/s: {'; '.join(killed)}",

@@ -1,6 +1,6 @@
 """The reliability suite's fast subset on real local brokers (each scenario starts its own): the same code
 as `scripts/chaos`, at small counts (and two leader kills instead of five). The long scenarios are marked
-slow: `scripts/chaos` runs all eleven at full size, `scripts/test -m slow tests/integration/test_chaos.py`
+slow: `scripts/chaos` runs all twelve at full size, `scripts/test -m slow tests/integration/test_chaos.py`
 runs the long ones here."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from functools import partial
 
 import pytest
 
-from tests.chaos import scenarios
+from tests.chaos import scenarios, shard_scenarios
 from tests.chaos.checker import table
 from tests.support.polling import LONG_STORY_S
 
@@ -19,7 +19,8 @@ LONG = [("service-crash", scenarios.service_crash, 0.25), ("slow-consumer", scen
         ("valid-but-hostile", scenarios.valid_but_hostile, 0.03),    # ~2.5 min; each hostile case has its own test
         ("scale-out-in", scenarios.scale_out_in, 0.2),
         ("three-brokers", partial(scenarios.three_brokers, kills=2), 0.05),
-        ("recovery-drill", scenarios.recovery_drill, 0.1)]     # ~2 min: kept out of the suite's 30
+        ("recovery-drill", scenarios.recovery_drill, 0.1),     # ~2 min: kept out of the suite's 30
+        ("shard-moved", shard_scenarios.shard_moved, 0.34)]    # ~2.5 min; test_audit_shards kills a copy too
 
 
 def check(run, scale, tmp_path):
