@@ -329,3 +329,39 @@ def test_the_erasure_cited_with_a_record_of_a_sharded_log_names_its_place(tmp_pa
     found = cited(first)
     assert first.personal == "erased" and found["audit_place"] == "2:1"
     assert found["erased"].get("audit_place") == "2:2"
+
+
+@pytest.mark.xfail(strict=True, reason="red team: the poison checkpoint raises inside the auditor's handler (__call__ "
+                                       "runs tick, and read_log at a shard's start): the runtime charges the crash to "
+                                       "the batch's source messages and, after MLBUS_POISON_BUDGET crashes each, "
+                                       "dead-letters them unaudited")
+def test_a_poison_checkpoint_does_not_make_shard_zero_raise_on_a_batch(tmp_path):
+    bus = bus_without_broker()
+    now, tail = [2_000_000_000_000], Tail()
+    tail.pending = [poison("²")]
+    audit = shard_zero(bus, tmp_path, now, tail)
+    events = audit([request(bus, "ana", 0)])
+    assert len(audited_records(bus, events)) == 1
+
+
+def audited_records(bus, events) -> list[dict]:
+    from tests.support.handlers import audited
+    return audited(bus.schemas, events)
+
+
+# --- Subjects: one data key per entity ---------------------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="red team: subject_of is not injective: a UTF-8 key that spells "
+                                       "'sha256:<digest>' is the same subject as the key of that digest (non-UTF-8, "
+                                       "overlong or NUL-bearing), so two entities share one data key and erasing "
+                                       "either erases both")
+@pytest.mark.parametrize("pager", PAGERS)
+@pytest.mark.parametrize("victim", [b"\xff\xfe", b"a" * 300, b"ana\x00shard-1"])
+def test_two_message_keys_never_share_a_data_key(tmp_path, pager, victim):
+    import hashlib
+    bus = bus_without_broker()
+    spelled = b"sha256:" + hashlib.sha256(victim).hexdigest().encode()
+    messages = [request(bus, "x", 0), request(bus, "x", 1)]
+    messages[0]._key, messages[1]._key = victim, spelled
+    events = shard_auditor(bus, tmp_path, 1, pager)(messages)
+    assert len(live_keys(events)) == 2
