@@ -1,7 +1,8 @@
 """The readers of a sharded audit.log on the real broker, through the CLI: `audit verify` walks every shard against
 its own heads and gives each shard's figures; a shard tampered with in a copy of the log is named with the sequence
 where it breaks; `audit prove SHARD:SEQUENCE` proves a record of shard 1 or 2 against that shard's head, and
-check-proof holds offline; explain names a prediction's record by its place `shard:sequence`."""
+check-proof holds offline; explain names a prediction's record by its place `shard:sequence`; export and replay
+read every shard."""
 from __future__ import annotations
 
 import json
@@ -130,3 +131,9 @@ def test_verify_prove_and_explain_read_each_shard(sharded, bus_env, cli, tmp_pat
         prediction["shard"], prediction["sequence"])
     timeline = cli("audit", "timeline")
     assert timeline.returncode == 0, timeline.stderr
+
+    # export and replay read every shard (audit_records merges them): each record once, by its place.
+    exported = [json.loads(line) for line in cli("audit", "export").stdout.splitlines()]
+    assert sorted((e["shard"], e["sequence"]) for e in exported) == sorted((r["shard"], r["sequence"]) for r in records)
+    replayed = cli("audit", "replay", "--until", datetime.now(timezone.utc).isoformat(), "--json")
+    assert replayed.returncode == 0, replayed.stderr
