@@ -365,3 +365,53 @@ def test_two_message_keys_never_share_a_data_key(tmp_path, pager, victim):
     messages[0]._key, messages[1]._key = victim, spelled
     events = shard_auditor(bus, tmp_path, 1, pager)(messages)
     assert len(live_keys(events)) == 2
+
+
+@pytest.mark.xfail(strict=True, reason="red team: the console's refresh reads shard numbers with the same "
+                                       "shard_of_log_id: the poison checkpoint raises in every refresh")
+def test_the_consoles_refresh_survives_a_poison_checkpoint():
+    from services.console.serve import unread
+    assert unread({f"{LOG}/shard-²": 3, shard_log_id(LOG, 1): 5}, {}, LOG) == {1: 5}
+
+
+@pytest.mark.xfail(strict=True, reason="red team: the console keeps any checkpoint as a shard's head, signed or not; "
+                                       "an unsigned one of size 10^12 makes refresh mark shard 1 read up to 10^12, so "
+                                       "its timeline never shows shard 1's later decisions")
+def test_the_console_takes_no_unsigned_checkpoint_for_a_shards_head():
+    from services.console.serve import unread
+    from services.console.view import ConsoleView
+    view = ConsoleView()
+    view.apply("mlbus.AuditCheckpoint", {"log_id": shard_log_id(LOG, 1), "sequence": 10**12, "hash": "0" * 64,
+                                         "root_hash": "ab" * 32, "signed_at": 1, "key_id": KEY.key_id,
+                                         "signature": "A" * 86 + "=="})
+    assert 1 not in unread({name: head["sequence"] for name, head in view.heads.items()}, {}, LOG)
+
+
+# --- audit.log's partition count ---------------------------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="red team: a copy reads audit.log's partition count once, at start: given a "
+                                       "partition past it (partitions added to audit.log by hand), it runs that shard "
+                                       "with the old count — which audits nothing of its own — while copies started "
+                                       "since map the source partitions with the new count: partitions audited twice "
+                                       "or by no shard, and nothing says so")
+def test_a_copy_given_a_shard_past_the_count_it_read_stops_rather_than_run_it():
+    from confluent_kafka import TopicPartition
+    from services.auditor.shards import Shards
+    from services.bus.logs import get_logger
+    started: list[tuple[int, int]] = []
+
+    class Runtime:
+        def run(self, handle_signals=False):
+            pass
+
+    class Consumer:
+        def incremental_assign(self, partitions): pass
+        def pause(self, partitions): pass
+
+    copy = Shards.__new__(Shards)
+    copy.bus, copy.topic, copy.running, copy.stopped, copy.stopping, copy.shards = None, "t.audit.log", {}, [], False, 3
+    copy.log = get_logger(component="auditor")
+    copy.make = lambda shard, shards: started.append((shard, shards)) or Runtime()
+    with pytest.raises(Exception):
+        copy._assigned(Consumer(), [TopicPartition("t.audit.log", 3)])
+    assert started == []
