@@ -267,7 +267,8 @@ class Console:
         if request_id and self.explainer is not None:
             answer = await asyncio.to_thread(self.explainer, request_id)      # reads audit.log: seconds, unlocked
         with self.view.lock:
-            return self.render(request, "audit.html", head=self.view.head, verification=self.verification,
+            return self.render(request, "audit.html", head=self.view.head, heads=dict(self.view.heads),
+                               verification=self.verification,
                                request_id=request_id, answer=answer, searched=bool(request_id),
                                timeline=self.explainer.timeline() if self.explainer and not request_id else [])
 

@@ -1,0 +1,92 @@
+"""The audit screen on a sharded audit.log: its reader, with fakes for the log, reads the log whole once, then each
+shard only past what was read of it when its own signed head moves on, the shards' decisions merged by time; the
+page shows each shard's head, a broken shard by shard and sequence, and records by their place."""
+from __future__ import annotations
+
+from datetime import timedelta
+from types import SimpleNamespace
+
+from services.bus import Bus
+from services.console import serve
+from services.console.serve import AuditReader
+from services.console.view import ConsoleView
+from services.domain import EPOCH, Audited
+from tests.unit.console.test_pages import NOW, Explainer, console, logged_in  # noqa: F401
+
+BUS = Bus.from_env({"MLBUS_NAMESPACE": "t."})
+LOG = "t.audit.log"
+
+
+def record(shard: int, sequence: int, at_s: int) -> dict:
+    return {"shard": shard, "sequence": sequence, "source_topic": "alerts", "source_timestamp": at_s * 1000,
+            "message": f"{shard}:{sequence}"}
+
+
+def as_audited(bus, records, sharded=False):
+    sharded = sharded or any(r["shard"] for r in records)
+    return [Audited(r["sequence"], EPOCH + timedelta(seconds=r["source_timestamp"] / 1000), "alerts", "a",
+                    "mlbus.Alert", {"severity": "warning", "kind": "drift", "message": r["message"]}, r,
+                    shard=r["shard"], sharded=sharded) for r in records]
+
+
+def reader(monkeypatch, log: list[dict]) -> tuple[AuditReader, list]:
+    asked: list = []
+
+    def between(bus, first, last=None, shard=0):
+        asked.append((shard, first))
+        return [r for r in log if r["shard"] == shard and r["sequence"] >= first]
+
+    def whole(bus, records=None):
+        asked.append("whole")
+        return list(log)
+    monkeypatch.setattr(serve, "records_between", between)
+    monkeypatch.setattr(serve, "audit_records", whole)
+    monkeypatch.setattr(serve, "decoded", as_audited)
+    return AuditReader(BUS, SimpleNamespace(view=ConsoleView())), asked
+
+
+def signed(audit: AuditReader, name: str, size: int) -> None:
+    audit.console.view.apply("mlbus.AuditCheckpoint", {"log_id": name, "sequence": size})
+
+
+def test_each_shard_is_read_past_its_own_head_only_and_the_timeline_merges_them_by_time(monkeypatch):
+    log = [record(0, 1, 10), record(1, 1, 5), record(0, 2, 30), record(1, 2, 20)]
+    audit, asked = reader(monkeypatch, log)
+    audit.refresh()
+    assert asked == []                                  # no head signed yet: nothing to read
+    signed(audit, LOG, 2)
+    signed(audit, f"{LOG}/shard-1", 2)
+    audit.refresh()
+    assert asked == ["whole"] and audit.read_up_to == {0: 2, 1: 2} and audit.read_to == 2
+    log += [record(1, 3, 40), record(0, 3, 50)]
+    signed(audit, f"{LOG}/shard-1", 3)
+    audit.refresh()
+    assert asked == ["whole", (1, 3)]                   # shard 1 alone, from its next record
+    audit.refresh()
+    assert asked == ["whole", (1, 3)]                   # delivered twice: nothing new is read
+    assert [event.place for event, _ in audit.timeline()] == ["1:3", "0:2", "1:2", "0:1", "1:1"]
+
+
+class ShardedExplainer(Explainer):
+    """The batch scoring's record in shard 2 of a sharded log."""
+
+    def __call__(self, wanted: str) -> dict | None:
+        found = super().__call__(wanted)
+        if found is not None:
+            found["batch_scoring"] |= {"audit_shard": 2, "audit_place": "2:42"}
+        return found
+
+
+def test_the_audit_page_shows_each_shards_head_the_broken_shard_and_records_by_place(console):  # noqa: F811
+    app, _, people = console
+    app.explainer = ShardedExplainer()
+    for name, size in ((LOG, 30), (f"{LOG}/shard-1", 50), (f"{LOG}/shard-2", 40)):
+        app.view.apply("mlbus.AuditCheckpoint", {"log_id": name, "sequence": size, "root_hash": "ab" * 32,
+                                                 "signed_at": NOW, "key_id": "k"})
+    app.verification = {"intact": False, "first_bad_sequence": 41, "first_bad_shard": 2, "reason": "changed",
+                        "shards": [{}, {}, {}]}
+    client = logged_in(app, people["ana"])
+    page = client.get("/audit").text
+    assert "Each shard's latest signed head" in page and f"{LOG}/shard-1</code>: tree size <b>50</b>" in page
+    assert "BROKEN at shard 2, sequence 41: changed" in page
+    assert "[audit #2:42]" in client.get("/audit", params={"request_id": "s-1"}).text
