@@ -453,3 +453,21 @@ def test_auditor_lag_counts_an_erasure_a_shard_has_not_acted_on(monkeypatch):
     monkeypatch.setattr(shard_lag, "base_config", lambda settings: {})
     monkeypatch.setattr(shard_lag, "consumer_lag", consumer_lag)
     assert sum(shard_lag.auditor_lag(bus, ["audit.erasures", "outcomes"]).values()) == 2
+
+
+@pytest.mark.xfail(strict=True, reason="red team: the witness sorts checkpoints by shard_of_log_id before any "
+                                       "signature check: the poison checkpoint raises in every batch, so the witness "
+                                       "co-signs nothing (not even the good heads beside it)")
+def test_the_witness_refuses_a_poison_checkpoint_and_cosigns_the_rest(tmp_path):
+    from services.witness.adapters import WitnessState
+    from services.witness.handlers import Witness
+    from tests.unit.auditor.test_trust_roots import checkpoint, key_in_memory, keys_of
+    from tests.unit.auditor.test_witness_shards import Log as WitnessLog, head
+    auditor = key_in_memory()
+    state, published = WitnessState(tmp_path / "witness"), []
+    witness = Witness(state, state.key(), "audit.log", lambda: keys_of(auditor), WitnessLog(), published.append,
+                      clock=lambda: 7, shards=3)
+    from types import SimpleNamespace
+    forged = SimpleNamespace(value={**checkpoint(head(auditor, 1, 5)).value, "log_id": "audit.log/shard-²"})
+    decisions = witness([forged, checkpoint(head(auditor, 2, 9))])
+    assert "cosign" in [d.action for d in decisions] and witness.refused >= 1
