@@ -68,7 +68,7 @@ def bus(bus_env, request) -> Bus:
     made with the test's @pytest.mark.audit_shards(n) partitions if it has one (1: a v1, single-chain log)."""
     if (marker := request.node.get_closest_marker("audit_shards")) is not None:
         admin = Bus.from_env(bus_env, principal="admin")
-        TopicAdmin(admin).ensure_internal(admin.catalogue.physical("audit.log"), marker.args[0])
+        TopicAdmin(admin).create_with_partitions("audit.log", marker.args[0])
     return prepared_bus(bus_env)
 
 

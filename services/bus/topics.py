@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Collection, Mapping
 
+import dataclasses
 import threading
 import time
 import weakref
@@ -105,6 +106,24 @@ class TopicAdmin:
         for name in sorted({c.topic for c in changes if c.action == "set-config"}):
             resource = ConfigResource(ConfigResource.Type.TOPIC, name, set_config=dict(by_name[name].config))
             _wait(self.admin.alter_configs([resource]))    # topics.yaml lists every config mlbus sets
+
+    def create_with_partitions(self, name: str, partitions: int, timeout_s: float = 30.0) -> None:
+        """A catalogue topic made with `partitions` rather than topics.yaml's (audit.log with another number of
+        shards), with topics.yaml's config; returns once the metadata shows it (a cluster's brokers learn of a new
+        topic a moment apart: `apply` right after would try to create it again). A topic already there is kept."""
+        physical = self.bus.catalogue.physical(name)
+        new = _new_topic(physical, dataclasses.replace(self.bus.catalogue[name], partitions=partitions))
+        try:
+            _wait(self.admin.create_topics([new], operation_timeout=30))
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+        deadline = time.monotonic() + timeout_s
+        while len(self.admin.list_topics(physical, timeout=10).topics[physical].partitions) != partitions:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{physical} was made with {partitions} partitions but the metadata does not "
+                                   f"show them after {timeout_s:.0f} s")
+            time.sleep(0.1)
 
     def ensure_internal(self, physical: str, partitions: int) -> None:
         """A service's own topic outside the catalogue (e.g. a re-keyed stream): created if missing."""

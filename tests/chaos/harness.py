@@ -180,7 +180,7 @@ class Stage:
         if prepare:
             admin = TopicAdmin(self.bus)
             if audit_shards is not None:
-                admin.ensure_internal(self.bus.catalogue.physical("audit.log"), audit_shards)
+                admin.create_with_partitions("audit.log", audit_shards)
             admin.apply(plan_topics(self.bus.catalogue, admin.existing()))
             if not brokers.insecure:
                 apply_access(self.bus, principals=False)

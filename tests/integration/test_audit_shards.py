@@ -25,7 +25,7 @@ def sharded(bus_env):
     """A namespace whose audit.log was made with three partitions (three shards) before the rest of its topics."""
     from services.bus import Bus
     admin = Bus.from_env(bus_env, principal="admin")
-    TopicAdmin(admin).ensure_internal(admin.catalogue.physical("audit.log"), SHARDS)
+    TopicAdmin(admin).create_with_partitions("audit.log", SHARDS)
     return prepared_bus(bus_env)
 
 

@@ -145,7 +145,7 @@ def copy_log(bus, bus_env: dict, records: list[dict], namespace: str, checkpoint
            "MLBUS_AUDIT_ANCHOR": bus.settings.audit.anchor}
     copy = Bus.from_env(env, principal="admin")         # a tamperer with the broker's admin rights
     admin = TopicAdmin(copy)
-    admin.ensure_internal(copy.catalogue.physical("audit.log"), 1)          # the copy of a v1 log is one too
+    admin.create_with_partitions("audit.log", 1)          # the copy of a v1 log is one too
     admin.apply(plan_topics(copy.catalogue, admin.existing()))
     publisher = Publisher(copy, "tamper")
     for record in records:
