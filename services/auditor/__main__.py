@@ -15,7 +15,8 @@ from services.bus.kafka import base_config, group_id
 from services.bus.logs import configure_logging
 from services.bus.metrics import ServiceMetrics
 from services.bus.settings import ConfigError
-from services.domain import combined_log_id, keys_of_shard, LogKey, shard_group, shard_log_id
+from services.domain import (combined_log_id, keys_of_shard, LogKey, shard_group, shard_log_id,
+                             shard_transactional_id)
 from services.adapters import Anchor, audited_topics, log_id
 
 from .adapters import CheckpointTail, read_keys, read_log
@@ -53,7 +54,8 @@ def main() -> None:
                           act_verifier(bus), lambda: keys_of_shard(read_keys(bus), shard), shard=shard,
                           observed=frozenset((bus.catalogue.physical(t), p) for t, p in observed), combine=combine)
         auditor.metrics = audit_metrics
-        task = Task(f"shard-{shard}", tuple(mine + observed), shard_group(base, shard), f"{base}.shard-{shard}")
+        task = Task(f"shard-{shard}", tuple(mine + observed), shard_group(base, shard),
+                    shard_transactional_id(base, shard))
         # Large batches: each transaction's commit costs a broker round trip or two (~30 ms locally), which at
         # 1,000 records a batch was a third of the auditor's time under a backlog.
         config = RuntimeConfig(topics=sorted({t for t, _ in mine + observed}), transactional=True, batch_size=5000,

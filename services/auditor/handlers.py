@@ -81,23 +81,42 @@ class Auditor:
                           hash=self.log_state.head.hash[:12], root=self.log_state.tree.root().hex()[:12])
         now = self.clock()
         key_events: list[Event | Forward] = []
-        if self.observed:
-            seen = [m for m in messages if (m.topic(), m.partition()) in self.observed]
-            for message in seen:
-                self._observe(message, key_events)
-            messages = [m for m in messages if (m.topic(), m.partition()) not in self.observed] if seen else messages
-        if self.pager is None:
-            crossings = [self._crossing(m, now, key_events) for m in messages]
-            events, heads = append(self.log_state, crossings, now, self.checkpoint_every, self.sign, self.seal)
-            events = paged(events, lambda r: self.bus.schemas.encode("mlbus.AuditRecord", r), self.page_prefix,
-                           self.log_name, self.page_records, shard=self.shard)
-        else:
-            events, heads = self._paged(messages, now, key_events)
+        events, heads = [], []
+        for own, run in self._runs(messages):
+            if not own:                 # an erasure topic another shard audits: in its place, between runs
+                for message in run:
+                    self._observe(message, key_events)
+            elif self.pager is None:
+                crossings = [self._crossing(m, now, key_events) for m in run]
+                appended, signed = append(self.log_state, crossings, now, self.checkpoint_every, self.sign,
+                                          self.seal)
+                events += paged(appended, lambda r: self.bus.schemas.encode("mlbus.AuditRecord", r),
+                                self.page_prefix, self.log_name, self.page_records, shard=self.shard)
+                heads += signed
+            else:
+                appended, signed = self._paged(run, now, key_events)
+                events += appended
+                heads += signed
         events = key_events + events
         self._signed(heads)
         events += self.tick()
         self.log.info("audited", records=len(messages), sequence=self.log_state.head.sequence)
         return events
+
+    def _runs(self, messages: list[Message]) -> list[tuple[bool, list[Message]]]:
+        """The batch in runs, in order: (True, messages this shard audits) and (False, messages of an erasure
+        partition it only observes) — so an erasure takes effect exactly where it stands in the batch (a subject's
+        data before it sealed under the key it deletes, data after it under a new one)."""
+        if not self.observed:
+            return [(True, messages)]
+        runs: list[tuple[bool, list[Message]]] = []
+        for message in messages:
+            own = (message.topic(), message.partition()) not in self.observed
+            if runs and runs[-1][0] == own:
+                runs[-1][1].append(message)
+            else:
+                runs.append((own, [message]))
+        return runs
 
     def _paged(self, messages: list[Message], now: int, key_events: list) -> tuple[list[Event], list[TreeHead]]:
         """What append and paged do, with runs of messages sealed by the compiled pager straight into the page
@@ -186,6 +205,8 @@ class Auditor:
         data keys are read again from what was committed, with the next batch (the runtime reads the aborted
         batch again)."""
         self.log_state, self.keys, self.ciphers, self.unanchored = None, {}, {}, []
+        if self.combine is not None:            # a combined head it carried was never committed: sign it again
+            self.combine.leaves, self.combine.signed_at = (), 0
 
     def on_committed(self) -> None:
         """The heads of the transaction just committed, appended to the anchor (after the commit, never
@@ -263,7 +284,8 @@ class Auditor:
         shard that audits the erasure and every other, which reads the erasure topics for this alone)."""
         verdict = self.verify(received, ("admin",))
         if erasable(received.value, verdict):
-            subject = received.value["subject"]
+            # named as a message key of that entity is (an id over 256 characters: its digest), not as typed
+            subject = subject_of(received.value["subject"].encode())
             self.keys.pop(subject, None)
             self.ciphers.pop(subject, None)
             key_events.append(Forward(self.bus.catalogue.physical("audit.keys"),

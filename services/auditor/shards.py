@@ -99,6 +99,11 @@ class Shards:
             pass
 
     def _start(self, shard: int) -> None:
+        if shard >= self.shards:
+            # audit.log has more partitions than this copy read at its start (added by hand): every source
+            # partition's shard would change, some audited twice or by none. Refused loudly, never run.
+            raise ShardFailed(f"shard {shard} is past the {self.shards} audit.log had when this copy started: the "
+                              f"number of shards is fixed when audit.log is made (docs/audit.md#shards)")
         if shard in self.running:
             return
         running = Running(self.make(shard, self.shards))

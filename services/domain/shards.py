@@ -10,10 +10,20 @@ sharded one.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Iterable
 
 KEY_SEPARATOR = "\x00shard-"    # a shard's data key names: subject, this and its number (no subject holds a NUL)
+SHARD_NUMBER = re.compile(r"[1-9][0-9]{0,8}", re.ASCII)     # how a shard past 0 is written in names: nothing else
+PLACE_NUMBER = re.compile(r"[0-9]{1,18}", re.ASCII)         # a shard or a sequence in a record's place
+
+
+def _shard_number(text: str) -> int | None:
+    """A shard number (1 or more) as names spell it — ASCII digits, no leading zero, at most nine — else None:
+    str.isdigit() also takes '²' (int() refuses it) and '١' (int() reads 1, a second name for shard 1), and int()
+    refuses more than 4,300 digits; a name read from the bus must never raise, nor alias another."""
+    return int(text) if SHARD_NUMBER.fullmatch(text) else None
 
 
 def shard_of(topic: str, partition: int, shards: int) -> int:
@@ -43,15 +53,20 @@ def shard_of_log_id(log: str, name: str) -> int | None:
     if name == log:
         return 0
     prefix = f"{log}/shard-"
-    if name.startswith(prefix) and name[len(prefix):].isdigit() and not name[len(prefix):].startswith("0"):
-        return int(name[len(prefix):])
-    return None
+    return _shard_number(name[len(prefix):]) if name.startswith(prefix) else None
 
 
 def shard_group(group: str, shard: int) -> str:
     """Shard k's consumer group, under the auditor's `group`: the auditor's own for shard 0 (a v1 log's offsets go
-    on), `<group>.shard-k` otherwise. Its transactional id is always `<group>.shard-k`."""
+    on), `<group>.shard-k` otherwise."""
     return group if shard == 0 else f"{group}.shard-{shard}"
+
+
+def shard_transactional_id(group: str, shard: int) -> str:
+    """Shard k's transactional id, which fences an older runner of it on any copy: for shard 0 the one a v1
+    auditor used (`<group>.0`, its default MLBUS_INSTANCE), so an auditor of before shards still running during an
+    upgrade is fenced too; `<group>.shard-k` otherwise."""
+    return f"{group}.0" if shard == 0 else f"{group}.shard-{shard}"
 
 
 def key_name(subject: str, shard: int) -> str:
@@ -64,9 +79,8 @@ def key_name(subject: str, shard: int) -> str:
 def subject_of_key(name: str) -> tuple[str, int]:
     """(subject, shard) of a data key's name on audit.keys."""
     subject, separator, shard = name.rpartition(KEY_SEPARATOR)
-    if separator and shard.isdigit() and not shard.startswith("0"):
-        return subject, int(shard)
-    return name, 0
+    number = _shard_number(shard) if separator else None
+    return (subject, number) if number is not None else (name, 0)
 
 
 def keys_of_shard(keys: dict[str, bytes], shard: int) -> dict[str, bytes]:
@@ -88,7 +102,7 @@ class ShardAt:
         shard, separator, sequence = text.strip().partition(":")
         if not separator:
             shard, sequence = "0", shard
-        if not (shard.isdigit() and sequence.isdigit()):
+        if not (PLACE_NUMBER.fullmatch(shard) and PLACE_NUMBER.fullmatch(sequence)):
             raise ValueError(f"{text!r} is not a record's place: SEQUENCE (shard 0) or SHARD:SEQUENCE, e.g. 2:1500")
         return cls(int(shard), int(sequence))
 

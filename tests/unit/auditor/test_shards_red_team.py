@@ -65,9 +65,6 @@ def test_the_shard_that_owns_the_erasure_partition_erases_data_that_came_before_
     assert key_name("ana", 0) not in live_keys(events)
 
 
-@pytest.mark.xfail(strict=True, reason="red team: a shard that only observes the erasure partition handles every "
-                                       "erasure of a batch before the batch's own records, so a subject's data "
-                                       "sealed in the same batch (before the erasure) gets a new key that survives")
 @pytest.mark.parametrize("pager", PAGERS)
 def test_a_shard_observing_the_erasure_partition_erases_data_that_came_before_it_in_the_batch(tmp_path, pager):
     """The same batch in a shard that observes the erasure partition (another shard audits it): handlers.py
@@ -101,10 +98,6 @@ def test_an_erasure_observed_before_the_shard_has_a_key_is_a_harmless_tombstone(
     assert key_name("ana", 2) in live_keys(first + later)
 
 
-@pytest.mark.xfail(strict=True, reason="red team: an erasure's subject is not named as the auditor names a "
-                                       "message key (subject_of): an entity id over 256 characters is sealed under "
-                                       "'sha256:<digest>' but its erasure deletes a key of the bare id, which never "
-                                       "existed — the data stays readable and the erasure is logged as done")
 @pytest.mark.parametrize("pager", PAGERS)
 def test_an_admins_erasure_of_a_long_entity_id_deletes_its_data_key(tmp_path, pager):
     bus = bus_without_broker()
@@ -205,9 +198,6 @@ def test_the_combined_head_never_covers_a_head_of_an_aborted_transaction(tmp_pat
     assert (leaf["tree_size"], leaf["root_hash"]) in {(h["sequence"], h["root_hash"]) for h in committed}
 
 
-@pytest.mark.xfail(strict=True, reason="red team: when shard 0's transaction carrying a combined head aborts, "
-                                       "forget_uncommitted leaves Combine.leaves as if it had been committed: that "
-                                       "combined head is never signed again until some shard's head moves")
 def test_a_combined_head_lost_with_an_aborted_transaction_is_signed_again(tmp_path):
     bus = bus_without_broker()
     now, tail = [2_000_000_000_000], Tail()
@@ -249,9 +239,6 @@ def test_a_malformed_checkpoint_neither_crashes_nor_stops_the_combined_tick(tmp_
 OTHER_DIGITS = ["²", "١", "9" * 5000]          # a superscript (isdigit, int refuses), Arabic-Indic one, >4300 digits
 
 
-@pytest.mark.xfail(strict=True, reason="red team: shards.py reads a shard number with str.isdigit() and int(): "
-                                       "'shard-²' and 5,000 ASCII digits raise ValueError, 'shard-١' is a second "
-                                       "name of shard 1")
 @pytest.mark.parametrize("digits", OTHER_DIGITS)
 def test_a_log_id_or_key_name_with_other_digits_names_no_shard_and_raises_nothing(digits):
     assert shard_of_log_id(LOG, f"{LOG}/shard-{digits}") is None
@@ -265,9 +252,6 @@ def poison(digits: str) -> dict:
             "frontier": [], "blocks_from": 0, "blocks": []}
 
 
-@pytest.mark.xfail(strict=True, reason="red team: one checkpoint whose log id is '<log>/shard-²' on audit.checkpoints "
-                                       "(kept forever) makes every shard's start raise ValueError in read_log's "
-                                       "filter, before any signature is checked: every auditor copy crash-loops")
 @pytest.mark.parametrize("digits", ["²", "9" * 5000])
 def test_a_poison_checkpoint_does_not_stop_a_shard_from_starting(monkeypatch, digits):
     import services.auditor.adapters as adapters
@@ -277,8 +261,6 @@ def test_a_poison_checkpoint_does_not_stop_a_shard_from_starting(monkeypatch, di
     assert log.head.sequence == 0
 
 
-@pytest.mark.xfail(strict=True, reason="red team: the same poison checkpoint raises ValueError in shard 0's combined "
-                                       "tick (newest_shard_heads), so shard 0 — and its copy — stops at every start")
 @pytest.mark.parametrize("digits", ["²", "9" * 5000])
 def test_a_poison_checkpoint_does_not_stop_the_combined_tick(tmp_path, digits):
     bus = bus_without_broker()
@@ -291,10 +273,6 @@ def test_a_poison_checkpoint_does_not_stop_the_combined_tick(tmp_path, digits):
     assert [leaf["tree_size"] for leaf in combined.value["shard_heads"]] == [0, 0, 4]
 
 
-@pytest.mark.xfail(strict=True, reason="red team: a data key named 'ana\\0shard-١' on audit.keys is taken by "
-                                       "keys_of_shard as shard 1's key of ana (so shard 1 may seal with it) while "
-                                       "ana's erasure deletes only 'ana\\0shard-1'; 'ana\\0shard-²' stops every "
-                                       "shard at start")
 def test_only_a_shards_own_spelling_of_a_key_name_is_its_key():
     keys = {key_name("ana", 1): b"1" * 32, "ana\x00shard-١": b"x" * 32}
     assert keys_of_shard(keys, 1) == {"ana": b"1" * 32}
@@ -331,10 +309,6 @@ def test_the_erasure_cited_with_a_record_of_a_sharded_log_names_its_place(tmp_pa
     assert found["erased"].get("audit_place") == "2:2"
 
 
-@pytest.mark.xfail(strict=True, reason="red team: the poison checkpoint raises inside the auditor's handler (__call__ "
-                                       "runs tick, and read_log at a shard's start): the runtime charges the crash to "
-                                       "the batch's source messages and, after MLBUS_POISON_BUDGET crashes each, "
-                                       "dead-letters them unaudited")
 def test_a_poison_checkpoint_does_not_make_shard_zero_raise_on_a_batch(tmp_path):
     bus = bus_without_broker()
     now, tail = [2_000_000_000_000], Tail()
@@ -367,16 +341,11 @@ def test_two_message_keys_never_share_a_data_key(tmp_path, pager, victim):
     assert len(live_keys(events)) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="red team: the console's refresh reads shard numbers with the same "
-                                       "shard_of_log_id: the poison checkpoint raises in every refresh")
 def test_the_consoles_refresh_survives_a_poison_checkpoint():
     from services.console.serve import unread
     assert unread({f"{LOG}/shard-²": 3, shard_log_id(LOG, 1): 5}, {}, LOG) == {1: 5}
 
 
-@pytest.mark.xfail(strict=True, reason="red team: the console keeps any checkpoint as a shard's head, signed or not; "
-                                       "an unsigned one of size 10^12 makes refresh mark shard 1 read up to 10^12, so "
-                                       "its timeline never shows shard 1's later decisions")
 def test_the_console_takes_no_unsigned_checkpoint_for_a_shards_head():
     from services.console.serve import unread
     from services.console.view import ConsoleView
@@ -389,11 +358,6 @@ def test_the_console_takes_no_unsigned_checkpoint_for_a_shards_head():
 
 # --- audit.log's partition count ---------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="red team: a copy reads audit.log's partition count once, at start: given a "
-                                       "partition past it (partitions added to audit.log by hand), it runs that shard "
-                                       "with the old count — which audits nothing of its own — while copies started "
-                                       "since map the source partitions with the new count: partitions audited twice "
-                                       "or by no shard, and nothing says so")
 def test_a_copy_given_a_shard_past_the_count_it_read_stops_rather_than_run_it():
     from confluent_kafka import TopicPartition
     from services.auditor.shards import Shards
@@ -455,9 +419,6 @@ def test_auditor_lag_counts_an_erasure_a_shard_has_not_acted_on(monkeypatch):
     assert sum(shard_lag.auditor_lag(bus, ["audit.erasures", "outcomes"]).values()) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="red team: the witness sorts checkpoints by shard_of_log_id before any "
-                                       "signature check: the poison checkpoint raises in every batch, so the witness "
-                                       "co-signs nothing (not even the good heads beside it)")
 def test_the_witness_refuses_a_poison_checkpoint_and_cosigns_the_rest(tmp_path):
     from services.witness.adapters import WitnessState
     from services.witness.handlers import Witness
