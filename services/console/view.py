@@ -10,11 +10,13 @@ from typing import Callable
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.identities import IDENTITY_RECORDS, Identities
 from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory
+from services.domain import head_of_checkpoint, signature_problem
 
 LISTED = ("mlbus.TrainingRun", "mlbus.ApprovalSubmitted", "mlbus.DeploymentChanged", "mlbus.DriftReport",
           "mlbus.Alert", "mlbus.KpiObserved", "mlbus.AuditCheckpoint", "mlbus.DataBatch", "mlbus.DataValidated")
 RECORDS = (*INVENTORY_RECORDS, *IDENTITY_RECORDS, *LISTED)       # what the console follows
 KEPT_PER_LIST = 5_000          # the newest runs, drift reports, alerts and KPI observations kept in memory
+PENDING_HEADS = 1_000          # checkpoints signed by a key not declared yet, kept until it is (the oldest go first)
 
 
 @dataclass
@@ -30,6 +32,7 @@ class ConsoleView:
     head: dict | None = None                                     # the latest AuditCheckpoint (signed tree head)
     #                                                              of the log (of shard 0, in a sharded log)
     heads: dict[str, dict] = field(default_factory=dict)         # log id (a shard's) → its latest AuditCheckpoint
+    pending: list[dict] = field(default_factory=list, repr=False)  # checkpoints of a log-signer key not declared yet
     batches: dict[str, dict] = field(default_factory=dict)       # batch id → DataBatch
     validations: dict[str, dict] = field(default_factory=dict)   # batch id → DataValidated
     changes: int = 0                                             # bumped by every record folded in
@@ -42,10 +45,13 @@ class ConsoleView:
                 self.inventory.apply(record, value)
             elif record in IDENTITY_RECORDS:
                 self.identities.apply(record, value, at_ms)
+                pending, self.pending = self.pending, []
+                for checkpoint in pending:          # a log signer declared since: its heads count now
+                    self._checkpoint(checkpoint)
             elif record == "mlbus.DeploymentChanged":
                 self.deployments.apply(record, value)
             elif record == "mlbus.AuditCheckpoint":
-                self._signed(value)
+                self._checkpoint(value)
             elif record == "mlbus.DataBatch":
                 self.batches[value["batch_id"]] = value
             elif record == "mlbus.DataValidated":
@@ -62,6 +68,16 @@ class ConsoleView:
         for listener in list(self.listeners):
             listener(changes)
 
+    def _checkpoint(self, checkpoint: dict) -> None:
+        """A checkpoint is a head only once its signature holds under a declared log signer's key: anyone who may
+        write audit.checkpoints could otherwise claim a shard read up to any size (the timeline would then never
+        read that shard again). One of a key not declared yet waits for it (identities may be read after it)."""
+        holds = vouched(checkpoint, self.identities.log_signers())
+        if holds:
+            self._signed(checkpoint)
+        elif holds is None:
+            self.pending = self.pending[-(PENDING_HEADS - 1):] + [checkpoint]
+
     def _signed(self, checkpoint: dict) -> None:
         """A checkpoint kept as its shard's latest head (each shard of audit.log signs its own, under its log id);
         `head` is the log's own: shard 0's, whose log id is the others' prefix (`<log>/shard-k`)."""
@@ -76,3 +92,14 @@ class ConsoleView:
             return sum(h["sequence"] for h in self.heads.values())
 
     apply.timed = True          # type: ignore[attr-defined]  # identities need the broker's time
+
+
+def vouched(checkpoint: dict, log_signers: dict[str, bytes]) -> bool | None:
+    """Whether a checkpoint is a signed head whose signature holds under one of these keys (None: signed by a key
+    not among them, which may be declared later; False: unsigned, unreadable or forged)."""
+    signed = head_of_checkpoint(checkpoint, "audit.checkpoints").signed
+    if signed is None:
+        return False
+    if signed.key_id not in log_signers:
+        return None
+    return signature_problem(signed, log_signers) is None

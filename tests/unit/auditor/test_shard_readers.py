@@ -17,6 +17,7 @@ from services.console.serve import unread
 from services.console.view import ConsoleView
 from services.domain import Audited, Broken, ChainHead, Head, LogKey, ShardAt, Verified, cited, key_name
 from tests.unit.auditor.test_erasure import auditor, bus_without_broker, records_of, request
+from tests.unit.console.test_audit_reader import checkpoint, declared
 
 LOG = "t.audit.log"
 KEY = LogKey(Ed25519PrivateKey.generate())
@@ -128,9 +129,9 @@ def test_the_console_reads_each_shard_past_its_own_head_only():
 
 
 def test_the_consoles_head_is_the_logs_own_and_each_shard_keeps_its_newest():
-    view = ConsoleView()
+    view = declared(ConsoleView())
     for name, size in ((f"{LOG}/shard-1", 50), (LOG, 30), (f"{LOG}/shard-1", 40), (LOG, 35)):
-        view.apply("mlbus.AuditCheckpoint", {"log_id": name, "sequence": size})
+        view.apply("mlbus.AuditCheckpoint", checkpoint(name, size))
     assert view.head["sequence"] == 35 and view.heads[f"{LOG}/shard-1"]["sequence"] == 50
     assert view.signed_sizes() == 85
 

@@ -6,15 +6,31 @@ from __future__ import annotations
 from datetime import timedelta
 from types import SimpleNamespace
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from services.bus import Bus
 from services.console import serve
-from services.console.serve import AuditReader
+from services.console.serve import AuditReader, unread
 from services.console.view import ConsoleView
-from services.domain import EPOCH, Audited
-from tests.unit.console.test_pages import NOW, Explainer, console, logged_in  # noqa: F401
+from services.domain import EPOCH, Audited, LogKey
+from tests.unit.console.test_pages import Explainer, console, logged_in  # noqa: F401
 
 BUS = Bus.from_env({"MLBUS_NAMESPACE": "t."})
 LOG = "t.audit.log"
+KEY = LogKey(Ed25519PrivateKey.generate())
+
+
+def checkpoint(name: str, size: int, key: LogKey = KEY) -> dict:
+    """A checkpoint of this log id and size as the auditor signs one."""
+    head = key.sign(name, size, "ab" * 32, 1_764_244_800_000)
+    return {"sequence": size, "hash": "0" * 64, "checkpoint_at": 1, "log_id": name, "root_hash": head.root_hash,
+            "signed_at": head.timestamp, "key_id": head.key_id, "signature": head.signature}
+
+
+def declared(view: ConsoleView) -> ConsoleView:
+    """The view with KEY declared as a log signer (as the identities topic would say)."""
+    view.identities.log_signers = lambda: {KEY.key_id: KEY.public}   # type: ignore[method-assign]
+    return view
 
 
 def record(shard: int, sequence: int, at_s: int) -> dict:
@@ -42,11 +58,11 @@ def reader(monkeypatch, log: list[dict]) -> tuple[AuditReader, list]:
     monkeypatch.setattr(serve, "records_between", between)
     monkeypatch.setattr(serve, "audit_records", whole)
     monkeypatch.setattr(serve, "decoded", as_audited)
-    return AuditReader(BUS, SimpleNamespace(view=ConsoleView())), asked
+    return AuditReader(BUS, SimpleNamespace(view=declared(ConsoleView()))), asked
 
 
 def signed(audit: AuditReader, name: str, size: int) -> None:
-    audit.console.view.apply("mlbus.AuditCheckpoint", {"log_id": name, "sequence": size})
+    audit.console.view.apply("mlbus.AuditCheckpoint", checkpoint(name, size))
 
 
 def test_each_shard_is_read_past_its_own_head_only_and_the_timeline_merges_them_by_time(monkeypatch):
@@ -80,9 +96,9 @@ class ShardedExplainer(Explainer):
 def test_the_audit_page_shows_each_shards_head_the_broken_shard_and_records_by_place(console):  # noqa: F811
     app, _, people = console
     app.explainer = ShardedExplainer()
+    declared(app.view)
     for name, size in ((LOG, 30), (f"{LOG}/shard-1", 50), (f"{LOG}/shard-2", 40)):
-        app.view.apply("mlbus.AuditCheckpoint", {"log_id": name, "sequence": size, "root_hash": "ab" * 32,
-                                                 "signed_at": NOW, "key_id": "k"})
+        app.view.apply("mlbus.AuditCheckpoint", checkpoint(name, size))
     app.verification = {"intact": False, "first_bad_sequence": 41, "first_bad_shard": 2, "reason": "changed",
                         "shards": [{}, {}, {}]}
     client = logged_in(app, people["ana"])
@@ -90,3 +106,19 @@ def test_the_audit_page_shows_each_shards_head_the_broken_shard_and_records_by_p
     assert "Each shard's latest signed head" in page and f"{LOG}/shard-1</code>: tree size <b>50</b>" in page
     assert "BROKEN at shard 2, sequence 41: changed" in page
     assert "[audit #2:42]" in client.get("/audit", params={"request_id": "s-1"}).text
+
+
+def test_a_checkpoint_is_a_shards_head_only_once_its_signature_holds_under_a_declared_key():
+    view = ConsoleView()
+    forged = {**checkpoint(f"{LOG}/shard-1", 10**12), "signature": "A" * 86 + "=="}
+    view.apply("mlbus.AuditCheckpoint", checkpoint(LOG, 30))
+    view.apply("mlbus.AuditCheckpoint", forged)
+    view.apply("mlbus.AuditCheckpoint", {"log_id": f"{LOG}/shard-2", "sequence": 10**12, "hash": "0" * 64,
+                                         "checkpoint_at": 1})                       # unsigned: never a head
+    assert view.heads == {} and view.head is None and len(view.pending) == 2       # the signer is not declared yet
+    view.identities = SimpleNamespace(apply=lambda *args: None, log_signers=lambda: {KEY.key_id: KEY.public})
+    view.apply("mlbus.IdentityDeclared", {"key_id": KEY.key_id})                   # declared: checked again
+    assert view.heads == {LOG: checkpoint(LOG, 30)} and view.pending == []         # the forged one is dropped
+    other = LogKey(Ed25519PrivateKey.generate())                                    # a key never declared
+    view.apply("mlbus.AuditCheckpoint", checkpoint(f"{LOG}/shard-1", 10**12, other))
+    assert unread({name: head["sequence"] for name, head in view.heads.items()}, {}, LOG) == {0: 30}
