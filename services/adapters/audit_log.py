@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from services.domain import (NOT_AUDITED, Audited, Broken, ChainHead, EncodedWalk, Erasure, Head, LogKey, Verified,
                              entry_time, first_sequence, head_of_checkpoint, holding, key_name, misframed,
                              parse_line, personal_state, records_of, shard_log_id, shard_of_log_id, source_topic,
-                             unseal_value, verify_walk)
+                             subject_of, unseal_value, verify_walk)
 from services.bus.consumed import position
 from services.bus.context import Bus
 from services.bus.envelope import Event
@@ -92,11 +92,11 @@ def decoded(bus: Bus, records: Iterable[dict], keys: dict[str, bytes] | None = N
     if bus.schemas.resolver is None:
         bus.schemas.resolver = SchemasTopicResolver(bus)
     records = list(records)
-    erased = erasures(bus, records)
+    erased = placed_erasures(bus, records)
     sharded = sharded or any(entry.get("shard", 0) for entry in records)
     refused = False
     for entry in records:
-        record, value, personal, erasure = None, None, None, None
+        record, value, personal, erasure, erasure_shard = None, None, None, None, 0
         payload = entry["value"]
         sealed = entry.get("sealed")
         if sealed is not None:
@@ -107,7 +107,7 @@ def decoded(bus: Bus, records: Iterable[dict], keys: dict[str, bytes] | None = N
             # an erasure, by subject, deletes every shard's.
             key = keys.get(key_name(sealed["subject"], entry.get("shard", 0)))
             opened = unseal_value(sealed, key) if key else None
-            erasure = erased.get(sealed["subject"]) if opened is None else None
+            erasure, erasure_shard = erased.get(sealed["subject"], (None, 0)) if opened is None else (None, 0)
             personal = personal_state(opened is not None, erasure is not None, refused)
             payload = opened if opened is not None else payload
         if payload is not None and not entry["source_topic"].endswith(".dlq"):
@@ -119,7 +119,8 @@ def decoded(bus: Bus, records: Iterable[dict], keys: dict[str, bytes] | None = N
                 record, value = None, None          # the topic decides the type: a misplaced record folds nowhere
         hidden = personal_fields(bus, entry["source_topic"]) if personal == "redacted" else ()
         yield Audited(entry["sequence"], entry_time(entry), entry["source_topic"], entry["actor"], record, value,
-                      {**entry, "value": payload}, personal, erasure, hidden, entry.get("shard", 0), sharded)
+                      {**entry, "value": payload}, personal, erasure, hidden, entry.get("shard", 0), sharded,
+                      erasure_shard)
 
 
 def personal_fields(bus: Bus, source_topic: str) -> tuple[str, ...]:
@@ -166,8 +167,14 @@ def topic_error(bus: Bus, name: str, timeout_s: float = 30.0) -> KafkaError | No
 
 
 def erasures(bus: Bus, records: list[dict]) -> dict[str, Erasure]:
-    """The erasures the log records (signed by an admin, as the auditor verified), by subject."""
-    found: dict[str, Erasure] = {}
+    """The erasures the log records (signed by an admin, as the auditor verified), by the name the auditor gives
+    their subject (subject_of, as it names a message key: a long entity id by its digest)."""
+    return {subject: erasure for subject, (erasure, _) in placed_erasures(bus, records).items()}
+
+
+def placed_erasures(bus: Bus, records: list[dict]) -> dict[str, tuple[Erasure, int]]:
+    """erasures(), each with the shard its record is in (its audit_sequence counts in that shard's chain)."""
+    found: dict[str, tuple[Erasure, int]] = {}
     for entry in records:
         signed = "(signed, key" in entry["actor"] and not entry["actor"].startswith("unverified")
         if entry["source_topic"] != "audit.erasures" or entry["value"] is None or not signed:
@@ -176,8 +183,9 @@ def erasures(bus: Bus, records: list[dict]) -> dict[str, Erasure]:
             value = bus.schemas.decode(entry["value"], "mlbus.ErasureRequested")[1]
         except BadInput:
             continue
-        found[value["subject"]] = Erasure(value["subject"], entry["source_timestamp"], entry["actor"], value["reason"],
-                                          entry["sequence"])
+        found[subject_of(value["subject"].encode())] = (Erasure(
+            value["subject"], entry["source_timestamp"], entry["actor"], value["reason"], entry["sequence"]),
+            entry.get("shard", 0))
     return found
 
 

@@ -10,7 +10,7 @@ from services.bus.projections.deployments import Deployments
 from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory, inventory_from
 
 from .audit import EPOCH
-from .audited import Audited
+from .audited import Audited, place
 
 TRAFFIC = ("mlbus.InferenceRequest", "mlbus.Prediction", "mlbus.Outcome", "mlbus.KpiObserved",
            "mlbus.SchemaDefinition", "mlbus.DriftReport")
@@ -62,6 +62,9 @@ def cited(event: Audited | None) -> dict | None:
         found["personal_data"] = event.personal
     if event.erasure:
         found["erased"] = erased(event.erasure)
+        if event.sharded:
+            found["erased"] |= {"audit_shard": event.erasure_shard,
+                                "audit_place": place(event.erasure_shard, event.erasure.audit_sequence, True)}
     return found
 
 

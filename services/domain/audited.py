@@ -30,6 +30,7 @@ class Audited:
     hidden: tuple[str, ...] = ()  # the personal fields this reader sees blank ("*": the whole value)
     shard: int = 0                # audit.log's partition holding it: its sequence counts in that shard's chain
     sharded: bool = False         # the log has more than one shard: its places are written `shard:sequence`
+    erasure_shard: int = 0        # the shard of the record that erased its subject (erasure.audit_sequence's chain)
 
     @property
     def place(self) -> str:

@@ -16,7 +16,7 @@ from services.cli.audit_cmd import place_of, verdict_lines
 from services.console.serve import unread
 from services.console.view import ConsoleView
 from services.domain import Audited, Broken, ChainHead, Head, LogKey, ShardAt, Verified, cited, key_name
-from tests.unit.auditor.test_erasure import auditor, bus_without_broker, records_of, request
+from tests.unit.auditor.test_erasure import auditor, bus_without_broker, erasure, records_of, request
 from tests.unit.console.test_audit_reader import checkpoint, declared
 
 LOG = "t.audit.log"
@@ -149,3 +149,14 @@ def test_a_sealed_record_opens_with_the_key_of_the_shard_that_sealed_it(tmp_path
     assert sealed.personal == "sealed"
     [v1] = decoded(bus, [record], keys={"e1": key})                       # a v1 record: shard 0's key
     assert v1.personal == "readable" and v1.place == "1"
+
+
+def test_a_long_entity_ids_erasure_is_found_by_the_name_its_data_was_sealed_under(tmp_path):
+    bus = bus_without_broker()
+    long_id = "e" * 300                 # sealed under its digest's name (subject_of), erased by the id itself
+    audit = auditor(bus, tmp_path)
+    records = records_of(audit([request(bus, long_id, 0), erasure(bus, long_id, "lead", 1)]))
+    [sealed, erased] = decoded(bus, records, keys={})
+    assert sealed.entry["sealed"]["subject"].startswith("sha256:")
+    assert sealed.personal == "erased" and sealed.erasure.subject == long_id and erased.erasure is None
+    assert cited(sealed)["erased"]["audit_sequence"] == 2 and "audit_place" not in cited(sealed)["erased"]   # v1

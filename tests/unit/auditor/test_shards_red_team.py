@@ -293,9 +293,6 @@ def test_a_model_card_of_a_sharded_log_cites_records_by_their_place():
     assert "#2:4" in text and "[#4]" not in text and "#4." not in text
 
 
-@pytest.mark.xfail(strict=True, reason="red team: the erasure a cited record carries (answers.erased) names its "
-                                       "audit record by bare sequence: Erasure has no shard, so in a sharded log "
-                                       "`erased.audit_sequence` points into shard 0")
 def test_the_erasure_cited_with_a_record_of_a_sharded_log_names_its_place(tmp_path):
     from services.adapters import decoded
     from services.domain.answers import cited
