@@ -8,7 +8,7 @@ from services.bus import BadInput, Bus
 from services.bus.kafka import base_config, group_id
 from services.bus.errors import InfrastructureError
 from services.bus.logs import get_logger
-from services.domain import ChainHead, Frontier, head_of_checkpoint, leaf, shard_of_log_id
+from services.domain import ChainHead, combined_log_id, Frontier, head_of_checkpoint, leaf, shard_of_log_id
 from services.adapters import audit_records, checkpoints, data_keys, records_between
 
 from .decide import Log, resume_points
@@ -21,8 +21,10 @@ def read_log(bus: Bus, keys: dict[str, bytes], log_id: str, timeout_s: float = 3
     offset); without one (an empty log, one written before the Merkle tree, or every checkpoint refused), every
     record from the start, checked against each head this auditor signed. A forged checkpoint is refused loudly
     and never built on; a log that does not match a head this auditor signed stops it."""
-    # A sibling shard's checkpoints are its own to resume from (`log`: the whole log's name); any other is refused.
-    mine = [c for c in checkpoints(bus) if log is None or shard_of_log_id(log, c.get("log_id") or "") in (None, shard)]
+    # A sibling shard's checkpoints are its own to resume from, the combined ones no shard's (`log`: the whole log's
+    # name); any other is refused, loudly.
+    mine = [c for c in checkpoints(bus) if log is None or (
+        shard_of_log_id(log, c.get("log_id") or "") in (None, shard) and c.get("log_id") != combined_log_id(log))]
     verified, refused = resume_points(mine, keys, log_id)
     logger = get_logger(component="auditor")
     for checkpoint, problem in refused:

@@ -83,3 +83,17 @@ def test_shard_zero_signs_it_once_per_interval_and_only_when_a_shard_moved(tmp_p
     assert audit.tick() == []                                   # nothing moved
     audit.on_committed()
     assert {line for _, line in Anchor(tmp_path).lines(combined_log_id(LOG))} and audit.unanchored == []
+
+
+def test_a_shard_resumes_past_the_combined_checkpoints_without_refusing_them(monkeypatch):
+    """The combined heads on audit.checkpoints are no shard's to resume from, and no forgery either: read_log leaves
+    them out rather than log each as a refused checkpoint (it did, at every shard's start); another log's stay in."""
+    from services.auditor import adapters
+    combined = {"log_id": combined_log_id(LOG), "sequence": 3}
+    foreign, sibling = {"log_id": "another.log", "sequence": 1}, checkpoint(1, 4)
+    seen = []
+    monkeypatch.setattr(adapters, "checkpoints", lambda bus: [combined, foreign, sibling, checkpoint(0, 2)])
+    monkeypatch.setattr(adapters, "resume_points", lambda given, keys, log_id: seen.extend(given) or ([], []))
+    monkeypatch.setattr(adapters, "audit_records", lambda bus, shard: [])
+    adapters.read_log(None, KEYS, LOG, shard=0, log=LOG)
+    assert combined not in seen and sibling not in seen and foreign in seen and len(seen) == 2
