@@ -67,7 +67,7 @@ def main() -> None:
 
     if unserved := metrics.serve(bus.settings.observability.metrics_port, bus.settings.observability.metrics_host):
         print(unserved)
-    shards = Shards(bus, shard_runtime, bus.settings.runtime.instance)
+    shards = Shards(bus, shard_runtime, bus.settings.runtime.instance, retire=audit_metrics.forget)
     signal.signal(signal.SIGTERM, shards.stop)
     signal.signal(signal.SIGINT, shards.stop)
     shards.run()

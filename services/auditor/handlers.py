@@ -329,6 +329,15 @@ class AuditMetrics:
         self.signed_size = Gauge("mlbus_audit_signed_size", "Tree size of each shard's latest signed tree head",
                                  ["shard"], registry=registry)
 
+    def forget(self, shard: int) -> None:
+        """A shard this copy runs no more: its figures are the copy that runs it now's to report (a stale one
+        would read as a shard stuck behind)."""
+        for gauge in (self.sequence, self.signed_size):
+            try:
+                gauge.remove(str(shard))
+            except KeyError:
+                pass
+
 
 OVERSIZE_HEADER = "mlbus.audit.oversize"
 

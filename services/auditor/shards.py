@@ -40,9 +40,11 @@ class ShardFailed(RuntimeError):
 class Shards:
     """This copy's shards, started and stopped as the group assigns audit.log's partitions."""
 
-    def __init__(self, bus: Bus, make: Callable[[int, int], ServiceRuntime], instance: str):
+    def __init__(self, bus: Bus, make: Callable[[int, int], ServiceRuntime], instance: str,
+                 retire: Callable[[int], None] = lambda shard: None):
         self.bus = bus
         self.make = make                        # (shard, shards) → its runtime, not yet running
+        self.retire = retire                    # a shard stopped here: what the copy reports of it goes
         self.topic = bus.catalogue.physical("audit.log")
         self.running: dict[int, Running] = {}
         self.stopped: list[tuple[int, Running]] = []      # stopped since the loop last looked at them
@@ -129,6 +131,7 @@ class Shards:
         for shard, running in stopping:
             if running.thread is not None:
                 running.thread.join()
+            self.retire(shard)
             self.log.info("shard stopped", shard=shard)
         self.stopped += stopping
 

@@ -159,6 +159,8 @@ class ServiceRuntime:
             self.publisher.producer.flush(10)
             if self.offload:
                 self.offload.shutdown()
+            if self.config.task is not None:    # its partitions go with the task: the process reports them no more
+                self.metrics.consumed.forget(set(self.config.task.partitions))
             self.log.info("service stopped")
 
     def _announce_outputs(self) -> None:

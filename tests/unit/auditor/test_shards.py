@@ -107,3 +107,28 @@ def test_a_subject_never_names_another_shards_data_key(tmp_path, pager, key):
     names = [e.key for e in auditor(tmp_path, pager=pager)([message]) if getattr(e, "record", "") == "mlbus.DataKey"]
     assert names and all(name.startswith("sha256:") and subject_of_key(name) == (name, 0) for name in names)
     assert subject_of(key).startswith("sha256:")
+
+
+def test_a_shard_stopped_on_this_copy_is_reported_no_more():
+    """A moved shard's figures go with it: a stale sequence or position left on the copy it left would read as a
+    shard stuck behind (the audit-scale bench waited forever on one), so _stop retires it after its thread ends."""
+    from prometheus_client import CollectorRegistry
+    from services.auditor.handlers import AuditMetrics
+    from services.auditor.shards import Running, Shards
+    from services.bus.logs import get_logger
+
+    metrics = AuditMetrics(CollectorRegistry())
+    for shard in (0, 1):
+        metrics.sequence.labels(str(shard)).set(10)
+        metrics.signed_size.labels(str(shard)).set(10)
+
+    class Runtime:
+        def stop(self):
+            pass
+
+    copy = Shards.__new__(Shards)
+    copy.running, copy.stopped, copy.log, copy.retire = {1: Running(Runtime())}, [], get_logger(), metrics.forget
+    copy._stop([1])
+    shards = {s.labels["shard"] for family in metrics.sequence.collect() for s in family.samples}
+    assert shards == {"0"} and copy.running == {} and [s for s, _ in copy.stopped] == [1]
+    metrics.forget(7)                                   # a shard never reported: nothing to remove, no error
