@@ -1,8 +1,8 @@
 """The readers of a sharded audit.log on the real broker, through the CLI: `audit verify` walks every shard against
 its own heads and gives each shard's figures; a shard tampered with in a copy of the log is named with the sequence
 where it breaks; `audit prove SHARD:SEQUENCE` proves a record of shard 1 or 2 against that shard's head, and
-check-proof holds offline; explain names a prediction's record by its place `shard:sequence`; export and replay
-read every shard."""
+check-proof holds offline; explain names a prediction's record by its place `shard:sequence`; export, replay and
+rebuild-registry read every shard."""
 from __future__ import annotations
 
 import json
@@ -137,3 +137,5 @@ def test_verify_prove_and_explain_read_each_shard(sharded, bus_env, cli, tmp_pat
     assert sorted((e["shard"], e["sequence"]) for e in exported) == sorted((r["shard"], r["sequence"]) for r in records)
     replayed = cli("audit", "replay", "--until", datetime.now(timezone.utc).isoformat(), "--json")
     assert replayed.returncode == 0, replayed.stderr
+    rebuilt = cli("audit", "rebuild-registry")            # the registry's database from every shard's records
+    assert rebuilt.returncode == 0, rebuilt.stderr
