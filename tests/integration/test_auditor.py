@@ -128,14 +128,20 @@ def test_a_paused_twin_is_fenced_and_the_chain_does_not_fork(bus, bus_env, tmp_p
         first.send_signal(signal.SIGCONT)
         delivered += publish_events(bus, 3_000, "c")
         audited(bus, delivered)
-        first_exit = stop(first)          # its checkpoint on stop is its first write since the pause: fenced
+        first_exit = stop(first)
         records = audited(bus, delivered)
     finally:
         first.send_signal(signal.SIGCONT)
         stop(first)
         stop(second)
     assert_whole_chain(bus, records)
-    assert first_exit != 0 and "fenced by a newer instance" in (tmp_path / "first.log").read_text()
+    # Woken, the paused copy either wrote first — its shard's batch or head — and was fenced (it exits loudly), or
+    # heard first that its shard had moved and let it go without a write (it stops cleanly). Never both halves of
+    # a fork: the chain above is whole.
+    log = (tmp_path / "first.log").read_text()
+    fenced = first_exit != 0 and "fenced by a newer instance" in log
+    let_go = first_exit == 0 and '"shard stopped"' in log.split('"shard started"')[-1]
+    assert fenced or let_go, (first_exit, log[-3000:])
 
 
 def copy_log(bus, bus_env: dict, records: list[dict], namespace: str, checkpoints: list[dict] = ()) -> dict:
