@@ -12,10 +12,11 @@ from services.bus.context import Bus
 from services.bus.errors import BadInput
 
 from services.domain import (BLOCK, REDACTED, Head, ShardAt, TreeHead, Verified, anchor_problem, check_proof,
-                             consistency_proof, cosigned_beyond, erased, head_of_checkpoint, inclusion_proof,
-                             newest_head, pinned, shard_log_id, shard_of_log_id, signature_problem, split_view,
-                             witness_problem)
+                             combined_log_id, combined_of_checkpoint, combined_problem, consistency_proof,
+                             cosigned_beyond, erased, head_of_checkpoint, inclusion_proof, newest_head, parse_line,
+                             pinned, shard_log_id, shard_of_log_id, signature_problem, split_view, witness_problem)
 
+from .anchor import Anchor
 from .audit_log import (anchored_heads, audit_records, checkpoint_shard, checkpoints, decoded, kept_heads, log_id,
                         log_signers, records_between, shard_count, verify_log)
 from .witness_log import cosignatures, proof_tree, witness_keys
@@ -45,7 +46,45 @@ def verification(bus: Bus, extra_heads: list | None = None, extra_keys: dict[str
         pinned(witness_keys(bus), extra_witness_keys or {}), cosignatures(bus))
     reports = [shard_report(shard, shard_log_id(log, shard), *walk, keys,
                             partial(roots_problem, bus, shard, witness=witness)) for shard, walk in enumerate(walks)]
-    return whole_log(reports, log, bus.settings.audit.anchor, "pinned" if extra_keys else "declared")
+    verdict = whole_log(reports, log, bus.settings.audit.anchor, "pinned" if extra_keys else "declared")
+    if shards > 1:
+        shard_heads = [h.signed for walk in walks for h in walk[2] if h.signed is not None]
+        anchored = [line for _, line in Anchor(bus.settings.audit.anchor).lines(combined_log_id(log))]
+        verdict["combined"] = combined_report(checkpoints(bus), anchored, log, keys, shard_heads, shards)
+        if verdict["intact"] and verdict["combined"]["problem"]:
+            verdict.update(intact=False, reason=verdict["combined"]["problem"], caught_by="audit.checkpoints")
+    return verdict
+
+
+def combined_report(kept: list[dict], anchored: list[str], log: str, keys: dict[str, bytes],
+                    shard_heads: list[TreeHead], shards: int) -> dict:
+    """The signed checkpoints of every shard's head (`<log>/shards`), on audit.checkpoints and in the anchor: each
+    must be signed by a log key, list every shard once in order, hash to the root it signs and name, per shard, a
+    head that shard signed (services/domain/shard_heads.py); and each the anchor holds must be one on the topic
+    (a combined head rewritten on the topic is caught against the anchor). The first problem, if any."""
+    name = combined_log_id(log)
+    problem, found = None, []
+    for checkpoint in (c for c in kept if c.get("log_id") == name):
+        try:
+            combined = combined_of_checkpoint(checkpoint)
+        except (KeyError, TypeError, ValueError) as error:
+            problem = problem or f"a combined checkpoint on audit.checkpoints is malformed ({error})"
+            continue
+        found.append(combined.signed)
+        problem = problem or combined_problem(combined, log, keys, shard_heads, shards)
+    on_topic = {(h.tree_size, h.root_hash) for h in found}
+    for line in anchored:
+        try:
+            head = parse_line(line)
+        except ValueError as error:
+            problem = problem or f"the anchor of {name} holds a line that is no tree head: {error}"
+            continue
+        if (head.tree_size, head.root_hash) not in on_topic:
+            problem = problem or (f"the anchor holds a combined head (root {head.root_hash[:16]}…) that "
+                                  f"audit.checkpoints does not: the combined checkpoints were rewritten")
+    newest = max(found, key=lambda h: h.timestamp, default=None)
+    return {"log_id": name, "checkpoints": len(found), "anchored": len(anchored),
+            "newest_root": newest.root_hash if newest else None, "problem": problem}
 
 
 WALKERS = 4         # shards walked at once: each a reader and a walk, on a machine of a few cores

@@ -146,7 +146,12 @@ def verdict_lines(report: dict) -> list[str]:
         where = f"shard {failed['shard']}, sequence" if failed else "sequence"
         up_to = failed["verified_up_to"] if failed else report["verified_up_to"]
         lines = [f"BROKEN at {where} {report['first_bad_sequence']}: {report['reason']}{by} (verified up to {up_to})"]
-    return lines + [shard_line(s) for s in shards]
+    combined = report.get("combined")
+    together = [] if combined is None else [
+        f"  combined checkpoints ({combined['log_id']}): {combined['checkpoints']} on audit.checkpoints, "
+        f"{combined['anchored']} anchored, " + (f"PROBLEM: {combined['problem']}" if combined["problem"] else
+                                                 f"each holds (newest root {(combined['newest_root'] or '-')[:16]}…)")]
+    return lines + [shard_line(s) for s in shards] + together
 
 
 def shard_line(shard: dict) -> str:

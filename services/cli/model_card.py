@@ -39,12 +39,12 @@ def model_card(events: list[Audited], model: str, version: int, until: datetime 
     drift = [e for e in mine if e.record == "mlbus.DriftReport"]
     alerts = [e for e in mine if e.record == "mlbus.Alert" and e.value["severity"] != "info"]
     return {
-        "model": model, "version": version, "as_of": until, "audit_sequence": trained.sequence,
+        "model": model, "version": version, "as_of": until, **_cited(trained),
         "purpose": {**content(t.get("card_json")), "task": t["task"], "target": t["target"]},
         "training_data": [{"batch_id": e.value["batch_id"], "dataset": e.value["dataset"], "sha256": e.value["sha256"],
-                           "rows": e.value["rows"], "audit_sequence": e.sequence,
+                           "rows": e.value["rows"], **_cited(e),
                            "validation": next(({"contract": v.value["contract"], "passed": v.value["passed"],
-                                                "audit_sequence": v.sequence} for v in seen
+                                                **_cited(v)} for v in seen
                                                if v.record == "mlbus.DataValidated"
                                                and v.value["batch_id"] == e.value["batch_id"]), None)}
                           for e in seen if e.record == "mlbus.DataBatch" and e.value["batch_id"] in batches],
@@ -57,23 +57,23 @@ def model_card(events: list[Audited], model: str, version: int, until: datetime 
         "metrics": {"holdout": t["metrics"], "cross_validated": t["cv_metrics"] or {}},
         "fairness": content(t.get("fairness_json")) or NO_SENSITIVE,
         "importances": dict(sorted((t.get("importances") or {}).items(), key=lambda kv: -kv[1])) or NO_IMPORTANCES,
-        "governance": {"policies": [{**_plain(p.value), "audit_sequence": p.sequence} for p in policies],
+        "governance": {"policies": [{**_plain(p.value), **_cited(p)} for p in policies],
                        "decisions": [{"kind": d.value["kind"], "actor": d.value["actor"], "reason": d.value["reason"],
                                       "at": d.at, "policy_version": d.value["policy_version"],
                                       "evidence": content(d.value["evidence_json"]),
-                                      "audit_sequence": d.sequence} for d in decisions]},
+                                      **_cited(d)} for d in decisions]},
         "deployments": [{"deployment_id": d.value["deployment_id"], "phase": d.value["phase"],
                          "strategy": d.value["strategy"], "at": d.at, "actor": d.value["actor"],
                          "share": next(r["share"] for r in d.value["routes"] if r["version"] == version),
-                         "audit_sequence": d.sequence} for d in deployments],
+                         **_cited(d)} for d in deployments],
         "monitoring": {"windows": len(drift), "drifted_windows": sum(d.value["dataset_drift"] for d in drift),
                        "last_window": ({"window_id": drift[-1].value["window_id"],
                                         "drift_share": drift[-1].value["drift_share"],
                                         "performance": drift[-1].value["performance"],
-                                        "audit_sequence": drift[-1].sequence} if drift else None),
+                                        **_cited(drift[-1])} if drift else None),
                        "alerts": [{"kind": a.value["kind"], "severity": a.value["severity"],
                                    "message": a.value["message"],
-                                   "at": a.at, "audit_sequence": a.sequence} for a in alerts[-10:]]},
+                                   "at": a.at, **_cited(a)} for a in alerts[-10:]]},
     }
 
 
@@ -88,14 +88,14 @@ def markdown(card: dict) -> str:
     p, e, m, g = card["purpose"], card["estimator"], card["metrics"], card["governance"]
     lines = [f"# Model card: {card['model']} v{card['version']}",
              f"_From audit.log{' as of ' + str(card['as_of']) if card['as_of'] else ''}; trained at audit "
-             f"#{card['audit_sequence']}._", "", "## Purpose"]
+             f"#{_at(card)}._", "", "## Purpose"]
     lines += [f"- **{k.replace('_', ' ')}**: {p[k]}" for k in ("description", "owner", "intended_use", "limitations",
                                                                "risk_level") if p.get(k)] or ["- (the spec gave none)"]
     lines += [f"- **task**: {p['task']} of `{p['target']}`", "", "## Training data"]
     lines += [f"- batch `{b['batch_id']}` of {b['dataset']}: {b['rows']} rows, sha256 `{b['sha256']}` "
-              f"[#{b['audit_sequence']}]"
+              f"[#{_at(b)}]"
               + (f" — {'passed' if b['validation']['passed'] else 'FAILED'} {b['validation']['contract']} "
-                 f"[#{b['validation']['audit_sequence']}]" if b["validation"] else "") for b in card["training_data"]]
+                 f"[#{_at(b['validation'])}]" if b["validation"] else "") for b in card["training_data"]]
     lines += ["", "## Estimator",
               f"- {e['estimator']} `{json.dumps(e['hyperparameters'], sort_keys=True)}`, seed {e['seed']}",
               f"- features: {', '.join(e['features'])}" + (f" (categorical: {', '.join(e['categorical_features'])})"
@@ -116,13 +116,13 @@ def markdown(card: dict) -> str:
     lines += [f"- policy v{x['policy_version']} by {x['defined_by']}: metric {x['metric']}, "
               f"thresholds {x['thresholds']}"
               + (f", fairness limits {x['fairness']}" if x["fairness"] else "") + ", "
-              f"approvers {x['approvers'] or 'anyone'}, four-eyes {x['four_eyes']} [#{x['audit_sequence']}]"
+              f"approvers {x['approvers'] or 'anyone'}, four-eyes {x['four_eyes']} [#{_at(x)}]"
               for x in g["policies"]]
-    lines += [f"- {d['kind']} by {d['actor']}: {d['reason']} [#{d['audit_sequence']}]" for d in g["decisions"]]
+    lines += [f"- {d['kind']} by {d['actor']}: {d['reason']} [#{_at(d)}]" for d in g["decisions"]]
     lines += ["", "## Deployments"]
     lines += [f"- {d['at']:%Y-%m-%d %H:%M:%S} {d['strategy']} {d['phase']} ({d['share']:.0%} of traffic) "
               f"by {d['actor']} "
-              f"[#{d['audit_sequence']}]" for d in card["deployments"]] or ["- never deployed"]
+              f"[#{_at(d)}]" for d in card["deployments"]] or ["- never deployed"]
     mon = card["monitoring"]
     lines += ["", "## Drift and online performance",
               f"- {mon['windows']} windows judged, {mon['drifted_windows']} with dataset drift"]
@@ -130,8 +130,8 @@ def markdown(card: dict) -> str:
         last = mon["last_window"]
         lines.append(f"- last window {last['window_id']}: drift share {last['drift_share']:.0%}"
                      + "".join(f"; {x['variant']} {x['metric']} {x['value']:.4f} over {x['outcomes']} outcomes"
-                               for x in last["performance"]) + f" [#{last['audit_sequence']}]")
-    lines += [f"- [{a['severity']}] {a['kind']}: {a['message']} [#{a['audit_sequence']}]" for a in mon["alerts"]]
+                               for x in last["performance"]) + f" [#{_at(last)}]")
+    lines += [f"- [{a['severity']}] {a['kind']}: {a['message']} [#{_at(a)}]" for a in mon["alerts"]]
     return "\n".join(lines) + "\n"
 
 
@@ -157,3 +157,13 @@ def html(card: dict) -> str:
         "<!doctype html><meta charset=utf-8><title>Model card {{ c.model }} v{{ c.version }}</title>"
         "<pre style='white-space:pre-wrap;font:14px/1.5 system-ui'>{{ text }}</pre>")
     return page.render(c=card, text=markdown(card))
+
+
+def _cited(event) -> dict:
+    """Where a card's fact stands: its record's sequence, and in a sharded log its place (`shard:sequence`), which
+    is what `audit prove` takes (a bare sequence is shard 0's)."""
+    return {"audit_sequence": event.sequence, **({"audit_place": event.place} if event.sharded else {})}
+
+
+def _at(cited: dict) -> str:
+    return str(cited.get("audit_place", cited["audit_sequence"]))

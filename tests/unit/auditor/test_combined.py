@@ -97,3 +97,37 @@ def test_a_shard_resumes_past_the_combined_checkpoints_without_refusing_them(mon
     monkeypatch.setattr(adapters, "audit_records", lambda bus, shard: [])
     adapters.read_log(None, KEYS, LOG, shard=0, log=LOG)
     assert combined not in seen and sibling not in seen and foreign in seen and len(seen) == 2
+
+
+def verified_combined(*changes) -> dict:
+    """`audit verify`'s report on the combined checkpoints of a 3-shard log whose shard heads are signed, after
+    `changes` (callables on (checkpoint values on the topic, anchor lines))."""
+    from services.adapters.log_checks import combined_report
+    heads = {k: KEY.sign(shard_log_id(LOG, k), 4 + k, f"{k:064x}", 1_000) for k in range(3)}
+    sign = lambda size, root, at: KEY.sign(combined_log_id(LOG), size, root, at)    # noqa: E731
+    event, head = combined_event(shard_leaves(heads, 3), LOG, 2_000, sign)
+    _, value = BUS.schemas.decode(BUS.schemas.encode(event.record, event.value))
+    kept, anchored = [value], [head.line()]
+    for change in changes:
+        change(kept, anchored)
+    return combined_report(kept, anchored, LOG, KEYS, list(heads.values()), 3)
+
+
+def test_verify_accepts_the_combined_checkpoint_the_auditor_writes():
+    report = verified_combined()
+    assert report["problem"] is None and report["checkpoints"] == 1 and report["anchored"] == 1
+
+
+def test_verify_names_a_combined_checkpoint_that_does_not_hold():
+    def forged_leaf(kept, _):
+        kept[0]["shard_heads"][1]["tree_size"] = 99             # a head shard 1 never signed
+    def rewritten(kept, _):
+        kept[0] = {**kept[0], "root_hash": "ab" * 32}           # root no longer what was signed
+    def dropped(kept, _):
+        kept.clear()                                            # the anchor keeps what the topic lost
+    def junk(kept, _):
+        kept.append({"log_id": combined_log_id(LOG), "sequence": 3})
+    for change, words in ((forged_leaf, "hash to another"), (rewritten, "signature"),
+                          (dropped, "audit.checkpoints does not"), (junk, "malformed")):
+        problem = verified_combined(change)["problem"]
+        assert problem and words in problem, (change.__name__, problem)

@@ -281,9 +281,6 @@ def test_only_a_shards_own_spelling_of_a_key_name_is_its_key():
 
 # --- Readers that cite a record by its sequence alone ------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="red team: a model card cites each record by its bare sequence "
-                                       "(model_card.py), which in a sharded log is shard 0's number: `[#4]` names "
-                                       "another record than the card stands on")
 def test_a_model_card_of_a_sharded_log_cites_records_by_their_place():
     from services.cli.model_card import markdown, model_card
     from tests.unit.test_model_card import story
