@@ -83,20 +83,12 @@ class Auditor:
         key_events: list[Event | Forward] = []
         events, heads = [], []
         for own, run in self._runs(messages):
-            if not own:                 # an erasure topic another shard audits: in its place, between runs
+            if own:
+                sealed, signed = self._sealed(run, now, key_events)
+                events, heads = events + sealed, heads + signed
+            else:                       # an erasure topic another shard audits: in its place, between runs
                 for message in run:
                     self._observe(message, key_events)
-            elif self.pager is None:
-                crossings = [self._crossing(m, now, key_events) for m in run]
-                appended, signed = append(self.log_state, crossings, now, self.checkpoint_every, self.sign,
-                                          self.seal)
-                events += paged(appended, lambda r: self.bus.schemas.encode("mlbus.AuditRecord", r),
-                                self.page_prefix, self.log_name, self.page_records, shard=self.shard)
-                heads += signed
-            else:
-                appended, signed = self._paged(run, now, key_events)
-                events += appended
-                heads += signed
         events = key_events + events
         self._signed(heads)
         events += self.tick()
@@ -117,6 +109,16 @@ class Auditor:
             else:
                 runs.append((own, [message]))
         return runs
+
+    def _sealed(self, messages: list[Message], now: int, key_events: list) -> tuple[list[Event], list[TreeHead]]:
+        """A run of this shard's messages as pages (and the heads signed on the way): by the compiled pager, else
+        by append and paged, in Python."""
+        if self.pager is not None:
+            return self._paged(messages, now, key_events)
+        crossings = [self._crossing(m, now, key_events) for m in messages]
+        appended, signed = append(self.log_state, crossings, now, self.checkpoint_every, self.sign, self.seal)
+        return paged(appended, lambda r: self.bus.schemas.encode("mlbus.AuditRecord", r), self.page_prefix,
+                     self.log_name, self.page_records, shard=self.shard), signed
 
     def _paged(self, messages: list[Message], now: int, key_events: list) -> tuple[list[Event], list[TreeHead]]:
         """What append and paged do, with runs of messages sealed by the compiled pager straight into the page
