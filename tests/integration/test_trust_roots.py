@@ -11,11 +11,12 @@ import shutil
 import stat
 from pathlib import Path
 
-from services.bus import Publisher
+from services.bus import Bus, Publisher
 from services.domain import Frontier, LogKey, head_of_checkpoint
 from services.adapters import Anchor, audit_records, checkpoints, declare_witness_key, log_id
 from services.domain import verify_chain as verify
 from tests.integration.test_auditor import audited, publish_events, rewritten
+from services.bus.topics import TopicAdmin
 from tests.support.people import mlbus_cli, prepared_bus
 from tests.support.polling import wait_until
 from tests.support.processes import running
@@ -118,6 +119,8 @@ def test_a_history_rewritten_with_the_auditors_key_is_refused_by_the_witness(bus
     namespace = f"{bus_env['MLBUS_NAMESPACE']}rewrite."
     env = {**bus_env, "MLBUS_NAMESPACE": namespace, "MLBUS_AUDIT_LOG_ID": log_id(bus),
            "MLBUS_AUDIT_ANCHOR": str(tmp_path / "rewritten-anchor")}
+    # the copy of a v1 log is one too: its audit.log made with one partition before its other topics
+    TopicAdmin(Bus.from_env(env, principal="admin")).create_with_partitions("audit.log", 1)
     copy = prepared_bus(env)                             # its topics, ACLs and the auditor's key on its identities
     declare_witness_key(copy, bus.settings.audit.witness_dir)  # the same witness, its state kept: it co-signed the truth
     publisher = Publisher(copy, "tamper")
