@@ -119,10 +119,10 @@ def test_up_with_two_auditors_runs_every_shard_across_both_copies(sharded, bus_e
     bus = sharded
     cli = Cli({**bus_env, "MLBUS_METRICS_BASE_PORT": str(free_port())}, prepared=True)
     up = cli("up", "auditor", "--auditors", "2")
-    assert up.returncode == 0, up.stderr
-    assert "auditor: started" in up.stderr and "auditor-2: started" in up.stderr
-    assert "stand by" not in up.stderr           # three shards for two copies: none idle
-    try:
+    try:                    # `down` whatever fails: the copies must not outlive the test
+        assert up.returncode == 0, up.stderr
+        assert "auditor: started" in up.stderr and "auditor-2: started" in up.stderr
+        assert "stand by" not in up.stderr           # three shards for two copies: none idle
         publish_events(bus, 900, "u")
         rows = wait_until(lambda: (s := status(cli)) and all(s[c]["shards"] for c in ("auditor", "auditor-2")) and s,
                           timeout=120, message="both copies running shards")
@@ -148,9 +148,9 @@ def test_a_copy_beyond_the_shard_count_stands_by(bus, bus_env):
     """audit.log made with one partition: a second copy is a member of the group with no shard."""
     cli = Cli({**bus_env, "MLBUS_METRICS_BASE_PORT": str(free_port())}, prepared=True)
     up = cli("up", "auditor", "--auditors", "2")
-    assert up.returncode == 0, up.stderr
-    assert "audit.log has 1 shard(s): 1 of the 2 auditor copies stand by" in up.stderr
-    try:
+    try:                    # `down` whatever fails: the copies must not outlive the test
+        assert up.returncode == 0, up.stderr
+        assert "audit.log has 1 shard(s): 1 of the 2 auditor copies stand by" in up.stderr
         rows = wait_until(lambda: (s := status(cli)) and s["auditor-2"]["shards"] is not None
                           and len(s["auditor"]["shard_group"]["members"]) == 2 and s, timeout=120,
                           message="both copies members of the shards group")
