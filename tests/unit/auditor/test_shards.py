@@ -2,6 +2,8 @@
 keys, and that `topics apply` never changes how many there are."""
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -132,3 +134,22 @@ def test_a_shard_stopped_on_this_copy_is_reported_no_more():
     shards = {s.labels["shard"] for family in metrics.sequence.collect() for s in family.samples}
     assert shards == {"0"} and copy.running == {} and [s for s, _ in copy.stopped] == [1]
     metrics.forget(7)                                   # a shard never reported: nothing to remove, no error
+
+
+@settings(max_examples=500, derandomize=True)
+@given(suffix=st.text(max_size=30) | st.from_regex(r"[0-9]{1,12}", fullmatch=True),
+       subject=st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=20))
+def test_any_name_read_from_the_bus_names_at_most_one_shard_and_never_raises(suffix, subject):
+    """The class behind the red team's '<log>/shard-²' and 'ana\\0shard-١': whatever follows the shard prefix of a
+    log id or a data-key name (any Unicode digits, any length), reading it never raises, and it names a shard only
+    when it is that shard's one spelling — so no name is a second name of another's log or key."""
+    shard = shard_of_log_id(LOG_NAME, f"{LOG_NAME}/shard-{suffix}")
+    assert shard is None or (shard >= 1 and shard_log_id(LOG_NAME, shard) == f"{LOG_NAME}/shard-{suffix}")
+    owner_subject, owner = subject_of_key(f"{subject}\x00shard-{suffix}")
+    assert owner == 0 or key_name(owner_subject, owner) == f"{subject}\x00shard-{suffix}"
+    with contextlib.suppress(ValueError):
+        place = ShardAt.parse(f"{suffix}:{suffix}")
+        assert str(place) == f"{int(suffix)}:{int(suffix)}" and suffix.isascii()
+
+
+LOG_NAME = "t.audit.log"
