@@ -50,22 +50,24 @@ def unseal_value(sealed: dict, key: bytes) -> bytes | None:
 
 
 SUBJECT_CHARS = 256          # a subject longer than this, or not UTF-8, is named by its key's digest
+DIGEST_PREFIX = "sha256:"    # a subject named by its key's digest; no key's own text begins so
 
 
 def subject_of(key: bytes | None) -> str:
     """Whose personal data a message holds: its key (the entity id) as text — or, for a key that is not UTF-8, is
-    longer than SUBJECT_CHARS or holds a NUL, "sha256:" and the key's digest, so a subject stays an identifier of
-    bounded size (its data key's record on audit.keys and the sealed record in audit.log carry it) and never holds
-    the NUL that separates a subject from its shard in a data key's name (shards.key_name: a key "ana\0shard-1"
-    would otherwise name shard 1's key of ana, and overwrite it)."""
+    longer than SUBJECT_CHARS, holds a NUL or itself begins "sha256:", "sha256:" and the key's digest. So a subject
+    stays an identifier of bounded size (its data key's record on audit.keys and the sealed record in audit.log carry
+    it), never holds the NUL that separates a subject from its shard in a data key's name (shards.key_name), and
+    names one key only: a key spelling "sha256:<digest>" would otherwise share the data key of the key it digests
+    (erasing either erased both). A key's own text never begins "sha256:", every digest name does."""
     if not key:
         return ""
     try:
         text = key.decode("utf-8")
     except UnicodeDecodeError:
         text = None
-    if text is None or len(text) > SUBJECT_CHARS or "\x00" in text:
-        return "sha256:" + hashlib.sha256(key).hexdigest()
+    if text is None or len(text) > SUBJECT_CHARS or "\x00" in text or text.startswith(DIGEST_PREFIX):
+        return DIGEST_PREFIX + hashlib.sha256(key).hexdigest()
     return text
 
 

@@ -128,13 +128,18 @@ fn header(headers: &[(PyBackedStr, Option<PyBackedBytes>)], name: &str) -> Optio
         .map(|(_, v)| String::from_utf8_lossy(v.as_deref().unwrap_or_default()).chars().take(CLAIM_CHARS).collect())
 }
 
-/// erasure.subject_of: the key as text, or "sha256:" and its digest for a key not UTF-8, over SUBJECT_CHARS or
-/// holding a NUL (the separator of a shard's data key names).
+/// erasure.subject_of: the key as text, or "sha256:" and its digest for a key not UTF-8, over SUBJECT_CHARS,
+/// holding a NUL (the separator of a shard's data key names) or itself beginning "sha256:" (else it would name the
+/// data key of the key it digests).
 fn subject_of(key: Option<&[u8]>) -> String {
     match key {
         None | Some(b"") => String::new(),
         Some(key) => match std::str::from_utf8(key) {
-            Ok(text) if text.chars().count() <= SUBJECT_CHARS && !text.contains('\0') => text.to_string(),
+            Ok(text)
+                if text.chars().count() <= SUBJECT_CHARS && !text.contains('\0') && !text.starts_with("sha256:") =>
+            {
+                text.to_string()
+            }
             _ => format!("sha256:{}", hex_string(&sha256(&[key]))),
         },
     }
