@@ -15,13 +15,13 @@ from services.bus.kafka import base_config, group_id
 from services.bus.logs import configure_logging
 from services.bus.metrics import ServiceMetrics
 from services.bus.settings import ConfigError
-from services.domain import (combined_log_id, keys_of_shard, LogKey, shard_group, shard_log_id,
+from services.domain import (combined_log_id, keys_of_shard, LogKey, shard_group, shard_log_id, shard_partitions,
                              shard_transactional_id)
 from services.adapters import Anchor, audited_topics, log_id
 
 from .adapters import CheckpointTail, read_keys, read_log
 from .handlers import AuditMetrics, Auditor, Combine
-from .shards import Shards, shard_partitions
+from .shards import Shards
 
 
 def main() -> None:

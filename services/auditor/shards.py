@@ -19,7 +19,6 @@ from services.bus import Bus, ServiceRuntime
 from services.bus.kafka import consumer_config, group_id
 from services.bus.logs import get_logger
 from services.bus.settings import ConfigError
-from services.domain import owned, shard_of
 
 POLL_S = 0.5
 
@@ -135,11 +134,3 @@ class Shards:
             self.log.info("shard stopped", shard=shard)
         self.stopped += stopping
 
-
-def shard_partitions(partitions: list[tuple[str, int]], erasure_topics: set[str], shard: int,
-                     shards: int) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    """(what shard k audits, what it only reads for erasures): of every audited (catalogue topic, partition), its
-    own by shard_of, and the erasure topics' partitions another shard audits."""
-    mine = owned(partitions, shard, shards)
-    observed = sorted(p for p in partitions if p[0] in erasure_topics and shard_of(p[0], p[1], shards) != shard)
-    return mine, observed

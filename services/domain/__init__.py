@@ -60,7 +60,7 @@ _EXPORTS = {
     "anchor_problem": "trust", "split_view": "trust", "newest_head": "trust", "pinned": "trust",
     "shard_of": "shards", "owned": "shards", "shard_log_id": "shards", "shard_of_log_id": "shards",
     "key_name": "shards", "subject_of_key": "shards", "ShardAt": "shards", "keys_of_shard": "shards",
-    "shard_group": "shards", "shard_transactional_id": "shards",
+    "shard_group": "shards", "shard_transactional_id": "shards", "shard_partitions": "shards",
     "Audited": "audited", "NOT_AUDITED": "audited", "block_hashes": "audited", "head_of_checkpoint": "audited",
     "REDACTED": "audited", "personal_state": "audited", "entry_time": "audited", "holding": "audited",
     "alert": "alerts", "training_request": "alerts",
@@ -105,7 +105,7 @@ if TYPE_CHECKING:
     from .profile import profile_column, profile_frame, REFERENCE_SAMPLE
     from .proofs import check as check_proof, consistency as consistency_proof, inclusion as inclusion_proof
     from .shards import (key_name, keys_of_shard, owned, shard_group, shard_log_id, shard_of, shard_of_log_id,
-                         shard_transactional_id, ShardAt, subject_of_key)
+                         shard_partitions, shard_transactional_id, ShardAt, subject_of_key)
     from .serving import MISSING_CATEGORY, number_frame, predict, request_frame, snapshot_frame
     from .tree_head import key_id, LogKey, parse_line, public_pem, read_public_key, signature_problem, TreeHead
     from .trust import anchor_problem, newest as newest_head, pinned, split_view

@@ -42,6 +42,14 @@ def owned(partitions: Iterable[tuple[str, int]], shard: int, shards: int) -> lis
     return sorted(p for p in partitions if shard_of(p[0], p[1], shards) == shard)
 
 
+def shard_partitions(partitions: list[tuple[str, int]], erasure_topics: set[str], shard: int,
+                     shards: int) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """(what shard k audits, what it only reads for erasures): of every audited (catalogue topic, partition), its
+    own by shard_of, and the erasure topics' partitions another shard audits."""
+    mine = owned(partitions, shard, shards)
+    observed = sorted(p for p in partitions if p[0] in erasure_topics and shard_of(p[0], p[1], shards) != shard)
+    return mine, observed
+
 def shard_log_id(log: str, shard: int) -> str:
     """The name shard k's signed heads carry: the log's own for shard 0 (a v1 log's heads stay valid), else
     the log's name and `/shard-k`."""

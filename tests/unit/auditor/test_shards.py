@@ -7,11 +7,10 @@ import contextlib
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from services.auditor.shards import shard_partitions
 from services.bus.topics import ExistingTopic, plan_topics
 from services.bus.catalogue import load_catalogue
-from services.domain import (key_name, keys_of_shard, owned, shard_log_id, shard_of, shard_of_log_id, ShardAt,
-                             subject_of, subject_of_key)
+from services.domain import (key_name, keys_of_shard, owned, shard_log_id, shard_of, shard_of_log_id,
+                             shard_partitions, ShardAt, subject_of, subject_of_key)
 from tests.support.handlers import FakeMessage
 from tests.unit.auditor.test_pages import BUS, auditor, native
 from services.bus.settings import PROJECT_ROOT

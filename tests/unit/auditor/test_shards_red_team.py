@@ -4,8 +4,11 @@ xfail(strict) is a finding: it passes once the finding is fixed (and then strict
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.auditor.decide import Log
@@ -319,20 +322,70 @@ def audited_records(bus, events) -> list[dict]:
 
 # --- Subjects: one data key per entity ---------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="red team: subject_of is not injective: a UTF-8 key that spells "
-                                       "'sha256:<digest>' is the same subject as the key of that digest (non-UTF-8, "
-                                       "overlong or NUL-bearing), so two entities share one data key and erasing "
-                                       "either erases both")
 @pytest.mark.parametrize("pager", PAGERS)
 @pytest.mark.parametrize("victim", [b"\xff\xfe", b"a" * 300, b"ana\x00shard-1"])
 def test_two_message_keys_never_share_a_data_key(tmp_path, pager, victim):
-    import hashlib
+    """Was a finding: a UTF-8 key spelling 'sha256:<digest>' was the subject of the key it digests (non-UTF-8,
+    overlong or NUL-bearing), so two entities shared one data key and erasing either erased both."""
     bus = bus_without_broker()
     spelled = b"sha256:" + hashlib.sha256(victim).hexdigest().encode()
     messages = [request(bus, "x", 0), request(bus, "x", 1)]
     messages[0]._key, messages[1]._key = victim, spelled
     events = shard_auditor(bus, tmp_path, 1, pager)(messages)
     assert len(live_keys(events)) == 2
+
+
+def test_an_erasure_of_an_id_spelling_a_digest_deletes_only_that_ids_key(tmp_path):
+    """The erasure side of it: an admin asked to forget the entity 'sha256:<digest of ana\\0x>' erases that entity's
+    key, not the key of the entity the digest names."""
+    bus = bus_without_broker()
+    victim, hostile = b"ana\x00x", "sha256:" + hashlib.sha256(b"ana\x00x").hexdigest()
+    messages = [request(bus, "x", 0), request(bus, "x", 1)]
+    messages[0]._key, messages[1]._key = victim, hostile.encode()
+    audit = shard_auditor(bus, tmp_path, 0, False)
+    events = audit(messages) + audit([erasure(bus, hostile, "lead", 2)])
+    assert list(live_keys(events)) == [subject_of(victim)]
+
+
+message_keys = st.one_of(st.binary(max_size=40), st.text(max_size=30).map(str.encode),
+                         st.text(min_size=250, max_size=260).map(str.encode),
+                         st.binary(max_size=12).map(lambda k: b"sha256:" + k),
+                         st.binary(max_size=20).map(lambda k: b"sha256:" + hashlib.sha256(k).hexdigest().encode()))
+
+
+def spelled_digests(keys: list[bytes]) -> list[bytes]:
+    """The keys and, for each, the key that spells its digest name (the hostile twin the finding used)."""
+    return keys + [b"sha256:" + hashlib.sha256(k).hexdigest().encode() for k in keys]
+
+
+@settings(max_examples=500, derandomize=True)
+@given(st.lists(message_keys, min_size=1, max_size=8, unique=True), st.integers(0, 3))
+def test_every_message_key_has_one_subject_and_no_two_keys_share_one(keys, shard):
+    """The class behind the finding: subject_of is injective (no two distinct keys, however spelled, share a subject,
+    so none shares a data key in any shard), and a subject is a name audit.keys can carry (no NUL, bounded)."""
+    keys = list(dict.fromkeys(spelled_digests(keys)))
+    subjects = [subject_of(k) for k in keys]
+    assert len(set(subjects)) == len(keys)
+    assert all("\x00" not in s and len(s) <= 256 and subject_of_key(key_name(s, shard)) == (s, shard)
+               for s in subjects)
+
+
+@pytest.mark.skipif(native is None, reason="services/native is not built")
+@settings(max_examples=60, derandomize=True, deadline=None)
+@given(st.lists(message_keys, min_size=1, max_size=5, unique=True))
+def test_the_compiled_pager_names_every_key_as_the_python_path_does(keys):
+    """The compiled and the Python path give each message key the same subject, so the same data key names."""
+    import tempfile
+    bus = bus_without_broker()
+    keys = list(dict.fromkeys(spelled_digests(keys)))
+    named = []
+    for pager in (True, False):
+        messages = [request(bus, "x", i) for i in range(len(keys))]
+        for message, key in zip(messages, keys):
+            message._key = key
+        with tempfile.TemporaryDirectory() as anchor:
+            named.append(sorted(live_keys(shard_auditor(bus, Path(anchor), 2, pager)(messages))))
+    assert named[0] == named[1] == sorted({key_name(subject_of(k), 2) for k in keys})
 
 
 def test_the_consoles_refresh_survives_a_poison_checkpoint():
@@ -377,15 +430,14 @@ def test_a_copy_given_a_shard_past_the_count_it_read_stops_rather_than_run_it():
 
 # --- auditor_lag ---------------------------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="red team: auditor_lag counts each partition in its owner's group only; an "
-                                       "erasure partition another shard has not read yet (its key of the subject still "
-                                       "live) counts as no lag, so 'drained' does not mean 'erased everywhere'")
-def test_auditor_lag_counts_an_erasure_a_shard_has_not_acted_on(monkeypatch):
+def lag_with(monkeypatch, sizes: dict[str, int], behind: dict[tuple[int, str, int], int]) -> dict[str, int]:
+    """auditor_lag over a broker whose topics have `sizes` partitions (audit.log's: the shards) and where shard k's
+    group is `behind[k, topic, partition]` messages short of a partition's end (0 when not given)."""
     import services.adapters.shard_lag as shard_lag
-    from services.domain import shard_group, shard_of
+    from services.domain import shard_group
     bus = bus_without_broker()
-    sizes = {"audit.log": 3, "audit.erasures": 1, "outcomes": 3}
     physical = {bus.catalogue.physical(t): n for t, n in sizes.items()}
+    groups = {shard_group("t.mlbus.auditor", k): k for k in range(sizes["audit.log"])}
 
     class Listed:
         def __init__(self, n):
@@ -397,20 +449,43 @@ def test_auditor_lag_counts_an_erasure_a_shard_has_not_acted_on(monkeypatch):
             return type("Metadata", (), {"topics": {t: Listed(n) for t, n in physical.items()}})()
         def close(self): pass
 
-    erasure_owner = shard_of("audit.erasures", 0, 3)
-    behind = {(shard_group("t.mlbus.auditor", k), "audit.erasures", 0): 0 if k == erasure_owner else 1
-              for k in range(3)}         # the owner has audited the erasure; the two others have not read it yet
-
     def consumer_lag(bus, group, topics, only=None):
         lag = {t: 0 for t in topics}
         for topic, partition in only if only is not None else []:
-            lag[topic] += behind.get((group, topic, partition), 0)
+            lag[topic] += behind.get((groups[group], topic, partition), 0)
         return lag
 
     monkeypatch.setattr(shard_lag, "Consumer", Consumer)
     monkeypatch.setattr(shard_lag, "base_config", lambda settings: {})
     monkeypatch.setattr(shard_lag, "consumer_lag", consumer_lag)
-    assert sum(shard_lag.auditor_lag(bus, ["audit.erasures", "outcomes"]).values()) == 2
+    return shard_lag.auditor_lag(bus, [t for t in sizes if t != "audit.log"])
+
+
+def test_auditor_lag_counts_an_erasure_a_shard_has_not_acted_on(monkeypatch):
+    """Was a finding: each partition counted in its owner's group only, so an erasure partition another shard had not
+    read yet (its key of the subject still live) counted as no lag: 'drained' did not mean 'erased everywhere'."""
+    from services.domain import shard_of
+    owner = shard_of("audit.erasures", 0, 3)
+    behind = {(k, "audit.erasures", 0): 0 if k == owner else 1 for k in range(3)}   # the owner has audited it
+    assert sum(lag_with(monkeypatch, {"audit.log": 3, "audit.erasures": 1, "outcomes": 3}, behind).values()) == 2
+
+
+@settings(max_examples=300, derandomize=True)
+@given(st.integers(1, 4), st.integers(1, 3), st.integers(1, 4), st.data())
+def test_the_auditor_reads_as_drained_only_when_every_shard_reading_a_partition_has_passed_its_end(
+        shards, erasure_partitions, outcome_partitions, data):
+    """The class: auditor_lag is 0 exactly when every shard that reads a partition — its owner, and for an erasure
+    topic every shard (each deletes its own key) — has committed to its end; and then nothing was left out."""
+    from services.domain import shard_of
+    sizes = {"audit.log": shards, "audit.erasures": erasure_partitions, "outcomes": outcome_partitions}
+    readers = {(t, p): range(shards) if t == "audit.erasures" else [shard_of(t, p, shards)]
+               for t, n in sizes.items() if t != "audit.log" for p in range(n)}
+    behind = {(k, t, p): data.draw(st.integers(0, 2)) for (t, p), ks in readers.items() for k in range(shards)}
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        lag = lag_with(monkeypatch, sizes, behind)
+    unread = sum(behind[k, t, p] for (t, p), ks in readers.items() for k in ks)
+    assert sum(lag.values()) == unread and (unread == 0) == all(
+        behind[k, t, p] == 0 for (t, p), ks in readers.items() for k in ks)
 
 
 def test_the_witness_refuses_a_poison_checkpoint_and_cosigns_the_rest(tmp_path):
