@@ -1,0 +1,79 @@
+"""mlbus k8s render: topics.yaml, the principals' ACLs and the services as a kustomize base for a cluster with
+Strimzi and KEDA (no broker, no cluster needed: it only writes files)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from services.bus.access import ROLES
+from services.bus.catalogue import load_catalogue
+from services.bus.settings import ConfigError, Settings
+from services.bus.supervision import SERVICES
+
+from .k8s.render import Base, render, workloads
+from .k8s.target import Target
+from .output import info, print_json
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    k8s = commands.add_parser("k8s", help="Kubernetes manifests for a cluster with Strimzi and KEDA")
+    sub = k8s.add_subparsers(dest="k8s_command", required=True)
+    found = sub.add_parser("render", help="write a kustomize base: a KafkaTopic per topic, a KafkaUser per "
+                                          "principal with the ACLs of `mlbus acl plan`, each service's Deployment "
+                                          "and Secret, NetworkPolicies, KEDA ScaledObjects (no broker needed)")
+    found.add_argument("--namespace", default="mlbus", help="Kubernetes namespace (default mlbus)")
+    found.add_argument("--out", type=Path, default=Path("k8s"), help="directory to write (default ./k8s)")
+    found.add_argument("--cluster", default="mlbus", help="the Strimzi Kafka resource's name (default mlbus)")
+    found.add_argument("--image", default="mlbus:latest", help="the services' image, built from "
+                                                               "compose/Dockerfile (default mlbus:latest)")
+    found.add_argument("--replication", type=int, default=None,
+                       help="replicas of every topic (default MLBUS_REPLICATION, else topics.yaml's)")
+    found.add_argument("--person", action="append", default=[], type=person, metavar="NAME=ROLE[,ROLE]",
+                       help="also a KafkaUser for this person, with their roles' ACLs (repeatable)")
+    found.add_argument("--json", action="store_true", help="print the files written and their kinds as JSON")
+    found.set_defaults(run=render_command, offline=True)
+
+
+def person(text: str) -> tuple[str, list[str]]:
+    """--person ana=approver,viewer → (ana, [approver, viewer])."""
+    name, _, roles = text.partition("=")
+    wanted = [r for r in roles.split(",") if r]
+    if not name or not wanted or set(wanted) - set(ROLES):
+        raise argparse.ArgumentTypeError(f"{text!r}: NAME=ROLE[,ROLE], roles among {', '.join(ROLES)}")
+    return name, wanted
+
+
+def render_command(_bus: None, args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    if args.replication is not None and args.replication < 1:
+        raise ConfigError(f"--replication {args.replication}: a topic needs one replica at least")
+    catalogue = load_catalogue(settings.storage.topics_file, settings.connection.namespace,
+                               args.replication or settings.connection.replication)
+    target = Target(args.namespace, args.cluster, args.image, settings.connection.namespace)
+    base = render(catalogue, dict(args.person), workloads(SERVICES), target)
+    write_base(base, args.out)
+    kinds = {name: sorted({m["kind"] for m in manifests}) for name, manifests in base.files.items()}
+    if args.json:
+        print_json({"out": str(args.out), "files": kinds, "secret_files": secret_files(base)})
+        return 0
+    for name, found in kinds.items():
+        print(f"{args.out / name}: {', '.join(found)}")
+    info(f"put these files under {args.out} before `kubectl apply -k {args.out}` (kustomize refuses to build "
+         f"without them): {', '.join(secret_files(base))}")
+    return 0
+
+
+def write_base(base: Base, out: Path) -> None:
+    """Each file of the base and kustomization.yaml; secrets/ (what the person applying it adds) is left alone."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, manifests in base.files.items():
+        (out / name).write_text(yaml.safe_dump_all(manifests, sort_keys=False))
+    (out / "kustomization.yaml").write_text(yaml.safe_dump(base.kustomization, sort_keys=False))
+
+
+def secret_files(base: Base) -> list[str]:
+    """The key files the Secrets are made of, relative to the base (secrets/<service>/<file>)."""
+    return [entry.partition("=")[2] for generator in base.kustomization["secretGenerator"]
+            for entry in generator["files"]]
