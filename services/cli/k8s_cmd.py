@@ -7,8 +7,11 @@ from pathlib import Path
 
 import yaml
 
+from services.adapters import declare_log_key
 from services.bus.access import ROLES
 from services.bus.catalogue import load_catalogue
+from services.bus.context import Bus
+from services.bus.publish import announce_all
 from services.bus.settings import ConfigError, Settings
 from services.bus.supervision import SERVICES
 
@@ -34,6 +37,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="also a KafkaUser for this person, with their roles' ACLs (repeatable)")
     found.add_argument("--json", action="store_true", help="print the files written and their kinds as JSON")
     found.set_defaults(run=render_command, offline=True)
+    prepare = sub.add_parser("prepare", help="(admin, once per cluster) declare the auditor's signing key (made at "
+                                             "MLBUS_AUDIT_KEY if missing) and announce every schema: what `acl "
+                                             "apply` does besides users and ACLs, which Strimzi's operators own "
+                                             "there (never run `acl apply` against them: it resets passwords)")
+    prepare.set_defaults(run=prepare_command)
 
 
 def person(text: str) -> tuple[str, list[str]]:
@@ -62,6 +70,14 @@ def render_command(_bus: None, args: argparse.Namespace) -> int:
         print(f"{args.out / name}: {', '.join(found)}")
     info(f"put these files under {args.out} before `kubectl apply -k {args.out}` (kustomize refuses to build "
          f"without them): {', '.join(secret_files(base))}")
+    return 0
+
+
+def prepare_command(bus: Bus, _args: argparse.Namespace) -> int:
+    key = declare_log_key(bus)
+    announce_all(bus)
+    info(f"audit log signing key {key.key_id} declared (its seed: {bus.settings.audit.key}, the auditor's "
+         f"secrets/auditor/auditor.ed25519); schemas announced")
     return 0
 
 

@@ -59,7 +59,7 @@ def render(catalogue: Catalogue, people: Mapping[str, list[str]], services: list
     files = {
         "kafka-topics.yaml": [kafka_topic(catalogue, t, target) for t in catalogue],
         "kafka-users.yaml": [kafka_user(p, {g for g in grants if g.principal == p}, target) for p in principals],
-        "services.yaml": [deployment(w, target) for w in services],
+        "deployments.yaml": [deployment(w, target) for w in services],
         "storage.yaml": claims(services),
         "network.yaml": [*network_policies(target), *([console_service(target)]
                                                       if any(w.name == "console" for w in services) else [])],
