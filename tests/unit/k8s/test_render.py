@@ -11,7 +11,7 @@ import pytest
 from services.bus import Bus, Settings
 from services.bus.access import service_principals
 from services.bus.supervision import SERVICES
-from services.cli import acl_cmd
+from services.cli import acl_cmd, k8s_cmd
 from services.cli.k8s.render import render, workloads
 from services.cli.k8s.strimzi import PATTERN_TYPES, RESOURCE_TYPES
 from services.cli.k8s.target import Target, resource_name
@@ -146,3 +146,12 @@ def test_names_and_people_arguments():
             person(wrong)
     assert BASE.kustomization["namespace"] == "mlbus-test" and set(BASE.kustomization["resources"]) == set(
         BASE.files)
+
+
+def test_prepare_declares_the_auditors_key_and_announces_the_schemas_as_admin(monkeypatch):
+    done = []
+    monkeypatch.setattr(k8s_cmd, "declare_log_key", lambda bus: done.append("key") or SimpleNamespace(key_id="k1"))
+    monkeypatch.setattr(k8s_cmd, "announce_all", lambda bus: done.append("schemas"))
+    bus = SimpleNamespace(settings=SimpleNamespace(audit=SimpleNamespace(key="/keys/auditor.ed25519")))
+    assert k8s_cmd.prepare_command(bus, argparse.Namespace()) == 0
+    assert done == ["key", "schemas"]

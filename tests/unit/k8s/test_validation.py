@@ -102,3 +102,13 @@ def check_crd(kind: str, schema: str, documents: list[dict], directory: Path) ->
         paths[-1].write_text(json.dumps(document))
     return run(sys.executable, PROJECT_ROOT / "tests" / "support" / "crd_check.py", "--schemafile", CRDS / schema,
                *paths)
+
+
+def test_rendering_again_leaves_the_key_files_and_says_what_it_wrote(base, built, capsys):
+    key = base / "secrets" / "auditor" / "auditor.ed25519"
+    assert key.exists()
+    assert main(["k8s", "render", "--out", str(base), "--namespace", "mlbus-test", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert key.read_text() == "not a secret: a test's stand-in\n"
+    assert report["files"]["kafka-users.yaml"] == ["KafkaUser"]
+    assert "secrets/auditor/auditor.ed25519" in report["secret_files"]
