@@ -100,8 +100,7 @@ def check_crd(kind: str, schema: str, documents: list[dict], directory: Path) ->
     for number, document in enumerate(documents):
         paths.append(directory / f"{kind}-{number}.json")
         paths[-1].write_text(json.dumps(document))
-    return run(sys.executable, PROJECT_ROOT / "tests" / "support" / "crd_check.py", "--schemafile", CRDS / schema,
-               *paths)
+    return run(Path(sys.executable).parent / "check-jsonschema", "--schemafile", CRDS / schema, *paths)
 
 
 def test_rendering_again_leaves_the_key_files_and_says_what_it_wrote(base, built, capsys):
