@@ -25,7 +25,7 @@ _EXPORTS = {
     "checkpoints": "audit_log", "data_keys": "audit_log", "declare_log_key": "audit_log", "decoded": "audit_log",
     "erasures": "audit_log", "kept_heads": "audit_log", "keys_refused": "audit_log", "log_id": "audit_log",
     "log_signers": "audit_log", "records_between": "audit_log", "verify_log": "audit_log",
-    "shard_count": "audit_log",
+    "shard_count": "audit_log", "committed_chain_hash": "audit_log",
     "verification": "log_checks", "audit_proof": "log_checks", "audit_export": "log_checks",
     "cosignatures": "witness_log", "witness_keys": "witness_log", "declare_witness_key": "witness_log",
     "proof_tree": "witness_log", "newest_cosigned": "witness_log",
@@ -45,9 +45,9 @@ __all__ = sorted(_EXPORTS)  # noqa: PLE0605 (a list: sorted() of the names expor
 if TYPE_CHECKING:
     from .anchor import Anchor, AnchorError
     from .artifacts import ArtifactStore, save_model
-    from .audit_log import (anchored_heads, audit_records, audited_topics, checkpoints, data_keys, declare_log_key,
-                            decoded, erasures, kept_heads, keys_refused, log_id, log_signers, records_between,
-                            shard_count, verify_log)
+    from .audit_log import (anchored_heads, audit_records, audited_topics, checkpoints, committed_chain_hash, data_keys,
+                            declare_log_key, decoded, erasures, kept_heads, keys_refused, log_id, log_signers,
+                            records_between, shard_count, verify_log)
     from .blobs import BlobStore, DataFileError, local_path
     from .datasets import publish_batch
     from .datastore import count_rows, file_format, sha256_file, Snapshot, SnapshotStore, store_snapshot

@@ -266,6 +266,13 @@ def log_signers(bus: Bus) -> dict[str, bytes]:
     return read_identities(bus).log_signers()
 
 
+def committed_chain_hash(bus: Bus, shard: int, sequence: int) -> str | None:
+    """The chain hash of a shard's committed record at `sequence` (None when the log holds none there): what a head
+    bound to its chain hash is checked against (audited.committed_problem). A few fetches (records_between)."""
+    found = records_between(bus, sequence, sequence, shard=shard) if sequence > 0 else []
+    return found[0]["hash"] if found and found[0]["sequence"] == sequence else None
+
+
 def records_between(bus: Bus, first: int, last: int | None = None, timeout_s: float = 30.0,
                     shard: int = 0) -> list[dict]:
     """A shard's committed records with first ≤ sequence ≤ last (last=None: to its end when called), read by

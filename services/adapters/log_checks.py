@@ -48,7 +48,10 @@ def verification(bus: Bus, extra_heads: list | None = None, extra_keys: dict[str
                             partial(roots_problem, bus, shard, witness=witness)) for shard, walk in enumerate(walks)]
     verdict = whole_log(reports, log, bus.settings.audit.anchor, "pinned" if extra_keys else "declared")
     if shards > 1:
-        shard_heads = [h.signed for walk in walks for h in walk[2] if h.signed is not None]
+        # Only heads the shard's walk matched against its records: a head on audit.checkpoints the log does not hold (an
+        # aborted transaction's, republished) is its shard's problem, and vouches for no combined head.
+        shard_heads = [h.signed for walk in walks for h in walk[2] if h.signed is not None
+                       and (walk[3].broken is None or h.tree_size < walk[3].broken.sequence)]
         anchored = [line for _, line in Anchor(bus.settings.audit.anchor).lines(combined_log_id(log))]
         verdict["combined"] = combined_report(checkpoints(bus), anchored, log, keys, shard_heads, shards)
         if verdict["intact"] and verdict["combined"]["problem"]:

@@ -17,7 +17,7 @@ from services.bus.metrics import ServiceMetrics
 from services.bus.settings import ConfigError
 from services.domain import (combined_log_id, keys_of_shard, LogKey, shard_group, shard_log_id, shard_partitions,
                              shard_transactional_id)
-from services.adapters import Anchor, audited_topics, log_id
+from services.adapters import Anchor, audited_topics, committed_chain_hash, log_id
 
 from .adapters import CheckpointTail, read_keys, read_log
 from .handlers import AuditMetrics, Auditor, Combine
@@ -48,11 +48,13 @@ def main() -> None:
         shard_log = shard_log_id(log_name, shard)
         combine = None if shard != 0 or shards == 1 else Combine(
             CheckpointTail(bus), log_name, shards, own,
-            lambda size, root, at: key.sign(combined_log_id(log_name), size, root, at))
+            lambda size, root, at: key.sign(combined_log_id(log_name), size, root, at),
+            lambda k, sequence: committed_chain_hash(bus, k, sequence))
         auditor = Auditor(bus, lambda: read_log(bus, own, shard_log, shard=shard, log=log_name),
                           lambda size, root, at: key.sign(shard_log, size, root, at), Anchor(bus.settings.audit.anchor),
                           act_verifier(bus), lambda: keys_of_shard(read_keys(bus), shard), shard=shard,
-                          observed=frozenset((bus.catalogue.physical(t), p) for t, p in observed), combine=combine)
+                          observed=frozenset((bus.catalogue.physical(t), p) for t, p in observed), combine=combine,
+                          bind=key.bind)
         auditor.metrics = audit_metrics
         task = Task(f"shard-{shard}", tuple(mine + observed), shard_group(base, shard),
                     shard_transactional_id(base, shard))

@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from services.bus import Event, derive_id
-from services.domain import (BLOCK, ChainHead, CombinedHead, combined_checkpoint, combined_root, Frontier,
-                             growing_frontier, head_of_checkpoint, key_name, parse_line, ProofError, python_seal, Seal,
-                             shard_of_log_id, ShardHead, signature_problem, TreeHead)
+from services.domain import (BLOCK, chain_problem, ChainHead, CombinedHead, combined_checkpoint, combined_root,
+                             committed_problem, Frontier, growing_frontier, head_of_checkpoint, key_name, parse_line,
+                             ProofError, python_seal, Seal, shard_of_log_id, ShardHead, signature_problem, TreeHead)
 from services.bus.signing import Verdict
 
 Sign = Callable[[int, str, int], TreeHead]      # (tree size, root hex, time ms) → the auditor's signed head
+Bind = Callable[[TreeHead, str], str]           # (a head it signed, the chain's hash at its size) → chain signature
 
 
 @dataclass(frozen=True)
@@ -94,10 +95,10 @@ class Log:
 
 
 def append(log: Log, crossings: list[Crossing], now_ms: int, checkpoint_every: int,
-           sign: Sign, seal: Seal = python_seal) -> tuple[list[Event], list[TreeHead]]:
+           sign: Sign, seal: Seal = python_seal, bind: Bind | None = None) -> tuple[list[Event], list[TreeHead]]:
     """Seal each crossing onto the chain and the tree (`log` moves on); the events to publish (records,
     checkpoints) and the signed heads among them, for the anchor once they are committed. `seal` may encode
-    the record as it seals it (compiled_seal)."""
+    the record as it seals it (compiled_seal); `bind` signs each head's chain hash (checkpoint)."""
     events, heads = [], []
     for crossing in crossings:
         record, leaf, encoded = seal(audit_record(crossing, log.head.sequence + 1, now_ms), log.head.hash)
@@ -105,7 +106,7 @@ def append(log: Log, crossings: list[Crossing], now_ms: int, checkpoint_every: i
         events.append(Event("mlbus.AuditRecord", record, key=crossing.topic, encoded=encoded,
                             id=derive_id("audit", crossing.topic, crossing.partition, crossing.offset)))
         if checkpoint_every and log.head.sequence % checkpoint_every == 0:
-            event, signed = checkpoint(log, now_ms, sign)
+            event, signed = checkpoint(log, now_ms, sign, bind)
             events.append(event)
             heads.append(signed)
     return events, heads
@@ -179,15 +180,19 @@ def paged(events: list[Event], encode: Callable[[dict], bytes], prefix: bytes, l
     return out
 
 
-def checkpoint(log: Log, now_ms: int, sign: Sign) -> tuple[Event, TreeHead]:
+def checkpoint(log: Log, now_ms: int, sign: Sign, bind: Bind | None = None) -> tuple[Event, TreeHead]:
     """The signed tree head at the log's last record, as an AuditCheckpoint (with the frontier to resume from
-    and the blocks completed since the last one)."""
+    and the blocks completed since the last one) — and, with `bind`, the chain signature that ties the head to the
+    chain's hash at its size: what lets a reader tell a head of the committed log (its record at that sequence has
+    that hash) from one signed in a transaction that aborted (committed_problem). Without it the head is trusted by
+    no reader that checks committed heads."""
     signed = sign(log.head.sequence, log.tree.root().hex(), now_ms)
     event = Event("mlbus.AuditCheckpoint", {
         "sequence": log.head.sequence, "hash": log.head.hash, "checkpoint_at": now_ms, "log_id": signed.log_id,
         "root_hash": signed.root_hash, "signed_at": signed.timestamp, "key_id": signed.key_id,
         "signature": signed.signature, "frontier": [bytes(h).hex() for h in log.tree.hashes],
-        "blocks_from": log.blocks_from, "blocks": [h.hex() for h in log.blocks]},
+        "blocks_from": log.blocks_from, "blocks": [h.hex() for h in log.blocks],
+        "chain_signature": None if bind is None else bind(signed, log.head.hash)},
         key=signed.log_id, id=derive_id("audit-checkpoint", signed.log_id, log.head.sequence))
     log.blocks_from += len(log.blocks)
     log.blocks = []
@@ -207,9 +212,10 @@ def erasable(value: dict, verdict: Verdict) -> bool:
 
 def resume_problem(checkpoint: dict, keys: dict[str, bytes], log_id: str) -> str | None:
     """Why the auditor must not resume from this checkpoint (None when it may): it must carry a head of this log
-    signed by one of `keys` (the auditor's own: a checkpoint anyone else signed is no head of this auditor's), and
-    a frontier that hashes to the root signed — the state the auditor builds on is then the one it signed. The
-    chain's hash it carries is not signed: the caller checks it against the log."""
+    signed by one of `keys` (the auditor's own: a checkpoint anyone else signed is no head of this auditor's), a
+    frontier that hashes to the root signed — the state the auditor builds on is then the one it signed —, and the
+    chain signature binding that head to the chain hash it carries, which the caller checks against the log. (A
+    checkpoint from before heads were bound is refused: the shard is read from its start, once.)"""
     if not checkpoint.get("root_hash"):
         return "it carries no signed head"
     try:
@@ -226,7 +232,9 @@ def resume_problem(checkpoint: dict, keys: dict[str, bytes], log_id: str) -> str
         return problem
     if tree.root().hex() != head.root_hash:
         return f"its frontier hashes to {tree.root().hex()[:16]}…, not to the root it signs ({head.root_hash[:16]}…)"
-    return None
+    # The chain hash the caller checks against the log must be the one the head was signed with: unbound, a head of
+    # an aborted transaction republished beside the committed chain hash would resume the tree of a fork.
+    return chain_problem(head, str(checkpoint.get("hash")), checkpoint.get("chain_signature"), keys)
 
 
 def resume_points(checkpoints: list[dict], keys: dict[str, bytes],
@@ -254,19 +262,31 @@ def anchored(lines: list[tuple[str, str]]) -> list[TreeHead]:
 
 
 def newest_shard_heads(newest: dict[int, TreeHead], checkpoints: list[dict], log: str, shards: int,
-                       keys: dict[str, bytes]) -> dict[int, TreeHead]:
-    """Each shard's newest head among these checkpoints signed by one of `keys` (the auditor's own), added to
-    `newest`: what the combined checkpoint covers. A checkpoint of another log, of no shard, or whose signature
-    does not hold is passed over (verify reports it; the combined head never vouches for it)."""
+                       keys: dict[str, bytes], chain_at: Callable[[int, int], str | None]
+                       ) -> tuple[dict[int, TreeHead], list[tuple[dict, str]]]:
+    """Each shard's newest head among these checkpoints that is its committed log's (signed by one of `keys`, the
+    auditor's own, bound to the chain hash that shard's committed record at its size holds: `chain_at(shard,
+    sequence)`, audited.committed_problem), added to `newest`: what the combined checkpoint covers; and the newer
+    ones refused, with why. A checkpoint of another log or of no shard is passed over (verify reports it; the
+    combined head never vouches for it). Each shard's candidates are looked up newest first, until one holds."""
     found = dict(newest)
+    candidates: dict[int, list[tuple[TreeHead, dict]]] = {}
     for checkpoint in checkpoints:
         signed = head_of_checkpoint(checkpoint, "audit.checkpoints").signed
         shard = None if signed is None else shard_of_log_id(log, signed.log_id)
-        if shard is None or shard >= shards or signature_problem(signed, keys):
+        if signed is None or shard is None or shard >= shards or signature_problem(signed, keys):
             continue
         if shard not in found or signed.tree_size > found[shard].tree_size:
-            found[shard] = signed
-    return found
+            candidates.setdefault(shard, []).append((signed, checkpoint))
+    refused = []
+    for shard, heads in candidates.items():
+        for signed, checkpoint in sorted(heads, key=lambda pair: -pair[0].tree_size):
+            problem = committed_problem(checkpoint, keys, lambda sequence: chain_at(shard, sequence))
+            if problem is None:
+                found[shard] = signed
+                break
+            refused.append((checkpoint, problem))
+    return found, refused
 
 
 def combined_event(leaves: tuple[ShardHead, ...], log: str, now_ms: int,

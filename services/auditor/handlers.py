@@ -24,8 +24,8 @@ from services.bus.received import decode_message
 from services.bus.signing import SIGNED_RECORDS, Verdict
 
 from .adapters import CheckpointTail
-from .decide import (Crossing, Log, Page, Sign, anchored, append, attest, audit_record, checkpoint, combined_event,
-                     erasable, item, key_created, newest_shard_heads, page_event, paged)
+from .decide import (Bind, Crossing, Log, Page, Sign, anchored, append, attest, audit_record, checkpoint,
+                     combined_event, erasable, item, key_created, newest_shard_heads, page_event, paged)
 
 END, ROOM, BYTES, SPECIAL = range(4)     # why the compiled pager stopped a run (services/native/src/pager.rs)
 
@@ -36,10 +36,11 @@ class Auditor:
     def __init__(self, bus: Bus, read_log: Callable[[], Log], sign: Sign, anchor: Anchor, verify: Verify,
                  read_keys: Callable[[], dict[str, bytes]] = dict, clock=lambda: int(time.time() * 1000),
                  shard: int = 0, observed: frozenset[tuple[str, int]] = frozenset(),
-                 combine: Combine | None = None):
+                 combine: Combine | None = None, bind: Bind | None = None):
         """One shard's auditor (shard 0 of one: the whole log). `observed`: partitions (physical topic, partition)
         of erasure topics another shard audits, read only to delete this shard's key of an erased subject.
-        `combine`: shard 0's of a sharded log signs the checkpoint of every shard's head."""
+        `combine`: shard 0's of a sharded log signs the checkpoint of every shard's head. `bind`: signs each head's
+        chain hash (decide.checkpoint; a head without it is trusted by no reader of committed heads)."""
         self.bus = bus
         self.shard = shard
         self.observed = observed
@@ -50,7 +51,7 @@ class Auditor:
         self.log_state: Log | None = None
         self.keys: dict[str, bytes] = {}        # subject → data key (audit.keys as this auditor wrote it)
         self.ciphers: dict[str, AESGCM] = {}    # subject → its key's cipher, made once (dropped with the key)
-        self.sign = sign
+        self.sign, self.bind = sign, bind
         self.anchor = anchor
         self.checkpoint_every = bus.settings.audit.checkpoint_every
         self.head_interval_ms = bus.settings.audit.head_interval_s * 1000
@@ -116,7 +117,8 @@ class Auditor:
         if self.pager is not None:
             return self._paged(messages, now, key_events)
         crossings = [self._crossing(m, now, key_events) for m in messages]
-        appended, signed = append(self.log_state, crossings, now, self.checkpoint_every, self.sign, self.seal)
+        appended, signed = append(self.log_state, crossings, now, self.checkpoint_every, self.sign, self.seal,
+                                  self.bind)
         return paged(appended, lambda r: self.bus.schemas.encode("mlbus.AuditRecord", r), self.page_prefix,
                      self.log_name, self.page_records, shard=self.shard), signed
 
@@ -154,7 +156,7 @@ class Auditor:
                 events.append(page_event(page, self.page_prefix, self.log_name, self.shard))
                 page = Page()
             if every and log.head.sequence % every == 0 and (count or why == SPECIAL):
-                event, signed = checkpoint(log, now, self.sign)
+                event, signed = checkpoint(log, now, self.sign, self.bind)
                 events.append(event)
                 heads.append(signed)
         if page.count:
@@ -182,8 +184,11 @@ class Auditor:
         now = self.clock()
         if now - combine.signed_at < self.head_interval_ms:
             return []
-        combine.newest = newest_shard_heads(combine.newest, combine.tail.new(), combine.log, combine.shards,
-                                            combine.keys)
+        combine.newest, refused = newest_shard_heads(combine.newest, combine.tail.new(), combine.log, combine.shards,
+                                                     combine.keys, combine.chain_at)
+        for kept, problem in refused:
+            self.log.error("shard head REFUSED for the combined checkpoint", log_id=kept.get("log_id"),
+                           sequence=kept.get("sequence"), reason=problem)
         leaves = shard_leaves(combine.newest, combine.shards)
         if leaves == combine.leaves or not combine.newest:
             return []
@@ -231,7 +236,7 @@ class Auditor:
                              anchored=max(sizes, default=0))
 
     def _checkpoint(self) -> list[Event]:
-        event, head = checkpoint(self.log_state, self.clock(), self.sign)
+        event, head = checkpoint(self.log_state, self.clock(), self.sign, self.bind)
         self._signed([head])
         return [event]
 
@@ -309,13 +314,16 @@ class Auditor:
 @dataclass
 class Combine:
     """What shard 0's auditor of a sharded log needs for the checkpoint of every shard's head: the committed heads
-    (tail), the auditor's own keys (only heads it signed are covered), and how it signs for `<log>/shards`."""
+    (tail), the auditor's own keys (only heads it signed are covered), how it signs for `<log>/shards`, and the chain
+    hash of a shard's committed record at a sequence (`chain_at(shard, sequence)`, None when none is there): a head
+    is covered only when bound to it (decide.newest_shard_heads)."""
 
     tail: CheckpointTail
     log: str
     shards: int
     keys: dict[str, bytes]
     sign: Callable[[int, str, int], TreeHead]
+    chain_at: Callable[[int, int], str | None]
     newest: dict[int, TreeHead] = field(default_factory=dict)
     leaves: tuple = ()
     signed_at: int = 0

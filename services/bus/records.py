@@ -191,6 +191,7 @@ class AuditCheckpoint:
     blocks_from: int = 0
     blocks: tuple[str, ...] = ()
     shard_heads: tuple[ShardHead, ...] | None = None
+    chain_signature: str | None = None
 
     @classmethod
     def from_avro(cls, value: Mapping[str, Any]) -> AuditCheckpoint:
@@ -207,6 +208,7 @@ class AuditCheckpoint:
             blocks_from=value.get('blocks_from', 0),
             blocks=tuple(item for item in value.get('blocks', [])),
             shard_heads=None if value.get('shard_heads', None) is None else tuple(ShardHead.from_avro(item) for item in value.get('shard_heads', None)),
+            chain_signature=value.get('chain_signature', None),
         )
 
     def to_avro(self) -> dict[str, Any]:
@@ -223,6 +225,7 @@ class AuditCheckpoint:
             'blocks_from': self.blocks_from,
             'blocks': list(item for item in self.blocks),
             'shard_heads': None if self.shard_heads is None else list(item.to_avro() for item in self.shard_heads),
+            'chain_signature': self.chain_signature,
         }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import multiprocessing
 import os
+from typing import Callable
 
 import uvicorn
 
@@ -12,10 +13,10 @@ from services.bus.context import Bus
 from services.bus.schema_topic import SchemasTopicResolver
 from services.bus.settings import Settings
 from services.bus.supervision import service_rows
-from services.domain import (AuditIndex, audit_timeline, before_after, by_variant, explain_request, explain_scoring,
-                             shard_of_log_id)
-from services.adapters import (audit_export, audit_proof, audit_records, decoded, log_id, records_between,
-                               verification)
+from services.domain import (AuditIndex, audit_timeline, before_after, by_variant, committed_problem, explain_request,
+                             explain_scoring, shard_of_log_id)
+from services.adapters import (audit_export, audit_proof, audit_records, committed_chain_hash, decoded, log_id,
+                               records_between, verification)
 
 from .app import Console
 from .tls import console_certificate, is_loopback
@@ -36,6 +37,7 @@ class AuditReader:
         self.shards: dict[int, list] = {}       # shard → its decoded decision records (Audited), in sequence order
         self.read_up_to: dict[int, int] = {}    # shard → the audit sequence read up to
         self.lines: list = []                   # the timeline, newest first
+        self.held: set[tuple] = set()           # (log id, size, root) of heads found their shard's committed log's
 
     @property
     def read_to(self) -> int:
@@ -48,9 +50,12 @@ class AuditReader:
         return explain_request(index, request_id) or explain_scoring(index, request_id)
 
     def refresh(self) -> None:
+        log = log_id(self.bus)
         with self.console.view.lock:
-            signed = {name: head["sequence"] for name, head in self.console.view.heads.items()}
-        behind = unread(signed, self.read_up_to, log_id(self.bus))
+            heads, keys = dict(self.console.view.heads), self.console.view.identities.log_signers()
+        signed = committed_sizes(heads, keys, log, self.held,
+                                 lambda shard, sequence: committed_chain_hash(self.bus, shard, sequence))
+        behind = unread(signed, self.read_up_to, log)
         if not behind:
             return
         topics = {self.bus.catalogue.for_schema(r).name for r in DECISIONS}
@@ -72,6 +77,25 @@ class AuditReader:
 
     def timeline(self) -> list:
         return self.lines
+
+
+def committed_sizes(heads: dict[str, dict], keys: dict[str, bytes], log: str, held: set[tuple],
+                    chain_at: Callable[[int, int], str | None]) -> dict[str, int]:
+    """Each shard's latest head (log id → checkpoint) as its size, when it is the shard's committed log's (bound to the
+    chain hash its record at that size holds: committed_problem; `held` remembers those found so). The timeline reads a
+    shard up to its head and then past it only: a head of an aborted transaction republished, larger than the log,
+    would hide the records the log then gets up to that size."""
+    sizes = {}
+    for name, head in heads.items():
+        shard = shard_of_log_id(log, name or log)
+        if shard is None:
+            continue
+        known = (name, head.get("sequence"), head.get("root_hash"))
+        if known not in held and committed_problem(head, keys, lambda sequence: chain_at(shard, sequence)) is None:
+            held.add(known)
+        if known in held:
+            sizes[name] = head["sequence"]
+    return sizes
 
 
 def unread(signed: dict[str, int], read_up_to: dict[int, int], log: str) -> dict[int, int]:

@@ -40,7 +40,7 @@ _EXPORTS = {
     "first_sequence": "pages", "misframed": "pages", "records_of": "pages", "source_topic": "pages",
     "Frontier": "merkle", "growing_frontier": "merkle", "BLOCK": "merkle", "Tiled": "merkle",
     "TreeHead": "tree_head", "LogKey": "tree_head",
-    "key_id": "tree_head", "signature_problem": "tree_head", "public_pem": "tree_head",
+    "key_id": "tree_head", "signature_problem": "tree_head", "chain_problem": "tree_head", "public_pem": "tree_head",
     "read_public_key": "tree_head",
     "check_proof": "proofs", "consistency_proof": "proofs", "inclusion_proof": "proofs",
     "new_key": "erasure", "redacted": "erasure", "Redaction": "erasure", "seal_value": "erasure",
@@ -62,7 +62,8 @@ _EXPORTS = {
     "key_name": "shards", "subject_of_key": "shards", "ShardAt": "shards", "keys_of_shard": "shards",
     "shard_group": "shards", "shard_transactional_id": "shards", "shard_partitions": "shards",
     "Audited": "audited", "NOT_AUDITED": "audited", "block_hashes": "audited", "head_of_checkpoint": "audited",
-    "REDACTED": "audited", "personal_state": "audited", "entry_time": "audited", "holding": "audited",
+    "committed_problem": "audited", "REDACTED": "audited", "personal_state": "audited", "entry_time": "audited",
+    "holding": "audited",
     "alert": "alerts", "training_request": "alerts",
     "Ensemble": "ensembles", "check_members": "ensembles", "combiner": "ensembles", "is_ensemble": "ensembles",
     "load_servable": "ensembles", "member_record": "ensembles", "stack_inputs": "ensembles", "union": "ensembles",
@@ -89,8 +90,8 @@ if TYPE_CHECKING:
     from .attributions import attribution
     from .audit import (Broken, canonical_bytes, ChainHead, compiled_seal, EncodedWalk, EPOCH, GENESIS, Head, leaf,
                         python_seal, Seal, seal, sealed_leaf, Verified, verify as verify_chain, verify_walk)
-    from .audited import (Audited, block_hashes, entry_time, head_of_checkpoint, holding, NOT_AUDITED, personal_state,
-                          REDACTED)
+    from .audited import (Audited, block_hashes, committed_problem, entry_time, head_of_checkpoint, holding,
+                          NOT_AUDITED, personal_state, REDACTED)
     from .ensembles import (ArtifactRefused, check_members, combiner, Ensemble, is_ensemble, load_servable,
                             member_record, stack_inputs, union)
     from .erasure import Erasure, new_key, redacted, Redaction, seal_value, subject_of, unseal_value
@@ -107,7 +108,8 @@ if TYPE_CHECKING:
     from .shards import (key_name, keys_of_shard, owned, shard_group, shard_log_id, shard_of, shard_of_log_id,
                          shard_partitions, shard_transactional_id, ShardAt, subject_of_key)
     from .serving import MISSING_CATEGORY, number_frame, predict, request_frame, snapshot_frame
-    from .tree_head import key_id, LogKey, parse_line, public_pem, read_public_key, signature_problem, TreeHead
+    from .tree_head import (chain_problem, key_id, LogKey, parse_line, public_pem, read_public_key, signature_problem,
+                            TreeHead)
     from .trust import anchor_problem, newest as newest_head, pinned, split_view
     from .shard_heads import (combined_checkpoint, combined_log_id, combined_of_checkpoint, combined_problem,
                               combined_root, CombinedHead, shard_head_included, shard_head_proof, shard_leaves,

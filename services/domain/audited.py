@@ -10,7 +10,7 @@ from typing import Callable, Iterable
 
 from .audit import EPOCH, Head
 from .erasure import Erasure
-from .tree_head import TreeHead
+from .tree_head import chain_problem, signature_problem, TreeHead
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,29 @@ def head_of_checkpoint(checkpoint: dict, source: str) -> Head:
         return Head(source, int(checkpoint["sequence"]), str(checkpoint["hash"]), signed)
     except (KeyError, TypeError, ValueError) as error:
         return Head(source, 0, problem=f"{source}: not a checkpoint ({error!r})")
+
+
+def committed_problem(checkpoint: dict, keys: dict[str, bytes], chain_at: Callable[[int], str | None]) -> str | None:
+    """Why a shard's checkpoint is no head of its committed log (None when it is one): its head signed by one of
+    `keys`, its chain signature binding that head to the chain hash it carries, and the log's committed record at its
+    size holding that hash (`chain_at(sequence)`: the committed record's chain hash there, None when there is none).
+    read_committed is not enough: a head signed in a transaction that then aborted (a fork the log never held) can
+    be read uncommitted and republished on audit.checkpoints by anyone who may write there — and the chain hash a
+    checkpoint carries is not in the head's signed bytes, so without the binding it could be swapped for the
+    committed one. The chain hash at a size commits to every record up to it, so a head bound to the committed one
+    is the committed log's head."""
+    head = head_of_checkpoint(checkpoint, "audit.checkpoints")
+    if head.signed is None or head.chain_hash is None:
+        return head.problem or f"the checkpoint at {head.tree_size} carries no signed head"
+    if problem := signature_problem(head.signed, keys) or chain_problem(head.signed, head.chain_hash,
+                                                                         checkpoint.get("chain_signature"), keys):
+        return problem
+    found = chain_at(head.tree_size)
+    if found != head.chain_hash:
+        return (f"the head of size {head.tree_size} (root {head.signed.root_hash[:16]}…) is of a history the log does "
+                f"not hold: its record {head.tree_size} has chain hash {(found or 'none')[:16]}…, the head's "
+                f"{head.chain_hash[:16]}… (a head of an aborted transaction, republished)")
+    return None
 
 
 def holding(read_at: Callable[[int], tuple[int, int | None] | None], first: int, low: int, end: int) -> int:

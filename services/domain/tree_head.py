@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from services.bus.signing import prove_possession
 
 VERSION = "mlbus-tree-head/1"
+CHAIN_VERSION = "mlbus-chain-head/1"     # a head's binding to the chain's hash at its size (chain_bytes)
 _JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
@@ -63,6 +64,32 @@ def signed_bytes(log_id: str, tree_size: int, root_hash: str, timestamp: int) ->
                          "version": VERSION}).encode()
 
 
+def chain_bytes(head: TreeHead, chain_hash: str) -> bytes:
+    """What binds a head to the hash chain at its size: the JSON, sorted keys, no spaces, of {"chain_hash",
+    "log_id", "root_hash", "tree_size", "version": "mlbus-chain-head/1"} (another version string than a head's, so
+    neither signature passes for the other). A head's root and its checkpoint's chain hash were otherwise unbound:
+    a head signed in a transaction that then aborted (a fork the log never held) could be republished with the
+    committed chain hash beside it and pass for the log's."""
+    return _JSON.encode({"chain_hash": chain_hash, "log_id": head.log_id, "root_hash": head.root_hash,
+                         "tree_size": head.tree_size, "version": CHAIN_VERSION}).encode()
+
+
+def chain_problem(head: TreeHead, chain_hash: str, signature: str | None, keys: dict[str, bytes]) -> str | None:
+    """Why `signature` does not bind the head to `chain_hash` under the key that signed the head (None when it
+    does)."""
+    public = keys.get(head.key_id)
+    if not signature:
+        return f"the head of size {head.tree_size} carries no chain signature (signed before heads were bound)"
+    if public is None:
+        return f"signed by unknown key {head.key_id}"
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(base64.b64decode(signature, validate=True),
+                                                          chain_bytes(head, chain_hash))
+    except (InvalidSignature, ValueError):
+        return f"the chain signature of the head of size {head.tree_size} does not verify with key {head.key_id}"
+    return None
+
+
 def key_id(public_key: bytes) -> str:
     return hashlib.sha256(public_key).hexdigest()[:32]
 
@@ -91,6 +118,10 @@ class LogKey:
     def sign(self, log_id: str, tree_size: int, root_hash: str, timestamp: int) -> TreeHead:
         signature = self.private.sign(signed_bytes(log_id, tree_size, root_hash, timestamp))
         return TreeHead(log_id, tree_size, root_hash, timestamp, self.key_id, base64.b64encode(signature).decode())
+
+    def bind(self, head: TreeHead, chain_hash: str) -> str:
+        """The chain signature of a head this key signed (chain_bytes), base64."""
+        return base64.b64encode(self.private.sign(chain_bytes(head, chain_hash))).decode()
 
     def public_pem(self) -> bytes:
         return public_pem(self.public)

@@ -7,7 +7,7 @@ import signal
 from services.bus import Bus, Publisher
 from services.bus.identity import read_identities
 from services.bus.logs import configure_logging, get_logger
-from services.adapters import log_id, shard_count
+from services.adapters import committed_chain_hash, log_id, shard_count
 from services.domain import shard_of_log_id
 
 from .adapters import WitnessState, evidence, follow_checkpoints
@@ -30,7 +30,8 @@ def main() -> None:
     witness = Witness(state, key, log, lambda: read_identities(bus).log_signers(),
                       lambda kept, last, head, whole: evidence(bus, kept, last, head, whole,
                                                                shard_of_log_id(log, head.log_id) or 0), publish,
-                      shards=shard_count(bus))
+                      shards=shard_count(bus),
+                      chain_at=lambda shard, sequence: committed_chain_hash(bus, shard, sequence))
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))

@@ -9,8 +9,9 @@ from typing import Callable
 
 from services.bus import Event, Received, derive_id
 from services.bus.logs import get_logger
-from services.domain import (CombinedHead, Cosignature, LogKey, TreeHead, combined_log_id, combined_of_checkpoint,
-                             cosign, decide_combined, head_of_checkpoint, shard_log_id, shard_of_log_id)
+from services.domain import (CombinedHead, committed_problem, Cosignature, LogKey, TreeHead, combined_log_id,
+                             combined_of_checkpoint, cosign, decide_combined, head_of_checkpoint, shard_log_id,
+                             shard_of_log_id)
 from services.domain import WitnessDecision as Decision
 from services.domain import decide_witness as decide
 
@@ -22,10 +23,11 @@ Evidence = Callable[[list[dict], "TreeHead | None", TreeHead, bool], "tuple[list
 class Witness:
     def __init__(self, state: WitnessState, key: LogKey, log_id: str, log_keys: Callable[[], dict[str, bytes]],
                  evidence: Evidence, publish: Callable[[Event], None], clock=lambda: int(time.time() * 1000),
-                 shards: int | None = None):
+                 shards: int | None = None, *, chain_at: Callable[[int, int], str | None]):
         """`shards`: audit.log's partitions (fixed when it is made): a head of a shard past them is no shard of this
-        log, and a combined head must cover them all (None: not bounded)."""
-        self.state, self.key, self.log_id, self.shards = state, key, log_id, shards
+        log, and a combined head must cover them all (None: not bounded). `chain_at(shard, sequence)`: the chain hash
+        of the shard's committed record there (None: none), which a head must be bound to before it is co-signed."""
+        self.state, self.key, self.log_id, self.shards, self.chain_at = state, key, log_id, shards, chain_at
         self.read_log_keys, self.evidence, self.publish, self.clock = log_keys, evidence, publish, clock
         self.log_keys = log_keys()
         self.lasts: dict[int, TreeHead | None] = {}     # each shard's last co-signed head, read at its first head
@@ -103,6 +105,8 @@ class Witness:
             # made again from the records themselves.
             proof, root = self.evidence(kept, last, head, True)
             decision = decide(last, head, self.log_keys, name, proof, root)
+        if decision.action == "cosign" and (problem := self._uncommitted(shard, head, kept)):
+            decision = Decision("refuse", problem)
         if decision.action == "cosign":
             cosignature = cosign(self.key, self.state.name, head, self.clock())
             self.publish(cosignature_event(cosignature))
@@ -115,6 +119,16 @@ class Witness:
         else:
             self.log.info("head not co-signed yet", shard=shard, tree_size=head.tree_size, why=decision.reason)
         return decision
+
+    def _uncommitted(self, shard: int, head: TreeHead, kept: list[dict]) -> str | None:
+        """Why the head is not its shard's committed log's (None when a checkpoint carrying it is bound to the chain
+        hash the log's committed record at its size holds: committed_problem). Consistency with the last head
+        co-signed is not enough: a head signed in a transaction that aborted extends the committed prefix it forked
+        from, and once co-signed every committed head after it would read as a split view."""
+        carrying = [c for c in kept if c.get("sequence") == head.tree_size and c.get("root_hash") == head.root_hash]
+        problems = [committed_problem(c, self.log_keys, lambda sequence: self.chain_at(shard, sequence))
+                    for c in carrying]
+        return None if None in problems else (problems[-1] if problems else "no checkpoint carries the head")
 
     def _combined(self, checkpoints: list[dict]) -> list[Decision]:
         """The newest combined head judged (the others only for a forgery): its shard heads must be ones

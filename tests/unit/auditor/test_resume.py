@@ -31,7 +31,8 @@ def resumable(key: LogKey, size: int, leaves=LEAVES) -> dict:
     signed = key.sign(LOG, size, root(leaves[:size]).hex(), 1)
     return {"sequence": size, "hash": "00" * 32, "checkpoint_at": 1, "log_id": LOG, "root_hash": signed.root_hash,
             "signed_at": signed.timestamp, "key_id": signed.key_id, "signature": signed.signature,
-            "frontier": [h.hex() for h in tree.hashes], "blocks_from": 0, "blocks": []}
+            "frontier": [h.hex() for h in tree.hashes], "blocks_from": 0, "blocks": [],
+            "chain_signature": key.bind(signed, "00" * 32)}
 def test_the_auditor_resumes_from_the_latest_checkpoint_it_signed_and_refuses_forged_ones(auditor):
     genuine = resumable(auditor, 20)
     forged_root = {**resumable(auditor, 30), "root_hash": root(FORKED[:30]).hex()}         # signature breaks
@@ -51,6 +52,10 @@ def test_a_checkpoint_of_another_log_or_malformed_or_unsigned_is_no_resume_point
     assert "malformed" in resume_problem(resumable(auditor, 10) | {"frontier": ["zz"]}, own(auditor), LOG)
     assert "no signed head" in resume_problem(resumable(auditor, 10) | {"root_hash": None}, own(auditor), LOG)
     assert resume_problem(resumable(auditor, 10), own(auditor), LOG) is None
+    # the chain hash it carries is the one its head was signed with: swapped, or the binding gone, it is refused
+    assert "does not verify" in resume_problem(resumable(auditor, 10) | {"hash": "11" * 32}, own(auditor), LOG)
+    assert "no chain signature" in resume_problem(resumable(auditor, 10) | {"chain_signature": None}, own(auditor),
+                                                  LOG)
 
 
 def test_the_anchors_heads_are_read_and_a_line_that_is_none_is_left_to_verify(auditor):

@@ -41,7 +41,7 @@ def shard_auditor(bus, tmp_path, shard: int, pager: bool, observed=frozenset(), 
                   combine=None) -> Auditor:
     audit = Auditor(bus, read_log, lambda size, root, at: KEY.sign(shard_log_id(LOG, shard), size, root, at),
                     Anchor(tmp_path), admin_only, read_keys=dict, shard=shard, observed=frozenset(observed),
-                    clock=clock or (lambda: 1_800_000_000_000), combine=combine)
+                    clock=clock or (lambda: 1_800_000_000_000), combine=combine, bind=KEY.bind)
     if not pager:
         audit.pager = None
     return audit
@@ -154,9 +154,22 @@ def interval_bus(bus, every: int = 0):
     return dataclasses.replace(bus, settings=dataclasses.replace(bus.settings, audit=audit))
 
 
-def shard_zero(bus, tmp_path, now: list[int], tail: Tail) -> Auditor:
-    combine = Combine(tail, LOG, 3, KEYS, lambda size, root, at: KEY.sign(combined_log_id(LOG), size, root, at))
+ZEROS = "0" * 64
+
+
+def shard_zero(bus, tmp_path, now: list[int], tail: Tail, chain_at=lambda shard, sequence: ZEROS) -> Auditor:
+    """Shard 0's auditor with the combine; `chain_at`: the shards' committed chain hashes (by default a log whose
+    every record hashes to zeros, which the heads below are bound to)."""
+    combine = Combine(tail, LOG, 3, KEYS, lambda size, root, at: KEY.sign(combined_log_id(LOG), size, root, at),
+                      chain_at)
     return shard_auditor(interval_bus(bus), tmp_path / "shard-0", 0, False, clock=lambda: now[0], combine=combine)
+
+
+def bound(head, chain_hash: str = ZEROS) -> dict:
+    """A shard head as the auditor's checkpoint carries it: bound to the chain hash at its size."""
+    return {"sequence": head.tree_size, "hash": chain_hash, "checkpoint_at": 1, "log_id": head.log_id,
+            "root_hash": head.root_hash, "signed_at": head.timestamp, "key_id": head.key_id,
+            "signature": head.signature, "chain_signature": KEY.bind(head, chain_hash)}
 
 
 def reread(log: Log) -> Log:
@@ -168,46 +181,109 @@ def heads_of(events) -> list[dict]:
     return [e.value for e in events if getattr(e, "record", None) == "mlbus.AuditCheckpoint"]
 
 
-@pytest.mark.xfail(strict=True, reason="red team: the combined checkpoint takes any head the auditor's key signed, "
-                                       "so a head of an aborted transaction (a fork the log never held), republished "
-                                       "on audit.checkpoints by an insider, is signed into the combined head")
-def test_the_combined_head_never_covers_a_head_of_an_aborted_transaction(tmp_path):
-    """Shard 1 commits heads at 5 and 10; a transaction before that signed heads at 10 and 15 and was aborted (a
-    fenced zombie's, or a broker error's): its records never reached the log and the redo sealed others (another
-    time). Whoever can read uncommitted and write audit.checkpoints republishes the aborted head at 15: shard 0 signs
-    it as shard 1's head — and keeps it over the committed one at 15 when that comes (same size: first seen)."""
-    bus = bus_without_broker()
+def shard_one_history(bus, anchor, every: int, batches: list[int], aborts: set[int],
+                      pager: bool = False) -> tuple[list, list]:
+    """Shard 1 audits batches of requests (their sizes), a head every `every` records; the transactions of the
+    batches in `aborts` abort (a fenced zombie's, a broker error's) and are redone smaller, at another time: their
+    records never reach the log. (The events committed, the events aborted.)"""
     ms = [1_800_000_000_000]
-    clock = lambda: ms[0]              # noqa: E731 - the shard's records carry the time they were audited
     committed_log: list[Log] = [Log()]
-    shard_one = shard_auditor(interval_bus(bus, every=5), tmp_path / "shard-1", 1, False, clock=clock,
+    shard_one = shard_auditor(interval_bus(bus, every=every), anchor, 1, pager, clock=lambda: ms[0],
                               read_log=lambda: reread(committed_log[-1]))
-    batch = [request(bus, f"e{i}", i) for i in range(15)]
-    committed = heads_of(shard_one(batch[:5]))
-    shard_one.on_committed()
-    committed_log.append(reread(shard_one.log_state))
-    aborted = heads_of(shard_one(batch[5:]))                 # heads at 10 and 15, then the transaction aborts
-    shard_one.forget_uncommitted()
-    ms[0] += 1_000
-    committed += heads_of(shard_one(batch[5:10]))            # the redo, a smaller batch: a head at 10 again
-    shard_one.on_committed()
+    committed, aborted, offset = [], [], 0
+    for index, size in enumerate(batches):
+        batch = [request(bus, f"e{offset + i}", offset + i) for i in range(size)]
+        if index in aborts:
+            aborted += shard_one(batch)
+            shard_one.forget_uncommitted()
+            ms[0] += 1_000
+            batch = batch[:max(1, size // 2)]
+        committed += shard_one(batch)
+        shard_one.on_committed()
+        committed_log.append(reread(shard_one.log_state))
+        offset, ms[0] = offset + len(batch), ms[0] + 1_000
+    return committed, aborted
+
+
+def committed_chain(bus, events) -> dict[int, str]:
+    """Shard 1's committed records' chain hashes by sequence: what `chain_at` reads on audit.log."""
+    return {r["sequence"]: r["hash"] for r in audited_records(bus, events)}
+
+
+def test_the_combined_head_never_covers_a_head_of_an_aborted_transaction(tmp_path):
+    """Was a finding. Shard 1 commits heads at 5 and 10; a transaction before that signed heads at 10 and 15 and was
+    aborted: its records never reached the log and the redo sealed others (another time). Whoever can read
+    uncommitted and write audit.checkpoints republishes the aborted head at 15 — as it was, or with the committed
+    chain hash beside it: shard 0 signed it as shard 1's head (it took any head its key signed)."""
+    bus = bus_without_broker()
+    committed_events, aborted_events = shard_one_history(bus, tmp_path / "shard-1", 5, [5, 10], {1})
+    committed, aborted = heads_of(committed_events), heads_of(aborted_events)
     assert [h["sequence"] for h in aborted] == [10, 15] and [h["sequence"] for h in committed] == [5, 10]
     assert aborted[0]["root_hash"] != committed[1]["root_hash"]            # the aborted ones are a fork
+    chain = committed_chain(bus, committed_events)
+    swapped = {**aborted[0], "hash": chain[10]}                            # bound to the fork's hash, not this one
+    for republished in (aborted[1], aborted[0], swapped, {**swapped, "chain_signature": None}):
+        now, tail = [2_000_000_000_000], Tail()
+        tail.pending = [republished] + committed
+        audit = shard_zero(bus, tmp_path, now, tail, chain_at=lambda shard, sequence: chain.get(sequence))
+        [combined] = audit.tick()
+        assert combined.value["shard_heads"][1] == {"shard": 1, "tree_size": 10, "root_hash": committed[1]["root_hash"]}
 
-    now, tail = [2_000_000_000_000], Tail()
-    tail.pending = committed + [aborted[1]]                  # the insider's republished head
-    [combined] = shard_zero(bus, tmp_path, now, tail).tick()
-    leaf = combined.value["shard_heads"][1]
-    assert (leaf["tree_size"], leaf["root_hash"]) in {(h["sequence"], h["root_hash"]) for h in committed}
+
+BUS_ONCE: list = []
+
+
+def bus_once():
+    if not BUS_ONCE:
+        BUS_ONCE.append(bus_without_broker())
+    return BUS_ONCE[0]
+
+
+def tampered(head: dict, chain: dict[int, str], committed: list[dict], how: str) -> dict:
+    """An aborted head as an insider may republish it: as it was, beside the committed chain hash at its size, without
+    its chain signature, or with the chain signature of the committed head of its size."""
+    hash_here = chain.get(head["sequence"], head["hash"])
+    same_size = [c for c in committed if c["sequence"] == head["sequence"]]
+    return {"verbatim": head, "swapped": {**head, "hash": hash_here},
+            "unbound": {**head, "hash": hash_here, "chain_signature": None},
+            "transplanted": {**head, "hash": hash_here,
+                             "chain_signature": same_size[0]["chain_signature"] if same_size else None}}[how]
+
+
+@settings(max_examples=40, derandomize=True, deadline=None)
+@given(st.integers(2, 6), st.lists(st.integers(1, 12), min_size=1, max_size=5), st.data())
+def test_no_republished_head_of_an_aborted_transaction_is_ever_combined(every, batches, data):
+    """The class: whatever the batches, the heads and which transactions abort, and however an insider republishes
+    the aborted heads (as they were, beside the committed chain hash, unbound, with another head's binding) and in
+    whatever order among the committed ones, the combined checkpoint covers shard 1 with its newest committed head and
+    never with any other."""
+    import tempfile
+    bus = bus_once()
+    aborts = data.draw(st.sets(st.integers(0, len(batches) - 1)))
+    pager = data.draw(st.booleans()) if native is not None else False
+    with tempfile.TemporaryDirectory() as directory:
+        committed_events, aborted_events = shard_one_history(bus, Path(directory) / "one", every, batches, aborts,
+                                                             pager)
+        committed, chain = heads_of(committed_events), committed_chain(bus, committed_events)
+        forks = [h for h in heads_of(aborted_events)
+                 if (h["sequence"], h["root_hash"]) not in {(c["sequence"], c["root_hash"]) for c in committed}]
+        republished = [tampered(h, chain, committed, data.draw(st.sampled_from(
+            ["verbatim", "swapped", "unbound", "transplanted"]))) for h in forks]
+        now, tail = [2_000_000_000_000], Tail()
+        tail.pending = data.draw(st.permutations(committed + republished))
+        ticked = shard_zero(bus, Path(directory), now, tail, chain_at=lambda shard, n: chain.get(n)).tick()
+    newest = max(committed, key=lambda h: h["sequence"], default=None)
+    leaves = [c.value["shard_heads"][1] for c in ticked]
+    expected = [] if newest is None else [{"shard": 1, "tree_size": newest["sequence"],
+                                           "root_hash": newest["root_hash"]}]
+    assert leaves == expected
 
 
 def test_a_combined_head_lost_with_an_aborted_transaction_is_signed_again(tmp_path):
     bus = bus_without_broker()
     now, tail = [2_000_000_000_000], Tail()
     audit = shard_zero(bus, tmp_path, now, tail)
-    tail.pending = [{"sequence": h.tree_size, "hash": "0" * 64, "checkpoint_at": 1, "log_id": h.log_id,
-                     "root_hash": h.root_hash, "signed_at": h.timestamp, "key_id": h.key_id, "signature": h.signature}
-                    for h in (KEY.sign(shard_log_id(LOG, k), 7, "ab" * 32, 1_000) for k in range(3))]
+    tail.pending = [bound(KEY.sign(shard_log_id(LOG, k), 7, "ab" * 32, 1_000)) for k in range(3)]
     assert len(audit.tick()) == 1
     audit.forget_uncommitted()                    # the transaction that carried it aborted
     now[0] += 60_000
@@ -230,9 +306,7 @@ def test_a_malformed_checkpoint_neither_crashes_nor_stops_the_combined_tick(tmp_
     now, tail = [2_000_000_000_000], Tail()
     audit = shard_zero(bus, tmp_path, now, tail)
     good = KEY.sign(shard_log_id(LOG, 2), 4, "cd" * 32, 1_000)
-    tail.pending = [malformed, {"sequence": 4, "hash": "0" * 64, "checkpoint_at": 1, "log_id": good.log_id,
-                                "root_hash": good.root_hash, "signed_at": good.timestamp, "key_id": good.key_id,
-                                "signature": good.signature}]
+    tail.pending = [malformed, bound(good)]
     [combined] = audit.tick()
     assert [leaf["tree_size"] for leaf in combined.value["shard_heads"]] == [0, 0, 4]
 
@@ -269,9 +343,7 @@ def test_a_poison_checkpoint_does_not_stop_the_combined_tick(tmp_path, digits):
     bus = bus_without_broker()
     now, tail = [2_000_000_000_000], Tail()
     good = KEY.sign(shard_log_id(LOG, 2), 4, "cd" * 32, 1_000)
-    tail.pending = [poison(digits), {"sequence": 4, "hash": "0" * 64, "checkpoint_at": 1, "log_id": good.log_id,
-                                     "root_hash": good.root_hash, "signed_at": good.timestamp, "key_id": good.key_id,
-                                     "signature": good.signature}]
+    tail.pending = [poison(digits), bound(good)]
     [combined] = shard_zero(bus, tmp_path, now, tail).tick()
     assert [leaf["tree_size"] for leaf in combined.value["shard_heads"]] == [0, 0, 4]
 
@@ -470,7 +542,7 @@ def test_auditor_lag_counts_an_erasure_a_shard_has_not_acted_on(monkeypatch):
     assert sum(lag_with(monkeypatch, {"audit.log": 3, "audit.erasures": 1, "outcomes": 3}, behind).values()) == 2
 
 
-@settings(max_examples=300, derandomize=True)
+@settings(max_examples=300, derandomize=True, deadline=None)
 @given(st.integers(1, 4), st.integers(1, 3), st.integers(1, 4), st.data())
 def test_the_auditor_reads_as_drained_only_when_every_shard_reading_a_partition_has_passed_its_end(
         shards, erasure_partitions, outcome_partitions, data):
@@ -491,13 +563,52 @@ def test_the_auditor_reads_as_drained_only_when_every_shard_reading_a_partition_
 def test_the_witness_refuses_a_poison_checkpoint_and_cosigns_the_rest(tmp_path):
     from services.witness.adapters import WitnessState
     from services.witness.handlers import Witness
-    from tests.unit.auditor.test_trust_roots import checkpoint, key_in_memory, keys_of
+    from tests.unit.auditor.test_trust_roots import checkpoint, held, key_in_memory, keys_of
     from tests.unit.auditor.test_witness_shards import Log as WitnessLog, head
     auditor = key_in_memory()
     state, published = WitnessState(tmp_path / "witness"), []
     witness = Witness(state, state.key(), "audit.log", lambda: keys_of(auditor), WitnessLog(), published.append,
-                      clock=lambda: 7, shards=3)
+                      clock=lambda: 7, shards=3, chain_at=held)
     from types import SimpleNamespace
     forged = SimpleNamespace(value={**checkpoint(head(auditor, 1, 5)).value, "log_id": "audit.log/shard-²"})
     decisions = witness([forged, checkpoint(head(auditor, 2, 9))])
     assert "cosign" in [d.action for d in decisions] and witness.refused >= 1
+
+
+def test_the_witness_cosigns_no_head_of_a_history_the_log_does_not_hold(tmp_path):
+    """A head of an aborted transaction extends the committed prefix it forked from, so it passes for consistent with
+    the last head co-signed (its proof made from the republished checkpoint's unsigned block hashes): the witness
+    co-signs a head only once it is bound to the chain hash the shard's committed record at its size holds. Else it
+    would co-sign the fork, and refuse every committed head after it as a split view."""
+    from types import SimpleNamespace
+    from services.witness.adapters import WitnessState
+    from services.witness.handlers import Witness
+    from tests.unit.auditor.test_trust_roots import CHAIN, checkpoint, checkpoint_value, key_in_memory, keys_of
+    from tests.unit.auditor.test_witness_shards import Log as WitnessLog, head
+    auditor, state, published = key_in_memory(), WitnessState(tmp_path / "witness"), []
+    log_holds: dict[int, str] = {}                                  # sequence → the committed record's chain hash
+    witness = Witness(state, state.key(), "audit.log", lambda: keys_of(auditor), WitnessLog(), published.append,
+                      clock=lambda: 7, shards=3, chain_at=lambda shard, sequence: log_holds.get(sequence, CHAIN))
+    assert [d.action for d in witness([checkpoint(head(auditor, 1, 5))])] == ["cosign"]
+    log_holds[9] = "11" * 32                                        # the fork's record 9 is not the log's
+    [decision] = witness([checkpoint(head(auditor, 1, 9))])
+    assert decision.action == "refuse" and "history the log does not hold" in decision.reason
+    assert witness.last_of(1).tree_size == 5
+    committed = head(auditor, 1, 9)
+    value = {**checkpoint_value(committed), "hash": "11" * 32, "chain_signature": auditor.bind(committed, "11" * 32)}
+    assert [d.action for d in witness([SimpleNamespace(value=value)])] == ["cosign"]
+    assert witness.last_of(1).tree_size == 9
+
+
+def test_the_console_reads_a_shard_only_up_to_a_head_of_its_committed_log():
+    """A head of an aborted transaction, republished larger than the log: the timeline would read the shard up to it
+    and then only past it, hiding the records the log gets up to that size. The console takes a shard's head as far
+    as it is bound to the chain hash the shard's committed record at its size holds."""
+    from services.console.serve import committed_sizes
+    committed, fork = KEY.sign(shard_log_id(LOG, 1), 10, "ab" * 32, 1), KEY.sign(shard_log_id(LOG, 2), 90, "cd" * 32, 1)
+    heads = {committed.log_id: bound(committed, "11" * 32), fork.log_id: bound(fork, "22" * 32),
+             shard_log_id(LOG, 3): {**bound(committed, "11" * 32), "log_id": shard_log_id(LOG, 3)}}
+    log_holds = {(1, 10): "11" * 32, (2, 90): "33" * 32}             # shard 2's record 90 is not the fork's
+    held: set = set()
+    assert committed_sizes(heads, KEYS, LOG, held, lambda shard, n: log_holds.get((shard, n))) == {committed.log_id: 10}
+    assert committed_sizes(heads, KEYS, LOG, held, lambda shard, n: None) == {committed.log_id: 10}   # remembered

@@ -31,9 +31,22 @@ def witness_key():
     return key_in_memory()
 
 
+MADE: dict[str, LogKey] = {}           # the keys these tests made, by id: an auditor's checkpoint is bound by its own
+
+
 def key_in_memory() -> LogKey:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    return LogKey(Ed25519PrivateKey.generate())
+    key = LogKey(Ed25519PrivateKey.generate())
+    MADE[key.key_id] = key
+    return key
+
+
+CHAIN = "00" * 32                       # the chain hash of every record of these tests' logs
+
+
+def held(shard: int, sequence: int) -> str:
+    """The witness's look-up of a shard's committed chain hash: these tests' logs hold CHAIN everywhere."""
+    return CHAIN
 
 
 def head(key: LogKey, size: int, leaves=LEAVES, log: str = LOG, at: int = 1) -> TreeHead:
@@ -194,14 +207,15 @@ def test_the_witness_handler_cosigns_publishes_and_remembers_and_never_builds_on
         small, large = sorted((last.tree_size, new.tree_size))
         return consistency_proof(small, leaves["now"][:large]), None
 
-    witness = Witness(state, key, LOG, lambda: keys_of(auditor), evidence, published.append, clock=lambda: 7)
+    witness = Witness(state, key, LOG, lambda: keys_of(auditor), evidence, published.append, clock=lambda: 7,
+                      chain_at=held)
     assert [d.action for d in witness([checkpoint(head(auditor, 10))])] == ["cosign"]
     assert [d.action for d in witness([checkpoint(head(auditor, 20)), checkpoint(head(auditor, 30))])][-1] == "cosign"
     assert [e.value["tree_size"] for e in published] == [10, 30] and state.last().tree_size == 30
     leaves["now"] = FORKED
     assert witness([checkpoint(head(auditor, 40, FORKED))])[-1].action == "refuse"
     assert state.last().tree_size == 30 and len(published) == 2 and witness.refused == 1
-    again = Witness(state, key, LOG, lambda: keys_of(auditor), evidence, published.append)
+    again = Witness(state, key, LOG, lambda: keys_of(auditor), evidence, published.append, chain_at=held)
     assert again.last.tree_size == 30                                  # its state survives a restart
     asked = []
     again.evidence = lambda *args: asked.append(args) or (None, None)
@@ -214,9 +228,12 @@ def checkpoint(signed: TreeHead) -> SimpleNamespace:
 
 
 def checkpoint_value(signed: TreeHead) -> dict:
-    return {"sequence": signed.tree_size, "hash": "00" * 32, "checkpoint_at": 1, "log_id": signed.log_id,
+    """The auditor's checkpoint of a head: bound to the chain hash at its size by the key that signed it."""
+    key = MADE.get(signed.key_id)
+    return {"sequence": signed.tree_size, "hash": CHAIN, "checkpoint_at": 1, "log_id": signed.log_id,
             "root_hash": signed.root_hash, "signed_at": signed.timestamp, "key_id": signed.key_id,
-            "signature": signed.signature, "frontier": [], "blocks_from": 0, "blocks": []}
+            "signature": signed.signature, "frontier": [], "blocks_from": 0, "blocks": [],
+            "chain_signature": key.bind(signed, CHAIN) if key is not None else None}
 
 
 # -- the witness's principal -------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from services.domain.merkle import consistency_proof, leaf_hash, root
 from services.domain.witness import decide_combined
 from services.witness.adapters import WitnessState
 from services.witness.handlers import Witness
-from tests.unit.auditor.test_trust_roots import checkpoint, key_in_memory, keys_of
+from tests.unit.auditor.test_trust_roots import checkpoint, held, key_in_memory, keys_of
 
 LOG = "audit.log"
 SHARDS = 3
@@ -63,7 +63,7 @@ def witnessed(auditor, tmp_path):
     state = WitnessState(tmp_path / "witness")
     published, log = [], Log()
     witness = Witness(state, state.key(), LOG, lambda: keys_of(auditor), log, published.append, clock=lambda: 7,
-                      shards=SHARDS)
+                      shards=SHARDS, chain_at=held)
     return SimpleNamespace(witness=witness, state=state, published=published, log=log)
 
 
@@ -103,7 +103,7 @@ def test_a_single_logs_state_is_read_as_shard_0s(auditor, tmp_path):
     key = state.key()
     (tmp_path / "witness" / "last.json").write_text(head(auditor, 0, 30).line() + "\n")   # as before shards
     published, log = [], Log()
-    witness = Witness(state, key, LOG, lambda: keys_of(auditor), log, published.append, shards=1)
+    witness = Witness(state, key, LOG, lambda: keys_of(auditor), log, published.append, shards=1, chain_at=held)
     assert witness.last.tree_size == 30 and witness.last_of(1) is None
     assert [d.action for d in witness([checkpoint(head(auditor, 0, 20))])] == ["skip"]   # read again
     assert [d.action for d in witness([checkpoint(head(auditor, 0, 40))])] == ["cosign"]
@@ -128,7 +128,7 @@ def test_a_combined_head_is_cosigned_once_each_shard_head_in_it_is(auditor, witn
     assert (last.key, last.value["tree_size"]) == (combined_log_id(LOG), SHARDS)
     assert witnessed.state.combined().leaves[1].tree_size == 11
     restarted = Witness(witnessed.state, witnessed.state.key(), LOG, lambda: keys_of(auditor), witnessed.log,
-                        witnessed.published.append)
+                        witnessed.published.append, chain_at=held)
     assert restarted.combined == witnessed.witness.combined
 
 
