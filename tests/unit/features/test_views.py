@@ -10,6 +10,7 @@ import yaml
 from hypothesis import given, settings, strategies as st
 
 from services.bus.errors import BadInput
+from services.bus.settings import PROJECT_ROOT
 from services.domain.features_views import (MAX_WINDOWS_PER_EVENT, ViewsRefused, canonical, definition_bytes,
                                             parse_views, views_from_yaml)
 
@@ -274,3 +275,10 @@ def test_the_version_is_the_same_in_any_key_and_feature_order(random):
         return value
     raw = sound()
     assert [v.version for v in parse_views(shuffled(raw))] == [v.version for v in parse_views(raw)]
+
+
+def test_the_docs_example_is_a_sound_definition():
+    page = (PROJECT_ROOT / "docs" / "explanation" / "feature-store.md").read_text()
+    [example] = page.split("```yaml\n")[1:]
+    [view] = views_from_yaml(example.split("```")[0])
+    assert [f.aggregate for f in view.features] == ["last", "sum", "count", "max"] and view.ttl_ms == 172_800_000
