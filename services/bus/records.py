@@ -984,6 +984,7 @@ class ModelSpecDefined:
     batches: str = 'all'
     monitoring_json: str = '{}'
     card_json: str = '{}'
+    compute: str | None = None
     act_id: str | None = None
     made_at: datetime | None = None
     signer: str | None = None
@@ -1015,6 +1016,7 @@ class ModelSpecDefined:
             batches=value.get('batches', 'all'),
             monitoring_json=value.get('monitoring_json', '{}'),
             card_json=value.get('card_json', '{}'),
+            compute=value.get('compute', None),
             act_id=value.get('act_id', None),
             made_at=value.get('made_at', None),
             signer=value.get('signer', None),
@@ -1046,6 +1048,7 @@ class ModelSpecDefined:
             'batches': self.batches,
             'monitoring_json': self.monitoring_json,
             'card_json': self.card_json,
+            'compute': self.compute,
             'act_id': self.act_id,
             'made_at': self.made_at,
             'signer': self.signer,
@@ -1093,6 +1096,8 @@ class ModelTrained:
     card_json: str = '{}'
     trained_at: datetime
     prediction_profile: ColumnProfile | None = None
+    compute: ComputeUsed | None = None
+    compute_workers: tuple[WorkerUsage, ...] | None = None
     act_id: str | None = None
     made_at: datetime | None = None
     signer: str | None = None
@@ -1135,6 +1140,8 @@ class ModelTrained:
             card_json=value.get('card_json', '{}'),
             trained_at=value['trained_at'],
             prediction_profile=None if value.get('prediction_profile', None) is None else ColumnProfile.from_avro(value.get('prediction_profile', None)),
+            compute=None if value.get('compute', None) is None else ComputeUsed.from_avro(value.get('compute', None)),
+            compute_workers=None if value.get('compute_workers', None) is None else tuple(WorkerUsage.from_avro(item) for item in value.get('compute_workers', None)),
             act_id=value.get('act_id', None),
             made_at=value.get('made_at', None),
             signer=value.get('signer', None),
@@ -1177,6 +1184,8 @@ class ModelTrained:
             'card_json': self.card_json,
             'trained_at': self.trained_at,
             'prediction_profile': None if self.prediction_profile is None else self.prediction_profile.to_avro(),
+            'compute': None if self.compute is None else self.compute.to_avro(),
+            'compute_workers': None if self.compute_workers is None else list(item.to_avro() for item in self.compute_workers),
             'act_id': self.act_id,
             'made_at': self.made_at,
             'signer': self.signer,
@@ -1499,6 +1508,7 @@ class TrainingRun:
     differences: tuple[str, ...] = ()
     finished_at: datetime
     spec_json: str | None = None
+    ran_on: str | None = None
 
     @classmethod
     def from_avro(cls, value: Mapping[str, Any]) -> TrainingRun:
@@ -1529,6 +1539,7 @@ class TrainingRun:
             differences=tuple(item for item in value.get('differences', [])),
             finished_at=value['finished_at'],
             spec_json=value.get('spec_json', None),
+            ran_on=value.get('ran_on', None),
         )
 
     def to_avro(self) -> dict[str, Any]:
@@ -1559,6 +1570,7 @@ class TrainingRun:
             'differences': list(item for item in self.differences),
             'finished_at': self.finished_at,
             'spec_json': self.spec_json,
+            'ran_on': self.ran_on,
         }
 
 
@@ -1723,6 +1735,32 @@ class ColumnProfile:
             'histogram_counts': list(item for item in self.histogram_counts),
             'categories': self.categories,
             'sample': list(item for item in self.sample),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComputeUsed:
+    """Where a training's grid ran and how long it took, as measured (services/trainer/compute.py); the processes that fitted it are the version's compute_workers."""
+
+    RECORD = "mlbus.ComputeUsed"
+
+    engine: str
+    scheduler: str | None = None
+    wall_seconds: float
+
+    @classmethod
+    def from_avro(cls, value: Mapping[str, Any]) -> ComputeUsed:
+        return cls(
+            engine=value['engine'],
+            scheduler=value.get('scheduler', None),
+            wall_seconds=value['wall_seconds'],
+        )
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'engine': self.engine,
+            'scheduler': self.scheduler,
+            'wall_seconds': self.wall_seconds,
         }
 
 
@@ -1982,6 +2020,41 @@ class SealedValue:
         }
 
 
+@dataclass(frozen=True, kw_only=True)
+class WorkerUsage:
+    """What one process (the trainer, or a dask worker) did for a training's grid, measured where it ran."""
+
+    RECORD = "mlbus.WorkerUsage"
+
+    address: str
+    name: str | None = None
+    points: int
+    cpu_seconds: float
+    busy_seconds: float
+    process_cpu_seconds: float | None = None
+
+    @classmethod
+    def from_avro(cls, value: Mapping[str, Any]) -> WorkerUsage:
+        return cls(
+            address=value['address'],
+            name=value.get('name', None),
+            points=value['points'],
+            cpu_seconds=value['cpu_seconds'],
+            busy_seconds=value['busy_seconds'],
+            process_cpu_seconds=value.get('process_cpu_seconds', None),
+        )
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'address': self.address,
+            'name': self.name,
+            'points': self.points,
+            'cpu_seconds': self.cpu_seconds,
+            'busy_seconds': self.busy_seconds,
+            'process_cpu_seconds': self.process_cpu_seconds,
+        }
+
+
 RECORD_TYPES: dict[str, type] = {
     Alert.RECORD: Alert,
     AlertDelivered.RECORD: AlertDelivered,
@@ -2014,6 +2087,7 @@ RECORD_TYPES: dict[str, type] = {
     BatchRef.RECORD: BatchRef,
     CheckFailure.RECORD: CheckFailure,
     ColumnProfile.RECORD: ColumnProfile,
+    ComputeUsed.RECORD: ComputeUsed,
     Endorsement.RECORD: Endorsement,
     EnsembleMember.RECORD: EnsembleMember,
     FeatureDrift.RECORD: FeatureDrift,
@@ -2022,4 +2096,5 @@ RECORD_TYPES: dict[str, type] = {
     OnlinePerformance.RECORD: OnlinePerformance,
     Route.RECORD: Route,
     SealedValue.RECORD: SealedValue,
+    WorkerUsage.RECORD: WorkerUsage,
 }

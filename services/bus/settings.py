@@ -154,6 +154,7 @@ class ServiceSettings:
     scorer_delivery: str        # MLBUS_SCORER_DELIVERY: exactly-once | at-least-once
     canary_interval_s: float    # MLBUS_CANARY_INTERVAL_S: seconds per canary step (automatic deployments)
     trainer_min_fit_s: float    # MLBUS_TRAINER_MIN_FIT_S: fault injection, every training lasts this long
+    dask_scheduler: str         # MLBUS_DASK_SCHEDULER: a dask.distributed scheduler the trainer runs grids on
     console_port: int           # MLBUS_CONSOLE_PORT: where `mlbus console` and the console service listen
     notifier_config: Path       # MLBUS_NOTIFIER_CONFIG: sinks and routes of alerts (YAML; none: not sent)
 
@@ -163,6 +164,7 @@ class ServiceSettings:
             scorer_delivery=choice(env, "MLBUS_SCORER_DELIVERY", ("exactly-once", "at-least-once")),
             canary_interval_s=non_negative(env, "MLBUS_CANARY_INTERVAL_S", 60.0),
             trainer_min_fit_s=non_negative(env, "MLBUS_TRAINER_MIN_FIT_S", 0.0),
+            dask_scheduler=env.get("MLBUS_DASK_SCHEDULER", "").strip(),
             console_port=positive_int(env, "MLBUS_CONSOLE_PORT", 8080),
             notifier_config=Path(env.get("MLBUS_NOTIFIER_CONFIG", var_dir / "notifier.yaml")),
         )

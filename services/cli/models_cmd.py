@@ -97,7 +97,8 @@ def spec_record(raw: dict, actor: str, contracts_dir: Path) -> dict:
             "spec_sha256": hashlib.sha256(canonical.encode()).hexdigest(), "defined_by": actor,
             "defined_at": datetime.now(timezone.utc), "batches": str(spec["batches"]),
             "monitoring_json": monitoring_json(parse_monitoring(spec.get("monitoring"))),
-            "card_json": json.dumps({k: str(spec[k]) for k in CARD_FIELDS if spec.get(k) is not None}, sort_keys=True)}
+            "card_json": json.dumps({k: str(spec[k]) for k in CARD_FIELDS if spec.get(k) is not None}, sort_keys=True),
+            "compute": spec.get("compute")}         # local | dask; left out: the trainer's choice (spec_problem checks)
     from services.domain import spec_problem    # scikit-learn: loaded by the command that needs it
     problem = spec_problem(record)         # the trainer refuses the same: hyperparameters, split, features
     if problem:

@@ -68,7 +68,11 @@ def check_split(test_size: float, cv_folds: int) -> None:
 def spec_problem(spec: dict) -> str | None:
     """Why a (verified) spec cannot be trained, whatever the data: the CLI checks the same before sending."""
     from .ensembles import ensemble_problem, is_ensemble
+    if (compute := spec.get("compute")) not in (None, *COMPUTES):
+        return f"compute {compute!r} is not one of {', '.join(COMPUTES)} (or left out: the trainer's choice)"
     if is_ensemble(spec):
+        if compute == "dask":
+            return "an ensemble combines its members' fitted models in the trainer: compute: dask does not apply"
         if spec["task"] not in METRICS or spec["metric"] not in METRICS[spec["task"]]:
             return f"metric {spec['metric']!r} does not fit task {spec['task']!r}"
         try:
@@ -97,6 +101,7 @@ def spec_problem(spec: dict) -> str | None:
 
 
 ENCODINGS = ("onehot", "ordinal")      # how a pipeline encodes categories (training.build_model)
+COMPUTES = ("local", "dask")           # where a spec may have its grid run (left out: dask if the trainer has one)
 
 
 def candidates(spec: dict) -> list[dict]:

@@ -1,5 +1,6 @@
 """trainer: trains models from validated batches on request, records everything needed to reproduce them."""
 
+import importlib.util
 from dataclasses import replace
 
 from services.bus import Bus, PerRecord, RuntimeConfig, ServiceRuntime
@@ -7,9 +8,11 @@ from services.adapters import SnapshotStore
 from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
 from services.bus.service_keys import enrolled_signer
+from services.bus.settings import ConfigError
 
 from .adapters import code_version, environment, rebuild_view, training_frames
 from .decide import Provenance
+from .grid import DaskCluster
 from .handlers import Trainer
 
 
@@ -22,9 +25,20 @@ def main() -> None:
     trainer = Trainer(rebuild_view(bus, verify), bus.settings.storage.artifacts_store, provenance, verify,
                       training_frames(SnapshotStore.from_settings(bus.settings)),
                       min_fit_s=bus.settings.services.trainer_min_fit_s,
-                      max_artifact_bytes=bus.settings.storage.max_artifact_bytes)
+                      max_artifact_bytes=bus.settings.storage.max_artifact_bytes,
+                      cluster=dask_cluster(bus.settings.services.dask_scheduler))
     config = RuntimeConfig(transactional=True, batch_size=50)
     ServiceRuntime(bus, "trainer", PerRecord(trainer, offload=True), config).run()
+
+
+def dask_cluster(scheduler: str) -> DaskCluster | None:
+    """The cluster MLBUS_DASK_SCHEDULER names (connected at the first grid sent there), or None."""
+    if not scheduler:
+        return None
+    if importlib.util.find_spec("distributed") is None:
+        raise ConfigError("MLBUS_DASK_SCHEDULER is set, but dask.distributed is not installed: "
+                          "pip install 'mlbus[dask]'")
+    return DaskCluster(scheduler)
 
 
 if __name__ == "__main__":

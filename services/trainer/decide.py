@@ -235,7 +235,8 @@ def run_event(plan: TrainingPlan, index: int, result: dict, provenance: Provenan
              "code_version": provenance.code_version,
              "git_commit": provenance.git_commit, "environment": provenance.environment,
              "reproduces_run_id": None, "identical": None, "differences": [], "finished_at": now,
-             "spec_json": json.dumps({k: plan.spec[k] for k in RUN_SPEC_FIELDS if k in plan.spec}, sort_keys=True)}
+             "spec_json": json.dumps({k: plan.spec[k] for k in RUN_SPEC_FIELDS if k in plan.spec}, sort_keys=True),
+             "ran_on": result.get("ran_on")}
     if plan.reproduces:
         differences = reproduction_differences(plan.reproduces, {**result, "artifact_sha256": artifact_sha256})
         value.update(reproduces_run_id=plan.reproduces["run_id"], differences=differences,
@@ -244,8 +245,10 @@ def run_event(plan: TrainingPlan, index: int, result: dict, provenance: Provenan
 
 
 def trained_event(plan: TrainingPlan, best: int, result: dict, artifact: tuple[str, str], profile: list[dict],
-                  provenance: Provenance, duration_ms: int, now: datetime, cpu_seconds: float = 0.0) -> Event:
-    """The version; duration_ms and cpu_seconds are the whole training's (every grid point): what it cost."""
+                  provenance: Provenance, duration_ms: int, now: datetime, cpu_seconds: float = 0.0,
+                  compute: dict | None = None) -> Event:
+    """The version; duration_ms and cpu_seconds are the whole training's (every grid point): what it cost;
+    compute, where its grid ran (compute.compute_used)."""
     spec, request = plan.spec, plan.request
     event_id = derive_id(request["request_id"], "trained")
     return Event("mlbus.ModelTrained", key=spec["model"], id=event_id,
@@ -266,4 +269,6 @@ def trained_event(plan: TrainingPlan, best: int, result: dict, artifact: tuple[s
         "artifact_uri": artifact[0], "artifact_sha256": artifact[1], "members": list(plan.members),
         "feature_profile": profile,
         "prediction_profile": result.get("prediction_profile"),
-        "spec_sha256": spec["spec_sha256"], "card_json": spec.get("card_json", "{}"), "trained_at": now})
+        "spec_sha256": spec["spec_sha256"], "card_json": spec.get("card_json", "{}"), "trained_at": now,
+        "compute": {k: v for k, v in compute.items() if k != "workers"} if compute else None,
+        "compute_workers": compute["workers"] if compute else None})

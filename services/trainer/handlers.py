@@ -15,9 +15,11 @@ from services.domain import alert, ArtifactRefused, combiner, Ensemble, profile_
 from services.adapters import ArtifactStore, DataFileError, save_model
 from services.bus.logs import get_logger
 
+from .compute import DASK, IN_TRAINER, Placement, Unplaceable, compute_used, placement
 from .decide import (Provenance, TrainingPlan, Verify, act_refusal, best_run, plan_training, refusal,
                      requests_for_member_change, requests_for_new_data, run_event, trained_event)
-from .training import fit_and_evaluate, fit_ensemble, permutation_importances, split
+from .grid import DaskCluster, GridPoint, PointFitted, fit_locally
+from .training import fit_ensemble, permutation_importances, split
 from .view import TrainerView
 
 
@@ -30,8 +32,9 @@ class Trainer:
     def __init__(self, view: TrainerView, artifacts_store: str | Path, provenance: Provenance, verify: Verify,
                  load_frame: Callable[[list[dict]], pd.DataFrame], min_fit_s: float = 0.0,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-                 max_artifact_bytes: int = 1 << 29):
+                 max_artifact_bytes: int = 1 << 29, cluster: DaskCluster | None = None):
         self.view = view
+        self.cluster = cluster            # MLBUS_DASK_SCHEDULER's: where grids run unless a spec says local
         self.load_frame = load_frame
         self.verify = verify
         self.artifacts = ArtifactStore(artifacts_store, max_artifact_bytes)     # its own, and an ensemble's members
@@ -68,23 +71,27 @@ class Trainer:
             return []
         if isinstance(plan, str):
             return [refusal(request, plan, self.clock())]
+        where = placement(plan.spec.get("compute"), self.cluster.address if self.cluster else "", bool(plan.members))
+        if isinstance(where, Unplaceable):
+            return [refusal(request, where.reason, self.clock())]
         try:
-            return self.train(plan)
+            return self.train(plan, where)
         except (DataFileError, ArtifactRefused) as error:        # a snapshot or a member's artifact
             return [refusal(request, str(error), self.clock())]
         except TRAINING_FAILURES as error:      # the spec or the data, not the machine: the same every time
             self.log.warning("training failed", model=plan.spec["model"], error=f"{type(error).__name__}: {error}")
             return [refusal(request, f"training failed: {type(error).__name__}: {str(error)[:500]}", self.clock())]
 
-    def train(self, plan: TrainingPlan) -> list[Event]:
+    def train(self, plan: TrainingPlan, where: Placement = IN_TRAINER) -> list[Event]:
         started = time.monotonic()
         spec = plan.spec
         frame = self.load_frame(plan.batches)
         data = split(frame, spec["features"], spec["target"], spec["task"], spec["test_size"], plan.seed,
                      tuple(spec.get("categorical_features", ())), tuple(spec.get("sensitive_features", ())))
-        fitted = [self._combine(plan, data)] if plan.members else [
-            fit_and_evaluate(data, spec["estimator"], params, spec["task"], spec["metric"], spec["cv_folds"],
-                             plan.seed, spec.get("encoding", "onehot")) for params in plan.grid]
+        if plan.members:
+            fitted, compute = [self._combine(plan, data)], compute_used(where, [], time.monotonic() - started)
+        else:
+            fitted, compute = self._fit_grid(plan, data, where)
         self._wait_for_min_fit(started)
         now = self.clock()
         if plan.reproduces:
@@ -101,7 +108,20 @@ class Trainer:
         duration_ms = int((time.monotonic() - started) * 1000)
         return runs + [trained_event(plan, best, {**fitted[best][1], "importances": importances}, artifact,
                                      profile_frame(data.x_train, reference=True), self.provenance, duration_ms, now,
-                                     cpu_seconds=sum(result["cpu_seconds"] for _, result in fitted))]
+                                     cpu_seconds=sum(result["cpu_seconds"] for _, result in fitted), compute=compute)]
+
+    def _fit_grid(self, plan: TrainingPlan, data, where: Placement) -> tuple[list[tuple[object, dict]], dict]:
+        """Every grid point fitted where the placement says, or the first failure of a fit raised (a spec or data
+        the estimator cannot use: the same error a local fit raises)."""
+        spec = plan.spec
+        points = [GridPoint(spec["estimator"], params, spec["task"], spec["metric"], spec["cv_folds"], plan.seed,
+                            spec.get("encoding", "onehot")) for params in plan.grid]
+        cluster = self.cluster if where.engine == DASK else None      # placement() gives DASK only with one
+        grid = cluster.fit(data, points) if cluster else fit_locally(data, points)
+        for outcome in grid.outcomes:
+            if not isinstance(outcome, PointFitted):
+                raise outcome
+        return [(o.model, o.result) for o in grid.outcomes], grid.compute
 
     def _combine(self, plan: TrainingPlan, data) -> tuple[Ensemble, dict]:
         """An ensemble from its pinned members, each loaded hash-checked from the artifact store."""

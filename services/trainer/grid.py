@@ -1,0 +1,156 @@
+"""Fitting a training's grid points in the trainer's process, or on a dask.distributed cluster through joblib's
+Dask backend: the same function on the same inputs either way, so the same seed gives the same models."""
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from joblib import Parallel, delayed, parallel_config
+from threadpoolctl import threadpool_limits
+
+from services.bus.errors import InfrastructureError
+
+from .compute import (DASK, IN_TRAINER, LOCAL, Placement, PointUsage, RESULT_LIBRARIES, compute_used, process_cpu_over,
+                      version_mismatches)
+from .training import Split, fit_and_evaluate
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    estimator: str
+    params: dict
+    task: str
+    metric: str
+    cv_folds: int
+    seed: int
+    encoding: str = "onehot"
+
+
+@dataclass(frozen=True)
+class PointFitted:
+    model: Any
+    result: dict
+    usage: PointUsage
+
+
+@dataclass(frozen=True)
+class GridFitted:
+    outcomes: list                  # per point, in grid order: a PointFitted, or what its fit raised
+    compute: dict = field(default_factory=dict)     # the ComputeUsed record
+
+
+def fit_point(data: Split, point: GridPoint) -> PointFitted | Exception:
+    """One grid point wherever it runs, on the calling thread alone (BLAS and joblib held to it), timed on it. What
+    the fit raises comes back as a value, raised again in the trainer as a local fit's would be: only the cluster's
+    own failures raise."""
+    started, cpu_started = time.perf_counter(), time.thread_time()
+    try:
+        # joblib's Dask backend runs a task inside parallel_config("dask"): scikit-learn's own Parallel calls (a
+        # forest's trees, its predict_proba's sum) would become tasks of their own, summed in whatever order they
+        # come back — other bits than the local fit's. A point is one thread's work, as in the trainer.
+        with threadpool_limits(limits=1), parallel_config(backend="sequential"):
+            model, result = fit_and_evaluate(data, point.estimator, point.params, point.task, point.metric,
+                                             point.cv_folds, point.seed, point.encoding)
+    except Exception as error:          # noqa: BLE001 - the spec's or the data's, handed back as it is
+        return error
+    usage = PointUsage(worker_address(), time.thread_time() - cpu_started, time.perf_counter() - started)
+    return PointFitted(model, {**result, "ran_on": usage.worker}, usage)
+
+
+def held(value: Any) -> Any:
+    """A task that returns its argument: data the cluster keeps by lineage (computed again if its worker dies)."""
+    return value
+
+
+def worker_address() -> str:
+    """The dask worker this runs in, or LOCAL."""
+    try:
+        from distributed import get_worker
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return LOCAL
+
+
+def library_versions() -> dict[str, str]:
+    """This process's versions of the libraries that decide a model's numbers (python as major.minor)."""
+    return {"python": ".".join(platform.python_version_tuple()[:2]),
+            **{name: importlib.metadata.version(name) for name in RESULT_LIBRARIES if name != "python"}}
+
+
+def fit_locally(data: Split, points: list[GridPoint]) -> GridFitted:
+    """The grid in this process, point after point; it stops at the first point whose fit raises."""
+    started, outcomes = time.perf_counter(), []
+    for point in points:
+        outcomes.append(fit_point(data, point))
+        if isinstance(outcomes[-1], Exception):
+            break
+    usages = [o.usage for o in outcomes if isinstance(o, PointFitted)]
+    return GridFitted(outcomes, compute_used(IN_TRAINER, usages, time.perf_counter() - started))
+
+
+class DaskCluster:
+    """The trainer's client of a dask.distributed scheduler: connected at the first grid, then kept. Any failure of
+    the cluster (unreachable, no workers in time, a task that killed its workers, workers with other library
+    versions) is an InfrastructureError: the trainer crashes and handles the request again after its restart."""
+
+    def __init__(self, address: str, timeout_s: float = 30.0):
+        self.address = address
+        self.timeout_s = timeout_s          # to connect, and for a first worker to be there
+        self._client: Any = None
+
+    def fit(self, data: Split, points: list[GridPoint]) -> GridFitted:
+        try:
+            return self._fit(data, points)
+        except InfrastructureError:
+            raise
+        except Exception as error:          # noqa: BLE001 - the fits' own errors come back as values (fit_point)
+            raise InfrastructureError(f"the dask cluster at {self.address} failed: "
+                                      f"{type(error).__name__}: {error}") from error
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _fit(self, data: Split, points: list[GridPoint]) -> GridFitted:
+        client = self._connected()
+        names = self._names(client)
+        self._check_versions(client)
+        started = time.perf_counter()
+        before = client.run(time.process_time, on_error="ignore")
+        # The split goes to the cluster once, as a task that returns it (not scattered: a worker killed with the
+        # only copy of scattered data loses it for good, whereas a task's result is computed again elsewhere).
+        split_task = client.submit(held, data, pure=False)
+        try:
+            with parallel_config(backend="dask", client=client, wait_for_workers_timeout=self.timeout_s):
+                # One dask task a point, all handed to the scheduler at once: it balances them and reschedules the
+                # points of a worker that dies.
+                outcomes = Parallel(n_jobs=-1, batch_size=1, pre_dispatch="all")(
+                    delayed(fit_point)(split_task, point) for point in points)
+        finally:
+            split_task.release()
+        after = client.run(time.process_time, on_error="ignore")
+        wall = time.perf_counter() - started
+        usages = [o.usage for o in outcomes if isinstance(o, PointFitted)]
+        return GridFitted(list(outcomes), compute_used(Placement(DASK, self.address), usages, wall,
+                                                       process_cpu_over(before, after),
+                                                       {**names, **self._names(client)}))
+
+    def _connected(self) -> Any:
+        if self._client is None or self._client.status not in ("running", "connecting"):
+            from distributed import Client
+            self._client = Client(self.address, timeout=self.timeout_s, set_as_default=False)
+        return self._client
+
+    def _check_versions(self, client: Any) -> None:
+        mismatches = version_mismatches(library_versions(), client.run(library_versions, on_error="ignore"))
+        if mismatches:
+            raise InfrastructureError("dask workers with other library versions than the trainer's would fit "
+                                      f"other models: {'; '.join(mismatches[:5])}")
+
+    @staticmethod
+    def _names(client: Any) -> dict[str, str]:
+        return {address: str(worker.get("name")) for address, worker in client.scheduler_info()["workers"].items()}
