@@ -20,6 +20,7 @@ import heapq
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field as dataclass_field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from services.bus.edge import CONTROL, MAX_IDENTIFIER
@@ -27,6 +28,7 @@ from services.bus.edge import CONTROL, MAX_IDENTIFIER
 from .features_views import Feature, FeatureView
 
 MAX_EVENT_MS = 253_402_300_799_999       # 9999-12-31T23:59:59.999Z: what a datetime holds
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 Scalar = float | int | str | bool | None
 
 
@@ -219,6 +221,19 @@ def summary(aggregate: str, numbers: list[float], events: int) -> float | int | 
     if aggregate == "mean":
         return math.fsum(numbers) / len(numbers)
     return min(numbers) if aggregate == "min" else max(numbers)
+
+
+def source_event(view: FeatureView, values: Mapping[str, Any], record_ms: int, topic: str, partition: int,
+                 offset: int) -> SourceEvent:
+    """A source record as an event of `view`: the entity from its entity field (text, or a whole number), the time
+    from its event-time field (epoch milliseconds or an aware datetime) or else the record's own time. A value that
+    cannot serve is kept as it is, for aggregate to drop the event with its reason."""
+    fields = values if isinstance(values, Mapping) else {}
+    entity: Any = fields.get(view.entity)
+    at: Any = fields.get(view.event_time) if view.event_time else record_ms
+    if isinstance(at, datetime) and at.tzinfo is not None:
+        at = (at - EPOCH) // timedelta(milliseconds=1)
+    return SourceEvent(str(entity) if _whole(entity, 2**63) else entity, at, values, topic, partition, offset)
 
 
 def event_problem(event: Any) -> str | None:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from services.domain.features_views import parse_views
-from services.domain.features_windows import SourceEvent, SourceSpan, Windows, aggregate
+from services.domain.features_windows import SourceEvent, SourceSpan, Windows, aggregate, source_event
 
 MINUTE, HOUR = 60_000, 3_600_000
 TOPIC = "shop.purchases"
@@ -246,3 +246,23 @@ def test_the_values_are_the_same_whatever_the_arrival_order_within_the_lateness(
     assert shuffled == aggregate(view, arrived(timed, LATENESS[lateness]))            # deterministic
     lasts = sorted((v.entity, v.event_ms, v.value) for v in shuffled.values if v.feature == "last_amount")
     assert lasts == sorted((e, t, a) for e, t, a, _ in timed)
+
+
+def test_a_record_becomes_an_event_by_the_views_entity_and_event_time_fields():
+    from datetime import datetime, timedelta, timezone
+    [timed] = parse_views({"views": [{"name": "v", "entity": "customer_id", "source": {"topic": TOPIC},
+                                      "event_time": "paid_at", "ttl": "1d", "owner": "ana",
+                                      "features": [{"name": "n", "aggregate": "count", "window": "1h"}]}]})
+    untimed = view_of(windowed("count", "1h", field=None))
+    paid = datetime(2026, 12, 6, 10, tzinfo=timezone.utc)
+    event = source_event(timed, {"customer_id": 42, "paid_at": paid}, 5, TOPIC, 1, 9)
+    assert (event.entity, event.event_ms, event.partition, event.offset) == ("42", int(paid.timestamp()) * 1000, 1, 9)
+    assert source_event(untimed, {"customer_id": "c1"}, 1234, TOPIC, 0, 0).event_ms == 1234     # the record's time
+    unusable = [source_event(timed, {"customer_id": "c1"}, 5, TOPIC, 0, 0),                     # no event time
+                source_event(timed, {"customer_id": "c1", "paid_at": paid.replace(tzinfo=None)}, 5, TOPIC, 0, 1),
+                source_event(timed, {"customer_id": True, "paid_at": paid}, 5, TOPIC, 0, 2),
+                source_event(timed, {"paid_at": paid - timedelta(hours=1)}, 5, TOPIC, 0, 3),
+                source_event(timed, "not a mapping", 5, TOPIC, 0, 4)]                           # type: ignore[arg-type]
+    result = aggregate(timed, unusable)
+    assert result.values == () and [d.reason.split(" ")[0:2] for d in result.dropped] == [
+        ["event", "time"], ["event", "time"], ["entity", "'True'"], ["entity", "'None'"], ["entity", "'None'"]]
