@@ -254,7 +254,8 @@ def test_a_sound_definition_with_any_part_replaced_parses_or_is_refused_with_rea
 
 
 @settings(max_examples=100, derandomize=True, deadline=None)
-@given(st.text(max_size=200) | st.builds(lambda junk: SOUND.replace("1h", junk), st.text(max_size=10)))
+@given(st.text(max_size=200) | st.builds(lambda junk: SOUND.replace("1h", junk), st.text(max_size=10)) |
+       json_ish.map(lambda raw: yaml.safe_dump({"views": [raw]})))
 def test_any_text_parses_or_is_refused_with_reasons(text):
     try:
         views_from_yaml(text)
