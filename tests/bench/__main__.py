@@ -14,11 +14,11 @@ from services.bus import Bus
 from services.bus.settings import PROJECT_ROOT, Settings
 
 from . import (audit, audit_scale, batch, codec, console, drift, keep_pace, orchestration, peers, registry, scale,
-               scoring, validation)
+               scoring, training, validation)
 from .figures import Figure, markdown, results_json
 
 BENCHMARKS = ("scoring", "codec", "drift", "validation", "audit", "orchestration", "console", "batch", "registry",
-              "scale", "keep-pace", "audit-scale")
+              "scale", "keep-pace", "audit-scale", "training")
 
 
 def run(name: str, workdir: Path, quick: bool, counted: int) -> list[Figure]:
@@ -26,7 +26,7 @@ def run(name: str, workdir: Path, quick: bool, counted: int) -> list[Figure]:
         return codec.benchmarks(Bus.from_settings(Settings.from_env({"MLBUS_BOOTSTRAP": "unused:0"})), quick, counted)
     module = {"scoring": scoring, "drift": drift, "validation": validation, "audit": audit,
               "orchestration": orchestration, "console": console, "batch": batch, "registry": registry,
-              "scale": scale, "keep-pace": keep_pace, "audit-scale": audit_scale}[name]
+              "scale": scale, "keep-pace": keep_pace, "audit-scale": audit_scale, "training": training}[name]
     return module.benchmarks(workdir / name, quick, counted)
 
 
