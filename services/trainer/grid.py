@@ -3,6 +3,7 @@ Dask backend: the same function on the same inputs either way, so the same seed 
 from __future__ import annotations
 
 import importlib.metadata
+import pickle
 import platform
 import time
 from dataclasses import dataclass, field
@@ -55,9 +56,19 @@ def fit_point(data: Split, point: GridPoint) -> PointFitted | Exception:
             model, result = fit_and_evaluate(data, point.estimator, point.params, point.task, point.metric,
                                              point.cv_folds, point.seed, point.encoding)
     except Exception as error:          # noqa: BLE001 - the spec's or the data's, handed back as it is
-        return error
+        return portable(error)
     usage = PointUsage(worker_address(), time.thread_time() - cpu_started, time.perf_counter() - started)
     return PointFitted(model, {**result, "ran_on": usage.worker}, usage)
+
+
+def portable(error: Exception) -> Exception:
+    """The error as it can travel back from a worker: itself, or — one that does not survive pickling, which the
+    cluster would report as its own failure — a RuntimeError naming it (the record's failure, as locally)."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:                   # noqa: BLE001 - whatever stops it travelling
+        return RuntimeError(f"{type(error).__name__}: {error}")
 
 
 def held(value: Any) -> Any:

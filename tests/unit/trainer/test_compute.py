@@ -1,6 +1,7 @@
 """Where a grid runs and what the version records of it (pure), and the trainer's handler choosing it: a spec that
 asks for a cluster the trainer lacks is refused, a cluster's failure is the infrastructure's (no network here)."""
 import json
+import threading
 
 import pytest
 
@@ -123,3 +124,17 @@ def test_a_fit_that_fails_comes_back_as_its_error_and_stops_the_local_grid():
     grid = fit_locally(data, points)
     assert len(grid.outcomes) == 2 and isinstance(grid.outcomes[1], ValueError)
     assert grid.compute["workers"][0]["points"] == 1
+
+
+class Unpicklable(ValueError):
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.lock = threading.Lock()        # no pickler carries a lock
+
+
+def test_an_error_that_cannot_travel_back_from_a_worker_comes_back_as_a_runtime_error_naming_it():
+    from services.trainer.grid import portable
+    error = ValueError("C must be positive")
+    assert portable(error) is error
+    travelled = portable(Unpicklable("odd"))
+    assert type(travelled) is RuntimeError and str(travelled) == "Unpicklable: odd"
