@@ -56,7 +56,7 @@ def fit_point(data: Split, point: GridPoint) -> PointFitted | Exception:
             model, result = fit_and_evaluate(data, point.estimator, point.params, point.task, point.metric,
                                              point.cv_folds, point.seed, point.encoding)
     except Exception as error:          # noqa: BLE001 - the spec's or the data's, handed back as it is
-        return portable(error)
+        return error if worker_address() == LOCAL else portable(error)
     usage = PointUsage(worker_address(), time.thread_time() - cpu_started, time.perf_counter() - started)
     return PointFitted(model, {**result, "ran_on": usage.worker}, usage)
 
