@@ -49,20 +49,27 @@ def declare_witness_key(admin_bus: Bus, state_dir: Path, name: str = "witness") 
     return request["key_id"]
 
 
-def proof_tree(bus: Bus, kept: list[dict], size: int, blocks_needed: set[int], shard: int = 0) -> list[bytes] | Tiled:
+def proof_tree(bus: Bus, kept: list[dict], size: int, blocks_needed: set[int], shard: int = 0,
+               preread: dict[int, list[dict]] | None = None) -> list[bytes] | Tiled:
     """A shard's tree of `size` records as a proof needs it: its checkpoints' block hashes and the leaves of the
     blocks the proof descends into (its own, and the incomplete last one) — a few hundred records read, not
     the log. A log whose checkpoints lack block hashes (written before them) is read whole. Block hashes are not
     signed: a wrong one only makes a proof that does not verify against the signed roots. Checkpoints of other
-    shards in `kept` are left out (each shard's blocks are its own tree's)."""
+    shards in `kept` are left out (each shard's blocks are its own tree's). `preread`: blocks' records already read
+    (block → its records as records_between gave them, whole)."""
     blocks = block_hashes(c for c in kept if checkpoint_shard(c, log_id(bus)) == shard)
     complete = size // BLOCK
     if any(b not in blocks for b in range(complete)):
         return [leaf(r) for r in audit_records(bus, shard=shard)][:size]
     leaves = {}
     for block in {b for b in blocks_needed | {complete} if b * BLOCK < size}:
-        for record in records_between(bus, block * BLOCK + 1, min((block + 1) * BLOCK, size), shard=shard):
-            leaves[record["sequence"] - 1] = leaf(record)
+        last = min((block + 1) * BLOCK, size)
+        read = (preread or {}).get(block)
+        if read is None or len(read) < last - block * BLOCK:      # not read, or read before the log had all of it
+            read = records_between(bus, block * BLOCK + 1, last, shard=shard)
+        for record in read:
+            if record["sequence"] <= last:
+                leaves[record["sequence"] - 1] = leaf(record)
     return Tiled([blocks[b] for b in range(complete)], leaves)
 
 
