@@ -1,6 +1,7 @@
 """The trainer's grid on a real dask.distributed cluster (a `dask scheduler` and two `dask worker` processes this
 test starts): the same version as a local training for the same seed, even when a worker is killed mid-grid,
-and the version records where it ran. No broker: the trainer's handler with in-memory ports."""
+and the version records where it ran — the trainer's handler with in-memory ports; and once end to end, the
+trainer service on the broker with MLBUS_DASK_SCHEDULER, a spec saying `compute: dask`."""
 import json
 import threading
 import time
@@ -14,9 +15,14 @@ from services.trainer.decide import Provenance
 from services.trainer.grid import DaskCluster
 from services.trainer.handlers import Trainer
 from services.trainer.view import TrainerView
+from services.adapters import publish_batch
+from services.bus import Publisher
+from services.bus.settings import PROJECT_ROOT
 from tests.support.dask_cluster import dask_cluster
+from tests.support.datasets import good, write
 from tests.support.handlers import accept, received
-from tests.support.polling import wait_until
+from tests.support.polling import read_topic, wait_until
+from tests.support.processes import running
 
 pytest.importorskip("distributed")
 
@@ -120,3 +126,20 @@ def test_a_worker_killed_mid_grid_still_gives_the_local_version(tmp_path):
 def points_done(cluster, since: float) -> int:
     """Grid points whose tasks have finished on a worker (the scheduler's task stream)."""
     return sum("fit_point" in str(task["key"]) for task in cluster.client.get_task_stream(start=since))
+
+
+def test_the_trainer_service_trains_a_spec_asking_for_dask_on_its_scheduler(bus, bus_env, cli, tmp_path):
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text((PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml").read_text() +
+                         "compute: dask\n")
+    assert cli("models", "define", str(spec_file), person="dana").returncode == 0
+    publisher = Publisher(bus, "test")
+    publish_batch(bus, "breast_cancer", write(good(rows=200), tmp_path / "good.csv"), "t", publisher)
+    publisher.flush()
+    with dask_cluster(tmp_path / "dask") as cluster, running("services.validator", bus_env), \
+            running("services.trainer", bus_env, tmp_path / "trainer.log", MLBUS_DASK_SCHEDULER=cluster.address):
+        [trained] = [bus.schemas.decode(m.value())[1] for m in read_topic(bus, "models.trained", expected=1,
+                                                                          timeout=180)]
+    assert trained["compute"]["engine"] == "dask" and trained["compute"]["scheduler"] == cluster.address
+    assert {w["address"] for w in trained["compute_workers"]} <= set(cluster.workers)
+    assert sum(w["points"] for w in trained["compute_workers"]) == 2        # the spec's grid: C in [0.1, 1.0]

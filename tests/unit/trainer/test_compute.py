@@ -138,3 +138,15 @@ def test_an_error_that_cannot_travel_back_from_a_worker_comes_back_as_a_runtime_
     assert portable(error) is error
     travelled = portable(Unpicklable("odd"))
     assert type(travelled) is RuntimeError and str(travelled) == "Unpicklable: odd"
+
+
+def test_the_trainer_takes_its_scheduler_from_mlbus_dask_scheduler(monkeypatch):
+    from services.bus.settings import ConfigError, Settings
+    from services.trainer import __main__ as wiring
+    scheduler = Settings.from_env({"MLBUS_DASK_SCHEDULER": f" {SCHEDULER} "}).services.dask_scheduler
+    assert scheduler == SCHEDULER and Settings.from_env({}).services.dask_scheduler == ""
+    assert wiring.dask_cluster("") is None
+    assert wiring.dask_cluster(scheduler).address == SCHEDULER          # not connected until its first grid
+    monkeypatch.setattr(wiring.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match="pip install 'mlbus\\[dask\\]'"):
+        wiring.dask_cluster(scheduler)
