@@ -102,10 +102,16 @@ def fit_locally(data: Split, points: list[GridPoint]) -> GridFitted:
     return GridFitted(outcomes, compute_used(IN_TRAINER, usages, time.perf_counter() - started))
 
 
+class PointKilledWorkers(RuntimeError):
+    """The scheduler gave up on a point whose task died with each worker that ran it (distributed's
+    allowed-failures, 3): its own poison budget spent. The record's failure, not the cluster's — the runtime
+    dead-letters the request rather than restart the trainer to kill more workers with it."""
+
+
 class DaskCluster:
     """The trainer's client of a dask.distributed scheduler: connected at the first grid, then kept. Any failure of
-    the cluster (unreachable, no workers in time, a task that killed its workers, workers with other library
-    versions) is an InfrastructureError: the trainer crashes and handles the request again after its restart."""
+    the cluster (unreachable, no workers in time, the connection lost, workers with other library versions) is an
+    InfrastructureError: the trainer crashes and handles the request again after its restart."""
 
     def __init__(self, address: str, timeout_s: float = 30.0):
         self.address = address
@@ -118,6 +124,11 @@ class DaskCluster:
         except InfrastructureError:
             raise
         except Exception as error:          # noqa: BLE001 - the fits' own errors come back as values (fit_point)
+            if type(error).__name__ == "KilledWorker":      # its str() needs the scheduler's worker state
+                task, tries = getattr(error, "task", ""), getattr(error, "allowed_failures", "?")
+                raise PointKilledWorkers(f"a grid point killed every dask worker that ran it ({task}, given up "
+                                         f"after {tries} deaths): the spec's fit, as a local one that kills the "
+                                         "trainer") from error
             raise InfrastructureError(f"the dask cluster at {self.address} failed: "
                                       f"{type(error).__name__}: {error}") from error
 

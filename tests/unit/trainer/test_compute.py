@@ -150,3 +150,15 @@ def test_the_trainer_takes_its_scheduler_from_mlbus_dask_scheduler(monkeypatch):
     monkeypatch.setattr(wiring.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match="pip install 'mlbus\\[dask\\]'"):
         wiring.dask_cluster(scheduler)
+
+
+def test_a_point_that_killed_every_worker_it_ran_on_is_the_records_failure_not_the_clusters(tmp_path):
+    from distributed.scheduler import KilledWorker
+    from services.trainer.grid import PointKilledWorkers
+    cluster = DaskCluster(SCHEDULER)
+    cluster._client = BrokenClient(KilledWorker("batch_of_fit_point_1_calls-1", "tcp://w:1", 3))
+    handler = trainer(frame(), tmp_path)
+    handler.cluster = cluster
+    with pytest.raises(PointKilledWorkers, match="killed every dask worker") as raised:
+        handler(received("mlbus.TrainingRequested", request()))
+    assert not is_infrastructure(raised.value)      # dead-lettered by the runtime: no restart to kill more workers
