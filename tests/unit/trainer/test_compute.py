@@ -162,3 +162,14 @@ def test_a_point_that_killed_every_worker_it_ran_on_is_the_records_failure_not_t
     with pytest.raises(PointKilledWorkers, match="killed every dask worker") as raised:
         handler(received("mlbus.TrainingRequested", request()))
     assert not is_infrastructure(raised.value)      # dead-lettered by the runtime: no restart to kill more workers
+
+
+def test_the_cli_records_a_specs_compute_only_when_it_names_one_it_knows(tmp_path):
+    from services.bus.errors import BadInput
+    from services.cli.models_cmd import spec_record
+    raw = {"model": "m", "dataset": "d", "target": "y", "features": ["a", "b"], "task": "classification",
+           "estimator": "LogisticRegression", "metric": "accuracy"}
+    assert spec_record(raw, "cli:dana", tmp_path)["compute"] is None         # left out: signed bytes as before
+    assert spec_record({**raw, "compute": "dask"}, "cli:dana", tmp_path)["compute"] == "dask"
+    with pytest.raises(BadInput, match="compute 'cloud' is not one of local, dask"):
+        spec_record({**raw, "compute": "cloud"}, "cli:dana", tmp_path)
