@@ -79,23 +79,23 @@ def bus_messages(bus) -> set[tuple[str, int, int]]:
     consumer = Consumer({**base_config(bus.settings), "group.id": "count", "isolation.level": "read_committed"})
     found = set()
     try:
-        for name in audited_topics(bus):
-            physical = bus.catalogue.physical(name)
-            for p in consumer.list_topics(physical, timeout=10).topics[physical].partitions:
-                end = consumer.get_watermark_offsets(TopicPartition(physical, p), timeout=10)[1]
-                if end == 0:
-                    continue
-                consumer.assign([TopicPartition(physical, p, 0)])
-                # to the end offset (a transaction marker may be last: the position passes it); a slow hour's
-                # empty poll is no end: only 10 s without a message is (an open transaction holds the rest)
+        # Every end first, before any partition is assigned: once the consumer fetches, a request to the broker
+        # waits behind its long-polling fetch (up to fetch.wait.max.ms, 0.5 s) — 0.5 s a partition, ~30 s a call.
+        listed = consumer.list_topics(timeout=10).topics
+        ends = {(name, p): end for name in audited_topics(bus) if (physical := bus.catalogue.physical(name)) in listed
+                for p in listed[physical].partitions
+                if (end := consumer.get_watermark_offsets(TopicPartition(physical, p), timeout=10)[1]) > 0}
+        consumer.assign([TopicPartition(bus.catalogue.physical(name), p, 0) for name, p in ends])
+        # to each end offset (a transaction marker may be last: the position passes it); a slow hour's empty
+        # poll is no end: only 10 s without a message is (an open transaction holds the rest)
+        quiet_since = time.monotonic()
+        while ends and time.monotonic() - quiet_since <= 10:
+            batch = [m for m in consumer.consume(1000, 0.05) if not m.error()]
+            found |= {(bus.catalogue.logical(m.topic()), m.partition(), m.offset()) for m in batch}
+            if batch:
                 quiet_since = time.monotonic()
-                while consumer.position([TopicPartition(physical, p)])[0].offset < end:
-                    batch = consumer.consume(1000, 1.0)
-                    found |= {(name, m.partition(), m.offset()) for m in batch if not m.error()}
-                    if batch:
-                        quiet_since = time.monotonic()
-                    elif time.monotonic() - quiet_since > 10:
-                        break
+            positions = consumer.position([TopicPartition(bus.catalogue.physical(n), p) for n, p in ends])
+            ends = {(n, p): end for ((n, p), end), at in zip(ends.items(), positions) if at.offset < end}
     finally:
         consumer.close()
     return found
