@@ -3,11 +3,48 @@ error event may lack them); a message the consumer returned without error() alwa
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from typing import cast
 
-from confluent_kafka import Message
+from confluent_kafka import KafkaError, Message
 
 from .errors import InfrastructureError
+
+
+@dataclass
+class Surveyed:
+    """A consumed batch read in one pass: its messages without error (in order), the errors, each partition's
+    span of offsets (physical topic, partition, first, last: poison.Span) and how many messages each topic had."""
+
+    good: list[Message] = field(default_factory=list)
+    errors: list[KafkaError] = field(default_factory=list)
+    spans: list[tuple[str, int, int, int]] = field(default_factory=list)
+    per_topic: dict[str, int] = field(default_factory=dict)
+
+    def next_offsets(self) -> dict[tuple[str, int], int]:
+        """Where each partition goes on from: its last offset in the batch, plus one."""
+        return {(topic, partition): last + 1 for topic, partition, _, last in self.spans}
+
+
+def survey(messages: list[Message]) -> Surveyed:
+    """A batch's positions, counts and errors in one pass over its messages (the runtime took four, ~10 % of the
+    auditor's time under load: 2026-12-06). A batch holds each partition's messages in offset order."""
+    found = Surveyed()
+    first: dict[tuple[str, int], int] = {}
+    last: dict[tuple[str, int], int] = {}
+    per_topic = found.per_topic
+    for message in messages:
+        if (error := message.error()) is not None:
+            found.errors.append(error)
+            continue
+        topic, partition, offset = position(message)
+        found.good.append(message)
+        if (topic, partition) not in first:
+            first[(topic, partition)] = offset
+        last[(topic, partition)] = offset
+        per_topic[topic] = per_topic.get(topic, 0) + 1
+    found.spans = [(topic, partition, offset, last[(topic, partition)]) for (topic, partition), offset in first.items()]
+    return found
 
 
 def position(message: Message) -> tuple[str, int, int]:
@@ -22,6 +59,7 @@ def position(message: Message) -> tuple[str, int, int]:
 UNREADABLE_HEADERS = [("mlbus.headers", b"unreadable: a header key is not UTF-8")]
 _unreadable: dict[int, Message] = {}         # id(message) → message, for those whose headers could not be read
 _KEPT = 1_000
+unreadable_messages = _unreadable     # the same dict, for the compiled pager (which only looks in it)
 
 
 def headers_of(message: Message) -> list[tuple[str, bytes | None]]:
@@ -35,10 +73,16 @@ def headers_of(message: Message) -> list[tuple[str, bytes | None]]:
         # A consumed message's headers are (key, bytes) pairs; the stubs also allow what a producer may pass.
         return cast("list[tuple[str, bytes | None]]", list(message.headers() or []))
     except Exception:                   # noqa: BLE001 - SystemError from the client's C code
-        if len(_unreadable) >= _KEPT:
-            _unreadable.clear()
-        _unreadable[id(message)] = message
-        return list(UNREADABLE_HEADERS)
+        return unreadable(message)
+
+
+def unreadable(message: Message) -> list[tuple[str, bytes | None]]:
+    """Remember a message whose headers the client could not read (headers_of never reads them again):
+    UNREADABLE_HEADERS stand for them. The compiled pager, which reads headers itself, hands such a message here."""
+    if len(_unreadable) >= _KEPT:
+        _unreadable.clear()
+    _unreadable[id(message)] = message
+    return list(UNREADABLE_HEADERS)
 
 
 def wire_size(key: bytes | None, value: bytes | None, headers: list) -> int:

@@ -68,7 +68,11 @@ class PoisonLedger:
         return PoisonMessage(f"crashed its handler {crashes} times (poison budget {self.budget}); last error: {error}")
 
     def begin(self, batch: list[Offset]) -> None:
-        self.in_flight = spans(batch)
+        self.begin_spans(spans(batch))
+
+    def begin_spans(self, in_flight: list[Span]) -> None:
+        """begin, with the batch's spans already known (the runtime finds them as it reads the batch)."""
+        self.in_flight = in_flight
 
     def crashed(self, error: str) -> None:
         """What was in flight crashed: a strike when it was one message, else every message becomes a suspect."""
@@ -127,7 +131,10 @@ class PoisonFile:
             self.save()
 
     def begin(self, batch: list[Offset]) -> None:
-        self.ledger.begin(batch)
+        self.begin_spans(spans(batch))
+
+    def begin_spans(self, in_flight: list[Span]) -> None:
+        self.ledger.begin_spans(in_flight)
         self.save()
 
     def crashed(self, error: str) -> None:
