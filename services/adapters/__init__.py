@@ -28,7 +28,7 @@ _EXPORTS = {
     "shard_count": "audit_log", "committed_chain_hash": "audit_log",
     "verification": "log_checks", "audit_proof": "log_checks", "audit_export": "log_checks",
     "cosignatures": "witness_log", "witness_keys": "witness_log", "declare_witness_key": "witness_log",
-    "proof_tree": "witness_log", "newest_cosigned": "witness_log",
+    "proof_tree": "witness_log", "newest_cosigned": "witness_log", "newest_committed": "witness_log",
     "WITNESS_ENROLMENT_FILE": "witness_log", "WITNESS_PUBLIC_KEY_FILE": "witness_log",
     "publish_batch": "datasets",
     "BlobStore": "blobs", "DataFileError": "blobs", "local_path": "blobs",
@@ -54,7 +54,8 @@ if TYPE_CHECKING:
     from .log_checks import exported as audit_export, proof as audit_proof, verification
     from .shard_lag import auditor_lag
     from .witness_log import (cosignatures, declare_witness_key, ENROLMENT_FILE as WITNESS_ENROLMENT_FILE,
-                              newest_cosigned, proof_tree, PUBLIC_KEY_FILE as WITNESS_PUBLIC_KEY_FILE, witness_keys)
+                              newest_committed, newest_cosigned, proof_tree, PUBLIC_KEY_FILE as WITNESS_PUBLIC_KEY_FILE,
+                              witness_keys)
 
 
 def __getattr__(name: str) -> Any:

@@ -12,13 +12,14 @@ from services.bus.context import Bus
 from services.bus.errors import BadInput
 
 from services.domain import (BLOCK, REDACTED, Head, ShardAt, TreeHead, Verified, anchor_problem, check_proof,
-                             combined_log_id, combined_of_checkpoint, combined_problem, consistency_proof,
-                             cosigned_beyond, erased, head_of_checkpoint, inclusion_proof, newest_head, parse_line,
-                             pinned, shard_log_id, shard_of_log_id, signature_problem, split_view, witness_problem)
+                             combined_log_id, combined_of_checkpoint, combined_problem, committed_problem,
+                             consistency_proof, cosigned_beyond, erased, head_of_checkpoint, inclusion_proof,
+                             newest_head, parse_line, pinned, shard_log_id, shard_of_log_id, signature_problem,
+                             split_view, witness_problem)
 
 from .anchor import Anchor
-from .audit_log import (anchored_heads, audit_records, checkpoint_shard, checkpoints, decoded, kept_heads, log_id,
-                        log_signers, records_between, shard_count, verify_log)
+from .audit_log import (anchored_heads, audit_records, checkpoint_shard, checkpoints, committed_chain_hash, decoded,
+                        kept_heads, log_id, log_signers, records_between, shard_count, verify_log)
 from .witness_log import cosignatures, proof_tree, witness_keys
 
 
@@ -197,12 +198,16 @@ def proof(bus: Bus, target: str | None, consistency: int | None = None, shard: i
                        + (f" in shard {shard}" if shard else ""))
     cosigned = {(c.tree_size, c.root_hash) for c in found}
     heads.sort(key=lambda h: ((h.tree_size, h.root_hash) in cosigned, h.tree_size))   # co-signed last: tried first
-    latest = _first_valid(reversed(heads), keys)
+    committed = partial(_committed, bus, shard, keys, kept, anchored, preread)
     if consistency is not None:
         first = _first_valid([h for h in heads if h.tree_size == consistency], keys)
         if first is None:
             raise BadInput(f"no validly signed head of size {consistency}; signed sizes: "
                            + ", ".join(str(h.tree_size) for h in heads[-10:]))
+        latest = _first_valid(reversed(heads), keys, committed)
+        if latest is None:
+            raise BadInput("no signed head of the log's is known to be committed (in the anchor, or bound to the "
+                           "chain hash its record holds): run `mlbus audit verify`")
         tree = proof_tree(bus, kept, latest.tree_size, {(first.tree_size - 1) // BLOCK}, shard)
         document = with_cosignatures(bus, consistency_proof(first, latest, tree), latest, found)
     elif at is None:
@@ -210,11 +215,10 @@ def proof(bus: Bus, target: str | None, consistency: int | None = None, shard: i
                        "from")
     else:
         sequence = at.sequence
-        covering = _first_valid(reversed([h for h in heads if h.tree_size >= sequence]), keys)
+        covering = _first_valid(reversed([h for h in heads if h.tree_size >= sequence]), keys, committed)
         if covering is None:
-            raise BadInput(f"record #{target} is after the last signed head "
-                           f"({max(h.tree_size for h in heads)}): try again "
-                           f"once the auditor signs the next one")
+            raise BadInput(f"no signed head known to be the log's covers record #{target} (the last signed: size "
+                           f"{max(h.tree_size for h in heads)}): try again once the auditor signs the next one")
         holding = (sequence - 1) // BLOCK
         tree = proof_tree(bus, kept, covering.tree_size, {holding}, shard, preread)
         [record] = [r for r in preread.get(holding, []) if r["sequence"] == sequence] or records_between(
@@ -241,9 +245,40 @@ def _heads_by_size(bus: Bus, kept: list[dict], shard: int, anchored: list[Head] 
                   key=lambda h: h.tree_size)
 
 
-def _first_valid(heads, keys: dict[str, bytes]):
-    """The first of these heads whose signature holds (signatures are checked only as far as needed)."""
-    return next((h for h in heads if signature_problem(h, keys) is None), None)
+def _first_valid(heads, keys: dict[str, bytes], committed=None):
+    """The first of these heads whose signature holds (signatures are checked only as far as needed) and, with
+    `committed`, the first of them known to be its shard's committed log's — else the first that carries no chain
+    signature (a log signed before heads were bound) — else none."""
+    unbound = None
+    for head in heads:
+        if signature_problem(head, keys) is not None:
+            continue
+        known = True if committed is None else committed(head)
+        if known:
+            return head
+        if known is None and unbound is None:
+            unbound = head
+    return unbound
+
+
+def _committed(bus: Bus, shard: int, keys: dict[str, bytes], kept: list[dict], anchored: list[Head],
+               preread: dict[int, list[dict]], head: TreeHead) -> bool | None:
+    """Whether a head is known to be the shard's committed log's: in the anchor (which holds only heads whose
+    transaction committed) or on audit.checkpoints bound to the chain hash the log's record at its size holds
+    (committed_problem; the record looked up among the blocks already read, else read). None: only unbound
+    checkpoints carry it (signed before heads were bound). A head of an aborted transaction, republished, is neither:
+    proved against, it would make a proof of a history the log never held (the record's own block may be in it)."""
+    if any(h.signed is not None and (h.signed.tree_size, h.signed.root_hash) == (head.tree_size, head.root_hash)
+           for h in anchored):
+        return True
+    carrying = [c for c in kept if (c.get("sequence"), c.get("root_hash")) == (head.tree_size, head.root_hash)]
+    known = {r["sequence"]: r["hash"] for records in preread.values() for r in records}
+
+    def chain_at(sequence: int) -> str | None:
+        return known[sequence] if sequence in known else committed_chain_hash(bus, shard, sequence)
+    if any(committed_problem(c, keys, chain_at) is None for c in carrying):
+        return True
+    return None if carrying and not any(c.get("chain_signature") for c in carrying) else False
 
 
 def _place_of(bus: Bus, target: str) -> ShardAt:

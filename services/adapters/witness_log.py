@@ -11,9 +11,11 @@ from services.bus.identity import declare_key, read_enrolment, read_identities
 from services.bus.projections.identities import WITNESS_ROLE
 from services.bus.replay import read_topics
 
-from services.domain import BLOCK, Cosignature, Tiled, block_hashes, leaf, newest_head
+from services.domain import (BLOCK, committed_problem, Cosignature, head_of_checkpoint, leaf, newest_head,
+                             signature_problem, Tiled, block_hashes)
 
-from .audit_log import audit_records, checkpoint_shard, kept_heads, log_id, records_between, shard_count
+from .audit_log import (audit_records, checkpoint_shard, committed_chain_hash, kept_heads, log_id, log_signers,
+                        records_between, shard_count)
 
 PUBLIC_KEY_FILE = "witness.pem"         # in the witness's state directory: its public key, to hand to checkers
 ENROLMENT_FILE = "enrolment.json"       # and what the admin declares (the key with its proof of possession)
@@ -84,3 +86,19 @@ def newest_cosigned(bus: Bus) -> bool:
         if newest is not None and not any(c.covers(newest) for c in found):
             return False
     return True
+
+
+def newest_committed(bus: Bus, kept: list[dict], shard: int) -> dict | None:
+    """The newest checkpoint that is the shard's committed log's (signed by a declared log signer, bound to the chain
+    hash the log's record at its size holds) — one kept to verify against later must not be a head of an aborted
+    transaction republished, or an unsigned one; on a log signed before heads were bound, the newest signed."""
+    keys, unbound = log_signers(bus), None
+    for checkpoint in sorted(kept, key=lambda c: -c["sequence"]):
+        problem = committed_problem(checkpoint, keys, lambda sequence: committed_chain_hash(bus, shard, sequence))
+        if problem is None:
+            return checkpoint
+        signed = head_of_checkpoint(checkpoint, "audit.checkpoints").signed
+        if unbound is None and not checkpoint.get("chain_signature") and signed is not None \
+                and signature_problem(signed, keys) is None:
+            unbound = checkpoint
+    return unbound

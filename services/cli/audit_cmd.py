@@ -12,7 +12,7 @@ from pathlib import Path
 from services.domain import (REDACTED, STATE_RECORDS, AuditIndex, audit_timeline, check_proof, explain_request,
                              explain_scoring, head_of_checkpoint, public_pem, shard_of_log_id, state_at)
 from services.adapters import (audit_export, audit_proof, audit_records, checkpoints, decoded, log_id, log_signers,
-                               verification, witness_keys)
+                               newest_committed, verification, witness_keys)
 from services.bus.edge import content
 from services.bus.context import Bus
 from services.bus.envelope import new_id
@@ -135,7 +135,10 @@ def checkpoint_command(bus: Bus, args: argparse.Namespace) -> int:
         info("no checkpoint yet (the auditor signs one every MLBUS_AUDIT_CHECKPOINT_EVERY records, every "
              "MLBUS_AUDIT_HEAD_INTERVAL_S seconds while records come, and on stop)")
         return 1
-    latest = max(kept, key=lambda c: c["sequence"])
+    latest = newest_committed(bus, kept, args.shard)
+    if latest is None:
+        info("no checkpoint on audit.checkpoints is a head of the log's, signed by a declared log signer")
+        return 1
     print_json({k: v for k, v in latest.items() if k != "frontier"})
     return 0
 
