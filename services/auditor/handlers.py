@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from services.bus import BadInput, Bus, Event, Received
 from services.bus.access import ROLES
 from services.bus.service_keys import SERVICE_ROLE
-from services.bus.consumed import digest, headers_of, message_size
+from services.bus.consumed import digest, headers_of, message_size, unreadable, unreadable_messages
 from services.bus.edge import MAX_RECORD_BYTES
 from services.bus.runtime import Forward
 from services.domain import (ChainHead, key_name, Redaction, shard_leaves, shard_log_id, TreeHead, compiled_seal,
@@ -67,7 +67,8 @@ class Auditor:
         self.unanchored: list[TreeHead] = []    # signed, in the open transaction: to the anchor once committed
         self.log = get_logger(component="auditor")
         self.pager = None if native is None else native.Pager(
-            bus.schemas.schema("mlbus.AuditRecord").prefix, self._routes(), MAX_RECORD_BYTES, headers_of)
+            bus.schemas.schema("mlbus.AuditRecord").prefix, self._routes(), MAX_RECORD_BYTES, headers_of, unreadable,
+            unreadable_messages)
 
     def __call__(self, messages: list[Message]) -> list[Event]:
         if self.log_state is None:
