@@ -3,6 +3,7 @@ shard only past what was read of it when its own signed head moves on, the shard
 page shows each shard's head, a broken shard by shard and sequence, and records by their place."""
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -12,7 +13,7 @@ from services.bus import Bus
 from services.console import serve
 from services.console.serve import AuditReader, unread
 from services.console.view import ConsoleView
-from services.domain import EPOCH, Audited, LogKey
+from services.domain import EPOCH, Audited, LogKey, shard_of_log_id
 from tests.unit.console.test_pages import Explainer, console, logged_in  # noqa: F401
 
 BUS = Bus.from_env({"MLBUS_NAMESPACE": "t."})
@@ -20,11 +21,19 @@ LOG = "t.audit.log"
 KEY = LogKey(Ed25519PrivateKey.generate())
 
 
+def chain_hash(shard: int, sequence: int) -> str:
+    """The chain hash the fake log's record `sequence` of `shard` holds."""
+    return hashlib.sha256(f"{shard}:{sequence}".encode()).hexdigest()
+
+
 def checkpoint(name: str, size: int, key: LogKey = KEY) -> dict:
-    """A checkpoint of this log id and size as the auditor signs one."""
+    """A checkpoint of this log id and size as the auditor signs one: its head, bound to the chain hash of the
+    shard's record at that size."""
     head = key.sign(name, size, "ab" * 32, 1_764_244_800_000)
-    return {"sequence": size, "hash": "0" * 64, "checkpoint_at": 1, "log_id": name, "root_hash": head.root_hash,
-            "signed_at": head.timestamp, "key_id": head.key_id, "signature": head.signature}
+    chain = chain_hash(shard_of_log_id(LOG, name) or 0, size)
+    return {"sequence": size, "hash": chain, "checkpoint_at": 1, "log_id": name, "root_hash": head.root_hash,
+            "signed_at": head.timestamp, "key_id": head.key_id, "signature": head.signature,
+            "chain_signature": key.bind(head, chain)}
 
 
 def declared(view: ConsoleView) -> ConsoleView:
@@ -58,6 +67,8 @@ def reader(monkeypatch, log: list[dict]) -> tuple[AuditReader, list]:
     monkeypatch.setattr(serve, "records_between", between)
     monkeypatch.setattr(serve, "audit_records", whole)
     monkeypatch.setattr(serve, "decoded", as_audited)
+    monkeypatch.setattr(serve, "committed_chain_hash", lambda bus, shard, sequence: next(
+        (chain_hash(shard, sequence) for r in log if (r["shard"], r["sequence"]) == (shard, sequence)), None))
     return AuditReader(BUS, SimpleNamespace(view=declared(ConsoleView()))), asked
 
 
