@@ -8,16 +8,18 @@ from pathlib import Path
 import yaml
 
 from services.adapters import declare_log_key
-from services.bus.access import ROLES
+from services.bus.access import ROLES, service_principals
 from services.bus.catalogue import load_catalogue
 from services.bus.context import Bus
 from services.bus.publish import announce_all
+from services.bus.projections.identities import NAME
 from services.bus.settings import ConfigError, Settings
 from services.bus.supervision import SERVICES
 
 from .k8s.render import Base, render, workloads
 from .k8s.target import Target
 from .output import info, print_json
+from .people_cmd import RESERVED
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -34,7 +36,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     found.add_argument("--replication", type=int, default=None,
                        help="replicas of every topic (default MLBUS_REPLICATION, else topics.yaml's)")
     found.add_argument("--person", action="append", default=[], type=person, metavar="NAME=ROLE[,ROLE]",
-                       help="also a KafkaUser for this person, with their roles' ACLs (repeatable)")
+                       help="also a KafkaUser for this person (the name `mlbus people add` takes; its principal "
+                            "is MLBUS_NAMESPACE + NAME), with their roles' ACLs (repeatable)")
     found.add_argument("--json", action="store_true", help="print the files written and their kinds as JSON")
     found.set_defaults(run=render_command, offline=True)
     prepare = sub.add_parser("prepare", help="(admin, once per cluster) declare the auditor's signing key (made at "
@@ -50,7 +53,20 @@ def person(text: str) -> tuple[str, list[str]]:
     wanted = [r for r in roles.split(",") if r]
     if not name or not wanted or set(wanted) - set(ROLES):
         raise argparse.ArgumentTypeError(f"{text!r}: NAME=ROLE[,ROLE], roles among {', '.join(ROLES)}")
+    if not NAME.fullmatch(name):        # people add's rule: what it would refuse has no key to enrol here
+        raise argparse.ArgumentTypeError(f"{name!r} is no person's name: lowercase letters, digits, - and _, "
+                                         "from a letter, 63 at most")
     return name, wanted
+
+
+def people_principals(people: list[tuple[str, list[str]]], prefix: str) -> dict[str, list[str]]:
+    """Each --person's principal (as `mlbus people add` makes it: MLBUS_NAMESPACE + name) and all the roles given
+    them, however many times they are named."""
+    found: dict[str, list[str]] = {}
+    for name, roles in people:
+        found.setdefault(prefix + name, [])
+        found[prefix + name] += [r for r in roles if r not in found[prefix + name]]
+    return found
 
 
 def render_command(_bus: None, args: argparse.Namespace) -> int:
@@ -60,7 +76,11 @@ def render_command(_bus: None, args: argparse.Namespace) -> int:
     catalogue = load_catalogue(settings.storage.topics_file, settings.connection.namespace,
                                args.replication or settings.connection.replication)
     target = Target(args.namespace, args.cluster, args.image, settings.connection.namespace)
-    base = render(catalogue, dict(args.person), workloads(SERVICES), target)
+    taken = sorted({name for name, _ in args.person} & {*RESERVED, *service_principals(catalogue)})
+    if taken:
+        raise ConfigError(f"{', '.join(taken)}: the name of a service or of the broker's admin, not a person's "
+                          "(`mlbus people add` refuses it too: they would share its credentials)")
+    base = render(catalogue, people_principals(args.person, catalogue.namespace), workloads(SERVICES), target)
     write_base(base, args.out)
     kinds = {name: sorted({m["kind"] for m in manifests}) for name, manifests in base.files.items()}
     if args.json:
@@ -83,6 +103,8 @@ def prepare_command(bus: Bus, _args: argparse.Namespace) -> int:
 
 def write_base(base: Base, out: Path) -> None:
     """Each file of the base and kustomization.yaml; secrets/ (what the person applying it adds) is left alone."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory")
     out.mkdir(parents=True, exist_ok=True)
     for name, manifests in base.files.items():
         (out / name).write_text(yaml.safe_dump_all(manifests, sort_keys=False))

@@ -53,8 +53,11 @@ def workloads(services: Mapping[str, str]) -> list[Workload]:
 
 def render(catalogue: Catalogue, people: Mapping[str, list[str]], services: list[Workload], target: Target) -> Base:
     """Every manifest of the base, by file, and the kustomization that lists them and makes the Secrets."""
+    taken = sorted({*service_principals(catalogue), ADMIN} & set(people))
+    if taken:       # one KafkaUser, one password: the person would act with the service's rights, and it with theirs
+        raise ConfigError(f"{', '.join(taken)}: the name of a service or of the broker's admin, not a person's")
     grants = plan_acls(catalogue, people)
-    principals = list(dict.fromkeys([*service_principals(catalogue), *people, ADMIN]))
+    principals = [*service_principals(catalogue), *people, ADMIN]
     scaled = [w for w in services if w.scaled]
     files = {
         "kafka-topics.yaml": [kafka_topic(catalogue, t, target) for t in catalogue],
@@ -68,10 +71,24 @@ def render(catalogue: Catalogue, people: Mapping[str, list[str]], services: list
                                                      disruption_budget(w))],
     }
     files = {name: manifests for name, manifests in files.items() if manifests}
+    refuse_same_names(files)
     kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
                      "namespace": target.namespace, "resources": list(files),
                      "secretGenerator": [secret_generator(w) for w in services if w.files]}
     return Base(files, kustomization)
+
+
+def refuse_same_names(files: Mapping[str, list[dict]]) -> None:
+    """Two objects of a kind with one name (topics a_b and a-b, people Ana and ana) are one object to Kubernetes:
+    refused, rather than one silently standing for both or a base that kustomize will not build."""
+    seen: dict[tuple[str, str], int] = {}
+    for manifest in (m for manifests in files.values() for m in manifests):
+        key = (manifest["kind"], manifest["metadata"]["name"])
+        seen[key] = seen.get(key, 0) + 1
+    doubles = [f"{kind} {name}" for (kind, name), count in seen.items() if count > 1]
+    if doubles:
+        raise ConfigError(f"two objects would have the same name: {', '.join(doubles)} (rename one in topics.yaml "
+                          "or among the people)")
 
 
 def scaling(workload: Workload, catalogue: Catalogue) -> tuple[list[str], int, int]:

@@ -7,6 +7,7 @@ from typing import Iterable
 
 from services.bus.access import Grant
 from services.bus.catalogue import Catalogue, Topic
+from services.bus.settings import ConfigError
 
 from .target import Target, metadata, resource_name
 
@@ -33,8 +34,18 @@ def kafka_user(principal: str, grants: Iterable[Grant], target: Target) -> dict:
     if acls:
         spec["authorization"] = {"type": "simple", "acls": acls}
     return {"apiVersion": API_VERSION, "kind": "KafkaUser",
-            "metadata": metadata(resource_name(principal), "users", **{"strimzi.io/cluster": target.cluster}),
+            "metadata": metadata(user_name(principal), "users", **{"strimzi.io/cluster": target.cluster}),
             "spec": spec}
+
+
+def user_name(principal: str) -> str:
+    """The KafkaUser's name: the principal itself, since Strimzi makes the broker's user name of it — a principal
+    Kubernetes cannot spell (capitals, `_`, ...) would connect as another name than the one its ACLs are for."""
+    if resource_name(principal) != principal:
+        raise ConfigError(f"principal {principal!r} cannot be a Strimzi KafkaUser: Strimzi names the broker's user "
+                          "after the resource, and a Kubernetes name takes only lower-case letters, digits, - and . "
+                          f"(it would connect as {resource_name(principal)!r}, which `mlbus acl plan` grants nothing)")
+    return principal
 
 
 def strimzi_acls(grants: Iterable[Grant]) -> list[dict]:
