@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import pickle
 import platform
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,10 +44,14 @@ class GridFitted:
     compute: dict = field(default_factory=dict)     # the ComputeUsed record
 
 
-def fit_point(data: Split, point: GridPoint) -> PointFitted | Exception:
+def fit_point(data: Split, point: GridPoint, versions: dict[str, str] | None = None) -> PointFitted | Exception:
     """One grid point wherever it runs, on the calling thread alone (BLAS and joblib held to it), timed on it. What
     the fit raises comes back as a value, raised again in the trainer as a local fit's would be: only the cluster's
-    own failures raise."""
+    own failures raise. versions: the trainer's libraries, which the process fitting it must have."""
+    if versions is not None and (found := library_versions()) != versions:
+        # Checked here too, not only before the grid: a worker that joins mid-grid gets points as well.
+        return InfrastructureError("a dask worker with other library versions than the trainer's would fit another "
+                                   f"model: {'; '.join(version_mismatches(versions, {worker_address(): found}))}")
     started, cpu_started = time.perf_counter(), time.thread_time()
     try:
         # joblib's Dask backend runs a task inside parallel_config("dask"): scikit-learn's own Parallel calls (a
@@ -108,6 +113,9 @@ class PointKilledWorkers(RuntimeError):
     dead-letters the request rather than restart the trainer to kill more workers with it."""
 
 
+CONNECT_GRACE_S = 5.0       # beyond Client's own timeout, for it to give up by itself
+
+
 class DaskCluster:
     """The trainer's client of a dask.distributed scheduler: connected at the first grid, then kept. Any failure of
     the cluster (unreachable, no workers in time, the connection lost, workers with other library versions) is an
@@ -140,7 +148,7 @@ class DaskCluster:
     def _fit(self, data: Split, points: list[GridPoint]) -> GridFitted:
         client = self._connected()
         names = self._names(client)
-        self._check_versions(client)
+        versions = self._check_versions(client)
         started = time.perf_counter()
         before = client.run(time.process_time, on_error="ignore")
         # The split goes to the cluster once, as a task that returns it (not scattered: a worker killed with the
@@ -151,7 +159,7 @@ class DaskCluster:
                 # One dask task a point, all handed to the scheduler at once: it balances them and reschedules the
                 # points of a worker that dies.
                 outcomes = Parallel(n_jobs=-1, batch_size=1, pre_dispatch="all")(
-                    delayed(fit_point)(split_task, point) for point in points)
+                    delayed(fit_point)(split_task, point, versions) for point in points)
         finally:
             split_task.release()
         after = client.run(time.process_time, on_error="ignore")
@@ -163,15 +171,40 @@ class DaskCluster:
 
     def _connected(self) -> Any:
         if self._client is None or self._client.status not in ("running", "connecting"):
-            from distributed import Client
-            self._client = Client(self.address, timeout=self.timeout_s, set_as_default=False)
+            self._client = self._connect()
         return self._client
 
-    def _check_versions(self, client: Any) -> None:
-        mismatches = version_mismatches(library_versions(), client.run(library_versions, on_error="ignore"))
+    def _connect(self) -> Any:
+        """A client of the scheduler, or an InfrastructureError once timeout_s (and a grace) has passed: Client's
+        own timeout does not hold when something accepts the connection and never answers (a stopped scheduler,
+        a port of something else that waits to be spoken to) — measured: still waiting after 300 s, timeout 3 s."""
+        from distributed import Client
+        made: dict[str, Any] = {}
+
+        def connect() -> None:
+            try:
+                made["client"] = Client(self.address, timeout=self.timeout_s, set_as_default=False)
+            except BaseException as error:      # noqa: BLE001 - raised again in the trainer's thread
+                made["error"] = error
+        # A daemon: if it never returns, it must not hold the crashing trainer's exit.
+        attempt = threading.Thread(target=connect, name="dask-connect", daemon=True)
+        attempt.start()
+        attempt.join(self.timeout_s + CONNECT_GRACE_S)
+        if attempt.is_alive():
+            raise InfrastructureError(f"the dask scheduler at {self.address} did not answer within "
+                                      f"{self.timeout_s + CONNECT_GRACE_S:.0f} s")
+        if "error" in made:
+            raise made["error"]
+        return made["client"]
+
+    def _check_versions(self, client: Any) -> dict[str, str]:
+        """The trainer's library versions, once no worker has others."""
+        versions = library_versions()
+        mismatches = version_mismatches(versions, client.run(library_versions, on_error="ignore"))
         if mismatches:
             raise InfrastructureError("dask workers with other library versions than the trainer's would fit "
                                       f"other models: {'; '.join(mismatches[:5])}")
+        return versions
 
     @staticmethod
     def _names(client: Any) -> dict[str, str]:
