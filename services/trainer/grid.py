@@ -150,7 +150,7 @@ class DaskCluster:
         names = self._names(client)
         versions = self._check_versions(client)
         started = time.perf_counter()
-        before = client.run(time.process_time, on_error="ignore")
+        before = self._on_workers(client, time.process_time)
         # The split goes to the cluster once, as a task that returns it (not scattered: a worker killed with the
         # only copy of scattered data loses it for good, whereas a task's result is computed again elsewhere).
         split_task = client.submit(held, data, pure=False)
@@ -162,7 +162,7 @@ class DaskCluster:
                     delayed(fit_point)(split_task, point, versions) for point in points)
         finally:
             split_task.release()
-        after = client.run(time.process_time, on_error="ignore")
+        after = self._on_workers(client, time.process_time)
         wall = time.perf_counter() - started
         usages = [o.usage for o in outcomes if isinstance(o, PointFitted)]
         return GridFitted(list(outcomes), compute_used(Placement(DASK, self.address), usages, wall,
@@ -200,12 +200,21 @@ class DaskCluster:
     def _check_versions(self, client: Any) -> dict[str, str]:
         """The trainer's library versions, once no worker has others."""
         versions = library_versions()
-        mismatches = version_mismatches(versions, client.run(library_versions, on_error="ignore"))
+        mismatches = version_mismatches(versions, self._on_workers(client, library_versions))
         if mismatches:
             raise InfrastructureError("dask workers with other library versions than the trainer's would fit "
                                       f"other models: {'; '.join(mismatches[:5])}")
         return versions
 
-    @staticmethod
-    def _names(client: Any) -> dict[str, str]:
-        return {address: str(worker.get("name")) for address, worker in client.scheduler_info()["workers"].items()}
+    def _names(self, client: Any) -> dict[str, str]:
+        return self._on_workers(client, worker_name)
+
+    def _on_workers(self, client: Any, function: Any) -> dict:
+        """What function returns on each worker (one where it fails left out), within timeout_s: a stopped worker
+        or scheduler holds client.run and scheduler_info for ever (measured: still waiting after 80 s)."""
+        return client.run(function, on_error="ignore", callback_timeout=self.timeout_s)
+
+
+def worker_name(dask_worker: Any) -> str:
+    """The name the worker was started with (client.run hands a function its worker by this argument's name)."""
+    return str(dask_worker.name)

@@ -117,10 +117,36 @@ def test_a_worker_joining_mid_grid_with_other_versions_fails_the_training_as_the
     ours = library_versions()
     monkeypatch.setattr(grid, "Parallel", parallel)
     monkeypatch.setattr(grid, "parallel_config", lambda **kwargs: nullcontext())
-    cluster = DaskCluster("tcp://10.0.0.5:8786")
-    cluster._client = JoiningClient()
+    assert_crashes_on(JoiningClient(), tmp_path, "other library versions")
+
+
+def assert_crashes_on(client: object, tmp_path, says: str, timeout_s: float = 30) -> None:
+    """A request trained on a cluster of this client crashes the trainer (not handled: again after its restart)."""
+    cluster = DaskCluster("tcp://10.0.0.5:8786", timeout_s=timeout_s)
+    cluster._client = client
     handler = trainer(frame(), tmp_path)
     handler.cluster = cluster
-    with pytest.raises(InfrastructureError, match="other library versions") as raised:
+    with pytest.raises(InfrastructureError, match=says) as raised:
         handler(received("mlbus.TrainingRequested", request()))
     assert is_infrastructure(raised.value) and "r1" not in handler.view.handled_requests
+
+
+class StoppedClient:
+    """A connected client whose scheduler (or one worker) was then stopped: what it asks of the workers never comes
+    back, unless it gave itself a deadline (measured on real processes, SIGSTOPped: still waiting after 80 s)."""
+
+    status = "running"
+
+    def run(self, function, callback_timeout=None, **kwargs):
+        if callback_timeout is None:
+            time.sleep(3)
+            raise AssertionError("client.run without a deadline: the trainer would wait for ever")
+        raise TimeoutError(f"timed out after {callback_timeout} s.")
+
+    def scheduler_info(self):
+        time.sleep(3)
+        raise AssertionError("scheduler_info has no deadline: the trainer would wait for ever")
+
+
+def test_a_scheduler_or_worker_stopped_after_the_connection_is_an_infrastructure_error_within_a_deadline(tmp_path):
+    assert_crashes_on(StoppedClient(), tmp_path, "timed out after 1 s", timeout_s=1)
