@@ -22,6 +22,9 @@ from .output import info, print_json
 from .people_cmd import RESERVED
 
 
+MAX_REPLICAS = 32767
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     k8s = commands.add_parser("k8s", help="Kubernetes manifests for a cluster with Strimzi and KEDA")
     sub = k8s.add_subparsers(dest="k8s_command", required=True)
@@ -71,8 +74,9 @@ def people_principals(people: list[tuple[str, list[str]]], prefix: str) -> dict[
 
 def render_command(_bus: None, args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    if args.replication is not None and args.replication < 1:
-        raise ConfigError(f"--replication {args.replication}: a topic needs one replica at least")
+    if args.replication is not None and not 1 <= args.replication <= MAX_REPLICAS:
+        raise ConfigError(f"--replication {args.replication}: a topic has 1 to {MAX_REPLICAS} replicas (Kafka "
+                          "counts them in a 16-bit number; Strimzi's KafkaTopic takes no more)")
     catalogue = load_catalogue(settings.storage.topics_file, settings.connection.namespace,
                                args.replication or settings.connection.replication)
     target = Target(args.namespace, args.cluster, args.image, settings.connection.namespace)

@@ -87,7 +87,8 @@ def test_a_person_people_add_takes_but_strimzi_cannot_name_is_refused_clearly(tm
     ("--namespace", ""), ("--namespace", "../etc"), ("--namespace", "Mlbus"), ("--namespace", "a" * 64),
     ("--namespace", "mlbus\nkind: Secret"), ("--namespace", "ml.bus"), ("--namespace", "-mlbus"),
     ("--cluster", ""), ("--cluster", "Kafka"), ("--cluster", "k" * 48), ("--cluster", "1kafka"),
-    ("--cluster", "kafka\n  x: y"), ("--image", ""), ("--image", "mlbus:1\ncommand: [sh]"), ("--image", "a b"),
+    ("--cluster", "kafka\n  x: y"), ("--replication", "0"), ("--replication", "32768"),
+    ("--image", ""), ("--image", "mlbus:1\ncommand: [sh]"), ("--image", "a b"),
 ])
 def test_a_hostile_target_is_refused_before_anything_is_written(option, value, tmp_path, capsys):
     assert main(["k8s", "render", "--out", str(tmp_path / "k8s"), f"{option}={value}"]) == 2
