@@ -15,9 +15,14 @@ def console_service(target: Target) -> dict:
                      "ports": [{"name": "https", "port": CONSOLE_PORT, "targetPort": CONSOLE_PORT}]}}
 
 
+# Beyond the brokers, two services must reach what lies outside the bus (policies add up): the registry its
+# database (PostgreSQL, wherever its URL points) and the notifier its sinks (HTTPS webhooks, SMTP).
+OUTSIDE_PORTS = {"registry": [5432], "notifier": [443, 25, 465, 587]}
+
+
 def network_policies(target: Target) -> list[dict]:
-    """Every mlbus pod: nothing in but Prometheus to /metrics; out only to the brokers and DNS (to find them).
-    The console also takes its port from anywhere."""
+    """Every mlbus pod: nothing in but Prometheus to /metrics; out only to the brokers and DNS (to find them),
+    and the registry and the notifier out to their OUTSIDE_PORTS. The console also takes its port from anywhere."""
     def policy(name: str, selector: dict, types: list[str], **rules: list) -> dict:
         return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": metadata(name, name),
                 "spec": {"podSelector": {"matchLabels": selector}, "policyTypes": types, **rules}}
@@ -31,7 +36,10 @@ def network_policies(target: Target) -> list[dict]:
                    egress=[{"to": [brokers], "ports": [{"protocol": "TCP", "port": TLS_PORT}]},
                            {"to": [dns], "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]),
             policy("mlbus-console", labels("console"), ["Ingress"],
-                   ingress=[{"ports": [{"protocol": "TCP", "port": CONSOLE_PORT}]}])]
+                   ingress=[{"ports": [{"protocol": "TCP", "port": CONSOLE_PORT}]}]),
+            *(policy(f"mlbus-{service}-outside", labels(service), ["Egress"],
+                     egress=[{"ports": [{"protocol": "TCP", "port": port} for port in ports]}])
+              for service, ports in OUTSIDE_PORTS.items())]
 
 
 def disruption_budget(workload: Workload) -> dict:
