@@ -389,6 +389,41 @@ class BatchScored:
 
 
 @dataclass(frozen=True, kw_only=True)
+class BusinessEvent:
+    """Something that happened in the business (a purchase, a visit): what feature views aggregate (business.events, keyed by entity)."""
+
+    RECORD = "mlbus.BusinessEvent"
+
+    event_id: str
+    kind: str
+    entity: str
+    occurred_at: datetime
+    fields: Mapping[str, bool | int | float | str | None] = field(default_factory=dict)
+    source: str = 'app'
+
+    @classmethod
+    def from_avro(cls, value: Mapping[str, Any]) -> BusinessEvent:
+        return cls(
+            event_id=value['event_id'],
+            kind=value['kind'],
+            entity=value['entity'],
+            occurred_at=value['occurred_at'],
+            fields=value.get('fields', {}),
+            source=value.get('source', 'app'),
+        )
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'event_id': self.event_id,
+            'kind': self.kind,
+            'entity': self.entity,
+            'occurred_at': self.occurred_at,
+            'fields': self.fields,
+            'source': self.source,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class DataBatch:
     """A new immutable data snapshot was published."""
 
@@ -760,6 +795,109 @@ class ErasureRequested:
             'reason': self.reason,
             'requested_by': self.requested_by,
             'requested_at': self.requested_at,
+            'act_id': self.act_id,
+            'made_at': self.made_at,
+            'signer': self.signer,
+            'signer_key': self.signer_key,
+            'signature': self.signature,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureValue:
+    """A feature's value for an entity from a time on, as the featurizer computed it (features.online, compacted: the newest per view, feature and entity)."""
+
+    RECORD = "mlbus.FeatureValue"
+
+    view: str
+    version: str
+    feature: str
+    entity: str
+    event_time: datetime
+    value: bool | int | float | str | None = None
+    window_start: datetime | None = None
+    sources: tuple[FeatureSource, ...] = ()
+    computed_at: datetime
+
+    @classmethod
+    def from_avro(cls, value: Mapping[str, Any]) -> FeatureValue:
+        return cls(
+            view=value['view'],
+            version=value['version'],
+            feature=value['feature'],
+            entity=value['entity'],
+            event_time=value['event_time'],
+            value=value.get('value', None),
+            window_start=value.get('window_start', None),
+            sources=tuple(FeatureSource.from_avro(item) for item in value.get('sources', [])),
+            computed_at=value['computed_at'],
+        )
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'view': self.view,
+            'version': self.version,
+            'feature': self.feature,
+            'entity': self.entity,
+            'event_time': self.event_time,
+            'value': self.value,
+            'window_start': self.window_start,
+            'sources': list(item.to_avro() for item in self.sources),
+            'computed_at': self.computed_at,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureViewDefined:
+    """A feature view's definition, signed by a data scientist (issue 36): one record per view and version, keyed view@version, so compaction keeps every version."""
+
+    RECORD = "mlbus.FeatureViewDefined"
+
+    view: str
+    version: str
+    definition_json: str
+    source_topic: str | None = None
+    source_kind: str | None = None
+    source_dataset: str | None = None
+    owner: str
+    defined_by: str
+    defined_at: datetime
+    act_id: str | None = None
+    made_at: datetime | None = None
+    signer: str | None = None
+    signer_key: str | None = None
+    signature: str | None = None
+
+    @classmethod
+    def from_avro(cls, value: Mapping[str, Any]) -> FeatureViewDefined:
+        return cls(
+            view=value['view'],
+            version=value['version'],
+            definition_json=value['definition_json'],
+            source_topic=value.get('source_topic', None),
+            source_kind=value.get('source_kind', None),
+            source_dataset=value.get('source_dataset', None),
+            owner=value['owner'],
+            defined_by=value['defined_by'],
+            defined_at=value['defined_at'],
+            act_id=value.get('act_id', None),
+            made_at=value.get('made_at', None),
+            signer=value.get('signer', None),
+            signer_key=value.get('signer_key', None),
+            signature=value.get('signature', None),
+        )
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'view': self.view,
+            'version': self.version,
+            'definition_json': self.definition_json,
+            'source_topic': self.source_topic,
+            'source_kind': self.source_kind,
+            'source_dataset': self.source_dataset,
+            'owner': self.owner,
+            'defined_by': self.defined_by,
+            'defined_at': self.defined_at,
             'act_id': self.act_id,
             'made_at': self.made_at,
             'signer': self.signer,
@@ -1876,6 +2014,38 @@ class FeatureDrift:
 
 
 @dataclass(frozen=True, kw_only=True)
+class FeatureSource:
+    """The events of one partition a feature value came from: offsets first_offset..last_offset, `events` of them."""
+
+    RECORD = "mlbus.FeatureSource"
+
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+    events: int
+
+    @classmethod
+    def from_avro(cls, value: Mapping[str, Any]) -> FeatureSource:
+        return cls(
+            topic=value['topic'],
+            partition=value['partition'],
+            first_offset=value['first_offset'],
+            last_offset=value['last_offset'],
+            events=value['events'],
+        )
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'topic': self.topic,
+            'partition': self.partition,
+            'first_offset': self.first_offset,
+            'last_offset': self.last_offset,
+            'events': self.events,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class Header:
     """A Kafka message header, bytes kept as they were."""
 
@@ -2063,6 +2233,7 @@ RECORD_TYPES: dict[str, type] = {
     AuditPage.RECORD: AuditPage,
     AuditRecord.RECORD: AuditRecord,
     BatchScored.RECORD: BatchScored,
+    BusinessEvent.RECORD: BusinessEvent,
     DataBatch.RECORD: DataBatch,
     DataKey.RECORD: DataKey,
     DataValidated.RECORD: DataValidated,
@@ -2070,6 +2241,8 @@ RECORD_TYPES: dict[str, type] = {
     DeploymentRequested.RECORD: DeploymentRequested,
     DriftReport.RECORD: DriftReport,
     ErasureRequested.RECORD: ErasureRequested,
+    FeatureValue.RECORD: FeatureValue,
+    FeatureViewDefined.RECORD: FeatureViewDefined,
     IdentityDeclared.RECORD: IdentityDeclared,
     InferenceRequest.RECORD: InferenceRequest,
     KpiObserved.RECORD: KpiObserved,
@@ -2091,6 +2264,7 @@ RECORD_TYPES: dict[str, type] = {
     Endorsement.RECORD: Endorsement,
     EnsembleMember.RECORD: EnsembleMember,
     FeatureDrift.RECORD: FeatureDrift,
+    FeatureSource.RECORD: FeatureSource,
     Header.RECORD: Header,
     MemberOutput.RECORD: MemberOutput,
     OnlinePerformance.RECORD: OnlinePerformance,

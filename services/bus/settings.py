@@ -79,6 +79,8 @@ class StorageSettings:
     contracts_dir: Path         # MLBUS_CONTRACTS: the data contracts' folder (one Avro record schema per dataset)
     max_snapshot_bytes: int     # MLBUS_MAX_SNAPSHOT_BYTES: a data file (and its decompressed columns)
     max_artifact_bytes: int     # MLBUS_MAX_ARTIFACT_BYTES: a model file
+    features_database_url: str  # MLBUS_FEATURES_DATABASE_URL: the featurizer's online store (SQLAlchemy URL)
+    features_offline: Path      # MLBUS_FEATURES_OFFLINE: the offline store, Parquet files of every feature value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "StorageSettings":
@@ -93,6 +95,9 @@ class StorageSettings:
             contracts_dir=Path(env.get("MLBUS_CONTRACTS", home / "schemas" / "datasets")),
             max_snapshot_bytes=positive_int(env, "MLBUS_MAX_SNAPSHOT_BYTES", 1 << 30),
             max_artifact_bytes=positive_int(env, "MLBUS_MAX_ARTIFACT_BYTES", 1 << 29),
+            features_database_url=Secret(env.get("MLBUS_FEATURES_DATABASE_URL",
+                                                 f"sqlite:///{var_dir / 'features.db'}")),
+            features_offline=Path(env.get("MLBUS_FEATURES_OFFLINE", var_dir / "features" / "offline")),
         )
 
     @property

@@ -105,3 +105,8 @@ def _missing(view: FeatureView, feature: str, missing: str, reason: str) -> Look
 
 def _time_and_place(value: FeatureValue) -> tuple:
     return value.event_ms, tuple((s.topic, s.partition, s.last_offset) for s in value.sources)
+
+
+def column_name(view: str, feature: str) -> str:
+    """The column a looked-up feature has in a training set and among a request's features."""
+    return f"{view}__{feature}"

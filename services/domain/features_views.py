@@ -42,6 +42,7 @@ MAX_DESCRIPTION = 4096
 VIEW_KEYS = {"name", "entity", "source", "event_time", "lateness", "ttl", "owner", "description", "features"}
 FEATURE_KEYS = {"name", "aggregate", "field", "window", "slide"}
 SOURCE_KEYS = {"topic", "dataset"}
+SOURCE_KIND = "kind"                 # with `topic`: only the events of this kind (a BusinessEvent's `kind`)
 UNVERSIONED = ("owner", "description")
 
 
@@ -77,6 +78,7 @@ class FeatureView:
     description: str
     features: tuple[Feature, ...]
     version: str                # sha256 hex of the canonical form without owner and description
+    source_kind: str | None = None  # with source_topic: only events of this kind count (business.events)
 
     def feature(self, name: str) -> Feature | None:
         return next((f for f in self.features if f.name == name), None)
@@ -108,12 +110,18 @@ def canonical(view: FeatureView, versioned: bool = False) -> dict:
     """The view as plain JSON values, defaults filled in, features in name order (`versioned`: without owner and
     description, as its version hashes it)."""
     form = {"name": view.name, "entity": view.entity, "event_time": view.event_time,
-            "source": {"topic": view.source_topic} if view.source_topic else {"dataset": view.source_dataset},
+            "source": _canonical_source(view),
             "lateness_ms": view.lateness_ms, "ttl_ms": view.ttl_ms, "owner": view.owner,
             "description": view.description,
             "features": [{"name": f.name, "aggregate": f.aggregate, "field": f.field, "window_ms": f.window_ms,
                           "slide_ms": f.slide_ms} for f in sorted(view.features, key=lambda f: f.name)]}
     return {k: v for k, v in form.items() if not (versioned and k in UNVERSIONED)}
+
+
+def _canonical_source(view: FeatureView) -> dict:
+    if view.source_dataset:
+        return {"dataset": view.source_dataset}
+    return {"topic": view.source_topic, **({"kind": view.source_kind} if view.source_kind else {})}
 
 
 def canonical_bytes(form: Any) -> bytes:
@@ -197,7 +205,7 @@ def _view(path: str, raw: Any, problems: list[str]) -> FeatureView | None:
     name = _identifier(path, raw, "name", problems)
     entity = _identifier(path, raw, "entity", problems)
     event_time = _identifier(path, raw, "event_time", problems) if "event_time" in raw else None
-    topic, dataset = _source(f"{path}.source", raw.get("source"), problems)
+    topic, dataset, kind = _source(f"{path}.source", raw.get("source"), problems)
     lateness_ms = _duration(path, raw, "lateness", problems, 0, MAX_LATENESS_MS) if "lateness" in raw else 0
     ttl_ms = _duration(path, raw, "ttl", problems, 1, MAX_TTL_MS)
     owner = raw.get("owner")
@@ -211,21 +219,26 @@ def _view(path: str, raw: Any, problems: list[str]) -> FeatureView | None:
     if len(problems) > before:
         return None
     view = FeatureView(str(name), str(entity), topic, dataset, event_time, int(lateness_ms or 0), int(ttl_ms or 0),
-                       str(owner), str(description), tuple(features), "")
+                       str(owner), str(description), tuple(features), "", kind)
     version = hashlib.sha256(canonical_bytes(canonical(view, versioned=True))).hexdigest()
     return replace(view, version=version)
 
 
-def _source(path: str, raw: Any, problems: list[str]) -> tuple[str | None, str | None]:
-    if not isinstance(raw, dict) or len(raw) != 1 or not set(raw) <= SOURCE_KEYS:
-        problems.append(f"{path} must be a mapping with one key, `topic` (a catalogue topic) or `dataset` "
-                        "(its batches)")
-        return None, None
-    [(kind, name)] = raw.items()
+def _source(path: str, raw: Any, problems: list[str]) -> tuple[str | None, str | None, str | None]:
+    kind = raw.get(SOURCE_KIND) if isinstance(raw, dict) and "topic" in raw else None
+    sources = {k: v for k, v in raw.items() if k != SOURCE_KIND} if isinstance(raw, dict) and "topic" in raw else raw
+    if not isinstance(sources, dict) or len(sources) != 1 or not set(sources) <= SOURCE_KEYS:
+        problems.append(f"{path} must be a mapping with one key, `topic` (a catalogue topic, optionally with a "
+                        "`kind`) or `dataset` (its batches)")
+        return None, None, None
+    [(where, name)] = sources.items()
     if not is_name(name):
-        problems.append(f"{path}.{kind}: {_shown(name)} is not a name (letters, digits, . _ -, at most 128, no '..')")
-        return None, None
-    return (name, None) if kind == "topic" else (None, name)
+        problems.append(f"{path}.{where}: {_shown(name)} is not a name (letters, digits, . _ -, at most 128, no '..')")
+        return None, None, None
+    if kind is not None and not (isinstance(kind, str) and IDENTIFIER.fullmatch(kind)):
+        problems.append(f"{path}.kind must be an identifier (letters, digits, _), not {_shown(kind)}")
+        return None, None, None
+    return (name, None, kind) if where == "topic" else (None, name, None)
 
 
 def _feature(path: str, raw: Any, problems: list[str]) -> Feature | None:

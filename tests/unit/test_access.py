@@ -15,7 +15,7 @@ def test_services_write_what_they_produce_and_their_dlqs_and_read_what_they_cons
     assert topic_grants(grants, "scorer", "write") == {"inference.predictions", "inference.requests.dlq",
                                                        "models.trained.dlq", "deployments.dlq"}
     assert topic_grants(grants, "scorer", "read") == {"inference.requests", "models.trained", "deployments",
-                                                      "schemas", "identities"}
+                                                      "schemas", "identities", "features.views", "features.online"}
     assert {g.principal for g in grants if g.name == "t1.audit.log" and g.operation == "write"} == {"auditor"}
     assert not [g for g in grants if g.name.endswith("schemas") and g.operation == "write"], "the admin's alone"
     assert "models.lifecycle" not in topic_grants(grants, "app", "write")

@@ -1,0 +1,288 @@
+"""The feature store's two stores and its records on the bus (issue 36), over the pure core in services/domain.
+
+- OnlineStore: each (view, version, feature, entity)'s newest value in a SQL database (SQLite by default,
+  PostgreSQL alike): what serving reads. A value replaces the one held only when it is newer (event time, then
+  source offset), so applying the same values twice, or out of order, leaves the same store.
+- OfflineStore: every value ever computed, as Parquet files under root/<view>/<version[:16]>/<part>.parquet, with
+  its event time and the Kafka offsets it came from: what training reads. A part is written whole (a temporary
+  file renamed); a part written again after a crash holds the same values, and `read` drops duplicates.
+- The records: FeatureViewDefined (features.views) and FeatureValue (features.online) to and from the domain's
+  FeatureView and FeatureValue.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from services.domain.features_views import FeatureView, ViewsRefused, parse_views, canonical, canonical_bytes
+from services.domain.features_windows import EPOCH, FeatureValue, SourceSpan
+
+Place = tuple[str, int]
+_METADATA = sa.MetaData()
+ONLINE = sa.Table(
+    "feature_online", _METADATA,
+    sa.Column("view", sa.String(64), primary_key=True),
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("entity", sa.String(256), primary_key=True),
+    sa.Column("feature", sa.String(64), primary_key=True),
+    sa.Column("event_ms", sa.BigInteger, nullable=False),
+    sa.Column("window_start_ms", sa.BigInteger, nullable=True),
+    sa.Column("value_json", sa.Text, nullable=False),
+    sa.Column("sources_json", sa.Text, nullable=False),
+    sa.Column("newest_offset", sa.BigInteger, nullable=False),
+)
+COLUMNS = ("view", "version", "feature", "entity", "event_ms", "window_start_ms", "value_json", "sources_json")
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _sources_json(sources: Iterable[SourceSpan]) -> str:
+    return _json([[s.topic, s.partition, s.first_offset, s.last_offset, s.events] for s in sources])
+
+
+def _sources(text: str) -> tuple[SourceSpan, ...]:
+    return tuple(SourceSpan(str(t), int(p), int(f), int(last), int(n)) for t, p, f, last, n in json.loads(text))
+
+
+def _newest_offset(value: FeatureValue) -> int:
+    return max((s.last_offset for s in value.sources), default=-1)
+
+
+def _row_value(row: Mapping) -> FeatureValue:
+    start = row["window_start_ms"]
+    return FeatureValue(row["view"], row["version"], row["feature"], row["entity"], int(row["event_ms"]),
+                        json.loads(row["value_json"]), None if start is None or pd.isna(start) else int(start),
+                        _sources(row["sources_json"]))
+
+
+class OnlineStore:
+    """Each feature's newest value per entity, in a SQL database (the table feature_online)."""
+
+    def __init__(self, url: str):
+        self.engine = sa.create_engine(str(url))
+        _METADATA.create_all(self.engine, tables=[ONLINE], checkfirst=True)
+        self._get = sa.select(ONLINE).where(ONLINE.c.view == sa.bindparam("view"),
+                                            ONLINE.c.version == sa.bindparam("version"),
+                                            ONLINE.c.entity == sa.bindparam("entity"))
+
+    def put(self, values: Iterable[FeatureValue]) -> list[FeatureValue]:
+        """Store each value newer than the one held for its (view, version, feature, entity); return those."""
+        newest: dict[tuple, FeatureValue] = {}
+        for value in values:
+            key = (value.view, value.view_version, value.entity, value.feature)
+            if key not in newest or _order(value) > _order(newest[key]):
+                newest[key] = value
+        if not newest:
+            return []
+        stored = []
+        with self.engine.begin() as connection:
+            held = self._held(connection, list(newest))
+            for key, value in newest.items():
+                if key in held and held[key] >= _order(value):
+                    continue
+                row = {"view": value.view, "version": value.view_version, "entity": value.entity,
+                       "feature": value.feature, "event_ms": value.event_ms, "window_start_ms": value.window_start_ms,
+                       "value_json": _json(value.value), "sources_json": _sources_json(value.sources),
+                       "newest_offset": _newest_offset(value)}
+                if key in held:
+                    connection.execute(ONLINE.update().where(*_match(key)).values(**row))
+                else:
+                    connection.execute(ONLINE.insert().values(**row))
+                stored.append(value)
+        return stored
+
+    def get(self, view: str, version: str, entity: str) -> list[FeatureValue]:
+        """Every feature's newest value of this view version for `entity`."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(self._get, {"view": view, "version": version, "entity": entity}).mappings()
+            return [_row_value(row) for row in rows]
+
+    def all(self, view: str | None = None) -> list[FeatureValue]:
+        query = sa.select(ONLINE) if view is None else sa.select(ONLINE).where(ONLINE.c.view == view)
+        with self.engine.connect() as connection:
+            return [_row_value(row) for row in connection.execute(query.order_by(*ONLINE.primary_key)).mappings()]
+
+    def _held(self, connection: sa.Connection, keys: list[tuple]) -> dict[tuple, tuple[int, int]]:
+        held = {}
+        for view, version in {(k[0], k[1]) for k in keys}:
+            entities = sorted({k[2] for k in keys if k[:2] == (view, version)})
+            for chunk in range(0, len(entities), 500):
+                query = sa.select(ONLINE.c.view, ONLINE.c.version, ONLINE.c.entity, ONLINE.c.feature,
+                                  ONLINE.c.event_ms, ONLINE.c.newest_offset).where(
+                    ONLINE.c.view == view, ONLINE.c.version == version,
+                    ONLINE.c.entity.in_(entities[chunk:chunk + 500]))
+                for row in connection.execute(query):
+                    held[(row[0], row[1], row[2], row[3])] = (int(row[4]), int(row[5]))
+        return held
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _match(key: tuple) -> tuple:
+    view, version, entity, feature = key
+    return (ONLINE.c.view == view, ONLINE.c.version == version, ONLINE.c.entity == entity,
+            ONLINE.c.feature == feature)
+
+
+def _order(value: FeatureValue) -> tuple[int, int]:
+    return value.event_ms, _newest_offset(value)
+
+
+class OfflineStore:
+    """Every feature value, as Parquet files per view version."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def folder(self, view: str, version: str) -> Path:
+        return self.root / view / version[:16]
+
+    def write(self, values: Sequence[FeatureValue], part: str) -> None:
+        """Write `values` (any views) as part `part` of each view version they belong to, atomically."""
+        groups: dict[tuple[str, str], list[FeatureValue]] = {}
+        for value in values:
+            groups.setdefault((value.view, value.view_version), []).append(value)
+        for (view, version), found in groups.items():
+            folder = self.folder(view, version)
+            folder.mkdir(parents=True, exist_ok=True)
+            frame = pd.DataFrame({
+                "view": [v.view for v in found], "version": [v.view_version for v in found],
+                "feature": [v.feature for v in found], "entity": [v.entity for v in found],
+                "event_ms": pd.array([v.event_ms for v in found], dtype="int64"),
+                "window_start_ms": pd.array([v.window_start_ms for v in found], dtype="Int64"),
+                "value_json": [_json(v.value) for v in found],
+                "sources_json": [_sources_json(v.sources) for v in found],
+                "newest_offset": pd.array([_newest_offset(v) for v in found], dtype="int64")})
+            target = folder / f"{part}.parquet"
+            temporary = folder / f".{part}.{os.getpid()}.tmp"
+            frame.to_parquet(temporary, index=False)
+            os.replace(temporary, target)
+
+    def read(self, view: str, version: str, until: Mapping[Place, int] | None = None) -> list[FeatureValue]:
+        """Every value of the view version, duplicates dropped, in time order; with `until`, only the values whose
+        sources all end at or before those offsets (a partition not named: none of it)."""
+        frame = self.frame(view, version)
+        values = [_row_value(row) for row in frame.to_dict("records")]
+        if until is not None:
+            values = [v for v in values if all(s.last_offset <= until.get((s.topic, s.partition), -1)
+                                               for s in v.sources)]
+        return values
+
+    def frame(self, view: str, version: str) -> pd.DataFrame:
+        """The view version's rows, one per value, duplicates dropped, sorted by time then key."""
+        parts = sorted(self.folder(view, version).glob("*.parquet"))
+        frames = [pd.read_parquet(part) for part in parts]
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
+        frame = frame[frame["version"] == version] if len(frame) else frame
+        frame = frame.drop_duplicates(subset=["feature", "entity", "event_ms", "window_start_ms", "sources_json"])
+        return frame.sort_values(["event_ms", "feature", "entity", "sources_json"], kind="stable")
+
+    def positions(self, view: str, version: str) -> dict[Place, int]:
+        """The newest source offset per partition among the view version's values."""
+        newest: dict[Place, int] = {}
+        for value in self.read(view, version):
+            for span in value.sources:
+                place = (span.topic, span.partition)
+                newest[place] = max(newest.get(place, -1), span.last_offset)
+        return newest
+
+
+def snapshot_digest(values: Iterable[FeatureValue]) -> str:
+    """SHA-256 of the values in a canonical order: equal for the same values, whatever order they came in."""
+    rows = sorted((v.view, v.view_version, v.feature, v.entity, v.event_ms, v.window_start_ms is None,
+                   v.window_start_ms or 0, _json(v.value), _sources_json(v.sources)) for v in values)
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(_json(list(row)).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def online_key(value: FeatureValue) -> str:
+    """features.online's key: the newest value per view version, feature and entity survives compaction."""
+    return f"{value.view}/{value.view_version}/{value.feature}/{value.entity}"
+
+
+def _time(ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def _ms(at: datetime | int) -> int:
+    return at if isinstance(at, int) else (at - EPOCH) // timedelta(milliseconds=1)
+
+
+def value_record(value: FeatureValue, computed_at: datetime | None = None) -> dict:
+    """A FeatureValue as features.online's Avro value."""
+    return {"view": value.view, "version": value.view_version, "feature": value.feature, "entity": value.entity,
+            "event_time": _time(value.event_ms), "value": value.value,
+            "window_start": None if value.window_start_ms is None else _time(value.window_start_ms),
+            "sources": [{"topic": s.topic, "partition": s.partition, "first_offset": s.first_offset,
+                         "last_offset": s.last_offset, "events": s.events} for s in value.sources],
+            "computed_at": computed_at or datetime.now(timezone.utc)}
+
+
+def value_from_record(record: Mapping) -> FeatureValue:
+    """features.online's Avro value as a FeatureValue."""
+    start = record.get("window_start")
+    return FeatureValue(record["view"], record["version"], record["feature"], record["entity"],
+                        _ms(record["event_time"]), record.get("value"), None if start is None else _ms(start),
+                        tuple(SourceSpan(s["topic"], s["partition"], s["first_offset"], s["last_offset"], s["events"])
+                              for s in record.get("sources", ())))
+
+
+def views_key(view: FeatureView) -> str:
+    """features.views's key: one per view and version, so compaction keeps every version."""
+    return f"{view.name}@{view.version}"
+
+
+def views_record(view: FeatureView, defined_by: str, now: datetime | None = None) -> dict:
+    """A view as an unsigned FeatureViewDefined value (the CLI signs it)."""
+    return {"view": view.name, "version": view.version, "definition_json": canonical_bytes(canonical(view)).decode(),
+            "source_topic": view.source_topic, "source_kind": view.source_kind, "source_dataset": view.source_dataset,
+            "owner": view.owner, "defined_by": defined_by, "defined_at": now or datetime.now(timezone.utc)}
+
+
+def view_from_record(record: Mapping) -> FeatureView:
+    """The view a FeatureViewDefined declares; ViewsRefused when its definition is not a view, is not the one its
+    fields name, or its version is not the definition's."""
+    try:
+        form = json.loads(record["definition_json"])
+    except (TypeError, KeyError, ValueError, RecursionError) as error:
+        raise ViewsRefused([f"definition_json is not JSON: {str(error)[:120]}"]) from None
+    if not isinstance(form, dict):
+        raise ViewsRefused(["definition_json is not one view"])
+    [view] = parse_views({"views": [_as_written(form)]})
+    claims = {"view": view.name, "version": view.version, "source_topic": view.source_topic,
+              "source_kind": view.source_kind, "source_dataset": view.source_dataset, "owner": view.owner}
+    wrong = [f"{field} says {str(record.get(field))[:80]!r}, the definition {str(value)[:80]!r}"
+             for field, value in claims.items() if record.get(field) != value]
+    if wrong:
+        raise ViewsRefused(wrong)
+    return view
+
+
+def _as_written(form: dict) -> dict:
+    """A canonical form (durations in ms) as a definition parse_views reads (durations as text in ms)."""
+    def ms(value: object) -> object:
+        return f"{value}ms" if isinstance(value, int) and not isinstance(value, bool) else value
+    written = {k: v for k, v in form.items() if k not in ("lateness_ms", "ttl_ms", "features", "event_time")}
+    if form.get("event_time") is not None:
+        written["event_time"] = form["event_time"]
+    written["lateness"], written["ttl"] = ms(form.get("lateness_ms")), ms(form.get("ttl_ms"))
+    features = form.get("features")
+    written["features"] = [
+        {k: v for k, v in {"name": f.get("name"), "aggregate": f.get("aggregate"), "field": f.get("field"),
+                           "window": ms(f.get("window_ms")),
+                           "slide": ms(f.get("slide_ms")) if f.get("slide_ms") != f.get("window_ms") else None
+                           }.items() if v is not None}
+        if isinstance(f, dict) else f for f in features] if isinstance(features, list) else features
+    return written

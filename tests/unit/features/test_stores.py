@@ -1,0 +1,83 @@
+"""The feature store's stores (SQLite in a temporary folder, Parquet files) and its records on the bus."""
+import random
+
+import pytest
+
+from services.adapters.feature_store import (OfflineStore, OnlineStore, snapshot_digest, value_from_record,
+                                             value_record, view_from_record, views_record)
+from services.domain.features_views import ViewsRefused, canonical, views_from_yaml
+from services.domain.features_windows import aggregate, source_event
+
+VIEWS = views_from_yaml("""
+views:
+  - name: customer_purchases
+    entity: customer_id
+    source: {topic: business.events, kind: purchase}
+    event_time: purchased_at
+    lateness: 5m
+    ttl: 2d
+    owner: ana
+    features:
+      - {name: last_amount, aggregate: last, field: amount}
+      - {name: spend_1h, aggregate: sum, field: amount, window: 1h}
+      - {name: purchases_1h, aggregate: count, window: 1h, slide: 15m}
+""")
+VIEW = VIEWS[0]
+
+
+def values(n: int = 120):
+    events = [source_event(VIEW, {"customer_id": f"c{i % 7}", "amount": float(i), "purchased_at": i * 400_000},
+                           0, "business.events", i % 2, i // 2) for i in range(n)]
+    return aggregate(VIEW, events).values
+
+
+def test_a_view_goes_through_its_record_unchanged_and_a_record_that_lies_about_it_is_refused():
+    record = views_record(VIEW, "cli:ana")
+    assert canonical(view_from_record(record)) == canonical(VIEW)
+    assert view_from_record(record).version == VIEW.version
+    for field, lie in (("version", "0" * 64), ("view", "other"), ("source_kind", None), ("owner", "bob")):
+        with pytest.raises(ViewsRefused, match=field):
+            view_from_record({**record, field: lie})
+    for hostile in ("not json", "[1, 2]", '{"name": "../../etc"}', "[" * 100_000):
+        with pytest.raises(ViewsRefused):
+            view_from_record({**record, "definition_json": hostile})
+
+
+def test_offline_parts_written_twice_read_once_and_until_keeps_what_a_run_saw(tmp_path):
+    made = values()
+    store = OfflineStore(tmp_path)
+    store.write(made[:200], "a")
+    store.write(made[150:], "b")          # overlapping: a part written again after a crash
+    back = store.read(VIEW.name, VIEW.version)
+    assert sorted(map(repr, back)) == sorted(map(repr, made))
+    assert snapshot_digest(back) == snapshot_digest(reversed(made))
+    until = {("business.events", 0): 20, ("business.events", 1): 20}
+    seen = store.read(VIEW.name, VIEW.version, until)
+    assert seen and all(s.last_offset <= 20 for v in seen for s in v.sources)
+    assert {v for v in made if all(s.last_offset <= 20 for s in v.sources)} == set(seen)
+    assert store.positions(VIEW.name, VIEW.version) == {("business.events", 0): 59, ("business.events", 1): 59}
+    assert store.read(VIEW.name, "f" * 64) == []
+
+
+def test_the_online_store_keeps_the_newest_value_whatever_the_order_it_is_given(tmp_path):
+    made = list(values())
+    shuffled = made[:]
+    random.Random(7).shuffle(shuffled)
+    store = OnlineStore(f"sqlite:///{tmp_path / 'features.db'}")
+    for start in range(0, len(shuffled), 37):
+        store.put(shuffled[start:start + 37])
+    assert store.put(made) == []
+    newest = {}
+    for value in made:
+        key = (value.feature, value.entity)
+        if key not in newest or (value.event_ms, max((s.last_offset for s in value.sources), default=-1)) > \
+                (newest[key].event_ms, max((s.last_offset for s in newest[key].sources), default=-1)):
+            newest[key] = value
+    held = store.get(VIEW.name, VIEW.version, "c3")
+    assert sorted(map(repr, held)) == sorted(repr(v) for k, v in newest.items() if k[1] == "c3")
+    assert len(store.all(VIEW.name)) == len(newest)
+
+
+def test_a_feature_value_goes_through_its_avro_record_unchanged():
+    for value in values(30):
+        assert value_from_record(value_record(value)) == value
