@@ -1123,6 +1123,7 @@ class ModelSpecDefined:
     monitoring_json: str = '{}'
     card_json: str = '{}'
     compute: str | None = None
+    feature_views_json: str | None = None
     act_id: str | None = None
     made_at: datetime | None = None
     signer: str | None = None
@@ -1155,6 +1156,7 @@ class ModelSpecDefined:
             monitoring_json=value.get('monitoring_json', '{}'),
             card_json=value.get('card_json', '{}'),
             compute=value.get('compute', None),
+            feature_views_json=value.get('feature_views_json', None),
             act_id=value.get('act_id', None),
             made_at=value.get('made_at', None),
             signer=value.get('signer', None),
@@ -1187,6 +1189,7 @@ class ModelSpecDefined:
             'monitoring_json': self.monitoring_json,
             'card_json': self.card_json,
             'compute': self.compute,
+            'feature_views_json': self.feature_views_json,
             'act_id': self.act_id,
             'made_at': self.made_at,
             'signer': self.signer,
@@ -1236,6 +1239,9 @@ class ModelTrained:
     prediction_profile: ColumnProfile | None = None
     compute: ComputeUsed | None = None
     compute_workers: tuple[WorkerUsage, ...] | None = None
+    feature_views_json: str | None = None
+    features_snapshot_sha256: str | None = None
+    features_until_json: str | None = None
     act_id: str | None = None
     made_at: datetime | None = None
     signer: str | None = None
@@ -1280,6 +1286,9 @@ class ModelTrained:
             prediction_profile=None if value.get('prediction_profile', None) is None else ColumnProfile.from_avro(value.get('prediction_profile', None)),
             compute=None if value.get('compute', None) is None else ComputeUsed.from_avro(value.get('compute', None)),
             compute_workers=None if value.get('compute_workers', None) is None else tuple(WorkerUsage.from_avro(item) for item in value.get('compute_workers', None)),
+            feature_views_json=value.get('feature_views_json', None),
+            features_snapshot_sha256=value.get('features_snapshot_sha256', None),
+            features_until_json=value.get('features_until_json', None),
             act_id=value.get('act_id', None),
             made_at=value.get('made_at', None),
             signer=value.get('signer', None),
@@ -1324,6 +1333,9 @@ class ModelTrained:
             'prediction_profile': None if self.prediction_profile is None else self.prediction_profile.to_avro(),
             'compute': None if self.compute is None else self.compute.to_avro(),
             'compute_workers': None if self.compute_workers is None else list(item.to_avro() for item in self.compute_workers),
+            'feature_views_json': self.feature_views_json,
+            'features_snapshot_sha256': self.features_snapshot_sha256,
+            'features_until_json': self.features_until_json,
             'act_id': self.act_id,
             'made_at': self.made_at,
             'signer': self.signer,
@@ -1647,6 +1659,9 @@ class TrainingRun:
     finished_at: datetime
     spec_json: str | None = None
     ran_on: str | None = None
+    feature_views_json: str | None = None
+    features_snapshot_sha256: str | None = None
+    features_until_json: str | None = None
 
     @classmethod
     def from_avro(cls, value: Mapping[str, Any]) -> TrainingRun:
@@ -1678,6 +1693,9 @@ class TrainingRun:
             finished_at=value['finished_at'],
             spec_json=value.get('spec_json', None),
             ran_on=value.get('ran_on', None),
+            feature_views_json=value.get('feature_views_json', None),
+            features_snapshot_sha256=value.get('features_snapshot_sha256', None),
+            features_until_json=value.get('features_until_json', None),
         )
 
     def to_avro(self) -> dict[str, Any]:
@@ -1709,6 +1727,9 @@ class TrainingRun:
             'finished_at': self.finished_at,
             'spec_json': self.spec_json,
             'ran_on': self.ran_on,
+            'feature_views_json': self.feature_views_json,
+            'features_snapshot_sha256': self.features_snapshot_sha256,
+            'features_until_json': self.features_until_json,
         }
 
 
