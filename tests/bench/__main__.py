@@ -1,7 +1,8 @@
 """scripts/bench: mlbus side by side with its peers and with the limits of each stage, on this machine, in
 one run. Each benchmark runs a warm-up and ≥ 3 counted runs (median, min–max); writes
 var/bench/results.json (one object per figure: name, value, unit, peer, peer_value, ratio, goal, met) and
-var/bench/results.md, and prints the table. Peers live in var/bench-peers (installed on first use)."""
+var/bench/results.md, and prints the table. Peers live in var/bench-peers and var/bench-peers-feast (installed
+on first use)."""
 from __future__ import annotations
 
 import argparse
@@ -13,12 +14,12 @@ from pathlib import Path
 from services.bus import Bus
 from services.bus.settings import PROJECT_ROOT, Settings
 
-from . import (audit, audit_scale, batch, codec, console, drift, keep_pace, orchestration, peers, registry, scale,
-               scoring, training, validation)
+from . import (audit, audit_scale, batch, codec, console, drift, features, keep_pace, orchestration, peers, registry,
+               scale, scoring, training, validation)
 from .figures import Figure, markdown, results_json
 
 BENCHMARKS = ("scoring", "codec", "drift", "validation", "audit", "orchestration", "console", "batch", "registry",
-              "scale", "keep-pace", "audit-scale", "training")
+              "scale", "keep-pace", "audit-scale", "training", "features")
 
 
 def run(name: str, workdir: Path, quick: bool, counted: int) -> list[Figure]:
@@ -26,7 +27,8 @@ def run(name: str, workdir: Path, quick: bool, counted: int) -> list[Figure]:
         return codec.benchmarks(Bus.from_settings(Settings.from_env({"MLBUS_BOOTSTRAP": "unused:0"})), quick, counted)
     module = {"scoring": scoring, "drift": drift, "validation": validation, "audit": audit,
               "orchestration": orchestration, "console": console, "batch": batch, "registry": registry,
-              "scale": scale, "keep-pace": keep_pace, "audit-scale": audit_scale, "training": training}[name]
+              "scale": scale, "keep-pace": keep_pace, "audit-scale": audit_scale, "training": training,
+              "features": features}[name]
     return module.benchmarks(workdir / name, quick, counted)
 
 
