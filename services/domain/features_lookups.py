@@ -53,13 +53,28 @@ class History:
     def __init__(self, values: Iterable[FeatureValue]):
         grouped: dict[Key, list[FeatureValue]] = {}
         for value in values:
-            grouped.setdefault((value.view, value.view_version, value.feature, value.entity), []).append(value)
-        self.values = {key: sorted(found, key=_time_and_place) for key, found in grouped.items()}
-        self.times = {key: [value.event_ms for value in found] for key, found in self.values.items()}
+            key = (value.view, value.view_version, value.feature, value.entity)
+            found = grouped.get(key)
+            if found is None:
+                grouped[key] = [value]
+            else:
+                found.append(value)
+        self.values: dict[Key, list[FeatureValue]] = {}
+        self.times: dict[Key, list[int]] = {}
+        for key, found in grouped.items():
+            times = [value.event_ms for value in found]
+            if any(later <= earlier for earlier, later in zip(times, times[1:])):   # out of order, or a tie
+                found.sort(key=_time_and_place)
+                times = [value.event_ms for value in found]
+            self.values[key], self.times[key] = found, times
+        self._features: dict[int, tuple[FeatureView, frozenset[str]]] = {}   # id(view) → (view, its features)
 
     def look(self, view: FeatureView, feature: str, entity: str, at_ms: int) -> Lookup:
         """The feature's value for `entity` as it stood at `at_ms` (the module's rule)."""
-        if view.feature(feature) is None:
+        known = self._features.get(id(view))
+        if known is None or known[0] is not view:
+            known = self._features[id(view)] = (view, frozenset(f.name for f in view.features))
+        if feature not in known[1]:
             return _missing(view, feature, UNKNOWN, f"view {view.name!r} has no feature {feature!r}")
         key = (view.name, view.version, feature, entity)
         place = bisect_left(self.times.get(key, []), at_ms) - 1
