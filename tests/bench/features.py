@@ -219,8 +219,11 @@ def columnar_join(offline: OfflineStore, view: FeatureView, labels: pd.DataFrame
     its JSON values parsed as numbers, and per feature pandas.merge_asof on event time by entity, strictly before
     the label, within the TTL (no value, or one past the TTL: NaN). The same rule as as_of_join, for numbers."""
     frame = offline.frame(view.name, view.version)
-    numbers = pd.to_numeric(frame["value_json"], errors="coerce")
-    words = numbers.isna() & (frame["value_json"] != "null")
+    texts = frame["value_json"].astype(str)
+    if len(texts) and texts.str.startswith("[").all():       # a value in a one-item array
+        texts = texts.str.slice(1, -1)
+    numbers = pd.to_numeric(texts, errors="coerce")
+    words = numbers.isna() & (texts != "null")
     if words.any():
         raise ValueError("columnar_join joins numbers only")
     frame = frame.assign(value=numbers)[["feature", "entity", "event_ms", "newest_offset", "value"]]
