@@ -37,6 +37,9 @@ _EXPORTS = {
     "ArtifactStore": "artifacts", "save_model": "artifacts",
     "Anchor": "anchor", "AnchorError": "anchor",
     "auditor_lag": "shard_lag",
+    "OnlineStore": "feature_store", "value_from_record": "feature_store", "view_from_record": "feature_store",
+    "OfflineStore": "feature_store", "snapshot_digest": "feature_store", "value_record": "feature_store",
+    "views_record": "feature_store", "online_key": "feature_store", "views_key": "feature_store",
 }
 _RENAMED = {"WITNESS_ENROLMENT_FILE": "ENROLMENT_FILE", "WITNESS_PUBLIC_KEY_FILE": "PUBLIC_KEY_FILE",
             "audit_proof": "proof", "audit_export": "exported"}
@@ -50,6 +53,8 @@ if TYPE_CHECKING:
                             records_between, shard_count, verify_log)
     from .blobs import BlobStore, DataFileError, local_path
     from .datasets import publish_batch
+    from .feature_store import (OfflineStore, online_key, OnlineStore, snapshot_digest, value_from_record, value_record,
+                                view_from_record, views_key, views_record)
     from .datastore import count_rows, file_format, sha256_file, Snapshot, SnapshotStore, store_snapshot
     from .log_checks import exported as audit_export, proof as audit_proof, verification
     from .shard_lag import auditor_lag

@@ -21,6 +21,9 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
+from services.bus.edge import content
+from services.bus.errors import BadInput
+
 from services.domain.features_views import FeatureView, ViewsRefused, parse_views, canonical, canonical_bytes
 from services.domain.features_windows import EPOCH, FeatureValue, SourceSpan
 
@@ -50,7 +53,11 @@ def _sources_json(sources: Iterable[SourceSpan]) -> str:
 
 
 def _sources(text: str) -> tuple[SourceSpan, ...]:
-    return tuple(SourceSpan(str(t), int(p), int(f), int(last), int(n)) for t, p, f, last, n in json.loads(text))
+    return tuple(SourceSpan(str(t), int(p), int(f), int(last), int(n)) for t, p, f, last, n in content(text, []))
+
+
+def _value_json(value: object) -> str:
+    return _json([value])           # in a list: the edge's parser reads arrays and objects, not bare scalars
 
 
 def _newest_offset(value: FeatureValue) -> int:
@@ -60,7 +67,7 @@ def _newest_offset(value: FeatureValue) -> int:
 def _row_value(row: Mapping) -> FeatureValue:
     start = row["window_start_ms"]
     return FeatureValue(row["view"], row["version"], row["feature"], row["entity"], int(row["event_ms"]),
-                        json.loads(row["value_json"]), None if start is None or pd.isna(start) else int(start),
+                        content(row["value_json"])[0], None if start is None or pd.isna(start) else int(start),
                         _sources(row["sources_json"]))
 
 
@@ -75,7 +82,8 @@ class OnlineStore:
                                             ONLINE.c.entity == sa.bindparam("entity"))
 
     def put(self, values: Iterable[FeatureValue]) -> list[FeatureValue]:
-        """Store each value newer than the one held for its (view, version, feature, entity); return those."""
+        """Store each value not older than the one held for its (view, version, feature, entity): the newest of
+        each key given; return those (a value given again is returned again: a redelivered batch publishes it)."""
         newest: dict[tuple, FeatureValue] = {}
         for value in values:
             key = (value.view, value.view_version, value.entity, value.feature)
@@ -87,11 +95,11 @@ class OnlineStore:
         with self.engine.begin() as connection:
             held = self._held(connection, list(newest))
             for key, value in newest.items():
-                if key in held and held[key] >= _order(value):
+                if key in held and held[key] > _order(value):
                     continue
                 row = {"view": value.view, "version": value.view_version, "entity": value.entity,
                        "feature": value.feature, "event_ms": value.event_ms, "window_start_ms": value.window_start_ms,
-                       "value_json": _json(value.value), "sources_json": _sources_json(value.sources),
+                       "value_json": _value_json(value.value), "sources_json": _sources_json(value.sources),
                        "newest_offset": _newest_offset(value)}
                 if key in held:
                     connection.execute(ONLINE.update().where(*_match(key)).values(**row))
@@ -160,7 +168,7 @@ class OfflineStore:
                 "feature": [v.feature for v in found], "entity": [v.entity for v in found],
                 "event_ms": pd.array([v.event_ms for v in found], dtype="int64"),
                 "window_start_ms": pd.array([v.window_start_ms for v in found], dtype="Int64"),
-                "value_json": [_json(v.value) for v in found],
+                "value_json": [_value_json(v.value) for v in found],
                 "sources_json": [_sources_json(v.sources) for v in found],
                 "newest_offset": pd.array([_newest_offset(v) for v in found], dtype="int64")})
             target = folder / f"{part}.parquet"
@@ -200,7 +208,7 @@ class OfflineStore:
 def snapshot_digest(values: Iterable[FeatureValue]) -> str:
     """SHA-256 of the values in a canonical order: equal for the same values, whatever order they came in."""
     rows = sorted((v.view, v.view_version, v.feature, v.entity, v.event_ms, v.window_start_ms is None,
-                   v.window_start_ms or 0, _json(v.value), _sources_json(v.sources)) for v in values)
+                   v.window_start_ms or 0, _value_json(v.value), _sources_json(v.sources)) for v in values)
     digest = hashlib.sha256()
     for row in rows:
         digest.update(_json(list(row)).encode() + b"\n")
@@ -255,9 +263,9 @@ def view_from_record(record: Mapping) -> FeatureView:
     """The view a FeatureViewDefined declares; ViewsRefused when its definition is not a view, is not the one its
     fields name, or its version is not the definition's."""
     try:
-        form = json.loads(record["definition_json"])
-    except (TypeError, KeyError, ValueError, RecursionError) as error:
-        raise ViewsRefused([f"definition_json is not JSON: {str(error)[:120]}"]) from None
+        form = content(record["definition_json"])
+    except (BadInput, TypeError, KeyError) as error:
+        raise ViewsRefused([f"definition_json is not a view's JSON: {str(error)[:160]}"]) from None
     if not isinstance(form, dict):
         raise ViewsRefused(["definition_json is not one view"])
     [view] = parse_views({"views": [_as_written(form)]})

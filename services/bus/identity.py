@@ -215,9 +215,10 @@ def act_refusal(received: Received, verify: Verify, roles: tuple[str, ...]) -> s
 
 
 CLAIMED_BY = {"mlbus.ModelSpecDefined": "defined_by", "mlbus.PromotionPolicyDefined": "defined_by",
+              "mlbus.FeatureViewDefined": "defined_by",
               "mlbus.TrainingRequested": "requested_by", "mlbus.ApprovalSubmitted": "actor",
               "mlbus.DeploymentRequested": "actor"}
-SPEC_SIGNERS = {"mlbus.ModelSpecDefined": ("data-scientist",)}
+SPEC_SIGNERS = {"mlbus.ModelSpecDefined": ("data-scientist",), "mlbus.FeatureViewDefined": ("data-scientist",)}
 # what followers of acts check
 ACT_SIGNERS: dict[str, tuple[str, ...]] = {**SPEC_SIGNERS, "mlbus.PromotionPolicyDefined": ("admin",)}
 TRAINED_SIGNER = {"mlbus.ModelTrained": ("service:trainer",)}         # a version's record: the trainer's key

@@ -39,8 +39,10 @@ def read_messages(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0,
 
 
 def read_batches(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0,
-                 partition: int | None = None) -> Iterator[list[Message]]:
-    """read_messages a fetch at a time (up to 10,000 messages a list): for readers that work on whole batches."""
+                 partition: int | None = None, until: dict[tuple[str, int], int] | None = None
+                 ) -> Iterator[list[Message]]:
+    """read_messages a fetch at a time (up to 10,000 messages a list): for readers that work on whole batches.
+    until: read each (physical topic, partition) only up to that offset (a partition not named: none of it)."""
     consumer = Consumer({**base_config(bus.settings), "group.id": group_id(bus.settings, "replay"),
                          "enable.auto.commit": False,
                          "isolation.level": "read_committed", "enable.partition.eof": False,
@@ -51,6 +53,8 @@ def read_batches(bus: Bus, topics: Iterable[str], timeout_s: float = 60.0,
         ends = _end_offsets(consumer, [bus.catalogue.physical(t) for t in topics], timeout_s)
         if partition is not None:
             ends = {where: end for where, end in ends.items() if where[1] == partition}
+        if until is not None:
+            ends = {where: min(end, until.get(where, 0)) for where, end in ends.items() if until.get(where, 0) > 0}
         consumer.assign([TopicPartition(t, p, 0) for (t, p) in ends])
         deadline = time.monotonic() + timeout_s
         while ends:

@@ -30,7 +30,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # the acts whoever acts on them verifies first.
 SIGNED_RECORDS = ("mlbus.ApprovalSubmitted", "mlbus.PromotionPolicyDefined", "mlbus.ModelSpecDefined",
                   "mlbus.TrainingRequested", "mlbus.DeploymentRequested", "mlbus.DataBatch", "mlbus.KpiObserved",
-                  "mlbus.ErasureRequested", "mlbus.BatchScored", "mlbus.Alert", "mlbus.ModelTrained")
+                  "mlbus.ErasureRequested", "mlbus.BatchScored", "mlbus.Alert", "mlbus.ModelTrained",
+                  "mlbus.FeatureViewDefined")
 # An act is fresh when the broker takes it (LogAppendTime) at most this long after its signer made it, and not
 # more than the clock skew before: a copy of an old act published again is refused, whatever it says.
 ACT_FRESHNESS_MS = 15 * 60 * 1000

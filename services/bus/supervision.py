@@ -19,7 +19,8 @@ from .topics import committed_topics, running_lag, service_group
 SERVICES = {"validator": "services.validator", "trainer": "services.trainer", "registry": "services.registry",
             "deployer": "services.deployer", "scorer": "services.scorer",
             "drift-watcher": "services.drift_watcher",
-            "auditor": "services.auditor", "notifier": "services.notifier", "witness": "services.witness",
+            "auditor": "services.auditor", "notifier": "services.notifier",
+            "featurizer": "services.featurizer", "witness": "services.witness",
             "console": "services.console"}
 
 
@@ -52,7 +53,7 @@ def copy_of(name: str) -> tuple[str, int]:
 
 def metrics_port(bus: Bus, name: str) -> int:
     """Where `mlbus up` has a service serve its Prometheus metrics: the base port + its place in SERVICES, and
-    a scaled service's further copies the ports after them (auditor-2 at base + 8); 0 for the console (a web
+    a scaled service's further copies the ports after them (auditor-2 at base + 9); 0 for the console (a web
     page, not a consumer), the witness (no runtime: its log says what it co-signed) and for services of your own
     (set MLBUS_METRICS_PORT for them)."""
     names = [n for n in SERVICES if n not in ("console", "witness")]

@@ -73,6 +73,20 @@ _EXPORTS = {
     "MISSING_GROUP": "fairness",
     "AuditIndex": "answers", "explain_request": "answers", "explain_scoring": "answers", "state_at": "answers",
     "STATE_RECORDS": "answers", "audit_timeline": "answers", "cited": "answers", "erased": "answers",
+    "FeatureView": "features_views", "Feature": "features_views", "ViewsRefused": "features_views",
+    "parse_views": "features_views", "views_from_yaml": "features_views",
+    "FeatureValue": "features_windows", "SourceEvent": "features_windows", "SourceSpan": "features_windows",
+    "Dropped": "features_windows", "Windows": "features_windows", "aggregate": "features_windows",
+    "source_event": "features_windows",
+    "Lookup": "features_lookups", "LabelRow": "features_lookups", "as_of_join": "features_lookups",
+    "online_read": "features_lookups", "column_name": "features_lookups",
+    "LookupPlan": "features_serving", "LookupRefused": "features_serving", "PlanRefused": "features_serving",
+    "completed": "features_serving", "look_up": "features_serving", "lookup_plan": "features_serving",
+    "stored_value_problem": "features_serving", "wanted": "features_serving", "entity_problem": "features_serving",
+    "FeatureSetRefused": "features_training", "FeatureSettings": "features_training", "TrainingSet": "features_training",
+    "label_rows": "features_training", "parse_settings": "features_training", "reached_positions": "features_training",
+    "settings_problem": "features_training", "training_set": "features_training", "until_from_json": "features_training",
+    "until_json": "features_training",
     "before_after": "kpi_report", "by_variant": "kpi_report", "for_model": "kpi_report", "kpi_compare": "kpi_report",
     "serving_changes": "kpi_report", "KPI_CONFIDENCE": "kpi_report",
 }
@@ -97,6 +111,13 @@ if TYPE_CHECKING:
     from .erasure import Erasure, new_key, redacted, Redaction, seal_value, subject_of, unseal_value
     from .estimators import candidates, estimator_class, ESTIMATORS, HIGHER_IS_BETTER, spec_problem
     from .fairness import fairness_breach, FAIRNESS_METRICS, fairness_report, group_fairness, groups_line, MISSING_GROUP
+    from .features_lookups import as_of_join, column_name, LabelRow, Lookup, online_read
+    from .features_views import Feature, FeatureView, parse_views, views_from_yaml, ViewsRefused
+    from .features_windows import aggregate, Dropped, FeatureValue, source_event, SourceEvent, SourceSpan, Windows
+    from .features_serving import (completed, entity_problem, look_up, lookup_plan, LookupPlan, LookupRefused,
+                                   PlanRefused, stored_value_problem, wanted)
+    from .features_training import (FeatureSetRefused, FeatureSettings, label_rows, parse_settings, reached_positions,
+                                    settings_problem, training_set, TrainingSet, until_from_json, until_json)
     from .forest import compiled_forest
     from .kpi_report import (before_after, by_variant, compare as kpi_compare, CONFIDENCE as KPI_CONFIDENCE, for_model,
                              serving_changes)

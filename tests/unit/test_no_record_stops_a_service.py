@@ -50,6 +50,10 @@ from services.adapters import ArtifactStore
 from services.drift_watcher.app import Emitted, REFERENCE, OUTPUTS as DRIFT_OUTPUTS
 from services.notifier.decide import Config, Outbox
 from services.notifier.handlers import Notifier
+from services.adapters import OfflineStore, OnlineStore
+from services.domain import views_from_yaml
+from services.featurizer.core import FeaturizerState
+from services.featurizer.handlers import Featurizer
 from services.registry.handlers import Registry
 from services.scorer.scorer import RoutingTable, Scorer
 from services.trainer.adapters import HISTORY as TRAINER_HISTORY
@@ -177,6 +181,26 @@ def artifacts(tmp_path) -> ArtifactStore:
 
 
 # ---------------------------------------------------------------- live: the handler each service runs
+def featurizer(tmp_path):
+    """The featurizer with a view of every kind of feature over business.events (any kind), its stores on disk."""
+    [view] = views_from_yaml("""
+views:
+  - {name: v, entity: entity, source: {topic: business.events}, event_time: occurred_at, ttl: 1d, owner: ana,
+     features: [{name: last_x, aggregate: last, field: x}, {name: n, aggregate: count, window: 1h},
+                {name: mean_x, aggregate: mean, field: x, window: 1h, slide: 30m}]}
+""")
+    state = FeaturizerState()
+    state.define(view)
+    featurizer = Featurizer(state, OnlineStore(f"sqlite:///{tmp_path / 'features.db'}"), OfflineStore(tmp_path),
+                            accept, {"business.events"}, lambda topic, read_to: [], clock=lambda: NOW)
+    return lambda received: [event for result in featurizer([received]) for event in
+                             (result if isinstance(result, list) else _raise(result))]
+
+
+def _raise(error: Exception):
+    raise error
+
+
 def live_handlers(tmp_path) -> dict:
     """service → a function of one decoded record returning its events (as the runtime calls the handler)."""
     scorer = Scorer(RoutingTable(BUS), artifacts(tmp_path))
@@ -188,6 +212,7 @@ def live_handlers(tmp_path) -> dict:
         "deployer": Deployer(Inventory(), Deployments(), Gates(), 30.0, accept, artifacts(tmp_path),
                              clock=lambda: NOW),
         "notifier": Notifier(Config(), Outbox(), lambda *a: None, clock=lambda: NOW),
+        "featurizer": featurizer(tmp_path),
     }
     calls = {service: (lambda handler: lambda received: list(handler(received)))(handler)
              for service, handler in handlers.items()}

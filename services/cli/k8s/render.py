@@ -24,6 +24,7 @@ WORKLOAD_FACTS: dict[str, dict] = {
     "deployer": {"shared_data": True},
     "scorer": {"shared_data": True, "scaled": True, "cpu": "250m", "memory": "512Mi", "memory_limit": "2Gi"},
     "drift-watcher": {"keeps_state": True, "memory": "512Mi", "memory_limit": "2Gi"},
+    "featurizer": {"shared_data": True, "keeps_state": True, "memory": "512Mi", "memory_limit": "2Gi"},  # stores
     "auditor": {"files": ("auditor.ed25519",), "scaled": True, "cpu": "250m", "memory": "512Mi",
                 "memory_limit": "2Gi"},
     "notifier": {"files": ("notifier.yaml",)},

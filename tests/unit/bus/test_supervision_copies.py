@@ -32,9 +32,10 @@ def test_the_first_copy_keeps_the_services_name_and_the_others_are_numbered():
 
 def test_each_copy_serves_metrics_on_a_port_no_other_service_has():
     bus = fake_bus()
-    services = ["validator", "trainer", "registry", "deployer", "scorer", "drift-watcher", "auditor", "notifier"]
+    services = ["validator", "trainer", "registry", "deployer", "scorer", "drift-watcher", "auditor", "notifier",
+                "featurizer"]
     ports = [metrics_port(bus, name) for name in services + ["auditor-2", "auditor-3"]]
-    assert ports == list(range(9400, 9410))
+    assert ports == list(range(9400, 9411))
     assert metrics_port(bus, "auditor") == 9406          # one copy: the port it always had
     assert metrics_port(bus, "witness") == metrics_port(bus, "my-service") == 0
 

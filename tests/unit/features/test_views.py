@@ -280,6 +280,6 @@ def test_the_version_is_the_same_in_any_key_and_feature_order(random):
 
 def test_the_docs_example_is_a_sound_definition():
     page = (PROJECT_ROOT / "docs" / "explanation" / "feature-store.md").read_text()
-    [example] = page.split("```yaml\n")[1:]
+    example = page.split("```yaml\n")[1]
     [view] = views_from_yaml(example.split("```")[0])
     assert [f.aggregate for f in view.features] == ["last", "sum", "count", "max"] and view.ttl_ms == 172_800_000

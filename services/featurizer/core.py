@@ -1,0 +1,95 @@
+"""The featurizer's state, pure: the views defined (every version), each version's open windows, and what a source
+record makes known. No Kafka, no store: handlers.py writes what this returns.
+
+Every defined version of a view is computed, not only the newest: a model trained on an older version is served
+with the values of that version. A view defined after its source had events is computed from the source's start
+(the handler hands `backfill` the source's history up to where the featurizer has read)."""
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.domain import FeatureView
+from services.domain import Dropped, FeatureValue, Windows, source_event
+
+BUSINESS_EVENT = "mlbus.BusinessEvent"
+
+
+def event_fields(record: str, value: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A source record's fields as a view reads them: a BusinessEvent's `fields`, with its entity, kind and time
+    (occurred_at) beside them; any other record's own fields."""
+    if record != BUSINESS_EVENT:
+        return value
+    fields = value.get("fields")
+    return {**(fields if isinstance(fields, Mapping) else {}), "entity": value.get("entity"),
+            "kind": value.get("kind"), "occurred_at": value.get("occurred_at")}
+
+
+def counts(view: FeatureView, topic: str, record: str, value: Mapping[str, Any]) -> bool:
+    """Whether a record of `topic` is an event of `view`: its source topic, and its kind when the view names one."""
+    if view.source_topic != topic:
+        return False
+    return view.source_kind is None or (record == BUSINESS_EVENT and value.get("kind") == view.source_kind)
+
+
+@dataclass
+class Made:
+    values: list[FeatureValue] = field(default_factory=list)
+    dropped: list[tuple[str, Dropped]] = field(default_factory=list)     # (view, what it dropped)
+
+
+@dataclass
+class FeaturizerState:
+    views: dict[str, FeatureView] = field(default_factory=dict)          # version → view
+    windows: dict[str, Windows] = field(default_factory=dict)            # version → its open windows
+    read_to: dict[tuple[str, int], int] = field(default_factory=dict)    # source partition → next offset
+
+    def define(self, view: FeatureView) -> bool:
+        """Take a view version; False when it is known already (a definition published again)."""
+        if view.version in self.views:
+            return False
+        self.views[view.version] = view
+        self.windows[view.version] = Windows(view)
+        return True
+
+    def source_topics(self) -> set[str]:
+        return {view.source_topic for view in self.views.values() if view.source_topic}
+
+    def add(self, topic: str, partition: int, offset: int, timestamp_ms: int, record: str,
+            value: Mapping[str, Any], only: str | None = None) -> Made:
+        """A source record: the values it makes known, in every view version it counts in (`only`: that one)."""
+        self.read_to[(topic, partition)] = max(self.read_to.get((topic, partition), 0), offset + 1)
+        made = Made()
+        fields = event_fields(record, value)
+        for version, view in self.views.items():
+            if (only is not None and version != only) or not counts(view, topic, record, value):
+                continue
+            windows = self.windows[version]
+            seen = len(windows.dropped)
+            made.values += windows.add(source_event(view, fields, timestamp_ms, topic, partition, offset))
+            made.dropped += [(view.name, dropped) for dropped in windows.dropped[seen:]]
+            del windows.dropped[:]                      # said once, by the caller; not kept for ever
+        return made
+
+
+def in_time_order(records: Iterable[tuple]) -> list[tuple]:
+    """Source records read partition by partition, (topic, partition, offset, timestamp_ms, record, value), merged
+    by the records' own times, each partition's order kept: as they would have arrived live. A view has one
+    watermark, so a partition read whole before the others would make the others' events late."""
+    by_place: dict[tuple[str, int], list[tuple]] = {}
+    for record in records:
+        by_place.setdefault((record[0], record[1]), []).append(record)
+    return list(heapq.merge(*by_place.values(), key=lambda record: record[3]))
+
+
+def backfill(state: FeaturizerState, version: str, history: Iterable[tuple]) -> Made:
+    """A new view version computed over its source's history so far: (topic, partition, offset, timestamp_ms,
+    record, value), in time order (in_time_order)."""
+    made = Made()
+    for topic, partition, offset, timestamp_ms, record, value in history:
+        part = state.add(topic, partition, offset, timestamp_ms, record, value, only=version)
+        made.values += part.values
+        made.dropped += part.dropped
+    return made
