@@ -9,10 +9,10 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from services.domain import FeatureView
-from services.domain import Dropped, FeatureValue, Windows, source_event
+from services.domain import EPOCH, Dropped, FeatureValue, FeatureView, Windows, source_event
 
 BUSINESS_EVENT = "mlbus.BusinessEvent"
 
@@ -74,14 +74,21 @@ class FeaturizerState:
         return made
 
 
+def arrival_ms(record: str, value: Mapping[str, Any], timestamp_ms: int) -> int:
+    """When a source record happened, to order records of several partitions: a BusinessEvent's occurred_at,
+    else the record's own time."""
+    at = value.get("occurred_at") if record == BUSINESS_EVENT else None
+    return int((at - EPOCH).total_seconds() * 1000) if isinstance(at, datetime) and at.tzinfo else timestamp_ms
+
+
 def in_time_order(records: Iterable[tuple]) -> list[tuple]:
-    """Source records read partition by partition, (topic, partition, offset, timestamp_ms, record, value), merged
-    by the records' own times, each partition's order kept: as they would have arrived live. A view has one
-    watermark, so a partition read whole before the others would make the others' events late."""
+    """Source records of several partitions, (topic, partition, offset, timestamp_ms, record, value, ...), merged by
+    when they happened (arrival_ms), each partition's own order kept: a view has one watermark, so a partition
+    handled whole before the others would make the others' events late."""
     by_place: dict[tuple[str, int], list[tuple]] = {}
     for record in records:
         by_place.setdefault((record[0], record[1]), []).append(record)
-    return list(heapq.merge(*by_place.values(), key=lambda record: record[3]))
+    return list(heapq.merge(*by_place.values(), key=lambda r: arrival_ms(r[4], r[5], r[3])))
 
 
 def backfill(state: FeaturizerState, version: str, history: Iterable[tuple]) -> Made:

@@ -18,7 +18,7 @@ from services.adapters import (OfflineStore, OnlineStore, online_key, value_reco
                                              view_from_record)
 from services.domain import FeatureValue
 
-from .core import FeaturizerState, Made, backfill
+from .core import FeaturizerState, Made, backfill, in_time_order
 
 VIEW_RECORD = "mlbus.FeatureViewDefined"
 VIEW_SIGNERS = ("data-scientist",)
@@ -58,12 +58,13 @@ class Featurizer:
         self.log = get_logger(component="featurizer")
 
     def __call__(self, batch: list[Received]) -> list[list[Event] | BadInput]:
-        per_record: list[list[FeatureValue] | BadInput] = []
-        for message in batch:
+        per_record: list[list[FeatureValue] | BadInput] = [[] for _ in batch]
+        places = [(m.topic, m.partition, m.offset, m.timestamp_ms, m.record, m.value, i) for i, m in enumerate(batch)]
+        for *_, i in in_time_order(places):            # as backfill and rebuild read them: one order everywhere
             try:
-                per_record.append(self._values(message))
+                per_record[i] = self._values(batch[i])
             except BadInput as refused:
-                per_record.append(refused)
+                per_record[i] = refused
         made = [value for values in per_record if not isinstance(values, BadInput) for value in values]
         if made:
             self.offline.write(made, part_name(batch))
