@@ -64,6 +64,7 @@ def spec_record(raw: dict, actor: str, contracts_dir: Path) -> dict:
                                                                            if k in raw}}
         missing = [k for k in ENSEMBLE_REQUIRED if k not in raw]
     else:
+        raw = {"features": [], **raw} if "feature_views" in raw else raw     # the views' features may be all
         missing = [k for k in REQUIRED if k not in raw]
     if missing:
         raise BadInput(f"spec lacks {', '.join(missing)}")
@@ -74,6 +75,10 @@ def spec_record(raw: dict, actor: str, contracts_dir: Path) -> dict:
     except InvalidField as error:
         raise BadInput(str(error)) from None
     columns = contract_columns(contracts_dir, spec["dataset"], spec["target"])
+    views_json = feature_views_json(spec.get("feature_views"), contracts_dir, spec["dataset"])
+    if views_json is not None and columns is not None:      # a label's entity and time are not its features
+        label = (spec["feature_views"]["entity"], spec["feature_views"]["time"])
+        columns = {c: kind for c, kind in columns.items() if c not in label}
     if spec["features"] == "all" and "ensemble" not in spec:
         if columns is None:
             raise BadInput(f"features: all needs the contract {contracts_dir / spec['dataset']}.avsc")
@@ -98,12 +103,30 @@ def spec_record(raw: dict, actor: str, contracts_dir: Path) -> dict:
             "defined_at": datetime.now(timezone.utc), "batches": str(spec["batches"]),
             "monitoring_json": monitoring_json(parse_monitoring(spec.get("monitoring"))),
             "card_json": json.dumps({k: str(spec[k]) for k in CARD_FIELDS if spec.get(k) is not None}, sort_keys=True),
-            "compute": spec.get("compute")}         # local | dask; left out: the trainer's choice (spec_problem checks)
+            "compute": spec.get("compute"),         # local | dask; left out: the trainer's choice (spec_problem checks)
+            "feature_views_json": views_json}
     from services.domain import spec_problem    # scikit-learn: loaded by the command that needs it
     problem = spec_problem(record)         # the trainer refuses the same: hyperparameters, split, features
     if problem:
         raise BadInput(f"spec of {record['model']}: {problem}")
     return record
+
+
+def feature_views_json(raw: object, contracts_dir: Path, dataset: str) -> str | None:
+    """A spec's `feature_views` block as ModelSpecDefined.feature_views_json (None without one); its entity and
+    time must be columns of the dataset's contract, if it has one."""
+    if raw is None:
+        return None
+    from services.domain import settings_problem as feature_views_problem
+    problem = feature_views_problem(raw)
+    if problem:
+        raise BadInput(problem)
+    path = contracts_dir / f"{dataset}.avsc"
+    fields = [f["name"] for f in json.loads(path.read_text())["fields"]] if path.is_file() else None
+    strays = [raw[k] for k in ("entity", "time") if fields is not None and raw[k] not in fields]
+    if strays:
+        raise BadInput(f"feature_views: {', '.join(strays)} not a column of the contract {path}")
+    return json.dumps({"views": list(raw["views"]), "entity": raw["entity"], "time": raw["time"]}, sort_keys=True)
 
 
 def contract_rules(contracts_dir: Path, dataset: str) -> dict:

@@ -71,6 +71,8 @@ def spec_problem(spec: dict) -> str | None:
     if (compute := spec.get("compute")) not in (None, *COMPUTES):
         return f"compute {compute!r} is not one of {', '.join(COMPUTES)} (or left out: the trainer's choice)"
     if is_ensemble(spec):
+        if spec.get("feature_views_json") is not None:
+            return "an ensemble's features are its members': feature_views does not apply"
         if compute == "dask":
             return "an ensemble combines its members' fitted models in the trainer: compute: dask does not apply"
         if spec["task"] not in METRICS or spec["metric"] not in METRICS[spec["task"]]:
@@ -90,13 +92,28 @@ def spec_problem(spec: dict) -> str | None:
         return str(error)
     except (ValueError, TypeError, AttributeError) as error:       # hyperparameters or grid that are not JSON maps
         return f"hyperparameters or grid unusable: {type(error).__name__}: {error}"
-    if not spec["features"] or spec["target"] in spec["features"]:
-        return "features must be a non-empty list without the target"
+    views = spec.get("feature_views_json")
+    if views is not None and (problem := feature_views_problem(views, spec["target"])):
+        return problem
+    if (not spec["features"] and views is None) or spec["target"] in spec["features"]:
+        return "features must be a non-empty list without the target (empty only with feature_views)"
     if spec.get("encoding", "onehot") not in ENCODINGS:
         return f"encoding {spec.get('encoding')!r} is not one of {', '.join(ENCODINGS)}"
     strays = [f for f in spec.get("categorical_features", []) if f not in spec["features"]]
     if strays:
         return f"categorical features that are not features: {', '.join(strays[:5])}"
+    return None
+
+
+def feature_views_problem(views_json: str, target: str) -> str | None:
+    """Why a spec's feature_views block is unusable (features_training.settings_problem), or None."""
+    from .features_training import FeatureSetRefused, parse_settings
+    try:
+        settings = parse_settings(views_json)
+    except FeatureSetRefused as error:
+        return str(error)
+    if settings is not None and target in (settings.entity, settings.time):
+        return f"the target {target!r} cannot be feature_views' entity or time column"
     return None
 
 

@@ -4,9 +4,10 @@ import importlib.util
 from dataclasses import replace
 
 from services.bus import Bus, PerRecord, RuntimeConfig, ServiceRuntime
-from services.adapters import SnapshotStore
+from services.adapters import OfflineStore, SnapshotStore, view_from_record
 from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
+from services.bus.projections.follow import Follower
 from services.bus.service_keys import enrolled_signer
 from services.bus.settings import ConfigError
 
@@ -26,7 +27,11 @@ def main() -> None:
                       training_frames(SnapshotStore.from_settings(bus.settings)),
                       min_fit_s=bus.settings.services.trainer_min_fit_s,
                       max_artifact_bytes=bus.settings.storage.max_artifact_bytes,
-                      cluster=dask_cluster(bus.settings.services.dask_scheduler))
+                      cluster=dask_cluster(bus.settings.services.dask_scheduler),
+                      offline=OfflineStore(bus.settings.storage.features_offline))
+    # feature views are reference data: read whole at start, then followed (a training uses the newest it knows)
+    Follower(bus, "trainer-views", ("mlbus.FeatureViewDefined",),
+             [trainer.view.feature_views.follow(verify, view_from_record)]).start()
     config = RuntimeConfig(transactional=True, batch_size=50)
     ServiceRuntime(bus, "trainer", PerRecord(trainer, offload=True), config).run()
 

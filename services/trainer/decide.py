@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
@@ -14,7 +14,9 @@ from services.bus.identity import act_refusal as refusal_of
 from services.bus.received import Received
 from services.bus.projections.inventory import APPROVED, Inventory, ModelVersion
 from services.bus.signing import Verdict
+from services.domain import FeatureSetRefused, parse_settings, until_from_json
 
+from .feature_sets import FeaturePlan, ViewCatalogue
 from .view import TrainerView
 
 
@@ -29,6 +31,8 @@ class TrainingPlan:
     seed: int
     reproduces: dict | None = None       # the TrainingRun being reproduced
     members: tuple[dict, ...] = ()       # an ensemble's members (EnsembleMember records), pinned
+    features: FeaturePlan | None = None  # the feature views joined to the batches' label rows
+    features_record: dict = field(default_factory=dict)    # what the join used (ModelTrained's feature fields)
 
 
 def requests_for_new_data(view: TrainerView, validated: dict, now: datetime) -> list[Event]:
@@ -75,10 +79,44 @@ def plan_training(view: TrainerView, request: dict) -> TrainingPlan | str | None
         settings = content(spec["ensemble_json"])
         return ensemble_plan(view.inventory, spec, request, batches, settings["members"], settings.get("weights"),
                              settings["combine"], view.versions.get(spec["model"], 0) + 1)
+    features = current_features(view.feature_views, spec)
+    if isinstance(features, str):
+        return features
     grid = candidates(spec)
     return TrainingPlan(request=request, spec=spec, version=view.versions.get(spec["model"], 0) + 1,
-                        batches=batches, grid=grid, seed=spec["seed"],
+                        batches=batches, grid=grid, seed=spec["seed"], features=features,
                         run_ids=[derive_id(request["request_id"], "run", i) for i in range(len(grid))])
+
+
+def current_features(catalogue: ViewCatalogue, spec: dict) -> FeaturePlan | str | None:
+    """The newest usable version of each view the spec names (None: it names none), or why it cannot train."""
+    try:
+        settings = parse_settings(spec.get("feature_views_json"))
+    except FeatureSetRefused as error:
+        return str(error)
+    return None if settings is None else catalogue.current(settings)
+
+
+def reproduced_features(catalogue: ViewCatalogue, run: dict, spec: dict) -> tuple[FeaturePlan | None, dict] | str:
+    """The views, versions and offline positions a run used, and its spec without the columns they added; or why
+    they cannot be had again."""
+    if not run.get("feature_views_json"):
+        return None, spec
+    try:
+        recorded = content(run["feature_views_json"])
+        settings = parse_settings(spec.get("feature_views_json"))
+        until = until_from_json(run.get("features_until_json") or "{}")
+        columns = set(recorded["columns"])
+        versions = {name: str(version) for name, version in recorded["views"].items()}
+    except (FeatureSetRefused, TypeError, KeyError, AttributeError, ValueError) as error:
+        return f"the run's feature views are not recorded in full: {type(error).__name__}: {str(error)[:200]}"
+    if settings is None or set(settings.views) != set(versions):
+        return "the run's spec does not name the views it recorded"
+    plan = catalogue.pinned(settings, versions, until, run.get("features_snapshot_sha256"))
+    if isinstance(plan, str):
+        return plan
+    return plan, {**spec, "features": [f for f in spec["features"] if f not in columns],
+                  "categorical_features": [f for f in spec.get("categorical_features", []) if f not in columns]}
 
 
 def ensemble_plan(inventory: Inventory, spec: dict, request: dict, batches: list[dict], refs: list[str],
@@ -145,13 +183,18 @@ def plan_reproduction(view: TrainerView, request: dict) -> TrainingPlan | str:
     batches = batch_refs(original["batches"])
     recorded_spec = {**spec, "model": original["model"], "estimator": original["estimator"],
                      "metric": original["metric"]}
+    reproduced = reproduced_features(view.feature_views, original, recorded_spec)
+    if isinstance(reproduced, str):
+        return reproduced
+    features, recorded_spec = reproduced
     if is_ensemble(recorded_spec):          # the same members, by version: the ones the run combined
         settings = content(original["hyperparameters_json"])
         return ensemble_plan(view.inventory, recorded_spec, request, batches, settings["members"],
                              settings["weights"], settings["combine"], 0, original)
     return TrainingPlan(request=request, spec=recorded_spec, version=0, batches=batches,
                         grid=[content(original["hyperparameters_json"])], seed=original["seed"],
-                        run_ids=[derive_id(request["request_id"], "reproduction")], reproduces=original)
+                        run_ids=[derive_id(request["request_id"], "reproduction")], reproduces=original,
+                        features=features)
 
 
 def best_run(results: list[dict], metric: str) -> int:
@@ -218,7 +261,9 @@ def batch_refs(batches: list[dict]) -> list[dict]:
 
 # What a run takes from its spec beyond estimator and metric (recorded in the run, so reproduction uses them).
 RUN_SPEC_FIELDS = ("dataset", "features", "categorical_features", "sensitive_features", "encoding", "target", "task",
-                   "test_size", "cv_folds", "spec_sha256")
+                   "test_size", "cv_folds", "spec_sha256", "feature_views_json")
+# A version's and a run's record of the feature views joined: none unless the spec names views.
+NO_FEATURES = {"feature_views_json": None, "features_snapshot_sha256": None, "features_until_json": None}
 
 
 def run_event(plan: TrainingPlan, index: int, result: dict, provenance: Provenance, now: datetime,
@@ -235,8 +280,9 @@ def run_event(plan: TrainingPlan, index: int, result: dict, provenance: Provenan
              "code_version": provenance.code_version,
              "git_commit": provenance.git_commit, "environment": provenance.environment,
              "reproduces_run_id": None, "identical": None, "differences": [], "finished_at": now,
-             "spec_json": json.dumps({k: plan.spec[k] for k in RUN_SPEC_FIELDS if k in plan.spec}, sort_keys=True),
-             "ran_on": result.get("ran_on")}
+             "spec_json": json.dumps({k: plan.spec[k] for k in RUN_SPEC_FIELDS if plan.spec.get(k) is not None},
+                                   sort_keys=True),
+             "ran_on": result.get("ran_on"), **NO_FEATURES, **plan.features_record}
     if plan.reproduces:
         differences = reproduction_differences(plan.reproduces, {**result, "artifact_sha256": artifact_sha256})
         value.update(reproduces_run_id=plan.reproduces["run_id"], differences=differences,
@@ -271,4 +317,4 @@ def trained_event(plan: TrainingPlan, best: int, result: dict, artifact: tuple[s
         "prediction_profile": result.get("prediction_profile"),
         "spec_sha256": spec["spec_sha256"], "card_json": spec.get("card_json", "{}"), "trained_at": now,
         "compute": {k: v for k, v in compute.items() if k != "workers"} if compute else None,
-        "compute_workers": compute["workers"] if compute else None})
+        "compute_workers": compute["workers"] if compute else None, **NO_FEATURES, **plan.features_record})

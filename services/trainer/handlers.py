@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -11,13 +12,16 @@ import pandas as pd
 import skops.io as sio
 
 from services.bus import Event, Received
-from services.domain import alert, ArtifactRefused, combiner, Ensemble, profile_frame, spec_problem
-from services.adapters import ArtifactStore, DataFileError, save_model
+from services.domain import (alert, ArtifactRefused, combiner, Ensemble, FeatureSetRefused, profile_frame, spec_problem,
+                             training_set, until_json)
+from services.adapters import ArtifactStore, DataFileError, OfflineStore, save_model, snapshot_digest
 from services.bus.logs import get_logger
 
+from .adapters import offline_snapshot
 from .compute import DASK, IN_TRAINER, Placement, Unplaceable, compute_used, placement
 from .decide import (Provenance, TrainingPlan, Verify, act_refusal, best_run, plan_training, refusal,
                      requests_for_member_change, requests_for_new_data, run_event, trained_event)
+from .feature_sets import recorded_views
 from .grid import DaskCluster, GridPoint, PointFitted, fit_locally
 from .training import fit_ensemble, permutation_importances, split
 from .view import TrainerView
@@ -32,8 +36,10 @@ class Trainer:
     def __init__(self, view: TrainerView, artifacts_store: str | Path, provenance: Provenance, verify: Verify,
                  load_frame: Callable[[list[dict]], pd.DataFrame], min_fit_s: float = 0.0,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-                 max_artifact_bytes: int = 1 << 29, cluster: DaskCluster | None = None):
+                 max_artifact_bytes: int = 1 << 29, cluster: DaskCluster | None = None,
+                 offline: OfflineStore | None = None):
         self.view = view
+        self.offline = offline            # the feature store's offline values: what specs with feature views join
         self.cluster = cluster            # MLBUS_DASK_SCHEDULER's: where grids run unless a spec says local
         self.load_frame = load_frame
         self.verify = verify
@@ -76,7 +82,7 @@ class Trainer:
             return [refusal(request, where.reason, self.clock())]
         try:
             return self.train(plan, where)
-        except (DataFileError, ArtifactRefused) as error:        # a snapshot or a member's artifact
+        except (DataFileError, ArtifactRefused, FeatureSetRefused) as error:   # a snapshot, an artifact, features
             return [refusal(request, str(error), self.clock())]
         except TRAINING_FAILURES as error:      # the spec or the data, not the machine: the same every time
             self.log.warning("training failed", model=plan.spec["model"], error=f"{type(error).__name__}: {error}")
@@ -86,6 +92,8 @@ class Trainer:
         started = time.monotonic()
         spec = plan.spec
         frame = self.load_frame(plan.batches)
+        if plan.features is not None:
+            plan, frame = self._join_features(plan, frame)
         data = split(frame, spec["features"], spec["target"], spec["task"], spec["test_size"], plan.seed,
                      tuple(spec.get("categorical_features", ())), tuple(spec.get("sensitive_features", ())))
         if plan.members:
@@ -109,6 +117,27 @@ class Trainer:
         return runs + [trained_event(plan, best, {**fitted[best][1], "importances": importances}, artifact,
                                      profile_frame(data.x_train, reference=True), self.provenance, duration_ms, now,
                                      cpu_seconds=sum(result["cpu_seconds"] for _, result in fitted), compute=compute)]
+
+    def _join_features(self, plan: TrainingPlan, labels: pd.DataFrame) -> tuple[TrainingPlan, pd.DataFrame]:
+        """The label rows with the views' features as each row's time saw them, and the plan training on them; a
+        reproduction must find the values its run used (FeatureSetRefused when the digest differs)."""
+        features = plan.features
+        if self.offline is None:
+            raise FeatureSetRefused("the spec names feature views, but this trainer has no offline feature store")
+        values, until = offline_snapshot(self.offline, features.views, features.until)
+        built = training_set(labels, features.settings, features.views, values)
+        digest = snapshot_digest(built.used)
+        if features.digest is not None and digest != features.digest:
+            raise FeatureSetRefused(
+                f"the offline store no longer holds the feature values the run used: their digest is {digest[:16]}, "
+                f"the run's {features.digest[:16]} (values at the recorded offsets were rewritten or lost)")
+        spec = {**plan.spec, "features": [*plan.spec["features"], *built.columns],
+                "categorical_features": [*plan.spec.get("categorical_features", []), *built.categorical]}
+        record = {"feature_views_json": recorded_views(features, built.columns), "features_snapshot_sha256": digest,
+                  "features_until_json": until_json(until)}
+        self.log.info("feature views joined", model=spec["model"], rows=len(built.frame), columns=len(built.columns),
+                      values_used=len(built.used), digest=digest[:16])
+        return replace(plan, spec=spec, features_record=record), built.frame
 
     def _fit_grid(self, plan: TrainingPlan, data, where: Placement) -> tuple[list[tuple[object, dict]], dict]:
         """Every grid point fitted where the placement says, or the first failure of a fit raised (a spec or data

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from services.bus.edge import content
 from services.bus.projections.inventory import Inventory
 
+from .feature_sets import ViewCatalogue
+
 
 @dataclass
 class TrainerView:
@@ -16,6 +18,7 @@ class TrainerView:
     handled_requests: set[str] = field(default_factory=set)             # trained (or refused) already
     seen_requests: set[str] = field(default_factory=set)                # on training.requests already
     inventory: Inventory = field(default_factory=Inventory)             # versions, statuses, aliases: members
+    feature_views: ViewCatalogue = field(default_factory=ViewCatalogue)  # followed from features.views
 
     def apply(self, record: str, value: dict) -> None:
         """Fold one event in; applying the same event twice changes nothing."""

@@ -1,4 +1,6 @@
 """Model spec YAML → ModelSpecDefined, as `mlbus models define` does it."""
+import json
+
 import pytest
 
 from services.bus.codec import SchemaCatalogue
@@ -34,3 +36,37 @@ def test_a_spec_missing_fields_names_them(tmp_path):
     path.write_text("- just\n- a list\n")
     with pytest.raises(BadInput, match="YAML mapping"):
         load_yaml(path)
+
+
+def churn_contract(folder):
+    """A dataset of label rows: a customer (its key), when, a number and the label."""
+    fields = [{"name": "customer", "type": "string"}, {"name": "at", "type": "long"},
+              {"name": "tenure", "type": "double"}, {"name": "churned", "type": "int"}]
+    (folder / "churn.avsc").write_text(json.dumps({"type": "record", "name": "churn", "fields": fields,
+                                                   "mlbus.contract": {"keys": ["customer"], "target": "churned"}}))
+    return folder
+
+
+CHURN = {"model": "churn_lr", "dataset": "churn", "target": "churned", "task": "classification",
+         "estimator": "LogisticRegression", "metric": "accuracy",
+         "feature_views": {"views": ["purchases", "visits"], "entity": "customer", "time": "at"}}
+
+
+def test_feature_views_become_the_record_s_json_and_their_columns_are_not_features(tmp_path):
+    contracts = churn_contract(tmp_path)
+    value = spec_record({**CHURN, "features": "all"}, "cli:dana", contracts)
+    assert json.loads(value["feature_views_json"]) == CHURN["feature_views"] and value["features"] == ["tenure"]
+    assert spec_record(CHURN, "cli:dana", contracts)["features"] == []         # the views' features only
+    SchemaCatalogue.from_dir(PROJECT_ROOT / "schemas").encode("mlbus.ModelSpecDefined", value, check=True)
+    assert spec_record(load_yaml(EXAMPLE), "cli:dana", CONTRACTS)["feature_views_json"] is None
+
+
+@pytest.mark.parametrize("views, message", [
+    ({"views": ["purchases"], "entity": "customer", "time": "when"}, "when not a column of the contract"),
+    ({"views": ["purchases"], "entity": "client", "time": "at"}, "client not a column"),
+    ({"views": ["no/such"], "entity": "customer", "time": "at"}, "not a view name"),
+    ({"views": ["purchases"], "entity": "customer"}, "exactly views"),
+])
+def test_feature_views_naming_what_is_not_there_are_refused(tmp_path, views, message):
+    with pytest.raises(BadInput, match=message):
+        spec_record({**CHURN, "feature_views": views}, "cli:dana", churn_contract(tmp_path))
