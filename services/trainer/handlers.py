@@ -90,10 +90,10 @@ class Trainer:
 
     def train(self, plan: TrainingPlan, where: Placement = IN_TRAINER) -> list[Event]:
         started = time.monotonic()
-        spec = plan.spec
         frame = self.load_frame(plan.batches)
         if plan.features is not None:
-            plan, frame = self._join_features(plan, frame)
+            plan, frame = self._join_features(plan, frame)      # the plan now trains on the columns added
+        spec = plan.spec
         data = split(frame, spec["features"], spec["target"], spec["task"], spec["test_size"], plan.seed,
                      tuple(spec.get("categorical_features", ())), tuple(spec.get("sensitive_features", ())))
         if plan.members:

@@ -84,6 +84,8 @@ def test_a_spec_with_views_trains_on_the_values_before_each_label_and_records_wh
     assert version["features_snapshot_sha256"] == snapshot_digest(used)
     assert json.loads(version["features_until_json"]) == {f"{TOPIC}:0": 2019}
     assert runs[0].value["features_snapshot_sha256"] == version["features_snapshot_sha256"]
+    assert {p["name"] for p in version["feature_profile"]} == {"a", "purchases__last_amount"}   # fitted on it
+    assert version["metrics"]["accuracy"] == 1.0              # y follows the last amount; `a` is noise
     assert handler(received("mlbus.TrainingRequested", request())) == []       # delivered twice: trained once
 
 
