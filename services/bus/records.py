@@ -1399,6 +1399,7 @@ class Prediction:
     score: float | None = None
     probabilities: Mapping[str, float] = field(default_factory=dict)
     members: tuple[MemberOutput, ...] = ()
+    lookups: tuple[FeatureLookup, ...] = ()
     latency_ms: float
     cpu_ms: float = 0.0
     deployment_id: str | None = None
@@ -1419,6 +1420,7 @@ class Prediction:
             score=value.get('score', None),
             probabilities=value.get('probabilities', {}),
             members=tuple(MemberOutput.from_avro(item) for item in value.get('members', [])),
+            lookups=tuple(FeatureLookup.from_avro(item) for item in value.get('lookups', [])),
             latency_ms=value['latency_ms'],
             cpu_ms=value.get('cpu_ms', 0.0),
             deployment_id=value.get('deployment_id', None),
@@ -1439,6 +1441,7 @@ class Prediction:
             'score': self.score,
             'probabilities': self.probabilities,
             'members': list(item.to_avro() for item in self.members),
+            'lookups': list(item.to_avro() for item in self.lookups),
             'latency_ms': self.latency_ms,
             'cpu_ms': self.cpu_ms,
             'deployment_id': self.deployment_id,
@@ -2035,6 +2038,53 @@ class FeatureDrift:
 
 
 @dataclass(frozen=True, kw_only=True)
+class FeatureLookup:
+    """A feature the scorer looked up in its online store for a request (issue 36): the value the model saw, from which view version, how old, or why it was missing. Every union is [null, T], so the compiled codec writes predictions."""
+
+    RECORD = "mlbus.FeatureLookup"
+
+    view: str
+    version: str
+    feature: str
+    entity: str
+    value: float | None = None
+    text: str | None = None
+    event_time: datetime | None = None
+    age_ms: int | None = None
+    missing: str | None = None
+    reason: str = ''
+
+    @classmethod
+    def from_avro(cls, value: Mapping[str, Any]) -> FeatureLookup:
+        return cls(
+            view=value['view'],
+            version=value['version'],
+            feature=value['feature'],
+            entity=value['entity'],
+            value=value.get('value', None),
+            text=value.get('text', None),
+            event_time=value.get('event_time', None),
+            age_ms=value.get('age_ms', None),
+            missing=value.get('missing', None),
+            reason=value.get('reason', ''),
+        )
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            'view': self.view,
+            'version': self.version,
+            'feature': self.feature,
+            'entity': self.entity,
+            'value': self.value,
+            'text': self.text,
+            'event_time': self.event_time,
+            'age_ms': self.age_ms,
+            'missing': self.missing,
+            'reason': self.reason,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class FeatureSource:
     """The events of one partition a feature value came from: offsets first_offset..last_offset, `events` of them."""
 
@@ -2285,6 +2335,7 @@ RECORD_TYPES: dict[str, type] = {
     Endorsement.RECORD: Endorsement,
     EnsembleMember.RECORD: EnsembleMember,
     FeatureDrift.RECORD: FeatureDrift,
+    FeatureLookup.RECORD: FeatureLookup,
     FeatureSource.RECORD: FeatureSource,
     Header.RECORD: Header,
     MemberOutput.RECORD: MemberOutput,

@@ -230,10 +230,12 @@ def explained_why(bus: Bus, index: AuditIndex, answer: dict) -> dict:
     """The reproduction and attributions of an explained prediction, or why there are none."""
     from services.domain import ArtifactRefused
     from services.adapters import ArtifactStore
-    from .why import unreadable, why
+    from .why import lookups_unreadable, unreadable, why
     p = answer["prediction"]
-    reason = unreadable(answer["request"])
     versions = index.of("mlbus.ModelTrained", p["model"], p["version"])
+    reason = unreadable(answer["request"])
+    if versions and not reason:
+        reason = lookups_unreadable(versions[0].value, p, p.get("personal_data"))
     if reason or not versions:
         return {"not_reproduced": reason or "audit.log holds no record of the version"}
     try:
@@ -314,6 +316,7 @@ def one_line(answer: dict) -> str:
 
 
 def print_explanation(answer: dict) -> None:
+    from .why import lookup_lines
     p, t, d = answer["prediction"], answer["model_version"], answer["deployment"]
     print(f"request {answer['request_id']}: {p['label']} (score {p['score']:.3f}) by {p['model']} v{p['version']} "
           f"as {p['variant']}, at {p['at']:%Y-%m-%d %H:%M:%S} [audit #{place_of(p)}]")
@@ -330,6 +333,8 @@ def print_explanation(answer: dict) -> None:
         print("  features: " + ", ".join(f"{k} {v:g}" for k, v in sorted(request["features"].items())[:8])
               + (" …" if len(request["features"]) > 8 else "")
               + "".join(f", {k} {v}" for k, v in sorted((request.get("categories") or {}).items())))
+    for line in lookup_lines(p, answer.get("feature_views") or []):
+        print(line)
     if d:
         print(f"  deployment {d['deployment_id'][:8]} {d['strategy']} {d['phase']} by {d['actor']}: {d['reason']} "
               f"[#{place_of(d)}]")

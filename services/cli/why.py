@@ -1,13 +1,14 @@
 """Why a served prediction was what it was, from the record alone: the archived artifact (hash-checked) applied
-again to the request's archived features — the same input shaping and prediction code as the scorer
-(services/domain/serving.py) — checked against what was served, and the prediction's feature attributions
+again to the request's archived features, with the features the scorer looked up as the prediction records them
+(Prediction.lookups) — the same input shaping and prediction code as the scorer (services/domain/serving.py,
+features_serving.completed) — checked against what was served, and the prediction's feature attributions
 (services/domain/attributions.py). `reproduce_all` does the first for every served prediction in audit.log."""
 from __future__ import annotations
 
 from collections import defaultdict
 from typing import Callable
 
-from services.domain import REDACTED, Audited, load_servable, predict, request_frame
+from services.domain import REDACTED, Audited, completed, load_servable, predict, request_frame
 
 TOLERANCE = 1e-9        # a reproduced probability or value within this of the served one is the same prediction
 
@@ -25,6 +26,50 @@ def unreadable(request: dict | None) -> str | None:
     return None
 
 
+def model_input(trained: dict, served: dict, request: dict) -> dict:
+    """The request as the model saw it: its own features and those looked up for it, as the prediction recorded."""
+    return completed(request, served.get("lookups") or (), trained.get("categorical_features") or ())
+
+
+def lookups_unreadable(trained: dict, served: dict, personal: str | None) -> str | None:
+    """Why a prediction's looked-up features cannot be used again (its personal data not readable), or None."""
+    if not trained.get("feature_views_json") or personal in (None, "readable"):
+        return None
+    return f"its looked-up features are {personal}" if isinstance(served.get("lookups"), list) else \
+        "its looked-up features are not readable"
+
+
+def lookup_lines(prediction: dict, views: list[dict]) -> list[str]:
+    """explain's lines for the features looked up for a prediction: value, view version (and who defined it), age,
+    or why it was missing."""
+    looked = prediction.get("lookups")
+    if not isinstance(looked, list):
+        return [f"  looked-up features: {looked}"] if looked else []
+    defined = {(v["view"], v["version"]): v["definition"] for v in views}
+    lines = [f"  looked up for entity {looked[0]['entity']!r} at the request's time:"] if looked else []
+    for x in looked:
+        where = f"{x['view']} v{x['version'][:12]}"
+        if definition := defined.get((x["view"], x["version"])):
+            where += f" (defined by {definition['signer'] or definition['defined_by']} [#{_place(definition)}])"
+        age = f", {duration(x['age_ms'])} old" if x["age_ms"] is not None else ""
+        seen = x["value"] if x["value"] is not None else x["text"]
+        said = f"{seen!r}" if not x["missing"] else f"missing ({x['missing']}: {x['reason'][:160]})"
+        lines.append(f"    {x['view']}__{x['feature']:<20} {said} from {where}{age}")
+    return lines
+
+
+def duration(ms: int) -> str:
+    """850 ms, 3.2 s, 4.1 min, 2.0 h, 3.5 d."""
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000)):
+        if abs(ms) >= size:
+            return f"{ms / size:.1f} {unit}"
+    return f"{ms} ms"
+
+
+def _place(cited: dict) -> str:
+    return str(cited.get("audit_place") or cited["audit_sequence"])
+
+
 def difference(served: dict, labels, probabilities, classes: list[str], row: int, task: str) -> float | None:
     """The largest gap between the served and the reproduced answer (None: the labels differ)."""
     if task != "classification":
@@ -39,7 +84,8 @@ def why(trained: dict, served: dict, request: dict, load: Callable[[str, str], o
     """The reproduction of one served prediction and its attributions."""
     from services.domain import attribution        # shap: loaded by the command that needs it
     model = load_servable(trained, load)
-    frame = request_frame([request], trained["features"], trained.get("categorical_features") or ())
+    frame = request_frame([model_input(trained, served, request)], trained["features"],
+                          trained.get("categorical_features") or ())
     labels, probabilities, classes = predict(model, frame, trained["task"])
     gap = difference(served, labels, probabilities, classes, 0, trained["task"])
     return {"reproduced": {"label": str(labels[0]) if trained["task"] == "classification" else None,
@@ -55,26 +101,30 @@ def reproduce_all(events: list[Audited], load: Callable[[str, str], object], mod
     (and why), the largest gap, and up to five ids of those that differ."""
     trained = {(e.value["model"], e.value["version"]): e.value for e in events if e.record == "mlbus.ModelTrained"}
     requests = {e.value["request_id"]: e for e in events if e.record == "mlbus.InferenceRequest"}
-    work: dict[tuple[str, int], list[tuple[dict, Audited | None]]] = defaultdict(list)
+    work: dict[tuple[str, int], list[tuple[Audited, Audited | None]]] = defaultdict(list)
     for e in events:
         if e.record == "mlbus.Prediction" and e.value["served"] and e.value["version"] is not None \
                 and not e.value["error"] and model in (None, e.value["model"]):
-            work[(e.value["model"], e.value["version"])].append((e.value, requests.get(e.value["request_id"])))
+            work[(e.value["model"], e.value["version"])].append((e, requests.get(e.value["request_id"])))
     report = []
     for (name, version), items in sorted(work.items()):
         version_record = trained.get((name, version))
-        usable = [(p, r.value) for p, r in items if r is not None and r.personal in (None, "readable")]
         skipped: dict[str, int] = defaultdict(int)
-        for _, r in items:
-            if r is None or r.personal not in (None, "readable"):
-                skipped["no request" if r is None else r.personal] += 1      # erased, or sealed without the key
+        usable = []
+        for p, r in items:
+            why_not = "no request" if r is None else r.personal if r.personal not in (None, "readable") else \
+                lookups_unreadable(version_record or {}, p.value, p.personal)
+            if why_not:
+                skipped[why_not] += 1            # erased, or sealed without the key
+            else:
+                usable.append((p.value, r.value))
         line = {"model": name, "version": version, "predictions": len(items), "equal": 0, "different": [],
                 "not_reproducible": dict(skipped), "max_difference": 0.0}
         if version_record is None or not usable:
             report.append(line)
             continue
         fitted = load_servable(version_record, load)
-        frame = request_frame([r for _, r in usable], version_record["features"],
+        frame = request_frame([model_input(version_record, p, r) for p, r in usable], version_record["features"],
                               version_record.get("categorical_features") or ())
         labels, probabilities, classes = predict(fitted, frame, version_record["task"])
         for row, (served, _) in enumerate(usable):

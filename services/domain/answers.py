@@ -25,7 +25,7 @@ class Index:
             "mlbus.TrainingRun": ("run_id",), "mlbus.ModelLifecycle": ("model", "version"),
             "mlbus.ApprovalSubmitted": ("model", "version"), "mlbus.DataValidated": ("batch_id",),
             "mlbus.PromotionPolicyDefined": ("model",), "mlbus.Alert": ("model", "version"),
-            "mlbus.BatchScored": ("scoring_id",)}
+            "mlbus.BatchScored": ("scoring_id",), "mlbus.FeatureViewDefined": ("view", "version")}
 
     def __init__(self, events: list[Audited]):
         self.found: dict[tuple, list[Audited]] = {}
@@ -98,7 +98,17 @@ def explain(index: Index, request_id: str) -> dict | None:
             "decisions": [cited(e) for e in index.of("mlbus.ModelLifecycle", model, version)],
             "approvals": [cited(a) for a in index.of("mlbus.ApprovalSubmitted", model, version)],
             "policy": cited(policies[-1]) if policies else None, "later_drift_alerts": [cited(a) for a in alerts],
-            "ensemble_members": ensemble_members(index, value_of(trained) if trained else {}, p)}
+            "ensemble_members": ensemble_members(index, value_of(trained) if trained else {}, p),
+            "feature_views": feature_views(index, p)}
+
+
+def feature_views(index: Index, prediction: dict) -> list[dict]:
+    """The definitions (features.views) of the view versions the scorer looked features up in for a prediction."""
+    looked = prediction.get("lookups")
+    named = sorted({(x["view"], x["version"]) for x in looked}) if isinstance(looked, list) else []
+    return [{"view": view, "version": version,
+             "definition": cited(next(iter(index.of("mlbus.FeatureViewDefined", view, version)), None))}
+            for view, version in named]
 
 
 def ensemble_members(index: Index, trained: dict, prediction: dict) -> list[dict]:

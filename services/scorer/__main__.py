@@ -1,6 +1,8 @@
 """scorer: answers inference.requests with the versions the deployments route to, in micro-batches with
 one vectorised predict per version. Run N copies (MLBUS_INSTANCE) to share the request partitions; each
-copy reads deployments and models.trained from every partition in a background thread.
+copy reads deployments and models.trained from every partition in a background thread, and features.views and
+features.online in another: a version trained on feature views has the features a request lacks looked up in the
+scorer's own copy of the online store (services/scorer/features.py).
 
     python -m services.scorer
 
@@ -14,6 +16,7 @@ from services.bus import Batched, Bus, RuntimeConfig, ServiceRuntime
 from services.bus.logs import configure_logging
 from services.adapters import ArtifactStore
 
+from .features import open_features
 from .scorer import DELIVERY, PredictionMetrics, RoutingTable, Scorer
 
 
@@ -21,8 +24,10 @@ def main() -> None:
     bus = Bus.from_env(principal="scorer")
     configure_logging("scorer", bus.settings.observability.log_format, bus.settings.observability.log_level)
     table = RoutingTable(bus)
-    scorer = Scorer(table, ArtifactStore.from_settings(bus.settings))
+    features, feature_follower = open_features(bus)
+    scorer = Scorer(table, ArtifactStore.from_settings(bus.settings), features=features)
     table.on_deployment = scorer.preload
+    feature_follower.start()          # the views and online values there are now, before the first request
     table.start()
     runtime = ServiceRuntime(bus, "scorer", Batched(scorer), RuntimeConfig(
         topics=["inference.requests"], transactional=DELIVERY[bus.settings.services.scorer_delivery], batch_size=1000,

@@ -36,8 +36,10 @@ def arrival(broker_ms: int, stamped_by_broker: bool, received_at: datetime) -> d
 
 def prediction(request: dict, cause_id: str, route: dict | None, deployment_id: str | None, served: bool,
                label: str | None, score: float | None, probabilities: dict[str, float], now: datetime,
-               error: str | None = None, cpu_ms: float = 0.0, members=(), arrived: datetime | None = None) -> Event:
-    """arrived: when mlbus first saw the request (arrival()); the latency runs from then to now."""
+               error: str | None = None, cpu_ms: float = 0.0, members=(), arrived: datetime | None = None,
+               lookups=()) -> Event:
+    """arrived: when mlbus first saw the request (arrival()); the latency runs from then to now. lookups: the
+    FeatureLookup records of the features looked up for it."""
     variant = route["variant"] if route else "none"
     prediction_id = derive_id(cause_id, "prediction", variant)
     latency_ms = max(0.0, (now - (arrived or now)).total_seconds() * 1000)
@@ -45,5 +47,5 @@ def prediction(request: dict, cause_id: str, route: dict | None, deployment_id: 
         "prediction_id": prediction_id, "request_id": request["request_id"], "entity_id": request["entity_id"],
         "model": request["model"], "version": route["version"] if route else None, "variant": variant,
         "served": served, "label": label, "score": score, "probabilities": probabilities, "latency_ms": latency_ms,
-        "cpu_ms": cpu_ms, "members": list(members),
+        "cpu_ms": cpu_ms, "members": list(members), "lookups": list(lookups),
         "deployment_id": deployment_id, "error": error, "predicted_at": now})

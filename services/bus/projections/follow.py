@@ -25,16 +25,18 @@ AnyFold = Callable[..., None]
 
 class Follower:
     """Reads every partition of the topics carrying `records` from offset 0, folds each record into `folds`,
-    then calls `on_event` (e.g. load the models a new deployment routes to). `start` returns once the
-    topics have been read to the end offsets they had when it began."""
+    then calls `on_event` (e.g. load the models a new deployment routes to), and `after_poll` once each poll's
+    records are folded (e.g. write them to a store in one transaction). `start` returns once the topics have been
+    read to the end offsets they had when it began, and what was read then has passed `after_poll`."""
 
     def __init__(self, bus: Bus, name: str, records: tuple[str, ...], folds: list[AnyFold],
-                 on_event: Fold = lambda record, value: None):
+                 on_event: Fold = lambda record, value: None, after_poll: Callable[[], None] = lambda: None):
         self.bus = bus
         self.name = name
         self.records = records
         self.folds = folds
         self.on_event = on_event
+        self.after_poll = after_poll
         self.ready = threading.Event()             # read to the end, or failed (error set)
         self.error: BaseException | None = None      # what stopped the thread, raised by start()
         self._stop = threading.Event()
@@ -77,6 +79,8 @@ class Follower:
             for message in first + (consumer.consume(499, 0) if first else []):
                 if not message.error():
                     self._apply(message)
+            if first:
+                self.after_poll()
             if not self.ready.is_set() and all(end == 0 or consumer.position([TopicPartition(t, p)])[0].offset >= end
                                                for (t, p), end in ends.items()):
                 self.ready.set()
