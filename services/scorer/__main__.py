@@ -27,7 +27,9 @@ def main() -> None:
     features, feature_follower = open_features(bus)
     scorer = Scorer(table, ArtifactStore.from_settings(bus.settings), features=features)
     table.on_deployment = scorer.preload
-    feature_follower.start()          # the views and online values there are now, before the first request
+    # the views and online values there are now, before the first request: the store takes ~3,000 values/s
+    # (measured, 20,000 in 6.3 s), so a large features.online needs more than the routing table's 60 s
+    feature_follower.start(timeout_s=600)
     table.start()
     runtime = ServiceRuntime(bus, "scorer", Batched(scorer), RuntimeConfig(
         topics=["inference.requests"], transactional=DELIVERY[bus.settings.services.scorer_delivery], batch_size=1000,
