@@ -8,6 +8,7 @@ from pathlib import Path
 from services.adapters import OfflineStore, OnlineStore, view_from_record, views_key, views_record
 from services.bus.context import Bus
 from services.bus.errors import BadInput
+from services.bus.identity import SPEC_SIGNERS, act_refusal, act_verifier
 from services.bus.replay import read_topics
 from services.domain import EPOCH, FeatureView, ViewsRefused, online_read, views_from_yaml
 
@@ -46,13 +47,17 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def defined_views(bus: Bus) -> list[tuple[FeatureView, dict]]:
-    """Every view version on features.views that parses, in the order defined, with its record."""
+    """Every view version on features.views that a data scientist signed and that parses, in the order defined,
+    with its record: what the featurizer took (it dead-lettered the others, with why)."""
+    verify = act_verifier(bus)
     found = []
     for received in read_topics(bus, [VIEWS_TOPIC]):
+        if act_refusal(received, verify, SPEC_SIGNERS["mlbus.FeatureViewDefined"]) is not None:
+            continue
         try:
             found.append((view_from_record(received.value), received.value))
         except BadInput:
-            continue                    # the featurizer refused it too (its dead-letter topic says why)
+            continue
     return found
 
 

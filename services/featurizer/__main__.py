@@ -3,7 +3,7 @@
 It consumes features.views (signed definitions) and the source topics (business.events), in Kafka transactions:
 each batch's values go to the offline store (Parquet, MLBUS_FEATURES_OFFLINE), the online store (SQL,
 MLBUS_FEATURES_DATABASE_URL) and features.online, with the batch's offsets. At start it rebuilds its windows from
-the bus up to its committed offsets. docs/explanation/feature-store.md.
+the bus, and handles a backlog in event time (adapters.py). docs/explanation/feature-store.md.
 """
 from prometheus_client import Counter
 
@@ -12,7 +12,7 @@ from services.bus.identity import act_verifier
 from services.bus.logs import configure_logging
 from services.adapters import OfflineStore, OnlineStore
 
-from .adapters import rebuild, source_records
+from .adapters import catch_up, rebuild, source_records
 from .core import FeaturizerState
 from .handlers import Featurizer
 
@@ -27,7 +27,7 @@ def main() -> None:
     featurizer = Featurizer(FeaturizerState(), OnlineStore(storage.features_database_url),
                             OfflineStore(storage.features_offline), act_verifier(bus), sources,
                             lambda topic, read_to: source_records(bus, topic, read_to))
-    rebuild(bus, featurizer, VIEWS_TOPIC)
+    catch_up(bus, featurizer, rebuild(bus, featurizer, VIEWS_TOPIC))
     runtime = ServiceRuntime(bus, "featurizer", Batched(featurizer), RuntimeConfig(
         transactional=True, batch_size=1000, outputs=("mlbus.FeatureValue",)))
     values = Counter("mlbus_feature_values", "Feature values computed, by view", ["view"],

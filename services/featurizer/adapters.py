@@ -1,20 +1,30 @@
-"""The featurizer's start: its state rebuilt from the bus up to where its consumer group committed, so the live
-handler goes on exactly from there (what a committed transaction wrote was made from the same state)."""
+"""The featurizer's start: its state rebuilt from the bus, and what was published since it last committed caught
+up in event time across partitions.
+
+Up to its group's committed offsets, records are folded only (what they made was written when they were
+handled). Past them — a backlog: it was stopped, or killed — they are handled in the same merged time order as a
+backfill, their values written to the stores and features.online here (the same values and event ids as a
+transaction would have written: the outputs are idempotent); the runtime then meets those records again from the
+committed offsets and each view drops them as redelivered. A backlog read live, partition by partition, would
+make one partition's events late against another's."""
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 from confluent_kafka import Consumer, TopicPartition
 
-from services.bus import BadInput, Bus
+from services.adapters import snapshot_digest
+from services.bus import BadInput, Bus, Publisher
 from services.bus.kafka import base_config, group_id
 from services.bus.logs import get_logger
 from services.bus.received import decode_message
 from services.bus.replay import read_batches
 from services.bus.topics import retry_while_retriable
 
+from services.domain import FeatureValue
+
 from .core import FeaturizerState, in_time_order
-from .handlers import Featurizer, definition
+from .handlers import Featurizer, definition, online_event
 
 Place = tuple[str, int]
 
@@ -35,12 +45,13 @@ def committed(bus: Bus, topics: list[str], timeout_s: float = 30.0) -> dict[Plac
         consumer.close()
 
 
-def source_records(bus: Bus, topic: str, read_to: dict[Place, int]) -> Iterator[tuple]:
-    """A source topic's records up to `read_to` (next offsets by partition), in time order (core.in_time_order):
-    (topic, partition, offset, timestamp_ms, record, value). Records that do not decode are left out: they went
-    to the dead-letter topic when the featurizer met them."""
+def source_records(bus: Bus, topic: str, read_to: dict[Place, int] | None) -> Iterator[tuple]:
+    """A source topic's records up to `read_to` (next offsets by partition; None: to the end now), in time order
+    (core.in_time_order): (topic, partition, offset, timestamp_ms, record, value). Records that do not decode are
+    left out: they went to the dead-letter topic when the featurizer met them."""
     physical = bus.catalogue.physical(topic)
-    until = {(physical, partition): end for (name, partition), end in read_to.items() if name == topic}
+    until = None if read_to is None else \
+        {(physical, partition): end for (name, partition), end in read_to.items() if name == topic}
     records = []
     for batch in read_batches(bus, [topic], until=until):
         for message in batch:
@@ -53,9 +64,9 @@ def source_records(bus: Bus, topic: str, read_to: dict[Place, int]) -> Iterator[
     return iter(in_time_order(records))
 
 
-def rebuild(bus: Bus, featurizer: Featurizer, views_topic: str) -> None:
-    """The views and windows as they stood at the group's committed offsets: every definition taken before, then
-    every source record read before, in time order; nothing is written (it was, when it was handled)."""
+def rebuild(bus: Bus, featurizer: Featurizer, views_topic: str) -> list[FeatureValue]:
+    """The views as they stood at the group's committed offsets and every source record up to the end now, in time
+    order; the values of the records past the committed offsets (the backlog), which the caller writes."""
     state: FeaturizerState = featurizer.state
     done = committed(bus, [views_topic, *featurizer.sources])
     for batch in read_batches(bus, [views_topic], until={(bus.catalogue.physical(t), p): end
@@ -65,11 +76,27 @@ def rebuild(bus: Bus, featurizer: Featurizer, views_topic: str) -> None:
                 state.define(definition(decode_message(bus, message), featurizer.verify, featurizer.sources))
             except BadInput:                    # refused live too: dead-lettered then, with its reason
                 continue
-    state.read_to = {place: end for place, end in done.items() if place[0] != views_topic}
-    replayed = 0
+    backlog: list[FeatureValue] = []
+    folded = 0
     for topic in sorted(state.source_topics()):
-        for record in source_records(bus, topic, state.read_to):
-            state.add(*record)
-            replayed += 1
-    get_logger(component="featurizer").info("rebuilt", views=len(state.views), replayed=replayed,
+        for record in source_records(bus, topic, None):
+            made = state.add(*record)
+            if record[2] >= done.get((record[0], record[1]), 0):
+                backlog += made.values
+            else:
+                folded += 1
+    get_logger(component="featurizer").info("rebuilt", views=len(state.views), folded=folded,
+                                            backlog_values=len(backlog),
                                             read_to={f"{t}:{p}": o for (t, p), o in sorted(state.read_to.items())})
+    return backlog
+
+
+def catch_up(bus: Bus, featurizer: Featurizer, backlog: list[FeatureValue]) -> None:
+    """The backlog's values into the stores and onto features.online, before the runtime starts."""
+    if not backlog:
+        return
+    publisher = Publisher(bus, "featurizer")
+    now = featurizer.clock()
+    for value in featurizer.store(backlog, f"catch-up-{snapshot_digest(backlog)[:16]}"):
+        publisher.publish(online_event(value, now))
+    publisher.flush()

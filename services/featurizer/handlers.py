@@ -22,6 +22,7 @@ from .core import FeaturizerState, Made, backfill, in_time_order
 
 VIEW_RECORD = "mlbus.FeatureViewDefined"
 VIEW_SIGNERS = ("data-scientist",)
+REDELIVERED = "delivered again"            # the end of features_windows' reason for a redelivered record
 History = Callable[[str, dict[tuple[str, int], int]], Iterable[tuple]]     # topic, read_to → source records
 
 
@@ -66,14 +67,17 @@ class Featurizer:
             except BadInput as refused:
                 per_record[i] = refused
         made = [value for values in per_record if not isinstance(values, BadInput) for value in values]
-        if made:
-            self.offline.write(made, part_name(batch))
-        fresh = {id(value) for value in self.online.put(made)}
+        fresh = {id(value) for value in self.store(made, part_name(batch))}
         now = self.clock()
         return [values if isinstance(values, BadInput) else
-                [Event("mlbus.FeatureValue", value_record(value, now), key=online_key(value),
-                       id=derive_id("feature", online_key(value), value.event_ms, value.window_start_ms))
-                 for value in values if id(value) in fresh] for values in per_record]
+                [online_event(value, now) for value in values if id(value) in fresh] for values in per_record]
+
+    def store(self, values: list[FeatureValue], part: str) -> list[FeatureValue]:
+        """Values into the offline store (as part `part`) and the online store; those features.online gets: the
+        online store's newest."""
+        if values:
+            self.offline.write(values, part)
+        return self.online.put(values)
 
     def _values(self, message: Received) -> list[FeatureValue]:
         if message.record == VIEW_RECORD:
@@ -89,12 +93,21 @@ class Featurizer:
         return self._said(made)
 
     def _said(self, made: Made) -> list[FeatureValue]:
-        for view, dropped in made.dropped[:5]:
+        again = [dropped for _, dropped in made.dropped if dropped.reason.endswith(REDELIVERED)]
+        if again:           # after a restart, records up to the committed offsets come again: expected, said once
+            self.log.info("events delivered again, not counted twice", events=len(again))
+        for view, dropped in [(v, d) for v, d in made.dropped if not d.reason.endswith(REDELIVERED)][:5]:
             self.log.warning("event dropped", view=view, feature=dropped.feature, reason=dropped.reason[:200],
                              topic=dropped.event.topic, partition=dropped.event.partition,
                              offset=dropped.event.offset)
         self.on_made(made)
         return made.values
+
+
+def online_event(value: FeatureValue, now: datetime) -> Event:
+    """features.online's record of a value; the same value computed again has the same id."""
+    return Event("mlbus.FeatureValue", value_record(value, now), key=online_key(value),
+                 id=derive_id("feature", online_key(value), value.event_ms, value.window_start_ms))
 
 
 def part_name(batch: list[Received]) -> str:
