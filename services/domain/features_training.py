@@ -4,7 +4,8 @@ with the views' values as they stood strictly before each row's time (features_l
 A spec names views, and the entity and time columns of its dataset: each row of the dataset's batches is a label
 (entity, time, target). Every feature of every view becomes a column `view__feature` (column_name), its value the
 feature's as the row's time saw it, within the view's TTL; a missing value is NaN (numbers) or None (categories),
-which the pipeline imputes as serving does. A column is a category when any value used in it is text.
+which the pipeline imputes as serving does. A column is a category when any value used in it is text. A set in
+which no row found any value is refused: it says the views and the labels do not meet.
 `used` holds exactly the values the join took (found and within the TTL): their digest is what a reproduction must
 find again; a value planted at or after a row's time is never among them.
 """
@@ -122,6 +123,11 @@ def training_set(frame: pd.DataFrame, settings: FeatureSettings, views: Sequence
                 key = (lookup.view, lookup.view_version, lookup.feature, row.label.entity, lookup.event_ms,
                        lookup.sources)
                 used[key] = found[key]
+    if columns and not used:            # every feature of every row missing: nothing to learn from, a wrong setup
+        raise FeatureSetRefused(
+            f"none of the {len(labels):,} label rows found a value of the views' features before its time within "
+            f"the TTL ({len(history):,} values read from the offline store): do the views' entities and times match "
+            f"the dataset's {settings.entity} and {settings.time}, and has the featurizer computed them?")
     categorical = tuple(c for c, held in zip(columns, cells) if any(isinstance(v, str) for v in held))
     added = {c: _column(held, c in categorical) for c, held in zip(columns, cells)}
     with_features = pd.concat([frame.reset_index(drop=True), pd.DataFrame(added)], axis=1)

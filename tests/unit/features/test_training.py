@@ -110,6 +110,12 @@ def test_values_planted_in_the_future_change_neither_the_set_nor_the_values_used
     assert plain.frame["purchases__last_amount"].tolist() == [1.0, 2.0]
 
 
+def test_a_set_in_which_no_row_found_any_value_is_refused_as_the_views_and_labels_do_not_meet():
+    only_later = [value("c1", 9 * HOUR, 1.0), value("c9", 1 * HOUR, 2.0)]
+    with pytest.raises(FeatureSetRefused, match=r"none of the 2 label rows found a value .* \(2 values read"):
+        training_set(labels(("c1", 3 * HOUR, 1), ("c2", 3 * HOUR, 0)), SETTINGS, [VIEW], only_later)
+
+
 def test_a_view_feature_named_like_a_dataset_column_is_refused():
     frame = labels(("c1", 3 * HOUR, 1)).assign(purchases__last_amount=1.0)
     with pytest.raises(FeatureSetRefused, match="already has column"):
