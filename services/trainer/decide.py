@@ -14,9 +14,8 @@ from services.bus.identity import act_refusal as refusal_of
 from services.bus.received import Received
 from services.bus.projections.inventory import APPROVED, Inventory, ModelVersion
 from services.bus.signing import Verdict
-from services.domain import FeatureSetRefused, parse_settings, until_from_json
 
-from .feature_sets import FeaturePlan, ViewCatalogue
+from .feature_sets import FeaturePlan, current_features, reproduced_features
 from .view import TrainerView
 
 
@@ -86,37 +85,6 @@ def plan_training(view: TrainerView, request: dict) -> TrainingPlan | str | None
     return TrainingPlan(request=request, spec=spec, version=view.versions.get(spec["model"], 0) + 1,
                         batches=batches, grid=grid, seed=spec["seed"], features=features,
                         run_ids=[derive_id(request["request_id"], "run", i) for i in range(len(grid))])
-
-
-def current_features(catalogue: ViewCatalogue, spec: dict) -> FeaturePlan | str | None:
-    """The newest usable version of each view the spec names (None: it names none), or why it cannot train."""
-    try:
-        settings = parse_settings(spec.get("feature_views_json"))
-    except FeatureSetRefused as error:
-        return str(error)
-    return None if settings is None else catalogue.current(settings)
-
-
-def reproduced_features(catalogue: ViewCatalogue, run: dict, spec: dict) -> tuple[FeaturePlan | None, dict] | str:
-    """The views, versions and offline positions a run used, and its spec without the columns they added; or why
-    they cannot be had again."""
-    if not run.get("feature_views_json"):
-        return None, spec
-    try:
-        recorded = content(run["feature_views_json"])
-        settings = parse_settings(spec.get("feature_views_json"))
-        until = until_from_json(run.get("features_until_json") or "{}")
-        columns = set(recorded["columns"])
-        versions = {name: str(version) for name, version in recorded["views"].items()}
-    except (FeatureSetRefused, TypeError, KeyError, AttributeError, ValueError) as error:
-        return f"the run's feature views are not recorded in full: {type(error).__name__}: {str(error)[:200]}"
-    if settings is None or set(settings.views) != set(versions):
-        return "the run's spec does not name the views it recorded"
-    plan = catalogue.pinned(settings, versions, until, run.get("features_snapshot_sha256"))
-    if isinstance(plan, str):
-        return plan
-    return plan, {**spec, "features": [f for f in spec["features"] if f not in columns],
-                  "categorical_features": [f for f in spec.get("categorical_features", []) if f not in columns]}
 
 
 def ensemble_plan(inventory: Inventory, spec: dict, request: dict, batches: list[dict], refs: list[str],

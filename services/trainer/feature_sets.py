@@ -2,16 +2,19 @@
 
 A view's definition counts when a data scientist signed it and it parses as the view its fields name; the newest
 such version of a view is the one a training uses. A refused definition is remembered with its reason, which a
-training naming a view that has no usable definition gives back."""
+training naming a view that has no usable definition gives back. A reproduction takes the exact versions and
+offline positions its run recorded, and the run's spec without the columns the views added."""
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from typing import Callable
 
+from services.bus.edge import content
 from services.bus.identity import act_refusal
 from services.bus.received import Received
-from services.domain import FeatureSettings, FeatureView, ViewsRefused
+from services.domain import (FeatureSetRefused, FeatureSettings, FeatureView, parse_settings, until_from_json,
+                             ViewsRefused)
 
 VIEW_AUTHORS = ("data-scientist",)
 
@@ -80,3 +83,34 @@ def recorded_views(plan: FeaturePlan, columns: tuple[str, ...]) -> str:
     return json.dumps({"entity": plan.settings.entity, "time": plan.settings.time,
                        "views": {view.name: view.version for view in plan.views}, "columns": list(columns)},
                       sort_keys=True)
+
+
+def current_features(catalogue: ViewCatalogue, spec: dict) -> FeaturePlan | str | None:
+    """The newest usable version of each view the spec names (None: it names none), or why it cannot train."""
+    try:
+        settings = parse_settings(spec.get("feature_views_json"))
+    except FeatureSetRefused as error:
+        return str(error)
+    return None if settings is None else catalogue.current(settings)
+
+
+def reproduced_features(catalogue: ViewCatalogue, run: dict, spec: dict) -> tuple[FeaturePlan | None, dict] | str:
+    """The views, versions and offline positions a run used, and its spec without the columns they added; or why
+    they cannot be had again."""
+    if not run.get("feature_views_json"):
+        return None, spec
+    try:
+        recorded = content(run["feature_views_json"])
+        settings = parse_settings(spec.get("feature_views_json"))
+        until = until_from_json(run.get("features_until_json") or "{}")
+        columns = set(recorded["columns"])
+        versions = {name: str(version) for name, version in recorded["views"].items()}
+    except (FeatureSetRefused, TypeError, KeyError, AttributeError, ValueError) as error:
+        return f"the run's feature views are not recorded in full: {type(error).__name__}: {str(error)[:200]}"
+    if settings is None or set(settings.views) != set(versions):
+        return "the run's spec does not name the views it recorded"
+    plan = catalogue.pinned(settings, versions, until, run.get("features_snapshot_sha256"))
+    if isinstance(plan, str):
+        return plan
+    return plan, {**spec, "features": [f for f in spec["features"] if f not in columns],
+                  "categorical_features": [f for f in spec.get("categorical_features", []) if f not in columns]}
