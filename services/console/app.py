@@ -39,7 +39,7 @@ from . import acts, login, pages, signed
 from .guard import Challenges, LoginLimit, Session, Sessions
 from .limits import BodyLimit
 from .login import COOKIE, now_ms
-from .view import RECORDS, ConsoleView
+from .view import FEATURE_RECORDS, RECORDS, ConsoleView
 
 HERE = Path(__file__).parent
 VENDOR = HERE / "assets" / "node_modules"
@@ -48,7 +48,8 @@ VENDORED = {"htmx.min.js": VENDOR / "htmx.org" / "dist" / "htmx.min.js",
             "vega-lite.min.js": VENDOR / "vega-lite" / "build" / "vega-lite.min.js",
             "vega-embed.min.js": VENDOR / "vega-embed" / "build" / "vega-embed.min.js"}
 NAV = [("/", "Overview"), ("/models", "Models"), ("/experiments", "Experiments"), ("/approvals", "Approvals"),
-       ("/deployments", "Deployments"), ("/monitoring", "Monitoring"), ("/kpis", "KPIs"), ("/audit", "Audit")]
+       ("/deployments", "Deployments"), ("/monitoring", "Monitoring"), ("/features", "Features"), ("/kpis", "KPIs"),
+       ("/audit", "Audit")]
 # vega compiles its expressions with Function(): 'unsafe-eval' for scripts, never inline script.
 CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
@@ -87,6 +88,7 @@ class Console:
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=select_autoescape(default=True, default_for_string=True))
         self.templates.filters["time"] = pages.as_time
+        self.templates.filters["age"] = pages.as_age
         self.templates.filters["num"] = lambda v, d=4: "-" if v is None else f"{v:.{d}f}"
         self.templates.filters["pct"] = lambda v: "-" if v is None else f"{v:.0%}"
         self.templates.filters["json"] = lambda v: json.dumps(to_json(v), indent=2, sort_keys=True)
@@ -101,12 +103,26 @@ class Console:
             # policies (and any spec) only when signed by whom may make them, as the services fold them
             Follower(self.bus, "console", RECORDS, [signed_only(self.view.apply, act_verifier(self.bus),
                                                                 ACT_SIGNERS)]).start()
+            # feature views and their online values: a large store is read in the background, pages meanwhile
+            features = Follower(self.bus, "console-features", FEATURE_RECORDS,
+                                [signed_only(self.view.apply, act_verifier(self.bus), ACT_SIGNERS)])
+            threading.Thread(target=self._follow_features, args=(features,), name="console-features",
+                             daemon=True).start()
         threading.Thread(target=self._measure, name="console-measure", daemon=True).start()
         if self.verifier is not None:
             threading.Thread(target=self._verify, name="console-verify", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
+
+    @staticmethod
+    def _follow_features(follower: Follower) -> None:
+        """Start following the feature topics (read to their end first); one that cannot start is said, and the
+        features screen says nothing is known (the rest of the console goes on)."""
+        try:
+            follower.start(timeout_s=3600)
+        except Exception as error:          # noqa: BLE001 - the console's other screens matter more
+            log.error("feature views not followed", error=repr(error))
 
     def _measure(self) -> None:
         """Every few seconds: the services' state and the decision timeline, read ahead of the pages."""
@@ -194,6 +210,8 @@ class Console:
             Route("/deployments", screen(self.deployments), methods=["GET"]),
             Route("/deployments", partial(signed.operate, self), methods=["POST"]),
             Route("/monitoring", screen(self.monitoring)),
+            Route("/features", screen(self.features)),
+            Route("/features/{view}", screen(self.feature_view)),
             Route("/kpis", screen(self.kpis)),
             Route("/audit", screen(self.audit, locked=False)),      # takes the lock once audit.log is read
             Route("/audit/proof/{target}", self.proof),
@@ -256,6 +274,15 @@ class Console:
     async def monitoring(self, request: Request, session) -> Response:
         q = request.query_params
         return self.render(request, "monitoring.html", **pages.monitoring(self.view, q.get("model"), q.get("feature")))
+
+    async def features(self, request: Request, session) -> Response:
+        return self.render(request, "features.html", rows=pages.features(self.view, self.services, now_ms()))
+
+    async def feature_view(self, request: Request, session) -> Response:
+        found = pages.feature_view(self.view, request.path_params["view"], self.services, now_ms())
+        if found is None:
+            return self.render(request, "refused.html", http_status=404, why="no such feature view")
+        return self.render(request, "feature.html", **found)
 
     async def kpis(self, request: Request, session) -> Response:
         return self.render(request, "kpis.html", **pages.kpis(self.view, request.query_params.get("model"),

@@ -10,11 +10,15 @@ from typing import Callable
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.identities import IDENTITY_RECORDS, Identities
 from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory
-from services.domain import head_of_checkpoint, signature_problem
+from services.domain import FeatureView, ViewsRefused, head_of_checkpoint, signature_problem
 
 LISTED = ("mlbus.TrainingRun", "mlbus.ApprovalSubmitted", "mlbus.DeploymentChanged", "mlbus.DriftReport",
           "mlbus.Alert", "mlbus.KpiObserved", "mlbus.AuditCheckpoint", "mlbus.DataBatch", "mlbus.DataValidated")
 RECORDS = (*INVENTORY_RECORDS, *IDENTITY_RECORDS, *LISTED)       # what the console follows
+FEATURE_RECORDS = ("mlbus.FeatureViewDefined", "mlbus.FeatureValue")   # followed apart, in the background
+VALUES_SAID_EVERY_MS = 5_000   # online values tell the pages at most this often (by broker time): not per value
+MAX_REFUSED_VIEWS = 100
+MAX_VIEW_VERSIONS = 10_000     # view versions whose freshness is kept
 KEPT_PER_LIST = 5_000          # the newest runs, drift reports, alerts and KPI observations kept in memory
 PENDING_HEADS = 1_000          # checkpoints signed by a key not declared yet, kept until it is (the oldest go first)
 
@@ -35,6 +39,10 @@ class ConsoleView:
     pending: list[dict] = field(default_factory=list, repr=False)  # checkpoints of a log-signer key not declared yet
     batches: dict[str, dict] = field(default_factory=dict)       # batch id → DataBatch
     validations: dict[str, dict] = field(default_factory=dict)   # batch id → DataValidated
+    feature_views: dict[tuple[str, str], dict] = field(default_factory=dict)   # (view, version) → definition
+    refused_views: list[dict] = field(default_factory=list)      # definitions that do not parse, with the reason
+    feature_values: dict[tuple[str, str], dict] = field(default_factory=dict)  # (view, version) → freshness
+    values_said_at: int = 0                                      # broker time the online values last told pages
     changes: int = 0                                             # bumped by every record folded in
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     listeners: list[Callable[[int], None]] = field(default_factory=list, repr=False)
@@ -56,6 +64,13 @@ class ConsoleView:
                 self.batches[value["batch_id"]] = value
             elif record == "mlbus.DataValidated":
                 self.validations[value["batch_id"]] = value
+            elif record == "mlbus.FeatureViewDefined":
+                self._view_defined(value)
+            elif record == "mlbus.FeatureValue":
+                self._feature_value(value)
+                if at_ms - self.values_said_at < VALUES_SAID_EVERY_MS:
+                    return                  # folded; the pages hear of it with the next change
+                self.values_said_at = at_ms
             else:
                 listed = {"mlbus.TrainingRun": self.runs, "mlbus.ApprovalSubmitted": self.attempts,
                           "mlbus.DriftReport": self.drift, "mlbus.Alert": self.alerts, "mlbus.KpiObserved": self.kpis}
@@ -67,6 +82,36 @@ class ConsoleView:
             changes = self.changes
         for listener in list(self.listeners):
             listener(changes)
+
+    def _view_defined(self, value: dict) -> None:
+        """A signed view definition (the follower's check), kept by view and version; one that does not parse is
+        kept apart with its reason, shown on its page."""
+        from services.adapters import view_from_record       # pandas and SQLAlchemy: on first use
+        try:
+            view: FeatureView = view_from_record(value)
+        except ViewsRefused as refused:
+            self.refused_views = self.refused_views[-(MAX_REFUSED_VIEWS - 1):] + [
+                {"view": str(value.get("view"))[:80], "version": str(value.get("version"))[:64],
+                 "reason": str(refused)[:500], "defined_by": value.get("defined_by")}]
+            return
+        self.feature_views[(view.name, view.version)] = {"view": view, "record": value}
+
+    def _feature_value(self, value: dict) -> None:
+        """An online value: only how fresh its view version is (the newest value's time), and how many came."""
+        key = (value["view"], value["version"])
+        if key not in self.feature_values and len(self.feature_values) >= MAX_VIEW_VERSIONS:
+            return                          # more view versions than any definition makes: a flood, not shown
+        held = self.feature_values.setdefault(key, {"values": 0, "event_time": None, "computed_at": None,
+                                                    "features": {}})
+        held["values"] += 1
+        at = value["event_time"]
+        if held["event_time"] is None or at > held["event_time"]:
+            held["event_time"] = at
+        if held["computed_at"] is None or value["computed_at"] > held["computed_at"]:
+            held["computed_at"] = value["computed_at"]
+        features = held["features"]
+        if value["feature"] in features or len(features) < 200:     # a view defines at most 200
+            features[value["feature"]] = max(features.get(value["feature"], at), at)
 
     def _checkpoint(self, checkpoint: dict) -> None:
         """A checkpoint is a head only once its signature holds under a declared log signer's key: anyone who may

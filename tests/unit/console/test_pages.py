@@ -353,3 +353,88 @@ def test_the_version_page_shows_fairness_per_group_importances_and_ensemble_memb
     assert "groups of ≥ 30 holdout rows judged: F, M" in page and "demographic parity difference <b>0.000</b>" in page
     assert "b 0.5000, a 0.1250" in page
     assert '<a href="/models/lr/3">lr v3</a>' in page and "bbbbbbbbbbbbbbbb…" in page
+
+
+def feature_story(view: ConsoleView) -> tuple:
+    """A view defined (with markup in its description), its online values, a model version trained on it, a drift
+    report and a skew alert on it, and a definition of it that does not parse."""
+    from services.adapters.feature_store import value_record, views_record
+    from services.domain.features_monitoring import view_subject
+    from services.domain.features_views import parse_views
+    from services.domain.features_windows import FeatureValue
+    [defined] = parse_views({"views": [{"name": "purchases", "entity": "customer_id", "ttl": "1d", "owner": "ana",
+                                        "source": {"topic": "business.events", "kind": "purchase"},
+                                        "description": MARKUP, "features": [
+                                            {"name": "spend_1h", "aggregate": "sum", "field": "amount", "window": "1h"},
+                                            {"name": "last_amount", "aggregate": "last", "field": "amount"}]}]})
+    view.apply("mlbus.FeatureViewDefined", views_record(defined, "cli:dana", NOW))
+    broken = {**views_record(defined, "cli:dana", NOW), "definition_json": '{"name": "purchases", "ttl_ms": -1}',
+              "version": "b" * 64}
+    view.apply("mlbus.FeatureViewDefined", broken)
+    newest_ms = int((NOW - timedelta(minutes=5)).timestamp() * 1000)
+    for i, feature in enumerate(("spend_1h", "last_amount", "spend_1h")):
+        value = FeatureValue("purchases", defined.version, feature, f"c{i}", newest_ms - i * 60_000, 1.5, None, ())
+        view.apply("mlbus.FeatureValue", value_record(value, NOW), at_ms=i)
+    used = {**trained("churn", 1), "feature_views_json": json.dumps({"views": {"purchases": defined.version},
+                                                                     "entity": "customer_id", "time": "at"})}
+    view.apply("mlbus.ModelTrained", used)
+    subject = view_subject("purchases", defined.version)
+    view.apply("mlbus.DriftReport", {**drift_report(1, 0, 0.3), "model": subject, "window_id": f"{subject}/0"})
+    view.apply("mlbus.Alert", {"alert_id": "a1", "kind": "feature-skew", "severity": "critical", "model": subject,
+                               "version": None, "message": "2 of 9 online values differ", "evidence_json": "{}",
+                               "cause_id": "c", "raised_at": NOW})
+    return defined, subject
+
+
+def test_a_feature_views_page_shows_its_definition_freshness_lag_drift_skew_and_models():
+    view = story()
+    defined, subject = feature_story(view)
+    services = [{"service": "featurizer", "state": "running", "lag_by_topic": {"business.events": 42},
+                 "lag_source": "metrics"}]
+    page = pages.feature_view(view, "purchases", services, int(NOW.timestamp() * 1000))
+    [version] = page["versions"]
+    assert version["version"] == defined.version and version["defined_by"] == "cli:dana"
+    assert version["fresh"]["age_ms"] == 5 * 60_000 and version["fresh"]["count"] == 3
+    assert {f["name"]: f["age_ms"] for f in version["features"]} == {"last_amount": 6 * 60_000,
+                                                                     "spend_1h": 5 * 60_000}
+    assert version["lag"] == {"topic": "business.events", "lag": 42, "source": "metrics"}
+    assert version["latest"]["model"] == subject and version["alerts"][0]["kind"] == "feature-skew"
+    assert [(m["model"], m["version"]) for m in version["models"]] == [("churn", 1)]
+    assert "must be" in page["refused"][0]["reason"] and page["refused"][0]["version"] == "b" * 64
+    assert pages.feature_view(view, "nothing", services, 0) is None
+    assert pages.feature_view(view, "purchases", [], 0)["versions"][0]["lag"] is None
+    [row] = pages.features(view, services, int(NOW.timestamp() * 1000))
+    assert (row["view"], row["versions"], row["models"], row["refused"]) == ("purchases", 1, 1, 1)
+    assert pages.as_age(850) == "850 ms" and pages.as_age(42_000) == "42 s" and pages.as_age(5 * 60_000) == "5 min"
+
+
+def test_online_values_tell_the_pages_at_most_every_few_seconds_and_a_flood_of_views_is_bounded():
+    from services.console.view import MAX_VIEW_VERSIONS, VALUES_SAID_EVERY_MS
+    view = ConsoleView()
+    said = []
+    view.listeners.append(said.append)
+    value = {"view": "v", "version": "a" * 64, "feature": "f", "entity": "e", "event_time": NOW, "value": 1.0,
+             "window_start": None, "sources": [], "computed_at": NOW}
+    for at_ms in (VALUES_SAID_EVERY_MS, VALUES_SAID_EVERY_MS + 1, 2 * VALUES_SAID_EVERY_MS):
+        view.apply("mlbus.FeatureValue", value, at_ms=at_ms)
+    assert len(said) == 2 and view.feature_values[("v", "a" * 64)]["values"] == 3
+    for i in range(MAX_VIEW_VERSIONS + 5):
+        view.apply("mlbus.FeatureValue", {**value, "view": f"v{i}"}, at_ms=0)
+    assert len(view.feature_values) == MAX_VIEW_VERSIONS
+
+
+def test_the_features_screens_are_linked_rendered_and_escape_what_a_definition_holds(console):
+    app, _, people = console
+    feature_story(app.view)
+    app.services = [{"service": "featurizer", "state": "running", "lag_by_topic": {"business.events": 7},
+                     "lag_source": "committed"}]
+    client = logged_in(app, people["mallory"])
+    listing = client.get("/features").text
+    assert 'href="/features"' in listing and 'href="/features/purchases"' in listing
+    page = client.get("/features/purchases").text
+    assert MARKUP not in page and "&lt;img src=x" in page
+    for shown in ("cli:dana", "spend_1h", "3 values read", "messages behind on business.events", "feature-skew",
+                  "churn", "does not parse"):
+        assert shown in page, shown
+    assert client.get("/features/nothing").status_code == 404
+    assert client.get("/features/%3Cscript%3E").status_code == 404
