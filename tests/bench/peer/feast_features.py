@@ -1,12 +1,16 @@
 """Peer: Feast (SQLite online store, file offline store, a local registry file) on the files the features benchmark
 wrote to FOLDER: events.parquet (the last value: customer_id, event_timestamp, last_amount), windows.parquet (the
 1-hour windows, precomputed by the benchmark: Feast computes no windows), labels.parquet (customer_id,
-event_timestamp) and config.json. Writes online.parquet and joined_<view>.parquet (the values, compared by the
-benchmark) and prints {"version", "materialize_s", "lookup_p99_ms", "lookup_p50_ms", "join_s",
-"join_single_s"}, lists whose first
-run is the warm-up. The join is asked one view at a time (join_s; what the figure uses): asked both views at once
-(join_single_s, joined_both), the file offline store leaves out every label row for which one view has rows of the
-entity but none within its TTL before the label, and with it the other view's values."""
+event_timestamp) and config.json.
+
+`feast_features.py FOLDER RUNS`: RUNS materialisations (each into a fresh store) and joins, the first of each the
+warm-up; writes online.parquet and joined_<view>.parquet (the values, compared by the benchmark) and prints
+{"version", "materialize_s", "last_run", "join_s", "join_single_s"}. The join is asked one view at a time (join_s;
+what the figure uses): asked both views at once (join_single_s, joined_both), the file offline store leaves out
+every label row for which one view has rows of the entity but none within its TTL before the label, and with it the
+other view's values.
+`feast_features.py FOLDER lookups RUN`: a warm-up pass and one counted pass of single-entity lookups on RUN's store;
+prints {"p99_ms", "p50_ms"} (the benchmark alternates these with its own runs, so both see the same machine)."""
 import json
 import os
 import sys
@@ -24,7 +28,7 @@ import feast  # noqa: E402
 from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig, ValueType  # noqa: E402
 from feast.types import Float64, Int64  # noqa: E402
 
-folder, runs = Path(sys.argv[1]), int(sys.argv[2])
+folder, mode = Path(sys.argv[1]), sys.argv[2]
 config = json.loads((folder / "config.json").read_text())
 WINDOWED = config["windowed"]           # [[name, "int" | "float"], ...]
 ttl = timedelta(milliseconds=config["ttl_ms"])
@@ -42,35 +46,42 @@ start = pd.Timestamp(config["start_ms"], unit="ms", tz="UTC").to_pydatetime()
 end = pd.Timestamp(config["end_ms"], unit="ms", tz="UTC").to_pydatetime()
 
 
-def store(run: int) -> FeatureStore:
-    """A fresh registry and online store (each materialisation starts empty, as mlbus's does)."""
+def store(run: int, apply: bool = True) -> FeatureStore:
+    """A fresh registry and online store (each materialisation starts empty, as mlbus's does), or run's as it is."""
     repo = folder / f"repo{run}"
     repo.mkdir(exist_ok=True)
     found = FeatureStore(config=RepoConfig(
         project="bench", provider="local", registry=str(repo / "registry.db"), repo_path=str(repo),
         online_store={"type": "sqlite", "path": str(repo / "online.db")}, offline_store={"type": "file"},
         entity_key_serialization_version=3))
-    found.apply([customer, last_view, window_view])
+    if apply:
+        found.apply([customer, last_view, window_view])
     return found
 
 
+def lookups(feature_store: FeatureStore, entities: list[str]) -> list[int]:
+    latencies = []
+    for entity in entities:
+        started = time.perf_counter_ns()
+        feature_store.get_online_features(features=FEATURES, entity_rows=[{"customer_id": entity}]).to_dict()
+        latencies.append(time.perf_counter_ns() - started)
+    return latencies
+
+
+if mode == "lookups":       # one counted run of lookups on the last run's store, after a warm-up pass
+    feature_store = store(int(sys.argv[3]), apply=False)
+    lookups(feature_store, config["lookup_entities"])
+    latencies = lookups(feature_store, config["lookup_entities"])
+    print(json.dumps({"p99_ms": float(np.percentile(latencies, 99)) / 1e6,
+                      "p50_ms": float(np.percentile(latencies, 50)) / 1e6}))
+    sys.exit(0)
+runs = int(mode)
 materialize_s = []
 for run in range(runs):
     feature_store = store(run)
     started = time.perf_counter()
     feature_store.materialize(start, end)
     materialize_s.append(time.perf_counter() - started)
-
-entities = config["lookup_entities"]
-lookup_p99_ms, lookup_p50_ms = [], []
-for _ in range(runs):
-    latencies = []
-    for entity in entities:
-        started = time.perf_counter_ns()
-        feature_store.get_online_features(features=FEATURES, entity_rows=[{"customer_id": entity}]).to_dict()
-        latencies.append(time.perf_counter_ns() - started)
-    lookup_p99_ms.append(float(np.percentile(latencies, 99)) / 1e6)
-    lookup_p50_ms.append(float(np.percentile(latencies, 50)) / 1e6)
 
 everyone = config["entities"]
 online = feature_store.get_online_features(features=FEATURES,
@@ -90,6 +101,5 @@ for _ in range(runs):
     single_s.append(time.perf_counter() - started)
 for name, frame in joined.items():
     frame.to_parquet(folder / f"joined_{name}.parquet", index=False)
-print(json.dumps({"version": feast.__version__, "materialize_s": materialize_s, "lookup_p99_ms": lookup_p99_ms,
-                  "lookup_p50_ms": lookup_p50_ms,
+print(json.dumps({"version": feast.__version__, "materialize_s": materialize_s, "last_run": runs - 1,
                   "join_s": join_s, "join_single_s": single_s}))
