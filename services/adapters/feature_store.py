@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,10 +25,13 @@ import sqlalchemy as sa
 from services.bus.edge import content
 from services.bus.errors import BadInput
 
-from services.domain.features_views import FeatureView, ViewsRefused, parse_views, canonical, canonical_bytes
+from services.domain.features_views import (IDENTIFIER, FeatureView, ViewsRefused, parse_views, canonical,
+                                            canonical_bytes)
 from services.domain.features_windows import EPOCH, FeatureValue, SourceSpan
 
 Place = tuple[str, int]
+VERSION = re.compile(r"[0-9a-f]{64}", re.ASCII)
+PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}", re.ASCII)     # a file name: no separator, not hidden
 _METADATA = sa.MetaData()
 ONLINE = sa.Table(
     "feature_online", _METADATA,
@@ -153,6 +157,11 @@ class OfflineStore:
         self.root = Path(root)
 
     def folder(self, view: str, version: str) -> Path:
+        """root/<view>/<version[:16]>; ValueError for a name that is not a view's or a version that is not sha256
+        hex (a path such as ../x or /x would lead outside the root)."""
+        if not (isinstance(view, str) and IDENTIFIER.fullmatch(view) and isinstance(version, str)
+                and VERSION.fullmatch(version)):
+            raise ValueError(f"not a view's name and version: {str(view)[:80]!r}, {str(version)[:80]!r}")
         return self.root / view / version[:16]
 
     def write(self, values: Sequence[FeatureValue], part: str) -> None:
@@ -160,6 +169,8 @@ class OfflineStore:
         groups: dict[tuple[str, str], list[FeatureValue]] = {}
         for value in values:
             groups.setdefault((value.view, value.view_version), []).append(value)
+        if not (isinstance(part, str) and PART.fullmatch(part)):
+            raise ValueError(f"a part's name is a file name (letters, digits, . _ -), not {str(part)[:80]!r}")
         for (view, version), found in groups.items():
             folder = self.folder(view, version)
             folder.mkdir(parents=True, exist_ok=True)

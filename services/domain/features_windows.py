@@ -211,15 +211,19 @@ class Windows:
 
 def summary(aggregate: str, numbers: list[float], events: int) -> float | int | None:
     """A window's value: its count of events (those with a number when the feature names a field), or the sum,
-    mean, min or max of its numbers (None for an empty window's mean, min, max)."""
+    mean, min or max of its numbers (None for an empty window's mean, min, max, and for a sum or mean whose
+    sum is past what a double holds, e.g. 1e308 + 1e308: no value rather than an error)."""
     if aggregate == "count":
         return events
-    if aggregate == "sum":
-        return math.fsum(numbers)
-    if not numbers:
+    try:
+        if aggregate == "sum":
+            return math.fsum(numbers)
+        if not numbers:
+            return None
+        if aggregate == "mean":
+            return math.fsum(numbers) / len(numbers)
+    except OverflowError:
         return None
-    if aggregate == "mean":
-        return math.fsum(numbers) / len(numbers)
     return min(numbers) if aggregate == "min" else max(numbers)
 
 
