@@ -457,3 +457,31 @@ def test_training_sees_at_a_labels_time_only_what_serving_could_have_seen_then()
     offline = [value for part in handler.offline.parts.values() for value in part]
     [trained] = [lookup for lookup in online_read(VIEW, "c1", offline, now_ms) if lookup.feature == "spend_1h"]
     assert trained.value == served.value, (trained.value, served.value)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "FINDING: the limits bound one definition, not what the featurizer computes: every version ever signed is "
+    "computed for ever (features.views is compacted by view@version, every version kept; FeaturizerState has no "
+    "cap), so a data scientist publishing 150 versions of a view of 200 `last` features (versions that differ "
+    "only in their TTL: 1..150 days) makes one business event give 30,000 values — each written to both stores "
+    "and published on features.online in the batch's transaction (a batch of 1000 events: 30 M records). "
+    "Expected: at most MAX_VIEWS x MAX_FEATURES (20,000) values per event, or a cap on versions computed."))
+def test_one_event_makes_at_most_what_one_full_definition_allows():
+    from services.domain.features_views import MAX_FEATURES, MAX_VIEWS
+    listed = "\n".join(f"      - {{name: f{i}, aggregate: last, field: amount}}" for i in range(MAX_FEATURES))
+    [view] = views_from_yaml(f"""
+views:
+  - name: wide
+    entity: customer
+    source: {{topic: business.events}}
+    ttl: 1d
+    owner: eve
+    features:
+{listed}
+""")
+    state = FeaturizerState()
+    for days in range(1, 151):          # what parse_views makes of `ttl: <days>d`, without parsing it 150 times
+        state.define(replace(view, ttl_ms=days * 86_400_000, version=f"{days:064x}"))
+    value = business_event("c1", T0, {"customer": "c1", "amount": 1.0}).value
+    made = state.add("business.events", 0, 0, T0_MS, "mlbus.BusinessEvent", value)
+    assert len(made.values) <= MAX_VIEWS * MAX_FEATURES, len(made.values)
