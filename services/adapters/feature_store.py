@@ -24,10 +24,8 @@ import sqlalchemy as sa
 
 from services.bus.edge import content
 from services.bus.errors import BadInput
-
-from services.domain.features_views import (IDENTIFIER, FeatureView, ViewsRefused, parse_views, canonical,
-                                            canonical_bytes)
-from services.domain.features_windows import EPOCH, FeatureValue, SourceSpan
+from services.domain import (EPOCH, FeatureValue, FeatureView, SourceSpan, ViewsRefused, canonical_view as canonical,
+                             parse_views, view_json_bytes as canonical_bytes, view_identifier as IDENTIFIER)
 
 Place = tuple[str, int]
 VERSION = re.compile(r"[0-9a-f]{64}", re.ASCII)

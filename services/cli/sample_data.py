@@ -92,3 +92,37 @@ def sample(name: str, rows: int | None = None, seed: int = 0, offset: int = 0) -
     if name not in makers:
         raise ValueError(f"unknown sample dataset {name!r}; available: {', '.join(DATASETS)}")
     return makers[name](rows, seed, offset)
+
+
+def shop_purchases(customers: int = 150, days: int = 21, seed: int = 0, start_ms: int = 1_790_000_000_000
+                   ) -> tuple[list[dict], pd.DataFrame]:
+    """A shop's purchases as business events, and label rows for a feature-view model (issue 36): each customer
+    buys at a rate of their own (purchases a day, gamma-distributed), amounts lognormal; each day at noon, each
+    customer is a label row of dataset `shop_returns`: `returns` is yes when they buy again within 3 days. The
+    events are BusinessEvent values (kind purchase) in time order; times are epoch ms from `start_ms`."""
+    import numpy as np
+    import pandas as pd
+    from datetime import datetime, timezone
+    rng = np.random.default_rng(seed)
+    day = 86_400_000
+    rates = rng.gamma(1.2, 0.5, customers)
+    events = []
+    times: dict[str, list[int]] = {}
+    for c, rate in enumerate(rates):
+        customer = f"cust-{c:04d}"
+        count = rng.poisson(rate * (days + 3))
+        at = np.sort(rng.integers(start_ms, start_ms + (days + 3) * day, count))
+        times[customer] = [int(t) for t in at]
+        for i, t in enumerate(at):
+            amount = float(np.round(rng.lognormal(3.0 + 0.3 * rate, 0.4), 2))
+            events.append({"event_id": f"{customer}-{i}", "kind": "purchase", "entity": customer, "source": "shop",
+                           "occurred_at": datetime.fromtimestamp(int(t) / 1000, timezone.utc),
+                           "fields": {"customer": customer, "amount": amount}})
+    events.sort(key=lambda e: (e["occurred_at"], e["event_id"]))
+    rows = []
+    for d in range(1, days):
+        noon = start_ms - start_ms % day + d * day + day // 2
+        for customer, bought in times.items():
+            again = any(noon <= t < noon + 3 * day for t in bought)
+            rows.append({"id": len(rows), "customer": customer, "at": noon, "returns": "yes" if again else "no"})
+    return events, pd.DataFrame(rows)

@@ -89,6 +89,7 @@ _EXPORTS = {
     "until_json": "features_training",
     "Mismatch": "features_monitoring", "Skew": "features_monitoring", "skew": "features_monitoring",
     "view_subject": "features_monitoring", "views_used": "features_monitoring", "canonical_view": "features_views",
+    "view_json_bytes": "features_views", "view_identifier": "features_views",
     "before_after": "kpi_report", "by_variant": "kpi_report", "for_model": "kpi_report", "kpi_compare": "kpi_report",
     "serving_changes": "kpi_report", "KPI_CONFIDENCE": "kpi_report",
 }
@@ -96,7 +97,8 @@ _RENAMED = {"verify_chain": "verify", "check_proof": "check", "consistency_proof
             "inclusion_proof": "inclusion", "newest_head": "newest",
             "decide_witness": "decide", "WitnessDecision": "Decision",
             "AuditIndex": "Index", "explain_request": "explain", "audit_timeline": "timeline",
-            "kpi_compare": "compare", "KPI_CONFIDENCE": "CONFIDENCE", "canonical_view": "canonical"}
+            "kpi_compare": "compare", "KPI_CONFIDENCE": "CONFIDENCE", "canonical_view": "canonical",
+            "view_json_bytes": "canonical_bytes", "view_identifier": "IDENTIFIER"}
 __all__ = sorted(_EXPORTS)  # noqa: PLE0605 (a list: sorted() of the names exported lazily)
 
 if TYPE_CHECKING:
@@ -115,6 +117,7 @@ if TYPE_CHECKING:
     from .fairness import fairness_breach, FAIRNESS_METRICS, fairness_report, group_fairness, groups_line, MISSING_GROUP
     from .features_lookups import as_of_join, column_name, LabelRow, Lookup, online_read
     from .features_monitoring import Mismatch, Skew, skew, view_subject, views_used
+    from .features_views import canonical_bytes as view_json_bytes, IDENTIFIER as view_identifier
     from .features_views import canonical as canonical_view, Feature, FeatureView, parse_views, views_from_yaml, \
         ViewsRefused
     from .features_windows import aggregate, Dropped, FeatureValue, source_event, SourceEvent, SourceSpan, Windows

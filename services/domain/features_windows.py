@@ -25,9 +25,11 @@ from typing import Any
 
 from services.bus.edge import CONTROL, MAX_IDENTIFIER
 
-from .features_views import Feature, FeatureView
+from .features_views import MAX_LATENESS_MS, MAX_WINDOW_MS, Feature, FeatureView
 
 MAX_EVENT_MS = 253_402_300_799_999       # 9999-12-31T23:59:59.999Z: what a datetime holds
+# The latest event time a view takes: its values (a window's end, plus the lateness) still fit in a datetime.
+LATEST_EVENT_MS = MAX_EVENT_MS - MAX_WINDOW_MS - MAX_LATENESS_MS
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 Scalar = float | int | str | bool | None
 
@@ -152,8 +154,9 @@ class Windows:
         if value is None or not _scalar(value):
             return self._drop(event, feature, f"field {feature.field!r} holds no value (text, number or boolean)")
         span = SourceSpan(event.topic, event.partition, event.offset, event.offset, 1)
-        return [FeatureValue(self.view.name, self.view.version, feature.name, event.entity, event.event_ms, value,
-                             None, (span,))]
+        # known from its time plus the lateness, as a window's value: an earlier event may still arrive until then
+        return [FeatureValue(self.view.name, self.view.version, feature.name, event.entity,
+                             event.event_ms + self.view.lateness_ms, value, None, (span,))]
 
     def _count_in(self, feature: Feature, event: SourceEvent, watermark: int) -> None:
         number = None
@@ -201,7 +204,9 @@ class Windows:
     def _value(self, feature: Feature, entity: str, start: int, end: int, window: _Window) -> FeatureValue:
         sources = tuple(SourceSpan(topic, partition, first, last, count)
                         for (topic, partition), (first, last, count) in sorted(window.offsets.items()))
-        return FeatureValue(self.view.name, self.view.version, feature.name, entity, end,
+        # Known from its end plus the lateness: only then can no event still change it, so a label at any earlier
+        # moment never sees a value that events arriving after that moment made (serving could not have had it).
+        return FeatureValue(self.view.name, self.view.version, feature.name, entity, end + self.view.lateness_ms,
                             summary(feature.aggregate, window.numbers, window.events), start, sources)
 
     def _drop(self, event: SourceEvent, feature: Feature, reason: str) -> list[FeatureValue]:
@@ -247,8 +252,8 @@ def event_problem(event: Any) -> str | None:
     if not isinstance(event.entity, str) or not 0 < len(event.entity) <= MAX_IDENTIFIER or \
             CONTROL.search(event.entity):
         return f"entity {str(event.entity)[:80]!r} is not text of 1 to {MAX_IDENTIFIER} printable characters"
-    if not _whole(event.event_ms, MAX_EVENT_MS):
-        return f"event time {str(event.event_ms)[:40]} is not epoch milliseconds from 0 to {MAX_EVENT_MS}"
+    if not _whole(event.event_ms, LATEST_EVENT_MS):
+        return f"event time {str(event.event_ms)[:40]} is not epoch milliseconds from 0 to {LATEST_EVENT_MS}"
     if not isinstance(event.values, Mapping):
         return "its values are not a mapping of field to value"
     if not isinstance(event.topic, str) or not _whole(event.partition, 2**31) or not _whole(event.offset, 2**63):

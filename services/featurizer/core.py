@@ -15,6 +15,10 @@ from typing import Any
 from services.domain import EPOCH, Dropped, FeatureValue, FeatureView, Windows, source_event
 
 BUSINESS_EVENT = "mlbus.BusinessEvent"
+# How far an event's own time may be ahead of when the broker took it (business.events is stamped LogAppendTime:
+# a time no producer sets): clocks differ by a few minutes. An event dated later would move the view's watermark
+# ahead of every other event and make them all late, for good: it is dropped.
+MAX_AHEAD_MS = 5 * 60 * 1000
 
 
 def event_fields(record: str, value: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -67,8 +71,13 @@ class FeaturizerState:
             if (only is not None and version != only) or not counts(view, topic, record, value):
                 continue
             windows = self.windows[version]
+            event = source_event(view, fields, timestamp_ms, topic, partition, offset)
+            if isinstance(event.event_ms, int) and event.event_ms > timestamp_ms + MAX_AHEAD_MS:
+                made.dropped.append((view.name, Dropped(event, None, f"its time {event.event_ms} is more than "
+                                     f"{MAX_AHEAD_MS // 1000} s after the broker took it ({timestamp_ms})")))
+                continue
             seen = len(windows.dropped)
-            made.values += windows.add(source_event(view, fields, timestamp_ms, topic, partition, offset))
+            made.values += windows.add(event)
             made.dropped += [(view.name, dropped) for dropped in windows.dropped[seen:]]
             del windows.dropped[:]                      # said once, by the caller; not kept for ever
         return made

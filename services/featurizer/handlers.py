@@ -107,7 +107,8 @@ class Featurizer:
 def online_event(value: FeatureValue, now: datetime) -> Event:
     """features.online's record of a value; the same value computed again has the same id."""
     return Event("mlbus.FeatureValue", value_record(value, now), key=online_key(value),
-                 id=derive_id("feature", online_key(value), value.event_ms, value.window_start_ms))
+                 id=derive_id("feature", online_key(value), value.event_ms, value.window_start_ms),
+                 subject=value.entity)          # whose data it is: audit forget erases it with the entity's key
 
 
 def part_name(batch: list[Received]) -> str:

@@ -81,7 +81,7 @@ def computed(offline: OfflineStore, view) -> pd.DataFrame:
     rows = {}
     for v in values:
         if v.feature in ("spend_1h", "purchases_1h"):
-            rows.setdefault((v.entity, v.event_ms), {})[v.feature] = v.value
+            rows.setdefault((v.entity, v.event_ms - view.lateness_ms), {})[v.feature] = v.value   # known from end+lateness
     frame = pd.DataFrame([{"customer": c, "end_ms": t, "spend_1h": round(f["spend_1h"], 6),
                            "purchases_1h": int(f["purchases_1h"])} for (c, t), f in rows.items()])
     return frame.set_index(["customer", "end_ms"]).sort_index()

@@ -66,10 +66,11 @@ def test_an_event_within_the_lateness_counts_and_one_past_it_is_dropped_with_its
                 ("c1", 10 * HOUR + 55 * MINUTE, 4.0))                  # 15 minutes behind the newest
     features = (windowed("sum", "1h"), {"name": "last_amount", "aggregate": "last", "field": "amount"})
     on_time = aggregate(view_of(*features, lateness="20m"), events(*arrivals))
-    assert values_of(on_time, "sum_1h")[0] == ("c1", 10 * HOUR, 11 * HOUR, 5.0) and on_time.dropped == ()
+    # known from its end plus the lateness: 11:20
+    assert values_of(on_time, "sum_1h")[0] == ("c1", 10 * HOUR, 11 * HOUR + 20 * MINUTE, 5.0) and on_time.dropped == ()
     assert len(values_of(on_time, "last_amount")) == 3
     late = aggregate(view_of(*features, lateness="10m"), events(*arrivals))
-    assert values_of(late, "sum_1h")[0] == ("c1", 10 * HOUR, 11 * HOUR, 1.0)
+    assert values_of(late, "sum_1h")[0] == ("c1", 10 * HOUR, 11 * HOUR + 10 * MINUTE, 1.0)
     assert [(d.feature, d.reason) for d in late.dropped] == [
         ("sum_1h", f"1 of its windows closed at the watermark {11 * HOUR}"),
         ("last_amount", f"its time is before the watermark {11 * HOUR}")]
@@ -147,10 +148,12 @@ def test_a_stream_emits_a_window_when_the_watermark_passes_its_end_and_the_rest_
     arrivals = events(("c1", 10 * HOUR, 1.0), ("c1", 11 * HOUR + 5 * MINUTE, 2.0), ("c1", 11 * HOUR + 10 * MINUTE, 4.0))
     windows = Windows(view)
     emitted = [[v.event_ms for v in windows.add(event)] for event in arrivals]
-    assert emitted == [[], [], [11 * HOUR]]                 # 11:10 less 10 minutes of lateness reaches 11:00
+    # 11:10 less 10 minutes of lateness reaches 11:00; the value is known from 11:10 (its end plus the lateness)
+    assert emitted == [[], [], [11 * HOUR + 10 * MINUTE]]
     assert aggregate(view, arrivals, final=False).values == tuple(v for v in aggregate(view, arrivals).values
-                                                                 if v.event_ms <= 11 * HOUR)
-    assert [(v.event_ms, v.value) for v in windows.close()] == [(12 * HOUR, 6.0), (13 * HOUR, 0.0)]
+                                                                 if v.event_ms <= 11 * HOUR + 10 * MINUTE)
+    assert [(v.event_ms, v.value) for v in windows.close()] == [(12 * HOUR + 10 * MINUTE, 6.0),
+                                                               (13 * HOUR + 10 * MINUTE, 0.0)]
     assert windows.close() == []
 
 
@@ -210,7 +213,7 @@ def test_windowed_values_equal_pandas_computing_the_same_windows(timed, window, 
         assert sorted(ours) == sorted(zip(expected["entity"], expected["start"])), name
         for entity, start, theirs in zip(expected["entity"], expected["start"], expected[name]):
             value = ours[(entity, start)]
-            assert value.event_ms == start + DURATION_MS[size]
+            assert value.event_ms == start + DURATION_MS[size] + LATENESS[lateness]    # known from then
             assert same(value.value, theirs), (name, entity, start, value.value, theirs)
 
 
@@ -245,7 +248,7 @@ def test_the_values_are_the_same_whatever_the_arrival_order_within_the_lateness(
     assert sorted(map(key, in_order.values), key=repr) == sorted(map(key, shuffled.values), key=repr)
     assert shuffled == aggregate(view, arrived(timed, LATENESS[lateness]))            # deterministic
     lasts = sorted((v.entity, v.event_ms, v.value) for v in shuffled.values if v.feature == "last_amount")
-    assert lasts == sorted((e, t, a) for e, t, a, _ in timed)
+    assert lasts == sorted((e, t + LATENESS[lateness], a) for e, t, a, _ in timed)     # known from then
 
 
 def test_a_record_becomes_an_event_by_the_views_entity_and_event_time_fields():

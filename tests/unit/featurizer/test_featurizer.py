@@ -30,6 +30,7 @@ views:
       - {name: n_1h, aggregate: count, window: 1h, slide: 30m}
 """)
 T0 = datetime(2026, 12, 1, tzinfo=timezone.utc)
+T0_MS = int(T0.timestamp() * 1000)
 
 
 class Shelf:
@@ -51,7 +52,8 @@ def event(i: int, kind: str = "purchase", minutes: float | None = None, partitio
              "occurred_at": T0 + timedelta(minutes=7 * i if minutes is None else minutes),
              "fields": {"customer": customer, "amount": float(i % 9)}}
     message = received("mlbus.BusinessEvent", value, topic="business.events", offset=i)
-    return replace(message, partition=i % 3 if partition is None else partition, offset=i // 3)
+    return replace(message, partition=i % 3 if partition is None else partition, offset=i // 3,
+                   timestamp_ms=int(value["occurred_at"].timestamp() * 1000))     # the broker took it as it happened
 
 
 def featurizer(state=None, verify=accept, history=lambda topic, read_to: []):
@@ -155,11 +157,11 @@ def test_time_order_keeps_each_partitions_order_and_reads_occurred_at_first():
 def test_state_counts_only_its_kind_and_a_version_once():
     state = FeaturizerState()
     assert state.define(VIEW) and not state.define(VIEW)
-    made = state.add("business.events", 0, 0, 0, "mlbus.BusinessEvent",
+    made = state.add("business.events", 0, 0, T0_MS, "mlbus.BusinessEvent",
                      {"kind": "visit", "entity": "c1", "fields": {"customer": "c1", "amount": 1.0},
                       "occurred_at": T0})
     assert made.values == [] and made.dropped == []
-    made = backfill(state, VIEW.version, [("business.events", 0, 1, 0, "mlbus.BusinessEvent",
+    made = backfill(state, VIEW.version, [("business.events", 0, 1, T0_MS, "mlbus.BusinessEvent",
                                            {"kind": "purchase", "entity": "c1", "fields": {"amount": 1.0},
                                             "occurred_at": T0})])
     assert made.values == [] and made.dropped and "entity" in made.dropped[0][1].reason
@@ -170,7 +172,17 @@ def test_state_counts_only_its_kind_and_a_version_once():
 def test_fields_a_view_cannot_use_are_dropped_not_raised(fields):
     state = FeaturizerState()
     state.define(VIEW)
-    made = state.add("business.events", 0, 0, 0, "mlbus.BusinessEvent",
+    made = state.add("business.events", 0, 0, T0_MS, "mlbus.BusinessEvent",
                      {"kind": "purchase", "entity": "c", "fields": fields, "occurred_at": T0})
     assert made.values == [] and made.dropped and all(view == "purchases" and dropped.reason
                                                       for view, dropped in made.dropped)
+
+
+def test_an_event_dated_after_the_broker_took_it_is_dropped_and_freezes_nothing():
+    handler, shelf = featurizer()
+    handler([defined()])
+    ahead = event(0, minutes=60 * 24 * 365)             # a year ahead of the broker's time
+    handler([replace(ahead, timestamp_ms=T0_MS)])
+    assert handler.state.windows[VIEW.version].watermark_ms is None and not shelf.values()
+    handler([event(i) for i in range(1, 20)])
+    assert shelf.values() == expected([event(i) for i in range(1, 20)])

@@ -79,8 +79,9 @@ def featurizer(verify=accept, view=VIEW):
 def business_event(entity, occurred_at, fields, offset=0, partition=0, kind="purchase"):
     value = {"event_id": f"e{offset}", "kind": kind, "entity": str(entity)[:300], "source": "shop",
              "occurred_at": occurred_at, "fields": fields}
+    at = occurred_at if isinstance(occurred_at, datetime) and occurred_at.tzinfo and occurred_at < FUTURE else None
     return replace(received("mlbus.BusinessEvent", value, topic="business.events", offset=offset),
-                   partition=partition, timestamp_ms=T0_MS)
+                   partition=partition, timestamp_ms=max(T0_MS, int(at.timestamp() * 1000)) if at else T0_MS)
 
 
 def defined(of=VIEW, by="cli:dana", **lies):
@@ -250,16 +251,13 @@ def test_hostile_features_online_records_never_stop_the_scorers_copy(tmp_path):
 FUTURE = datetime(9999, 12, 31, tzinfo=timezone.utc)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FINDING: one business event dated in the far future freezes the view for every entity, for ever. Input: "
-    "BusinessEvent{kind: purchase, entity: 'mallory', occurred_at: 9999-12-31, fields: {customer: mallory, "
-    "amount: 1.0}} (any producer of business.events: the app or a data-publisher). The view's watermark jumps to "
-    "9999-12-31 - lateness; every later real event is 'before the watermark' (last) or in a closed window, "
-    "dropped; rebuild replays the same record, so restarts do not help. The featurizer has no bound on how far "
-    "ahead of its clock (or the record's timestamp) an event time may be; the drift-watcher has one (AHEAD_MS)."))
-def test_a_future_dated_event_does_not_freeze_the_view_for_every_other_entity():
+# Fixed: an event dated more than MAX_AHEAD_MS after the broker took it (business.events is LogAppendTime) is
+# dropped with its reason (services/featurizer/core.py); the far future and next year alike.
+@pytest.mark.parametrize("future", [datetime(9999, 12, 31, tzinfo=timezone.utc),
+                                    datetime(2027, 12, 1, tzinfo=timezone.utc)])
+def test_a_future_dated_event_does_not_freeze_the_view_for_every_other_entity(future):
     handler, online = featurizer()
-    handler([business_event("mallory", FUTURE, {"customer": "mallory", "amount": 1.0}, offset=0)])
+    handler([replace(business_event("mallory", future, {"customer": "mallory", "amount": 1.0}, offset=0), timestamp_ms=T0_MS)])
     handler([business_event("c1", T0 + timedelta(minutes=1), {"customer": "c1", "amount": 5.0}, offset=1)])
     assert [v.value for v in online.get("purchases", VIEW.version, "c1") if v.feature == "last_amount"] == [5.0]
 
@@ -435,16 +433,8 @@ def test_training_and_serving_pick_the_same_value_of_a_tie():
     assert served.value == trained.value
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FINDING: with a lateness, training sees at a label's time a window value serving could not have had then, "
-    "built partly from an event that arrived after that time. View purchases (lateness 1h, spend_1h: sum over a "
-    "1h tumbling window). Arrivals: c1 amount 1.0 at 00:10, c2 at 01:30 (serving looks c1 up now: the window "
-    "[00:00, 01:00) is still open, its watermark is 00:30, so spend_1h is the no-value), then c1 amount 5.0 with "
-    "occurred_at 00:50 arriving at 01:45 (late, within the lateness: counted), then c2 at 02:30 (the window "
-    "closes: value 6.0 with event time 01:00). The training join for a label (c1, 01:30) takes 6.0 — including the "
-    "5.0 that arrived at 01:45 — where serving at 01:30 saw nothing. A window's value holds from its end, but it "
-    "is known only once the watermark passes it (end + lateness): docs/explanation/feature-store.md says "
-    "training and serving cannot disagree."))
+# Fixed: a window's value holds from its end plus the view's lateness (features_windows._value), when no event can
+# change it any more; before, a label between the end and then saw a value built partly from later arrivals.
 def test_training_sees_at_a_labels_time_only_what_serving_could_have_seen_then():
     handler, online = featurizer()
     arrivals = [("c1", timedelta(minutes=10), 1.0), ("c2", timedelta(minutes=90), 1.0)]
