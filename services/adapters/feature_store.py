@@ -121,17 +121,17 @@ class OnlineStore:
         with self.engine.connect() as connection:
             return [_row_value(row) for row in connection.execute(query.order_by(*ONLINE.primary_key)).mappings()]
 
-    def _held(self, connection: sa.Connection, keys: list[tuple]) -> dict[tuple, tuple[int, int]]:
+    def _held(self, connection: sa.Connection, keys: list[tuple]) -> dict[tuple, tuple]:
         held = {}
         for view, version in {(k[0], k[1]) for k in keys}:
             entities = sorted({k[2] for k in keys if k[:2] == (view, version)})
             for chunk in range(0, len(entities), 500):
                 query = sa.select(ONLINE.c.view, ONLINE.c.version, ONLINE.c.entity, ONLINE.c.feature,
-                                  ONLINE.c.event_ms, ONLINE.c.newest_offset).where(
+                                  ONLINE.c.event_ms, ONLINE.c.sources_json).where(
                     ONLINE.c.view == view, ONLINE.c.version == version,
                     ONLINE.c.entity.in_(entities[chunk:chunk + 500]))
                 for row in connection.execute(query):
-                    held[(row[0], row[1], row[2], row[3])] = (int(row[4]), int(row[5]))
+                    held[(row[0], row[1], row[2], row[3])] = (int(row[4]), _places(_sources(row[5])))
         return held
 
     def close(self) -> None:
@@ -144,8 +144,14 @@ def _match(key: tuple) -> tuple:
             ONLINE.c.feature == feature)
 
 
-def _order(value: FeatureValue) -> tuple[int, int]:
-    return value.event_ms, _newest_offset(value)
+def _order(value: FeatureValue) -> tuple:
+    """Which of two values of a key is the newer: by time, then by place — the training join's own rule
+    (features_lookups), so serving and training take the same value of a tie."""
+    return value.event_ms, _places(value.sources)
+
+
+def _places(sources: Iterable[SourceSpan]) -> tuple:
+    return tuple((s.topic, s.partition, s.last_offset) for s in sources)
 
 
 class OfflineStore:

@@ -74,7 +74,8 @@ _EXPORTS = {
     "AuditIndex": "answers", "explain_request": "answers", "explain_scoring": "answers", "state_at": "answers",
     "STATE_RECORDS": "answers", "audit_timeline": "answers", "cited": "answers", "erased": "answers",
     "FeatureView": "features_views", "Feature": "features_views", "ViewsRefused": "features_views",
-    "parse_views": "features_views", "views_from_yaml": "features_views",
+    "parse_views": "features_views", "views_from_yaml": "features_views", "MAX_VIEWS": "features_views",
+    "MAX_FEATURES": "features_views",
     "FeatureValue": "features_windows", "SourceEvent": "features_windows", "SourceSpan": "features_windows",
     "Dropped": "features_windows", "Windows": "features_windows", "aggregate": "features_windows",
     "source_event": "features_windows",
@@ -117,7 +118,7 @@ if TYPE_CHECKING:
     from .fairness import fairness_breach, FAIRNESS_METRICS, fairness_report, group_fairness, groups_line, MISSING_GROUP
     from .features_lookups import as_of_join, column_name, LabelRow, Lookup, online_read
     from .features_monitoring import Mismatch, Skew, skew, view_subject, views_used
-    from .features_views import canonical_bytes as view_json_bytes, IDENTIFIER as view_identifier
+    from .features_views import canonical_bytes as view_json_bytes, IDENTIFIER as view_identifier, MAX_FEATURES, MAX_VIEWS
     from .features_views import canonical as canonical_view, Feature, FeatureView, parse_views, views_from_yaml, \
         ViewsRefused
     from .features_windows import aggregate, Dropped, FeatureValue, source_event, SourceEvent, SourceSpan, Windows

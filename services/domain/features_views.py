@@ -218,6 +218,11 @@ def _view(path: str, raw: Any, problems: list[str]) -> FeatureView | None:
     features = _listed(f"{path}.features", raw.get("features"), MAX_FEATURES, "feature", _feature, problems)
     if len(problems) > before:
         return None
+    windows = sum(-(-f.window_ms // f.slide_ms) for f in features if f.window_ms and f.slide_ms)
+    if windows > MAX_WINDOWS_PER_EVENT:         # each an accumulator one event updates: bound the view, not a feature
+        problems.append(f"{path}.features put each event in {windows:,} windows in all (window / slide, summed over "
+                        f"the features; at most {MAX_WINDOWS_PER_EVENT:,})")
+        return None
     view = FeatureView(str(name), str(entity), topic, dataset, event_time, int(lateness_ms or 0), int(ttl_ms or 0),
                        str(owner), str(description), tuple(features), "", kind)
     version = hashlib.sha256(canonical_bytes(canonical(view, versioned=True))).hexdigest()

@@ -27,6 +27,7 @@ from .core import FeaturizerState, in_time_order
 from .handlers import Featurizer, definition, online_event
 
 Place = tuple[str, int]
+READ_TIMEOUT_S = 3600.0      # a source's whole history at start or for a new view: long, not for ever
 
 
 def committed(bus: Bus, topics: list[str], timeout_s: float = 30.0) -> dict[Place, int]:
@@ -53,7 +54,7 @@ def source_records(bus: Bus, topic: str, read_to: dict[Place, int] | None) -> It
     until = None if read_to is None else \
         {(physical, partition): end for (name, partition), end in read_to.items() if name == topic}
     records = []
-    for batch in read_batches(bus, [topic], until=until):
+    for batch in read_batches(bus, [topic], timeout_s=READ_TIMEOUT_S, until=until):
         for message in batch:
             try:
                 received = decode_message(bus, message)

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from services.domain import EPOCH, Dropped, FeatureValue, FeatureView, Windows, source_event
+from services.domain import EPOCH, MAX_FEATURES, MAX_VIEWS, Dropped, FeatureValue, FeatureView, Windows, source_event
 
 BUSINESS_EVENT = "mlbus.BusinessEvent"
 # How far an event's own time may be ahead of when the broker took it (business.events is stamped LogAppendTime:
 # a time no producer sets): clocks differ by a few minutes. An event dated later would move the view's watermark
 # ahead of every other event and make them all late, for good: it is dropped.
 MAX_AHEAD_MS = 5 * 60 * 1000
+MAX_COMPUTED_FEATURES = MAX_VIEWS * MAX_FEATURES     # what one definition file may hold, for all versions together
 
 
 def event_fields(record: str, value: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -50,9 +51,19 @@ class FeaturizerState:
     windows: dict[str, Windows] = field(default_factory=dict)            # version → its open windows
     read_to: dict[tuple[str, int], int] = field(default_factory=dict)    # source partition → next offset
 
+    def room_for(self, view: FeatureView) -> str | None:
+        """Why the featurizer cannot compute one more view version, or None: every version signed is computed (a
+        model trained on an old one is served its values), so what it computes is bounded as a whole."""
+        computed = sum(len(v.features) for v in self.views.values())
+        if view.version not in self.views and computed + len(view.features) > MAX_COMPUTED_FEATURES:
+            return (f"view {view.name}: the featurizer computes {computed:,} features of {len(self.views)} view "
+                    f"versions already; {len(view.features)} more would pass {MAX_COMPUTED_FEATURES:,}")
+        return None
+
     def define(self, view: FeatureView) -> bool:
-        """Take a view version; False when it is known already (a definition published again)."""
-        if view.version in self.views:
+        """Take a view version; False when it is known already (a definition published again) or there is no room
+        for it (room_for says why)."""
+        if view.version in self.views or self.room_for(view):
             return False
         self.views[view.version] = view
         self.windows[view.version] = Windows(view)

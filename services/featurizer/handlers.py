@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 
 from services.bus import BadInput, Event, Received, derive_id
+from services.bus.errors import InfrastructureError
 from services.bus.identity import Verify, act_refusal
 from services.bus.logs import get_logger
 from services.adapters import (OfflineStore, OnlineStore, online_key, value_record,
@@ -30,7 +31,7 @@ class DefinitionRefused(BadInput):
     stage = "validate"
 
 
-def definition(message: Received, verify: Verify, sources: set[str]):
+def definition(message: Received, verify: Verify, sources: set[str], state: FeaturizerState | None = None):
     """The view a FeatureViewDefined declares, once its signature and content are checked; BadInput otherwise."""
     refused = act_refusal(message, verify, VIEW_SIGNERS)
     if refused:
@@ -41,6 +42,8 @@ def definition(message: Received, verify: Verify, sources: set[str]):
     if view.source_topic not in sources:
         raise DefinitionRefused(f"view {view.name}: source topic {view.source_topic!r} is not one the featurizer "
                                 f"consumes ({', '.join(sorted(sources))}; topics.yaml)")
+    if state is not None and (full := state.room_for(view)):
+        raise DefinitionRefused(full)
     return view
 
 
@@ -67,7 +70,14 @@ class Featurizer:
             except BadInput as refused:
                 per_record[i] = refused
         made = [value for values in per_record if not isinstance(values, BadInput) for value in values]
-        fresh = {id(value) for value in self.store(made, part_name(batch))}
+        try:
+            fresh = {id(value) for value in self.store(made, part_name(batch))}
+        except Exception as error:          # noqa: BLE001 - whatever it is, the windows have moved on without it
+            # The runtime would hand the records again one by one, to windows that have taken them already: their
+            # values would be lost. A restart rebuilds the windows from the committed offsets and handles the
+            # batch again whole.
+            raise InfrastructureError(f"the featurizer could not store a batch's values ({type(error).__name__}: "
+                                      f"{str(error)[:300]}): restarting rebuilds its windows") from error
         now = self.clock()
         return [values if isinstance(values, BadInput) else
                 [online_event(value, now) for value in values if id(value) in fresh] for values in per_record]
@@ -81,7 +91,7 @@ class Featurizer:
 
     def _values(self, message: Received) -> list[FeatureValue]:
         if message.record == VIEW_RECORD:
-            view = definition(message, self.verify, self.sources)
+            view = definition(message, self.verify, self.sources, self.state)
             if not self.state.define(view):
                 return []
             made = backfill(self.state, view.version, self.history(view.source_topic, dict(self.state.read_to)))

@@ -41,8 +41,9 @@ def expected_features(events: list[dict], labels: pd.DataFrame, ttl_ms: int, lat
     rows = []
     for label in labels.itertuples():
         mine = frame[frame["customer"] == label.customer]
-        before = mine[mine["ms"] < label.at]
-        last = before["amount"].iloc[-1] if len(before) and label.at - before["ms"].iloc[-1] <= ttl_ms else np.nan
+        before = mine[mine["ms"] + lateness_ms < label.at]      # a purchase's amount is known from then
+        known = before["ms"].iloc[-1] + lateness_ms if len(before) else None
+        last = before["amount"].iloc[-1] if known is not None and label.at - known <= ttl_ms else np.nan
         row = {"shop__last_amount": last}
         for name, days, column in (("purchases_1d", 1, None), ("purchases_7d", 7, None), ("spend_7d", 7, "amount")):
             row[f"shop__{name}"] = window_value(mine, label.at, days, column, ttl_ms, lateness_ms)

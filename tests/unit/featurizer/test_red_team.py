@@ -63,7 +63,7 @@ def rebuilt(monkeypatch, handler: Featurizer, history: dict[str, list]) -> list[
 
     monkeypatch.setattr(featurizer_adapters, "committed", lambda bus, topics: {})
     monkeypatch.setattr(featurizer_adapters, "read_batches",
-                        lambda bus, topics, until=None: iter([[m for t in topics for m in history[t]]]))
+                        lambda bus, topics, until=None, timeout_s=60.0: iter([[m for t in topics for m in history[t]]]))
     monkeypatch.setattr(featurizer_adapters, "decode_message", lambda bus, message: message)
     return featurizer_adapters.rebuild(Bus_(), handler, "features.views")
 
@@ -300,12 +300,7 @@ views:
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FINDING: MAX_WINDOWS_PER_EVENT (1000) bounds one feature, not a view: 200 features of `sum, window: 366d, "
-    "slide: 528m` (999 windows each) pass parse_views, and each event of a new entity then opens 199,800 windows "
-    "(measured: ~7 s and ~150 MB per event under tracemalloc; a batch of 1000 such events exceeds the 60 s "
-    "transaction timeout and any memory). A data scientist's signed view within every limit, plus ordinary "
-    "traffic, stops the featurizer. Bound the sum over a view's features of ceil(window / slide)."))
+# Fixed: parse_views bounds the windows one event opens summed over a view's features (MAX_WINDOWS_PER_EVENT).
 def test_a_view_within_every_limit_cannot_make_one_event_open_more_than_MAX_WINDOWS_PER_EVENT_windows():
     try:
         [view] = views_from_yaml(bomb(200))
@@ -388,16 +383,11 @@ class RefusingOnce(OnlineStore):
         return super().put(values)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FINDING: the featurizer's handler is not safe to call again after it raised, which is what the runtime does "
-    "(runtime._batch_results: a batch handler that raises a non-infrastructure error has its records handled one "
-    "by one). The windows were advanced before the stores were written, so each record handled again is dropped "
-    "as 'delivered again' and the values of the whole batch are never stored nor published; their offsets then "
-    "commit, so a restart's rebuild folds them as done: lost from the online store, the offline store (training) "
-    "and features.online (serving) for good. Input: any batch whose store write raises a non-infrastructure "
-    "error (here sqlalchemy DataError once; before this red team's fix, OverflowError from two 1e308 amounts; a "
-    "MemoryError from the windows bomb)."))
-def test_a_batch_handled_again_after_the_handler_raised_gives_the_same_values():
+# Fixed: a batch whose values cannot be stored raises InfrastructureError — the runtime then crashes rather than
+# handing the records one by one to windows that took them already; a restart rebuilds the windows from the
+# committed offsets and handles the batch whole, giving the values a clean run gives.
+def test_a_batch_that_cannot_be_stored_stops_the_featurizer_and_a_rebuilt_one_gives_the_same_values():
+    from services.bus.errors import InfrastructureError, is_infrastructure
     batch = [business_event(f"c{i % 3}", T0 + timedelta(minutes=20 * i), {"customer": f"c{i % 3}",
                                                                             "amount": float(i)}, offset=i)
              for i in range(12)]
@@ -405,23 +395,17 @@ def test_a_batch_handled_again_after_the_handler_raised_gives_the_same_values():
     clean(batch)
     state = FeaturizerState()
     state.define(VIEW)
-    online = RefusingOnce("sqlite://")
-    handler = Featurizer(state, online, Shelf(), accept, SOURCES, lambda topic, read_to: [], clock=lambda: T0)
-    try:
+    handler = Featurizer(state, RefusingOnce("sqlite://"), Shelf(), accept, SOURCES, lambda topic, read_to: [],
+                         clock=lambda: T0)
+    with pytest.raises(InfrastructureError) as raised:
         handler(batch)
-    except Exception:       # noqa: BLE001 - as runtime._batch_results: then each record alone
-        for message in batch:
-            handler([message])
-    assert sorted(map(repr, online.all())) == sorted(map(repr, clean_online.all()))
+    assert is_infrastructure(raised.value)
+    restarted, restarted_online = featurizer()          # what the restart rebuilds: nothing committed yet
+    restarted(batch)
+    assert sorted(map(repr, restarted_online.all())) == sorted(map(repr, clean_online.all()))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FINDING (minor): training and serving break a tie of event times differently. Input: two `last_amount` "
-    "values for c1 at the same millisecond, one from business.events[0] offset 100 (amount 1.0), one from "
-    "business.events[1] offset 5 (amount 2.0) — the view's entity is a field (customer), not the record's key, so "
-    "one customer's events can sit in several partitions. OnlineStore keeps the larger offset whatever its "
-    "partition (_order: event_ms, newest offset) -> 1.0; the training join (History: time, then (topic, "
-    "partition, offset)) takes 2.0. The model is served a different value than it was trained on for that row."))
+# Fixed: the online store orders a key's values by time then place (topic, partition, offset), the join's rule.
 def test_training_and_serving_pick_the_same_value_of_a_tie():
     values = [FeatureValue("purchases", VIEW.version, "last_amount", "c1", T0_MS, amount, None,
                            (SourceSpan("business.events", partition, offset, offset, 1),))
@@ -449,13 +433,8 @@ def test_training_sees_at_a_labels_time_only_what_serving_could_have_seen_then()
     assert trained.value == served.value, (trained.value, served.value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FINDING: the limits bound one definition, not what the featurizer computes: every version ever signed is "
-    "computed for ever (features.views is compacted by view@version, every version kept; FeaturizerState has no "
-    "cap), so a data scientist publishing 150 versions of a view of 200 `last` features (versions that differ "
-    "only in their TTL: 1..150 days) makes one business event give 30,000 values — each written to both stores "
-    "and published on features.online in the batch's transaction (a batch of 1000 events: 30 M records). "
-    "Expected: at most MAX_VIEWS x MAX_FEATURES (20,000) values per event, or a cap on versions computed."))
+# Fixed: the featurizer computes at most MAX_VIEWS x MAX_FEATURES features over every version it was given;
+# a definition past that is refused with the reason (FeaturizerState.room_for).
 def test_one_event_makes_at_most_what_one_full_definition_allows():
     from services.domain.features_views import MAX_FEATURES, MAX_VIEWS
     listed = "\n".join(f"      - {{name: f{i}, aggregate: last, field: amount}}" for i in range(MAX_FEATURES))
