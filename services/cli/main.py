@@ -29,8 +29,8 @@ def parser() -> argparse.ArgumentParser:
                                           "MLBUS_BOOTSTRAP (use an existing Kafka), MLBUS_NAMESPACE "
                                           "(topic prefix), MLBUS_KAFKA_* (any librdkafka setting).")
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (topics_cmd, acl_cmd, people_cmd, io_cmd, data_cmd, models_cmd, features_cmd, registry_cmd, deploy_cmd,
-                   monitor_cmd, score_cmd, audit_cmd, backup_cmd, supervisor, console_cmd, k8s_cmd):
+    for module in (topics_cmd, acl_cmd, people_cmd, io_cmd, data_cmd, models_cmd, features_cmd, registry_cmd,
+                   deploy_cmd, monitor_cmd, score_cmd, audit_cmd, backup_cmd, supervisor, console_cmd, k8s_cmd):
         module.register(commands)
     return root
 

@@ -84,10 +84,10 @@ _EXPORTS = {
     "LookupPlan": "features_serving", "LookupRefused": "features_serving", "PlanRefused": "features_serving",
     "completed": "features_serving", "look_up": "features_serving", "lookup_plan": "features_serving",
     "stored_value_problem": "features_serving", "wanted": "features_serving", "entity_problem": "features_serving",
-    "FeatureSetRefused": "features_training", "FeatureSettings": "features_training", "TrainingSet": "features_training",
-    "label_rows": "features_training", "parse_settings": "features_training", "reached_positions": "features_training",
-    "settings_problem": "features_training", "training_set": "features_training", "until_from_json": "features_training",
-    "until_json": "features_training",
+    "FeatureSetRefused": "features_training", "FeatureSettings": "features_training",
+    "TrainingSet": "features_training", "label_rows": "features_training", "parse_settings": "features_training",
+    "reached_positions": "features_training", "settings_problem": "features_training",
+    "training_set": "features_training", "until_from_json": "features_training", "until_json": "features_training",
     "Mismatch": "features_monitoring", "Skew": "features_monitoring", "skew": "features_monitoring",
     "view_subject": "features_monitoring", "views_used": "features_monitoring", "canonical_view": "features_views",
     "view_json_bytes": "features_views", "view_identifier": "features_views",
@@ -118,7 +118,8 @@ if TYPE_CHECKING:
     from .fairness import fairness_breach, FAIRNESS_METRICS, fairness_report, group_fairness, groups_line, MISSING_GROUP
     from .features_lookups import as_of_join, column_name, LabelRow, Lookup, online_read
     from .features_monitoring import Mismatch, Skew, skew, view_subject, views_used
-    from .features_views import canonical_bytes as view_json_bytes, IDENTIFIER as view_identifier, MAX_FEATURES, MAX_VIEWS
+    from .features_views import (canonical_bytes as view_json_bytes, IDENTIFIER as view_identifier, MAX_FEATURES,
+                                 MAX_VIEWS)
     from .features_views import canonical as canonical_view, Feature, FeatureView, parse_views, views_from_yaml, \
         ViewsRefused
     from .features_windows import aggregate, Dropped, FeatureValue, source_event, SourceEvent, SourceSpan, Windows

@@ -145,7 +145,8 @@ def _record(entity: str, lookup: Lookup, categorical: set[str]) -> dict:
         missing, reason = BAD_VALUE, problem
     found = not missing
     return {"view": lookup.view, "version": lookup.view_version, "feature": lookup.feature, "entity": entity,
-            "value": float(lookup.value) if found and column not in categorical else None,
+            "value": float(lookup.value) if found and column not in categorical and isinstance(  # checked above
+                lookup.value, (int, float)) else None,
             "text": str(lookup.value) if found and column in categorical else None,
             "event_time": None if lookup.event_ms is None else EPOCH + timedelta(milliseconds=lookup.event_ms),
             "age_ms": lookup.age_ms, "missing": missing, "reason": reason}
