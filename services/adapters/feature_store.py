@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 import sqlalchemy as sa
@@ -28,6 +31,7 @@ from services.domain import (EPOCH, FeatureValue, FeatureView, SourceSpan, Views
                              parse_views, view_json_bytes as canonical_bytes, view_identifier as IDENTIFIER)
 
 Place = tuple[str, int]
+Scalar = float | int | str | bool | None            # a FeatureValue's value (the domain's Scalar)
 VERSION = re.compile(r"[0-9a-f]{64}", re.ASCII)
 PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}", re.ASCII)     # a file name: no separator, not hidden
 _METADATA = sa.MetaData()
@@ -43,6 +47,10 @@ ONLINE = sa.Table(
     sa.Column("sources_json", sa.Text, nullable=False),
     sa.Column("newest_offset", sa.BigInteger, nullable=False),
 )
+# The lookup on a SQLite file (OnlineStore.get): view, version and entity are the ones asked for (compared as bytes:
+# no collation), so only the rest is read.
+_GET = ("SELECT feature, event_ms, window_start_ms, value_json, sources_json FROM feature_online"
+        " WHERE view = ? AND version = ? AND entity = ?")
 COLUMNS = ("view", "version", "feature", "entity", "event_ms", "window_start_ms", "value_json", "sources_json")
 
 
@@ -55,7 +63,80 @@ def _sources_json(sources: Iterable[SourceSpan]) -> str:
 
 
 def _sources(text: str) -> tuple[SourceSpan, ...]:
+    fast = _SEEN_SOURCES.get(text)
+    if fast is None:
+        fast = _stored_sources(text)
+        if fast is not None and len(text) <= 1024:
+            _remember(_SEEN_SOURCES, text, fast)
+    if fast is not None:
+        return fast
     return tuple(SourceSpan(str(t), int(p), int(f), int(last), int(n)) for t, p, f, last, n in content(text, []))
+
+
+# The store's own text, as _sources_json and _value_json write it, read without the edge's JSON parse (the lookup's
+# hot path): only the exact shapes the store writes, bounded, by whole-text regular expressions (no backtracking
+# past a bounded span); anything else — a row written otherwise, an escape, a huge number — goes to the edge's
+# parser (content), so the results are the same.
+_INT = r"-?(?:0|[1-9][0-9]{0,18})"
+_SPAN_TEXT = r'\["[A-Za-z0-9._-]{1,249}",' + ",".join([_INT] * 4) + r"\]"
+_SPAN = re.compile(r'\["([A-Za-z0-9._-]{1,249})",' + ",".join([f"({_INT})"] * 4) + r"\]", re.ASCII)
+_SPANS = re.compile(rf"\[(?:{_SPAN_TEXT}(?:,{_SPAN_TEXT})*)?\]", re.ASCII)
+_NUMBER = re.compile(r"\[(-?(?:0|[1-9][0-9]{0,18}))(\.[0-9]{1,30})?([eE][-+]?[0-9]{1,4})?\]", re.ASCII)
+_PLAIN_STRING = re.compile(r'\["([^"\\\x00-\x1f\x7f-\U0010ffff]{0,4096})"\]')
+# What the fast path read, by text (values and spans are immutable): a dict of at most _SEEN_MAX short texts each,
+# emptied when full (texts repeat: a view's values, the spans of a partition's recent offsets).
+_SEEN_MAX = 4096
+_SEEN_VALUES: dict[str, object] = {}
+_SEEN_SOURCES: dict[str, tuple[SourceSpan, ...]] = {"[]": ()}
+_CONSTANTS = {"[null]": None, "[true]": True, "[false]": False}
+_LONG = 2 ** 63
+_MISSING = object()
+
+
+def _remember(seen: dict, text: str, parsed: object) -> None:
+    if len(seen) >= _SEEN_MAX:
+        seen.clear()
+    seen[text] = parsed
+
+
+def _stored_sources(text: str) -> tuple[SourceSpan, ...] | None:
+    """The spans of a sources_json the store wrote ([[topic, partition, first, last, events], ...]), or None for
+    any other text (then the edge's parser reads it)."""
+    if len(text) > 65_536 or not _SPANS.fullmatch(text):
+        return None
+    spans = []
+    for topic, partition, first, last, events in _SPAN.findall(text):
+        numbers = (int(partition), int(first), int(last), int(events))
+        if not all(-_LONG <= n < _LONG for n in numbers):
+            return None
+        spans.append(SourceSpan(topic, *numbers))
+    return tuple(spans)
+
+
+def _stored_value(text: str) -> object:
+    """The scalar of a value_json the store wrote ([<scalar>]), or _MISSING for any other text."""
+    constant = _CONSTANTS.get(text, _MISSING)
+    if constant is not _MISSING:
+        return constant
+    number = _NUMBER.fullmatch(text)
+    if number is not None:
+        whole, fraction, exponent = number.groups()
+        if fraction is None and exponent is None:
+            value = int(whole)
+            return value if -_LONG <= value < _LONG else _MISSING
+        real = float(text[1:-1])
+        return real if math.isfinite(real) else _MISSING
+    string = _PLAIN_STRING.fullmatch(text)
+    return string.group(1) if string is not None else _MISSING
+
+
+def _value(text: str) -> Scalar:
+    fast = _SEEN_VALUES.get(text, _MISSING)
+    if fast is _MISSING:
+        fast = _stored_value(text)
+        if fast is not _MISSING and len(text) <= 64:
+            _remember(_SEEN_VALUES, text, fast)
+    return content(text)[0] if fast is _MISSING else cast(Scalar, fast)
 
 
 def _value_json(value: object) -> str:
@@ -69,7 +150,7 @@ def _newest_offset(value: FeatureValue) -> int:
 def _row_value(row: Mapping) -> FeatureValue:
     start = row["window_start_ms"]
     return FeatureValue(row["view"], row["version"], row["feature"], row["entity"], int(row["event_ms"]),
-                        content(row["value_json"])[0], None if start is None or pd.isna(start) else int(start),
+                        _value(row["value_json"]), None if start is None or pd.isna(start) else int(start),
                         _sources(row["sources_json"]))
 
 
@@ -82,6 +163,14 @@ class OnlineStore:
         self._get = sa.select(ONLINE).where(ONLINE.c.view == sa.bindparam("view"),
                                             ONLINE.c.version == sa.bindparam("version"),
                                             ONLINE.c.entity == sa.bindparam("entity"))
+        # A SQLite file: lookups go through one kept DB-API connection (sqlite3 caches the prepared statement), not
+        # SQLAlchemy's per-call connection and statement handling; a lock, as one sqlite3 connection is not to be
+        # used by two threads at once. In-memory SQLite (a connection per thread) and PostgreSQL keep SQLAlchemy.
+        self._kept: object | None = None
+        self._lock = threading.Lock()
+        database = self.engine.url.database or ""
+        self._raw = self.engine.dialect.name == "sqlite" and bool(database) and ":memory:" not in database \
+            and "mode=memory" not in str(self.engine.url)
 
     def put(self, values: Iterable[FeatureValue]) -> list[FeatureValue]:
         """Store each value not older than the one held for its (view, version, feature, entity): the newest of
@@ -112,6 +201,19 @@ class OnlineStore:
 
     def get(self, view: str, version: str, entity: str) -> list[FeatureValue]:
         """Every feature's newest value of this view version for `entity`."""
+        if self._raw and type(view) is str and type(version) is str and type(entity) is str:
+            with self._lock:
+                if self._kept is None:
+                    self._kept = self.engine.raw_connection()
+                cursor = self._kept.cursor()        # type: ignore[attr-defined]
+                try:
+                    cursor.execute(_GET, (view, version, entity))
+                    rows = cursor.fetchall()
+                finally:
+                    cursor.close()
+            return [FeatureValue(view, version, feature, entity, int(ms), _value(value),
+                                 None if start is None else int(start), _sources(sources))
+                    for feature, ms, start, value, sources in rows]
         with self.engine.connect() as connection:
             rows = connection.execute(self._get, {"view": view, "version": version, "entity": entity}).mappings()
             return [_row_value(row) for row in rows]
@@ -135,6 +237,10 @@ class OnlineStore:
         return held
 
     def close(self) -> None:
+        with self._lock:
+            kept, self._kept = self._kept, None
+        if kept is not None:
+            kept.close()                            # type: ignore[attr-defined]
         self.engine.dispose()
 
 

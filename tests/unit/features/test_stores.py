@@ -82,3 +82,63 @@ def test_the_online_store_keeps_the_newest_value_whatever_the_order_it_is_given(
 def test_a_feature_value_goes_through_its_avro_record_unchanged():
     for value in values(30):
         assert value_from_record(value_record(value)) == value
+
+
+def test_the_store_reads_its_own_text_as_the_edge_would_and_leaves_any_other_text_to_the_edge():
+    from services.adapters import feature_store as fs
+    from services.bus.edge import content
+    from services.domain.features_windows import SourceSpan
+
+    def edge(text):
+        try:
+            return ("ok", type(content(text)[0]).__name__, repr(content(text)[0]))
+        except Exception as refusal:        # noqa: BLE001 — the same failure on both sides
+            return ("refused", type(refusal).__name__)
+
+    def ours(text):
+        try:
+            found = fs._value(text)
+            return ("ok", type(found).__name__, repr(found))
+        except Exception as refusal:        # noqa: BLE001 — the same failure on both sides
+            return ("refused", type(refusal).__name__)
+    scalars = [None, True, False, 0, -0, 1, -5, 2 ** 63 - 1, -2 ** 63, 2 ** 63, 10 ** 30, 1.5, -0.0, 3.0, 1e16, 1e-300,
+               1.7976931348623157e308, 123456789.123456789, "", "abc", 'a"b', "é", "x\\y", "\u202e", "a\tb", "a" * 5000]
+    for scalar in scalars:
+        text = fs._value_json(scalar)
+        assert ours(text) == edge(text), text[:40]
+    for text in ("[1e999]", "[NaN]", "[01]", "[1.]", '["a\x00"]', "[[1]]", "[1,2]", "[]", "{}", "x"):
+        assert ours(text) == edge(text), text
+    spans = [(), (SourceSpan("business.events", 0, 1, 5, 3),),
+             (SourceSpan("a", 2, -1, 2 ** 63 - 1, 1), SourceSpan("b-c_d.e", 1, 0, 0, 0)),
+             (SourceSpan("x y", 0, 0, 0, 0),), (SourceSpan("é", 0, 0, 0, 0),)]
+    for given in spans:
+        assert fs._sources(fs._sources_json(given)) == given
+    for text in ('[["a",01,2,3,4]]', '[["a",1,2,3]]', '[["a",1,2,3,4]', '[["a",1,2,3,4]]x', '[["a",1.5,2,3,4]]',
+                 '[["a",1,2,3,9223372036854775808]]', '[["a",1,2,3,4],]', '[["a\\u0062",1,2,3,4]]'):
+        assert fs._stored_sources(text) is None, text
+
+
+def test_a_sqlite_file_is_read_through_a_kept_connection_with_the_same_values_as_sqlalchemy(tmp_path):
+    from services.domain.features_windows import FeatureValue, SourceSpan
+    store = OnlineStore(f"sqlite:///{tmp_path / 'features.db'}")
+    assert store._raw
+    made = list(values())
+    store.put(made)
+    odd = [FeatureValue(VIEW.name, VIEW.version, name, "c3", 10 ** 12, value, None,
+                        (SourceSpan("business.events", 0, 1, 2, 2),))
+           for name, value in [("s", 'a"b\\é'), ("n", None), ("b", True), ("i", -2 ** 63), ("f", -0.5)]]
+    store.put(odd)
+    for entity in ("c0", "c3", "nobody"):
+        fast = store.get(VIEW.name, VIEW.version, entity)
+        store._raw = False
+        slow = store.get(VIEW.name, VIEW.version, entity)
+        store._raw = True
+        assert list(map(repr, fast)) == list(map(repr, slow))
+    newer = FeatureValue(VIEW.name, VIEW.version, "s", "c3", 10 ** 12 + 1, "later", None, ())
+    store.put([newer])                   # a value put after a lookup: the kept connection sees it
+    assert newer in store.get(VIEW.name, VIEW.version, "c3")
+    store.close()
+    memory = OnlineStore("sqlite://")
+    assert not memory._raw
+    memory.put(odd)
+    assert sorted(map(repr, memory.get(VIEW.name, VIEW.version, "c3"))) == sorted(map(repr, odd))
