@@ -29,7 +29,8 @@ def publish_version(bus, publisher: Publisher, version: int, uri: str, sha256: s
                "artifact_uri": uri,
                "artifact_sha256": sha256,
                "trained_at": now, "signer": None, "signer_key": None, "signature": None, "act_id": None,
-               "made_at": None}       # the scorer folds what the trainer wrote; signatures are the registry's check
+               "made_at": None,       # the scorer folds what the trainer wrote; signatures are the registry's check
+               "feature_views_json": None, "features_snapshot_sha256": None, "features_until_json": None}
     publisher.publish(Event("mlbus.ModelTrained", trained, key=MODEL, id=f"trained-{version}"))
     publisher.publish(change(MODEL, f"d{version}", "replace", "completed", [route(version, "champion", 1.0, sha256)],
                              "test", "deployer", f"cause-{version}", now, version=version))
