@@ -3,7 +3,7 @@ record makes known. No Kafka, no store: handlers.py writes what this returns.
 
 Every defined version of a view is computed, not only the newest: a model trained on an older version is served
 with the values of that version. A view defined after its source had events is computed from the source's start
-(the handler hands `backfill` the source's history up to where the featurizer has read)."""
+(the handler hands `backfill` the source's history to its end)."""
 from __future__ import annotations
 
 import heapq

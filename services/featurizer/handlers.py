@@ -24,7 +24,7 @@ from .core import FeaturizerState, Made, backfill, in_time_order
 VIEW_RECORD = "mlbus.FeatureViewDefined"
 VIEW_SIGNERS = ("data-scientist",)
 REDELIVERED = "delivered again"            # the end of features_windows' reason for a redelivered record
-History = Callable[[str, dict[tuple[str, int], int]], Iterable[tuple]]     # topic, read_to → source records
+History = Callable[[str, "dict[tuple[str, int], int] | None"], Iterable[tuple]]   # topic, read to (None: end)
 
 
 class DefinitionRefused(BadInput):
@@ -94,7 +94,10 @@ class Featurizer:
             view = definition(message, self.verify, self.sources, self.state)
             if not self.state.define(view):
                 return []
-            made = backfill(self.state, view.version, self.history(view.source_topic, dict(self.state.read_to)))
+            # the source to its end now, not only what this consumer has read: records of other partitions still to
+            # come live would be late against the backfill's watermark; those it read here come again and are
+            # dropped as delivered already
+            made = backfill(self.state, view.version, self.history(view.source_topic, None))
             self.log.info("view defined", view=view.name, version=view.version[:12], source=view.source_topic,
                           backfilled=len(made.values))
             return self._said(made)

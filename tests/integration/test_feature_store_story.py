@@ -134,7 +134,7 @@ def test_a_model_on_a_feature_view_trains_without_leakage_serves_with_lookups_an
     row = built.frame.iloc[len(labels) // 2]
     assert row["customer"] == planted_row.customer and row["shop__last_amount"] != 99_999.0
     assert not row["shop__spend_7d"] >= 99_999.0                 # the planted purchase is in no window it sees
-    assert not any(v.value == 99_999.0 for v in built.used)
+    # (later rows of that customer may see the planted purchase: for them it is the past, as pandas says above)
     assert trained["metrics"]["roc_auc"] > 0.6, trained["metrics"]           # the view's features predict returns
 
     # the prediction records what was looked up, equal to the online store's values as serving read them
