@@ -8,6 +8,8 @@ from typing import Iterable, Mapping
 import yaml
 
 DLQ_SUFFIX = ".dlq"
+WIRES = ("single-object", "confluent")      # how a topic's records are framed (services/bus/codec.py)
+SINGLE_OBJECT_ONLY = ("mlbus.AuditRecord", "mlbus.SchemaDefinition")   # whatever MLBUS_WIRE says
 
 
 class CatalogueError(ValueError):
@@ -29,6 +31,7 @@ class Topic:
     readers: tuple[str, ...] = ()       # read without consuming as input (rebuilding state, reference data)
     private: bool = False               # not readable by every person (features and labels)
     personal: tuple[str, ...] = ()      # fields of a person's data, sealed in audit.log by the message key ("*": all)
+    wire: str | None = None             # single-object | confluent; None: the deployment's (MLBUS_WIRE)
 
     @property
     def dlq(self) -> str:
@@ -39,7 +42,7 @@ class Topic:
                 "replication": self.replication, "config": dict(self.config),
                 "producers": list(self.producers), "consumers": list(self.consumers),
                 "readers": list(self.readers), "private": self.private, "personal": list(self.personal),
-                "purpose": self.purpose, "dead_letter_for": self.dead_letter_for}
+                "purpose": self.purpose, "dead_letter_for": self.dead_letter_for, "wire": self.wire}
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,11 @@ class Catalogue:
             return self.topics[self._by_schema[schema]]
         except KeyError:
             raise CatalogueError(f"no topic in topics.yaml carries {schema}") from None
+
+    def confluent_records(self, default_wire: str) -> set[str]:
+        """The record types written in Confluent's framing: their topic's `wire`, else the deployment's."""
+        return {t.schema for t in self.primary() if t.schema is not None and t.schema not in SINGLE_OBJECT_ONLY
+                and (t.wire or default_wire) == "confluent"}
 
     def consumed_by(self, service: str) -> list[Topic]:
         return [t for t in self if service in t.consumers]
@@ -109,7 +117,19 @@ def _topic(entry: Mapping, defaults: Mapping, replication: int | None) -> Topic:
         config={k: str(v) for k, v in config.items()},
         producers=tuple(entry.get("producers", [])), consumers=tuple(entry.get("consumers", [])),
         readers=tuple(entry.get("readers", [])), private=bool(entry.get("private", False)),
-        personal=tuple(entry.get("personal", [])), purpose=entry["purpose"])
+        personal=tuple(entry.get("personal", [])), purpose=entry["purpose"], wire=_wire(entry))
+
+
+def _wire(entry: Mapping) -> str | None:
+    wire = entry.get("wire")
+    if wire is None:
+        return None
+    if wire not in WIRES:
+        raise CatalogueError(f"topic {entry['name']}: wire {wire!r} is not one of {', '.join(WIRES)}")
+    if entry["schema"] in SINGLE_OBJECT_ONLY and wire != WIRES[0]:
+        raise CatalogueError(f"topic {entry['name']}: {entry['schema']} is written in single-object encoding only "
+                             "(mlbus's own record: the compiled audit paths and the schema topic read it so)")
+    return wire
 
 
 def _dead_letter_topic(topic: Topic, defaults: Mapping) -> Topic:

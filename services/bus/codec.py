@@ -1,8 +1,14 @@
-"""Avro single-object encoding (C3 01 + CRC-64-AVRO fingerprint + body) with a schema catalogue.
+"""Avro on the wire, in two framings, with a schema catalogue.
 
-Writers encode with their local schema from schemas/. Readers look the writer schema up by fingerprint
-(schemas/ first, then whatever a resolver finds, e.g. the compacted `schemas` topic) and read with their
-own version of the record (Avro schema resolution), so producers and consumers evolve independently.
+- single-object encoding (the default): C3 01 + the CRC-64-AVRO fingerprint of the writer schema + body;
+- Confluent's framing (for Kafka Connect, ksqlDB, Flink…): 00 + the writer schema's 4-byte id in a schema
+  registry (big-endian) + body. Records of the types in `confluent` are written so (topics.yaml `wire:
+  confluent`, or MLBUS_WIRE=confluent), with the id the registry gives their topic's subject.
+
+Writers encode with their local schema from schemas/. Readers take either framing on every topic: they look the
+writer schema up by fingerprint (schemas/ first, then whatever a resolver finds, e.g. the compacted `schemas`
+topic) or by registry id (what the registry says), and read with their own version of the record (Avro schema
+resolution), so producers and consumers evolve independently.
 """
 from __future__ import annotations
 
@@ -10,10 +16,10 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, cast
+from typing import Any, Callable, Iterable, Protocol, cast
 
 import fastavro
-from fastavro.schema import UnknownType, fingerprint, parse_schema, to_parsing_canonical_form
+from fastavro.schema import SchemaParseException, UnknownType, fingerprint, parse_schema, to_parsing_canonical_form
 from fastavro.validation import ValidationError, validate
 
 from .errors import BadInput, DecodeError
@@ -21,6 +27,9 @@ from .native import decoder, encoder
 
 MARKER = b"\xc3\x01"
 HEADER_LEN = len(MARKER) + 8
+CONFLUENT_MAGIC = b"\x00"
+CONFLUENT_HEADER_LEN = len(CONFLUENT_MAGIC) + 4
+MAX_UNKNOWN_IDS = 10_000        # registry ids found unknown, remembered (then forgotten all at once)
 SUBDIRS = (".", "common")      # schemas/datasets/ holds data contracts, not wire records
 
 
@@ -44,6 +53,42 @@ def writer_schema(parsed: dict) -> WriterSchema:
     canonical = to_parsing_canonical_form(parsed)
     return WriterSchema(name=parsed["name"], fingerprint=bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")),
                         parsed=parsed, canonical=canonical)
+
+
+class RegistryIds(Protocol):
+    """A schema registry as the codec needs it (services/bus/schema_registry.py speaks to a real one)."""
+
+    def id_for(self, record: str, schema_text: str) -> int:
+        """The id of this writer schema under its topic's subject (registering it, where it is new)."""
+
+    def schema_text(self, schema_id: int) -> str | None:
+        """The schema the registry holds under this id; None when it holds none. An unreachable registry
+        raises (an infrastructure failure: the service stops loudly, nothing is dead-lettered for it)."""
+
+
+def confluent_prefix(schema_id: int) -> bytes:
+    return CONFLUENT_MAGIC + schema_id.to_bytes(4, "big")
+
+
+def registry_form(parsed: dict) -> str:
+    """A parsed (expanded) schema as a registry and other tools take it: each named type defined at its first
+    use and named after, logical types kept, fastavro's own keys left out."""
+    return json.dumps(defined_once(parsed), separators=(",", ":"))
+
+
+def defined_once(node, seen: set[str] | None = None):
+    """A schema with each named type defined at its first use and referred to by name after (fastavro and
+    Avro's other parsers refuse a name defined twice), keys starting with __ (fastavro's own) left out."""
+    seen = set() if seen is None else seen
+    if isinstance(node, list):
+        return [defined_once(item, seen) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if node.get("type") in ("record", "enum", "fixed") and "name" in node:
+        if node["name"] in seen:
+            return node["name"]
+        seen.add(node["name"])
+    return {key: defined_once(value, seen) for key, value in node.items() if not key.startswith("__")}
 
 
 def load_schema_files(schemas_dir: Path) -> list[dict]:
@@ -73,20 +118,7 @@ def parse_announced(schema_json: str, local: dict | None = None) -> dict:
     The canonical form carries no logical types: those of `local` (our version of the record) are put back on
     the longs it has in the same place, so an older writer's times still read as times. The fingerprint of the
     result is the announced one (logical types are not part of the canonical form)."""
-    seen: set[str] = set()
-
-    def named_once(node):
-        if isinstance(node, list):
-            return [named_once(item) for item in node]
-        if not isinstance(node, dict):
-            return node
-        if node.get("type") in ("record", "enum", "fixed") and "name" in node:
-            if node["name"] in seen:
-                return node["name"]
-            seen.add(node["name"])
-        return {key: named_once(value) for key, value in node.items()}
-
-    announced = named_once(json.loads(schema_json))
+    announced = defined_once(json.loads(schema_json))
     return cast(dict, parse_schema(with_logical_types(announced, local) if local else announced, expand=True))
 
 
@@ -122,9 +154,13 @@ def _kind(schema) -> str | None:
 
 
 class SchemaCatalogue:
-    """Local schemas by name, every known writer schema by fingerprint."""
+    """Local schemas by name, every known writer schema by fingerprint and, once seen, by registry id.
 
-    def __init__(self, parsed_schemas: Iterable[dict], resolver: Callable[[bytes], str | None] | None = None):
+    registry: where Confluent-framed records find their writer schema, and where the records named in
+    `confluent` get the id they are written with (None: such records cannot be read, and none are written)."""
+
+    def __init__(self, parsed_schemas: Iterable[dict], resolver: Callable[[bytes], str | None] | None = None,
+                 registry: RegistryIds | None = None, confluent: Iterable[str] = ()):
         self.by_name: dict[str, WriterSchema] = {}
         self.by_fingerprint: dict[bytes, WriterSchema] = {}
         for parsed in parsed_schemas:
@@ -132,6 +168,14 @@ class SchemaCatalogue:
             self.by_name[schema.name] = schema
             self.by_fingerprint[schema.fingerprint] = schema
         self.resolver = resolver
+        self.registry = registry
+        self.confluent = frozenset(confluent)
+        if self.confluent and registry is None:
+            raise ValueError(f"records to write in Confluent framing ({', '.join(sorted(self.confluent))}) "
+                             "need a schema registry (MLBUS_REGISTRY_URL)")
+        self.by_registry_id: dict[int, WriterSchema] = {}
+        self._unknown_ids: set[int] = set()
+        self._prefixes: dict[str, bytes] = {}       # record name → the header it is written with
         self._compiled: dict[bytes, Callable[[bytes], dict | None] | None] = {}    # fingerprint → its reader
         self._writers: dict[str, Callable[[dict], bytes | None] | None] = {}      # local record → its writer
 
@@ -158,7 +202,7 @@ class SchemaCatalogue:
         if check:
             check_datum(schema, datum)
         if schema.name not in self._writers:
-            self._writers[schema.name] = encoder(schema.parsed, schema.prefix)
+            self._writers[schema.name] = encoder(schema.parsed, self.prefix_of(schema))
         compiled = self._writers[schema.name]
         # In compiled code where it can (services/bus/native.py): the bytes fastavro writes; fastavro writes (or
         # refuses) the values it leaves.
@@ -166,7 +210,7 @@ class SchemaCatalogue:
         if payload is not None:
             return payload
         buffer = io.BytesIO()
-        buffer.write(schema.prefix)
+        buffer.write(self.prefix_of(schema))
         try:
             fastavro.schemaless_writer(buffer, schema.parsed, datum)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
@@ -174,10 +218,22 @@ class SchemaCatalogue:
             raise BadInput(f"{name}: {exc}") from exc
         return buffer.getvalue()
 
+    def prefix_of(self, schema: WriterSchema) -> bytes:
+        """The header `schema`'s records are written with: its single-object prefix, or Confluent's with the id
+        the registry gives it (asked once)."""
+        if schema.name not in self.confluent:
+            return schema.prefix
+        if schema.name not in self._prefixes:
+            assert self.registry is not None        # __init__ refuses confluent records without one
+            schema_id = self.registry.id_for(schema.name, registry_form(schema.parsed))
+            self.by_registry_id[schema_id] = schema
+            self._prefixes[schema.name] = confluent_prefix(schema_id)
+        return self._prefixes[schema.name]
+
     def decode(self, payload: bytes | None, reader: str | None = None) -> tuple[str, dict]:
         """(record name, datum) read with the local version of the writer's record, or `reader`."""
-        writer = self.writer_of(payload)
-        assert payload is not None          # writer_of refuses a tombstone (DecodeError)
+        writer, header_len = self.located(payload)
+        assert payload is not None          # located refuses a tombstone (DecodeError)
         reader_schema = self.by_name.get(reader or writer.name)
         if reader_schema is None or reader_schema.fingerprint == writer.fingerprint:
             reader_parsed = None
@@ -187,7 +243,7 @@ class SchemaCatalogue:
                 self._compiled[writer.fingerprint] = decoder(writer.parsed)
             compiled = self._compiled[writer.fingerprint]
             try:
-                datum = compiled(payload[HEADER_LEN:]) if compiled is not None else None
+                datum = compiled(payload[header_len:]) if compiled is not None else None
             except Exception as exc:    # a time past a datetime's range, say: bad input as fastavro's are
                 raise DecodeError(f"{writer.name} body does not decode: {type(exc).__name__}: {exc}") from exc
             if datum is not None:
@@ -195,7 +251,7 @@ class SchemaCatalogue:
         else:
             reader_parsed = reader_schema.parsed
         buffer = io.BytesIO(payload)
-        buffer.seek(HEADER_LEN)
+        buffer.seek(header_len)
         try:
             datum = cast(dict, fastavro.schemaless_reader(buffer, writer.parsed, reader_parsed))   # a record
         except Exception as exc:    # fastavro raises many types on corrupt bodies: all mean bad input
@@ -205,11 +261,19 @@ class SchemaCatalogue:
         return (reader_schema or writer).name, datum
 
     def writer_of(self, payload: bytes | None) -> WriterSchema:
+        return self.located(payload)[0]
+
+    def located(self, payload: bytes | None) -> tuple[WriterSchema, int]:
+        """The writer schema of a framed record, and where its body starts; DecodeError for what is neither
+        framing, or names a writer schema nobody knows."""
+        if payload is not None and payload[:1] == CONFLUENT_MAGIC and len(payload) >= CONFLUENT_HEADER_LEN:
+            return self._by_registry_id(int.from_bytes(payload[1:CONFLUENT_HEADER_LEN], "big")), CONFLUENT_HEADER_LEN
         if payload is None or len(payload) < HEADER_LEN:
             raise DecodeError(f"message of {0 if payload is None else len(payload)} bytes is too short "
-                              "for Avro single-object encoding")
+                              "for Avro single-object encoding or Confluent's framing")
         if payload[:2] != MARKER:
-            raise DecodeError(f"no Avro single-object marker C3 01 (starts with {payload[:2].hex()})")
+            raise DecodeError(f"no Avro single-object marker C3 01 nor Confluent's magic byte 00 "
+                              f"(starts with {payload[:2].hex()})")
         fp = bytes(payload[2:HEADER_LEN])
         schema = self.by_fingerprint.get(fp)
         if schema is None and self.resolver is not None:
@@ -217,6 +281,29 @@ class SchemaCatalogue:
             schema = self.learn(schema_json) if schema_json else None
         if schema is None:
             raise DecodeError(f"unknown writer schema fingerprint {fp.hex()}")
+        return schema, HEADER_LEN
+
+    def _by_registry_id(self, schema_id: int) -> WriterSchema:
+        schema = self.by_registry_id.get(schema_id)
+        if schema is not None:
+            return schema
+        if self.registry is None:
+            raise DecodeError(f"a Confluent-framed record (schema id {schema_id}) and no schema registry to "
+                              "look its schema up in (MLBUS_REGISTRY_URL)")
+        if schema_id in self._unknown_ids:
+            raise DecodeError(f"schema id {schema_id} is not in the schema registry")
+        schema_json = self.registry.schema_text(schema_id)     # an unreachable registry raises: not bad input
+        if schema_json is None:
+            if len(self._unknown_ids) >= MAX_UNKNOWN_IDS:
+                self._unknown_ids.clear()
+            self._unknown_ids.add(schema_id)
+            raise DecodeError(f"schema id {schema_id} is not in the schema registry")
+        try:
+            schema = self.learn(schema_json)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError, SchemaParseException) as exc:
+            raise DecodeError(f"schema id {schema_id}: the registry's schema does not parse as Avro: "
+                              f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        self.by_registry_id[schema_id] = schema
         return schema
 
 

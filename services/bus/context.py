@@ -5,8 +5,9 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from .catalogue import Catalogue, load_catalogue
-from .codec import SchemaCatalogue
-from .settings import Settings
+from .codec import SchemaCatalogue, load_schema_files
+from .schema_registry import SchemaRegistry
+from .settings import ConfigError, Settings
 
 
 @dataclass(frozen=True)
@@ -20,9 +21,16 @@ class Bus:
     def from_settings(cls, settings: Settings) -> "Bus":
         connection = settings.connection
         catalogue = load_catalogue(settings.storage.topics_file, connection.namespace, connection.replication)
-        schemas = SchemaCatalogue.from_dir(settings.storage.schemas_dir)
+        registry = SchemaRegistry(connection.registry_url, catalogue) if connection.registry_url else None
+        confluent = catalogue.confluent_records(connection.wire)
+        if confluent and registry is None:
+            raise ConfigError(f"{len(confluent)} record types are to be written in Confluent's framing "
+                              f"(MLBUS_WIRE={connection.wire}, topics.yaml `wire:`): set MLBUS_REGISTRY_URL to a "
+                              "schema registry (scripts/registry start prints one)")
+        schemas = SchemaCatalogue(load_schema_files(settings.storage.schemas_dir), registry=registry,
+                                  confluent=confluent)
         for topic in catalogue.primary():
-            schemas.schema(topic.schema)      # every topic's schema must exist: fail at start, not later
+            schemas.schema(str(topic.schema))      # every topic's schema must exist: fail at start, not later
         return cls(settings, catalogue, schemas)
 
     @classmethod

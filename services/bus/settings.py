@@ -41,6 +41,11 @@ class ConnectionSettings:
     principal: str                      # MLBUS_PRINCIPAL: whose broker credentials this process uses
     kafka_clients_dir: Path             # MLBUS_CREDENTIALS_DIR: <principal>.properties files (scripts/kafka,
                                         # mlbus acl apply)
+    wire: str = "single-object"         # MLBUS_WIRE: how every topic is framed unless topics.yaml says (`wire:`):
+                                        # single-object (Avro single-object encoding) or confluent (00 + a
+                                        # schema registry's id: what Kafka Connect, ksqlDB, Flink read)
+    registry_url: str = ""              # MLBUS_REGISTRY_URL: a schema registry's Confluent-compatible API
+                                        # (Apicurio: http://host:port/apis/ccompat/v7); scripts/registry starts one
     identity_principal: str = ""        # the person the CLI acts as (identity file), and their broker credentials
     identity_kafka: Mapping[str, str] | None = None     # the broker credentials of the person the CLI acts as
                                                         # (from their identity file)
@@ -55,6 +60,8 @@ class ConnectionSettings:
             kafka_overrides=kafka_overrides(env),
             principal=env.get("MLBUS_PRINCIPAL", ""),
             kafka_clients_dir=Path(env.get("MLBUS_CREDENTIALS_DIR", var_dir / "kafka" / "clients")),
+            wire=choice(env, "MLBUS_WIRE", ("single-object", "confluent")),
+            registry_url=env.get("MLBUS_REGISTRY_URL", "").rstrip("/"),
         )
 
     @property

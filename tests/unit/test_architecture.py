@@ -202,6 +202,7 @@ JSON_READERS = {
     "bus/edge.py": "the edge: every record's *_json fields, within its bounds",
     "bus/codec.py": "Avro schema files, and announced schemas the codec checks against their fingerprints",
     "bus/records_gen.py": "Avro schema files (code generation)",
+    "bus/schema_registry.py": "a schema registry's answers (ids, schemas), never a record",
     "bus/poison.py": "the runtime's own state file",
     "bus/positions.py": "librdkafka's statistics, from the runtime's own consumer",
     "bus/identity.py": "a person's identity file",

@@ -102,7 +102,8 @@ def test_an_older_writers_announced_canonical_form_reads_with_our_times_and_defa
 
 @pytest.mark.parametrize("payload, reason", [
     (b"", "too short"),
-    (b"\x00\x01" + b"\x00" * 12, "marker"),
+    (b"\x01\x01" + b"\x00" * 12, "marker"),
+    (b"\x00\x01" + b"\x00" * 12, "registry"),       # a leading 00 is Confluent's framing (no registry here)
     (MARKER + b"\xde\xad\xbe\xef\x00\x00\x00\x00" + b"\x02", "unknown writer schema"),
 ])
 def test_malformed_bytes_are_decode_errors(payload, reason):

@@ -30,6 +30,8 @@ def changed(value, field: str) -> str:
     """A value for the field's variable unlike its default."""
     if field == "scorer_delivery":
         return "at-least-once"
+    if field == "wire":
+        return "confluent"
     if value is None:
         return "3"
     if isinstance(value, (int, float)):
