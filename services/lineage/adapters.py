@@ -12,6 +12,7 @@ from openlineage.client.transport.http import ApiKeyTokenProvider, HttpConfig, H
 from openlineage.client.transport.transport import Transport
 
 from services.bus.errors import InfrastructureError
+from services.bus.settings import ConfigError
 
 from .settings import LineageSettings
 
@@ -35,6 +36,9 @@ def transports(settings: LineageSettings) -> list[Transport]:
 def emitter(settings: LineageSettings) -> Callable[[RunEvent], None]:
     """Emit one event through every configured transport; any failure is InfrastructureError."""
     clients = [OpenLineageClient(transport=transport) for transport in transports(settings)]
+    if any(client.transport.kind == "noop" for client in clients):      # it would take records and send nothing
+        raise ConfigError("OPENLINEAGE_DISABLED=true turns the OpenLineage client off: unset it, or do not run "
+                          "the lineage service")
 
     def emit(event: RunEvent) -> None:
         for client in clients:
