@@ -1,5 +1,8 @@
 """Codec: mlbus's encode/decode of the request and prediction records against raw fastavro
-schemaless_writer/reader on the same parsed schema, in a tight loop, one core."""
+schemaless_writer/reader on the same parsed schema, in a tight loop, one core; and Confluent's framing (00 + a
+registry id) beside single-object encoding, both through mlbus's codec. The registry is asked once per record
+type and never in the loop, so an id map in memory stands in for it here (tests/integration/test_schema_registry.py
+and the outside readers' tests use a real one)."""
 from __future__ import annotations
 
 import io
@@ -10,6 +13,7 @@ from datetime import datetime, timezone
 import fastavro
 
 from services.bus import Bus
+from services.bus.codec import SchemaCatalogue
 
 from .figures import Figure, compare, measure_pair
 
@@ -30,8 +34,25 @@ def rate(loop, n: int) -> Callable[[], float]:
     return run
 
 
+class IdMap:
+    """The registry's two answers from memory: ids in order of registration."""
+
+    def __init__(self):
+        self.texts: list[str] = []
+
+    def id_for(self, record: str, schema_text: str) -> int:
+        if schema_text not in self.texts:
+            self.texts.append(schema_text)
+        return self.texts.index(schema_text) + 1
+
+    def schema_text(self, schema_id: int) -> str | None:
+        return self.texts[schema_id - 1] if 0 < schema_id <= len(self.texts) else None
+
+
 def benchmarks(bus: Bus, quick: bool, counted: int) -> list[Figure]:
     n = 20_000 if quick else 100_000
+    parsed_all = [schema.parsed for schema in bus.schemas.by_name.values()]
+    confluent = SchemaCatalogue(parsed_all, registry=IdMap(), confluent=("mlbus.InferenceRequest", "mlbus.Prediction"))
     figures = []
     for record, datum in (("mlbus.InferenceRequest", REQUEST), ("mlbus.Prediction", PREDICTION)):
         parsed = bus.schemas.schema(record).parsed
@@ -62,4 +83,21 @@ def benchmarks(bus: Bus, quick: bool, counted: int) -> list[Figure]:
             figures.append(compare(f"codec {verb} {short}", mine, "records/s",
                                    f"raw fastavro schemaless_{'writer' if verb == 'encode' else 'reader'}",
                                    theirs, goal_ratio=0.9, goal="≥ 0.9× raw fastavro"))
+        framed = confluent.encode(record, datum)
+        assert framed[5:] == body and confluent.decode(framed)[0] == record
+
+        def confluent_encode(k: int) -> None:
+            for _ in range(k):
+                confluent.encode(record, datum)
+
+        def confluent_decode(k: int) -> None:
+            for _ in range(k):
+                confluent.decode(framed)
+
+        for verb, theirs_loop, ours_loop in (("encode", confluent_encode, ours_encode),
+                                             ("decode", confluent_decode, ours_decode)):
+            mine, theirs = measure_pair(rate(theirs_loop, n), rate(ours_loop, n), max(counted, 3))
+            figures.append(compare(f"codec {verb} {short}, Confluent framing", mine, "records/s",
+                                   "single-object encoding (mlbus's default)", theirs, goal_ratio=0.9,
+                                   goal="≥ 0.9× single-object"))
     return figures
