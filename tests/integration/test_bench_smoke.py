@@ -15,8 +15,9 @@ def test_the_quick_codec_benchmark_writes_every_figure(tmp_path):
                             env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT_ROOT)})
     assert result.returncode == 0, result.stderr[-2000:]
     figures = json.loads((tmp_path / "results.json").read_text())
-    assert [f["name"] for f in figures] == ["codec encode InferenceRequest", "codec decode InferenceRequest",
-                                            "codec encode Prediction", "codec decode Prediction"]
+    assert [f["name"] for f in figures] == [
+        f"codec {verb} {record}{framing}" for record in ("InferenceRequest", "Prediction")
+        for framing in ("", ", Confluent framing") for verb in ("encode", "decode")]
     assert all(f["value"] > 0 and f["peer_value"] > 0 and isinstance(f["met"], bool) for f in figures)
     assert (tmp_path / "results.md").read_text().startswith("| figure | mlbus |")
 
