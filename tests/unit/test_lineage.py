@@ -10,12 +10,14 @@ import pytest
 from openlineage.client.serde import Serde
 
 from services.bus import BadInput
+from services.bus.errors import InfrastructureError, is_infrastructure
+from services.lineage.adapters import emitter
 from services.bus.settings import ConfigError
 from services.lineage.decide import Places, Scoring
 from services.lineage.handlers import Lineage
 from services.lineage.settings import LineageSettings
 from tests.support.handlers import received
-from tests.support.lineage import problems
+from tests.support.lineage import problems, read_events
 
 T0 = datetime(2026, 12, 7, 10, 0, 5, tzinfo=timezone.utc)
 PLACES = Places(jobs="mlbus", bus="kafka://broker:9093", producer="urn:mlbus:lineage:0.1.0",
@@ -215,3 +217,22 @@ def test_settings_need_a_file_or_a_url_and_keep_the_key_out_of_their_repr(tmp_pa
     settings = LineageSettings.from_env({"MLBUS_LINEAGE_URL": "http://localhost:5000", "MLBUS_LINEAGE_API_KEY": "s3"})
     assert settings.url == "http://localhost:5000" and settings.file is None and "s3" not in repr(settings)
     assert LineageSettings.from_env({"MLBUS_LINEAGE_FILE": str(tmp_path / "l.jsonl")}).period_s == 3600
+
+
+def test_the_client_s_file_transport_appends_events_that_validate_and_a_failing_one_is_infrastructure(tmp_path):
+    out = tmp_path / "lineage" / "events.jsonl"
+    handler = Lineage(PLACES, Scoring(60), emitter(LineageSettings.from_env({"MLBUS_LINEAGE_FILE": str(out)})), 5)
+    handler(received("mlbus.ModelTrained", trained()))
+    written = read_events(out)
+    assert [e["eventType"] for e in written] == ["START", "COMPLETE"] and all(problems(e) == [] for e in written)
+    (tmp_path / "a-directory").mkdir()
+    broken = emitter(LineageSettings.from_env({"MLBUS_LINEAGE_FILE": str(tmp_path / "a-directory")}))
+    with pytest.raises(InfrastructureError) as raised:
+        Lineage(PLACES, Scoring(60), broken, 5)(received("mlbus.ModelTrained", trained()))
+    assert is_infrastructure(raised.value) and "file transport failed" in str(raised.value)
+
+
+def test_a_disabled_client_is_refused_at_start(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENLINEAGE_DISABLED", "true")
+    with pytest.raises(ConfigError):
+        emitter(LineageSettings.from_env({"MLBUS_LINEAGE_FILE": str(tmp_path / "l.jsonl")}))
