@@ -24,7 +24,7 @@ class LineageSettings:
         env = os.environ if env is None else env
         file, url = env.get("MLBUS_LINEAGE_FILE", "").strip(), env.get("MLBUS_LINEAGE_URL", "").strip()
         if not file and not url:
-            raise ConfigError("lineage: set MLBUS_LINEAGE_FILE (a JSON-lines file) or MLBUS_LINEAGE_URL (an "
+            raise ConfigError("set MLBUS_LINEAGE_FILE (a JSON-lines file) or MLBUS_LINEAGE_URL (an "
                               "OpenLineage endpoint such as Marquez's http://localhost:5000), or both")
         if url and not url.startswith(("http://", "https://")):
             raise ConfigError(f"MLBUS_LINEAGE_URL must be an http:// or https:// URL, not {url[:80]!r}")
