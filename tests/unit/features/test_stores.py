@@ -5,24 +5,14 @@ import pytest
 
 from services.adapters.feature_store import (OfflineStore, OnlineStore, snapshot_digest, value_from_record,
                                              value_record, view_from_record, views_record)
-from services.domain.features_views import ViewsRefused, canonical, views_from_yaml
+from services.domain.features_views import ViewsRefused, canonical
 from services.domain.features_windows import aggregate, source_event
+from tests.support.feature_views import LAST_AND_SUM, purchases_view
 
-VIEWS = views_from_yaml("""
-views:
-  - name: customer_purchases
-    entity: customer_id
-    source: {topic: business.events, kind: purchase}
-    event_time: purchased_at
-    lateness: 5m
-    ttl: 2d
-    owner: ana
-    features:
-      - {name: last_amount, aggregate: last, field: amount}
-      - {name: spend_1h, aggregate: sum, field: amount, window: 1h}
-      - {name: purchases_1h, aggregate: count, window: 1h, slide: 15m}
-""")
-VIEW = VIEWS[0]
+VIEW = purchases_view(*LAST_AND_SUM, "{name: purchases_1h, aggregate: count, window: 1h, slide: 15m}",
+                      name="customer_purchases", entity="customer_id", event_time="purchased_at", lateness="5m",
+                      owner="ana")
+VIEWS = [VIEW]
 
 
 def values(n: int = 120):

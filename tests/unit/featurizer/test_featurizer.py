@@ -12,23 +12,11 @@ from services.bus import BadInput
 from services.domain import FeatureValue, aggregate, source_event, views_from_yaml
 from services.featurizer.core import FeaturizerState, arrival_ms, backfill, event_fields, in_time_order
 from services.featurizer.handlers import Featurizer
+from tests.support.feature_views import LAST_AND_SUM, purchases_view
 from tests.support.handlers import accept, received, refusing_people
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-[VIEW] = views_from_yaml("""
-views:
-  - name: purchases
-    entity: customer
-    source: {topic: business.events, kind: purchase}
-    event_time: occurred_at
-    lateness: 1h
-    ttl: 2d
-    owner: dana
-    features:
-      - {name: last_amount, aggregate: last, field: amount}
-      - {name: spend_1h, aggregate: sum, field: amount, window: 1h}
-      - {name: n_1h, aggregate: count, window: 1h, slide: 30m}
-""")
+VIEW = purchases_view(*LAST_AND_SUM, "{name: n_1h, aggregate: count, window: 1h, slide: 30m}")
 T0 = datetime(2026, 12, 1, tzinfo=timezone.utc)
 T0_MS = int(T0.timestamp() * 1000)
 

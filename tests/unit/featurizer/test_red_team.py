@@ -31,28 +31,16 @@ from services.featurizer.handlers import Featurizer, definition
 from services.scorer.features import ScorerFeatures
 from tests.support.handlers import accept, received, refusing_people
 from tests.unit.featurizer.test_featurizer import Shelf
+from tests.support.feature_views import LAST_AND_SUM, purchases_view
 from tests.support.hostile import HOSTILE_JSON, HOSTILE_STRINGS, examples, strategy_for
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 T0 = datetime(2026, 12, 1, tzinfo=timezone.utc)
 T0_MS = (T0 - EPOCH) // timedelta(milliseconds=1)
 SOURCES = {"business.events"}
-[VIEW] = views_from_yaml("""
-views:
-  - name: purchases
-    entity: customer
-    source: {topic: business.events, kind: purchase}
-    event_time: occurred_at
-    lateness: 1h
-    ttl: 2d
-    owner: dana
-    features:
-      - {name: last_amount, aggregate: last, field: amount}
-      - {name: spend_1h, aggregate: sum, field: amount, window: 1h}
-      - {name: mean_1h, aggregate: mean, field: amount, window: 1h, slide: 30m}
-      - {name: n_1h, aggregate: count, window: 1h, slide: 30m}
-      - {name: max_1h, aggregate: max, field: amount, window: 1h}
-""")
+VIEW = purchases_view(*LAST_AND_SUM, "{name: mean_1h, aggregate: mean, field: amount, window: 1h, slide: 30m}",
+                      "{name: n_1h, aggregate: count, window: 1h, slide: 30m}",
+                      "{name: max_1h, aggregate: max, field: amount, window: 1h}")
 
 
 def rebuilt(monkeypatch, handler: Featurizer, history: dict[str, list]) -> list[FeatureValue]:
