@@ -18,6 +18,7 @@ from services.bus.settings import PROJECT_ROOT
 from tests.support.databases import create_database, drop_database, start_postgres, stop_postgres
 from tests.support import polling
 from tests.support.people import Cli, prepared_bus
+from tests.support.schema_registry import RegistryServer, start_registry, stop_registry
 
 KAFKA_SCRIPT = PROJECT_ROOT / "scripts" / "kafka"
 
@@ -75,6 +76,15 @@ def bus(bus_env, request) -> Bus:
 @pytest.fixture
 def cli(bus_env) -> Cli:
     return Cli(bus_env)
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory) -> RegistryServer:
+    """A real schema registry (Apicurio Registry through scripts/registry: HTTPS, basic auth) on free ports, for
+    the session, stopped after it; .url is its Confluent-compatible API, .env() what mlbus reads to reach it."""
+    state = tmp_path_factory.mktemp("schema-registry")
+    yield start_registry(state)
+    stop_registry(state)
 
 
 @pytest.fixture(scope="session")

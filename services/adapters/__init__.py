@@ -10,6 +10,8 @@
   confined, size-capped, re-hashed at every read
 - anchor — the signed heads kept outside Kafka (a file per log, or an object per head)
 - shard_lag — how far the auditor's shards are behind, each in its own group's committed offsets
+- schema_registry — every topic's value schema registered in a schema registry's Confluent-compatible API
+  (BACKWARD enforced there), schemas looked up by id
 
 Import names from the package (`from services.adapters import decoded`); each module loads on first use (a
 service that publishes data does not load the audit readers). Type checkers see each name's real type from the
@@ -40,6 +42,8 @@ _EXPORTS = {
     "OnlineStore": "feature_store", "value_from_record": "feature_store", "view_from_record": "feature_store",
     "OfflineStore": "feature_store", "snapshot_digest": "feature_store", "value_record": "feature_store",
     "views_record": "feature_store", "online_key": "feature_store", "views_key": "feature_store",
+    "RegistryAdmin": "schema_registry", "registry_admin": "schema_registry", "register_all": "schema_registry",
+    "check_all": "schema_registry", "topic_schemas": "schema_registry",
 }
 _RENAMED = {"WITNESS_ENROLMENT_FILE": "ENROLMENT_FILE", "WITNESS_PUBLIC_KEY_FILE": "PUBLIC_KEY_FILE",
             "audit_proof": "proof", "audit_export": "exported"}
@@ -57,6 +61,7 @@ if TYPE_CHECKING:
                                 view_from_record, views_key, views_record)
     from .datastore import count_rows, file_format, sha256_file, Snapshot, SnapshotStore, store_snapshot
     from .log_checks import exported as audit_export, proof as audit_proof, verification
+    from .schema_registry import check_all, register_all, registry_admin, RegistryAdmin, topic_schemas
     from .shard_lag import auditor_lag
     from .witness_log import (cosignatures, declare_witness_key, ENROLMENT_FILE as WITNESS_ENROLMENT_FILE,
                               newest_committed, newest_cosigned, proof_tree, PUBLIC_KEY_FILE as WITNESS_PUBLIC_KEY_FILE,

@@ -6,7 +6,7 @@ from typing import Callable, Mapping
 
 from .catalogue import Catalogue, load_catalogue
 from .codec import SchemaCatalogue, load_schema_files
-from .schema_registry import SchemaRegistry
+from .schema_registry import configured_registry
 from .settings import ConfigError, Settings
 
 
@@ -21,7 +21,7 @@ class Bus:
     def from_settings(cls, settings: Settings) -> "Bus":
         connection = settings.connection
         catalogue = load_catalogue(settings.storage.topics_file, connection.namespace, connection.replication)
-        registry = SchemaRegistry(connection.registry_url, catalogue) if connection.registry_url else None
+        registry = configured_registry(settings, catalogue)
         confluent = catalogue.confluent_records(connection.wire)
         if confluent and registry is None:
             raise ConfigError(f"{len(confluent)} record types are to be written in Confluent's framing "

@@ -169,6 +169,8 @@ class ServiceSettings:
     dask_scheduler: str         # MLBUS_DASK_SCHEDULER: a dask.distributed scheduler the trainer runs grids on
     console_port: int           # MLBUS_CONSOLE_PORT: where `mlbus console` and the console service listen
     notifier_config: Path       # MLBUS_NOTIFIER_CONFIG: sinks and routes of alerts (YAML; none: not sent)
+    registry_config: str        # MLBUS_REGISTRY_CONFIG: a secured schema registry's access file (scripts/registry's
+                                # clients/<user>.properties: url, username, password, CA); MLBUS_REGISTRY_URL wins
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], var_dir: Path) -> "ServiceSettings":
@@ -179,6 +181,7 @@ class ServiceSettings:
             dask_scheduler=env.get("MLBUS_DASK_SCHEDULER", "").strip(),
             console_port=positive_int(env, "MLBUS_CONSOLE_PORT", 8080),
             notifier_config=Path(env.get("MLBUS_NOTIFIER_CONFIG", var_dir / "notifier.yaml")),
+            registry_config=env.get("MLBUS_REGISTRY_CONFIG", "").strip(),
         )
 
 

@@ -203,6 +203,7 @@ JSON_READERS = {
     "bus/codec.py": "Avro schema files, and announced schemas the codec checks against their fingerprints",
     "bus/records_gen.py": "Avro schema files (code generation)",
     "bus/schema_registry.py": "a schema registry's answers (ids, schemas), never a record",
+    "adapters/schema_registry.py": "a schema registry's answers (ids, schemas, compatibility verdicts)",
     "bus/poison.py": "the runtime's own state file",
     "bus/positions.py": "librdkafka's statistics, from the runtime's own consumer",
     "bus/identity.py": "a person's identity file",
