@@ -29,6 +29,9 @@ TOPIC_MAKERS = ("drift-watcher",)
 # The console shows every service's consumer lag: it may DESCRIBE every mlbus group and topic (offsets and
 # metadata, no message: reading a topic's messages still needs READ, which topics.yaml grants).
 OBSERVERS = ("console",)
+# The export bridge's principal (services/exporter): READ on the topics topics.yaml exports, CREATE and WRITE on
+# their copies, WRITE on their dead-letter topics.
+EXPORTER = "exporter"
 
 
 @dataclass(frozen=True, order=True)
@@ -52,6 +55,9 @@ def service_principals(catalogue: Catalogue) -> list[str]:
     for topic in catalogue.primary():
         names.update(p for p in (*topic.producers, *topic.consumers, *topic.readers)
                      if p != EVERY and not p.startswith(ROLE_PREFIX))
+    for topic in catalogue.exported():
+        readers = topic.export.readers if topic.export else ()
+        names.update([EXPORTER, *(p for p in readers if p != EVERY and not p.startswith(ROLE_PREFIX))])
     return sorted(names)
 
 
@@ -68,6 +74,8 @@ def plan_acls(catalogue: Catalogue, people: Mapping[str, Iterable[str]] | None =
         prefix = f"{catalogue.namespace}mlbus.{principal}."
         grants |= {Grant(principal, "topic", prefix, "prefixed", op)
                    for op in ("create", "read", "write", "describe_configs")}
+    for topic in catalogue.exported():
+        grants |= _export_grants(catalogue, topic, services, people_roles)
     for principal in (o for o in OBSERVERS if o in services):
         grants.add(Grant(principal, "group", f"{catalogue.namespace}mlbus.", "prefixed", "describe"))
         grants |= {Grant(principal, "topic", catalogue.physical(t.name), "literal", "describe") for t in catalogue}
@@ -83,6 +91,20 @@ def _topic_grants(catalogue: Catalogue, topic: Topic, services: list[str], peopl
         readers |= set(people)
     return ({Grant(p, "topic", name, "literal", "write") for p in writers}
             | {Grant(p, "topic", name, "literal", "read") for p in readers})
+
+
+def _export_grants(catalogue: Catalogue, topic: Topic, services: list[str],
+                   people: dict[str, set[str]]) -> set[Grant]:
+    """The exporter reads the topic, makes and writes its copy and dead-letters into its DLQ; the export's readers
+    (and every person, unless the topic is private) read the copy."""
+    assert topic.export is not None
+    copy = catalogue.copy_of(topic.name)
+    readers = _expand(topic.export.readers, [*services, *people], people) | (set() if topic.private else set(people))
+    dead_letters = [catalogue.physical(topic.dlq)] if topic.dlq in catalogue.topics else []
+    return ({Grant(EXPORTER, "topic", catalogue.physical(topic.name), "literal", "read")}
+            | {Grant(EXPORTER, "topic", copy, "literal", op) for op in ("create", "write")}
+            | {Grant(EXPORTER, "topic", dlq, "literal", "write") for dlq in dead_letters}
+            | {Grant(p, "topic", copy, "literal", "read") for p in readers})
 
 
 def _expand(entries: Iterable[str], everyone: list[str], people: dict[str, set[str]]) -> set[str]:

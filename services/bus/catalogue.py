@@ -8,12 +8,27 @@ from typing import Iterable, Mapping
 import yaml
 
 DLQ_SUFFIX = ".dlq"
+EXPORT_TARGETS = {"confluent": ".confluent"}  # framing an export bridge writes copies in → the copies' name suffix
 WIRES = ("single-object", "confluent")      # how a topic's records are framed (services/bus/codec.py)
 SINGLE_OBJECT_ONLY = ("mlbus.AuditRecord", "mlbus.SchemaDefinition")   # whatever MLBUS_WIRE says
 
 
 class CatalogueError(ValueError):
     """topics.yaml is malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class Export:
+    """topics.yaml `export: {to: confluent, readers: [...]}`: the topic may be mirrored into `<name>.confluent`
+    by the `exporter` principal. A private topic, or one with personal fields, is refused unless the entry says
+    `allow_personal: true`: a copy is beyond `mlbus audit forget` (which erases from audit.log only)."""
+
+    to: str
+    readers: tuple[str, ...] = ()       # principals (or role:NAME) that read the copies
+    allow_personal: bool = False
+
+    def copy_of(self, topic: str) -> str:
+        return topic + EXPORT_TARGETS[self.to]
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,7 @@ class Topic:
     private: bool = False               # not readable by every person (features and labels)
     personal: tuple[str, ...] = ()      # fields of a person's data, sealed in audit.log by the message key ("*": all)
     wire: str | None = None             # single-object | confluent; None: the deployment's (MLBUS_WIRE)
+    export: Export | None = None        # copies an export bridge may write (services/exporter), with who reads them
 
     @property
     def dlq(self) -> str:
@@ -42,7 +58,9 @@ class Topic:
                 "replication": self.replication, "config": dict(self.config),
                 "producers": list(self.producers), "consumers": list(self.consumers),
                 "readers": list(self.readers), "private": self.private, "personal": list(self.personal),
-                "purpose": self.purpose, "dead_letter_for": self.dead_letter_for, "wire": self.wire}
+                "purpose": self.purpose, "dead_letter_for": self.dead_letter_for, "wire": self.wire,
+                "export": None if self.export is None else {"to": self.export.to, "readers": list(self.export.readers),
+                                                            "allow_personal": self.export.allow_personal}}
 
 
 @dataclass(frozen=True)
@@ -66,6 +84,18 @@ class Catalogue:
 
     def logical(self, physical_name: str) -> str:
         return physical_name.removeprefix(self.namespace)
+
+    def copy_of(self, name: str) -> str:
+        """The physical name of a topic's export copy; CatalogueError when topics.yaml does not export it."""
+        export = self[name].export
+        if export is None:
+            exportable = ", ".join(t.name for t in self.exported()) or "none"
+            raise CatalogueError(f"topic {name} is not exportable: give it `export: {{to: confluent}}` in topics.yaml "
+                                 f"and run `mlbus acl apply` (exportable now: {exportable})")
+        return self.namespace + export.copy_of(name)
+
+    def exported(self) -> list[Topic]:
+        return [t for t in self if t.export is not None]
 
     def for_schema(self, schema: str) -> Topic:
         """The one topic that carries records of this Avro type (handlers emit records, not topics)."""
@@ -102,6 +132,10 @@ def build_catalogue(raw: Mapping, namespace: str = "", replication: int | None =
         if topic.consumers:
             dlq = _dead_letter_topic(topic, defaults)
             topics[dlq.name] = dlq
+    for topic in list(topics.values()):
+        if topic.export is not None and topic.export.copy_of(topic.name) in topics:
+            raise CatalogueError(f"topic {topic.name}: its export copy {topic.export.copy_of(topic.name)} is a "
+                                 "topic of topics.yaml already")
     return Catalogue(topics=topics, namespace=namespace, _by_schema=_schema_index(topics.values()))
 
 
@@ -117,7 +151,29 @@ def _topic(entry: Mapping, defaults: Mapping, replication: int | None) -> Topic:
         config={k: str(v) for k, v in config.items()},
         producers=tuple(entry.get("producers", [])), consumers=tuple(entry.get("consumers", [])),
         readers=tuple(entry.get("readers", [])), private=bool(entry.get("private", False)),
-        personal=tuple(entry.get("personal", [])), purpose=entry["purpose"], wire=_wire(entry))
+        personal=tuple(entry.get("personal", [])), purpose=entry["purpose"], wire=_wire(entry), export=_export(entry))
+
+
+def _export(entry: Mapping) -> Export | None:
+    raw = entry.get("export")
+    if raw is None:
+        return None
+    name = entry["name"]
+    if not isinstance(raw, Mapping) or raw.get("to") not in EXPORT_TARGETS or set(raw) - {"to", "readers",
+                                                                                          "allow_personal"}:
+        raise CatalogueError(f"topic {name}: export must be {{to: {' | '.join(EXPORT_TARGETS)}, readers: [...], "
+                             f"allow_personal: true|false}}, not {raw!r}")
+    export = Export(raw["to"], tuple(raw.get("readers", [])), raw.get("allow_personal") is True)
+    if not entry.get("consumers"):
+        raise CatalogueError(f"topic {name}: only a consumed topic may be exported (a record the bridge cannot copy "
+                             f"goes to {name}{DLQ_SUFFIX}, which only a consumed topic has)")
+    sensitive = [why for why, holds in (("private", entry.get("private")),
+                                        (f"personal fields {entry.get('personal')}", entry.get("personal"))) if holds]
+    if sensitive and not export.allow_personal:
+        raise CatalogueError(f"topic {name} is {' and has '.join(sensitive)}: an exported copy is beyond "
+                             "`mlbus audit forget` (it erases from audit.log only); add `allow_personal: true` to "
+                             "its export to copy it anyway (the copy of a private topic is private too)")
+    return export
 
 
 def _wire(entry: Mapping) -> str | None:

@@ -16,8 +16,9 @@ from services.bus.publish import DeliveryError
 from services.bus.schema_topic import SchemasTopicResolver
 from services.bus.settings import ConfigError, Settings
 
-from . import (backup_cmd, console_cmd, score_cmd, acl_cmd, audit_cmd, people_cmd, data_cmd, deploy_cmd, io_cmd,
-               features_cmd, k8s_cmd, models_cmd, monitor_cmd, registry_cmd, schemas_cmd, supervisor, topics_cmd)
+from . import (backup_cmd, console_cmd, export_cmd, score_cmd, acl_cmd, audit_cmd, people_cmd, data_cmd, deploy_cmd,
+               io_cmd, features_cmd, k8s_cmd, models_cmd, monitor_cmd, registry_cmd, schemas_cmd, supervisor,
+               topics_cmd)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -30,8 +31,8 @@ def parser() -> argparse.ArgumentParser:
                                           "(topic prefix), MLBUS_KAFKA_* (any librdkafka setting).")
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (topics_cmd, schemas_cmd, acl_cmd, people_cmd, io_cmd, data_cmd, models_cmd, features_cmd,
-                   registry_cmd, deploy_cmd, monitor_cmd, score_cmd, audit_cmd, backup_cmd, supervisor, console_cmd,
-                   k8s_cmd):
+                   registry_cmd, deploy_cmd, monitor_cmd, score_cmd, audit_cmd, backup_cmd, export_cmd, supervisor,
+                   console_cmd, k8s_cmd):
         module.register(commands)
     return root
 

@@ -1,0 +1,1 @@
+"""exporter: mirrors chosen topics exactly once into Confluent-framed copies (`mlbus export TOPIC...`)."""
