@@ -1,0 +1,202 @@
+"""Proof with real outside readers (issue 38, item 3): predictions that mlbus's own Publisher writes in Confluent's
+framing (00 + the registry's 4-byte id + Avro) are read, with the values mlbus reads, by tools that know nothing
+of mlbus:
+- a Kafka Connect standalone worker (connect-runtime 4.4.0) with Apicurio Registry's AvroConverter into a
+  FileStreamSink;
+- a Java consumer with Apicurio's Avro serde (tests/support/java/PrintValues.java);
+- confluent-kafka's Python AvroDeserializer against the registry's Confluent-compatible API.
+Security stays on: every reader logs in to the broker with SASL_SSL SCRAM as a person made through the CLI (dana,
+who may read the topic, in consumer groups her ACLs allow) and to the registry over HTTPS as its read-only user.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.schema_registry import SchemaRegistryClient as ConfluentRegistry
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from services.bus.context import Bus
+from services.bus.envelope import Event
+from services.bus.identity import Identity
+from services.bus.kafka import base_config
+from services.bus.publish import Publisher
+from tests.support.outside_readers import (compile_reader, fetch_jars, java_consumer, json_lines, reader_access,
+                                           start_connect, struct_fields)
+from tests.support.people import mlbus_cli
+
+pytestmark = pytest.mark.timeout(1500)       # a first run fetches the registry and ~100 jars from Maven Central
+
+TOPIC, PREDICTION = "inference.predictions", "mlbus.Prediction"
+COUNT = 6
+SCALARS = ("prediction_id", "request_id", "entity_id", "model", "version", "variant", "served", "label", "score",
+           "latency_ms", "cpu_ms", "deployment_id", "error")
+READ_S = 240                                  # generous: JVMs start slowly on two busy cores
+
+
+def predictions(count: int) -> list[dict]:
+    """Predictions of every shape the topic carries: served and shadow, classifier and regressor, an ensemble's
+    members, looked-up features found and missing, an error, nulls in every optional field."""
+    at = datetime(2026, 12, 7, 1, 2, 3, 456000, tzinfo=timezone.utc)
+    made = []
+    for i in range(count):
+        classifier = i % 2 == 0
+        made.append({
+            "prediction_id": f"p-{i}-{uuid.uuid4().hex[:8]}", "request_id": f"req-{i}", "entity_id": f"customer-{i}",
+            "model": "churn" if classifier else "spend", "version": None if i == count - 1 else i + 1,
+            "variant": "shadow" if i == 3 else "served", "served": i != 3,
+            "label": ("yes" if i % 4 == 0 else "no") if classifier else None,
+            "score": 0.875 - i / 8 if classifier else None,
+            "probabilities": {"yes": 0.875, "no": 0.125} if classifier else {},
+            "members": [{"model": "churn-a", "version": 2, "weight": 0.5, "probabilities": {"yes": 0.75},
+                         "value": None},
+                        {"model": "spend-b", "version": 1, "weight": 0.5, "probabilities": {}, "value": 12.5}]
+            if i in (2, count - 1) else [],
+            "lookups": [{"view": "shop", "version": "ab" * 32, "feature": "spend_7d", "entity": f"customer-{i}",
+                         "value": 42.25, "text": None, "event_time": at - timedelta(minutes=5), "age_ms": 300000,
+                         "missing": None, "reason": ""},
+                        {"view": "shop", "version": "ab" * 32, "feature": "country", "entity": f"customer-{i}",
+                         "value": None, "text": None, "event_time": None, "age_ms": None, "missing": "no-value",
+                         "reason": "no event for this entity yet"}]
+            if i == 1 else [],
+            "latency_ms": 3.5 + i, "cpu_ms": 0.25 * i,
+            "deployment_id": None if i == count - 1 else f"dep-{i}",
+            "error": "no deployment" if i == count - 1 else None,
+            "predicted_at": at + timedelta(seconds=i),
+        })
+    return made
+
+
+def raw_values(bus: Bus, topic: str, count: int) -> list[bytes]:
+    """The topic's messages as the broker holds them (the admin reads them, partition by partition)."""
+    consumer = Consumer({**base_config(bus.settings), "group.id": f"raw-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=60).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        return [message.value() for message in polled(consumer, count)]
+    finally:
+        consumer.close()
+
+
+def polled(consumer: Consumer, count: int) -> list:
+    found, end = [], time.monotonic() + READ_S
+    while len(found) < count and time.monotonic() < end:
+        message = consumer.poll(1.0)
+        if message is None:
+            continue
+        assert message.error() is None, message.error()
+        found.append(message)
+    assert len(found) == count, f"read {len(found)} of {count} messages in {READ_S} s"
+    return found
+
+
+def as_json(value):
+    """A decoded value as JSON carries it: times as epoch milliseconds (Avro's timestamp-millis long)."""
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    if isinstance(value, dict):
+        return {key: as_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [as_json(item) for item in value]
+    return value
+
+
+def java_text(value) -> str:
+    """How a Connect Struct prints a scalar (Java's toString)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def test_connect_a_java_consumer_and_confluent_kafka_read_what_mlbus_wrote(broker, bus, bus_env, cli, schema_registry,
+                                                                          tmp_path):
+    started = time.monotonic()
+    libs = fetch_jars()
+    fetched = time.monotonic()
+    topic = bus.catalogue.physical(TOPIC)
+
+    # Every schema registered by mlbus's CLI (the registry's admin), then predictions written by the scorer's
+    # Publisher in Confluent's framing.
+    registered = mlbus_cli({**bus_env, **schema_registry.env()}, "schemas", "register", "--json")
+    assert registered.returncode == 0, registered.stderr
+    schema_id = json.loads(registered.stdout)["subjects"][f"{topic}-value"]
+    # The scorer's own bus under MLBUS_WIRE=confluent (as topics.yaml `wire: confluent` on the topic would).
+    writer = Bus.from_env({**bus_env, **schema_registry.env(), "MLBUS_WIRE": "confluent"}, principal="scorer")
+    publisher = Publisher(writer, "scorer")
+    sent = predictions(COUNT)
+    for value in sent:
+        publisher.publish(Event(PREDICTION, value, key=value["entity_id"], id=value["prediction_id"]))
+    publisher.flush(60)
+
+    # On the wire: Confluent's framing with the registry's id, which mlbus's reader path decodes (its schema looked
+    # up in the registry by id, as a reader who never wrote it does).
+    raw = raw_values(bus, topic, COUNT)
+    assert {value[:5] for value in raw} == {b"\x00" + schema_id.to_bytes(4, "big")}
+    reader = Bus.from_env({**bus_env, "MLBUS_REGISTRY_CONFIG": schema_registry.reader_file})
+    ours = {}
+    for value in raw:
+        record, datum = reader.schemas.decode(value)
+        assert record == PREDICTION
+        ours[datum["prediction_id"]] = datum
+    assert ours == {value["prediction_id"]: value for value in sent}
+
+    # The outside readers are dana (a data scientist made through the CLI): her SCRAM login, groups her ACLs
+    # allow (<namespace>mlbus.<principal>.*), the registry's read-only user.
+    dana = Identity.load(cli.identity("dana"))
+    access = reader_access(broker.bootstrap, dana.kafka, Path(schema_registry.reader_file), tmp_path)
+    group = f"{bus.catalogue.namespace}mlbus.{dana.principal}"
+
+    connect_dir = tmp_path / "connect"
+    connect_dir.mkdir()
+    connect = start_connect(libs, access, topic, f"{group}.connect", connect_dir)
+    try:
+        # confluent-kafka's deserializer, against the Confluent-compatible API.
+        registry = ConfluentRegistry({"url": access.registry_url, "ssl.ca.location": access.registry_ca,
+                                      "basic.auth.user.info": f"{access.registry_user}:{access.registry_password}"})
+        deserialize = AvroDeserializer(registry)
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap, **dana.kafka, "group.id": f"{group}.python",
+                             "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        consumer.subscribe([topic])
+        try:
+            python = {}
+            for message in polled(consumer, COUNT):
+                value = deserialize(message.value(), SerializationContext(topic, MessageField.VALUE))
+                python[value["prediction_id"]] = value
+        finally:
+            consumer.close()
+        assert python == ours
+
+        # Apicurio's serde in a plain Java consumer.
+        java_started = time.monotonic()
+        classes = compile_reader(libs, tmp_path)
+        printed = java_consumer(libs, classes, access, topic, f"{group}.java", COUNT, tmp_path, READ_S)
+        java_s = time.monotonic() - java_started
+        assert printed.returncode == 0, printed.stderr[-4000:]
+        java = {value["prediction_id"]: value for value in json_lines(printed.stdout)}
+        assert java == {key: as_json(value) for key, value in ours.items()}
+
+        # Kafka Connect, through Apicurio's converter, into the file sink.
+        lines = connect.wait_for(COUNT, READ_S)
+        assert len(lines) == COUNT, f"the file sink holds {len(lines)} of {COUNT} values:\n{connect.tail()}"
+        connected = {fields["prediction_id"]: fields
+                     for fields in (struct_fields(line, (*SCALARS, "members", "lookups")) for line in lines)}
+        assert {key: {name: text for name, text in fields.items() if name in SCALARS}
+                for key, fields in connected.items()} == \
+            {key: {name: java_text(value[name]) for name in SCALARS if value[name] is not None}
+             for key, value in ours.items()}
+        for key, value in ours.items():         # nested records: as many structs as mlbus has
+            for nested in ("members", "lookups"):
+                assert connected[key][nested].count("Struct{") == len(value[nested]), (key, nested)
+        connect_s = time.monotonic() - connect.started
+    finally:
+        connect.stop()
+    print(f"\noutside readers: jars ready in {fetched - started:.1f} s, the test's body "
+          f"{time.monotonic() - started:.1f} s; java consumer (compile and run) {java_s:.1f} s; connect worker, "
+          f"start to {COUNT} lines, {connect_s:.1f} s")
