@@ -35,6 +35,7 @@ from services.bus.records import BatchRef, ColumnProfile, DataBatch, DataValidat
 RUN_IDS = uuid.UUID("6f1c3c55-8f0e-4a53-9d1b-6c2f3f0a9e21")     # fixed: the same record gives the same run id
 INTEGRATION = "MLBUS"
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)       # a period must end, with any grace, before datetime's end
 
 
 class Unmappable(BadInput):
@@ -220,12 +221,16 @@ def predicted(places: Places, scoring: Scoring, prediction: Prediction) -> list[
     if prediction.version is None:
         return []
     key = (prediction.model, prediction.version, scoring.period_of(prediction.predicted_at))
+    if key[2] > LATEST - timedelta(seconds=scoring.period_s):     # its period could never be closed
+        raise Unmappable(f"prediction {prediction.prediction_id}: predicted_at {iso(prediction.predicted_at)} is "
+                         f"too far ahead to close its period")
     looked_up = bool(prediction.lookups)
     if key in scoring.open:
         scoring.open[key] = scoring.open[key] or looked_up
         return []
+    started = scoring_run(places, scoring, key, RunState.START, looked_up)
     scoring.open[key] = looked_up
-    return [scoring_run(places, scoring, key, RunState.START, looked_up)]
+    return [started]
 
 
 def periods_over(places: Places, scoring: Scoring, now: datetime, grace_s: float) -> list[RunEvent]:

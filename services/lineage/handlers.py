@@ -39,7 +39,7 @@ class Lineage:
                 return trained(self.places, message.typed)
             if message.record == "mlbus.Prediction":
                 return predicted(self.places, self.scoring, message.typed)
-        except (ValueError, TypeError, KeyError) as error:
+        except (ValueError, TypeError, KeyError, OverflowError) as error:
             raise Unmappable(f"{message.record} cannot be an OpenLineage event: {type(error).__name__}: "
                              f"{str(error)[:300]}") from None
         return []

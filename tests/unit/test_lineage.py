@@ -194,10 +194,11 @@ def test_delivered_twice_or_replayed_gives_the_same_events():
 def test_an_unmappable_record_is_bad_input_for_the_dlq_and_emits_nothing():
     handler, recorder, _ = lineage()
     for record, value in (("mlbus.ModelTrained", trained(duration_ms=-5)), ("mlbus.ModelTrained", trained(batches=[])),
-                          ("mlbus.DataBatch", batch(uri="s3:///no-bucket/x.csv"))):
+                          ("mlbus.DataBatch", batch(uri="s3:///no-bucket/x.csv")),
+                          ("mlbus.Prediction", prediction(0, datetime(9999, 12, 31, 23, 30, tzinfo=timezone.utc)))):
         with pytest.raises(BadInput):
             handler(received(record, value))
-    assert recorder.events == []
+    assert recorder.events == [] and handler.scoring.open == {} and handler.tick() == []
 
 
 def test_the_validator_catches_a_broken_event():

@@ -45,6 +45,8 @@ from services.console.view import RECORDS as CONSOLE_RECORDS, ConsoleView
 from services.deployer.adapters import HISTORY as DEPLOYER_HISTORY
 from services.deployer.decide import Gates
 from services.deployer.handlers import Deployer
+from services.lineage.decide import Places, Scoring
+from services.lineage.handlers import Lineage
 from services.domain import SpecMonitoring
 from services.adapters import ArtifactStore
 from services.drift_watcher.app import Emitted, REFERENCE, OUTPUTS as DRIFT_OUTPUTS
@@ -213,6 +215,8 @@ def live_handlers(tmp_path) -> dict:
                              clock=lambda: NOW),
         "notifier": Notifier(Config(), Outbox(), lambda *a: None, clock=lambda: NOW),
         "featurizer": featurizer(tmp_path),
+        "lineage": Lineage(Places("mlbus", "kafka://broker:9093", "urn:mlbus:lineage:0"), Scoring(3600),
+                           lambda event: None, 60.0, clock=lambda: NOW),
     }
     calls = {service: (lambda handler: lambda received: list(handler(received)))(handler)
              for service, handler in handlers.items()}
