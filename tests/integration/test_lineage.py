@@ -4,17 +4,26 @@ against the spec and link batch → training run → model version → scoring r
 map goes to the DLQ and the service goes on."""
 from __future__ import annotations
 
+import json
 from contextlib import ExitStack
 from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from threading import Thread
 
 from services.bus import Event, Publisher
 from services.adapters import publish_batch
 from services.bus.settings import PROJECT_ROOT
+from services.lineage.adapters import emitter
+from services.lineage.decide import Places, Scoring
+from services.lineage.handlers import Lineage
+from services.lineage.settings import LineageSettings
 from tests.support.datasets import good, write
+from tests.support.handlers import received
 from tests.support.lineage import problems, read_events
 from tests.support.polling import read_topic, topic_values, wait_until
 from tests.support.processes import free_port, running
 from tests.support.scoring import routed, send_requests
+from tests.unit.test_lineage import trained
 
 SPEC = PROJECT_ROOT / "scripts" / "examples" / "breast_cancer_lr.yaml"
 SERVICES = ("services.validator", "services.trainer", "services.registry", "services.deployer", "services.scorer")
@@ -93,3 +102,34 @@ def test_an_unreachable_endpoint_stops_the_service_loudly_and_dead_letters_nothi
         code = wait_until(lambda: lineage.poll(), timeout=120, message="the lineage service to stop")
     assert code != 0 and "OpenLineage http transport failed" in log.read_text()
     assert read_topic(bus, "data.batches.dlq", expected=1, timeout=3) == []       # an infrastructure failure
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """A stand-in for Marquez's lineage endpoint: keeps what was POSTed, answers 201."""
+
+    received: list[tuple[str, str, dict]] = []
+
+    def do_POST(self) -> None:          # noqa: N802 - the name http.server calls
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Receiver.received.append((self.path, self.headers.get("Authorization", ""), json.loads(body)))
+        self.send_response(201)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_the_http_transport_posts_valid_events_with_the_key_to_the_lineage_endpoint(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = LineageSettings.from_env({"MLBUS_LINEAGE_URL": f"http://127.0.0.1:{server.server_port}",
+                                             "MLBUS_LINEAGE_API_KEY": "k-123"})
+        places = Places(jobs="mlbus", bus="kafka://127.0.0.1:9093", producer="urn:mlbus:lineage:0.1.0")
+        handler = Lineage(places, Scoring(3600), emitter(settings), 60.0)
+        handler(received("mlbus.ModelTrained", trained()))
+    finally:
+        server.shutdown()
+    assert [(path, auth) for path, auth, _ in Receiver.received] == [("/api/v1/lineage", "Bearer k-123")] * 2
+    assert [body["eventType"] for _, _, body in Receiver.received] == ["START", "COMPLETE"]
+    assert all(problems(body) == [] for _, _, body in Receiver.received)
