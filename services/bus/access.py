@@ -29,8 +29,8 @@ TOPIC_MAKERS = ("drift-watcher",)
 # The console shows every service's consumer lag: it may DESCRIBE every mlbus group and topic (offsets and
 # metadata, no message: reading a topic's messages still needs READ, which topics.yaml grants).
 OBSERVERS = ("console",)
-# The export bridge's principal (services/exporter): READ on the topics topics.yaml exports, CREATE and WRITE on
-# their copies, WRITE on their dead-letter topics.
+# The export bridge's principal (services/exporter): READ on the topics topics.yaml exports, CREATE, WRITE and READ
+# on their copies, WRITE on their dead-letter topics.
 EXPORTER = "exporter"
 
 
@@ -95,14 +95,15 @@ def _topic_grants(catalogue: Catalogue, topic: Topic, services: list[str], peopl
 
 def _export_grants(catalogue: Catalogue, topic: Topic, services: list[str],
                    people: dict[str, set[str]]) -> set[Grant]:
-    """The exporter reads the topic, makes and writes its copy and dead-letters into its DLQ; the export's readers
+    """The exporter reads the topic, makes, writes and reads its copy (to see whether another export wrote it) and
+    dead-letters into its DLQ; the export's readers
     (and every person, unless the topic is private) read the copy."""
     assert topic.export is not None
     copy = catalogue.copy_of(topic.name)
     readers = _expand(topic.export.readers, [*services, *people], people) | (set() if topic.private else set(people))
     dead_letters = [catalogue.physical(topic.dlq)] if topic.dlq in catalogue.topics else []
     return ({Grant(EXPORTER, "topic", catalogue.physical(topic.name), "literal", "read")}
-            | {Grant(EXPORTER, "topic", copy, "literal", op) for op in ("create", "write")}
+            | {Grant(EXPORTER, "topic", copy, "literal", op) for op in ("create", "write", "read")}
             | {Grant(EXPORTER, "topic", dlq, "literal", "write") for dlq in dead_letters}
             | {Grant(p, "topic", copy, "literal", "read") for p in readers})
 

@@ -10,6 +10,7 @@ from confluent_kafka import KafkaException
 
 from services.bus.catalogue import CatalogueError
 from services.bus.context import Bus
+from services.bus.errors import InfrastructureError
 from services.bus.logs import configure_logging
 from services.bus.schema_registry import RegistryRefused, RegistryUnavailable
 from services.bus.settings import ConfigError
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CatalogueError) as error:
         print(f"mlbus export: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except (RegistryRefused, RegistryUnavailable, KafkaException) as error:
+    except (RegistryRefused, RegistryUnavailable, KafkaException, InfrastructureError) as error:
         print(f"mlbus export: {error}", file=sys.stderr)
         return EXIT_FAILED
     if args.json:

@@ -21,7 +21,7 @@ from services.bus.codec import CONFLUENT_HEADER_LEN, WriterSchema, registry_form
 from services.bus.consumed import position
 from services.bus.context import Bus
 from services.bus.dlq import dead_letter, dlq_topic
-from services.bus.errors import DecodeError
+from services.bus.errors import BadInput, InfrastructureError
 from services.bus.kafka import admin_config, consumer_config, group_id, producer_config
 from services.bus.schema_registry import RegistryRefused, SchemaRegistry
 from services.bus.settings import ConfigError
@@ -31,8 +31,13 @@ from .decide import (Key, Tally, bridge_name, caught_up, copied_value, copy_conf
                      next_offsets)
 
 SERVICE = "exporter"
+SCHEMA_REFUSALS = (409, 422)        # an incompatible or invalid schema: the record's, dead-lettered
 BATCH = 500
 KAFKA_TIMEOUT_S = 30
+
+
+class SchemaRefused(BadInput):
+    """The registry refused the record's writer schema under the copy's subject (incompatible, invalid)."""
 
 
 @dataclass
@@ -57,6 +62,7 @@ class ExportBridge:
         self.registry = self.bus.schemas.registry
         self.tallies = {t: Tally() for t in self.topics}
         self._ids: dict[tuple[str, bytes], int] = {}         # (copy subject, fingerprint) → registry id
+        self._refused: dict[tuple[str, bytes], SchemaRefused] = {}      # … → why the registry refused it
         name = bridge_name(self.topics, self.target)
         settings = self.bus.settings
         self.consumer = Consumer({**consumer_config(settings, group_id(settings, name), SERVICE),
@@ -88,16 +94,18 @@ class ExportBridge:
                         ends[(topic, partition)] = offset
                     else:
                         self._consumer_error(error)
-                if records:
-                    self.transact(records)
+                if records and not self.transact(records):
+                    for topic, partition, _ in map(position, records):
+                        ends.pop((topic, partition), None)       # read again: not at its end any more
                 if until_caught_up and caught_up(ends, targets):
+                    self.report(self.progress(targets))
                     return True
                 if time.monotonic() - reported >= progress_s:
                     self.report(self.progress(targets))
                     reported = time.monotonic()
+            self.report(self.progress(targets))
             return caught_up(ends, targets)
         finally:
-            self.report(self.progress(targets))
             self.consumer.close()
 
     def prepare_copies(self) -> None:
@@ -137,7 +145,8 @@ class ExportBridge:
         committed = self.consumer.committed(partitions, timeout=KAFKA_TIMEOUT_S)
         copy_ends = {(tp.topic, tp.partition): self._high(self.copies[tp.topic], tp.partition) for tp in committed
                      if tp.offset < 0}
-        foreign = foreign_copies({(tp.topic, tp.partition): tp.offset for tp in committed}, copy_ends)
+        foreign = self._holding_records(foreign_copies({(tp.topic, tp.partition): tp.offset for tp in committed},
+                                                       copy_ends))
         if foreign:
             places = ", ".join(f"{self.copies[t]}[{p}]" for t, p in foreign)
             raise ConfigError(f"{places} already hold records that another export wrote (another set of topics is "
@@ -147,8 +156,36 @@ class ExportBridge:
                               for tp in committed])
         return {(tp.topic, tp.partition): self._high(tp.topic, tp.partition) for tp in committed}
 
-    def transact(self, records: list[Message]) -> None:
-        """One transaction: the batch's copies and dead letters, and its offsets."""
+    def _holding_records(self, candidates: list[Key]) -> list[Key]:
+        """Of these source partitions, those whose copy holds a committed record (what an aborted transaction
+        left, a predecessor's killed mid-way, takes offsets but holds none): read from the start, read_committed."""
+        if not candidates:
+            return []
+        settings = self.bus.settings
+        probe = Consumer({**consumer_config(settings, group_id(settings, "export.probe"), SERVICE),
+                          "enable.partition.eof": True})
+        probe.assign([TopicPartition(self.copies[t], p, -2) for t, p in candidates])
+        source_of = {(self.copies[t], p): (t, p) for t, p in candidates}
+        holding: set[Key] = set()
+        undecided = set(source_of)
+        deadline = time.monotonic() + KAFKA_TIMEOUT_S
+        try:
+            while undecided and time.monotonic() < deadline:
+                for message in probe.consume(100, 0.5):
+                    topic, partition, _ = position(message)
+                    if message.error() is None:
+                        holding.add(source_of[(topic, partition)])
+                    undecided.discard((topic, partition))
+        finally:
+            probe.close()
+        if undecided:
+            raise InfrastructureError(f"could not read {len(undecided)} copy partitions to their end in "
+                                      f"{KAFKA_TIMEOUT_S}s to see whether another export wrote them")
+        return sorted(holding)
+
+    def transact(self, records: list[Message]) -> bool:
+        """One transaction: the batch's copies and dead letters, and its offsets; False when it was aborted and
+        the batch is to be read again."""
         places = [position(m) for m in records]
         self.producer.begin_transaction()
         try:
@@ -165,10 +202,11 @@ class ExportBridge:
             self.producer.abort_transaction(KAFKA_TIMEOUT_S)
             for (topic, partition), offset in first_offsets(places).items():
                 self.consumer.seek(TopicPartition(topic, partition, offset))
-            return
+            return False
         for (source, _, _), was_copied in zip(places, copied):
             logical = self.logical[source]
             self.tallies[logical] = self.tallies[logical].plus(int(was_copied), int(not was_copied))
+        return True
 
     def copy(self, message: Message) -> bool:
         """Produce the record's copy (True), or its dead letter when the codec cannot place it or the registry
@@ -180,7 +218,7 @@ class ExportBridge:
             self.bus.schemas.decode(value)      # a whole body: a sink downstream must not choke on it
             registry_id = self.copy_id(self.copies[source], writer)
             framed = copied_value(value, header_len, None if header_len == CONFLUENT_HEADER_LEN else registry_id)
-        except (DecodeError, RegistryRefused) as error:
+        except BadInput as error:              # a DecodeError, or a schema the registry refuses
             logical = self.logical[source]
             key, dead, headers = dead_letter(message, logical, SERVICE, "export", error,
                                              self.bus.settings.connection.secret_values())
@@ -194,11 +232,21 @@ class ExportBridge:
         """The id of the writer schema under the copy's subject (TopicNameStrategy), registered there with
         BACKWARD compatibility where it is new; asked once per schema."""
         subject = f"{copy}-value"
-        if (subject, writer.fingerprint) not in self._ids:
+        known = (subject, writer.fingerprint)
+        if known in self._refused:
+            raise self._refused[known]
+        if known not in self._ids:
             quoted = urllib.parse.quote(subject, safe="")
             self.registry.call("PUT", f"/config/{quoted}", {"compatibility": "BACKWARD"})
-            self._ids[(subject, writer.fingerprint)] = self.registry.register(subject, registry_form(writer.parsed))
-        return self._ids[(subject, writer.fingerprint)]
+            try:
+                self._ids[known] = self.registry.register(subject, registry_form(writer.parsed))
+            except RegistryRefused as refused:
+                if refused.status not in SCHEMA_REFUSALS:
+                    raise           # credentials, rights: not the record's fault, stop (exit 1)
+                self._refused[known] = SchemaRefused(f"{subject} refuses {writer.name} {writer.fingerprint_hex}: "
+                                                     f"{refused}")
+                raise self._refused[known] from None
+        return self._ids[known]
 
     def progress(self, partitions: Iterable[Key]) -> str:
         """One line: per topic, records copied and dead-lettered by this run, and how far it is behind."""

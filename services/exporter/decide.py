@@ -61,8 +61,9 @@ def caught_up(ends: Mapping[Key, int], targets: Mapping[Key, int]) -> bool:
 
 
 def foreign_copies(committed: Mapping[Key, int], copy_ends: Mapping[Key, int]) -> list[Key]:
-    """Source partitions this bridge never committed whose copy already holds records: another bridge (another
-    set of topics, another group) wrote them, and starting again from the source's beginning would copy them twice."""
+    """Source partitions this bridge never committed whose copy has offsets in use: another bridge (another set of
+    topics, another group) may have written them, and starting from the source's beginning would copy them twice
+    (or a predecessor killed before its first commit left only an aborted transaction: the bridge reads to see)."""
     return sorted(key for key, offset in committed.items() if offset < 0 and copy_ends.get(key, 0) > 0)
 
 

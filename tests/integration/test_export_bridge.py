@@ -159,6 +159,16 @@ def test_the_bridge_copies_each_record_once_across_a_kill_9(bus, bus_env, schema
     level = registry.call("GET", f"/config/{subject}")
     assert (level.get("compatibilityLevel") or level.get("compatibility")) == "BACKWARD"
 
+    # Started again with nothing new, then stopped as Ctrl-C would: exit 0, nothing copied twice.
+    idle = export(env, "--progress", "0.5", "--json")
+    assert idle.stderr is not None
+    assert "0 copied" in idle.stderr.readline()         # its first progress line: it is running, with nothing to do
+    idle.send_signal(signal.SIGTERM)
+    out, err = idle.communicate(timeout=120)
+    assert idle.returncode == 0, err
+    assert json.loads(out)["topics"][TOPIC] == {"copy": copy, "copied": 0, "dead_lettered": 0}
+    assert len(read_all(admin, copy)) == PLACEABLE
+
 
 def test_a_topic_topics_yaml_does_not_export_is_refused_before_anything_starts(bus_env, schema_registry):
     refused = subprocess.run([sys.executable, "-m", "services.cli.main", "export", "inference.requests", "--to",

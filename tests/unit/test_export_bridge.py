@@ -101,8 +101,9 @@ def test_the_exporter_reads_the_topic_makes_and_writes_its_copy_and_dead_letters
     grants = plan_acls(catalogue, {"ana": ["viewer"]})
     on_topics = {(g.name, g.operation) for g in grants if g.principal == EXPORTER and g.resource == "topic"}
     assert on_topics == {("ns.kpis", "read"), ("ns.kpis.confluent", "create"), ("ns.kpis.confluent", "write"),
-                         ("ns.kpis.dlq", "write")}
-    assert {g.principal for g in grants if g.name == "ns.kpis.confluent" and g.operation == "read"} == {"app", "ana"}
+                         ("ns.kpis.confluent", "read"), ("ns.kpis.dlq", "write")}
+    assert {g.principal for g in grants if g.name == "ns.kpis.confluent" and g.operation == "read"} == \
+        {"app", "ana", EXPORTER}
     assert Grant(EXPORTER, "transactional_id", "ns.mlbus.exporter.", "prefixed", "write") in grants
     assert EXPORTER in service_principals(catalogue)
 
@@ -112,7 +113,7 @@ def test_the_copy_of_a_private_topic_is_private_too():
                                                                         "allow_personal": True})]})
     readers = {g.principal for g in plan_acls(catalogue, {"ana": ["viewer"]})
                if g.name == "kpis.confluent" and g.operation == "read"}
-    assert readers == {"app"}
+    assert readers == {"app", EXPORTER}
 
 
 def test_without_exports_there_is_no_exporter():
