@@ -5,8 +5,9 @@ of mlbus:
   FileStreamSink;
 - a Java consumer with Apicurio's Avro serde (tests/support/java/PrintValues.java);
 - confluent-kafka's Python AvroDeserializer against the registry's Confluent-compatible API.
-Security stays on: every reader logs in to the broker with SASL_SSL SCRAM as a person made through the CLI (dana,
-who may read the topic, in consumer groups her ACLs allow) and to the registry over HTTPS as its read-only user.
+Security stays on: every reader logs in to the broker with SASL_SSL SCRAM as `app` (the business applications'
+principal, which topics.yaml lets consume the predictions; in consumer groups its ACLs allow) and to the registry
+over HTTPS as its read-only user.
 """
 from __future__ import annotations
 
@@ -23,11 +24,11 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from services.bus.context import Bus
+from services.bus.credentials import read_properties
 from services.bus.envelope import Event
-from services.bus.identity import Identity
 from services.bus.kafka import base_config
 from services.bus.publish import Publisher
-from tests.support.outside_readers import (compile_reader, fetch_jars, java_consumer, json_lines, reader_access,
+from tests.support.outside_readers import (compile_reader, fetch_jars, start_java_consumer, json_lines, reader_access,
                                            start_connect, struct_fields)
 from tests.support.people import mlbus_cli
 
@@ -115,7 +116,7 @@ def java_text(value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def test_connect_a_java_consumer_and_confluent_kafka_read_what_mlbus_wrote(broker, bus, bus_env, cli, schema_registry,
+def test_connect_a_java_consumer_and_confluent_kafka_read_what_mlbus_wrote(broker, bus, bus_env, schema_registry,
                                                                           tmp_path):
     started = time.monotonic()
     libs = fetch_jars()
@@ -147,21 +148,27 @@ def test_connect_a_java_consumer_and_confluent_kafka_read_what_mlbus_wrote(broke
         ours[datum["prediction_id"]] = datum
     assert ours == {value["prediction_id"]: value for value in sent}
 
-    # The outside readers are dana (a data scientist made through the CLI): her SCRAM login, groups her ACLs
-    # allow (<namespace>mlbus.<principal>.*), the registry's read-only user.
-    dana = Identity.load(cli.identity("dana"))
-    access = reader_access(broker.bootstrap, dana.kafka, Path(schema_registry.reader_file), tmp_path)
-    group = f"{bus.catalogue.namespace}mlbus.{dana.principal}"
+    # The outside readers log in as `app`, the business applications' principal, which topics.yaml lets consume
+    # the predictions: its own SCRAM credentials, consumer groups its ACLs allow (<namespace>mlbus.app.*), the
+    # registry's read-only user.
+    app = {key: str(value) for key, value in read_properties(Path(broker.clients_dir) / "app.properties").items()
+           if key != "bootstrap.servers"}
+    access = reader_access(broker.bootstrap, app, Path(schema_registry.reader_file), tmp_path)
+    group = f"{bus.catalogue.namespace}mlbus.app"
 
     connect_dir = tmp_path / "connect"
     connect_dir.mkdir()
     connect = start_connect(libs, access, topic, f"{group}.connect", connect_dir)
+    java_consumer = None
     try:
+        java_started = time.monotonic()
+        java_consumer = start_java_consumer(libs, compile_reader(libs, tmp_path), access, topic, f"{group}.java",
+                                            COUNT, tmp_path, READ_S)
         # confluent-kafka's deserializer, against the Confluent-compatible API.
         registry = ConfluentRegistry({"url": access.registry_url, "ssl.ca.location": access.registry_ca,
                                       "basic.auth.user.info": f"{access.registry_user}:{access.registry_password}"})
         deserialize = AvroDeserializer(registry)
-        consumer = Consumer({"bootstrap.servers": broker.bootstrap, **dana.kafka, "group.id": f"{group}.python",
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap, **app, "group.id": f"{group}.python",
                              "auto.offset.reset": "earliest", "enable.auto.commit": False})
         consumer.subscribe([topic])
         try:
@@ -174,12 +181,10 @@ def test_connect_a_java_consumer_and_confluent_kafka_read_what_mlbus_wrote(broke
         assert python == ours
 
         # Apicurio's serde in a plain Java consumer.
-        java_started = time.monotonic()
-        classes = compile_reader(libs, tmp_path)
-        printed = java_consumer(libs, classes, access, topic, f"{group}.java", COUNT, tmp_path, READ_S)
+        printed, errors = java_consumer.communicate(timeout=READ_S + 120)
         java_s = time.monotonic() - java_started
-        assert printed.returncode == 0, printed.stderr[-4000:]
-        java = {value["prediction_id"]: value for value in json_lines(printed.stdout)}
+        assert java_consumer.returncode == 0, errors[-4000:]
+        java = {value["prediction_id"]: value for value in json_lines(printed)}
         assert java == {key: as_json(value) for key, value in ours.items()}
 
         # Kafka Connect, through Apicurio's converter, into the file sink.
@@ -197,6 +202,9 @@ def test_connect_a_java_consumer_and_confluent_kafka_read_what_mlbus_wrote(broke
         connect_s = time.monotonic() - connect.started
     finally:
         connect.stop()
+        if java_consumer is not None and java_consumer.poll() is None:
+            java_consumer.kill()
+            java_consumer.communicate(timeout=30)
     print(f"\noutside readers: jars ready in {fetched - started:.1f} s, the test's body "
           f"{time.monotonic() - started:.1f} s; java consumer (compile and run) {java_s:.1f} s; connect worker, "
           f"start to {COUNT} lines, {connect_s:.1f} s")

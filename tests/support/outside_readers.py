@@ -1,7 +1,8 @@
 """Readers from outside mlbus, as a data platform team would run them against a Confluent-framed topic, all with
 security on: a Kafka Connect standalone worker (connect-runtime) with Apicurio Registry's Avro converter writing a
 file sink, a Java consumer with Apicurio's Avro serde (tests/support/java/PrintValues.java), each logging in to the
-broker with SASL_SSL SCRAM as a person who may read the topic and to the registry over HTTPS as its read-only user.
+broker with SASL_SSL SCRAM as a principal that may read the topic and to the registry over HTTPS as its read-only
+user.
 
 The jars come from Maven Central through compose/connect/pom.xml (`mvn dependency:copy-dependencies` once into
 var/connect-libs, cached in ~/.m2), like scripts/kafka's broker jars.
@@ -195,13 +196,14 @@ def compile_reader(libs: Path, work: Path) -> Path:
     return classes
 
 
-def java_consumer(libs: Path, classes: Path, access: ReaderAccess, topic: str, group: str, count: int,
-                  work: Path, deadline_s: int = 180) -> subprocess.CompletedProcess:
-    """Apicurio's serde in a plain Kafka consumer: every value of the topic as a line of JSON."""
+def start_java_consumer(libs: Path, classes: Path, access: ReaderAccess, topic: str, group: str, count: int,
+                        work: Path, deadline_s: int) -> subprocess.Popen:
+    """Apicurio's serde in a plain Kafka consumer: the topic's values as lines of JSON on its stdout, until
+    `count` were read (exit 0) or the deadline passed (exit 2)."""
     config = properties_file(work / "consumer.properties", {
         **access.kafka_properties(), **access.serde_properties(), "group.id": group})
-    return subprocess.run(java(libs, "PrintValues", str(config), topic, str(count), str(deadline_s), access=access,
-                               classes=classes), capture_output=True, text=True, timeout=deadline_s + 120)
+    return subprocess.Popen(java(libs, "PrintValues", str(config), topic, str(count), str(deadline_s), access=access,
+                                 classes=classes), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def struct_fields(line: str, names: tuple[str, ...]) -> dict[str, str]:
