@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 from confluent_kafka.schema_registry import SchemaRegistryClient as ConfluentRegistry
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -26,11 +26,11 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from services.bus.context import Bus
 from services.bus.credentials import read_properties
 from services.bus.envelope import Event
-from services.bus.kafka import base_config
 from services.bus.publish import Publisher
-from tests.support.outside_readers import (compile_reader, fetch_jars, start_java_consumer, json_lines, reader_access,
-                                           start_connect, struct_fields)
+from tests.support.outside_readers import (compile_reader, fetch_jars, json_lines, reader_access, ReaderAccess,
+                                           start_connect, start_java_consumer, struct_fields)
 from tests.support.people import mlbus_cli
+from tests.support.polling import read_topic
 
 pytestmark = pytest.mark.timeout(1500)       # a first run fetches the registry and ~100 jars from Maven Central
 
@@ -74,18 +74,6 @@ def predictions(count: int) -> list[dict]:
     return made
 
 
-def raw_values(bus: Bus, topic: str, count: int) -> list[bytes]:
-    """The topic's messages as the broker holds them (the admin reads them, partition by partition)."""
-    consumer = Consumer({**base_config(bus.settings), "group.id": f"raw-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False})
-    try:
-        partitions = consumer.list_topics(topic, timeout=60).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        return [message.value() for message in polled(consumer, count)]
-    finally:
-        consumer.close()
-
-
 def polled(consumer: Consumer, count: int) -> list:
     found, end = [], time.monotonic() + READ_S
     while len(found) < count and time.monotonic() < end:
@@ -116,36 +104,70 @@ def java_text(value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def write_in_confluent_framing(bus_env: dict[str, str], schema_registry, values: list[dict]) -> int:
+    """Every schema registered by mlbus's CLI (the registry's admin), then `values` published by the scorer's own
+    Publisher under MLBUS_WIRE=confluent (as topics.yaml `wire: confluent` on the topic would); the schema id."""
+    registered = mlbus_cli({**bus_env, **schema_registry.env()}, "schemas", "register", "--json")
+    assert registered.returncode == 0, registered.stderr
+    writer = Bus.from_env({**bus_env, **schema_registry.env(), "MLBUS_WIRE": "confluent"}, principal="scorer")
+    publisher = Publisher(writer, "scorer")
+    for value in values:
+        publisher.publish(Event(PREDICTION, value, key=value["entity_id"], id=value["prediction_id"]))
+    publisher.flush(60)
+    return json.loads(registered.stdout)["subjects"][f"{writer.catalogue.physical(TOPIC)}-value"]
+
+
+def decoded_by_mlbus(bus: Bus, bus_env: dict[str, str], reader_file: str, schema_id: int) -> dict[str, dict]:
+    """The topic's values as mlbus reads them, by prediction id, after checking their framing: 00 + the registry's
+    id. The schema is looked up in the registry by id, as by a reader who never wrote it."""
+    raw = [message.value() for message in read_topic(bus, TOPIC, COUNT, timeout=READ_S)]
+    assert len(raw) == COUNT, f"{len(raw)} messages on {TOPIC}, not {COUNT}"
+    assert {value[:5] for value in raw} == {b"\x00" + schema_id.to_bytes(4, "big")}
+    reader = Bus.from_env({**bus_env, "MLBUS_REGISTRY_CONFIG": reader_file})
+    decoded = [reader.schemas.decode(value) for value in raw]
+    assert {record for record, _ in decoded} == {PREDICTION}
+    return {datum["prediction_id"]: datum for _, datum in decoded}
+
+
+def read_with_confluent_kafka(access: ReaderAccess, kafka: dict[str, str], topic: str, group: str) -> dict[str, dict]:
+    """confluent-kafka's AvroDeserializer against the registry's Confluent-compatible API; values by prediction id."""
+    registry = ConfluentRegistry({"url": access.registry_url, "ssl.ca.location": access.registry_ca,
+                                  "basic.auth.user.info": f"{access.registry_user}:{access.registry_password}"})
+    deserialize = AvroDeserializer(registry)
+    consumer = Consumer({"bootstrap.servers": access.bootstrap, **kafka, "group.id": group,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    try:
+        values = [deserialize(message.value(), SerializationContext(topic, MessageField.VALUE))
+                  for message in polled(consumer, COUNT)]
+    finally:
+        consumer.close()
+    return {value["prediction_id"]: value for value in values}
+
+
+def assert_connect_wrote(lines: list[str], ours: dict[str, dict]) -> None:
+    """The file sink's Structs against mlbus's values: every scalar field as Java prints it (nulls left out), and
+    as many nested records as mlbus has."""
+    connected = {fields["prediction_id"]: fields
+                 for fields in (struct_fields(line, (*SCALARS, "members", "lookups")) for line in lines)}
+    assert {key: {name: text for name, text in fields.items() if name in SCALARS}
+            for key, fields in connected.items()} == \
+        {key: {name: java_text(value[name]) for name in SCALARS if value[name] is not None}
+         for key, value in ours.items()}
+    for key, value in ours.items():
+        for nested in ("members", "lookups"):
+            assert connected[key][nested].count("Struct{") == len(value[nested]), (key, nested)
+
+
 def test_connect_a_java_consumer_and_confluent_kafka_read_what_mlbus_wrote(broker, bus, bus_env, schema_registry,
                                                                           tmp_path):
     started = time.monotonic()
     libs = fetch_jars()
     fetched = time.monotonic()
     topic = bus.catalogue.physical(TOPIC)
-
-    # Every schema registered by mlbus's CLI (the registry's admin), then predictions written by the scorer's
-    # Publisher in Confluent's framing.
-    registered = mlbus_cli({**bus_env, **schema_registry.env()}, "schemas", "register", "--json")
-    assert registered.returncode == 0, registered.stderr
-    schema_id = json.loads(registered.stdout)["subjects"][f"{topic}-value"]
-    # The scorer's own bus under MLBUS_WIRE=confluent (as topics.yaml `wire: confluent` on the topic would).
-    writer = Bus.from_env({**bus_env, **schema_registry.env(), "MLBUS_WIRE": "confluent"}, principal="scorer")
-    publisher = Publisher(writer, "scorer")
     sent = predictions(COUNT)
-    for value in sent:
-        publisher.publish(Event(PREDICTION, value, key=value["entity_id"], id=value["prediction_id"]))
-    publisher.flush(60)
-
-    # On the wire: Confluent's framing with the registry's id, which mlbus's reader path decodes (its schema looked
-    # up in the registry by id, as a reader who never wrote it does).
-    raw = raw_values(bus, topic, COUNT)
-    assert {value[:5] for value in raw} == {b"\x00" + schema_id.to_bytes(4, "big")}
-    reader = Bus.from_env({**bus_env, "MLBUS_REGISTRY_CONFIG": schema_registry.reader_file})
-    ours = {}
-    for value in raw:
-        record, datum = reader.schemas.decode(value)
-        assert record == PREDICTION
-        ours[datum["prediction_id"]] = datum
+    schema_id = write_in_confluent_framing(bus_env, schema_registry, sent)
+    ours = decoded_by_mlbus(bus, bus_env, schema_registry.reader_file, schema_id)
     assert ours == {value["prediction_id"]: value for value in sent}
 
     # The outside readers log in as `app`, the business applications' principal, which topics.yaml lets consume
@@ -155,50 +177,24 @@ def test_connect_a_java_consumer_and_confluent_kafka_read_what_mlbus_wrote(broke
            if key != "bootstrap.servers"}
     access = reader_access(broker.bootstrap, app, Path(schema_registry.reader_file), tmp_path)
     group = f"{bus.catalogue.namespace}mlbus.app"
-
-    connect_dir = tmp_path / "connect"
-    connect_dir.mkdir()
-    connect = start_connect(libs, access, topic, f"{group}.connect", connect_dir)
+    (tmp_path / "connect").mkdir()
+    connect = start_connect(libs, access, topic, f"{group}.connect", tmp_path / "connect")
     java_consumer = None
     try:
         java_started = time.monotonic()
         java_consumer = start_java_consumer(libs, compile_reader(libs, tmp_path), access, topic, f"{group}.java",
                                             COUNT, tmp_path, READ_S)
-        # confluent-kafka's deserializer, against the Confluent-compatible API.
-        registry = ConfluentRegistry({"url": access.registry_url, "ssl.ca.location": access.registry_ca,
-                                      "basic.auth.user.info": f"{access.registry_user}:{access.registry_password}"})
-        deserialize = AvroDeserializer(registry)
-        consumer = Consumer({"bootstrap.servers": broker.bootstrap, **app, "group.id": f"{group}.python",
-                             "auto.offset.reset": "earliest", "enable.auto.commit": False})
-        consumer.subscribe([topic])
-        try:
-            python = {}
-            for message in polled(consumer, COUNT):
-                value = deserialize(message.value(), SerializationContext(topic, MessageField.VALUE))
-                python[value["prediction_id"]] = value
-        finally:
-            consumer.close()
-        assert python == ours
+        assert read_with_confluent_kafka(access, app, topic, f"{group}.python") == ours
 
-        # Apicurio's serde in a plain Java consumer.
-        printed, errors = java_consumer.communicate(timeout=READ_S + 120)
+        printed, errors = java_consumer.communicate(timeout=READ_S + 120)       # Apicurio's serde
         java_s = time.monotonic() - java_started
         assert java_consumer.returncode == 0, errors[-4000:]
-        java = {value["prediction_id"]: value for value in json_lines(printed)}
-        assert java == {key: as_json(value) for key, value in ours.items()}
+        assert {value["prediction_id"]: value for value in json_lines(printed)} == \
+            {key: as_json(value) for key, value in ours.items()}
 
-        # Kafka Connect, through Apicurio's converter, into the file sink.
-        lines = connect.wait_for(COUNT, READ_S)
+        lines = connect.wait_for(COUNT, READ_S)             # Kafka Connect, Apicurio's converter, the file sink
         assert len(lines) == COUNT, f"the file sink holds {len(lines)} of {COUNT} values:\n{connect.tail()}"
-        connected = {fields["prediction_id"]: fields
-                     for fields in (struct_fields(line, (*SCALARS, "members", "lookups")) for line in lines)}
-        assert {key: {name: text for name, text in fields.items() if name in SCALARS}
-                for key, fields in connected.items()} == \
-            {key: {name: java_text(value[name]) for name in SCALARS if value[name] is not None}
-             for key, value in ours.items()}
-        for key, value in ours.items():         # nested records: as many structs as mlbus has
-            for nested in ("members", "lookups"):
-                assert connected[key][nested].count("Struct{") == len(value[nested]), (key, nested)
+        assert_connect_wrote(lines, ours)
         connect_s = time.monotonic() - connect.started
     finally:
         connect.stop()

@@ -16,12 +16,13 @@ import secrets
 import shutil
 import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import monotonic
 from typing import Mapping
 
 from services.bus.settings import PROJECT_ROOT
+from tests.support.polling import wait_until
 from tests.support.processes import free_port
 
 POM = PROJECT_ROOT / "compose" / "connect" / "pom.xml"
@@ -130,15 +131,18 @@ class ConnectRun:
     sink: Path                    # what the file sink wrote: one value a line (a Connect Struct's text)
     log: Path
     process: subprocess.Popen
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=monotonic)
 
     def lines(self) -> list[str]:
         return self.sink.read_text().splitlines() if self.sink.exists() else []
 
     def wait_for(self, count: int, deadline_s: float) -> list[str]:
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end and len(self.lines()) < count and self.process.poll() is None:
-            time.sleep(0.5)
+        """The sink's lines once it holds `count` (or the worker ended, or the deadline passed: fewer)."""
+        try:
+            wait_until(lambda: len(self.lines()) >= count or self.process.poll() is not None, deadline_s,
+                       f"{count} values in the file sink", interval=0.5)
+        except TimeoutError:
+            pass
         return self.lines()
 
     def stop(self) -> None:
