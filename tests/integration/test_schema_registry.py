@@ -116,3 +116,16 @@ def test_the_registry_refuses_an_incompatible_change_and_takes_a_compatible_one(
     assert new_id != ids[subject]
     assert json.loads(str(client.schema_text(new_id)))["fields"][-1]["name"] == "approver"
     assert client.register(subject, with_default) == new_id
+
+
+def test_a_subject_a_writer_makes_before_any_register_refuses_an_incompatible_change(schema_registry):
+    """scripts/registry makes BACKWARD the registry's default: the codec's first write under a fresh namespace
+    (no `mlbus schemas register` before it) makes a subject that still refuses an incompatible change."""
+    catalogue = load_catalogue(PROJECT_ROOT / "topics.yaml", namespace())
+    client = admin(schema_registry, catalogue)
+    record = "mlbus.Prediction"
+    parsed = SCHEMAS.schema(record).parsed
+    client.id_for(record, registry_form(parsed))                 # as the codec does at its first write
+    with pytest.raises(RegistryRefused) as refused:
+        client.id_for(record, changed(parsed, retyped="latency_ms"))          # double → string
+    assert refused.value.status == 409
