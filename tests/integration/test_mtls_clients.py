@@ -112,6 +112,10 @@ def test_old_kcat_logs_in_with_a_client_certificate_under_the_same_acls(broker, 
     for name in ("admin", "a,b", "cn=x", "a/b", "Dana", "x\n"):
         assert kafka_script("client-cert", name, "--csr", str(request), "--out", str(tmp_path / "no.crt"),
                             "--dir", str(state)).returncode != 0, name
+    for service in ("auditor", "drift-watcher", "t0123.scorer"):       # a certificate would act as the service
+        refused = kafka_script("client-cert", service, "--csr", str(request), "--out", str(tmp_path / "no.crt"),
+                               "--dir", str(state))
+        assert refused.returncode != 0 and "service's principal" in refused.stderr, refused.stderr
     assert not (tmp_path / "no.crt").exists()
     other = tmp_path / "other-ca"
     other.mkdir()
@@ -128,6 +132,10 @@ def test_old_kcat_logs_in_with_a_client_certificate_under_the_same_acls(broker, 
     renamed = kafka_script("client-cert", principal, "--csr", str(tmp_path / "admin.csr"), "--out",
                            str(tmp_path / "no.crt"), "--dir", str(state))     # a request naming someone else
     assert renamed.returncode != 0 and "'CN=admin', not CN=" in renamed.stderr, renamed.stderr
+    for service in ("auditor", "drift-watcher", "t0123.scorer"):       # a certificate would act as the service
+        refused = kafka_script("client-cert", service, "--csr", str(request), "--out", str(tmp_path / "no.crt"),
+                               "--dir", str(state))
+        assert refused.returncode != 0 and "service's principal" in refused.stderr, refused.stderr
     assert not (tmp_path / "no.crt").exists()
     foreign = consuming(with_certificate(config, other / "dana.crt", "foreign.properties"),
                         bus.catalogue.physical(READABLE), metadata_s=15)
