@@ -13,6 +13,7 @@ from services.bus.context import Bus
 from services.bus.errors import InfrastructureError
 from services.bus.logs import configure_logging
 from services.bus.schema_registry import RegistryRefused, RegistryUnavailable
+from services.bus.schema_topic import SchemasTopicResolver
 from services.bus.settings import ConfigError
 
 from .bridge import SERVICE, ExportBridge
@@ -31,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         bus = Bus.from_env(principal=SERVICE)
+        # records of a writer schema this release no longer ships are placed by what their producer announced
+        bus.schemas.resolver = SchemasTopicResolver(bus)
         configure_logging(SERVICE, bus.settings.observability.log_format, "warning", stream=sys.stderr)
         bridge = ExportBridge(bus, args.topics, args.to)
         caught_up = bridge.run(args.until_caught_up, args.progress)
