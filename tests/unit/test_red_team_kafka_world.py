@@ -218,6 +218,20 @@ def test_finding_1_a_registry_outage_stops_the_service_and_dead_letters_nothing(
     assert is_infrastructure(caught.value)
 
 
+@pytest.mark.xfail(strict=True, reason="finding 1 (start-up and follow paths): a Follower, and read_topics under every "
+                   "rebuild, skip a BadInput silently, so a registry outage at start builds views (identities, "
+                   "inventory, deployments) without any Confluent-framed record, and nothing says so")
+def test_finding_1_a_follower_does_not_build_its_view_without_the_registry():
+    from services.bus.projections.follow import Follower
+    folded: list = []
+    follower = Follower(registry_bus(DownRegistry()), "rt-follower", ("mlbus.DeploymentChanged",),
+                        [lambda record, value: folded.append(record)])
+    framed = confluent_of(an_honest("deployments"))
+    with pytest.raises(Exception) as caught:
+        follower._apply(FakeMessage(BUS.catalogue.physical("deployments"), b"k", framed, 0, []))
+    assert is_infrastructure(caught.value)
+
+
 def with_logical_type_on(record: str, field: str, logical: str) -> str:
     """The record's registry form with `logical` put on a plain long field: the same parsing canonical form (so
     the same CRC-64 fingerprint as mlbus's own writer schema), a different reading."""
@@ -486,3 +500,17 @@ def test_finding_9_no_client_certificate_names_a_non_person_principal():
     check = kafka_script().check_cert_principal
     allowed = [p for p in service_principals(BUS.catalogue) if not refuses(check, p)]
     assert allowed == []
+
+
+@pytest.mark.xfail(strict=True, reason="finding 10: every distinct unknown id is one synchronous registry GET (10 s "
+                   "time-out) in the consumer's hot path: an application writing inference.requests with fresh ids "
+                   "turns each record into a registry request from every consumer (scorer, drift-watcher, deployer, "
+                   "lineage...), with no budget; the negative cache only helps for ids seen before")
+def test_finding_10_a_flood_of_fresh_unknown_ids_costs_the_registry_a_bounded_number_of_requests():
+    registry = DictRegistry()
+    bus = registry_bus(registry)
+    physical = BUS.catalogue.physical("inference.requests")
+    for schema_id in range(10_000, 11_000):
+        with pytest.raises(BadInput):
+            decode_message(bus, FakeMessage(physical, b"k", confluent_prefix(schema_id) + b"\x00", 0, []))
+    assert len(registry.asked) <= 100, f"{len(registry.asked)} registry requests for 1,000 records"
