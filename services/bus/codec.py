@@ -22,7 +22,7 @@ import fastavro
 from fastavro.schema import SchemaParseException, UnknownType, fingerprint, parse_schema, to_parsing_canonical_form
 from fastavro.validation import ValidationError, validate
 
-from .errors import BadInput, DecodeError
+from .errors import BadInput, DecodeError, InfrastructureError
 from .native import decoder, encoder
 
 MARKER = b"\xc3\x01"
@@ -30,6 +30,7 @@ HEADER_LEN = len(MARKER) + 8
 CONFLUENT_MAGIC = b"\x00"
 CONFLUENT_HEADER_LEN = len(CONFLUENT_MAGIC) + 4
 MAX_UNKNOWN_IDS = 10_000        # registry ids found unknown, remembered (then forgotten all at once)
+MAX_LEARNED = 10_000            # writer schemas learned from the schema topic or a registry, kept at once
 SUBDIRS = (".", "common")      # schemas/datasets/ holds data contracts, not wire records
 
 
@@ -116,10 +117,25 @@ def parse_announced(schema_json: str, local: dict | None = None) -> dict:
     Expanded schemas define a named type at every use, so their canonical form does too, which fastavro will
     not parse back ("redefined named type"): each later definition of a name is read as a reference to it.
     The canonical form carries no logical types: those of `local` (our version of the record) are put back on
-    the longs it has in the same place, so an older writer's times still read as times. The fingerprint of the
-    result is the announced one (logical types are not part of the canonical form)."""
+    the longs it has in the same place, so an older writer's times still read as times — and only those: a
+    registry's schema of our record reads as ours does. The fingerprint of the result is the announced one
+    (logical types are not part of the canonical form)."""
     announced = defined_once(json.loads(schema_json))
-    return cast(dict, parse_schema(with_logical_types(announced, local) if local else announced, expand=True))
+    if local:
+        announced = with_logical_types(without_logical_types(announced), local)
+    return cast(dict, parse_schema(announced, expand=True))
+
+
+def without_logical_types(node):
+    """An announced schema without logical types, for our version of the record to put its own back. Logical
+    types are not part of the fingerprint, so a registry schema of one of our records with one on a long of ours
+    (a row count read as a time) would otherwise be taken for the writer schema of that fingerprint, and read
+    every later record so."""
+    if isinstance(node, list):
+        return [without_logical_types(item) for item in node]
+    if isinstance(node, dict):
+        return {key: without_logical_types(value) for key, value in node.items() if key != "logicalType"}
+    return node
 
 
 def with_logical_types(node, local):
@@ -190,10 +206,19 @@ class SchemaCatalogue:
             raise KeyError(f"no schema named {name} in schemas/") from None
 
     def learn(self, schema_json: str) -> WriterSchema:
-        """Add a writer schema seen elsewhere (another service's newer or older version)."""
+        """Add a writer schema seen elsewhere (another service's newer or older version); one whose fingerprint is
+        known already is the one known. At most MAX_LEARNED are kept (then forgotten all at once, ours kept)."""
         local = self.by_name.get(json.loads(schema_json).get("name", ""))
         schema = writer_schema(parse_announced(schema_json, local.parsed if local else None))
-        self.by_fingerprint.setdefault(schema.fingerprint, schema)
+        known = self.by_fingerprint.get(schema.fingerprint)
+        if known is not None:
+            return known
+        if len(self.by_fingerprint) >= len(self.by_name) + MAX_LEARNED:
+            ours = {s.fingerprint for s in self.by_name.values()}
+            self.by_fingerprint = {fp: s for fp, s in self.by_fingerprint.items() if fp in ours}
+            self.by_registry_id = {i: s for i, s in self.by_registry_id.items() if s.fingerprint in ours}
+            self._compiled = {fp: c for fp, c in self._compiled.items() if fp in ours}
+        self.by_fingerprint[schema.fingerprint] = schema
         return schema
 
     def encode(self, name: str, datum: dict, check: bool = False) -> bytes:
@@ -292,7 +317,12 @@ class SchemaCatalogue:
                               "look its schema up in (MLBUS_REGISTRY_URL)")
         if schema_id in self._unknown_ids:
             raise DecodeError(f"schema id {schema_id} is not in the schema registry")
-        schema_json = self.registry.schema_text(schema_id)     # an unreachable registry raises: not bad input
+        try:
+            schema_json = self.registry.schema_text(schema_id)
+        except InfrastructureError:             # a registry that does not answer: not the record's fault
+            raise
+        except Exception as refused:            # noqa: BLE001 - the registry refused this id: the record's fault
+            raise DecodeError(f"schema id {schema_id}: {str(refused)[:300]}") from None
         if schema_json is None:
             if len(self._unknown_ids) >= MAX_UNKNOWN_IDS:
                 self._unknown_ids.clear()
@@ -303,6 +333,9 @@ class SchemaCatalogue:
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError, SchemaParseException) as exc:
             raise DecodeError(f"schema id {schema_id}: the registry's schema does not parse as Avro: "
                               f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        if len(self.by_registry_id) >= MAX_LEARNED:
+            written = {int.from_bytes(prefix[1:], "big") for prefix in self._prefixes.values()}
+            self.by_registry_id = {i: s for i, s in self.by_registry_id.items() if i in written}
         self.by_registry_id[schema_id] = schema
         return schema
 

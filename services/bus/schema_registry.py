@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .catalogue import Catalogue
+from .errors import InfrastructureError
 from .settings import ConfigError, Settings
 
 TIMEOUT_S = 10.0
@@ -31,8 +32,13 @@ class RegistryError(RuntimeError):
     """The schema registry could not be used."""
 
 
-class RegistryUnavailable(RegistryError):
-    """The registry did not answer, or answered with a server error."""
+class RegistryUnavailable(RegistryError, InfrastructureError):
+    """The registry did not answer, or answered with a server error: an infrastructure failure, never the fault
+    of the record being read (the service stops loudly; nothing is dead-lettered for it)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status            # the HTTP status of a server error; None: no answer at all
 
 
 class RegistryRefused(RegistryError):
@@ -78,14 +84,32 @@ class SchemaRegistry:
         return int(answer["id"])
 
     def schema_text(self, schema_id: int) -> str | None:
+        """The schema under an id; None when the registry has none. A server error for this id while the registry
+        answers otherwise is RegistryRefused (the record that names the id is at fault, not the registry: were
+        it RegistryUnavailable, one record would stop its service at every start)."""
         try:
             answer = self.call("GET", f"/schemas/ids/{int(schema_id)}")
         except RegistryRefused as refused:
             if refused.status == 404:
                 return None
+            if refused.status in (401, 403):        # our credentials, not the record: stop loudly
+                raise RegistryUnavailable(str(refused), status=refused.status) from None
             raise
+        except RegistryUnavailable as unavailable:
+            if unavailable.status is None or not self.answers():
+                raise
+            raise RegistryRefused(unavailable.status, f"a server error for schema id {schema_id} alone "
+                                                      f"(the registry answers otherwise): {unavailable}") from None
         schema = answer.get("schema") if isinstance(answer, dict) else None
         return schema if isinstance(schema, str) else None
+
+    def answers(self) -> bool:
+        """Whether the registry answers a request that names no schema (the types it knows)."""
+        try:
+            self.call("GET", "/schemas/types")
+        except RegistryError:
+            return False
+        return True
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -99,7 +123,8 @@ class SchemaRegistry:
         except urllib.error.HTTPError as error:
             message = error.read(4096).decode("utf-8", "replace")
             if error.code >= 500:
-                raise RegistryUnavailable(f"schema registry at {self.url}: {error.code} {message}") from None
+                raise RegistryUnavailable(f"schema registry at {self.url}: {error.code} {message[:500]}",
+                                          status=error.code) from None
             raise RegistryRefused(error.code, _message_of(message)) from None
         except (urllib.error.URLError, OSError, ValueError) as error:
             raise RegistryUnavailable(f"schema registry at {self.url} did not answer: {error}") from None

@@ -23,6 +23,7 @@ from services.bus.context import Bus
 from services.bus.dlq import dead_letter, dlq_topic
 from services.bus.errors import BadInput, InfrastructureError
 from services.bus.kafka import admin_config, consumer_config, group_id, producer_config
+from services.bus.received import decode_message
 from services.bus.schema_registry import RegistryRefused, SchemaRegistry
 from services.bus.settings import ConfigError
 from services.bus.topics import retry_while_retriable
@@ -209,13 +210,16 @@ class ExportBridge:
         return True
 
     def copy(self, message: Message) -> bool:
-        """Produce the record's copy (True), or its dead letter when the codec cannot place it or the registry
-        refuses its schema (False: bytes kept, the reason in headers)."""
+        """Produce the record's copy (True), or its dead letter when it is not a record of its topic's type that the
+        edge takes, or the registry refuses its schema (False: bytes kept, the reason in headers)."""
         source, partition, _ = position(message)
         value = message.value() or b""
         try:
             writer, header_len = self.bus.schemas.located(value)
-            self.bus.schemas.decode(value)      # a whole body: a sink downstream must not choke on it
+            # The one edge every consumer passes: a whole body of the topic's own record type, every field within
+            # the edge's rules — a sink downstream must not choke on it, and a record of another type must not
+            # make the copy subject's first schema (which would refuse every honest record after it)
+            decode_message(self.bus, message)
             registry_id = self.copy_id(self.copies[source], writer)
             framed = copied_value(value, header_len, None if header_len == CONFLUENT_HEADER_LEN else registry_id)
         except BadInput as error:              # a DecodeError, or a schema the registry refuses

@@ -203,11 +203,7 @@ def test_the_mutual_tls_mapping_rule_maps_only_a_lone_cn_and_never_admin():
     assert pattern.fullmatch("CN=dana").group(1) == "dana"
 
 
-# ---------------------------------------------------------------- findings (strict xfails: they fail now)
-@pytest.mark.xfail(strict=True, reason="finding 1: a registry that does not answer is turned into a DecodeError by "
-                   "decode_message's catch-all (RegistryUnavailable is a RuntimeError, not InfrastructureError): "
-                   "every Confluent-framed record is dead-lettered during a registry outage instead of the service "
-                   "stopping loudly")
+# ---------------------------------------------------------------- findings (strict xfails while open; 1, 2, 4, 5 and 6 fixed)
 @pytest.mark.parametrize("topic", TOPICS)
 def test_finding_1_a_registry_outage_stops_the_service_and_dead_letters_nothing(topic):
     bus = registry_bus(DownRegistry())
@@ -218,9 +214,6 @@ def test_finding_1_a_registry_outage_stops_the_service_and_dead_letters_nothing(
     assert is_infrastructure(caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason="finding 1 (start-up and follow paths): a Follower, and read_topics under every "
-                   "rebuild, skip a BadInput silently, so a registry outage at start builds views (identities, "
-                   "inventory, deployments) without any Confluent-framed record, and nothing says so")
 def test_finding_1_a_follower_does_not_build_its_view_without_the_registry():
     from services.bus.projections.follow import Follower
     folded: list = []
@@ -245,9 +238,6 @@ def with_logical_type_on(record: str, field: str, logical: str) -> str:
 
 @pytest.mark.skipif(native is None, reason="the compiled decoders' cache is what is poisoned (MLBUS_NATIVE=off: "
                     "fastavro reads each record with its own writer schema)")
-@pytest.mark.xfail(strict=True, reason="finding 2: the compiled decoder cache is keyed by fingerprint, which leaves "
-                   "logical types out: one Confluent-framed record whose registry schema is mlbus's with a logical "
-                   "type added makes every later single-object record of that type decode with it (rows as a datetime)")
 @pytest.mark.parametrize("record, field, topic", [("mlbus.DataBatch", "rows", "data.batches"),
                                                   ("mlbus.ModelTrained", "duration_ms", "models.trained")])
 def test_finding_2_one_confluent_record_does_not_change_how_later_records_read(record, field, topic):
@@ -273,9 +263,6 @@ def test_finding_3_a_service_writes_schemas_without_being_the_registrys_admin():
     assert "MLBUS_REGISTRY_CONFIG=var/registry/clients/admin.properties" not in how_to
 
 
-@pytest.mark.xfail(strict=True, reason="finding 4: by_registry_id (and by_fingerprint, where learn() puts every "
-                   "registry schema) keep every distinct id a record names for the process's life: a registry holding "
-                   "many schemas (any registrant) grows a consumer's memory without bound, unlike the unknown ids")
 def test_finding_4_the_known_ids_a_consumer_remembers_are_bounded():
     registry = DictRegistry()
     n = MAX_UNKNOWN_IDS + 50
@@ -362,9 +349,6 @@ def a_stranger(topic: str) -> tuple[str, bytes]:
     return other, an_honest(BUS.catalogue.for_schema(other).name)
 
 
-@pytest.mark.xfail(strict=True, reason="finding 5: the bridge places a record with the codec alone, not the edge: a "
-                   "Confluent-framed record whose id names another record type (or a schema anyone registered) is "
-                   "copied as it is into the copy its outside readers trust to hold the topic's type")
 @pytest.mark.parametrize("topic", EXPORTED)
 def test_finding_5_a_confluent_record_of_another_type_is_not_copied(topic):
     made, registry = bridge(topic)
@@ -374,9 +358,6 @@ def test_finding_5_a_confluent_record_of_another_type_is_not_copied(topic):
     assert made.copy(FakeMessage(BUS.catalogue.physical(topic), b"k", framed, 0, [])) is False
 
 
-@pytest.mark.xfail(strict=True, reason="finding 6: on a fresh copy, the first record a source holds fixes the copy "
-                   "subject's schema: a record of another type first (WrongRecordType at every mlbus edge) registers "
-                   "its schema there, and BACKWARD then refuses every honest record after it (all dead-lettered)")
 @pytest.mark.parametrize("topic", EXPORTED)
 def test_finding_6_one_misplaced_record_first_does_not_dead_letter_every_honest_one_after_it(topic):
     made, _ = bridge(topic)
