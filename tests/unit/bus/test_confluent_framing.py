@@ -13,8 +13,8 @@ from services.bus.catalogue import CatalogueError, build_catalogue
 from services.bus.codec import (CONFLUENT_HEADER_LEN, HEADER_LEN, MAX_UNKNOWN_IDS, SchemaCatalogue,
                                 confluent_prefix, registry_form)
 from services.bus.context import Bus
-from services.bus.errors import DecodeError
-from services.bus.schema_registry import RegistryUnavailable
+from services.bus.errors import DecodeError, InfrastructureError
+from services.bus.schema_registry import RegistryRefused, RegistryUnavailable, SchemaRegistry
 from services.bus.settings import ConfigError, Settings
 from tests.support.hostile import examples, strategy_for
 
@@ -194,3 +194,37 @@ def test_a_deployment_in_confluent_framing_needs_a_registry_and_a_known_wire():
         Settings.from_env({"MLBUS_WIRE": "json"})
     bus = Bus.from_settings(Settings.from_env({"MLBUS_WIRE": "confluent", "MLBUS_REGISTRY_URL": "http://127.0.0.1:1"}))
     assert "mlbus.Prediction" in bus.schemas.confluent and "mlbus.AuditRecord" not in bus.schemas.confluent
+
+
+class AnsweringRegistry(SchemaRegistry):
+    """The bus's registry client over canned answers by path: a dict value is the JSON answer, an int a status."""
+
+    def __init__(self, answers: dict):
+        super().__init__("https://registry.invalid/apis/ccompat/v7", BUS.catalogue)
+        self.answers_by_path = answers
+
+    def call(self, method, path, body=None):
+        answer = self.answers_by_path.get(path, 404)
+        if answer == "down":
+            raise RegistryUnavailable("did not answer")
+        if isinstance(answer, int) and answer >= 500:
+            raise RegistryUnavailable(f"{answer}", status=answer)
+        if isinstance(answer, int):
+            raise RegistryRefused(answer, "refused")
+        return answer
+
+
+@pytest.mark.parametrize("answers, stops", [
+    ({"/schemas/ids/7": 500, "/schemas/types": ["AVRO"]}, False),   # a server error for this id alone: the record's
+    ({"/schemas/ids/7": 500, "/schemas/types": 503}, True),         # the registry is in trouble: stop
+    ({"/schemas/ids/7": "down", "/schemas/types": ["AVRO"]}, True),  # no answer at all
+    ({"/schemas/ids/7": 401}, True),                                # our credentials: not the record's fault
+    ({"/schemas/ids/7": 403}, True),
+    ({"/schemas/ids/7": 422}, False),
+    ({"/schemas/ids/7": {"schema": "not json"}}, False)])
+def test_only_a_registry_that_fails_for_every_id_stops_the_reader(answers, stops):
+    """A record that names an id is never a crash loop: the registry's failure for that id alone dead-letters it;
+    a registry that does not answer, or refuses our credentials, stops the service (InfrastructureError)."""
+    reader = SchemaCatalogue([s.parsed for s in BUS.schemas.by_name.values()], registry=AnsweringRegistry(answers))
+    with pytest.raises(InfrastructureError if stops else DecodeError):
+        reader.decode(confluent_prefix(7) + b"\x00")
