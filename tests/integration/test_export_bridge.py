@@ -102,7 +102,7 @@ def export(env: dict, *extra: str) -> subprocess.Popen:
 
 
 def test_the_bridge_copies_each_record_once_across_a_kill_9(bus, bus_env, schema_registry):
-    env = {**bus_env, **schema_registry.env()}
+    env = {**bus_env, **schema_registry.writer_env()}          # the registry's writer, not its admin
     admin = Bus.from_env(env, principal=ADMIN)
     sent = publish(admin)
     copy = admin.catalogue.copy_of(TOPIC)

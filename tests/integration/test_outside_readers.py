@@ -109,7 +109,7 @@ def write_in_confluent_framing(bus_env: dict[str, str], schema_registry, values:
     Publisher under MLBUS_WIRE=confluent (as topics.yaml `wire: confluent` on the topic would); the schema id."""
     registered = mlbus_cli({**bus_env, **schema_registry.env()}, "schemas", "register", "--json")
     assert registered.returncode == 0, registered.stderr
-    writer = Bus.from_env({**bus_env, **schema_registry.env(), "MLBUS_WIRE": "confluent"}, principal="scorer")
+    writer = Bus.from_env({**bus_env, **schema_registry.writer_env(), "MLBUS_WIRE": "confluent"}, principal="scorer")
     publisher = Publisher(writer, "scorer")
     for value in values:
         publisher.publish(Event(PREDICTION, value, key=value["entity_id"], id=value["prediction_id"]))

@@ -203,7 +203,7 @@ def test_the_mutual_tls_mapping_rule_maps_only_a_lone_cn_and_never_admin():
     assert pattern.fullmatch("CN=dana").group(1) == "dana"
 
 
-# ---------------------------------------------------------------- findings (strict xfails while open; 1, 2, 4, 5 and 6 fixed)
+# ---------------------------------------------------------------- findings (strict xfails while open; 1-6 fixed)
 @pytest.mark.parametrize("topic", TOPICS)
 def test_finding_1_a_registry_outage_stops_the_service_and_dead_letters_nothing(topic):
     bus = registry_bus(DownRegistry())
@@ -252,9 +252,6 @@ def test_finding_2_one_confluent_record_does_not_change_how_later_records_read(r
     assert type(again.value[field]) is int, f"{record}.{field} now reads as {again.value[field]!r}"
 
 
-@pytest.mark.xfail(strict=True, reason="finding 3: scripts/registry has two users, admin (sr-admin) and reader: every "
-                   "service writing Confluent framing and the exporter are given admin.properties, so a service "
-                   "principal can set a subject's compatibility to NONE, change global rules and delete subjects")
 def test_finding_3_a_service_writes_schemas_without_being_the_registrys_admin():
     text = (ROOT / "scripts/registry").read_text()
     users = ast.literal_eval(re.search(r"^USERS = (\{.*\})$", text, re.M).group(1))
