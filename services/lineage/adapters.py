@@ -14,11 +14,16 @@ from openlineage.client.transport.transport import Transport
 from services.bus.errors import InfrastructureError
 from services.bus.settings import ConfigError
 
+from .decide import Unmappable
 from .settings import LineageSettings
 
 # The client's HTTP transport retries 5 times with back-off on connection errors and 5xx; past that the
 # service crashes rather than drop the event.
 HTTP_TIMEOUT_S = 5.0
+# What a backend answers when the event itself is at fault (malformed, too large, not processable): the record
+# that made it is dead-lettered — were it an infrastructure failure, that one record would stop the service at
+# every start. Other refusals (401, 403, 404: our settings) stop it.
+REFUSED_EVENT = (400, 413, 422)
 
 
 def transports(settings: LineageSettings) -> list[Transport]:
@@ -45,6 +50,10 @@ def emitter(settings: LineageSettings) -> Callable[[RunEvent], None]:
             try:
                 client.emit(event)
             except Exception as error:          # noqa: BLE001 - whatever the transport raised: not the record's
+                status = getattr(getattr(error, "response", None), "status_code", None)
+                if status in REFUSED_EVENT:
+                    raise Unmappable(f"the OpenLineage endpoint refused the event ({status}): "
+                                     f"{str(error)[:300]}") from None
                 raise InfrastructureError(f"OpenLineage {client.transport.kind} transport failed: "
                                           f"{type(error).__name__}: {str(error)[:300]}") from error
     return emit

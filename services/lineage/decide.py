@@ -35,7 +35,8 @@ from services.bus.records import BatchRef, ColumnProfile, DataBatch, DataValidat
 RUN_IDS = uuid.UUID("6f1c3c55-8f0e-4a53-9d1b-6c2f3f0a9e21")     # fixed: the same record gives the same run id
 INTEGRATION = "MLBUS"
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)       # a period must end, with any grace, before datetime's end
+MAX_AHEAD = timedelta(minutes=5)        # a prediction dated later than this after now opens no period: refused
+MAX_NAME = 1024                         # a dataset's namespace or name (backends keep them in bounded columns)
 
 
 class Unmappable(BadInput):
@@ -68,10 +69,15 @@ def batch_place(places: Places, uri: str, dataset: str, batch_id: str) -> tuple[
         return places.jobs, f"datasets/{dataset}/batches/{batch_id}"
     parts = urlsplit(uri)
     if parts.scheme in ("", "file"):
-        return "file", parts.path
-    if not parts.netloc:
+        place = "file", parts.path
+    elif not parts.netloc:
         raise Unmappable(f"batch {batch_id}: URI {uri[:200]!r} names no host or bucket")
-    return f"{parts.scheme}://{parts.netloc}", parts.path.lstrip("/")
+    else:
+        place = f"{parts.scheme}://{parts.netloc}", parts.path.lstrip("/")
+    if not all(len(part) <= MAX_NAME and part.isprintable() for part in place):
+        raise Unmappable(f"batch {batch_id}: URI {uri[:200]!r} is not a dataset name a lineage backend keeps "
+                         f"(at most {MAX_NAME} printable characters)")
+    return place
 
 
 def version_place(places: Places, model: str, version: int) -> tuple[str, str]:
@@ -216,14 +222,15 @@ def scoring_run(places: Places, scoring: Scoring, key: tuple[str, int, datetime]
                  [InputDataset(namespace=n, name=d) for n, d in read], [OutputDataset(namespace=namespace, name=name)])
 
 
-def predicted(places: Places, scoring: Scoring, prediction: Prediction) -> list[RunEvent]:
-    """A prediction: the START of its version's period if it is the first seen (no version: none)."""
+def predicted(places: Places, scoring: Scoring, prediction: Prediction, now: datetime) -> list[RunEvent]:
+    """A prediction: the START of its version's period if it is the first seen (no version: none). One dated
+    more than MAX_AHEAD after `now` is refused: its period would stay open (a START without end) till then."""
     if prediction.version is None:
         return []
-    key = (prediction.model, prediction.version, scoring.period_of(prediction.predicted_at))
-    if key[2] > LATEST - timedelta(seconds=scoring.period_s):     # its period could never be closed
+    if prediction.predicted_at > now + MAX_AHEAD:
         raise Unmappable(f"prediction {prediction.prediction_id}: predicted_at {iso(prediction.predicted_at)} is "
-                         f"too far ahead to close its period")
+                         f"after {iso(now + MAX_AHEAD)}: its scoring period could not close")
+    key = (prediction.model, prediction.version, scoring.period_of(prediction.predicted_at))
     looked_up = bool(prediction.lookups)
     if key in scoring.open:
         scoring.open[key] = scoring.open[key] or looked_up

@@ -38,7 +38,7 @@ class Lineage:
             if message.record == "mlbus.ModelTrained":
                 return trained(self.places, message.typed)
             if message.record == "mlbus.Prediction":
-                return predicted(self.places, self.scoring, message.typed)
+                return predicted(self.places, self.scoring, message.typed, self.clock())
         except (ValueError, TypeError, KeyError, OverflowError) as error:
             raise Unmappable(f"{message.record} cannot be an OpenLineage event: {type(error).__name__}: "
                              f"{str(error)[:300]}") from None

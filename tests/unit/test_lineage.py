@@ -3,6 +3,7 @@ validate against the vendored spec, link batch → training → version → scor
 and come out the same when a record is delivered twice."""
 from __future__ import annotations
 
+import io
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -237,3 +238,22 @@ def test_a_disabled_client_is_refused_at_start(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENLINEAGE_DISABLED", "true")
     with pytest.raises(ConfigError):
         emitter(LineageSettings.from_env({"MLBUS_LINEAGE_FILE": str(tmp_path / "l.jsonl")}))
+
+
+@pytest.mark.parametrize("status, dead_letter", [(400, True), (413, True), (422, True), (401, False), (404, False),
+                                                 (503, False)])
+def test_an_endpoint_refusing_the_event_dead_letters_the_record_and_one_refusing_us_stops_the_service(
+        status, dead_letter, monkeypatch):
+    """What the backend says of the event itself (400, 413, 422) is the record's fault: dead-lettered, never a
+    crash loop; what it says of our settings or of itself (401, 404, 5xx) stops the service."""
+    import requests
+
+    def answer(self, url, **kwargs):
+        response = requests.Response()
+        response.status_code, response.url, response.raw = status, url, io.BytesIO(b"{}")
+        return response
+    monkeypatch.setattr(requests.Session, "post", answer)
+    monkeypatch.setattr("time.sleep", lambda seconds: None)          # the client's back-off between its retries
+    emit = emitter(LineageSettings.from_env({"MLBUS_LINEAGE_URL": "http://lineage.invalid:5000"}))
+    with pytest.raises(BadInput if dead_letter else InfrastructureError):
+        Lineage(PLACES, Scoring(60), emit, 5)(received("mlbus.ModelTrained", trained()))

@@ -203,7 +203,7 @@ def test_the_mutual_tls_mapping_rule_maps_only_a_lone_cn_and_never_admin():
     assert pattern.fullmatch("CN=dana").group(1) == "dana"
 
 
-# ---------------------------------------------------------------- findings (strict xfails while open; 1-6 fixed)
+# ---------------------------------------------------------------- findings (strict xfails while open; 1-8 fixed)
 @pytest.mark.parametrize("topic", TOPICS)
 def test_finding_1_a_registry_outage_stops_the_service_and_dead_letters_nothing(topic):
     bus = registry_bus(DownRegistry())
@@ -391,9 +391,6 @@ def test_lineage_a_prediction_of_the_current_hour_opens_one_period_closed_by_a_l
     assert len(service.scoring.open) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="finding 7: a prediction dated years ahead (short of the year-9999 guard) opens "
-                   "a scoring period that stays open till then: a START without COMPLETE in the lineage graph and an "
-                   "entry in Scoring.open for the process's life, one per distinct (model, version, future hour)")
 def test_finding_7_a_prediction_dated_years_ahead_opens_no_period():
     from datetime import datetime, timezone
     service = lineage_with_a_prediction_at(datetime(2500, 1, 1, tzinfo=timezone.utc))
@@ -421,10 +418,6 @@ def lineage_names_of_a_batch_at(uri: str) -> list[str] | None:
     return [d.namespace + "|" + d.name for e in emitted for d in (*(e.inputs or []), *(e.outputs or []))]
 
 
-@pytest.mark.xfail(strict=True, reason="finding 8: a batch URI's path flows unbounded and unfiltered into an "
-                   "OpenLineage dataset name (200 KiB, escape sequences pass the edge as free text); a backend "
-                   "that refuses the event makes the transport fail, which is InfrastructureError: the lineage service "
-                   "crash-loops on that one record (InfrastructureError is never held against it by the poison budget)")
 @pytest.mark.parametrize("uri", ["s3://bucket/" + "k" * 200_000, "s3://bucket/a\x1b[31mb\x07"], ids=["long", "escapes"])
 def test_finding_8_a_batch_uri_becomes_a_bounded_printable_dataset_name_or_a_refusal(uri):
     names = lineage_names_of_a_batch_at(uri)
