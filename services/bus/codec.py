@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import io
 import json
+import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, cast
@@ -31,6 +33,8 @@ CONFLUENT_MAGIC = b"\x00"
 CONFLUENT_HEADER_LEN = len(CONFLUENT_MAGIC) + 4
 MAX_UNKNOWN_IDS = 10_000        # registry ids found unknown, remembered (then forgotten all at once)
 MAX_LEARNED = 10_000            # writer schemas learned from the schema topic or a registry, kept at once
+LOOKUP_BUDGET = (100, 60.0)     # at most 100 registry look-ups of ids not seen before in any 60 s: a flood of
+                                # fresh ids (one record each) costs the registry no more, the rest are refused
 SUBDIRS = (".", "common")      # schemas/datasets/ holds data contracts, not wire records
 
 
@@ -191,6 +195,7 @@ class SchemaCatalogue:
                              "need a schema registry (MLBUS_REGISTRY_URL)")
         self.by_registry_id: dict[int, WriterSchema] = {}
         self._unknown_ids: set[int] = set()
+        self._lookups: deque[float] = deque()           # when each recent registry look-up was made
         self._prefixes: dict[str, bytes] = {}       # record name → the header it is written with
         self._compiled: dict[bytes, Callable[[bytes], dict | None] | None] = {}    # fingerprint → its reader
         self._writers: dict[str, Callable[[dict], bytes | None] | None] = {}      # local record → its writer
@@ -308,6 +313,17 @@ class SchemaCatalogue:
             raise DecodeError(f"unknown writer schema fingerprint {fp.hex()}")
         return schema, HEADER_LEN
 
+    def _spend_lookup(self, schema_id: int) -> None:
+        """Count a registry look-up against LOOKUP_BUDGET; DecodeError (dead-lettered, not asked) when spent."""
+        most, window_s = LOOKUP_BUDGET
+        now = time.monotonic()
+        while self._lookups and now - self._lookups[0] > window_s:
+            self._lookups.popleft()
+        if len(self._lookups) >= most:
+            raise DecodeError(f"schema id {schema_id} not looked up: {most} ids not seen before were asked of the "
+                              f"schema registry in the last {window_s:.0f} s (a flood of unknown ids)")
+        self._lookups.append(now)
+
     def _by_registry_id(self, schema_id: int) -> WriterSchema:
         schema = self.by_registry_id.get(schema_id)
         if schema is not None:
@@ -317,6 +333,7 @@ class SchemaCatalogue:
                               "look its schema up in (MLBUS_REGISTRY_URL)")
         if schema_id in self._unknown_ids:
             raise DecodeError(f"schema id {schema_id} is not in the schema registry")
+        self._spend_lookup(schema_id)
         try:
             schema_json = self.registry.schema_text(schema_id)
         except InfrastructureError:             # a registry that does not answer: not the record's fault

@@ -10,7 +10,7 @@ from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 from hypothesis import given, settings, strategies as st
 
 from services.bus.catalogue import CatalogueError, build_catalogue
-from services.bus.codec import (CONFLUENT_HEADER_LEN, HEADER_LEN, MAX_UNKNOWN_IDS, SchemaCatalogue,
+from services.bus.codec import (CONFLUENT_HEADER_LEN, HEADER_LEN, LOOKUP_BUDGET, MAX_UNKNOWN_IDS, SchemaCatalogue,
                                 confluent_prefix, registry_form)
 from services.bus.context import Bus
 from services.bus.errors import DecodeError, InfrastructureError
@@ -135,13 +135,14 @@ def test_an_id_the_registry_lacks_is_a_decode_error_asked_once():
     assert registry.asked == [42]
 
 
-def test_the_ids_found_unknown_are_remembered_within_a_bound():
+def test_the_ids_found_unknown_are_remembered_within_a_bound(monkeypatch):
+    monkeypatch.setattr("services.bus.codec.LOOKUP_BUDGET", (MAX_UNKNOWN_IDS * 2, 60.0))
     registry = DictRegistry()
     _, reader = catalogues(registry)
     for schema_id in range(MAX_UNKNOWN_IDS + 5):
         with pytest.raises(DecodeError):
             reader.decode(confluent_prefix(schema_id + 1000) + b"\x00")
-    assert len(reader._unknown_ids) <= MAX_UNKNOWN_IDS
+    assert len(reader._unknown_ids) <= MAX_UNKNOWN_IDS and len(registry.asked) == MAX_UNKNOWN_IDS + 5
 
 
 def test_a_confluent_record_without_a_registry_is_a_decode_error_naming_the_setting():
@@ -228,3 +229,16 @@ def test_only_a_registry_that_fails_for_every_id_stops_the_reader(answers, stops
     reader = SchemaCatalogue([s.parsed for s in BUS.schemas.by_name.values()], registry=AnsweringRegistry(answers))
     with pytest.raises(InfrastructureError if stops else DecodeError):
         reader.decode(confluent_prefix(7) + b"\x00")
+
+
+def test_a_flood_of_ids_not_seen_before_costs_the_registry_a_budget_then_refusals():
+    registry = DictRegistry()
+    _, reader = catalogues(registry)
+    most, _ = LOOKUP_BUDGET
+    refusals = []
+    for schema_id in range(1000, 1000 + most * 3):
+        with pytest.raises(DecodeError) as refused:
+            reader.decode(confluent_prefix(schema_id) + b"\x00")
+        refusals.append(str(refused.value))
+    assert len(registry.asked) == most
+    assert all("flood of unknown ids" in reason for reason in refusals[most:])
