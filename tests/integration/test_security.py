@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 import pandas as pd
 
 from services.bus import Publisher
-from services.bus.access import EVERY, service_principals
+from services.bus.access import EVERY, EXPORTER, service_principals
 from services.bus.context import Bus
 from services.bus.credentials import client_credentials
 from services.bus.identity import Identity
@@ -37,15 +37,19 @@ def connection(bus: Bus, **overrides) -> dict:
 
 
 def expected_writers(bus: Bus, topic) -> set[str]:
-    """Straight from topics.yaml: who the catalogue says produces the topic (people aside)."""
+    """Straight from topics.yaml: who the catalogue says produces the topic (people aside); the export bridge
+    writes the dead letters of a topic marked `export:`."""
     everyone = set(service_principals(bus.catalogue))
-    return everyone if EVERY in topic.producers else {p for p in topic.producers if not p.startswith("role:")}
+    named = everyone if EVERY in topic.producers else {p for p in topic.producers if not p.startswith("role:")}
+    exported = topic.dead_letter_for is not None and bus.catalogue[topic.dead_letter_for].export is not None
+    return named | ({EXPORTER} if exported else set())
 
 
 def expected_readers(bus: Bus, topic) -> set[str]:
+    """Who consumes or reads the topic, and the export bridge on a topic marked `export:`."""
     everyone = set(service_principals(bus.catalogue))
     named = {*topic.consumers, *topic.readers}
-    return everyone if EVERY in named else named
+    return (everyone if EVERY in named else named) | ({EXPORTER} if topic.export is not None else set())
 
 
 def write_outcomes(bus: Bus, principal: str) -> dict[str, str]:
