@@ -10,7 +10,6 @@ from __future__ import annotations
 import signal
 import sys
 import time
-import urllib.parse
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -24,7 +23,7 @@ from services.bus.dlq import dead_letter, dlq_topic
 from services.bus.errors import BadInput, InfrastructureError
 from services.bus.kafka import admin_config, consumer_config, group_id, producer_config
 from services.bus.received import decode_message
-from services.bus.schema_registry import RegistryRefused, SchemaRegistry
+from services.bus.schema_registry import RegistryRefused, SchemaRegistry, quote, subject_for
 from services.bus.settings import ConfigError
 from services.bus.topics import retry_while_retriable
 
@@ -235,13 +234,12 @@ class ExportBridge:
     def copy_id(self, copy: str, writer: WriterSchema) -> int:
         """The id of the writer schema under the copy's subject (TopicNameStrategy), registered there with
         BACKWARD compatibility where it is new; asked once per schema."""
-        subject = f"{copy}-value"
+        subject = subject_for(copy)
         known = (subject, writer.fingerprint)
         if known in self._refused:
             raise self._refused[known]
         if known not in self._ids:
-            quoted = urllib.parse.quote(subject, safe="")
-            self.registry.call("PUT", f"/config/{quoted}", {"compatibility": "BACKWARD"})
+            self.registry.call("PUT", f"/config/{quote(subject)}", {"compatibility": "BACKWARD"})
             try:
                 self._ids[known] = self.registry.register(subject, registry_form(writer.parsed))
             except RegistryRefused as refused:
