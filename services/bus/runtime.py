@@ -106,6 +106,7 @@ class ServiceRuntime:
         self._stopping = False
         self._offsets = OffsetsToCommit()      # at-least-once: offsets of flushed batches, until committed
         self._aborts_in_a_row = 0               # transactions aborted since the last commit (after_failed_commit)
+        self._aborting_since = 0.0              # when the first of them was aborted (monotonic)
         instance = bus.settings.runtime.instance        # MLBUS_INSTANCE: one per copy when scaled out
         transactional_id = runner if config.transactional else None
         self.consumer = Consumer({**consumer_config(bus.settings, self.group, f"{service}-{instance}"),
@@ -459,11 +460,15 @@ class ServiceRuntime:
             return True
         with self.watchdog.deadline("send_offsets_to_transaction + commit_transaction", TRANSACTION_DEADLINE_S):
             try:
-                producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
-                self._commit_transaction()
+                metadata = self.consumer.consumer_group_metadata()
+                retry_transactional(lambda: producer.send_offsets_to_transaction(offsets, metadata, 30))
+                retry_transactional(lambda: producer.commit_transaction(30))
             except KafkaException as failure:
                 error = failure.args[0]
-                action = after_failed_commit(error, self.config.rewinds, self._aborts_in_a_row)
+                if self._aborts_in_a_row == 0:
+                    self._aborting_since = time.monotonic()
+                action = after_failed_commit(error, self.config.rewinds, self._aborts_in_a_row,
+                                             time.monotonic() - self._aborting_since)
                 if action == "crash":
                     raise
                 self.log.warning("transaction aborted", error=str(error), rewound=action == "rewind")
@@ -482,17 +487,6 @@ class ServiceRuntime:
         self._aborts_in_a_row = 0
         self._committed()
         return True
-
-    def _commit_transaction(self) -> None:
-        """commit_transaction, called again while librdkafka says the same call may still succeed."""
-        deadline = time.monotonic() + TRANSACTION_DEADLINE_S - 10
-        while True:
-            try:
-                self.publisher.producer.commit_transaction(30)
-                return
-            except KafkaException as failure:
-                if not failure.args[0].retriable() or time.monotonic() > deadline:
-                    raise
 
     def _rewind(self, messages: list[Message]) -> None:
         """After an aborted transaction: read the batch again from its first offset in each partition this copy
@@ -594,19 +588,46 @@ def _partitions(offsets: dict[tuple[str, int], int]) -> list[TopicPartition]:
     return [TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()]
 
 
+def retry_transactional(call: Callable[[], None], deadline_s: float = TRANSACTION_DEADLINE_S - 10) -> None:
+    """send_offsets_to_transaction or commit_transaction, called again while librdkafka says the same call may
+    still succeed (a coordinator moving or loading: a transient error, no reason to crash the copy); what is not
+    retriable, or still failing at the deadline, is raised for after_failed_commit to judge."""
+    give_up = time.monotonic() + deadline_s
+    while True:
+        try:
+            call()
+            return
+        except KafkaException as failure:
+            if not failure.args[0].retriable() or time.monotonic() > give_up:
+                raise
+            time.sleep(RETRY_BACKOFF_S)
+
+
+RETRY_BACKOFF_S = 0.1      # between calls of a transaction's step that failed retriably (some fail at once)
 MAX_REWINDS = 3            # aborted transactions in a row before a rewindable service restarts after all
+# ... unless the group is rebalancing: each batch handled while it does is aborted again (a slow member, e.g. a
+# paused twin that woke, holds the rebalance open up to its rebalance timeout), so those aborts are bounded in
+# time, not in count (the consumer's max.poll.interval.ms default, the longest a rebalance waits for a member)
+REBALANCE_PATIENCE_S = 300.0
 
 
-def after_failed_commit(error: KafkaError, rewindable: bool, aborts_in_a_row: int = 0) -> str:
+def after_failed_commit(error: KafkaError, rewindable: bool, aborts_in_a_row: int = 0,
+                        aborting_s: float = 0.0) -> str:
     """What a failed send_offsets_to_transaction / commit_transaction calls for. A fatal error (this copy was
-    fenced by a newer one with its transactional id) or any other that does not ask for an abort: "crash".
-    An abortable one (most often a rebalance that moved the group's generation while the batch was handled,
-    e.g. a paused twin rejoining): abort, then "rewind" and handle the batch again where handling it again is
-    harmless, else "abort-and-crash", so that a restart rebuilds the state from what was committed. A batch
-    aborted MAX_REWINDS times in a row is no rebalance: "abort-and-crash", loudly, not a silent loop."""
+    fenced by a newer one with its transactional id) or any other that does not ask for an abort (a retriable
+    one still failing at the deadline): "crash". An abortable one (most often a rebalance that moved the
+    group's generation while the batch was handled, e.g. a paused twin rejoining): abort, then "rewind" and
+    handle the batch again where handling it again is harmless, else "abort-and-crash", so that a restart
+    rebuilds the state from what was committed. Aborts in a row that are not a rebalance's, MAX_REWINDS of
+    them, or a rebalance's for longer than REBALANCE_PATIENCE_S (aborting_s: since the first of the run):
+    "abort-and-crash", loudly, not a silent loop."""
     if error.fatal() or not error.txn_requires_abort():
         return "crash"
-    return "rewind" if rewindable and aborts_in_a_row < MAX_REWINDS else "abort-and-crash"
+    if not rewindable:
+        return "abort-and-crash"
+    if error.code() in REBALANCING:
+        return "rewind" if aborting_s < REBALANCE_PATIENCE_S else "abort-and-crash"
+    return "rewind" if aborts_in_a_row < MAX_REWINDS else "abort-and-crash"
 
 
 YOUNG_COLLECTION = 50_000

@@ -2,6 +2,8 @@
 rejoining the group) is aborted, never a crash loop: a rewindable service reads the batch again from the first
 offset of each partition it still owns; a stateful one aborts and restarts to rebuild its state; a fenced copy
 (fatal) and any error that does not ask for an abort crash as before."""
+from unittest import mock
+
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
@@ -9,7 +11,8 @@ from services.bus.errors import InfrastructureError
 from services.bus.logs import get_logger
 from services.bus.metrics import ServiceMetrics
 from services.bus.publish import ABORTED, Publisher
-from services.bus.runtime import MAX_REWINDS, RuntimeConfig, ServiceRuntime, after_failed_commit
+from services.bus.runtime import (MAX_REWINDS, REBALANCE_PATIENCE_S, REBALANCING, RuntimeConfig, ServiceRuntime,
+                                  after_failed_commit)
 from services.bus.watchdog import Watchdog
 
 ABORTABLE = KafkaError(KafkaError.ILLEGAL_GENERATION, "generation moved", txn_requires_abort=True)
@@ -22,15 +25,28 @@ PLAIN = KafkaError(KafkaError._TRANSPORT, "broker away")
     (ABORTABLE, True, "rewind"), (ABORTABLE, False, "abort-and-crash"),
     (FENCED, True, "crash"), (FENCED, False, "crash"),
     (KafkaError(KafkaError._FENCED, "fatal and abortable", fatal=True, txn_requires_abort=True), True, "crash"),
-    (PLAIN, True, "crash"), (RETRIABLE, True, "crash"),
+    (PLAIN, True, "crash"), (RETRIABLE, True, "crash"),   # retriable: still failing at the deadline
 ])
 def test_what_a_failed_commit_calls_for(error, rewindable, action):
     assert after_failed_commit(error, rewindable) == action
 
 
-def test_a_batch_aborted_again_and_again_is_no_rebalance_and_restarts_the_service():
-    assert [after_failed_commit(ABORTABLE, True, n) for n in range(MAX_REWINDS + 1)] == \
+REFUSED_RECORD = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "a record the broker refused", txn_requires_abort=True)
+
+
+def test_a_batch_aborted_again_and_again_not_by_a_rebalance_restarts_the_service():
+    assert [after_failed_commit(REFUSED_RECORD, True, n) for n in range(MAX_REWINDS + 1)] == \
         ["rewind"] * MAX_REWINDS + ["abort-and-crash"]
+
+
+@pytest.mark.parametrize("code", REBALANCING)
+def test_a_slow_rebalance_aborts_batch_after_batch_without_a_restart_until_its_patience_runs_out(code):
+    """A copy that keeps handling batches while its group rebalances (a woken twin holds the rebalance open)
+    sees each of them aborted: however many in a row, they are rewound — until REBALANCE_PATIENCE_S passed."""
+    error = KafkaError(code, "generation moved", txn_requires_abort=True)
+    assert {after_failed_commit(error, True, n, aborting_s=n * 0.5) for n in range(0, 200)} == {"rewind"}
+    assert after_failed_commit(error, True, 3, aborting_s=REBALANCE_PATIENCE_S + 1) == "abort-and-crash"
+    assert after_failed_commit(error, False, 0) == "abort-and-crash"      # stateful: always a restart
 
 
 class FakeProducer:
@@ -155,3 +171,21 @@ def test_a_successful_commit_ends_the_run_of_aborts():
     service = runtime([ABORTABLE], rewindable=True)
     assert service._commit(OFFSETS) is False and service._commit(OFFSETS) is True
     assert service._aborts_in_a_row == 0
+
+
+def test_a_retriable_send_offsets_is_called_again_not_a_crash():
+    service = runtime([RETRIABLE, RETRIABLE, None, None], rewindable=False)
+    assert service._commit(OFFSETS) is True
+    assert service.publisher.producer.calls == ["send_offsets"] * 3 + ["commit"]
+
+
+def test_rebalance_aborts_in_a_row_are_timed_from_the_first_of_the_run():
+    now = [100.0]
+    service = runtime([ABORTABLE, ABORTABLE, ABORTABLE], rewindable=True)
+    with mock.patch("services.bus.runtime.time.monotonic", lambda: now[0]):
+        assert service._commit(OFFSETS) is False
+        now[0] += REBALANCE_PATIENCE_S / 2
+        assert service._commit(OFFSETS) is False
+        now[0] += REBALANCE_PATIENCE_S / 2 + 1
+        with pytest.raises(InfrastructureError, match="transaction aborted"):
+            service._commit(OFFSETS)
