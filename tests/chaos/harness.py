@@ -115,6 +115,7 @@ class Service:
     process: subprocess.Popen | None = None
     restarts: int = 0
     exits: list[int] = field(default_factory=list)
+    last_words: list[str] = field(default_factory=list)     # each exit's final log lines (why it stopped)
 
     @property
     def metrics_port(self) -> int:
@@ -144,9 +145,16 @@ class Service:
         if self.process is None or self.alive():
             return False
         self.exits.append(self.process.returncode)
+        self.last_words.append(self.final_lines())
         self.restarts += 1
         self.start()
         return True
+
+    def final_lines(self, count: int = 4, width: int = 400) -> str:
+        """The log's last lines but the routine ones (a crashed copy's cause, for a scenario's notes)."""
+        lines = [line for line in self.log.read_text(errors="replace").splitlines()
+                 if line.strip() and '"batch handled"' not in line]
+        return " | ".join(line[:width] for line in lines[-count:])
 
     def stop(self, timeout: float = 60) -> int:
         if self.alive():

@@ -88,7 +88,8 @@ def scored_result(name: str, stage: Stage, producer: TrackedProducer, notes: lis
                      + (f", e.g. {producer.refused[0]}" if producer.refused else ""))
     if stage.restarts():
         notes.append(f"restarted after a crash: {stage.restarts()} (exit codes "
-                     f"{ {n: s.exits for n, s in stage.services.items() if s.exits} })")
+                     f"{ {n: s.exits for n, s in stage.services.items() if s.exits} }; last words "
+                     f"{ {n: s.last_words for n, s in stage.services.items() if s.last_words} })")
     ok = extra_ok and counts.acknowledged > 0 and counts.lost == 0 and counts.duplicated == 0 and counts.out_of_order == 0
     return result(name, counts, ok, notes)
 
@@ -153,7 +154,8 @@ def zombie(workdir: Path, scale: float) -> ScenarioResult:
             fenced = "fenced" in log.lower() or "FENCED" in log
             notes = [f"zombie exited with code {exit_code}; "
                      + ("its log names the fencing" if fenced else "its log does not mention fencing"),
-                     f"twin alive at the end: {second.alive()}"]
+                     f"twin alive at the end: {second.alive()}"
+                     + ("" if second.alive() else f" (its last words: {second.final_lines()})")]
             stage.services.pop("scorer")                           # a fenced zombie is not restarted
             return scored_result("zombie (fenced twin)", stage, producer, notes,
                                  extra_ok=exit_code != 0 and second.alive())
