@@ -21,6 +21,12 @@ from tests.support.people import Cli, prepared_bus
 from tests.support.schema_registry import RegistryServer, start_registry, stop_registry
 
 KAFKA_SCRIPT = PROJECT_ROOT / "scripts" / "kafka"
+# scripts/test runs the suite in two pytest-xdist workers (gw0, gw1), each with its own broker, registry and
+# database server on free ports. `mlbus up` gives its i-th service the metrics port base + i: a base per worker,
+# so that two `mlbus up` at once never meet (a test that needs another base sets its own).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _WORKER.startswith("gw") and "MLBUS_METRICS_BASE_PORT" not in os.environ:
+    os.environ["MLBUS_METRICS_BASE_PORT"] = str(9400 + 100 * int(_WORKER[2:]))
 
 
 @dataclass(frozen=True)
