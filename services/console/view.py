@@ -4,13 +4,14 @@ Pure: `apply(record, value)` is called by a Follower thread; readers take `lock`
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.identities import IDENTITY_RECORDS, Identities
 from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory
-from services.domain import FeatureView, ViewsRefused, head_of_checkpoint, signature_problem
+from services.domain import FeatureView, ViewsRefused, ahead_of_clock, head_of_checkpoint, signature_problem
 
 LISTED = ("mlbus.TrainingRun", "mlbus.ApprovalSubmitted", "mlbus.DeploymentChanged", "mlbus.DriftReport",
           "mlbus.Alert", "mlbus.KpiObserved", "mlbus.AuditCheckpoint", "mlbus.DataBatch", "mlbus.DataValidated")
@@ -105,6 +106,8 @@ class ConsoleView:
                                                     "features": {}})
         held["values"] += 1
         at = value["event_time"]
+        if ahead_of_clock(int(at.timestamp() * 1000), int(time.time() * 1000)) is not None:
+            return                          # counted, but no freshness: it would read "fresh" until that date
         if held["event_time"] is None or at > held["event_time"]:
             held["event_time"] = at
         if held["computed_at"] is None or value["computed_at"] > held["computed_at"]:

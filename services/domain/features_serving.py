@@ -29,6 +29,10 @@ from .serving import MISSING_CATEGORY
 
 NO_VIEW, BAD_VALUE = "unknown-view", "bad-value"
 VERSION = re.compile(r"[0-9a-f]{64}")
+# How far a features.online value's event time may be ahead of its reader's clock (the featurizer dates values no
+# later than 5 min after the broker took their event; clocks of other machines differ). A value dated later would
+# be the newest for its entity until that date — hiding every real one after it — so every reader skips it.
+AHEAD_OF_CLOCK_MS = 3_600_000
 MAX_TEXT_VALUE = 1024          # a looked-up text longer than this is not a category; it would bloat the prediction
 MAX_COLUMNS = 10_000
 
@@ -152,8 +156,11 @@ def _record(entity: str, lookup: Lookup, categorical: set[str]) -> dict:
             "age_ms": lookup.age_ms, "missing": missing, "reason": reason}
 
 
-def stored_value_problem(value: FeatureValue) -> str | None:
-    """Why a features.online value is not kept (names the featurizer never writes, a NaN), or None."""
+def stored_value_problem(value: FeatureValue, now_ms: int) -> str | None:
+    """Why a features.online value is not kept (names the featurizer never writes, a NaN, a time ahead of the
+    clock now_ms), or None."""
+    if (ahead := ahead_of_clock(value.event_ms, now_ms)) is not None:
+        return ahead
     if not (IDENTIFIER.fullmatch(value.view) and IDENTIFIER.fullmatch(value.feature)):
         return f"view {value.view[:80]!r} or feature {value.feature[:80]!r} is not a name"
     if not VERSION.fullmatch(value.view_version):
@@ -161,6 +168,13 @@ def stored_value_problem(value: FeatureValue) -> str | None:
     if isinstance(value.value, float) and not math.isfinite(value.value):
         return f"value {value.value!r} of {value.view}.{value.feature} is not a finite number"
     return entity_problem(value.entity)
+
+
+def ahead_of_clock(event_ms: int, now_ms: int) -> str | None:
+    """Why a value dated event_ms cannot be taken at now_ms (further ahead than AHEAD_OF_CLOCK_MS), or None."""
+    if event_ms > now_ms + AHEAD_OF_CLOCK_MS:
+        return f"an event time ({event_ms}) more than an hour ahead of the clock ({now_ms})"
+    return None
 
 
 def value_problem(value: Any, category: bool) -> str | None:

@@ -5,7 +5,7 @@ training/serving skew check's alert.
 - A window is `Monitoring.window_seconds` of event time (starts at multiples from the epoch). It closes once the
   newest value of its view version is past its end plus the view's lateness, and the drift-watcher's clock has
   seen that for SETTLE_MS (values come from several partitions, read in no common order) — or when more than
-  OPEN_WINDOWS are open. A value for a closed window, or from more than AHEAD_MS in the future, is skipped with
+  OPEN_WINDOWS are open. A value for a closed window, or from more than AHEAD_OF_CLOCK_MS in the future, is skipped with
   its reason.
 - The reference of a feature: the training profile of the column `view__feature` of the newest model version
   trained on this view version (ModelTrained.feature_views_json), else the feature's first window with at least
@@ -23,15 +23,14 @@ import numpy as np
 import pandas as pd
 
 from services.bus import Event
-from services.domain import (FeatureValue, FeatureView, Monitoring, Skew, alert, column_name, profile_column,
-                             view_subject as subject, views_used)
+from services.domain import (FeatureValue, FeatureView, Monitoring, Skew, ahead_of_clock, alert, column_name,
+                             profile_column, view_subject as subject, views_used)
 
 from .decide import alerting_features, output_id
 from .stats import column_drift
 
 SETTLE_MS = 10_000          # how long a window stays open after event time passed it (by the drift-watcher's clock)
 OPEN_WINDOWS = 8            # open windows per view version; the oldest is closed when more open
-AHEAD_MS = 3_600_000        # a value this far ahead of the drift-watcher's clock is skipped
 MAX_VALUES = 5_000          # values per feature a window keeps (the first ones); the rest are counted, not kept
 REFERENCE_SAMPLE = 1_000
 NUMERIC = ("count", "sum", "mean", "min", "max")
@@ -92,7 +91,7 @@ class FeatureWatch:
         feature = watched.view.feature(value.feature)
         if feature is None:
             return "a feature its view does not define"
-        if value.event_ms > now_ms + AHEAD_MS:
+        if ahead_of_clock(value.event_ms, now_ms) is not None:
             return "an event time more than an hour ahead of the clock"
         if value.value is None:
             return "no value (an empty window's mean, min or max)"

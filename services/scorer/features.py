@@ -6,6 +6,7 @@ is one per thread to SQLAlchemy: the follower would write one the scorer never r
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -35,7 +36,7 @@ class ScorerFeatures:
             self.views[(view.name, view.version)] = view
         elif received.record == "mlbus.FeatureValue":
             value = value_from_record(received.value)
-            if problem := stored_value_problem(value):
+            if problem := stored_value_problem(value, int(time.time() * 1000)):
                 raise ValueError(problem)
             self.pending.append((value, received.topic, received.offset))
 

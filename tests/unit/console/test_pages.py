@@ -438,3 +438,16 @@ def test_the_features_screens_are_linked_rendered_and_escape_what_a_definition_h
         assert shown in page, shown
     assert client.get("/features/nothing").status_code == 404
     assert client.get("/features/%3Cscript%3E").status_code == 404
+
+
+def test_a_value_dated_ahead_of_the_clock_is_counted_but_never_shown_as_the_views_freshness():
+    """The class of features.online readers that keep the newest time: the console's freshness too (a value dated
+    9999 would show the view fresh until then, whatever the featurizer does)."""
+    view = ConsoleView()
+    value = {"view": "v", "version": "a" * 64, "feature": "f", "entity": "e", "event_time": NOW, "value": 1.0,
+             "window_start": None, "sources": [], "computed_at": NOW}
+    far = datetime(9999, 12, 31, tzinfo=timezone.utc)
+    for event_time in (NOW, far, datetime.now(timezone.utc) + timedelta(hours=2)):
+        view.apply("mlbus.FeatureValue", {**value, "event_time": event_time}, at_ms=0)
+    held = view.feature_values[("v", "a" * 64)]
+    assert held["values"] == 3 and held["event_time"] == NOW and held["features"] == {"f": NOW}

@@ -15,7 +15,8 @@ from services.domain import Monitoring, profile_column
 from services.domain.features_monitoring import skew
 from services.domain.features_views import parse_views
 from services.domain.features_windows import FeatureValue, SourceSpan
-from services.drift_watcher.feature_views import (AHEAD_MS, MAX_VALUES, OPEN_WINDOWS, SETTLE_MS, FeatureWatch,
+from services.domain.features_serving import AHEAD_OF_CLOCK_MS
+from services.drift_watcher.feature_views import (MAX_VALUES, OPEN_WINDOWS, SETTLE_MS, FeatureWatch,
                                                   first_profile, skew_alert, subject, view_alerts)
 
 CONFIG = Monitoring(window_seconds=60, min_rows=30)
@@ -130,7 +131,7 @@ def test_hostile_values_are_skipped_with_their_reason():
     found = watch()
     reasons = [found.add(v, NOW) for v in (
         value("c", 5, 1.0, view="nobody"), value("c", 5, 1.0, version="f" * 64),
-        value("c", 5, 1.0, feature="not_defined"), value("c", NOW + AHEAD_MS + 1, 1.0),
+        value("c", 5, 1.0, feature="not_defined"), value("c", NOW + AHEAD_OF_CLOCK_MS + 1, 1.0),
         value("c", 5, None, feature="spend_1m"), value("c", 5, "lots", feature="spend_1m"),
         value("c", 5, True, feature="spend_1m"))]
     assert reasons == ["no signed definition of its view version", "no signed definition of its view version",

@@ -162,12 +162,13 @@ def test_an_entity_id_that_is_no_entity_is_refused_before_anything_is_read(entit
 
 def test_the_store_keeps_only_values_with_names_versions_entities_and_numbers_it_can_serve():
     good = value("last_amount", HOUR, 5.0)
-    assert stored_value_problem(good) is None
+    assert stored_value_problem(good, HOUR) is None
     for bad, says in ((value("last_amount", HOUR, math.inf), "not a finite"),
                       (value("last_amount", HOUR, 1.0, entity="c\x00"), "not an entity"),
                       (FeatureValue("../v", VIEW.version, "f", "c1", 0, 1.0, None, ()), "not a name"),
-                      (FeatureValue("v", "v1", "f", "c1", 0, 1.0, None, ()), "not sha256 hex")):
-        assert says in stored_value_problem(bad)
+                      (FeatureValue("v", "v1", "f", "c1", 0, 1.0, None, ()), "not sha256 hex"),
+                      (value("last_amount", 3 * HOUR, 1.0), "ahead of the clock")):
+        assert says in stored_value_problem(bad, HOUR)
 
 
 @settings(max_examples=200, deadline=None)
