@@ -11,7 +11,8 @@ Events may arrive out of event-time order. The watermark is the newest event tim
 a window closes (its value is emitted) when the watermark reaches its end. An event arriving for a closed window is
 dropped for that window, a `last` event older than the watermark too, each with its reason, never raised: once
 emitted, a value never changes. An event whose offset is not past the last one seen from its partition is a
-redelivery, dropped. Sums are exact sums of the window's values (math.fsum), so arrival order changes no value.
+redelivery, dropped. Sums are exact sums of the window's values (math.fsum's, kept as its
+partials: bounded room), so arrival order changes no value.
 The result carries, for each value, the spans of Kafka offsets it came from (the offline store keeps them).
 """
 from __future__ import annotations
@@ -81,8 +82,47 @@ class Aggregated:
 
 
 @dataclass
+class Numbers:
+    """A window's numbers, in room that does not grow with them: their exact sum as non-overlapping partials
+    (Shewchuk's algorithm, what math.fsum keeps inside — a few dozen floats at most, whatever the count, and the
+    same steps in the same order, so the same sum and the same intermediate overflow), how many, the least and the
+    most."""
+    partials: list[float] = dataclass_field(default_factory=list)
+    count: int = 0
+    least: float = math.inf
+    most: float = -math.inf
+    overflowed: bool = False            # a partial sum past what a double holds (math.fsum's OverflowError)
+
+    def add(self, number: float) -> None:
+        self.count += 1
+        self.least, self.most = min(self.least, number), max(self.most, number)
+        if self.overflowed:
+            return
+        kept = 0
+        for partial in self.partials:
+            if abs(number) < abs(partial):
+                number, partial = partial, number
+            high = number + partial
+            if math.isinf(high):
+                self.overflowed = True
+                return
+            low = partial - (high - number)
+            if low:
+                self.partials[kept] = low
+                kept += 1
+            number = high
+        self.partials[kept:] = [number]
+
+    def sum(self) -> float:
+        """The correctly rounded sum (math.fsum's); OverflowError past what a double holds."""
+        if self.overflowed:
+            raise OverflowError("intermediate overflow in the window's sum")
+        return math.fsum(self.partials)
+
+
+@dataclass
 class _Window:
-    numbers: list[float] = dataclass_field(default_factory=list)
+    numbers: Numbers = dataclass_field(default_factory=Numbers)
     events: int = 0
     offsets: dict[tuple[str, int], list[int]] = dataclass_field(default_factory=dict)   # place → first, last, n
 
@@ -179,7 +219,7 @@ class Windows:
             window = self.open[key]
             window.events += 1
             if number is not None:
-                window.numbers.append(number)
+                window.numbers.add(number)
             place = window.offsets.setdefault((event.topic, event.partition), [event.offset, event.offset, 0])
             place[0], place[1], place[2] = min(place[0], event.offset), max(place[1], event.offset), place[2] + 1
 
@@ -214,7 +254,7 @@ class Windows:
         return []
 
 
-def summary(aggregate: str, numbers: list[float], events: int) -> float | int | None:
+def summary(aggregate: str, numbers: Numbers, events: int) -> float | int | None:
     """A window's value: its count of events (those with a number when the feature names a field), or the sum,
     mean, min or max of its numbers (None for an empty window's mean, min, max, and for a sum or mean whose
     sum is past what a double holds, e.g. 1e308 + 1e308: no value rather than an error)."""
@@ -222,14 +262,14 @@ def summary(aggregate: str, numbers: list[float], events: int) -> float | int | 
         return events
     try:
         if aggregate == "sum":
-            return math.fsum(numbers)
-        if not numbers:
+            return numbers.sum()
+        if not numbers.count:
             return None
         if aggregate == "mean":
-            return math.fsum(numbers) / len(numbers)
+            return numbers.sum() / numbers.count
     except OverflowError:
         return None
-    return min(numbers) if aggregate == "min" else max(numbers)
+    return numbers.least if aggregate == "min" else numbers.most
 
 
 def source_event(view: FeatureView, values: Mapping[str, Any], record_ms: int, topic: str, partition: int,

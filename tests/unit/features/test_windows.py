@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from services.domain.features_views import parse_views
-from services.domain.features_windows import SourceEvent, SourceSpan, Windows, aggregate, source_event
+from services.domain.features_windows import (Numbers, SourceEvent, SourceSpan, Windows, aggregate, source_event,
+                                             summary)
 
 MINUTE, HOUR = 60_000, 3_600_000
 TOPIC = "shop.purchases"
@@ -269,3 +270,23 @@ def test_a_record_becomes_an_event_by_the_views_entity_and_event_time_fields():
     result = aggregate(timed, unusable)
     assert result.values == () and [d.reason.split(" ")[0:2] for d in result.dropped] == [
         ["event", "time"], ["event", "time"], ["entity", "'True'"], ["entity", "'None'"], ["entity", "'None'"]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.floats(allow_nan=False, allow_infinity=False),
+                          st.sampled_from([1e308, -1e308, 1e-308, 0.1, -0.0, 2.0 ** 53])), max_size=200))
+def test_a_windows_numbers_give_what_the_whole_list_gives_in_room_that_does_not_grow(numbers):
+    """Numbers (a window's running state) against the list it replaces: math.fsum's sum — or its overflow — the
+    count, min and max, for any finite doubles in any order; its partials stay a few dozen floats."""
+    kept = Numbers()
+    for number in numbers:
+        kept.add(number)
+    try:
+        expected = math.fsum(numbers)
+    except OverflowError:
+        expected = None
+    assert summary("sum", kept, len(numbers)) == expected
+    if numbers:
+        assert (kept.count, kept.least, kept.most) == (len(numbers), min(numbers), max(numbers))
+        assert summary("mean", kept, len(numbers)) == (None if expected is None else expected / len(numbers))
+    assert len(kept.partials) <= 40

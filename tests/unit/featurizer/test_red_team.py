@@ -250,13 +250,8 @@ def test_a_future_dated_event_does_not_freeze_the_view_for_every_other_entity(fu
     assert [v.value for v in online.get("purchases", VIEW.version, "c1") if v.feature == "last_amount"] == [5.0]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FINDING: a value dated in the far future hides the entity's feature from serving for ever. Input: "
-    "FeatureValue{view: purchases, feature: last_amount, entity: c1, event_time: 9999-12-31, value: 1.0} (what "
-    "the featurizer makes of the event above, or what the broker admin writes to features.online), then the real "
-    "value at 2026-12-01 10:00. OnlineStore.put keeps the newest event time, so the real value is not stored; "
-    "online_read at 2026-12-01 12:00 wants a value strictly before now and finds none: the model sees the "
-    "feature missing. stored_value_problem (scorer) does not refuse a time ahead of the clock."))
+# Fixed: every reader of features.online skips a value dated more than AHEAD_OF_CLOCK_MS ahead of its clock
+# (the scorer's stored_value_problem, the drift-watcher's watch, the console's freshness).
 def test_serving_reads_the_real_newest_value_after_a_future_dated_one(tmp_path):
     features = ScorerFeatures(OnlineStore(f"sqlite:///{tmp_path / 'scorer.db'}"))
     for offset, (at, amount) in enumerate([(FUTURE, 1.0), (T0 + timedelta(hours=10), 5.0)]):
@@ -300,12 +295,7 @@ def test_a_view_within_every_limit_cannot_make_one_event_open_more_than_MAX_WIND
     assert len(windows.open) <= MAX_WINDOWS_PER_EVENT, (view.name, len(windows.open))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FINDING: an open window keeps every number it was given (_Window.numbers, for math.fsum), so its memory "
-    "grows with its events, not with its count of windows: a 366-day `sum` window of a busy entity holds a year "
-    "of floats (~32 B each), times the windows each event lands in. Input: 20,000 events of one entity in one "
-    "tumbling 1-day window; measured growth ~640 KB where a running exact sum (fsum partials) is bounded. Memory "
-    "then grows without limit with traffic, and a restart rebuilds the same."))
+# Fixed: a window keeps its numbers as math.fsum's partials, a count, a least and a most (features_windows.Numbers).
 def test_an_open_windows_state_does_not_grow_with_its_events():
     [view] = views_from_yaml("""
 views:
