@@ -19,22 +19,14 @@ same content, hence the same deterministic ids; and ids already on the output to
 the Follower before processing starts — are not sent twice. Reference data (trained versions with
 their profiles, deployments, specs) is followed from the start of its topics, not kept in the table.
 
-Feature views (issue 36, feature_views.py): in the background, a Follower reads features.views (signed
-definitions) from its start, then another features.online; the tick closes each view version's windows of event time
-into DriftReports and alerts, sent like a model's (their ids hold a nonce made from the drift-watcher's key, the
-same at every start, so a window closed again after a restart is not sent twice). Once features.online is read to
-its end, and then every SKEW_EVERY_S, it compares the online values that came since with the offline store's
-(services/domain/features_monitoring.py): the skew metric and alert.
+Feature views (issue 36): feature_watching.py follows features.views and features.online in the background; this
+app's timer closes their windows into DriftReports and alerts and checks skew, sent through `send` like a model's.
 """
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import hmac
 import os
 import threading
 import time
-from collections import Counter as Tally
 
 import faust
 from confluent_kafka import Producer
@@ -55,12 +47,10 @@ from services.bus.projections.inventory import Inventory
 from services.bus.publish import Publisher, wire_form
 from services.bus.schema_topic import SchemasTopicResolver
 from services.bus.topics import TopicAdmin
-from services.adapters import OfflineStore, value_from_record, view_from_record
-from services.domain import ViewsRefused, skew
 
 from .decide import SOURCE, ClosedWindow, RetrainState, alerts, as_frame, drift_report, on_champion_report, \
     report_event
-from .feature_views import FeatureWatch, skew_alert, subject, view_alerts
+from .feature_watching import FeatureViewsWatched
 from .router import TICK_HEADER, Router
 from .windows import (due, groups_of, new_head, outcome_amount, row_key, with_judged, with_outcome, with_prediction,
                       with_request)
@@ -69,10 +59,7 @@ RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_s
 REFERENCE = ("mlbus.ModelTrained", "mlbus.DeploymentChanged", "mlbus.ModelSpecDefined",
              "mlbus.PromotionPolicyDefined")        # policies: the fairness limits, judged online too
 OUTPUTS = ("mlbus.DriftReport", "mlbus.Alert", "mlbus.TrainingRequested")
-FEATURE_RECORDS = ("mlbus.FeatureViewDefined", "mlbus.FeatureValue")
 PARTITIONS = 3
-SKEW_EVERY_S = 300.0       # how often online values are compared with the offline store's
-MAX_SKEW_QUEUE = 20_000    # online values awaiting that check (the newest per key; beyond: the oldest go)
 UNKNOWN = "unknown"        # the one metrics label of models the registry does not know
 SEEN_WINDOWS = 10          # a duplicate more than this many windows after its original is counted again
 
@@ -105,40 +92,6 @@ class WindowMetrics:
         for output in outputs:
             if output.record == "mlbus.Alert":
                 self.alerts.labels(model, output.value["kind"]).inc()
-
-
-class FeatureMetrics:
-    """The feature views' series: values taken in or skipped, windows judged, and skew against the offline store."""
-
-    def __init__(self, registry):
-        from prometheus_client import Counter, Gauge
-        self.values = Counter("mlbus_feature_values_watched_total", "Feature values taken into drift windows, per "
-                              "view", ["view"], registry=registry)
-        self.skipped = Counter("mlbus_feature_values_skipped_total", "Feature values and view definitions the "
-                               "drift-watcher skipped, per reason", ["reason"], registry=registry)
-        self.windows = Counter("mlbus_feature_drift_windows_total", "Feature view windows judged (drifted: yes|no)",
-                               ["view", "version", "drifted"], registry=registry)
-        self.drift_share = Gauge("mlbus_feature_drift_share", "Share of a view's features drifted in its latest "
-                                 "window", ["view", "version"], registry=registry)
-        self.compared = Counter("mlbus_feature_skew_compared_total", "Online feature values compared with the "
-                                "offline store's", ["view", "version"], registry=registry)
-        self.mismatches = Gauge("mlbus_feature_skew_mismatches", "Online feature values that differ from the "
-                                "offline store's in the latest skew check (0: no skew)", ["view", "version"],
-                                registry=registry)
-        self.mismatched = Counter("mlbus_feature_skew_found_total", "Online feature values found differing "
-                                  "from the offline store's, per reason (value-differs | missing-offline)",
-                                  ["view", "version", "reason"], registry=registry)
-        self.pending = Gauge("mlbus_feature_skew_pending", "Online feature values the offline store has not "
-                             "reached yet, awaiting the next skew check", registry=registry)
-        self.unchecked = Counter("mlbus_feature_skew_unread_total", "Skew checks of a view version whose offline "
-                                 "store could not be read", ["view", "version"], registry=registry)
-
-
-def feature_nonce(signer) -> str:
-    """The nonce of feature windows' output ids: from the drift-watcher's private key (HMAC), so the same at every
-    start and unknown to anyone else; '' without a signer (tests)."""
-    key = getattr(signer, "private_key", None)
-    return hmac.new(key, b"mlbus drift-watcher feature windows", hashlib.sha256).hexdigest()[:32] if key else ""
 
 
 class Emitted:
@@ -195,26 +148,17 @@ class DriftWatcher:
         self.metrics = WindowMetrics(self.router.runtime.metrics.registry)     # served with the router's
         self.app.agent(self.observations, name="observe")(self.observe)
         self.app.timer(tick_interval_s)(self.tick)
-        # feature views (see the module docstring), folded by their own follower's thread under features_lock
-        self.features, self.features_lock = FeatureWatch(), threading.Lock()
-        self.skew_queue: dict[tuple, object] = {}
-        self.skew_every_s, self._skew_at = SKEW_EVERY_S, None     # first: once features.online is read to its end
-        self.offline = OfflineStore(settings.storage.features_offline)
-        self.nonce = feature_nonce(bus.signer)
-        self.feature_metrics = FeatureMetrics(self.router.runtime.metrics.registry)
-        self.skipped: Tally[str] = Tally()
-        # definitions read to their end before the values (values of a view version not defined are skipped)
-        self.views_follower = Follower(bus, f"{SOURCE}-views", FEATURE_RECORDS[:1],
-                                       [signed_only(self.fold_feature, verify, ACT_SIGNERS)])
-        self.feature_follower = Follower(bus, f"{SOURCE}-features", FEATURE_RECORDS[1:], [self.fold_feature])
-        self.app.timer(tick_interval_s)(self.tick_features)
+        # feature views (see the module docstring): their windows, drift and skew, sent through this app
+        self.feature_views = FeatureViewsWatched(bus, self.log, self.router.runtime.metrics.registry, verify,
+                                                 self.inventory, self.send)
+        self.app.timer(tick_interval_s)(self.feature_views.tick)
 
     def start_reference_data(self) -> None:
         """Before faust starts: the reference data read to its end, then the router running."""
         self.bus.schemas.resolver = SchemasTopicResolver(self.bus)
         Publisher(self.bus, SOURCE).announce(OUTPUTS)
         self.follower.start()
-        threading.Thread(target=self.follow_features, name="features-start", daemon=True).start()
+        threading.Thread(target=self.feature_views.follow, name="features-start", daemon=True).start()
         TopicAdmin(self.bus).ensure_internal(self.observations.get_topic_name(), PARTITIONS)
         self.router.start()
 
@@ -382,120 +326,6 @@ class DriftWatcher:
                 self._ticks.produce(self.observations.get_topic_name(), key=model.encode(), value=b"",
                                     headers=[(TICK_HEADER, str(now_ms).encode())])
         self._ticks.poll(0)
-
-    # -- feature views: windows of features.online, drift and skew ----------------------------------------------
-    def follow_features(self) -> None:
-        """Read features.views, then features.online, to their end, then follow them (a large online store takes
-        a while: the windows of models go on meanwhile). A follower that cannot start ends the process, loudly."""
-        try:
-            self.views_follower.start(timeout_s=600)
-            self.feature_follower.start(timeout_s=3600)
-        except Exception as error:          # noqa: BLE001 - restarted by the supervisor, as any failure to start
-            self.log.critical("features not followed; the drift-watcher stops", error=repr(error))
-            os._exit(1)
-
-    def fold_feature(self, record: str, value: dict) -> None:
-        """A view definition (signed: only those are handed here) or an online value; one that cannot be used is
-        skipped, said and counted by reason, never raised."""
-        if record == "mlbus.FeatureViewDefined":
-            try:
-                view = view_from_record(value)
-            except ViewsRefused as refused:
-                self.skip("a view definition that does not parse", view=str(value.get("view"))[:80],
-                          why=str(refused)[:300])
-                return
-            with self.features_lock:
-                self.features.define(view)
-            return
-        found = value_from_record(value)
-        with self.features_lock:
-            why = self.features.add(found, int(time.time() * 1000))
-            if why is None:
-                key = (found.view, found.view_version, found.feature, found.entity)
-                self.skew_queue.pop(key, None)
-                self.skew_queue[key] = found
-                while len(self.skew_queue) > MAX_SKEW_QUEUE:
-                    self.skew_queue.pop(next(iter(self.skew_queue)))
-        if why is None:
-            self.feature_metrics.values.labels(found.view).inc()
-        else:
-            self.skip(why)
-
-    def skip(self, reason: str, **said) -> None:
-        self.feature_metrics.skipped.labels(reason).inc()
-        self.skipped[reason] += 1
-        if self.skipped[reason] in (1, 10, 100) or self.skipped[reason] % 1000 == 0:   # said, not a flood
-            self.log.warning("feature record skipped", reason=reason, times=self.skipped[reason], **said)
-
-    async def tick_features(self) -> None:
-        """Close the feature windows that are due and send their reports and alerts; the skew check when due."""
-        try:
-            await self.close_features(int(time.time() * 1000))
-            ready = self.feature_follower.ready.is_set() and self.feature_follower.error is None
-            if ready and (self._skew_at is None or time.monotonic() - self._skew_at >= self.skew_every_s):
-                self._skew_at = time.monotonic()
-                for event in await asyncio.to_thread(self.check_skew, int(time.time() * 1000)):
-                    await self.send(event)
-        except Exception as error:             # noqa: BLE001 - told apart just below
-            if is_infrastructure(error):
-                self.log.critical("feature windows failed; the drift-watcher stops", error=repr(error))
-                os._exit(1)
-            poison_record(SOURCE, "tick", "features.online", -1, error)
-
-    async def close_features(self, now_ms: int) -> None:
-        trained = [entry.trained for entry in list(self.inventory.versions.values())]
-        with self.features_lock:
-            closed = self.features.close(now_ms)
-            reports = [(window, self.features.report(window, trained, self.nonce)) for window in closed]
-        for window, report in reports:
-            if report is None:
-                continue
-            for output in [report_event(report), *view_alerts(report, self.nonce)]:
-                await self.send(output)
-            version = window.view.version[:16]
-            self.feature_metrics.windows.labels(window.view.name, version,
-                                                "yes" if report["dataset_drift"] else "no").inc()
-            self.feature_metrics.drift_share.labels(window.view.name, version).set(report["drift_share"])
-            self.log.info("feature window closed", view=subject(window.view.name, window.view.version),
-                          window=window.id, drift_share=round(report["drift_share"], 3),
-                          dataset_drift=report["dataset_drift"])
-
-    def check_skew(self, now_ms: int) -> list[Event]:
-        """The online values that came since the last check against the offline store (in a thread: it reads
-        Parquet files); those it has not reached yet wait for the next check. Returns the alerts to send."""
-        with self.features_lock:
-            queued, self.skew_queue = self.skew_queue, {}
-        by_view: dict[tuple[str, str], list] = {}
-        for value in queued.values():
-            by_view.setdefault((value.view, value.view_version), []).append(value)
-        alerts_, pending = [], []
-        for (view, version), values in sorted(by_view.items()):
-            try:
-                offline = self.offline.read(view, version)
-            except Exception as error:       # noqa: BLE001 - a missing or unreadable store: said, checked again
-                self.feature_metrics.unchecked.labels(view, version[:16]).inc()
-                self.log.warning("offline store not read for the skew check", view=view, version=version[:16],
-                                 error=repr(error)[:300])
-                pending += values
-                continue
-            found = skew(values, offline)
-            pending += found.pending
-            self.feature_metrics.compared.labels(view, version[:16]).inc(found.compared)
-            self.feature_metrics.mismatches.labels(view, version[:16]).set(len(found.mismatches))
-            for mismatch in found.mismatches:
-                self.feature_metrics.mismatched.labels(view, version[:16], mismatch.reason).inc()
-            raised = skew_alert(view, version, found, now_ms, self.nonce)
-            if raised is not None:
-                self.log.warning("feature skew", view=view, version=version[:16], compared=found.compared,
-                                 mismatches=len(found.mismatches))
-                alerts_.append(raised)
-        with self.features_lock:
-            for value in pending:            # newer values that came meanwhile win
-                self.skew_queue.setdefault((value.view, value.view_version, value.feature, value.entity), value)
-            while len(self.skew_queue) > MAX_SKEW_QUEUE:
-                self.skew_queue.pop(next(iter(self.skew_queue)))
-            self.feature_metrics.pending.set(len(self.skew_queue))
-        return alerts_
 
     # -- output ----------------------------------------------------------------------------------------------
     async def send(self, event: Event) -> None:

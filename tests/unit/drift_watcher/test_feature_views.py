@@ -175,7 +175,8 @@ def test_skew_alerts_once_per_set_of_mismatches_and_not_when_there_is_none():
 
 def test_the_feature_series_fit_in_one_registry_and_the_nonce_is_the_keys_own():
     from prometheus_client import CollectorRegistry
-    from services.drift_watcher.app import FeatureMetrics, WindowMetrics, feature_nonce
+    from services.drift_watcher.app import WindowMetrics
+    from services.drift_watcher.feature_watching import FeatureMetrics, feature_nonce
     registry = CollectorRegistry()
     WindowMetrics(registry)
     FeatureMetrics(registry)                              # no name taken twice
