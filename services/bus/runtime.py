@@ -43,8 +43,8 @@ from .watchdog import Watchdog, exit_stuck
 
 # Commit refusals that mean "the group is rebalancing", not "something broke".
 REBALANCING = (KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_MEMBER_ID)
-# Past this, a transaction's commit is stuck: each of its calls has a 30 s timeout, and on a timeout the service
-# crashes anyway; only a call that ignores its timeout (watchdog.py) runs into this.
+# Past this, a transaction's commit is stuck: its steps and their retries share a budget 10 s shorter, no call given
+# more than it has left (commit_transactional); only a call that ignores its timeout (watchdog.py) runs into this.
 TRANSACTION_DEADLINE_S = 45.0
 # How often every input partition's position is measured besides after each batch (positions.py): it costs no
 # request (the consumer's own position and cached watermarks), and catches what moves without a batch — a
@@ -173,7 +173,7 @@ class ServiceRuntime:
         self.publisher.producer.begin_transaction()
         self.publisher.announce(self.config.outputs, flush=False)
         with self.watchdog.deadline("commit_transaction", TRANSACTION_DEADLINE_S):
-            self.publisher.producer.commit_transaction(30)
+            commit_transactional(self.publisher.producer)
         self.publisher.raise_failures()
 
     def _next_batch(self) -> list[Message]:
@@ -389,7 +389,7 @@ class ServiceRuntime:
             self.publisher.send(prepared)
         if self.config.transactional:
             with self.watchdog.deadline("commit_transaction", TRANSACTION_DEADLINE_S):
-                self.publisher.producer.commit_transaction(30)
+                commit_transactional(self.publisher.producer)
             self.publisher.raise_failures()
             self._committed()
         else:
@@ -460,9 +460,7 @@ class ServiceRuntime:
             return True
         with self.watchdog.deadline("send_offsets_to_transaction + commit_transaction", TRANSACTION_DEADLINE_S):
             try:
-                metadata = self.consumer.consumer_group_metadata()
-                retry_transactional(lambda: producer.send_offsets_to_transaction(offsets, metadata, 30))
-                retry_transactional(lambda: producer.commit_transaction(30))
+                commit_transactional(producer, offsets, self.consumer.consumer_group_metadata())
             except KafkaException as failure:
                 error = failure.args[0]
                 if self._aborts_in_a_row == 0:
@@ -588,22 +586,35 @@ def _partitions(offsets: dict[tuple[str, int], int]) -> list[TopicPartition]:
     return [TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()]
 
 
-def retry_transactional(call: Callable[[], None], deadline_s: float = TRANSACTION_DEADLINE_S - 10) -> None:
-    """send_offsets_to_transaction or commit_transaction, called again while librdkafka says the same call may
-    still succeed (a coordinator moving or loading: a transient error, no reason to crash the copy); what is not
-    retriable, or still failing at the deadline, is raised for after_failed_commit to judge."""
-    give_up = time.monotonic() + deadline_s
+def retry_transactional(call: Callable[[float], None], give_up: float) -> None:
+    """A transaction's step (send_offsets_to_transaction, commit_transaction), called with a timeout, again while
+    librdkafka says the same call may still succeed (a coordinator moving or loading: a transient error, no reason
+    to crash the copy). give_up (time.monotonic) is the budget of the whole transaction, not of this step, and no
+    call is given more time than it has left: a call that times out (30 s, retriable) called again for 30 s more
+    would run into the watchdog (TRANSACTION_DEADLINE_S), which ends the process as if librdkafka were stuck.
+    What is not retriable, or still failing at give_up, is raised for after_failed_commit to judge."""
     while True:
         try:
-            call()
+            call(max(min(CALL_TIMEOUT_S, give_up - time.monotonic()), RETRY_BACKOFF_S))
             return
         except KafkaException as failure:
-            if not failure.args[0].retriable() or time.monotonic() > give_up:
+            if not failure.args[0].retriable() or time.monotonic() + RETRY_BACKOFF_S >= give_up:
                 raise
             time.sleep(RETRY_BACKOFF_S)
 
 
+def commit_transactional(producer: Producer, offsets: list[TopicPartition] | None = None, metadata: object = None,
+                         budget_s: float = TRANSACTION_DEADLINE_S - 10) -> None:
+    """The offsets (when given) sent into the open transaction, then the transaction committed, each step retried
+    while it may still succeed (retry_transactional), both within one budget that ends before the watchdog's."""
+    give_up = time.monotonic() + budget_s
+    if offsets is not None:
+        retry_transactional(lambda timeout: producer.send_offsets_to_transaction(offsets, metadata, timeout), give_up)
+    retry_transactional(producer.commit_transaction, give_up)
+
+
 RETRY_BACKOFF_S = 0.1      # between calls of a transaction's step that failed retriably (some fail at once)
+CALL_TIMEOUT_S = 30.0      # the most one call of a transaction's step is given
 MAX_REWINDS = 3            # aborted transactions in a row before a rewindable service restarts after all
 # ... unless the group is rebalancing: each batch handled while it does is aborted again (a slow member, e.g. a
 # paused twin that woke, holds the rebalance open up to its rebalance timeout), so those aborts are bounded in

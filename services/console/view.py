@@ -105,13 +105,13 @@ class ConsoleView:
         held = self.feature_values.setdefault(key, {"values": 0, "event_time": None, "computed_at": None,
                                                     "features": {}})
         held["values"] += 1
-        at = value["event_time"]
-        if ahead_of_clock(int(at.timestamp() * 1000), int(time.time() * 1000)) is not None:
+        at, computed_at, now_ms = value["event_time"], value["computed_at"], int(time.time() * 1000)
+        if any(ahead_of_clock(int(t.timestamp() * 1000), now_ms) is not None for t in (at, computed_at)):
             return                          # counted, but no freshness: it would read "fresh" until that date
         if held["event_time"] is None or at > held["event_time"]:
             held["event_time"] = at
-        if held["computed_at"] is None or value["computed_at"] > held["computed_at"]:
-            held["computed_at"] = value["computed_at"]
+        if held["computed_at"] is None or computed_at > held["computed_at"]:
+            held["computed_at"] = computed_at
         features = held["features"]
         if value["feature"] in features or len(features) < 200:     # a view defines at most 200
             features[value["feature"]] = max(features.get(value["feature"], at), at)

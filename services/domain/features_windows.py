@@ -11,8 +11,8 @@ Events may arrive out of event-time order. The watermark is the newest event tim
 a window closes (its value is emitted) when the watermark reaches its end. An event arriving for a closed window is
 dropped for that window, a `last` event older than the watermark too, each with its reason, never raised: once
 emitted, a value never changes. An event whose offset is not past the last one seen from its partition is a
-redelivery, dropped. Sums are exact sums of the window's values (math.fsum's, kept as its
-partials: bounded room), so arrival order changes no value.
+redelivery, dropped. Sums are exact sums of the window's values, rounded once (math.fsum's value, kept as one
+integer: bounded room), so arrival order changes no value.
 The result carries, for each value, the spans of Kafka offsets it came from (the offline store keeps them).
 """
 from __future__ import annotations
@@ -81,43 +81,32 @@ class Aggregated:
     watermark_ms: int | None
 
 
+LEAST_DOUBLE_BITS = 1074                # every finite double is a whole number of 2**-1074, the least one
+
+
 @dataclass
 class Numbers:
-    """A window's numbers, in room that does not grow with them: their exact sum as non-overlapping partials
-    (Shewchuk's algorithm, what math.fsum keeps inside — a few dozen floats at most, whatever the count, and the
-    same steps in the same order, so the same sum and the same intermediate overflow), how many, the least and the
-    most."""
-    partials: list[float] = dataclass_field(default_factory=list)
+    """A window's numbers, in room that does not grow with them: their exact sum as one integer of units of
+    2**-1074 (a few hundred bytes at most: the range of doubles, plus the bits of the count), how many, the least
+    and the most. The sum is that integer rounded once, correctly (what math.fsum gives wherever fsum's own
+    running sums stay finite): whatever order the numbers came in, the same sum, and past what a double holds
+    only when the exact sum is. (math.fsum's partials, kept before, are no bound: crafted numbers leave hundreds
+    of them, each walked in Python for every later number; and fsum's intermediate overflow made a window's value
+    depend on the order its events arrived in.)"""
+    units: int = 0
     count: int = 0
     least: float = math.inf
     most: float = -math.inf
-    overflowed: bool = False            # a partial sum past what a double holds (math.fsum's OverflowError)
 
     def add(self, number: float) -> None:
         self.count += 1
         self.least, self.most = min(self.least, number), max(self.most, number)
-        if self.overflowed:
-            return
-        kept = 0
-        for partial in self.partials:
-            if abs(number) < abs(partial):
-                number, partial = partial, number
-            high = number + partial
-            if math.isinf(high):
-                self.overflowed = True
-                return
-            low = partial - (high - number)
-            if low:
-                self.partials[kept] = low
-                kept += 1
-            number = high
-        self.partials[kept:] = [number]
+        numerator, denominator = number.as_integer_ratio()          # the denominator: a power of two
+        self.units += numerator << (LEAST_DOUBLE_BITS - denominator.bit_length() + 1)
 
     def sum(self) -> float:
-        """The correctly rounded sum (math.fsum's); OverflowError past what a double holds."""
-        if self.overflowed:
-            raise OverflowError("intermediate overflow in the window's sum")
-        return math.fsum(self.partials)
+        """The exact sum, correctly rounded; OverflowError past what a double holds."""
+        return self.units / (1 << LEAST_DOUBLE_BITS)
 
 
 @dataclass

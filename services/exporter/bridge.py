@@ -23,7 +23,7 @@ from services.bus.dlq import dead_letter, dlq_topic
 from services.bus.errors import BadInput, InfrastructureError
 from services.bus.kafka import admin_config, consumer_config, group_id, producer_config
 from services.bus.received import decode_message
-from services.bus.runtime import retry_transactional
+from services.bus.runtime import commit_transactional
 from services.bus.schema_registry import RegistryRefused, SchemaRegistry, quote, subject_for
 from services.bus.settings import ConfigError
 from services.bus.topics import retry_while_retriable
@@ -192,9 +192,7 @@ class ExportBridge:
         try:
             copied = [self.copy(message) for message in records]
             offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets(places).items()]
-            metadata = self.consumer.consumer_group_metadata()
-            retry_transactional(lambda: self.producer.send_offsets_to_transaction(offsets, metadata, KAFKA_TIMEOUT_S))
-            retry_transactional(lambda: self.producer.commit_transaction(KAFKA_TIMEOUT_S))
+            commit_transactional(self.producer, offsets, self.consumer.consumer_group_metadata())
         except KafkaException as failure:
             error = failure.args[0]
             if error.fatal() or not error.txn_requires_abort():

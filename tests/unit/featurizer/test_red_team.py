@@ -295,7 +295,7 @@ def test_a_view_within_every_limit_cannot_make_one_event_open_more_than_MAX_WIND
     assert len(windows.open) <= MAX_WINDOWS_PER_EVENT, (view.name, len(windows.open))
 
 
-# Fixed: a window keeps its numbers as math.fsum's partials, a count, a least and a most (features_windows.Numbers).
+# Fixed: a window keeps its numbers' exact sum (one integer), a count, a least and a most (features_windows.Numbers).
 def test_an_open_windows_state_does_not_grow_with_its_events():
     [view] = views_from_yaml("""
 views:
