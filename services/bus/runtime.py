@@ -105,8 +105,7 @@ class ServiceRuntime:
         self.poison = PoisonFile(poison_file, runtime.poison_budget)
         self._stopping = False
         self._offsets = OffsetsToCommit()      # at-least-once: offsets of flushed batches, until committed
-        self._aborts_in_a_row = 0               # transactions aborted since the last commit (after_failed_commit)
-        self._aborting_since = 0.0              # when the first of them was aborted (monotonic)
+        self._aborts = AbortRun()               # transactions aborted since the last commit (after_failed_commit)
         instance = bus.settings.runtime.instance        # MLBUS_INSTANCE: one per copy when scaled out
         transactional_id = runner if config.transactional else None
         self.consumer = Consumer({**consumer_config(bus.settings, self.group, f"{service}-{instance}"),
@@ -463,17 +462,14 @@ class ServiceRuntime:
                 commit_transactional(producer, offsets, self.consumer.consumer_group_metadata())
             except KafkaException as failure:
                 error = failure.args[0]
-                if self._aborts_in_a_row == 0:
-                    self._aborting_since = time.monotonic()
-                action = after_failed_commit(error, self.config.rewinds, self._aborts_in_a_row,
-                                             time.monotonic() - self._aborting_since)
+                action = self._aborts.judge(error, self.config.rewinds)
                 if action == "crash":
                     raise
                 self.log.warning("transaction aborted", error=str(error), rewound=action == "rewind")
                 self.metrics.aborted.labels(self.service).inc()
                 producer.abort_transaction(30)
                 self.publisher.forget_aborted()
-                self._aborts_in_a_row += 1
+                self._aborts.aborted(error)
                 if self.config.on_aborted and action == "rewind":
                     self.config.on_aborted()
                 if action == "abort-and-crash":
@@ -482,7 +478,7 @@ class ServiceRuntime:
                         "from what was committed") from failure
                 return False
         self.publisher.raise_failures()
-        self._aborts_in_a_row = 0
+        self._aborts.committed()
         self._committed()
         return True
 
@@ -622,7 +618,30 @@ MAX_REWINDS = 3            # aborted transactions in a row before a rewindable s
 REBALANCE_PATIENCE_S = 300.0
 
 
-def after_failed_commit(error: KafkaError, rewindable: bool, aborts_in_a_row: int = 0,
+@dataclass
+class AbortRun:
+    """Transactions aborted since the last commit: how many, how many of them not a rebalance's (MAX_REWINDS counts
+    only these), and since when (REBALANCE_PATIENCE_S counts from the first of the run)."""
+    count: int = 0
+    others: int = 0
+    since: float = 0.0
+
+    def judge(self, error: KafkaError, rewindable: bool) -> str:
+        """What this failed commit calls for (after_failed_commit), given the run so far."""
+        now = time.monotonic()
+        if self.count == 0:
+            self.since = now
+        return after_failed_commit(error, rewindable, self.others, now - self.since)
+
+    def aborted(self, error: KafkaError) -> None:
+        self.count += 1
+        self.others += error.code() not in REBALANCING
+
+    def committed(self) -> None:
+        self.count = self.others = 0
+
+
+def after_failed_commit(error: KafkaError, rewindable: bool, other_aborts_in_a_row: int = 0,
                         aborting_s: float = 0.0) -> str:
     """What a failed send_offsets_to_transaction / commit_transaction calls for. A fatal error (this copy was
     fenced by a newer one with its transactional id) or any other that does not ask for an abort (a retriable
@@ -630,7 +649,8 @@ def after_failed_commit(error: KafkaError, rewindable: bool, aborts_in_a_row: in
     group's generation while the batch was handled, e.g. a paused twin rejoining): abort, then "rewind" and
     handle the batch again where handling it again is harmless, else "abort-and-crash", so that a restart
     rebuilds the state from what was committed. Aborts in a row that are not a rebalance's, MAX_REWINDS of
-    them, or a rebalance's for longer than REBALANCE_PATIENCE_S (aborting_s: since the first of the run):
+    them (other_aborts_in_a_row: a rebalance's use none of these up), or aborts for longer than
+    REBALANCE_PATIENCE_S (aborting_s: since the first of the run, of either kind):
     "abort-and-crash", loudly, not a silent loop."""
     if error.fatal() or not error.txn_requires_abort():
         return "crash"
@@ -638,7 +658,7 @@ def after_failed_commit(error: KafkaError, rewindable: bool, aborts_in_a_row: in
         return "abort-and-crash"
     if error.code() in REBALANCING:
         return "rewind" if aborting_s < REBALANCE_PATIENCE_S else "abort-and-crash"
-    return "rewind" if aborts_in_a_row < MAX_REWINDS else "abort-and-crash"
+    return "rewind" if other_aborts_in_a_row < MAX_REWINDS else "abort-and-crash"
 
 
 YOUNG_COLLECTION = 50_000

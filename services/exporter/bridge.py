@@ -23,7 +23,7 @@ from services.bus.dlq import dead_letter, dlq_topic
 from services.bus.errors import BadInput, InfrastructureError
 from services.bus.kafka import admin_config, consumer_config, group_id, producer_config
 from services.bus.received import decode_message
-from services.bus.runtime import commit_transactional
+from services.bus.runtime import AbortRun, commit_transactional
 from services.bus.schema_registry import RegistryRefused, SchemaRegistry, quote, subject_for
 from services.bus.settings import ConfigError
 from services.bus.topics import retry_while_retriable
@@ -49,6 +49,7 @@ class ExportBridge:
     report: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
     tallies: dict[str, Tally] = field(default_factory=dict)
     _stopping: bool = False
+    _aborts: AbortRun = field(default_factory=AbortRun)     # aborted since the last commit: bounded as the runtime's
 
     def __post_init__(self) -> None:
         catalogue = self.bus.catalogue
@@ -195,13 +196,19 @@ class ExportBridge:
             commit_transactional(self.producer, offsets, self.consumer.consumer_group_metadata())
         except KafkaException as failure:
             error = failure.args[0]
-            if error.fatal() or not error.txn_requires_abort():
+            action = self._aborts.judge(error, rewindable=True)
+            if action == "crash":
                 raise           # fenced by a newer bridge, or worse: stop; the restart resumes from what committed
-            self.report(f"transaction aborted ({error}); reading the batch again")
             self.producer.abort_transaction(KAFKA_TIMEOUT_S)
+            self._aborts.aborted(error)
+            if action == "abort-and-crash":     # aborted again and again: no rebalance, a loud restart
+                raise InfrastructureError(f"transaction aborted {self._aborts.count} times in a row ({error}); "
+                                          "stopping: the restart resumes from what committed") from failure
+            self.report(f"transaction aborted ({error}); reading the batch again")
             for (topic, partition), offset in first_offsets(places).items():
                 self.consumer.seek(TopicPartition(topic, partition, offset))
             return False
+        self._aborts.committed()
         for (source, _, _), was_copied in zip(places, copied):
             logical = self.logical[source]
             self.tallies[logical] = self.tallies[logical].plus(int(was_copied), int(not was_copied))

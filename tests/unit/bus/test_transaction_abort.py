@@ -11,7 +11,7 @@ from services.bus.errors import InfrastructureError
 from services.bus.logs import get_logger
 from services.bus.metrics import ServiceMetrics
 from services.bus.publish import ABORTED, Publisher
-from services.bus.runtime import (MAX_REWINDS, REBALANCE_PATIENCE_S, REBALANCING, RuntimeConfig, ServiceRuntime,
+from services.bus.runtime import (MAX_REWINDS, AbortRun, REBALANCE_PATIENCE_S, REBALANCING, RuntimeConfig, ServiceRuntime,
                                   after_failed_commit)
 from services.bus.watchdog import Watchdog
 
@@ -110,7 +110,7 @@ def runtime(failures: list, rewindable: bool, owned=(("requests", 0),)) -> Servi
     publisher = Publisher.__new__(Publisher)
     publisher.producer, publisher.failures, publisher._announced = FakeProducer(failures), [], {"mlbus.Prediction"}
     service.__dict__.update(service="scorer", config=RuntimeConfig(transactional=True, rewindable=rewindable),
-                            publisher=publisher, _aborts_in_a_row=0,
+                            publisher=publisher, _aborts=AbortRun(),
                             consumer=FakeConsumer(list(owned)), log=get_logger(), metrics=ServiceMetrics("scorer"),
                             watchdog=Watchdog(lambda what, seconds: None, background=False))
     return service
@@ -124,7 +124,7 @@ def test_a_rewindable_service_aborts_and_reads_the_batch_again_where_it_still_ow
     assert service._commit(OFFSETS) is False
     assert service.publisher.producer.calls == ["send_offsets", "abort"]
     assert service.publisher._announced == set()           # announced inside the aborted transaction: again
-    assert service._aborts_in_a_row == 1
+    assert service._aborts.count == 1
     service._rewind([FakeMessage("requests", 0, 10), FakeMessage("requests", 0, 11), FakeMessage("requests", 1, 4)])
     assert service.consumer.seeks == [("requests", 0, 10)]   # partition 1 went to another copy: not ours to seek
     assert service.metrics.aborted.labels("scorer")._value.get() == 1
@@ -170,7 +170,7 @@ def test_a_partition_still_owned_that_cannot_be_read_again_restarts_the_service_
 def test_a_successful_commit_ends_the_run_of_aborts():
     service = runtime([ABORTABLE], rewindable=True)
     assert service._commit(OFFSETS) is False and service._commit(OFFSETS) is True
-    assert service._aborts_in_a_row == 0
+    assert service._aborts.count == 0
 
 
 def test_a_retriable_send_offsets_is_called_again_not_a_crash():
