@@ -106,7 +106,10 @@ class ConsoleView:
                                                     "features": {}})
         held["values"] += 1
         at, computed_at, now_ms = value["event_time"], value["computed_at"], int(time.time() * 1000)
-        if any(ahead_of_clock(int(t.timestamp() * 1000), now_ms) is not None for t in (at, computed_at)):
+        defined = self.feature_views.get(key)                   # unknown yet: the longest lateness a view may have
+        lateness = {} if defined is None else {"lateness_ms": defined["view"].lateness_ms}
+        if ahead_of_clock(int(at.timestamp() * 1000), now_ms, **lateness) is not None or \
+                ahead_of_clock(int(computed_at.timestamp() * 1000), now_ms, lateness_ms=0) is not None:
             return                          # counted, but no freshness: it would read "fresh" until that date
         if held["event_time"] is None or at > held["event_time"]:
             held["event_time"] = at

@@ -23,15 +23,17 @@ from services.bus.edge import CONTROL, MAX_IDENTIFIER, content
 from services.bus.errors import BadInput
 
 from .features_lookups import NO_VALUE, UNKNOWN, Lookup, column_name, online_read
-from .features_views import IDENTIFIER, FeatureView
+from .features_views import IDENTIFIER, MAX_LATENESS_MS, FeatureView
 from .features_windows import EPOCH, FeatureValue
 from .serving import MISSING_CATEGORY
 
 NO_VIEW, BAD_VALUE = "unknown-view", "bad-value"
 VERSION = re.compile(r"[0-9a-f]{64}")
-# How far a features.online value's event time may be ahead of its reader's clock (the featurizer dates values no
-# later than 5 min after the broker took their event; clocks of other machines differ). A value dated later would
-# be the newest for its entity until that date — hiding every real one after it — so every reader skips it.
+# How far a features.online value's event time may be ahead of its reader's clock, beyond its view's lateness: the
+# featurizer dates a value at most 5 min after the broker took its event, plus the lateness (a window's end or a
+# `last` event's time, plus the lateness: until then a later event may still change it); clocks of other machines
+# differ. A value dated later would be the newest for its entity until that date — hiding every real one after
+# it — so every reader skips it (a reader that does not know the view allows the longest lateness a view may have).
 AHEAD_OF_CLOCK_MS = 3_600_000
 MAX_TEXT_VALUE = 1024          # a looked-up text longer than this is not a category; it would bloat the prediction
 MAX_COLUMNS = 10_000
@@ -156,10 +158,10 @@ def _record(entity: str, lookup: Lookup, categorical: set[str]) -> dict:
             "age_ms": lookup.age_ms, "missing": missing, "reason": reason}
 
 
-def stored_value_problem(value: FeatureValue, now_ms: int) -> str | None:
+def stored_value_problem(value: FeatureValue, now_ms: int, lateness_ms: int = MAX_LATENESS_MS) -> str | None:
     """Why a features.online value is not kept (names the featurizer never writes, a NaN, a time ahead of the
-    clock now_ms), or None."""
-    if (ahead := ahead_of_clock(value.event_ms, now_ms)) is not None:
+    clock now_ms beyond its view's lateness), or None."""
+    if (ahead := ahead_of_clock(value.event_ms, now_ms, lateness_ms)) is not None:
         return ahead
     if not (IDENTIFIER.fullmatch(value.view) and IDENTIFIER.fullmatch(value.feature)):
         return f"view {value.view[:80]!r} or feature {value.feature[:80]!r} is not a name"
@@ -170,10 +172,12 @@ def stored_value_problem(value: FeatureValue, now_ms: int) -> str | None:
     return entity_problem(value.entity)
 
 
-def ahead_of_clock(event_ms: int, now_ms: int) -> str | None:
-    """Why a value dated event_ms cannot be taken at now_ms (further ahead than AHEAD_OF_CLOCK_MS), or None."""
-    if event_ms > now_ms + AHEAD_OF_CLOCK_MS:
-        return f"an event time ({event_ms}) more than an hour ahead of the clock ({now_ms})"
+def ahead_of_clock(event_ms: int, now_ms: int, lateness_ms: int = MAX_LATENESS_MS) -> str | None:
+    """Why a value dated event_ms cannot be taken at now_ms: further ahead than AHEAD_OF_CLOCK_MS plus its view's
+    lateness (the longest a view may have when the reader does not know the view); else None."""
+    if event_ms > now_ms + AHEAD_OF_CLOCK_MS + lateness_ms:
+        return (f"an event time ({event_ms}) more than an hour past the clock ({now_ms}) plus its view's lateness "
+                f"({lateness_ms // 1000} s)")
     return None
 
 

@@ -91,8 +91,8 @@ class FeatureWatch:
         feature = watched.view.feature(value.feature)
         if feature is None:
             return "a feature its view does not define"
-        if ahead_of_clock(value.event_ms, now_ms) is not None:
-            return "an event time more than an hour ahead of the clock"
+        if ahead_of_clock(value.event_ms, now_ms, watched.view.lateness_ms) is not None:
+            return "an event time more than an hour past the clock plus its view's lateness"
         if value.value is None:
             return "no value (an empty window's mean, min or max)"
         if feature.aggregate in NUMERIC and not is_number(value.value):

@@ -36,7 +36,9 @@ class ScorerFeatures:
             self.views[(view.name, view.version)] = view
         elif received.record == "mlbus.FeatureValue":
             value = value_from_record(received.value)
-            if problem := stored_value_problem(value, int(time.time() * 1000)):
+            view = self.views.get((value.view, value.view_version))       # unknown yet: the longest lateness
+            lateness = {} if view is None else {"lateness_ms": view.lateness_ms}
+            if problem := stored_value_problem(value, int(time.time() * 1000), **lateness):
                 raise ValueError(problem)
             self.pending.append((value, received.topic, received.offset))
 

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from services.bus.errors import InfrastructureError
-from services.bus.runtime import MAX_REWINDS, REBALANCING, TRANSACTION_DEADLINE_S
+from services.bus.runtime import MAX_REWINDS, REBALANCING, TRANSACTION_DEADLINE_S, AbortRun
 from services.bus.watchdog import Watchdog
 from services.console.view import ConsoleView
 from services.domain.features_serving import stored_value_problem
@@ -114,10 +114,7 @@ def test_a_ticks_transaction_retries_a_retriable_commit_as_a_batchs_does():
     assert [name for name, _ in publisher.producer.calls] == ["begin", "commit", "commit", "commit"]
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING: a slow rebalance's aborts count against MAX_REWINDS of the aborts "
-                   "that are not a rebalance's: after 5 rebalance aborts, the first abort of another kind (a record "
-                   "the broker refuses, the very case MAX_REWINDS is for) restarts the copy at once, where the "
-                   "docstring promises MAX_REWINDS of them; the runtime passes one counter for both kinds")
+# Fixed (AbortRun: MAX_REWINDS counts only the aborts that are not a rebalance's; the bridge judges as the runtime)
 def test_aborts_of_a_rebalance_do_not_use_up_the_rewinds_of_other_aborts():
     service = runtime([KafkaError(REBALANCING[0], "generation moved", txn_requires_abort=True)] * 5 +
                       [REFUSED_RECORD], rewindable=True)
@@ -136,11 +133,7 @@ def last_value_of_a_late_view(lateness: str, now_ms: int):
     return view, value
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING: 569713c's rule assumes the featurizer dates values at most 5 min "
-                   "after their event, but a `last` value is dated its event's time plus the view's lateness "
-                   "(up to MAX_LATENESS_MS, 7 days): for a view with lateness 2h every fresh `last` value is more than "
-                   "an hour ahead, so the scorer refuses it at receipt (never stored: the entity keeps an older value "
-                   "or none), the drift-watcher skips it and the console counts no freshness for it")
+# Fixed: the rule allows an hour plus the view's lateness (the longest a view may have where the view is unknown)
 def test_a_last_value_of_a_view_with_two_hours_lateness_is_taken_by_every_reader():
     now_ms = int(time.time() * 1000)
     view, value = last_value_of_a_late_view("2h", now_ms)
@@ -269,17 +262,13 @@ class RefusingProducer:
         self.calls.append("abort")
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING: the export bridge's own consume-transform-produce loop takes "
-                   "6f5a42d's retries but not after_failed_commit's bound: every abortable failure (a copy the "
-                   "target topic refuses - MSG_SIZE_TOO_LARGE, a copy topic deleted or its ACL revoked) is aborted "
-                   "and the batch read again, for ever: a silent livelock (a report line a batch), never the "
-                   "'abort-and-crash, loudly, not a silent loop' of MAX_REWINDS")
+# Fixed (AbortRun: MAX_REWINDS counts only the aborts that are not a rebalance's; the bridge judges as the runtime)
 def test_the_export_bridge_stops_rewinding_a_batch_aborted_again_and_again():
     from services.exporter.bridge import ExportBridge
 
     bridge = ExportBridge.__new__(ExportBridge)
     reports: list[str] = []
-    bridge.producer, bridge.report = RefusingProducer(), reports.append
+    bridge.producer, bridge.report, bridge._aborts = RefusingProducer(), reports.append, AbortRun()
     bridge.consumer = type("Consumer", (), {"consumer_group_metadata": lambda self: object(),
                                             "seek": lambda self, partition: None})()
     with pytest.raises((InfrastructureError, KafkaException)):   # a loud restart, as the runtime's

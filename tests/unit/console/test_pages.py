@@ -447,7 +447,7 @@ def test_a_value_dated_ahead_of_the_clock_is_counted_but_never_shown_as_the_view
     value = {"view": "v", "version": "a" * 64, "feature": "f", "entity": "e", "event_time": NOW, "value": 1.0,
              "window_start": None, "sources": [], "computed_at": NOW}
     far = datetime(9999, 12, 31, tzinfo=timezone.utc)
-    for event_time in (NOW, far, datetime.now(timezone.utc) + timedelta(hours=2)):
+    for event_time in (NOW, far, datetime.now(timezone.utc) + timedelta(days=8)):     # past any view's lateness
         view.apply("mlbus.FeatureValue", {**value, "event_time": event_time}, at_ms=0)
     held = view.feature_values[("v", "a" * 64)]
     assert held["values"] == 3 and held["event_time"] == NOW and held["features"] == {"f": NOW}

@@ -167,8 +167,10 @@ def test_the_store_keeps_only_values_with_names_versions_entities_and_numbers_it
                       (value("last_amount", HOUR, 1.0, entity="c\x00"), "not an entity"),
                       (FeatureValue("../v", VIEW.version, "f", "c1", 0, 1.0, None, ()), "not a name"),
                       (FeatureValue("v", "v1", "f", "c1", 0, 1.0, None, ()), "not sha256 hex"),
-                      (value("last_amount", 3 * HOUR, 1.0), "ahead of the clock")):
+                      (value("last_amount", 8 * 24 * HOUR, 1.0), "past the clock")):   # beyond any lateness
         assert says in stored_value_problem(bad, HOUR)
+    assert stored_value_problem(value("last_amount", 3 * HOUR, 1.0), HOUR, lateness_ms=2 * HOUR) is None
+    assert "past the clock" in stored_value_problem(value("last_amount", 3 * HOUR + 1, 1.0), 0, lateness_ms=2 * HOUR)
 
 
 @settings(max_examples=200, deadline=None)
