@@ -23,7 +23,7 @@ from services.bus.dlq import dead_letter, dlq_topic
 from services.bus.errors import BadInput, InfrastructureError
 from services.bus.kafka import admin_config, consumer_config, group_id, producer_config
 from services.bus.received import decode_message
-from services.bus.runtime import AbortRun, commit_transactional
+from services.bus.transactions import AbortRun, commit_transactional
 from services.bus.schema_registry import RegistryRefused, SchemaRegistry, quote, subject_for
 from services.bus.settings import ConfigError
 from services.bus.topics import retry_while_retriable

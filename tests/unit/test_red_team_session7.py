@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from services.bus.errors import InfrastructureError
-from services.bus.runtime import MAX_REWINDS, REBALANCING, TRANSACTION_DEADLINE_S, AbortRun
+from services.bus.transactions import MAX_REWINDS, REBALANCING, TRANSACTION_DEADLINE_S, AbortRun
 from services.bus.watchdog import Watchdog
 from services.console.view import ConsoleView
 from services.domain.features_serving import stored_value_problem
@@ -71,7 +71,7 @@ def slow_runtime(failing: dict[str, int]):
 def fake_time(clock: list[float]):
     def sleep(seconds: float) -> None:
         clock[0] += seconds
-    return mock.patch.multiple("services.bus.runtime.time", monotonic=lambda: clock[0], sleep=sleep)
+    return mock.patch.multiple("services.bus.transactions.time", monotonic=lambda: clock[0], sleep=sleep)
 
 
 def test_a_commit_timing_out_twice_gives_up_to_after_failed_commit_before_the_watchdog_kills_the_process():

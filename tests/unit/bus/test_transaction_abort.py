@@ -11,8 +11,8 @@ from services.bus.errors import InfrastructureError
 from services.bus.logs import get_logger
 from services.bus.metrics import ServiceMetrics
 from services.bus.publish import ABORTED, Publisher
-from services.bus.runtime import (MAX_REWINDS, AbortRun, REBALANCE_PATIENCE_S, REBALANCING, RuntimeConfig, ServiceRuntime,
-                                  after_failed_commit)
+from services.bus.runtime import RuntimeConfig, ServiceRuntime
+from services.bus.transactions import MAX_REWINDS, REBALANCE_PATIENCE_S, REBALANCING, AbortRun, after_failed_commit
 from services.bus.watchdog import Watchdog
 
 ABORTABLE = KafkaError(KafkaError.ILLEGAL_GENERATION, "generation moved", txn_requires_abort=True)
@@ -182,7 +182,7 @@ def test_a_retriable_send_offsets_is_called_again_not_a_crash():
 def test_rebalance_aborts_in_a_row_are_timed_from_the_first_of_the_run():
     now = [100.0]
     service = runtime([ABORTABLE, ABORTABLE, ABORTABLE], rewindable=True)
-    with mock.patch("services.bus.runtime.time.monotonic", lambda: now[0]):
+    with mock.patch("services.bus.transactions.time.monotonic", lambda: now[0]):
         assert service._commit(OFFSETS) is False
         now[0] += REBALANCE_PATIENCE_S / 2
         assert service._commit(OFFSETS) is False
