@@ -19,13 +19,10 @@ from .consumed import position
 from .context import Bus
 from .kafka import admin_config, base_config, group_id
 from .positions import served
+from .retrying import retry_while_transient
 from .settings import Settings
 
 T = TypeVar("T")
-# What a broker that has just (re)started answers for a while: worth another try, not a crash.
-NOT_READY_YET = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-                 KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT, KafkaError.NOT_LEADER_FOR_PARTITION,
-                 KafkaError.LEADER_NOT_AVAILABLE, KafkaError._TRANSPORT}
 
 
 @dataclass(frozen=True)
@@ -299,13 +296,9 @@ def committed_topics(bus: Bus, group: str) -> list[str]:
 def retry_while_retriable(call: Callable[[], T], deadline_s: float = 30.0) -> T:
     """Look-ups (group coordinator, partition leaders) fail retriably while a fresh broker loads its state:
     try again until the deadline."""
-    give_up = time.monotonic() + deadline_s
-    while True:
-        try:
-            return call()
-        except KafkaException as error:
-            kafka_error = error.args[0]
-            transient = kafka_error.retriable() or kafka_error.code() in NOT_READY_YET
-            if not transient or time.monotonic() > give_up:
-                raise
-            time.sleep(0.2)
+    # a failure up to the deadline is still tried again, a backoff later: the last try may start past deadline_s
+    give_up = time.monotonic() + deadline_s + LOOKUP_BACKOFF_S
+    return retry_while_transient(lambda _timeout: call(), give_up, LOOKUP_BACKOFF_S, not_ready_too=True)
+
+
+LOOKUP_BACKOFF_S = 0.2      # between tries of a look-up that failed transiently

@@ -8,7 +8,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, Producer, TopicPartition
+
+from .retrying import retry_while_transient
 
 # Commit refusals that mean "the group is rebalancing", not "something broke".
 REBALANCING = (KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_MEMBER_ID)
@@ -17,31 +19,22 @@ REBALANCING = (KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, 
 TRANSACTION_DEADLINE_S = 45.0
 
 
-def retry_transactional(call: Callable[[float], None], give_up: float) -> None:
-    """A transaction's step (send_offsets_to_transaction, commit_transaction), called with a timeout, again while
-    librdkafka says the same call may still succeed (a coordinator moving or loading: a transient error, no reason
-    to crash the copy). give_up (time.monotonic) is the budget of the whole transaction, not of this step, and no
-    call is given more time than it has left: a call that times out (30 s, retriable) called again for 30 s more
-    would run into the watchdog (TRANSACTION_DEADLINE_S), which ends the process as if librdkafka were stuck.
-    What is not retriable, or still failing at give_up, is raised for after_failed_commit to judge."""
-    while True:
-        try:
-            call(max(min(CALL_TIMEOUT_S, give_up - time.monotonic()), RETRY_BACKOFF_S))
-            return
-        except KafkaException as failure:
-            if not failure.args[0].retriable() or time.monotonic() + RETRY_BACKOFF_S >= give_up:
-                raise
-            time.sleep(RETRY_BACKOFF_S)
-
-
 def commit_transactional(producer: Producer, offsets: list[TopicPartition] | None = None, metadata: object = None,
                          budget_s: float = TRANSACTION_DEADLINE_S - 10) -> None:
-    """The offsets (when given) sent into the open transaction, then the transaction committed, each step retried
-    while it may still succeed (retry_transactional), both within one budget that ends before the watchdog's."""
+    """The offsets (when given) sent into the open transaction, then the transaction committed, each step called
+    with a timeout, again while librdkafka says the same call may still succeed (a coordinator moving or loading:
+    a transient error, no reason to crash the copy). Both steps share one budget and no call is given more time
+    than it has left: a call that times out (30 s, retriable) called again for 30 s more would run into the
+    watchdog (TRANSACTION_DEADLINE_S), which ends the process as if librdkafka were stuck. What is not retriable,
+    or still failing when the budget ends, is raised for after_failed_commit to judge."""
     give_up = time.monotonic() + budget_s
     if offsets is not None:
-        retry_transactional(lambda timeout: producer.send_offsets_to_transaction(offsets, metadata, timeout), give_up)
-    retry_transactional(producer.commit_transaction, give_up)
+        _retry_step(lambda timeout: producer.send_offsets_to_transaction(offsets, metadata, timeout), give_up)
+    _retry_step(producer.commit_transaction, give_up)
+
+
+def _retry_step(call: Callable[[float], None], give_up: float) -> None:
+    retry_while_transient(call, give_up, RETRY_BACKOFF_S, call_timeout_s=CALL_TIMEOUT_S)
 
 
 RETRY_BACKOFF_S = 0.1      # between calls of a transaction's step that failed retriably (some fail at once)
