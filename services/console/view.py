@@ -11,7 +11,8 @@ from typing import Callable
 from services.bus.projections.deployments import Deployments
 from services.bus.projections.identities import IDENTITY_RECORDS, Identities
 from services.bus.projections.inventory import INVENTORY_RECORDS, Inventory
-from services.domain import FeatureView, ViewsRefused, ahead_of_clock, head_of_checkpoint, signature_problem
+from services.domain import (FeatureView, ViewsRefused, ahead_of_clock, head_of_checkpoint, lateness_of,
+                             signature_problem)
 
 LISTED = ("mlbus.TrainingRun", "mlbus.ApprovalSubmitted", "mlbus.DeploymentChanged", "mlbus.DriftReport",
           "mlbus.Alert", "mlbus.KpiObserved", "mlbus.AuditCheckpoint", "mlbus.DataBatch", "mlbus.DataValidated")
@@ -106,9 +107,9 @@ class ConsoleView:
                                                     "features": {}})
         held["values"] += 1
         at, computed_at, now_ms = value["event_time"], value["computed_at"], int(time.time() * 1000)
-        defined = self.feature_views.get(key)                   # unknown yet: the longest lateness a view may have
-        lateness = {} if defined is None else {"lateness_ms": defined["view"].lateness_ms}
-        if ahead_of_clock(int(at.timestamp() * 1000), now_ms, **lateness) is not None or \
+        defined = self.feature_views.get(key)                   # None: not defined yet
+        lateness_ms = lateness_of(None if defined is None else defined["view"])
+        if ahead_of_clock(int(at.timestamp() * 1000), now_ms, lateness_ms=lateness_ms) is not None or \
                 ahead_of_clock(int(computed_at.timestamp() * 1000), now_ms, lateness_ms=0) is not None:
             return                          # counted, but no freshness: it would read "fresh" until that date
         if held["event_time"] is None or at > held["event_time"]:

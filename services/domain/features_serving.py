@@ -172,6 +172,12 @@ def stored_value_problem(value: FeatureValue, now_ms: int, lateness_ms: int = MA
     return entity_problem(value.entity)
 
 
+def lateness_of(view: FeatureView | None) -> int:
+    """The lateness a reader allows a value of this view: the view's own, or the longest a view may have when the
+    reader does not know the view (not defined yet)."""
+    return MAX_LATENESS_MS if view is None else view.lateness_ms
+
+
 def ahead_of_clock(event_ms: int, now_ms: int, lateness_ms: int = MAX_LATENESS_MS) -> str | None:
     """Why a value dated event_ms cannot be taken at now_ms: further ahead than AHEAD_OF_CLOCK_MS plus its view's
     lateness (the longest a view may have when the reader does not know the view); else None."""

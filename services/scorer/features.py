@@ -15,7 +15,7 @@ from services.bus import Bus, Received
 from services.bus.errors import is_infrastructure
 from services.bus.poison import poison_record
 from services.bus.projections.follow import Follower
-from services.domain import stored_value_problem
+from services.domain import FeatureView, lateness_of, stored_value_problem
 
 FEATURE_RECORDS = ("mlbus.FeatureViewDefined", "mlbus.FeatureValue")
 
@@ -26,7 +26,7 @@ class ScorerFeatures:
     def __init__(self, store: OnlineStore, name: str = "scorer-features"):
         self.store = store
         self.name = name
-        self.views: dict[tuple[str, str], object] = {}      # (view, version) → FeatureView
+        self.views: dict[tuple[str, str], FeatureView] = {}
         self.pending: list[tuple[object, str, int]] = []    # (FeatureValue, topic, offset) folded, not yet stored
 
     def fold(self, received: Received) -> None:
@@ -36,9 +36,8 @@ class ScorerFeatures:
             self.views[(view.name, view.version)] = view
         elif received.record == "mlbus.FeatureValue":
             value = value_from_record(received.value)
-            view = self.views.get((value.view, value.view_version))       # unknown yet: the longest lateness
-            lateness = {} if view is None else {"lateness_ms": view.lateness_ms}
-            if problem := stored_value_problem(value, int(time.time() * 1000), **lateness):
+            view = self.views.get((value.view, value.view_version))       # None: not defined yet
+            if problem := stored_value_problem(value, int(time.time() * 1000), lateness_ms=lateness_of(view)):
                 raise ValueError(problem)
             self.pending.append((value, received.topic, received.offset))
 

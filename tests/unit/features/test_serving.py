@@ -14,7 +14,9 @@ from hypothesis import given, settings, strategies as st
 from services.domain import MISSING_CATEGORY
 from services.domain.features_lookups import EXPIRED, NO_VALUE, UNKNOWN
 from services.domain.features_serving import (BAD_VALUE, NO_VIEW, LookupPlan, LookupRefused, PlanRefused,
-                                              completed, look_up, lookup_plan, stored_value_problem, wanted)
+                                              completed, lateness_of, look_up, lookup_plan, stored_value_problem,
+                                              wanted)
+from services.domain.features_views import MAX_LATENESS_MS
 from services.domain.features_windows import FeatureValue, SourceSpan
 from tests.unit.features.test_windows import HOUR, TOPIC, view_of
 
@@ -171,6 +173,11 @@ def test_the_store_keeps_only_values_with_names_versions_entities_and_numbers_it
         assert says in stored_value_problem(bad, HOUR)
     assert stored_value_problem(value("last_amount", 3 * HOUR, 1.0), HOUR, lateness_ms=2 * HOUR) is None
     assert "past the clock" in stored_value_problem(value("last_amount", 3 * HOUR + 1, 1.0), 0, lateness_ms=2 * HOUR)
+
+
+def test_a_reader_allows_a_known_views_lateness_and_the_longest_for_a_view_it_does_not_know():
+    assert lateness_of(VIEW) == VIEW.lateness_ms
+    assert lateness_of(None) == MAX_LATENESS_MS
 
 
 @settings(max_examples=200, deadline=None)
