@@ -84,6 +84,7 @@ _EXPORTS = {
     "LookupPlan": "features_serving", "LookupRefused": "features_serving", "PlanRefused": "features_serving",
     "completed": "features_serving", "look_up": "features_serving", "lookup_plan": "features_serving",
     "stored_value_problem": "features_serving", "ahead_of_clock": "features_serving", "lateness_of": "features_serving",
+    "MAX_AHEAD_MS": "features_serving",
     "wanted": "features_serving", "entity_problem": "features_serving",
     "FeatureSetRefused": "features_training", "FeatureSettings": "features_training",
     "TrainingSet": "features_training", "label_rows": "features_training", "parse_settings": "features_training",
@@ -125,7 +126,7 @@ if TYPE_CHECKING:
         ViewsRefused
     from .features_windows import aggregate, Dropped, FeatureValue, source_event, SourceEvent, SourceSpan, Windows
     from .features_serving import (ahead_of_clock, completed, entity_problem, lateness_of, look_up, lookup_plan,
-                                   LookupPlan, LookupRefused, PlanRefused, stored_value_problem, wanted)
+                                   LookupPlan, LookupRefused, MAX_AHEAD_MS, PlanRefused, stored_value_problem, wanted)
     from .features_training import (FeatureSetRefused, FeatureSettings, label_rows, parse_settings, reached_positions,
                                     settings_problem, training_set, TrainingSet, until_from_json, until_json)
     from .forest import compiled_forest

@@ -29,6 +29,11 @@ from .serving import MISSING_CATEGORY
 
 NO_VIEW, BAD_VALUE = "unknown-view", "bad-value"
 VERSION = re.compile(r"[0-9a-f]{64}")
+# How far an event's own time may be ahead of when the broker took it (the featurizer: business.events is stamped
+# LogAppendTime, a time no producer sets): clocks differ by a few minutes. An event dated later would move the view's
+# watermark ahead of every other event and make them all late, for good: it is dropped.
+MAX_AHEAD_MS = 5 * 60 * 1000
+# Two bounds, two bases: MAX_AHEAD_MS against the broker's time of the event, AHEAD_OF_CLOCK_MS against a reader's own.
 # How far a features.online value's event time may be ahead of its reader's clock, beyond its view's lateness: the
 # featurizer dates a value at most 5 min after the broker took its event, plus the lateness (a window's end or a
 # `last` event's time, plus the lateness: until then a later event may still change it); clocks of other machines

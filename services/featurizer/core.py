@@ -12,13 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from services.domain import EPOCH, MAX_FEATURES, MAX_VIEWS, Dropped, FeatureValue, FeatureView, Windows, source_event
+from services.domain import (EPOCH, MAX_AHEAD_MS, MAX_FEATURES, MAX_VIEWS, Dropped, FeatureValue, FeatureView, Windows,
+                             source_event)
 
 BUSINESS_EVENT = "mlbus.BusinessEvent"
-# How far an event's own time may be ahead of when the broker took it (business.events is stamped LogAppendTime:
-# a time no producer sets): clocks differ by a few minutes. An event dated later would move the view's watermark
-# ahead of every other event and make them all late, for good: it is dropped.
-MAX_AHEAD_MS = 5 * 60 * 1000
 MAX_COMPUTED_FEATURES = MAX_VIEWS * MAX_FEATURES     # what one definition file may hold, for all versions together
 
 
