@@ -28,6 +28,7 @@ class ScorerFeatures:
         self.name = name
         self.views: dict[tuple[str, str], FeatureView] = {}
         self.pending: list[tuple[object, str, int]] = []    # (FeatureValue, topic, offset) folded, not yet stored
+        self.poll_now_ms: int | None = None                 # the clock, read at a poll's first value (up to 500)
 
     def fold(self, received: Received) -> None:
         """One followed record: a view's definition, or a value to store (a bad one raises: the follower skips it)."""
@@ -37,15 +38,18 @@ class ScorerFeatures:
         elif received.record == "mlbus.FeatureValue":
             value = value_from_record(received.value)
             view = self.views.get((value.view, value.view_version))       # None: not defined yet
-            if problem := stored_value_problem(value, int(time.time() * 1000), lateness_ms=lateness_of(view)):
+            if self.poll_now_ms is None:
+                self.poll_now_ms = int(time.time() * 1000)
+            if problem := stored_value_problem(value, self.poll_now_ms, lateness_ms=lateness_of(view)):
                 raise ValueError(problem)
             self.pending.append((value, received.topic, received.offset))
 
     fold.takes_received = True          # type: ignore[attr-defined]  # the follower hands it the Received (its place)
 
     def flush(self) -> None:
-        """Store what the last poll folded in one transaction; a value the database refuses is skipped alone."""
-        batch, self.pending = self.pending, []
+        """Store what the last poll folded in one transaction; a value the database refuses is skipped alone. The
+        next poll reads the clock again."""
+        batch, self.pending, self.poll_now_ms = self.pending, [], None
         if not batch:
             return
         try:

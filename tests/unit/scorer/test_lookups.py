@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -246,3 +248,14 @@ def test_the_copy_keeps_views_and_values_from_its_topics_and_skips_what_it_canno
     assert sorted(v.value for v in features.held(VIEW.name, VIEW.version, "c1")) == [0.75, 5.0]
     p = answer(scorer_with(features, trained()), request()).value
     assert [x["value"] for x in p["lookups"]] == [5.0, 0.75]
+
+
+def test_the_copy_reads_the_clock_once_a_poll_not_once_a_value(tmp_path):
+    features = ScorerFeatures(OnlineStore(f"sqlite:///{tmp_path / 'features.db'}"))
+    folded(features, "mlbus.FeatureViewDefined", views_record(VIEW, "cli:ana", NOW), 0)
+    for poll in range(2):
+        with mock.patch("services.scorer.features.time.time", wraps=time.time) as clock:
+            for offset, stored in enumerate(STORE * 3, 1):
+                folded(features, "mlbus.FeatureValue", value_record(stored, NOW), poll * 100 + offset)
+        assert clock.call_count == 1
+        features.flush()                                        # the follower's after_poll
