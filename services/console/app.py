@@ -35,7 +35,7 @@ from services.bus.projections.follow import Follower
 from services.bus.publish import Publisher
 from services.bus.settings import ConfigError
 
-from . import acts, login, pages, signed
+from . import acts, feature_pages, login, pages, signed
 from .guard import Challenges, LoginLimit, Session, Sessions
 from .limits import BodyLimit
 from .login import COOKIE, now_ms
@@ -276,10 +276,10 @@ class Console:
         return self.render(request, "monitoring.html", **pages.monitoring(self.view, q.get("model"), q.get("feature")))
 
     async def features(self, request: Request, session) -> Response:
-        return self.render(request, "features.html", rows=pages.features(self.view, self.services, now_ms()))
+        return self.render(request, "features.html", rows=feature_pages.features(self.view, self.services, now_ms()))
 
     async def feature_view(self, request: Request, session) -> Response:
-        found = pages.feature_view(self.view, request.path_params["view"], self.services, now_ms())
+        found = feature_pages.feature_view(self.view, request.path_params["view"], self.services, now_ms())
         if found is None:
             return self.render(request, "refused.html", http_status=404, why="no such feature view")
         return self.render(request, "feature.html", **found)

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from services.bus.context import Bus
 from services.bus.settings import Settings
-from services.console import pages
+from services.console import feature_pages, pages
 from services.bus.signing import canonical_act, verify_act
 from services.console.app import Console
 from services.console.login import COOKIE, LOGIN_COOKIE
@@ -391,7 +391,7 @@ def test_a_feature_views_page_shows_its_definition_freshness_lag_drift_skew_and_
     defined, subject = feature_story(view)
     services = [{"service": "featurizer", "state": "running", "lag_by_topic": {"business.events": 42},
                  "lag_source": "metrics"}]
-    page = pages.feature_view(view, "purchases", services, int(NOW.timestamp() * 1000))
+    page = feature_pages.feature_view(view, "purchases", services, int(NOW.timestamp() * 1000))
     [version] = page["versions"]
     assert version["version"] == defined.version and version["defined_by"] == "cli:dana"
     assert version["fresh"]["age_ms"] == 5 * 60_000 and version["fresh"]["count"] == 3
@@ -401,9 +401,9 @@ def test_a_feature_views_page_shows_its_definition_freshness_lag_drift_skew_and_
     assert version["latest"]["model"] == subject and version["alerts"][0]["kind"] == "feature-skew"
     assert [(m["model"], m["version"]) for m in version["models"]] == [("churn", 1)]
     assert "must be" in page["refused"][0]["reason"] and page["refused"][0]["version"] == "b" * 64
-    assert pages.feature_view(view, "nothing", services, 0) is None
-    assert pages.feature_view(view, "purchases", [], 0)["versions"][0]["lag"] is None
-    [row] = pages.features(view, services, int(NOW.timestamp() * 1000))
+    assert feature_pages.feature_view(view, "nothing", services, 0) is None
+    assert feature_pages.feature_view(view, "purchases", [], 0)["versions"][0]["lag"] is None
+    [row] = feature_pages.features(view, services, int(NOW.timestamp() * 1000))
     assert (row["view"], row["versions"], row["models"], row["refused"]) == ("purchases", 1, 1, 1)
     assert pages.as_age(850) == "850 ms" and pages.as_age(42_000) == "42 s" and pages.as_age(5 * 60_000) == "5 min"
 
