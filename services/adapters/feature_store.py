@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import re
@@ -22,13 +21,20 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import cast
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from services.bus.edge import content
 from services.bus.errors import BadInput
 from services.domain import (EPOCH, FeatureValue, FeatureView, SourceSpan, ViewsRefused, canonical_view as canonical,
-                             parse_views, view_json_bytes as canonical_bytes, view_identifier as IDENTIFIER)
+                             parse_views, reached_positions, view_json_bytes as canonical_bytes,
+                             view_identifier as IDENTIFIER, TEXT_VALUE as TEXT, UsedValues, ViewColumns,
+                             canonical_json as _json, kind_of, number_of, sources_json as _sources_json,
+                             value_json as _value_json)
 
 Place = tuple[str, int]
 Scalar = float | int | str | bool | None            # a FeatureValue's value (the domain's Scalar)
@@ -52,14 +58,6 @@ ONLINE = sa.Table(
 _GET = ("SELECT feature, event_ms, window_start_ms, value_json, sources_json FROM feature_online"
         " WHERE view = ? AND version = ? AND entity = ?")
 COLUMNS = ("view", "version", "feature", "entity", "event_ms", "window_start_ms", "value_json", "sources_json")
-
-
-def _json(value: object) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def _sources_json(sources: Iterable[SourceSpan]) -> str:
-    return _json([[s.topic, s.partition, s.first_offset, s.last_offset, s.events] for s in sources])
 
 
 def _sources(text: str) -> tuple[SourceSpan, ...]:
@@ -137,10 +135,6 @@ def _value(text: str) -> Scalar:
         if fast is not _MISSING and len(text) <= 64:
             _remember(_SEEN_VALUES, text, fast)
     return content(text)[0] if fast is _MISSING else cast(Scalar, fast)
-
-
-def _value_json(value: object) -> str:
-    return _json([value])           # in a list: the edge's parser reads arrays and objects, not bare scalars
 
 
 def _newest_offset(value: FeatureValue) -> int:
@@ -284,17 +278,9 @@ class OfflineStore:
         for (view, version), found in groups.items():
             folder = self.folder(view, version)
             folder.mkdir(parents=True, exist_ok=True)
-            frame = pd.DataFrame({
-                "view": [v.view for v in found], "version": [v.view_version for v in found],
-                "feature": [v.feature for v in found], "entity": [v.entity for v in found],
-                "event_ms": pd.array([v.event_ms for v in found], dtype="int64"),
-                "window_start_ms": pd.array([v.window_start_ms for v in found], dtype="Int64"),
-                "value_json": [_value_json(v.value) for v in found],
-                "sources_json": [_sources_json(v.sources) for v in found],
-                "newest_offset": pd.array([_newest_offset(v) for v in found], dtype="int64")})
             target = folder / f"{part}.parquet"
             temporary = folder / f".{part}.{os.getpid()}.tmp"
-            frame.to_parquet(temporary, index=False)
+            pq.write_table(_table(found), temporary)
             os.replace(temporary, target)
 
     def read(self, view: str, version: str, until: Mapping[Place, int] | None = None) -> list[FeatureValue]:
@@ -309,27 +295,135 @@ class OfflineStore:
 
     def frame(self, view: str, version: str) -> pd.DataFrame:
         """The view version's rows, one per value, duplicates dropped, sorted by time then key."""
-        parts = sorted(self.folder(view, version).glob("*.parquet"))
-        frames = [pd.read_parquet(part) for part in parts]
-        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
-        frame = frame[frame["version"] == version] if len(frame) else frame
+        frame = self._table(view, version).select(list(COLUMNS)).to_pandas()
         frame = frame.drop_duplicates(subset=["feature", "entity", "event_ms", "window_start_ms", "sources_json"])
         return frame.sort_values(["event_ms", "feature", "entity", "sources_json"], kind="stable")
 
+    def columns(self, view: str, version: str, until: Mapping[Place, int] | None = None) -> ViewColumns:
+        """The view version's values as columns (what the trainer's join reads), duplicates kept, in no order; with
+        `until`, as `read`."""
+        table = self._table(view, version)
+        return _columns(view, version, table if until is None else _kept(table, _within(table, until)))
+
+    def snapshot(self, views: Sequence[FeatureView], until: Mapping[Place, int] | None = None
+                 ) -> tuple[list[ViewColumns], dict[Place, int]]:
+        """The views' values up to `until` as columns, and `until`; without one, up to the offsets every view had
+        reached (reached_positions): each view's parts read once."""
+        tables = [self._table(view.name, view.version) for view in views]
+        if until is None:
+            until = reached_positions(_positions(table) for table in tables)
+        return [_columns(view.name, view.version, _kept(table, _within(table, until)))
+                for view, table in zip(views, tables)], dict(until)
+
     def positions(self, view: str, version: str) -> dict[Place, int]:
         """The newest source offset per partition among the view version's values."""
-        newest: dict[Place, int] = {}
-        for value in self.read(view, version):
-            for span in value.sources:
-                place = (span.topic, span.partition)
-                newest[place] = max(newest.get(place, -1), span.last_offset)
-        return newest
+        return _positions(self._table(view, version))
+
+    def _table(self, view: str, version: str) -> pa.Table:
+        """Every part of the view version, as one table of the store's typed schema (a part written before the typed
+        columns existed is given them), rows of another version left out."""
+        parts = [_typed(pq.read_table(part)) for part in sorted(self.folder(view, version).glob("*.parquet"))]
+        table = pa.concat_tables(parts) if parts else SCHEMA.empty_table()
+        return _kept(table, pc.equal(table.column("version"), version))
 
 
-def snapshot_digest(values: Iterable[FeatureValue]) -> str:
-    """SHA-256 of the values in a canonical order: equal for the same values, whatever order they came in."""
-    rows = sorted((v.view, v.view_version, v.feature, v.entity, v.event_ms, v.window_start_ms is None,
-                   v.window_start_ms or 0, _value_json(v.value), _sources_json(v.sources)) for v in values)
+SPAN = pa.struct([("topic", pa.string()), ("partition", pa.int64()), ("first_offset", pa.int64()),
+                  ("last_offset", pa.int64()), ("events", pa.int64())])
+# A part's columns: the value's text and its sources' (what `read` and the digest use), and the same typed (what
+# the join and the positions use, without parsing text).
+SCHEMA = pa.schema([("view", pa.string()), ("version", pa.string()), ("feature", pa.string()),
+                    ("entity", pa.string()), ("event_ms", pa.int64()), ("window_start_ms", pa.int64()),
+                    ("value_json", pa.string()), ("sources_json", pa.string()), ("newest_offset", pa.int64()),
+                    ("kind", pa.int8()), ("number", pa.float64()), ("text", pa.string()),
+                    ("sources", pa.list_(SPAN))])
+
+
+def _table(values: Sequence[FeatureValue]) -> pa.Table:
+    kinds = [kind_of(v.value) for v in values]
+    spans = [[(s.topic, s.partition, s.first_offset, s.last_offset, s.events) for s in v.sources] for v in values]
+    return pa.table({
+        "view": [v.view for v in values], "version": [v.view_version for v in values],
+        "feature": [v.feature for v in values], "entity": [v.entity for v in values],
+        "event_ms": [v.event_ms for v in values], "window_start_ms": [v.window_start_ms for v in values],
+        "value_json": [_value_json(v.value) for v in values],
+        "sources_json": [_sources_json(v.sources) for v in values],
+        "newest_offset": [_newest_offset(v) for v in values], "kind": kinds,
+        "number": [number_of(v.value) for v in values],
+        "text": [v.value if k == TEXT else None for v, k in zip(values, kinds)],
+        "sources": [[dict(zip(SPAN.names, span)) for span in found] for found in spans]}, schema=SCHEMA)
+
+
+def _typed(part: pa.Table) -> pa.Table:
+    """A part in the store's typed schema: as written, or (a part from before the typed columns) read value by value
+    and given them."""
+    if set(SCHEMA.names) <= set(part.column_names):
+        return part.select(SCHEMA.names).cast(SCHEMA)
+    rows = part.select(list(COLUMNS)).to_pylist()
+    return _table([_row_value(row) for row in rows])
+
+
+def _columns(view: str, version: str, table: pa.Table) -> ViewColumns:
+    table = table.combine_chunks()
+
+    def value_at(row: int) -> FeatureValue:
+        return _row_value({name: table.column(name)[row].as_py() for name in COLUMNS})
+
+    def texts(name: str) -> pd.Series:
+        return table.column(name).to_pandas(types_mapper=pd.ArrowDtype)
+
+    start = table.column("window_start_ms").to_numpy(zero_copy_only=False)
+    return ViewColumns(
+        view, version, _categorical(table.column("feature")), _categorical(table.column("entity")),
+        table.column("event_ms").to_numpy(), np.asarray(start, dtype=np.float64), table.column("kind").to_numpy(),
+        table.column("number").to_numpy(zero_copy_only=False), texts("text"), texts("value_json"),
+        texts("sources_json"), value_at)
+
+
+def _positions(table: pa.Table) -> dict[Place, int]:
+    spans = pc.list_flatten(table.column("sources").combine_chunks())
+    newest = pa.table({"topic": spans.field("topic"), "partition": spans.field("partition"),
+                       "last": spans.field("last_offset")}).group_by(["topic", "partition"]).aggregate(
+                           [("last", "max")])
+    return {(topic, partition): last for topic, partition, last in zip(
+        *(newest.column(name).to_pylist() for name in ("topic", "partition", "last_max")))}
+
+
+def _kept(table: pa.Table, keep: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """The rows where `keep` holds (the table itself when it holds everywhere: no copy)."""
+    return table if pc.all(keep).as_py() in (True, None) else table.filter(keep)
+
+
+def _within(table: pa.Table, until: Mapping[Place, int]) -> pa.Array:
+    """Per row, whether every span of its sources ends at or before `until`'s offset for its partition (-1 for a
+    partition `until` does not name)."""
+    sources = table.column("sources").combine_chunks()
+    spans = pc.list_flatten(sources)
+    topics = spans.field("topic").dictionary_encode()
+    names = topics.dictionary.to_pylist()
+    partitions = spans.field("partition").dictionary_encode()
+    numbers = partitions.dictionary.to_pylist()
+    place = topics.indices.to_numpy().astype(np.int64) * len(numbers) + partitions.indices.to_numpy()
+    places, where = np.unique(place, return_inverse=True)
+    limits = np.array([until.get((names[p // len(numbers)], numbers[p % len(numbers)]), -1) for p in places.tolist()],
+                      dtype=np.int64)
+    beyond = spans.field("last_offset").to_numpy() > limits[where]
+    keep = np.ones(len(sources), dtype=bool)
+    keep[pc.list_parent_indices(sources).to_numpy()[beyond]] = False
+    return pa.array(keep)
+
+
+def _categorical(column: pa.ChunkedArray) -> pd.Categorical:
+    encoded = column.combine_chunks().dictionary_encode()
+    return pd.Categorical.from_codes(encoded.indices.to_numpy(), categories=pd.Index(encoded.dictionary.to_pylist(),
+                                                                                      dtype=object))
+
+
+def snapshot_digest(values: Iterable[FeatureValue] | UsedValues) -> str:
+    """SHA-256 of the values in a canonical order: equal for the same values, whatever order they came in (the
+    values a training set used are read from the store's texts, which are the texts of their objects)."""
+    rows = sorted(values.digest_rows() if isinstance(values, UsedValues) else (
+        (v.view, v.view_version, v.feature, v.entity, v.event_ms, v.window_start_ms is None, v.window_start_ms or 0,
+         _value_json(v.value), _sources_json(v.sources)) for v in values))
     digest = hashlib.sha256()
     for row in rows:
         digest.update(_json(list(row)).encode() + b"\n")

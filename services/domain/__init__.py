@@ -81,6 +81,9 @@ _EXPORTS = {
     "source_event": "features_windows",
     "Lookup": "features_lookups", "LabelRow": "features_lookups", "as_of_join": "features_lookups",
     "online_read": "features_lookups", "column_name": "features_lookups",
+    "ViewColumns": "features_join", "columns_of": "features_join", "UsedValues": "features_join",
+    "value_json": "features_join", "sources_json": "features_join", "canonical_json": "features_join",
+    "kind_of": "features_join", "number_of": "features_join", "TEXT_VALUE": "features_join",
     "LookupPlan": "features_serving", "LookupRefused": "features_serving", "PlanRefused": "features_serving",
     "completed": "features_serving", "look_up": "features_serving", "lookup_plan": "features_serving",
     "stored_value_problem": "features_serving", "ahead_of_clock": "features_serving", "lateness_of": "features_serving",
@@ -118,6 +121,8 @@ if TYPE_CHECKING:
     from .erasure import Erasure, new_key, redacted, Redaction, seal_value, subject_of, unseal_value
     from .estimators import candidates, estimator_class, ESTIMATORS, HIGHER_IS_BETTER, spec_problem
     from .fairness import fairness_breach, FAIRNESS_METRICS, fairness_report, group_fairness, groups_line, MISSING_GROUP
+    from .features_join import (canonical_json, columns_of, kind_of, number_of, sources_json, TEXT_VALUE, UsedValues,
+                                value_json, ViewColumns)
     from .features_lookups import as_of_join, column_name, LabelRow, Lookup, online_read
     from .features_monitoring import Mismatch, Skew, skew, view_subject, views_used
     from .features_views import (canonical_bytes as view_json_bytes, IDENTIFIER as view_identifier, MAX_FEATURES,

@@ -1,5 +1,6 @@
 """Training sets from feature views (issue 36): a spec's `feature_views` block checked, and its label rows joined
-with the views' values as they stood strictly before each row's time (features_lookups.as_of_join).
+with the views' values as they stood strictly before each row's time (features_join.join_columns: as_of_join's
+rule, on columns).
 
 A spec names views, and the entity and time columns of its dataset: each row of the dataset's batches is a label
 (entity, time, target). Every feature of every view becomes a column `view__feature` (column_name), its value the
@@ -16,16 +17,18 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 
 from services.bus.edge import InvalidField, read_json
 from services.bus.errors import BadInput
 
-from .features_lookups import LabelRow, as_of_join, column_name
+from .features_join import BOOL, NULL, TEXT, Looked, UsedValues, ViewColumns, join_columns, used_values
+from .features_lookups import LabelRow, column_name
 from .features_views import IDENTIFIER, MAX_VIEWS, FeatureView
-from .features_windows import EPOCH, MAX_EVENT_MS, FeatureValue
+from .features_windows import EPOCH, MAX_EVENT_MS
 
 SETTINGS_KEYS = ("views", "entity", "time")
 MAX_ENTITY = 256
@@ -47,7 +50,7 @@ class TrainingSet:
     frame: pd.DataFrame             # the label rows with one column per view feature
     columns: tuple[str, ...]        # the columns added, in the views' order then the features'
     categorical: tuple[str, ...]    # those of them that hold text
-    used: tuple[FeatureValue, ...]  # the values the join took
+    used: UsedValues                # the values the join took (iterate for FeatureValues)
 
 
 def settings_problem(raw: Any) -> str | None:
@@ -86,11 +89,19 @@ def parse_settings(text: str | None) -> FeatureSettings | None:
 
 def label_rows(frame: pd.DataFrame, settings: FeatureSettings) -> list[LabelRow]:
     """Each row's entity (text, or a whole number as text) and time (epoch ms, or an aware datetime)."""
+    entities, times = label_columns(frame, settings)
+    return [LabelRow(entity, at) for entity, at in zip(entities, times.tolist())]
+
+
+def label_columns(frame: pd.DataFrame, settings: FeatureSettings) -> tuple[list[str], np.ndarray]:
+    """label_rows as two columns: the entities and the times (int64); FeatureSetRefused naming the first unusable
+    row."""
     missing = [c for c in (settings.entity, settings.time) if c not in frame.columns]
     if missing:
         raise FeatureSetRefused(f"the dataset has no column {', '.join(missing)} (feature_views' entity and time)")
-    entities = [_entity(value) for value in frame[settings.entity].tolist()]
-    times = _times(frame[settings.time])
+    entities, times = _entities(frame[settings.entity]), _times(frame[settings.time])
+    if isinstance(times, np.ndarray) and None not in entities:
+        return cast(list[str], entities), times
     bad = [i for i, (entity, at) in enumerate(zip(entities, times)) if entity is None or at is None]
     if bad:
         row = bad[0]
@@ -99,39 +110,32 @@ def label_rows(frame: pd.DataFrame, settings: FeatureSettings) -> list[LabelRow]
             f"{settings.entity}={_shown(frame[settings.entity].iloc[row])}, "
             f"{settings.time}={_shown(frame[settings.time].iloc[row])} (an entity is text or a whole number; a time "
             f"epoch milliseconds or a datetime with its time zone)")
-    return [LabelRow(str(entity), at) for entity, at in zip(entities, times) if at is not None]
+    return cast(list[str], entities), np.array(times, dtype=np.int64)
 
 
 def training_set(frame: pd.DataFrame, settings: FeatureSettings, views: Sequence[FeatureView],
-                 values: Iterable[FeatureValue]) -> TrainingSet:
-    """The label rows of `frame` with every feature of `views` as it stood strictly before each row's time."""
-    wanted = [(view.name, feature.name) for view in views for feature in view.features]
-    columns = [column_name(view, feature) for view, feature in wanted]
+                 history: Sequence[ViewColumns]) -> TrainingSet:
+    """The label rows of `frame` with every feature of `views` as it stood strictly before each row's time, from
+    the views' values as columns (history: one ViewColumns per view version; columns_of makes them from values)."""
+    columns = [column_name(view.name, feature.name) for view in views for feature in view.features]
     clash = [c for c in columns if c in frame.columns]
     if clash:
         raise FeatureSetRefused(f"the dataset already has column(s) {', '.join(clash[:5])}, a view feature's name")
-    labels = label_rows(frame, settings)
-    history = list(values)
-    joined = as_of_join(labels, views, history, wanted)
-    found = {_identity(v): v for v in history}
-    used: dict[tuple, FeatureValue] = {}
-    cells: list[list[Any]] = [[] for _ in columns]
-    for row in joined:
-        for cells_of, lookup in zip(cells, row.lookups):
-            cells_of.append(lookup.value if lookup.missing is None else None)
-            if lookup.missing is None:
-                key = (lookup.view, lookup.view_version, lookup.feature, row.label.entity, lookup.event_ms,
-                       lookup.sources)
-                used[key] = found[key]
-    if columns and not used:            # every feature of every row missing: nothing to learn from, a wrong setup
+    entities, times = label_columns(frame, settings)
+    held = {(c.view, c.version): c for c in history}
+    looked = [one for view in views for one in join_columns(entities, times, view, held.get((view.name, view.version)),
+                                                            [feature.name for feature in view.features])]
+    used = used_values(looked)
+    if columns and not len(used):       # every feature of every row missing: nothing to learn from, a wrong setup
         raise FeatureSetRefused(
-            f"none of the {len(labels):,} label rows found a value of the views' features before its time within "
-            f"the TTL ({len(history):,} values read from the offline store): do the views' entities and times match "
-            f"the dataset's {settings.entity} and {settings.time}, and has the featurizer computed them?")
-    categorical = tuple(c for c, held in zip(columns, cells) if any(isinstance(v, str) for v in held))
-    added = {c: _column(held, c in categorical) for c, held in zip(columns, cells)}
+            f"none of the {len(times):,} label rows found a value of the views' features before its time within "
+            f"the TTL ({sum(len(c) for c in history):,} values read from the offline store): do the views' entities "
+            f"and times match the dataset's {settings.entity} and {settings.time}, and has the featurizer computed "
+            f"them?")
+    categorical = tuple(name for name, one in zip(columns, looked) if _holds_text(one))
+    added = {name: _column(one, name in categorical) for name, one in zip(columns, looked)}
     with_features = pd.concat([frame.reset_index(drop=True), pd.DataFrame(added)], axis=1)
-    return TrainingSet(with_features, tuple(columns), categorical, tuple(used.values()))
+    return TrainingSet(with_features, tuple(columns), categorical, used)
 
 
 def reached_positions(positions: Iterable[Mapping[tuple[str, int], int]]) -> dict[tuple[str, int], int]:
@@ -159,14 +163,33 @@ def until_from_json(text: str) -> dict[tuple[str, int], int]:
             from None
 
 
-def _identity(value: FeatureValue) -> tuple:
-    return value.view, value.view_version, value.feature, value.entity, value.event_ms, value.sources
+def _holds_text(looked: Looked) -> bool:
+    return looked.columns is not None and bool((looked.columns.kind[looked.row[looked.used()]] == TEXT).any())
 
 
-def _column(held: list[Any], categorical: bool) -> pd.Series:
-    if categorical:
-        return pd.Series([None if v is None else str(v) for v in held], dtype=object)
-    return pd.Series([math.nan if v is None else float(v) for v in held], dtype=float)
+def _column(looked: Looked, categorical: bool) -> pd.Series:
+    """The feature's cells: a float per row (NaN when missing or null), or its text (None) in a category."""
+    used, columns = looked.used(), looked.columns
+    if columns is None:
+        return pd.Series([None] * len(used), dtype=object) if categorical else pd.Series(np.full(len(used), math.nan))
+    rows = np.where(used, looked.row, 0)
+    if not categorical:
+        return pd.Series(np.where(used, columns.number[rows], math.nan), dtype=float)
+    kinds, numbers = columns.kind[rows], columns.number[rows]
+    texts, written = columns.text.iloc[rows].tolist(), columns.value_json.iloc[rows].tolist()
+    return pd.Series([_text(kind, number, text, json) if is_used else None
+                      for kind, number, text, json, is_used in zip(kinds, numbers, texts, written, used.tolist())],
+                     dtype=object)
+
+
+def _text(kind: int, number: float, text: str, written: str) -> str | None:
+    """str() of a value: its text, True or False, or the number as written (json's text of an int or a float is
+    str()'s)."""
+    if kind == TEXT:
+        return text
+    if kind == BOOL:
+        return str(bool(number))
+    return None if kind == NULL else written[1:-1]
 
 
 def _entity(value: Any) -> str | None:
@@ -179,7 +202,25 @@ def _entity(value: Any) -> str | None:
     return None
 
 
-def _times(column: pd.Series) -> list[int | None]:
+def _entities(column: pd.Series) -> list[str | None]:
+    """_entity of each value; whole columns of integers or of short text at once."""
+    if column.hasnans:
+        pass
+    elif pd.api.types.is_integer_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
+        if len(column) == 0 or (column.min() >= 0 and column.max() < 2**63):
+            return column.astype(str).tolist()
+    elif pd.api.types.infer_dtype(column, skipna=False) == "string":
+        lengths = column.str.len()
+        if len(column) == 0 or (lengths.min() > 0 and lengths.max() <= MAX_ENTITY):
+            return column.tolist()
+    return [_entity(value) for value in column.tolist()]
+
+
+def _times(column: pd.Series) -> np.ndarray | list[int | None]:
+    """_time of each value (all of them usable: an int64 array); whole columns of integers at once."""
+    if (pd.api.types.is_integer_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype)
+            and not column.hasnans and (len(column) == 0 or (column.min() >= 0 and column.max() <= MAX_EVENT_MS))):
+        return column.to_numpy(dtype=np.int64)
     if pd.api.types.is_datetime64_any_dtype(column.dtype):
         if getattr(column.dtype, "tz", None) is None:
             return [None] * len(column)             # a datetime without its zone: which moment is unknown

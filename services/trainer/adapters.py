@@ -5,14 +5,13 @@ import importlib.metadata
 import platform
 import subprocess
 
-from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
 from services.bus import Bus, Received
 from services.bus.projections.identities import SERVICE_ROLE
-from services.domain import FeatureValue, FeatureView, reached_positions, spec_problem
-from services.adapters import OfflineStore, SnapshotStore
+from services.domain import spec_problem
+from services.adapters import SnapshotStore
 from services.bus.replay import fold_history
 from services.bus.settings import PROJECT_ROOT
 
@@ -51,16 +50,6 @@ def training_frames(store: SnapshotStore):
                   for b in batches]
         return pd.concat(frames, ignore_index=True)
     return load
-
-
-def offline_snapshot(store: OfflineStore, views: Sequence[FeatureView], until: Mapping[tuple[str, int], int] | None
-                     ) -> tuple[list[FeatureValue], dict[tuple[str, int], int]]:
-    """The views' values in the offline store up to `until`, and `until`; without one, up to the offsets every
-    view had reached (reached_positions), read first: values written meanwhile are left out, as a reproduction
-    reading at the same offsets leaves them out."""
-    if until is None:
-        until = reached_positions(store.positions(view.name, view.version) for view in views)
-    return [value for view in views for value in store.read(view.name, view.version, until)], dict(until)
 
 
 def code_version() -> tuple[str, str | None]:

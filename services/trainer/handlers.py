@@ -17,7 +17,6 @@ from services.domain import (alert, ArtifactRefused, combiner, Ensemble, Feature
 from services.adapters import ArtifactStore, DataFileError, OfflineStore, save_model, snapshot_digest
 from services.bus.logs import get_logger
 
-from .adapters import offline_snapshot
 from .compute import DASK, IN_TRAINER, Placement, Unplaceable, compute_used, placement
 from .decide import (Provenance, TrainingPlan, Verify, act_refusal, best_run, plan_training, refusal,
                      requests_for_member_change, requests_for_new_data, run_event, trained_event)
@@ -124,7 +123,7 @@ class Trainer:
         features = plan.features
         if self.offline is None:
             raise FeatureSetRefused("the spec names feature views, but this trainer has no offline feature store")
-        values, until = offline_snapshot(self.offline, features.views, features.until)
+        values, until = self.offline.snapshot(features.views, features.until)
         built = training_set(labels, features.settings, features.views, values)
         digest = snapshot_digest(built.used)
         if features.digest is not None and digest != features.digest:

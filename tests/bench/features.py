@@ -6,8 +6,8 @@ same generated purchases (customer_id, amount, time), with equal values required
   the runs of the two alternating (a p99 on a shared machine moves with its load);
 - materialisation: OnlineStore.put + OfflineStore.write of the view's values vs Feast's materialize (offline
   Parquet → online SQLite), in feature values per second;
-- point-in-time join: OfflineStore.read + features_lookups.as_of_join vs Feast's get_historical_features, in label
-  rows per second.
+- point-in-time join: the trainer's path (OfflineStore.snapshot + features_training.training_set, the join on
+  columns) vs Feast's get_historical_features, in label rows per second.
 
 The view: the last amount and four 1-hour tumbling windows (count, sum, mean, max). mlbus computes the windows with
 features_windows.aggregate; Feast computes no windows, so they are precomputed here with pandas into its source
@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from services.adapters.feature_store import OfflineStore, OnlineStore
-from services.domain.features_lookups import JoinedRow, LabelRow, as_of_join
+from services.adapters.feature_store import OfflineStore, OnlineStore, snapshot_digest
+from services.domain.features_lookups import column_name
+from services.domain.features_training import FeatureSettings, TrainingSet, training_set
 from services.domain.features_views import FeatureView, parse_views
 from services.domain.features_windows import FeatureValue, SourceEvent, aggregate
 
@@ -128,12 +129,6 @@ def frames_table(events: pd.DataFrame, windows: pd.DataFrame) -> dict[tuple, obj
     return table
 
 
-def joined_table(rows: Sequence[JoinedRow]) -> dict[tuple, object]:
-    """(entity, label ms, feature) → the value looked up (None when missing)."""
-    return {(row.label.entity, row.label.event_ms, lookup.feature): lookup.value for row in rows
-            for lookup in row.lookups}
-
-
 def frame_table(frame: pd.DataFrame, time_column: str | None = "event_ms") -> dict[tuple, object]:
     """(entity, label ms, feature) → value from a frame with customer_id, the label time and one column per
     feature; without a time column, (entity, feature) → value."""
@@ -142,6 +137,11 @@ def frame_table(frame: pd.DataFrame, time_column: str | None = "event_ms") -> di
         key = (record["customer_id"],) + (() if time_column is None else (int(record[time_column]),))
         table.update({key + (name,): record[name] for name in FEATURES if name in record})
     return table
+
+
+def set_table(built: TrainingSet, view: FeatureView) -> dict[tuple, object]:
+    """frame_table of a training set, its columns named by feature (a set's are view__feature)."""
+    return frame_table(built.frame.rename(columns={column_name(view.name, name): name for name in FEATURES}))
 
 
 def same(ours: object, theirs: object) -> bool:
@@ -215,29 +215,6 @@ def feast_join_table(frames: Sequence[pd.DataFrame], labels: pd.DataFrame) -> tu
     return table, left_out
 
 
-def columnar_join(offline: OfflineStore, view: FeatureView, labels: pd.DataFrame) -> pd.DataFrame:
-    """A sketch of the join done on columns (not mlbus's path: what one would give): the offline store's frame,
-    its JSON values parsed as numbers, and per feature pandas.merge_asof on event time by entity, strictly before
-    the label, within the TTL (no value, or one past the TTL: NaN). The same rule as as_of_join, for numbers."""
-    frame = offline.frame(view.name, view.version)
-    texts = frame["value_json"].astype(str)
-    if len(texts) and texts.str.startswith("[").all():       # a value in a one-item array
-        texts = texts.str.slice(1, -1)
-    numbers = pd.to_numeric(texts, errors="coerce")
-    words = numbers.isna() & (texts != "null")
-    if words.any():
-        raise ValueError("columnar_join joins numbers only")
-    frame = frame.assign(value=numbers)[["feature", "entity", "event_ms", "newest_offset", "value"]]
-    left = labels.rename(columns={"customer_id": "entity"}).reset_index(names="row").sort_values("event_ms")
-    out = labels.copy()
-    for feature, found in frame.groupby("feature", sort=False):
-        right = found.sort_values(["event_ms", "newest_offset"])[["entity", "event_ms", "value"]]
-        merged = pd.merge_asof(left, right, on="event_ms", by="entity", allow_exact_matches=False,
-                               tolerance=view.ttl_ms, direction="backward")
-        out[feature] = merged.set_index("row")["value"].sort_index().to_numpy()
-    return out
-
-
 def ratio(ours: Runs, theirs: Runs) -> str:
     return f"{ours.median / theirs.median:.3g}×"
 
@@ -264,7 +241,7 @@ def benchmarks(workdir: Path, quick: bool, counted: int) -> list[Figure]:
     answer = peers.run("feast_features.py", str(feast_folder), str(counted + 1), venv=peers.FEAST_VENV)
 
     stores: list[tuple[OnlineStore, OfflineStore]] = []
-    split: dict[str, list[float]] = {"put": [], "write": [], "read": [], "as_of_join": []}
+    split: dict[str, list[float]] = {"put": [], "write": [], "snapshot": [], "join": [], "digest": []}
 
     def materialise() -> float:
         """Into fresh stores each run, as Feast's."""
@@ -309,38 +286,33 @@ def benchmarks(workdir: Path, quick: bool, counted: int) -> list[Figure]:
     require_same("online values after materialisation", ours_online,
                  feast_table(pd.read_parquet(feast_folder / "online.parquet")))
 
-    label_rows = [LabelRow(e, int(t)) for e, t in data.labels.itertuples(index=False, name=None)]
-    joined: dict[str, list[JoinedRow]] = {}
+    settings = FeatureSettings((view.name,), "customer_id", "event_ms")
+    built: dict[str, TrainingSet] = {}
 
     def join() -> float:
+        """The trainer's path (TrainerHandler._join_features): the views' values read as columns up to the offsets
+        the views reached, and the label rows joined with them."""
         started = time.perf_counter()
-        history = offline.read(view.name, view.version)
+        history, _ = offline.snapshot([view])
         read = time.perf_counter()
-        joined["rows"] = as_of_join(label_rows, [view], history)
+        built["set"] = training_set(data.labels, settings, [view], history)
         done = time.perf_counter()
-        split["read"].append(read - started)
-        split["as_of_join"].append(done - read)
-        return len(label_rows) / (done - started)
+        snapshot_digest(built["set"].used)
+        split["snapshot"].append(read - started)
+        split["join"].append(done - read)
+        split["digest"].append(time.perf_counter() - done)
+        return len(data.labels) / (done - started)
 
     joins = measure(join, counted)
-    ours_joined = joined_table(joined["rows"])
+    ours_joined = set_table(built["set"], view)
     theirs, left_out = feast_join_table([pd.read_parquet(feast_folder / f"joined_{name}.parquet")
                                          for name in ("purchases_last", "purchases_1h")], data.labels)
     require_same("point-in-time join", ours_joined, theirs)
     both, both_left_out = feast_join_table([pd.read_parquet(feast_folder / "joined_both.parquet")], data.labels)
     lost = sum(1 for key, value in ours_joined.items() if not same(value, both.get(key)))
-    sketch: dict[str, pd.DataFrame] = {}
-
-    def join_on_columns() -> float:
-        started = time.perf_counter()
-        sketch["frame"] = columnar_join(offline, view, data.labels)
-        return len(label_rows) / (time.perf_counter() - started)
-
-    columns = measure(join_on_columns, counted)
-    require_same("the columnar sketch of the join", ours_joined, frame_table(sketch["frame"]), "the sketch")
     spent = {name: float(np.median(times[-counted:])) for name, times in split.items()}
-    theirs_join = Runs(tuple(len(label_rows) / s for s in answer["join_s"][1:]))
-    single = Runs(tuple(len(label_rows) / s for s in answer["join_single_s"][1:]))
+    theirs_join = Runs(tuple(len(data.labels) / s for s in answer["join_s"][1:]))
+    single = Runs(tuple(len(data.labels) / s for s in answer["join_single_s"][1:]))
     feast_rows = len(data.events) + len(windows)
     label = f"Feast {answer['version']}"
     size = (f"{customers:,} customers, {len(data.events):,} purchases over {hours} h: {len(values):,} feature "
@@ -363,15 +335,16 @@ def benchmarks(workdir: Path, quick: bool, counted: int) -> list[Figure]:
                       f"offsets) into fresh stores each run; Feast materialize of its source Parquet into a fresh "
                       f"SQLite online store (the newest row per entity and view; it writes nothing offline; "
                       f"{float(np.median(answer['materialize_s'][1:])):.2f} s); {windows_note}"),
-        compare(f"features point-in-time join, {len(label_rows):,} labels vs Feast", joins, "rows/s", label,
+        compare(f"features point-in-time join, {len(data.labels):,} labels vs Feast", joins, "rows/s", label,
                 theirs_join, goal_ratio=3, goal="≥ 3× Feast, equal values",
-                notes=f"mlbus OfflineStore.read ({spent['read']:.2f} s) + as_of_join ({spent['as_of_join']:.2f} s; "
-                      f"strictly before, TTL {view.ttl_ms // HOUR_MS} h); Feast get_historical_features(...).to_df()"
+                notes=f"mlbus's trainer path: OfflineStore.snapshot ({spent['snapshot']:.3f} s: the Parquet parts' "
+                      f"typed columns, the offsets reached) + training_set ({spent['join']:.3f} s: "
+                      f"features_join on columns, strictly before, TTL {view.ttl_ms // HOUR_MS} h); after it, "
+                      f"untimed, the snapshot digest of the {len(built['set'].used):,} values used that the trainer "
+                      f"records ({spent['digest']:.2f} s); Feast get_historical_features(...).to_df()"
                       f" (file offline store, dask), one view at a time; every label's {len(FEATURES)} values "
                       f"equal (Feast's answers leave out {left_out:,} label rows of a view that has no value within "
                       f"the TTL: missing, as mlbus says). Asked both views in one call ({number(single.median)} "
                       f"rows/s, {ratio(joins, single)} for mlbus), Feast leaves out {both_left_out:,} of "
-                      f"{len(label_rows):,} rows and so loses {lost:,} values the other view had. A join on columns "
-                      f"(columnar_join here: OfflineStore.frame + pandas.merge_asof, the same values; not mlbus's "
-                      f"path): {number(columns.median)} rows/s, {ratio(columns, theirs_join)} Feast"),
+                      f"{len(data.labels):,} rows and so loses {lost:,} values the other view had"),
     ]

@@ -8,9 +8,10 @@ import pytest
 
 from services.adapters.feature_store import OfflineStore
 from services.domain.features_lookups import LabelRow, as_of_join
-from tests.bench.features import (FEATURES, HOUR_MS, START_MS, Data, columnar_join, differences, feast_join_table,
-                                  frame_table, frames_table, generate, joined_table, mlbus_values, pandas_windows,
-                                  purchases_view, require_same, same, values_table)
+from services.domain.features_training import FeatureSettings, training_set
+from tests.bench.features import (FEATURES, HOUR_MS, START_MS, Data, differences, feast_join_table,
+                                  frames_table, generate, mlbus_values, pandas_windows, purchases_view, require_same,
+                                  same, set_table, values_table)
 
 
 def test_the_purchases_have_unique_even_times_in_order_whole_amounts_and_the_labels_odd_times():
@@ -70,7 +71,7 @@ def test_label_rows_feast_leaves_out_are_missing_values_of_that_calls_features_o
     assert len(table) == 2 * len(FEATURES)
 
 
-def test_the_columnar_sketch_of_the_join_gives_as_of_joins_values(tmp_path):
+def test_the_trainers_path_timed_against_feast_gives_as_of_joins_values(tmp_path):
     view = purchases_view(ttl="90m")
     data: Data = generate(customers=4, events=120, labels=80, hours=4, seed=2)
     values = mlbus_values(view, data)
@@ -78,6 +79,9 @@ def test_the_columnar_sketch_of_the_join_gives_as_of_joins_values(tmp_path):
     store.write(values, "p0")
     rows = as_of_join([LabelRow(e, int(t)) for e, t in data.labels.itertuples(index=False, name=None)], [view],
                       store.read(view.name, view.version))
-    ours = joined_table(rows)
+    ours = {(row.label.entity, row.label.event_ms, lookup.feature): lookup.value for row in rows
+            for lookup in row.lookups}
     assert any(v is None for v in ours.values()) and any(v is not None for v in ours.values())
-    assert differences(ours, frame_table(columnar_join(store, view, data.labels))) == []
+    history, _ = store.snapshot([view])
+    built = training_set(data.labels, FeatureSettings((view.name,), "customer_id", "event_ms"), [view], history)
+    assert differences(ours, set_table(built, view)) == []

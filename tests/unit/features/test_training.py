@@ -13,6 +13,7 @@ from services.domain.estimators import spec_problem
 from services.domain.features_training import (FeatureSetRefused, FeatureSettings, label_rows, parse_settings,
                                                reached_positions, settings_problem, training_set, until_from_json,
                                                until_json)
+from services.domain.features_join import columns_of
 from services.domain.features_windows import FeatureValue, SourceSpan
 from tests.unit.features.test_windows import HOUR, TOPIC, view_of
 
@@ -89,7 +90,7 @@ def test_each_row_sees_the_newest_value_strictly_before_its_time_never_one_plant
                value("c2", 1 * HOUR, 20.0, offset=4),             # older than the TTL at the label's time
                value("c1", 1 * HOUR, "web", feature="last_channel", offset=1)]
     built = training_set(labels(("c1", 3 * HOUR, 1), ("c2", 3 * HOUR + 1, 0), ("c3", 3 * HOUR, 1)), SETTINGS,
-                         [VIEW], history)
+                         [VIEW], columns_of(history))
     assert built.columns == ("purchases__last_amount", "purchases__last_channel")
     assert built.frame["purchases__last_amount"].tolist()[0] == 10.0
     assert all(math.isnan(v) for v in built.frame["purchases__last_amount"].tolist()[1:])
@@ -105,7 +106,7 @@ def test_values_planted_in_the_future_change_neither_the_set_nor_the_values_used
     frame = labels(("c1", 3 * HOUR, 1), ("c1", 5 * HOUR, 0))
     past = [value("c1", 1 * HOUR, 1.0, offset=1), value("c1", 4 * HOUR, 2.0, offset=2)]
     future = [value("c1", 5 * HOUR, 50.0, offset=3), value("c1", 9 * HOUR, 90.0, offset=4)]
-    plain, planted = (training_set(frame, SETTINGS, [VIEW], h) for h in (past, past + future))
+    plain, planted = (training_set(frame, SETTINGS, [VIEW], columns_of(h)) for h in (past, past + future))
     assert plain.frame.equals(planted.frame) and set(plain.used) == set(planted.used)
     assert plain.frame["purchases__last_amount"].tolist() == [1.0, 2.0]
 
@@ -113,7 +114,7 @@ def test_values_planted_in_the_future_change_neither_the_set_nor_the_values_used
 def test_a_set_in_which_no_row_found_any_value_is_refused_as_the_views_and_labels_do_not_meet():
     only_later = [value("c1", 9 * HOUR, 1.0), value("c9", 1 * HOUR, 2.0)]
     with pytest.raises(FeatureSetRefused, match=r"none of the 2 label rows found a value .* \(2 values read"):
-        training_set(labels(("c1", 3 * HOUR, 1), ("c2", 3 * HOUR, 0)), SETTINGS, [VIEW], only_later)
+        training_set(labels(("c1", 3 * HOUR, 1), ("c2", 3 * HOUR, 0)), SETTINGS, [VIEW], columns_of(only_later))
 
 
 def test_a_view_feature_named_like_a_dataset_column_is_refused():

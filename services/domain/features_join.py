@@ -1,0 +1,218 @@
+"""The point-in-time join on columns (issue 36): the trainer's path, the same rule as features_lookups.as_of_join.
+
+A view version's values arrive as columns (ViewColumns: what the offline store holds, in any order, duplicates
+allowed). For every label row and wanted feature the join finds the newest value of the entity strictly before the
+row's time — within the view's TTL, or it is expired — by one sort of the values and one binary search per cell,
+on integers: feature and entity codes and the rank of the value's time make one sortable key,
+(feature × entities + entity) × times + rank. Values with the same feature, entity and time (rare) are ordered as
+as_of_join orders them (their sources' places), the last wins. tests/unit/features/test_join.py checks this path
+against as_of_join on generated histories: the same values, the same misses, the same values used.
+
+The canonical texts of a value and of its sources (value_json, sources_json) are written here: the offline store
+stores them, and the snapshot digest of the values a training set used is taken over them.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .features_lookups import EXPIRED, NO_VALUE
+from .features_views import FeatureView
+from .features_windows import FeatureValue, Scalar, SourceSpan
+
+NULL, BOOL, INT, FLOAT, TEXT = range(5)        # a value's kind (ViewColumns.kind)
+TEXT_VALUE = TEXT                              # TEXT, under the name the domain package exports
+FOUND = "found"
+_KEY_LIMIT = 2 ** 62                           # the integer keys' bound (int64)
+
+
+def canonical_json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def value_json(value: Scalar) -> str:
+    """A value's stored text: in a one-item array (the edge's parser reads arrays and objects, not bare scalars)."""
+    return canonical_json([value])
+
+
+def sources_json(sources: Iterable[SourceSpan]) -> str:
+    return canonical_json([[s.topic, s.partition, s.first_offset, s.last_offset, s.events] for s in sources])
+
+
+def kind_of(value: Scalar) -> int:
+    if value is None:
+        return NULL
+    if isinstance(value, bool):
+        return BOOL
+    if isinstance(value, int):
+        return INT
+    return TEXT if isinstance(value, str) else FLOAT
+
+
+def places(value: FeatureValue) -> tuple:
+    """Where a value came from, as ties between values of the same time are ordered (the later place wins)."""
+    return tuple((s.topic, s.partition, s.last_offset) for s in value.sources)
+
+
+@dataclass(frozen=True, eq=False)
+class ViewColumns:
+    """One view version's values as columns, one row per value."""
+    view: str
+    version: str
+    feature: pd.Categorical
+    entity: pd.Categorical
+    event_ms: np.ndarray                # int64
+    window_start_ms: np.ndarray         # float64, NaN when the value has no window (exact: times are < 2**53)
+    kind: np.ndarray                    # int8: NULL, BOOL, INT, FLOAT or TEXT
+    number: np.ndarray                  # float64: the value as a float (a bool 0 or 1), NaN for NULL and TEXT
+    text: pd.Series                     # the value when TEXT, else None or NA
+    value_json: pd.Series               # value_json(value)
+    sources_json: pd.Series             # sources_json(value.sources)
+    value_at: Callable[[int], FeatureValue]     # the row as a FeatureValue (made when asked: ties, `used`)
+
+    def __len__(self) -> int:
+        return len(self.event_ms)
+
+
+def columns_of(values: Iterable[FeatureValue]) -> list[ViewColumns]:
+    """Values as columns, one ViewColumns per view version (what the offline store gives, from objects)."""
+    groups: dict[tuple[str, str], list[FeatureValue]] = {}
+    for value in values:
+        groups.setdefault((value.view, value.view_version), []).append(value)
+    return [_columns(view, version, found) for (view, version), found in groups.items()]
+
+
+def _columns(view: str, version: str, found: list[FeatureValue]) -> ViewColumns:
+    kinds = [kind_of(v.value) for v in found]
+    return ViewColumns(
+        view, version, pd.Categorical([v.feature for v in found]), pd.Categorical([v.entity for v in found]),
+        np.array([v.event_ms for v in found], dtype=np.int64),
+        np.array([np.nan if v.window_start_ms is None else v.window_start_ms for v in found], dtype=np.float64),
+        np.array(kinds, dtype=np.int8),
+        np.array([_number(v.value) for v in found], dtype=np.float64),
+        pd.Series([v.value if k == TEXT else None for v, k in zip(found, kinds)], dtype=object),
+        pd.Series([value_json(v.value) for v in found], dtype=object),
+        pd.Series([sources_json(v.sources) for v in found], dtype=object), found.__getitem__)
+
+
+def number_of(value: Scalar) -> float | None:
+    """A value as a float (a bool 0 or 1), None for text and null."""
+    return None if value is None or isinstance(value, str) else float(value)
+
+
+def _number(value: Scalar) -> float:
+    number = number_of(value)
+    return np.nan if number is None else number
+
+
+@dataclass(frozen=True, eq=False)
+class Looked:
+    """One wanted feature for every label row: the row of the value found (-1: none), its age and its state."""
+    view: FeatureView
+    feature: str
+    columns: ViewColumns | None
+    row: np.ndarray                     # int64
+    age_ms: np.ndarray                  # int64 (meaningless where row is -1)
+    state: np.ndarray                   # object: FOUND, EXPIRED or NO_VALUE
+
+    def used(self) -> np.ndarray:
+        return self.state == FOUND
+
+
+def join_columns(entities: Sequence[str], times: np.ndarray, view: FeatureView, columns: ViewColumns | None,
+                 features: Sequence[str]) -> list[Looked]:
+    """Each of `features` of `view` for every label (entities[i], times[i]): the newest value strictly before the
+    time, within the TTL (as_of_join's rule), from `columns` (None: the view has no values)."""
+    times = np.asarray(times, dtype=np.int64)
+    if columns is None or len(columns) == 0:
+        nothing = np.full(len(times), -1, dtype=np.int64)
+        return [Looked(view, f, columns, nothing, nothing, np.full(len(times), NO_VALUE, dtype=object))
+                for f in features]
+    index = _Index(columns)
+    label_entities = columns.entity.categories.get_indexer(pd.Index(entities, dtype=object))
+    rank = np.searchsorted(index.times, times, side="left")          # how many value times are before each label
+    looked = []
+    for feature in features:
+        code = columns.feature.categories.get_indexer([feature])[0]
+        known = label_entities >= 0
+        if code < 0:
+            known[:] = False
+        group = (code * index.entities + label_entities).astype(np.int64)
+        query = group * index.span + rank
+        place = np.searchsorted(index.keys, np.where(known, query, 0), side="left") - 1
+        found = known & (place >= 0)
+        found[found] = index.keys[place[found]] // index.span == group[found]
+        row = np.where(found, index.rows[np.maximum(place, 0)], -1)
+        age = times - columns.event_ms[np.maximum(row, 0)]
+        state = np.where(found, np.where(age > view.ttl_ms, EXPIRED, FOUND), NO_VALUE).astype(object)
+        looked.append(Looked(view, feature, columns, row, age, state))
+    return looked
+
+
+class _Index:
+    """The values sorted by (feature, entity, time, place), only the last of each (feature, entity, time) kept."""
+
+    def __init__(self, columns: ViewColumns):
+        self.times, rank = np.unique(columns.event_ms, return_inverse=True)
+        self.entities = max(len(columns.entity.categories), 1)
+        self.span = len(self.times) + 1
+        if max(len(columns.feature.categories), 1) * self.entities * self.span >= _KEY_LIMIT:
+            raise OverflowError("too many features, entities and times for one join key")
+        group = columns.feature.codes.astype(np.int64) * self.entities + columns.entity.codes.astype(np.int64)
+        keys = group * self.span + rank
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        tied = np.flatnonzero(keys[1:] == keys[:-1])
+        if len(tied):
+            _order_ties(order, keys, tied, columns.value_at)
+        last = np.append(keys[1:] != keys[:-1], True)
+        self.keys, self.rows = keys[last], order[last]
+
+
+def _order_ties(order: np.ndarray, keys: np.ndarray, tied: np.ndarray, value_at: Callable[[int], FeatureValue]
+                ) -> None:
+    """Within each run of equal keys, the rows by their sources' places (in place): the last is the one kept."""
+    starts = tied[np.append(True, tied[1:] != tied[:-1] + 1)]
+    for start in starts:
+        end = start + 1
+        while end < len(keys) and keys[end] == keys[start]:
+            end += 1
+        order[start:end] = sorted(order[start:end], key=lambda row: places(value_at(int(row))))
+
+
+@dataclass(frozen=True, eq=False)
+class UsedValues:
+    """The values a training set took: (columns, their rows), distinct."""
+    parts: tuple[tuple[ViewColumns, np.ndarray], ...]
+
+    def __len__(self) -> int:
+        return sum(len(rows) for _, rows in self.parts)
+
+    def __iter__(self) -> Iterator[FeatureValue]:
+        for columns, rows in self.parts:
+            for row in rows:
+                yield columns.value_at(int(row))
+
+    def digest_rows(self) -> Iterator[tuple]:
+        """Each value as the snapshot digest reads it (the store's texts, not re-made from objects)."""
+        for columns, rows in self.parts:
+            starts = columns.window_start_ms[rows]
+            for start, feature, entity, at, text, spans in zip(
+                    starts.tolist(), np.asarray(columns.feature)[rows].tolist(),
+                    np.asarray(columns.entity)[rows].tolist(), columns.event_ms[rows].tolist(),
+                    columns.value_json.iloc[rows].tolist(), columns.sources_json.iloc[rows].tolist()):
+                unwindowed = start != start         # NaN
+                yield (columns.view, columns.version, feature, entity, at, unwindowed,
+                       0 if unwindowed else int(start), text, spans)
+
+
+def used_values(looked: Iterable[Looked]) -> UsedValues:
+    rows: dict[int, tuple[ViewColumns, list[np.ndarray]]] = {}
+    for one in looked:
+        if one.columns is not None:
+            rows.setdefault(id(one.columns), (one.columns, []))[1].append(one.row[one.used()])
+    return UsedValues(tuple((columns, np.unique(np.concatenate(found))) for columns, found in rows.values()))
