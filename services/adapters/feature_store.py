@@ -340,7 +340,12 @@ SCHEMA = pa.schema([("view", pa.string()), ("version", pa.string()), ("feature",
 
 def _table(values: Sequence[FeatureValue]) -> pa.Table:
     kinds = [kind_of(v.value) for v in values]
-    spans = [[(s.topic, s.partition, s.first_offset, s.last_offset, s.events) for s in v.sources] for v in values]
+    spans = [span for v in values for span in v.sources]
+    ends = np.cumsum([0] + [len(v.sources) for v in values], dtype=np.int32)
+    sources = pa.ListArray.from_arrays(pa.array(ends), pa.StructArray.from_arrays(
+        [pa.array([s.topic for s in spans], pa.string()), pa.array([s.partition for s in spans], pa.int64()),
+         pa.array([s.first_offset for s in spans], pa.int64()), pa.array([s.last_offset for s in spans], pa.int64()),
+         pa.array([s.events for s in spans], pa.int64())], fields=list(SPAN)))
     return pa.table({
         "view": [v.view for v in values], "version": [v.view_version for v in values],
         "feature": [v.feature for v in values], "entity": [v.entity for v in values],
@@ -349,8 +354,7 @@ def _table(values: Sequence[FeatureValue]) -> pa.Table:
         "sources_json": [_sources_json(v.sources) for v in values],
         "newest_offset": [_newest_offset(v) for v in values], "kind": kinds,
         "number": [number_of(v.value) for v in values],
-        "text": [v.value if k == TEXT else None for v, k in zip(values, kinds)],
-        "sources": [[dict(zip(SPAN.names, span)) for span in found] for found in spans]}, schema=SCHEMA)
+        "text": [v.value if k == TEXT else None for v, k in zip(values, kinds)], "sources": sources}, schema=SCHEMA)
 
 
 def _typed(part: pa.Table) -> pa.Table:

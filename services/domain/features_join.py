@@ -30,8 +30,11 @@ FOUND = "found"
 _KEY_LIMIT = 2 ** 62                           # the integer keys' bound (int64)
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)    # json.dumps's, made once
+
+
 def canonical_json(value: object) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return _CANONICAL.encode(value)
 
 
 def value_json(value: Scalar) -> str:
