@@ -203,7 +203,7 @@ def test_the_mutual_tls_mapping_rule_maps_only_a_lone_cn_and_never_admin():
     assert pattern.fullmatch("CN=dana").group(1) == "dana"
 
 
-# ---------------------------------------------------------------- findings (strict xfails while open; 1-8 and 10 fixed)
+# ---------------------------------------------------------------- findings (strict xfails while open; 1-10 fixed)
 @pytest.mark.parametrize("topic", TOPICS)
 def test_finding_1_a_registry_outage_stops_the_service_and_dead_letters_nothing(topic):
     bus = registry_bus(DownRegistry())
@@ -463,14 +463,13 @@ def test_client_cert_names_refused_for_admin_services_lookalikes_and_other_dn_fi
     assert not refuses(check, "dana") and not refuses(check, "t0123abcd.dana")
 
 
-@pytest.mark.xfail(strict=True, reason="finding 9: scripts/kafka's list of principals no certificate may name is the "
-                   "packages under services/, not the catalogue's non-person principals: `client-cert app` is signed, "
-                   "and CN=app maps to User:app, the principal every application shares (its READs and WRITEs)")
 def test_finding_9_no_client_certificate_names_a_non_person_principal():
     from services.bus.access import service_principals
     check = kafka_script().check_cert_principal
-    allowed = [p for p in service_principals(BUS.catalogue) if not refuses(check, p)]
-    assert allowed == []
+    principals = service_principals(BUS.catalogue)
+    assert "app" in principals and "exporter" in principals
+    allowed = [p for p in principals if not refuses(check, p)]
+    assert allowed == []                        # every principal the catalogue names, services and app alike
 
 
 def test_finding_10_a_flood_of_fresh_unknown_ids_costs_the_registry_a_bounded_number_of_requests():
