@@ -295,7 +295,8 @@ class OfflineStore:
 
     def frame(self, view: str, version: str) -> pd.DataFrame:
         """The view version's rows, one per value, duplicates dropped, sorted by time then key."""
-        frame = self._table(view, version).select(list(COLUMNS)).to_pandas()
+        texts = pa.schema([SCHEMA.field(column) for column in COLUMNS])         # names as text, not dictionaries
+        frame = self._table(view, version).select(list(COLUMNS)).cast(texts).to_pandas()
         frame = frame.drop_duplicates(subset=["feature", "entity", "event_ms", "window_start_ms", "sources_json"])
         return frame.sort_values(["event_ms", "feature", "entity", "sources_json"], kind="stable")
 
@@ -322,8 +323,9 @@ class OfflineStore:
     def _table(self, view: str, version: str) -> pa.Table:
         """Every part of the view version, as one table of the store's typed schema (a part written before the typed
         columns existed is given them), rows of another version left out."""
-        parts = [_typed(pq.read_table(part)) for part in sorted(self.folder(view, version).glob("*.parquet"))]
-        table = pa.concat_tables(parts) if parts else SCHEMA.empty_table()
+        parts = [_typed(pq.read_table(part, read_dictionary=NAMES))
+                 for part in sorted(self.folder(view, version).glob("*.parquet"))]
+        table = pa.concat_tables(parts).unify_dictionaries() if parts else READ_SCHEMA.empty_table()
         return _kept(table, pc.equal(table.column("version"), version))
 
 
@@ -336,6 +338,9 @@ SCHEMA = pa.schema([("view", pa.string()), ("version", pa.string()), ("feature",
                     ("value_json", pa.string()), ("sources_json", pa.string()), ("newest_offset", pa.int64()),
                     ("kind", pa.int8()), ("number", pa.float64()), ("text", pa.string()),
                     ("sources", pa.list_(SPAN))])
+NAMES = ("view", "version", "feature", "entity")        # read as dictionaries: few distinct, the join's codes
+READ_SCHEMA = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if f.name in NAMES else f
+                         for f in SCHEMA])
 
 
 def _table(values: Sequence[FeatureValue]) -> pa.Table:
@@ -360,17 +365,16 @@ def _table(values: Sequence[FeatureValue]) -> pa.Table:
 def _typed(part: pa.Table) -> pa.Table:
     """A part in the store's typed schema: as written, or (a part from before the typed columns) read value by value
     and given them."""
-    if set(SCHEMA.names) <= set(part.column_names):
-        return part.select(SCHEMA.names).cast(SCHEMA)
-    rows = part.select(list(COLUMNS)).to_pylist()
-    return _table([_row_value(row) for row in rows])
+    if not set(SCHEMA.names) <= set(part.column_names):
+        part = _table([_row_value(row) for row in part.select(list(COLUMNS)).to_pylist()])
+    return part.select(READ_SCHEMA.names).cast(READ_SCHEMA)
 
 
 def _columns(view: str, version: str, table: pa.Table) -> ViewColumns:
     table = table.combine_chunks()
 
     def value_at(row: int) -> FeatureValue:
-        return _row_value({name: table.column(name)[row].as_py() for name in COLUMNS})
+        return _row_value({name: table.column(name)[row].as_py() for name in COLUMNS})    # a dictionary's value
 
     def texts(name: str) -> pd.Series:
         return table.column(name).to_pandas(types_mapper=pd.ArrowDtype)
@@ -417,7 +421,8 @@ def _within(table: pa.Table, until: Mapping[Place, int]) -> pa.Array:
 
 
 def _categorical(column: pa.ChunkedArray) -> pd.Categorical:
-    encoded = column.combine_chunks().dictionary_encode()
+    """A dictionary column (one chunk, one dictionary: unified) as a pandas Categorical over the same codes."""
+    encoded = column.combine_chunks()
     return pd.Categorical.from_codes(encoded.indices.to_numpy(), categories=pd.Index(encoded.dictionary.to_pylist(),
                                                                                       dtype=object))
 

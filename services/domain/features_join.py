@@ -26,7 +26,8 @@ from .features_windows import FeatureValue, Scalar, SourceSpan
 
 NULL, BOOL, INT, FLOAT, TEXT = range(5)        # a value's kind (ViewColumns.kind)
 TEXT_VALUE = TEXT                              # TEXT, under the name the domain package exports
-FOUND = "found"
+FOUND, EXPIRED_STATE, MISSING = range(3)       # a looked-up cell's state (Looked.state)
+STATES = {FOUND: "found", EXPIRED_STATE: EXPIRED, MISSING: NO_VALUE}
 _KEY_LIMIT = 2 ** 62                           # the integer keys' bound (int64)
 
 
@@ -120,7 +121,7 @@ class Looked:
     columns: ViewColumns | None
     row: np.ndarray                     # int64
     age_ms: np.ndarray                  # int64 (meaningless where row is -1)
-    state: np.ndarray                   # object: FOUND, EXPIRED or NO_VALUE
+    state: np.ndarray                   # int8: FOUND, EXPIRED or MISSING (STATES names them)
 
     def used(self) -> np.ndarray:
         return self.state == FOUND
@@ -129,44 +130,54 @@ class Looked:
 def join_columns(entities: Sequence[str], times: np.ndarray, view: FeatureView, columns: ViewColumns | None,
                  features: Sequence[str]) -> list[Looked]:
     """Each of `features` of `view` for every label (entities[i], times[i]): the newest value strictly before the
-    time, within the TTL (as_of_join's rule), from `columns` (None: the view has no values)."""
+    time, within the TTL (as_of_join's rule), from `columns` (None: the view has no values). OverflowError when
+    the values' features, entities and times are too many for one int64 key."""
     times = np.asarray(times, dtype=np.int64)
     if columns is None or len(columns) == 0:
         nothing = np.full(len(times), -1, dtype=np.int64)
-        return [Looked(view, f, columns, nothing, nothing, np.full(len(times), NO_VALUE, dtype=object))
+        return [Looked(view, f, columns, nothing, nothing, np.full(len(times), MISSING, dtype=np.int8))
                 for f in features]
     index = _Index(columns)
     label_entities = columns.entity.categories.get_indexer(pd.Index(entities, dtype=object))
-    rank = np.searchsorted(index.times, times, side="left")          # how many value times are before each label
+    when = index.when(times)
     looked = []
     for feature in features:
         code = columns.feature.categories.get_indexer([feature])[0]
         known = label_entities >= 0
         if code < 0:
             known[:] = False
-        group = (code * index.entities + label_entities).astype(np.int64)
-        query = group * index.span + rank
-        place = np.searchsorted(index.keys, np.where(known, query, 0), side="left") - 1
+        group = code * index.entities + label_entities.astype(np.int64)
+        place = np.searchsorted(index.keys, np.where(known, group * index.span + when, 0), side="left") - 1
         found = known & (place >= 0)
         found[found] = index.keys[place[found]] // index.span == group[found]
         row = np.where(found, index.rows[np.maximum(place, 0)], -1)
         age = times - columns.event_ms[np.maximum(row, 0)]
-        state = np.where(found, np.where(age > view.ttl_ms, EXPIRED, FOUND), NO_VALUE).astype(object)
+        state = np.where(found, np.where(age > view.ttl_ms, EXPIRED_STATE, FOUND), MISSING).astype(np.int8)
         looked.append(Looked(view, feature, columns, row, age, state))
     return looked
 
 
 class _Index:
-    """The values sorted by (feature, entity, time, place), only the last of each (feature, entity, time) kept."""
+    """The values sorted by (feature, entity, time, place), only the last of each (feature, entity, time) kept; a
+    value's time in its key is its distance from the earliest (or, when that span is too wide for the key, the
+    rank of its time among the values')."""
 
     def __init__(self, columns: ViewColumns):
-        self.times, rank = np.unique(columns.event_ms, return_inverse=True)
         self.entities = max(len(columns.entity.categories), 1)
-        self.span = len(self.times) + 1
-        if max(len(columns.feature.categories), 1) * self.entities * self.span >= _KEY_LIMIT:
-            raise OverflowError("too many features, entities and times for one join key")
+        groups = max(len(columns.feature.categories), 1) * self.entities
+        self.earliest, latest = int(columns.event_ms.min()), int(columns.event_ms.max())
+        self.times: np.ndarray | None = None
+        self.span = latest - self.earliest + 2
+        if groups * self.span < _KEY_LIMIT:
+            at = columns.event_ms - self.earliest
+        else:
+            self.times, at = np.unique(columns.event_ms, return_inverse=True)
+            self.span = len(self.times) + 1
+            if groups * self.span >= _KEY_LIMIT:
+                raise OverflowError(f"{groups:,} (feature, entity) pairs × {self.span:,} times are too many for "
+                                    f"one join key")
         group = columns.feature.codes.astype(np.int64) * self.entities + columns.entity.codes.astype(np.int64)
-        keys = group * self.span + rank
+        keys = group * self.span + at
         order = np.argsort(keys, kind="stable")
         keys = keys[order]
         tied = np.flatnonzero(keys[1:] == keys[:-1])
@@ -174,6 +185,13 @@ class _Index:
             _order_ties(order, keys, tied, columns.value_at)
         last = np.append(keys[1:] != keys[:-1], True)
         self.keys, self.rows = keys[last], order[last]
+
+    def when(self, times: np.ndarray) -> np.ndarray:
+        """Label times in the keys' terms: a key's time is below it exactly when the value is strictly before."""
+        if self.times is not None:
+            return np.searchsorted(self.times, times, side="left")         # how many value times are before
+        latest = min(self.earliest + self.span - 1, 2**63 - 1)             # clipped first: no int64 overflow
+        return np.clip(times, self.earliest, latest) - self.earliest
 
 
 def _order_ties(order: np.ndarray, keys: np.ndarray, tied: np.ndarray, value_at: Callable[[int], FeatureValue]

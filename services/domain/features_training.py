@@ -123,8 +123,11 @@ def training_set(frame: pd.DataFrame, settings: FeatureSettings, views: Sequence
         raise FeatureSetRefused(f"the dataset already has column(s) {', '.join(clash[:5])}, a view feature's name")
     entities, times = label_columns(frame, settings)
     held = {(c.view, c.version): c for c in history}
-    looked = [one for view in views for one in join_columns(entities, times, view, held.get((view.name, view.version)),
-                                                            [feature.name for feature in view.features])]
+    try:
+        looked = [one for view in views for one in join_columns(
+            entities, times, view, held.get((view.name, view.version)), [feature.name for feature in view.features])]
+    except OverflowError as error:
+        raise FeatureSetRefused(f"the offline store's values cannot be joined: {error}") from None
     used = used_values(looked)
     if columns and not len(used):       # every feature of every row missing: nothing to learn from, a wrong setup
         raise FeatureSetRefused(

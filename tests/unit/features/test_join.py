@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import math
 import tempfile
+from unittest.mock import patch
 
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from services.adapters.feature_store import OfflineStore, snapshot_digest
+from services.domain import features_join
 from services.domain.features_join import columns_of
 from services.domain.features_lookups import LabelRow, as_of_join, column_name
-from services.domain.features_training import FeatureSettings, training_set
+from services.domain.features_training import FeatureSetRefused, FeatureSettings, training_set
 from services.domain.features_windows import FeatureValue, SourceSpan
 from tests.unit.features.test_windows import HOUR, TOPIC, view_of
 
@@ -26,7 +28,8 @@ OTHER_VERSION = "f" * 64
 SETTINGS = FeatureSettings((VIEW.name,), "customer", "at")
 ENTITIES = ("c1", "c2", "c3", "é\"\n")
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63 - 1),
-                    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=6))
+                    st.floats(allow_nan=False, allow_infinity=False),
+                    st.text(st.characters(blacklist_characters="\x00"), max_size=6))   # the edge refuses NUL
 
 
 @st.composite
@@ -138,3 +141,19 @@ def test_a_part_written_before_the_typed_columns_is_read_as_one_written_now(tmp_
     part = next(tmp_path.rglob("p0.parquet"))
     pd.read_parquet(part).drop(columns=["kind", "number", "text", "sources"]).to_parquet(part, index=False)
     check([("c1", 2 * HOUR), ("c2", 2 * HOUR)], history, store.snapshot([VIEW])[0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(histories(), LABELS)
+def test_times_too_wide_for_the_key_are_ranked_and_join_the_same(history, labels):
+    """Where (feature, entity) pairs × the span of times would pass the int64 key, the times' ranks stand in."""
+    with patch.object(features_join, "_KEY_LIMIT", 10_000):
+        check(labels, history, columns_of(history))
+
+
+def test_values_too_many_for_one_key_refuse_the_set_with_the_reason():
+    history = [FeatureValue(VIEW.name, VIEW.version, "last_amount", "c1", HOUR, 5.0, None,
+                            (SourceSpan(TOPIC, 0, 1, 1, 1),))]
+    frame = pd.DataFrame({"customer": ["c1"], "at": [2 * HOUR], "y": [1]})
+    with patch.object(features_join, "_KEY_LIMIT", 1), pytest.raises(FeatureSetRefused, match="too many for one join"):
+        training_set(frame, SETTINGS, [VIEW], columns_of(history))
