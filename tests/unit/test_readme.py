@@ -44,6 +44,15 @@ def test_every_performance_ratio_is_one_the_docs_record_for_its_commit():
     assert [r for r in ratios if not re.search(rf"\| {re.escape(r)}× \|", run)] == []
 
 
+def test_the_figures_measured_since_the_full_run_are_recorded_with_their_commits():
+    """The README's figures after the table ("N times", with the commit of their run) are in docs/performance.md."""
+    since = section(README, "## Performance, measured beside the peers").split("Since then", 1)[1]
+    performance = (PROJECT_ROOT / "docs" / "performance.md").read_text()
+    figures = re.findall(r"([\d.,]+) times", since)
+    assert "6.45" in figures and "4.52" in figures and "56bf733" in performance
+    assert [f for f in figures if f not in performance] == []
+
+
 def test_the_demo_and_suite_figures_are_the_ones_recorded_with_their_commits():
     recorded = (PROJECT_ROOT / "docs" / "explanation" / "development.md").read_text()
     for figure, commit in (("202.6 s", "1cc8e2f"), ("2,203 s", "2d45273")):
