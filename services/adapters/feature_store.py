@@ -295,10 +295,18 @@ class OfflineStore:
 
     def frame(self, view: str, version: str) -> pd.DataFrame:
         """The view version's rows, one per value, duplicates dropped, sorted by time then key."""
-        texts = pa.schema([SCHEMA.field(column) for column in COLUMNS])         # names as text, not dictionaries
-        frame = self._table(view, version).select(list(COLUMNS)).cast(texts).to_pandas()
-        frame = frame.drop_duplicates(subset=["feature", "entity", "event_ms", "window_start_ms", "sources_json"])
-        return frame.sort_values(["event_ms", "feature", "entity", "sources_json"], kind="stable")
+        return _frame(self._table(view, version))
+
+    def at_keys(self, view: str, version: str, keys: Iterable[tuple[str, str, int]]
+                ) -> tuple[list[FeatureValue], dict[Place, int]]:
+        """The values with these (feature, entity, event_ms), as `read` orders them, and the newest source offset
+        per partition among all the view version's values (the skew check: objects only for the keys asked)."""
+        wanted = set(keys)
+        table = self._table(view, version)
+        near = _kept(table, pc.is_in(table.column("event_ms"), pa.array({key[2] for key in wanted}, pa.int64())))
+        values = [_row_value(row) for row in _frame(near).to_dict("records")
+                  if (row["feature"], row["entity"], row["event_ms"]) in wanted]
+        return values, _positions(table)
 
     def columns(self, view: str, version: str, until: Mapping[Place, int] | None = None) -> ViewColumns:
         """The view version's values as columns (what the trainer's join reads), duplicates kept, in no order; with
@@ -385,6 +393,13 @@ def _columns(view: str, version: str, table: pa.Table) -> ViewColumns:
         table.column("event_ms").to_numpy(), np.asarray(start, dtype=np.float64), table.column("kind").to_numpy(),
         table.column("number").to_numpy(zero_copy_only=False), texts("text"), texts("value_json"),
         texts("sources_json"), value_at)
+
+
+def _frame(table: pa.Table) -> pd.DataFrame:
+    texts = pa.schema([SCHEMA.field(column) for column in COLUMNS])             # names as text, not dictionaries
+    frame = table.select(list(COLUMNS)).cast(texts).to_pandas()
+    frame = frame.drop_duplicates(subset=["feature", "entity", "event_ms", "window_start_ms", "sources_json"])
+    return frame.sort_values(["event_ms", "feature", "entity", "sources_json"], kind="stable")
 
 
 def _positions(table: pa.Table) -> dict[Place, int]:

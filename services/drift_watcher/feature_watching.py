@@ -169,14 +169,15 @@ class FeatureViewsWatched:
         alerts_, pending = [], []
         for (view, version), values in sorted(by_view.items()):
             try:
-                offline = self.offline.read(view, version)
+                offline, positions = self.offline.at_keys(view, version,
+                                                          {(v.feature, v.entity, v.event_ms) for v in values})
             except Exception as error:       # noqa: BLE001 - a missing or unreadable store: said, checked again
                 self.metrics.unchecked.labels(view, version[:16]).inc()
                 self.log.warning("offline store not read for the skew check", view=view, version=version[:16],
                                  error=repr(error)[:300])
                 pending += values
                 continue
-            found = skew(values, offline)
+            found = skew(values, offline, positions)
             pending += found.pending
             self.metrics.compared.labels(view, version[:16]).inc(found.compared)
             self.metrics.mismatches.labels(view, version[:16]).set(len(found.mismatches))

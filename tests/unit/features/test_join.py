@@ -2,11 +2,13 @@
 columns) against the rule's object form (features_lookups.as_of_join), over generated histories: every kind of
 value (null, bool, int, float, text), ties in time broken by the sources' places, values of another version, old
 values past the TTL, entities no value has, labels at a value's own time, duplicates across parts, and a snapshot
-cut at offsets. The same cells, the same categories, the same values used, the same digest."""
+cut at offsets. The same cells, the same categories, the same values used, the same digest. And the skew check's
+read of only the keys it compares (OfflineStore.at_keys) decides as a read of every value does."""
 from __future__ import annotations
 
 import math
 import tempfile
+from dataclasses import replace
 from unittest.mock import patch
 
 import pandas as pd
@@ -17,6 +19,7 @@ from services.adapters.feature_store import OfflineStore, snapshot_digest
 from services.domain import features_join
 from services.domain.features_join import columns_of
 from services.domain.features_lookups import LabelRow, as_of_join, column_name
+from services.domain.features_monitoring import skew
 from services.domain.features_training import FeatureSetRefused, FeatureSettings, training_set
 from services.domain.features_windows import FeatureValue, SourceSpan
 from tests.unit.features.test_windows import HOUR, TOPIC, view_of
@@ -157,3 +160,26 @@ def test_values_too_many_for_one_key_refuse_the_set_with_the_reason():
     frame = pd.DataFrame({"customer": ["c1"], "at": [2 * HOUR], "y": [1]})
     with patch.object(features_join, "_KEY_LIMIT", 1), pytest.raises(FeatureSetRefused, match="too many for one join"):
         training_set(frame, SETTINGS, [VIEW], columns_of(history))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories(), st.lists(st.tuples(st.integers(0, 60), st.sampled_from(["same", "changed", "unknown"])),
+                             max_size=10))
+def test_the_skew_check_reads_only_the_keys_it_compares_and_decides_as_on_every_value(history, picks):
+    """OfflineStore.at_keys (the drift-watcher's read) gives `skew` what `read` would: the same comparisons, the same
+    mismatches, the same values still pending."""
+    with tempfile.TemporaryDirectory() as folder:
+        store = OfflineStore(folder)
+        store.write(history, "p0")
+        mine = [v for v in history if v.view_version == VIEW.version]
+        online = []
+        for index, how in picks:
+            if mine:
+                value = mine[index % len(mine)]
+                online.append(value if how == "same" else replace(value, value="other") if how == "changed"
+                              else replace(value, event_ms=value.event_ms + 1, sources=(
+                                  SourceSpan(TOPIC, 0, 1000 + index, 1000 + index, 1),)))
+        keys = {(v.feature, v.entity, v.event_ms) for v in online}
+        everything = store.read(VIEW.name, VIEW.version)
+        assert skew(online, *store.at_keys(VIEW.name, VIEW.version, keys)) == skew(
+            online, everything, _newest(everything))
