@@ -303,10 +303,12 @@ class OfflineStore:
         per partition among all the view version's values (the skew check: objects only for the keys asked)."""
         wanted = set(keys)
         table = self._table(view, version)
-        near = _kept(table, pc.is_in(table.column("event_ms"), pa.array({key[2] for key in wanted}, pa.int64())))
-        values = [_row_value(row) for row in _frame(near).to_dict("records")
-                  if (row["feature"], row["entity"], row["event_ms"]) in wanted]
-        return values, _positions(table)
+        near = _kept(table, pc.and_(pc.is_in(table.column("event_ms"), pa.array({k[2] for k in wanted}, pa.int64())),
+                                    pc.is_in(table.column("entity"), pa.array({k[1] for k in wanted}, pa.string()))))
+        named = near.select(["feature", "entity", "event_ms"]).cast(pa.schema(
+            [SCHEMA.field("feature"), SCHEMA.field("entity"), SCHEMA.field("event_ms")])).to_pandas()
+        exact = _kept(near, pa.array(pd.MultiIndex.from_frame(named).isin(list(wanted))))  # no cross product
+        return [_row_value(row) for row in _frame(exact).to_dict("records")], _positions(table)
 
     def columns(self, view: str, version: str, until: Mapping[Place, int] | None = None) -> ViewColumns:
         """The view version's values as columns (what the trainer's join reads), duplicates kept, in no order; with
