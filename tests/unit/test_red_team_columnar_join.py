@@ -437,8 +437,11 @@ def _ttl_view(name: str, ttl: str):
 
 
 VIEWS = (_ttl_view("one", "1h"), _ttl_view("two", "3h"))
+# no NUL (the edge refuses it in every string; read() refuses it too) and no lone surrogate (Avro's strings are
+# UTF-8): neither reaches a value (the surrogate is the finding below)
+TEXTS = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=4)
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-2 ** 63, 2 ** 63 - 1),
-                    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=4))
+                    st.floats(allow_nan=False, allow_infinity=False), TEXTS)
 SPANS = st.lists(st.builds(lambda topic, partition, first, length, events: SourceSpan(
     topic, partition, first, first + length, events), st.sampled_from([TOPIC, "other"]), st.integers(0, 1),
     st.integers(0, 20), st.integers(0, 3), st.integers(1, 4)), max_size=2).map(tuple)
@@ -517,3 +520,14 @@ def test_a_recorded_until_at_the_edge_of_int64_cuts_as_read_does(tmp_path):
         assert len(history[0]) == len(store.read(VIEW.name, VIEW.version, until)) == (2 if offset > 0 else 0)
     with pytest.raises(FeatureSetRefused):
         until_from_json(f'{{"{TOPIC}:0": {2 ** 63}}}')
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "a text value holding a lone surrogate: the first form stored it (value_json escapes it as \\ud800), "
+    "OfflineStore.write now raises UnicodeEncodeError building the `text` column. Not reachable through the edge "
+    "(Avro strings are UTF-8), but tests/unit/features/test_join.py's SCALARS (st.text()) draw it: its store "
+    "property test fails at random (seen at 500 examples, 0 of 15 seeds at its 40) — a flaky test"))
+def test_a_text_value_with_a_lone_surrogate_is_stored_as_the_first_form_stored_it(tmp_path):
+    store = OfflineStore(tmp_path)
+    store.write([value("\ud800", 1, feature="last_channel")], "p0")
+    assert [v.value for v in store.read(VIEW.name, VIEW.version)] == ["\ud800"]
