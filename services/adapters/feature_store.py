@@ -97,6 +97,11 @@ def _remember(seen: dict, text: str, parsed: object) -> None:
     seen[text] = parsed
 
 
+def _canonical_sources(text: str) -> str:
+    """A sources_json as the store writes it (the text itself when it is in that form: no parse)."""
+    return text if len(text) <= 65_536 and _SPANS.fullmatch(text) else _sources_json(_sources(text))
+
+
 def _stored_sources(text: str) -> tuple[SourceSpan, ...] | None:
     """The spans of a sources_json the store wrote ([[topic, partition, first, last, events], ...]), or None for
     any other text (then the edge's parser reads it)."""
@@ -336,7 +341,9 @@ class OfflineStore:
         parts = [_typed(pq.read_table(part, read_dictionary=NAMES))
                  for part in sorted(self.folder(view, version).glob("*.parquet"))]
         table = pa.concat_tables(parts).unify_dictionaries() if parts else READ_SCHEMA.empty_table()
-        return _kept(table, pc.equal(table.column("version"), version))
+        ours = pc.and_(pc.equal(table.column("view"), view), pc.equal(table.column("version"), version))
+        whole = [pc.is_valid(table.column(name)) for name in ("feature", "entity", "event_ms", "kind")]
+        return _kept(table, pc.and_(ours, pc.and_(pc.and_(whole[0], whole[1]), pc.and_(whole[2], whole[3]))))
 
 
 SPAN = pa.struct([("topic", pa.string()), ("partition", pa.int64()), ("first_offset", pa.int64()),
@@ -394,7 +401,7 @@ def _columns(view: str, version: str, table: pa.Table) -> ViewColumns:
         view, version, _categorical(table.column("feature")), _categorical(table.column("entity")),
         table.column("event_ms").to_numpy(), np.asarray(start, dtype=np.float64), table.column("kind").to_numpy(),
         table.column("number").to_numpy(zero_copy_only=False), texts("text"), texts("value_json"),
-        texts("sources_json"), value_at)
+        texts("sources_json"), value_at, _canonical_sources)
 
 
 def _frame(table: pa.Table) -> pd.DataFrame:

@@ -20,9 +20,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from services.bus.edge import InvalidField, read_json
+from services.bus.errors import BadInput
+
 from .features_lookups import EXPIRED, NO_VALUE
 from .features_views import FeatureView
 from .features_windows import FeatureValue, Scalar, SourceSpan
+
+class FeatureSetRefused(BadInput, ValueError):
+    """Label rows or feature values a training set cannot be built from; the message says why."""
+
 
 NULL, BOOL, INT, FLOAT, TEXT = range(5)        # a value's kind (ViewColumns.kind)
 TEXT_VALUE = TEXT                              # TEXT, under the name the domain package exports
@@ -77,6 +84,7 @@ class ViewColumns:
     value_json: pd.Series               # value_json(value)
     sources_json: pd.Series             # sources_json(value.sources)
     value_at: Callable[[int], FeatureValue]     # the row as a FeatureValue (made when asked: ties, `used`)
+    canonical_sources: Callable[[str], str] = lambda text: text     # a sources_json as the store writes it
 
     def __len__(self) -> int:
         return len(self.event_ms)
@@ -135,7 +143,7 @@ def join_columns(entities: Sequence[str], times: np.ndarray, view: FeatureView, 
     times = np.asarray(times, dtype=np.int64)
     if columns is None or len(columns) == 0:
         nothing = np.full(len(times), -1, dtype=np.int64)
-        return [Looked(view, f, columns, nothing, nothing, np.full(len(times), MISSING, dtype=np.int8))
+        return [Looked(view, f, None, nothing, nothing, np.full(len(times), MISSING, dtype=np.int8))
                 for f in features]
     index = _Index(columns)
     label_entities = columns.entity.categories.get_indexer(pd.Index(entities, dtype=object))
@@ -178,11 +186,10 @@ class _Index:
                                     f"one join key")
         group = columns.feature.codes.astype(np.int64) * self.entities + columns.entity.codes.astype(np.int64)
         keys = group * self.span + at
-        order = np.argsort(keys, kind="stable")
+        order = np.argsort(keys, kind="stable")        # equal keys in row order: the parts' order, then written
         keys = keys[order]
-        tied = np.flatnonzero(keys[1:] == keys[:-1])
-        if len(tied):
-            _order_ties(order, keys, tied, columns.value_at)
+        if (keys[1:] == keys[:-1]).any():
+            order, keys = _order_ties(order, keys, columns)
         last = np.append(keys[1:] != keys[:-1], True)
         self.keys, self.rows = keys[last], order[last]
 
@@ -194,15 +201,27 @@ class _Index:
         return np.clip(times, self.earliest, latest) - self.earliest
 
 
-def _order_ties(order: np.ndarray, keys: np.ndarray, tied: np.ndarray, value_at: Callable[[int], FeatureValue]
-                ) -> None:
-    """Within each run of equal keys, the rows by their sources' places (in place): the last is the one kept."""
-    starts = tied[np.append(True, tied[1:] != tied[:-1] + 1)]
-    for start in starts:
+def _order_ties(order: np.ndarray, keys: np.ndarray, columns: ViewColumns) -> tuple[np.ndarray, np.ndarray]:
+    """Values of one feature, entity and time as the offline store's `read` and as_of_join take them: of those with
+    the same window start and sources the first written only (a part written again: dropped without making
+    objects), the rest ordered by their sources' places, then their sources' text, then as written — the last is
+    the one kept."""
+    tied = np.append(keys[1:] == keys[:-1], False) | np.append(False, keys[1:] == keys[:-1])
+    at = np.flatnonzero(tied)
+    rows = order[at]
+    again = pd.DataFrame({"key": keys[at], "start": columns.window_start_ms[rows],
+                          "sources": columns.sources_json.iloc[rows].to_numpy()}).duplicated().to_numpy()
+    keep = np.ones(len(keys), dtype=bool)
+    keep[at[again]] = False
+    order, keys = order[keep], keys[keep]
+    runs = np.flatnonzero(keys[1:] == keys[:-1])
+    for start in runs[np.append(True, runs[1:] != runs[:-1] + 1)] if len(runs) else ():
         end = start + 1
         while end < len(keys) and keys[end] == keys[start]:
             end += 1
-        order[start:end] = sorted(order[start:end], key=lambda row: places(value_at(int(row))))
+        order[start:end] = sorted(order[start:end].tolist(), key=lambda row: (
+            places(columns.value_at(row)), columns.sources_json.iloc[row], row))
+    return order, keys
 
 
 @dataclass(frozen=True, eq=False)
@@ -219,16 +238,48 @@ class UsedValues:
                 yield columns.value_at(int(row))
 
     def digest_rows(self) -> Iterator[tuple]:
-        """Each value as the snapshot digest reads it (the store's texts, not re-made from objects)."""
+        """Each value as the snapshot digest reads it: its value's text made from the typed columns the join used,
+        its sources' text as the store writes it — the texts of its object. FeatureSetRefused when a part's typed
+        columns and its texts say two values."""
         for columns, rows in self.parts:
-            starts = columns.window_start_ms[rows]
-            for start, feature, entity, at, text, spans in zip(
-                    starts.tolist(), np.asarray(columns.feature)[rows].tolist(),
+            for start, feature, entity, at, kind, number, text, stored, spans in zip(
+                    columns.window_start_ms[rows].tolist(), np.asarray(columns.feature)[rows].tolist(),
                     np.asarray(columns.entity)[rows].tolist(), columns.event_ms[rows].tolist(),
+                    columns.kind[rows].tolist(), columns.number[rows].tolist(), columns.text.iloc[rows].tolist(),
                     columns.value_json.iloc[rows].tolist(), columns.sources_json.iloc[rows].tolist()):
+                value = _typed_value(kind, number, text, stored)
+                made = value_json(value)
+                if made != stored and not _says(stored, value):
+                    raise FeatureSetRefused(
+                        f"the offline store of view {columns.view!r} holds a value whose typed columns ({made[:80]}) "
+                        f"and text ({stored[:80]}) differ: {feature}, {entity[:80]!r} at {at}; the store was "
+                        f"written by something other than the featurizer")
                 unwindowed = start != start         # NaN
                 yield (columns.view, columns.version, feature, entity, at, unwindowed,
-                       0 if unwindowed else int(start), text, spans)
+                       0 if unwindowed else int(start), made, columns.canonical_sources(spans))
+
+
+def _typed_value(kind: int, number: float, text: object, stored: str) -> Scalar:
+    """The value the typed columns hold (an int exactly: from its text when that is an integer's)."""
+    if kind == TEXT:
+        return None if text is None or text is pd.NA else str(text)
+    if kind == BOOL:
+        return bool(number)
+    if kind == INT:
+        digits = stored[1:-1]
+        exact = int(digits) if digits.lstrip("-").isdigit() and len(digits) <= 21 else None
+        return exact if exact is not None and float(exact) == number else int(number)
+    return None if kind == NULL else float(number)
+
+
+def _says(stored: str, value: Scalar) -> bool:
+    """Whether a value's stored text, written otherwise than the store writes it, holds `value` (its kind too)."""
+    try:
+        held = read_json("value_json", stored)
+    except (InvalidField, TypeError, ValueError):
+        return False
+    return (isinstance(held, list) and len(held) == 1 and type(held[0]) is type(value) and held[0] == value
+            and str(held[0]) == str(value))
 
 
 def used_values(looked: Iterable[Looked]) -> UsedValues:

@@ -23,19 +23,15 @@ import numpy as np
 import pandas as pd
 
 from services.bus.edge import InvalidField, read_json
-from services.bus.errors import BadInput
 
-from .features_join import BOOL, NULL, TEXT, Looked, UsedValues, ViewColumns, join_columns, used_values
+from .features_join import (BOOL, NULL, TEXT, FeatureSetRefused, Looked, UsedValues, ViewColumns, join_columns,
+                            used_values)
 from .features_lookups import LabelRow, column_name
 from .features_views import IDENTIFIER, MAX_VIEWS, FeatureView
 from .features_windows import EPOCH, MAX_EVENT_MS
 
 SETTINGS_KEYS = ("views", "entity", "time")
 MAX_ENTITY = 256
-
-
-class FeatureSetRefused(BadInput, ValueError):
-    """Label rows or feature values a training set cannot be built from; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +114,10 @@ def training_set(frame: pd.DataFrame, settings: FeatureSettings, views: Sequence
     """The label rows of `frame` with every feature of `views` as it stood strictly before each row's time, from
     the views' values as columns (history: one ViewColumns per view version; columns_of makes them from values)."""
     columns = [column_name(view.name, feature.name) for view in views for feature in view.features]
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise FeatureSetRefused(f"two view features would make the same column {', '.join(twice[:5])} (view__feature):"
+                                f" rename one of the views or features")
     clash = [c for c in columns if c in frame.columns]
     if clash:
         raise FeatureSetRefused(f"the dataset already has column(s) {', '.join(clash[:5])}, a view feature's name")
@@ -196,6 +196,8 @@ def _text(kind: int, number: float, text: str, written: str) -> str | None:
 
 
 def _entity(value: Any) -> str | None:
+    if isinstance(value, np.generic):               # a numpy scalar (a column of objects holds them): its Python value
+        value = value.item()
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
@@ -232,6 +234,8 @@ def _times(column: pd.Series) -> np.ndarray | list[int | None]:
 
 
 def _time(value: Any) -> int | None:
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)) and not (isinstance(value, float) and not value.is_integer()):
