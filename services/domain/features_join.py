@@ -23,7 +23,6 @@ import pandas as pd
 from services.bus.edge import InvalidField, read_json
 from services.bus.errors import BadInput
 
-from .features_lookups import EXPIRED, NO_VALUE
 from .features_views import FeatureView
 from .features_windows import FeatureValue, Scalar, SourceSpan
 
@@ -33,8 +32,7 @@ class FeatureSetRefused(BadInput, ValueError):
 
 NULL, BOOL, INT, FLOAT, TEXT = range(5)        # a value's kind (ViewColumns.kind)
 TEXT_VALUE = TEXT                              # TEXT, under the name the domain package exports
-FOUND, EXPIRED_STATE, MISSING = range(3)       # a looked-up cell's state (Looked.state)
-STATES = {FOUND: "found", EXPIRED_STATE: EXPIRED, MISSING: NO_VALUE}
+FOUND, EXPIRED, MISSING = range(3)             # a looked-up cell's state: found, past the TTL, no value before
 _KEY_LIMIT = 2 ** 62                           # the integer keys' bound (int64)
 
 
@@ -129,7 +127,7 @@ class Looked:
     columns: ViewColumns | None
     row: np.ndarray                     # int64
     age_ms: np.ndarray                  # int64 (meaningless where row is -1)
-    state: np.ndarray                   # int8: FOUND, EXPIRED or MISSING (STATES names them)
+    state: np.ndarray                   # int8: FOUND, EXPIRED or MISSING
 
     def used(self) -> np.ndarray:
         return self.state == FOUND
@@ -160,7 +158,7 @@ def join_columns(entities: Sequence[str], times: np.ndarray, view: FeatureView, 
         found[found] = index.keys[place[found]] // index.span == group[found]
         row = np.where(found, index.rows[np.maximum(place, 0)], -1)
         age = times - columns.event_ms[np.maximum(row, 0)]
-        state = np.where(found, np.where(age > view.ttl_ms, EXPIRED_STATE, FOUND), MISSING).astype(np.int8)
+        state = np.where(found, np.where(age > view.ttl_ms, EXPIRED, FOUND), MISSING).astype(np.int8)
         looked.append(Looked(view, feature, columns, row, age, state))
     return looked
 
