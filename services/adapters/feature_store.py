@@ -421,8 +421,9 @@ def _positions(table: pa.Table) -> dict[Place, int]:
 
 
 def _kept(table: pa.Table, keep: pa.Array | pa.ChunkedArray) -> pa.Table:
-    """The rows where `keep` holds (the table itself when it holds everywhere: no copy)."""
-    return table if pc.all(keep).as_py() in (True, None) else table.filter(keep)
+    """The rows where `keep` holds, a null as False (the table itself when it holds everywhere: no copy)."""
+    keep = pc.fill_null(keep, False)
+    return table if len(table) == 0 or pc.all(keep).as_py() else table.filter(keep)
 
 
 def _within(table: pa.Table, until: Mapping[Place, int]) -> pa.Array:

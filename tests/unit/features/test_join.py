@@ -184,3 +184,23 @@ def test_the_skew_check_reads_only_the_keys_it_compares_and_decides_as_on_every_
         everything = store.read(VIEW.name, VIEW.version)
         assert skew(online, *store.at_keys(VIEW.name, VIEW.version, keys)) == skew(
             online, everything, _newest(everything))
+
+
+def test_a_row_whose_view_or_version_is_null_is_left_out_even_when_every_other_row_is_kept(tmp_path):
+    """A null in the view or version column (a part written by hand) is not the view's: the comparison is null
+    there, and null keeps nothing (it once kept the whole table when the rest compared equal)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    history = [FeatureValue(VIEW.name, VIEW.version, "last_amount", "c1", HOUR, float(i), None,
+                            (SourceSpan(TOPIC, 0, i, i, 1),)) for i in range(3)]
+    for column in ("view", "version"):
+        store = OfflineStore(tmp_path / column)
+        store.write(history, "p0")
+        part = next((tmp_path / column).rglob("p0.parquet"))
+        table = pq.read_table(part)
+        index = table.schema.get_field_index(column)
+        cells = table.column(column).to_pylist()
+        table = table.set_column(index, table.schema.field(column), pa.array([None] + cells[1:], pa.string()))
+        pq.write_table(table, part)
+        columns = store.columns(VIEW.name, VIEW.version)
+        assert len(columns) == 2 and sorted(columns.number.tolist()) == [1.0, 2.0], column
