@@ -33,6 +33,7 @@ from services.bus.errors import BadInput
 from services.domain import (EPOCH, FeatureValue, FeatureView, SourceSpan, ViewsRefused, canonical_view as canonical,
                              parse_views, reached_positions, view_json_bytes as canonical_bytes,
                              view_identifier as IDENTIFIER, TEXT_VALUE as TEXT, UsedValues, ViewColumns,
+                             FeatureSetRefused,
                              canonical_json as _json, kind_of, number_of, sources_json as _sources_json,
                              value_json as _value_json)
 
@@ -98,8 +99,8 @@ def _remember(seen: dict, text: str, parsed: object) -> None:
 
 
 def _canonical_sources(text: str) -> str:
-    """A sources_json as the store writes it (the text itself when it is in that form: no parse)."""
-    return text if len(text) <= 65_536 and _SPANS.fullmatch(text) else _sources_json(_sources(text))
+    """A sources_json as the store writes it (parsed and written again: -0 is 0)."""
+    return _sources_json(_sources(text))
 
 
 def _stored_sources(text: str) -> tuple[SourceSpan, ...] | None:
@@ -338,8 +339,7 @@ class OfflineStore:
     def _table(self, view: str, version: str) -> pa.Table:
         """Every part of the view version, as one table of the store's typed schema (a part written before the typed
         columns existed is given them), rows of another version left out."""
-        parts = [_typed(pq.read_table(part, read_dictionary=NAMES))
-                 for part in sorted(self.folder(view, version).glob("*.parquet"))]
+        parts = [_part(path) for path in sorted(self.folder(view, version).glob("*.parquet"))]
         table = pa.concat_tables(parts).unify_dictionaries() if parts else READ_SCHEMA.empty_table()
         ours = pc.and_(pc.equal(table.column("view"), view), pc.equal(table.column("version"), version))
         whole = [pc.is_valid(table.column(name)) for name in ("feature", "entity", "event_ms", "kind")]
@@ -379,6 +379,20 @@ def _table(values: Sequence[FeatureValue]) -> pa.Table:
         "text": [v.value if k == TEXT else None for v, k in zip(values, kinds)], "sources": sources}, schema=SCHEMA)
 
 
+def _part(path: Path) -> pa.Table:
+    """A part in the store's typed schema; FeatureSetRefused naming it when it is not a Parquet file of the store's
+    columns (corrupt, of other types, not a file) — the machine's own errors (errno set: EIO, EACCES) stay raised."""
+    if not path.is_file():
+        raise FeatureSetRefused(f"the offline store's part {path} is not a file (a dangling link?)")
+    try:
+        return _typed(pq.read_table(path, read_dictionary=NAMES))
+    except (pa.ArrowException, OSError) as error:
+        if isinstance(error, OSError) and error.errno is not None:
+            raise
+        raise FeatureSetRefused(f"the offline store's part {path} cannot be read as one: "
+                                f"{type(error).__name__}: {str(error)[:300]}") from None
+
+
 def _typed(part: pa.Table) -> pa.Table:
     """A part in the store's typed schema: as written, or (a part from before the typed columns) read value by value
     and given them."""
@@ -396,12 +410,17 @@ def _columns(view: str, version: str, table: pa.Table) -> ViewColumns:
     def texts(name: str) -> pd.Series:
         return table.column(name).to_pandas(types_mapper=pd.ArrowDtype)
 
+    def typed_sources(rows: np.ndarray) -> list[str]:
+        spans = table.column("sources").take(pa.array(rows, pa.int64())).to_pylist()
+        return [_json([[s["topic"], s["partition"], s["first_offset"], s["last_offset"], s["events"]]
+                       for s in found or ()]) for found in spans]
+
     start = table.column("window_start_ms").to_numpy(zero_copy_only=False)
     return ViewColumns(
         view, version, _categorical(table.column("feature")), _categorical(table.column("entity")),
         table.column("event_ms").to_numpy(), np.asarray(start, dtype=np.float64), table.column("kind").to_numpy(),
         table.column("number").to_numpy(zero_copy_only=False), texts("text"), texts("value_json"),
-        texts("sources_json"), value_at, _canonical_sources)
+        texts("sources_json"), value_at, _canonical_sources, typed_sources)
 
 
 def _frame(table: pa.Table) -> pd.DataFrame:

@@ -14,8 +14,10 @@ stores them, and the snapshot digest of the values a training set used is taken 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -83,6 +85,8 @@ class ViewColumns:
     sources_json: pd.Series             # sources_json(value.sources)
     value_at: Callable[[int], FeatureValue]     # the row as a FeatureValue (made when asked: ties, `used`)
     canonical_sources: Callable[[str], str] = lambda text: text     # a sources_json as the store writes it
+    # the rows' sources_json made from their typed spans (what the cut at offsets read); None: as stored
+    typed_sources: Callable[[np.ndarray], list[str]] | None = None
 
     def __len__(self) -> int:
         return len(self.event_ms)
@@ -121,12 +125,11 @@ def _number(value: Scalar) -> float:
 
 @dataclass(frozen=True, eq=False)
 class Looked:
-    """One wanted feature for every label row: the row of the value found (-1: none), its age and its state."""
+    """One wanted feature for every label row: the row of the value found (-1: none) and its state."""
     view: FeatureView
     feature: str
     columns: ViewColumns | None
     row: np.ndarray                     # int64
-    age_ms: np.ndarray                  # int64 (meaningless where row is -1)
     state: np.ndarray                   # int8: FOUND, EXPIRED or MISSING
 
     def used(self) -> np.ndarray:
@@ -141,7 +144,7 @@ def join_columns(entities: Sequence[str], times: np.ndarray, view: FeatureView, 
     times = np.asarray(times, dtype=np.int64)
     if columns is None or len(columns) == 0:
         nothing = np.full(len(times), -1, dtype=np.int64)
-        return [Looked(view, f, None, nothing, nothing, np.full(len(times), MISSING, dtype=np.int8))
+        return [Looked(view, f, None, nothing, np.full(len(times), MISSING, dtype=np.int8))
                 for f in features]
     index = _Index(columns)
     label_entities = columns.entity.categories.get_indexer(pd.Index(entities, dtype=object))
@@ -157,9 +160,9 @@ def join_columns(entities: Sequence[str], times: np.ndarray, view: FeatureView, 
         found = known & (place >= 0)
         found[found] = index.keys[place[found]] // index.span == group[found]
         row = np.where(found, index.rows[np.maximum(place, 0)], -1)
-        age = times - columns.event_ms[np.maximum(row, 0)]
-        state = np.where(found, np.where(age > view.ttl_ms, EXPIRED, FOUND), MISSING).astype(np.int8)
-        looked.append(Looked(view, feature, columns, row, age, state))
+        expired = columns.event_ms[np.maximum(row, 0)] < times - view.ttl_ms     # age > TTL, without an age that wraps
+        state = np.where(found, np.where(expired, EXPIRED, FOUND), MISSING).astype(np.int8)
+        looked.append(Looked(view, feature, columns, row, state))
     return looked
 
 
@@ -236,38 +239,58 @@ class UsedValues:
                 yield columns.value_at(int(row))
 
     def digest_rows(self) -> Iterator[tuple]:
-        """Each value as the snapshot digest reads it: its value's text made from the typed columns the join used,
-        its sources' text as the store writes it — the texts of its object. FeatureSetRefused when a part's typed
-        columns and its texts say two values."""
+        """Each value as the snapshot digest reads it: its value's and its sources' texts made from the typed
+        columns the join and the cut used — the texts of its object. FeatureSetRefused when a part's typed columns
+        and its texts say two values or two sources."""
         for columns, rows in self.parts:
-            for start, feature, entity, at, kind, number, text, stored, spans in zip(
+            typed = columns.typed_sources(rows) if columns.typed_sources else columns.sources_json.iloc[rows].tolist()
+            for start, feature, entity, at, kind, number, text, stored, spans, cut in zip(
                     columns.window_start_ms[rows].tolist(), np.asarray(columns.feature)[rows].tolist(),
                     np.asarray(columns.entity)[rows].tolist(), columns.event_ms[rows].tolist(),
                     columns.kind[rows].tolist(), columns.number[rows].tolist(), columns.text.iloc[rows].tolist(),
-                    columns.value_json.iloc[rows].tolist(), columns.sources_json.iloc[rows].tolist()):
+                    columns.value_json.iloc[rows].tolist(), columns.sources_json.iloc[rows].tolist(), typed):
                 value = _typed_value(kind, number, text, stored)
-                made = value_json(value)
-                if made != stored and not _says(stored, value):
+                made = "(a kind, number and text that contradict each other)" if value is _INCONSISTENT \
+                    else value_json(cast(Scalar, value))
+                if made != stored and (value is _INCONSISTENT or not _says(stored, cast(Scalar, value))):
                     raise FeatureSetRefused(
                         f"the offline store of view {columns.view!r} holds a value whose typed columns ({made[:80]}) "
                         f"and text ({stored[:80]}) differ: {feature}, {entity[:80]!r} at {at}; the store was "
                         f"written by something other than the featurizer")
+                if cut != spans and cut != columns.canonical_sources(spans):
+                    raise FeatureSetRefused(
+                        f"the offline store of view {columns.view!r} holds a value whose typed sources ({cut[:120]}) "
+                        f"and text ({spans[:120]}) differ: {feature}, {entity[:80]!r} at {at}; the store was "
+                        f"written by something other than the featurizer")
                 unwindowed = start != start         # NaN
                 yield (columns.view, columns.version, feature, entity, at, unwindowed,
-                       0 if unwindowed else int(start), made, columns.canonical_sources(spans))
+                       0 if unwindowed else int(start), made, cut)
 
 
-def _typed_value(kind: int, number: float, text: object, stored: str) -> Scalar:
-    """The value the typed columns hold (an int exactly: from its text when that is an integer's)."""
+_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]{0,18})", re.ASCII)
+
+
+def _typed_value(kind: int, number: float, text: object, stored: str) -> object:
+    """The value the typed columns hold, as the join used it (an int exactly: from its text when that is an
+    integer's); _INCONSISTENT when the columns contradict themselves (a bool not 0 or 1, an int not whole, a null
+    with a number, text without its text, a kind that is none of them)."""
     if kind == TEXT:
-        return None if text is None or text is pd.NA else str(text)
+        return _INCONSISTENT if text is None or text is pd.NA or number == number else str(text)
     if kind == BOOL:
-        return bool(number)
+        return bool(number) if number in (0.0, 1.0) else _INCONSISTENT
     if kind == INT:
         digits = stored[1:-1]
-        exact = int(digits) if digits.lstrip("-").isdigit() and len(digits) <= 21 else None
-        return exact if exact is not None and float(exact) == number else int(number)
-    return None if kind == NULL else float(number)
+        exact = int(digits) if _INTEGER.fullmatch(digits) else None
+        if exact is not None and float(exact) == number:
+            return exact
+        return int(number) if number == number and float(number).is_integer() and abs(number) < 2**63 \
+            else _INCONSISTENT
+    if kind == NULL:
+        return None if number != number else _INCONSISTENT
+    return float(number) if kind == FLOAT and number == number else _INCONSISTENT
+
+
+_INCONSISTENT = object()
 
 
 def _says(stored: str, value: Scalar) -> bool:
