@@ -40,7 +40,7 @@ _EXPORTS = {
     "Anchor": "anchor", "AnchorError": "anchor",
     "auditor_lag": "shard_lag",
     "OnlineStore": "feature_store", "value_from_record": "feature_store", "view_from_record": "feature_store",
-    "OfflineStore": "feature_store", "snapshot_digest": "feature_store", "value_record": "feature_store",
+    "OfflineStore": "offline_store", "snapshot_digest": "offline_store", "value_record": "feature_store",
     "views_record": "feature_store", "online_key": "feature_store", "views_key": "feature_store",
     "RegistryAdmin": "schema_registry", "registry_admin": "schema_registry", "register_all": "schema_registry",
     "check_all": "schema_registry", "topic_schemas": "schema_registry",
@@ -57,10 +57,11 @@ if TYPE_CHECKING:
                             records_between, shard_count, verify_log)
     from .blobs import BlobStore, DataFileError, local_path
     from .datasets import publish_batch
-    from .feature_store import (OfflineStore, online_key, OnlineStore, snapshot_digest, value_from_record, value_record,
-                                view_from_record, views_key, views_record)
+    from .feature_store import (online_key, OnlineStore, value_from_record, value_record, view_from_record, views_key,
+                                views_record)
     from .datastore import count_rows, file_format, sha256_file, Snapshot, SnapshotStore, store_snapshot
     from .log_checks import exported as audit_export, proof as audit_proof, verification
+    from .offline_store import OfflineStore, snapshot_digest
     from .schema_registry import check_all, register_all, registry_admin, RegistryAdmin, topic_schemas
     from .shard_lag import auditor_lag
     from .witness_log import (cosignatures, declare_witness_key, ENROLMENT_FILE as WITNESS_ENROLMENT_FILE,

@@ -1,46 +1,32 @@
-"""The feature store's two stores and its records on the bus (issue 36), over the pure core in services/domain.
+"""The feature store's online store and its records on the bus (issue 36), over the pure core in services/domain.
 
 - OnlineStore: each (view, version, feature, entity)'s newest value in a SQL database (SQLite by default,
   PostgreSQL alike): what serving reads. A value replaces the one held only when it is newer (event time, then
   source offset), so applying the same values twice, or out of order, leaves the same store.
-- OfflineStore: every value ever computed, as Parquet files under root/<view>/<version[:16]>/<part>.parquet, with
-  its event time and the Kafka offsets it came from: what training reads. A part is written whole (a temporary
-  file renamed); a part written again after a crash holds the same values, and `read` drops duplicates.
+- The stored texts of a value and its sources read back (_value, _sources, _row_value), as both stores read them;
+  the offline store (every value ever computed, as Parquet: what training reads) is offline_store.
 - The records: FeatureViewDefined (features.views) and FeatureValue (features.online) to and from the domain's
   FeatureView and FeatureValue.
 """
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import cast
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from services.bus.edge import content
 from services.bus.errors import BadInput
 from services.domain import (EPOCH, FeatureValue, FeatureView, SourceSpan, ViewsRefused, canonical_view as canonical,
-                             parse_views, reached_positions, view_json_bytes as canonical_bytes,
-                             view_identifier as IDENTIFIER, TEXT_VALUE as TEXT, UsedValues, ViewColumns,
-                             FeatureSetRefused,
-                             canonical_json as _json, kind_of, number_of, sources_json as _sources_json,
+                             parse_views, view_json_bytes as canonical_bytes, sources_json as _sources_json,
                              value_json as _value_json)
 
-Place = tuple[str, int]
 Scalar = float | int | str | bool | None            # a FeatureValue's value (the domain's Scalar)
-VERSION = re.compile(r"[0-9a-f]{64}", re.ASCII)
-PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}", re.ASCII)     # a file name: no separator, not hidden
 _METADATA = sa.MetaData()
 ONLINE = sa.Table(
     "feature_online", _METADATA,
@@ -58,7 +44,6 @@ ONLINE = sa.Table(
 # no collation), so only the rest is read.
 _GET = ("SELECT feature, event_ms, window_start_ms, value_json, sources_json FROM feature_online"
         " WHERE view = ? AND version = ? AND entity = ?")
-COLUMNS = ("view", "version", "feature", "entity", "event_ms", "window_start_ms", "value_json", "sources_json")
 
 
 def _sources(text: str) -> tuple[SourceSpan, ...]:
@@ -258,229 +243,6 @@ def _order(value: FeatureValue) -> tuple:
 
 def _places(sources: Iterable[SourceSpan]) -> tuple:
     return tuple((s.topic, s.partition, s.last_offset) for s in sources)
-
-
-class OfflineStore:
-    """Every feature value, as Parquet files per view version."""
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-
-    def folder(self, view: str, version: str) -> Path:
-        """root/<view>/<version[:16]>; ValueError for a name that is not a view's or a version that is not sha256
-        hex (a path such as ../x or /x would lead outside the root)."""
-        if not (isinstance(view, str) and IDENTIFIER.fullmatch(view) and isinstance(version, str)
-                and VERSION.fullmatch(version)):
-            raise ValueError(f"not a view's name and version: {str(view)[:80]!r}, {str(version)[:80]!r}")
-        return self.root / view / version[:16]
-
-    def write(self, values: Sequence[FeatureValue], part: str) -> None:
-        """Write `values` (any views) as part `part` of each view version they belong to, atomically."""
-        groups: dict[tuple[str, str], list[FeatureValue]] = {}
-        for value in values:
-            groups.setdefault((value.view, value.view_version), []).append(value)
-        if not (isinstance(part, str) and PART.fullmatch(part)):
-            raise ValueError(f"a part's name is a file name (letters, digits, . _ -), not {str(part)[:80]!r}")
-        for (view, version), found in groups.items():
-            folder = self.folder(view, version)
-            folder.mkdir(parents=True, exist_ok=True)
-            target = folder / f"{part}.parquet"
-            temporary = folder / f".{part}.{os.getpid()}.tmp"
-            pq.write_table(_table(found), temporary)
-            os.replace(temporary, target)
-
-    def read(self, view: str, version: str, until: Mapping[Place, int] | None = None) -> list[FeatureValue]:
-        """Every value of the view version, duplicates dropped, in time order; with `until`, only the values whose
-        sources all end at or before those offsets (a partition not named: none of it)."""
-        frame = self.frame(view, version)
-        values = [_row_value(row) for row in frame.to_dict("records")]
-        if until is not None:
-            values = [v for v in values if all(s.last_offset <= until.get((s.topic, s.partition), -1)
-                                               for s in v.sources)]
-        return values
-
-    def frame(self, view: str, version: str) -> pd.DataFrame:
-        """The view version's rows, one per value, duplicates dropped, sorted by time then key."""
-        return _frame(self._table(view, version))
-
-    def at_keys(self, view: str, version: str, keys: Iterable[tuple[str, str, int]]
-                ) -> tuple[list[FeatureValue], dict[Place, int]]:
-        """The values with these (feature, entity, event_ms), as `read` orders them, and the newest source offset
-        per partition among all the view version's values (the skew check: objects only for the keys asked)."""
-        wanted = set(keys)
-        table = self._table(view, version)
-        near = _kept(table, pc.and_(pc.is_in(table.column("event_ms"), pa.array({k[2] for k in wanted}, pa.int64())),
-                                    pc.is_in(table.column("entity"), pa.array({k[1] for k in wanted}, pa.string()))))
-        named = near.select(["feature", "entity", "event_ms"]).cast(pa.schema(
-            [SCHEMA.field("feature"), SCHEMA.field("entity"), SCHEMA.field("event_ms")])).to_pandas()
-        exact = _kept(near, pa.array(pd.MultiIndex.from_frame(named).isin(list(wanted))))  # no cross product
-        return [_row_value(row) for row in _frame(exact).to_dict("records")], _positions(table)
-
-    def columns(self, view: str, version: str, until: Mapping[Place, int] | None = None) -> ViewColumns:
-        """The view version's values as columns (what the trainer's join reads), duplicates kept, in no order; with
-        `until`, as `read`."""
-        table = self._table(view, version)
-        return _columns(view, version, table if until is None else _kept(table, _within(table, until)))
-
-    def snapshot(self, views: Sequence[FeatureView], until: Mapping[Place, int] | None = None
-                 ) -> tuple[list[ViewColumns], dict[Place, int]]:
-        """The views' values up to `until` as columns, and `until`; without one, up to the offsets every view had
-        reached (reached_positions): each view's parts read once."""
-        tables = [self._table(view.name, view.version) for view in views]
-        if until is None:
-            until = reached_positions(_positions(table) for table in tables)
-        return [_columns(view.name, view.version, _kept(table, _within(table, until)))
-                for view, table in zip(views, tables)], dict(until)
-
-    def positions(self, view: str, version: str) -> dict[Place, int]:
-        """The newest source offset per partition among the view version's values."""
-        return _positions(self._table(view, version))
-
-    def _table(self, view: str, version: str) -> pa.Table:
-        """Every part of the view version, as one table of the store's typed schema (a part written before the typed
-        columns existed is given them), rows of another version left out."""
-        parts = [_part(path) for path in sorted(self.folder(view, version).glob("*.parquet"))]
-        table = pa.concat_tables(parts).unify_dictionaries() if parts else READ_SCHEMA.empty_table()
-        ours = pc.and_(pc.equal(table.column("view"), view), pc.equal(table.column("version"), version))
-        whole = [pc.is_valid(table.column(name)) for name in ("feature", "entity", "event_ms", "kind")]
-        return _kept(table, pc.and_(ours, pc.and_(pc.and_(whole[0], whole[1]), pc.and_(whole[2], whole[3]))))
-
-
-SPAN = pa.struct([("topic", pa.string()), ("partition", pa.int64()), ("first_offset", pa.int64()),
-                  ("last_offset", pa.int64()), ("events", pa.int64())])
-# A part's columns: the value's text and its sources' (what `read` and the digest use), and the same typed (what
-# the join and the positions use, without parsing text).
-SCHEMA = pa.schema([("view", pa.string()), ("version", pa.string()), ("feature", pa.string()),
-                    ("entity", pa.string()), ("event_ms", pa.int64()), ("window_start_ms", pa.int64()),
-                    ("value_json", pa.string()), ("sources_json", pa.string()), ("newest_offset", pa.int64()),
-                    ("kind", pa.int8()), ("number", pa.float64()), ("text", pa.string()),
-                    ("sources", pa.list_(SPAN))])
-NAMES = ("view", "version", "feature", "entity")        # read as dictionaries: few distinct, the join's codes
-READ_SCHEMA = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if f.name in NAMES else f
-                         for f in SCHEMA])
-
-
-def _table(values: Sequence[FeatureValue]) -> pa.Table:
-    kinds = [kind_of(v.value) for v in values]
-    spans = [span for v in values for span in v.sources]
-    ends = np.cumsum([0] + [len(v.sources) for v in values], dtype=np.int32)
-    sources = pa.ListArray.from_arrays(pa.array(ends), pa.StructArray.from_arrays(
-        [pa.array([s.topic for s in spans], pa.string()), pa.array([s.partition for s in spans], pa.int64()),
-         pa.array([s.first_offset for s in spans], pa.int64()), pa.array([s.last_offset for s in spans], pa.int64()),
-         pa.array([s.events for s in spans], pa.int64())], fields=list(SPAN)))
-    return pa.table({
-        "view": [v.view for v in values], "version": [v.view_version for v in values],
-        "feature": [v.feature for v in values], "entity": [v.entity for v in values],
-        "event_ms": [v.event_ms for v in values], "window_start_ms": [v.window_start_ms for v in values],
-        "value_json": [_value_json(v.value) for v in values],
-        "sources_json": [_sources_json(v.sources) for v in values],
-        "newest_offset": [_newest_offset(v) for v in values], "kind": kinds,
-        "number": [number_of(v.value) for v in values],
-        "text": [v.value if k == TEXT else None for v, k in zip(values, kinds)], "sources": sources}, schema=SCHEMA)
-
-
-def _part(path: Path) -> pa.Table:
-    """A part in the store's typed schema; FeatureSetRefused naming it when it is not a Parquet file of the store's
-    columns (corrupt, of other types, not a file) — the machine's own errors (errno set: EIO, EACCES) stay raised."""
-    if not path.is_file():
-        raise FeatureSetRefused(f"the offline store's part {path} is not a file (a dangling link?)")
-    try:
-        return _typed(pq.read_table(path, read_dictionary=NAMES))
-    except (pa.ArrowException, OSError) as error:
-        if isinstance(error, OSError) and error.errno is not None:
-            raise
-        raise FeatureSetRefused(f"the offline store's part {path} cannot be read as one: "
-                                f"{type(error).__name__}: {str(error)[:300]}") from None
-
-
-def _typed(part: pa.Table) -> pa.Table:
-    """A part in the store's typed schema: as written, or (a part from before the typed columns) read value by value
-    and given them."""
-    if not set(SCHEMA.names) <= set(part.column_names):
-        part = _table([_row_value(row) for row in part.select(list(COLUMNS)).to_pylist()])
-    return part.select(READ_SCHEMA.names).cast(READ_SCHEMA)
-
-
-def _columns(view: str, version: str, table: pa.Table) -> ViewColumns:
-    table = table.combine_chunks()
-
-    def value_at(row: int) -> FeatureValue:
-        return _row_value({name: table.column(name)[row].as_py() for name in COLUMNS})    # a dictionary's value
-
-    def texts(name: str) -> pd.Series:
-        return table.column(name).to_pandas(types_mapper=pd.ArrowDtype)
-
-    def typed_sources(rows: np.ndarray) -> list[str]:
-        spans = table.column("sources").take(pa.array(rows, pa.int64())).to_pylist()
-        return [_json([[s["topic"], s["partition"], s["first_offset"], s["last_offset"], s["events"]]
-                       for s in found or ()]) for found in spans]
-
-    start = table.column("window_start_ms").to_numpy(zero_copy_only=False)
-    return ViewColumns(
-        view, version, _categorical(table.column("feature")), _categorical(table.column("entity")),
-        table.column("event_ms").to_numpy(), np.asarray(start, dtype=np.float64), table.column("kind").to_numpy(),
-        table.column("number").to_numpy(zero_copy_only=False), texts("text"), texts("value_json"),
-        texts("sources_json"), value_at, _canonical_sources, typed_sources)
-
-
-def _frame(table: pa.Table) -> pd.DataFrame:
-    texts = pa.schema([SCHEMA.field(column) for column in COLUMNS])             # names as text, not dictionaries
-    frame = table.select(list(COLUMNS)).cast(texts).to_pandas()
-    frame = frame.drop_duplicates(subset=["feature", "entity", "event_ms", "window_start_ms", "sources_json"])
-    return frame.sort_values(["event_ms", "feature", "entity", "sources_json"], kind="stable")
-
-
-def _positions(table: pa.Table) -> dict[Place, int]:
-    spans = pc.list_flatten(table.column("sources").combine_chunks())
-    newest = pa.table({"topic": spans.field("topic"), "partition": spans.field("partition"),
-                       "last": spans.field("last_offset")}).group_by(["topic", "partition"]).aggregate(
-                           [("last", "max")])
-    return {(topic, partition): last for topic, partition, last in zip(
-        *(newest.column(name).to_pylist() for name in ("topic", "partition", "last_max")))}
-
-
-def _kept(table: pa.Table, keep: pa.Array | pa.ChunkedArray) -> pa.Table:
-    """The rows where `keep` holds, a null as False (the table itself when it holds everywhere: no copy)."""
-    keep = pc.fill_null(keep, False)
-    return table if len(table) == 0 or pc.all(keep).as_py() else table.filter(keep)
-
-
-def _within(table: pa.Table, until: Mapping[Place, int]) -> pa.Array:
-    """Per row, whether every span of its sources ends at or before `until`'s offset for its partition (-1 for a
-    partition `until` does not name)."""
-    sources = table.column("sources").combine_chunks()
-    spans = pc.list_flatten(sources)
-    topics = spans.field("topic").dictionary_encode()
-    names = topics.dictionary.to_pylist()
-    partitions = spans.field("partition").dictionary_encode()
-    numbers = partitions.dictionary.to_pylist()
-    place = topics.indices.to_numpy().astype(np.int64) * len(numbers) + partitions.indices.to_numpy()
-    places, where = np.unique(place, return_inverse=True)
-    limits = np.array([until.get((names[p // len(numbers)], numbers[p % len(numbers)]), -1) for p in places.tolist()],
-                      dtype=np.int64)
-    beyond = spans.field("last_offset").to_numpy() > limits[where]
-    keep = np.ones(len(sources), dtype=bool)
-    keep[pc.list_parent_indices(sources).to_numpy()[beyond]] = False
-    return pa.array(keep)
-
-
-def _categorical(column: pa.ChunkedArray) -> pd.Categorical:
-    """A dictionary column (one chunk, one dictionary: unified) as a pandas Categorical over the same codes."""
-    encoded = column.combine_chunks()
-    return pd.Categorical.from_codes(encoded.indices.to_numpy(), categories=pd.Index(encoded.dictionary.to_pylist(),
-                                                                                      dtype=object))
-
-
-def snapshot_digest(values: Iterable[FeatureValue] | UsedValues) -> str:
-    """SHA-256 of the values in a canonical order: equal for the same values, whatever order they came in (the
-    values a training set used are read from the store's texts, which are the texts of their objects)."""
-    rows = sorted(values.digest_rows() if isinstance(values, UsedValues) else (
-        (v.view, v.view_version, v.feature, v.entity, v.event_ms, v.window_start_ms is None, v.window_start_ms or 0,
-         _value_json(v.value), _sources_json(v.sources)) for v in values))
-    digest = hashlib.sha256()
-    for row in rows:
-        digest.update(_json(list(row)).encode() + b"\n")
-    return digest.hexdigest()
 
 
 def online_key(value: FeatureValue) -> str:

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from services.adapters.feature_store import OfflineStore, OnlineStore, snapshot_digest
+from services.adapters.feature_store import OnlineStore
+from services.adapters.offline_store import OfflineStore, snapshot_digest
 from services.domain.features_lookups import column_name
 from services.domain.features_training import FeatureSettings, TrainingSet, training_set
 from services.domain.features_views import FeatureView, parse_views

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from services.adapters.feature_store import OfflineStore, online_key, value_record, views_key, views_record
+from services.adapters.feature_store import online_key, value_record, views_key, views_record
+from services.adapters.offline_store import OfflineStore
 from services.bus import Event, Publisher, derive_id
 from services.bus.identity import Identity
 from services.cli.acts import signed

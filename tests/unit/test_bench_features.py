@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from services.adapters.feature_store import OfflineStore
+from services.adapters.offline_store import OfflineStore
 from services.domain.features_lookups import LabelRow, as_of_join
 from services.domain.features_training import FeatureSettings, training_set
 from tests.bench.features import (FEATURES, HOUR_MS, START_MS, Data, differences, feast_join_table,

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from services.adapters.feature_store import OfflineStore, snapshot_digest
+from services.adapters.offline_store import OfflineStore, snapshot_digest
 from services.domain import features_join
 from services.domain.features_join import columns_of
 from services.domain.features_lookups import as_of_join, column_name

@@ -6,7 +6,7 @@ import time
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from services.adapters.feature_store import OfflineStore
+from services.adapters.offline_store import OfflineStore
 from services.domain import skew
 from services.domain.features_windows import FeatureValue, SourceSpan
 from tests.unit.features.test_join import VIEW, TOPIC, HOUR

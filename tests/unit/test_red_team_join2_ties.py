@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from services.adapters.feature_store import OfflineStore, snapshot_digest
+from services.adapters.offline_store import OfflineStore, snapshot_digest
 from services.domain import features_join
 from services.domain.features_join import join_columns, FOUND
 from services.domain.features_lookups import LabelRow, as_of_join

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from services.adapters.feature_store import OfflineStore, snapshot_digest
+from services.adapters.offline_store import OfflineStore, snapshot_digest
 from services.domain import features_join
 from services.domain.features_join import columns_of
 from services.domain.features_lookups import LabelRow, as_of_join, column_name

@@ -3,8 +3,8 @@ import random
 
 import pytest
 
-from services.adapters.feature_store import (OfflineStore, OnlineStore, snapshot_digest, value_from_record,
-                                             value_record, view_from_record, views_record)
+from services.adapters.feature_store import OnlineStore, value_from_record, value_record, view_from_record, views_record
+from services.adapters.offline_store import OfflineStore, snapshot_digest
 from services.domain.features_views import ViewsRefused, canonical
 from services.domain.features_windows import aggregate, source_event
 from tests.support.feature_views import LAST_AND_SUM, purchases_view

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from services.adapters.feature_store import OfflineStore, snapshot_digest, view_from_record, views_record
+from services.adapters.feature_store import view_from_record, views_record
+from services.adapters.offline_store import OfflineStore, snapshot_digest
 from services.domain.features_training import parse_settings
 from services.domain.features_views import parse_views
 from services.domain.features_windows import FeatureValue, SourceSpan
