@@ -86,12 +86,6 @@ class OfflineStore:
         exact = _kept(near, pa.array(pd.MultiIndex.from_frame(named).isin(list(wanted))))  # no cross product
         return [_row_value(row) for row in _frame(exact).to_dict("records")], _positions(table)
 
-    def columns(self, view: str, version: str, until: Mapping[Place, int] | None = None) -> ViewColumns:
-        """The view version's values as columns (what the trainer's join reads), duplicates kept, in no order; with
-        `until`, as `read`."""
-        table = self._table(view, version)
-        return _columns(view, version, table if until is None else _kept(table, _within(table, until)))
-
     def snapshot(self, views: Sequence[FeatureView], until: Mapping[Place, int] | None = None
                  ) -> tuple[list[ViewColumns], dict[Place, int]]:
         """The views' values up to `until` as columns, and `until`; without one, up to the offsets every view had
@@ -101,10 +95,6 @@ class OfflineStore:
             until = reached_positions(_positions(table) for table in tables)
         return [_columns(view.name, view.version, _kept(table, _within(table, until)))
                 for view, table in zip(views, tables)], dict(until)
-
-    def positions(self, view: str, version: str) -> dict[Place, int]:
-        """The newest source offset per partition among the view version's values."""
-        return _positions(self._table(view, version))
 
     def _table(self, view: str, version: str) -> pa.Table:
         """Every part of the view version, as one table of the store's typed schema (a part written before the typed

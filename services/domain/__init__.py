@@ -90,8 +90,8 @@ _EXPORTS = {
     "MAX_AHEAD_MS": "features_serving",
     "wanted": "features_serving", "entity_problem": "features_serving",
     "FeatureSetRefused": "features_training", "FeatureSettings": "features_training",
-    "TrainingSet": "features_training", "label_rows": "features_training", "parse_settings": "features_training",
-    "reached_positions": "features_training", "settings_problem": "features_training",
+    "TrainingSet": "features_training", "parse_settings": "features_training", "reached_positions": "features_training",
+    "settings_problem": "features_training",
     "training_set": "features_training", "until_from_json": "features_training", "until_json": "features_training",
     "Mismatch": "features_monitoring", "Skew": "features_monitoring", "skew": "features_monitoring",
     "view_subject": "features_monitoring", "views_used": "features_monitoring", "canonical_view": "features_views",
@@ -132,7 +132,7 @@ if TYPE_CHECKING:
     from .features_windows import aggregate, Dropped, FeatureValue, source_event, SourceEvent, SourceSpan, Windows
     from .features_serving import (ahead_of_clock, completed, entity_problem, lateness_of, look_up, lookup_plan,
                                    LookupPlan, LookupRefused, MAX_AHEAD_MS, PlanRefused, stored_value_problem, wanted)
-    from .features_training import (FeatureSetRefused, FeatureSettings, label_rows, parse_settings, reached_positions,
+    from .features_training import (FeatureSetRefused, FeatureSettings, parse_settings, reached_positions,
                                     settings_problem, training_set, TrainingSet, until_from_json, until_json)
     from .forest import compiled_forest
     from .kpi_report import (before_after, by_variant, compare as kpi_compare, CONFIDENCE as KPI_CONFIDENCE, for_model,

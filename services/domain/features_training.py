@@ -26,7 +26,7 @@ from services.bus.edge import InvalidField, read_json
 
 from .features_join import (BOOL, NULL, TEXT, FeatureSetRefused, Looked, UsedValues, ViewColumns, join_columns,
                             used_values)
-from .features_lookups import LabelRow, column_name
+from .features_lookups import column_name
 from .features_views import IDENTIFIER, MAX_VIEWS, FeatureView
 from .features_windows import EPOCH, MAX_EVENT_MS
 
@@ -83,15 +83,9 @@ def parse_settings(text: str | None) -> FeatureSettings | None:
     return FeatureSettings(tuple(raw["views"]), raw["entity"], raw["time"])
 
 
-def label_rows(frame: pd.DataFrame, settings: FeatureSettings) -> list[LabelRow]:
-    """Each row's entity (text, or a whole number as text) and time (epoch ms, or an aware datetime)."""
-    entities, times = label_columns(frame, settings)
-    return [LabelRow(entity, at) for entity, at in zip(entities, times.tolist())]
-
-
 def label_columns(frame: pd.DataFrame, settings: FeatureSettings) -> tuple[list[str], np.ndarray]:
-    """label_rows as two columns: the entities and the times (int64); FeatureSetRefused naming the first unusable
-    row."""
+    """Each row's entity (text, or a whole number as text) and time (epoch ms, or an aware datetime), as two columns:
+    the entities and the times (int64); FeatureSetRefused naming the first unusable row."""
     missing = [c for c in (settings.entity, settings.time) if c not in frame.columns]
     if missing:
         raise FeatureSetRefused(f"the dataset has no column {', '.join(missing)} (feature_views' entity and time)")

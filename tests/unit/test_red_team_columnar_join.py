@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from services.adapters.offline_store import OfflineStore, snapshot_digest
 from services.domain import features_join
 from services.domain.features_join import columns_of
-from services.domain.features_lookups import as_of_join, column_name
+from services.domain.features_lookups import LabelRow, as_of_join, column_name
 from services.domain.features_training import (FeatureSetRefused, FeatureSettings, _entity, _ms, _time,
-                                               label_columns, label_rows, training_set,
+                                               label_columns, training_set,
                                                until_from_json)
 from services.domain.features_views import parse_views
 from services.domain.features_windows import FeatureValue, SourceSpan
@@ -45,6 +45,12 @@ def value(val, first: int, last: int | None = None, *, entity: str = "c1", at: i
 
 def labels(*rows: tuple[str, int]) -> pd.DataFrame:
     return pd.DataFrame({"customer": [e for e, _ in rows], "at": [t for _, t in rows], "y": [1] * len(rows)})
+
+
+def label_rows(frame: pd.DataFrame, settings: FeatureSettings) -> list[LabelRow]:
+    """The label rows as_of_join reads: label_columns' entities and times, row by row."""
+    entities, times = label_columns(frame, settings)
+    return [LabelRow(entity, at) for entity, at in zip(entities, times.tolist())]
 
 
 def both(store: OfflineStore, frame: pd.DataFrame, views=(VIEW,), settings: FeatureSettings = SETTINGS):
@@ -381,7 +387,7 @@ def test_read_and_frame_give_the_written_values_from_parts_of_both_forms(tmp_pat
     assert list(store.frame(VIEW.name, VIEW.version).columns)[:8] == ["view", "version", "feature", "entity",
                                                                       "event_ms", "window_start_ms", "value_json",
                                                                       "sources_json"]
-    assert store.positions(VIEW.name, VIEW.version) == {(TOPIC, 0): 5}
+    assert store.snapshot([VIEW])[1] == {(TOPIC, 0): 5}
 
 
 # 6. The claim, generated: two views, several parts, cuts, spans of two topics or none -----------------------------

@@ -41,7 +41,7 @@ def test_at_keys_is_read_filtered_to_the_keys(values, nparts, keys):
         everything = store.read(VIEW.name, VIEW.version)
         found, positions = store.at_keys(VIEW.name, VIEW.version, keys)
         assert found == [v for v in everything if (v.feature, v.entity, v.event_ms) in keys]
-        assert positions == store.positions(VIEW.name, VIEW.version)
+        assert positions == store.snapshot([VIEW])[1]
 
 
 def test_at_keys_of_20000_keys_among_ties_is_read_filtered():

@@ -50,7 +50,7 @@ def test_ties_and_edges_join_as_the_rule(monkeypatch, rank, values, nparts, labe
             if chunk:
                 store.write(chunk, f"p{i}")
         objects = store.read(VIEW.name, VIEW.version)
-        columns = store.columns(VIEW.name, VIEW.version)
+        [columns], _ = store.snapshot([VIEW])
         entities = [e for e, _ in labels]
         times = np.array([t for _, t in labels], dtype=np.int64)
         view = VIEW
@@ -86,7 +86,7 @@ def test_a_run_left_with_one_row_after_duplicates_and_nan_vs_number_starts(order
                 if k != drop:
                     store.write([rows[k]], f"p{i}")
             objects = store.read(VIEW.name, VIEW.version)
-            columns = store.columns(VIEW.name, VIEW.version)
+            [columns], _ = store.snapshot([VIEW])
             [looked] = join_columns(["a"], np.array([HOUR + 1]), VIEW, columns, ["last_amount"])
             [(value, missing, sources, _)] = reference(VIEW, objects, ["a"], [HOUR + 1], "last_amount")
             got = columns.value_at(int(looked.row[0]))

@@ -123,7 +123,7 @@ def test_the_offline_stores_columns_cut_at_offsets_join_as_its_values_do(history
         objects = store.read(VIEW.name, VIEW.version, until)
         history_columns, _ = store.snapshot([VIEW], until)
         check(labels, objects, history_columns)
-        assert store.positions(VIEW.name, VIEW.version) == _newest(store.read(VIEW.name, VIEW.version))
+        assert store.snapshot([VIEW])[1] == _newest(store.read(VIEW.name, VIEW.version))
 
 
 def _newest(values: list[FeatureValue]) -> dict:
@@ -202,5 +202,5 @@ def test_a_row_whose_view_or_version_is_null_is_left_out_even_when_every_other_r
         cells = table.column(column).to_pylist()
         table = table.set_column(index, table.schema.field(column), pa.array([None] + cells[1:], pa.string()))
         pq.write_table(table, part)
-        columns = store.columns(VIEW.name, VIEW.version)
+        [columns], _ = store.snapshot([VIEW])
         assert len(columns) == 2 and sorted(columns.number.tolist()) == [1.0, 2.0], column

@@ -45,7 +45,7 @@ def test_offline_parts_written_twice_read_once_and_until_keeps_what_a_run_saw(tm
     seen = store.read(VIEW.name, VIEW.version, until)
     assert seen and all(s.last_offset <= 20 for v in seen for s in v.sources)
     assert {v for v in made if all(s.last_offset <= 20 for s in v.sources)} == set(seen)
-    assert store.positions(VIEW.name, VIEW.version) == {("business.events", 0): 59, ("business.events", 1): 59}
+    assert store.snapshot([VIEW])[1] == {("business.events", 0): 59, ("business.events", 1): 59}
     assert store.read(VIEW.name, "f" * 64) == []
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from services.domain.estimators import spec_problem
-from services.domain.features_training import (FeatureSetRefused, FeatureSettings, label_rows, parse_settings,
+from services.domain.features_training import (FeatureSetRefused, FeatureSettings, label_columns, parse_settings,
                                                reached_positions, settings_problem, training_set, until_from_json,
                                                until_json)
 from services.domain.features_join import columns_of
@@ -63,10 +63,11 @@ def test_a_spec_with_feature_views_may_have_no_features_of_its_own_and_is_checke
 def test_label_times_are_epoch_ms_aware_datetimes_or_iso_text_and_entities_text_or_whole_numbers():
     at = datetime(2026, 12, 1, 10, tzinfo=timezone.utc)
     ms = int(at.timestamp() * 1000)
-    rows = label_rows(labels(("c1", ms, 1), ("c2", "2026-12-01T10:00:00Z", 0)), SETTINGS)
-    assert [(r.entity, r.event_ms) for r in rows] == [("c1", ms), ("c2", ms)]
+    entities, times = label_columns(labels(("c1", ms, 1), ("c2", "2026-12-01T10:00:00Z", 0)), SETTINGS)
+    assert list(zip(entities, times.tolist())) == [("c1", ms), ("c2", ms)]
     aware = pd.DataFrame({"customer": [7, 8], "at": pd.to_datetime([at, at], utc=True), "y": [1, 0]})
-    assert [(r.entity, r.event_ms) for r in label_rows(aware, SETTINGS)] == [("7", ms), ("8", ms)]
+    entities, times = label_columns(aware, SETTINGS)
+    assert list(zip(entities, times.tolist())) == [("7", ms), ("8", ms)]
 
 
 @pytest.mark.parametrize("frame, says", [
@@ -79,7 +80,7 @@ def test_label_times_are_epoch_ms_aware_datetimes_or_iso_text_and_entities_text_
 ])
 def test_label_rows_without_a_usable_entity_or_time_are_refused_with_the_first_one_shown(frame, says):
     with pytest.raises(FeatureSetRefused, match=None) as refused:
-        label_rows(frame, SETTINGS)
+        label_columns(frame, SETTINGS)
     assert says in str(refused.value)
 
 
