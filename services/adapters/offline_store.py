@@ -81,8 +81,7 @@ class OfflineStore:
         table = self._table(view, version)
         near = _kept(table, pc.and_(pc.is_in(table.column("event_ms"), pa.array({k[2] for k in wanted}, pa.int64())),
                                     pc.is_in(table.column("entity"), pa.array({k[1] for k in wanted}, pa.string()))))
-        named = near.select(["feature", "entity", "event_ms"]).cast(pa.schema(
-            [SCHEMA.field("feature"), SCHEMA.field("entity"), SCHEMA.field("event_ms")])).to_pandas()
+        named = _texts(near, ("feature", "entity", "event_ms"))
         exact = _kept(near, pa.array(pd.MultiIndex.from_frame(named).isin(list(wanted))))  # no cross product
         return [_row_value(row) for row in _frame(exact).to_dict("records")], _positions(table)
 
@@ -183,9 +182,13 @@ def _columns(view: str, version: str, table: pa.Table) -> ViewColumns:
         texts("sources_json"), value_at, _canonical_sources, typed_sources)
 
 
+def _texts(table: pa.Table, columns: Sequence[str]) -> pd.DataFrame:
+    """The table's `columns` as a DataFrame, names as text (SCHEMA's types), not dictionaries."""
+    return table.select(list(columns)).cast(pa.schema([SCHEMA.field(column) for column in columns])).to_pandas()
+
+
 def _frame(table: pa.Table) -> pd.DataFrame:
-    texts = pa.schema([SCHEMA.field(column) for column in COLUMNS])             # names as text, not dictionaries
-    frame = table.select(list(COLUMNS)).cast(texts).to_pandas()
+    frame = _texts(table, COLUMNS)
     frame = frame.drop_duplicates(subset=["feature", "entity", "event_ms", "window_start_ms", "sources_json"])
     return frame.sort_values(["event_ms", "feature", "entity", "sources_json"], kind="stable")
 
