@@ -35,6 +35,9 @@ class OfflineStore:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        # at_keys' parts as last read, by path: (mtime, size, inode) and the part — the skew check (every 5 min, the
+        # drift-watcher's) reads only the parts written since; the other reads (the trainer's) keep nothing.
+        self._parts: dict[Path, tuple[tuple[int, int, int], pa.Table]] = {}
 
     def folder(self, view: str, version: str) -> Path:
         """root/<view>/<version[:16]>; ValueError for a name that is not a view's or a version that is not sha256
@@ -78,7 +81,7 @@ class OfflineStore:
         """The values with these (feature, entity, event_ms), as `read` orders them, and the newest source offset
         per partition among all the view version's values (the skew check: objects only for the keys asked)."""
         wanted = set(keys)
-        table = self._table(view, version)
+        table = self._table(view, version, kept=True)
         near = _kept(table, pc.and_(pc.is_in(table.column("event_ms"), pa.array({k[2] for k in wanted}, pa.int64())),
                                     pc.is_in(table.column("entity"), pa.array({k[1] for k in wanted}, pa.string()))))
         named = _texts(near, ("feature", "entity", "event_ms"))
@@ -95,14 +98,35 @@ class OfflineStore:
         return [_columns(view.name, view.version, _kept(table, _within(table, until)))
                 for view, table in zip(views, tables)], dict(until)
 
-    def _table(self, view: str, version: str) -> pa.Table:
-        """Every part of the view version, as one table of the store's typed schema (a part written before the typed
-        columns existed is given them), rows of another version left out."""
-        parts = [_part(path) for path in sorted(self.folder(view, version).glob("*.parquet"))]
+    def _table(self, view: str, version: str, kept: bool = False) -> pa.Table:
+        """Every part of the view version (`kept`: those read before and unchanged as kept), as one table of the
+        store's typed schema (a part written before the typed columns existed is given them), rows of another
+        version left out."""
+        folder = self.folder(view, version)
+        paths = sorted(folder.glob("*.parquet"))
+        parts = self._kept_parts(folder, paths) if kept else [_part(path) for path in paths]
         table = pa.concat_tables(parts).unify_dictionaries() if parts else READ_SCHEMA.empty_table()
         ours = pc.and_(pc.equal(table.column("view"), view), pc.equal(table.column("version"), version))
         whole = [pc.is_valid(table.column(name)) for name in ("feature", "entity", "event_ms", "kind")]
         return _kept(table, pc.and_(ours, pc.and_(pc.and_(whole[0], whole[1]), pc.and_(whole[2], whole[3]))))
+
+    def _kept_parts(self, folder: Path, paths: list[Path]) -> list[pa.Table]:
+        """The folder's parts as _part reads them, each read again only when its file changed (another mtime, size
+        or inode: a part written again is a new file renamed over it); the folder's parts gone are forgotten."""
+        listed = set(paths)
+        for gone in [path for path in self._parts if path.parent == folder and path not in listed]:
+            del self._parts[gone]
+        return [self._kept_part(path) for path in paths]
+
+    def _kept_part(self, path: Path) -> pa.Table:
+        if not path.is_file():
+            return _part(path)              # refused, naming it
+        status = path.stat()
+        signature = (status.st_mtime_ns, status.st_size, status.st_ino)
+        held = self._parts.get(path)
+        if held is None or held[0] != signature:
+            held = self._parts[path] = (signature, _part(path))     # stat before the read: a change after it is seen
+        return held[1]
 
 
 SPAN = pa.struct([("topic", pa.string()), ("partition", pa.int64()), ("first_offset", pa.int64()),

@@ -4,6 +4,7 @@ import random
 import pytest
 
 from services.adapters.feature_store import OnlineStore, value_from_record, value_record, view_from_record, views_record
+from services.adapters import offline_store
 from services.adapters.offline_store import OfflineStore, snapshot_digest
 from services.domain.features_views import ViewsRefused, canonical
 from services.domain.features_windows import aggregate, source_event
@@ -47,6 +48,36 @@ def test_offline_parts_written_twice_read_once_and_until_keeps_what_a_run_saw(tm
     assert {v for v in made if all(s.last_offset <= 20 for s in v.sources)} == set(seen)
     assert store.snapshot([VIEW])[1] == {("business.events", 0): 59, ("business.events", 1): 59}
     assert store.read(VIEW.name, "f" * 64) == []
+
+
+def test_the_skew_checks_read_reads_again_only_the_parts_written_since(tmp_path, monkeypatch):
+    """at_keys (every 5 min in the drift-watcher) keeps the parts it read: a second call reads none that is
+    unchanged, a new or rewritten part is read, a removed one is no longer seen; each answer is a new store's."""
+    made = values()
+    store = OfflineStore(tmp_path)
+    store.write(made[:100], "p0")
+    store.write(made[100:200], "p1")
+    read: list[str] = []
+    real = offline_store._part
+    monkeypatch.setattr(offline_store, "_part", lambda path: read.append(path.name) or real(path))
+    keys = {(v.feature, v.entity, v.event_ms) for v in made[::3]}
+
+    def checked(expected_reads: list[str]):
+        read.clear()
+        found = store.at_keys(VIEW.name, VIEW.version, keys)
+        assert sorted(read) == expected_reads
+        assert found == OfflineStore(tmp_path).at_keys(VIEW.name, VIEW.version, keys)
+        return found
+
+    assert checked(["p0.parquet", "p1.parquet"])[0]
+    checked([])
+    store.write(made[200:], "p2")
+    checked(["p2.parquet"])
+    store.write(made[:50], "p0")            # written again, other values
+    checked(["p0.parquet"])
+    next(tmp_path.rglob("p1.parquet")).unlink()
+    found, _ = checked([])
+    assert found and set(found) <= set(made[:50] + made[200:])          # p1's values are gone with it
 
 
 def test_the_online_store_keeps_the_newest_value_whatever_the_order_it_is_given(tmp_path):
