@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from services.bus.edge import content
 from services.bus.errors import BadInput
 from services.domain import (EPOCH, FeatureValue, FeatureView, SourceSpan, ViewsRefused, canonical_view as canonical,
-                             parse_views, view_json_bytes as canonical_bytes, sources_json as _sources_json,
-                             value_json as _value_json)
+                             parse_views, view_json_bytes as canonical_bytes, source_places,
+                             sources_json as _sources_json, time_and_place, value_json as _value_json)
 
 Scalar = float | int | str | bool | None            # a FeatureValue's value (the domain's Scalar)
 _METADATA = sa.MetaData()
@@ -163,7 +163,7 @@ class OnlineStore:
         newest: dict[tuple, FeatureValue] = {}
         for value in values:
             key = (value.view, value.view_version, value.entity, value.feature)
-            if key not in newest or _order(value) > _order(newest[key]):
+            if key not in newest or time_and_place(value) > time_and_place(newest[key]):
                 newest[key] = value
         if not newest:
             return []
@@ -171,7 +171,7 @@ class OnlineStore:
         with self.engine.begin() as connection:
             held = self._held(connection, list(newest))
             for key, value in newest.items():
-                if key in held and held[key] > _order(value):
+                if key in held and held[key] > time_and_place(value):  # the training join's rule: one value of a tie
                     continue
                 row = {"view": value.view, "version": value.view_version, "entity": value.entity,
                        "feature": value.feature, "event_ms": value.event_ms, "window_start_ms": value.window_start_ms,
@@ -218,7 +218,7 @@ class OnlineStore:
                     ONLINE.c.view == view, ONLINE.c.version == version,
                     ONLINE.c.entity.in_(entities[chunk:chunk + 500]))
                 for row in connection.execute(query):
-                    held[(row[0], row[1], row[2], row[3])] = (int(row[4]), _places(_sources(row[5])))
+                    held[(row[0], row[1], row[2], row[3])] = (int(row[4]), source_places(_sources(row[5])))
         return held
 
     def close(self) -> None:
@@ -233,16 +233,6 @@ def _match(key: tuple) -> tuple:
     view, version, entity, feature = key
     return (ONLINE.c.view == view, ONLINE.c.version == version, ONLINE.c.entity == entity,
             ONLINE.c.feature == feature)
-
-
-def _order(value: FeatureValue) -> tuple:
-    """Which of two values of a key is the newer: by time, then by place — the training join's own rule
-    (features_lookups), so serving and training take the same value of a tie."""
-    return value.event_ms, _places(value.sources)
-
-
-def _places(sources: Iterable[SourceSpan]) -> tuple:
-    return tuple((s.topic, s.partition, s.last_offset) for s in sources)
 
 
 def online_key(value: FeatureValue) -> str:

@@ -78,9 +78,9 @@ _EXPORTS = {
     "MAX_FEATURES": "features_views",
     "FeatureValue": "features_windows", "SourceEvent": "features_windows", "SourceSpan": "features_windows",
     "Dropped": "features_windows", "Windows": "features_windows", "aggregate": "features_windows",
-    "source_event": "features_windows",
+    "source_event": "features_windows", "source_places": "features_windows",
     "Lookup": "features_lookups", "LabelRow": "features_lookups", "as_of_join": "features_lookups",
-    "online_read": "features_lookups", "column_name": "features_lookups",
+    "online_read": "features_lookups", "column_name": "features_lookups", "time_and_place": "features_lookups",
     "ViewColumns": "features_join", "columns_of": "features_join", "UsedValues": "features_join",
     "value_json": "features_join", "sources_json": "features_join", "canonical_json": "features_join",
     "kind_of": "features_join", "number_of": "features_join", "TEXT_VALUE": "features_join",
@@ -123,13 +123,14 @@ if TYPE_CHECKING:
     from .fairness import fairness_breach, FAIRNESS_METRICS, fairness_report, group_fairness, groups_line, MISSING_GROUP
     from .features_join import (canonical_json, columns_of, kind_of, number_of, sources_json, TEXT_VALUE, UsedValues,
                                 value_json, ViewColumns)
-    from .features_lookups import as_of_join, column_name, LabelRow, Lookup, online_read
+    from .features_lookups import as_of_join, column_name, LabelRow, Lookup, online_read, time_and_place
     from .features_monitoring import Mismatch, Skew, skew, view_subject, views_used
     from .features_views import (canonical_bytes as view_json_bytes, IDENTIFIER as view_identifier, MAX_FEATURES,
                                  MAX_VIEWS)
     from .features_views import canonical as canonical_view, Feature, FeatureView, parse_views, views_from_yaml, \
         ViewsRefused
-    from .features_windows import aggregate, Dropped, FeatureValue, source_event, SourceEvent, SourceSpan, Windows
+    from .features_windows import (aggregate, Dropped, FeatureValue, source_event, source_places, SourceEvent,
+                                   SourceSpan, Windows)
     from .features_serving import (ahead_of_clock, completed, entity_problem, lateness_of, look_up, lookup_plan,
                                    LookupPlan, LookupRefused, MAX_AHEAD_MS, PlanRefused, stored_value_problem, wanted)
     from .features_training import (FeatureSetRefused, FeatureSettings, parse_settings, reached_positions,

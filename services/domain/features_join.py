@@ -26,7 +26,7 @@ from services.bus.edge import InvalidField, read_json
 from services.bus.errors import BadInput
 
 from .features_views import FeatureView
-from .features_windows import FeatureValue, Scalar, SourceSpan
+from .features_windows import FeatureValue, Scalar, SourceSpan, source_places as places
 
 class FeatureSetRefused(BadInput, ValueError):
     """Label rows or feature values a training set cannot be built from; the message says why."""
@@ -62,11 +62,6 @@ def kind_of(value: Scalar) -> int:
     if isinstance(value, int):
         return INT
     return TEXT if isinstance(value, str) else FLOAT
-
-
-def places(value: FeatureValue) -> tuple:
-    """Where a value came from, as ties between values of the same time are ordered (the later place wins)."""
-    return tuple((s.topic, s.partition, s.last_offset) for s in value.sources)
 
 
 @dataclass(frozen=True, eq=False)
@@ -221,7 +216,7 @@ def _order_ties(order: np.ndarray, keys: np.ndarray, columns: ViewColumns) -> tu
         while end < len(keys) and keys[end] == keys[start]:
             end += 1
         order[start:end] = sorted(order[start:end].tolist(), key=lambda row: (
-            places(columns.value_at(row)), columns.sources_json.iloc[row], row))
+            places(columns.value_at(row).sources), columns.sources_json.iloc[row], row))
     return order, keys
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .features_views import FeatureView
-from .features_windows import FeatureValue, Scalar, SourceSpan
+from .features_windows import FeatureValue, Scalar, SourceSpan, source_places
 
 NO_VALUE, EXPIRED, UNKNOWN = "no-value", "expired", "unknown-feature"
 
@@ -64,7 +64,7 @@ class History:
         for key, found in grouped.items():
             times = [value.event_ms for value in found]
             if any(later <= earlier for earlier, later in zip(times, times[1:])):   # out of order, or a tie
-                found.sort(key=_time_and_place)
+                found.sort(key=time_and_place)
                 times = [value.event_ms for value in found]
             self.values[key], self.times[key] = found, times
         self._features: dict[int, tuple[FeatureView, frozenset[str]]] = {}   # id(view) → (view, its features)
@@ -118,8 +118,10 @@ def _missing(view: FeatureView, feature: str, missing: str, reason: str) -> Look
     return Lookup(view.name, view.version, feature, None, None, None, missing, reason, ())
 
 
-def _time_and_place(value: FeatureValue) -> tuple:
-    return value.event_ms, tuple((s.topic, s.partition, s.last_offset) for s in value.sources)
+def time_and_place(value: FeatureValue) -> tuple:
+    """Which of two values of a key is the newer: by time, then by their sources' places (the module's rule; the
+    online store keeps it too, so serving and training take the same value of a tie)."""
+    return value.event_ms, source_places(value.sources)
 
 
 def column_name(view: str, feature: str) -> str:

@@ -127,10 +127,12 @@ def aggregate(view: FeatureView, events: Iterable[SourceEvent], final: bool = Tr
 
 
 def _order(value: FeatureValue) -> tuple:
-    return value.feature, value.entity, value.event_ms, value.window_start_ms or 0, _places(value.sources)
+    return value.feature, value.entity, value.event_ms, value.window_start_ms or 0, source_places(value.sources)
 
 
-def _places(sources: tuple[SourceSpan, ...]) -> tuple:
+def source_places(sources: Iterable[SourceSpan]) -> tuple:
+    """Where a value came from, (topic, partition, last offset) per span: how values of the same time are ordered
+    (the later place wins: features_lookups.time_and_place)."""
     return tuple((s.topic, s.partition, s.last_offset) for s in sources)
 
 
