@@ -187,23 +187,34 @@ def _typed(part: pa.Table) -> pa.Table:
 def _columns(view: str, version: str, table: pa.Table) -> ViewColumns:
     table = table.combine_chunks()
 
-    def value_at(row: int) -> FeatureValue:
-        return _row_value({name: table.column(name)[row].as_py() for name in COLUMNS})    # a dictionary's value
-
     def texts(name: str) -> pd.Series:
         return table.column(name).to_pandas(types_mapper=pd.ArrowDtype)
-
-    def typed_sources(rows: np.ndarray) -> list[str]:
-        spans = table.column("sources").take(pa.array(rows, pa.int64())).to_pylist()
-        return [_json([[s["topic"], s["partition"], s["first_offset"], s["last_offset"], s["events"]]
-                       for s in found or ()]) for found in spans]
 
     start = table.column("window_start_ms").to_numpy(zero_copy_only=False)
     return ViewColumns(
         view, version, _categorical(table.column("feature")), _categorical(table.column("entity")),
         table.column("event_ms").to_numpy(), np.asarray(start, dtype=np.float64), table.column("kind").to_numpy(),
         table.column("number").to_numpy(zero_copy_only=False), texts("text"), texts("value_json"),
-        texts("sources_json"), value_at, _canonical_sources, typed_sources)
+        texts("sources_json"), _TableRows(table))
+
+
+class _TableRows:
+    """The rows of a table of the store's schema (the join's columns): an object made from its texts when asked,
+    the sources the digest reads made from its typed spans (what the cut at offsets read)."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+
+    def value_at(self, row: int) -> FeatureValue:
+        return _row_value({name: self.table.column(name)[row].as_py() for name in COLUMNS})    # a dictionary's value
+
+    def cut_sources(self, rows: np.ndarray, stored: list[str]) -> list[str]:
+        spans = self.table.column("sources").take(pa.array(rows, pa.int64())).to_pylist()
+        return [_json([[s["topic"], s["partition"], s["first_offset"], s["last_offset"], s["events"]]
+                       for s in found or ()]) for found in spans]
+
+    def canonical_sources(self, text: str) -> str:
+        return _canonical_sources(text)
 
 
 def _texts(table: pa.Table, columns: Sequence[str]) -> pd.DataFrame:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 import numpy as np
 import pandas as pd
@@ -64,6 +64,35 @@ def kind_of(value: Scalar) -> int:
     return TEXT if isinstance(value, str) else FLOAT
 
 
+class Rows(Protocol):
+    """What a ViewColumns' arrays do not hold: each row as a FeatureValue, and its sources' text as the digest reads
+    it. ObjectRows: from the values the columns were made of; the offline store gives its own (its typed columns)."""
+
+    def value_at(self, row: int) -> FeatureValue:
+        """The row as a FeatureValue (made when asked: ties, `used`)."""
+
+    def cut_sources(self, rows: np.ndarray, stored: list[str]) -> list[str]:
+        """The rows' sources_json made from what the cut at offsets read (`stored`: their sources_json)."""
+
+    def canonical_sources(self, text: str) -> str:
+        """A sources_json as the store writes it."""
+
+
+@dataclass(frozen=True)
+class ObjectRows:
+    """The rows of columns made from objects (columns_of): each row is its object, its sources as stored."""
+    values: Sequence[FeatureValue]
+
+    def value_at(self, row: int) -> FeatureValue:
+        return self.values[row]
+
+    def cut_sources(self, rows: np.ndarray, stored: list[str]) -> list[str]:
+        return stored
+
+    def canonical_sources(self, text: str) -> str:
+        return text
+
+
 @dataclass(frozen=True, eq=False)
 class ViewColumns:
     """One view version's values as columns, one row per value."""
@@ -78,13 +107,13 @@ class ViewColumns:
     text: pd.Series                     # the value when TEXT, else None or NA
     value_json: pd.Series               # value_json(value)
     sources_json: pd.Series             # sources_json(value.sources)
-    value_at: Callable[[int], FeatureValue]     # the row as a FeatureValue (made when asked: ties, `used`)
-    canonical_sources: Callable[[str], str] = lambda text: text     # a sources_json as the store writes it
-    # the rows' sources_json made from their typed spans (what the cut at offsets read); None: as stored
-    typed_sources: Callable[[np.ndarray], list[str]] | None = None
+    rows: Rows                          # each row as an object, its sources' text as the digest reads it
 
     def __len__(self) -> int:
         return len(self.event_ms)
+
+    def value_at(self, row: int) -> FeatureValue:
+        return self.rows.value_at(row)
 
 
 def columns_of(values: Iterable[FeatureValue]) -> list[ViewColumns]:
@@ -105,7 +134,7 @@ def _columns(view: str, version: str, found: list[FeatureValue]) -> ViewColumns:
         np.array([_number(v.value) for v in found], dtype=np.float64),
         pd.Series([v.value if k == TEXT else None for v, k in zip(found, kinds)], dtype=object),
         pd.Series([value_json(v.value) for v in found], dtype=object),
-        pd.Series([sources_json(v.sources) for v in found], dtype=object), found.__getitem__)
+        pd.Series([sources_json(v.sources) for v in found], dtype=object), ObjectRows(found))
 
 
 def number_of(value: Scalar) -> float | None:
@@ -238,7 +267,7 @@ class UsedValues:
         columns the join and the cut used — the texts of its object. FeatureSetRefused when a part's typed columns
         and its texts say two values or two sources."""
         for columns, rows in self.parts:
-            typed = columns.typed_sources(rows) if columns.typed_sources else columns.sources_json.iloc[rows].tolist()
+            typed = columns.rows.cut_sources(rows, columns.sources_json.iloc[rows].tolist())
             for start, feature, entity, at, kind, number, text, stored, spans, cut in zip(
                     columns.window_start_ms[rows].tolist(), np.asarray(columns.feature)[rows].tolist(),
                     np.asarray(columns.entity)[rows].tolist(), columns.event_ms[rows].tolist(),
@@ -252,7 +281,7 @@ class UsedValues:
                         f"the offline store of view {columns.view!r} holds a value whose typed columns ({made[:80]}) "
                         f"and text ({stored[:80]}) differ: {feature}, {entity[:80]!r} at {at}; the store was "
                         f"written by something other than the featurizer")
-                if cut != spans and cut != columns.canonical_sources(spans):
+                if cut != spans and cut != columns.rows.canonical_sources(spans):
                     raise FeatureSetRefused(
                         f"the offline store of view {columns.view!r} holds a value whose typed sources ({cut[:120]}) "
                         f"and text ({spans[:120]}) differ: {feature}, {entity[:80]!r} at {at}; the store was "
