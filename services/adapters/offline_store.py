@@ -18,11 +18,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from services.domain import (FeatureSetRefused, FeatureValue, FeatureView, UsedValues, ViewColumns,
-                             canonical_json as _json, kind_of, number_of, reached_positions,
+                             canonical_json as _json, kind_of, number_of, reached_positions, source_places,
                              sources_json as _sources_json, value_json as _value_json,
                              view_identifier as IDENTIFIER, TEXT_VALUE as TEXT)
 
-from .feature_store import _canonical_sources, _newest_offset, _row_value
+from .feature_store import _canonical_sources, _newest_offset, _row_value, _sources
 
 Place = tuple[str, int]
 VERSION = re.compile(r"[0-9a-f]{64}", re.ASCII)
@@ -207,6 +207,10 @@ class _TableRows:
 
     def value_at(self, row: int) -> FeatureValue:
         return _row_value({name: self.table.column(name)[row].as_py() for name in COLUMNS})    # a dictionary's value
+
+    def places(self, rows: np.ndarray) -> list[tuple]:
+        texts = self.table.column("sources_json").take(pa.array(rows, pa.int64())).to_pylist()
+        return [source_places(_sources(text)) for text in texts]          # as value_at's object has them
 
     def cut_sources(self, rows: np.ndarray, stored: list[str]) -> list[str]:
         spans = self.table.column("sources").take(pa.array(rows, pa.int64())).to_pylist()

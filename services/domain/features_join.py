@@ -26,7 +26,7 @@ from services.bus.edge import InvalidField, read_json
 from services.bus.errors import BadInput
 
 from .features_views import FeatureView
-from .features_windows import FeatureValue, Scalar, SourceSpan, source_places as places
+from .features_windows import FeatureValue, Scalar, SourceSpan, source_places
 
 class FeatureSetRefused(BadInput, ValueError):
     """Label rows or feature values a training set cannot be built from; the message says why."""
@@ -69,7 +69,10 @@ class Rows(Protocol):
     it. ObjectRows: from the values the columns were made of; the offline store gives its own (its typed columns)."""
 
     def value_at(self, row: int) -> FeatureValue:
-        """The row as a FeatureValue (made when asked: ties, `used`)."""
+        """The row as a FeatureValue (made when asked: `used`)."""
+
+    def places(self, rows: np.ndarray) -> list[tuple]:
+        """The rows' sources' places (source_places), as the rows' objects have them."""
 
     def cut_sources(self, rows: np.ndarray, stored: list[str]) -> list[str]:
         """The rows' sources_json made from what the cut at offsets read (`stored`: their sources_json)."""
@@ -85,6 +88,9 @@ class ObjectRows:
 
     def value_at(self, row: int) -> FeatureValue:
         return self.values[row]
+
+    def places(self, rows: np.ndarray) -> list[tuple]:
+        return [source_places(self.values[row].sources) for row in rows.tolist()]
 
     def cut_sources(self, rows: np.ndarray, stored: list[str]) -> list[str]:
         return stored
@@ -228,25 +234,32 @@ class _Index:
 
 def _order_ties(order: np.ndarray, keys: np.ndarray, columns: ViewColumns) -> tuple[np.ndarray, np.ndarray]:
     """Values of one feature, entity and time as the offline store's `read` and as_of_join take them: of those with
-    the same window start and sources the first written only (a part written again: dropped without making
-    objects), the rest ordered by their sources' places, then their sources' text, then as written — the last is
-    the one kept."""
-    tied = np.append(keys[1:] == keys[:-1], False) | np.append(False, keys[1:] == keys[:-1])
-    at = np.flatnonzero(tied)
+    the same window start and sources the first written only (a part written again), the rest ordered by their
+    sources' places, then their sources' text, then as written — the last is the one kept. On the columns: the
+    places are found once per distinct sources text (no object per value: 100k tied keys took 14.2 s so)."""
+    at = np.flatnonzero(_tied(keys))
     rows = order[at]
     again = pd.DataFrame({"key": keys[at], "start": columns.window_start_ms[rows],
                           "sources": columns.sources_json.iloc[rows].to_numpy()}).duplicated().to_numpy()
     keep = np.ones(len(keys), dtype=bool)
     keep[at[again]] = False
     order, keys = order[keep], keys[keep]
-    runs = np.flatnonzero(keys[1:] == keys[:-1])
-    for start in runs[np.append(True, runs[1:] != runs[:-1] + 1)] if len(runs) else ():
-        end = start + 1
-        while end < len(keys) and keys[end] == keys[start]:
-            end += 1
-        order[start:end] = sorted(order[start:end].tolist(), key=lambda row: (
-            places(columns.value_at(row).sources), columns.sources_json.iloc[row], row))
+    at = np.flatnonzero(_tied(keys))
+    rows = order[at]
+    texts, which = np.unique(columns.sources_json.iloc[rows].to_numpy(dtype=object), return_inverse=True)
+    first = np.empty(len(texts), dtype=np.int64)
+    first[which[::-1]] = np.arange(len(which))[::-1]                  # a row of each text
+    placed = columns.rows.places(rows[first])
+    rank = np.empty(len(texts), dtype=np.int64)                      # by places, then text (np.unique's order)
+    rank[sorted(range(len(texts)), key=placed.__getitem__)] = np.arange(len(texts))
+    order[at] = rows[np.lexsort((rows, rank[which.reshape(-1)], keys[at]))]
     return order, keys
+
+
+def _tied(keys: np.ndarray) -> np.ndarray:
+    """Where a sorted key equals the one before or after it."""
+    same = keys[1:] == keys[:-1]
+    return np.append(same, False) | np.append(False, same)
 
 
 @dataclass(frozen=True, eq=False)

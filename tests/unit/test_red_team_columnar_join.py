@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from services.adapters import offline_store
 from services.adapters.offline_store import OfflineStore, snapshot_digest
 from services.domain import features_join
 from services.domain.features_join import columns_of
@@ -134,8 +135,8 @@ def test_a_part_written_twice_does_not_make_an_object_of_every_value(tmp_path, m
     store.write(found, "p0")
     store.write(found, "p1")
     made = []
-    real = features_join.places
-    monkeypatch.setattr(features_join, "places", lambda v: made.append(v) or real(v))
+    real = offline_store._TableRows.value_at
+    monkeypatch.setattr(offline_store._TableRows, "value_at", lambda rows, row: made.append(row) or real(rows, row))
     history, _ = store.snapshot([VIEW])
     built = training_set(labels(*[(f"c{i}", HOUR + 100) for i in range(50)]), SETTINGS, [VIEW], history)
     assert len(built.used) == 50

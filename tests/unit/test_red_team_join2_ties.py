@@ -94,3 +94,26 @@ def test_a_run_left_with_one_row_after_duplicates_and_nan_vs_number_starts(order
             assert (got.value, got.sources, got.window_start_ms) == (value, sources, taken[0].window_start_ms)
             used = features_join.used_values([looked])
             assert snapshot_digest(used) == snapshot_digest(list(used)) == snapshot_digest(taken)
+
+
+SPANS = [(SourceSpan(TOPIC, 9, 10, 10, 1),), (SourceSpan(TOPIC, 10, 9, 9, 1),), (SourceSpan(TOPIC, 9, 9, 9, 1),),
+         (SourceSpan(TOPIC, 1, 5, 5, 1), SourceSpan(TOPIC, 0, 7, 7, 1)), (SourceSpan(TOPIC, 1, 5, 5, 1),),
+         (SourceSpan(TOPIC, 1, 2, 5, 4),), (SourceSpan("a.b", 1, 1, 1, 1),)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ties_whose_places_order_is_not_their_texts_are_taken_as_as_of_join_takes_them(seed):
+    """Places compare as numbers (partition 9 before 10, offset 9 before 10), span by span, where their text
+    compares character by character: the winner of a tie is as_of_join's, whatever order the parts were written."""
+    order = np.random.default_rng(seed).permutation(len(SPANS))
+    rows = [FeatureValue(VIEW.name, VIEW.version, "last_amount", "a", HOUR, float(k), None, SPANS[k]) for k in order]
+    with tempfile.TemporaryDirectory() as folder:
+        store = OfflineStore(folder)
+        for i, row in enumerate(rows):
+            store.write([row], f"p{i}")
+        [columns], _ = store.snapshot([VIEW])
+        [looked] = join_columns(["a"], np.array([HOUR + 1]), VIEW, columns, ["last_amount"])
+        [(value, _, sources, _)] = reference(VIEW, store.read(VIEW.name, VIEW.version), ["a"], [HOUR + 1],
+                                             "last_amount")
+        got = columns.value_at(int(looked.row[0]))
+        assert (got.value, got.sources) == (value, sources) == (1.0, SPANS[1])
