@@ -592,8 +592,10 @@ def feature_store_story() -> None:
             "answered with looked-up features")
     incoming = DEMO_VAR / "incoming"
     day_ms = 86_400_000
-    events, labels = shop_purchases(customers=120, days=14, seed=2,
-                                    start_ms=int(time.time() * 1000) - 17 * day_ms)
+    today_ms = int(datetime.now(timezone.utc).timestamp() * 1000) // day_ms * day_ms
+    # whole days from today's UTC midnight: the same purchases against the day windows whatever the hour of the run
+    # (from now - 17 d, the hour moved purchases across the windows; the story test's fix at 155a6c3)
+    events, labels = shop_purchases(customers=120, days=14, seed=2, start_ms=today_ms - 17 * day_ms)
     shop = Publisher(app_bus(), "shop-app")
     for value in events:
         shop.publish(Event("mlbus.BusinessEvent", value, key=value["entity"], id=value["event_id"]))
