@@ -222,8 +222,8 @@ impl Pager {
         // first, holding the GIL; the sealing, hashing and encoding then run without it, so that the auditor's
         // other shards go on meanwhile (they waited for this run's GIL: ~40 % of a shard's time under load).
         let (pending, stopped) = self.pending(py, messages, start, room, keys)?;
-        let chain = Chain { hash, hash_hex: prev_hash.to_string(), tree: std::mem::take(&mut tree.inner),
-                            block: std::mem::take(&mut block.inner) };
+        // the tree and block as they were stay put if sealing fails (no OS randomness): nothing of the run is kept
+        let chain = Chain { hash, hash_hex: prev_hash.to_string(), tree: tree.inner.clone(), block: block.inner.clone() };
         let (prefix, random) = (&self.prefix, &mut self.random);
         let sealed = py.allow_threads(|| seal_pending(&pending, prefix, random, chain, audited_at, sequence,
                                                       bytes_left, page_empty));
