@@ -680,7 +680,12 @@ impl Redactor {
 /// usual short escapes, everything else \uXXXX in lowercase hex (surrogate pairs above the BMP).
 fn put_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
-    for c in s.chars() {
+    // printable ASCII other than '"' and '\\' is itself: copied a run at a time (header names and values, topics,
+    // hashes — nearly every string here), the rest character by character
+    let plain = |b: &u8| (b' '..=b'~').contains(b) && *b != b'"' && *b != b'\\';
+    let run = s.bytes().take_while(plain).count();
+    out.extend_from_slice(&s.as_bytes()[..run]);
+    for c in s[run..].chars() {
         match c {
             '"' => out.extend_from_slice(b"\\\""),
             '\\' => out.extend_from_slice(b"\\\\"),
@@ -730,7 +735,14 @@ fn put_int(out: &mut Vec<u8>, n: i64) {
 }
 
 fn canonical(rec: &Record) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + 2 * rec.value.map_or(0, |v| v.len()));
+    // room for it all at once (growing the vector copied the record once or twice): bytes as hex, two characters
+    // each; header names, the subject and the fields' names and numbers beside them
+    let hexed = rec.value.map_or(0, <[u8]>::len) + rec.key.map_or(0, <[u8]>::len)
+        + rec.headers.iter().map(|(_, v)| v.map_or(0, <[u8]>::len)).sum::<usize>()
+        + rec.sealed.as_ref().map_or(0, |s| s.ciphertext.len() + s.nonce.len());
+    let text = rec.headers.iter().map(|(k, _)| 32 + k.len()).sum::<usize>()
+        + rec.sealed.as_ref().map_or(0, |s| 64 + s.subject.len());
+    let mut out = Vec::with_capacity(384 + 2 * hexed + text);
     out.extend_from_slice(b"{\"actor\":");
     put_string(&mut out, rec.actor);
     out.extend_from_slice(b",\"audited_at\":");
