@@ -221,7 +221,7 @@ impl Pager {
         // What needs Python (the messages' fields, the data keys, a redaction the compiled plan cannot do) is read
         // first, holding the GIL; the sealing, hashing and encoding then run without it, so that the auditor's
         // other shards go on meanwhile (they waited for this run's GIL: ~40 % of a shard's time under load).
-        let (pending, stopped) = self.pending(py, messages, start, room, keys)?;
+        let (pending, stopped) = self.pending(py, messages, start, room, bytes_left, keys)?;
         // the tree and block as they were stay put if sealing fails (no OS randomness): nothing of the run is kept
         let chain = Chain { hash, hash_hex: prev_hash.to_string(), tree: tree.inner.clone(), block: block.inner.clone() };
         let (prefix, random) = (&self.prefix, &mut self.random);
@@ -274,11 +274,16 @@ struct Run {
 }
 
 impl Pager {
-    /// `messages[start:]` read for sealing, at most `room`: up to the first message Python audits itself (why
-    /// the reading stopped: SPECIAL, ROOM or END).
-    fn pending(&self, py: Python<'_>, messages: &Bound<'_, PyList>, start: usize, room: usize,
+    /// `messages[start:]` read for sealing, at most `room`, and no further than the page's `bytes_left` can hold:
+    /// a record takes at least its message's bytes (but an oversize message's), so once those pass what is left,
+    /// the messages after cannot be
+    /// sealed in this run (read them now and the next run would read them again: each message read ~n/10 times
+    /// when n large messages fill pages of ten). Up to the first message Python audits itself. Why the reading
+    /// stopped: SPECIAL, ROOM, BYTES or END.
+    fn pending(&self, py: Python<'_>, messages: &Bound<'_, PyList>, start: usize, room: usize, bytes_left: usize,
                keys: &Bound<'_, PyDict>) -> PyResult<(Vec<Pending>, u8)> {
         let mut pending = Vec::with_capacity(room.min(messages.len().saturating_sub(start)));
+        let mut read_bytes = 0usize;
         let mut index = start;
         while index < messages.len() {
             if pending.len() == room {
@@ -311,16 +316,21 @@ impl Pager {
                 if let Some(known) = keys.get_item(&name)? {
                     let known: PyBackedBytes = known.extract()?;
                     if known.len() != 32 {
-                        return Ok((pending, SPECIAL)); // not a 32-byte key: Python raises on it, as before
+                        return Ok((pending, SPECIAL)); // not a 32-byte key: Python's business (AES-128/192, or a refusal)
                     }
                     key = Some(known);
                 }
                 redacted = redact(py, redaction, value)?;
                 subject = Some(name);
             }
+            // its record holds every byte of it (a personal value: as ciphertext); an oversize one's, its digest only
+            read_bytes += if oversize.is_none() { size } else { 0 };
             pending.push(Pending { logical: route.logical.clone(), personal: route.redaction.is_some(), m, oversize,
                                    subject, key, redacted });
             index += 1;
+            if read_bytes > bytes_left {
+                return Ok((pending, BYTES));
+            }
         }
         Ok((pending, END))
     }

@@ -154,7 +154,7 @@ class Counted(FakeMessage):
         return self._value
 
 
-# DEFECT (work redone under the GIL, quadratic in the batch). `Pager::pending` reads up to `room` messages ahead
+# FIXED (was: work redone under the GIL, quadratic in the batch). `Pager::pending` reads up to `room` messages ahead
 # (page_records - page.count: 1,000 by default) before sealing, but the sealing stops at the page's bytes: every
 # message read past that point is read again by the next run — its fields, its headers, its key lookup, its
 # redaction (the compiled transcoding of the whole value, or Python's redaction when the plan does not read it),
@@ -162,10 +162,8 @@ class Counted(FakeMessage):
 # read one message past the bytes at most. 300 personal messages of 100 kB (10 to a 1 MiB page): each is read 15
 # times on average and Python's redaction called as often (the Python path: 2 reads, 1 redaction); with 2,000 such
 # messages, 51 reads each, and the compiled pager takes longer than the Python path (2.7 s against 1.5 s here).
-# Fix: read ahead only what the page's bytes can hold (stop phase 1 once the pending messages' sizes pass
-# bytes_left), or seal in chunks.
-@pytest.mark.xfail(strict=True, reason="seal_run reads up to `room` messages ahead and re-reads all those past the "
-                                       "page's bytes in the next run: each message read ~n/10 times")
+# Fixed: the reading stops once the pending messages' bytes pass what the page has left (a record holds at least
+# its message's bytes), so a message is read once more at most.
 def test_each_message_is_read_a_bounded_number_of_times(tmp_path, monkeypatch):
     calls = python_calls(monkeypatch)
     batch = [Counted(physical(PERSONAL), b"s%d" % n, b"%06d" % n + b"v" * 100_000, n) for n in range(300)]
