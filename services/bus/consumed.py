@@ -3,6 +3,7 @@ error event may lack them); a message the consumer returned without error() alwa
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -59,6 +60,7 @@ def position(message: Message) -> tuple[str, int, int]:
 UNREADABLE_HEADERS = [("mlbus.headers", b"unreadable: a header key is not UTF-8")]
 _unreadable: dict[int, Message] = {}         # id(message) → message, for those whose headers could not be read
 _KEPT = 1_000
+_remembering = threading.Lock()         # the auditor's shard threads remember messages at once
 unreadable_messages = _unreadable     # the same dict, for the compiled pager (which only looks in it)
 
 
@@ -78,10 +80,14 @@ def headers_of(message: Message) -> list[tuple[str, bytes | None]]:
 
 def unreadable(message: Message) -> list[tuple[str, bytes | None]]:
     """Remember a message whose headers the client could not read (headers_of never reads them again):
-    UNREADABLE_HEADERS stand for them. The compiled pager, which reads headers itself, hands such a message here."""
-    if len(_unreadable) >= _KEPT:
-        _unreadable.clear()
-    _unreadable[id(message)] = message
+    UNREADABLE_HEADERS stand for them. The compiled pager, which reads headers itself, hands such a message here.
+    The oldest are forgotten past _KEPT, one at a time: a message is read again only after a thousand newer ones
+    (clearing them all at once could forget one remembered an instant before, which another shard's thread of the
+    auditor had not audited yet, and its headers would be read again)."""
+    with _remembering:
+        while len(_unreadable) >= _KEPT:
+            del _unreadable[next(iter(_unreadable))]
+        _unreadable[id(message)] = message
     return list(UNREADABLE_HEADERS)
 
 
