@@ -83,21 +83,32 @@ def pipe_topics(stage: Stage, partitions: int = 3) -> tuple[str, str]:
     return names
 
 
+def drop_topics(stage: Stage, names: tuple[str, ...]) -> None:
+    admin = TopicAdmin(stage.bus).admin             # held until the futures are done (its handle ends with it)
+    for future in admin.delete_topics(list(names)).values():
+        future.result(30)
+
+
+def preload(stage: Stage, physical: str, payloads: list[tuple]) -> None:
+    """`payloads` ((topic, key, value, headers, …) as produced) onto this topic, before anything reads it."""
+    loader = Producer(producer_config(stage.bus.settings, "bench-pipe-load"))
+    for _, key, value, headers, *_ in payloads:
+        while True:
+            try:
+                loader.produce(physical, value=value, key=key, headers=headers)
+                break
+            except BufferError:
+                loader.poll(0.01)
+    loader.flush(60)
+
+
 def pipe_limit(stage: Stage, payloads: list[tuple], answer_size: int, batch: int, partitions: int = 3,
                transactional: bool = False) -> float:
     """Messages/s through the pipe: `payloads` ((topic, key, value, headers, …) as produced) moved from an
     input topic to an output topic as `answer_size`-byte answers, `batch` at a time; transactional: each
     batch's answers and offsets in one transaction, as the auditor and the exactly-once scorer commit."""
     names = pipe_topics(stage, partitions)
-    loader = Producer(producer_config(stage.bus.settings, "bench-pipe-load"))
-    for _, key, value, headers, *_ in payloads:
-        while True:
-            try:
-                loader.produce(names[0], value=value, key=key, headers=headers)
-                break
-            except BufferError:
-                loader.poll(0.01)
-    loader.flush(60)
+    preload(stage, names[0], payloads)
     pipe = Pipe(stage.bus, names[0], names[1], answer_size, batch, transactional)
     moved, started = 0, None
     deadline = time.monotonic() + 300
@@ -108,10 +119,30 @@ def pipe_limit(stage: Stage, payloads: list[tuple], answer_size: int, batch: int
             moved += count
     pipe.close()
     elapsed = time.perf_counter() - started
-    admin = TopicAdmin(stage.bus).admin
-    for future in admin.delete_topics(list(names)).values():
-        future.result(30)
+    drop_topics(stage, names)
     return moved / elapsed
+
+
+def consume_limit(stage: Stage, payloads: list[tuple], batch: int, partitions: int = 3) -> float:
+    """Messages/s of consuming `payloads` (as pipe_limit loads them) with nothing else — no produce, no commit, no
+    work: read_committed, `batch` at a time, as the services take their batches. What no consumer of this shape can
+    pass on this machine, whatever it does with the messages."""
+    names = pipe_topics(stage, partitions)
+    preload(stage, names[0], payloads)
+    group = group_id(stage.bus.settings, f"bench-consume-{uuid.uuid4().hex[:6]}")
+    consumer = Consumer({**consumer_config(stage.bus.settings, group, "consume"), "isolation.level": "read_committed"})
+    consumer.subscribe([names[0]])
+    read, started = 0, None
+    deadline = time.monotonic() + 300
+    while read < len(payloads) and time.monotonic() < deadline:
+        messages = [m for m in consumer.consume(batch, 0.5) if not m.error()]
+        if messages:
+            started = started or time.perf_counter()
+            read += len(messages)
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    consumer.close()
+    drop_topics(stage, names)
+    return read / elapsed if elapsed > 0 else 0.0
 
 
 def pipe_process(stage: Stage, source: str, target: str, answer_size: int, batch: int, transactional: bool,
