@@ -185,7 +185,6 @@ fn subject_of(key: Option<&[u8]>) -> String {
     }
 }
 
-
 #[pymethods]
 impl Pager {
     /// `routes`: physical topic → (catalogue name, special, the topic's Redaction or None); `prefix`: the marker
@@ -276,10 +275,9 @@ struct Run {
 impl Pager {
     /// `messages[start:]` read for sealing, at most `room`, and no further than the page's `bytes_left` can hold:
     /// a record takes at least its message's bytes (but an oversize message's), so once those pass what is left,
-    /// the messages after cannot be
-    /// sealed in this run (read them now and the next run would read them again: each message read ~n/10 times
-    /// when n large messages fill pages of ten). Up to the first message Python audits itself. Why the reading
-    /// stopped: SPECIAL, ROOM, BYTES or END.
+    /// the messages after cannot be sealed in this run (read now, the next run would read them again: each message
+    /// read ~n/10 times when n large messages fill pages of ten). Up to the first message Python audits itself.
+    /// Why the reading stopped: SPECIAL, ROOM, BYTES or END.
     fn pending(&self, py: Python<'_>, messages: &Bound<'_, PyList>, start: usize, room: usize, bytes_left: usize,
                keys: &Bound<'_, PyDict>) -> PyResult<(Vec<Pending>, u8)> {
         let mut pending = Vec::with_capacity(room.min(messages.len().saturating_sub(start)));
@@ -344,6 +342,7 @@ fn seal_pending(pending: &[Pending], prefix: &[u8], random: &mut Vec<u8>, mut ch
     let mut items: Vec<u8> = Vec::with_capacity(bytes_left.min(pending.len().saturating_mul(2048)).min(4 << 20));
     let mut encoded: Vec<u8> = Vec::with_capacity(4096);
     let mut made: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut made_at: HashMap<&str, usize> = HashMap::new(); // subject → its place in `made`
     let mut roots = Vec::new();
     let mut count = 0usize;
     let mut stopped_by = END;
@@ -351,10 +350,11 @@ fn seal_pending(pending: &[Pending], prefix: &[u8], random: &mut Vec<u8>, mut ch
         let m = &p.m;
         let mut sealed: Option<(&str, Vec<u8>, Vec<u8>)> = None;
         if let (Some(subject), Some(value)) = (p.subject.as_deref(), m.value.as_deref()) {
-            let key: &[u8] = match (&p.key, made.iter().position(|(s, _)| s == subject)) {
+            let key: &[u8] = match (&p.key, made_at.get(subject)) {
                 (Some(key), _) => key,
-                (None, Some(at)) => &made[at].1,
+                (None, Some(&at)) => &made[at].1,
                 (None, None) => {
+                    made_at.insert(subject, made.len());
                     made.push((subject.to_string(), draw(random, 32)?));
                     &made[made.len() - 1].1
                 }
