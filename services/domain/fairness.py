@@ -14,6 +14,7 @@ none — so a policy's fairness thresholds judge nothing rather than judge noise
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -53,6 +54,7 @@ def group_fairness(y_true, y_pred, groups, task: str, positive: str | None = Non
     from fairlearn.metrics import MetricFrame
     import warnings
     groups = pd.Series(np.asarray(groups, dtype=object)).fillna(MISSING_GROUP).astype(str).to_numpy()
+    by = functools.partial(pd.Series, name="group")   # as a Series: fairlearn squeezes an array of one row to none
     binary = task == "classification" and positive is not None
     if task == "classification":
         y_true, y_pred = np.asarray(y_true).astype(str), np.asarray(y_pred).astype(str)
@@ -63,7 +65,7 @@ def group_fairness(y_true, y_pred, groups, task: str, positive: str | None = Non
     metrics = _metrics(task, binary)
     with warnings.catch_warnings():                 # a group without positives: its TPR is NaN, and said so
         warnings.simplefilter("ignore")
-        frame = MetricFrame(metrics=metrics, y_true=y_true, y_pred=y_pred, sensitive_features=groups)
+        frame = MetricFrame(metrics=metrics, y_true=y_true, y_pred=y_pred, sensitive_features=by(groups))
         by_group = frame.by_group
         judged = sorted(str(g) for g in by_group.index if by_group.loc[g, "count"] >= min_group_size)
         report: dict[str, Any] = {
@@ -72,7 +74,7 @@ def group_fairness(y_true, y_pred, groups, task: str, positive: str | None = Non
         if len(judged) < 2:
             return report
         kept = np.isin(groups, judged)
-        fair = MetricFrame(metrics=metrics, y_true=y_true[kept], y_pred=y_pred[kept], sensitive_features=groups[kept])
+        fair = MetricFrame(metrics=metrics, y_true=y_true[kept], y_pred=y_pred[kept], sensitive_features=by(groups[kept]))
         difference, ratio = fair.difference(method="between_groups"), fair.ratio(method="between_groups")
     if binary:
         report.update(demographic_parity_difference=_plain(difference["selection_rate"]),
