@@ -74,7 +74,8 @@ def group_fairness(y_true, y_pred, groups, task: str, positive: str | None = Non
         if len(judged) < 2:
             return report
         kept = np.isin(groups, judged)
-        fair = MetricFrame(metrics=metrics, y_true=y_true[kept], y_pred=y_pred[kept], sensitive_features=by(groups[kept]))
+        fair = MetricFrame(metrics=metrics, y_true=y_true[kept], y_pred=y_pred[kept],
+                           sensitive_features=by(groups[kept]))
         difference, ratio = fair.difference(method="between_groups"), fair.ratio(method="between_groups")
     if binary:
         report.update(demographic_parity_difference=_plain(difference["selection_rate"]),
