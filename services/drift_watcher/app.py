@@ -7,17 +7,20 @@
 Every input is decoded with the bus's Avro codec. All of a model's state — its open window's head, the
 window's rows, the predictions awaiting outcomes, the retraining run — lives in one faust table and is
 written only while handling the model's own partition of the observations topic, so the table's
-changelog holds it in order and a restart (kill -9 included) recovers a consistent prefix of it.
+changelog holds it in order. A restart (kill -9 included) recovers a prefix of that changelog, which may end
+inside an observation's changes: each observation's changes are written head first, inside the head, and
+applied again at the model's first observation after a start (staged.py), so the table is always as after a
+whole number of observations.
 
 Effectively once, without faust's exactly-once mode (which commits outputs to external topics outside
 the input's transaction, and can hang on shutdown): the window head records the offset of the last
 observation it took in, so a replayed observation is skipped; an observation seen twice (faust re-reads
-uncommitted input after a rebalance) is known by its event id for ten windows and counted once; a window's outputs
-are sent and
-acknowledged before its head moves on, so a crash in between closes the same window again with the
-same content, hence the same deterministic ids; and ids already on the output topics — read back by
-the Follower before processing starts — are not sent twice. Reference data (trained versions with
-their profiles, deployments, specs) is followed from the start of its topics, not kept in the table.
+uncommitted input after a rebalance) is known by its event id for ten windows and counted once; before a
+window's outputs are sent, the table's changes so far are flushed to the changelog, and the outputs are
+acknowledged before its head moves on, so a crash in between closes the same window again with the same
+content and nonce, hence the same ids; and ids already on the output topics — read back by the Follower
+before processing starts — are not sent twice. Reference data (trained versions with their profiles,
+deployments, specs) is followed from the start of its topics, not kept in the table.
 
 Feature views (issue 36): feature_watching.py follows features.views and features.online in the background; this
 app's timer closes their windows into DriftReports and alerts and checks skew, sent through `send` like a model's.
@@ -52,8 +55,9 @@ from .decide import SOURCE, ClosedWindow, RetrainState, alerts, as_frame, drift_
     report_event
 from .feature_watching import FeatureViewsWatched
 from .router import TICK_HEADER, Router
-from .windows import (due, groups_of, new_head, outcome_amount, row_key, with_judged, with_outcome, with_prediction,
-                      with_request)
+from .staged import CHANGES, Staged, commit, recover
+from .windows import (MAX_JUDGED, due, groups_of, judged_entry, new_head, outcome_amount, row_key, with_outcome,
+                      with_prediction, with_request)
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 REFERENCE = ("mlbus.ModelTrained", "mlbus.DeploymentChanged", "mlbus.ModelSpecDefined",
@@ -62,6 +66,7 @@ OUTPUTS = ("mlbus.DriftReport", "mlbus.Alert", "mlbus.TrainingRequested")
 PARTITIONS = 3
 UNKNOWN = "unknown"        # the one metrics label of models the registry does not know
 SEEN_WINDOWS = 10          # a duplicate more than this many windows after its original is counted again
+COLLECT = "collect"        # a head's field: the window just closed, whose rows collect() shrinks
 
 
 def header_pairs(headers) -> list[tuple[str, bytes]]:
@@ -138,15 +143,18 @@ class DriftWatcher:
                                   signed_only(self.specs.apply, verify, ACT_SIGNERS), self.emitted.apply])
         self.observations = self.app.topic(f"{self.app_id}-observations", partitions=PARTITIONS, internal=True, **RAW)
         # One table for all of a model's state (see the module docstring); keys say what they hold:
-        # head|MODEL, row|MODEL|SEQ|r3 (request) or p3 (prediction), seen|ID (an observation's id → its window),
-        # ids|MODEL|SEQ (the ids a closed window saw), served|REQUEST, retrain|MODEL
+        # head|MODEL, row|MODEL|SEQ|r3 (request), p3 (prediction) or j3 (judged outcome), seen|ID (an
+        # observation's id → its window), window|MODEL|SEQ (a closed window's counts), served|REQUEST,
+        # groups|REQUEST, retrain|MODEL. An observation changes them as one (staged.py).
         self.state = self.app.Table("state", default=None)
+        self._recovered: set[str] = set()              # models whose head was recovered since the start
         self._topics: dict[str, faust.TopicT] = {}
         self._models: set[str] | None = None           # models with a head; found in the table at the first tick
         self._ticks = Producer(producer_config(settings, f"{SOURCE}-ticks"))   # the router's partitioner
         self.router = Router(bus, self.observations.get_topic_name())
         self.metrics = WindowMetrics(self.router.runtime.metrics.registry)     # served with the router's
         self.app.agent(self.observations, name="observe")(self.observe)
+        self.app.on_partitions_assigned.connect(self.reassigned)
         self.app.timer(tick_interval_s)(self.tick)
         # feature views (see the module docstring): their windows, drift and skew, sent through this app
         self.feature_views = FeatureViewsWatched(bus, self.log, self.router.runtime.metrics.registry, verify,
@@ -184,34 +192,68 @@ class DriftWatcher:
             return
         if self._models is not None:
             self._models.add(model)
-        head = self.state.get(f"head|{model}") or new_head(nonce=new_id())
+        head = self.head(model)
         if offset <= head["offset"]:
             return                                    # taken in before a restart: its effects are in the table
+        staged = Staged(self.state)
+        head = self.judged_with_keys(staged, model, head)
         headers = dict(header_pairs(event.message.headers))
         if TICK_HEADER in headers:
-            await self.close_if_due(model, head, int(headers[TICK_HEADER]), offset)
-            return
-        record, value = self.bus.schemas.decode(event.value)      # the router let only what decodes through
-        at_ms = int(event.message.timestamp * 1000)
-        if record == "mlbus.InferenceRequest":
-            head = self.add_request(model, head, value, at_ms)
-            await self.close_if_due(model, head, at_ms, offset)
-        elif record == "mlbus.Prediction":
-            self.add_prediction(model, head, value, offset)
-        elif record == "mlbus.Outcome":
-            self.add_outcome(model, head, value, offset)
+            head = await self.close_if_due(staged, model, head, int(headers[TICK_HEADER]))
+        else:
+            record, value = self.bus.schemas.decode(event.value)      # the router let only what decodes through
+            at_ms = int(event.message.timestamp * 1000)
+            if record == "mlbus.InferenceRequest":
+                head = self.add_request(staged, model, head, value, at_ms)
+                head = await self.close_if_due(staged, model, head, at_ms)
+            elif record == "mlbus.Prediction":
+                head = self.add_prediction(staged, model, head, value)
+            elif record == "mlbus.Outcome":
+                head = self.add_outcome(staged, model, head, value)
+        commit(self.state, f"head|{model}", {**head, "offset": offset}, staged.changes)
+        if head.get(COLLECT) is not None:
+            self.collect(model, head[COLLECT])
 
-    def add_request(self, model: str, head: dict, request: dict, at_ms: int) -> dict:
-        if self.state.get(f"seen|{request['request_id']}") is not None:
+    def reassigned(self, app, assigned, **kwargs) -> None:
+        """The table's partitions came (back) from the changelog, perhaps as a copy killed mid-observation left
+        them: every model's head is recovered again at its next observation."""
+        self._recovered.clear()
+
+    def head(self, model: str) -> dict:
+        """The model's open window; at its first observation since the start, the changes of the last one it took
+        in applied again and the last window it closed collected (staged.py: a kill may have come in between)."""
+        key = f"head|{model}"
+        if model not in self._recovered:
+            recover(self.state, key)
+            stored = self.state.get(key)
+            if stored and stored.get(COLLECT) is not None:
+                self.collect(model, stored[COLLECT])
+            self._recovered.add(model)
+        stored = self.state.get(key)
+        if not stored:
+            return new_head(nonce=new_id())
+        return {k: v for k, v in stored.items() if k not in (CHANGES, COLLECT)}
+
+    @staticmethod
+    def judged_with_keys(staged: Staged, model: str, head: dict) -> dict:
+        """A head written before judged outcomes had keys of their own kept them in a list inside it."""
+        if not isinstance(head["judged"], list):
+            return head
+        for i, entry in enumerate(head["judged"]):
+            staged[f"row|{row_key(model, head['seq'], 'j', i)}"] = entry
+        return {**head, "judged": len(head["judged"])}
+
+    def add_request(self, staged: Staged, model: str, head: dict, request: dict, at_ms: int) -> dict:
+        if staged.get(f"seen|{request['request_id']}") is not None:
             return head                                   # delivered twice (a retry, a rebalance): counted once
         known = self.columns(model)           # only what a version was trained on: a request may carry any number
-        self.state[f"row|{row_key(model, head['seq'], 'r', head['rows'])}"] = {
+        staged[f"row|{row_key(model, head['seq'], 'r', head['rows'])}"] = {
             "id": request["request_id"], "features": {f: v for f, v in request["features"].items() if f in known},
             "categories": {f: v for f, v in (request["categories"] or {}).items() if f in known}}
-        self.state[f"seen|{request['request_id']}"] = head["seq"]
+        staged[f"seen|{request['request_id']}"] = head["seq"]
         attributes = self.sensitive(model)
         if attributes:                                   # its groups, for the fairness of its outcome's window
-            self.state[f"groups|{request['request_id']}"] = groups_of(request, attributes)
+            staged[f"groups|{request['request_id']}"] = groups_of(request, attributes)
         return with_request(head, at_ms)
 
     def columns(self, model: str) -> set[str]:
@@ -222,48 +264,54 @@ class DriftWatcher:
         """The sensitive attributes any version of the model was measured on at training."""
         return {a for entry in self.inventory.latest(model) for a in content(entry.trained.get("fairness_json"))}
 
-    def add_prediction(self, model: str, head: dict, prediction: dict, offset: int) -> None:
+    @staticmethod
+    def add_prediction(staged: Staged, model: str, head: dict, prediction: dict) -> dict:
         if prediction["version"] is None or prediction["error"] or \
-                self.state.get(f"seen|{prediction['prediction_id']}") is not None:
-            return
+                staged.get(f"seen|{prediction['prediction_id']}") is not None:
+            return head
         entry = {"id": prediction["prediction_id"], "version": prediction["version"],
                  "variant": prediction["variant"], "label": prediction["label"], "score": prediction["score"]}
-        self.state[f"seen|{prediction['prediction_id']}"] = head["seq"]
-        self.state[f"row|{row_key(model, head['seq'], 'p', head['predictions'])}"] = entry
+        staged[f"seen|{prediction['prediction_id']}"] = head["seq"]
+        staged[f"row|{row_key(model, head['seq'], 'p', head['predictions'])}"] = entry
         served = f"served|{prediction['request_id']}"
-        self.state[served] = (self.state.get(served) or []) + [entry]
-        self.put_head(model, with_prediction(head), offset)
+        staged[served] = (staged.get(served) or []) + [entry]
+        return with_prediction(head)
 
-    def add_outcome(self, model: str, head: dict, outcome: dict, offset: int) -> None:
+    @staticmethod
+    def add_outcome(staged: Staged, model: str, head: dict, outcome: dict) -> dict:
         served = f"served|{outcome['request_id']}"
-        groups = self.state.pop(f"groups|{outcome['request_id']}", None)
-        for p in self.state.get(served) or []:       # none: no prediction known, or its outcome already counted
+        groups = staged.pop(f"groups|{outcome['request_id']}", None)
+        for p in staged.get(served) or []:       # none: no prediction known, or its outcome already counted
             amount = outcome_amount(p["label"], p["score"], outcome)
-            if amount is not None:
-                head = with_outcome(head, p["version"], p["variant"], amount)
-                if groups is not None:
-                    head = with_judged(head, p["version"], p["variant"], groups, outcome["label"] if p["label"]
-                                       is not None else outcome["value"], p["label"] if p["label"] is not None
-                                       else p["score"])
-        self.state.pop(served, None)
-        self.put_head(model, head, offset)
+            if amount is None:
+                continue
+            head = with_outcome(head, p["version"], p["variant"], amount)
+            if groups is not None and head["judged"] < MAX_JUDGED:
+                staged[f"row|{row_key(model, head['seq'], 'j', head['judged'])}"] = judged_entry(
+                    p["version"], p["variant"], groups, outcome["label"] if p["label"] is not None
+                    else outcome["value"], p["label"] if p["label"] is not None else p["score"])
+                head = {**head, "judged": head["judged"] + 1}
+        staged.pop(served, None)
+        return head
 
-    def put_head(self, model: str, head: dict, offset: int) -> None:
-        self.state[f"head|{model}"] = {**head, "offset": offset}
+    async def close_if_due(self, staged: Staged, model: str, head: dict, now_ms: int) -> dict:
+        """The head after now_ms: a new window's, naming the closed one to collect, when this one was due."""
+        if not due(head, now_ms, self.specs.of(model)):
+            return head
+        await self.close(staged, model, head, max(now_ms, head["end_ms"] or now_ms))
+        staged[f"window|{model}|{head['seq']}"] = {kind: head[kind] for kind in ("rows", "predictions", "judged")}
+        return {**new_head(head["seq"] + 1, new_id()), COLLECT: head["seq"]}
 
-    async def close_if_due(self, model: str, head: dict, now_ms: int, offset: int) -> None:
-        if due(head, now_ms, self.specs.of(model)):
-            await self.close(model, head, max(now_ms, head["end_ms"] or now_ms))
-            head = new_head(head["seq"] + 1, new_id())
-        self.put_head(model, head, offset)
-
-    async def close(self, model: str, head: dict, end_ms: int) -> None:
-        """Report on every version serving the model; outputs are acknowledged before the head moves on."""
-        window = self.take_window(model, head, end_ms)
+    async def close(self, staged: Staged, model: str, head: dict, end_ms: int) -> None:
+        """Report on every version serving the model. The table's changes so far are on the changelog before the
+        outputs go (their ids hold the window's nonce, written with its head); the outputs are acknowledged
+        before the head moves on, so a kill in between closes the same window again, to the same ids."""
+        window = self.take_window(staged, model, head, end_ms)
         config = self.specs.of(model)
         champion = self.deployments.champion(model)
         champion_version = champion["version"] if champion else None
         versions = {r["version"] for r in self.deployments.routes(model)} | set(window.predictions.get("version", []))
+        await self.durable()
         for version in sorted(int(v) for v in versions):
             entry = self.inventory.version(model, version)
             if entry is None:
@@ -272,7 +320,7 @@ class DriftWatcher:
             outputs = [report_event(report), *alerts(report, config, self.inventory.policy(model)["fairness"],
                                                      window.nonce)]
             if report["champion"]:
-                outputs += self.judge_retraining(model, report, config, window.nonce)
+                outputs += self.judge_retraining(staged, model, report, config, window.nonce)
             for output in outputs:
                 await self.send(output)
             self.metrics.closed(model, version, report, outputs)
@@ -280,35 +328,58 @@ class DriftWatcher:
                           drift_share=round(report["drift_share"], 3), dataset_drift=report["dataset_drift"],
                           outputs=len(outputs))
 
-    def take_window(self, model: str, head: dict, end_ms: int) -> ClosedWindow:
-        """The window's rows out of the table (deleting them), as frames."""
-        keys = [f"row|{row_key(model, head['seq'], 'r', i)}" for i in range(head["rows"])]
-        requests = [r for r in (self.state.pop(k, None) for k in keys) if r is not None]
-        keys = [f"row|{row_key(model, head['seq'], 'p', i)}" for i in range(head["predictions"])]
-        predictions = [p for p in (self.state.pop(k, None) for k in keys) if p is not None]
-        self.forget_seen(model, head["seq"], [r["id"] for r in requests] + [p["id"] for p in predictions])
+    async def durable(self) -> None:
+        """Every table change made so far acknowledged on the changelog (faust buffers them)."""
+        await self.app.producer.flush()
+
+    @staticmethod
+    def take_window(staged: Staged, model: str, head: dict, end_ms: int) -> ClosedWindow:
+        """The window's rows, as frames (left in the table: collect() shrinks them once the head has moved on)."""
+        def entries(kind: str, count: int) -> list[dict]:
+            return [staged.get(f"row|{row_key(model, head['seq'], kind, i)}") for i in range(count)]
+        requests, predictions = entries("r", head["rows"]), entries("p", head["predictions"])
         return ClosedWindow(model=model, seq=head["seq"], start_ms=head["start_ms"] or end_ms, end_ms=end_ms,
                             numeric=as_frame([r["features"] for r in requests]),
                             categorical=as_frame([r["categories"] for r in requests]),
                             predictions=as_frame(predictions), performance=head["performance"],
-                            judged=head.get("judged", []), nonce=head.get("nonce", ""))
+                            judged=entries("j", head["judged"]), nonce=head.get("nonce", ""))
 
-    def forget_seen(self, model: str, seq: int, ids: list[str]) -> None:
-        """Remember a closed window's ids for SEEN_WINDOWS more windows (redeliveries arrive within seconds),
-        then forget them and the predictions still awaiting their outcome, so the table stays bounded (an
-        outcome later than that is not counted)."""
-        self.state[f"ids|{model}|{seq}"] = ids
-        for old in self.state.pop(f"ids|{model}|{seq - SEEN_WINDOWS}", None) or []:
-            self.state.pop(f"seen|{old}", None)
-            self.state.pop(f"groups|{old}", None)       # a request whose outcome never came
-            self.state.pop(f"served|{old}", None)       # its predictions, awaiting that outcome
+    def collect(self, model: str, seq: int) -> None:
+        """After window seq closed and its head moved on: its rows shrunk to their ids and its judged outcomes
+        dropped; the window SEEN_WINDOWS before it forgotten (redeliveries arrive within seconds), with the
+        predictions still awaiting an outcome (one later than that is not counted), so the table stays bounded.
+        Each step is a value or a deletion made in an order that leaves nothing unreachable, so after a kill it
+        runs again (head()) to the same end."""
+        kept = self.state.get(f"window|{model}|{seq}")
+        if kept:
+            for key in self.window_keys(model, seq, kept):
+                row = self.state.get(key)
+                if row is not None and len(row) > 1:
+                    self.state[key] = {"id": row["id"]}
+            for i in range(kept["judged"]):
+                self.state.pop(f"row|{row_key(model, seq, 'j', i)}", None)
+        old = self.state.get(f"window|{model}|{seq - SEEN_WINDOWS}")
+        if old:
+            for key in self.window_keys(model, seq - SEEN_WINDOWS, old):
+                row = self.state.get(key)
+                if row is not None:
+                    for kind in ("seen", "groups", "served"):
+                        self.state.pop(f"{kind}|{row['id']}", None)
+                    self.state.pop(key, None)
+            self.state.pop(f"window|{model}|{seq - SEEN_WINDOWS}", None)
 
-    def judge_retraining(self, model: str, report: dict, config: Monitoring, nonce: str) -> list[Event]:
-        stored = self.state.get(f"retrain|{model}")
+    @staticmethod
+    def window_keys(model: str, seq: int, kept: dict) -> list[str]:
+        return [f"row|{row_key(model, seq, kind, i)}" for kind, count in (("r", kept["rows"]),
+                                                                            ("p", kept["predictions"]))
+                for i in range(count)]
+
+    def judge_retraining(self, staged: Staged, model: str, report: dict, config: Monitoring, nonce: str) -> list[Event]:
+        stored = staged.get(f"retrain|{model}")
         state = RetrainState(stored["champion"], tuple(stored["drifted_windows"]), stored["last_request_ms"]) \
             if stored else RetrainState()
         state, request, decision = on_champion_report(state, report, config, nonce)
-        self.state[f"retrain|{model}"] = {"champion": state.champion, "drifted_windows": list(state.drifted_windows),
+        staged[f"retrain|{model}"] = {"champion": state.champion, "drifted_windows": list(state.drifted_windows),
                                           "last_request_ms": state.last_request_ms}
         if decision in ("retrain", "cooling-down"):
             self.log.info("sustained drift", model=model, version=report["version"], decision=decision,
@@ -333,9 +404,12 @@ class DriftWatcher:
         if (event.record, event.id) in self.emitted.ids:
             self.log.info("already sent", record=event.record, id=event.id)
             return
+        await self.deliver(event)
+        self.emitted.ids.add((event.record, event.id))
+
+    async def deliver(self, event: Event) -> None:
         topic, key, value, headers = wire_form(self.bus, event, envelope_for(event, SOURCE))
         await (await self.topic(topic).send(key=key, value=value, headers=headers, force=True))
-        self.emitted.ids.add((event.record, event.id))
 
     def topic(self, logical: str) -> faust.TopicT:
         if logical not in self._topics:

@@ -29,7 +29,7 @@ class ClosedWindow:
     categorical: pd.DataFrame             # one row per request, one column per categorical feature
     predictions: pd.DataFrame             # version, variant, label, score: every prediction in the window
     performance: dict = field(default_factory=dict)   # "version|variant" → [sum, outcomes] (correct or |error|)
-    judged: list = field(default_factory=list)        # outcomes with prediction and groups (windows.with_judged)
+    judged: list = field(default_factory=list)        # outcomes with prediction and groups (windows.judged_entry)
     # A random value the window's head was made with, kept in the drift-watcher's own table (its changelog topic
     # no other principal may read): part of every output id, so that nobody can publish an output's id first
     # and have it skipped as already sent; a window closed again after a crash keeps it, and its ids.

@@ -9,7 +9,7 @@ def new_head(seq: int = 0, nonce: str = "") -> dict:
     """offset: the last observation taken in (set by the app; a redelivered one at or below it is skipped);
     nonce: a random value (decide.ClosedWindow.nonce), given by the app."""
     return {"seq": seq, "start_ms": None, "end_ms": None, "rows": 0, "predictions": 0, "performance": {},
-            "judged": [], "offset": -1, "nonce": nonce}
+            "judged": 0, "offset": -1, "nonce": nonce}
 
 
 def with_request(head: dict, at_ms: int) -> dict:
@@ -31,13 +31,10 @@ def with_outcome(head: dict, version: int, variant: str, amount: float) -> dict:
 MAX_JUDGED = 20_000      # outcomes a window keeps for its fairness figures (the rest still count in performance)
 
 
-def with_judged(head: dict, version: int, variant: str, groups: dict, truth, predicted) -> dict:
-    """One outcome with its prediction and the request's sensitive attributes: the rows of online fairness."""
-    judged = head.get("judged", [])
-    if len(judged) >= MAX_JUDGED:
-        return head
-    return {**head, "judged": [*judged, {"version": version, "variant": variant, "groups": groups,
-                                         "truth": truth, "predicted": predicted}]}
+def judged_entry(version: int, variant: str, groups: dict, truth, predicted) -> dict:
+    """One outcome with its prediction and the request's sensitive attributes: a row of online fairness, kept under
+    a key of its own (row_key kind j); the head counts them in `judged`."""
+    return {"version": version, "variant": variant, "groups": groups, "truth": truth, "predicted": predicted}
 
 
 MAX_GROUP_CHARS = 64       # a group's name as kept (a sender chooses it; reports name at most 50 of them)
@@ -68,5 +65,5 @@ def outcome_amount(prediction_label: str | None, prediction_score: float | None,
 
 
 def row_key(model: str, seq: int, kind: str, index: int) -> str:
-    """The table key of one request (kind r) or prediction (kind p) of a window."""
+    """The table key of one request (kind r), prediction (kind p) or judged outcome (kind j) of a window."""
     return f"{model}|{seq}|{kind}{index}"

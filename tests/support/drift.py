@@ -29,27 +29,36 @@ def production(rows: int, seed: int, shift: dict[str, float] | None = None) -> p
     return frame
 
 
-def publish_version(publisher: Publisher, model: str, version: int, monitoring: str, author: Identity) -> None:
-    """A spec with its monitoring block (signed by `author`, a data scientist: nobody folds an unsigned one), a
-    trained version with its profiles, and a deployment serving it."""
+def version_values(model: str, version: int, monitoring: str, defined_by: str, fairness_json: str = "{}") -> list:
+    """(record, id, value) of a spec with its monitoring block, a trained version with its profiles (and the
+    fairness it was measured on, by attribute), and a deployment serving it."""
     labels = pd.Series(["yes", "no"] * 100)
     spec = {"model": model, "dataset": "synthetic", "target": "label", "features": FEATURES, "task": "classification",
             "estimator": "LogisticRegression", "metric": "accuracy", "spec_sha256": "0" * 64,
-            "defined_by": author.name, "defined_at": NOW, "monitoring_json": monitoring}
-    publisher.publish(Event("mlbus.ModelSpecDefined", key=model, id=derive_id(model, "spec"),
-                            value=signed(publisher.bus, author, "mlbus.ModelSpecDefined", spec)))
-    publisher.publish(Event("mlbus.ModelTrained", key=model, id=derive_id(model, version, "trained"), value={
+            "defined_by": defined_by, "defined_at": NOW, "monitoring_json": monitoring}
+    trained = {
         "model": model, "version": version, "run_id": f"run-{version}", "request_id": f"req-{version}",
         "reason": "manual", "requested_by": "test", "task": "classification", "estimator": "LogisticRegression",
         "hyperparameters_json": "{}", "features": FEATURES, "target": "label", "metric": "accuracy",
         "metrics": {"accuracy": 0.9}, "batches": [], "code_version": "test", "environment": {}, "seed": 0,
         "duration_ms": 1, "artifact_uri": "none", "artifact_sha256": "0" * 64, "trained_at": NOW,
         "feature_profile": profile_frame(training_frame(), reference=True),
-        "prediction_profile": profile_column("prediction", labels)}))
-    publisher.publish(Event("mlbus.DeploymentChanged", key=model, id=derive_id(model, version, "deployed"), value={
+        "prediction_profile": profile_column("prediction", labels), "fairness_json": fairness_json}
+    deployed = {
         "deployment_id": f"dep-{version}", "model": model, "strategy": "replace", "phase": "completed",
         "routes": [{"version": version, "variant": "champion", "share": 1.0, "served": True}], "reason": "test",
-        "actor": "test", "cause_id": "c", "changed_at": NOW, "version": version}))
+        "actor": "test", "cause_id": "c", "changed_at": NOW, "version": version}
+    return [("mlbus.ModelSpecDefined", derive_id(model, "spec"), spec),
+            ("mlbus.ModelTrained", derive_id(model, version, "trained"), trained),
+            ("mlbus.DeploymentChanged", derive_id(model, version, "deployed"), deployed)]
+
+
+def publish_version(publisher: Publisher, model: str, version: int, monitoring: str, author: Identity) -> None:
+    """version_values published, the spec signed by `author`, a data scientist: nobody folds an unsigned one."""
+    for record, event_id, value in version_values(model, version, monitoring, author.name):
+        if record == "mlbus.ModelSpecDefined":
+            value = signed(publisher.bus, author, record, value)
+        publisher.publish(Event(record, key=model, id=event_id, value=value))
     publisher.flush()
 
 

@@ -419,13 +419,17 @@ def drift_watcher_without_faust(sent: list):
     from services.drift_watcher.app import DriftWatcher, WindowMetrics
     watcher = DriftWatcher.__new__(DriftWatcher)
     watcher.bus, watcher.log, watcher.state, watcher._models = BUS, get_logger(component="test-agent"), {}, None
+    watcher._recovered = set()
     watcher.inventory, watcher.deployments, watcher.specs, watcher.emitted = (Inventory(), Deployments(),
                                                                               SpecMonitoring(), Emitted())
     watcher.metrics = WindowMetrics(CollectorRegistry())
 
     async def send(event) -> None:
         sent.append(event)
-    watcher.send = send
+
+    async def durable() -> None:
+        pass
+    watcher.send, watcher.durable = send, durable
     for record, value in (("mlbus.ModelTrained", tamed("mlbus.ModelTrained", records_for(BUS, "models.trained", 1,
                                                                                           7)[0][1])),
                           ("mlbus.ModelSpecDefined", tamed("mlbus.ModelSpecDefined", records_for(BUS, "models.specs",

@@ -11,7 +11,7 @@ from services.domain.monitoring import Monitoring, monitoring_from_json, monitor
 from services.domain.profile import profile_column
 from services.drift_watcher.decide import (ClosedWindow, RetrainState, alerts, drift_report, on_champion_report)
 from services.domain.fairness import group_fairness
-from services.drift_watcher.windows import (due, groups_of, new_head, outcome_amount, with_judged, with_outcome,
+from services.drift_watcher.windows import (due, groups_of, judged_entry, new_head, outcome_amount, with_outcome,
                                              with_request)
 
 RNG = np.random.default_rng(7)
@@ -128,8 +128,7 @@ def judged_outcomes(rows: int, f_selected: float, seed: int = 0) -> list[dict]:
     found = []
     for group in rng.choice(["F", "M"], rows):
         predicted = "yes" if rng.random() < (f_selected if group == "F" else 0.5) else "no"
-        found = with_judged({"judged": found}, 2, "champion", {"sex": str(group)}, str(rng.choice(["yes", "no"])),
-                            predicted)["judged"]
+        found.append(judged_entry(2, "champion", {"sex": str(group)}, str(rng.choice(["yes", "no"])), predicted))
     return found
 
 
