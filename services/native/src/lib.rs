@@ -973,6 +973,7 @@ fn seal<'py>(
     prev_hash: &str,
 ) -> PyResult<(Bound<'py, PyBytes>, String, Bound<'py, PyBytes>)> {
     let prev = from_hex(prev_hash).ok_or_else(|| PyValueError::new_err("prev_hash is not a SHA-256 in hex"))?;
+    let mut hash = String::new();
     let mut rec = Record {
         sequence, audited_at, source_topic, source_partition: source_partition as i64, source_offset,
         source_timestamp, key: key.as_deref(),
@@ -981,13 +982,26 @@ fn seal<'py>(
         sealed: sealed.as_ref().map(|(subject, nonce, ciphertext)| Sealed { subject, nonce, ciphertext }),
         prev_hash, hash: "",
     };
-    let canonical = canonical(&rec);
-    let hash = hex_string(&sha256(&[&prev, &canonical]));
-    rec.hash = &hash;
-    let mut out = Vec::with_capacity(prefix.len() + canonical.len());
+    let mut out = Vec::new();
+    let (_, leaf) = seal_record(&mut rec, &prev, &mut hash, prefix, &mut out);
+    Ok((PyBytes::new(py, &out), hash, PyBytes::new(py, &leaf)))
+}
+
+/// One record sealed after `prev`: its canonical bytes chained (the hash in hex into `hash_hex`, and from there
+/// into the record), the record written to `out` after `prefix`; returns its chain hash and Merkle leaf hash.
+/// `seal` and the pager's runs both seal through here, as audit.py's sealed_leaf does in Python.
+fn seal_record<'a>(rec: &mut Record<'a>, prev: &[u8], hash_hex: &'a mut String, prefix: &[u8], out: &mut Vec<u8>)
+                   -> ([u8; 32], [u8; 32]) {
+    let canonical = canonical(rec);
+    let hash = sha256(&[prev, &canonical]);
+    *hash_hex = hex_string(&hash);
+    let hex: &'a String = hash_hex;
+    rec.hash = hex;
+    out.clear();
+    out.reserve(prefix.len() + canonical.len() + 64);
     out.extend_from_slice(prefix);
-    write_record(&mut out, &rec);
-    Ok((PyBytes::new(py, &out), hash.clone(), PyBytes::new(py, &leaf_hash(&canonical))))
+    write_record(out, rec);
+    (hash, leaf_hash(&canonical))
 }
 
 /// The canonical bytes of one AuditRecord value (single-object encoded with this fingerprint), None when it

@@ -17,7 +17,7 @@ use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use super::{
-    blocks, canonical, hex_string, leaf_hash, sha256, write_bytes, write_record, Frontier, Reader, Record, Redactor,
+    blocks, hex_string, seal_record, sha256, write_bytes, Frontier, Reader, Record, Redactor,
     Sealed, HEADER_LEN, MARKER,
 };
 
@@ -386,6 +386,7 @@ fn seal_pending(pending: &[Pending], prefix: &[u8], random: &mut Vec<u8>, mut ch
                 record_type = header(&m.headers, "ce_type");
             }
         }
+        let mut next_hex = String::new();
         let mut record = Record {
             sequence: sequence + count as i64 + 1, audited_at, source_topic: &p.logical,
             source_partition: m.partition, source_offset: m.offset, source_timestamp: m.timestamp, key, headers,
@@ -393,20 +394,13 @@ fn seal_pending(pending: &[Pending], prefix: &[u8], random: &mut Vec<u8>, mut ch
             sealed: sealed.as_ref().map(|(subject, nonce, ciphertext)| Sealed { subject, nonce, ciphertext }),
             prev_hash: &chain.hash_hex, hash: "",
         };
-        let canonical = canonical(&record);
-        let next = sha256(&[&chain.hash, &canonical]);
-        let next_hex = hex_string(&next);
-        record.hash = &next_hex;
-        encoded.clear();
-        encoded.extend_from_slice(prefix);
-        write_record(&mut encoded, &record);
+        let (next, leaf) = seal_record(&mut record, &chain.hash, &mut next_hex, prefix, &mut encoded);
         let framed = avro_long_len(encoded.len()) + encoded.len();
         if !(page_empty && count == 0) && items.len() + framed > bytes_left {
             stopped_by = BYTES;
             break;
         }
         write_bytes(&mut items, &encoded);
-        let leaf = leaf_hash(&canonical);
         chain.tree.append(leaf);
         chain.block.append(leaf);
         if chain.block.size == BLOCK {
