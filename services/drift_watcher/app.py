@@ -33,6 +33,7 @@ import time
 
 import faust
 from confluent_kafka import Producer
+from faust.transport.producer import ProducerBuffer
 
 from services.bus import Bus, Event
 from services.bus.edge import content
@@ -59,6 +60,17 @@ from .staged import CHANGES, Staged, commit, recover
 from .windows import (MAX_JUDGED, due, groups_of, judged_entry, new_head, outcome_amount, row_key, with_outcome,
                       with_prediction, with_request)
 
+async def flush_until_empty(buffer: ProducerBuffer) -> None:
+    """faust's ProducerBuffer.flush — where a table's changelog messages wait (send_soon) — returns as soon as one
+    message takes more than 0.1 s to be handed to aiokafka (flush_atmost), leaving the rest queued. faust's commit
+    flushes before it commits the input's offsets, and durable() before a window's outputs go: both need every
+    change handed on, so this waits until none is left (a stopped producer still raises)."""
+    while buffer.size:
+        await buffer.flush_atmost(None)
+
+
+ProducerBuffer.flush = flush_until_empty            # type: ignore[method-assign]  # see its docstring
+
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 REFERENCE = ("mlbus.ModelTrained", "mlbus.DeploymentChanged", "mlbus.ModelSpecDefined",
              "mlbus.PromotionPolicyDefined")        # policies: the fairness limits, judged online too
@@ -66,6 +78,7 @@ OUTPUTS = ("mlbus.DriftReport", "mlbus.Alert", "mlbus.TrainingRequested")
 PARTITIONS = 3
 UNKNOWN = "unknown"        # the one metrics label of models the registry does not know
 SEEN_WINDOWS = 10          # a duplicate more than this many windows after its original is counted again
+MAX_SERVED = 16            # predictions of one request awaiting its outcome (champion, challengers, shadows)
 COLLECT = "collect"        # a head's field: the window just closed, whose rows collect() shrinks
 
 
@@ -143,9 +156,10 @@ class DriftWatcher:
                                   signed_only(self.specs.apply, verify, ACT_SIGNERS), self.emitted.apply])
         self.observations = self.app.topic(f"{self.app_id}-observations", partitions=PARTITIONS, internal=True, **RAW)
         # One table for all of a model's state (see the module docstring); keys say what they hold:
-        # head|MODEL, row|MODEL|SEQ|r3 (request), p3 (prediction) or j3 (judged outcome), seen|ID (an
-        # observation's id → its window), window|MODEL|SEQ (a closed window's counts), served|REQUEST,
-        # groups|REQUEST, retrain|MODEL. An observation changes them as one (staged.py).
+        # head|MODEL, row|MODEL|SEQ|r3 (request), p3 (prediction) or j3 (judged outcome), seen|MODEL|ID (an
+        # observation's id → its window), window|MODEL|SEQ (a closed window's counts), served|MODEL|REQUEST,
+        # groups|MODEL|REQUEST, retrain|MODEL: each written only from the model's partition, so its changelog
+        # is one. An observation changes them as one (staged.py).
         self.state = self.app.Table("state", default=None)
         self._recovered: set[str] = set()              # models whose head was recovered since the start
         self._topics: dict[str, faust.TopicT] = {}
@@ -196,7 +210,7 @@ class DriftWatcher:
         if offset <= head["offset"]:
             return                                    # taken in before a restart: its effects are in the table
         staged = Staged(self.state)
-        head = self.judged_with_keys(staged, model, head)
+        head = self.upgraded(staged, model, head)
         headers = dict(header_pairs(event.message.headers))
         if TICK_HEADER in headers:
             head = await self.close_if_due(staged, model, head, int(headers[TICK_HEADER]))
@@ -230,30 +244,37 @@ class DriftWatcher:
                 self.collect(model, stored[COLLECT])
             self._recovered.add(model)
         stored = self.state.get(key)
-        if not stored:
-            return new_head(nonce=new_id())
+        if not stored:          # on the changelog before any output names its nonce (durable() flushes it)
+            stored = self.state[key] = new_head(nonce=new_id())
         return {k: v for k, v in stored.items() if k not in (CHANGES, COLLECT)}
 
     @staticmethod
-    def judged_with_keys(staged: Staged, model: str, head: dict) -> dict:
-        """A head written before judged outcomes had keys of their own kept them in a list inside it."""
+    def upgraded(staged: Staged, model: str, head: dict) -> dict:
+        """A head the previous version wrote (its judged outcomes a list inside it, its window's ids keyed without
+        the model), as this one writes it. Its closed windows' ids (ids|MODEL|SEQ) are forgotten by collect()."""
         if not isinstance(head["judged"], list):
             return head
         for i, entry in enumerate(head["judged"]):
             staged[f"row|{row_key(model, head['seq'], 'j', i)}"] = entry
+        for key in [f"row|{row_key(model, head['seq'], kind, i)}" for kind, count in
+                    (("r", head["rows"]), ("p", head["predictions"])) for i in range(count)]:
+            row = staged.get(key)
+            for kind in ("seen", "groups", "served") if row else ():
+                if (value := staged.pop(f"{kind}|{row['id']}")) is not None:
+                    staged[f"{kind}|{model}|{row['id']}"] = value
         return {**head, "judged": len(head["judged"])}
 
     def add_request(self, staged: Staged, model: str, head: dict, request: dict, at_ms: int) -> dict:
-        if staged.get(f"seen|{request['request_id']}") is not None:
+        if staged.get(f"seen|{model}|{request['request_id']}") is not None:
             return head                                   # delivered twice (a retry, a rebalance): counted once
         known = self.columns(model)           # only what a version was trained on: a request may carry any number
         staged[f"row|{row_key(model, head['seq'], 'r', head['rows'])}"] = {
             "id": request["request_id"], "features": {f: v for f, v in request["features"].items() if f in known},
             "categories": {f: v for f, v in (request["categories"] or {}).items() if f in known}}
-        staged[f"seen|{request['request_id']}"] = head["seq"]
+        staged[f"seen|{model}|{request['request_id']}"] = head["seq"]
         attributes = self.sensitive(model)
         if attributes:                                   # its groups, for the fairness of its outcome's window
-            staged[f"groups|{request['request_id']}"] = groups_of(request, attributes)
+            staged[f"groups|{model}|{request['request_id']}"] = groups_of(request, attributes)
         return with_request(head, at_ms)
 
     def columns(self, model: str) -> set[str]:
@@ -267,20 +288,23 @@ class DriftWatcher:
     @staticmethod
     def add_prediction(staged: Staged, model: str, head: dict, prediction: dict) -> dict:
         if prediction["version"] is None or prediction["error"] or \
-                staged.get(f"seen|{prediction['prediction_id']}") is not None:
+                staged.get(f"seen|{model}|{prediction['prediction_id']}") is not None:
             return head
         entry = {"id": prediction["prediction_id"], "version": prediction["version"],
                  "variant": prediction["variant"], "label": prediction["label"], "score": prediction["score"]}
-        staged[f"seen|{prediction['prediction_id']}"] = head["seq"]
-        staged[f"row|{row_key(model, head['seq'], 'p', head['predictions'])}"] = entry
-        served = f"served|{prediction['request_id']}"
-        staged[served] = (staged.get(served) or []) + [entry]
+        staged[f"seen|{model}|{prediction['prediction_id']}"] = head["seq"]
+        staged[f"row|{row_key(model, head['seq'], 'p', head['predictions'])}"] = {
+            **entry, "request": prediction["request_id"]}
+        served = f"served|{model}|{prediction['request_id']}"
+        awaiting = staged.get(served) or []
+        if len(awaiting) < MAX_SERVED:                    # a request id a client sends again and again: bounded
+            staged[served] = awaiting + [entry]
         return with_prediction(head)
 
     @staticmethod
     def add_outcome(staged: Staged, model: str, head: dict, outcome: dict) -> dict:
-        served = f"served|{outcome['request_id']}"
-        groups = staged.pop(f"groups|{outcome['request_id']}", None)
+        served = f"served|{model}|{outcome['request_id']}"
+        groups = staged.pop(f"groups|{model}|{outcome['request_id']}", None)
         for p in staged.get(served) or []:       # none: no prediction known, or its outcome already counted
             amount = outcome_amount(p["label"], p["score"], outcome)
             if amount is None:
@@ -295,10 +319,17 @@ class DriftWatcher:
         return head
 
     async def close_if_due(self, staged: Staged, model: str, head: dict, now_ms: int) -> dict:
-        """The head after now_ms: a new window's, naming the closed one to collect, when this one was due."""
+        """The head after now_ms: a new window's, naming the closed one to collect, when this one was due. A window
+        the code raises on is skipped, said and counted, and the next one opens: else it would be closed again, and
+        raise again, at every observation of its model."""
         if not due(head, now_ms, self.specs.of(model)):
             return head
-        await self.close(staged, model, head, max(now_ms, head["end_ms"] or now_ms))
+        try:
+            await self.close(staged, model, head, max(now_ms, head["end_ms"] or now_ms))
+        except Exception as error:             # noqa: BLE001 - told apart just below
+            if is_infrastructure(error):
+                raise
+            poison_record(SOURCE, "window", f"{model}/w{head['seq']:06d}", head["offset"], error)
         staged[f"window|{model}|{head['seq']}"] = {kind: head[kind] for kind in ("rows", "predictions", "judged")}
         return {**new_head(head["seq"] + 1, new_id()), COLLECT: head["seq"]}
 
@@ -354,19 +385,25 @@ class DriftWatcher:
         if kept:
             for key in self.window_keys(model, seq, kept):
                 row = self.state.get(key)
-                if row is not None and len(row) > 1:
-                    self.state[key] = {"id": row["id"]}
+                if row is not None and set(row) - {"id", "request"}:
+                    self.state[key] = {k: row[k] for k in ("id", "request") if k in row}
             for i in range(kept["judged"]):
                 self.state.pop(f"row|{row_key(model, seq, 'j', i)}", None)
-        old = self.state.get(f"window|{model}|{seq - SEEN_WINDOWS}")
-        if old:
-            for key in self.window_keys(model, seq - SEEN_WINDOWS, old):
+        old = seq - SEEN_WINDOWS
+        if forgotten := self.state.get(f"window|{model}|{old}"):
+            for key in self.window_keys(model, old, forgotten):
                 row = self.state.get(key)
                 if row is not None:
                     for kind in ("seen", "groups", "served"):
-                        self.state.pop(f"{kind}|{row['id']}", None)
+                        self.state.pop(f"{kind}|{model}|{row['id']}", None)
+                    if "request" in row:            # a prediction: its request's may be gone, or never came
+                        self.state.pop(f"served|{model}|{row['request']}", None)
                     self.state.pop(key, None)
-            self.state.pop(f"window|{model}|{seq - SEEN_WINDOWS}", None)
+            self.state.pop(f"window|{model}|{old}", None)
+        for id_ in self.state.get(f"ids|{model}|{old}") or []:      # a window the previous version closed
+            for kind in ("seen", "groups", "served"):
+                self.state.pop(f"{kind}|{id_}", None)
+        self.state.pop(f"ids|{model}|{old}", None)
 
     @staticmethod
     def window_keys(model: str, seq: int, kept: dict) -> list[str]:

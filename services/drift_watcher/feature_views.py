@@ -16,6 +16,8 @@ training/serving skew check's alert.
 """
 from __future__ import annotations
 
+import hashlib
+import heapq
 import math
 from dataclasses import dataclass, field
 
@@ -31,16 +33,24 @@ from .stats import column_drift
 
 SETTLE_MS = 10_000          # how long a window stays open after event time passed it (by the drift-watcher's clock)
 OPEN_WINDOWS = 8            # open windows per view version; the oldest is closed when more open
-MAX_VALUES = 5_000          # values per feature a window keeps (the first ones); the rest are counted, not kept
+MAX_VALUES = 5_000          # values per feature a window keeps (those of smallest sample_rank); all are counted
 REFERENCE_SAMPLE = 1_000
 NUMERIC = ("count", "sum", "mean", "min", "max")
 SHOWN_MISMATCHES = 10
 
 
+def sample_rank(value: FeatureValue) -> int:
+    """Where a value stands in its window's sample: a window keeps the MAX_VALUES of smallest rank, so what it
+    keeps does not depend on the order values are read in (live, features.online's partitions interleave; after a
+    restart they are read again one after another)."""
+    key = repr((value.entity, value.event_ms, value.feature, value.value)).encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
+
+
 @dataclass
 class OpenWindow:
     start_ms: int
-    values: dict[str, list] = field(default_factory=dict)      # feature → values (at most MAX_VALUES)
+    kept: dict[str, list] = field(default_factory=dict)        # feature → heap of (-rank, value), ≤ MAX_VALUES
     counted: dict[str, int] = field(default_factory=dict)      # feature → values seen
     passed_at: int | None = None                               # when the clock first saw event time past it
 
@@ -103,8 +113,8 @@ class FeatureWatch:
         window = watched.windows.setdefault(start, OpenWindow(start))
         seen = window.counted.get(value.feature, 0)
         window.counted[value.feature] = seen + 1
-        if seen < MAX_VALUES:
-            window.values.setdefault(value.feature, []).append(value.value)
+        kept = window.kept.setdefault(value.feature, [])
+        (heapq.heappush if seen < MAX_VALUES else heapq.heappushpop)(kept, (-sample_rank(value), value.value))
         watched.newest_ms = value.event_ms if watched.newest_ms is None else max(watched.newest_ms, value.event_ms)
         return None
 
@@ -124,8 +134,9 @@ class FeatureWatch:
                     break
                 del watched.windows[start]
                 watched.closed_before = max(watched.closed_before or start + self.width_ms, start + self.width_ms)
-                closed.append(ClosedViewWindow(watched.view, start, start + self.width_ms, window.values,
-                                               window.counted))
+                values = {feature: [v for _, v in sorted(kept, key=lambda entry: -entry[0])]
+                          for feature, kept in window.kept.items()}
+                closed.append(ClosedViewWindow(watched.view, start, start + self.width_ms, values, window.counted))
         return sorted(closed, key=lambda w: (w.start_ms, w.id))
 
     def report(self, window: ClosedViewWindow, trained: list[dict], nonce: str = "") -> dict | None:

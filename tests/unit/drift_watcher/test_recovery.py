@@ -172,3 +172,25 @@ def test_a_window_past_the_changelogs_message_size_writes_no_value_that_grows_wi
     largest = max(len(json.dumps(value)) for _, value in agent.table.changelog)
     assert largest < 4_000, largest
     assert agent.table[f"row|{MODEL}|0|r2999"] == {"id": "r2999"}, "a closed window's rows kept as their ids"
+
+
+def test_a_window_the_code_raises_on_is_skipped_and_the_next_ones_close(monkeypatch):
+    """Class: anything a close raises (a report the decide layer cannot make). The window is skipped and counted
+    as poison, the model's next windows close: before, the head stayed on it and every later observation of the
+    model closed it again, and raised again."""
+    from services.bus.metrics import POISON
+    from services.drift_watcher import app
+
+    real = app.drift_report
+
+    def raising_on_the_first_window(window, *args, **kwargs):
+        if window.seq == 0:
+            raise ValueError("a report this code cannot make")
+        return real(window, *args, **kwargs)
+    monkeypatch.setattr(app, "drift_report", raising_on_the_first_window)
+    skipped = POISON.labels(app.SOURCE, "window", f"{MODEL}/w000000")
+    before = skipped._value.get()
+    run = Run(observations(["request"] * 12))
+    assert skipped._value.get() == before + 1
+    reports = [e.value["window_id"] for e in run.agent.sent if e.record == "mlbus.DriftReport"]
+    assert reports == [f"{MODEL}/w000001", f"{MODEL}/w000002"], reports
