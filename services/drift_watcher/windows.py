@@ -33,7 +33,7 @@ MAX_JUDGED = 20_000      # outcomes a window keeps for its fairness figures (the
 
 def judged_entry(version: int, variant: str, groups: dict, truth, predicted) -> dict:
     """One outcome with its prediction and the request's sensitive attributes: a row of online fairness, kept under
-    a key of its own (row_key kind j); the head counts them in `judged`."""
+    a key of its own (table.row_key, kind j); the head counts them in `judged`."""
     return {"version": version, "variant": variant, "groups": groups, "truth": truth, "predicted": predicted}
 
 
@@ -62,8 +62,3 @@ def outcome_amount(prediction_label: str | None, prediction_score: float | None,
     if outcome["value"] is not None and prediction_score is not None:
         return abs(outcome["value"] - prediction_score)
     return None
-
-
-def row_key(model: str, seq: int, kind: str, index: int) -> str:
-    """The table key of one request (kind r), prediction (kind p) or judged outcome (kind j) of a window."""
-    return f"{model}|{seq}|{kind}{index}"

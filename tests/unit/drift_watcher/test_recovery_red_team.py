@@ -17,7 +17,6 @@ import json
 import random
 from types import SimpleNamespace
 
-import pytest
 from faust.transport.producer import ProducerBuffer
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -25,6 +24,7 @@ from services.domain import Monitoring
 from services.domain.features_views import parse_views
 from services.domain.features_windows import FeatureValue, SourceSpan
 from services.drift_watcher.feature_views import MAX_VALUES, SETTLE_MS, FeatureWatch
+from services.drift_watcher.app import flush_waits_until_empty
 from services.drift_watcher.router import TICK_HEADER
 from tests.support.drift import NOW, training_frame
 from tests.unit.drift_watcher.test_recovery import essence, without_nonces
@@ -283,6 +283,8 @@ def test_a_feature_windows_kept_values_do_not_depend_on_the_order_they_are_read_
 
 # -- faust: what durable() and faust's own commit rely on ---------------------------------------------------------
 def test_faust_producer_flush_leaves_nothing_of_the_table_queued():
+    flush_waits_until_empty()                            # as DriftWatcher does when it is made
+
     async def run() -> int:
         buffer = ProducerBuffer()
         buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
