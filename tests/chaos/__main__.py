@@ -8,6 +8,7 @@ import shutil
 import sys
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 
 from services.bus.settings import PROJECT_ROOT
@@ -17,6 +18,7 @@ from .checker import ScenarioResult, report_json, table
 
 SCENARIOS = {
     "broker-crash": scenarios.broker_crash,
+    "broker-crash-3-nodes": partial(scenarios.broker_crash, nodes=3),
     "service-crash": scenarios.service_crash,
     "zombie": scenarios.zombie,
     "poison-input": scenarios.poison_input,

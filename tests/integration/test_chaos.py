@@ -1,6 +1,6 @@
 """The reliability suite's fast subset on real local brokers (each scenario starts its own): the same code
 as `scripts/chaos`, at small counts (and two leader kills instead of five). The long scenarios are marked
-slow: `scripts/chaos` runs all twelve at full size, `scripts/test -m slow tests/integration/test_chaos.py`
+slow: `scripts/chaos` runs all thirteen at full size, `scripts/test -m slow tests/integration/test_chaos.py`
 runs the long ones here."""
 from __future__ import annotations
 
@@ -12,9 +12,13 @@ from tests.chaos import scenarios, shard_scenarios
 from tests.chaos.checker import table
 from tests.support.polling import LONG_STORY_S
 
-FAST = [("broker-crash", scenarios.broker_crash, 0.05), ("zombie", scenarios.zombie, 0.1),
+# The broker crash runs on three nodes in the suite: on one node Kafka itself can complete a transaction killed
+# mid-commit without its markers (docs/guarantees.md, "A single broker killed mid-commit"); that one runs with the
+# long scenarios (scripts/chaos), where a failure names Kafka's skipped markers.
+FAST = [("broker-crash-3-nodes", partial(scenarios.broker_crash, nodes=3), 0.05), ("zombie", scenarios.zombie, 0.1),
         ("poison-input", scenarios.poison_input, 0.05), ("disk-config-faults", scenarios.disk_and_config_faults, 1.0)]
-LONG = [("service-crash", scenarios.service_crash, 0.25), ("slow-consumer", scenarios.slow_consumer, 0.2),
+LONG = [("broker-crash", scenarios.broker_crash, 0.05), ("service-crash", scenarios.service_crash, 0.25),
+        ("slow-consumer", scenarios.slow_consumer, 0.2),
         ("bad-datasets", scenarios.bad_datasets, 0.1),        # ~1.5 min; test_validator and test_data_to_model too
         ("valid-but-hostile", scenarios.valid_but_hostile, 0.03),    # ~2.5 min; each hostile case has its own test
         ("scale-out-in", scenarios.scale_out_in, 0.2),
