@@ -30,6 +30,7 @@ SCENARIOS = {
     "valid-but-hostile": scenarios.valid_but_hostile,
     "recovery-drill": scenarios.recovery_drill,
     "shard-moved": shard_scenarios.shard_moved,
+    "broker-crash-audited": shard_scenarios.broker_crash_audited,
 }
 
 

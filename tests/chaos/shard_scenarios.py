@@ -121,3 +121,48 @@ def shard_moved(workdir: Path, scale: float) -> ScenarioResult:
         ok = alive and not problems and counts.lost == counts.duplicated == counts.out_of_order == 0 \
             and all(shards.values())
         return result("shard moved", counts, ok, notes)
+
+
+def broker_crash_audited(workdir: Path, scale: float) -> ScenarioResult:
+    """Three nodes (replication 3), a three-shard audit.log kept by its auditor copies under a steady load: kill -9
+    the node leading audit.log's shard 0 (a copy's transactions write its pages there) and start it again 5 s
+    later. On one node Kafka itself can break a transaction killed mid-commit (docs/explanation/guarantees.md)."""
+    downtime_s = 5.0
+    with Brokers(workdir / "kafka", nodes=3) as brokers:
+        stage = Stage(brokers, workdir, replication=3, audit_shards=SHARDS)
+        with stage.running():
+            copies = [stage.start(f"auditor-{k}", "services.auditor", MLBUS_INSTANCE=str(k)) for k in (1, 2)]
+            wait_until(lambda: all("shard started" in c.log.read_text(errors="replace") for c in copies), 120,
+                       "every copy running a shard", interval=0.5)
+            producer = TrackedProducer(stage.bus, "chaos-shards")
+            stop = threading.Event()
+            load = threading.Thread(target=steady_load, args=(producer, stop), daemon=True)
+            load.start()
+            try:
+                stop.wait(KILL_EVERY_S * max(scale, 0.2) * 2)     # the load's pace, not a wait for the bus
+                victim = brokers.leader(stage.bus.catalogue.physical("audit.log"), 0)
+                brokers.kill(victim)
+                stop.wait(downtime_s)
+                brokers.restart(victim)
+                stop.wait(KILL_EVERY_S * max(scale, 0.2) * 2)
+            finally:
+                stop.set()
+                load.join(60)
+            unanswered = producer.flush(300)
+            records = wait_until(lambda: audited_requests(stage, producer.acknowledged), 600,
+                                 "every acknowledged request and every message on the bus on record", interval=2.0)
+            exits = {c.name: c.exits for c in copies if c.exits}
+        requests = [r for r in records if r["source_topic"] == "inference.requests"]
+        ids = [stage.bus.schemas.decode(r["value"], "mlbus.InferenceRequest")[1]["request_id"] for r in requests]
+        counts = tally(producer.sent, producer.acknowledged, ids)
+        problems = log_problems(stage.bus, records)
+        shards = {shard: sum(r["shard"] == shard for r in requests) for shard in range(SHARDS)}
+        notes = [f"2 auditor copies on a {SHARDS}-shard audit.log on 3 nodes, node {victim} (leading shard 0) "
+                 f"killed -9 under {RATE} requests/s and started again {downtime_s:.0f} s later",
+                 f"requests on record per shard: {shards}; {len(records)} records in all",
+                 f"copies that exited by themselves (restarted): {exits or 'none'}",
+                 "log: " + ("; ".join(problems) or "every message once, every shard verifies")]
+        if unanswered or producer.refused:
+            notes.append(f"{len(producer.refused)} refused and {unanswered} unanswered by the broker")
+        ok = not problems and counts.lost == counts.duplicated == counts.out_of_order == 0 and all(shards.values())
+        return result("broker crash under audit (3 nodes)", counts, ok, notes)

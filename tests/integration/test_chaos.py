@@ -1,6 +1,6 @@
 """The reliability suite's fast subset on real local brokers (each scenario starts its own): the same code
 as `scripts/chaos`, at small counts (and two leader kills instead of five). The long scenarios are marked
-slow: `scripts/chaos` runs all thirteen at full size, `scripts/test -m slow tests/integration/test_chaos.py`
+slow: `scripts/chaos` runs all fourteen at full size, `scripts/test -m slow tests/integration/test_chaos.py`
 runs the long ones here."""
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ LONG = [("broker-crash", scenarios.broker_crash, 0.05), ("service-crash", scenar
         ("scale-out-in", scenarios.scale_out_in, 0.2),
         ("three-brokers", partial(scenarios.three_brokers, kills=2), 0.05),
         ("recovery-drill", scenarios.recovery_drill, 0.1),     # ~2 min: kept out of the suite's 30
-        ("shard-moved", shard_scenarios.shard_moved, 0.34)]    # ~2.5 min; test_audit_shards kills a copy too
+        ("shard-moved", shard_scenarios.shard_moved, 0.34),     # ~2.5 min; test_audit_shards kills a copy too
+        ("broker-crash-audited", shard_scenarios.broker_crash_audited, 0.5)]    # ~3 min: issue 34's broker crash
 
 
 def check(run, scale, tmp_path):
