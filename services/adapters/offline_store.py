@@ -8,8 +8,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -22,9 +23,12 @@ from services.domain import (FeatureSetRefused, FeatureValue, FeatureView, UsedV
                              sources_json as _sources_json, value_json as _value_json,
                              view_identifier as IDENTIFIER, TEXT_VALUE as TEXT)
 
+from services.bus.edge import InvalidField
+
 from .feature_store import _canonical_sources, _newest_offset, _row_value, _sources
 
 Place = tuple[str, int]
+T = TypeVar("T")
 VERSION = re.compile(r"[0-9a-f]{64}", re.ASCII)
 PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}", re.ASCII)     # a file name: no separator, not hidden
 COLUMNS = ("view", "version", "feature", "entity", "event_ms", "window_start_ms", "value_json", "sources_json")
@@ -206,11 +210,12 @@ class _TableRows:
         self.table = table
 
     def value_at(self, row: int) -> FeatureValue:
-        return _row_value({name: self.table.column(name)[row].as_py() for name in COLUMNS})    # a dictionary's value
+        cells = {name: self.table.column(name)[row].as_py() for name in COLUMNS}      # a dictionary's value
+        return _readable(lambda _: _row_value(cells), str(cells))
 
     def places(self, rows: np.ndarray) -> list[tuple]:
         texts = self.table.column("sources_json").take(pa.array(rows, pa.int64())).to_pylist()
-        return [source_places(_sources(text)) for text in texts]          # as value_at's object has them
+        return [source_places(_readable(_sources, text)) for text in texts]    # as value_at's object has them
 
     def cut_sources(self, rows: np.ndarray, stored: list[str]) -> list[str]:
         spans = self.table.column("sources").take(pa.array(rows, pa.int64())).to_pylist()
@@ -218,7 +223,17 @@ class _TableRows:
                        for s in found or ()]) for found in spans]
 
     def canonical_sources(self, text: str) -> str:
-        return _canonical_sources(text)
+        return _readable(_canonical_sources, text)
+
+
+def _readable(parse: Callable[[str], T], text: str) -> T:
+    """A stored text parsed (a row's sources_json, or the row); one that does not read (a part written by hand: an
+    offset past a long, a field not JSON, a span of four) is the store's refusal, as a part that is no Parquet file
+    is, not the edge's InvalidField or a TypeError."""
+    try:
+        return parse(text)
+    except (InvalidField, TypeError, ValueError) as error:
+        raise FeatureSetRefused(f"the offline store holds what it cannot read ({error}): {text[:200]!r}") from None
 
 
 def _texts(table: pa.Table, columns: Sequence[str]) -> pd.DataFrame:
