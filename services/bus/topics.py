@@ -143,6 +143,18 @@ class TopicAdmin:
         return result
 
 
+def replication_warning(brokers: int, replication: int) -> str | None:
+    """What `topics apply` says when a cluster's topics have fewer than three replicas: a partition of one replica
+    loses its leader whenever its broker stops, and a transaction writing there can then be completed without
+    its markers by Kafka itself (docs/explanation/guarantees.md). One broker (the local setup): nothing to say."""
+    if brokers < 2 or replication >= 3:
+        return None
+    return (f"warning: a cluster of {brokers} brokers, but topics get {replication} replica(s): set "
+            "MLBUS_REPLICATION=3 (and the brokers' min.insync.replicas to 2), else a broker that stops, even "
+            "gracefully, leaves partitions without a leader and exactly once is not kept "
+            "(docs/explanation/guarantees.md#a-single-broker-killed-mid-commit)")
+
+
 def _new_topic(name: str, topic: Topic) -> NewTopic:
     return NewTopic(name, num_partitions=topic.partitions, replication_factor=topic.replication,
                     config=dict(topic.config))

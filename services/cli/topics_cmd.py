@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from services.bus.context import Bus
-from services.bus.topics import TopicAdmin, plan_topics
+from services.bus.topics import TopicAdmin, plan_topics, replication_warning
 
 from .output import info, print_json, print_table
 
@@ -53,6 +53,9 @@ def apply_topics(bus: Bus, args: argparse.Namespace) -> int:
             print(f"{change.action:15} {change.topic:32} {change.detail}")
         fixable = sum(c.action != "drift" for c in changes)
         info(f"{verb} apply {fixable} changes; {len(changes) - fixable} drift(s) need a person")
+    brokers = len(admin.admin.list_topics(timeout=30).brokers)
+    if warning := replication_warning(brokers, min(t.replication for t in bus.catalogue)):
+        info(warning)
     return 0
 
 

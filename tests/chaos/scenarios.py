@@ -1,4 +1,4 @@
-"""The ten reliability scenarios. Each starts its own local broker(s), runs real services as processes,
+"""The reliability scenarios (scripts/chaos names them: tests/chaos/__main__.py). Each starts its own local broker(s), runs real services as processes,
 injects its fault, reads everything back with read_committed and counts (checker.tally).
 
 `scale` multiplies every count (1.0 = the issue's sizes; the test suite runs a fast subset at a small one)."""
@@ -112,7 +112,7 @@ def duplicates_traced(stage: Stage, served: list[str]) -> str:
 def broker_crash(workdir: Path, scale: float, nodes: int = 1) -> ScenarioResult:
     """kill -9 a broker halfway through the requests, while the scorer answers; restart it a few seconds later.
     nodes=1: the only broker, as the local setup runs it. nodes=3 (replication 3, min.insync.replicas 2): the node
-    coordinating the scorer's group, where its transactions commit their offsets. On one node, a kill between a
+    coordinating the scorer's transactions (their state and markers). On one node, a kill between a
     transaction's PrepareCommit and its markers can break the transaction's atomicity in Kafka itself
     (docs/guarantees.md, "A single broker killed mid-commit"): its duplicates are then traced to that."""
     n = count(100_000, scale, least=1000)
@@ -131,38 +131,47 @@ def broker_crash(workdir: Path, scale: float, nodes: int = 1) -> ScenarioResult:
                 producer.flush(120)
                 wait_until(lambda: stage.lag("scorer", ["inference.requests"]) < n // 2, 180,
                            "the scorer to answer before the crash")
-                victim = 1 if nodes == 1 else group_coordinator(brokers, stage, "scorer")
+                victim = 1 if nodes == 1 else transaction_coordinator(brokers, stage, "scorer")
                 brokers.kill(victim)
                 killed.append(victim)
                 threading.Timer(downtime_s, lambda: (brokers.restart(victim), restarted.set())).start()
 
             send_requests(producer, 0, n, {n // 2: crash})
             wait_until(restarted.is_set, 180, "the broker to restart")
-            which = "the broker" if nodes == 1 else f"node {killed[0]} of {nodes} (the scorer's group coordinator)"
+            which = "the broker" if nodes == 1 else f"node {killed[0]} of {nodes} (the scorer's transaction coordinator)"
             notes = [f"{which} killed (SIGKILL) after request {n // 2}, restarted {downtime_s:.0f} s later"]
             outcome = scored_result("broker crash" + ("" if nodes == 1 else f" ({nodes} nodes)"), stage, producer,
                                     notes)
-            if outcome.duplicated and (skipped := markers_skipped(brokers, killed[0])):
-                outcome.notes.append(f"Kafka completed a transaction without its markers: {skipped}")
+            if (outcome.lost or outcome.duplicated) and (skipped := markers_skipped(brokers)):
+                outcome.notes.append(f"{KAFKA_DROPPED_MARKERS}: {skipped}")
             if not stage.restarts():
                 outcome.notes.append("the scorer reconnected by itself (no restart)")
             return outcome
 
 
-def group_coordinator(brokers: Brokers, stage: Stage, service: str) -> int:
-    """The node coordinating the service's consumer group (its transactions' offsets go there)."""
-    group = f"{stage.bus.settings.connection.namespace}{GROUPS.get(service, f'mlbus.{service}')}"
-    admin = brokers.admin()                 # kept while its future is pending (a dropped client never answers)
-    [future] = admin.describe_consumer_groups([group], request_timeout=30).values()
-    return future.result(timeout=60).coordinator.id
+KAFKA_DROPPED_MARKERS = "Kafka completed a transaction without its markers"
 
 
-def markers_skipped(brokers: Brokers, node: int) -> str:
-    """The broker's own words when its transaction coordinator drops a transaction's markers (it takes a partition
-    without a leader for a deleted one), as the restarted node logged them."""
-    log = brokers.node_dir(node) / "logs" / "server.log"
-    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-    return " | ".join(line[line.find("Couldn't"):][:300] for line in lines if "likely deleted already" in line)
+def transaction_coordinator(brokers: Brokers, stage: Stage, service: str) -> int:
+    """The node leading the __transaction_state partition of the service's (first copy's) transactional id: Kafka
+    places an id by Java's String.hashCode, made non-negative, modulo that topic's partitions."""
+    transactional_id = f"{stage.bus.settings.connection.namespace}{GROUPS.get(service, f'mlbus.{service}')}.0"
+    java_hash = 0
+    for char in transactional_id:
+        java_hash = (31 * java_hash + ord(char)) & 0xFFFFFFFF
+    partitions = brokers.admin().list_topics("__transaction_state", timeout=30).topics["__transaction_state"].partitions
+    return brokers.leader("__transaction_state", (java_hash & 0x7FFFFFFF) % len(partitions))
+
+
+def markers_skipped(brokers: Brokers) -> str:
+    """The brokers' own words, wherever logged (this start's server.log or the one before), when a transaction
+    coordinator dropped a transaction's markers, taking a partition without a leader for a deleted one."""
+    found = []
+    for node in range(1, brokers.nodes + 1):
+        for log in sorted((brokers.node_dir(node) / "logs").glob("server.log*")):
+            found += [line[line.find("Couldn't"):][:300] for line in log.read_text(errors="replace").splitlines()
+                      if "likely deleted already" in line]
+    return " | ".join(found)
 
 
 # 3 ────────────────────────────────────────────────────────────────────────────────────────────────────────

@@ -152,6 +152,7 @@ def broker_crash_audited(workdir: Path, scale: float) -> ScenarioResult:
             records = wait_until(lambda: audited_requests(stage, producer.acknowledged), 600,
                                  "every acknowledged request and every message on the bus on record", interval=2.0)
             exits = {c.name: c.exits for c in copies if c.exits}
+            alive = all(c.alive() for c in copies)
         requests = [r for r in records if r["source_topic"] == "inference.requests"]
         ids = [stage.bus.schemas.decode(r["value"], "mlbus.InferenceRequest")[1]["request_id"] for r in requests]
         counts = tally(producer.sent, producer.acknowledged, ids)
@@ -164,5 +165,6 @@ def broker_crash_audited(workdir: Path, scale: float) -> ScenarioResult:
                  "log: " + ("; ".join(problems) or "every message once, every shard verifies")]
         if unanswered or producer.refused:
             notes.append(f"{len(producer.refused)} refused and {unanswered} unanswered by the broker")
-        ok = not problems and counts.lost == counts.duplicated == counts.out_of_order == 0 and all(shards.values())
+        ok = alive and not problems and counts.lost == counts.duplicated == counts.out_of_order == 0 \
+            and all(shards.values())
         return result("broker crash under audit (3 nodes)", counts, ok, notes)

@@ -35,3 +35,12 @@ def test_partitions_grow_but_never_shrink():
 def test_replication_difference_is_reported_as_drift():
     [change] = plan_topics(CATALOGUE, matching() | {"n.a": ExistingTopic(3, 3, {"retention.ms": "1000"})})
     assert change.action == "drift" and "replication 3" in change.detail
+
+
+def test_topics_apply_warns_of_a_cluster_whose_topics_have_fewer_than_three_replicas():
+    from services.bus.topics import replication_warning
+    assert replication_warning(1, 1) is None                       # the local broker: one replica is all there is
+    assert replication_warning(3, 3) is None and replication_warning(5, 4) is None
+    for brokers, replication in [(2, 1), (3, 1), (3, 2), (6, 2)]:
+        warning = replication_warning(brokers, replication)
+        assert warning and "MLBUS_REPLICATION=3" in warning and f"{brokers} brokers" in warning
