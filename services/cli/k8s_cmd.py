@@ -37,7 +37,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     found.add_argument("--image", default="mlbus:latest", help="the services' image, built from "
                                                                "compose/Dockerfile (default mlbus:latest)")
     found.add_argument("--replication", type=int, default=None,
-                       help="replicas of every topic (default MLBUS_REPLICATION, else topics.yaml's)")
+                       help="replicas of every topic (default MLBUS_REPLICATION, else 3: a cluster's, with "
+                            "min.insync.replicas 2; topics.yaml's one is the local broker's)")
     found.add_argument("--person", action="append", default=[], type=person, metavar="NAME=ROLE[,ROLE]",
                        help="also a KafkaUser for this person (the name `mlbus people add` takes; its principal "
                             "is MLBUS_NAMESPACE + NAME), with their roles' ACLs (repeatable)")
@@ -72,13 +73,16 @@ def people_principals(people: list[tuple[str, list[str]]], prefix: str) -> dict[
     return found
 
 
+CLUSTER_REPLICATION = 3      # one replica loses its leader when its broker stops (docs/explanation/guarantees.md)
+
+
 def render_command(_bus: None, args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if args.replication is not None and not 1 <= args.replication <= MAX_REPLICAS:
         raise ConfigError(f"--replication {args.replication}: a topic has 1 to {MAX_REPLICAS} replicas (Kafka "
                           "counts them in a 16-bit number; Strimzi's KafkaTopic takes no more)")
     catalogue = load_catalogue(settings.storage.topics_file, settings.connection.namespace,
-                               args.replication or settings.connection.replication)
+                               args.replication or settings.connection.replication or CLUSTER_REPLICATION)
     target = Target(args.namespace, args.cluster, args.image, settings.connection.namespace)
     taken = sorted({name for name, _ in args.person} & {*RESERVED, *service_principals(catalogue)})
     if taken:

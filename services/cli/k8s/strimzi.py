@@ -18,12 +18,17 @@ SCRAM = "scram-sha-512"
 
 
 def kafka_topic(catalogue: Catalogue, topic: Topic, target: Target) -> dict:
-    """The topic as topics.yaml makes it: its physical name, partitions, replicas and configs."""
+    """The topic as topics.yaml makes it: its physical name, partitions, replicas and configs; with three replicas
+    or more, min.insync.replicas 2 unless topics.yaml says (an acknowledged event on two, and an ISR never
+    shrunk to a lone leader whose stop leaves the partition leaderless)."""
     physical = catalogue.physical(topic.name)
+    config = dict(topic.config)
+    if topic.replication >= 3:
+        config.setdefault("min.insync.replicas", "2")
     return {"apiVersion": API_VERSION, "kind": "KafkaTopic",
             "metadata": metadata(resource_name(physical), "topics", **{"strimzi.io/cluster": target.cluster}),
             "spec": {"topicName": physical, "partitions": topic.partitions, "replicas": topic.replication,
-                     "config": dict(sorted(topic.config.items()))}}
+                     "config": dict(sorted(config.items()))}}
 
 
 def kafka_user(principal: str, grants: Iterable[Grant], target: Target) -> dict:

@@ -155,3 +155,18 @@ def test_prepare_declares_the_auditors_key_and_announces_the_schemas_as_admin(mo
     bus = SimpleNamespace(settings=SimpleNamespace(audit=SimpleNamespace(key="/keys/auditor.ed25519")))
     assert k8s_cmd.prepare_command(bus, argparse.Namespace()) == 0
     assert done == ["key", "schemas"]
+
+
+def test_a_rendered_topic_has_three_replicas_and_min_insync_two_unless_told(tmp_path, monkeypatch):
+    """A Kubernetes cluster's topics: topics.yaml's one replica is the local broker's, and a partition of one
+    replica (or an ISR shrunk to its leader) loses its leader when that broker stops, which can break a
+    transaction in Kafka itself (docs/explanation/guarantees.md)."""
+    import yaml
+    from services.cli.main import main
+    monkeypatch.delenv("MLBUS_REPLICATION", raising=False)
+    for flags, replicas, insync in (([], 3, "2"), (["--replication", "5"], 5, "2"), (["--replication", "1"], 1, None)):
+        out = tmp_path / f"k8s-{replicas}"
+        assert main(["k8s", "render", "--out", str(out), *flags]) == 0
+        topics = list(yaml.safe_load_all((out / "kafka-topics.yaml").read_text()))
+        assert topics and all(t["spec"]["replicas"] == replicas for t in topics)
+        assert all(t["spec"]["config"].get("min.insync.replicas") == insync for t in topics)
