@@ -1,5 +1,5 @@
-"""The reliability scenarios (scripts/chaos names them: tests/chaos/__main__.py). Each starts its own local broker(s), runs real services as processes,
-injects its fault, reads everything back with read_committed and counts (checker.tally).
+"""The reliability scenarios (tests/chaos/__main__.py names them). Each starts its own local broker(s), runs real
+services as processes, injects its fault, reads everything back with read_committed and counts (checker.tally).
 
 `scale` multiplies every count (1.0 = the issue's sizes; the test suite runs a fast subset at a small one)."""
 from __future__ import annotations
@@ -114,7 +114,7 @@ def broker_crash(workdir: Path, scale: float, nodes: int = 1) -> ScenarioResult:
     nodes=1: the only broker, as the local setup runs it. nodes=3 (replication 3, min.insync.replicas 2): the node
     coordinating the scorer's transactions (their state and markers). On one node, a kill between a
     transaction's PrepareCommit and its markers can break the transaction's atomicity in Kafka itself
-    (docs/guarantees.md, "A single broker killed mid-commit"): its duplicates are then traced to that."""
+    (docs/explanation/guarantees.md, "A single broker killed mid-commit"): its notes then quote the broker."""
     n = count(100_000, scale, least=1000)
     downtime_s = 5.0
     with Brokers(workdir / "kafka", nodes=nodes) as brokers:
@@ -138,7 +138,8 @@ def broker_crash(workdir: Path, scale: float, nodes: int = 1) -> ScenarioResult:
 
             send_requests(producer, 0, n, {n // 2: crash})
             wait_until(restarted.is_set, 180, "the broker to restart")
-            which = "the broker" if nodes == 1 else f"node {killed[0]} of {nodes} (the scorer's transaction coordinator)"
+            which = "the broker" if nodes == 1 else f"node {killed[0]} of {nodes} (the scorer's transaction " \
+                                                    "coordinator)"
             notes = [f"{which} killed (SIGKILL) after request {n // 2}, restarted {downtime_s:.0f} s later"]
             outcome = scored_result("broker crash" + ("" if nodes == 1 else f" ({nodes} nodes)"), stage, producer,
                                     notes)
@@ -154,13 +155,20 @@ KAFKA_DROPPED_MARKERS = "Kafka completed a transaction without its markers"
 
 def transaction_coordinator(brokers: Brokers, stage: Stage, service: str) -> int:
     """The node leading the __transaction_state partition of the service's (first copy's) transactional id: Kafka
-    places an id by Java's String.hashCode, made non-negative, modulo that topic's partitions."""
+    places an id at Utils.abs(id.hashCode()) modulo that topic's partitions (Java's String.hashCode, 32-bit)."""
     transactional_id = f"{stage.bus.settings.connection.namespace}{GROUPS.get(service, f'mlbus.{service}')}.0"
-    java_hash = 0
-    for char in transactional_id:
-        java_hash = (31 * java_hash + ord(char)) & 0xFFFFFFFF
     partitions = brokers.admin().list_topics("__transaction_state", timeout=30).topics["__transaction_state"].partitions
-    return brokers.leader("__transaction_state", (java_hash & 0x7FFFFFFF) % len(partitions))
+    return brokers.leader("__transaction_state", coordinator_partition(transactional_id, len(partitions)))
+
+
+def coordinator_partition(key: str, partitions: int) -> int:
+    """Where Kafka keeps a transactional id's (or a group's) state: Utils.abs(key.hashCode()) % partitions, with
+    Java's 32-bit String.hashCode (over UTF-16 units: these ids are ASCII) and Utils.abs(MIN_VALUE) = 0."""
+    java_hash = 0
+    for char in key:
+        java_hash = (31 * java_hash + ord(char)) & 0xFFFFFFFF
+    signed = java_hash - (1 << 32) if java_hash >= 1 << 31 else java_hash
+    return (0 if signed == -(1 << 31) else abs(signed)) % partitions
 
 
 def markers_skipped(brokers: Brokers) -> str:
