@@ -4,6 +4,7 @@ and the log as `audit export` writes it. The CLI prints them; the console shows 
 from __future__ import annotations
 
 import base64
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import partial
@@ -13,9 +14,9 @@ from services.bus.errors import BadInput
 
 from services.domain import (BLOCK, REDACTED, Head, ShardAt, TreeHead, Verified, anchor_problem, check_proof,
                              combined_log_id, combined_of_checkpoint, combined_problem, committed_problem,
-                             consistency_proof, cosigned_beyond, erased, head_of_checkpoint, inclusion_proof,
-                             newest_head, parse_line, pinned, shard_log_id, shard_of_log_id, signature_problem,
-                             split_view, witness_problem)
+                             consistency_proof, cosignature_due_ms, cosigned_beyond, erased, head_of_checkpoint,
+                             inclusion_proof, newest_head, parse_line, pinned, shard_log_id, shard_of_log_id,
+                             signature_problem, split_view, witness_problem)
 
 from .anchor import Anchor
 from .audit_log import (anchored_heads, audit_records, checkpoint_shard, checkpoints, committed_chain_hash, decoded,
@@ -149,15 +150,31 @@ def whole_log(shards: list[dict], log: str, anchor: str, keys: str) -> dict:
 def roots_problem(bus: Bus, shard: int, on_topic: list, anchored: list, heads: list, keys: dict[str, bytes],
                   name: str, witness: tuple[dict[str, bytes], list] | None) -> tuple[str, str] | None:
     """Once a shard matches every head of it: the anchor must hold its newest, and a witness must have co-signed
-    it (`witness`: the trusted witness keys and the co-signatures, read once after the walks)."""
-    if anchoring := anchor_problem(on_topic, anchored, bus.settings.audit.anchor):
+    it (`witness`: the trusted witness keys and the co-signatures, read once after the walks). A head signed just
+    now is given until it is MLBUS_AUDIT_WITNESS_WAIT_S old for both: the auditor appends it to the anchor right
+    after its commit, and a witness co-signs it within seconds; a verify landing in between is no finding."""
+    wait_ms = int(bus.settings.audit.witness_wait_s * 1000)
+    anchoring = anchor_problem(on_topic, anchored, bus.settings.audit.anchor)
+    while anchoring and (due := _young_for_ms(newest_head(on_topic), wait_ms)) > 0:
+        time.sleep(min(0.5, due / 1000))
+        anchored = anchored_heads(bus, shard)
+        anchoring = anchor_problem(on_topic, anchored, bus.settings.audit.anchor)
+    if anchoring:
         return anchoring
     trusted, found = witness if witness is not None else ({}, [])
-    problem = witness_problem(newest_head(heads), found, trusted, keys)
+    newest = newest_head(heads)
+    while (due := cosignature_due_ms(newest, found, trusted, keys, wait_ms, int(time.time() * 1000))) > 0:
+        time.sleep(min(0.5, due / 1000))
+        found = cosignatures(bus)
+    problem = witness_problem(newest, found, trusted, keys)
     if problem is None:
         # Heads are read again: the auditor may have signed (and the witness co-signed) one during the walk.
         problem = cosigned_beyond(newest_head(heads + sum(kept_heads(bus, shard), [])), found, trusted, name)
     return (problem, "audit.witness") if problem else None
+
+
+def _young_for_ms(head: TreeHead | None, patience_ms: int) -> int:
+    return 0 if head is None else head.young_for_ms(patience_ms, int(time.time() * 1000))
 
 
 def with_cosignatures(bus: Bus, document: dict, head: TreeHead, found: list | None = None) -> dict:

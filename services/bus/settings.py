@@ -145,6 +145,8 @@ class AuditSettings:
     key: Path                   # MLBUS_AUDIT_KEY: the auditor's Ed25519 seed (made by `mlbus acl apply`)
     log_id: str                 # MLBUS_AUDIT_LOG_ID: the log's name in its heads (default: the topic's)
     witness_dir: Path           # MLBUS_WITNESS_DIR: the witness's key and state (default var/witness)
+    witness_wait_s: float = 30.0    # MLBUS_AUDIT_WITNESS_WAIT_S: how long after a head is signed `audit verify`
+                                    # waits for a witness's co-signature of it before calling the log untrusted
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], var_dir: Path) -> "AuditSettings":
@@ -156,6 +158,7 @@ class AuditSettings:
             key=Path(env.get("MLBUS_AUDIT_KEY", var_dir / "keys" / "auditor.ed25519")),
             log_id=env.get("MLBUS_AUDIT_LOG_ID", ""),
             witness_dir=Path(env.get("MLBUS_WITNESS_DIR") or var_dir / "witness"),
+            witness_wait_s=non_negative(env, "MLBUS_AUDIT_WITNESS_WAIT_S", 30.0),
         )
 
 

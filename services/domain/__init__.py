@@ -49,6 +49,7 @@ _EXPORTS = {
     "Erasure": "erasure",
     "parse_line": "tree_head", "ProofError": "merkle",
     "Cosignature": "witness", "cosignature_problem": "witness", "witness_problem": "witness",
+    "cosignature_due_ms": "witness",
     "cosigned_beyond": "witness",
     "Leaves": "merkle", "consistency_path": "merkle",
     "cosign": "witness",
@@ -152,7 +153,8 @@ if TYPE_CHECKING:
     from .shard_heads import (combined_checkpoint, combined_log_id, combined_of_checkpoint, combined_problem,
                               combined_root, CombinedHead, shard_head_included, shard_head_proof, shard_leaves,
                               ShardHead, sign_combined)
-    from .witness import (cosign, Cosignature, cosignature_problem, cosigned_beyond, decide as decide_witness,
+    from .witness import (cosign, Cosignature, cosignature_due_ms, cosignature_problem, cosigned_beyond,
+                          decide as decide_witness,
                           decide_combined, Decision as WitnessDecision, witness_problem)
 
 

@@ -39,6 +39,12 @@ class TreeHead:
     def signed_bytes(self) -> bytes:
         return signed_bytes(self.log_id, self.tree_size, self.root_hash, self.timestamp)
 
+    def young_for_ms(self, patience_ms: int, now_ms: int) -> int:
+        """How much longer this head is younger than `patience_ms` (0: no more), by its own timestamp — one in the
+        future counts from now, so a head cannot buy itself more than the patience. What others do after a head
+        is signed (the auditor appends it to the anchor, a witness co-signs it) is given that long."""
+        return max(0, min(self.timestamp, now_ms) + patience_ms - now_ms)
+
     def line(self) -> str:
         """One line of the anchor: the head as JSON."""
         return _JSON.encode(asdict(self))

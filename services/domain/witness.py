@@ -104,6 +104,19 @@ def witness_problem(newest: TreeHead | None, cosignatures: Sequence[Cosignature]
             + ": is `mlbus audit witness` running? A head it refused is a split view or a rewrite")
 
 
+def cosignature_due_ms(newest: TreeHead | None, cosignatures: Sequence[Cosignature], witness_keys: dict[str, bytes],
+                       log_keys: dict[str, bytes], wait_ms: int, now_ms: int) -> int:
+    """How much longer a witness is given to co-sign the newest head (0: no more): a head is given `wait_ms` from
+    when it was signed (its timestamp; one in the future counts from now), and only while nothing covers it — a
+    co-signature of it that does not verify is an answer, not a delay, and with no trusted witness key there is
+    nothing to wait for. Then witness_problem judges, as before."""
+    if newest is None or any(c.covers(newest) for c in cosignatures):
+        return 0
+    if not {k for k, v in witness_keys.items() if k not in log_keys and v not in log_keys.values()}:
+        return 0
+    return newest.young_for_ms(wait_ms, now_ms)
+
+
 def cosigned_beyond(newest: TreeHead | None, cosignatures: Sequence[Cosignature], witness_keys: dict[str, bytes],
                     log_id: str) -> str | None:
     """A trusted witness co-signed a head of this log larger than any head kept: heads were removed from both

@@ -118,6 +118,29 @@ def test_no_witness_key_or_no_cosignature_on_the_newest_head_fails(auditor, witn
     assert "no valid co-signature" in witness_problem(newest, [stale], keys_of(witness_key), keys_of(auditor))
 
 
+def test_a_head_signed_just_now_is_given_time_for_its_cosignature_and_nothing_else_is(auditor, witness_key):
+    """`audit verify` waits for a witness only while the newest head is younger than the wait and nothing covers it:
+    the auditor signs heads every 30 s, and one signed a moment ago is not yet co-signed by a witness that is
+    running. An invalid co-signature of it, no trusted witness key, or an old head: no wait, witness_problem
+    judges as before."""
+    from services.domain.witness import cosignature_due_ms
+    wait, now = 30_000, 1_000_000
+    fresh, old = head(auditor, 30, at=now - 2_000), head(auditor, 30, at=now - 31_000)
+    witnesses, signers = keys_of(witness_key), keys_of(auditor)
+    assert cosignature_due_ms(fresh, [], witnesses, signers, wait, now) == 28_000
+    assert cosignature_due_ms(fresh, [cosign(witness_key, "w", head(auditor, 20), 5)], witnesses, signers, wait,
+                              now) == 28_000                      # an older head's co-signature covers not this one
+    assert cosignature_due_ms(head(auditor, 30, at=now + 10**9), [], witnesses, signers, wait, now) == wait
+    assert cosignature_due_ms(old, [], witnesses, signers, wait, now) == 0
+    assert cosignature_due_ms(fresh, [], {}, signers, wait, now) == 0                 # no trusted witness key
+    assert cosignature_due_ms(fresh, [], signers, signers, wait, now) == 0            # the auditor's own is none
+    by_stranger = cosign(key_in_memory(), "w", fresh, 5)              # an answer, if a wrong one: judged at once
+    assert cosignature_due_ms(fresh, [by_stranger], witnesses, signers, wait, now) == 0
+    assert cosignature_due_ms(fresh, [cosign(witness_key, "w", fresh, 5)], witnesses, signers, wait, now) == 0
+    assert cosignature_due_ms(None, [], witnesses, signers, wait, now) == 0
+    assert cosignature_due_ms(fresh, [], witnesses, signers, 0, now) == 0
+
+
 def test_a_cosignature_by_an_untrusted_or_the_auditors_own_key_or_altered_fails(auditor, witness_key):
     newest = head(auditor, 30)
     by_stranger = cosign(key_in_memory(), "w", newest, 5)
