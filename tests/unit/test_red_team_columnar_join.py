@@ -490,8 +490,8 @@ def test_a_recorded_until_at_the_edge_of_int64_cuts_as_read_does(tmp_path):
 @pytest.mark.xfail(strict=True, reason=(
     "a text value holding a lone surrogate: the first form stored it (value_json escapes it as \\ud800), "
     "OfflineStore.write now raises UnicodeEncodeError building the `text` column. Not reachable through the edge "
-    "(Avro strings are UTF-8), but tests/unit/features/test_join.py's SCALARS (st.text()) draw it: its store "
-    "property test fails at random (seen at 500 examples, 0 of 15 seeds at its 40) — a flaky test"))
+    "(Avro strings are UTF-8); tests/unit/features/test_join.py's SCALARS draw text without surrogates (what a "
+    "record holds), so its store property test no longer meets it"))
 def test_a_text_value_with_a_lone_surrogate_is_stored_as_the_first_form_stored_it(tmp_path):
     store = OfflineStore(tmp_path)
     store.write([value("\ud800", 1, feature="last_channel")], "p0")
