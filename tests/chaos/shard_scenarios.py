@@ -6,7 +6,10 @@ audited once, and each shard's chain and tree verify against its own signed head
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from services.adapters import audit_records
 from services.bus.supervision import shard_owners
@@ -75,6 +78,62 @@ def audited_requests(stage: Stage, acknowledged: set[str]) -> list[dict] | None:
     return records if on_bus <= on_record and requests >= len(acknowledged) else None
 
 
+@contextmanager
+def under_load(stage: Stage, copies: list[Service]) -> Iterator[tuple[TrackedProducer, threading.Event]]:
+    """Once every copy runs a shard, the steady load (its producer, and the event that paces and stops it) for
+    the body; the load is stopped when the body ends, however it ends."""
+    wait_until(lambda: all("shard started" in c.log.read_text(errors="replace") for c in copies), 120,
+               "every copy running a shard", interval=0.5)
+    producer = TrackedProducer(stage.bus, "chaos-shards")
+    stop = threading.Event()
+    load = threading.Thread(target=steady_load, args=(producer, stop), daemon=True)
+    load.start()
+    try:
+        yield producer, stop
+    finally:
+        stop.set()
+        load.join(60)
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A run once the load is over and all of it is on record: the requests the broker never answered, audit.log's
+    records, each copy's exit codes (those that exited) and whether every copy is still running."""
+    unanswered: int
+    records: list[dict]
+    exits: dict[str, list[int]]
+    alive: bool
+
+
+def settled(stage: Stage, producer: TrackedProducer, copies: list[Service]) -> Settled:
+    """Flush the load and wait for every acknowledged request and every message on the bus to be on record; read
+    while the copies still run (after the stage stops, none is alive)."""
+    unanswered = producer.flush(300)
+    records = wait_until(lambda: audited_requests(stage, producer.acknowledged), 600,
+                         "every acknowledged request and every message on the bus on record", interval=2.0)
+    return Settled(unanswered, records, {c.name: c.exits for c in copies if c.exits}, all(c.alive() for c in copies))
+
+
+def audited_outcome(stage: Stage, producer: TrackedProducer, run: Settled, name: str, first_note: str,
+                    exits_note: str) -> ScenarioResult:
+    """The scenario's result: every acknowledged request on record once and in order, every shard holding some and
+    verifying, every copy alive; the notes are the scenario's own first and exit notes around what was found."""
+    requests = [r for r in run.records if r["source_topic"] == "inference.requests"]
+    ids = [stage.bus.schemas.decode(r["value"], "mlbus.InferenceRequest")[1]["request_id"] for r in requests]
+    counts = tally(producer.sent, producer.acknowledged, ids)
+    problems = log_problems(stage.bus, run.records)
+    shards = {shard: sum(r["shard"] == shard for r in requests) for shard in range(SHARDS)}
+    notes = [first_note,
+             f"requests on record per shard: {shards}; {len(run.records)} records in all",
+             exits_note,
+             "log: " + ("; ".join(problems) or "every message once, every shard verifies")]
+    if run.unanswered or producer.refused:
+        notes.append(f"{len(producer.refused)} refused and {run.unanswered} unanswered by the broker")
+    ok = run.alive and not problems and counts.lost == counts.duplicated == counts.out_of_order == 0 \
+        and all(shards.values())
+    return result(name, counts, ok, notes)
+
+
 def shard_moved(workdir: Path, scale: float) -> ScenarioResult:
     """kill -9 one auditor copy after another under a steady load, started again at once or once its shards
     have moved to the other copies, in turn."""
@@ -84,43 +143,20 @@ def shard_moved(workdir: Path, scale: float) -> ScenarioResult:
         with stage.running():
             copies = [stage.start(f"auditor-{k}", "services.auditor", MLBUS_INSTANCE=str(k))
                       for k in range(1, COPIES + 1)]
-            wait_until(lambda: all("shard started" in c.log.read_text(errors="replace") for c in copies), 120,
-                       "every copy running a shard", interval=0.5)
-            producer = TrackedProducer(stage.bus, "chaos-shards")
-            stop = threading.Event()
-            load = threading.Thread(target=steady_load, args=(producer, stop), daemon=True)
-            load.start()
             killed = []
-            try:
+            with under_load(stage, copies) as (producer, stop):
                 for round_ in range(kills):
                     stop.wait(KILL_EVERY_S)             # the load's pace, not a wait for the bus
                     # restarted at once (its keep-alive) or after its shards moved to the others (a lost machine)
                     killed.append(kill_and_restart(stage, copies[round_ % COPIES], round_ % COPIES + 1,
                                                    wait_for_move=round_ % 2 == 1))
                 stop.wait(KILL_EVERY_S)
-            finally:
-                stop.set()
-                load.join(60)
-            unanswered = producer.flush(300)
-            records = wait_until(lambda: audited_requests(stage, producer.acknowledged), 600,
-                                 "every acknowledged request and every message on the bus on record", interval=2.0)
-            exits = {c.name: c.exits for c in copies if c.exits}
-            alive = all(c.alive() for c in copies)
-        requests = [r for r in records if r["source_topic"] == "inference.requests"]
-        ids = [stage.bus.schemas.decode(r["value"], "mlbus.InferenceRequest")[1]["request_id"] for r in requests]
-        counts = tally(producer.sent, producer.acknowledged, ids)
-        problems = log_problems(stage.bus, records)
-        shards = {shard: sum(r["shard"] == shard for r in requests) for shard in range(SHARDS)}
-        notes = [f"{COPIES} auditor copies on a {SHARDS}-shard audit.log, {len(killed)} kill -9 every "
-                 f"{KILL_EVERY_S:.0f} s under {RATE} requests/s: {'; '.join(killed)}",
-                 f"requests on record per shard: {shards}; {len(records)} records in all",
-                 f"exit codes seen: {exits} (-9: killed; others: a copy that exited by itself, restarted)",
-                 "log: " + ("; ".join(problems) or "every message once, every shard verifies")]
-        if unanswered or producer.refused:
-            notes.append(f"{len(producer.refused)} refused and {unanswered} unanswered by the broker")
-        ok = alive and not problems and counts.lost == counts.duplicated == counts.out_of_order == 0 \
-            and all(shards.values())
-        return result("shard moved", counts, ok, notes)
+            run = settled(stage, producer, copies)
+        return audited_outcome(
+            stage, producer, run, "shard moved",
+            f"{COPIES} auditor copies on a {SHARDS}-shard audit.log, {len(killed)} kill -9 every "
+            f"{KILL_EVERY_S:.0f} s under {RATE} requests/s: {'; '.join(killed)}",
+            f"exit codes seen: {run.exits} (-9: killed; others: a copy that exited by itself, restarted)")
 
 
 def broker_crash_audited(workdir: Path, scale: float) -> ScenarioResult:
@@ -132,39 +168,16 @@ def broker_crash_audited(workdir: Path, scale: float) -> ScenarioResult:
         stage = Stage(brokers, workdir, replication=3, audit_shards=SHARDS)
         with stage.running():
             copies = [stage.start(f"auditor-{k}", "services.auditor", MLBUS_INSTANCE=str(k)) for k in (1, 2)]
-            wait_until(lambda: all("shard started" in c.log.read_text(errors="replace") for c in copies), 120,
-                       "every copy running a shard", interval=0.5)
-            producer = TrackedProducer(stage.bus, "chaos-shards")
-            stop = threading.Event()
-            load = threading.Thread(target=steady_load, args=(producer, stop), daemon=True)
-            load.start()
-            try:
+            with under_load(stage, copies) as (producer, stop):
                 stop.wait(KILL_EVERY_S * max(scale, 0.2) * 2)     # the load's pace, not a wait for the bus
                 victim = brokers.leader(stage.bus.catalogue.physical("audit.log"), 0)
                 brokers.kill(victim)
                 stop.wait(downtime_s)
                 brokers.restart(victim)
                 stop.wait(KILL_EVERY_S * max(scale, 0.2) * 2)
-            finally:
-                stop.set()
-                load.join(60)
-            unanswered = producer.flush(300)
-            records = wait_until(lambda: audited_requests(stage, producer.acknowledged), 600,
-                                 "every acknowledged request and every message on the bus on record", interval=2.0)
-            exits = {c.name: c.exits for c in copies if c.exits}
-            alive = all(c.alive() for c in copies)
-        requests = [r for r in records if r["source_topic"] == "inference.requests"]
-        ids = [stage.bus.schemas.decode(r["value"], "mlbus.InferenceRequest")[1]["request_id"] for r in requests]
-        counts = tally(producer.sent, producer.acknowledged, ids)
-        problems = log_problems(stage.bus, records)
-        shards = {shard: sum(r["shard"] == shard for r in requests) for shard in range(SHARDS)}
-        notes = [f"2 auditor copies on a {SHARDS}-shard audit.log on 3 nodes, node {victim} (leading shard 0) "
-                 f"killed -9 under {RATE} requests/s and started again {downtime_s:.0f} s later",
-                 f"requests on record per shard: {shards}; {len(records)} records in all",
-                 f"copies that exited by themselves (restarted): {exits or 'none'}",
-                 "log: " + ("; ".join(problems) or "every message once, every shard verifies")]
-        if unanswered or producer.refused:
-            notes.append(f"{len(producer.refused)} refused and {unanswered} unanswered by the broker")
-        ok = alive and not problems and counts.lost == counts.duplicated == counts.out_of_order == 0 \
-            and all(shards.values())
-        return result("broker crash under audit (3 nodes)", counts, ok, notes)
+            run = settled(stage, producer, copies)
+        return audited_outcome(
+            stage, producer, run, "broker crash under audit (3 nodes)",
+            f"2 auditor copies on a {SHARDS}-shard audit.log on 3 nodes, node {victim} (leading shard 0) "
+            f"killed -9 under {RATE} requests/s and started again {downtime_s:.0f} s later",
+            f"copies that exited by themselves (restarted): {run.exits or 'none'}")
