@@ -84,6 +84,11 @@ def cosignature_problem(cosignature: Cosignature, witness_keys: dict[str, bytes]
     return None
 
 
+def second_keys(witness_keys: dict[str, bytes], log_keys: dict[str, bytes]) -> dict[str, bytes]:
+    """The witness keys that are no log key (by id or by public key): only those are a second principal."""
+    return {k: v for k, v in witness_keys.items() if k not in log_keys and v not in log_keys.values()}
+
+
 def witness_problem(newest: TreeHead | None, cosignatures: Sequence[Cosignature], witness_keys: dict[str, bytes],
                     log_keys: dict[str, bytes]) -> str | None:
     """Why the newest signed head is not vouched for by a witness (None when a valid co-signature from a trusted
@@ -91,7 +96,7 @@ def witness_problem(newest: TreeHead | None, cosignatures: Sequence[Cosignature]
     key and is not counted."""
     if newest is None:
         return None
-    keys = {k: v for k, v in witness_keys.items() if k not in log_keys and v not in log_keys.values()}
+    keys = second_keys(witness_keys, log_keys)
     if not keys:
         return ("no witness key is trusted (none declared with the role witness on the identities topic, nor given "
                 "with --witness-key), so no head is co-signed")
@@ -112,7 +117,7 @@ def cosignature_due_ms(newest: TreeHead | None, cosignatures: Sequence[Cosignatu
     nothing to wait for. Then witness_problem judges, as before."""
     if newest is None or any(c.covers(newest) for c in cosignatures):
         return 0
-    if not {k for k, v in witness_keys.items() if k not in log_keys and v not in log_keys.values()}:
+    if not second_keys(witness_keys, log_keys):
         return 0
     return newest.young_for_ms(wait_ms, now_ms)
 
