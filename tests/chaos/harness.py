@@ -106,6 +106,35 @@ class Brokers:
         self.stop()
 
 
+def transaction_coordinator(brokers: Brokers, stage: Stage, service: str) -> int:
+    """The node leading the __transaction_state partition of the service's (first copy's) transactional id: Kafka
+    places an id at Utils.abs(id.hashCode()) modulo that topic's partitions (Java's String.hashCode, 32-bit)."""
+    transactional_id = f"{stage.bus.settings.connection.namespace}{GROUPS.get(service, f'mlbus.{service}')}.0"
+    partitions = brokers.admin().list_topics("__transaction_state", timeout=30).topics["__transaction_state"].partitions
+    return brokers.leader("__transaction_state", coordinator_partition(transactional_id, len(partitions)))
+
+
+def coordinator_partition(key: str, partitions: int) -> int:
+    """Where Kafka keeps a transactional id's (or a group's) state: Utils.abs(key.hashCode()) % partitions, with
+    Java's 32-bit String.hashCode (over UTF-16 units: these ids are ASCII) and Utils.abs(MIN_VALUE) = 0."""
+    java_hash = 0
+    for char in key:
+        java_hash = (31 * java_hash + ord(char)) & 0xFFFFFFFF
+    signed = java_hash - (1 << 32) if java_hash >= 1 << 31 else java_hash
+    return (0 if signed == -(1 << 31) else abs(signed)) % partitions
+
+
+def markers_skipped(brokers: Brokers) -> str:
+    """The brokers' own words, wherever logged (this start's server.log or the one before), when a transaction
+    coordinator dropped a transaction's markers, taking a partition without a leader for a deleted one."""
+    found = []
+    for node in range(1, brokers.nodes + 1):
+        for log in sorted((brokers.node_dir(node) / "logs").glob("server.log*")):
+            found += [line[line.find("Couldn't"):][:300] for line in log.read_text(errors="replace").splitlines()
+                      if "likely deleted already" in line]
+    return " | ".join(found)
+
+
 @dataclass
 class Service:
     name: str

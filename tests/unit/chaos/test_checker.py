@@ -44,7 +44,7 @@ def test_table_and_json_carry_every_reported_field():
 def test_a_transactional_id_is_placed_where_the_broker_logged_it():
     """Placements the brokers logged ("Initialized transactionalId … on partition __transaction_state-N", six
     partitions; the registry's hashCode is negative), and the one string whose hashCode is Integer.MIN_VALUE."""
-    from tests.chaos.scenarios import coordinator_partition
+    from tests.chaos.harness import coordinator_partition
     logged = {"c9516a00d.mlbus.scorer.0": 4, "c904ba3bf.mlbus.scorer.0": 3, "c904ba3bf.mlbus.registry.0": 4}
     assert {key: coordinator_partition(key, 6) for key in logged} == logged
     assert coordinator_partition("", 6) == 0 and coordinator_partition("polygenelubricants", 50) == 0   # MIN_VALUE
