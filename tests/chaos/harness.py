@@ -329,7 +329,8 @@ class TrackedProducer:
 
         while True:
             try:
-                self.producer.produce(self.bus.catalogue.physical(topic), value=value, key=key, headers=headers, on_delivery=delivered)
+                self.producer.produce(self.bus.catalogue.physical(topic), value=value, key=key, headers=headers,
+                                      on_delivery=delivered)
                 break
             except BufferError:
                 self.producer.poll(0.1)

@@ -92,7 +92,8 @@ def scored_result(name: str, stage: Stage, producer: TrackedProducer, notes: lis
                      f"{ {n: s.last_words for n, s in stage.services.items() if s.last_words} })")
     if counts.duplicated:
         notes.append(duplicates_traced(stage, served_ids(predictions)))
-    ok = extra_ok and counts.acknowledged > 0 and counts.lost == 0 and counts.duplicated == 0 and counts.out_of_order == 0
+    ok = extra_ok and counts.acknowledged > 0 and counts.lost == 0 and counts.duplicated == 0 \
+        and counts.out_of_order == 0
     return result(name, counts, ok, notes)
 
 
@@ -245,7 +246,8 @@ def poison_input(workdir: Path, scale: float) -> ScenarioResult:
             nan_request = replace(nan_request, value={
                 **nan_request.value, "features": {**nan_request.value["features"], "mean_radius": float("nan")}})
             poisons = {
-                "inference.requests": poison_payloads(stage, "inference.requests", inference_request(0), bad, nan_request),
+                "inference.requests": poison_payloads(stage, "inference.requests", inference_request(0), bad,
+                                                      nan_request),
                 "outcomes": poison_payloads(stage, "outcomes", outcome_event(0), bad),
                 **{topic: poison_payloads(stage, topic, example_event(stage, topic), bad // 5)
                    for topic in ("data.batches", "approvals", "training.requests")},
@@ -661,7 +663,8 @@ def service_crash(workdir: Path, scale: float) -> ScenarioResult:
             send_requests(producer, 0, n, faults)
             outcome = scored_result("service crash", stage, producer,
                                     [f"kill -9 in turn at even intervals: {', '.join(killed)}"])
-            for service, topics in (("validator", ["data.batches"]), ("trainer", ["data.validated", "training.requests"]),
+            for service, topics in (("validator", ["data.batches"]),
+                                    ("trainer", ["data.validated", "training.requests"]),
                                     ("registry", ["models.trained", "approvals"]),
                                     ("deployer", ["models.lifecycle", "deployments"])):
                 drain(stage, service, topics, timeout=600)
@@ -900,6 +903,7 @@ def recovery_view(stage: Stage) -> dict:
     request, and whether `audit verify` passes."""
     explained = stage.cli("audit", "explain", inference_request_id(0), "--json")
     deployments = stage.cli("deployments", MODEL, "--json")
-    return {"registry": registry_rows(stage), "deployments": deployments.stdout if deployments.returncode == 0 else None,
+    return {"registry": registry_rows(stage),
+            "deployments": deployments.stdout if deployments.returncode == 0 else None,
             "explain": explained.stdout if explained.returncode == 0 else None,
             "verified": stage.cli("audit", "verify").returncode == 0}
