@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import partial
+from typing import Callable, TypeVar
 
 from services.bus.context import Bus
 from services.bus.errors import BadInput
@@ -22,6 +23,8 @@ from .anchor import Anchor
 from .audit_log import (anchored_heads, audit_records, checkpoint_shard, checkpoints, committed_chain_hash, decoded,
                         kept_heads, log_id, log_signers, records_between, shard_count, verify_log)
 from .witness_log import cosignatures, proof_tree, witness_keys
+
+T = TypeVar("T")
 
 
 def verification(bus: Bus, extra_heads: list | None = None, extra_keys: dict[str, bytes] | None = None,
@@ -154,23 +157,30 @@ def roots_problem(bus: Bus, shard: int, on_topic: list, anchored: list, heads: l
     now is given until it is MLBUS_AUDIT_WITNESS_WAIT_S old for both: the auditor appends it to the anchor right
     after its commit, and a witness co-signs it within seconds; a verify landing in between is no finding."""
     wait_ms = int(bus.settings.audit.witness_wait_s * 1000)
-    anchoring = anchor_problem(on_topic, anchored, bus.settings.audit.anchor)
-    while anchoring and (due := _young_for_ms(newest_head(on_topic), wait_ms)) > 0:
-        time.sleep(min(0.5, due / 1000))
-        anchored = anchored_heads(bus, shard)
-        anchoring = anchor_problem(on_topic, anchored, bus.settings.audit.anchor)
-    if anchoring:
+    anchor = bus.settings.audit.anchor
+    anchored = _settled(
+        lambda read: _young_for_ms(newest_head(on_topic), wait_ms) if anchor_problem(on_topic, read, anchor) else 0,
+        lambda: anchored_heads(bus, shard), anchored)
+    if anchoring := anchor_problem(on_topic, anchored, anchor):
         return anchoring
     trusted, found = witness if witness is not None else ({}, [])
     newest = newest_head(heads)
-    while (due := cosignature_due_ms(newest, found, trusted, keys, wait_ms, int(time.time() * 1000))) > 0:
-        time.sleep(min(0.5, due / 1000))
-        found = cosignatures(bus)
+    found = _settled(lambda read: cosignature_due_ms(newest, read, trusted, keys, wait_ms, int(time.time() * 1000)),
+                     lambda: cosignatures(bus), found)
     problem = witness_problem(newest, found, trusted, keys)
     if problem is None:
         # Heads are read again: the auditor may have signed (and the witness co-signed) one during the walk.
         problem = cosigned_beyond(newest_head(heads + sum(kept_heads(bus, shard), [])), found, trusted, name)
     return (problem, "audit.witness") if problem else None
+
+
+def _settled(due_ms: Callable[[T], int], reread: Callable[[], T], read: T) -> T:
+    """What was read, read again every 0.5 s (sooner when less is due) for as long as due_ms of it gives it time:
+    the reading to judge."""
+    while (due := due_ms(read)) > 0:
+        time.sleep(min(0.5, due / 1000))
+        read = reread()
+    return read
 
 
 def _young_for_ms(head: TreeHead | None, patience_ms: int) -> int:
