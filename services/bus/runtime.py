@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from .consumed import position, survey
-from .commits import OffsetsToCommit
+from .committer import Committer
 from .context import Bus
 from .dlq import dead_letter, dlq_topic
 from .envelope import Envelope, Event
@@ -39,7 +39,7 @@ from .publish import Publisher
 from .received import Received, decode_message
 from .schema_topic import SchemasTopicResolver
 from .settings import ConfigError
-from .transactions import REBALANCING, TRANSACTION_DEADLINE_S, AbortRun, commit_transactional
+from .transactions import TRANSACTION_DEADLINE_S, commit_transactional
 from .watchdog import Watchdog, exit_stuck
 
 # How often every input partition's position is measured besides after each batch (positions.py): it costs no
@@ -70,6 +70,8 @@ def handler_failed(error: Exception) -> HandlerFailed:
 
 
 class ServiceRuntime:
+    committer: Committer            # how each batch's offsets are committed (made once the clients are)
+
     def __init__(self, bus: Bus, service: str, mode: HandlerMode, config: RuntimeConfig | None = None):
         """A service's loop: its handler in one of three modes (modes.py), run as config says (None: defaults)."""
         if not isinstance(mode, PerRecord | Batched | RawBatch):
@@ -100,14 +102,15 @@ class ServiceRuntime:
         poison_file = bus.settings.storage.var_dir / "state" / f"{runner}.poison.json"
         self.poison = PoisonFile(poison_file, runtime.poison_budget)
         self._stopping = False
-        self._offsets = OffsetsToCommit()      # at-least-once: offsets of flushed batches, until committed
-        self._aborts = AbortRun()               # transactions aborted since the last commit (after_failed_commit)
         instance = bus.settings.runtime.instance        # MLBUS_INSTANCE: one per copy when scaled out
         transactional_id = runner if config.transactional else None
         self.consumer = Consumer({**consumer_config(bus.settings, self.group, f"{service}-{instance}"),
-                                  "on_commit": self._on_async_commit,
+                                  "on_commit": lambda error, partitions: self.committer.on_async_commit(
+                                      error, partitions),
                                   "statistics.interval.ms": STATISTICS_EVERY_MS, "stats_cb": self._on_statistics})
         self.publisher = Publisher(bus, service, Producer(producer_config(bus.settings, service, transactional_id)))
+        self.committer = Committer(service, config, self.consumer, self.publisher, self.watchdog, self.log,
+                                   self.metrics)
         bus.schemas.resolver = SchemasTopicResolver(bus)
 
     def stop(self, *_: object) -> None:
@@ -139,7 +142,7 @@ class ServiceRuntime:
         try:
             while not self._stopping:
                 messages = self._next_batch()
-                self._commit_async()            # at-least-once: what a rebalance or a refusal left to send
+                self.committer.send_async()     # at-least-once: what a rebalance or a refusal left to send
                 if messages:
                     self.handle_batch(messages)
                 ticker = self.config.ticker
@@ -149,7 +152,7 @@ class ServiceRuntime:
                     self._measure_lag()
             if self.config.on_stop:
                 self._publish_alone(self._ticked(self.config.on_stop))
-            self._commit_owed()
+            self.committer.commit_owed()
         finally:
             self.consumer.close()
             self.publisher.producer.flush(10)
@@ -206,8 +209,8 @@ class ServiceRuntime:
         if self.config.transactional:
             self.publisher.producer.begin_transaction()
         outcomes = [self._publish(outcome) for outcome in outcomes]
-        if not self._commit([TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]):
-            self._rewind(good)
+        if not self.committer.commit([TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]):
+            self.committer.rewind(good)
             return
         self._count(batch.per_topic, outcomes, committing - handling, time.perf_counter() - committing)
         self._report_positions(next_offsets)        # current as soon as the batch is committed, not a second later
@@ -383,10 +386,7 @@ class ServiceRuntime:
         for prepared in ready:
             self.publisher.send(prepared)
         if self.config.transactional:
-            with self.watchdog.deadline("commit_transaction", TRANSACTION_DEADLINE_S):
-                commit_transactional(self.publisher.producer)
-            self.publisher.raise_failures()
-            self._committed()
+            self.committer.commit_alone()
         else:
             self.publisher.flush()
 
@@ -445,103 +445,6 @@ class ServiceRuntime:
         self.publisher.produce(dlq_topic(topic), key, value, headers)
         return outcome
 
-    def _commit(self, offsets: list[TopicPartition]) -> bool:
-        """Commit the batch's outputs and offsets; False when the transaction was aborted (see after_failed_commit)."""
-        producer = self.publisher.producer
-        if not self.config.transactional:
-            self.publisher.flush()          # the outputs are on the broker before their inputs' offsets move on
-            self._offsets.add({(o.topic, o.partition): o.offset for o in offsets})
-            self._commit_async()
-            return True
-        with self.watchdog.deadline("send_offsets_to_transaction + commit_transaction", TRANSACTION_DEADLINE_S):
-            try:
-                commit_transactional(producer, offsets, self.consumer.consumer_group_metadata())
-            except KafkaException as failure:
-                error = failure.args[0]
-                action = self._aborts.judge(error, self.config.rewinds)
-                if action == "crash":
-                    raise
-                self.log.warning("transaction aborted", error=str(error), rewound=action == "rewind")
-                self.metrics.aborted.labels(self.service).inc()
-                producer.abort_transaction(30)
-                self.publisher.forget_aborted()
-                self._aborts.aborted(error)
-                if self.config.on_aborted and action == "rewind":
-                    self.config.on_aborted()
-                if action == "abort-and-crash":
-                    raise InfrastructureError(
-                        f"transaction aborted ({error}); restarting, so that the service's state is rebuilt "
-                        "from what was committed") from failure
-                return False
-        self.publisher.raise_failures()
-        self._aborts.committed()
-        self._committed()
-        return True
-
-    def _rewind(self, messages: list[Message]) -> None:
-        """After an aborted transaction: read the batch again from its first offset in each partition this copy
-        still owns (a partition a rebalance took away is read by its new owner from the committed offset)."""
-        first: dict[tuple[str, int], int] = {}
-        for message in messages:
-            topic, partition, offset = position(message)
-            first.setdefault((topic, partition), offset)
-        owned = {(p.topic, p.partition) for p in self.consumer.assignment()}
-        for (topic, partition), offset in first.items():
-            if (topic, partition) not in owned:
-                continue
-            try:
-                self.consumer.seek(TopicPartition(topic, partition, offset))
-            except KafkaException as error:
-                if (topic, partition) in {(p.topic, p.partition) for p in self.consumer.assignment()}:
-                    raise InfrastructureError(f"could not read {topic}[{partition}] again from {offset} after an "
-                                              f"aborted transaction ({error}); restarting from the committed "
-                                              "offset") from error
-                self.log.warning("rewind skipped: revoked meanwhile", topic=topic, partition=partition)
-
-    def _committed(self) -> None:
-        if self.config.on_committed:
-            self.config.on_committed()
-
-    def _commit_async(self) -> None:
-        """At-least-once, after the outputs were flushed: the loop goes on to the next batch while the broker
-        records the offsets (commits.py keeps them until it confirms; a refused one is sent again)."""
-        sending = self._offsets.send_async()
-        if not sending:
-            return
-        try:
-            self.consumer.commit(offsets=_partitions(sending), asynchronous=True)
-        except KafkaException as error:
-            self._offsets.refused(sending)
-            if error.args[0].code() not in REBALANCING + (KafkaError._STATE,):
-                raise
-            self.log.warning("commit deferred by a rebalance", error=str(error.args[0]))
-
-    def _on_async_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        failed = {(p.topic, p.partition): p.offset for p in partitions if error is not None or p.error}
-        self._offsets.settled({(p.topic, p.partition): p.offset for p in partitions
-                               if (p.topic, p.partition) not in failed})
-        if failed and (error is None or error.code() != KafkaError._NO_OFFSET):
-            self._offsets.refused(failed)
-            self.log.warning("asynchronous commit refused; sent again with the next", error=str(error))
-
-    def _commit_owed(self, keys: set[tuple[str, int]] | None = None) -> None:
-        """Commit and wait for everything not yet confirmed for these partitions (all when None): as they are
-        revoked, and at a stop. A rebalance in progress refuses it (the group's generation moved on): the
-        offsets stay owed for the partitions this copy keeps; only what is never committed is read again."""
-        owed = self._offsets.owed(keys)
-        if not owed:
-            return
-        try:
-            self.consumer.commit(offsets=_partitions(owed), asynchronous=False)
-        except KafkaException as error:
-            # a rebalance in progress, or partitions already lost (a session that expired while this copy
-            # was stalled): not this copy's to commit any more; what it handled is read again by the next owner
-            if error.args[0].code() not in REBALANCING + (KafkaError._ASSIGNMENT_LOST, KafkaError._STATE):
-                raise
-            self.log.warning("commit deferred by a rebalance", error=str(error.args[0]))
-            return
-        self._offsets.settled(owed)
-
     def _on_rebalance(self, change: str) -> Callable[[Consumer, list[TopicPartition]], None]:
         """Log each rebalance (how often they happen is a health signal: the chaos suite counts them)."""
         def log(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -550,9 +453,7 @@ class ServiceRuntime:
             if change == "revoked":
                 self.metrics.consumed.forget({(self.bus.catalogue.logical(p.topic), p.partition) for p in partitions})
             if change == "revoked" and not self.config.transactional:
-                revoked = {(p.topic, p.partition) for p in partitions}
-                self._commit_owed(revoked)
-                self._offsets.forget(revoked)
+                self.committer.revoked({(p.topic, p.partition) for p in partitions})
         return log
 
     def _on_consumer_error(self, error: KafkaError) -> None:
@@ -572,10 +473,6 @@ class ServiceRuntime:
         missing = sorted(physical - existing)
         if missing:
             raise ConfigError(f"topics missing on the broker: {', '.join(missing)}; run `mlbus topics apply`")
-
-
-def _partitions(offsets: dict[tuple[str, int], int]) -> list[TopicPartition]:
-    return [TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()]
 
 
 YOUNG_COLLECTION = 50_000

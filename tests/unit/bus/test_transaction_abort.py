@@ -11,8 +11,9 @@ from services.bus.errors import InfrastructureError
 from services.bus.logs import get_logger
 from services.bus.metrics import ServiceMetrics
 from services.bus.publish import ABORTED, Publisher
-from services.bus.runtime import RuntimeConfig, ServiceRuntime
-from services.bus.transactions import MAX_REWINDS, REBALANCE_PATIENCE_S, REBALANCING, AbortRun, after_failed_commit
+from services.bus.committer import Committer
+from services.bus.runtime import RuntimeConfig
+from services.bus.transactions import MAX_REWINDS, REBALANCE_PATIENCE_S, REBALANCING, after_failed_commit
 from services.bus.watchdog import Watchdog
 
 ABORTABLE = KafkaError(KafkaError.ILLEGAL_GENERATION, "generation moved", txn_requires_abort=True)
@@ -105,15 +106,12 @@ class FakeMessage:
         return self._at[2]
 
 
-def runtime(failures: list, rewindable: bool, owned=(("requests", 0),)) -> ServiceRuntime:
-    service = ServiceRuntime.__new__(ServiceRuntime)        # its parts only: no broker
-    publisher = Publisher.__new__(Publisher)
+def runtime(failures: list, rewindable: bool, owned=(("requests", 0),)) -> Committer:
+    publisher = Publisher.__new__(Publisher)                # its parts only: no broker
     publisher.producer, publisher.failures, publisher._announced = FakeProducer(failures), [], {"mlbus.Prediction"}
-    service.__dict__.update(service="scorer", config=RuntimeConfig(transactional=True, rewindable=rewindable),
-                            publisher=publisher, _aborts=AbortRun(),
-                            consumer=FakeConsumer(list(owned)), log=get_logger(), metrics=ServiceMetrics("scorer"),
-                            watchdog=Watchdog(lambda what, seconds: None, background=False))
-    return service
+    return Committer("scorer", RuntimeConfig(transactional=True, rewindable=rewindable), FakeConsumer(list(owned)),
+                     publisher, Watchdog(lambda what, seconds: None, background=False), get_logger(),
+                     ServiceMetrics("scorer"))
 
 
 OFFSETS = [TopicPartition("requests", 0, 12)]
@@ -121,11 +119,11 @@ OFFSETS = [TopicPartition("requests", 0, 12)]
 
 def test_a_rewindable_service_aborts_and_reads_the_batch_again_where_it_still_owns_the_partition():
     service = runtime([ABORTABLE], rewindable=True, owned=[("requests", 0)])
-    assert service._commit(OFFSETS) is False
+    assert service.commit(OFFSETS) is False
     assert service.publisher.producer.calls == ["send_offsets", "abort"]
     assert service.publisher._announced == set()           # announced inside the aborted transaction: again
-    assert service._aborts.count == 1
-    service._rewind([FakeMessage("requests", 0, 10), FakeMessage("requests", 0, 11), FakeMessage("requests", 1, 4)])
+    assert service.aborts.count == 1
+    service.rewind([FakeMessage("requests", 0, 10), FakeMessage("requests", 0, 11), FakeMessage("requests", 1, 4)])
     assert service.consumer.seeks == [("requests", 0, 10)]   # partition 1 went to another copy: not ours to seek
     assert service.metrics.aborted.labels("scorer")._value.get() == 1
 
@@ -133,7 +131,7 @@ def test_a_rewindable_service_aborts_and_reads_the_batch_again_where_it_still_ow
 def test_a_stateful_service_aborts_then_restarts_to_rebuild_its_state():
     service = runtime([None, ABORTABLE], rewindable=False)
     with pytest.raises(InfrastructureError, match="transaction aborted"):
-        service._commit(OFFSETS)
+        service.commit(OFFSETS)
     assert service.publisher.producer.calls == ["send_offsets", "commit", "abort"]
 
 
@@ -141,13 +139,13 @@ def test_a_stateful_service_aborts_then_restarts_to_rebuild_its_state():
 def test_a_fenced_copy_crashes_without_aborting(rewindable):
     service = runtime([FENCED], rewindable=rewindable)
     with pytest.raises(KafkaException):
-        service._commit(OFFSETS)
+        service.commit(OFFSETS)
     assert service.publisher.producer.calls == ["send_offsets"]
 
 
 def test_a_retriable_commit_is_called_again():
     service = runtime([None, RETRIABLE, RETRIABLE, None], rewindable=False)
-    assert service._commit(OFFSETS) is True
+    assert service.commit(OFFSETS) is True
     assert service.publisher.producer.calls == ["send_offsets", "commit", "commit", "commit"]
 
 
@@ -164,18 +162,18 @@ def test_a_partition_still_owned_that_cannot_be_read_again_restarts_the_service_
     service = runtime([], rewindable=True, owned=[("requests", 0)])
     service.consumer.unseekable = {("requests", 0)}
     with pytest.raises(InfrastructureError, match="could not read requests\\[0\\] again from 10"):
-        service._rewind([FakeMessage("requests", 0, 10)])
+        service.rewind([FakeMessage("requests", 0, 10)])
 
 
 def test_a_successful_commit_ends_the_run_of_aborts():
     service = runtime([ABORTABLE], rewindable=True)
-    assert service._commit(OFFSETS) is False and service._commit(OFFSETS) is True
-    assert service._aborts.count == 0
+    assert service.commit(OFFSETS) is False and service.commit(OFFSETS) is True
+    assert service.aborts.count == 0
 
 
 def test_a_retriable_send_offsets_is_called_again_not_a_crash():
     service = runtime([RETRIABLE, RETRIABLE, None, None], rewindable=False)
-    assert service._commit(OFFSETS) is True
+    assert service.commit(OFFSETS) is True
     assert service.publisher.producer.calls == ["send_offsets"] * 3 + ["commit"]
 
 
@@ -183,9 +181,9 @@ def test_rebalance_aborts_in_a_row_are_timed_from_the_first_of_the_run():
     now = [100.0]
     service = runtime([ABORTABLE, ABORTABLE, ABORTABLE], rewindable=True)
     with mock.patch("services.bus.transactions.time.monotonic", lambda: now[0]):
-        assert service._commit(OFFSETS) is False
+        assert service.commit(OFFSETS) is False
         now[0] += REBALANCE_PATIENCE_S / 2
-        assert service._commit(OFFSETS) is False
+        assert service.commit(OFFSETS) is False
         now[0] += REBALANCE_PATIENCE_S / 2 + 1
         with pytest.raises(InfrastructureError, match="transaction aborted"):
-            service._commit(OFFSETS)
+            service.commit(OFFSETS)
