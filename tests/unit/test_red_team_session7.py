@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from services.bus.errors import InfrastructureError
+from services.bus.runtime import ServiceRuntime
 from services.bus.transactions import MAX_REWINDS, REBALANCING, TRANSACTION_DEADLINE_S, AbortRun
 from services.bus.watchdog import Watchdog
 from services.console.view import ConsoleView
@@ -82,7 +83,7 @@ def test_a_commit_timing_out_twice_gives_up_to_after_failed_commit_before_the_wa
     given more time than the budget has left: a clean crash, logged as what it is, the consumer closed."""
     service, clock, expired = slow_runtime({"commit": 2})
     with fake_time(clock), pytest.raises(KafkaException):
-        service._commit(OFFSETS)
+        service.commit(OFFSETS)
     assert expired == []
     assert [name for name, _ in service.publisher.producer.calls] == ["send_offsets", "commit", "commit"]
 
@@ -94,7 +95,7 @@ def test_retriable_failures_of_both_steps_share_one_budget_and_give_up_before_th
     service, clock, expired = slow_runtime({"send_offsets": 3, "commit": 1_000})
     started = clock[0]
     with fake_time(clock), pytest.raises(KafkaException):
-        service._commit(OFFSETS)
+        service.commit(OFFSETS)
     assert expired == [] and clock[0] - started < TRANSACTION_DEADLINE_S
 
 
@@ -108,8 +109,10 @@ def test_a_ticks_transaction_retries_a_retriable_commit_as_a_batchs_does():
     publisher.prepared = lambda event, cause=None: event
     publisher.send = published.append
     publisher.producer.failure_s = 1.0              # a coordinator loading: refused at once
+    ticking = ServiceRuntime.__new__(ServiceRuntime)        # its parts only: the committer's, no broker
+    ticking.__dict__.update(service="scorer", config=service.config, publisher=publisher, committer=service)
     with fake_time(clock):
-        service._publish_alone(["tick-event"])
+        ticking._publish_alone(["tick-event"])
     assert published == ["tick-event"] and expired == []
     assert [name for name, _ in publisher.producer.calls] == ["begin", "commit", "commit", "commit"]
 
@@ -119,8 +122,8 @@ def test_aborts_of_a_rebalance_do_not_use_up_the_rewinds_of_other_aborts():
     service = runtime([KafkaError(REBALANCING[0], "generation moved", txn_requires_abort=True)] * 5 +
                       [REFUSED_RECORD], rewindable=True)
     for _ in range(5):
-        assert service._commit(OFFSETS) is False
-    assert service._commit(OFFSETS) is False            # rewound: the first refused record of its run
+        assert service.commit(OFFSETS) is False
+    assert service.commit(OFFSETS) is False            # rewound: the first refused record of its run
 
 
 # 2. features.online: values ahead of the reader's clock -----------------------------------------------------------
