@@ -52,8 +52,10 @@ def consumer_config(settings: Settings, group: str, client_id: str, read_committ
               "partition.assignment.strategy": "cooperative-sticky",
               # A crashed member is noticed in 10 s (the broker's minimum is 6 s), so its partitions move on.
               "session.timeout.ms": 10_000, "heartbeat.interval.ms": 2_000, "max.poll.interval.ms": 300_000,
-              # Bound the prefetch queue so a slow consumer's memory stays small.
-              "queued.max.messages.kbytes": 16_384}
+              # Bound the prefetch queue so a slow consumer's memory stays small. Once it is full, librdkafka
+              # waited 1 s (fetch.queue.backoff.ms) before fetching again: the auditor, reading 5,000 messages a
+              # batch, then waited for data it could have had (append +10-15 %, two alternating runs, 2026-12-07).
+              "queued.max.messages.kbytes": 16_384, "fetch.queue.backoff.ms": 10}
     return {**config, **settings.connection.kafka_overrides}
 
 

@@ -32,6 +32,7 @@ from .errors import BadInput, HandlerFailed, InfrastructureError, is_infrastruct
 from .kafka import consumer_config, group_id, producer_config
 from .logs import get_logger
 from .metrics import ServiceMetrics
+from .native_consumer import native_consumer
 from .modes import Batched, BatchHandler, Forward, Handler, HandlerMode, PerRecord, RawBatch, RuntimeConfig, Tick
 from .poison import PoisonFile, Span, poison_record, spans
 from .positions import Consumed, start_offsets
@@ -104,7 +105,10 @@ class ServiceRuntime:
         self._stopping = False
         instance = bus.settings.runtime.instance        # MLBUS_INSTANCE: one per copy when scaled out
         transactional_id = runner if config.transactional else None
-        self.consumer = Consumer({**consumer_config(bus.settings, self.group, f"{service}-{instance}"),
+        # A transactional task's partitions are assigned and its offsets go with its transactions: the compiled
+        # consumer serves it where it can be had (native_consumer.py), the client's otherwise and everywhere else.
+        make_consumer = native_consumer if task is not None and config.transactional else Consumer
+        self.consumer = make_consumer({**consumer_config(bus.settings, self.group, f"{service}-{instance}"),
                                   "on_commit": lambda error, partitions: self.committer.on_async_commit(
                                       error, partitions),
                                   "statistics.interval.ms": STATISTICS_EVERY_MS, "stats_cb": self._on_statistics})
@@ -137,7 +141,8 @@ class ServiceRuntime:
             self.consumer.subscribe([self.bus.catalogue.physical(t) for t in self.topics],
                                     on_assign=self._on_rebalance("assigned"),
                                     on_revoke=self._on_rebalance("revoked"))
-        self.log.info("service started", topics=self.topics, transactional=self.config.transactional)
+        self.log.info("service started", topics=self.topics, transactional=self.config.transactional,
+                      consumer=type(self.consumer).__name__)
         settle_heap()
         try:
             while not self._stopping:

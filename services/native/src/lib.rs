@@ -15,6 +15,7 @@ use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use sha2::{Digest, Sha256};
 
+mod consumer;
 mod pager;
 
 const MARKER: [u8; 2] = [0xc3, 0x01];
@@ -1126,6 +1127,8 @@ fn mlbus_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Forest>()?;
     m.add_class::<pager::PyFrontier>()?;
     m.add_class::<pager::Pager>()?;
+    m.add_class::<consumer::Consumer>()?;
+    m.add_class::<consumer::ConsumedMessage>()?;
     m.add_function(wrap_pyfunction!(pager::page_records, m)?)?;
     m.add_function(wrap_pyfunction!(pager::record_topic, m)?)?;
     m.add_function(wrap_pyfunction!(canonical_of, m)?)?;

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -16,6 +17,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
+use super::consumer::{ConsumedMessage, Fields};
 use super::{
     blocks, hex_string, seal_record, sha256, write_bytes, Frontier, Reader, Record, Redactor,
     Sealed, HEADER_LEN, MARKER,
@@ -96,18 +98,18 @@ pub(crate) struct Pager {
     random: Vec<u8>,                       // OS randomness drawn in bulk, used from the end
 }
 
-/// A consumed message's fields, borrowed from its Python objects.
-struct Consumed {
-    partition: i64,
-    offset: i64,
-    timestamp: i64,
-    key: Option<PyBackedBytes>,
-    value: Option<PyBackedBytes>,
-    headers: Vec<(PyBackedStr, Option<PyBackedBytes>)>,
-}
+/// A consumed message's fields: a native consumer's message's own (no Python), or copied from a client's Message.
+type Consumed = Arc<Fields>;
 
 fn consumed(message: &Bound<'_, PyAny>, headers_of: &PyObject,
             unreadable: Option<&(PyObject, Py<PyDict>)>) -> PyResult<Consumed> {
+    if let Ok(native) = message.downcast::<ConsumedMessage>() {
+        let fields = &native.get().fields;
+        if fields.headers.is_none() {
+            return Err(PyValueError::new_err("headers unreadable")); // Python audits it (consumed.headers_of)
+        }
+        return Ok(fields.clone());
+    }
     let py = message.py();
     let timestamp: Bound<'_, PyTuple> = message.call_method0(intern!(py, "timestamp"))?.downcast_into()?;
     let headers = match unreadable {
@@ -116,14 +118,24 @@ fn consumed(message: &Bound<'_, PyAny>, headers_of: &PyObject,
         // raise once and leaves a list that must not be read again (headers_of remembers such a message).
         None => headers_of.call1(py, (message,))?.extract::<Option<Vec<_>>>(py)?.unwrap_or_default(),
     };
-    Ok(Consumed {
+    let topic: Option<PyBackedStr> = message.call_method0(intern!(py, "topic"))?.extract()?;
+    Ok(Arc::new(Fields {
+        topic: Arc::from(topic.as_deref().unwrap_or_default()),
         partition: message.call_method0(intern!(py, "partition"))?.extract()?,
         offset: message.call_method0(intern!(py, "offset"))?.extract()?,
-        timestamp: timestamp.get_item(1)?.extract()?,
+        timestamp: (timestamp.get_item(0)?.extract()?, timestamp.get_item(1)?.extract()?),
         key: message.call_method0(intern!(py, "key"))?.extract()?,
         value: message.call_method0(intern!(py, "value"))?.extract()?,
-        headers,
-    })
+        headers: Some(headers),
+    }))
+}
+
+/// The topic a message was read from, for its route: a native message's own, else the client's.
+fn topic_of(message: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+    if let Ok(native) = message.downcast::<ConsumedMessage>() {
+        return Ok(native.get().topic_name().map(str::to_string));
+    }
+    message.call_method0(intern!(message.py(), "topic"))?.extract()
 }
 
 /// A consumed message's headers as consumed.headers_of reads them, straight from the client: a message
@@ -131,7 +143,7 @@ fn consumed(message: &Bound<'_, PyAny>, headers_of: &PyObject,
 /// handed to consumed.unreadable, which remembers it, so that its broken list is never read again), is an error
 /// here — the pager leaves it to Python, which audits it with UNREADABLE_HEADERS as before.
 fn read_headers(message: &Bound<'_, PyAny>, unreadable: &PyObject, remembered: &Bound<'_, PyDict>)
-    -> PyResult<Vec<(PyBackedStr, Option<PyBackedBytes>)>> {
+    -> PyResult<Vec<(String, Option<Vec<u8>>)>> {
     let py = message.py();
     if !remembered.is_empty() {
         if let Some(known) = remembered.get_item(message.as_ptr() as usize)? {
@@ -161,7 +173,7 @@ fn read_headers(message: &Bound<'_, PyAny>, unreadable: &PyObject, remembered: &
 
 /// A header's value as decide.header reads it: the first of that name with a value, decoded as UTF-8 with
 /// U+FFFD for what is not, cut to CLAIM_CHARS characters.
-fn header(headers: &[(PyBackedStr, Option<PyBackedBytes>)], name: &str) -> Option<String> {
+fn header(headers: &[(String, Option<Vec<u8>>)], name: &str) -> Option<String> {
     headers
         .iter()
         .find(|(k, v)| &**k == name && v.is_some())
@@ -288,7 +300,7 @@ impl Pager {
                 return Ok((pending, ROOM));
             }
             let message = messages.get_item(index)?;
-            let topic: Option<PyBackedStr> = message.call_method0(intern!(py, "topic"))?.extract()?;
+            let topic = topic_of(&message)?;
             let route = match topic.as_deref().and_then(|t| self.routes.get(t)) {
                 Some(route) if !route.special => route,
                 _ => return Ok((pending, SPECIAL)),
@@ -298,10 +310,10 @@ impl Pager {
             };
             let size = m.key.as_deref().map_or(0, <[u8]>::len)
                 + m.value.as_deref().map_or(0, <[u8]>::len)
-                + m.headers.iter().map(|(k, v)| k.len() + v.as_deref().map_or(0, <[u8]>::len)).sum::<usize>();
+                + m.pairs().iter().map(|(k, v)| k.len() + v.as_deref().map_or(0, <[u8]>::len)).sum::<usize>();
             let oversize = (size > self.max_record_bytes).then(|| {
                 let mut parts: Vec<&[u8]> = vec![m.key.as_deref().unwrap_or_default(), m.value.as_deref().unwrap_or_default()];
-                for (k, v) in &m.headers {
+                for (k, v) in m.pairs() {
                     parts.push(k.as_bytes());
                     parts.push(v.as_deref().unwrap_or_default());
                 }
@@ -379,17 +391,17 @@ fn seal_pending(pending: &[Pending], prefix: &[u8], random: &mut Vec<u8>, mut ch
             }
             None => {
                 key = m.key.as_deref();
-                headers = m.headers.iter().map(|(k, v)| (&**k, v.as_deref())).collect();
+                headers = m.pairs().iter().map(|(k, v)| (&**k, v.as_deref())).collect();
                 value = if p.personal { p.redacted.as_deref() } else { m.value.as_deref() };
-                let source = header(&m.headers, "ce_source").filter(|s| !s.is_empty());
+                let source = header(m.pairs(), "ce_source").filter(|s| !s.is_empty());
                 actor = format!("unverified:{}", source.as_deref().unwrap_or("unknown"));
-                record_type = header(&m.headers, "ce_type");
+                record_type = header(m.pairs(), "ce_type");
             }
         }
         let mut next_hex = String::new();
         let mut record = Record {
             sequence: sequence + count as i64 + 1, audited_at, source_topic: &p.logical,
-            source_partition: m.partition, source_offset: m.offset, source_timestamp: m.timestamp, key, headers,
+            source_partition: m.partition, source_offset: m.offset, source_timestamp: m.timestamp.1, key, headers,
             value, actor: &actor, record_type: record_type.as_deref(),
             sealed: sealed.as_ref().map(|(subject, nonce, ciphertext)| Sealed { subject, nonce, ciphertext }),
             prev_hash: &chain.hash_hex, hash: "",
