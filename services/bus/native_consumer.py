@@ -9,14 +9,17 @@ Consumer where the compiled one cannot be had (no Rust build, MLBUS_NATIVE=off, 
 from __future__ import annotations
 
 import os
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Callable, cast
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from .native import native
 
 SEEK_TIMEOUT_S = 30.0
+MAX_MESSAGES = 1_000_000        # the client's bound on consume(num_messages): past it, a ValueError
+WAIT_S = 3600.0                 # consume(timeout=-1) waits this long at a time, until a message comes
 
 
 def librdkafka_path(maps: str | None = None) -> str | None:
@@ -27,8 +30,10 @@ def librdkafka_path(maps: str | None = None) -> str | None:
         return None
     for line in text.splitlines():
         fields = line.split(maxsplit=5)
+        # a library replaced on disk since it was loaded (an upgrade in place) shows as "path (deleted)": no
+        # dlopen finds it by that name, and the file now at its path is another library, not the one loaded
         if len(fields) == 6 and Path(fields[5]).name.startswith("librdkafka") and ".so" in fields[5]:
-            return fields[5]
+            return None if fields[5].endswith(" (deleted)") else fields[5]
     return None
 
 
@@ -44,6 +49,10 @@ class NativeConsumer:
 
     def __init__(self, config: dict, library: str):
         assert native is not None
+        if not config.get("group.id"):
+            # librdkafka then has no consumer queue: the compiled consumer would read through a NULL one (a
+            # segfault); the client refuses a missing group.id the same way (and aborts on an empty one)
+            raise ValueError("Failed to create consumer: group.id must be set")
         settings = dict(config)
         self._statistics: Callable[[str], None] | None = settings.pop("stats_cb", None)
         settings.pop("on_commit", None)     # never called: its offsets go with the producer's transactions
@@ -51,10 +60,18 @@ class NativeConsumer:
         self._native = native.Consumer(library, [(name, _text(value)) for name, value in settings.items()])
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list:
-        messages = self._native.consume(num_messages, timeout if timeout >= 0 else 3600.0)
-        if self._statistics is not None and (report := self._native.take_statistics()) is not None:
-            self._statistics(report)
-        return messages
+        """As the client's: at most num_messages (0 to MAX_MESSAGES, else a ValueError — the compiled consumer
+        makes room for that many first), waiting up to `timeout` seconds for the first, for ever when negative."""
+        if not 0 <= num_messages <= MAX_MESSAGES:
+            raise ValueError(f"num_messages must be between 0 and {MAX_MESSAGES}")
+        if num_messages == 0:
+            return []
+        while True:
+            messages = self._native.consume(num_messages, timeout if timeout >= 0 else WAIT_S)
+            if self._statistics is not None and (report := self._native.take_statistics()) is not None:
+                self._statistics(report)
+            if messages or timeout >= 0:
+                return messages
 
     def poll(self, timeout: float = -1):
         messages = self.consume(1, timeout)
@@ -96,7 +113,11 @@ class NativeConsumer:
             client.close()
 
     def close(self) -> None:
-        self._native.close()
+        """Closed whatever librdkafka says of the close, as the client's is (it never raises the error of its
+        rd_kafka_consumer_close): raised from the runtime's `finally`, it took the place of what stopped the loop,
+        skipped the producer's flush, and turned a shard's clean move into a failed shard."""
+        with suppress(KafkaException):
+            self._native.close()
 
 
 def _tuples(partitions: list[TopicPartition]) -> list[tuple[str, int, int]]:
@@ -114,5 +135,10 @@ def native_consumer(config: dict) -> Consumer:
     library = librdkafka_path() if wanted and native is not None and hasattr(native, "Consumer") else None
     if library is None:
         return Consumer(config)
-    # typed as the client's: it answers every call the runtime makes on a transactional task's consumer
-    return cast(Consumer, NativeConsumer(config, library))
+    try:
+        # typed as the client's: it answers every call the runtime makes on a transactional task's consumer
+        return cast(Consumer, NativeConsumer(config, library))
+    except RuntimeError:
+        # the library found cannot serve it (dlopen fails, a function it calls is missing): at every start, a
+        # crash loop where the client's consumer works. Settings librdkafka refuses the client refuses too.
+        return Consumer(config)
