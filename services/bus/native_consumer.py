@@ -49,10 +49,6 @@ class NativeConsumer:
 
     def __init__(self, config: dict, library: str):
         assert native is not None
-        if not config.get("group.id"):
-            # librdkafka then has no consumer queue: the compiled consumer would read through a NULL one (a
-            # segfault); the client refuses a missing group.id the same way (and aborts on an empty one)
-            raise ValueError("Failed to create consumer: group.id must be set")
         settings = dict(config)
         self._statistics: Callable[[str], None] | None = settings.pop("stats_cb", None)
         settings.pop("on_commit", None)     # never called: its offsets go with the producer's transactions

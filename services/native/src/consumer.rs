@@ -18,6 +18,7 @@ use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 const RD_KAFKA_CONSUMER: c_int = 1;
 const CONF_OK: c_int = 0;
+const MAX_MESSAGES: usize = 1_000_000; // the client's bound on consume(num_messages)
 const ERR_NOENT: c_int = -156; // RD_KAFKA_RESP_ERR__NOENT: a message without headers
 
 #[repr(C)]
@@ -438,6 +439,12 @@ impl Consumer {
             }
             (api.poll_set_consumer)(rk);
             let queue = (api.queue_get_consumer)(rk);
+            if queue.is_null() {
+                // no group: librdkafka has no consumer queue to read (the client refuses the same)
+                (api.destroy)(rk);
+                drop(Box::from_raw(statistics));
+                return Err(PyValueError::new_err("Failed to create consumer: group.id must be set"));
+            }
             Ok(Consumer { api, handle: Some(Handle { rk, queue, statistics }), names: HashMap::new() })
         }
     }
@@ -445,11 +452,18 @@ impl Consumer {
     /// Up to `count` messages (and error events), waiting at most `timeout` seconds for the first. The messages
     /// are read and copied without the GIL; only the objects Python holds are made with it.
     fn consume<'py>(&mut self, py: Python<'py>, count: usize, timeout: f64) -> PyResult<Bound<'py, PyList>> {
+        if count > MAX_MESSAGES {
+            // room for `count` messages is made first: refused, as the client refuses it, rather than an abort
+            return Err(PyValueError::new_err(format!("num_messages must be between 0 and {MAX_MESSAGES}")));
+        }
+        if count == 0 {
+            return Ok(PyList::empty(py));
+        }
         let queue = self.handle()?.queue as usize;
         let (api, names) = (&self.api, &self.names);
         let timeout_ms = (timeout * 1000.0).max(0.0) as c_int;
         let read: Vec<Read> = py.allow_threads(|| {
-            let mut raw: Vec<*mut RdMessage> = vec![std::ptr::null_mut(); count.max(1)];
+            let mut raw: Vec<*mut RdMessage> = vec![std::ptr::null_mut(); count];
             // SAFETY: the queue is open; librdkafka fills at most `count` pointers, each destroyed once copied.
             let n = unsafe { (api.consume_batch_queue)(queue as *mut c_void, timeout_ms, raw.as_mut_ptr(), raw.len()) };
             raw.truncate(n.max(0) as usize);

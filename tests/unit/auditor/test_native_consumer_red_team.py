@@ -3,8 +3,7 @@ stand-in for confluent-kafka's Consumer must answer every call as the client doe
 (a segfault or an abort is a crash loop). Calls that could crash run in a child process, so that a crash fails the
 test instead of the test run; none needs a broker (librdkafka makes a consumer without reaching one).
 
-Still open (strict xfail): the Rust itself trusts its caller — NativeConsumer now refuses what would crash it, but
-the compiled class called directly still segfaults on a consumer without a group and aborts on a huge batch."""
+The compiled class refuses them itself too: a consumer without a group, an impossible batch."""
 from __future__ import annotations
 
 import subprocess
@@ -120,11 +119,9 @@ def test_a_library_replaced_on_disk_since_it_was_loaded_is_not_opened_by_its_old
     assert librdkafka_path(DELETED_MAPS) is None
 
 
-# Still open: the compiled class trusts its caller. Each needs a change in services/native/src/consumer.rs.
+# The compiled class itself refuses what would crash it (called directly, not through NativeConsumer).
 
 @compiled
-@pytest.mark.xfail(strict=True, reason="consumer.rs Consumer::new (lines 439-441) ignores rd_kafka_poll_set_consumer's "
-                   "result and keeps a NULL rd_kafka_queue_get_consumer(); consume (454) and close (600) use it")
 def test_the_compiled_class_refuses_a_consumer_without_a_group():
     out = survived(child("""
         from services.domain.compiled import native
@@ -139,8 +136,6 @@ def test_the_compiled_class_refuses_a_consumer_without_a_group():
 
 
 @compiled
-@pytest.mark.xfail(strict=True, reason="consumer.rs consume (line 452) allocates count.max(1) pointers before "
-                   "reading: an impossible count aborts the process (Rust's allocation failure), not an error")
 def test_the_compiled_class_refuses_an_impossible_batch():
     out = survived(child("""
         from services.domain.compiled import native
