@@ -98,10 +98,11 @@ impl Api {
     #[allow(clippy::missing_transmute_annotations)] // each field's type is the C signature the symbol is read as
     fn open(path: &str) -> PyResult<Api> {
         let name = CString::new(path).map_err(|_| PyValueError::new_err("a library path holds a NUL"))?;
-        // SAFETY: dlopen of the library confluent-kafka already loaded: the same handle, its initialisers ran.
-        let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        // SAFETY: dlopen of the library confluent-kafka already loaded (RTLD_NOLOAD: that one or none, never a
+        // second copy): the same handle, its initialisers ran.
+        let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL | libc::RTLD_NOLOAD) };
         if handle.is_null() {
-            return Err(PyRuntimeError::new_err(format!("cannot open librdkafka at {path}")));
+            return Err(PyRuntimeError::new_err(format!("no librdkafka at {path} is loaded in this process")));
         }
         macro_rules! symbol {
             ($name:literal) => {{
@@ -287,6 +288,9 @@ unsafe impl Send for Handle {}
 unsafe impl Sync for Handle {}
 
 unsafe extern "C" fn on_statistics(_rk: *mut c_void, json: *mut c_char, len: usize, opaque: *mut c_void) -> c_int {
+    if json.is_null() || opaque.is_null() {
+        return 0;
+    }
     let kept = &*(opaque as *const Mutex<Option<String>>);
     let text = String::from_utf8_lossy(std::slice::from_raw_parts(json as *const u8, len)).into_owned();
     if let Ok(mut latest) = kept.lock() {
@@ -321,7 +325,10 @@ impl Consumer {
         unsafe {
             let list = (self.api.list_new)(partitions.len() as c_int);
             for (topic, partition, offset) in partitions {
-                let name = CString::new(topic.as_str()).map_err(|_| PyValueError::new_err("a topic holds a NUL"))?;
+                let Ok(name) = CString::new(topic.as_str()) else {
+                    (self.api.list_destroy)(list);
+                    return Err(PyValueError::new_err("a topic holds a NUL"));
+                };
                 let added = (self.api.list_add)(list, name.as_ptr(), *partition);
                 (*added).offset = *offset;
             }

@@ -116,7 +116,8 @@ fn consumed(message: &Bound<'_, PyAny>, headers_of: &PyObject,
         Some((unreadable, remembered)) => read_headers(message, unreadable, remembered.bind(py))?,
         // Through consumed.headers_of, never the client directly: a header key that is not UTF-8 makes the client
         // raise once and leaves a list that must not be read again (headers_of remembers such a message).
-        None => headers_of.call1(py, (message,))?.extract::<Option<Vec<_>>>(py)?.unwrap_or_default(),
+        None => headers_of.call1(py, (message,))?.extract::<Option<Vec<(String, Option<PyBackedBytes>)>>>(py)?
+            .unwrap_or_default().into_iter().map(|(k, v)| (k, owned(v))).collect(),
     };
     let topic: Option<PyBackedStr> = message.call_method0(intern!(py, "topic"))?.extract()?;
     Ok(Arc::new(Fields {
@@ -124,10 +125,15 @@ fn consumed(message: &Bound<'_, PyAny>, headers_of: &PyObject,
         partition: message.call_method0(intern!(py, "partition"))?.extract()?,
         offset: message.call_method0(intern!(py, "offset"))?.extract()?,
         timestamp: (timestamp.get_item(0)?.extract()?, timestamp.get_item(1)?.extract()?),
-        key: message.call_method0(intern!(py, "key"))?.extract()?,
-        value: message.call_method0(intern!(py, "value"))?.extract()?,
+        key: owned(message.call_method0(intern!(py, "key"))?.extract()?),
+        value: owned(message.call_method0(intern!(py, "value"))?.extract()?),
         headers: Some(headers),
     }))
+}
+
+/// Bytes copied out of a Python bytes object in one go (extracting a Vec<u8> reads them item by item).
+fn owned(bytes: Option<PyBackedBytes>) -> Option<Vec<u8>> {
+    bytes.map(|b| b.to_vec())
 }
 
 /// The topic a message was read from, for its route: a native message's own, else the client's.
@@ -166,7 +172,7 @@ fn read_headers(message: &Bound<'_, PyAny>, unreadable: &PyObject, remembered: &
     let mut headers = Vec::with_capacity(listed.len());
     for pair in listed.iter() {
         let pair = pair.downcast_into::<PyTuple>()?;
-        headers.push((pair.get_item(0)?.extract()?, pair.get_item(1)?.extract()?));
+        headers.push((pair.get_item(0)?.extract()?, owned(pair.get_item(1)?.extract()?)));
     }
     Ok(headers)
 }
